@@ -1,0 +1,320 @@
+"""Accounts: organisations, workspaces, users, API users, memberships, grants.
+
+Services take a :class:`~sqlalchemy.orm.Session` and never commit (the caller's edge does). Any change
+that can alter what a credential may do registers a cache invalidation to run after commit.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from sensorhub.accounts.models import Grant, Membership, Organisation, Role, User, Workspace
+from sensorhub.accounts.passwords import MIN_PASSWORD_LENGTH, hash_password
+from sensorhub.audit.service import record
+from sensorhub.db import on_commit
+from sensorhub.errors import BadRequest, Conflict, Forbidden, NotFound
+
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+Invalidate = Callable[[], None]
+
+
+def slugify(name: str) -> str:
+    s = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:63]
+    return s or "org"
+
+
+def _check_slug(slug: str, what: str) -> str:
+    if not SLUG_RE.match(slug):
+        raise BadRequest(
+            f"{what} slug '{slug}' is invalid: use 1-63 lowercase letters, digits and dashes, "
+            "starting with a letter or digit"
+        )
+    return slug
+
+
+def get_org(s: Session, ref: str) -> Organisation:
+    """An organisation by slug or id."""
+    org = s.scalar(select(Organisation).where((Organisation.slug == ref) | (Organisation.id == ref)))
+    if org is None:
+        raise NotFound(f"organisation '{ref}' not found")
+    return org
+
+
+def find_org(s: Session, ref: str) -> Organisation | None:
+    return s.scalar(select(Organisation).where((Organisation.slug == ref) | (Organisation.id == ref)))
+
+
+def create_org(s: Session, slug: str, name: str | None = None) -> Organisation:
+    _check_slug(slug, "organisation")
+    if s.scalar(select(Organisation.id).where(Organisation.slug == slug)):
+        raise Conflict(f"an organisation with slug '{slug}' already exists")
+    org = Organisation(slug=slug, name=name or slug)
+    s.add(org)
+    s.flush()
+    return org
+
+
+def update_policy(
+    s: Session,
+    org: Organisation,
+    *,
+    max_token_lifetime_days: int | None,
+    allow_non_expiring_tokens: bool,
+    invalidate: Invalidate,
+) -> Organisation:
+    if max_token_lifetime_days is not None and max_token_lifetime_days < 1:
+        raise BadRequest("max_token_lifetime_days must be at least 1 (or null for no cap)")
+    org.max_token_lifetime_days = max_token_lifetime_days
+    org.allow_non_expiring_tokens = allow_non_expiring_tokens
+    s.flush()
+    on_commit(s, invalidate)
+    return org
+
+
+def list_workspaces(s: Session, org: Organisation) -> list[Workspace]:
+    return list(s.scalars(select(Workspace).where(Workspace.org_id == org.id).order_by(Workspace.slug)))
+
+
+def get_workspace(s: Session, org: Organisation, ref: str) -> Workspace:
+    ws = s.scalar(
+        select(Workspace).where(Workspace.org_id == org.id, (Workspace.slug == ref) | (Workspace.id == ref))
+    )
+    if ws is None:
+        raise NotFound(f"workspace '{ref}' not found in organisation '{org.slug}'")
+    return ws
+
+
+def create_workspace(s: Session, org: Organisation, slug: str, name: str | None = None) -> Workspace:
+    _check_slug(slug, "workspace")
+    exists = s.scalar(select(Workspace.id).where(Workspace.org_id == org.id, Workspace.slug == slug))
+    if exists:
+        raise Conflict(f"workspace '{slug}' already exists in organisation '{org.slug}'")
+    ws = Workspace(org_id=org.id, slug=slug, name=name or slug)
+    s.add(ws)
+    s.flush()
+    return ws
+
+
+def get_user_by_email(s: Session, email: str) -> User | None:
+    return s.scalar(select(User).where(func.lower(User.email) == email.strip().lower()))
+
+
+def create_user(s: Session, email: str, password: str, name: str | None = None) -> User:
+    email = email.strip().lower()
+    if not EMAIL_RE.match(email):
+        raise BadRequest(f"'{email}' is not a valid email address")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise BadRequest(f"password must be at least {MIN_PASSWORD_LENGTH} characters long")
+    if get_user_by_email(s, email):
+        raise Conflict(f"a user with email '{email}' already exists")
+    user = User(email=email, name=name or email.split("@")[0], password_hash=hash_password(password))
+    s.add(user)
+    s.flush()
+    return user
+
+
+def set_password(s: Session, user: User, password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise BadRequest(f"password must be at least {MIN_PASSWORD_LENGTH} characters long")
+    user.password_hash = hash_password(password)
+
+
+def set_user_disabled(s: Session, user: User, disabled: bool, invalidate: Invalidate) -> None:
+    """Disabling a user cuts off every one of its tokens and sessions at once."""
+    user.disabled = disabled
+    s.flush()
+    on_commit(s, invalidate)
+
+
+def membership(s: Session, user_id: str, org_id: str) -> Membership | None:
+    return s.scalar(select(Membership).where(Membership.user_id == user_id, Membership.org_id == org_id))
+
+
+def memberships_of(s: Session, user_id: str) -> list[tuple[Membership, Organisation]]:
+    rows = s.execute(
+        select(Membership, Organisation)
+        .join(Organisation, Organisation.id == Membership.org_id)
+        .where(Membership.user_id == user_id)
+        .order_by(Organisation.slug)
+    )
+    return [(m, o) for m, o in rows.tuples()]
+
+
+def _check_role(role: str) -> Role:
+    try:
+        return Role(role)
+    except ValueError:
+        raise BadRequest(f"unknown role '{role}'; valid roles are: owner, admin, member, viewer") from None
+
+
+def set_membership(
+    s: Session, user: User, org: Organisation, role: str, invalidate: Invalidate, actor_role: str | None = None
+) -> Membership:
+    """Add ``user`` to ``org`` with ``role``, or change its role."""
+    r = _check_role(role)
+    if actor_role is not None and r == Role.owner and actor_role != Role.owner:
+        raise Forbidden("only organisation owners can make someone an owner")
+    m = membership(s, user.id, org.id)
+    if m is not None and m.role == Role.owner and r != Role.owner:
+        if actor_role is not None and actor_role != Role.owner:
+            raise Forbidden("only organisation owners can change an owner's role")
+        _ensure_other_owner(s, org, user.id)
+    if m is None:
+        m = Membership(user_id=user.id, org_id=org.id, role=r.value)
+        s.add(m)
+    else:
+        m.role = r.value
+    s.flush()
+    on_commit(s, invalidate)
+    return m
+
+
+def _ensure_other_owner(s: Session, org: Organisation, leaving_user_id: str) -> None:
+    owners = s.scalar(
+        select(func.count())
+        .select_from(Membership)
+        .where(Membership.org_id == org.id, Membership.role == Role.owner, Membership.user_id != leaving_user_id)
+    )
+    if not owners:
+        raise Conflict("an organisation must keep at least one owner; make someone else owner first")
+
+
+def remove_membership(
+    s: Session, user: User, org: Organisation, invalidate: Invalidate, actor_role: str | None = None
+) -> None:
+    """Remove ``user`` from ``org``: its tokens lose that organisation at once, its grants there go too."""
+    m = membership(s, user.id, org.id)
+    if m is None:
+        raise NotFound(f"'{user.display}' is not a member of '{org.slug}'")
+    if m.role == Role.owner:
+        if actor_role is not None and actor_role != Role.owner:
+            raise Forbidden("only organisation owners can remove an owner")
+        _ensure_other_owner(s, org, user.id)
+    s.delete(m)
+    for g in s.scalars(select(Grant).where(Grant.user_id == user.id, Grant.org_id == org.id)):
+        s.delete(g)
+    s.flush()
+    on_commit(s, invalidate)
+
+
+def list_members(s: Session, org: Organisation) -> list[tuple[Membership, User]]:
+    rows = s.execute(
+        select(Membership, User)
+        .join(User, User.id == Membership.user_id)
+        .where(Membership.org_id == org.id, User.is_api_user.is_(False))
+        .order_by(User.email)
+    )
+    return [(m, u) for m, u in rows.tuples()]
+
+
+def create_api_user(
+    s: Session, org: Organisation, name: str, role: str, invalidate: Invalidate
+) -> tuple[User, Membership]:
+    name = name.strip()
+    if not name:
+        raise BadRequest("name must not be empty")
+    r = _check_role(role)
+    if r == Role.owner:
+        raise BadRequest("API users cannot be owners; use admin, member or viewer")
+    dup = s.scalar(
+        select(User.id).where(User.owner_org_id == org.id, User.is_api_user.is_(True), User.name == name)
+    )
+    if dup:
+        raise Conflict(f"an API user named '{name}' already exists in '{org.slug}'")
+    user = User(name=name, is_api_user=True, owner_org_id=org.id)
+    s.add(user)
+    s.flush()
+    m = Membership(user_id=user.id, org_id=org.id, role=r.value)
+    s.add(m)
+    s.flush()
+    on_commit(s, invalidate)
+    return user, m
+
+
+def list_api_users(s: Session, org: Organisation) -> list[tuple[User, Membership | None]]:
+    rows = s.execute(
+        select(User, Membership)
+        .outerjoin(Membership, (Membership.user_id == User.id) & (Membership.org_id == org.id))
+        .where(User.owner_org_id == org.id, User.is_api_user.is_(True))
+        .order_by(User.name)
+    )
+    return [(u, m) for u, m in rows.tuples()]
+
+
+def get_api_user(s: Session, org: Organisation, user_id: str) -> User:
+    u = s.scalar(
+        select(User).where(User.id == user_id, User.owner_org_id == org.id, User.is_api_user.is_(True))
+    )
+    if u is None:
+        raise NotFound(f"API user '{user_id}' not found in '{org.slug}'")
+    return u
+
+
+def get_member_user(s: Session, org: Organisation, ref: str) -> User:
+    """A member (person or API user) of ``org`` by id or email."""
+    u = s.scalar(
+        select(User)
+        .join(Membership, Membership.user_id == User.id)
+        .where(Membership.org_id == org.id, (User.id == ref) | (func.lower(User.email) == ref.lower()))
+    )
+    if u is None:
+        raise NotFound(f"user '{ref}' is not a member of '{org.slug}'")
+    return u
+
+
+def create_grant(
+    s: Session,
+    org: Organisation,
+    user: User,
+    *,
+    workspace: Workspace | None,
+    entity_id: str | None,
+    time_start: datetime | None,
+    time_end: datetime | None,
+    actor_id: str | None,
+    invalidate: Invalidate,
+) -> Grant:
+    if membership(s, user.id, org.id) is None:
+        raise BadRequest(f"'{user.display}' is not a member of '{org.slug}': add the member first")
+    if time_start and time_end and time_start >= time_end:
+        raise BadRequest("time_end must be after time_start")
+    g = Grant(
+        user_id=user.id,
+        org_id=org.id,
+        workspace_id=workspace.id if workspace else None,
+        entity_id=entity_id or None,
+        time_start=time_start,
+        time_end=time_end,
+        created_by=actor_id,
+    )
+    s.add(g)
+    s.flush()
+    record(s, "grant.create", org_id=org.id, actor_user_id=actor_id, target=g.id, details={"user": user.id})
+    on_commit(s, invalidate)
+    return g
+
+
+def list_grants(s: Session, org: Organisation, user_id: str | None = None) -> list[Grant]:
+    q = select(Grant).where(Grant.org_id == org.id)
+    if user_id:
+        q = q.where(Grant.user_id == user_id)
+    return list(s.scalars(q.order_by(Grant.created_at)))
+
+
+def delete_grant(s: Session, org: Organisation, grant_id: str, actor_id: str | None, invalidate: Invalidate) -> None:
+    g = s.scalar(select(Grant).where(Grant.id == grant_id, Grant.org_id == org.id))
+    if g is None:
+        raise NotFound(f"grant '{grant_id}' not found in '{org.slug}'")
+    s.delete(g)
+    s.flush()
+    record(s, "grant.delete", org_id=org.id, actor_user_id=actor_id, target=grant_id)
+    on_commit(s, invalidate)
+
+

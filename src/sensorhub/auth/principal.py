@@ -1,0 +1,67 @@
+"""The resolved, immutable view of a credential that every token-authenticated request carries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sensorhub.auth.restrictions import Restriction
+from sensorhub.authz.access import Access, AccessRule
+
+
+@dataclass(frozen=True, slots=True)
+class OrgRef:
+    id: str
+    slug: str
+    name: str
+    role: str | None  # the owner's role for PATs; None for API keys
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceRef:
+    id: str
+    org_id: str
+    slug: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Principal:
+    credential_id: str
+    kind: str  # "pat" | "key"
+    name: str
+    user_id: str | None  # PAT owner (person or API user)
+    key_org_id: str | None  # API key's organisation
+    owner_label: str
+    is_api_user: bool
+    token_scopes: frozenset[str]  # as granted to the token
+    org_scopes: dict[str, frozenset[str]]  # effective scopes per organisation (token ∩ role)
+    rules: tuple[AccessRule, ...]  # owner's grants ∩ token restrictions
+    restrictions: tuple[Restriction, ...]
+    expires_at: datetime | None
+    created_at: datetime
+    rate_limit_per_minute: int
+    export_row_cap: int
+    orgs: dict[str, OrgRef]
+    workspaces: dict[str, WorkspaceRef]
+    _access_cache: dict[str, Access] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        """Scopes usable in at least one organisation."""
+        out: set[str] = set()
+        for s in self.org_scopes.values():
+            out |= s
+        return frozenset(out)
+
+    def access(self, scope: str) -> Access:
+        """What this principal may read or write with ``scope``: rules in organisations where the scope
+        is effective."""
+        hit = self._access_cache.get(scope)
+        if hit is None:
+            hit = Access(tuple(r for r in self.rules if scope in self.org_scopes.get(r.org_id, ())))
+            self._access_cache[scope] = hit
+        return hit
+
+    def is_expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now

@@ -1,0 +1,107 @@
+"""Turning a stored credential into a :class:`Principal` (the cache-miss path)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from sensorhub.accounts.models import Grant, Membership, Organisation, Role, User, Workspace
+from sensorhub.auth import restrictions as R
+from sensorhub.auth.principal import OrgRef, Principal, WorkspaceRef
+from sensorhub.auth.scopes import ROLE_SCOPES
+from sensorhub.authz.access import AccessRule
+from sensorhub.config import Settings
+from sensorhub.tokens.models import Credential
+
+
+class Rejected(Exception):
+    """The credential exists but may not be used; ``reason`` is for logs and metrics only."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def resolve(s: Session, digest: str, settings: Settings, now: datetime) -> Principal:
+    cred = s.scalar(select(Credential).where(Credential.digest == digest))
+    if cred is None:
+        raise Rejected("unknown")
+    if cred.revoked_at is not None:
+        raise Rejected("revoked")
+    if cred.expires_at is not None and cred.expires_at <= now:
+        raise Rejected("expired")
+    return build_principal(s, cred, settings)
+
+
+def build_principal(s: Session, cred: Credential, settings: Settings) -> Principal:
+    token_scopes = frozenset(cred.scopes)
+    restrictions = R.load(cred.restrictions)
+    org_scopes: dict[str, frozenset[str]] = {}
+    rules: list[AccessRule] = []
+    roles: dict[str, str | None] = {}
+    is_api_user = False
+
+    if cred.kind == "key":
+        assert cred.org_id is not None
+        org_scopes[cred.org_id] = token_scopes
+        rules.append(AccessRule(cred.org_id))
+        roles[cred.org_id] = None
+        owner_label = f"organisation API key '{cred.name}'"
+        default_cap = settings.key_export_row_cap
+    else:
+        assert cred.user_id is not None
+        user = s.get(User, cred.user_id)
+        if user is None or user.disabled:
+            raise Rejected("owner_disabled")
+        is_api_user = user.is_api_user
+        owner_label = user.display
+        default_cap = settings.pat_export_row_cap
+        for m in s.scalars(select(Membership).where(Membership.user_id == user.id)):
+            role = Role(m.role)
+            roles[m.org_id] = m.role
+            org_scopes[m.org_id] = token_scopes & ROLE_SCOPES[role]
+            if role.is_admin:
+                rules.append(AccessRule(m.org_id))
+        member_orgs = [o for o, r in roles.items() if r is not None and not Role(r).is_admin]
+        if member_orgs:
+            for g in s.scalars(select(Grant).where(Grant.user_id == user.id, Grant.org_id.in_(member_orgs))):
+                rules.append(AccessRule(g.org_id, g.workspace_id, g.entity_id, g.time_start, g.time_end))
+
+    narrowed: list[AccessRule] = rules
+    for r in restrictions:
+        narrowed = r.narrow(narrowed)
+    # Organisations outside the token's restrictions drop out of the scope table too.
+    org_r = next((r for r in restrictions if isinstance(r, R.Organisations)), None)
+    if org_r is not None:
+        org_scopes = {o: sc for o, sc in org_scopes.items() if o in org_r.org_ids}
+
+    org_ids = list(org_scopes)
+    orgs = {
+        o.id: OrgRef(o.id, o.slug, o.name, roles.get(o.id))
+        for o in s.scalars(select(Organisation).where(Organisation.id.in_(org_ids)))
+    }
+    wss = {
+        w.id: WorkspaceRef(w.id, w.org_id, w.slug, w.name)
+        for w in s.scalars(select(Workspace).where(Workspace.org_id.in_(org_ids)))
+    }
+    return Principal(
+        credential_id=cred.id,
+        kind=cred.kind,
+        name=cred.name,
+        user_id=cred.user_id,
+        key_org_id=cred.org_id,
+        owner_label=owner_label,
+        is_api_user=is_api_user,
+        token_scopes=token_scopes,
+        org_scopes=org_scopes,
+        rules=tuple(dict.fromkeys(narrowed)),
+        restrictions=tuple(restrictions),
+        expires_at=cred.expires_at,
+        created_at=cred.created_at,
+        rate_limit_per_minute=cred.rate_limit_per_minute or settings.rate_limit_per_minute,
+        export_row_cap=cred.export_row_cap or default_cap,
+        orgs=orgs,
+        workspaces=wss,
+    )

@@ -1,0 +1,94 @@
+"""Typed settings, read from the environment with the ``SENSORHUB_`` prefix."""
+
+from __future__ import annotations
+
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SECRET_KEY_FILE = "secret.key"
+
+
+class Settings(BaseSettings):
+    """Every setting can be set as ``SENSORHUB_<NAME>`` (e.g. ``SENSORHUB_DATA_DIR``)."""
+
+    model_config = SettingsConfigDict(env_prefix="SENSORHUB_", extra="ignore")
+
+    env: Literal["development", "production", "test"] = "development"
+    data_dir: Path = Path("./sensorhub-data")
+    database_url: str | None = None
+    redis_url: str | None = None
+    export_store: str | None = None
+    s3_endpoint_url: str | None = None
+    secret_key: str | None = None
+    token_prefix: str = "shub"
+    allow_query_token: bool = False
+    base_url: str | None = None
+
+    default_token_lifetime_days: int = Field(365, ge=1)
+    # Per-credential request budget (requests per minute); API keys may carry their own.
+    rate_limit_per_minute: int = Field(1200, ge=1)
+    # Failed authentications tolerated per client IP per window before 429.
+    failed_auth_limit: int = Field(30, ge=1)
+    failed_auth_window_seconds: int = Field(300, ge=1)
+    auth_cache_ttl_seconds: float = Field(60.0, gt=0)
+    last_used_debounce_seconds: float = Field(60.0, ge=0)
+    session_lifetime_hours: int = Field(12, ge=1)
+    login_attempts_per_window: int = Field(10, ge=1)
+    max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    trusted_proxies: list[str] = Field(default_factory=list)
+    require_https: bool = False
+
+    pat_export_row_cap: int = Field(10_000, ge=1)
+    key_export_row_cap: int = Field(10_000_000, ge=1)
+    export_url_ttl_seconds: int = Field(3600, ge=1)
+
+    @field_validator("token_prefix")
+    @classmethod
+    def _prefix_is_simple(cls, v: str) -> str:
+        if not v.isalnum() or not v.islower() or len(v) > 16:
+            raise ValueError("token_prefix must be 1-16 lowercase letters or digits")
+        return v
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, v: object) -> object:
+        if isinstance(v, str):
+            return [p.strip() for p in v.split(",") if p.strip()]
+        return v
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        """SQLAlchemy URL; ``postgresql://`` is mapped onto the psycopg 3 driver."""
+        url = self.database_url or f"sqlite:///{(self.data_dir / 'sensorhub.db').resolve()}"
+        for plain in ("postgresql://", "postgres://"):
+            if url.startswith(plain):
+                return "postgresql+psycopg://" + url[len(plain) :]
+        return url
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @cached_property
+    def resolved_secret_key(self) -> str:
+        """The server secret: from the environment, else generated once into the data dir."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / SECRET_KEY_FILE
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        # Created with mode 0600 so that other local users cannot read it.
+        path.touch(mode=0o600)
+        path.write_text(key + "\n")
+        return key
+
+    def ensure_data_dir(self) -> Path:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return self.data_dir

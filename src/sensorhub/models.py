@@ -1,0 +1,22 @@
+"""Imports every domain's models so that ``Base.metadata`` is complete (Alembic, tests)."""
+
+from sensorhub.accounts.models import Grant, Membership, Organisation, Role, User, Workspace
+from sensorhub.audit.models import AuditEvent
+from sensorhub.auth.models import WebSession
+from sensorhub.db import Base
+from sensorhub.entities.models import Entity
+from sensorhub.tokens.models import Credential
+
+__all__ = [
+    "AuditEvent",
+    "Base",
+    "Credential",
+    "Entity",
+    "Grant",
+    "Membership",
+    "Organisation",
+    "Role",
+    "User",
+    "WebSession",
+    "Workspace",
+]

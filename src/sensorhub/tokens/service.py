@@ -1,0 +1,481 @@
+"""Minting, listing, rotating and revoking credentials (PATs and org API keys).
+
+Tokens never mint tokens: every function here is reached only through an interactive session (or the
+CLI). The plaintext is returned once, by :func:`create_pat`, :func:`create_api_key` and :func:`rotate`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from sensorhub.accounts.models import Membership, Organisation, Role, User, Workspace
+from sensorhub.audit.service import record
+from sensorhub.auth import restrictions as R
+from sensorhub.auth import token_format
+from sensorhub.auth.scopes import ROLE_SCOPES, parse_scopes
+from sensorhub.db import on_commit, utcnow
+from sensorhub.errors import BadRequest, Conflict, Forbidden, NotFound
+from sensorhub.tokens.models import Credential
+
+Invalidate = Callable[[], None]
+MAX_NAME = 100
+
+
+@dataclass
+class ExpirySpec:
+    expires_in_days: int | None = None
+    expires_at: datetime | None = None
+    never: bool = False
+
+
+@dataclass
+class RestrictionSpec:
+    organisations: Sequence[str] = ()
+    workspaces: Sequence[str] = ()
+    entities: Sequence[str] = ()
+    time_start: datetime | None = None
+    time_end: datetime | None = None
+    allowed_ips: Sequence[str] = ()
+
+
+@dataclass
+class Policy:
+    max_days: int | None
+    allow_never: bool
+    org_slugs: list[str]
+
+
+def _policy(orgs: Sequence[Organisation]) -> Policy:
+    """The strictest policy of the organisations a credential reaches."""
+    caps = [o.max_token_lifetime_days for o in orgs if o.max_token_lifetime_days]
+    return Policy(
+        max_days=min(caps) if caps else None,
+        allow_never=all(o.allow_non_expiring_tokens for o in orgs),
+        org_slugs=[o.slug for o in orgs],
+    )
+
+
+def resolve_expiry(spec: ExpirySpec, policy: Policy, default_days: int, now: datetime) -> datetime | None:
+    given = sum(x is not None and x is not False for x in (spec.expires_in_days, spec.expires_at, spec.never or None))
+    if given > 1:
+        raise BadRequest("give only one of expires_in_days, expires_at and never")
+    cap = policy.max_days
+    cap_note = f" (the policy of {', '.join(policy.org_slugs)} caps token lifetime at {cap} days)"
+    if spec.never:
+        if not policy.allow_never or cap is not None:
+            raise BadRequest(
+                "non-expiring tokens are not allowed by the organisation policy; give expires_in_days"
+                " or expires_at"
+            )
+        return None
+    if spec.expires_at is not None:
+        at = spec.expires_at
+        if at.tzinfo is None:
+            raise BadRequest("expires_at needs a time zone, e.g. 2027-01-31T00:00:00Z")
+        if at <= now:
+            raise BadRequest("expires_at is in the past; give a future date")
+        if cap is not None and at > now + timedelta(days=cap, minutes=1):
+            raise BadRequest("expires_at is too far in the future" + cap_note)
+        return at
+    if spec.expires_in_days is not None:
+        days = spec.expires_in_days
+        if days < 1:
+            raise BadRequest("expires_in_days must be at least 1")
+        if days > 36500:
+            raise BadRequest("expires_in_days must be at most 36500; use never for a non-expiring token")
+        if cap is not None and days > cap:
+            raise BadRequest(f"expires_in_days={days} is too long" + cap_note)
+        return now + timedelta(days=days)
+    return now + timedelta(days=min(default_days, cap) if cap else default_days)
+
+
+def _check_name(name: str) -> str:
+    name = name.strip()
+    if not name:
+        raise BadRequest("name must not be empty: give the token a name that says where it is used")
+    if len(name) > MAX_NAME:
+        raise BadRequest(f"name is too long (at most {MAX_NAME} characters)")
+    return name
+
+
+def _check_unique_name(s: Session, owner_key: str, name: str, except_id: str | None = None) -> None:
+    q = select(Credential.id).where(
+        Credential.owner_key == owner_key, Credential.name == name, Credential.revoked_at.is_(None)
+    )
+    existing = s.scalar(q)
+    if existing and existing != except_id:
+        raise Conflict(f"you already have an active token named '{name}'; choose another name or revoke it")
+
+
+def _build_restrictions(
+    s: Session, spec: RestrictionSpec, orgs: Sequence[Organisation], *, key_org: Organisation | None = None
+) -> tuple[dict[str, object], list[Organisation]]:
+    """Validate the requested restrictions against the organisations in reach; returns the JSON to
+    store and the organisations the credential will reach."""
+    out: list[R.Restriction] = []
+    reach = list(orgs)
+    if spec.organisations:
+        if key_org is not None:
+            raise BadRequest("API keys belong to one organisation; do not give organisations")
+        chosen = []
+        for ref in spec.organisations:
+            org = next((o for o in orgs if ref in (o.id, o.slug)), None)
+            if org is None:
+                raise BadRequest(f"organisation '{ref}' is not one you are a member of")
+            chosen.append(org)
+        reach = chosen
+        out.append(R.Organisations(frozenset(o.id for o in chosen)))
+    if spec.workspaces:
+        org_ids = [o.id for o in reach]
+        wss = list(s.scalars(select(Workspace).where(Workspace.org_id.in_(org_ids))))
+        by_org = {o.id: o.slug for o in reach}
+        picked: dict[str, str] = {}
+        for ref in spec.workspaces:
+            if "/" in ref:
+                org_ref, ws_ref = ref.split("/", 1)
+                cand = [w for w in wss if w.slug == ws_ref and org_ref in (w.org_id, by_org.get(w.org_id))]
+            else:
+                cand = [w for w in wss if ref in (w.id, w.slug)]
+            if not cand:
+                raise BadRequest(f"workspace '{ref}' not found in {', '.join(o.slug for o in reach)}")
+            if len(cand) > 1:
+                raise BadRequest(f"workspace '{ref}' exists in several organisations; write it as org/workspace")
+            picked[cand[0].id] = cand[0].org_id
+        out.append(R.Workspaces(picked))
+    if spec.entities:
+        ents = [e.strip() for e in spec.entities]
+        if any(not e for e in ents):
+            raise BadRequest("entity ids in entities must not be empty")
+        out.append(R.Entities(frozenset(ents)))
+    if spec.time_start or spec.time_end:
+        for label, v in (("time_start", spec.time_start), ("time_end", spec.time_end)):
+            if v is not None and v.tzinfo is None:
+                raise BadRequest(f"{label} needs a time zone, e.g. 2026-01-01T00:00:00Z")
+        if spec.time_start and spec.time_end and spec.time_start >= spec.time_end:
+            raise BadRequest("time_end must be after time_start")
+        out.append(R.TimeWindow(spec.time_start, spec.time_end))
+    if spec.allowed_ips:
+        try:
+            out.append(R.AllowedIPs(R.parse_networks(spec.allowed_ips)))
+        except ValueError as e:
+            raise BadRequest(f"allowed_ips: {e}") from None
+    return R.dump(out), reach
+
+
+@dataclass
+class Minted:
+    credential: Credential
+    token: str
+
+
+def _mint(
+    s: Session,
+    *,
+    kind: token_format.TokenKind,
+    prefix: str,
+    name: str,
+    owner_key: str,
+    user_id: str | None,
+    org_id: str | None,
+    scopes: list[str],
+    restrictions: dict[str, object],
+    expires_at: datetime | None,
+    created_by: str | None,
+    rate_limit_per_minute: int | None = None,
+    export_row_cap: int | None = None,
+    rotated_from: str | None = None,
+) -> Minted:
+    text = token_format.generate(prefix, kind)
+    parsed = token_format.parse(text, prefix)
+    assert parsed is not None
+    cred = Credential(
+        kind=kind,
+        name=name,
+        digest=parsed.digest,
+        hint=parsed.hint,
+        owner_key=owner_key,
+        user_id=user_id,
+        org_id=org_id,
+        scopes=scopes,
+        restrictions=restrictions,
+        expires_at=expires_at,
+        created_by=created_by,
+        rate_limit_per_minute=rate_limit_per_minute,
+        export_row_cap=export_row_cap,
+        rotated_from=rotated_from,
+    )
+    s.add(cred)
+    s.flush()
+    return Minted(cred, text)
+
+
+def _scopes(values: Sequence[str]) -> list[str]:
+    try:
+        return parse_scopes(list(values))
+    except ValueError as e:
+        raise BadRequest(str(e)) from None
+
+
+def user_orgs(s: Session, user_id: str) -> list[tuple[Organisation, str]]:
+    rows = s.execute(
+        select(Organisation, Membership.role)
+        .join(Membership, Membership.org_id == Organisation.id)
+        .where(Membership.user_id == user_id)
+        .order_by(Organisation.slug)
+    )
+    return [(o, r) for o, r in rows.tuples()]
+
+
+def create_pat(
+    s: Session,
+    owner: User,
+    *,
+    name: str,
+    scopes: Sequence[str],
+    expiry: ExpirySpec,
+    restrictions: RestrictionSpec,
+    prefix: str,
+    default_days: int,
+    created_by: str | None,
+    ip: str | None = None,
+) -> Minted:
+    name = _check_name(name)
+    scope_list = _scopes(scopes)
+    memberships = user_orgs(s, owner.id)
+    if not memberships:
+        raise BadRequest(f"'{owner.display}' is not a member of any organisation, so a token would reach nothing")
+    orgs = [o for o, _ in memberships]
+    stored, reach = _build_restrictions(s, restrictions, orgs)
+    roles = {o.id: r for o, r in memberships}
+    for sc in scope_list:
+        if not any(sc in ROLE_SCOPES[Role(roles[o.id])] for o in reach):
+            raise Forbidden(
+                f"your role does not allow the '{sc}' scope in {', '.join(o.slug for o in reach)}"
+            )
+    now = utcnow()
+    expires_at = resolve_expiry(expiry, _policy(reach), default_days, now)
+    owner_key = f"user:{owner.id}"
+    _check_unique_name(s, owner_key, name)
+    minted = _mint(
+        s,
+        kind="pat",
+        prefix=prefix,
+        name=name,
+        owner_key=owner_key,
+        user_id=owner.id,
+        org_id=None,
+        scopes=scope_list,
+        restrictions=stored,
+        expires_at=expires_at,
+        created_by=created_by,
+    )
+    for o in reach:
+        record(
+            s,
+            "token.create",
+            org_id=o.id,
+            actor_user_id=created_by,
+            credential_id=minted.credential.id,
+            target=name,
+            ip=ip,
+            details={"kind": "pat", "scopes": scope_list, "owner": owner.id},
+        )
+    return minted
+
+
+def create_api_key(
+    s: Session,
+    org: Organisation,
+    *,
+    name: str,
+    scopes: Sequence[str],
+    workspaces: Sequence[str],
+    expiry: ExpirySpec,
+    restrictions: RestrictionSpec,
+    prefix: str,
+    default_days: int,
+    created_by: str | None,
+    rate_limit_per_minute: int | None = None,
+    export_row_cap: int | None = None,
+    ip: str | None = None,
+) -> Minted:
+    name = _check_name(name)
+    scope_list = _scopes(scopes)
+    restrictions.workspaces = list(workspaces)
+    stored, _ = _build_restrictions(s, restrictions, [org], key_org=org)
+    now = utcnow()
+    expires_at = resolve_expiry(expiry, _policy([org]), default_days, now)
+    owner_key = f"org:{org.id}"
+    _check_unique_name(s, owner_key, name)
+    if rate_limit_per_minute is not None and rate_limit_per_minute < 1:
+        raise BadRequest("rate_limit_per_minute must be at least 1")
+    if export_row_cap is not None and export_row_cap < 1:
+        raise BadRequest("export_row_cap must be at least 1")
+    minted = _mint(
+        s,
+        kind="key",
+        prefix=prefix,
+        name=name,
+        owner_key=owner_key,
+        user_id=None,
+        org_id=org.id,
+        scopes=scope_list,
+        restrictions=stored,
+        expires_at=expires_at,
+        created_by=created_by,
+        rate_limit_per_minute=rate_limit_per_minute,
+        export_row_cap=export_row_cap,
+    )
+    record(
+        s,
+        "token.create",
+        org_id=org.id,
+        actor_user_id=created_by,
+        credential_id=minted.credential.id,
+        target=name,
+        ip=ip,
+        details={"kind": "key", "scopes": scope_list},
+    )
+    return minted
+
+
+def list_pats(s: Session, user_id: str, include_revoked: bool = True) -> list[Credential]:
+    q = select(Credential).where(Credential.user_id == user_id, Credential.kind == "pat")
+    if not include_revoked:
+        q = q.where(Credential.revoked_at.is_(None))
+    return list(s.scalars(q.order_by(Credential.created_at.desc())))
+
+
+def list_api_keys(s: Session, org_id: str, include_revoked: bool = True) -> list[Credential]:
+    q = select(Credential).where(Credential.org_id == org_id, Credential.kind == "key")
+    if not include_revoked:
+        q = q.where(Credential.revoked_at.is_(None))
+    return list(s.scalars(q.order_by(Credential.created_at.desc())))
+
+
+def get_pat(s: Session, user_id: str, cred_id: str) -> Credential:
+    c = s.scalar(
+        select(Credential).where(Credential.id == cred_id, Credential.user_id == user_id, Credential.kind == "pat")
+    )
+    if c is None:
+        raise NotFound(f"token '{cred_id}' not found")
+    return c
+
+
+def get_api_key(s: Session, org_id: str, cred_id: str) -> Credential:
+    c = s.scalar(
+        select(Credential).where(Credential.id == cred_id, Credential.org_id == org_id, Credential.kind == "key")
+    )
+    if c is None:
+        raise NotFound(f"API key '{cred_id}' not found")
+    return c
+
+
+def get_any(s: Session, cred_id: str) -> Credential:
+    c = s.get(Credential, cred_id)
+    if c is None:
+        raise NotFound(f"token '{cred_id}' not found")
+    return c
+
+
+def _audit_orgs(s: Session, cred: Credential) -> list[str | None]:
+    if cred.org_id:
+        return [cred.org_id]
+    if cred.user_id:
+        return [o.id for o, _ in user_orgs(s, cred.user_id)] or [None]
+    return [None]
+
+
+def revoke(
+    s: Session, cred: Credential, *, actor_id: str | None, invalidate: Invalidate, ip: str | None = None
+) -> Credential:
+    """Revoke ``cred``; idempotent (revoking a revoked credential changes nothing)."""
+    if cred.revoked_at is not None:
+        return cred
+    cred.revoked_at = utcnow()
+    cred.revoked_by = actor_id
+    s.flush()
+    for org_id in _audit_orgs(s, cred):
+        record(s, "token.revoke", org_id=org_id, actor_user_id=actor_id, credential_id=cred.id, target=cred.name, ip=ip)
+    on_commit(s, invalidate)
+    return cred
+
+
+def rotate(
+    s: Session,
+    cred: Credential,
+    *,
+    prefix: str,
+    default_days: int,
+    actor_id: str | None,
+    invalidate: Invalidate,
+    ip: str | None = None,
+) -> Minted:
+    """A new secret with the same name, scopes and restrictions; the old secret is revoked at once.
+
+    The new token gets the same lifetime the old one was created with, counted from now (capped by the
+    current policy)."""
+    if cred.revoked_at is not None:
+        raise Conflict("this token is revoked and cannot be rotated; create a new token instead")
+    if cred.org_id:
+        orgs = [s.get_one(Organisation, cred.org_id)]
+    else:
+        assert cred.user_id is not None
+        owner = s.get_one(User, cred.user_id)
+        if owner.disabled:
+            raise Forbidden("the owner of this token is disabled")
+        orgs = [o for o, _ in user_orgs(s, cred.user_id)]
+        wanted = R.load(cred.restrictions)
+        org_r = next((r for r in wanted if isinstance(r, R.Organisations)), None)
+        if org_r is not None:
+            orgs = [o for o in orgs if o.id in org_r.org_ids]
+        if not orgs:
+            raise Forbidden("the owner of this token is no longer a member of the organisations it reached")
+    now = utcnow()
+    if cred.expires_at is None:
+        spec = ExpirySpec(never=True)
+    else:
+        lifetime = cred.expires_at - cred.created_at
+        policy = _policy(orgs)
+        days = max(1, round(lifetime.total_seconds() / 86400))
+        if policy.max_days:
+            days = min(days, policy.max_days)
+        spec = ExpirySpec(expires_in_days=days)
+    expires_at = resolve_expiry(spec, _policy(orgs), default_days, now)
+    cred.revoked_at = now
+    cred.revoked_by = actor_id
+    s.flush()  # free the name before the new credential takes it
+    minted = _mint(
+        s,
+        kind=cred.kind,  # type: ignore[arg-type]
+        prefix=prefix,
+        name=cred.name,
+        owner_key=cred.owner_key,
+        user_id=cred.user_id,
+        org_id=cred.org_id,
+        scopes=list(cred.scopes),
+        restrictions=dict(cred.restrictions),
+        expires_at=expires_at,
+        created_by=actor_id,
+        rate_limit_per_minute=cred.rate_limit_per_minute,
+        export_row_cap=cred.export_row_cap,
+        rotated_from=cred.id,
+    )
+    for org_id in _audit_orgs(s, cred):
+        record(
+            s,
+            "token.rotate",
+            org_id=org_id,
+            actor_user_id=actor_id,
+            credential_id=cred.id,
+            target=cred.name,
+            ip=ip,
+            details={"new_credential": minted.credential.id},
+        )
+    on_commit(s, invalidate)
+    return minted
