@@ -5,6 +5,7 @@ from sensorhub.audit.models import AuditEvent
 from sensorhub.auth.models import WebSession
 from sensorhub.db import Base
 from sensorhub.entities.models import Entity
+from sensorhub.timeseries.models import Series
 from sensorhub.tokens.models import Credential
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "Membership",
     "Organisation",
     "Role",
+    "Series",
     "User",
     "WebSession",
     "Workspace",

@@ -1,0 +1,25 @@
+"""Request-scoped dependencies shared by every router."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from fastapi import Request
+from sqlalchemy.orm import Session
+
+from sensorhub.context import AppContext
+from sensorhub.net import client_ip
+
+
+def ctx(request: Request) -> AppContext:
+    return request.app.state.ctx  # type: ignore[no-any-return]
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    """One session per request; the endpoint commits at the edge, anything else is rolled back."""
+    with ctx(request).db.session() as s:
+        yield s
+
+
+def request_ip(request: Request) -> str:
+    return client_ip(request, tuple(ctx(request).settings.trusted_proxies))

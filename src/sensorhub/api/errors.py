@@ -1,0 +1,131 @@
+"""Rendering errors: one wire shape per API family, pinned by tests/test_error_shape.py.
+
+- everywhere: ``{timestamp, path, status, error, message, requestId, errorId, traceId}`` (Akenza);
+- under ``/ngsi-ld/``: ETSI NGSI-LD ProblemDetails ``{type, title, status, detail, instance}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from sensorhub import errors as E
+
+log = logging.getLogger("sensorhub.errors")
+
+NGSI_ERROR_BASE = "https://uri.etsi.org/ngsi-ld/errors/"
+
+
+def _ids(request: Request) -> tuple[str, str]:
+    st = request.scope.get("state") or {}
+    return st.get("request_id", "-"), st.get("trace_id", "-")
+
+
+def render(request: Request, exc: E.SensorhubError) -> Response:
+    request_id, trace_id = _ids(request)
+    error_id = str(uuid.uuid4())
+    path = request.url.path
+    headers = dict(exc.headers)
+    rate = (request.scope.get("state") or {}).get("rate_headers")
+    if rate:
+        for k, v in rate.items():
+            headers.setdefault(k, v)
+    body: dict[str, Any]
+    if path.startswith("/ngsi-ld/"):
+        body = {
+            "type": NGSI_ERROR_BASE + exc.ngsi_type,
+            "title": exc.error,
+            "status": exc.status,
+            "detail": exc.message,
+            "instance": path,
+            "requestId": request_id,
+            "errorId": error_id,
+        }
+        media = "application/problem+json"
+    else:
+        body = {
+            "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "path": path,
+            "status": exc.status,
+            "error": exc.error,
+            "message": exc.message,
+            "requestId": request_id,
+            "errorId": error_id,
+            "traceId": trace_id,
+        }
+        if exc.code:
+            body["code"] = exc.code
+        media = "application/json"
+    return Response(orjson.dumps(body), status_code=exc.status, headers=headers, media_type=media)
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body",)]
+    if loc and loc[0] in ("query", "path", "header"):
+        parts = [str(p) for p in loc[1:]]
+        return f"{loc[0]} parameter '{'.'.join(parts)}'"
+    return ".".join(parts) or "body"
+
+
+def validation_message(exc: RequestValidationError) -> str:
+    msgs = []
+    for err in exc.errors()[:5]:
+        loc = tuple(err.get("loc", ()))
+        msg = str(err.get("msg", "invalid"))
+        if err.get("type") == "json_invalid":
+            msgs.append("the request body is not valid JSON")
+            continue
+        if err.get("type") == "missing":
+            msgs.append(f"{_loc(loc)} is required")
+            continue
+        msgs.append(f"{_loc(loc)}: {msg}")
+    return "Invalid request: " + "; ".join(msgs)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(E.SensorhubError)
+    async def _domain(request: Request, exc: E.SensorhubError) -> Response:
+        return render(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        return render(request, E.BadRequest(validation_message(exc)))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        mapping: dict[int, type[E.SensorhubError]] = {
+            400: E.BadRequest,
+            401: E.Unauthorized,
+            403: E.Forbidden,
+            404: E.NotFound,
+            405: E.MethodNotAllowed,
+            406: E.NotAcceptable,
+            409: E.Conflict,
+            413: E.PayloadTooLarge,
+            415: E.UnsupportedMediaType,
+            429: E.RateLimited,
+        }
+        cls = mapping.get(exc.status_code)
+        if cls is None or cls is E.RateLimited:
+            err: E.SensorhubError = E.SensorhubError(str(exc.detail))
+            err.status = exc.status_code
+        elif exc.status_code == 404 and exc.detail == "Not Found":
+            err = E.NotFound(f"No route {request.method} {request.url.path}; see /api/docs")
+        elif exc.status_code == 405:
+            err = E.MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
+        else:
+            err = cls(str(exc.detail))
+        return render(request, err)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return render(request, E.SensorhubError("Internal error; the errorId identifies it in the server log"))

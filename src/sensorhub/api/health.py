@@ -1,0 +1,45 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import ORJSONResponse
+from sqlalchemy import text
+
+from sensorhub import __version__
+from sensorhub.api.deps import ctx
+from sensorhub.auth.dependencies import Public
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", dependencies=[Depends(Public())])
+async def healthz() -> dict[str, Any]:
+    """The process is up."""
+    return {"status": "ok", "version": __version__}
+
+
+@router.get("/readyz", dependencies=[Depends(Public())])
+def readyz(request: Request) -> ORJSONResponse:
+    """Ready to serve: the database answers (and every configured dependency, see ``checks``)."""
+    c = ctx(request)
+    checks: dict[str, Any] = {}
+    ok = True
+    try:
+        with c.db.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        checks["database"] = {"status": "ok", "dialect": c.db.dialect}
+    except Exception as e:
+        ok = False
+        checks["database"] = {"status": "error", "error": type(e).__name__}
+    for name, probe in getattr(request.app.state, "readiness_probes", {}).items():
+        try:
+            checks[name] = probe()
+            if checks[name].get("status") == "error":
+                ok = False
+        except Exception as e:
+            ok = False
+            checks[name] = {"status": "error", "error": type(e).__name__}
+    return ORJSONResponse({"status": "ok" if ok else "error", "checks": checks}, status_code=200 if ok else 503)

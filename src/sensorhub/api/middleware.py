@@ -1,0 +1,102 @@
+"""Pure ASGI middleware (cheap on the hot path): request ids, rate-limit and security headers, and the
+request body size limit."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import orjson
+from fastapi import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, hsts: bool = False) -> None:
+        self.app = app
+        self.max_body = max_body_bytes
+        self.hsts = hsts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        state: dict[str, Any] = scope.setdefault("state", {})
+        rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64]
+        if not rid or not rid.replace("-", "").isalnum():
+            rid = secrets.token_hex(8)
+        state["request_id"] = rid
+        tp = headers.get(b"traceparent", b"").decode("latin-1").split("-")
+        state["trace_id"] = tp[1][:16] if len(tp) >= 3 and len(tp[1]) == 32 else secrets.token_hex(8)
+
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            await self._too_large(scope, send, rid)
+            return
+
+        received = 0
+        max_body = self.max_body
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            msg = await receive()
+            if msg["type"] == "http.request":
+                received += len(msg.get("body", b""))
+                if received > max_body:
+                    raise _BodyTooLarge(
+                        413, f"Request body too large: the limit is {max_body} bytes; split the upload"
+                    )
+            return msg
+
+        hsts = self.hsts
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                h = list(message.get("headers", []))
+                h.append((b"x-request-id", rid.encode()))
+                rate = state.get("rate_headers")
+                if rate:
+                    existing = {k.lower() for k, _ in h}
+                    for k, v in rate.items():
+                        if k.lower().encode() not in existing:
+                            h.append((k.lower().encode(), v.encode()))
+                h.append((b"x-content-type-options", b"nosniff"))
+                if hsts:
+                    h.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
+                message["headers"] = h
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_wrapper)
+        except _BodyTooLarge:
+            await self._too_large(scope, send, rid)
+
+    async def _too_large(self, scope: Scope, send: Send, rid: str) -> None:
+        from datetime import UTC, datetime
+
+        body = orjson.dumps(
+            {
+                "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                "path": scope.get("path", ""),
+                "status": 413,
+                "error": "Payload Too Large",
+                "message": f"Request body too large: the limit is {self.max_body} bytes; split the upload",
+                "requestId": rid,
+                "errorId": secrets.token_hex(8),
+                "traceId": scope.get("state", {}).get("trace_id", "-"),
+            }
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class _BodyTooLarge(HTTPException):
+    """A chunked body that outgrew the limit; an HTTPException so that FastAPI's body parsing lets it
+    through to the error handler (rendered as 413)."""

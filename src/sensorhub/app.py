@@ -1,0 +1,125 @@
+"""The ASGI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from sensorhub import __version__
+from sensorhub.accounts.endpoints import router as accounts_router
+from sensorhub.api import errors as api_errors
+from sensorhub.api.health import router as health_router
+from sensorhub.api.middleware import RequestContextMiddleware
+from sensorhub.auth.endpoints import router as session_router
+from sensorhub.config import Settings
+from sensorhub.context import AppContext
+from sensorhub.logs import install_redaction
+from sensorhub.tokens.endpoints import router as tokens_router
+
+# Every router of the application. Domain packages append theirs here (one line each).
+ROUTERS: list[APIRouter] = [
+    health_router,
+    session_router,
+    tokens_router,
+    accounts_router,
+]
+
+DESCRIPTION = """
+Sensor data behind scoped, revocable access tokens.
+
+**Data routes** take a token: `Authorization: Bearer <token>` (or `Token <token>`), or `x-api-key: <key>`
+for organisation API keys. **Management routes** (`/api/tokens`, `/api/orgs/…`) need a session from
+`POST /api/auth/login`; tokens can never manage tokens.
+"""
+
+
+def create_app(settings: Settings | None = None, context: AppContext | None = None) -> FastAPI:
+    settings = settings or Settings()
+    install_redaction(settings.token_prefix)
+    ctx = context or AppContext.build(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for hook in app.state.startup_hooks:
+            await hook(app)
+        try:
+            yield
+        finally:
+            for hook in reversed(app.state.shutdown_hooks):
+                await hook(app)
+            ctx.db.dispose()
+
+    app = FastAPI(
+        title="sensorhub",
+        version=__version__,
+        description=DESCRIPTION,
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+        swagger_ui_parameters={"persistAuthorization": True},
+    )
+    app.state.ctx = ctx
+    app.state.startup_hooks = []
+    app.state.shutdown_hooks = []
+    app.state.readiness_probes = {}
+    api_errors.install(app)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, hsts=settings.require_https)
+    for r in ROUTERS:
+        app.include_router(r)
+    for extend in EXTENSIONS:
+        extend(app, ctx)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+# Callables run at app creation (e.g. web UI mounting, Redis bus, metrics): ``fn(app, ctx)``.
+EXTENSIONS: list[Any] = []
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    comps = schema.setdefault("components", {})
+    comps["securitySchemes"] = {
+        "bearerToken": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A Personal Access Token or API key: `Authorization: Bearer shub_pat_…`",
+        },
+        "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key", "description": "An organisation API key"},
+        "session": {"type": "apiKey", "in": "cookie", "name": "sensorhub_session", "description": "Web session"},
+    }
+    from sensorhub.api.routes import iter_api_routes, route_guard
+
+    for route in iter_api_routes(app.routes):
+        guard = route_guard(route)
+        if guard is None:
+            continue
+        path_item = schema.get("paths", {}).get(getattr(route, "path", ""), {})
+        for method in getattr(route, "methods", []) or []:
+            op = path_item.get(method.lower())
+            if op is None:
+                continue
+            kind, scope = guard
+            if kind == "scope" or kind == "token":
+                op["security"] = [{"bearerToken": []}, {"apiKey": []}]
+                if scope:
+                    op["description"] = (op.get("description") or "") + f"\n\nRequires scope: `{scope}`"
+                    op.setdefault("x-required-scope", scope)
+            elif kind == "session":
+                op["security"] = [{"session": []}]
+            else:
+                op["security"] = []
+    app.openapi_schema = schema
+    return schema
+
+
+def factory() -> FastAPI:
+    """For ``uvicorn --factory sensorhub.app:factory`` (settings from the environment)."""
+    return create_app()

@@ -1,0 +1,177 @@
+"""Per-request token verification.
+
+parse header → checksum → in-process cache by digest → DB lookup on miss → expiry / revocation /
+owner checks → restrictions (IP) → scope for the route → rate limit → debounced usage write.
+Object-level checks (which entity, which time window) happen in the services through
+:meth:`Principal.access`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+
+from anyio import to_thread
+from starlette.requests import Request
+
+from sensorhub.auth import token_format
+from sensorhub.auth.cache import AuthCache
+from sensorhub.auth.principal import Principal
+from sensorhub.auth.ratelimit import RateLimiter
+from sensorhub.auth.resolve import Rejected, resolve
+from sensorhub.auth.restrictions import RequestFacts
+from sensorhub.auth.usage import UsageTracker, write_usage
+from sensorhub.config import Settings
+from sensorhub.db import Database, utcnow
+from sensorhub.errors import Forbidden, InsufficientScope, RateLimited, ServiceUnavailable, Unauthorized
+from sensorhub.net import client_ip, is_https, is_loopback
+
+log = logging.getLogger("sensorhub.auth")
+
+GENERIC_401 = "Invalid, expired or revoked credentials"
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="sensorhub", error="invalid_token"'}
+CHALLENGE_NONE = {"WWW-Authenticate": 'Bearer realm="sensorhub"'}
+
+
+@dataclass(frozen=True, slots=True)
+class Presented:
+    text: str
+    via: str  # "bearer" | "token" | "x-api-key" | "query"
+
+
+class Authenticator:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        cache: AuthCache,
+        limiter: RateLimiter,
+        usage: UsageTracker,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.cache = cache
+        self.limiter = limiter
+        self.usage = usage
+        self.prefix = settings.token_prefix
+        self.proxies = tuple(settings.trusted_proxies)
+        self.failures: Counter[str] = Counter()
+
+    # -- extraction -------------------------------------------------------------------------------
+    def presented(self, request: Request) -> Presented | None:
+        auth = request.headers.get("authorization")
+        if auth is not None:
+            scheme, _, value = auth.strip().partition(" ")
+            value = value.strip()
+            low = scheme.lower()
+            if low not in ("bearer", "token") or not value or " " in value:
+                self._fail(request, "malformed_header")
+                raise Unauthorized(
+                    "Malformed Authorization header: send 'Authorization: Bearer <token>'",
+                    headers=CHALLENGE,
+                )
+            return Presented(value, low)
+        key = request.headers.get("x-api-key")
+        if key is not None:
+            return Presented(key.strip(), "x-api-key")
+        qtoken = request.query_params.get("token")
+        if qtoken is not None:
+            if not self.settings.allow_query_token:
+                self._fail(request, "query_token_disabled")
+                raise Unauthorized(
+                    "Tokens in the query string (?token=) are disabled on this server: send the token in "
+                    "the 'Authorization: Bearer <token>' header instead (operators can allow query tokens "
+                    "with SENSORHUB_ALLOW_QUERY_TOKEN=1)",
+                    headers=CHALLENGE,
+                )
+            return Presented(qtoken, "query")
+        return None
+
+    def _fail(self, request: Request, reason: str) -> None:
+        self.failures[reason] += 1
+        ip = client_ip(request, self.proxies)
+        self.limiter.hit(f"authfail:{ip}", self.settings.failed_auth_limit, self.settings.failed_auth_window_seconds)
+        log.info("authentication failed: reason=%s ip=%s path=%s", reason, ip, request.url.path)
+
+    def _check_ip_budget(self, request: Request) -> None:
+        ip = client_ip(request, self.proxies)
+        d = self.limiter.peek(f"authfail:{ip}", self.settings.failed_auth_limit, self.settings.failed_auth_window_seconds)
+        if not d.allowed:
+            raise RateLimited(
+                "Too many failed authentication attempts from this address; try again later",
+                retry_after=d.retry_after,
+            )
+
+    # -- verification -----------------------------------------------------------------------------
+    async def authenticate(self, request: Request, scope: str | None) -> Principal:
+        presented = self.presented(request)
+        if presented is None:
+            raise Unauthorized(
+                "Authentication required: send 'Authorization: Bearer <token>' (or 'x-api-key: <key>')",
+                headers=CHALLENGE_NONE,
+            )
+        self._check_ip_budget(request)
+        if self.settings.require_https and not is_https(request, self.proxies):
+            host = request.client.host if request.client else ""
+            if not is_loopback(host):
+                raise Forbidden("Tokens are only accepted over HTTPS on this server")
+        parsed = token_format.parse(presented.text, self.prefix)
+        if parsed is None:
+            # Typos and random strings stop here, before any cache or database access.
+            self._fail(request, "bad_format_or_checksum")
+            raise Unauthorized(GENERIC_401, headers=CHALLENGE)
+        digest = parsed.digest
+        principal = self.cache.get(digest)
+        if principal is None:
+            generation = self.cache.generation
+            now = utcnow()
+            try:
+                principal = await to_thread.run_sync(self._resolve, digest, now)
+            except Rejected as r:
+                self._fail(request, r.reason)
+                raise Unauthorized(GENERIC_401, headers=CHALLENGE) from None
+            self.cache.put(digest, principal, generation)
+        now = utcnow()
+        if principal.is_expired(now):
+            self._fail(request, "expired")
+            raise Unauthorized(GENERIC_401, headers=CHALLENGE)
+        ip = client_ip(request, self.proxies)
+        facts = RequestFacts(client_ip=ip, now=now)
+        for restriction in principal.restrictions:
+            if restriction.verify(facts) is not None:
+                self.failures[restriction.kind] += 1
+                raise Forbidden("This credential may not be used from this client address")
+        if scope is not None and scope not in principal.scopes:
+            self.failures["insufficient_scope"] += 1
+            raise InsufficientScope(scope)
+        decision = self.limiter.hit(f"cred:{principal.credential_id}", principal.rate_limit_per_minute, 60)
+        request.state.rate_headers = decision.headers()
+        if not decision.allowed:
+            raise RateLimited(
+                f"Rate limit of {decision.limit} requests per minute exceeded for this credential",
+                retry_after=decision.retry_after,
+                headers=decision.headers(),
+            )
+        request.state.principal = principal
+        if self.usage.due(principal.credential_id, ip):
+            try:
+                await to_thread.run_sync(self._write_usage, principal, ip, request.url.path)
+            except Exception:  # usage bookkeeping must never fail a request
+                self.usage.forget(principal.credential_id)
+                log.warning("could not record token usage", exc_info=True)
+        return principal
+
+    def _resolve(self, digest: str, now: object) -> Principal:
+        try:
+            with self.db.session() as s:
+                return resolve(s, digest, self.settings, now)  # type: ignore[arg-type]
+        except Rejected:
+            raise
+        except Exception as e:
+            log.exception("credential lookup failed")
+            raise ServiceUnavailable("Credential store unavailable; try again shortly") from e
+
+    def _write_usage(self, principal: Principal, ip: str, route: str) -> None:
+        with self.db.session() as s:
+            write_usage(s, principal.credential_id, ip, list(principal.org_scopes), route)

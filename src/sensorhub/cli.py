@@ -1,0 +1,264 @@
+"""The ``sensorhub`` command line."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sensorhub.config import Settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="sensorhub: sensor data behind scoped, revocable tokens.")
+admin = typer.Typer(no_args_is_help=True, help="Accounts and tokens, from the shell (no session needed).")
+app.add_typer(admin, name="admin")
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Data directory (overrides SENSORHUB_DATA_DIR)", show_default=False),
+]
+
+
+def settings_for(data_dir: Path | None) -> Settings:
+    if data_dir is not None:
+        os.environ["SENSORHUB_DATA_DIR"] = str(data_dir)
+        return Settings(data_dir=data_dir)
+    return Settings()
+
+
+def _db(settings: Settings):  # type: ignore[no-untyped-def]
+    from sensorhub.db import Database
+
+    return Database(settings)
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def init(data_dir: DataDir = None) -> None:
+    """Create or upgrade the database schema."""
+    from sensorhub.migrate import current_revision, upgrade
+
+    settings = settings_for(data_dir)
+    db = _db(settings)
+    settings.resolved_secret_key  # noqa: B018  (generates the secret key on first run)
+    upgrade(db)
+    typer.echo(f"database ready at revision {current_revision(db)} ({db.dialect})")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes")] = 1,
+    log_level: Annotated[str, typer.Option(help="debug|info|warning|error")] = "info",
+    json_logs: Annotated[bool, typer.Option("--json-logs", help="Log as JSON lines")] = False,
+    ssl_certfile: Annotated[str | None, typer.Option(help="TLS certificate (PEM) to serve HTTPS")] = None,
+    ssl_keyfile: Annotated[str | None, typer.Option(help="TLS private key (PEM)")] = None,
+    no_migrate: Annotated[bool, typer.Option("--no-migrate", help="Do not upgrade the schema at start")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Serve the API (and web UI)."""
+    settings = settings_for(data_dir)
+    if not no_migrate:
+        from sensorhub.migrate import upgrade
+
+        upgrade(_db(settings))
+    _run_server(settings, host, port, workers, log_level, json_logs, ssl_certfile, ssl_keyfile)
+
+
+def _run_server(
+    settings: Settings,
+    host: str,
+    port: int,
+    workers: int,
+    log_level: str,
+    json_logs: bool,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
+) -> None:
+    import uvicorn
+
+    from sensorhub.logs import configure_logging
+
+    configure_logging(log_level.upper(), json_logs, settings.token_prefix)
+    os.environ["SENSORHUB_DATA_DIR"] = str(settings.data_dir)
+    uvicorn.run(
+        "sensorhub.app:factory",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        log_config=None,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
+        proxy_headers=False,
+        timeout_graceful_shutdown=30,
+    )
+
+
+@app.command()
+def demo(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port")] = 8000,
+    no_serve: Annotated[bool, typer.Option("--no-serve", help="Seed the demo data only")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Create the demo organisation, users and data, print a fresh demo token, and serve."""
+    from sensorhub.demo import seed
+
+    settings = settings_for(data_dir)
+    result = seed(settings, base_url=f"http://{host}:{port}")
+    typer.echo(result.banner())
+    if not no_serve:
+        _run_server(settings, host, port, 1, "info", False)
+
+
+@admin.command("create-user")
+def create_user(
+    email: Annotated[str, typer.Option(help="Login email")],
+    password: Annotated[str, typer.Option(help="Password (at least 8 characters)", prompt=True, hide_input=True)],
+    org: Annotated[str, typer.Option(help="Organisation slug (created when missing)")],
+    role: Annotated[str, typer.Option(help="owner|admin|member|viewer")] = "member",
+    workspace: Annotated[str | None, typer.Option(help="Workspace slug (created when missing); members get a grant on it")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Create a user (or add an existing one) in an organisation with a role."""
+    from sensorhub.accounts import service as accounts
+    from sensorhub.accounts.models import Role
+    from sensorhub.errors import SensorhubError
+
+    settings = settings_for(data_dir)
+    db = _db(settings)
+    _ensure_schema(db)
+    try:
+        with db.transaction() as s:
+            o = accounts.find_org(s, org) or accounts.create_org(s, org)
+            ws = None
+            if workspace:
+                ws = next((w for w in accounts.list_workspaces(s, o) if w.slug == workspace), None) or accounts.create_workspace(s, o, workspace)
+            user = accounts.get_user_by_email(s, email)
+            created = user is None
+            if user is None:
+                user = accounts.create_user(s, email, password)
+            accounts.set_membership(s, user, o, role, _noop)
+            if Role(role) in (Role.member, Role.viewer):
+                # Members read what they are granted: the workspace given, else the whole organisation.
+                if not any(g.workspace_id == (ws.id if ws else None) and g.entity_id is None and g.time_start is None and g.time_end is None for g in accounts.list_grants(s, o, user.id)):
+                    accounts.create_grant(s, o, user, workspace=ws, entity_id=None, time_start=None, time_end=None, actor_id=None, invalidate=_noop)
+    except SensorhubError as e:
+        _fail(e.message)
+    _signal_invalidation(settings)
+    typer.echo(f"{'created' if created else 'updated'} user {email} as {role} of '{org}'" + (f" (workspace '{workspace}')" if workspace else ""))
+
+
+@admin.command("create-token")
+def create_token(
+    email: Annotated[str, typer.Option(help="Owner's email")],
+    name: Annotated[str, typer.Option(help="Token name")],
+    scopes: Annotated[str, typer.Option(help="Comma-separated: entities,timeseries,export,telemetry,ingest")],
+    expires_in_days: Annotated[int | None, typer.Option(help="Lifetime in days (default 365)")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Mint a Personal Access Token and print it once."""
+    from sensorhub.accounts import service as accounts
+    from sensorhub.errors import SensorhubError
+    from sensorhub.tokens import service as tokens
+
+    settings = settings_for(data_dir)
+    db = _db(settings)
+    _ensure_schema(db)
+    try:
+        with db.transaction() as s:
+            user = accounts.get_user_by_email(s, email)
+            if user is None:
+                _fail(f"no user with email '{email}'")
+            assert user is not None
+            minted = tokens.create_pat(
+                s, user, name=name, scopes=[x for x in scopes.split(",") if x.strip()],
+                expiry=tokens.ExpirySpec(expires_in_days=expires_in_days), restrictions=tokens.RestrictionSpec(),
+                prefix=settings.token_prefix, default_days=settings.default_token_lifetime_days, created_by=None,
+            )
+            cred_id, expires = minted.credential.id, minted.credential.expires_at
+    except SensorhubError as e:
+        _fail(e.message)
+    typer.echo(f"token id: {cred_id}\nexpires:  {expires.isoformat() if expires else 'never'}")
+    typer.echo("token (shown once; copy it now):")
+    typer.echo(minted.token)
+
+
+@admin.command("revoke-token")
+def revoke_token(
+    id: Annotated[str, typer.Option("--id", help="Token id")],
+    data_dir: DataDir = None,
+) -> None:
+    """Revoke a token (PAT or API key) by id; it is refused from the next request."""
+    from sensorhub.errors import SensorhubError
+    from sensorhub.tokens import service as tokens
+
+    settings = settings_for(data_dir)
+    db = _db(settings)
+    _ensure_schema(db)
+    try:
+        with db.transaction() as s:
+            cred = tokens.get_any(s, id)
+            already = cred.revoked_at is not None
+            tokens.revoke(s, cred, actor_id=None, invalidate=_noop)
+    except SensorhubError as e:
+        _fail(e.message)
+    _signal_invalidation(settings)
+    typer.echo(f"token {id} {'was already revoked' if already else 'revoked'}")
+
+
+@admin.command("disable-user")
+def disable_user(
+    email: Annotated[str, typer.Option(help="User's email")],
+    enable: Annotated[bool, typer.Option("--enable", help="Enable instead")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Disable (or re-enable) a user: its sessions and tokens stop working at once."""
+    from sensorhub.accounts import service as accounts
+
+    settings = settings_for(data_dir)
+    db = _db(settings)
+    _ensure_schema(db)
+    with db.transaction() as s:
+        user = accounts.get_user_by_email(s, email)
+        if user is None:
+            _fail(f"no user with email '{email}'")
+        assert user is not None
+        accounts.set_user_disabled(s, user, not enable, _noop)
+    _signal_invalidation(settings)
+    typer.echo(f"user {email} {'enabled' if enable else 'disabled'}")
+
+
+def _noop() -> None:
+    pass
+
+
+def _ensure_schema(db) -> None:  # type: ignore[no-untyped-def]
+    from sensorhub.migrate import upgrade
+
+    upgrade(db)
+
+
+def _signal_invalidation(settings: Settings) -> None:
+    """Tell running servers (same host via the epoch file; other hosts via Redis) to drop cached auth."""
+    from sensorhub.context import AppContext
+
+    ctx = AppContext.build(settings)
+    ctx.invalidate_auth()
+    ctx.db.dispose()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

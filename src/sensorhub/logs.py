@@ -1,0 +1,109 @@
+"""Logging setup with secret redaction.
+
+Redaction happens when a log record is *created* (a LogRecord factory), so it covers every logger and
+every handler — the access log, third-party libraries, and test capture alike. It removes anything shaped
+like one of our tokens, ``token=`` query parameters, ``Authorization`` / ``x-api-key`` header values and
+session cookies.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from typing import Any
+
+_installed_prefixes: set[str] = set()
+_patterns: list[tuple[re.Pattern[str], str]] = []
+
+
+def _build_patterns(prefixes: set[str]) -> list[tuple[re.Pattern[str], str]]:
+    alts = "|".join(re.escape(p) for p in sorted(prefixes))
+    return [
+        # Anything shaped like a token, valid checksum or not, truncated or not.
+        (re.compile(rf"\b(?:{alts})_(?:pat|key)_[0-9A-Za-z]*"), "[REDACTED-TOKEN]"),
+        # token=... / access_token=... / api_key=... in query strings, forms and JSON-ish text
+        (re.compile(r"(?i)((?:access_)?token|api[_-]?key|password|csrf_token)(=|\"?\s*:\s*\"?)([^&\s\"',;]+)"),
+         r"\1\2[REDACTED]"),
+        # Header values
+        (re.compile(r"(?i)(authorization|x-api-key|cookie|x-csrf-token)(['\"]?\s*[:,=]\s*['\"]?)([^'\"\r\n]+)"),
+         r"\1\2[REDACTED]"),
+        (re.compile(r"(?i)\b(bearer|token)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 [REDACTED]"),
+    ]
+
+
+def redact(text: str) -> str:
+    for pat, repl in _patterns:
+        text = pat.sub(repl, text)
+    return text
+
+
+def _redact_obj(obj: Any) -> Any:
+    if isinstance(obj, (int, float, bool)) or obj is None:
+        return obj
+    text = str(obj)
+    clean = redact(text)
+    return obj if clean == text else clean
+
+
+def install_redaction(prefix: str = "shub") -> None:
+    """Idempotent; call once per process (every token prefix in use is covered)."""
+    global _patterns
+    if prefix in _installed_prefixes:
+        return
+    first = not _installed_prefixes
+    _installed_prefixes.add(prefix)
+    _patterns = _build_patterns(_installed_prefixes)
+    if not first:
+        return
+    old_factory = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = old_factory(*args, **kwargs)
+        # Redact the format string and each argument separately: formatters such as uvicorn's access
+        # formatter unpack ``record.args`` and need them to keep their shape.
+        if not isinstance(record.msg, str):
+            record.msg = str(record.msg)
+        if redact(record.msg) != record.msg:
+            # The format string itself carries a secret: format first, then redact the whole text.
+            try:
+                text = record.getMessage()
+            except Exception:
+                text = record.msg
+            record.msg, record.args = redact(text), None
+        elif isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else _redact_obj(a) for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: redact(v) if isinstance(v, str) else v for k, v in record.args.items()}
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return record
+
+    logging.setLogRecordFactory(factory)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        rid = getattr(record, "request_id", None)
+        if rid:
+            out["request_id"] = rid
+        if record.exc_text:
+            out["exc"] = record.exc_text
+        return json.dumps(out)
+
+
+def configure_logging(level: str = "INFO", json_logs: bool = False, prefix: str = "shub") -> None:
+    install_redaction(prefix)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if json_logs else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)

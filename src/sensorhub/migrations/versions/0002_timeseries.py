@@ -1,0 +1,78 @@
+"""time series: series, measurements (partitioned on PostgreSQL), rollups
+
+Revision ID: 0002
+Revises: 0001
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+import sensorhub.db
+
+revision: str = "0002"
+down_revision: str | None = "0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+ROLLUPS = ("rollup_1m", "rollup_1h", "rollup_1d")
+
+
+def _id_type() -> sa.types.TypeEngine:  # type: ignore[type-arg]
+    return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def upgrade() -> None:
+    op.create_table(
+        "series",
+        sa.Column("id", _id_type(), autoincrement=True, nullable=False),
+        sa.Column("entity_pk", _id_type(), nullable=False),
+        sa.Column("attribute", sa.String(length=200), nullable=False),
+        sa.Column("unit", sa.String(length=64), nullable=True),
+        sa.Column("created_at", sensorhub.db.UTCDateTime(), nullable=False),
+        sa.Column("last_ts", sa.BigInteger(), nullable=True),
+        sa.Column("last_value", sa.Float(), nullable=True),
+        sa.ForeignKeyConstraint(["entity_pk"], ["entities.pk"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("entity_pk", "attribute", name="uq_series_entity_attribute"),
+    )
+    op.create_table(
+        "measurements",
+        sa.Column("series_id", sa.BigInteger(), nullable=False),
+        sa.Column("ts", sa.BigInteger(), nullable=False),
+        sa.Column("value", sa.Float(), nullable=False),
+        sa.ForeignKeyConstraint(["series_id"], ["series.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("series_id", "ts", name="pk_measurements"),
+        sqlite_with_rowid=False,
+        postgresql_partition_by="RANGE (ts)",
+    )
+    if op.get_bind().dialect.name == "postgresql":
+        # Monthly partitions are created on demand by the ingest path; the default partition catches
+        # anything written around it.
+        op.execute("CREATE TABLE IF NOT EXISTS measurements_default PARTITION OF measurements DEFAULT")
+    for name in ROLLUPS:
+        op.create_table(
+            name,
+            sa.Column("series_id", sa.BigInteger(), nullable=False),
+            sa.Column("bucket_start", sa.BigInteger(), nullable=False),
+            sa.Column("count", sa.BigInteger(), nullable=False),
+            sa.Column("sum", sa.Float(), nullable=False),
+            sa.Column("min", sa.Float(), nullable=False),
+            sa.Column("max", sa.Float(), nullable=False),
+            sa.Column("first_ts", sa.BigInteger(), nullable=False),
+            sa.Column("first", sa.Float(), nullable=False),
+            sa.Column("last_ts", sa.BigInteger(), nullable=False),
+            sa.Column("last", sa.Float(), nullable=False),
+            sa.ForeignKeyConstraint(["series_id"], ["series.id"], ondelete="CASCADE"),
+            sa.PrimaryKeyConstraint("series_id", "bucket_start", name=f"pk_{name}"),
+            sqlite_with_rowid=False,
+        )
+
+
+def downgrade() -> None:
+    for name in reversed(ROLLUPS):
+        op.drop_table(name)
+    # Dropping the partitioned parent drops every partition with it.
+    op.drop_table("measurements")
+    op.drop_table("series")

@@ -1,0 +1,1 @@
+"""Time series: series, measurements, rollups, reads, ingest, telemetry."""

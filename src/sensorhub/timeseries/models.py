@@ -1,0 +1,113 @@
+"""Series, raw measurements and their rollups.
+
+Measurements are keyed ``(series_id, ts)`` with ``ts`` in int64 microseconds since the Unix epoch (UTC),
+which keeps the hot paths free of datetime objects and lets the table be distributed by ``series_id``
+(e.g. Citus) without code changes. On PostgreSQL the table is range-partitioned by ``ts`` (monthly
+partitions created on demand at ingest, plus a default partition); on SQLite it is a WITHOUT ROWID
+table, i.e. the primary key *is* the storage order.
+
+Rollups (1 minute, 1 hour, 1 day) hold mergeable partial aggregates per bucket and are maintained in the
+ingest transaction, so long-range downsampled reads never scan raw rows.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    DDL,
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    UniqueConstraint,
+    event,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from sensorhub.db import Base, UTCDateTime, utcnow
+
+MINUTE_US = 60_000_000
+HOUR_US = 3_600_000_000
+DAY_US = 86_400_000_000
+
+# Rollup levels, finest first: (width in microseconds, table name).
+ROLLUP_LEVELS: tuple[tuple[int, str], ...] = (
+    (MINUTE_US, "rollup_1m"),
+    (HOUR_US, "rollup_1h"),
+    (DAY_US, "rollup_1d"),
+)
+
+
+class Series(Base):
+    """One numeric attribute of one entity, with its latest point (for telemetry)."""
+
+    __tablename__ = "series"
+    __table_args__ = (UniqueConstraint("entity_pk", "attribute", name="uq_series_entity_attribute"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    entity_pk: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("entities.pk", ondelete="CASCADE")
+    )
+    attribute: Mapped[str] = mapped_column(String(200))
+    unit: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The latest point: microseconds since the epoch (UTC) and its value.
+    last_ts: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    last_value: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+def _series_fk() -> ForeignKey:
+    return ForeignKey("series.id", ondelete="CASCADE")
+
+
+measurements = Table(
+    "measurements",
+    Base.metadata,
+    Column("series_id", BigInteger, _series_fk(), nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("value", Float, nullable=False),
+    PrimaryKeyConstraint("series_id", "ts", name="pk_measurements"),
+    sqlite_with_rowid=False,
+    postgresql_partition_by="RANGE (ts)",
+)
+
+# ``metadata.create_all`` (tests, tools) must leave a usable table behind on PostgreSQL as well; the
+# migration creates the same default partition.
+event.listen(
+    measurements,
+    "after_create",
+    DDL("CREATE TABLE IF NOT EXISTS measurements_default PARTITION OF measurements DEFAULT").execute_if(
+        dialect="postgresql"
+    ),
+)
+
+
+def _rollup_table(name: str) -> Table:
+    return Table(
+        name,
+        Base.metadata,
+        Column("series_id", BigInteger, _series_fk(), nullable=False),
+        Column("bucket_start", BigInteger, nullable=False),
+        Column("count", BigInteger, nullable=False),
+        Column("sum", Float, nullable=False),
+        Column("min", Float, nullable=False),
+        Column("max", Float, nullable=False),
+        Column("first_ts", BigInteger, nullable=False),
+        Column("first", Float, nullable=False),
+        Column("last_ts", BigInteger, nullable=False),
+        Column("last", Float, nullable=False),
+        PrimaryKeyConstraint("series_id", "bucket_start", name=f"pk_{name}"),
+        sqlite_with_rowid=False,
+    )
+
+
+rollup_1m = _rollup_table("rollup_1m")
+rollup_1h = _rollup_table("rollup_1h")
+rollup_1d = _rollup_table("rollup_1d")

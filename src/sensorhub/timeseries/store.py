@@ -1,0 +1,192 @@
+"""The time-series store: the SQL behind ingest and reads, one implementation per dialect.
+
+Services never write measurement SQL themselves; they ask :func:`store_for` for the store of their
+session's dialect. Methods work on numpy arrays and the session's DBAPI connection (inside the
+session's transaction) so that bulk paths create no per-point Python objects beyond what the driver needs.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from sensorhub.timeseries.rollups import F64, I64, Partial, RollupDelta
+
+RAW = "measurements"
+
+_TS_VALUE = np.dtype([("ts", np.int64), ("value", np.float64)])
+_BUCKET_VAL_AUX = np.dtype([("bucket", np.int64), ("val", np.float64), ("aux", np.float64)])
+
+
+def bucket_expr(col: str, width: int) -> str:
+    """SQL for the epoch-aligned bucket start of ``col`` (floor, also before 1970). ``width`` is an int."""
+    w = int(width)
+    return f"({col} - ((({col} % {w}) + {w}) % {w}))"
+
+
+def _empty_ts_values() -> tuple[I64, F64]:
+    return np.empty(0, np.int64), np.empty(0, np.float64)
+
+
+class TimeseriesStore:
+    """SQL shared by both dialects, written with ``?`` placeholders; subclasses adapt what differs."""
+
+    dialect = "generic"
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        # The DBAPI connection of the session's current transaction (begins it if needed).
+        self.dbapi: Any = session.connection().connection.driver_connection
+
+    # --- plumbing ---------------------------------------------------------------------------------
+
+    def sql(self, text: str) -> str:
+        return text
+
+    def execute(self, text: str, params: Sequence[Any] = ()) -> Any:
+        cur = self.dbapi.cursor()
+        cur.execute(self.sql(text), params)
+        return cur
+
+    def fetch_ts_values(self, text: str, params: Sequence[Any]) -> tuple[I64, F64]:
+        rows = self.execute(text, params).fetchall()
+        if not rows:
+            return _empty_ts_values()
+        arr = np.fromiter(map(tuple, rows), dtype=_TS_VALUE, count=len(rows))
+        return arr["ts"].copy(), arr["value"].copy()
+
+    # --- ingest -------------------------------------------------------------------------------------
+
+    def lock_series(self, series_id: int) -> int | None:
+        """Serialise writers of one series for the rest of the transaction; returns its ``last_ts``."""
+        raise NotImplementedError
+
+    def existing_ts(self, series_id: int, lo: int, hi: int) -> I64:
+        """Stored timestamps of a series in ``[lo, hi]`` (inclusive)."""
+        rows = self.execute(
+            "SELECT ts FROM measurements WHERE series_id = ? AND ts >= ? AND ts <= ?", (series_id, lo, hi)
+        ).fetchall()
+        return np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=len(rows))
+
+    def insert_points(self, series_id: int, ts: I64, values: F64) -> None:
+        raise NotImplementedError
+
+    def merge_rollup(self, table: str, series_id: int, delta: RollupDelta) -> None:
+        raise NotImplementedError
+
+    def update_last(self, series_id: int, ts: int, value: float) -> None:
+        self.execute(
+            "UPDATE series SET last_ts = ?, last_value = ? WHERE id = ? AND (last_ts IS NULL OR last_ts < ?)",
+            (ts, value, series_id, ts),
+        )
+
+    # --- reads --------------------------------------------------------------------------------------
+
+    def fetch_raw(self, series_id: int, lo: int, hi: int, limit: int | None = None) -> tuple[I64, F64]:
+        """Raw points of a series in ``[lo, hi)``, by time."""
+        q = "SELECT ts, value FROM measurements WHERE series_id = ? AND ts >= ? AND ts < ? ORDER BY ts"
+        params: tuple[int, ...] = (series_id, lo, hi)
+        if limit is not None:
+            q += " LIMIT ?"
+            params += (limit,)
+        return self.fetch_ts_values(q, params)
+
+    def latest_in(self, series_id: int, lo: int | None, hi: int | None) -> tuple[int, float] | None:
+        """The latest point of a series in ``[lo, hi)`` (either bound may be open)."""
+        q = "SELECT ts, value FROM measurements WHERE series_id = ?"
+        params: list[int] = [series_id]
+        if lo is not None:
+            q += " AND ts >= ?"
+            params.append(lo)
+        if hi is not None:
+            q += " AND ts < ?"
+            params.append(hi)
+        row = self.execute(q + " ORDER BY ts DESC LIMIT 1", params).fetchone()
+        return (int(row[0]), float(row[1])) if row else None
+
+    def _partial_columns(self, table: str, agg: str) -> tuple[str, str]:
+        """SQL for (val, aux) of a GROUP BY bucket over ``table`` (raw or rollup) for ``agg``."""
+        if table == RAW:
+            return {
+                "avg": ("sum(value)", "count(*)"),
+                "sum": ("sum(value)", "count(*)"),
+                "count": ("count(*)", "count(*)"),
+                "min": ("min(value)", "0"),
+                "max": ("max(value)", "0"),
+            }[agg]
+        return {
+            "avg": ('sum("sum")', 'sum("count")'),
+            "sum": ('sum("sum")', 'sum("count")'),
+            "count": ('sum("count")', 'sum("count")'),
+            "min": ('min("min")', "0"),
+            "max": ('max("max")', "0"),
+        }[agg]
+
+    def _first_last_sql(self, table: str, agg: str, bucket: str, time_col: str) -> str:
+        raise NotImplementedError
+
+    def partial(self, series_id: int, table: str, lo: int, hi: int, bucket_us: int, agg: str) -> Partial:
+        """Partial aggregates per output bucket of one series over ``[lo, hi)`` read from ``table``
+        (``measurements`` or a rollup whose width divides ``bucket_us`` and aligns with lo/hi)."""
+        time_col = "ts" if table == RAW else "bucket_start"
+        bucket = bucket_expr(time_col, bucket_us)
+        if agg in ("first", "last"):
+            q = self._first_last_sql(table, agg, bucket, time_col)
+        else:
+            val, aux = self._partial_columns(table, agg)
+            q = (
+                f"SELECT {bucket} AS b, {val}, {aux} FROM {table} "
+                f"WHERE series_id = ? AND {time_col} >= ? AND {time_col} < ? GROUP BY 1 ORDER BY 1"
+            )
+        rows = self.execute(q, (series_id, lo, hi)).fetchall()
+        if not rows:
+            e = np.empty(0, np.float64)
+            return Partial(np.empty(0, np.int64), e, e)
+        arr = np.fromiter(map(tuple, rows), dtype=_BUCKET_VAL_AUX, count=len(rows))
+        return Partial(arr["bucket"].copy(), arr["val"].copy(), arr["aux"].copy())
+
+    def count_points(self, series_ids: Sequence[int], lo: int, hi: int) -> int:
+        """Number of raw points of the given series in [lo, hi), from the day rollup (approximate at
+        day edges; used to size export slices)."""
+        if not series_ids:
+            return 0
+        marks = ",".join("?" * len(series_ids))
+        row = self.execute(
+            f'SELECT coalesce(sum("count"), 0) FROM rollup_1d WHERE series_id IN ({marks}) '
+            "AND bucket_start >= ? AND bucket_start < ?",
+            (*series_ids, lo - 86_400_000_000, hi),
+        ).fetchone()
+        return int(row[0] or 0)
+
+    def scan_slice(self, conditions: Iterable[tuple[Sequence[int], int, int]]) -> Any:
+        """A cursor over raw rows ``(ts, series_id, value)`` ordered by (ts, series_id) for a union of
+        ``(series_ids, lo, hi)`` conditions (half-open time ranges)."""
+        parts: list[str] = []
+        params: list[int] = []
+        for sids, lo, hi in conditions:
+            marks = ",".join("?" * len(sids))
+            parts.append(f"(series_id IN ({marks}) AND ts >= ? AND ts < ?)")
+            params.extend(sids)
+            params.extend((lo, hi))
+        where = " OR ".join(parts) if parts else "1 = 0"
+        return self.execute(
+            f"SELECT ts, series_id, value FROM measurements WHERE {where} ORDER BY ts, series_id", params
+        )
+
+
+def store_for(session: Session) -> TimeseriesStore:
+    """The store implementation for the session's database."""
+    name = session.get_bind().dialect.name
+    if name == "sqlite":
+        from sensorhub.timeseries.sqlite import SQLiteStore
+
+        return SQLiteStore(session)
+    if name == "postgresql":
+        from sensorhub.timeseries.postgres import PostgresStore
+
+        return PostgresStore(session)
+    raise RuntimeError(f"unsupported database dialect for time series: {name}")

@@ -1,0 +1,136 @@
+"""Fixtures: the same suite runs on SQLite (always) and PostgreSQL (the local server).
+
+PostgreSQL tests skip when no server answers on 127.0.0.1:5432, unless SENSORHUB_REQUIRE_SERVICES=1
+(CI), where they fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+
+from sensorhub.app import create_app
+from sensorhub.config import Settings
+from sensorhub.context import AppContext
+from sensorhub.db import Base, Database
+from sensorhub.migrate import upgrade
+from tests.builders import World
+
+PG_ADMIN_URL = os.environ.get("SENSORHUB_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("SENSORHUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+REQUIRE_SERVICES = os.environ.get("SENSORHUB_REQUIRE_SERVICES") == "1"
+
+
+def service_unavailable(what: str, err: Exception) -> None:
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{what} is required (SENSORHUB_REQUIRE_SERVICES=1) but unavailable: {err}")
+    pytest.skip(f"{what} unavailable: {err}")
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, migrated to head, dropped at the end."""
+    name = f"sensorhub_test_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            c.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as e:  # noqa: BLE001
+        service_unavailable("PostgreSQL", e)
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    db = Database(Settings(database_url=url, data_dir=Path("/tmp")))
+    upgrade(db)
+    db.dispose()
+    yield url
+    with admin.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for every test (migrating per test would be slow)."""
+    d = tmp_path_factory.mktemp("sqlite-template")
+    settings = Settings(data_dir=d)
+    db = Database(settings)
+    upgrade(db)
+    db.dispose()
+    return d / "sensorhub.db"
+
+
+def _truncate_pg(url: str) -> None:
+    eng = create_engine(url)
+    with eng.begin() as c:
+        tables = [t.name for t in Base.metadata.sorted_tables]
+        extra = c.execute(text(
+            "SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename <> 'alembic_version'"
+        )).scalars().all()
+        names = sorted(set(tables) | {t for t in extra if not t.startswith("measurements_")})
+        if names:
+            c.execute(text("TRUNCATE " + ", ".join(f'"{n}"' for n in names) + " RESTART IDENTITY CASCADE"))
+    eng.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    if backend == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        shutil.copy(template, data_dir / "sensorhub.db")
+        return Settings(data_dir=data_dir, env="test")
+    url: str = request.getfixturevalue("pg_url")
+    _truncate_pg(url)
+    return Settings(data_dir=data_dir, database_url=url, env="test")
+
+
+@pytest.fixture
+def ctx(settings: Settings) -> Iterator[AppContext]:
+    c = AppContext.build(settings)
+    yield c
+    c.db.dispose()
+
+
+@pytest.fixture
+def app(settings: Settings, ctx: AppContext) -> FastAPI:
+    return create_app(settings, ctx)
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app, base_url="http://testserver") as c:
+        yield c
+
+
+@pytest.fixture
+def world(ctx: AppContext) -> World:
+    return World(ctx)
+
+
+@pytest.fixture
+def make_client(app: FastAPI) -> Iterator[object]:
+    """Extra independent clients (separate cookie jars) for multi-user tests."""
+    clients: list[TestClient] = []
+
+    def make() -> TestClient:
+        c = TestClient(app, base_url="http://testserver")
+        c.__enter__()
+        clients.append(c)
+        return c
+
+    yield make
+    for c in clients:
+        c.__exit__(None, None, None)
