@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SECRET_KEY_FILE = "secret.key"
 
@@ -40,8 +41,21 @@ class Settings(BaseSettings):
     session_lifetime_hours: int = Field(12, ge=1)
     login_attempts_per_window: int = Field(10, ge=1)
     max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024)
-    trusted_proxies: list[str] = Field(default_factory=list)
+    # Comma-separated in the environment (NoDecode: not JSON).
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     require_https: bool = False
+
+    # Production mode (see docs/deployment.md). Keys and the invalidation channel live under
+    # ``redis_prefix`` so that several installations (or test runs) can share one Redis.
+    redis_prefix: str = "sensorhub:"
+    # The bus pings Redis this often; a subscription silent for 3 intervals counts as broken and the
+    # auth cache is bypassed until it is re-established (bounds revocation delay on a dead link).
+    redis_heartbeat_seconds: float = Field(0.25, gt=0, le=5)
+    # Client networks allowed to read /metrics (the resolved client address, see trusted_proxies).
+    metrics_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
+                                 "fc00::/7"]
+    )
 
     pat_export_row_cap: int = Field(10_000, ge=1)
     key_export_row_cap: int = Field(10_000_000, ge=1)
@@ -54,10 +68,12 @@ class Settings(BaseSettings):
             raise ValueError("token_prefix must be 1-16 lowercase letters or digits")
         return v
 
-    @field_validator("trusted_proxies", mode="before")
+    @field_validator("trusted_proxies", "metrics_allow", mode="before")
     @classmethod
     def _split_proxies(cls, v: object) -> object:
         if isinstance(v, str):
+            if v.strip().startswith("["):
+                return json.loads(v)
             return [p.strip() for p in v.split(",") if p.strip()]
         return v
 

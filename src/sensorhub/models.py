@@ -5,6 +5,7 @@ from sensorhub.audit.models import AuditEvent
 from sensorhub.auth.models import WebSession
 from sensorhub.db import Base
 from sensorhub.entities.models import Entity
+from sensorhub.export.models import Export
 from sensorhub.timeseries.models import Series
 from sensorhub.tokens.models import Credential
 
@@ -13,6 +14,7 @@ __all__ = [
     "Base",
     "Credential",
     "Entity",
+    "Export",
     "Grant",
     "Membership",
     "Organisation",

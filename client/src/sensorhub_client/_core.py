@@ -26,7 +26,7 @@ from .models import BackfillResult, QueryResult, Timeseries
 log = logging.getLogger("sensorhub_client")
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-TOKEN_ENV = "SENSORHUB_TOKEN"
+TOKEN_ENV = "SENSORHUB_TOKEN"  # noqa: S105 - the variable's name, not a secret
 URL_ENV = "SENSORHUB_URL"
 VERSION = "0.1.0"
 
@@ -34,7 +34,7 @@ JSONDict = dict[str, Any]
 #: A series to read: ``{"entity_id": ..., "attribute": ..., "aggregation"?: ...}`` or a tuple
 #: ``(entity_id, attribute)`` / ``(entity_id, attribute, aggregation)``.
 SeriesSpec = Mapping[str, Any] | Sequence[str]
-Params = list[tuple[str, str]]
+Params = list[tuple[str, str | int | float | bool | None]]
 
 
 # --- settings ---------------------------------------------------------------------------------
@@ -242,9 +242,7 @@ def entity_call(entity_id: str, attrs: str | Sequence[str] | None, key_values: b
     return Call("GET", f"/ngsi-ld/v1/entities/{path_segment(entity_id)}", params=params)
 
 
-def count_call(
-    type: str | Sequence[str] | None, id_pattern: str | None, q: str | None
-) -> Call:
+def count_call(type: str | Sequence[str] | None, id_pattern: str | None, q: str | None) -> Call:
     params = _params(type=_csv(type), idPattern=id_pattern, q=q, limit=0, count="true")
     return Call("GET", "/ngsi-ld/v1/entities", params=params)
 
@@ -312,7 +310,7 @@ def series_body(series: Iterable[SeriesSpec], with_aggregation: bool = True) -> 
         if isinstance(item, Mapping):
             entry = {k: item[k] for k in ("entity_id", "attribute", "aggregation") if item.get(k) is not None}
         elif isinstance(item, Sequence) and not isinstance(item, str) and len(item) in (2, 3):
-            entry = dict(zip(("entity_id", "attribute", "aggregation"), item))
+            entry = dict(zip(("entity_id", "attribute", "aggregation"), item, strict=False))
         else:
             raise ValueError(
                 "each series is {'entity_id': ..., 'attribute': ...} or a tuple (entity_id, attribute)"
@@ -465,8 +463,8 @@ def _frame_records(frame: Any) -> list[JSONDict]:
     stamps = frame.index.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     columns = [str(c) for c in frame.columns]
     records = []
-    for stamp, row in zip(stamps, frame.itertuples(index=False, name=None)):
-        data = {col: _plain(v) for col, v in zip(columns, row) if not _missing(v)}
+    for stamp, row in zip(stamps, frame.itertuples(index=False, name=None), strict=True):
+        data = {col: _plain(v) for col, v in zip(columns, row, strict=True) if not _missing(v)}
         if data:  # a row with nothing measured has nothing to send
             records.append({"timestamp": stamp, "data": data})
     return records

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import io
 from collections.abc import Mapping, Sequence
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -26,17 +25,15 @@ def has_arrow() -> bool:
     return has_module("pyarrow")
 
 
-def require_pandas() -> ModuleType:
+def require_pandas() -> Any:
     try:
         import pandas
     except ImportError:
-        raise ImportError(
-            "this needs pandas: pip install 'sensorhub-client[pandas]'"
-        ) from None
+        raise ImportError("this needs pandas: pip install 'sensorhub-client[pandas]'") from None
     return pandas
 
 
-def require_arrow() -> ModuleType:
+def require_arrow() -> Any:
     try:
         import pyarrow
     except ImportError:
@@ -48,7 +45,7 @@ def utc_index(values: Any, name: str = "timestamp") -> pd.DatetimeIndex:
     """A UTC DatetimeIndex at microsecond resolution, the same for JSON and Arrow answers."""
     pd = require_pandas()
     index = pd.DatetimeIndex(pd.to_datetime(values, utc=True, format="ISO8601"))
-    return index.as_unit("us").rename(name)  # type: ignore[no-any-return]
+    return index.as_unit("us").rename(name)
 
 
 def wide_frame(
@@ -62,7 +59,7 @@ def wide_frame(
     data = {name: np.asarray(values, dtype="float64") for name, values in columns.items()}
     frame = pd.DataFrame(data, index=index, columns=list(columns))
     frame.attrs.update(attrs)
-    return frame  # type: ignore[no-any-return]
+    return frame
 
 
 def arrow_frame(payload: bytes, attrs: Mapping[str, Any]) -> pd.DataFrame:
@@ -89,7 +86,7 @@ def arrow_frame(payload: bytes, attrs: Mapping[str, Any]) -> pd.DataFrame:
         frame.attrs["aggregation"] = schema_meta["aggregation"] or None
     if units:
         frame.attrs["units"] = units
-    return frame  # type: ignore[no-any-return]
+    return frame
 
 
 def rows_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
@@ -105,7 +102,7 @@ def rows_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
             "tags": pd.Series([r.get("tags") or {} for r in rows], dtype="object"),
         }
     )
-    return frame  # type: ignore[no-any-return]
+    return frame
 
 
 def file_frame(payload: bytes, fmt: str) -> pd.DataFrame:
@@ -123,4 +120,4 @@ def file_frame(payload: bytes, fmt: str) -> pd.DataFrame:
     for column in ("timestamp", "time"):
         if column in frame.columns:
             frame[column] = utc_index(frame[column], name=column)
-    return frame  # type: ignore[no-any-return]
+    return frame

@@ -9,7 +9,8 @@ date (``"2026-01-01"`` or a ``datetime.date``), which means midnight UTC of that
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
+
 TimeLike = str | datetime | date
 
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -21,15 +22,15 @@ def to_utc(value: TimeLike, name: str = "time") -> datetime:
         if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
             raise ValueError(
                 f"{name} is a naive datetime (no time zone); pass an aware one such as "
-                f"datetime(2026, 1, 1, tzinfo=timezone.utc), or a string like '2026-01-01T00:00:00Z'"
+                f"datetime(2026, 1, 1, tzinfo=UTC), or a string like '2026-01-01T00:00:00Z'"
             )
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
     if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
     if isinstance(value, str):
         text = value.strip()
         if _DATE_ONLY.fullmatch(text):
-            return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+            return datetime.fromisoformat(text).replace(tzinfo=UTC)
         try:
             parsed = parse_iso(text)
         except ValueError:
@@ -40,7 +41,7 @@ def to_utc(value: TimeLike, name: str = "time") -> datetime:
             raise ValueError(
                 f"{name} {value!r} has no time zone; add 'Z' for UTC or an offset such as '+01:00'"
             )
-        return parsed.astimezone(timezone.utc)
+        return parsed.astimezone(UTC)
     raise TypeError(f"{name} must be an ISO 8601 string, a datetime or a date, not {type(value).__name__}")
 
 

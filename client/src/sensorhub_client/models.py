@@ -192,12 +192,13 @@ def _target(path: Path, fmt: str) -> Path:
 
 def export_fields(body: Mapping[str, Any]) -> dict[str, Any]:
     """Fields of an export answer, warning when the server truncated it."""
-    fields = {
+    rows = body.get("rows")
+    truncated = bool(body.get("truncated", False))
+    _warn_if_truncated(truncated, rows)
+    return {
         "download_url": str(body["download_url"]),
         "expires_in": body.get("expires_in"),
         "format": str(body.get("format", "")),
-        "rows": body.get("rows"),
-        "truncated": bool(body.get("truncated", False)),
+        "rows": rows,
+        "truncated": truncated,
     }
-    _warn_if_truncated(fields["truncated"], fields["rows"])
-    return fields

@@ -7,11 +7,12 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from sensorhub.accounts.models import Grant, Membership, Organisation, Role, User, Workspace
+from sensorhub.accounts.models import Organisation, Role, User, Workspace
 from sensorhub.auth import restrictions as R
 from sensorhub.auth.principal import OrgRef, Principal, WorkspaceRef
 from sensorhub.auth.scopes import ROLE_SCOPES
 from sensorhub.authz.access import AccessRule
+from sensorhub.authz.subjects import user_reach
 from sensorhub.config import Settings
 from sensorhub.tokens.models import Credential
 
@@ -58,16 +59,11 @@ def build_principal(s: Session, cred: Credential, settings: Settings) -> Princip
         is_api_user = user.is_api_user
         owner_label = user.display
         default_cap = settings.pat_export_row_cap
-        for m in s.scalars(select(Membership).where(Membership.user_id == user.id)):
-            role = Role(m.role)
-            roles[m.org_id] = m.role
-            org_scopes[m.org_id] = token_scopes & ROLE_SCOPES[role]
-            if role.is_admin:
-                rules.append(AccessRule(m.org_id))
-        member_orgs = [o for o, r in roles.items() if r is not None and not Role(r).is_admin]
-        if member_orgs:
-            for g in s.scalars(select(Grant).where(Grant.user_id == user.id, Grant.org_id.in_(member_orgs))):
-                rules.append(AccessRule(g.org_id, g.workspace_id, g.entity_id, g.time_start, g.time_end))
+        reach = user_reach(s, user.id)
+        rules.extend(reach.rules)
+        for org_id, role in reach.roles.items():
+            roles[org_id] = role
+            org_scopes[org_id] = token_scopes & ROLE_SCOPES[Role(role)]
 
     narrowed: list[AccessRule] = rules
     for r in restrictions:

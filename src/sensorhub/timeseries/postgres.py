@@ -97,17 +97,9 @@ class PostgresStore(TimeseriesStore):
         with cur.copy("COPY measurements (series_id, ts, value) FROM STDIN (FORMAT BINARY)") as cp:
             cp.write(payload)
 
-    def merge_rollup(self, table: str, series_id: int, delta: RollupDelta) -> None:
-        if not len(delta):
-            return
-        cur = self.dbapi.cursor()
-        cur.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS _sh_rollup_in (series_id bigint, bucket_start bigint, "
-            '"count" bigint, "sum" float8, "min" float8, "max" float8, first_ts bigint, "first" float8, '
-            'last_ts bigint, "last" float8) ON COMMIT DELETE ROWS'
-        )
-        cur.execute("DELETE FROM _sh_rollup_in")
-        payload = _binary_copy(
+    @staticmethod
+    def _rollup_copy(series_id: int, delta: RollupDelta) -> bytes:
+        return _binary_copy(
             [
                 ("series_id", np.full(len(delta), series_id, np.int64)),
                 ("bucket_start", delta.bucket_start),
@@ -121,6 +113,25 @@ class PostgresStore(TimeseriesStore):
                 ("last", delta.last),
             ]
         )
+
+    def insert_rollup(self, table: str, series_id: int, delta: RollupDelta) -> None:
+        if not len(delta):
+            return
+        cur = self.dbapi.cursor()
+        with cur.copy(f"COPY {table} {_ROLLUP_COLUMNS} FROM STDIN (FORMAT BINARY)") as cp:
+            cp.write(self._rollup_copy(series_id, delta))
+
+    def merge_rollup(self, table: str, series_id: int, delta: RollupDelta) -> None:
+        if not len(delta):
+            return
+        cur = self.dbapi.cursor()
+        cur.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS _sh_rollup_in (series_id bigint, bucket_start bigint, "
+            '"count" bigint, "sum" float8, "min" float8, "max" float8, first_ts bigint, "first" float8, '
+            'last_ts bigint, "last" float8) ON COMMIT DELETE ROWS'
+        )
+        cur.execute("DELETE FROM _sh_rollup_in")
+        payload = self._rollup_copy(series_id, delta)
         with cur.copy(f"COPY _sh_rollup_in {_ROLLUP_COLUMNS} FROM STDIN (FORMAT BINARY)") as cp:
             cp.write(payload)
         cur.execute(_ROLLUP_MERGE.format(t=table))

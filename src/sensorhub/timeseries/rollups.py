@@ -46,6 +46,19 @@ class RollupDelta:
     def __len__(self) -> int:
         return len(self.bucket_start)
 
+    def select(self, mask: npt.NDArray[np.bool_]) -> RollupDelta:
+        return RollupDelta(
+            self.bucket_start[mask],
+            self.count[mask],
+            self.sum[mask],
+            self.min[mask],
+            self.max[mask],
+            self.first_ts[mask],
+            self.first[mask],
+            self.last_ts[mask],
+            self.last[mask],
+        )
+
     def rows(self, series_id: int) -> list[tuple[int, int, int, float, float, float, int, float, int, float]]:
         return list(
             zip(

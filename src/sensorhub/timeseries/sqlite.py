@@ -45,6 +45,16 @@ class SQLiteStore(TimeseriesStore):
         cur = self.dbapi.cursor()
         cur.executemany(_ROLLUP_UPSERT.format(t=table), delta.rows(series_id))
 
+    def insert_rollup(self, table: str, series_id: int, delta: RollupDelta) -> None:
+        if not len(delta):
+            return
+        cur = self.dbapi.cursor()
+        cur.executemany(
+            f'INSERT INTO {table} (series_id, bucket_start, "count", "sum", "min", "max", first_ts, "first", '
+            'last_ts, "last") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+            delta.rows(series_id),
+        )
+
     def _first_last_sql(self, table: str, agg: str, bucket: str, time_col: str) -> str:
         # SQLite: with a single min()/max() aggregate, bare columns come from the row holding it.
         if table == RAW:

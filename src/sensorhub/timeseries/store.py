@@ -76,6 +76,11 @@ class TimeseriesStore:
         raise NotImplementedError
 
     def merge_rollup(self, table: str, series_id: int, delta: RollupDelta) -> None:
+        """Add ``delta`` into existing buckets (upsert)."""
+        raise NotImplementedError
+
+    def insert_rollup(self, table: str, series_id: int, delta: RollupDelta) -> None:
+        """Insert buckets known not to exist yet (fast path for appends)."""
         raise NotImplementedError
 
     def update_last(self, series_id: int, ts: int, value: float) -> None:

@@ -18,6 +18,33 @@ depends_on: str | Sequence[str] | None = None
 
 ROLLUPS = ("rollup_1m", "rollup_1h", "rollup_1d")
 
+CASCADE_SQLITE = """
+CREATE TRIGGER IF NOT EXISTS series_cascade AFTER DELETE ON series FOR EACH ROW BEGIN
+  DELETE FROM measurements WHERE series_id = OLD.id;
+  DELETE FROM rollup_1m WHERE series_id = OLD.id;
+  DELETE FROM rollup_1h WHERE series_id = OLD.id;
+  DELETE FROM rollup_1d WHERE series_id = OLD.id;
+END
+"""
+CASCADE_PG_FUNCTION = """
+CREATE OR REPLACE FUNCTION sensorhub_series_cascade() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  DELETE FROM measurements WHERE series_id = OLD.id;
+  DELETE FROM rollup_1m WHERE series_id = OLD.id;
+  DELETE FROM rollup_1h WHERE series_id = OLD.id;
+  DELETE FROM rollup_1d WHERE series_id = OLD.id;
+  RETURN OLD;
+END $$
+"""
+CASCADE_PG_TRIGGER = (
+    "CREATE TRIGGER series_cascade AFTER DELETE ON series FOR EACH ROW "
+    "EXECUTE FUNCTION sensorhub_series_cascade()"
+)
+
+
+def _pg() -> bool:
+    return op.get_bind().dialect.name == "postgresql"
+
 
 def _id_type() -> sa.types.TypeEngine:  # type: ignore[type-arg]
     return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -42,7 +69,6 @@ def upgrade() -> None:
         sa.Column("series_id", sa.BigInteger(), nullable=False),
         sa.Column("ts", sa.BigInteger(), nullable=False),
         sa.Column("value", sa.Float(), nullable=False),
-        sa.ForeignKeyConstraint(["series_id"], ["series.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("series_id", "ts", name="pk_measurements"),
         sqlite_with_rowid=False,
         postgresql_partition_by="RANGE (ts)",
@@ -64,13 +90,22 @@ def upgrade() -> None:
             sa.Column("first", sa.Float(), nullable=False),
             sa.Column("last_ts", sa.BigInteger(), nullable=False),
             sa.Column("last", sa.Float(), nullable=False),
-            sa.ForeignKeyConstraint(["series_id"], ["series.id"], ondelete="CASCADE"),
             sa.PrimaryKeyConstraint("series_id", "bucket_start", name=f"pk_{name}"),
             sqlite_with_rowid=False,
         )
+    # No declared foreign keys on measurements/rollups (a per-row check costs more than the insert on
+    # bulk ingest); a trigger removes a deleted series' points instead.
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(CASCADE_PG_FUNCTION)
+        op.execute(CASCADE_PG_TRIGGER)
+    else:
+        op.execute(CASCADE_SQLITE)
 
 
 def downgrade() -> None:
+    op.execute("DROP TRIGGER IF EXISTS series_cascade" + (" ON series" if _pg() else ""))
+    if _pg():
+        op.execute("DROP FUNCTION IF EXISTS sensorhub_series_cascade()")
     for name in reversed(ROLLUPS):
         op.drop_table(name)
     # Dropping the partitioned parent drops every partition with it.

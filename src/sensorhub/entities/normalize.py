@@ -1,0 +1,208 @@
+"""Turning NGSI-LD entity JSON (normalized or keyValues/concise) into what the ``entities`` table stores,
+and back into NGSI-LD JSON."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sensorhub.errors import BadRequest
+
+CORE_CONTEXT = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"
+CONTEXT_LINK = f'<{CORE_CONTEXT}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
+
+ATTRIBUTE_TYPES = frozenset(
+    {"Property", "Relationship", "GeoProperty", "LanguageProperty", "ListProperty", "VocabProperty", "JsonProperty"}
+)
+GEOJSON_TYPES = frozenset(
+    {"Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon", "GeometryCollection"}
+)
+# Members of an entity that are not attributes (and may not be used as attribute names).
+RESERVED = frozenset({"id", "type", "@context", "createdAt", "modifiedAt", "deletedAt", "scope", "@id", "@type"})
+MAX_ID_LENGTH = 512
+MAX_TYPE_LENGTH = 200
+MAX_ATTRS = 500
+
+# Attribute names: no characters that the q language or URLs give a meaning to.
+_ATTR_NAME = re.compile(r"^[A-Za-z_@][A-Za-z0-9_:/#@\-]{0,255}$")
+_TYPE_NAME = re.compile(r"^[A-Za-z_@][A-Za-z0-9_:/#@.\-]{0,199}$")
+# An entity id is a URI: a scheme, a colon, and no whitespace or characters unsafe in paths and headers.
+_ENTITY_ID = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s<>\"{}|\\^`,;?#/]+$")
+
+
+@dataclass
+class EntityData:
+    """A validated entity: what goes into the ``entities`` row."""
+
+    entity_id: str
+    type: str
+    attrs: dict[str, Any]
+    location: dict[str, Any] | None
+
+    @property
+    def name(self) -> str | None:
+        v = self.attrs.get("name", {}).get("value")
+        return v[:300] if isinstance(v, str) else None
+
+
+def check_entity_id(value: Any, what: str = "id") -> str:
+    if not isinstance(value, str) or not value:
+        raise BadRequest(f"{what} must be a non-empty string (a URI such as urn:ngsi-ld:Device:sensor-1)")
+    if len(value) > MAX_ID_LENGTH or not _ENTITY_ID.match(value):
+        raise BadRequest(f"{what} '{value[:80]}' is not a valid entity id: use a URI such as urn:ngsi-ld:Device:sensor-1")
+    return value
+
+
+def check_type(value: Any) -> str:
+    if not isinstance(value, str) or not _TYPE_NAME.match(value):
+        raise BadRequest(
+            "type must be a short name such as WeatherObserved (letters, digits, _ : / # @ . -; at most 200)"
+        )
+    return value
+
+
+def check_attr_name(name: str) -> str:
+    if name in RESERVED or not _ATTR_NAME.match(name):
+        raise BadRequest(
+            f"'{name[:60]}' is not a valid attribute name: use letters, digits and _ : / # @ -, "
+            f"not one of {', '.join(sorted(RESERVED))}"
+        )
+    return name
+
+
+def check_geojson(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict) or value.get("type") not in GEOJSON_TYPES:
+        raise BadRequest(f"{what} must be a GeoJSON geometry (type one of {', '.join(sorted(GEOJSON_TYPES))})")
+    key = "geometries" if value["type"] == "GeometryCollection" else "coordinates"
+    if not isinstance(value.get(key), list):
+        raise BadRequest(f"{what}: a GeoJSON {value['type']} needs a '{key}' array")
+    return value
+
+
+def normalize_attr(name: str, raw: Any) -> dict[str, Any]:
+    """One attribute in normalized form. A dict whose ``type`` is an NGSI-LD attribute type is taken as
+    normalized; anything else is a keyValues (concise) value."""
+    if isinstance(raw, dict) and raw.get("type") in ATTRIBUTE_TYPES:
+        attr = {k: v for k, v in raw.items() if k not in ("@context",)}
+        t = attr["type"]
+        if t == "Relationship":
+            if not isinstance(attr.get("object"), (str, list)):
+                raise BadRequest(f"attribute '{name}': a Relationship needs an 'object' (entity id)")
+        elif t == "GeoProperty":
+            check_geojson(attr.get("value"), f"attribute '{name}'")
+        elif t == "LanguageProperty":
+            if not isinstance(attr.get("languageMap"), dict):
+                raise BadRequest(f"attribute '{name}': a LanguageProperty needs a 'languageMap' object")
+        elif "value" not in attr or attr["value"] is None:
+            raise BadRequest(f"attribute '{name}': a {t} needs a non-null 'value'")
+        if "observedAt" in attr:
+            check_datetime(attr["observedAt"], f"attribute '{name}': observedAt")
+        if "unitCode" in attr and not isinstance(attr["unitCode"], str):
+            raise BadRequest(f"attribute '{name}': unitCode must be a string such as CEL")
+        return attr
+    if raw is None:
+        raise BadRequest(f"attribute '{name}' is null; omit it instead")
+    if isinstance(raw, list) and raw and all(isinstance(x, dict) and x.get("type") in ATTRIBUTE_TYPES for x in raw):
+        raise BadRequest(f"attribute '{name}': multi-attributes (datasetId) are not supported")
+    if isinstance(raw, dict) and raw.get("type") in GEOJSON_TYPES:
+        return {"type": "GeoProperty", "value": check_geojson(raw, f"attribute '{name}'")}
+    return {"type": "Property", "value": raw}
+
+
+def check_datetime(value: Any, what: str) -> str:
+    if isinstance(value, str):
+        try:
+            datetime.fromisoformat(value.replace("Z", "+00:00"))
+            return value
+        except ValueError:
+            pass
+    raise BadRequest(f"{what} must be an ISO 8601 date-time such as 2026-01-01T00:00:00Z")
+
+
+def normalize_location(raw: Any) -> dict[str, Any]:
+    """The GeoJSON geometry of a ``location`` given normalized (GeoProperty) or as bare GeoJSON."""
+    if isinstance(raw, dict) and raw.get("type") == "GeoProperty":
+        return check_geojson(raw.get("value"), "location")
+    return check_geojson(raw, "location")
+
+
+def normalize_fragment(body: Any) -> tuple[dict[str, Any], dict[str, Any] | None, bool]:
+    """Attributes of an update/append body: ``(attrs, location, has_location)``."""
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object of attributes")
+    for k in ("id", "type"):
+        if k in body:
+            raise BadRequest(f"'{k}' cannot be changed through the attributes endpoint")
+    attrs: dict[str, Any] = {}
+    location: dict[str, Any] | None = None
+    has_location = False
+    for name, raw in body.items():
+        if name == "@context":
+            continue
+        if name == "location":
+            location, has_location = normalize_location(raw), True
+            continue
+        attrs[check_attr_name(name)] = normalize_attr(name, raw)
+    if not attrs and not has_location:
+        raise BadRequest("the body names no attribute")
+    return attrs, location, has_location
+
+
+def normalize_entity(body: Any) -> EntityData:
+    """Validate an NGSI-LD entity (normalized, or keyValues/concise) into :class:`EntityData`."""
+    if not isinstance(body, dict):
+        raise BadRequest("an entity must be a JSON object with 'id' and 'type'")
+    entity_id = check_entity_id(body.get("id", body.get("@id")))
+    etype = body.get("type", body.get("@type"))
+    if isinstance(etype, list) and len(etype) == 1:
+        etype = etype[0]
+    etype = check_type(etype)
+    attrs: dict[str, Any] = {}
+    location = None
+    for name, raw in body.items():
+        if name in RESERVED:
+            continue
+        if name == "location":
+            location = normalize_location(raw)
+            continue
+        attrs[check_attr_name(name)] = normalize_attr(name, raw)
+    if len(attrs) > MAX_ATTRS:
+        raise BadRequest(f"an entity may have at most {MAX_ATTRS} attributes")
+    return EntityData(entity_id, etype, attrs, location)
+
+
+def render(
+    entity_id: str,
+    etype: str,
+    attrs: dict[str, Any],
+    location: dict[str, Any] | None,
+    *,
+    pick: frozenset[str] | None,
+    key_values: bool,
+    context: bool,
+    sys_attrs: tuple[datetime, datetime] | None = None,
+) -> dict[str, Any]:
+    """An entity as NGSI-LD JSON: normalized (default) or keyValues; ``pick`` projects attributes."""
+    out: dict[str, Any] = {"id": entity_id, "type": etype}
+    for name, attr in attrs.items():
+        if pick is not None and name not in pick:
+            continue
+        if key_values:
+            t = attr.get("type")
+            out[name] = attr.get("object") if t == "Relationship" else attr.get("languageMap") if t == "LanguageProperty" else attr.get("value")
+        else:
+            out[name] = attr
+    if location is not None and (pick is None or "location" in pick):
+        out["location"] = location if key_values else {"type": "GeoProperty", "value": location}
+    if sys_attrs is not None:
+        out["createdAt"] = _iso(sys_attrs[0])
+        out["modifiedAt"] = _iso(sys_attrs[1])
+    if context:
+        out["@context"] = CORE_CONTEXT
+    return out
+
+
+def _iso(dt: datetime) -> str:
+    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,333 @@
+"""The NGSI-LD ``q`` filter language: parsed into a small AST, compiled to SQL on the JSON ``attrs`` column.
+
+Grammar (a subset of ETSI GS CIM 009 §4.9, documented in docs/ngsi-ld.md)::
+
+    query      := or_expr
+    or_expr    := and_expr ( "|" and_expr )*
+    and_expr   := term ( ";" term )*
+    term       := "(" or_expr ")" | comparison
+    comparison := attr_path [ operator value ]          # no operator: the attribute exists
+    attr_path  := name ( "[" name "]" )*                # brackets reach into a compound value
+    operator   := "==" | "!=" | ">=" | "<=" | ">" | "<" | "~=" | "!~="
+    value      := number | string | "true" | "false" | datetime
+                | value ".." value                      # range, with == and != only
+                | value ( "," value )+                  # list, with == and != only
+    string     := '"' chars '"'                         # \\" and \\\\ escape inside
+
+Comparisons are type-aware: a number only matches numeric attribute values, a quoted string only
+string values; ``!=`` matches entities that have the attribute with a different value.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, case, false, func, not_, or_
+from sqlalchemy.sql.elements import ColumnElement
+
+from sensorhub.errors import BadRequest
+
+MAX_Q_LENGTH = 4000
+MAX_DEPTH = 32
+
+_NAME = re.compile(r"[A-Za-z_@][A-Za-z0-9_:/#@\-]*")
+_NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+# Unquoted ISO 8601 date-times (NGSI-LD allows them bare); compared as strings.
+_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}(?:T[0-9:.]+(?:Z|[+-]\d{2}:?\d{2})?)?")
+_OPERATORS = ("!~=", "==", "!=", ">=", "<=", "~=", ">", "<")
+
+Scalar = float | int | str | bool
+
+
+@dataclass(frozen=True)
+class Comparison:
+    path: tuple[str, ...]  # attribute name, then keys inside its value
+    op: str | None  # None = the attribute exists
+    value: Scalar | tuple[Scalar, Scalar] | tuple[Scalar, ...] | None = None
+    kind: str = "scalar"  # scalar | range | list
+
+
+@dataclass(frozen=True)
+class BoolOp:
+    op: str  # "and" | "or"
+    items: tuple[Node, ...]
+
+
+Node = Comparison | BoolOp
+
+
+class QSyntaxError(BadRequest):
+    """A malformed ``q``: 400 with the NGSI-LD type ``InvalidRequest`` naming the problem and position."""
+
+    ngsi_type = "InvalidRequest"
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.s = text
+        self.i = 0
+        self.depth = 0
+
+    def fail(self, what: str) -> QSyntaxError:
+        near = self.s[self.i : self.i + 20] or "end of query"
+        return QSyntaxError(f"invalid q at position {self.i} (near '{near}'): {what}")
+
+    def peek(self, tok: str) -> bool:
+        return self.s.startswith(tok, self.i)
+
+    def parse(self) -> Node:
+        if not self.s.strip():
+            raise QSyntaxError("q is empty")
+        node = self.or_expr()
+        if self.i != len(self.s):
+            raise self.fail("expected ';', '|', ')' or the end of the query")
+        return node
+
+    def or_expr(self) -> Node:
+        items = [self.and_expr()]
+        while self.peek("|"):
+            self.i += 1
+            items.append(self.and_expr())
+        return items[0] if len(items) == 1 else BoolOp("or", tuple(items))
+
+    def and_expr(self) -> Node:
+        items = [self.term()]
+        while self.peek(";"):
+            self.i += 1
+            items.append(self.term())
+        return items[0] if len(items) == 1 else BoolOp("and", tuple(items))
+
+    def term(self) -> Node:
+        if self.peek("("):
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise self.fail(f"more than {MAX_DEPTH} nested parentheses")
+            self.i += 1
+            node = self.or_expr()
+            if not self.peek(")"):
+                raise self.fail("missing ')'")
+            self.i += 1
+            self.depth -= 1
+            return node
+        return self.comparison()
+
+    def name(self) -> str:
+        m = _NAME.match(self.s, self.i)
+        if not m:
+            raise self.fail("expected an attribute name")
+        self.i = m.end()
+        return m.group(0)
+
+    def comparison(self) -> Comparison:
+        path = [self.name()]
+        while self.peek("["):
+            self.i += 1
+            path.append(self.name())
+            if not self.peek("]"):
+                raise self.fail("missing ']'")
+            self.i += 1
+        if self.peek("."):
+            raise self.fail("dotted attribute paths are not supported; use attr[key] for compound values")
+        op = next((o for o in _OPERATORS if self.peek(o)), None)
+        if op is None:
+            if self.i < len(self.s) and self.s[self.i] not in ";|)":
+                raise self.fail("expected an operator (==, !=, <, >, <=, >=, ~=, !~=)")
+            return Comparison(tuple(path), None)
+        self.i += len(op)
+        first = self.value()
+        if op in ("~=", "!~="):
+            if not isinstance(first, str):
+                raise self.fail(f"{op} needs a quoted regular expression")
+            try:
+                re.compile(first)
+            except re.error as e:
+                raise self.fail(f"invalid regular expression: {e}") from None
+            return Comparison(tuple(path), op, first)
+        if self.peek(".."):
+            self.i += 2
+            second = self.value()
+            if op not in ("==", "!="):
+                raise self.fail("a range a..b is only allowed with == and !=")
+            if isinstance(first, bool) or isinstance(second, bool) or (
+                isinstance(first, str) != isinstance(second, str)
+            ):
+                raise self.fail("both ends of a range must be numbers or both strings")
+            return Comparison(tuple(path), op, (first, second), "range")
+        if self.peek(","):
+            values = [first]
+            while self.peek(","):
+                self.i += 1
+                values.append(self.value())
+            if op not in ("==", "!="):
+                raise self.fail("a list of values is only allowed with == and !=")
+            return Comparison(tuple(path), op, tuple(values), "list")
+        return Comparison(tuple(path), op, first)
+
+    def value(self) -> Scalar:
+        s, i = self.s, self.i
+        if i >= len(s):
+            raise self.fail("expected a value")
+        if s[i] == '"':
+            out: list[str] = []
+            j = i + 1
+            while j < len(s):
+                c = s[j]
+                if c == "\\" and j + 1 < len(s):
+                    out.append(s[j + 1])
+                    j += 2
+                    continue
+                if c == '"':
+                    self.i = j + 1
+                    return "".join(out)
+                out.append(c)
+                j += 1
+            raise self.fail("unterminated string (missing closing '\"')")
+        m = _DATETIME.match(s, i)
+        if m and (m.end() == len(s) or s[m.end()] in ";|),."):
+            # A bare date-time; "2024-01-01..2024-02-01" is a range of two of them.
+            text = m.group(0)
+            if text.endswith("."):
+                text = text[:-1]
+            self.i = i + len(text)
+            return text
+        m = _NUMBER.match(s, i)
+        if m:
+            text = m.group(0)
+            # "1..5" is a range: do not swallow the first dot of ".." as a decimal point.
+            if text.endswith(".") and s.startswith(".", m.end()):
+                text = text[:-1]
+            self.i = i + len(text)
+            num = float(text)
+            return int(num) if re.fullmatch(r"-?\d+", text) else num
+        for word, val in (("true", True), ("false", False)):
+            if s.startswith(word, i):
+                self.i = i + len(word)
+                return val
+        raise self.fail("expected a number, a quoted string, true, false or a date-time")
+
+
+def parse_q(text: str) -> Node:
+    """Parse ``q``; raises :class:`QSyntaxError` (400) naming the problem."""
+    if len(text) > MAX_Q_LENGTH:
+        raise QSyntaxError(f"q is longer than {MAX_Q_LENGTH} characters")
+    return _Parser(text).parse()
+
+
+# --- SQL ---------------------------------------------------------------------------------------------
+
+
+class JsonAttrs:
+    """Dialect-specific access to a JSON column of NGSI-LD attributes (SQLite json1 / PostgreSQL json)."""
+
+    def __init__(self, column: Any, dialect: str) -> None:
+        self.col = column
+        self.pg = dialect == "postgresql"
+
+    def _sqlite_path(self, keys: tuple[str, ...]) -> str:
+        return "$" + "".join(f'."{k}"' for k in keys)
+
+    def json_type(self, keys: tuple[str, ...]) -> ColumnElement[Any]:
+        """Normalised JSON type name: number | string | boolean | object | array | null (NULL if absent)."""
+        if self.pg:
+            return func.json_typeof(func.json_extract_path(self.col, *keys))
+        t = func.json_type(self.col, self._sqlite_path(keys))
+        return case(
+            (t.in_(("integer", "real")), "number"),
+            (t == "text", "string"),
+            (t.in_(("true", "false")), "boolean"),
+            else_=t,
+        )
+
+    def exists(self, keys: tuple[str, ...]) -> ColumnElement[bool]:
+        if self.pg:
+            return func.json_extract_path(self.col, *keys).is_not(None)
+        return func.json_type(self.col, self._sqlite_path(keys)).is_not(None)
+
+    def number(self, keys: tuple[str, ...]) -> ColumnElement[Any]:
+        """The value as a float where it is a JSON number, else NULL (CASE keeps PostgreSQL from casting
+        strings)."""
+        if self.pg:
+            raw = func.json_extract_path_text(self.col, *keys)
+            return case((self.json_type(keys) == "number", func.cast(raw, _float())), else_=None)
+        return case(
+            (func.json_type(self.col, self._sqlite_path(keys)).in_(("integer", "real")),
+             func.json_extract(self.col, self._sqlite_path(keys))),
+            else_=None,
+        )
+
+    def string(self, keys: tuple[str, ...]) -> ColumnElement[Any]:
+        if self.pg:
+            return case((self.json_type(keys) == "string", func.json_extract_path_text(self.col, *keys)), else_=None)
+        return case(
+            (func.json_type(self.col, self._sqlite_path(keys)) == "text",
+             func.json_extract(self.col, self._sqlite_path(keys))),
+            else_=None,
+        )
+
+    def boolean_is(self, keys: tuple[str, ...], value: bool) -> ColumnElement[bool]:
+        if self.pg:
+            return and_(self.json_type(keys) == "boolean",
+                        func.json_extract_path_text(self.col, *keys) == ("true" if value else "false"))
+        return func.json_type(self.col, self._sqlite_path(keys)) == ("true" if value else "false")
+
+
+def _float() -> Any:
+    from sqlalchemy import Float
+
+    return Float()
+
+
+def _typed(j: JsonAttrs, keys: tuple[str, ...], value: Scalar) -> tuple[ColumnElement[Any], Any]:
+    if isinstance(value, bool):
+        raise AssertionError("booleans are handled separately")
+    if isinstance(value, str):
+        return j.string(keys), value
+    return j.number(keys), value
+
+
+def _eq(j: JsonAttrs, keys: tuple[str, ...], value: Scalar) -> ColumnElement[bool]:
+    if isinstance(value, bool):
+        return j.boolean_is(keys, value)
+    expr, v = _typed(j, keys, value)
+    return func.coalesce(expr == v, false())
+
+
+def _cmp(j: JsonAttrs, keys: tuple[str, ...], op: str, value: Scalar) -> ColumnElement[bool]:
+    if isinstance(value, bool):
+        raise QSyntaxError(f"{op} cannot compare with a boolean")
+    expr, v = _typed(j, keys, value)
+    out = {">": expr > v, "<": expr < v, ">=": expr >= v, "<=": expr <= v}[op]
+    return func.coalesce(out, false())
+
+
+def _positive(j: JsonAttrs, c: Comparison, keys: tuple[str, ...]) -> ColumnElement[bool]:
+    """The ``==`` (or ``~=``) meaning of a comparison, NULL-free."""
+    if c.op in ("~=", "!~="):
+        assert isinstance(c.value, str)
+        return func.coalesce(j.string(keys).regexp_match(c.value), false())
+    if c.kind == "range":
+        lo, hi = c.value  # type: ignore[misc]
+        expr, _ = _typed(j, keys, lo)
+        return func.coalesce(and_(expr >= lo, expr <= hi), false())
+    if c.kind == "list":
+        return or_(*[_eq(j, keys, v) for v in c.value])  # type: ignore[union-attr]
+    return _eq(j, keys, c.value)  # type: ignore[arg-type]
+
+
+def compile_q(node: Node, j: JsonAttrs) -> ColumnElement[bool]:
+    """A WHERE clause for ``node`` over the normalized attributes in ``j``."""
+    if isinstance(node, BoolOp):
+        parts = [compile_q(n, j) for n in node.items]
+        return and_(*parts) if node.op == "and" else or_(*parts)
+    name, *inner = node.path
+    value_keys = (name, "value", *inner)
+    if node.op is None:
+        return j.exists((name,)) if not inner else j.exists(value_keys)
+    if node.op in ("!=", "!~="):
+        return and_(j.exists(value_keys), not_(_positive(j, node, value_keys)))
+    if node.op in ("==", "~="):
+        return _positive(j, node, value_keys)
+    assert isinstance(node.value, (int, float, str))
+    return _cmp(j, value_keys, node.op, node.value)

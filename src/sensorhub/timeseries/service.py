@@ -1,0 +1,264 @@
+"""Time-series services: series, bulk ingest with rollups, raw and bucketed reads (exports).
+
+Other domains code against the functions here (names and signatures are a contract):
+
+- :func:`get_or_create_series`
+- :func:`bulk_insert`
+- :func:`iter_raw_batches`
+- :func:`iter_bucket_batches`
+
+Services take a :class:`~sqlalchemy.orm.Session` and never commit; the caller's edge does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+
+import numpy as np
+import pyarrow as pa
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from sensorhub.entities.models import Entity
+from sensorhub.errors import BadRequest
+from sensorhub.timeseries.models import ROLLUP_LEVELS, Series
+from sensorhub.timeseries.query import WindowUS, read_aggregated
+from sensorhub.timeseries.rollups import F64, I64, check_aggregation, rollup_delta
+from sensorhub.timeseries.store import TimeseriesStore, store_for
+from sensorhub.timeseries.timeutil import to_us
+
+__all__ = [
+    "BATCH_SCHEMA",
+    "bulk_insert",
+    "get_or_create_series",
+    "iter_bucket_batches",
+    "iter_raw_batches",
+    "series_of_entity",
+]
+
+MAX_UNIT_LENGTH = 64
+MAX_ATTRIBUTE_LENGTH = 200
+
+BATCH_SCHEMA = pa.schema(
+    [
+        pa.field("ts", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("series_id", pa.int64(), nullable=False),
+        pa.field("value", pa.float64()),
+    ]
+)
+
+
+def get_or_create_series(session: Session, entity: Entity, attribute: str, unit: str | None) -> Series:
+    """The series (entity, attribute); created on first use. A unit is recorded when the series has none."""
+    if not attribute or len(attribute) > MAX_ATTRIBUTE_LENGTH:
+        raise BadRequest(f"attribute name must be 1-{MAX_ATTRIBUTE_LENGTH} characters")
+    if unit is not None and len(unit) > MAX_UNIT_LENGTH:
+        raise BadRequest(f"unit '{unit[:20]}…' is longer than {MAX_UNIT_LENGTH} characters")
+    q = select(Series).where(Series.entity_pk == entity.pk, Series.attribute == attribute)
+    series = session.scalar(q)
+    if series is None:
+        try:
+            with session.begin_nested():
+                series = Series(entity_pk=entity.pk, attribute=attribute, unit=unit)
+                session.add(series)
+        except IntegrityError:
+            # Another transaction created it meanwhile.
+            series = session.scalar(q)
+            assert series is not None
+    if unit is not None and series.unit is None:
+        series.unit = unit
+        session.flush()
+    return series
+
+
+def series_of_entity(session: Session, entity: Entity) -> list[Series]:
+    return list(session.scalars(select(Series).where(Series.entity_pk == entity.pk).order_by(Series.attribute)))
+
+
+def bulk_insert(
+    session: Session, series_id: int, timestamps_us: Sequence[int], values: Sequence[float]
+) -> tuple[int, int]:
+    """Insert points into a series and maintain its rollups, in the session's transaction.
+
+    Idempotent on (series, timestamp): a timestamp already stored (or repeated within the call, after
+    its first occurrence) is not overwritten and is counted as a duplicate. Returns
+    ``(accepted, duplicates)``. Values must be finite."""
+    ts = np.asarray(timestamps_us, dtype=np.int64)
+    vals = np.asarray(values, dtype=np.float64)
+    if ts.shape != vals.shape or ts.ndim != 1:
+        raise BadRequest("timestamps and values must be one-dimensional and of the same length")
+    n = len(ts)
+    if n == 0:
+        return 0, 0
+    if not np.isfinite(vals).all():
+        bad = int(np.flatnonzero(~np.isfinite(vals))[0])
+        raise BadRequest(f"value {bad} is {vals[bad]}; send finite numbers")
+    if n > 1 and not (np.diff(ts) > 0).all():
+        order = np.argsort(ts, kind="stable")
+        ts, vals = ts[order], vals[order]
+        keep = np.concatenate(([True], np.diff(ts) != 0))
+        ts, vals = ts[keep], vals[keep]
+    store = store_for(session)
+    last_ts = store.lock_series(series_id)
+    if last_ts is not None and ts[0] <= last_ts:
+        existing = store.existing_ts(series_id, int(ts[0]), int(ts[-1]))
+        if len(existing):
+            new = ~np.isin(ts, existing, assume_unique=True)
+            ts, vals = ts[new], vals[new]
+    accepted = len(ts)
+    if accepted:
+        store.insert_points(series_id, ts, vals)
+        for width, table in ROLLUP_LEVELS:
+            delta = rollup_delta(ts, vals, width)
+            if last_ts is None:
+                store.insert_rollup(table, series_id, delta)
+                continue
+            # Buckets after the one holding the latest stored point cannot exist yet: plain insert.
+            fresh = delta.bucket_start > last_ts - (last_ts % width)
+            store.merge_rollup(table, series_id, delta.select(~fresh))
+            store.insert_rollup(table, series_id, delta.select(fresh))
+        store.update_last(series_id, int(ts[-1]), float(vals[-1]))
+    # The ORM may hold a stale Series row; make it re-read last_ts/last_value on next access.
+    cached = session.identity_map.get(session.identity_key(Series, (series_id,)))
+    if cached is not None:
+        session.expire(cached, ["last_ts", "last_value"])
+    return accepted, n - accepted
+
+
+# --- exports ----------------------------------------------------------------------------------------
+
+
+def _windows_us(
+    series_ids: Sequence[int],
+    windows: dict[int, list[tuple[datetime | None, datetime | None]]],
+    start: datetime,
+    end: datetime,
+) -> dict[int, list[WindowUS]]:
+    """Per series, its readable windows cut to [start, end) in microseconds (missing = unreadable)."""
+    lo0, hi0 = to_us(start), to_us(end)
+    out: dict[int, list[WindowUS]] = {}
+    for sid in series_ids:
+        ws: list[WindowUS] = []
+        for a, b in windows.get(sid, []):
+            lo = lo0 if a is None else max(lo0, to_us(a))
+            hi = hi0 if b is None else min(hi0, to_us(b))
+            if lo < hi:
+                ws.append((lo, hi))
+        ws.sort()
+        out[sid] = ws
+    return out
+
+
+def _batch(ts: I64, sids: I64, vals: F64) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays(
+        [pa.array(ts.astype("datetime64[us]"), type=pa.timestamp("us", tz="UTC")), pa.array(sids), pa.array(vals)],
+        schema=BATCH_SCHEMA,
+    )
+
+
+def _conditions(per_series: dict[int, list[WindowUS]], lo: int, hi: int) -> list[tuple[list[int], int, int]]:
+    """Group series by identical clamped windows inside [lo, hi) for one SQL WHERE."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for sid, ws in per_series.items():
+        for a, b in ws:
+            a2, b2 = max(a, lo), min(b, hi)
+            if a2 < b2:
+                groups.setdefault((a2, b2), []).append(sid)
+    return [(sids, a, b) for (a, b), sids in groups.items()]
+
+
+def iter_raw_batches(
+    session: Session,
+    series_ids: list[int],
+    windows: dict[int, list[tuple[datetime | None, datetime | None]]],
+    start: datetime,
+    end: datetime,
+    batch_rows: int = 65536,
+) -> Iterator[pa.RecordBatch]:
+    """Raw points of the series in [start, end) as Arrow batches (``ts``, ``series_id``, ``value``),
+    ordered by (ts, series_id), in bounded memory. Only points inside each series' readable windows
+    (``windows[series_id]``, half-open, ``None`` = unbounded; a series without windows yields nothing)
+    are returned."""
+    store = store_for(session)
+    per_series = {sid: ws for sid, ws in _windows_us(series_ids, windows, start, end).items() if ws}
+    if not per_series:
+        return
+    lo = min(w[0][0] for w in per_series.values())
+    hi = max(w[-1][1] for w in per_series.values())
+    # Time slices sized from the day rollup so that one slice holds about one batch; adapted as we go.
+    total = store.count_points(list(per_series), lo, hi)
+    step = max(1_000_000, int((hi - lo) * batch_rows / total) if total else hi - lo)
+    t = lo
+    while t < hi:
+        t2 = min(hi, t + step)
+        cur = store.scan_slice(_conditions(per_series, t, t2))
+        got = 0
+        while True:
+            rows = cur.fetchmany(batch_rows)
+            if not rows:
+                break
+            got += len(rows)
+            arr = np.fromiter(
+                map(tuple, rows),
+                dtype=np.dtype([("ts", np.int64), ("sid", np.int64), ("v", np.float64)]),
+                count=len(rows),
+            )
+            yield _batch(arr["ts"], arr["sid"], arr["v"])
+        t = t2
+        if got > 2 * batch_rows:
+            step = max(1_000_000, step // 2)
+        elif got < batch_rows // 2:
+            step = step * 2
+
+
+def iter_bucket_batches(
+    session: Session,
+    series_ids: list[int],
+    windows: dict[int, list[tuple[datetime | None, datetime | None]]],
+    start: datetime,
+    end: datetime,
+    bucket_seconds: int,
+    aggregation: str = "avg",
+    batch_rows: int = 65536,
+) -> Iterator[pa.RecordBatch]:
+    """Like :func:`iter_raw_batches` but aggregated into epoch-aligned buckets of ``bucket_seconds``
+    (``ts`` = bucket start; only buckets with data), read from rollups where they fit."""
+    check_aggregation(aggregation)
+    if bucket_seconds < 1:
+        raise BadRequest("bucket_seconds must be at least 1")
+    bucket_us = bucket_seconds * 1_000_000
+    store: TimeseriesStore = store_for(session)
+    per_series = {sid: ws for sid, ws in _windows_us(series_ids, windows, start, end).items() if ws}
+    if not per_series:
+        return
+    lo = min(w[0][0] for w in per_series.values())
+    hi = max(w[-1][1] for w in per_series.values())
+    # Chunks of whole buckets, about batch_rows output rows each.
+    per_chunk = max(1, batch_rows // max(1, len(per_series)))
+    chunk = per_chunk * bucket_us
+    t = lo - (lo % bucket_us)
+    while t < hi:
+        t2 = t + chunk
+        parts_ts: list[I64] = []
+        parts_sid: list[I64] = []
+        parts_val: list[F64] = []
+        for sid, ws in per_series.items():
+            cut = [(max(a, t), min(b, t2)) for a, b in ws if max(a, t) < min(b, t2)]
+            if not cut:
+                continue
+            bts, bvals = read_aggregated(store, sid, cut, bucket_us, aggregation)
+            parts_ts.append(bts)
+            parts_sid.append(np.full(len(bts), sid, np.int64))
+            parts_val.append(bvals)
+        if parts_ts:
+            ts_all = np.concatenate(parts_ts)
+            sid_all = np.concatenate(parts_sid)
+            val_all = np.concatenate(parts_val)
+            order = np.lexsort((sid_all, ts_all))
+            ts_all, sid_all, val_all = ts_all[order], sid_all[order], val_all[order]
+            for i in range(0, len(ts_all), batch_rows):
+                sl = slice(i, i + batch_rows)
+                yield _batch(ts_all[sl], sid_all[sl], val_all[sl])
+        t = t2

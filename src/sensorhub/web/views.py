@@ -1,0 +1,157 @@
+"""Rendering: the Jinja2 environment, display helpers and the page response (security headers)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.templating import Jinja2Templates
+from starlette.responses import Response
+
+from sensorhub import __version__
+from sensorhub.accounts.models import Organisation, Role
+from sensorhub.accounts.service import memberships_of
+from sensorhub.auth.dependencies import SessionContext
+from sensorhub.auth.scopes import SCOPE_DESCRIPTIONS
+from sensorhub.db import utcnow
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+
+# Pages only load what this server serves; nothing inline, no framing (clickjacking on Revoke buttons).
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+SCOPES = [(s.value, d) for s, d in SCOPE_DESCRIPTIONS.items()]
+ROLES = [r.value for r in Role]
+ROLE_HELP = {
+    "owner": "everything, including other owners",
+    "admin": "manages members, API keys, API users, grants and policy; reads all data",
+    "member": "reads what grants allow; may use every scope",
+    "viewer": "reads what grants allow; read scopes only (no ingest)",
+}
+
+# Fixed notices for redirect-after-POST (?done=…); the text never comes from the URL.
+NOTICES = {
+    "revoked": "Token revoked. It is refused from the very next request.",
+    "key-revoked": "API key revoked. It is refused from the very next request.",
+    "member-added": "Member added.",
+    "member-updated": "Role changed. Their tokens follow the new role at once.",
+    "member-removed": "Member removed. Their tokens lost this organisation at once.",
+    "grant-created": "Grant added.",
+    "grant-removed": "Grant removed.",
+    "policy-saved": "Token policy saved.",
+    "workspace-created": "Workspace created.",
+    "api-user-updated": "API user updated.",
+    "logged-out": "You are logged out.",
+}
+
+
+def fmt_dt(value: datetime | None) -> str:
+    if value is None:
+        return "—"
+    return value.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def fmt_date(value: datetime | None) -> str:
+    return "—" if value is None else value.strftime("%Y-%m-%d")
+
+
+def relative(value: datetime | None, now: datetime | None = None) -> str:
+    """'3 minutes ago', 'in 365 days'."""
+    if value is None:
+        return ""
+    now = now or utcnow()
+    secs = (value - now).total_seconds()
+    future = secs > 0
+    s = abs(secs)
+    for unit, size in (("year", 365 * 86400), ("day", 86400), ("hour", 3600), ("minute", 60)):
+        if s >= size:
+            n = int(s // size)
+            if unit == "year" and n < 2:
+                unit, n = "day", int(s // 86400)
+            text = f"{n} {unit}{'s' if n != 1 else ''}"
+            return f"in {text}" if future else f"{text} ago"
+    return "in a moment" if future else "just now"
+
+
+templates.env.filters["dt"] = fmt_dt
+templates.env.filters["date"] = fmt_date
+templates.env.filters["rel"] = relative
+templates.env.globals["version"] = __version__
+templates.env.globals["SCOPES"] = SCOPES
+templates.env.globals["ROLES"] = ROLES
+templates.env.globals["ROLE_HELP"] = ROLE_HELP
+
+
+@dataclass
+class NavOrg:
+    id: str
+    slug: str
+    name: str
+    role: str
+
+    @property
+    def is_admin(self) -> bool:
+        return Role(self.role).is_admin
+
+
+@dataclass
+class Page:
+    """What every page template gets besides its own data."""
+
+    title: str
+    active: str = ""
+    sc: SessionContext | None = None
+    org: Organisation | None = None
+    notice: str | None = None
+    error: str | None = None
+    orgs: list[NavOrg] = field(default_factory=list)
+
+    @property
+    def admin_org(self) -> NavOrg | None:
+        """The organisation the admin links point at: the one in the URL, else the first administered."""
+        admins = [o for o in self.orgs if o.is_admin]
+        if self.org is not None:
+            return next((o for o in admins if o.id == self.org.id), None)
+        return admins[0] if admins else None
+
+
+def page(request: Request, title: str, sc: SessionContext | None, active: str = "", **kw: Any) -> Page:
+    p = Page(title=title, active=active, sc=sc, **kw)
+    if sc is not None:
+        p.orgs = [NavOrg(o.id, o.slug, o.name, m.role) for m, o in memberships_of(sc.db, sc.user.id)]
+        if p.org is None and sc.org is not None:
+            p.org = sc.org
+    done = request.query_params.get("done")
+    if p.notice is None and done in NOTICES:
+        p.notice = NOTICES[done]
+    return p
+
+
+def render(
+    request: Request, template: str, p: Page, status_code: int = 200, **data: Any
+) -> Response:
+    ctx: dict[str, Any] = {
+        "page": p,
+        "user": p.sc.user if p.sc else None,
+        "csrf": p.sc.web_session.csrf_token if p.sc else "",
+        "now": utcnow(),
+    }
+    ctx.update(data)
+    return templates.TemplateResponse(request, template, ctx, status_code=status_code, headers=SECURITY_HEADERS)
+
+
+def base_url(request: Request, configured: str | None) -> str:
+    """The URL people paste into their scripts: the configured public URL, else the one the browser used."""
+    return (configured or str(request.base_url)).rstrip("/")

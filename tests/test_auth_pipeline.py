@@ -1,0 +1,242 @@
+"""The auth pipeline: how tokens are presented, checked, cached, limited and cut off."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import event
+
+from sensorhub.app import create_app
+from sensorhub.auth.dependencies import RequireScope
+from sensorhub.auth.principal import Principal
+from sensorhub.config import Settings
+from sensorhub.context import AppContext
+from tests.builders import World, bearer, login
+
+probe = APIRouter()
+
+
+@probe.get("/probe/timeseries")
+async def probe_timeseries(p: Principal = Depends(RequireScope("timeseries"))) -> dict[str, Any]:
+    return {"orgs": sorted(o.slug for o in p.orgs.values() if "timeseries" in p.org_scopes.get(o.id, ()))}
+
+
+@probe.post("/probe/ingest")
+async def probe_ingest(p: Principal = Depends(RequireScope("ingest"))) -> dict[str, Any]:
+    return {"ok": True}
+
+
+@pytest.fixture
+def papp(app: FastAPI) -> FastAPI:
+    app.include_router(probe)
+    return app
+
+
+@pytest.fixture
+def api(papp: FastAPI) -> TestClient:
+    return TestClient(papp)
+
+
+def test_bearer_token_and_x_api_key_headers(api: TestClient, world: World) -> None:
+    world.org("acme")
+    world.user("a@example.com", "acme", "member")
+    pat = world.pat("a@example.com", ["timeseries"])
+    key = world.api_key("acme", ["timeseries"])
+    assert api.get("/probe/timeseries", headers={"Authorization": f"Bearer {pat}"}).status_code == 200
+    assert api.get("/probe/timeseries", headers={"Authorization": f"Token {pat}"}).status_code == 200
+    assert api.get("/probe/timeseries", headers={"Authorization": f"bearer {pat}"}).status_code == 200
+    assert api.get("/probe/timeseries", headers={"x-api-key": key}).status_code == 200
+    assert api.get("/probe/timeseries", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+
+
+def test_missing_and_malformed_credentials(api: TestClient) -> None:
+    r = api.get("/probe/timeseries")
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"].startswith("Bearer")
+    assert "Authorization: Bearer" in r.json()["message"]
+    for header in ("Basic dXNlcjpwYXNz", "Bearer", "Bearer a b", "shub_pat_x"):
+        r = api.get("/probe/timeseries", headers={"Authorization": header})
+        assert r.status_code == 401, header
+        assert 'error="invalid_token"' in r.headers["www-authenticate"]
+
+
+def test_query_token_is_refused_with_advice_when_disabled(api: TestClient, world: World) -> None:
+    world.org("acme")
+    world.user("a@example.com", "acme", "member")
+    pat = world.pat("a@example.com", ["timeseries"])
+    r = api.get(f"/probe/timeseries?token={pat}")
+    assert r.status_code == 401
+    assert "Authorization" in r.json()["message"] and "SENSORHUB_ALLOW_QUERY_TOKEN" in r.json()["message"]
+    assert pat not in r.text
+
+
+def test_query_token_works_when_enabled(settings: Settings, world: World) -> None:
+    s2 = settings.model_copy(update={"allow_query_token": True})
+    app = create_app(s2, AppContext.build(s2))
+    app.include_router(probe)
+    world.org("acme")
+    world.user("a@example.com", "acme", "member")
+    pat = world.pat("a@example.com", ["timeseries"])
+    with TestClient(app) as c:
+        assert c.get(f"/probe/timeseries?token={pat}").status_code == 200
+
+
+def test_bad_checksum_is_rejected_without_touching_the_database(api: TestClient, world: World, ctx: AppContext) -> None:
+    world.org("acme")
+    world.user("a@example.com", "acme", "member")
+    pat = world.pat("a@example.com", ["timeseries"])
+    typo = pat[:-7] + ("A" if pat[-7] != "A" else "B") + pat[-6:]
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *a: Any) -> None:
+        statements.append(statement)
+
+    event.listen(ctx.db.engine, "before_cursor_execute", count)
+    try:
+        r = api.get("/probe/timeseries", headers=bearer(typo))
+        r2 = api.get("/probe/timeseries", headers=bearer("shub_pat_" + "x" * 49))
+    finally:
+        event.remove(ctx.db.engine, "before_cursor_execute", count)
+    assert r.status_code == 401 and r2.status_code == 401
+    assert r.json()["message"] == r2.json()["message"] == "Invalid, expired or revoked credentials"
+    assert statements == []
+
+
+def test_insufficient_scope_names_the_scope(api: TestClient, world: World) -> None:
+    world.org("acme")
+    world.user("a@example.com", "acme", "member")
+    pat = world.pat("a@example.com", ["entities"])
+    r = api.get("/probe/timeseries", headers=bearer(pat))
+    assert r.status_code == 403
+    assert "'timeseries'" in r.json()["message"]
+    assert r.json()["code"] == "insufficient_scope"
+    assert 'error="insufficient_scope"' in r.headers["www-authenticate"]
+
+
+def test_expiry_is_checked_on_every_request_even_when_cached(api: TestClient, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    world.org("acme")
+    world.user("a@example.com", "acme", "member")
+    pat = world.pat("a@example.com", ["timeseries"])
+    assert api.get("/probe/timeseries", headers=bearer(pat)).status_code == 200  # now cached
+    future = datetime.now(UTC) + timedelta(days=366)
+    monkeypatch.setattr("sensorhub.auth.pipeline.utcnow", lambda: future)
+    assert api.get("/probe/timeseries", headers=bearer(pat)).status_code == 401
+
+
+def test_demoting_removing_or_disabling_the_owner_cuts_tokens_off_at_once(
+    api: TestClient, client: TestClient, world: World
+) -> None:
+    world.org("acme")
+    world.org("beta")
+    world.user("boss@example.com", "acme", "owner")
+    world.user("boss@example.com", "beta", "owner")
+    world.user("m@example.com", "acme", "member")
+    world.user("m@example.com", "beta", "member")
+    pat = world.pat("m@example.com", ["timeseries", "ingest"])
+    assert api.post("/probe/ingest", headers=bearer(pat)).status_code == 200
+    assert api.get("/probe/timeseries", headers=bearer(pat)).json()["orgs"] == ["acme", "beta"]
+    login(client, "boss@example.com")
+
+    # Demote to viewer in both organisations: ingest goes at once, reads stay.
+    for org in ("acme", "beta"):
+        assert client.patch(f"/api/orgs/{org}/members/m@example.com", json={"role": "viewer"}).status_code == 200
+    r = api.post("/probe/ingest", headers=bearer(pat))
+    assert r.status_code == 403 and "'ingest'" in r.json()["message"]
+
+    # Remove from one organisation: that organisation disappears from the token at once.
+    assert client.delete("/api/orgs/beta/members/m@example.com").status_code == 204
+    assert api.get("/probe/timeseries", headers=bearer(pat)).json()["orgs"] == ["acme"]
+
+    # Disable the user: every token is refused.
+    from sensorhub.accounts import service as accounts
+
+    ctx: AppContext = api.app.state.ctx  # type: ignore[attr-defined]
+    with ctx.db.transaction() as s:
+        u = accounts.get_user_by_email(s, "m@example.com")
+        assert u is not None
+        accounts.set_user_disabled(s, u, True, ctx.invalidate_auth)
+    assert api.get("/probe/timeseries", headers=bearer(pat)).status_code == 401
+
+
+def test_ip_allowlist(papp: FastAPI, world: World) -> None:
+    world.org("acme")
+    world.user("a@example.com", "acme", "member")
+    pat = world.pat("a@example.com", ["timeseries"], allowed_ips=["10.1.2.0/24", "2001:db8::/32"])
+    inside = TestClient(papp, client=("10.1.2.3", 5000))
+    outside = TestClient(papp, client=("10.9.9.9", 5000))
+    v6 = TestClient(papp, client=("2001:db8::7", 5000))
+    assert inside.get("/probe/timeseries", headers=bearer(pat)).status_code == 200
+    assert v6.get("/probe/timeseries", headers=bearer(pat)).status_code == 200
+    r = outside.get("/probe/timeseries", headers=bearer(pat))
+    assert r.status_code == 403 and "client address" in r.json()["message"]
+
+
+def test_per_credential_rate_limit(settings: Settings, world: World) -> None:
+    s2 = settings.model_copy(update={"rate_limit_per_minute": 3})
+    app = create_app(s2, AppContext.build(s2))
+    app.include_router(probe)
+    world.org("acme")
+    world.user("a@example.com", "acme", "member")
+    pat = world.pat("a@example.com", ["timeseries"])
+    with TestClient(app) as c:
+        rs = [c.get("/probe/timeseries", headers=bearer(pat)) for _ in range(4)]
+    assert [r.status_code for r in rs] == [200, 200, 200, 429]
+    assert rs[0].headers["x-ratelimit-limit"] == "3"
+    assert rs[0].headers["x-ratelimit-remaining"] == "2"
+    assert int(rs[3].headers["retry-after"]) >= 1
+    assert rs[3].headers["x-ratelimit-remaining"] == "0"
+
+
+def test_failed_auth_rate_limit_per_ip(settings: Settings, world: World) -> None:
+    s2 = settings.model_copy(update={"failed_auth_limit": 3})
+    app = create_app(s2, AppContext.build(s2))
+    app.include_router(probe)
+    world.org("acme")
+    world.user("a@example.com", "acme", "member")
+    pat = world.pat("a@example.com", ["timeseries"])
+    with TestClient(app) as c:
+        codes = [c.get("/probe/timeseries", headers=bearer("shub_pat_" + "y" * 49)).status_code for _ in range(3)]
+        blocked = c.get("/probe/timeseries", headers=bearer(pat))
+    assert codes == [401, 401, 401]
+    assert blocked.status_code == 429 and "retry-after" in blocked.headers
+
+
+def test_org_api_key_never_sees_another_org(api: TestClient, world: World) -> None:
+    world.org("a-org")
+    world.org("b-org")
+    key_a = world.api_key("a-org", ["timeseries"])
+    me = api.get("/api/tokens/self", headers={"x-api-key": key_a}).json()
+    assert [o["slug"] for o in me["organisations"]] == ["a-org"]
+    assert {g["organisation_slug"] for g in api.get("/api/managements", headers={"x-api-key": key_a}).json()} == {"a-org"}
+    assert api.get("/probe/timeseries", headers={"x-api-key": key_a}).json()["orgs"] == ["a-org"]
+
+
+def test_tokens_cannot_manage_tokens(api: TestClient, world: World) -> None:
+    world.org("acme")
+    world.user("a@example.com", "acme", "owner")
+    pat = world.pat("a@example.com", ["timeseries"])
+    for method, path in [("GET", "/api/tokens"), ("POST", "/api/tokens"), ("GET", "/api/orgs/acme/api-keys"),
+                         ("POST", "/api/orgs/acme/api-keys")]:
+        r = api.request(method, path, headers=bearer(pat), json={"name": "x", "scopes": ["timeseries"]})
+        assert r.status_code == 403, (method, path)
+        assert "session" in r.json()["message"]
+
+
+def test_oversized_body_is_refused(settings: Settings, world: World) -> None:
+    s2 = settings.model_copy(update={"max_body_bytes": 2048})
+    app = create_app(s2, AppContext.build(s2))
+    with TestClient(app) as c:
+        r = c.post("/api/auth/login", content=b"{" + b" " * 5000 + b"}", headers={"content-type": "application/json"})
+        assert r.status_code == 413
+        assert "2048" in r.json()["message"]
+
+        def chunks():  # type: ignore[no-untyped-def]
+            for _ in range(10):
+                yield b" " * 1000
+
+        r = c.post("/api/auth/login", content=chunks(), headers={"content-type": "application/json"})
+        assert r.status_code == 413

@@ -1,0 +1,243 @@
+"""The store layer on real SQLite files and real PostgreSQL: ingest, rollups, reads, export batches."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from sqlalchemy import text
+
+from sensorhub.context import AppContext
+from sensorhub.timeseries import service
+from sensorhub.timeseries.models import ROLLUP_LEVELS, Series
+from sensorhub.timeseries.query import choose_bucket_us, pieces, read_aggregated, read_series
+from sensorhub.timeseries.rollups import AGGREGATIONS, aggregate_points
+from sensorhub.timeseries.store import store_for
+from sensorhub.timeseries.timeutil import from_us, to_us
+from tests.builders import World
+
+T0 = to_us(datetime(2024, 1, 1, tzinfo=UTC))
+S = 1_000_000
+
+
+def _series(ctx: AppContext, world: World, entity: str = "urn:ngsi-ld:Device:d1", attribute: str = "temp") -> int:
+    from sensorhub.entities.models import Entity
+
+    world.org("acme")
+    with ctx.db.session() as s:
+        exists = s.query(Entity).filter_by(entity_id=entity).one_or_none()
+    if exists is None:
+        world.entity("acme", "main", entity)
+    with ctx.db.transaction() as s:
+        e = s.query(Entity).filter_by(entity_id=entity).one()
+        return service.get_or_create_series(s, e, attribute, "CEL").id
+
+
+def _raw(ctx: AppContext, sid: int) -> tuple[np.ndarray, np.ndarray]:
+    with ctx.db.session() as s:
+        rows = s.execute(
+            text("SELECT ts, value FROM measurements WHERE series_id = :sid ORDER BY ts"), {"sid": sid}
+        ).all()
+    return np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=np.float64)
+
+
+def _ingest_messy(ctx: AppContext, sid: int, rng: np.random.Generator) -> dict[int, float]:
+    """Three overlapping, shuffled chunks with repeated timestamps; returns what must be stored."""
+    expected: dict[int, float] = {}
+    base = T0 + rng.integers(0, 3 * 86400, size=4000) * S + rng.integers(0, 1000, size=4000)
+    chunks = [base[:2000], base[1500:3500], np.concatenate([base[3000:], base[:200]])]
+    total_acc = total_dup = 0
+    for chunk in chunks:
+        chunk = rng.permutation(chunk)
+        vals = rng.normal(20, 5, size=len(chunk)).round(3)
+        n_new = 0
+        for t, v in zip(chunk.tolist(), vals.tolist(), strict=True):
+            if t not in expected:
+                expected[t] = v
+                n_new += 1
+        with ctx.db.transaction() as s:
+            acc, dup = service.bulk_insert(s, sid, chunk, vals)
+        assert acc == n_new
+        assert acc + dup == len(chunk)
+        total_acc += acc
+        total_dup += dup
+    assert total_acc == len(expected)
+    assert total_dup > 0
+    return expected
+
+
+def test_rollups_match_naive_after_out_of_order_and_duplicate_ingest(ctx: AppContext, world: World) -> None:
+    sid = _series(ctx, world)
+    rng = np.random.default_rng(7)
+    expected = _ingest_messy(ctx, sid, rng)
+
+    ts, vals = _raw(ctx, sid)
+    exp_ts = np.array(sorted(expected), dtype=np.int64)
+    assert np.array_equal(ts, exp_ts)
+    assert np.array_equal(vals, np.array([expected[t] for t in exp_ts.tolist()]))
+
+    with ctx.db.session() as s:
+        for width, table in ROLLUP_LEVELS:
+            rows = s.execute(
+                text(
+                    f'SELECT bucket_start, "count", "sum", "min", "max", first_ts, "first", last_ts, "last" '
+                    f"FROM {table} WHERE series_id = :sid ORDER BY bucket_start"
+                ),
+                {"sid": sid},
+            ).all()
+            got = np.array(rows, dtype=np.float64)
+            buckets = ts - ts % width
+            uniq = np.unique(buckets)
+            assert np.array_equal(got[:, 0].astype(np.int64), uniq)
+            for i, b in enumerate(uniq.tolist()):
+                m = buckets == b
+                bt, bv = ts[m], vals[m]
+                assert got[i, 1] == m.sum()
+                assert got[i, 2] == pytest.approx(bv.sum())
+                assert (got[i, 3], got[i, 4]) == (bv.min(), bv.max())
+                assert (int(got[i, 5]), got[i, 6]) == (bt[0], bv[0])
+                assert (int(got[i, 7]), got[i, 8]) == (bt[-1], bv[-1])
+        last = s.get(Series, sid)
+        assert last is not None
+        assert (last.last_ts, last.last_value) == (int(ts[-1]), float(vals[-1]))
+
+
+def test_bulk_insert_rejects_non_finite_and_stores_nothing(ctx: AppContext, world: World) -> None:
+    from sensorhub.errors import BadRequest
+
+    sid = _series(ctx, world)
+    with pytest.raises(BadRequest, match="finite"), ctx.db.transaction() as s:
+        service.bulk_insert(s, sid, [T0, T0 + S], [1.0, float("nan")])
+    assert len(_raw(ctx, sid)[0]) == 0
+
+
+@pytest.mark.parametrize("agg", AGGREGATIONS)
+def test_aggregated_reads_match_naive_for_every_aggregation(ctx: AppContext, world: World, agg: str) -> None:
+    sid = _series(ctx, world)
+    _ingest_messy(ctx, sid, np.random.default_rng(11))
+    ts, vals = _raw(ctx, sid)
+    # Unaligned windows force every rollup level plus raw edges to be combined.
+    windows = [(T0 + 3_601 * S + 17, T0 + 86_400 * S + 59 * S), (T0 + 90_000 * S, T0 + 3 * 86_400 * S - 7)]
+    with ctx.db.session() as s:
+        store = store_for(s)
+        for bucket in (30 * S, 60 * S, 600 * S, 3600 * S, 6 * 3600 * S, 86400 * S, 7 * 86400 * S):
+            got_t, got_v = read_aggregated(store, sid, windows, bucket, agg)
+            m = np.zeros(len(ts), bool)
+            for lo, hi in windows:
+                m |= (ts >= lo) & (ts < hi)
+            exp_t, exp_v = aggregate_points(ts[m], vals[m], bucket, agg)
+            assert np.array_equal(got_t, exp_t), (agg, bucket)
+            np.testing.assert_allclose(got_v, exp_v, rtol=1e-9, err_msg=f"{agg} {bucket}")
+
+
+def test_pieces_use_the_coarsest_level_and_cover_the_range() -> None:
+    lo, hi = T0 + 90 * S + 5, T0 + 3 * 86_400 * S + 3_700 * S
+    ps = pieces(lo, hi, 86_400 * S)
+    assert ps[0][1] == lo and ps[-1][2] == hi
+    for a, b in zip(ps, ps[1:], strict=False):
+        assert a[2] == b[1]
+    tables = [p[0] for p in ps]
+    assert "rollup_1d" in tables and "measurements" in tables
+    assert pieces(T0, T0 + 86_400 * S, 30 * S) == [("measurements", T0, T0 + 86_400 * S)]
+    assert pieces(T0, T0 + 2 * 86_400 * S, 86_400 * S) == [("rollup_1d", T0, T0 + 2 * 86_400 * S)]
+
+
+@pytest.mark.parametrize(
+    ("span_s", "resolution", "bucket_s"),
+    [
+        (3600, 3600, 1),
+        (3600, 1000, 5),
+        (86400, 200, 600),
+        (86400, 100, 900),
+        (86400, 1440, 60),
+        (86400, 1439, 300),
+        (365 * 86400, 200, 7 * 86400),
+        (365 * 86400, 400, 86400),
+        (365 * 86400, 8760, 3600),
+        (10 * 365 * 86400, 10, 53 * 7 * 86400),
+    ],
+)
+def test_resolution_picks_the_smallest_standard_bucket(span_s: int, resolution: int, bucket_s: int) -> None:
+    assert choose_bucket_us(span_s * S, resolution) == bucket_s * S
+
+
+def test_read_series_is_raw_when_it_fits_and_aggregated_otherwise(ctx: AppContext, world: World) -> None:
+    sid = _series(ctx, world)
+    ts = T0 + np.arange(1000, dtype=np.int64) * 60 * S
+    with ctx.db.transaction() as s:
+        service.bulk_insert(s, sid, ts, np.arange(1000, dtype=np.float64))
+    end = T0 + 1000 * 60 * S
+    with ctx.db.session() as s:
+        store = store_for(s)
+        r = read_series(store, [(sid, [(T0, end)], "avg")], T0, end, 1000)
+        assert r.bucket_us is None and len(r.timestamps) == 1000
+        r = read_series(store, [(sid, [(T0, end)], "avg")], T0, end, 999)
+        assert r.bucket_us == 300 * S  # 1000 min / 999 → 60.06 s → 5 min
+        assert len(r.timestamps) == 200
+        assert r.series[0].values[0] == pytest.approx(2.0)  # avg of 0..4
+        r = read_series(store, [(sid, [(T0, end)], "max")], T0, end, 10)
+        assert r.bucket_us == 7200 * S
+        assert r.series[0].values[0] == 119.0
+
+
+def test_iter_raw_batches_orders_clamps_and_streams(ctx: AppContext, world: World) -> None:
+    a = _series(ctx, world, attribute="a")
+    b = _series(ctx, world, attribute="b")
+    ts = T0 + np.arange(5000, dtype=np.int64) * 10 * S
+    with ctx.db.transaction() as s:
+        service.bulk_insert(s, a, ts, np.ones(5000))
+        service.bulk_insert(s, b, ts[::2], np.full(2500, 2.0))
+    w_end = from_us(T0 + 20_000 * S)
+    windows = {a: [(None, None)], b: [(from_us(T0 + 1_000 * S), w_end)]}
+    with ctx.db.session() as s:
+        batches = list(
+            service.iter_raw_batches(s, [a, b], windows, from_us(T0), from_us(T0 + 40_000 * S), batch_rows=500)
+        )
+    assert all(bt.num_rows <= 500 for bt in batches)
+    assert batches[0].schema == service.BATCH_SCHEMA
+    import pyarrow as pa
+
+    tbl = pa.Table.from_batches(batches)
+    got_ts = tbl["ts"].cast(pa.int64()).to_numpy()
+    got_sid = tbl["series_id"].to_numpy()
+    keys = got_ts.astype(object) * 10**6 + got_sid  # (ts, series_id) ordering
+    assert list(keys) == sorted(keys)
+    assert (got_sid == a).sum() == 4000
+    b_ts = got_ts[got_sid == b]
+    assert b_ts.min() == T0 + 1_000 * S  # window start included
+    assert b_ts.max() < T0 + 20_000 * S  # window end excluded
+    assert (T0 + 20_000 * S) in set(ts[::2].tolist())
+    assert len(b_ts) == (20_000 - 1_000) // 20
+
+
+def test_iter_bucket_batches_match_naive(ctx: AppContext, world: World) -> None:
+    a = _series(ctx, world, attribute="a")
+    rng = np.random.default_rng(3)
+    ts = np.unique(T0 + rng.integers(0, 10 * 86400, 20_000) * S)
+    vals = rng.normal(size=len(ts))
+    with ctx.db.transaction() as s:
+        service.bulk_insert(s, a, ts, vals)
+    with ctx.db.session() as s:
+        batches = list(
+            service.iter_bucket_batches(
+                s, [a], {a: [(None, None)]}, from_us(T0), from_us(T0 + 10 * 86400 * S), 3600, "max", 100
+            )
+        )
+    import pyarrow as pa
+
+    tbl = pa.Table.from_batches(batches)
+    exp_t, exp_v = aggregate_points(ts, vals, 3600 * S, "max")
+    assert np.array_equal(tbl["ts"].cast(pa.int64()).to_numpy(), exp_t)
+    np.testing.assert_allclose(tbl["value"].to_numpy(), exp_v)
+
+
+def test_deleting_an_entity_removes_its_points_and_rollups(ctx: AppContext, world: World) -> None:
+    sid = _series(ctx, world)
+    with ctx.db.transaction() as s:
+        service.bulk_insert(s, sid, [T0, T0 + S], [1.0, 2.0])
+    with ctx.db.transaction() as s:
+        s.execute(text("DELETE FROM entities"))
+    with ctx.db.session() as s:
+        for t in ("series", "measurements", "rollup_1m", "rollup_1h", "rollup_1d"):
+            assert s.execute(text(f"SELECT count(*) FROM {t}")).scalar() == 0, t
