@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from sdk_fakes import BASE, TOKEN, body_of
 
 import sensorhub_client as sc
-
-from conftest import BASE, TOKEN, body_of
 
 CONTEXT_LINK = '<https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'  # noqa: E501
 
@@ -88,20 +87,32 @@ def test_a_next_link_on_another_host_is_followed_on_the_configured_server(client
 
 def test_a_server_linking_to_the_same_page_forever_is_stopped(client, server):
     link = '<http://sensorhub.test/ngsi-ld/v1/entities?limit=1&offset=1>; rel="next"'
-    server.add("GET", "/ngsi-ld/v1/entities", lambda r: httpx.Response(200, json=parcels(1), headers={"Link": link}))
+    server.add(
+        "GET", "/ngsi-ld/v1/entities", lambda r: httpx.Response(200, json=parcels(1), headers={"Link": link})
+    )
     with pytest.raises(sc.SensorhubError, match="repeats a page"):
         list(client.entities(page_size=1))
     assert len(server.requests) == 2
 
 
 def test_one_entity_by_id(client, server):
-    entity = {"id": "urn:ngsi-ld:AgriParcel:p1", "type": "AgriParcel", "area": {"type": "Property", "value": 3}}
-    server.add("GET", "/ngsi-ld/v1/entities/urn:ngsi-ld:AgriParcel:p1", lambda r: httpx.Response(200, json=entity))
+    entity = {
+        "id": "urn:ngsi-ld:AgriParcel:p1",
+        "type": "AgriParcel",
+        "area": {"type": "Property", "value": 3},
+    }
+    server.add(
+        "GET", "/ngsi-ld/v1/entities/urn:ngsi-ld:AgriParcel:p1", lambda r: httpx.Response(200, json=entity)
+    )
     assert client.entity("urn:ngsi-ld:AgriParcel:p1") == entity
 
 
 def test_entity_ids_are_escaped_in_the_path(client, server):
-    server.add("GET", "/ngsi-ld/v1/entities/urn:x:a%2Fb%20c", lambda r: httpx.Response(200, json={"id": "urn:x:a/b c"}))
+    server.add(
+        "GET",
+        "/ngsi-ld/v1/entities/urn:x:a%2Fb%20c",
+        lambda r: httpx.Response(200, json={"id": "urn:x:a/b c"}),
+    )
     assert client.entity("urn:x:a/b c") == {"id": "urn:x:a/b c"}
 
 
@@ -129,7 +140,11 @@ def test_entity_query_posts_the_body_on_every_page(client, server):
     def handler(request):
         if "offset" in request.url.params:
             return httpx.Response(200, json=parcels(3)[2:])
-        return httpx.Response(200, json=parcels(2), headers={"Link": '</ngsi-ld/v1/entityOperations/query?limit=2&offset=2>; rel="next"'})
+        return httpx.Response(
+            200,
+            json=parcels(2),
+            headers={"Link": '</ngsi-ld/v1/entityOperations/query?limit=2&offset=2>; rel="next"'},
+        )
 
     server.add("POST", "/ngsi-ld/v1/entityOperations/query", handler)
     query = {"type": "Query", "entities": [{"type": "AgriParcel"}]}

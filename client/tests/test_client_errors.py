@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from sdk_fakes import BASE, TOKEN, error_response, problem_response
 
 import sensorhub_client as sc
-
-from conftest import BASE, TOKEN, error_response, problem_response
 
 
 def _client(handler, **kwargs) -> sc.Client:
@@ -46,7 +45,10 @@ def test_status_maps_to_a_typed_error_with_the_body_fields(status, error, cls):
     assert exc.error_id == "err-456"
     assert exc.trace_id == "trace-789"
     assert exc.body["status"] == status
-    assert str(exc) == f"{status} {error}: Permission denied (path=/api/devices, request_id=req-123, error_id=err-456)"
+    assert (
+        str(exc)
+        == f"{status} {error}: Permission denied (path=/api/devices, request_id=req-123, error_id=err-456)"
+    )
 
 
 def test_ngsi_ld_problem_details_are_understood(client, server):
@@ -54,10 +56,13 @@ def test_ngsi_ld_problem_details_are_understood(client, server):
         "GET",
         "/ngsi-ld/v1/entities/urn:ngsi-ld:AgriParcel:nope",
         lambda r: problem_response(
-            404, "ResourceNotFound", "Entity not found", "urn:ngsi-ld:AgriParcel:nope does not exist",
+            404,
+            "ResourceNotFound",
+            "Entity not found",
+            "urn:ngsi-ld:AgriParcel:nope does not exist",
             "/ngsi-ld/v1/entities/urn:ngsi-ld:AgriParcel:nope",
         ),
-    )  # fmt: skip
+    )
     with pytest.raises(sc.NotFound) as info:
         client.entity("urn:ngsi-ld:AgriParcel:nope")
     exc = info.value
@@ -74,7 +79,11 @@ def test_problem_details_without_title_fall_back_to_the_type(client, server):
         "/ngsi-ld/v1/entities",
         lambda r: httpx.Response(
             400,
-            json={"type": "https://uri.etsi.org/ngsi-ld/errors/BadRequestData", "detail": "bad q", "status": 400},
+            json={
+                "type": "https://uri.etsi.org/ngsi-ld/errors/BadRequestData",
+                "detail": "bad q",
+                "status": 400,
+            },
         ),
     )
     with pytest.raises(sc.ValidationError) as info:
@@ -106,7 +115,9 @@ def test_missing_scope_falls_back_to_the_message(client, server):
         "GET",
         "/api/devices",
         lambda r: error_response(
-            403, "Forbidden", "Permission denied: this route needs the 'telemetry' scope, which this credential does not have"
+            403,
+            "Forbidden",
+            "Permission denied: this route needs the 'telemetry' scope, which this credential does not have",
         ),
     )
     with pytest.raises(sc.PermissionDenied) as info:
@@ -142,7 +153,9 @@ def test_a_long_retry_after_is_raised_at_once_rather_slept_through(sleeps):
 
 
 def test_authentication_error_is_not_retried(sleeps, server):
-    server.add("GET", "/api/devices", lambda r: error_response(401, "Unauthorized", "Invalid or expired token"))
+    server.add(
+        "GET", "/api/devices", lambda r: error_response(401, "Unauthorized", "Invalid or expired token")
+    )
     with _client(server) as c, pytest.raises(sc.AuthenticationError, match="Invalid or expired token"):
         c.devices()
     assert len(server.requests) == 1

@@ -7,20 +7,29 @@ import warnings
 
 import httpx
 import pytest
+from sdk_fakes import body_of, error_response
 
 import sensorhub_client as sc
 
-from conftest import body_of, error_response
-
 STATION = "urn:ngsi-ld:WeatherObserved:station-1"
-CSV = "timestamp,entity_id,attribute,value\n2026-01-01T00:00:00Z,urn:e,temperature,1.5\n2026-01-01T01:00:00Z,urn:e,temperature,2.5\n"
+CSV = (
+    "timestamp,entity_id,attribute,value\n"
+    "2026-01-01T00:00:00Z,urn:e,temperature,1.5\n"
+    "2026-01-01T01:00:00Z,urn:e,temperature,2.5\n"
+)
 
 
 def export_answer(url: str, fmt: str = "csv", rows: int = 2, truncated: bool = False):
     def handler(request):
         return httpx.Response(
             200,
-            json={"download_url": url, "expires_in": 900, "format": fmt, "rows": rows, "truncated": truncated},
+            json={
+                "download_url": url,
+                "expires_in": 900,
+                "format": fmt,
+                "rows": rows,
+                "truncated": truncated,
+            },
         )
 
     return handler
@@ -50,7 +59,9 @@ def test_export_sends_the_documented_body_and_returns_the_result(client, server)
 
 
 def test_download_from_a_relative_url_writes_the_file(client, server, tmp_path):
-    server.add("POST", "/api/datahub/export", export_answer("/api/datahub/downloads/f1.csv?expires=9&sig=abc"))
+    server.add(
+        "POST", "/api/datahub/export", export_answer("/api/datahub/downloads/f1.csv?expires=9&sig=abc")
+    )
     server.add("GET", "/api/datahub/downloads/f1.csv", lambda r: httpx.Response(200, text=CSV))
     result = client.export([(STATION, "temperature")], start="2026-01-01", end="2026-01-02", format="csv")
     path = result.download(tmp_path / "out.csv")
@@ -65,7 +76,9 @@ def test_download_from_a_relative_url_writes_the_file(client, server, tmp_path):
 def test_download_into_a_directory_names_the_file(client, server, tmp_path):
     server.add("POST", "/api/datahub/export", export_answer("/dl/f1?sig=abc"))
     server.add("GET", "/dl/f1", lambda r: httpx.Response(200, text=CSV))
-    path = client.export([(STATION, "temperature")], start="2026-01-01", end="2026-01-02", format="csv").download(tmp_path)
+    path = client.export(
+        [(STATION, "temperature")], start="2026-01-01", end="2026-01-02", format="csv"
+    ).download(tmp_path)
     assert path == tmp_path / "export.csv"
     assert path.read_text() == CSV
 
@@ -84,7 +97,9 @@ def test_download_from_an_absolute_presigned_url_on_another_host(client, server,
 
 def test_an_expired_link_is_a_typed_error_and_leaves_no_partial_file(client, server, tmp_path):
     server.add("POST", "/api/datahub/export", export_answer("/dl/f1?sig=old"))
-    server.add("GET", "/dl/f1", lambda r: error_response(403, "Forbidden", "download link expired", path="/dl/f1"))
+    server.add(
+        "GET", "/dl/f1", lambda r: error_response(403, "Forbidden", "download link expired", path="/dl/f1")
+    )
     result = client.export([(STATION, "temperature")], start="2026-01-01", end="2026-01-02", format="csv")
     with pytest.raises(sc.PermissionDenied, match="download link expired"):
         result.download(tmp_path / "f.csv")
@@ -95,7 +110,9 @@ def test_csv_export_to_frame_parses_times_as_utc(client, server):
     pd = pytest.importorskip("pandas")
     server.add("POST", "/api/datahub/export", export_answer("/dl/f1?sig=abc"))
     server.add("GET", "/dl/f1", lambda r: httpx.Response(200, text=CSV))
-    df = client.export([(STATION, "temperature")], start="2026-01-01", end="2026-01-02", format="csv").to_frame()
+    df = client.export(
+        [(STATION, "temperature")], start="2026-01-01", end="2026-01-02", format="csv"
+    ).to_frame()
     assert df["value"].tolist() == [1.5, 2.5]
     assert df["timestamp"].iloc[0] == pd.Timestamp("2026-01-01T00:00:00Z")
     assert str(df["timestamp"].dt.tz) == "UTC"

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-
-from conftest import BASE
+from sdk_fakes import BASE
 
 DEVICES = [
     {
@@ -32,7 +31,16 @@ def test_one_device_and_sensors(client, server):
 
 
 def test_managements_and_whoami(client, server):
-    grants = [{"id": "g1", "organisation": "WUR", "department": "SSB", "entity": None, "time_start": None, "time_end": None}]
+    grants = [
+        {
+            "id": "g1",
+            "organisation": "WUR",
+            "department": "SSB",
+            "entity": None,
+            "time_start": None,
+            "time_end": None,
+        }
+    ]
     me = {"id": "t1", "name": "notebook", "scopes": ["timeseries"], "expires_at": "2027-01-01T00:00:00Z"}
     server.add("GET", "/api/managements", lambda r: httpx.Response(200, json=grants))
     server.add("GET", "/api/tokens/self", lambda r: httpx.Response(200, json=me))

@@ -10,10 +10,9 @@ import logging
 
 import httpx
 import pytest
+from sdk_fakes import BASE, TOKEN, error_response, problem_response
 
 import sensorhub_client as sc
-
-from conftest import BASE, TOKEN, error_response, problem_response
 
 
 def test_repr_of_clients_hides_the_token():
@@ -70,9 +69,9 @@ def test_no_error_message_contains_the_token(sleeps, status, error):
     def handler(request):
         return error_response(status, error, "Something went wrong", {"Retry-After": "1"})
 
-    with sc.Client(base_url=BASE, token=TOKEN, transport=httpx.MockTransport(handler)) as c:
-        with pytest.raises(sc.APIError) as info:
-            c.devices()
+    transport = httpx.MockTransport(handler)
+    with sc.Client(base_url=BASE, token=TOKEN, transport=transport) as c, pytest.raises(sc.APIError) as info:
+        c.devices()
     for text in (str(info.value), repr(info.value), str(vars(info.value))):
         assert TOKEN not in text
 
@@ -85,9 +84,12 @@ def test_problem_details_and_transport_errors_do_not_contain_the_token(sleeps):
         raise httpx.ConnectError("connection refused", request=request)
 
     for handler in (problem, broken):
-        with sc.Client(base_url=BASE, token=TOKEN, transport=httpx.MockTransport(handler)) as c:
-            with pytest.raises(sc.SensorhubError) as info:
-                c.entity("x")
+        transport = httpx.MockTransport(handler)
+        with (
+            sc.Client(base_url=BASE, token=TOKEN, transport=transport) as c,
+            pytest.raises(sc.SensorhubError) as info,
+        ):
+            c.entity("x")
         assert TOKEN not in str(info.value)
         assert TOKEN not in repr(info.value)
 

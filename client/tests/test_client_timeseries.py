@@ -6,10 +6,9 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import httpx
 import pytest
+from sdk_fakes import body_of
 
 import sensorhub_client as sc
-
-from conftest import body_of
 
 pd = pytest.importorskip("pandas")
 pa = pytest.importorskip("pyarrow")
@@ -39,7 +38,13 @@ def json_answer(request: httpx.Request) -> httpx.Response:
 def arrow_bytes(units: bool = False) -> bytes:
     fields = [pa.field("timestamp", pa.timestamp("us", tz="UTC"))]
     for name in VALUES:
-        fields.append(pa.field(name, pa.float64(), metadata={"unit": "CEL" if name == "temperature" else "P1"} if units else None))
+        fields.append(
+            pa.field(
+                name,
+                pa.float64(),
+                metadata={"unit": "CEL" if name == "temperature" else "P1"} if units else None,
+            )
+        )
     schema = pa.schema(fields, metadata={"bucket_seconds": "3600", "aggregation": "avg"})
     stamps = [datetime.fromisoformat(s) for s in STAMPS]
     table = pa.Table.from_pydict({"timestamp": stamps, **VALUES}, schema=schema)
@@ -67,7 +72,9 @@ def _check_frame(df):
 
 def test_json_answer_becomes_a_utc_frame_with_one_column_per_attribute(client, server):
     server.add("GET", PATH, json_answer)
-    df = client.timeseries(STATION, ["temperature", "humidity"], start="2026-01-01T00:00:00Z", end="2026-01-01T03:00:00Z")
+    df = client.timeseries(
+        STATION, ["temperature", "humidity"], start="2026-01-01T00:00:00Z", end="2026-01-01T03:00:00Z"
+    )
     _check_frame(df)
     assert df.attrs["bucket_seconds"] == 3600
     assert df.attrs["aggregation"] == "avg"
@@ -76,7 +83,9 @@ def test_json_answer_becomes_a_utc_frame_with_one_column_per_attribute(client, s
 
 def test_arrow_is_requested_when_pyarrow_is_installed_and_read_into_the_same_frame(client, server):
     server.add("GET", PATH, arrow_answer)
-    df = client.timeseries(STATION, ["temperature", "humidity"], start="2026-01-01T00:00:00Z", end="2026-01-01T03:00:00Z")
+    df = client.timeseries(
+        STATION, ["temperature", "humidity"], start="2026-01-01T00:00:00Z", end="2026-01-01T03:00:00Z"
+    )
     _check_frame(df)
     assert df.attrs["units"] == {"temperature": "CEL", "humidity": "P1"}
     assert df.attrs["bucket_seconds"] == 3600
@@ -154,7 +163,9 @@ def test_a_bare_date_means_midnight_utc(client, server, day):
 def test_pandas_timestamps_are_accepted(client, server):
     server.add("GET", PATH, json_answer)
     client.timeseries(
-        STATION, start=pd.Timestamp("2026-01-01 01:00", tz="Europe/Amsterdam"), end=pd.Timestamp("2026-01-02", tz="UTC")
+        STATION,
+        start=pd.Timestamp("2026-01-01 01:00", tz="Europe/Amsterdam"),
+        end=pd.Timestamp("2026-01-02", tz="UTC"),
     )
     assert server.requests[0].url.params["start_time"] == "2026-01-01T00:00:00Z"
 
@@ -177,10 +188,15 @@ def test_an_empty_range_gives_an_empty_frame_with_the_right_shape(client, server
         PATH,
         lambda r: httpx.Response(
             200,
-            json={"entity_id": STATION, "bucket_seconds": None, "aggregation": None, "timestamps": [],
-                  "attributes": {"temperature": []}},
+            json={
+                "entity_id": STATION,
+                "bucket_seconds": None,
+                "aggregation": None,
+                "timestamps": [],
+                "attributes": {"temperature": []},
+            },
         ),
-    )  # fmt: skip
+    )
     df = client.timeseries(STATION, ["temperature"], start="2026-01-01", end="2026-01-02")
     assert df.empty
     assert list(df.columns) == ["temperature"]
@@ -193,17 +209,29 @@ QUERY_ANSWER = {
     "bucket_seconds": 3600,
     "timestamps": ["2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z"],
     "series": {
-        f"{STATION}.temperature": {"entity_id": STATION, "attribute": "temperature", "unit": "CEL", "values": [1.0, 2.0]},
-        "urn:ngsi-ld:Device:d1.battery": {"entity_id": "urn:ngsi-ld:Device:d1", "attribute": "battery", "unit": "P1",
-                                          "values": [None, 90.0]},
+        f"{STATION}.temperature": {
+            "entity_id": STATION,
+            "attribute": "temperature",
+            "unit": "CEL",
+            "values": [1.0, 2.0],
+        },
+        "urn:ngsi-ld:Device:d1.battery": {
+            "entity_id": "urn:ngsi-ld:Device:d1",
+            "attribute": "battery",
+            "unit": "P1",
+            "values": [None, 90.0],
+        },
     },
-}  # fmt: skip
+}
 
 
 def test_query_aligns_series_by_name_with_units(client, server):
     server.add("POST", "/api/timeseries/v2/query", lambda r: httpx.Response(200, json=QUERY_ANSWER))
     df = client.query(
-        [{"entity_id": STATION, "attribute": "temperature", "aggregation": "max"}, ("urn:ngsi-ld:Device:d1", "battery")],
+        [
+            {"entity_id": STATION, "attribute": "temperature", "aggregation": "max"},
+            ("urn:ngsi-ld:Device:d1", "battery"),
+        ],
         start="2026-01-01T00:00:00Z",
         end="2026-01-01T02:00:00Z",
         resolution=2,

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from sdk_fakes import BASE, TOKEN, make_token
 
 import sensorhub_client as sc
-
-from conftest import BASE, TOKEN, make_token
 
 
 def _refuse(request: httpx.Request) -> httpx.Response:

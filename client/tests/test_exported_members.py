@@ -60,6 +60,12 @@ def test_every_error_is_a_sensorhub_error():
     ]
     for error in errors:
         assert issubclass(error, sc.SensorhubError)
-    for error in (sc.AuthenticationError, sc.PermissionDenied, sc.NotFound, sc.RateLimited,
-                  sc.ValidationError, sc.ServerError):
+    for error in (
+        sc.AuthenticationError,
+        sc.PermissionDenied,
+        sc.NotFound,
+        sc.RateLimited,
+        sc.ValidationError,
+        sc.ServerError,
+    ):
         assert issubclass(error, sc.APIError)

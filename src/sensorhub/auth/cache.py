@@ -18,8 +18,10 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from sensorhub import metrics
 from sensorhub.auth.principal import Principal
 
 
@@ -34,6 +36,11 @@ class AuthCache:
         self.max_entries = max_entries
         self.hits = 0
         self.misses = 0
+        self.bypassed = 0
+        # When this returns True the cache is out of service: ``get`` misses and ``put`` stores nothing,
+        # so every request resolves from the database. The Redis bus sets it while its subscription is
+        # not known-healthy — a cache that might not hear about a revocation must not answer.
+        self.bypass: Callable[[], bool] | None = None
 
     def _read_epoch(self) -> int:
         if self._epoch_file is None:
@@ -57,20 +64,29 @@ class AuthCache:
         return self._generation
 
     def get(self, digest: str) -> Principal | None:
+        if self.bypass is not None and self.bypass():
+            self.bypassed += 1
+            metrics.CACHE_BYPASS.inc()
+            return None
         self._sync_epoch()
         item = self._entries.get(digest)
         if item is None:
             self.misses += 1
+            metrics.CACHE_MISS.inc()
             return None
         principal, stored = item
         if time.monotonic() - stored > self.ttl:
             self._entries.pop(digest, None)
             self.misses += 1
+            metrics.CACHE_MISS.inc()
             return None
         self.hits += 1
+        metrics.CACHE_HIT.inc()
         return principal
 
     def put(self, digest: str, principal: Principal, generation: int) -> None:
+        if self.bypass is not None and self.bypass():
+            return
         with self._lock:
             if generation != self._generation:
                 return  # invalidated while we were reading: the value may be stale

@@ -1,0 +1,222 @@
+"""HTTP backfill (Akenza ``POST /v3/devices/{id}/backfill``): validate everything, then store it all.
+
+Body: one record or a list of records ``{timestamp?, topic?, data: {...}}``. A missing ``timestamp``
+means now, a missing ``topic`` means ``"default"``. In ``data``:
+
+- a number (int or float, not bool) becomes a point of the series (device, key);
+- ``{"value": <number>, "unit": "<unit code>"}`` does the same and records the series' unit;
+- anything else (text, bool, list, object) becomes the latest-state NGSI-LD Property ``key`` of the
+  entity (``{"type": "Property", "value": …, "observedAt": …}``), replaced only by a newer observation.
+
+Nothing is dropped silently: ``null``, NaN, ±Infinity, bad timestamps, unknown record fields and unit
+changes are refused with a 400 naming the record and the field, and nothing of the request is stored.
+Points are idempotent on (series, timestamp): a repeated timestamp keeps its first value and is counted
+in ``duplicates``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import orjson
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from sensorhub.authz.access import Access
+from sensorhub.authz.entities import visible_entity
+from sensorhub.errors import BadRequest, Forbidden
+from sensorhub.timeseries.models import Series
+from sensorhub.timeseries.service import MAX_ATTRIBUTE_LENGTH, MAX_UNIT_LENGTH, bulk_insert, get_or_create_series
+from sensorhub.timeseries.timeutil import iso, opt_us, parse_time, to_us
+
+RECORD_FIELDS = frozenset({"timestamp", "topic", "data"})
+RESERVED_KEYS = frozenset({"id", "type", "@context", "location", "scope", "createdAt", "modifiedAt"})
+MAX_RECORDS = 100_000
+
+
+@dataclass
+class NumericColumn:
+    unit: str | None = None
+    unit_record: int | None = None
+    ts: list[int] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+
+
+@dataclass
+class Prepared:
+    numeric: dict[str, NumericColumn] = field(default_factory=dict)
+    # key → (timestamp µs, value, unit or None); the latest observation in the request wins.
+    states: dict[str, tuple[int, Any, str | None]] = field(default_factory=dict)
+    state_count: int = 0
+    all_ts: list[int] = field(default_factory=list)
+
+
+def parse_body(raw: bytes) -> list[Any]:
+    """The records of a backfill body. NaN/Infinity literals are accepted by the parser so that the
+    validation can name the record and field they are in."""
+    if not raw.strip():
+        raise BadRequest("the request body is empty; send a record {timestamp?, topic?, data: {...}} or a list")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        try:
+            body = json.loads(raw)
+        except (ValueError, RecursionError) as e:
+            raise BadRequest(f"the request body is not valid JSON: {e}") from None
+    records = body if isinstance(body, list) else [body]
+    if not records:
+        raise BadRequest("the list of records is empty")
+    if len(records) > MAX_RECORDS:
+        raise BadRequest(f"at most {MAX_RECORDS} records per request (got {len(records)}); split the backfill")
+    return records
+
+
+def _number(v: Any) -> float | None:
+    """``v`` as a float if it is a JSON number (not a bool), else None."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return None
+    try:
+        return float(v)
+    except OverflowError:
+        return math.inf
+
+
+def _check_finite(i: int, key: str, x: float) -> None:
+    if math.isnan(x):
+        raise BadRequest(f"record {i}: data.{key} is NaN; send a finite number")
+    if math.isinf(x):
+        raise BadRequest(f"record {i}: data.{key} is infinite (or out of range); send a finite number")
+
+
+def _check_unit(i: int, key: str, unit: Any) -> str:
+    if not isinstance(unit, str) or not unit.strip() or len(unit) > MAX_UNIT_LENGTH:
+        raise BadRequest(f"record {i}: data.{key}.unit must be a unit code string of 1-{MAX_UNIT_LENGTH} characters")
+    return unit.strip()
+
+
+def validate(records: Sequence[Any], now: datetime) -> Prepared:
+    """Check every record; raise :class:`BadRequest` naming the first bad record and field."""
+    p = Prepared()
+    now_us = to_us(now)
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict):
+            raise BadRequest(f"record {i}: must be an object {{timestamp?, topic?, data: {{...}}}}")
+        unknown = sorted(set(rec) - RECORD_FIELDS)
+        if unknown:
+            raise BadRequest(f"record {i}: unknown field '{unknown[0]}'; a record has timestamp, topic and data")
+        ts_raw = rec.get("timestamp")
+        if ts_raw is None:
+            ts = now_us
+        elif isinstance(ts_raw, str):
+            ts = to_us(parse_time(ts_raw, f"record {i}: timestamp"))
+        else:
+            raise BadRequest(f"record {i}: timestamp must be an ISO 8601 string such as 2024-01-01T00:00:00Z")
+        topic = rec.get("topic", "default")
+        if not isinstance(topic, str) or not topic or len(topic) > 200:
+            raise BadRequest(f"record {i}: topic must be a non-empty string of at most 200 characters")
+        data = rec.get("data")
+        if not isinstance(data, dict):
+            raise BadRequest(f"record {i}: data must be an object of attribute values")
+        if not data:
+            raise BadRequest(f"record {i}: data is empty")
+        for key, v in data.items():
+            if not key or len(key) > MAX_ATTRIBUTE_LENGTH:
+                raise BadRequest(f"record {i}: data keys must be 1-{MAX_ATTRIBUTE_LENGTH} characters")
+            if key in RESERVED_KEYS:
+                raise BadRequest(f"record {i}: data.{key} is a reserved NGSI-LD name; rename the attribute")
+            if v is None:
+                raise BadRequest(f"record {i}: data.{key} is null; omit the key or send a value")
+            unit: str | None = None
+            x = _number(v)
+            if x is None and isinstance(v, dict) and "value" in v and set(v) <= {"value", "unit"}:
+                if "unit" in v:
+                    unit = _check_unit(i, key, v["unit"])
+                if v["value"] is None:
+                    raise BadRequest(f"record {i}: data.{key}.value is null; omit the key or send a value")
+                x = _number(v["value"])
+                if x is None:
+                    v = v["value"]  # a unit-tagged non-numeric value is kept as a property
+            if x is not None:
+                _check_finite(i, key, x)
+                col = p.numeric.setdefault(key, NumericColumn())
+                if unit is not None:
+                    if col.unit is not None and col.unit != unit:
+                        raise BadRequest(
+                            f"record {i}: data.{key}.unit '{unit}' differs from '{col.unit}' in record "
+                            f"{col.unit_record}; one attribute has one unit"
+                        )
+                    col.unit, col.unit_record = unit, i
+                col.ts.append(ts)
+                col.values.append(x)
+            else:
+                if isinstance(v, float) and not math.isfinite(v):
+                    _check_finite(i, key, v)
+                prev = p.states.get(key)
+                if prev is None or ts >= prev[0]:
+                    p.states[key] = (ts, v, unit)
+                p.state_count += 1
+            p.all_ts.append(ts)
+    return p
+
+
+def _check_write_windows(access: Access, e: Any, p: Prepared) -> None:
+    windows = access.windows_for(e.org_id, e.workspace_id, e.entity_id)
+    if any(a is not None or b is not None for a, b in windows):
+        ts = np.asarray(p.all_ts, dtype=np.int64)
+        ok = np.zeros(len(ts), bool)
+        for a, b in windows:
+            lo, hi = opt_us(a), opt_us(b)
+            ok |= (ts >= (lo if lo is not None else np.iinfo(np.int64).min)) & (
+                ts < (hi if hi is not None else np.iinfo(np.int64).max)
+            )
+        if not ok.all():
+            bad = iso(int(ts[~ok][0]))
+            raise Forbidden(f"timestamp {bad} is outside the time window this credential may write to")
+
+
+def backfill(s: Session, access: Access, device_ref: str, raw: bytes, now: datetime) -> dict[str, int]:
+    """Store a backfill request for one device; all or nothing (the caller commits)."""
+    records = parse_body(raw)
+    entity = visible_entity(s, access, device_ref)
+    p = validate(records, now)
+    _check_write_windows(access, entity, p)
+    existing = {x.attribute: x for x in s.scalars(select(Series).where(Series.entity_pk == entity.pk))}
+    for key, col in p.numeric.items():
+        x = existing.get(key)
+        if x is not None and col.unit is not None and x.unit is not None and x.unit != col.unit:
+            raise BadRequest(
+                f"record {col.unit_record}: data.{key}.unit '{col.unit}' differs from the stored unit '{x.unit}'"
+            )
+    accepted = duplicates = 0
+    for key, col in p.numeric.items():
+        series = existing.get(key) or get_or_create_series(s, entity, key, col.unit)
+        if col.unit is not None and series.unit is None:
+            series.unit = col.unit
+        a, d = bulk_insert(s, series.id, col.ts, col.values)
+        accepted += a
+        duplicates += d
+    if p.states:
+        attrs = dict(entity.attrs or {})
+        for key, (ts, value, unit) in p.states.items():
+            old = attrs.get(key)
+            old_at = old.get("observedAt") if isinstance(old, dict) else None
+            if isinstance(old_at, str):
+                try:
+                    if to_us(parse_time(old_at, "observedAt")) > ts:
+                        continue  # the stored observation is newer
+                except BadRequest:
+                    pass
+            prop: dict[str, Any] = {"type": "Property", "value": value, "observedAt": iso(ts)}
+            if unit is not None:
+                prop["unitCode"] = unit
+            attrs[key] = prop
+        entity.attrs = attrs
+        accepted += p.state_count
+    s.flush()
+    return {"accepted": accepted, "duplicates": duplicates}

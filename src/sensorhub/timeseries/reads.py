@@ -1,0 +1,181 @@
+"""Time-series reads for the API: an entity's attributes, and multi-series queries on one time axis.
+
+Every read resolves the entity through :func:`visible_entity` and clamps the requested range to the
+access windows (``Access.clamp``), so a point outside what the credential may read never leaves here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from sensorhub.authz.access import Access, Window
+from sensorhub.authz.entities import visible_entity
+from sensorhub.entities.models import Entity
+from sensorhub.errors import BadRequest, NotFound
+from sensorhub.timeseries.models import Series
+from sensorhub.timeseries.query import WindowUS, check_resolution, fill_previous, read_series
+from sensorhub.timeseries.rollups import F64, I64, check_aggregation
+from sensorhub.timeseries.store import store_for
+from sensorhub.timeseries.timeutil import to_us
+
+MAX_QUERY_SERIES = 100
+
+
+@dataclass(slots=True)
+class Column:
+    name: str
+    values: F64
+    entity_id: str = ""
+    attribute: str = ""
+    unit: str | None = None
+    aggregation: str | None = None
+
+
+@dataclass(slots=True)
+class Frame:
+    """A read result: one time axis (µs) and named float columns (NaN = no value)."""
+
+    start_us: int
+    end_us: int
+    bucket_us: int | None
+    aggregation: str | None
+    timestamps: I64
+    columns: list[Column] = field(default_factory=list)
+    entity_id: str | None = None
+
+
+def check_range(start: datetime, end: datetime) -> tuple[int, int]:
+    s, e = to_us(start), to_us(end)
+    if e <= s:
+        raise BadRequest("end_time must be after start_time (the range is half-open: [start_time, end_time))")
+    return s, e
+
+
+def windows_us(windows: Sequence[Window], start_us: int, end_us: int) -> list[WindowUS]:
+    out: list[WindowUS] = []
+    for a, b in windows:
+        lo = start_us if a is None else max(start_us, to_us(a))
+        hi = end_us if b is None else min(end_us, to_us(b))
+        if lo < hi:
+            out.append((lo, hi))
+    return out
+
+
+def _entity_windows(access: Access, e: Entity, start: datetime, end: datetime) -> list[WindowUS]:
+    return windows_us(access.clamp(e.org_id, e.workspace_id, e.entity_id, start, end), to_us(start), to_us(end))
+
+
+def entity_data(
+    s: Session,
+    access: Access,
+    ref: str,
+    start: datetime,
+    end: datetime,
+    attributes: Sequence[str] | None,
+    resolution: int,
+    aggregation: str,
+) -> Frame:
+    """The numeric attributes of one entity over [start, end), with at most ``resolution`` points."""
+    start_us, end_us = check_range(start, end)
+    check_resolution(resolution)
+    check_aggregation(aggregation)
+    e = visible_entity(s, access, ref)
+    all_series = list(s.scalars(select(Series).where(Series.entity_pk == e.pk).order_by(Series.attribute)))
+    by_name = {x.attribute: x for x in all_series}
+    if attributes:
+        wanted = list(dict.fromkeys(attributes))
+        missing = [a for a in wanted if a not in by_name]
+        if missing:
+            raise NotFound(
+                f"entity '{ref}' has no numeric attribute {', '.join(repr(m) for m in missing)}"
+                + (f"; it has: {', '.join(sorted(by_name))}" if by_name else "; it has no time series yet")
+            )
+        chosen = [by_name[a] for a in wanted]
+    else:
+        chosen = all_series
+    windows = _entity_windows(access, e, start, end)
+    res = read_series(store_for(s), [(x.id, windows, aggregation) for x in chosen], start_us, end_us, resolution)
+    cols = [
+        Column(x.attribute, d.values, e.entity_id, x.attribute, x.unit) for x, d in zip(chosen, res.series, strict=True)
+    ]
+    return Frame(
+        start_us,
+        end_us,
+        res.bucket_us,
+        aggregation if res.bucket_us is not None else None,
+        res.timestamps,
+        cols,
+        entity_id=e.entity_id,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesRef:
+    entity_id: str
+    attribute: str
+    aggregation: str | None = None
+
+
+def _mask_outside(timestamps: I64, bucket_us: int | None, windows: list[WindowUS]) -> np.ndarray:
+    """True where a timestamp (or its bucket) does not overlap the readable windows."""
+    width = bucket_us or 1
+    inside = np.zeros(len(timestamps), bool)
+    for lo, hi in windows:
+        inside |= (timestamps + width > lo) & (timestamps < hi)
+    return ~inside
+
+
+def query(
+    s: Session,
+    access: Access,
+    start: datetime,
+    end: datetime,
+    resolution: int,
+    refs: Sequence[SeriesRef],
+    default_aggregation: str = "avg",
+    fill: str | None = None,
+) -> Frame:
+    """Several series (possibly of several entities) on one aligned time axis, keyed by name."""
+    start_us, end_us = check_range(start, end)
+    check_resolution(resolution)
+    if not refs:
+        raise BadRequest("series must list at least one {entity_id, attribute}")
+    if len(refs) > MAX_QUERY_SERIES:
+        raise BadRequest(f"at most {MAX_QUERY_SERIES} series per query (got {len(refs)})")
+    if fill not in (None, "previous"):
+        raise BadRequest(f"unknown fill '{fill}'; use null or \"previous\"")
+    check_aggregation(default_aggregation)
+    entities: dict[str, Entity] = {}
+    requests: list[tuple[int, list[WindowUS], str]] = []
+    meta: list[tuple[str, Entity, Series, str, list[WindowUS]]] = []
+    seen: set[str] = set()
+    for i, r in enumerate(refs):
+        name = f"{r.entity_id}.{r.attribute}"
+        if name in seen:
+            raise BadRequest(f"series[{i}]: '{name}' is requested twice")
+        seen.add(name)
+        agg = check_aggregation(r.aggregation or default_aggregation)
+        e = entities.get(r.entity_id) or visible_entity(s, access, r.entity_id)
+        entities[r.entity_id] = e
+        x = s.scalar(select(Series).where(Series.entity_pk == e.pk, Series.attribute == r.attribute))
+        if x is None:
+            raise NotFound(f"series[{i}]: entity '{r.entity_id}' has no numeric attribute '{r.attribute}'")
+        w = _entity_windows(access, e, start, end)
+        requests.append((x.id, w, agg))
+        meta.append((name, e, x, agg, w))
+    res = read_series(store_for(s), requests, start_us, end_us, resolution)
+    cols: list[Column] = []
+    for (name, e, x, agg, w), d in zip(meta, res.series, strict=True):
+        values = d.values
+        if fill == "previous":
+            values = fill_previous(values)
+            # Never carry a value to a time the credential may not read.
+            values = np.where(_mask_outside(res.timestamps, res.bucket_us, w), np.nan, values)
+        cols.append(Column(name, values, e.entity_id, x.attribute, x.unit, agg if res.bucket_us else None))
+    return Frame(start_us, end_us, res.bucket_us, None, res.timestamps, cols)

@@ -1,0 +1,76 @@
+"""Reading HTML forms into the services' inputs. Every problem becomes a :class:`BadRequest` whose message
+is shown next to the form."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from starlette.datastructures import FormData
+
+from sensorhub.errors import BadRequest
+from sensorhub.tokens.service import ExpirySpec, RestrictionSpec
+
+EXPIRY_CHOICES = ("30", "90", "365")
+
+
+def text(form: FormData | None, name: str) -> str:
+    v = form.get(name) if form is not None else None
+    return v.strip() if isinstance(v, str) else ""
+
+
+def many(form: FormData | None, name: str) -> list[str]:
+    if form is None:
+        return []
+    return [v.strip() for v in form.getlist(name) if isinstance(v, str) and v.strip()]
+
+
+def lines(value: str) -> list[str]:
+    """Items separated by new lines or commas."""
+    return [p.strip() for p in re.split(r"[\n,]", value) if p.strip()]
+
+
+def date(value: str, label: str) -> datetime | None:
+    """A ``YYYY-MM-DD`` (date input) or ``YYYY-MM-DDTHH:MM`` (datetime-local) value, read as UTC."""
+    if not value:
+        return None
+    for fmt in ("%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"):
+        try:
+            return datetime.strptime(value, fmt).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+    raise BadRequest(f"{label}: '{value}' is not a date; use YYYY-MM-DD")
+
+
+def integer(value: str, label: str) -> int | None:
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise BadRequest(f"{label} must be a whole number") from None
+
+
+def expiry(form: FormData | None) -> ExpirySpec:
+    choice = text(form, "expiry") or "365"
+    if choice in EXPIRY_CHOICES:
+        return ExpirySpec(expires_in_days=int(choice))
+    if choice == "never":
+        return ExpirySpec(never=True)
+    if choice == "custom":
+        at = date(text(form, "expires_on"), "Expiry date")
+        if at is None:
+            raise BadRequest("Pick an expiry date, or choose one of the fixed lifetimes")
+        return ExpirySpec(expires_at=at)
+    raise BadRequest(f"unknown expiry choice '{choice}'")
+
+
+def restrictions(form: FormData | None, *, organisations: bool = True) -> RestrictionSpec:
+    return RestrictionSpec(
+        organisations=many(form, "organisations") if organisations else (),
+        workspaces=many(form, "workspaces"),
+        entities=lines(text(form, "entities")),
+        time_start=date(text(form, "time_start"), "Data from"),
+        time_end=date(text(form, "time_end"), "Data until"),
+        allowed_ips=lines(text(form, "allowed_ips")),
+    )
