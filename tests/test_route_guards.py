@@ -31,3 +31,14 @@ def test_openapi_declares_security_schemes(app: FastAPI) -> None:
     assert schemes["bearerToken"]["scheme"] == "bearer"
     assert schemes["apiKey"]["name"] == "x-api-key"
     assert schema["paths"]["/api/tokens/self"]["get"]["security"] == [{"bearerToken": []}, {"apiKey": []}]
+
+
+def test_swagger_ui_is_served_without_a_cdn(client) -> None:  # type: ignore[no-untyped-def]
+    import re
+
+    page = client.get("/api/docs")
+    assert page.status_code == 200 and "/api/openapi.json" in page.text
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert assets and all(a.startswith("/api/docs/static/") for a in assets), assets
+    for a in assets:
+        assert client.get(a).status_code == 200

@@ -10,8 +10,6 @@ import pytest
 from sdk_fakes import BASE, TOKEN, body_of, error_response, problem_response
 from test_client_entities import paged_entities, parcels
 from test_client_readers import leaf_server, spring_pages
-from test_client_timeseries import PATH as TS_PATH
-from test_client_timeseries import STATION, arrow_answer, json_answer
 
 import sensorhub_client as sc
 
@@ -70,10 +68,16 @@ def test_count_entity_and_problem_details(server):
     run(main())
 
 
-@pytest.mark.parametrize("handler", [json_answer, arrow_answer])
-def test_timeseries_frame_from_json_or_arrow(server, handler):
+STATION = "urn:ngsi-ld:WeatherObserved:station-1"
+
+
+@pytest.mark.parametrize("answer", ["json", "arrow"])
+def test_timeseries_frame_from_json_or_arrow(server, answer):
+    pytest.importorskip("pandas")
     pytest.importorskip("pyarrow")
-    server.add("GET", TS_PATH, handler)
+    from test_client_timeseries import PATH, arrow_answer, json_answer
+
+    server.add("GET", PATH, json_answer if answer == "json" else arrow_answer)
 
     async def main():
         async with aclient(server) as c:
@@ -88,6 +92,7 @@ def test_timeseries_frame_from_json_or_arrow(server, handler):
 
 
 def test_data_assets_and_simple_reads(server):
+    pytest.importorskip("pandas")
     server.add("GET", "/api/data", leaf_server(7))
     server.add("GET", "/v3/assets", spring_pages(3))
     server.add("GET", "/api/devices", lambda r: httpx.Response(200, json=[{"id": "d1"}]))
@@ -140,6 +145,7 @@ def test_backfill_retries_with_async_sleep(server, sleeps):
 
 
 def test_export_download_is_awaitable_and_unauthenticated(server, tmp_path):
+    pytest.importorskip("pandas")
     server.add(
         "POST",
         "/api/datahub/export",

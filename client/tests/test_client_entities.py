@@ -154,6 +154,7 @@ def test_entity_query_posts_the_body_on_every_page(client, server):
 
 
 def test_the_documented_three_lines_work(monkeypatch, server):
+    pytest.importorskip("pandas")
     monkeypatch.setenv("SENSORHUB_TOKEN", TOKEN)
     monkeypatch.setenv("SENSORHUB_URL", BASE)
     server.add("GET", "/ngsi-ld/v1/entities", paged_entities(parcels(250)))

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from sensorhub import __version__
+from sensorhub import __version__, bus, metrics
 from sensorhub.accounts.endpoints import router as accounts_router
 from sensorhub.api import errors as api_errors
 from sensorhub.api.health import router as health_router
 from sensorhub.api.middleware import RequestContextMiddleware
 from sensorhub.auth.endpoints import router as session_router
 from sensorhub.config import Settings
+from sensorhub.entities.endpoints import router as entities_router
 from sensorhub.context import AppContext
 from sensorhub.logs import install_redaction
 from sensorhub.tokens.endpoints import router as tokens_router
@@ -26,6 +28,7 @@ ROUTERS: list[APIRouter] = [
     session_router,
     tokens_router,
     accounts_router,
+    entities_router,
 ]
 
 DESCRIPTION = """
@@ -58,7 +61,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         version=__version__,
         description=DESCRIPTION,
         openapi_url="/api/openapi.json",
-        docs_url="/api/docs",
+        docs_url=None,  # served below from local files: no CDN, works offline
         redoc_url=None,
         lifespan=lifespan,
         swagger_ui_parameters={"persistAuthorization": True},
@@ -71,6 +74,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, hsts=settings.require_https)
     for r in ROUTERS:
         app.include_router(r)
+    _mount_docs(app)
     for extend in EXTENSIONS:
         extend(app, ctx)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
@@ -78,7 +82,32 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
 
 
 # Callables run at app creation (e.g. web UI mounting, Redis bus, metrics): ``fn(app, ctx)``.
-EXTENSIONS: list[Any] = []
+EXTENSIONS: list[Any] = [bus.install, metrics.install]
+
+
+def _mount_docs(app: FastAPI) -> None:
+    """Swagger UI at /api/docs with its assets served by us (the bundle ships in fastapi-offline)."""
+    import fastapi_offline
+    from fastapi import Depends
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+
+    from sensorhub.auth.dependencies import Public
+
+    static = Path(fastapi_offline.__file__).parent / "static"
+    app.mount("/api/docs/static", StaticFiles(directory=static), name="swagger-static")
+
+    @app.get("/api/docs", include_in_schema=False, dependencies=[Depends(Public())])
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/api/openapi.json",
+            title="sensorhub API",
+            swagger_js_url="/api/docs/static/swagger-ui-bundle.js",
+            swagger_css_url="/api/docs/static/swagger-ui.css",
+            swagger_favicon_url="/api/docs/static/favicon.png",
+            swagger_ui_parameters={"persistAuthorization": True},
+        )
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -12,7 +12,11 @@ import json
 import logging
 import re
 import sys
+from contextvars import ContextVar
 from typing import Any
+
+# The current request's id, set by RequestContextMiddleware; JSON log lines carry it.
+request_id_var: ContextVar[str | None] = ContextVar("sensorhub_request_id", default=None)
 
 _installed_prefixes: set[str] = set()
 _patterns: list[tuple[re.Pattern[str], str]] = []
@@ -92,7 +96,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        rid = getattr(record, "request_id", None)
+        rid = getattr(record, "request_id", None) or request_id_var.get()
         if rid:
             out["request_id"] = rid
         if record.exc_text:

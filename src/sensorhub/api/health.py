@@ -23,10 +23,15 @@ async def healthz() -> dict[str, Any]:
 
 @router.get("/readyz", dependencies=[Depends(Public())])
 def readyz(request: Request) -> ORJSONResponse:
-    """Ready to serve: the database answers (and every configured dependency, see ``checks``)."""
+    """Ready to serve: the database answers (and every configured dependency, see ``checks``).
+
+    A check may report ``degraded`` (e.g. Redis down: still serving correctly, from the database): the
+    overall status says ``degraded`` but the answer stays 200 so the load balancer keeps the worker.
+    Only ``error`` (e.g. no database) turns it into 503."""
     c = ctx(request)
     checks: dict[str, Any] = {}
     ok = True
+    degraded = False
     try:
         with c.db.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
@@ -39,7 +44,10 @@ def readyz(request: Request) -> ORJSONResponse:
             checks[name] = probe()
             if checks[name].get("status") == "error":
                 ok = False
+            elif checks[name].get("status") == "degraded":
+                degraded = True
         except Exception as e:
             ok = False
             checks[name] = {"status": "error", "error": type(e).__name__}
-    return ORJSONResponse({"status": "ok" if ok else "error", "checks": checks}, status_code=200 if ok else 503)
+    status = ("degraded" if degraded else "ok") if ok else "error"
+    return ORJSONResponse({"status": status, "checks": checks}, status_code=200 if ok else 503)

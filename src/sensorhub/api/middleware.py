@@ -10,6 +10,8 @@ import orjson
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sensorhub.logs import request_id_var
+
 
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, max_body_bytes: int, hsts: bool = False) -> None:
@@ -67,10 +69,13 @@ class RequestContextMiddleware:
                 message["headers"] = h
             await send(message)
 
+        rid_token = request_id_var.set(rid)
         try:
             await self.app(scope, limited_receive, send_wrapper)
         except _BodyTooLarge:
             await self._too_large(scope, send, rid)
+        finally:
+            request_id_var.reset(rid_token)
 
     async def _too_large(self, scope: Scope, send: Send, rid: str) -> None:
         from datetime import UTC, datetime

@@ -14,13 +14,23 @@ CORE_CONTEXT = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"
 CONTEXT_LINK = f'<{CORE_CONTEXT}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
 
 ATTRIBUTE_TYPES = frozenset(
-    {"Property", "Relationship", "GeoProperty", "LanguageProperty", "ListProperty", "VocabProperty", "JsonProperty"}
+    {
+        "Property",
+        "Relationship",
+        "GeoProperty",
+        "LanguageProperty",
+        "ListProperty",
+        "VocabProperty",
+        "JsonProperty",
+    }
 )
 GEOJSON_TYPES = frozenset(
     {"Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon", "GeometryCollection"}
 )
 # Members of an entity that are not attributes (and may not be used as attribute names).
-RESERVED = frozenset({"id", "type", "@context", "createdAt", "modifiedAt", "deletedAt", "scope", "@id", "@type"})
+RESERVED = frozenset(
+    {"id", "type", "@context", "createdAt", "modifiedAt", "deletedAt", "scope", "@id", "@type"}
+)
 MAX_ID_LENGTH = 512
 MAX_TYPE_LENGTH = 200
 MAX_ATTRS = 500
@@ -51,7 +61,9 @@ def check_entity_id(value: Any, what: str = "id") -> str:
     if not isinstance(value, str) or not value:
         raise BadRequest(f"{what} must be a non-empty string (a URI such as urn:ngsi-ld:Device:sensor-1)")
     if len(value) > MAX_ID_LENGTH or not _ENTITY_ID.match(value):
-        raise BadRequest(f"{what} '{value[:80]}' is not a valid entity id: use a URI such as urn:ngsi-ld:Device:sensor-1")
+        raise BadRequest(
+            f"{what} '{value[:80]}' is not a valid entity id: use a URI such as urn:ngsi-ld:Device:sensor-1"
+        )
     return value
 
 
@@ -74,7 +86,9 @@ def check_attr_name(name: str) -> str:
 
 def check_geojson(value: Any, what: str) -> dict[str, Any]:
     if not isinstance(value, dict) or value.get("type") not in GEOJSON_TYPES:
-        raise BadRequest(f"{what} must be a GeoJSON geometry (type one of {', '.join(sorted(GEOJSON_TYPES))})")
+        raise BadRequest(
+            f"{what} must be a GeoJSON geometry (type one of {', '.join(sorted(GEOJSON_TYPES))})"
+        )
     key = "geometries" if value["type"] == "GeometryCollection" else "coordinates"
     if not isinstance(value.get(key), list):
         raise BadRequest(f"{what}: a GeoJSON {value['type']} needs a '{key}' array")
@@ -104,7 +118,11 @@ def normalize_attr(name: str, raw: Any) -> dict[str, Any]:
         return attr
     if raw is None:
         raise BadRequest(f"attribute '{name}' is null; omit it instead")
-    if isinstance(raw, list) and raw and all(isinstance(x, dict) and x.get("type") in ATTRIBUTE_TYPES for x in raw):
+    if (
+        isinstance(raw, list)
+        and raw
+        and all(isinstance(x, dict) and x.get("type") in ATTRIBUTE_TYPES for x in raw)
+    ):
         raise BadRequest(f"attribute '{name}': multi-attributes (datasetId) are not supported")
     if isinstance(raw, dict) and raw.get("type") in GEOJSON_TYPES:
         return {"type": "GeoProperty", "value": check_geojson(raw, f"attribute '{name}'")}
@@ -191,7 +209,13 @@ def render(
             continue
         if key_values:
             t = attr.get("type")
-            out[name] = attr.get("object") if t == "Relationship" else attr.get("languageMap") if t == "LanguageProperty" else attr.get("value")
+            out[name] = (
+                attr.get("object")
+                if t == "Relationship"
+                else attr.get("languageMap")
+                if t == "LanguageProperty"
+                else attr.get("value")
+            )
         else:
             out[name] = attr
     if location is not None and (pick is None or "location" in pick):

@@ -150,8 +150,10 @@ class _Parser:
             second = self.value()
             if op not in ("==", "!="):
                 raise self.fail("a range a..b is only allowed with == and !=")
-            if isinstance(first, bool) or isinstance(second, bool) or (
-                isinstance(first, str) != isinstance(second, str)
+            if (
+                isinstance(first, bool)
+                or isinstance(second, bool)
+                or (isinstance(first, str) != isinstance(second, str))
             ):
                 raise self.fail("both ends of a range must be numbers or both strings")
             return Comparison(tuple(path), op, (first, second), "range")
@@ -252,24 +254,32 @@ class JsonAttrs:
             raw = func.json_extract_path_text(self.col, *keys)
             return case((self.json_type(keys) == "number", func.cast(raw, _float())), else_=None)
         return case(
-            (func.json_type(self.col, self._sqlite_path(keys)).in_(("integer", "real")),
-             func.json_extract(self.col, self._sqlite_path(keys))),
+            (
+                func.json_type(self.col, self._sqlite_path(keys)).in_(("integer", "real")),
+                func.json_extract(self.col, self._sqlite_path(keys)),
+            ),
             else_=None,
         )
 
     def string(self, keys: tuple[str, ...]) -> ColumnElement[Any]:
         if self.pg:
-            return case((self.json_type(keys) == "string", func.json_extract_path_text(self.col, *keys)), else_=None)
+            return case(
+                (self.json_type(keys) == "string", func.json_extract_path_text(self.col, *keys)), else_=None
+            )
         return case(
-            (func.json_type(self.col, self._sqlite_path(keys)) == "text",
-             func.json_extract(self.col, self._sqlite_path(keys))),
+            (
+                func.json_type(self.col, self._sqlite_path(keys)) == "text",
+                func.json_extract(self.col, self._sqlite_path(keys)),
+            ),
             else_=None,
         )
 
     def boolean_is(self, keys: tuple[str, ...], value: bool) -> ColumnElement[bool]:
         if self.pg:
-            return and_(self.json_type(keys) == "boolean",
-                        func.json_extract_path_text(self.col, *keys) == ("true" if value else "false"))
+            return and_(
+                self.json_type(keys) == "boolean",
+                func.json_extract_path_text(self.col, *keys) == ("true" if value else "false"),
+            )
         return func.json_type(self.col, self._sqlite_path(keys)) == ("true" if value else "false")
 
 

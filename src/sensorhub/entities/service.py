@@ -91,12 +91,16 @@ def check_id_pattern(pattern: str) -> str:
     return pattern
 
 
-def make_selector(types: Sequence[str] = (), ids: Sequence[str] = (), id_pattern: str | None = None) -> Selector:
+def make_selector(
+    types: Sequence[str] = (), ids: Sequence[str] = (), id_pattern: str | None = None
+) -> Selector:
     for t in types:
         check_type(t)
     for i in ids:
         check_entity_id(i, "id")
-    return Selector(tuple(types), tuple(ids), check_id_pattern(id_pattern) if id_pattern is not None else None)
+    return Selector(
+        tuple(types), tuple(ids), check_id_pattern(id_pattern) if id_pattern is not None else None
+    )
 
 
 def clamp_limit(limit: int | None) -> int:
@@ -125,7 +129,9 @@ def _selector_clause(sel: Selector) -> ColumnElement[bool]:
 
 def entity_filter(s: Session, access: Access, query: EntityQuery) -> ColumnElement[bool]:
     """The complete WHERE clause: tenancy first, then the caller's query."""
-    parts: list[ColumnElement[bool]] = [access.sql_filter(Entity.org_id, Entity.workspace_id, Entity.entity_id)]
+    parts: list[ColumnElement[bool]] = [
+        access.sql_filter(Entity.org_id, Entity.workspace_id, Entity.entity_id)
+    ]
     if query.workspace_ids is not None:
         parts.append(Entity.workspace_id.in_(sorted(query.workspace_ids)))
     if query.selectors:
@@ -159,7 +165,7 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
             return eid, oid
     except (ValueError, TypeError, orjson.JSONDecodeError):
         pass
-    raise BadRequest("cursor is invalid: use the Link rel=\"next\" URL as given")
+    raise BadRequest('cursor is invalid: use the Link rel="next" URL as given')
 
 
 def _after(anchor: tuple[str, str]) -> ColumnElement[bool]:
@@ -284,8 +290,13 @@ def create_entity(s: Session, user: User, org: Organisation, ws: Workspace, body
 
 def _new_entity(org_id: str, ws_id: str, data: EntityData) -> Entity:
     return Entity(
-        entity_id=data.entity_id, org_id=org_id, workspace_id=ws_id, type=data.type, name=data.name,
-        attrs=data.attrs, location=data.location,
+        entity_id=data.entity_id,
+        org_id=org_id,
+        workspace_id=ws_id,
+        type=data.type,
+        name=data.name,
+        attrs=data.attrs,
+        location=data.location,
     )
 
 
@@ -299,8 +310,10 @@ def entity_for_write(s: Session, user: User, ref: str, tenant: str | None) -> En
         write = write.for_orgs([org.id] if org else [])
     e = visible_entity(s, read, ref)
     if not write.allows(e.org_id, e.workspace_id, e.entity_id):
-        raise Forbidden(f"you may read entity '{ref}' but not change it (viewers and members without a grant "
-                        "on its workspace cannot)")
+        raise Forbidden(
+            f"you may read entity '{ref}' but not change it (viewers and members without a grant "
+            "on its workspace cannot)"
+        )
     return e
 
 
@@ -315,13 +328,17 @@ def update_attrs(s: Session, user: User, e: Entity, body: Any) -> tuple[list[str
             new[name] = attr
             updated.append(name)
         else:
-            not_updated.append({"attributeName": name, "reason": "the entity has no such attribute; use POST /attrs"})
+            not_updated.append(
+                {"attributeName": name, "reason": "the entity has no such attribute; use POST /attrs"}
+            )
     if has_location:
         if e.location is not None:
             e.location = location
             updated.append("location")
         else:
-            not_updated.append({"attributeName": "location", "reason": "the entity has no location; use POST /attrs"})
+            not_updated.append(
+                {"attributeName": "location", "reason": "the entity has no location; use POST /attrs"}
+            )
     if updated:
         _save_attrs(s, user, e, new)
     return updated, not_updated
@@ -377,7 +394,9 @@ class ImportResult:
     updated: int = 0
 
 
-def import_entities(s: Session, org: Organisation, ws: Workspace, items: Any, *, upsert: bool = False) -> ImportResult:
+def import_entities(
+    s: Session, org: Organisation, ws: Workspace, items: Any, *, upsert: bool = False
+) -> ImportResult:
     """Import an NGSI-LD JSON array (normalized or keyValues) into one workspace, all or nothing.
 
     Errors name the element index (0-based) so that the file can be fixed; nothing is written unless every
@@ -398,7 +417,9 @@ def import_entities(s: Session, org: Organisation, ws: Workspace, items: Any, *,
     existing: dict[str, Entity] = {}
     ids = list(seen)
     for chunk in range(0, len(ids), 500):
-        for e in s.scalars(select(Entity).where(Entity.org_id == org.id, Entity.entity_id.in_(ids[chunk : chunk + 500]))):
+        for e in s.scalars(
+            select(Entity).where(Entity.org_id == org.id, Entity.entity_id.in_(ids[chunk : chunk + 500]))
+        ):
             existing[e.entity_id] = e
     if existing and not upsert:
         first = min(existing, key=lambda k: seen[k])
@@ -417,15 +438,22 @@ def import_entities(s: Session, org: Organisation, ws: Workspace, items: Any, *,
             _save_attrs(s, None, e, data.attrs)
             result.updated += 1
     s.flush()
-    record(s, "entity.import", org_id=org.id, target=ws.id,
-           details={"created": result.created, "updated": result.updated})
+    record(
+        s,
+        "entity.import",
+        org_id=org.id,
+        target=ws.id,
+        details={"created": result.created, "updated": result.updated},
+    )
     return result
 
 
 # --- Akenza assets -----------------------------------------------------------------------------------------
 
 
-def asset_workspaces(access: Access, workspaces: dict[str, Any], workspace_ref: str | None) -> frozenset[str] | None:
+def asset_workspaces(
+    access: Access, workspaces: dict[str, Any], workspace_ref: str | None
+) -> frozenset[str] | None:
     """The workspace ids an asset listing covers; ``None`` = all readable. A workspace the credential may
     not read at all (or that does not exist for it) is refused with Akenza's 403 "Permission denied"."""
     if workspace_ref is None:

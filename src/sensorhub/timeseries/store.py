@@ -100,6 +100,19 @@ class TimeseriesStore:
             params += (limit,)
         return self.fetch_ts_values(q, params)
 
+    def fetch_recent(self, series_id: int, lo: int | None, hi: int | None, limit: int) -> tuple[I64, F64]:
+        """The newest ``limit`` points of a series in ``[lo, hi)``, newest first."""
+        q = "SELECT ts, value FROM measurements WHERE series_id = ?"
+        params: list[int] = [series_id]
+        if lo is not None:
+            q += " AND ts >= ?"
+            params.append(lo)
+        if hi is not None:
+            q += " AND ts < ?"
+            params.append(hi)
+        params.append(limit)
+        return self.fetch_ts_values(q + " ORDER BY ts DESC LIMIT ?", params)
+
     def latest_in(self, series_id: int, lo: int | None, hi: int | None) -> tuple[int, float] | None:
         """The latest point of a series in ``[lo, hi)`` (either bound may be open)."""
         q = "SELECT ts, value FROM measurements WHERE series_id = ?"

@@ -1,0 +1,320 @@
+"""HTTP: NGSI-LD entities (``/ngsi-ld/v1/…``) and Akenza assets (``/v3/assets``).
+
+Reads take a token with the ``entities`` scope; writes take an interactive session (tokens are read-only
+for entities). Errors under ``/ngsi-ld/`` are rendered as ETSI ProblemDetails by the one error handler.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+from fastapi import APIRouter, Body, Depends, Header, Query, Request
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
+
+from sensorhub.api.deps import ctx, get_db
+from sensorhub.auth.dependencies import RequireScope, RequireSession, SessionContext
+from sensorhub.auth.principal import Principal
+from sensorhub.entities import schemas
+from sensorhub.entities import service as entities
+from sensorhub.entities.normalize import CONTEXT_LINK, render
+from sensorhub.entities.service import EntityQuery, Page
+from sensorhub.errors import BadRequest
+
+router = APIRouter()
+NGSI = "/ngsi-ld/v1"
+ENTITIES = RequireScope("entities")
+SESSION = RequireSession()
+TAGS_NGSI = ["NGSI-LD"]
+TAGS_AKENZA = ["Akenza assets"]
+
+_PAGING_DOC = (
+    "Paging: `limit` (default 100, values above 500 are clamped to 500), `offset`, `count=true` "
+    '(→ `NGSILD-Results-Count`); while more results exist, `Link: <…>; rel="next"` carries the next '
+    "page's URL (with a keyset `cursor`, so following it costs the same at any depth)."
+)
+
+
+def _json(body: Any, ld: bool, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    h = dict(headers or {})
+    links = [h.pop("Link")] if "Link" in h else []
+    if not ld:
+        links.append(CONTEXT_LINK)
+    if links:
+        h["Link"] = ", ".join(links)
+    return Response(
+        orjson.dumps(body),
+        status_code=status,
+        headers=h,
+        media_type="application/ld+json" if ld else "application/json",
+    )
+
+
+def _absolute(request: Request, **params: Any) -> str:
+    url = request.url.include_query_params(**params)
+    base = ctx(request).settings.base_url
+    if base:
+        url = url.replace(scheme=base.split("://", 1)[0], netloc=base.split("://", 1)[1].split("/", 1)[0])
+    return str(url)
+
+
+def _page_response(
+    request: Request,
+    page: Page,
+    limit: int,
+    *,
+    ld: bool,
+    key_values: bool,
+    pick: frozenset[str] | None,
+    sys_attrs: bool,
+) -> Response:
+    body = [
+        render(
+            r.entity_id,
+            r.type,
+            r.attrs or {},
+            r.location,
+            pick=pick,
+            key_values=key_values,
+            context=ld,
+            sys_attrs=(r.created_at, r.modified_at) if sys_attrs else None,
+        )
+        for r in page.rows
+    ]
+    headers: dict[str, str] = {}
+    if page.count is not None:
+        headers["NGSILD-Results-Count"] = str(page.count)
+    if page.next_cursor is not None:
+        nxt = _absolute(request, limit=limit, offset=page.next_offset, cursor=page.next_cursor)
+        headers["Link"] = f'<{nxt}>; rel="next"'
+    return _json(body, ld, headers=headers)
+
+
+def _reject_unsupported(request: Request) -> None:
+    for p in schemas.UNSUPPORTED_PARAMS:
+        if p in request.query_params:
+            raise BadRequest(f"the query parameter '{p}' is not supported by this server")
+
+
+@router.get(f"{NGSI}/entities", tags=TAGS_NGSI, summary="Query entities", description=_PAGING_DOC)
+def list_entities(
+    request: Request,
+    type: str | None = Query(None, description="Entity types, comma-separated"),
+    id: str | None = Query(None, description="Entity ids, comma-separated"),
+    idPattern: str | None = Query(None, description="Regular expression on the entity id"),
+    attrs: str | None = Query(None, description="Attributes to return, comma-separated"),
+    q: str | None = Query(None, description='Filter on attribute values, e.g. temperature>20;crop=="wheat"'),
+    options: str | None = Query(None, description="keyValues and/or sysAttrs"),
+    format: str | None = Query(None, description="normalized | keyValues | simplified"),
+    limit: int | None = Query(None, description="Page size; default 100, at most 500"),
+    offset: int = Query(0, ge=0),
+    count: bool = Query(False, description="Send the total as NGSILD-Results-Count"),
+    cursor: str | None = Query(None, description="Opaque keyset cursor from a Link rel=next URL"),
+    accept: str | None = Header(None),
+    principal: Principal = Depends(ENTITIES),
+    db: Session = Depends(get_db),
+) -> Response:
+    _reject_unsupported(request)
+    ld = schemas.wants_ld(accept)
+    key_values, sys_attrs = schemas.parse_options(options, format)
+    query = schemas.query_from_params(type_=type, id_=id, id_pattern=idPattern, attrs=attrs, q=q)
+    return _run_query(request, db, principal, query, limit, offset, count, cursor, ld, key_values, sys_attrs)
+
+
+@router.post(
+    f"{NGSI}/entityOperations/query",
+    tags=TAGS_NGSI,
+    summary="Query entities (POST body)",
+    description="An NGSI-LD `Query` body; paging parameters in the query string. " + _PAGING_DOC,
+)
+def post_query(
+    request: Request,
+    body: Any = Body(..., examples=[{"type": "Query", "entities": [{"type": "AgriParcel"}], "q": "area>2"}]),
+    options: str | None = Query(None),
+    format: str | None = Query(None),
+    limit: int | None = Query(None),
+    offset: int = Query(0, ge=0),
+    count: bool = Query(False),
+    cursor: str | None = Query(None),
+    accept: str | None = Header(None),
+    principal: Principal = Depends(ENTITIES),
+    db: Session = Depends(get_db),
+) -> Response:
+    ld = schemas.wants_ld(accept)
+    key_values, sys_attrs = schemas.parse_options(options, format)
+    query = schemas.query_from_body(body)
+    return _run_query(request, db, principal, query, limit, offset, count, cursor, ld, key_values, sys_attrs)
+
+
+def _run_query(
+    request: Request,
+    db: Session,
+    principal: Principal,
+    query: EntityQuery,
+    limit: int | None,
+    offset: int,
+    count: bool,
+    cursor: str | None,
+    ld: bool,
+    key_values: bool,
+    sys_attrs: bool,
+) -> Response:
+    lim = entities.clamp_limit(limit)
+    if lim == 0 and not count:
+        raise BadRequest("limit=0 is only allowed with count=true")
+    page = entities.query_entities(
+        db,
+        principal.access("entities"),
+        query,
+        limit=lim,
+        offset=offset,
+        cursor=cursor,
+        count=count,
+        sys_attrs=sys_attrs,
+    )
+    return _page_response(
+        request, page, lim, ld=ld, key_values=key_values, pick=query.attrs, sys_attrs=sys_attrs
+    )
+
+
+@router.get(f"{NGSI}/entities/{{entity_id}}", tags=TAGS_NGSI, summary="Retrieve an entity")
+def get_entity(
+    entity_id: str,
+    attrs: str | None = Query(None),
+    options: str | None = Query(None),
+    format: str | None = Query(None),
+    accept: str | None = Header(None),
+    principal: Principal = Depends(ENTITIES),
+    db: Session = Depends(get_db),
+) -> Response:
+    ld = schemas.wants_ld(accept)
+    key_values, sys_attrs = schemas.parse_options(options, format)
+    e = entities.get_entity(db, principal.access("entities"), entity_id)
+    pick = schemas.attrs_projection(attrs)
+    return _json(
+        schemas.entity_json(e, pick=pick, key_values=key_values, context=ld, sys_attrs=sys_attrs), ld
+    )
+
+
+# --- writes: interactive sessions only ------------------------------------------------------------------
+
+
+@router.post(
+    f"{NGSI}/entities",
+    tags=TAGS_NGSI,
+    status_code=201,
+    summary="Create an entity (session)",
+    description="Needs a web session (tokens are read-only). The target workspace is "
+    "`workspace=<org>/<workspace>`, or `NGSILD-Tenant: <org>` with `workspace=<workspace>`.",
+)
+def create_entity(
+    body: Any = Body(...),
+    workspace: str | None = Query(None, description="<org>/<workspace> (slugs or ids)"),
+    tenant: str | None = Header(None, alias="NGSILD-Tenant"),
+    sc: SessionContext = Depends(SESSION),
+) -> Response:
+    org, ws = entities.target_workspace(sc.db, sc.user, workspace, tenant)
+    e = entities.create_entity(sc.db, sc.user, org, ws, body)
+    sc.db.commit()
+    return Response(status_code=201, headers={"Location": f"{NGSI}/entities/{quote(e.entity_id, safe=':')}"})
+
+
+@router.patch(f"{NGSI}/entities/{{entity_id}}/attrs", tags=TAGS_NGSI, summary="Update attributes (session)")
+def update_attrs(
+    entity_id: str,
+    body: Any = Body(...),
+    tenant: str | None = Header(None, alias="NGSILD-Tenant"),
+    sc: SessionContext = Depends(SESSION),
+) -> Response:
+    e = entities.entity_for_write(sc.db, sc.user, entity_id, tenant)
+    updated, not_updated = entities.update_attrs(sc.db, sc.user, e, body)
+    sc.db.commit()
+    if not_updated:
+        return _json({"updated": updated, "notUpdated": not_updated}, False, status=207)
+    return Response(status_code=204)
+
+
+@router.post(
+    f"{NGSI}/entities/{{entity_id}}/attrs",
+    tags=TAGS_NGSI,
+    status_code=204,
+    summary="Append attributes (session)",
+)
+def append_attrs(
+    entity_id: str,
+    body: Any = Body(...),
+    tenant: str | None = Header(None, alias="NGSILD-Tenant"),
+    sc: SessionContext = Depends(SESSION),
+) -> Response:
+    e = entities.entity_for_write(sc.db, sc.user, entity_id, tenant)
+    entities.append_attrs(sc.db, sc.user, e, body)
+    sc.db.commit()
+    return Response(status_code=204)
+
+
+@router.delete(
+    f"{NGSI}/entities/{{entity_id}}/attrs/{{attr}}",
+    tags=TAGS_NGSI,
+    status_code=204,
+    summary="Delete an attribute (session)",
+)
+def delete_attr(
+    entity_id: str,
+    attr: str,
+    tenant: str | None = Header(None, alias="NGSILD-Tenant"),
+    sc: SessionContext = Depends(SESSION),
+) -> Response:
+    e = entities.entity_for_write(sc.db, sc.user, entity_id, tenant)
+    entities.delete_attr(sc.db, sc.user, e, attr)
+    sc.db.commit()
+    return Response(status_code=204)
+
+
+@router.delete(
+    f"{NGSI}/entities/{{entity_id}}", tags=TAGS_NGSI, status_code=204, summary="Delete an entity (session)"
+)
+def delete_entity(
+    entity_id: str,
+    tenant: str | None = Header(None, alias="NGSILD-Tenant"),
+    sc: SessionContext = Depends(SESSION),
+) -> Response:
+    e = entities.entity_for_write(sc.db, sc.user, entity_id, tenant)
+    entities.delete_entity(sc.db, sc.user, e)
+    sc.db.commit()
+    return Response(status_code=204)
+
+
+# --- Akenza assets ---------------------------------------------------------------------------------------
+
+ASSET_MAX_SIZE = 500
+
+
+@router.get("/v3/assets", tags=TAGS_AKENZA, summary="List assets (Spring page)")
+def list_assets(
+    workspaceId: str | None = Query(None, description="Workspace id or slug"),
+    page: int = Query(0, description="0-based page number"),
+    size: int = Query(25, description="Page size (at most 500)"),
+    type: str | None = Query(None, description="Entity type(s), comma-separated"),
+    principal: Principal = Depends(ENTITIES),
+    db: Session = Depends(get_db),
+) -> Response:
+    access = principal.access("entities")
+    ws_ids = entities.asset_workspaces(access, principal.workspaces, workspaceId)
+    sel = entities.make_selector(entities.split_list(type, "type"))
+    query = EntityQuery(selectors=(sel,) if sel.types else (), workspace_ids=ws_ids)
+    size = min(size, ASSET_MAX_SIZE)
+    rows, total = entities.list_assets(db, access, query, page, size)
+    body = schemas.spring_page([schemas.asset_json(e) for e in rows], page, size, total)
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+@router.get("/v3/assets/{asset_id}", tags=TAGS_AKENZA, summary="Get one asset")
+def get_asset(
+    asset_id: str,
+    principal: Principal = Depends(ENTITIES),
+    db: Session = Depends(get_db),
+) -> Response:
+    e = entities.get_entity(db, principal.access("entities"), asset_id)
+    return Response(orjson.dumps(schemas.asset_json(e)), media_type="application/json")

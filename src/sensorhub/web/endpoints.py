@@ -1,0 +1,400 @@
+"""The web UI for people: log in, home, Integrations (Personal Access Tokens) and a small data view.
+
+Thin handlers over the same services as the management API (``sensorhub.tokens.service``,
+``sensorhub.accounts.service``). Service errors are shown next to the form they came from.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import RedirectResponse
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
+from starlette.responses import Response
+
+from sensorhub.accounts import service as accounts
+from sensorhub.accounts.models import Organisation, Workspace
+from sensorhub.api.deps import ctx, get_db, request_ip
+from sensorhub.auth import sessions
+from sensorhub.auth.dependencies import Public, SessionContext
+from sensorhub.auth.endpoints import check_login_budget, note_failed_login, set_session_cookie
+from sensorhub.auth.scopes import ROLE_SCOPES
+from sensorhub.authz.entities import visible_entities_query, visible_entity
+from sensorhub.authz.subjects import session_access
+from sensorhub.db import utcnow
+from sensorhub.entities.models import Entity
+from sensorhub.errors import RateLimited, SensorhubError
+from sensorhub.net import is_https
+from sensorhub.tokens import service as tokens
+from sensorhub.tokens.models import Credential
+from sensorhub.tokens.service import Minted
+from sensorhub.web import forms, snippets
+from sensorhub.web.chart import line_chart
+from sensorhub.web.guards import RequireWebSession, read_form, safe_next
+from sensorhub.web.views import Page, base_url, page, render
+
+router = APIRouter(include_in_schema=False)
+
+PAGE = RequireWebSession(csrf=False)
+FORM = RequireWebSession()
+MAYBE = RequireWebSession(csrf=False, optional=True)
+
+LOGIN_CSRF_COOKIE = "sensorhub_login_csrf"
+
+
+# -- login / logout -----------------------------------------------------------------------------
+def _login_page(
+    request: Request, *, error: str | None = None, email: str = "", next_path: str = "/", status: int = 200
+) -> Response:
+    token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(24)
+    p = page(request, "Log in", None, error=error)
+    resp = render(request, "login.html", p, status, login_csrf=token, email=email, next_path=next_path)
+    # Double-submit token against login CSRF (someone logging your browser into their account).
+    resp.set_cookie(
+        LOGIN_CSRF_COOKIE, token, max_age=3600, httponly=True, samesite="lax", path="/login",
+        secure=is_https(request, tuple(ctx(request).settings.trusted_proxies)),
+    )
+    return resp
+
+
+@router.get("/login")
+def login_form(request: Request, next: str = "/", sc: SessionContext | None = Depends(MAYBE)) -> Response:
+    if sc is not None:
+        return RedirectResponse(safe_next(next), status_code=303)
+    return _login_page(request, next_path=safe_next(next))
+
+
+@router.post("/login", dependencies=[Depends(Public())])
+def login_submit(
+    request: Request, form: FormData | None = Depends(read_form), db: Session = Depends(get_db)
+) -> Response:
+    c = ctx(request)
+    email, password = forms.text(form, "email"), forms.text(form, "password")
+    next_path = safe_next(forms.text(form, "next"))
+    given, expected = forms.text(form, "login_csrf"), request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    if not expected or not secrets.compare_digest(given, expected):
+        return _login_page(
+            request, error="The login form expired. Please enter your email and password again.",
+            email=email, next_path=next_path, status=400,
+        )
+    if not email or not password:
+        return _login_page(request, error="Enter your email and your password.", email=email,
+                           next_path=next_path, status=400)
+    try:
+        check_login_budget(request, email)
+    except RateLimited as e:
+        minutes = max(1, math.ceil(e.retry_after / 60))
+        msg = f"Too many failed logins. Try again in {minutes} minute{'s' if minutes != 1 else ''}."
+        resp = _login_page(request, error=msg, email=email, next_path=next_path, status=429)
+        resp.headers["Retry-After"] = str(e.retry_after)
+        return resp
+    done = sessions.login(db, email, password, request_ip(request), c.settings.session_lifetime_hours)
+    if done is None:
+        note_failed_login(request, email)
+        db.rollback()
+        return _login_page(request, error="Wrong email or password.", email=email, next_path=next_path, status=401)
+    db.commit()
+    resp = RedirectResponse(next_path, status_code=303)
+    set_session_cookie(request, resp, done.cookie)
+    resp.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+    return resp
+
+
+@router.post("/logout")
+def logout(request: Request, sc: SessionContext = Depends(FORM)) -> Response:
+    sessions.logout(sc.db, request.cookies.get(sessions.COOKIE_NAME, ""))
+    sc.db.commit()
+    resp = RedirectResponse("/login?done=logged-out", status_code=303)
+    resp.delete_cookie(sessions.COOKIE_NAME, path="/")
+    return resp
+
+
+# -- home ---------------------------------------------------------------------------------------
+@router.get("/")
+def home(request: Request, sc: SessionContext | None = Depends(MAYBE)) -> Response:
+    if sc is None:
+        return _login_page(request)
+    now = utcnow()
+    pats = tokens.list_pats(sc.db, sc.user.id)
+    active = [t for t in pats if t.status(now) == "active"]
+    soon = [t for t in active if t.expires_at is not None and t.expires_at - now < timedelta(days=14)]
+    orgs = []
+    for m, o in accounts.memberships_of(sc.db, sc.user.id):
+        orgs.append({"org": o, "role": m.role, "workspaces": accounts.list_workspaces(sc.db, o)})
+    access = session_access(sc.db, sc.user)
+    entity_count = sc.db.scalar(select(func.count()).select_from(visible_entities_query(access).subquery()))
+    p = page(request, "Home", sc, active="home")
+    return render(request, "home.html", p, orgs=orgs, active_count=len(active), expiring=soon,
+                  entity_count=entity_count or 0)
+
+
+# -- Integrations (Personal Access Tokens) -------------------------------------------------------
+@dataclass
+class TokenForm:
+    """What the create form shows (defaults, or what the person typed when the service said no)."""
+
+    name: str = ""
+    scopes: set[str] = field(default_factory=lambda: {"entities", "timeseries"})
+    expiry: str = "365"
+    expires_on: str = ""
+    organisations: set[str] = field(default_factory=set)
+    workspaces: set[str] = field(default_factory=set)
+    entities: str = ""
+    time_start: str = ""
+    time_end: str = ""
+    allowed_ips: str = ""
+    open_restrictions: bool = False
+
+    @classmethod
+    def of(cls, form: FormData | None) -> TokenForm:
+        f = cls(
+            name=forms.text(form, "name"),
+            scopes=set(forms.many(form, "scopes")),
+            expiry=forms.text(form, "expiry") or "365",
+            expires_on=forms.text(form, "expires_on"),
+            organisations=set(forms.many(form, "organisations")),
+            workspaces=set(forms.many(form, "workspaces")),
+            entities=forms.text(form, "entities"),
+            time_start=forms.text(form, "time_start"),
+            time_end=forms.text(form, "time_end"),
+            allowed_ips=forms.text(form, "allowed_ips"),
+        )
+        f.open_restrictions = bool(f.workspaces or f.entities or f.time_start or f.time_end or f.allowed_ips)
+        return f
+
+
+@dataclass
+class ExpiryOptions:
+    choices: list[tuple[str, str]]
+    allow_never: bool
+    max_days: int | None
+    default: str
+
+
+def expiry_options(orgs: list[Organisation], default_days: int) -> ExpiryOptions:
+    """The lifetimes the strictest policy among ``orgs`` allows (the server enforces it again)."""
+    policy = tokens._policy(orgs)
+    cap = policy.max_days
+    choices = [(d, f"{d} days") for d in ("30", "90", "365") if cap is None or int(d) <= cap]
+    if cap is not None and str(cap) not in {d for d, _ in choices}:
+        choices.append((str(cap), f"{cap} days (the maximum)"))
+        choices.sort(key=lambda c: int(c[0]))
+    default = str(default_days) if any(d == str(default_days) for d, _ in choices) else choices[-1][0]
+    return ExpiryOptions(choices, policy.allow_never and cap is None, cap, default)
+
+
+def _reveal(minted: Minted, action: str) -> dict[str, Any]:
+    c = minted.credential
+    return {"id": c.id, "name": c.name, "token": minted.token, "kind": c.kind, "scopes": list(c.scopes),
+            "expires_at": c.expires_at, "action": action}
+
+
+def _example(db: Session, access: Any) -> snippets.Example | None:
+    from sensorhub.timeseries.models import Series
+    from sensorhub.timeseries.timeutil import from_us
+
+    ents = visible_entities_query(access).subquery()
+    row = db.execute(
+        select(ents.c.entity_id, Series.attribute, Series.last_ts)
+        .join(Series, Series.entity_pk == ents.c.pk)
+        .order_by(Series.last_ts.desc())
+        .limit(1)
+    ).first()
+    if row is not None:
+        end = from_us(row[2]) if row[2] is not None else utcnow()
+        return snippets.Example(row[0], row[1], end)
+    first = db.scalar(select(ents.c.entity_id).limit(1))
+    return snippets.Example(first, None, utcnow()) if first else None
+
+
+def integrations_page(
+    request: Request,
+    sc: SessionContext,
+    *,
+    reveal: dict[str, Any] | None = None,
+    error: str | None = None,
+    form: TokenForm | None = None,
+    status: int = 200,
+) -> Response:
+    settings = ctx(request).settings
+    now = utcnow()
+    memberships = accounts.memberships_of(sc.db, sc.user.id)
+    orgs = [o for _, o in memberships]
+    allowed_scopes: set[str] = set()
+    for m, _ in memberships:
+        allowed_scopes |= ROLE_SCOPES[m.role]
+    workspaces: list[tuple[Organisation, Workspace]] = [
+        (o, w) for o in orgs for w in accounts.list_workspaces(sc.db, o)
+    ]
+    exp = expiry_options(orgs, settings.default_token_lifetime_days)
+    if form is None:
+        form = TokenForm(expiry=exp.default)
+        wanted = request.query_params.get("org")
+        picked = [o for o in orgs if wanted in (o.slug, o.id)] if wanted else []
+        form.organisations = {o.id for o in (picked or orgs)}
+    pats = tokens.list_pats(sc.db, sc.user.id)
+    live = [t for t in pats if t.revoked_at is None]
+    revoked = [t for t in pats if t.revoked_at is not None]
+    access = session_access(sc.db, sc.user)
+    snip = snippets.build(
+        base_url(request, settings.base_url), reveal["token"] if reveal else None, "pat", _example(sc.db, access)
+    )
+    p = page(request, "Integrations", sc, active="integrations", error=error)
+    resp = render(
+        request, "integrations.html", p, status, reveal=reveal, form=form, orgs=orgs,
+        workspaces=workspaces, expiry=exp, live=live, revoked=revoked, snippets=snip, now=now,
+        allowed_scopes=allowed_scopes, ws_names=_workspace_names(workspaces),
+    )
+    return resp
+
+
+def _workspace_names(pairs: list[tuple[Organisation, Workspace]]) -> dict[str, str]:
+    return {w.id: f"{o.slug}/{w.slug}" for o, w in pairs}
+
+
+@router.get("/integrations")
+def integrations(request: Request, sc: SessionContext = Depends(PAGE)) -> Response:
+    return integrations_page(request, sc)
+
+
+@router.post("/integrations/tokens")
+def create_token(
+    request: Request, form: FormData | None = Depends(read_form), sc: SessionContext = Depends(FORM)
+) -> Response:
+    c = ctx(request)
+    state = TokenForm.of(form)
+    try:
+        spec = forms.restrictions(form)
+        all_orgs = {o.id for _, o in accounts.memberships_of(sc.db, sc.user.id)}
+        chosen = set(spec.organisations)
+        if len(all_orgs) > 1 and not chosen:
+            raise_bad("Tick at least one organisation the token may reach.")
+        # Everything ticked = no organisation restriction (the token follows the person's memberships).
+        spec.organisations = [] if chosen >= all_orgs else sorted(chosen)
+        minted = tokens.create_pat(
+            sc.db, sc.user, name=state.name, scopes=sorted(state.scopes), expiry=forms.expiry(form),
+            restrictions=spec, prefix=c.settings.token_prefix,
+            default_days=c.settings.default_token_lifetime_days, created_by=sc.user.id, ip=request_ip(request),
+        )
+        sc.db.commit()
+    except SensorhubError as e:
+        sc.db.rollback()
+        return integrations_page(request, sc, error=e.message, form=state, status=e.status)
+    return integrations_page(request, sc, reveal=_reveal(minted, "created"), status=201)
+
+
+def raise_bad(message: str) -> None:
+    from sensorhub.errors import BadRequest
+
+    raise BadRequest(message)
+
+
+@router.post("/integrations/tokens/{token_id}/revoke")
+def revoke_token(token_id: str, request: Request, sc: SessionContext = Depends(FORM)) -> Response:
+    try:
+        cred = tokens.get_pat(sc.db, sc.user.id, token_id)
+        tokens.revoke(sc.db, cred, actor_id=sc.user.id, invalidate=ctx(request).invalidate_auth,
+                      ip=request_ip(request))
+        sc.db.commit()
+    except SensorhubError as e:
+        sc.db.rollback()
+        return integrations_page(request, sc, error=e.message, status=e.status)
+    return RedirectResponse("/integrations?done=revoked", status_code=303)
+
+
+@router.post("/integrations/tokens/{token_id}/rotate")
+def rotate_token(token_id: str, request: Request, sc: SessionContext = Depends(FORM)) -> Response:
+    c = ctx(request)
+    try:
+        cred = tokens.get_pat(sc.db, sc.user.id, token_id)
+        minted = tokens.rotate(
+            sc.db, cred, prefix=c.settings.token_prefix, default_days=c.settings.default_token_lifetime_days,
+            actor_id=sc.user.id, invalidate=c.invalidate_auth, ip=request_ip(request),
+        )
+        sc.db.commit()
+    except SensorhubError as e:
+        sc.db.rollback()
+        return integrations_page(request, sc, error=e.message, status=e.status)
+    return integrations_page(request, sc, reveal=_reveal(minted, "rotated"))
+
+
+# -- data view ----------------------------------------------------------------------------------
+RANGES = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30),
+          "365d": timedelta(days=365)}
+RANGE_LABELS = {"24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days", "365d": "Last 365 days"}
+CHART_POINTS = 300
+
+
+@router.get("/data")
+def data_view(
+    request: Request,
+    entity: str | None = None,
+    attribute: str | None = None,
+    range: str = "7d",  # noqa: A002 - the query parameter's name
+    sc: SessionContext = Depends(PAGE),
+) -> Response:
+    from sensorhub.timeseries.models import Series
+    from sensorhub.timeseries.reads import entity_data
+    from sensorhub.timeseries.timeutil import from_us
+
+    access = session_access(sc.db, sc.user)
+    rows = list(sc.db.scalars(visible_entities_query(access).order_by(Entity.type, Entity.entity_id).limit(500)))
+    ws_names = {w.id: w.name for w in sc.db.scalars(select(Workspace).where(Workspace.id.in_(
+        {e.workspace_id for e in rows})))}
+    error = None
+    chosen: Entity | None = None
+    series: list[Series] = []
+    chart = None
+    table: list[tuple[datetime, float]] = []
+    info: dict[str, Any] = {}
+    if range not in RANGES:
+        range = "7d"  # noqa: A001
+    if entity:
+        try:
+            chosen = visible_entity(sc.db, access, entity)
+        except SensorhubError as e:
+            error = e.message
+    if chosen is not None:
+        series = list(sc.db.scalars(select(Series).where(Series.entity_pk == chosen.pk).order_by(Series.attribute)))
+        pick = next((x for x in series if x.attribute == attribute), series[0] if series else None)
+        if pick is not None:
+            # The range ends at the newest point (sensor data is often not live), else now.
+            end = from_us(pick.last_ts) if pick.last_ts is not None else utcnow()
+            end = (end + timedelta(minutes=1)).replace(second=0, microsecond=0)
+            start = end - RANGES[range]
+            try:
+                frame = entity_data(sc.db, access, chosen.entity_id, start, end, [pick.attribute], CHART_POINTS, "avg")
+                vals = frame.columns[0].values if frame.columns else np.array([])
+                keep = ~np.isnan(vals)
+                times = [from_us(int(t)) for t in frame.timestamps[keep]]
+                values = [float(v) for v in vals[keep]]
+                bucket_s = (frame.bucket_us or 0) // 1_000_000
+                unit = f" ({pick.unit})" if pick.unit else ""
+                chart = line_chart(times, values, start, end, f"{pick.attribute}{unit} of {chosen.entity_id}",
+                                   max(1, bucket_s))
+                table = list(zip(times, values, strict=True))
+                info = {"attribute": pick.attribute, "unit": pick.unit, "start": start, "end": end,
+                        "bucket_seconds": bucket_s, "points": len(values)}
+            except SensorhubError as e:
+                error = e.message
+    p = page(request, "Data", sc, active="data", error=error)
+    return render(
+        request, "data.html", p, entities=rows, ws_names=ws_names, chosen=chosen, series=series, chart=chart,
+        info=info, table=table, range=range, ranges=RANGE_LABELS, attribute=attribute,
+        latest={x.attribute: (x.last_value, from_us(x.last_ts) if x.last_ts is not None else None) for x in series},
+    )
+
+
+def _aware(dt: datetime) -> datetime:
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+__all__ = ["Credential", "Page", "router"]
