@@ -27,6 +27,8 @@ from tests.builders import World
 PG_ADMIN_URL = os.environ.get("SENSORHUB_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("SENSORHUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 REQUIRE_SERVICES = os.environ.get("SENSORHUB_REQUIRE_SERVICES") == "1"
+# SENSORHUB_TEST_REDIS=1: the postgresql backend also runs with Redis (bus + shared rate limits).
+TEST_WITH_REDIS = os.environ.get("SENSORHUB_TEST_REDIS") == "1"
 
 
 def service_unavailable(what: str, err: Exception) -> None:
@@ -94,7 +96,24 @@ def settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Se
         return Settings(data_dir=data_dir, env="test")
     url: str = request.getfixturevalue("pg_url")
     _truncate_pg(url)
+    if TEST_WITH_REDIS:
+        redis_url: str = request.getfixturevalue("redis_url")
+        # A prefix per test: channels and rate-limit keys never collide across tests or parallel runs.
+        return Settings(data_dir=data_dir, database_url=url, env="test", redis_url=redis_url,
+                        redis_prefix=f"sensorhub-test-{uuid.uuid4().hex[:10]}:")
     return Settings(data_dir=data_dir, database_url=url, env="test")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The Redis of this machine (SENSORHUB_TEST_REDIS_URL), skipped or failed when it does not answer."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+    except Exception as e:  # noqa: BLE001
+        service_unavailable("Redis", e)
+    return REDIS_URL
 
 
 @pytest.fixture

@@ -58,3 +58,32 @@ def test_login_create_use_rotate_revoke(client: TestClient, world: World) -> Non
 
     statuses = {t["id"]: t["status"] for t in client.get("/api/tokens").json()}
     assert statuses == {created["id"]: "revoked", rotated["id"]: "revoked"}
+
+
+def test_concurrent_writers_do_not_fail(ctx, world: World) -> None:  # type: ignore[no-untyped-def]
+    """Write sessions serialise cleanly on SQLite (no 'database is locked' under contention)."""
+    import threading
+
+    from sensorhub.accounts import service as accounts
+
+    world.org("acme")
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            for j in range(5):
+                with ctx.db.write_session() as s:
+                    org = accounts.get_org(s, "acme")
+                    accounts.create_workspace(s, org, f"w{i}-{j}")
+                    s.commit()
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with ctx.db.session() as s:
+        assert len(accounts.list_workspaces(s, accounts.get_org(s, "acme"))) == 1 + 30

@@ -88,6 +88,7 @@ def error_response(
         "requestId": "req-123",
         "errorId": "err-456",
         "traceId": "trace-789",
+        "code": "some_code",
     }
     return httpx.Response(status, json=body, headers=headers)
 
@@ -100,6 +101,8 @@ def problem_response(status: int, type_: str, title: str, detail: str, instance:
         "status": status,
         "detail": detail,
         "instance": instance,
+        "requestId": "req-1",
+        "errorId": "err-1",
     }
     return httpx.Response(status, json=body, headers={"Content-Type": "application/problem+json"})
 

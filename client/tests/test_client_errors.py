@@ -44,6 +44,7 @@ def test_status_maps_to_a_typed_error_with_the_body_fields(status, error, cls):
     assert exc.request_id == "req-123"
     assert exc.error_id == "err-456"
     assert exc.trace_id == "trace-789"
+    assert exc.code == "some_code"
     assert exc.body["status"] == status
     assert (
         str(exc)
@@ -67,6 +68,7 @@ def test_ngsi_ld_problem_details_are_understood(client, server):
         client.entity("urn:ngsi-ld:AgriParcel:nope")
     exc = info.value
     assert exc.message == "urn:ngsi-ld:AgriParcel:nope does not exist"
+    assert exc.request_id == "req-1"
     assert exc.error == "Entity not found"
     assert exc.problem_type == "https://uri.etsi.org/ngsi-ld/errors/ResourceNotFound"
     assert exc.path == "/ngsi-ld/v1/entities/urn:ngsi-ld:AgriParcel:nope"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import httpx
@@ -35,17 +36,12 @@ def json_answer(request: httpx.Request) -> httpx.Response:
     )
 
 
-def arrow_bytes(units: bool = False) -> bytes:
+def arrow_bytes(bucket: str = "3600") -> bytes:
+    """An Arrow IPC stream shaped like the server's: units and bucket size in the schema metadata."""
     fields = [pa.field("timestamp", pa.timestamp("us", tz="UTC"))]
-    for name in VALUES:
-        fields.append(
-            pa.field(
-                name,
-                pa.float64(),
-                metadata={"unit": "CEL" if name == "temperature" else "P1"} if units else None,
-            )
-        )
-    schema = pa.schema(fields, metadata={"bucket_seconds": "3600", "aggregation": "avg"})
+    fields += [pa.field(name, pa.float64()) for name in VALUES]
+    units = json.dumps({"temperature": "CEL", "humidity": "P1"})
+    schema = pa.schema(fields, metadata={"bucket_seconds": bucket, "units": units})
     stamps = [datetime.fromisoformat(s) for s in STAMPS]
     table = pa.Table.from_pydict({"timestamp": stamps, **VALUES}, schema=schema)
     sink = pa.BufferOutputStream()
@@ -56,7 +52,7 @@ def arrow_bytes(units: bool = False) -> bytes:
 
 def arrow_answer(request: httpx.Request) -> httpx.Response:
     assert ARROW in request.headers["accept"]
-    return httpx.Response(200, content=arrow_bytes(units=True), headers={"Content-Type": ARROW})
+    return httpx.Response(200, content=arrow_bytes(), headers={"Content-Type": ARROW})
 
 
 def _check_frame(df):
@@ -93,6 +89,17 @@ def test_arrow_is_requested_when_pyarrow_is_installed_and_read_into_the_same_fra
     server.add("GET", PATH, json_answer)
     from_json = client.timeseries(STATION, ["temperature", "humidity"], start="2026-01-01", end="2026-01-02")
     pd.testing.assert_frame_equal(df, from_json, check_freq=False)
+
+
+def test_raw_arrow_data_has_no_bucket_size(client, server):
+    server.add(
+        "GET",
+        PATH,
+        lambda r: httpx.Response(200, content=arrow_bytes(bucket=""), headers={"Content-Type": ARROW}),
+    )
+    df = client.timeseries(STATION, start="2026-01-01", end="2026-01-02")
+    assert df.attrs["bucket_seconds"] is None
+    assert df.attrs["entity_id"] == STATION
 
 
 def test_a_server_answering_json_to_an_arrow_request_still_works(client, server):

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from sensorhub import __version__, bus, metrics
+from sensorhub import __version__, bus, metrics, web
 from sensorhub.accounts.endpoints import router as accounts_router
 from sensorhub.api import errors as api_errors
 from sensorhub.api.health import router as health_router
@@ -20,6 +20,7 @@ from sensorhub.config import Settings
 from sensorhub.entities.endpoints import router as entities_router
 from sensorhub.context import AppContext
 from sensorhub.logs import install_redaction
+from sensorhub.timeseries.endpoints import router as timeseries_router
 from sensorhub.tokens.endpoints import router as tokens_router
 
 # Every router of the application. Domain packages append theirs here (one line each).
@@ -29,6 +30,7 @@ ROUTERS: list[APIRouter] = [
     tokens_router,
     accounts_router,
     entities_router,
+    timeseries_router,
 ]
 
 DESCRIPTION = """
@@ -82,7 +84,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
 
 
 # Callables run at app creation (e.g. web UI mounting, Redis bus, metrics): ``fn(app, ctx)``.
-EXTENSIONS: list[Any] = [bus.install, metrics.install]
+EXTENSIONS: list[Any] = [bus.install, metrics.install, web.install]
 
 
 def _mount_docs(app: FastAPI) -> None:

@@ -119,6 +119,23 @@ def demo(
         _run_server(settings, host, port, 1, "info", False)
 
 
+@app.command("migrate-data")
+def migrate_data(
+    from_url: Annotated[str | None, typer.Option("--from", help="Source: sqlite:///path/to/sensorhub.db")] = None,
+    from_data_dir: Annotated[Path | None, typer.Option("--from-data-dir", help="Source: an embedded data directory")] = None,
+    to: Annotated[str | None, typer.Option("--to", help="Target postgresql://… (default SENSORHUB_DATABASE_URL)")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the contents of a non-empty target")] = False,
+    batch_size: Annotated[int, typer.Option(help="Rows per batch")] = 10_000,
+) -> None:
+    """Copy an embedded SQLite installation into PostgreSQL (schema, every table, verified counts)."""
+    from sensorhub.migrate_data import MigrateDataError, run
+
+    try:
+        run(from_url, from_data_dir, to, force, batch_size, typer.echo)
+    except MigrateDataError as e:
+        _fail(str(e))
+
+
 @admin.command("create-user")
 def create_user(
     email: Annotated[str, typer.Option(help="Login email")],

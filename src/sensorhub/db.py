@@ -61,8 +61,7 @@ def make_engine(settings: Settings) -> Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             # WAL lets readers run beside the single writer; foreign keys are off by default in SQLite.
-            # The Python driver's implicit BEGIN is disabled so that BEGIN IMMEDIATE below takes the
-            # write lock up front (no deadlock-prone lock upgrades under concurrent writers).
+            # The Python driver's implicit BEGIN is disabled so that we issue BEGIN ourselves (below).
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
@@ -73,7 +72,13 @@ def make_engine(settings: Settings) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN")
+            # Write transactions take the write lock up front (BEGIN IMMEDIATE): a deferred transaction
+            # that reads and then writes can fail with SQLITE_BUSY when another writer committed in
+            # between, which waiting cannot fix. Read transactions stay deferred and never block.
+            if conn.get_execution_options().get("sqlite_immediate"):
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                conn.exec_driver_sql("BEGIN")
 
         return engine
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
@@ -104,9 +109,17 @@ class Database:
             s.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """A session committed on success (for CLI commands and background jobs)."""
+    def write_session(self) -> Iterator[Session]:
+        """A session for a transaction that will write: on SQLite it holds the write lock from its
+        first statement (see ``_sqlite_begin``); the caller commits."""
         with self.session() as s:
+            s.connection(execution_options={"sqlite_immediate": True})
+            yield s
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A write session committed on success (for CLI commands and background jobs)."""
+        with self.write_session() as s:
             yield s
             s.commit()
 

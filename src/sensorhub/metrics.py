@@ -51,11 +51,13 @@ if TYPE_CHECKING:
     from sensorhub.context import AppContext
 
 http_requests = Counter(
-    "sensorhub_http_requests_total", "HTTP requests by method, route template and status",
+    "sensorhub_http_requests_total",
+    "HTTP requests by method, route template and status",
     ["method", "route", "status"],
 )
 http_duration = Histogram(
-    "sensorhub_http_request_duration_seconds", "HTTP request duration by method and route template",
+    "sensorhub_http_request_duration_seconds",
+    "HTTP request duration by method and route template",
     ["method", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
@@ -187,4 +189,3 @@ __all__ = [
     "install",
     "make_router",
 ]
-

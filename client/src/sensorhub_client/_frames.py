@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -67,12 +68,15 @@ def arrow_frame(payload: bytes, attrs: Mapping[str, Any]) -> pd.DataFrame:
     pa = require_arrow()
     require_pandas()
     table = pa.ipc.open_stream(payload).read_all()
-    units = {}
+    schema_meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+    # Units travel as schema metadata ``units`` (a JSON object) or as per-field ``unit`` metadata.
+    units: dict[str, Any] = {}
+    if schema_meta.get("units"):
+        units.update(json.loads(schema_meta["units"]))
     for field in table.schema:
         meta = field.metadata or {}
         if b"unit" in meta:
             units[field.name] = meta[b"unit"].decode()
-    schema_meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
     frame = table.to_pandas()
     stamps = frame.pop("timestamp")
     if getattr(stamps.dt, "tz", None) is None:
@@ -80,10 +84,10 @@ def arrow_frame(payload: bytes, attrs: Mapping[str, Any]) -> pd.DataFrame:
     frame.index = utc_index(stamps)
     frame = frame.astype("float64")
     frame.attrs.update(attrs)
-    if "bucket_seconds" in schema_meta and frame.attrs.get("bucket_seconds") is None:
+    if schema_meta.get("bucket_seconds") and frame.attrs.get("bucket_seconds") is None:
         frame.attrs["bucket_seconds"] = int(schema_meta["bucket_seconds"])
-    if "aggregation" in schema_meta and frame.attrs.get("aggregation") is None:
-        frame.attrs["aggregation"] = schema_meta["aggregation"] or None
+    if schema_meta.get("aggregation") and frame.attrs.get("aggregation") is None:
+        frame.attrs["aggregation"] = schema_meta["aggregation"]
     if units:
         frame.attrs["units"] = units
     return frame

@@ -64,6 +64,7 @@ class APIError(SensorhubError):
         trace_id: str | None = None,
         path: str | None = None,
         problem_type: str | None = None,
+        code: str | None = None,
         body: Any = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
@@ -76,6 +77,7 @@ class APIError(SensorhubError):
         self.trace_id = trace_id
         self.path = path
         self.problem_type = problem_type
+        self.code = code
         self.body = body
         self.headers: dict[str, str] = dict(headers or {})
 
@@ -172,28 +174,30 @@ def error_from_response(response: httpx.Response) -> APIError:
     except ValueError:
         body = response.text
     fields: dict[str, Any] = {}
-    if isinstance(body, dict) and ("detail" in body or "title" in body) and "message" not in body:
-        # ETSI NGSI-LD ProblemDetails.
-        problem_type = _str_or_none(body.get("type"))
-        title = _str_or_none(body.get("title"))
-        message = _str_or_none(body.get("detail")) or title or response.reason_phrase
+    reason = response.reason_phrase or "HTTP error"
+    if isinstance(body, dict):
         fields.update(
-            error=title or (problem_type.rsplit("/", 1)[-1] if problem_type else None),
-            path=_str_or_none(body.get("instance")),
-            problem_type=problem_type,
-        )
-    elif isinstance(body, dict):
-        message = _str_or_none(body.get("message")) or response.reason_phrase
-        fields.update(
-            error=_str_or_none(body.get("error")),
-            path=_str_or_none(body.get("path")),
             request_id=_str_or_none(body.get("requestId")),
             error_id=_str_or_none(body.get("errorId")),
             trace_id=_str_or_none(body.get("traceId")),
+            code=_str_or_none(body.get("code")),
         )
+        if "message" not in body and ("detail" in body or "title" in body):
+            # ETSI NGSI-LD ProblemDetails.
+            problem_type = _str_or_none(body.get("type"))
+            title = _str_or_none(body.get("title"))
+            message = _str_or_none(body.get("detail")) or title or reason
+            fields.update(
+                error=title or (problem_type.rsplit("/", 1)[-1] if problem_type else None),
+                path=_str_or_none(body.get("instance")),
+                problem_type=problem_type,
+            )
+        else:
+            message = _str_or_none(body.get("message")) or reason
+            fields.update(error=_str_or_none(body.get("error")), path=_str_or_none(body.get("path")))
     else:
         text = body.strip() if isinstance(body, str) else ""
-        message = text[:500] or response.reason_phrase or "HTTP error"
+        message = text[:500] or reason
     if not fields.get("error"):
         fields["error"] = response.reason_phrase or None
     if not fields.get("path"):

@@ -15,9 +15,14 @@ def ctx(request: Request) -> AppContext:
     return request.app.state.ctx  # type: ignore[no-any-return]
 
 
+UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
 def get_db(request: Request) -> Iterator[Session]:
-    """One session per request; the endpoint commits at the edge, anything else is rolled back."""
-    with ctx(request).db.session() as s:
+    """One session per request; the endpoint commits at the edge, anything else is rolled back.
+    Unsafe methods get a write session (on SQLite: the write lock from the first statement)."""
+    db = ctx(request).db
+    with db.write_session() if request.method in UNSAFE else db.session() as s:
         yield s
 
 

@@ -104,7 +104,7 @@ def make_selector(
 
 
 def clamp_limit(limit: int | None) -> int:
-    """The page size: 100 when absent, at most :data:`MAX_LIMIT` (larger values are clamped, as documented)."""
+    """The page size: 100 when absent, at most :data:`MAX_LIMIT` (larger values are clamped)."""
     if limit is None:
         return DEFAULT_LIMIT
     if limit < 0:

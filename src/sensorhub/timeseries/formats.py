@@ -79,12 +79,11 @@ def csv_bytes(frame: Frame) -> bytes:
     return bytes(sink.getvalue().to_pybytes())
 
 
-def render(frame: Frame, media_type: str, body: dict[str, Any]) -> Response:
+def render(frame: Frame, media_type: str) -> Response:
+    """Arrow or CSV rendering of a frame (JSON bodies differ per route and are built there)."""
     if media_type == ARROW:
         return Response(arrow_bytes(frame), media_type=ARROW)
-    if media_type == CSV:
-        return Response(csv_bytes(frame), media_type="text/csv; charset=utf-8")
-    return json_response(body)
+    return Response(csv_bytes(frame), media_type="text/csv; charset=utf-8")
 
 
 def entity_body(frame: Frame) -> dict[str, Any]:

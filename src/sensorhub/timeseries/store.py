@@ -180,6 +180,18 @@ class TimeseriesStore:
         ).fetchone()
         return int(row[0] or 0)
 
+    def first_day(self, series_ids: Sequence[int], lo: int) -> int | None:
+        """Start of the first day (UTC) at or after the day of ``lo`` holding points of these series."""
+        if not series_ids:
+            return None
+        marks = ",".join("?" * len(series_ids))
+        day = 86_400_000_000
+        row = self.execute(
+            f"SELECT min(bucket_start) FROM rollup_1d WHERE series_id IN ({marks}) AND bucket_start >= ?",
+            (*series_ids, lo - (lo % day)),
+        ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
     def scan_slice(self, conditions: Iterable[tuple[Sequence[int], int, int]]) -> Any:
         """A cursor over raw rows ``(ts, series_id, value)`` ordered by (ts, series_id) for a union of
         ``(series_ids, lo, hi)`` conditions (half-open time ranges)."""

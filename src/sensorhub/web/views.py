@@ -155,3 +155,27 @@ def render(
 def base_url(request: Request, configured: str | None) -> str:
     """The URL people paste into their scripts: the configured public URL, else the one the browser used."""
     return (configured or str(request.base_url)).rstrip("/")
+
+
+def describe_restrictions(
+    data: dict[str, Any] | None, org_names: dict[str, str], ws_names: dict[str, str]
+) -> list[str]:
+    """One short phrase per stored restriction, e.g. ``workspaces: acme/farm``."""
+    data = data or {}
+    out: list[str] = []
+    if data.get("organisations"):
+        out.append("organisations: " + ", ".join(org_names.get(o, o[:8]) for o in data["organisations"]))
+    if data.get("workspaces"):
+        out.append("workspaces: " + ", ".join(ws_names.get(w["id"], w["id"][:8]) for w in data["workspaces"]))
+    if data.get("entities"):
+        ents = list(data["entities"])
+        out.append("entities: " + ", ".join(ents[:3]) + (f" and {len(ents) - 3} more" if len(ents) > 3 else ""))
+    tw = data.get("time_window") or {}
+    if tw.get("start") or tw.get("end"):
+        out.append(f"data from {(tw.get('start') or '…')[:10]} until {(tw.get('end') or '…')[:10]}")
+    if data.get("allowed_ips"):
+        out.append("IPs: " + ", ".join(data["allowed_ips"]))
+    return out
+
+
+templates.env.globals["describe_restrictions"] = describe_restrictions

@@ -1,0 +1,40 @@
+"""The web UI: server-rendered pages (Jinja2) over the same services as the management API.
+
+:func:`install` is registered in :data:`sensorhub.app.EXTENSIONS`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.responses import Response
+
+from sensorhub.web.guards import LoginRequired, PageError, login_url
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def install(app: FastAPI, ctx: Any) -> None:
+    from sensorhub.web.admin import router as admin_router
+    from sensorhub.web.endpoints import router as pages_router
+    from sensorhub.web.views import page, render
+
+    app.include_router(pages_router)
+    app.include_router(admin_router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    async def _login_required(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, LoginRequired)
+        return RedirectResponse(login_url(exc.next_path), status_code=303)
+
+    async def _page_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, PageError)
+        p = page(request, exc.title, None)
+        return render(request, "error.html", p, exc.status, status=exc.status, title=exc.title, message=exc.message)
+
+    app.add_exception_handler(LoginRequired, _login_required)
+    app.add_exception_handler(PageError, _page_error)
