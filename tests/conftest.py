@@ -45,7 +45,7 @@ def pg_url() -> Iterator[str]:
         admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
         with admin.connect() as c:
             c.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         service_unavailable("PostgreSQL", e)
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
     db = Database(Settings(database_url=url, data_dir=Path("/tmp")))
@@ -111,7 +111,7 @@ def redis_url() -> str:
 
     try:
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         service_unavailable("Redis", e)
     return REDIS_URL
 

@@ -76,7 +76,7 @@ def test_concurrent_writers_do_not_fail(ctx, world: World) -> None:  # type: ign
                     org = accounts.get_org(s, "acme")
                     accounts.create_workspace(s, org, f"w{i}-{j}")
                     s.commit()
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             errors.append(e)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]

@@ -17,8 +17,8 @@ from sensorhub.api.health import router as health_router
 from sensorhub.api.middleware import RequestContextMiddleware
 from sensorhub.auth.endpoints import router as session_router
 from sensorhub.config import Settings
-from sensorhub.entities.endpoints import router as entities_router
 from sensorhub.context import AppContext
+from sensorhub.entities.endpoints import router as entities_router
 from sensorhub.logs import install_redaction
 from sensorhub.timeseries.endpoints import router as timeseries_router
 from sensorhub.tokens.endpoints import router as tokens_router

@@ -158,16 +158,24 @@ def create_user(
             o = accounts.find_org(s, org) or accounts.create_org(s, org)
             ws = None
             if workspace:
-                ws = next((w for w in accounts.list_workspaces(s, o) if w.slug == workspace), None) or accounts.create_workspace(s, o, workspace)
+                existing = next((w for w in accounts.list_workspaces(s, o) if w.slug == workspace), None)
+                ws = existing or accounts.create_workspace(s, o, workspace)
             user = accounts.get_user_by_email(s, email)
             created = user is None
             if user is None:
                 user = accounts.create_user(s, email, password)
             accounts.set_membership(s, user, o, role, _noop)
-            if Role(role) in (Role.member, Role.viewer):
-                # Members read what they are granted: the workspace given, else the whole organisation.
-                if not any(g.workspace_id == (ws.id if ws else None) and g.entity_id is None and g.time_start is None and g.time_end is None for g in accounts.list_grants(s, o, user.id)):
-                    accounts.create_grant(s, o, user, workspace=ws, entity_id=None, time_start=None, time_end=None, actor_id=None, invalidate=_noop)
+            # Members and viewers read what they are granted: the workspace given, else the organisation.
+            wanted = ws.id if ws else None
+            has_grant = any(
+                g.workspace_id == wanted and g.entity_id is None and g.time_start is None and g.time_end is None
+                for g in accounts.list_grants(s, o, user.id)
+            )
+            if Role(role) in (Role.member, Role.viewer) and not has_grant:
+                accounts.create_grant(
+                    s, o, user, workspace=ws, entity_id=None, time_start=None, time_end=None,
+                    actor_id=None, invalidate=_noop,
+                )
     except SensorhubError as e:
         _fail(e.message)
     _signal_invalidation(settings)

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-SECRET_KEY_FILE = "secret.key"
+SECRET_KEY_FILE = "secret.key"  # noqa: S105  (a file name, not a secret)
 
 
 class Settings(BaseSettings):
@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     export_store: str | None = None
     s3_endpoint_url: str | None = None
     secret_key: str | None = None
-    token_prefix: str = "shub"
+    token_prefix: str = "shub"  # noqa: S105
     allow_query_token: bool = False
     base_url: str | None = None
 

@@ -96,7 +96,7 @@ def seed(settings: Settings, base_url: str = "http://127.0.0.1:8000") -> DemoRes
 def _seed_data(db: Database, org_id: str) -> dict[str, int]:
     """Entities and readings (see :mod:`sensorhub.demo_data`); idempotent."""
     try:
-        from sensorhub import demo_data
+        from sensorhub import demo_data  # type: ignore[attr-defined,unused-ignore]
     except ImportError:
         return {}
     with db.session() as s:

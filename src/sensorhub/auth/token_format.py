@@ -76,7 +76,7 @@ def parse(text: str, prefix: str) -> ParsedToken | None:
         return None
     if _checksum(text[:-CHECKSUM_LEN]) != text[-CHECKSUM_LEN:]:
         return None
-    return ParsedToken(kind=kind, text=text)  # type: ignore[arg-type]
+    return ParsedToken(kind="pat" if kind == "pat" else "key", text=text)
 
 
 def digest(text: str) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import or_, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
 from sensorhub.authz.access import Access
@@ -10,7 +10,7 @@ from sensorhub.entities.models import Entity
 from sensorhub.errors import NotFound
 
 
-def visible_entities_query(access: Access):  # type: ignore[no-untyped-def]
+def visible_entities_query(access: Access) -> Select[Entity]:
     """A SELECT of the entities ``access`` covers (time windows are applied by the data reads)."""
     return select(Entity).where(access.sql_filter(Entity.org_id, Entity.workspace_id, Entity.entity_id))
 
@@ -22,7 +22,7 @@ def visible_entity(s: Session, access: Access, ref: str) -> Entity:
     not see, with the same message, so that no other tenant's entity can be probed for."""
     if not access.is_empty:
         q = visible_entities_query(access).where(or_(Entity.entity_id == ref, Entity.asset_id == ref)).limit(2)
-        rows = list(s.scalars(q))
+        rows: list[Entity] = list(s.scalars(q))
         if len(rows) == 1:
             return rows[0]
         if len(rows) > 1:

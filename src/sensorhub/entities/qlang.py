@@ -233,7 +233,7 @@ class JsonAttrs:
     def json_type(self, keys: tuple[str, ...]) -> ColumnElement[Any]:
         """Normalised JSON type name: number | string | boolean | object | array | null (NULL if absent)."""
         if self.pg:
-            return func.json_typeof(func.json_extract_path(self.col, *keys))
+            return func.json_typeof(func.json_extract_path(self.col, *keys) if keys else self.col)
         t = func.json_type(self.col, self._sqlite_path(keys))
         return case(
             (t.in_(("integer", "real")), "number"),

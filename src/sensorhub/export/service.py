@@ -1,0 +1,459 @@
+"""Exports: a request is resolved against the caller's access (the same rules as reads), streamed from
+the time-series store through the wide pivot into a file (or an inline CSV response), and recorded.
+
+Services take sessions or the :class:`~sensorhub.db.Database` and run in worker threads; endpoints
+stay thin.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from sensorhub.audit import service as audit
+from sensorhub.auth.principal import Principal
+from sensorhub.authz.access import Window
+from sensorhub.authz.entities import visible_entity
+from sensorhub.db import Database, utcnow
+from sensorhub.errors import BadRequest, Forbidden, Gone, NotAcceptable, NotFound, SensorhubError
+from sensorhub.export import signing
+from sensorhub.export.models import Export, ExportStatus
+from sensorhub.export.pivot import WidePivot, wide_schema
+from sensorhub.export.schemas import ExportOut, ExportRequest
+from sensorhub.export.stores import ExportStore, LocalStore, StoredFile
+from sensorhub.export.writers import CONTENT_TYPES, EXTENSIONS, FORMATS, csv_chunks, open_writer
+from sensorhub.timeseries.models import Series
+from sensorhub.timeseries.rollups import AGGREGATIONS
+from sensorhub.timeseries.service import iter_bucket_batches, iter_raw_batches
+from sensorhub.timeseries.timeutil import parse_time
+
+log = logging.getLogger("sensorhub.export")
+
+MAX_SERIES = 500
+# Inline CSV: rows kept in memory from the counting pass so that small exports are read only once.
+INLINE_PREFETCH_ROWS = 100_000
+# Cells (rows × series) per batch read from the store: bounds the pivot's memory for wide exports.
+BATCH_CELLS = 1 << 23
+_BUCKET = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_BUCKET_SECONDS = 366 * 86400
+
+
+@dataclass(frozen=True)
+class ExportColumn:
+    name: str  # <entity_id>.<attribute>
+    entity_id: str
+    attribute: str
+    unit: str | None
+    series_id: int
+    windows: tuple[Window, ...]  # readable parts of [start, end) for this series
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """A request resolved and authorised: everything needed to produce the rows."""
+
+    fmt: str
+    start: datetime
+    end: datetime
+    columns: tuple[ExportColumn, ...]
+    aggregation: str  # "raw" or a bucket label such as "1h"
+    bucket_seconds: int | None
+    function: str | None
+    row_cap: int
+
+    @property
+    def series_ids(self) -> list[int]:
+        return [c.series_id for c in self.columns]
+
+    @property
+    def names(self) -> list[str]:
+        return ["timestamp", *(c.name for c in self.columns)]
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "start_time": _iso(self.start),
+            "end_time": _iso(self.end),
+            "aggregation": self.aggregation,
+            "function": self.function,
+            "series": [{"entity_id": c.entity_id, "attribute": c.attribute} for c in self.columns],
+            "units": {c.name: c.unit for c in self.columns},
+        }
+
+    def schema(self) -> pa.Schema:
+        field_md = []
+        for c in self.columns:
+            md = {"entity_id": c.entity_id, "attribute": c.attribute}
+            if c.unit:
+                md["unit"] = c.unit
+            field_md.append(md)
+        return wide_schema(
+            [c.name for c in self.columns],
+            field_md,
+            {"sensorhub.export": json.dumps(self.summary(), separators=(",", ":"))},
+        )
+
+    def filename(self) -> str:
+        stamp = "%Y%m%dT%H%M%SZ"
+        return f"sensorhub-export-{self.start.strftime(stamp)}-{self.end.strftime(stamp)}.{EXTENSIONS[self.fmt]}"
+
+
+def _iso(dt: datetime) -> str:
+    return dt.isoformat().replace("+00:00", "Z")
+
+
+# --- planning -----------------------------------------------------------------------------------------
+
+
+def parse_aggregation(aggregation: str | None, function: str | None) -> tuple[str, int | None, str | None]:
+    """``(label, bucket_seconds, function)`` for ``raw`` or a bucket like ``15m`` (+ function)."""
+    agg = (aggregation or "raw").strip().lower()
+    if agg == "raw":
+        if function is not None:
+            raise BadRequest("'function' applies to bucketed exports only: set 'aggregation' to a bucket like '1h'")
+        return "raw", None, None
+    m = _BUCKET.match(agg)
+    if m is None:
+        hint = " (put the aggregate function in 'function')" if agg in AGGREGATIONS else ""
+        raise BadRequest(
+            f"aggregation '{aggregation}' is not understood{hint}: use 'raw' or a bucket such as '1m', '15m', "
+            "'1h' or '1d' (units s, m, h, d)"
+        )
+    seconds = int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+    if not 1 <= seconds <= MAX_BUCKET_SECONDS:
+        raise BadRequest(f"aggregation bucket '{aggregation}' must be between 1s and 366d")
+    fn = (function or "avg").strip().lower()
+    if fn not in AGGREGATIONS:
+        raise BadRequest(f"unknown function '{function}'; use one of: {', '.join(AGGREGATIONS)}")
+    return f"{m.group(1)}{m.group(2)}", seconds, fn
+
+
+def resolve_format(requested: str | None, inline_csv: bool) -> str:
+    fmt = (requested or ("csv" if inline_csv else "")).strip().lower()
+    if not fmt:
+        raise BadRequest("format is required: 'csv' or 'parquet'")
+    if fmt not in FORMATS:
+        raise BadRequest(f"unknown format '{requested}': use 'csv' or 'parquet'")
+    if inline_csv and fmt != "csv":
+        raise NotAcceptable(
+            "Accept: text/csv streams CSV inline; ask for format 'csv', or drop the Accept header to get a "
+            f"{fmt} file through a download URL"
+        )
+    return fmt
+
+
+def plan_export(s: Session, principal: Principal, body: ExportRequest, *, inline_csv: bool = False) -> ExportPlan:
+    """Validate the request and resolve every series against the caller's ``export`` access.
+
+    A series whose entity the caller may not read is reported exactly like one that does not exist."""
+    fmt = resolve_format(body.format, inline_csv)
+    start = parse_time(body.start_time, "start_time")
+    end = parse_time(body.end_time, "end_time")
+    if end <= start:
+        raise BadRequest(f"end_time ({body.end_time}) must be after start_time ({body.start_time})")
+    label, bucket_seconds, function = parse_aggregation(body.aggregation, body.function)
+    if not body.series:
+        raise BadRequest("series is empty: list at least one {entity_id, attribute}")
+    if len(body.series) > MAX_SERIES:
+        raise BadRequest(f"at most {MAX_SERIES} series per export (got {len(body.series)})")
+    access = principal.access("export")
+    columns: list[ExportColumn] = []
+    seen: set[int] = set()
+    for ref in body.series:
+        entity = visible_entity(s, access, ref.entity_id)
+        series = s.scalar(select(Series).where(Series.entity_pk == entity.pk, Series.attribute == ref.attribute))
+        if series is None:
+            raise NotFound(f"entity '{ref.entity_id}' has no series '{ref.attribute}'")
+        if series.id in seen:
+            raise BadRequest(f"series '{entity.entity_id}.{ref.attribute}' is listed twice")
+        seen.add(series.id)
+        windows = access.clamp(entity.org_id, entity.workspace_id, entity.entity_id, start, end)
+        columns.append(
+            ExportColumn(
+                name=f"{entity.entity_id}.{series.attribute}",
+                entity_id=entity.entity_id,
+                attribute=series.attribute,
+                unit=series.unit,
+                series_id=series.id,
+                windows=tuple(windows),
+            )
+        )
+    return ExportPlan(fmt, start, end, tuple(columns), label, bucket_seconds, function, principal.export_row_cap)
+
+
+def read_batches(s: Session, plan: ExportPlan) -> Iterator[pa.RecordBatch]:
+    """Long ``(ts, series_id, value)`` batches of the plan's series, inside their windows only."""
+    windows = {c.series_id: list(c.windows) for c in plan.columns}
+    batch_rows = max(4096, min(65536, BATCH_CELLS // max(1, len(plan.columns))))
+    if plan.bucket_seconds is None:
+        return iter_raw_batches(s, plan.series_ids, windows, plan.start, plan.end, batch_rows=batch_rows)
+    return iter_bucket_batches(
+        s, plan.series_ids, windows, plan.start, plan.end, plan.bucket_seconds,
+        aggregation=plan.function or "avg", batch_rows=batch_rows,
+    )
+
+
+def wide_rows(s: Session, plan: ExportPlan, row_cap: int | None = None) -> WidePivot:
+    cap = plan.row_cap if row_cap is None else row_cap
+    return WidePivot(read_batches(s, plan), plan.series_ids, plan.schema(), cap)
+
+
+# --- file exports -------------------------------------------------------------------------------------
+
+
+def _stored(e: Export) -> StoredFile:
+    return StoredFile(e.id, e.object_key, e.filename, CONTENT_TYPES[e.format], e.expires_at)
+
+
+def create_file_export(
+    db: Database,
+    store: ExportStore,
+    principal: Principal,
+    body: ExportRequest,
+    *,
+    ttl_seconds: int,
+    base_url: str,
+    ip: str | None = None,
+) -> ExportOut:
+    """Plan, write and publish an export file; the row is recorded as running, then ready or failed.
+    Nothing is written when the request is refused."""
+    t0 = time.perf_counter()
+    with db.session() as s:
+        plan = plan_export(s, principal, body)
+        now = utcnow()
+        e = Export(
+            credential_id=principal.credential_id,
+            format=plan.fmt,
+            status=ExportStatus.RUNNING,
+            row_cap=plan.row_cap,
+            columns=plan.names,
+            request=plan.summary(),
+            store=store.kind,
+            filename=plan.filename(),
+            object_key="",
+            created_at=now,
+            expires_at=now + timedelta(seconds=ttl_seconds),
+        )
+        s.add(e)
+        s.flush()
+        e.object_key = f"{e.id}.{EXTENSIONS[plan.fmt]}"
+        s.commit()
+        staging = store.staging_path(e.object_key)
+        try:
+            pivot = wide_rows(s, plan)
+            writer = open_writer(plan.fmt, staging, plan.schema(), seconds=plan.bucket_seconds is not None)
+            try:
+                for batch in pivot:
+                    writer.write(batch)
+            finally:
+                writer.close()
+            s.rollback()  # end the read transaction before publishing
+            size = store.publish(staging, _stored(e))
+        except Exception as exc:
+            s.rollback()
+            with contextlib.suppress(FileNotFoundError):
+                staging.unlink()
+            log.exception("export %s failed", e.id)
+            e.status, e.error = ExportStatus.FAILED, f"{type(exc).__name__}: the export could not be written"
+            e.duration_ms = int((time.perf_counter() - t0) * 1000)
+            s.add(e)
+            s.commit()
+            if isinstance(exc, SensorhubError):
+                raise
+            raise SensorhubError(
+                f"The export could not be written (id {e.id}); it is listed as failed in GET /api/datahub/exports"
+            ) from exc
+        e.status = ExportStatus.READY
+        e.rows, e.truncated, e.size_bytes = pivot.rows, pivot.truncated, size
+        e.duration_ms = int((time.perf_counter() - t0) * 1000)
+        s.add(e)
+        audit.record(
+            s, "export.created", credential_id=principal.credential_id, target=e.id, ip=ip,
+            details={"format": e.format, "rows": e.rows, "truncated": e.truncated, "columns": len(plan.columns)},
+        )
+        s.commit()
+        return export_out(e, store, base_url, utcnow())
+
+
+def status_of(e: Export, now: datetime) -> str:
+    if e.status == ExportStatus.READY and (e.deleted_at is not None or e.expires_at <= now):
+        return ExportStatus.EXPIRED
+    return e.status
+
+
+def export_out(e: Export, store: ExportStore, base_url: str, now: datetime) -> ExportOut:
+    status = status_of(e, now)
+    req = e.request or {}
+    units = req.get("units") or {}
+    return ExportOut(
+        id=e.id,
+        status=status,
+        format=e.format,
+        download_url=store.download_url(_stored(e), base_url, now) if status == ExportStatus.READY else None,
+        expires_in=max(0, int((e.expires_at - now).total_seconds())),
+        expires_at=e.expires_at,
+        created_at=e.created_at,
+        rows=e.rows,
+        truncated=e.truncated,
+        row_cap=e.row_cap,
+        columns=list(e.columns),
+        units={c: units.get(c) for c in e.columns[1:]},
+        start_time=req.get("start_time"),
+        end_time=req.get("end_time"),
+        aggregation=req.get("aggregation"),
+        function=req.get("function"),
+        filename=e.filename,
+        size_bytes=e.size_bytes,
+        error=e.error,
+    )
+
+
+def list_exports(
+    db: Database, store: ExportStore, credential_id: str, base_url: str, limit: int = 50
+) -> list[ExportOut]:
+    """The credential's most recent exports, newest first."""
+    with db.session() as s:
+        rows = s.scalars(
+            select(Export)
+            .where(Export.credential_id == credential_id)
+            .order_by(Export.created_at.desc(), Export.id)
+            .limit(limit)
+        ).all()
+    now = utcnow()
+    return [export_out(e, store, base_url, now) for e in rows]
+
+
+# --- downloads (local store) --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Download:
+    path: Path
+    filename: str
+    content_type: str
+
+
+def resolve_download(
+    db: Database, store: ExportStore, secret: str, export_id: str, expires: str | None, signature: str | None
+) -> Download:
+    """Check a signed link: a wrong signature → 403, a past expiry → 410, then find the file."""
+    if not expires or not signature:
+        raise Forbidden("This download link is incomplete: it needs its 'expires' and 'signature' parameters")
+    try:
+        expires_at = int(expires)
+    except ValueError:
+        raise Forbidden("This download link is invalid: 'expires' is not a Unix time") from None
+    if not signing.verify(secret, export_id, expires_at, signature):
+        raise Forbidden(
+            "This download link is invalid: its signature does not match. Use the download_url exactly as "
+            "returned by POST /api/datahub/export or GET /api/datahub/exports"
+        )
+    now = utcnow()
+    if now.timestamp() >= expires_at:
+        raise Gone(
+            f"This download link expired at {_iso(datetime.fromtimestamp(expires_at, now.tzinfo))}; "
+            "export again with POST /api/datahub/export"
+        )
+    if not isinstance(store, LocalStore):
+        raise NotFound("exports are served by the configured object store, not by this server")
+    with db.session() as s:
+        e = s.get(Export, export_id)
+    if e is None or e.status != ExportStatus.READY:
+        raise NotFound(f"export '{export_id}' not found")
+    if e.deleted_at is not None or e.expires_at <= now:
+        raise Gone("This export has expired and its file was deleted; export again")
+    path = store.path(e.object_key)
+    if not path.is_file():
+        raise Gone("This export's file is no longer available; export again")
+    return Download(path, e.filename, CONTENT_TYPES[e.format])
+
+
+# --- inline CSV -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class InlineCsv:
+    rows: int
+    truncated: bool
+    row_cap: int
+    filename: str
+    body: Iterator[bytes]
+
+
+def stream_csv(db: Database, principal: Principal, body: ExportRequest) -> InlineCsv:
+    """CSV streamed in the response, no file. A first pass counts the rows (up to the cap) so that the
+    headers say exactly how many rows follow and whether the cap cut them; small exports are kept from
+    that pass, larger ones are read again while streaming."""
+    with db.session() as s:
+        plan = plan_export(s, principal, body, inline_csv=True)
+        pivot = wide_rows(s, plan)
+        kept: list[pa.RecordBatch] | None = []
+        kept_rows = 0
+        for batch in pivot:
+            if kept is not None:
+                kept.append(batch)
+                kept_rows += batch.num_rows
+                if kept_rows > INLINE_PREFETCH_ROWS:
+                    kept = None
+        rows, truncated = pivot.rows, pivot.truncated
+    seconds = plan.bucket_seconds is not None
+    schema = plan.schema()
+    if kept is not None:
+        chunks = csv_chunks(iter(kept), schema, seconds=seconds)
+    else:
+        chunks = _second_pass(db, plan, rows, seconds)
+    return InlineCsv(rows, truncated, plan.row_cap, plan.filename(), chunks)
+
+
+def _second_pass(db: Database, plan: ExportPlan, rows: int, seconds: bool) -> Iterator[bytes]:
+    with db.session() as s:
+        yield from csv_chunks(wide_rows(s, plan, row_cap=rows), plan.schema(), seconds=seconds)
+
+
+# --- cleanup --------------------------------------------------------------------------------------------
+
+
+def cleanup_expired(
+    db: Database, store: ExportStore, *, stale_after_seconds: int, now: Callable[[], datetime] = utcnow
+) -> int:
+    """Delete the files of expired exports (rows stay, listed as expired), mark exports stuck in
+    ``running`` as failed, and sweep partial files. Returns the number of files deleted."""
+    t = now()
+    deleted = 0
+    with db.transaction() as s:
+        expired = s.scalars(
+            select(Export).where(Export.expires_at <= t, Export.deleted_at.is_(None)).limit(10_000)
+        ).all()
+        for e in expired:
+            try:
+                if e.status == ExportStatus.READY and e.object_key:
+                    store.delete(e.object_key)
+                    deleted += 1
+            except Exception:
+                log.exception("could not delete the file of export %s; will retry", e.id)
+                continue
+            if e.status == ExportStatus.RUNNING:
+                e.status, e.error = ExportStatus.FAILED, "interrupted before completion"
+            e.deleted_at = t
+        stuck = s.scalars(
+            select(Export).where(
+                Export.status == ExportStatus.RUNNING,
+                Export.created_at <= t - timedelta(seconds=stale_after_seconds),
+            )
+        ).all()
+        for e in stuck:
+            e.status, e.error = ExportStatus.FAILED, "interrupted before completion"
+    if isinstance(store, LocalStore):
+        store.sweep_staging(stale_after_seconds)
+    return deleted
