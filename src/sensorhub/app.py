@@ -19,6 +19,7 @@ from sensorhub.auth.endpoints import router as session_router
 from sensorhub.config import Settings
 from sensorhub.context import AppContext
 from sensorhub.entities.endpoints import router as entities_router
+from sensorhub.export import endpoints as export_endpoints
 from sensorhub.logs import install_redaction
 from sensorhub.timeseries.endpoints import router as timeseries_router
 from sensorhub.tokens.endpoints import router as tokens_router
@@ -31,6 +32,7 @@ ROUTERS: list[APIRouter] = [
     accounts_router,
     entities_router,
     timeseries_router,
+    export_endpoints.router,
 ]
 
 DESCRIPTION = """
@@ -85,6 +87,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
 
 # Callables run at app creation (e.g. web UI mounting, Redis bus, metrics): ``fn(app, ctx)``.
 EXTENSIONS: list[Any] = [bus.install, metrics.install, web.install]
+EXTENSIONS.append(export_endpoints.install)
 
 
 def _mount_docs(app: FastAPI) -> None:

@@ -82,7 +82,6 @@ def test_migrate_sqlite_to_postgresql_keeps_tokens_and_rows(tmp_path: Path, fres
     assert counts["measurements"] == points == 10_000
     assert counts["credentials"] == 2 and counts["users"] == 2 and counts["entities"] == 2
     assert counts["rollup_1d"] > 60 and counts["series"] == 1
-    assert all(n > 0 for t, n in counts.items() if t not in ("audit_events",)) or True
     # Monthly partitions were created (nothing was dumped into the default partition).
     eng = create_engine(target)
     with eng.connect() as c:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+import orjson
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import ORJSONResponse
 from sqlalchemy import text
 
@@ -15,10 +16,13 @@ from sensorhub.auth.dependencies import Public
 router = APIRouter(tags=["health"])
 
 
+_HEALTHY = orjson.dumps({"status": "ok", "version": __version__})
+
+
 @router.get("/healthz", dependencies=[Depends(Public())])
-async def healthz() -> dict[str, Any]:
+async def healthz() -> Response:
     """The process is up."""
-    return {"status": "ok", "version": __version__}
+    return Response(_HEALTHY, media_type="application/json")
 
 
 @router.get("/readyz", dependencies=[Depends(Public())])

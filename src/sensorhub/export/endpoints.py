@@ -1,0 +1,154 @@
+"""``/api/datahub/export*``: create exports, list them, download local files through signed URLs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+from urllib.parse import quote
+
+import anyio
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.responses import FileResponse, StreamingResponse
+
+from sensorhub.api.deps import ctx, request_ip
+from sensorhub.auth.dependencies import Public, RequireScope
+from sensorhub.auth.principal import Principal
+from sensorhub.context import AppContext
+from sensorhub.export import service
+from sensorhub.export.schemas import ExportOut, ExportRequest
+from sensorhub.export.stores import ExportStore, store_from_settings
+
+log = logging.getLogger("sensorhub.export")
+
+router = APIRouter(tags=["export"])
+
+CLEANUP_INTERVAL_SECONDS = 300.0
+
+
+def export_store(request: Request) -> ExportStore:
+    """The app's export store (built once from the settings)."""
+    state = request.app.state
+    store: ExportStore | None = getattr(state, "export_store", None)
+    if store is None:
+        store = store_from_settings(ctx(request).settings)
+        state.export_store = store
+    return store
+
+
+def _base_url(request: Request) -> str:
+    return ctx(request).settings.base_url or str(request.base_url)
+
+
+def _wants_csv(request: Request) -> bool:
+    return "text/csv" in request.headers.get("accept", "").lower()
+
+
+def _attachment(filename: str) -> str:
+    return f"attachment; filename=\"{filename}\"; filename*=UTF-8''{quote(filename)}"
+
+
+@router.post(
+    "/api/datahub/export",
+    response_model=ExportOut,
+    responses={200: {"content": {"text/csv": {}}, "description": "The export, or the CSV itself with Accept: text/csv"}},
+)
+async def create_export(
+    body: ExportRequest, request: Request, principal: Principal = Depends(RequireScope("export"))
+) -> Any:
+    """Export series as a CSV or Parquet file behind a signed, expiring ``download_url`` (no token needed
+    to download). One ``timestamp`` column (UTC) plus one column per series named
+    ``<entity_id>.<attribute>``. Personal Access Tokens stop at 10,000 rows and say so with
+    ``truncated: true``; organisation API keys have a higher, configurable cap.
+
+    With ``Accept: text/csv`` the CSV is streamed in the response instead (no file); the
+    ``X-Export-Rows`` and ``X-Export-Truncated`` headers then carry the row count and the cap flag."""
+    c = ctx(request)
+    if _wants_csv(request):
+        inline = await anyio.to_thread.run_sync(service.stream_csv, c.db, principal, body)
+        return StreamingResponse(
+            inline.body,
+            media_type="text/csv; charset=utf-8",
+            headers={
+                "Content-Disposition": _attachment(inline.filename.rsplit(".", 1)[0] + ".csv"),
+                "X-Export-Rows": str(inline.rows),
+                "X-Export-Truncated": "true" if inline.truncated else "false",
+                "X-Export-Row-Cap": str(inline.row_cap),
+            },
+        )
+
+    def run() -> ExportOut:
+        return service.create_file_export(
+            c.db, export_store(request), principal, body,
+            ttl_seconds=c.settings.export_url_ttl_seconds, base_url=_base_url(request), ip=request_ip(request),
+        )
+
+    return await anyio.to_thread.run_sync(run)
+
+
+@router.get("/api/datahub/exports", response_model=list[ExportOut])
+async def list_exports(
+    request: Request, limit: int = 50, principal: Principal = Depends(RequireScope("export"))
+) -> list[ExportOut]:
+    """This credential's recent exports (newest first) with their state: running, ready, failed or
+    expired; ready ones carry a fresh ``download_url``."""
+    c = ctx(request)
+    limit = max(1, min(limit, 500))
+    return await anyio.to_thread.run_sync(
+        lambda: service.list_exports(c.db, export_store(request), principal.credential_id, _base_url(request), limit)
+    )
+
+
+@router.get("/api/datahub/exports/{export_id}/download", dependencies=[Depends(Public())])
+async def download_export(
+    export_id: str, request: Request, expires: str | None = None, signature: str | None = None
+) -> Response:
+    """Download an export file. No token: the signature in the URL is the credential. A changed link is
+    refused with 403, an expired one with 410."""
+    c = ctx(request)
+    d = await anyio.to_thread.run_sync(
+        service.resolve_download, c.db, export_store(request), c.settings.resolved_secret_key, export_id, expires,
+        signature,
+    )
+    return FileResponse(
+        d.path,
+        media_type=d.content_type,
+        headers={"Content-Disposition": _attachment(d.filename), "Cache-Control": "private, no-store"},
+    )
+
+
+# --- background cleanup ---------------------------------------------------------------------------------
+
+
+def run_cleanup(c: AppContext, store: ExportStore) -> int:
+    return service.cleanup_expired(c.db, store, stale_after_seconds=c.settings.export_url_ttl_seconds)
+
+
+def install(app: FastAPI, c: AppContext) -> None:
+    """App extension: the export store, and a periodic task deleting expired export files."""
+    app.state.export_store = store_from_settings(c.settings)
+    tasks: list[asyncio.Task[None]] = []
+
+    async def loop() -> None:
+        while True:
+            try:
+                n = await anyio.to_thread.run_sync(run_cleanup, c, app.state.export_store)
+                if n:
+                    log.info("deleted %d expired export file(s)", n)
+            except Exception:
+                log.exception("export cleanup failed; retrying later")
+            await asyncio.sleep(CLEANUP_INTERVAL_SECONDS)
+
+    async def start(app: FastAPI) -> None:
+        tasks.append(asyncio.create_task(loop(), name="sensorhub-export-cleanup"))
+
+    async def stop(app: FastAPI) -> None:
+        for t in tasks:
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        tasks.clear()
+
+    app.state.startup_hooks.append(start)
+    app.state.shutdown_hooks.append(stop)
