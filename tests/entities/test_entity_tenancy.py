@@ -26,6 +26,7 @@ def _two_tenants(world: World) -> None:
 
 def test_token_of_a_never_sees_b(client: TestClient, world: World) -> None:
     _two_tenants(world)
+    beta_token = world.pat("b@beta.test", ["entities"])
     for token in (world.pat("a@alpha.test", ["entities"]), world.api_key("alpha", ["entities"])):
         h = bearer(token)
         ids, responses = follow(client, f"{E}?limit=3&count=true", h)
@@ -48,7 +49,7 @@ def test_token_of_a_never_sees_b(client: TestClient, world: World) -> None:
         beta_ws = world.workspace("beta", "main").id
         r = client.get("/v3/assets", params={"workspaceId": beta_ws}, headers=h)
         assert r.status_code == 403 and r.json()["message"] == "Permission denied"
-        beta_asset = client.get("/v3/assets", headers=bearer(world.pat("b@beta.test", ["entities"]))).json()
+        beta_asset = client.get("/v3/assets", headers=bearer(beta_token)).json()
         problem_id = beta_asset["content"][0]["id"]
         assert client.get(f"/v3/assets/{problem_id}", headers=h).status_code == 404
 

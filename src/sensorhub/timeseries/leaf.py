@@ -245,7 +245,7 @@ def recent(s: Session, principal: Principal, access: Access, limit: int) -> list
     """The ``limit`` newest readings across everything readable, newest first."""
     check_limit(limit)
     series = visible_series(s, access, None, None, None, None)
-    last = dict(s.execute(select(Series.id, Series.last_ts).where(Series.id.in_([x.id for x in series]))).tuples()) if series else {}
+    last = dict(s.execute(select(Series.id, Series.last_ts).where(Series.id.in_([x.id for x in series]))).tuples().all()) if series else {}
     store = store_for(s)
     cands = sorted((x for x in series if last.get(x.id) is not None), key=lambda x: -int(last[x.id] or 0))
     heap: list[tuple[int, str, str, int, float]] = []  # min-heap of the newest `limit` rows
