@@ -8,7 +8,10 @@ from sdk_fakes import BASE, TOKEN, body_of
 
 import sensorhub_client as sc
 
-CONTEXT_LINK = '<https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'  # noqa: E501
+CONTEXT_LINK = (
+    "<https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld>; "
+    'rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
+)
 
 
 def parcels(n: int) -> list[dict]:

@@ -190,7 +190,7 @@ def test_unreachable_server_raises_transport_error(sleeps):
 
     with _client(handler, max_retries=2) as c, pytest.raises(sc.TransportError) as info:
         c.devices()
-    assert "GET /api/devices" in str(info.value)
+    assert "GET /api/devices on http://sensorhub.test failed" in str(info.value)
     assert "Connection refused" in str(info.value)
     assert len(sleeps) == 2
 

@@ -32,6 +32,7 @@ def json_answer(request: httpx.Request) -> httpx.Response:
             "aggregation": "avg",
             "timestamps": STAMPS,
             "attributes": VALUES,
+            "units": {"temperature": "CEL", "humidity": "P1"},
         },
     )
 
@@ -89,6 +90,7 @@ def test_arrow_is_requested_when_pyarrow_is_installed_and_read_into_the_same_fra
     server.add("GET", PATH, json_answer)
     from_json = client.timeseries(STATION, ["temperature", "humidity"], start="2026-01-01", end="2026-01-02")
     pd.testing.assert_frame_equal(df, from_json, check_freq=False)
+    assert df.attrs == from_json.attrs
 
 
 def test_raw_arrow_data_has_no_bucket_size(client, server):
@@ -242,13 +244,15 @@ def test_query_aligns_series_by_name_with_units(client, server):
         start="2026-01-01T00:00:00Z",
         end="2026-01-01T02:00:00Z",
         resolution=2,
-        fill="null",
+        aggregation="min",
+        fill="previous",
     )
     assert body_of(server.requests[0]) == {
         "start_time": "2026-01-01T00:00:00Z",
         "end_time": "2026-01-01T02:00:00Z",
         "resolution": 2,
-        "fill": "null",
+        "fill": "previous",
+        "aggregation": "min",
         "series": [
             {"entity_id": STATION, "attribute": "temperature", "aggregation": "max"},
             {"entity_id": "urn:ngsi-ld:Device:d1", "attribute": "battery"},

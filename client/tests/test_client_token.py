@@ -130,6 +130,12 @@ def test_base_url_must_be_http():
         sc.Client(base_url="ftp://example.org", token=TOKEN)
 
 
+def test_base_url_with_credentials_is_refused_without_echoing_them():
+    with pytest.raises(ValueError, match="must not contain a user name or password") as info:
+        sc.Client(base_url="https://alice:s3cret@hub.example.org", token=TOKEN)
+    assert "s3cret" not in str(info.value)
+
+
 def test_base_url_with_a_path_prefix_is_kept(server):
     server.add("GET", "/sensorhub/api/devices", lambda r: httpx.Response(200, json=[]))
     with sc.Client(base_url=BASE + "/sensorhub", token=TOKEN, transport=server.transport()) as c:

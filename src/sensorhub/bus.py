@@ -78,6 +78,7 @@ class RedisBus:
         self._last_pong = 0.0
         self._pending_publish = False
         self.last_error: str | None = None
+        self._warned = False
         self.received = 0
         self.subscriptions = 0
 
@@ -138,8 +139,9 @@ class RedisBus:
         self._last_pong = time.monotonic()
         self._subscribed = True
         self.subscriptions += 1
-        if self.last_error is not None:
+        if self._warned:
             log.warning("redis bus subscribed again; auth cache resumed")
+        self._warned = False
         self.last_error = None
         if self._pending_publish:
             self.publish()
@@ -162,8 +164,13 @@ class RedisBus:
                 backoff = 0.05
                 self._listen(ps)
             except Exception as e:  # any failure: bypass the cache and reconnect
-                if self._subscribed or self.last_error is None:
+                # A lost link that comes straight back (e.g. a heartbeat missed while the process was
+                # busy) is routine; a reconnect that fails too is worth a warning, once per outage.
+                if self._subscribed:
+                    log.info("redis bus link lost, reconnecting (auth cache bypassed meanwhile): %s", e)
+                elif not self._warned:
                     log.warning("redis bus unavailable, auth cache bypassed until it is back: %s", e)
+                    self._warned = True
                 self._subscribed = False
                 self.last_error = f"{type(e).__name__}: {e}"[:200]
                 self.cache.clear_local()

@@ -9,10 +9,14 @@ from typing import Annotated
 import typer
 
 from sensorhub.config import Settings
+from sensorhub.entities.cli import entities_app
+from sensorhub.export.cli import exports_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="sensorhub: sensor data behind scoped, revocable tokens.")
 admin = typer.Typer(no_args_is_help=True, help="Accounts and tokens, from the shell (no session needed).")
 app.add_typer(admin, name="admin")
+app.add_typer(entities_app, name="entities")
+app.add_typer(exports_app, name="exports")
 
 DataDir = Annotated[
     Path | None,
@@ -83,7 +87,7 @@ def _run_server(
 ) -> None:
     import uvicorn
 
-    from sensorhub.logs import configure_logging
+    from sensorhub.logs import configure_logging, dict_config
 
     configure_logging(log_level.upper(), json_logs, settings.token_prefix)
     os.environ["SENSORHUB_DATA_DIR"] = str(settings.data_dir)
@@ -94,7 +98,8 @@ def _run_server(
         port=port,
         workers=workers,
         log_level=log_level,
-        log_config=None,
+        # Applied in every worker process too (configure_logging above only covers this one).
+        log_config=dict_config(log_level, json_logs, settings.token_prefix),
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
         proxy_headers=False,
@@ -134,6 +139,41 @@ def migrate_data(
         run(from_url, from_data_dir, to, force, batch_size, typer.echo)
     except MigrateDataError as e:
         _fail(str(e))
+
+
+@app.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(help="A .csv or .parquet file", exists=True, dir_okay=False)],
+    org: Annotated[str, typer.Option("--org", help="Organisation slug or id")],
+    workspace: Annotated[str | None, typer.Option("--workspace", help="Only entities of this workspace")] = None,
+    entity: Annotated[str | None, typer.Option("--entity", help="Wide file: the entity all columns belong to")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Import measurements from CSV/Parquet: long (entity_id, attribute, timestamp, value[, unit]) or
+    wide (timestamp + one column per attribute, with --entity). All or nothing per file."""
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeRemainingColumn
+
+    from sensorhub.errors import SensorhubError
+    from sensorhub.timeseries.importer import import_file
+
+    settings = settings_for(data_dir)
+    db = _db(settings)
+    _ensure_schema(db)
+    try:
+        with Progress("[progress.description]{task.description}", BarColumn(), TaskProgressColumn(),
+                      TimeRemainingColumn(), transient=True) as bar:
+            task = bar.add_task(f"importing {file.name}", total=None)
+            with db.transaction() as s:
+                report = import_file(s, file, org, workspace, entity,
+                                     progress=lambda done, total: bar.update(task, completed=done, total=total))
+    except SensorhubError as e:
+        _fail(f"{file.name}: {e.message} (nothing was imported)")
+    finally:
+        db.dispose()
+    typer.echo(
+        f"{file.name}: {report.rows} rows, {report.accepted} points stored, {report.duplicates} duplicates "
+        f"skipped, {report.empty} empty cells, {len(report.series)} series"
+    )
 
 
 @admin.command("create-user")

@@ -104,6 +104,26 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out)
 
 
+def make_formatter(json_logs: bool = False, prefix: str = "shub") -> logging.Formatter:
+    """Formatter factory for ``logging.config`` (uvicorn worker processes): installs redaction first."""
+    install_redaction(prefix)
+    return JsonFormatter() if json_logs else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def dict_config(level: str = "INFO", json_logs: bool = False, prefix: str = "shub") -> dict[str, Any]:
+    """The same setup as :func:`configure_logging` as a ``dictConfig``, which uvicorn applies in every
+    worker process it spawns (``serve --workers N``); picklable."""
+    fmt = {"()": "sensorhub.logs.make_formatter", "json_logs": json_logs, "prefix": prefix}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        # uvicorn looks these two names up; both are ours.
+        "formatters": {"default": dict(fmt), "access": dict(fmt)},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stderr"}},
+        "root": {"level": level.upper(), "handlers": ["stderr"]},
+    }
+
+
 def configure_logging(level: str = "INFO", json_logs: bool = False, prefix: str = "shub") -> None:
     install_redaction(prefix)
     handler = logging.StreamHandler(sys.stderr)

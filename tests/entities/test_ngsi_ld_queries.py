@@ -20,7 +20,9 @@ def token(world: World) -> str:
     return world.pat("owner@acme.test", ["entities"])
 
 
-def test_link_next_pages_through_every_entity_exactly_once(client: TestClient, world: World, token: str) -> None:
+def test_link_next_pages_through_every_entity_exactly_once(
+    client: TestClient, world: World, token: str
+) -> None:
     put_entities(world, "acme", "farm", devices("a", 130, "Device"))
     put_entities(world, "acme", "lab", devices("b", 77, "Sensor"))
     world.org("other")
@@ -83,7 +85,12 @@ def weather(world: World, token: str) -> None:
         {
             "id": f"urn:ngsi-ld:WeatherObserved:{n}",
             "type": "WeatherObserved",
-            "temperature": {"type": "Property", "value": t, "unitCode": "CEL", "observedAt": "2026-01-01T00:00:00Z"},
+            "temperature": {
+                "type": "Property",
+                "value": t,
+                "unitCode": "CEL",
+                "observedAt": "2026-01-01T00:00:00Z",
+            },
             "crop": c,
             "active": a,
             "probe": p,
@@ -172,7 +179,9 @@ def test_attrs_projection_key_values_and_sys_attrs(client: TestClient, token: st
     assert _ids(client, token, attrs="name") == ["b1"]
     assert _ids(client, token, attrs="crop,name") == ["b1", "s1", "s2", "s3", "s4"]
 
-    r = client.get(E, params={"options": "keyValues", "id": "urn:ngsi-ld:WeatherObserved:s1"}, headers=bearer(token))
+    r = client.get(
+        E, params={"options": "keyValues", "id": "urn:ngsi-ld:WeatherObserved:s1"}, headers=bearer(token)
+    )
     assert r.json() == [
         {
             "id": "urn:ngsi-ld:WeatherObserved:s1",
@@ -184,12 +193,19 @@ def test_attrs_projection_key_values_and_sys_attrs(client: TestClient, token: st
             "location": {"type": "Point", "coordinates": [8.5, 47.3]},
         }
     ]
-    r2 = client.get(E, params={"format": "simplified", "id": "urn:ngsi-ld:WeatherObserved:s1"}, headers=bearer(token))
+    r2 = client.get(
+        E, params={"format": "simplified", "id": "urn:ngsi-ld:WeatherObserved:s1"}, headers=bearer(token)
+    )
     assert r2.json() == r.json()
-    full = client.get(E, params={"id": "urn:ngsi-ld:WeatherObserved:s1", "options": "sysAttrs"}, headers=bearer(token))
+    full = client.get(
+        E, params={"id": "urn:ngsi-ld:WeatherObserved:s1", "options": "sysAttrs"}, headers=bearer(token)
+    )
     e = full.json()[0]
     assert e["temperature"] == {
-        "type": "Property", "value": 21.5, "unitCode": "CEL", "observedAt": "2026-01-01T00:00:00Z"
+        "type": "Property",
+        "value": 21.5,
+        "unitCode": "CEL",
+        "observedAt": "2026-01-01T00:00:00Z",
     }
     assert e["createdAt"].endswith("Z") and e["modifiedAt"].endswith("Z")
     problem(client.get(E, params={"options": "bogus"}, headers=bearer(token)), 400, "BadRequestData")
@@ -206,17 +222,26 @@ def test_context_negotiation(client: TestClient, token: str, weather: None) -> N
     assert r.headers["content-type"] == "application/ld+json"
     assert r.json()[0]["@context"] == "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"
     assert "http://www.w3.org/ns/json-ld#context" not in r.links
-    one = client.get(f"{E}/urn:ngsi-ld:Building:b1", headers={**bearer(token), "Accept": "application/ld+json"})
+    one = client.get(
+        f"{E}/urn:ngsi-ld:Building:b1", headers={**bearer(token), "Accept": "application/ld+json"}
+    )
     assert one.json()["@context"] and one.headers["content-type"] == "application/ld+json"
     problem(client.get(E, headers={**bearer(token), "Accept": "text/csv"}), 406, "NotAcceptable")
 
 
-def test_retrieve_one_and_404_problem_details(client: TestClient, world: World, token: str, weather: None) -> None:
+def test_retrieve_one_and_404_problem_details(
+    client: TestClient, world: World, token: str, weather: None
+) -> None:
     r = client.get(f"{E}/urn:ngsi-ld:WeatherObserved:s2", params={"attrs": "crop"}, headers=bearer(token))
     assert r.status_code == 200
-    assert r.json() == {"id": "urn:ngsi-ld:WeatherObserved:s2", "type": "WeatherObserved",
-                        "crop": {"type": "Property", "value": "maize"}}
-    r = client.get(f"{E}/urn:ngsi-ld:WeatherObserved:s2", params={"options": "keyValues"}, headers=bearer(token))
+    assert r.json() == {
+        "id": "urn:ngsi-ld:WeatherObserved:s2",
+        "type": "WeatherObserved",
+        "crop": {"type": "Property", "value": "maize"},
+    }
+    r = client.get(
+        f"{E}/urn:ngsi-ld:WeatherObserved:s2", params={"options": "keyValues"}, headers=bearer(token)
+    )
     assert r.json()["temperature"] == 18.0
     body = problem(client.get(f"{E}/urn:ngsi-ld:Nope:1", headers=bearer(token)), 404, "ResourceNotFound")
     assert body["instance"] == f"{E}/urn:ngsi-ld:Nope:1"
@@ -229,7 +254,12 @@ def test_retrieve_one_and_404_problem_details(client: TestClient, world: World, 
 
 def test_post_query(client: TestClient, token: str, weather: None) -> None:
     url = "/ngsi-ld/v1/entityOperations/query"
-    body = {"type": "Query", "entities": [{"type": "WeatherObserved"}], "q": "temperature>=18", "attrs": ["temperature"]}
+    body = {
+        "type": "Query",
+        "entities": [{"type": "WeatherObserved"}],
+        "q": "temperature>=18",
+        "attrs": ["temperature"],
+    }
     r = client.post(f"{url}?count=true&limit=2", json=body, headers=bearer(token))
     assert r.status_code == 200, r.text
     assert [e["id"][-2:] for e in r.json()] == ["s1", "s2"]
@@ -238,14 +268,24 @@ def test_post_query(client: TestClient, token: str, weather: None) -> None:
     nxt = r.links["next"]["url"]
     r2 = client.post(nxt, json=body, headers=bearer(token))
     assert [e["id"][-2:] for e in r2.json()] == ["s4"] and "next" not in r2.links
-    sel = {"type": "Query", "entities": [{"type": "Building"}, {"type": "WeatherObserved", "idPattern": "s[34]$"}]}
+    sel = {
+        "type": "Query",
+        "entities": [{"type": "Building"}, {"type": "WeatherObserved", "idPattern": "s[34]$"}],
+    }
     r = client.post(f"{url}?options=keyValues", json=sel, headers=bearer(token))
     assert [e["id"][-2:] for e in r.json()] == ["b1", "s3", "s4"]
-    problem(client.post(url, json={"entities": [{"type": "X"}]}, headers=bearer(token)), 400, "BadRequestData")
+    problem(
+        client.post(url, json={"entities": [{"type": "X"}]}, headers=bearer(token)), 400, "BadRequestData"
+    )
     problem(client.post(url, json={"type": "Query", "q": "a>"}, headers=bearer(token)), 400, "InvalidRequest")
-    problem(client.post(url, json={"type": "Query", "geoQ": {}}, headers=bearer(token)), 400, "BadRequestData")
-    problem(client.post(url, content=b"{not json", headers={**bearer(token), "Content-Type": "application/json"}),
-            400, "BadRequestData")
+    problem(
+        client.post(url, json={"type": "Query", "geoQ": {}}, headers=bearer(token)), 400, "BadRequestData"
+    )
+    problem(
+        client.post(url, content=b"{not json", headers={**bearer(token), "Content-Type": "application/json"}),
+        400,
+        "BadRequestData",
+    )
 
 
 def test_reads_need_the_entities_scope(client: TestClient, world: World, token: str) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from fastapi.testclient import TestClient
 
 from tests.builders import World, bearer, login
@@ -43,10 +41,14 @@ def test_owner_creates_updates_appends_deletes(client: TestClient, world: World)
     assert got["location"]["value"]["coordinates"] == [8.5, 47.3]
 
     # PATCH replaces existing attributes; unknown ones are reported (207).
-    r = client.patch(f"{E}/urn:ngsi-ld:WeatherObserved:station-9/attrs",
-                     json={"temperature": {"type": "Property", "value": 14.0, "unitCode": "CEL"}})
+    r = client.patch(
+        f"{E}/urn:ngsi-ld:WeatherObserved:station-9/attrs",
+        json={"temperature": {"type": "Property", "value": 14.0, "unitCode": "CEL"}},
+    )
     assert r.status_code == 204, r.text
-    r = client.patch(f"{E}/urn:ngsi-ld:WeatherObserved:station-9/attrs", json={"temperature": 15, "humidity": 80})
+    r = client.patch(
+        f"{E}/urn:ngsi-ld:WeatherObserved:station-9/attrs", json={"temperature": 15, "humidity": 80}
+    )
     assert r.status_code == 207
     assert r.json()["updated"] == ["temperature"]
     assert r.json()["notUpdated"][0]["attributeName"] == "humidity"
@@ -56,10 +58,14 @@ def test_owner_creates_updates_appends_deletes(client: TestClient, world: World)
     kv = api.get(f"{E}/urn:ngsi-ld:WeatherObserved:station-9?options=keyValues", headers=bearer(token)).json()
     assert kv["temperature"] == 15 and kv["humidity"] == 80 and kv["name"] == "Station 9"
     assert client.delete(f"{E}/urn:ngsi-ld:WeatherObserved:station-9/attrs/humidity").status_code == 204
-    problem(client.delete(f"{E}/urn:ngsi-ld:WeatherObserved:station-9/attrs/humidity"), 404, "ResourceNotFound")
+    problem(
+        client.delete(f"{E}/urn:ngsi-ld:WeatherObserved:station-9/attrs/humidity"), 404, "ResourceNotFound"
+    )
 
     assert client.delete(f"{E}/urn:ngsi-ld:WeatherObserved:station-9").status_code == 204
-    problem(api.get(f"{E}/urn:ngsi-ld:WeatherObserved:station-9", headers=bearer(token)), 404, "ResourceNotFound")
+    problem(
+        api.get(f"{E}/urn:ngsi-ld:WeatherObserved:station-9", headers=bearer(token)), 404, "ResourceNotFound"
+    )
     problem(client.delete(f"{E}/urn:ngsi-ld:WeatherObserved:station-9"), 404, "ResourceNotFound")
 
 
@@ -68,8 +74,14 @@ def test_tokens_can_never_write(client: TestClient, world: World) -> None:
     token = world.pat("owner@acme.test")  # every scope, including ingest
     key = world.api_key("acme")
     for headers in (bearer(token), {"x-api-key": key}):
-        problem(client.post(f"{E}?workspace=acme/farm", json=STATION, headers=headers), 403, "PermissionDenied")
-        problem(client.patch(f"{E}/{STATION['id']}/attrs", json={"a": 1}, headers=headers), 403, "PermissionDenied")
+        problem(
+            client.post(f"{E}?workspace=acme/farm", json=STATION, headers=headers), 403, "PermissionDenied"
+        )
+        problem(
+            client.patch(f"{E}/{STATION['id']}/attrs", json={"a": 1}, headers=headers),
+            403,
+            "PermissionDenied",
+        )
         problem(client.delete(f"{E}/{STATION['id']}", headers=headers), 403, "PermissionDenied")
     problem(client.post(f"{E}?workspace=acme/farm", json=STATION), 401, "Unauthorized")
 
@@ -81,9 +93,10 @@ def test_csrf_is_required(client: TestClient, world: World) -> None:
     problem(client.post(f"{E}?workspace=acme/farm", json=STATION), 403, "PermissionDenied")
 
 
-def test_roles_and_grants_decide_where_people_write(make_client: Callable[[], TestClient], world: World) -> None:
+def test_roles_and_grants_decide_where_people_write(client: TestClient, world: World) -> None:
     _setup(world)
-    owner, member, viewer = make_client(), make_client(), make_client()
+    # Separate cookie jars on the same app (the lifespan already runs in ``client``).
+    owner, member, viewer = TestClient(client.app), TestClient(client.app), TestClient(client.app)
     login(owner, "owner@acme.test")
     login(member, "mem@acme.test")
     login(viewer, "viewer@acme.test")
@@ -98,17 +111,21 @@ def test_roles_and_grants_decide_where_people_write(make_client: Callable[[], Te
     assert member.patch(f"{E}/{STATION['id']}/attrs", json={"temperature": 1}).status_code == 204
 
     # A viewer reads (org-wide grant) but never writes.
-    problem(viewer.post(f"{E}?workspace=acme/farm", json=dict(STATION, id="urn:x:1")), 403, "PermissionDenied")
+    problem(
+        viewer.post(f"{E}?workspace=acme/farm", json=dict(STATION, id="urn:x:1")), 403, "PermissionDenied"
+    )
     problem(viewer.patch(f"{E}/{STATION['id']}/attrs", json={"temperature": 2}), 403, "PermissionDenied")
     problem(viewer.delete(f"{E}/{STATION['id']}"), 403, "PermissionDenied")
 
     # Someone from another organisation sees nothing.
     world.org("other")
     world.user("stranger@other.test", "other", "owner")
-    stranger = make_client()
+    stranger = TestClient(client.app)
     login(stranger, "stranger@other.test")
     problem(stranger.delete(f"{E}/{STATION['id']}"), 404, "ResourceNotFound")
-    problem(stranger.post(f"{E}?workspace=acme/farm", json=dict(STATION, id="urn:x:2")), 404, "ResourceNotFound")
+    problem(
+        stranger.post(f"{E}?workspace=acme/farm", json=dict(STATION, id="urn:x:2")), 404, "ResourceNotFound"
+    )
 
 
 def test_workspace_selection_and_body_validation(client: TestClient, world: World) -> None:
@@ -120,7 +137,9 @@ def test_workspace_selection_and_body_validation(client: TestClient, world: Worl
     r = client.post(f"{E}?workspace=farm", json=STATION, headers={"NGSILD-Tenant": "acme"})
     assert r.status_code == 201, r.text
     assert client.post(f"{E}?workspace=lab", json=dict(STATION, id="urn:x:3")).status_code == 201
-    problem(client.post(f"{E}?workspace=acme/nope", json=dict(STATION, id="urn:x:4")), 404, "ResourceNotFound")
+    problem(
+        client.post(f"{E}?workspace=acme/nope", json=dict(STATION, id="urn:x:4")), 404, "ResourceNotFound"
+    )
     for bad, needle in [
         ({"type": "X"}, "id"),
         ({"id": "no-scheme", "type": "X"}, "not a valid entity id"),

@@ -28,8 +28,14 @@ def z(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def ingest(world: World, entity: Entity, attribute: str, times: Sequence[datetime], values: Sequence[float],
-           unit: str | None = None) -> None:
+def ingest(
+    world: World,
+    entity: Entity,
+    attribute: str,
+    times: Sequence[datetime],
+    values: Sequence[float],
+    unit: str | None = None,
+) -> None:
     with world.ctx.db.transaction() as s:
         e = s.get(Entity, entity.pk)
         assert e is not None
@@ -41,10 +47,22 @@ def minutes(n: int, start: datetime = T0, step: int = 1) -> list[datetime]:
     return [start + timedelta(minutes=i * step) for i in range(n)]
 
 
-def export(client: TestClient, token: str, series: list[tuple[str, str]], fmt: str = "parquet",
-           start: datetime = T0, end: datetime = T0 + timedelta(days=30), **extra: Any) -> Any:
-    body = {"start_time": z(start), "end_time": z(end), "format": fmt,
-            "series": [{"entity_id": e, "attribute": a} for e, a in series], **extra}
+def export(
+    client: TestClient,
+    token: str,
+    series: list[tuple[str, str]],
+    fmt: str = "parquet",
+    start: datetime = T0,
+    end: datetime = T0 + timedelta(days=30),
+    **extra: Any,
+) -> Any:
+    body = {
+        "start_time": z(start),
+        "end_time": z(end),
+        "format": fmt,
+        "series": [{"entity_id": e, "attribute": a} for e, a in series],
+        **extra,
+    }
     return client.post("/api/datahub/export", json=body, headers=bearer(token))
 
 
@@ -74,4 +92,6 @@ def station(world: World) -> tuple[Entity, Entity]:
     """Org ``acme`` with two stations; ana is a member with an org-wide grant."""
     world.org("acme")
     world.user("ana@acme.test", "acme", "member")
-    return world.entity("acme", "main", STATION, "WeatherObserved"), world.entity("acme", "main", OTHER, "WeatherObserved")
+    return world.entity("acme", "main", STATION, "WeatherObserved"), world.entity(
+        "acme", "main", OTHER, "WeatherObserved"
+    )

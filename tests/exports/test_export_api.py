@@ -84,7 +84,11 @@ def test_export_downloads_without_token_and_reads_back(
         t = parquet_table(got.content)
         assert t.schema.field("timestamp").type == pa.timestamp("us", tz="UTC")
         md = t.schema.field(f"{STATION}.temperature").metadata
-        assert md[b"unit"] == b"CEL" and md[b"entity_id"] == STATION.encode() and md[b"attribute"] == b"temperature"
+        assert (
+            md[b"unit"] == b"CEL"
+            and md[b"entity_id"] == STATION.encode()
+            and md[b"attribute"] == b"temperature"
+        )
 
 
 def test_tampered_and_expired_links_are_refused(
@@ -172,13 +176,20 @@ def test_pat_cap_is_enforced_and_flagged_keys_get_more(
     assert body["rows"] == n - 1 and body["truncated"] is True
 
 
-def test_grant_time_window_clamps_rows(client: TestClient, world: World, station: tuple[Entity, Entity]) -> None:
+def test_grant_time_window_clamps_rows(
+    client: TestClient, world: World, station: tuple[Entity, Entity]
+) -> None:
     ingest(world, station[0], "temperature", minutes(100), [float(i) for i in range(100)])
     ingest(world, station[1], "temperature", minutes(100), [float(-i) for i in range(100)])
     # bob may read station-1 from minute 10 to 20 and station-2 from minute 50 on.
     world.user("bob@acme.test", "acme", "member", grant_org=False)
-    world.grant("bob@acme.test", "acme", entity=STATION, time_start=T0 + timedelta(minutes=10),
-                time_end=T0 + timedelta(minutes=20))
+    world.grant(
+        "bob@acme.test",
+        "acme",
+        entity=STATION,
+        time_start=T0 + timedelta(minutes=10),
+        time_end=T0 + timedelta(minutes=20),
+    )
     world.grant("bob@acme.test", "acme", entity=OTHER, time_start=T0 + timedelta(minutes=50))
     token = world.pat("bob@acme.test", ["export"])
     body = export(client, token, [(STATION, "temperature"), (OTHER, "temperature")], "csv").json()
@@ -191,8 +202,13 @@ def test_grant_time_window_clamps_rows(client: TestClient, world: World, station
     assert df["timestamp"].min() == pd.Timestamp("2026-01-01T00:10:00Z")
 
     # The token's own time window narrows further.
-    narrow = world.pat("bob@acme.test", ["export"], name="narrow", time_start=T0 + timedelta(minutes=15),
-                       time_end=T0 + timedelta(minutes=60))
+    narrow = world.pat(
+        "bob@acme.test",
+        ["export"],
+        name="narrow",
+        time_start=T0 + timedelta(minutes=15),
+        time_end=T0 + timedelta(minutes=60),
+    )
     body = export(client, narrow, [(STATION, "temperature"), (OTHER, "temperature")], "parquet").json()
     df = read(download(client, body["download_url"]).content, "parquet")
     assert df[f"{STATION}.temperature"].dropna().tolist() == [float(i) for i in range(15, 20)]
@@ -207,7 +223,9 @@ def test_bad_input_is_refused_and_writes_nothing(
     world.entity("rival", "main", "urn:ngsi-ld:Device:secret")
     token = world.pat("ana@acme.test", ["export"])
 
-    def refused(status: int, needle: str, series: list[tuple[str, str]], fmt: str = "parquet", **kw: object) -> None:
+    def refused(
+        status: int, needle: str, series: list[tuple[str, str]], fmt: str = "parquet", **kw: object
+    ) -> None:
         r = export(client, token, series, fmt, **kw)  # type: ignore[arg-type]
         assert r.status_code == status, r.text
         assert needle in r.json()["message"], r.json()["message"]
@@ -216,7 +234,9 @@ def test_bad_input_is_refused_and_writes_nothing(
     refused(404, f"entity '{STATION}' has no series 'pressure'", [(STATION, "pressure")])
     refused(404, "entity 'urn:ngsi-ld:Device:nope' not found", [("urn:ngsi-ld:Device:nope", "temperature")])
     # Another tenant's entity: the very same answer as an unknown one.
-    refused(404, "entity 'urn:ngsi-ld:Device:secret' not found", [("urn:ngsi-ld:Device:secret", "temperature")])
+    refused(
+        404, "entity 'urn:ngsi-ld:Device:secret' not found", [("urn:ngsi-ld:Device:secret", "temperature")]
+    )
     refused(400, "series is empty", [])
     refused(400, "unknown format 'xlsx'", [(STATION, "temperature")], "xlsx")
     refused(400, "must be after start_time", [(STATION, "temperature")], start=T0 + timedelta(days=2), end=T0)
@@ -224,7 +244,12 @@ def test_bad_input_is_refused_and_writes_nothing(
     refused(400, "aggregation 'hourly' is not understood", [(STATION, "temperature")], aggregation="hourly")
     refused(400, "put the aggregate function in 'function'", [(STATION, "temperature")], aggregation="avg")
     refused(400, "unknown function 'median'", [(STATION, "temperature")], aggregation="1h", function="median")
-    refused(400, "start_time 'yesterday' is not a valid ISO 8601", [(STATION, "temperature")], start_time="yesterday")
+    refused(
+        400,
+        "start_time 'yesterday' is not a valid ISO 8601",
+        [(STATION, "temperature")],
+        start_time="yesterday",
+    )
     # A token without the export scope.
     r = export(client, world.pat("ana@acme.test", ["timeseries"], name="ts-only"), [(STATION, "temperature")])
     assert r.status_code == 403 and "'export' scope" in r.json()["message"]
@@ -232,7 +257,9 @@ def test_bad_input_is_refused_and_writes_nothing(
     assert client.get("/api/datahub/exports", headers=bearer(token)).json() == []
 
 
-def test_listing_shows_only_the_callers_exports(client: TestClient, world: World, station: tuple[Entity, Entity]) -> None:
+def test_listing_shows_only_the_callers_exports(
+    client: TestClient, world: World, station: tuple[Entity, Entity]
+) -> None:
     ingest(world, station[0], "temperature", minutes(10), [1.0] * 10)
     mine = world.pat("ana@acme.test", ["export"])
     other = world.pat("ana@acme.test", ["export"], name="other")
@@ -253,12 +280,21 @@ def test_inline_csv_streams_without_a_file(
     client: TestClient, world: World, station: tuple[Entity, Entity], exports_dir: Path
 ) -> None:
     n = 10_020
-    ingest(world, station[0], "temperature", [T0 + timedelta(seconds=i) for i in range(n)], [i / 4 for i in range(n)])
+    ingest(
+        world,
+        station[0],
+        "temperature",
+        [T0 + timedelta(seconds=i) for i in range(n)],
+        [i / 4 for i in range(n)],
+    )
     token = world.pat("ana@acme.test", ["export"])
     r = client.post(
         "/api/datahub/export",
-        json={"start_time": z(T0), "end_time": z(T0 + timedelta(days=1)),
-              "series": [{"entity_id": STATION, "attribute": "temperature"}]},
+        json={
+            "start_time": z(T0),
+            "end_time": z(T0 + timedelta(days=1)),
+            "series": [{"entity_id": STATION, "attribute": "temperature"}],
+        },
         headers={**bearer(token), "Accept": "text/csv"},
     )
     assert r.status_code == 200, r.text
@@ -272,8 +308,12 @@ def test_inline_csv_streams_without_a_file(
     # Asking for Parquet inline is refused.
     r = client.post(
         "/api/datahub/export",
-        json={"start_time": z(T0), "end_time": z(T0 + timedelta(days=1)), "format": "parquet",
-              "series": [{"entity_id": STATION, "attribute": "temperature"}]},
+        json={
+            "start_time": z(T0),
+            "end_time": z(T0 + timedelta(days=1)),
+            "format": "parquet",
+            "series": [{"entity_id": STATION, "attribute": "temperature"}],
+        },
         headers={**bearer(token), "Accept": "text/csv"},
     )
     assert r.status_code == 406
@@ -286,12 +326,22 @@ def test_inline_csv_beyond_the_prefetch_window(
 
     monkeypatch.setattr(service, "INLINE_PREFETCH_ROWS", 100)
     n = 1000
-    ingest(world, station[0], "temperature", [T0 + timedelta(seconds=i) for i in range(n)], [float(i) for i in range(n)])
+    ingest(
+        world,
+        station[0],
+        "temperature",
+        [T0 + timedelta(seconds=i) for i in range(n)],
+        [float(i) for i in range(n)],
+    )
     key = world.api_key("acme", ["export"])
     r = client.post(
         "/api/datahub/export",
-        json={"start_time": z(T0), "end_time": z(T0 + timedelta(days=1)), "format": "csv",
-              "series": [{"entity_id": STATION, "attribute": "temperature"}]},
+        json={
+            "start_time": z(T0),
+            "end_time": z(T0 + timedelta(days=1)),
+            "format": "csv",
+            "series": [{"entity_id": STATION, "attribute": "temperature"}],
+        },
         headers={**bearer(key), "Accept": "text/csv"},
     )
     assert r.headers["x-export-rows"] == "1000" and r.headers["x-export-truncated"] == "false"
@@ -309,7 +359,9 @@ def test_bucketed_export(client: TestClient, world: World, station: tuple[Entity
     assert content.decode().splitlines()[1] == '"2026-01-01T00:00:00Z",29.5'
     df = read(content, "csv")
     assert df[f"{STATION}.temperature"].tolist() == [29.5, 89.5, 149.5]
-    body = export(client, token, [(STATION, "temperature")], "parquet", aggregation="1h", function="max").json()
+    body = export(
+        client, token, [(STATION, "temperature")], "parquet", aggregation="1h", function="max"
+    ).json()
     df = read(download(client, body["download_url"]).content, "parquet")
     assert df[f"{STATION}.temperature"].tolist() == [59.0, 119.0, 179.0]
     assert np.array_equal(df["timestamp"].dt.hour.to_numpy(), [0, 1, 2])
@@ -318,11 +370,45 @@ def test_bucketed_export(client: TestClient, world: World, station: tuple[Entity
 def test_export_of_backfilled_data(client: TestClient, world: World, station: tuple[Entity, Entity]) -> None:
     """Data ingested over HTTP (backfill route) comes out unchanged."""
     key = world.api_key("acme", ["ingest", "export"])
-    points = [{"timestamp": z(t), "data": {"temperature": 10 + i * 0.5, "pressure": 1000 + i}}
-              for i, t in enumerate(minutes(30))]
+    points = [
+        {"timestamp": z(t), "data": {"temperature": 10 + i * 0.5, "pressure": 1000 + i}}
+        for i, t in enumerate(minutes(30))
+    ]
     r = client.post(f"/v3/devices/{STATION}/backfill", json=points, headers=bearer(key))
     assert r.status_code == 200, r.text
     body = export(client, key, [(STATION, "pressure"), (STATION, "temperature")], "parquet").json()
     df = read(download(client, body["download_url"]).content, "parquet")
     assert df[f"{STATION}.temperature"].tolist() == [10 + i * 0.5 for i in range(30)]
     assert df[f"{STATION}.pressure"].tolist() == [1000.0 + i for i in range(30)]
+
+
+def test_the_server_deletes_expired_files_in_the_background(
+    client: TestClient, world: World, station: tuple[Entity, Entity], exports_dir: Path
+) -> None:
+    from sensorhub.app import create_app
+
+    ingest(world, station[0], "temperature", minutes(5), [1.0] * 5)
+    token = world.pat("ana@acme.test", ["export"])
+    world.ctx.settings.export_url_ttl_seconds = 1
+    export(client, token, [(STATION, "temperature")])
+    assert len(files_in(exports_dir)) == 1
+    time.sleep(1.1)
+    # A server starting up (its startup hook launches the periodic cleanup) removes the expired file.
+    with TestClient(create_app(world.ctx.settings, world.ctx)):
+        deadline = time.monotonic() + 10
+        while files_in(exports_dir) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert files_in(exports_dir) == []
+
+
+def test_download_supports_head_and_ranges(client: TestClient, world: World, station: tuple[Entity, Entity]) -> None:
+    """Remote Parquet readers (DuckDB httpfs, fsspec) send HEAD, then ranged GETs for the footer."""
+    ingest(world, station[0], "temperature", minutes(50), [float(i) for i in range(50)])
+    token = world.pat("ana@acme.test", ["export"])
+    url = export(client, token, [(STATION, "temperature")]).json()["download_url"]
+    fresh = TestClient(client.app)
+    full = fresh.get(url).content
+    head = fresh.head(url)
+    assert head.status_code == 200 and int(head.headers["content-length"]) == len(full) and head.content == b""
+    tail = fresh.get(url, headers={"Range": "bytes=-8"})
+    assert tail.status_code == 206 and tail.content == full[-8:] and tail.content.endswith(b"PAR1")

@@ -33,7 +33,9 @@ def long_batches(points: list[tuple[int, int, float]], size: int) -> Iterator[pa
         )
 
 
-def pivot(points: list[tuple[int, int, float]], ids: list[int], size: int, cap: int | None = None) -> tuple[pa.Table, WidePivot]:
+def pivot(
+    points: list[tuple[int, int, float]], ids: list[int], size: int, cap: int | None = None
+) -> tuple[pa.Table, WidePivot]:
     schema = wide_schema([f"s{i}" for i in ids])
     p = WidePivot(long_batches(points, size), ids, schema, cap)
     return pa.Table.from_batches(list(p), schema=schema), p
@@ -93,7 +95,10 @@ def test_empty_input() -> None:
 
 def test_iso_timestamps() -> None:
     us = pa.array([0, 1_700_000_000_123_456], pa.int64()).view(pa.timestamp("us", tz="UTC"))
-    assert iso_timestamps(us, seconds=False).to_pylist() == ["1970-01-01T00:00:00.000000Z", "2023-11-14T22:13:20.123456Z"]
+    assert iso_timestamps(us, seconds=False).to_pylist() == [
+        "1970-01-01T00:00:00.000000Z",
+        "2023-11-14T22:13:20.123456Z",
+    ]
     assert iso_timestamps(us, seconds=True).to_pylist() == ["1970-01-01T00:00:00Z", "2023-11-14T22:13:20Z"]
 
 
@@ -125,7 +130,15 @@ def test_writers_round_trip(tmp_path: Path, fmt: str) -> None:
 
 def test_csv_chunks() -> None:
     schema = wide_schema(["x"])
-    body = b"".join(csv_chunks(WidePivot(long_batches([(0, 1, 1.5), (1_000_000, 1, 2.0)], 1), [1], schema), schema, seconds=True))
-    assert body.decode().splitlines() == ['"timestamp","x"', '"1970-01-01T00:00:00Z",1.5', '"1970-01-01T00:00:01Z",2']
+    body = b"".join(
+        csv_chunks(
+            WidePivot(long_batches([(0, 1, 1.5), (1_000_000, 1, 2.0)], 1), [1], schema), schema, seconds=True
+        )
+    )
+    assert body.decode().splitlines() == [
+        '"timestamp","x"',
+        '"1970-01-01T00:00:00Z",1.5',
+        '"1970-01-01T00:00:01Z",2',
+    ]
     df = pd.read_csv(io.BytesIO(body))
     assert df["x"].tolist() == [1.5, 2.0]

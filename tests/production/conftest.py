@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -151,7 +152,7 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     servers: list[Server] = []
 
     def start(env: dict[str, str] | None = None, args: list[str] | None = None, *, argv: list[str] | None = None,
-              scheme: str = "http", verify: str | bool = False, wait: bool = True) -> Server:
+              scheme: str = "http", verify: Any = False, wait: bool = True, migrate: bool = False) -> Server:
         port = free_port()
         data_dir = tmp_path / f"server-{len(servers)}-{port}"
         data_dir.mkdir()
@@ -159,7 +160,7 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("SENSORHUB_")}
         full_env.update({"SENSORHUB_DATA_DIR": str(data_dir), "SENSORHUB_ENV": "test"})
         full_env.update(env or {})
-        cmd = argv or [SENSORHUB, "serve", "--port", str(port), "--no-migrate", *(args or [])]
+        cmd = argv or [SENSORHUB, "serve", "--port", str(port), *([] if migrate else ["--no-migrate"]), *(args or [])]
         cmd = [c.replace("{port}", str(port)) for c in cmd]
         with log.open("wb") as out:
             proc = subprocess.Popen(cmd, env=full_env, stdout=out, stderr=subprocess.STDOUT, cwd=str(ROOT),

@@ -23,7 +23,9 @@ def z(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def setup_org(world: World, org: str = "acme", email: str = "a@acme.test", devices: tuple[str, ...] = (DEV,)) -> str:
+def setup_org(
+    world: World, org: str = "acme", email: str = "a@acme.test", devices: tuple[str, ...] = (DEV,)
+) -> str:
     world.org(org)
     world.user(email, org, "member")
     for d in devices:
@@ -78,27 +80,41 @@ def test_backfill_by_asset_id_and_new_attribute_becomes_series(client: TestClien
     e = world.entity("acme", "main", "urn:ngsi-ld:Device:d2")
     r = post(client, token, e.asset_id, {"timestamp": z(T0), "data": {"co2": 410}})
     assert r.json() == {"accepted": 1, "duplicates": 0}
-    assert client.get("/api/sensors/urn:ngsi-ld:Device:d2.co2", headers=bearer(token)).json()["value"] == 410.0
+    assert (
+        client.get("/api/sensors/urn:ngsi-ld:Device:d2.co2", headers=bearer(token)).json()["value"] == 410.0
+    )
 
 
 def test_non_numeric_values_become_latest_state_properties(client: TestClient, world: World) -> None:
     token = setup_org(world)
-    r = post(client, token, DEV, [
-        {"timestamp": z(T0), "data": {"temperature": 1, "status": "ok", "door": True}},
-        {"timestamp": z(T0 + timedelta(minutes=5)), "data": {"status": "alarm"}},
-        {"timestamp": z(T0 + timedelta(minutes=1)), "data": {"status": "late"}},
-    ])
+    r = post(
+        client,
+        token,
+        DEV,
+        [
+            {"timestamp": z(T0), "data": {"temperature": 1, "status": "ok", "door": True}},
+            {"timestamp": z(T0 + timedelta(minutes=5)), "data": {"status": "alarm"}},
+            {"timestamp": z(T0 + timedelta(minutes=1)), "data": {"status": "late"}},
+        ],
+    )
     assert r.json() == {"accepted": 5, "duplicates": 0}
     dev = client.get(f"/api/devices/{DEV}", headers=bearer(token)).json()
     assert dev["attributes"]["temperature"]["value"] == 1.0
-    assert dev["attributes"]["status"] == {"value": "alarm", "unit": None, "observedAt": "2024-01-01T00:05:00Z"}
+    assert dev["attributes"]["status"] == {
+        "value": "alarm",
+        "unit": None,
+        "observedAt": "2024-01-01T00:05:00Z",
+    }
     assert dev["attributes"]["door"]["value"] is True
     # Only numeric attributes are time series.
     assert list(get_data(client, token).json()["attributes"]) == ["temperature"]
 
 
 BAD_BODIES: list[tuple[str, str]] = [
-    ('[{"data":{"t":1}},{"data":{"t":2}},{"data":{"t":3}},{"data":{"temperature":NaN}}]', "record 3: data.temperature is NaN"),
+    (
+        '[{"data":{"t":1}},{"data":{"t":2}},{"data":{"t":3}},{"data":{"temperature":NaN}}]',
+        "record 3: data.temperature is NaN",
+    ),
     ('[{"data":{"t":1}},{"data":{"t":Infinity}}]', "record 1: data.t is infinite"),
     ('[{"data":{"t":1e400}}]', "record 0: data.t is infinite"),
     ('[{"data":{"t":1}},{"timestamp":"yesterday","data":{"t":2}}]', "record 1: timestamp 'yesterday'"),
@@ -108,11 +124,14 @@ BAD_BODIES: list[tuple[str, str]] = [
     ('{"data":{}}', "record 0: data is empty"),
     ('{"data":{"t":null}}', "record 0: data.t is null"),
     ('{"data":{"t":1},"timstamp":"2024-01-01T00:00:00Z"}', "record 0: unknown field 'timstamp'"),
-    ('[1]', "record 0: must be an object"),
+    ("[1]", "record 0: must be an object"),
     ('{"data":{"t":{"value":1,"unit":"CEL"}}},{"x":1}', "not valid JSON"),
-    ('[{"data":{"t":{"value":1,"unit":"CEL"}}},{"data":{"t":{"value":2,"unit":"FAH"}}}]', "record 1: data.t.unit 'FAH'"),
+    (
+        '[{"data":{"t":{"value":1,"unit":"CEL"}}},{"data":{"t":{"value":2,"unit":"FAH"}}}]',
+        "record 1: data.t.unit 'FAH'",
+    ),
     ('[{"data":{"id":"x"}}]', "record 0: data.id is a reserved"),
-    ('[]', "empty"),
+    ("[]", "empty"),
 ]
 
 
@@ -121,8 +140,11 @@ def test_bad_backfill_is_400_naming_the_problem_and_stores_nothing(
     client: TestClient, world: World, raw: str, message: str
 ) -> None:
     token = setup_org(world)
-    r = client.post(f"/v3/devices/{DEV}/backfill", content=raw,
-                    headers={**bearer(token), "Content-Type": "application/json"})
+    r = client.post(
+        f"/v3/devices/{DEV}/backfill",
+        content=raw,
+        headers={**bearer(token), "Content-Type": "application/json"},
+    )
     assert r.status_code == 400, r.text
     assert message in r.json()["message"]
     assert client.get("/api/sensors", headers=bearer(token)).json() == []
@@ -131,8 +153,16 @@ def test_bad_backfill_is_400_naming_the_problem_and_stores_nothing(
 
 def test_backfill_unit_conflict_with_stored_unit(client: TestClient, world: World) -> None:
     token = setup_org(world)
-    assert post(client, token, DEV, {"timestamp": z(T0), "data": {"t": {"value": 1, "unit": "CEL"}}}).status_code == 200
-    r = post(client, token, DEV, [{"timestamp": z(T0 + timedelta(minutes=1)), "data": {"t": {"value": 2, "unit": "FAH"}}}])
+    assert (
+        post(client, token, DEV, {"timestamp": z(T0), "data": {"t": {"value": 1, "unit": "CEL"}}}).status_code
+        == 200
+    )
+    r = post(
+        client,
+        token,
+        DEV,
+        [{"timestamp": z(T0 + timedelta(minutes=1)), "data": {"t": {"value": 2, "unit": "FAH"}}}],
+    )
     assert r.status_code == 400 and "record 0: data.t.unit 'FAH'" in r.json()["message"]
 
 
@@ -156,8 +186,15 @@ def test_resolution_raw_vs_aggregated_and_all_aggregations(client: TestClient, w
     r = get_data(client, token, resolution=24).json()
     assert r["bucket_seconds"] == 3600 and len(r["timestamps"]) == 24 and r["aggregation"] == "avg"
     assert r["attributes"]["temperature"][0] == pytest.approx(29.5)
-    expected = {"min": 60.0, "max": 119.0, "sum": sum(range(60, 120)), "count": 60.0, "first": 60.0, "last": 119.0,
-                "avg": 89.5}
+    expected = {
+        "min": 60.0,
+        "max": 119.0,
+        "sum": sum(range(60, 120)),
+        "count": 60.0,
+        "first": 60.0,
+        "last": 119.0,
+        "avg": 89.5,
+    }
     for agg, v in expected.items():
         r = get_data(client, token, resolution=24, aggregation=agg).json()
         assert r["attributes"]["temperature"][1] == pytest.approx(v), agg
@@ -180,7 +217,9 @@ def test_resolution_raw_vs_aggregated_and_all_aggregations(client: TestClient, w
         ({"format": "xml"}, 400, "unknown format 'xml'"),
     ],
 )
-def test_bad_read_parameters(client: TestClient, world: World, params: dict[str, Any], status: int, message: str) -> None:
+def test_bad_read_parameters(
+    client: TestClient, world: World, params: dict[str, Any], status: int, message: str
+) -> None:
     token = setup_org(world)
     post(client, token, DEV, minutes(5))
     r = get_data(client, token, **params)
@@ -191,8 +230,13 @@ def test_bad_read_parameters(client: TestClient, world: World, params: dict[str,
 def test_offsets_and_multiple_attributes(client: TestClient, world: World) -> None:
     token = setup_org(world)
     post(client, token, DEV, minutes(10) + minutes(10, key="humidity", f=lambda i: 50.0 + i))
-    r = get_data(client, token, start_time="2024-01-01T01:02:00+01:00", end_time="2024-01-01T00:05:00Z",
-                 attribute=["humidity", "temperature"])
+    r = get_data(
+        client,
+        token,
+        start_time="2024-01-01T01:02:00+01:00",
+        end_time="2024-01-01T00:05:00Z",
+        attribute=["humidity", "temperature"],
+    )
     body = r.json()
     assert body["start_time"] == "2024-01-01T00:02:00Z"
     assert body["timestamps"] == [f"2024-01-01T00:0{i}:00Z" for i in range(2, 5)]
@@ -202,10 +246,12 @@ def test_offsets_and_multiple_attributes(client: TestClient, world: World) -> No
 
 def test_arrow_and_csv(client: TestClient, world: World) -> None:
     token = setup_org(world)
-    post(client, token, DEV, minutes(3) + [{"timestamp": z(T0 + timedelta(minutes=1)), "data": {"rh": 7}}])
-    r = client.get(f"/api/timeseries/v2/entities/{DEV}/data",
-                   params={"start_time": z(T0), "end_time": z(T0 + timedelta(hours=1))},
-                   headers={**bearer(token), "Accept": ARROW})
+    post(client, token, DEV, [*minutes(3), {"timestamp": z(T0 + timedelta(minutes=1)), "data": {"rh": 7}}])
+    r = client.get(
+        f"/api/timeseries/v2/entities/{DEV}/data",
+        params={"start_time": z(T0), "end_time": z(T0 + timedelta(hours=1))},
+        headers={**bearer(token), "Accept": ARROW},
+    )
     assert r.status_code == 200 and r.headers["content-type"].startswith(ARROW)
     tbl = pa.ipc.open_stream(r.content).read_all()
     assert tbl.schema.field("timestamp").type == pa.timestamp("us", tz="UTC")
@@ -223,26 +269,51 @@ def test_arrow_and_csv(client: TestClient, world: World) -> None:
 def test_query_aligned_axis_keyed_by_name_with_fill(client: TestClient, world: World) -> None:
     token = setup_org(world, devices=(DEV, "urn:ngsi-ld:Device:d2"))
     post(client, token, DEV, minutes(4))
-    post(client, token, "urn:ngsi-ld:Device:d2", [{"timestamp": z(T0 + timedelta(minutes=1)), "data": {"rh": 5}},
-                                                  {"timestamp": z(T0 + timedelta(minutes=3)), "data": {"rh": 6}}])
-    body = {"start_time": z(T0), "end_time": z(T0 + timedelta(hours=1)), "resolution": 100,
-            "series": [{"entity_id": "urn:ngsi-ld:Device:d2", "attribute": "rh"},
-                       {"entity_id": DEV, "attribute": "temperature", "aggregation": "max"}]}
+    post(
+        client,
+        token,
+        "urn:ngsi-ld:Device:d2",
+        [
+            {"timestamp": z(T0 + timedelta(minutes=1)), "data": {"rh": 5}},
+            {"timestamp": z(T0 + timedelta(minutes=3)), "data": {"rh": 6}},
+        ],
+    )
+    body = {
+        "start_time": z(T0),
+        "end_time": z(T0 + timedelta(hours=1)),
+        "resolution": 100,
+        "series": [
+            {"entity_id": "urn:ngsi-ld:Device:d2", "attribute": "rh"},
+            {"entity_id": DEV, "attribute": "temperature", "aggregation": "max"},
+        ],
+    }
     r = client.post("/api/timeseries/v2/query", json=body, headers=bearer(token))
     assert r.status_code == 200, r.text
     out = r.json()
     assert out["bucket_seconds"] is None and len(out["timestamps"]) == 4
     assert out["series"]["urn:ngsi-ld:Device:d2.rh"]["values"] == [None, 5.0, None, 6.0]
     assert out["series"][f"{DEV}.temperature"]["values"] == [0.0, 1.0, 2.0, 3.0]
-    out = client.post("/api/timeseries/v2/query", json={**body, "fill": "previous"}, headers=bearer(token)).json()
+    out = client.post(
+        "/api/timeseries/v2/query", json={**body, "fill": "previous"}, headers=bearer(token)
+    ).json()
     assert out["series"]["urn:ngsi-ld:Device:d2.rh"]["values"] == [None, 5.0, 5.0, 6.0]
-    out = client.post("/api/timeseries/v2/query", json={**body, "resolution": 1}, headers=bearer(token)).json()
+    out = client.post(
+        "/api/timeseries/v2/query", json={**body, "resolution": 1}, headers=bearer(token)
+    ).json()
     assert out["bucket_seconds"] == 3600
-    assert out["series"][f"{DEV}.temperature"] == {"entity_id": DEV, "attribute": "temperature", "unit": None,
-                                                    "aggregation": "max", "values": [3.0]}
+    assert out["series"][f"{DEV}.temperature"] == {
+        "entity_id": DEV,
+        "attribute": "temperature",
+        "unit": None,
+        "aggregation": "max",
+        "values": [3.0],
+    }
     r = client.post("/api/timeseries/v2/query", json=body, headers={**bearer(token), "Accept": ARROW})
     assert pa.ipc.open_stream(r.content).read_all().column_names == [
-        "timestamp", "urn:ngsi-ld:Device:d2.rh", f"{DEV}.temperature"]
+        "timestamp",
+        "urn:ngsi-ld:Device:d2.rh",
+        f"{DEV}.temperature",
+    ]
     bad = {**body, "series": [{"entity_id": DEV, "attribute": "nope"}]}
     r = client.post("/api/timeseries/v2/query", json=bad, headers=bearer(token))
     assert r.status_code == 404 and "'nope'" in r.json()["message"]
@@ -267,11 +338,20 @@ def test_time_window_grant_clamps_every_read(client: TestClient, world: World) -
     rows = client.get("/api/data", headers=bearer(token)).json()
     assert [r["time"] for r in rows] == [z(ws + timedelta(minutes=i)) for i in range(10)]
     dev = client.get(f"/api/devices/{DEV}", headers=bearer(token)).json()
-    assert dev["attributes"]["temperature"] == {"value": 19.0, "unit": None, "observedAt": z(we - timedelta(minutes=1))}
+    assert dev["attributes"]["temperature"] == {
+        "value": 19.0,
+        "unit": None,
+        "observedAt": z(we - timedelta(minutes=1)),
+    }
     recent = client.get("/api/data/recent", params={"limit": 3}, headers=bearer(token)).json()
     assert [r["value"] for r in recent] == [19.0, 18.0, 17.0]
-    q = {"start_time": z(T0), "end_time": z(T0 + timedelta(hours=1)), "resolution": 1000, "fill": "previous",
-         "series": [{"entity_id": DEV, "attribute": "temperature"}]}
+    q = {
+        "start_time": z(T0),
+        "end_time": z(T0 + timedelta(hours=1)),
+        "resolution": 1000,
+        "fill": "previous",
+        "series": [{"entity_id": DEV, "attribute": "temperature"}],
+    }
     out = client.post("/api/timeseries/v2/query", json=q, headers=bearer(token)).json()
     assert out["timestamps"][0] == z(ws) and len(out["timestamps"]) == 10
 
@@ -282,8 +362,15 @@ def test_time_window_grant_clamps_every_read(client: TestClient, world: World) -
 def test_leaf_data_paging_with_cursor(client: TestClient, world: World) -> None:
     token = setup_org(world, devices=("R2", "R1"))
     for d in ("R2", "R1"):
-        post(client, token, d, [{"timestamp": z(T0 + timedelta(minutes=i)), "data": {"temperature": i, "humidity": -i}}
-                                for i in range(15)])
+        post(
+            client,
+            token,
+            d,
+            [
+                {"timestamp": z(T0 + timedelta(minutes=i)), "data": {"temperature": i, "humidity": -i}}
+                for i in range(15)
+            ],
+        )
     seen: list[tuple[str, str, str]] = []
     url: str | None = "/api/data?organisation=Acme&department=main&limit=7&from=2024-01-01"
     pages = 0
@@ -298,21 +385,45 @@ def test_leaf_data_paging_with_cursor(client: TestClient, world: World) -> None:
         pages += 1
     assert pages == 9  # 60 rows / 7 per page
     assert len(seen) == 60 and seen == sorted(seen) and len(set(seen)) == 60
-    assert seen[:4] == [("2024-01-01T00:00:00Z", "R1", "humidity"), ("2024-01-01T00:00:00Z", "R1", "temperature"),
-                        ("2024-01-01T00:00:00Z", "R2", "humidity"), ("2024-01-01T00:00:00Z", "R2", "temperature")]
-    rows = client.get("/api/data", params={"entity": "R1", "metric": "temperature", "from": z(T0 + timedelta(minutes=3)),
-                                           "to": z(T0 + timedelta(minutes=5))}, headers=bearer(token)).json()
+    assert seen[:4] == [
+        ("2024-01-01T00:00:00Z", "R1", "humidity"),
+        ("2024-01-01T00:00:00Z", "R1", "temperature"),
+        ("2024-01-01T00:00:00Z", "R2", "humidity"),
+        ("2024-01-01T00:00:00Z", "R2", "temperature"),
+    ]
+    rows = client.get(
+        "/api/data",
+        params={
+            "entity": "R1",
+            "metric": "temperature",
+            "from": z(T0 + timedelta(minutes=3)),
+            "to": z(T0 + timedelta(minutes=5)),
+        },
+        headers=bearer(token),
+    ).json()
     assert rows == [
-        {"time": "2024-01-01T00:03:00Z", "entity": "R1", "metric": "temperature", "value": 3.0,
-         "tags": {"unit": None, "organisation": "acme", "department": "main"}},
-        {"time": "2024-01-01T00:04:00Z", "entity": "R1", "metric": "temperature", "value": 4.0,
-         "tags": {"unit": None, "organisation": "acme", "department": "main"}},
+        {
+            "time": "2024-01-01T00:03:00Z",
+            "entity": "R1",
+            "metric": "temperature",
+            "value": 3.0,
+            "tags": {"unit": None, "organisation": "acme", "department": "main"},
+        },
+        {
+            "time": "2024-01-01T00:04:00Z",
+            "entity": "R1",
+            "metric": "temperature",
+            "value": 4.0,
+            "tags": {"unit": None, "organisation": "acme", "department": "main"},
+        },
     ]
     assert client.get("/api/data", params={"limit": 10_001}, headers=bearer(token)).status_code == 400
     assert client.get("/api/data", params={"cursor": "garbage!"}, headers=bearer(token)).status_code == 400
     recent = client.get("/api/data/recent", params={"limit": 2}, headers=bearer(token)).json()
     assert [(x["entity"], x["metric"], x["time"]) for x in recent] == [
-        ("R1", "humidity", "2024-01-01T00:14:00Z"), ("R1", "temperature", "2024-01-01T00:14:00Z")]
+        ("R1", "humidity", "2024-01-01T00:14:00Z"),
+        ("R1", "temperature", "2024-01-01T00:14:00Z"),
+    ]
     assert client.get("/api/data/recent", params={"limit": 10_001}, headers=bearer(token)).status_code == 400
 
 
@@ -328,17 +439,24 @@ def test_cross_tenant_isolation(client: TestClient, world: World) -> None:
     assert post(client, token_a, "urn:b:1", {"data": {"x": 1}}).status_code == 404
     assert client.get("/api/devices/urn:b:1", headers=bearer(token_a)).status_code == 404
     assert client.get("/api/sensors/urn:b:1.secret", headers=bearer(token_a)).status_code == 404
-    q = {"start_time": z(T0), "end_time": z(T0 + timedelta(hours=1)),
-         "series": [{"entity_id": "urn:b:1", "attribute": "secret"}]}
+    q = {
+        "start_time": z(T0),
+        "end_time": z(T0 + timedelta(hours=1)),
+        "series": [{"entity_id": "urn:b:1", "attribute": "secret"}],
+    }
     assert client.post("/api/timeseries/v2/query", json=q, headers=bearer(token_a)).status_code == 404
     assert {x["id"] for x in client.get("/api/devices", headers=bearer(token_a)).json()} == {"urn:a:1"}
     assert {x["entity_id"] for x in client.get("/api/sensors", headers=bearer(token_a)).json()} == {"urn:a:1"}
     assert {x["entity"] for x in client.get("/api/data", headers=bearer(token_a)).json()} == {"urn:a:1"}
-    assert {x["entity"] for x in client.get("/api/data/recent", headers=bearer(token_a)).json()} == {"urn:a:1"}
+    assert {x["entity"] for x in client.get("/api/data/recent", headers=bearer(token_a)).json()} == {
+        "urn:a:1"
+    }
     r = client.get("/api/data", params={"organisation": "beta"}, headers=bearer(token_a))
     assert r.status_code == 404
     # The unknown and the invisible look the same.
-    assert get_data(client, token_a, "urn:b:1").json()["message"] == get_data(client, token_a, "urn:zzz").json()["message"].replace("urn:zzz", "urn:b:1")
+    assert get_data(client, token_a, "urn:b:1").json()["message"] == get_data(
+        client, token_a, "urn:zzz"
+    ).json()["message"].replace("urn:zzz", "urn:b:1")
 
 
 def test_devices_paging_and_type_filter(client: TestClient, world: World) -> None:
@@ -349,9 +467,16 @@ def test_devices_paging_and_type_filter(client: TestClient, world: World) -> Non
         post(client, token, d, {"timestamp": z(T0), "data": {"v": 1}})
     all_ = client.get("/api/devices", headers=bearer(token)).json()
     assert [x["id"] for x in all_] == ["d1", "d2", "d3", "w1"]
-    assert all_[0] == {"id": "d1", "type": "Device", "name": "d1", "workspace": "main",
-                       "attributes": {"v": {"value": 1.0, "unit": None, "observedAt": z(T0)}}}
+    assert all_[0] == {
+        "id": "d1",
+        "type": "Device",
+        "name": "d1",
+        "workspace": "main",
+        "attributes": {"v": {"value": 1.0, "unit": None, "observedAt": z(T0)}},
+    }
     page = client.get("/api/devices", params={"limit": 2, "offset": 1}, headers=bearer(token)).json()
     assert [x["id"] for x in page] == ["d2", "d3"]
-    assert [x["id"] for x in client.get("/api/devices", params={"type": "Weather"}, headers=bearer(token)).json()] == ["w1"]
+    assert [
+        x["id"] for x in client.get("/api/devices", params={"type": "Weather"}, headers=bearer(token)).json()
+    ] == ["w1"]
     assert client.get("/api/devices", params={"limit": 0}, headers=bearer(token)).status_code == 400

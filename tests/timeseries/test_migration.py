@@ -45,14 +45,16 @@ def test_migration_roundtrip_postgresql(tmp_path: Path) -> None:
         admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
         with admin.connect() as c:
             c.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         service_unavailable("PostgreSQL", e)
     try:
         db = Database(Settings(data_dir=tmp_path, database_url=PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name))
         _roundtrip(db)
         with db.engine.connect() as c:
             kind = c.execute(text("SELECT relkind FROM pg_class WHERE relname = 'measurements'")).scalar()
-            default = c.execute(text("SELECT count(*) FROM pg_class WHERE relname = 'measurements_default'")).scalar()
+            default = c.execute(
+                text("SELECT count(*) FROM pg_class WHERE relname = 'measurements_default'")
+            ).scalar()
         assert kind == "p" and default == 1
         db.dispose()
     finally:

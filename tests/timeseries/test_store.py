@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 
 import numpy as np
@@ -21,7 +22,9 @@ T0 = to_us(datetime(2024, 1, 1, tzinfo=UTC))
 S = 1_000_000
 
 
-def _series(ctx: AppContext, world: World, entity: str = "urn:ngsi-ld:Device:d1", attribute: str = "temp") -> int:
+def _series(
+    ctx: AppContext, world: World, entity: str = "urn:ngsi-ld:Device:d1", attribute: str = "temp"
+) -> int:
     from sensorhub.entities.models import Entity
 
     world.org("acme")
@@ -135,7 +138,7 @@ def test_pieces_use_the_coarsest_level_and_cover_the_range() -> None:
     lo, hi = T0 + 90 * S + 5, T0 + 3 * 86_400 * S + 3_700 * S
     ps = pieces(lo, hi, 86_400 * S)
     assert ps[0][1] == lo and ps[-1][2] == hi
-    for a, b in zip(ps, ps[1:], strict=False):
+    for a, b in itertools.pairwise(ps):
         assert a[2] == b[1]
     tables = [p[0] for p in ps]
     assert "rollup_1d" in tables and "measurements" in tables
@@ -192,7 +195,9 @@ def test_iter_raw_batches_orders_clamps_and_streams(ctx: AppContext, world: Worl
     windows = {a: [(None, None)], b: [(from_us(T0 + 1_000 * S), w_end)]}
     with ctx.db.session() as s:
         batches = list(
-            service.iter_raw_batches(s, [a, b], windows, from_us(T0), from_us(T0 + 40_000 * S), batch_rows=500)
+            service.iter_raw_batches(
+                s, [a, b], windows, from_us(T0), from_us(T0 + 40_000 * S), batch_rows=500
+            )
         )
     assert all(bt.num_rows <= 500 for bt in batches)
     assert batches[0].schema == service.BATCH_SCHEMA

@@ -186,6 +186,13 @@ class AsyncClient:
         as_frame: Literal[False],
     ) -> Timeseries: ...  # fmt: skip
 
+    @overload
+    async def timeseries(
+        self, entity_id: str, attributes: str | Sequence[str] | None = ..., *,
+        start: TimeLike, end: TimeLike, resolution: int | None = ..., aggregation: str | None = ...,
+        as_frame: bool = ...,
+    ) -> pd.DataFrame | Timeseries: ...  # fmt: skip
+
     async def timeseries(
         self,
         entity_id: str,
@@ -201,19 +208,28 @@ class AsyncClient:
         call = _core.timeseries_call(
             entity_id, attributes, start, end, resolution, aggregation, _core.wants_arrow(as_frame)
         )
-        return _core.parse_timeseries(await self._send(call), entity_id, as_frame)
+        return _core.parse_timeseries(await self._send(call), entity_id, aggregation, as_frame)
 
     @overload
     async def query(
         self, series: Iterable[SeriesSpec], *, start: TimeLike, end: TimeLike,
-        resolution: int | None = ..., fill: str | float | None = ..., as_frame: Literal[True] = ...,
+        resolution: int | None = ..., aggregation: str | None = ..., fill: str | None = ...,
+        as_frame: Literal[True] = ...,
     ) -> pd.DataFrame: ...  # fmt: skip
 
     @overload
     async def query(
         self, series: Iterable[SeriesSpec], *, start: TimeLike, end: TimeLike,
-        resolution: int | None = ..., fill: str | float | None = ..., as_frame: Literal[False],
+        resolution: int | None = ..., aggregation: str | None = ..., fill: str | None = ...,
+        as_frame: Literal[False],
     ) -> QueryResult: ...  # fmt: skip
+
+    @overload
+    async def query(
+        self, series: Iterable[SeriesSpec], *, start: TimeLike, end: TimeLike,
+        resolution: int | None = ..., aggregation: str | None = ..., fill: str | None = ...,
+        as_frame: bool = ...,
+    ) -> pd.DataFrame | QueryResult: ...  # fmt: skip
 
     async def query(
         self,
@@ -222,11 +238,16 @@ class AsyncClient:
         start: TimeLike,
         end: TimeLike,
         resolution: int | None = None,
-        fill: str | float | None = None,
+        aggregation: str | None = None,
+        fill: str | None = None,
         as_frame: bool = True,
     ) -> pd.DataFrame | QueryResult:
-        """Several series on one time axis; columns are named ``<entity_id>.<attribute>``."""
-        call = _core.query_call(series, start, end, resolution, fill)
+        """Several series on one time axis; columns are named ``<entity_id>.<attribute>``.
+
+        ``aggregation`` is the default for series that do not name their own; ``fill="previous"``
+        carries the last value into empty buckets.
+        """
+        call = _core.query_call(series, start, end, resolution, aggregation, fill)
         return _core.parse_query(await self._send(call), as_frame)
 
     # --- telemetry (latest values) -------------------------------------------------------------

@@ -52,6 +52,9 @@ def resolve_settings(base_url: str | None, token: str | None) -> Settings:
     """Arguments win over ``SENSORHUB_URL``/``SENSORHUB_TOKEN``; the token is checked here, offline."""
     url_text = base_url or os.environ.get(URL_ENV) or DEFAULT_URL
     url = httpx.URL(url_text.strip().rstrip("/"))
+    if url.userinfo:
+        # Credentials in a URL end up in reprs and logs; the token is the one credential we send.
+        raise ValueError("base_url must not contain a user name or password; the token authenticates")
     if url.scheme not in ("http", "https") or not url.host:
         raise ValueError(f"base_url must be an http(s) URL such as {DEFAULT_URL}, got {url_text!r}")
     text = token if token is not None else os.environ.get(TOKEN_ENV)
@@ -130,7 +133,14 @@ class RetryPolicy:
 
 def transport_error(call: Call, exc: httpx.TransportError) -> TransportError:
     reason = str(exc) or type(exc).__name__
-    return TransportError(f"{call.where()} failed: {type(exc).__name__}: {reason}")
+    where = call.where()
+    try:
+        url = exc.request.url
+    except RuntimeError:  # an exception raised without its request
+        pass
+    else:  # scheme, host and port only: never user info or the query string
+        where += f" on {url.scheme}://{url.host}" + (f":{url.port}" if url.port else "")
+    return TransportError(f"{where} failed: {type(exc).__name__}: {reason}")
 
 
 def log_retry(call: Call, attempt: int, delay: float, why: str) -> None:
@@ -294,12 +304,20 @@ def timeseries_call(
     )
 
 
-def parse_timeseries(response: httpx.Response, entity_id: str, as_frame: bool) -> Any:
+def parse_timeseries(
+    response: httpx.Response, entity_id: str, aggregation: str | None, as_frame: bool
+) -> Any:
     """A DataFrame (Arrow or JSON answer) when asked and pandas is there, else a :class:`Timeseries`."""
     content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == _frames.ARROW_STREAM:
-        attrs = {"entity_id": entity_id, "bucket_seconds": None, "aggregation": None}
-        return _frames.arrow_frame(response.content, attrs)
+        attrs = {"entity_id": entity_id}
+        frame = _frames.arrow_frame(response.content, attrs)
+        if frame.attrs.get("aggregation") is None:
+            # The stream's metadata may omit it; like the JSON answer, it is the requested (or the
+            # default ``avg``) aggregation when the data was bucketed, and None for raw points.
+            bucketed = frame.attrs.get("bucket_seconds") is not None
+            frame.attrs["aggregation"] = (aggregation or "avg") if bucketed else None
+        return frame
     series = Timeseries.from_json(json_object(response, "the time-series API"))
     return series.to_frame() if as_frame and _frames.has_pandas() else series
 
@@ -330,7 +348,8 @@ def query_call(
     start: TimeLike,
     end: TimeLike,
     resolution: int | None,
-    fill: str | float | None,
+    aggregation: str | None,
+    fill: str | None,
 ) -> Call:
     body: JSONDict = {
         "start_time": format_utc(start, "start"),
@@ -339,6 +358,8 @@ def query_call(
     }
     if resolution is not None:
         body["resolution"] = resolution
+    if aggregation is not None:
+        body["aggregation"] = aggregation
     if fill is not None:
         body["fill"] = fill
     return Call("POST", "/api/timeseries/v2/query", json=body)

@@ -84,10 +84,9 @@ def arrow_frame(payload: bytes, attrs: Mapping[str, Any]) -> pd.DataFrame:
     frame.index = utc_index(stamps)
     frame = frame.astype("float64")
     frame.attrs.update(attrs)
-    if schema_meta.get("bucket_seconds") and frame.attrs.get("bucket_seconds") is None:
-        frame.attrs["bucket_seconds"] = int(schema_meta["bucket_seconds"])
-    if schema_meta.get("aggregation") and frame.attrs.get("aggregation") is None:
-        frame.attrs["aggregation"] = schema_meta["aggregation"]
+    bucket = schema_meta.get("bucket_seconds")
+    frame.attrs["bucket_seconds"] = int(bucket) if bucket else None
+    frame.attrs["aggregation"] = schema_meta.get("aggregation") or None
     if units:
         frame.attrs["units"] = units
     return frame

@@ -6,6 +6,7 @@ for entities). Errors under ``/ngsi-ld/`` are rendered as ETSI ProblemDetails by
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Any
 from urllib.parse import quote
 
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session
 from sensorhub.api.deps import ctx, get_db
 from sensorhub.auth.dependencies import RequireScope, RequireSession, SessionContext
 from sensorhub.auth.principal import Principal
+from sensorhub.authz.access import Access
 from sensorhub.entities import schemas
 from sensorhub.entities import service as entities
 from sensorhub.entities.normalize import CONTEXT_LINK, render
@@ -27,8 +29,8 @@ router = APIRouter()
 NGSI = "/ngsi-ld/v1"
 ENTITIES = RequireScope("entities")
 SESSION = RequireSession()
-TAGS_NGSI = ["NGSI-LD"]
-TAGS_AKENZA = ["Akenza assets"]
+TAGS_NGSI: list[str | Enum] = ["NGSI-LD"]
+TAGS_AKENZA: list[str | Enum] = ["Akenza assets"]
 
 _PAGING_DOC = (
     "Paging: `limit` (default 100, values above 500 are clamped to 500), `offset`, `count=true` "
@@ -92,6 +94,15 @@ def _page_response(
     return _json(body, ld, headers=headers)
 
 
+def _access(principal: Principal, tenant: str | None) -> Access:
+    """The token's entity access, narrowed to one organisation by ``NGSILD-Tenant`` (slug or id) if given."""
+    access = principal.access("entities")
+    if tenant is None:
+        return access
+    org = principal.orgs.get(tenant) or next((o for o in principal.orgs.values() if o.slug == tenant), None)
+    return access.for_orgs([org.id] if org else [])
+
+
 def _reject_unsupported(request: Request) -> None:
     for p in schemas.UNSUPPORTED_PARAMS:
         if p in request.query_params:
@@ -113,6 +124,7 @@ def list_entities(
     count: bool = Query(False, description="Send the total as NGSILD-Results-Count"),
     cursor: str | None = Query(None, description="Opaque keyset cursor from a Link rel=next URL"),
     accept: str | None = Header(None),
+    tenant: str | None = Header(None, alias="NGSILD-Tenant"),
     principal: Principal = Depends(ENTITIES),
     db: Session = Depends(get_db),
 ) -> Response:
@@ -120,7 +132,19 @@ def list_entities(
     ld = schemas.wants_ld(accept)
     key_values, sys_attrs = schemas.parse_options(options, format)
     query = schemas.query_from_params(type_=type, id_=id, id_pattern=idPattern, attrs=attrs, q=q)
-    return _run_query(request, db, principal, query, limit, offset, count, cursor, ld, key_values, sys_attrs)
+    return _run_query(
+        request,
+        db,
+        _access(principal, tenant),
+        query,
+        limit,
+        offset,
+        count,
+        cursor,
+        ld,
+        key_values,
+        sys_attrs,
+    )
 
 
 @router.post(
@@ -139,19 +163,32 @@ def post_query(
     count: bool = Query(False),
     cursor: str | None = Query(None),
     accept: str | None = Header(None),
+    tenant: str | None = Header(None, alias="NGSILD-Tenant"),
     principal: Principal = Depends(ENTITIES),
     db: Session = Depends(get_db),
 ) -> Response:
     ld = schemas.wants_ld(accept)
     key_values, sys_attrs = schemas.parse_options(options, format)
     query = schemas.query_from_body(body)
-    return _run_query(request, db, principal, query, limit, offset, count, cursor, ld, key_values, sys_attrs)
+    return _run_query(
+        request,
+        db,
+        _access(principal, tenant),
+        query,
+        limit,
+        offset,
+        count,
+        cursor,
+        ld,
+        key_values,
+        sys_attrs,
+    )
 
 
 def _run_query(
     request: Request,
     db: Session,
-    principal: Principal,
+    access: Access,
     query: EntityQuery,
     limit: int | None,
     offset: int,
@@ -166,7 +203,7 @@ def _run_query(
         raise BadRequest("limit=0 is only allowed with count=true")
     page = entities.query_entities(
         db,
-        principal.access("entities"),
+        access,
         query,
         limit=lim,
         offset=offset,
@@ -186,12 +223,13 @@ def get_entity(
     options: str | None = Query(None),
     format: str | None = Query(None),
     accept: str | None = Header(None),
+    tenant: str | None = Header(None, alias="NGSILD-Tenant"),
     principal: Principal = Depends(ENTITIES),
     db: Session = Depends(get_db),
 ) -> Response:
     ld = schemas.wants_ld(accept)
     key_values, sys_attrs = schemas.parse_options(options, format)
-    e = entities.get_entity(db, principal.access("entities"), entity_id)
+    e = entities.get_entity(db, _access(principal, tenant), entity_id)
     pick = schemas.attrs_projection(attrs)
     return _json(
         schemas.entity_json(e, pick=pick, key_values=key_values, context=ld, sys_attrs=sys_attrs), ld

@@ -318,7 +318,8 @@ def _positive(j: JsonAttrs, c: Comparison, keys: tuple[str, ...]) -> ColumnEleme
         assert isinstance(c.value, str)
         return func.coalesce(j.string(keys).regexp_match(c.value), false())
     if c.kind == "range":
-        lo, hi = c.value  # type: ignore[misc]
+        assert isinstance(c.value, tuple)
+        lo, hi = c.value
         expr, _ = _typed(j, keys, lo)
         return func.coalesce(and_(expr >= lo, expr <= hi), false())
     if c.kind == "list":

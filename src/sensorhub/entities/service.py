@@ -25,6 +25,7 @@ from sensorhub.audit.service import record
 from sensorhub.authz.access import Access, AccessRule
 from sensorhub.authz.entities import visible_entity
 from sensorhub.authz.subjects import user_reach
+from sensorhub.entities.anchors import ANCHORS
 from sensorhub.entities.models import Entity
 from sensorhub.entities.normalize import (
     EntityData,
@@ -195,8 +196,9 @@ def query_entities(
     """One page of the entities ``access`` may read that match ``query``, ordered by (id, organisation).
 
     Paging never degrades with depth: a ``cursor`` (from the previous page's Link) seeks straight to the
-    next key; a bare ``offset`` is resolved on the key columns alone (an index-only skip) and then read
-    by key, so no JSON of skipped rows is ever fetched."""
+    next key; a bare ``offset`` is translated to a key when an earlier page ended there (see
+    :mod:`sensorhub.entities.anchors`), else resolved on the key columns alone (an index-only skip) and
+    then read by key, so no JSON of skipped rows is ever fetched."""
     if offset < 0:
         raise BadRequest("offset must be 0 or more")
     if access.is_empty:
@@ -207,13 +209,16 @@ def query_entities(
         page.count = int(s.scalar(select(func.count()).select_from(Entity).where(where)) or 0)
     if limit == 0:
         return page
+    anchor_key = (str(s.get_bind().engine.url), access.rules, query)
     if cursor is not None:
         anchor: tuple[str, str] | None = decode_cursor(cursor)
     elif offset > 0:
-        row = s.execute(select(*ORDER).where(where).order_by(*ORDER).offset(offset - 1).limit(1)).first()
-        if row is None:
-            return page
-        anchor = (row[0], row[1])
+        anchor = ANCHORS.get((*anchor_key, offset))
+        if anchor is None:
+            row = s.execute(select(*ORDER).where(where).order_by(*ORDER).offset(offset - 1).limit(1)).first()
+            if row is None:
+                return page
+            anchor = (row[0], row[1])
     else:
         anchor = None
     q = _rows_query(and_(where, _after(anchor)) if anchor else where, sys_attrs).limit(limit + 1)
@@ -223,6 +228,7 @@ def query_entities(
         last = rows[-1]
         page.next_cursor = encode_cursor(last.entity_id, last.org_id)
         page.next_offset = offset + limit
+        ANCHORS.put((*anchor_key, page.next_offset), (last.entity_id, last.org_id))
     page.rows = rows
     return page
 
@@ -284,6 +290,7 @@ def create_entity(s: Session, user: User, org: Organisation, ws: Workspace, body
     e = _new_entity(org.id, ws.id, data)
     s.add(e)
     s.flush()
+    ANCHORS.clear()
     record(s, "entity.create", org_id=org.id, actor_user_id=user.id, target=e.entity_id)
     return e
 
@@ -382,6 +389,7 @@ def delete_entity(s: Session, user: User, e: Entity) -> None:
     """Delete the entity; its series and measurements go with it (ON DELETE CASCADE)."""
     s.delete(e)
     s.flush()
+    ANCHORS.clear()
     record(s, "entity.delete", org_id=e.org_id, actor_user_id=user.id, target=e.entity_id)
 
 
@@ -408,8 +416,8 @@ def import_entities(
     for i, item in enumerate(items):
         try:
             data = normalize_entity(item)
-        except BadRequest as e:
-            raise BadRequest(f"element {i}: {e.message}") from None
+        except BadRequest as err:
+            raise BadRequest(f"element {i}: {err.message}") from None
         if data.entity_id in seen:
             raise BadRequest(f"element {i}: id '{data.entity_id}' repeats element {seen[data.entity_id]}")
         seen[data.entity_id] = i
@@ -417,10 +425,10 @@ def import_entities(
     existing: dict[str, Entity] = {}
     ids = list(seen)
     for chunk in range(0, len(ids), 500):
-        for e in s.scalars(
+        for found in s.scalars(
             select(Entity).where(Entity.org_id == org.id, Entity.entity_id.in_(ids[chunk : chunk + 500]))
         ):
-            existing[e.entity_id] = e
+            existing[found.entity_id] = found
     if existing and not upsert:
         first = min(existing, key=lambda k: seen[k])
         raise Conflict(
@@ -438,6 +446,7 @@ def import_entities(
             _save_attrs(s, None, e, data.attrs)
             result.updated += 1
     s.flush()
+    ANCHORS.clear()
     record(
         s,
         "entity.import",

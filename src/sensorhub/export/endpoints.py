@@ -52,7 +52,12 @@ def _attachment(filename: str) -> str:
 @router.post(
     "/api/datahub/export",
     response_model=ExportOut,
-    responses={200: {"content": {"text/csv": {}}, "description": "The export, or the CSV itself with Accept: text/csv"}},
+    responses={
+        200: {
+            "content": {"text/csv": {}},
+            "description": "The export, or the CSV itself with Accept: text/csv",
+        }
+    },
 )
 async def create_export(
     body: ExportRequest, request: Request, principal: Principal = Depends(RequireScope("export"))
@@ -80,8 +85,13 @@ async def create_export(
 
     def run() -> ExportOut:
         return service.create_file_export(
-            c.db, export_store(request), principal, body,
-            ttl_seconds=c.settings.export_url_ttl_seconds, base_url=_base_url(request), ip=request_ip(request),
+            c.db,
+            export_store(request),
+            principal,
+            body,
+            ttl_seconds=c.settings.export_url_ttl_seconds,
+            base_url=_base_url(request),
+            ip=request_ip(request),
         )
 
     return await anyio.to_thread.run_sync(run)
@@ -96,19 +106,29 @@ async def list_exports(
     c = ctx(request)
     limit = max(1, min(limit, 500))
     return await anyio.to_thread.run_sync(
-        lambda: service.list_exports(c.db, export_store(request), principal.credential_id, _base_url(request), limit)
+        lambda: service.list_exports(
+            c.db, export_store(request), principal.credential_id, _base_url(request), limit
+        )
     )
 
 
-@router.get("/api/datahub/exports/{export_id}/download", dependencies=[Depends(Public())])
+@router.api_route(
+    "/api/datahub/exports/{export_id}/download", methods=["GET", "HEAD"], dependencies=[Depends(Public())]
+)
 async def download_export(
     export_id: str, request: Request, expires: str | None = None, signature: str | None = None
 ) -> Response:
     """Download an export file. No token: the signature in the URL is the credential. A changed link is
-    refused with 403, an expired one with 410."""
+    refused with 403, an expired one with 410. ``HEAD`` and ``Range`` requests are served (DuckDB's
+    httpfs and other remote Parquet readers use them)."""
     c = ctx(request)
     d = await anyio.to_thread.run_sync(
-        service.resolve_download, c.db, export_store(request), c.settings.resolved_secret_key, export_id, expires,
+        service.resolve_download,
+        c.db,
+        export_store(request),
+        c.settings.resolved_secret_key,
+        export_id,
+        expires,
         signature,
     )
     return FileResponse(
@@ -128,7 +148,8 @@ def run_cleanup(c: AppContext, store: ExportStore) -> int:
 def install(app: FastAPI, c: AppContext) -> None:
     """App extension: the export store, and a periodic task deleting expired export files."""
     app.state.export_store = store_from_settings(c.settings)
-    tasks: list[asyncio.Task[None]] = []
+    # One task per running event loop (an app may be started more than once, e.g. in tests).
+    tasks: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
 
     async def loop() -> None:
         while True:
@@ -141,14 +162,14 @@ def install(app: FastAPI, c: AppContext) -> None:
             await asyncio.sleep(CLEANUP_INTERVAL_SECONDS)
 
     async def start(app: FastAPI) -> None:
-        tasks.append(asyncio.create_task(loop(), name="sensorhub-export-cleanup"))
+        tasks[asyncio.get_running_loop()] = asyncio.create_task(loop(), name="sensorhub-export-cleanup")
 
     async def stop(app: FastAPI) -> None:
-        for t in tasks:
-            t.cancel()
+        task = tasks.pop(asyncio.get_running_loop(), None)
+        if task is not None:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await t
-        tasks.clear()
+                await task
 
     app.state.startup_hooks.append(start)
     app.state.shutdown_hooks.append(stop)

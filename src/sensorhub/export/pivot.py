@@ -102,7 +102,9 @@ class WidePivot:
             for batch in it:
                 if batch.num_rows == 0:
                     continue
-                ts = np.asarray(batch.column(0).view(pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
+                ts = np.asarray(
+                    batch.column(0).view(pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64
+                )
                 sids = np.asarray(batch.column(1).to_numpy(zero_copy_only=False), dtype=np.int64)
                 vals = np.asarray(batch.column(2).to_numpy(zero_copy_only=False), dtype=np.float64)
                 cols, known = self._columns_of(sids)
@@ -123,8 +125,10 @@ class WidePivot:
                 if self._room() == 0:
                     # Cap reached: truncated if anything at all is left.
                     self.truncated = (
-                        _complete_rows(ts[:cut]) > out.num_rows if out is not None else False
-                    ) or len(carry[0]) > 0 or _has_data(it)
+                        (_complete_rows(ts[:cut]) > out.num_rows if out is not None else False)
+                        or len(carry[0]) > 0
+                        or _has_data(it)
+                    )
                     return
             if carry is not None:
                 out = self._wide(*carry, self._room())

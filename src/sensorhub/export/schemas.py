@@ -8,7 +8,9 @@ from pydantic import BaseModel, Field
 
 
 class SeriesRef(BaseModel):
-    entity_id: str = Field(description="NGSI-LD entity id (or asset id)", examples=["urn:ngsi-ld:WeatherObserved:station-1"])
+    entity_id: str = Field(
+        description="NGSI-LD entity id (or asset id)", examples=["urn:ngsi-ld:WeatherObserved:station-1"]
+    )
     attribute: str = Field(examples=["temperature"])
 
 

@@ -16,9 +16,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from sensorhub.audit import service as audit
@@ -106,7 +107,9 @@ class ExportPlan:
 
     def filename(self) -> str:
         stamp = "%Y%m%dT%H%M%SZ"
-        return f"sensorhub-export-{self.start.strftime(stamp)}-{self.end.strftime(stamp)}.{EXTENSIONS[self.fmt]}"
+        return (
+            f"sensorhub-export-{self.start.strftime(stamp)}-{self.end.strftime(stamp)}.{EXTENSIONS[self.fmt]}"
+        )
 
 
 def _iso(dt: datetime) -> str:
@@ -121,7 +124,9 @@ def parse_aggregation(aggregation: str | None, function: str | None) -> tuple[st
     agg = (aggregation or "raw").strip().lower()
     if agg == "raw":
         if function is not None:
-            raise BadRequest("'function' applies to bucketed exports only: set 'aggregation' to a bucket like '1h'")
+            raise BadRequest(
+                "'function' applies to bucketed exports only: set 'aggregation' to a bucket like '1h'"
+            )
         return "raw", None, None
     m = _BUCKET.match(agg)
     if m is None:
@@ -153,7 +158,9 @@ def resolve_format(requested: str | None, inline_csv: bool) -> str:
     return fmt
 
 
-def plan_export(s: Session, principal: Principal, body: ExportRequest, *, inline_csv: bool = False) -> ExportPlan:
+def plan_export(
+    s: Session, principal: Principal, body: ExportRequest, *, inline_csv: bool = False
+) -> ExportPlan:
     """Validate the request and resolve every series against the caller's ``export`` access.
 
     A series whose entity the caller may not read is reported exactly like one that does not exist."""
@@ -172,7 +179,9 @@ def plan_export(s: Session, principal: Principal, body: ExportRequest, *, inline
     seen: set[int] = set()
     for ref in body.series:
         entity = visible_entity(s, access, ref.entity_id)
-        series = s.scalar(select(Series).where(Series.entity_pk == entity.pk, Series.attribute == ref.attribute))
+        series = s.scalar(
+            select(Series).where(Series.entity_pk == entity.pk, Series.attribute == ref.attribute)
+        )
         if series is None:
             raise NotFound(f"entity '{ref.entity_id}' has no series '{ref.attribute}'")
         if series.id in seen:
@@ -189,7 +198,9 @@ def plan_export(s: Session, principal: Principal, body: ExportRequest, *, inline
                 windows=tuple(windows),
             )
         )
-    return ExportPlan(fmt, start, end, tuple(columns), label, bucket_seconds, function, principal.export_row_cap)
+    return ExportPlan(
+        fmt, start, end, tuple(columns), label, bucket_seconds, function, principal.export_row_cap
+    )
 
 
 def read_batches(s: Session, plan: ExportPlan) -> Iterator[pa.RecordBatch]:
@@ -199,8 +210,14 @@ def read_batches(s: Session, plan: ExportPlan) -> Iterator[pa.RecordBatch]:
     if plan.bucket_seconds is None:
         return iter_raw_batches(s, plan.series_ids, windows, plan.start, plan.end, batch_rows=batch_rows)
     return iter_bucket_batches(
-        s, plan.series_ids, windows, plan.start, plan.end, plan.bucket_seconds,
-        aggregation=plan.function or "avg", batch_rows=batch_rows,
+        s,
+        plan.series_ids,
+        windows,
+        plan.start,
+        plan.end,
+        plan.bucket_seconds,
+        aggregation=plan.function or "avg",
+        batch_rows=batch_rows,
     )
 
 
@@ -227,11 +244,15 @@ def create_file_export(
     ip: str | None = None,
 ) -> ExportOut:
     """Plan, write and publish an export file; the row is recorded as running, then ready or failed.
-    Nothing is written when the request is refused."""
+    Nothing is written when the request is refused.
+
+    Reads and writes use separate transactions: the long scan is a plain read (it never blocks ingest on
+    SQLite), and the two small metadata writes take the write lock up front."""
     t0 = time.perf_counter()
     with db.session() as s:
         plan = plan_export(s, principal, body)
-        now = utcnow()
+    now = utcnow()
+    with db.write_session() as w:
         e = Export(
             credential_id=principal.credential_id,
             format=plan.fmt,
@@ -245,12 +266,13 @@ def create_file_export(
             created_at=now,
             expires_at=now + timedelta(seconds=ttl_seconds),
         )
-        s.add(e)
-        s.flush()
+        w.add(e)
+        w.flush()
         e.object_key = f"{e.id}.{EXTENSIONS[plan.fmt]}"
-        s.commit()
-        staging = store.staging_path(e.object_key)
-        try:
+        w.commit()
+    staging = store.staging_path(e.object_key)
+    try:
+        with db.session() as s:
             pivot = wide_rows(s, plan)
             writer = open_writer(plan.fmt, staging, plan.schema(), seconds=plan.bucket_seconds is not None)
             try:
@@ -258,32 +280,58 @@ def create_file_export(
                     writer.write(batch)
             finally:
                 writer.close()
-            s.rollback()  # end the read transaction before publishing
-            size = store.publish(staging, _stored(e))
-        except Exception as exc:
-            s.rollback()
-            with contextlib.suppress(FileNotFoundError):
-                staging.unlink()
-            log.exception("export %s failed", e.id)
-            e.status, e.error = ExportStatus.FAILED, f"{type(exc).__name__}: the export could not be written"
-            e.duration_ms = int((time.perf_counter() - t0) * 1000)
-            s.add(e)
-            s.commit()
-            if isinstance(exc, SensorhubError):
-                raise
-            raise SensorhubError(
-                f"The export could not be written (id {e.id}); it is listed as failed in GET /api/datahub/exports"
-            ) from exc
-        e.status = ExportStatus.READY
-        e.rows, e.truncated, e.size_bytes = pivot.rows, pivot.truncated, size
-        e.duration_ms = int((time.perf_counter() - t0) * 1000)
-        s.add(e)
-        audit.record(
-            s, "export.created", credential_id=principal.credential_id, target=e.id, ip=ip,
-            details={"format": e.format, "rows": e.rows, "truncated": e.truncated, "columns": len(plan.columns)},
+        size = store.publish(staging, _stored(e))
+    except Exception as exc:
+        with contextlib.suppress(FileNotFoundError):
+            staging.unlink()
+        log.exception("export %s failed", e.id)
+        _update(
+            db,
+            e.id,
+            status=ExportStatus.FAILED,
+            error=f"{type(exc).__name__}: the export could not be written",
+            duration_ms=int((time.perf_counter() - t0) * 1000),
         )
-        s.commit()
-        return export_out(e, store, base_url, utcnow())
+        if isinstance(exc, SensorhubError):
+            raise
+        raise SensorhubError(
+            f"The export could not be written (id {e.id}); it is listed as failed in GET /api/datahub/exports"
+        ) from exc
+    done = _update(
+        db,
+        e.id,
+        status=ExportStatus.READY,
+        rows=pivot.rows,
+        truncated=pivot.truncated,
+        size_bytes=size,
+        duration_ms=int((time.perf_counter() - t0) * 1000),
+        audit_event=dict(
+            credential_id=principal.credential_id,
+            ip=ip,
+            details={
+                "format": plan.fmt,
+                "rows": pivot.rows,
+                "truncated": pivot.truncated,
+                "columns": len(plan.columns),
+            },
+        ),
+    )
+    return export_out(done, store, base_url, utcnow())
+
+
+def _update(
+    db: Database, export_id: str, *, audit_event: dict[str, Any] | None = None, **fields: Any
+) -> Export:
+    """Set fields of an export row in a short write transaction (plus an audit event)."""
+    with db.write_session() as w:
+        e = w.get(Export, export_id)
+        assert e is not None
+        for k, v in fields.items():
+            setattr(e, k, v)
+        if audit_event is not None:
+            audit.record(w, "export.created", target=export_id, **audit_event)
+        w.commit()
+    return e
 
 
 def status_of(e: Export, now: datetime) -> str:
@@ -428,32 +476,38 @@ def cleanup_expired(
     db: Database, store: ExportStore, *, stale_after_seconds: int, now: Callable[[], datetime] = utcnow
 ) -> int:
     """Delete the files of expired exports (rows stay, listed as expired), mark exports stuck in
-    ``running`` as failed, and sweep partial files. Returns the number of files deleted."""
+    ``running`` as failed, and sweep partial files. Returns the number of files deleted.
+
+    Files are deleted outside any transaction (S3 calls can be slow; the SQLite write lock is only held
+    for the short update). Safe to run on several servers at once: deletes are idempotent."""
     t = now()
+    with db.session() as s:
+        expired = s.execute(
+            select(Export.id, Export.status, Export.object_key)
+            .where(Export.expires_at <= t, Export.deleted_at.is_(None))
+            .limit(10_000)
+        ).all()
+    done: list[str] = []
     deleted = 0
-    with db.transaction() as s:
-        expired = s.scalars(
-            select(Export).where(Export.expires_at <= t, Export.deleted_at.is_(None)).limit(10_000)
-        ).all()
-        for e in expired:
-            try:
-                if e.status == ExportStatus.READY and e.object_key:
-                    store.delete(e.object_key)
-                    deleted += 1
-            except Exception:
-                log.exception("could not delete the file of export %s; will retry", e.id)
-                continue
-            if e.status == ExportStatus.RUNNING:
-                e.status, e.error = ExportStatus.FAILED, "interrupted before completion"
-            e.deleted_at = t
-        stuck = s.scalars(
-            select(Export).where(
-                Export.status == ExportStatus.RUNNING,
-                Export.created_at <= t - timedelta(seconds=stale_after_seconds),
-            )
-        ).all()
-        for e in stuck:
-            e.status, e.error = ExportStatus.FAILED, "interrupted before completion"
+    for export_id, status, key in expired:
+        try:
+            if status == ExportStatus.READY and key:
+                store.delete(key)
+                deleted += 1
+        except Exception:
+            log.exception("could not delete the file of export %s; will retry", export_id)
+            continue
+        done.append(export_id)
+    stale = t - timedelta(seconds=stale_after_seconds)
+    with db.write_session() as w:
+        if done:
+            w.execute(update(Export).where(Export.id.in_(done)).values(deleted_at=t))
+        w.execute(
+            update(Export)
+            .where(Export.status == ExportStatus.RUNNING, Export.created_at <= stale)
+            .values(status=ExportStatus.FAILED, error="interrupted before completion")
+        )
+        w.commit()
     if isinstance(store, LocalStore):
         store.sweep_staging(stale_after_seconds)
     return deleted

@@ -63,10 +63,12 @@ async def entity_data(
     entity_id: str,
     start_time: Annotated[str, Query(description="ISO 8601, inclusive (e.g. 2026-01-01T00:00:00Z)")],
     end_time: Annotated[str, Query(description="ISO 8601, exclusive")],
-    attribute: Annotated[list[str] | None, Query(description="Repeatable; all numeric attributes if absent")] = None,
+    attribute: Annotated[
+        list[str] | None, Query(description="Repeatable; all numeric attributes if absent")
+    ] = None,
     resolution: Annotated[int, Query(description="At most this many points (1-100000)")] = DEFAULT_RESOLUTION,
     aggregation: Annotated[str, Query(description="avg|min|max|sum|count|first|last")] = "avg",
-    format: Annotated[str | None, Query(description="json|csv|arrow (overrides Accept)")] = None,  # noqa: A002
+    format: Annotated[str | None, Query(description="json|csv|arrow (overrides Accept)")] = None,
     principal: Principal = Depends(RequireScope("timeseries")),
 ) -> Response:
     """An entity's numeric attributes over ``[start_time, end_time)``: raw points when at most
@@ -78,7 +80,8 @@ async def entity_data(
     end = parse_time(end_time, "end_time")
     access = principal.access("timeseries")
     frame = await _read(
-        request, lambda s: reads.entity_data(s, access, entity_id, start, end, attribute, resolution, aggregation)
+        request,
+        lambda s: reads.entity_data(s, access, entity_id, start, end, attribute, resolution, aggregation),
     )
     if media == formats.JSON:
         return formats.json_response(formats.entity_body(frame))
@@ -104,7 +107,7 @@ class QueryBody(BaseModel):
 async def query(
     body: QueryBody,
     request: Request,
-    format: Annotated[str | None, Query(description="json|csv|arrow (overrides Accept)")] = None,  # noqa: A002
+    format: Annotated[str | None, Query(description="json|csv|arrow (overrides Accept)")] = None,
     principal: Principal = Depends(RequireScope("timeseries")),
 ) -> Response:
     """Several series on one aligned time axis, keyed by ``<entity_id>.<attribute>`` (for PowerBI,
@@ -115,7 +118,8 @@ async def query(
     refs = [reads.SeriesRef(x.entity_id, x.attribute, x.aggregation) for x in body.series]
     access = principal.access("timeseries")
     frame = await _read(
-        request, lambda s: reads.query(s, access, start, end, body.resolution, refs, body.aggregation, body.fill)
+        request,
+        lambda s: reads.query(s, access, start, end, body.resolution, refs, body.aggregation, body.fill),
     )
     if media == formats.JSON:
         return formats.json_response(formats.query_body(frame))
@@ -146,7 +150,7 @@ async def backfill(
 @router.get("/api/devices", tags=["telemetry"])
 async def list_devices(
     request: Request,
-    type: str | None = None,  # noqa: A002
+    type: str | None = None,
     limit: int = 100,
     offset: int = 0,
     principal: Principal = Depends(RequireScope("telemetry")),
@@ -164,16 +168,23 @@ async def get_device(
 ) -> Response:
     access = principal.access("telemetry")
     ws = _workspaces(principal)
-    return formats.json_response(await _read(request, lambda s: telemetry.get_device(s, access, ws, device_id)))
+    return formats.json_response(
+        await _read(request, lambda s: telemetry.get_device(s, access, ws, device_id))
+    )
 
 
 @router.get("/api/sensors", tags=["telemetry"])
 async def list_sensors(
-    request: Request, limit: int = 100, offset: int = 0, principal: Principal = Depends(RequireScope("telemetry"))
+    request: Request,
+    limit: int = 100,
+    offset: int = 0,
+    principal: Principal = Depends(RequireScope("telemetry")),
 ) -> Response:
     """One row per series ``{id: "<entity_id>.<attribute>", entity_id, attribute, value, unit, observedAt}``."""
     access = principal.access("telemetry")
-    return formats.json_response(await _read(request, lambda s: telemetry.list_sensors(s, access, limit, offset)))
+    return formats.json_response(
+        await _read(request, lambda s: telemetry.list_sensors(s, access, limit, offset))
+    )
 
 
 @router.get("/api/sensors/{sensor_id}", tags=["telemetry"])
@@ -189,7 +200,9 @@ async def get_sensor(
 
 @router.get("/api/data/recent", tags=["leaf"])
 async def data_recent(
-    request: Request, limit: int = leaf.DEFAULT_RECENT, principal: Principal = Depends(RequireScope("telemetry"))
+    request: Request,
+    limit: int = leaf.DEFAULT_RECENT,
+    principal: Principal = Depends(RequireScope("telemetry")),
 ) -> Response:
     """The most recent readings across everything the credential may read, newest first."""
     access = principal.access("telemetry")
@@ -217,8 +230,17 @@ async def data(
 
     def fn(s: Session) -> tuple[list[dict[str, Any]], str | None]:
         return leaf.data(
-            s, principal, access, organisation=organisation, department=department, entity=entity,
-            metric=metric, start=start, end=end, limit=limit, cursor=cursor,
+            s,
+            principal,
+            access,
+            organisation=organisation,
+            department=department,
+            entity=entity,
+            metric=metric,
+            start=start,
+            end=end,
+            limit=limit,
+            cursor=cursor,
         )
 
     rows, next_cursor = await _read(request, fn)

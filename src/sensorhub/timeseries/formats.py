@@ -46,7 +46,9 @@ def json_response(payload: Any, status: int = 200, headers: dict[str, str] | Non
 
 
 def _arrow_table(frame: Frame) -> pa.Table:
-    arrays: list[pa.Array] = [pa.array(frame.timestamps.astype("datetime64[us]"), type=pa.timestamp("us", tz="UTC"))]
+    arrays: list[pa.Array] = [
+        pa.array(frame.timestamps.astype("datetime64[us]"), type=pa.timestamp("us", tz="UTC"))
+    ]
     names = ["timestamp"]
     for c in frame.columns:
         arrays.append(pa.array(c.values, type=pa.float64(), mask=np.isnan(c.values)))

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -32,7 +34,12 @@ from sensorhub.authz.access import Access
 from sensorhub.authz.entities import visible_entity
 from sensorhub.errors import BadRequest, Forbidden
 from sensorhub.timeseries.models import Series
-from sensorhub.timeseries.service import MAX_ATTRIBUTE_LENGTH, MAX_UNIT_LENGTH, bulk_insert, get_or_create_series
+from sensorhub.timeseries.service import (
+    MAX_ATTRIBUTE_LENGTH,
+    MAX_UNIT_LENGTH,
+    bulk_insert,
+    get_or_create_series,
+)
 from sensorhub.timeseries.timeutil import iso, opt_us, parse_time, to_us
 
 RECORD_FIELDS = frozenset({"timestamp", "topic", "data"})
@@ -44,8 +51,11 @@ MAX_RECORDS = 100_000
 class NumericColumn:
     unit: str | None = None
     unit_record: int | None = None
-    ts: list[int] = field(default_factory=list)
+    records: list[int] = field(default_factory=list)  # record index of every value
     values: list[float] = field(default_factory=list)
+    # Filled once everything is checked: the values and their timestamps as arrays.
+    array: np.ndarray = field(default_factory=lambda: np.empty(0, np.float64))
+    ts: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
 
 
 @dataclass
@@ -54,14 +64,16 @@ class Prepared:
     # key → (timestamp µs, value, unit or None); the latest observation in the request wins.
     states: dict[str, tuple[int, Any, str | None]] = field(default_factory=dict)
     state_count: int = 0
-    all_ts: list[int] = field(default_factory=list)
+    record_ts: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
 
 
 def parse_body(raw: bytes) -> list[Any]:
     """The records of a backfill body. NaN/Infinity literals are accepted by the parser so that the
     validation can name the record and field they are in."""
     if not raw.strip():
-        raise BadRequest("the request body is empty; send a record {timestamp?, topic?, data: {...}} or a list")
+        raise BadRequest(
+            "the request body is empty; send a record {timestamp?, topic?, data: {...}} or a list"
+        )
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -73,7 +85,9 @@ def parse_body(raw: bytes) -> list[Any]:
     if not records:
         raise BadRequest("the list of records is empty")
     if len(records) > MAX_RECORDS:
-        raise BadRequest(f"at most {MAX_RECORDS} records per request (got {len(records)}); split the backfill")
+        raise BadRequest(
+            f"at most {MAX_RECORDS} records per request (got {len(records)}); split the backfill"
+        )
     return records
 
 
@@ -96,40 +110,79 @@ def _check_finite(i: int, key: str, x: float) -> None:
 
 def _check_unit(i: int, key: str, unit: Any) -> str:
     if not isinstance(unit, str) or not unit.strip() or len(unit) > MAX_UNIT_LENGTH:
-        raise BadRequest(f"record {i}: data.{key}.unit must be a unit code string of 1-{MAX_UNIT_LENGTH} characters")
+        raise BadRequest(
+            f"record {i}: data.{key}.unit must be a unit code string of 1-{MAX_UNIT_LENGTH} characters"
+        )
     return unit.strip()
 
 
+def _parse_times(texts: list[str | None], now_us: int) -> np.ndarray:
+    """Record timestamps in µs: parsed in bulk (Arrow), record by record only to name a bad one."""
+    ts = np.full(len(texts), now_us, dtype=np.int64)
+    idx = [i for i, t in enumerate(texts) if t is not None]
+    if not idx:
+        return ts
+    given = [texts[i] for i in idx]
+    try:
+        parsed = pc.cast(pa.array(given, pa.string()), pa.timestamp("us", tz="UTC"))
+        ts[idx] = pc.cast(parsed, pa.int64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        # Offsets missing (taken as UTC), unusual forms, or a bad one: the careful parser names it.
+        for i in idx:
+            ts[i] = to_us(parse_time(str(texts[i]), f"record {i}: timestamp"))
+    return ts
+
+
+def _check_key(i: int, key: str) -> None:
+    if not key or len(key) > MAX_ATTRIBUTE_LENGTH:
+        raise BadRequest(f"record {i}: data keys must be 1-{MAX_ATTRIBUTE_LENGTH} characters")
+    if key in RESERVED_KEYS:
+        raise BadRequest(f"record {i}: data.{key} is a reserved NGSI-LD name; rename the attribute")
+
+
 def validate(records: Sequence[Any], now: datetime) -> Prepared:
-    """Check every record; raise :class:`BadRequest` naming the first bad record and field."""
+    """Check every record; raise :class:`BadRequest` naming a bad record and field.
+
+    The common shape (numbers under plain keys) takes a fast path: timestamps are parsed in bulk and
+    finiteness is checked with numpy, so a 5,000-record request costs a few milliseconds."""
     p = Prepared()
-    now_us = to_us(now)
+    texts: list[str | None] = []
+    observations: list[
+        tuple[int, str, Any, str | None]
+    ] = []  # non-numeric values: (record, key, value, unit)
+    good_keys: set[str] = set()
+    numeric = p.numeric
     for i, rec in enumerate(records):
-        if not isinstance(rec, dict):
+        if type(rec) is not dict:
             raise BadRequest(f"record {i}: must be an object {{timestamp?, topic?, data: {{...}}}}")
-        unknown = sorted(set(rec) - RECORD_FIELDS)
-        if unknown:
-            raise BadRequest(f"record {i}: unknown field '{unknown[0]}'; a record has timestamp, topic and data")
+        for k in rec:
+            if k not in RECORD_FIELDS:
+                raise BadRequest(f"record {i}: unknown field '{k}'; a record has timestamp, topic and data")
         ts_raw = rec.get("timestamp")
-        if ts_raw is None:
-            ts = now_us
-        elif isinstance(ts_raw, str):
-            ts = to_us(parse_time(ts_raw, f"record {i}: timestamp"))
-        else:
+        if ts_raw is not None and type(ts_raw) is not str:
             raise BadRequest(f"record {i}: timestamp must be an ISO 8601 string such as 2024-01-01T00:00:00Z")
-        topic = rec.get("topic", "default")
-        if not isinstance(topic, str) or not topic or len(topic) > 200:
-            raise BadRequest(f"record {i}: topic must be a non-empty string of at most 200 characters")
+        texts.append(ts_raw)
+        if "topic" in rec:
+            topic = rec["topic"]
+            if not isinstance(topic, str) or not topic or len(topic) > 200:
+                raise BadRequest(f"record {i}: topic must be a non-empty string of at most 200 characters")
         data = rec.get("data")
-        if not isinstance(data, dict):
+        if type(data) is not dict:
             raise BadRequest(f"record {i}: data must be an object of attribute values")
         if not data:
             raise BadRequest(f"record {i}: data is empty")
         for key, v in data.items():
-            if not key or len(key) > MAX_ATTRIBUTE_LENGTH:
-                raise BadRequest(f"record {i}: data keys must be 1-{MAX_ATTRIBUTE_LENGTH} characters")
-            if key in RESERVED_KEYS:
-                raise BadRequest(f"record {i}: data.{key} is a reserved NGSI-LD name; rename the attribute")
+            if key not in good_keys:
+                _check_key(i, key)
+                good_keys.add(key)
+            tv = type(v)
+            if tv is float or tv is int:
+                col = numeric.get(key)
+                if col is None:
+                    col = numeric[key] = NumericColumn()
+                col.records.append(i)
+                col.values.append(v)
+                continue
             if v is None:
                 raise BadRequest(f"record {i}: data.{key} is null; omit the key or send a value")
             unit: str | None = None
@@ -144,7 +197,7 @@ def validate(records: Sequence[Any], now: datetime) -> Prepared:
                     v = v["value"]  # a unit-tagged non-numeric value is kept as a property
             if x is not None:
                 _check_finite(i, key, x)
-                col = p.numeric.setdefault(key, NumericColumn())
+                col = numeric.setdefault(key, NumericColumn())
                 if unit is not None:
                     if col.unit is not None and col.unit != unit:
                         raise BadRequest(
@@ -152,23 +205,39 @@ def validate(records: Sequence[Any], now: datetime) -> Prepared:
                             f"{col.unit_record}; one attribute has one unit"
                         )
                     col.unit, col.unit_record = unit, i
-                col.ts.append(ts)
+                col.records.append(i)
                 col.values.append(x)
             else:
                 if isinstance(v, float) and not math.isfinite(v):
                     _check_finite(i, key, v)
-                prev = p.states.get(key)
-                if prev is None or ts >= prev[0]:
-                    p.states[key] = (ts, v, unit)
+                observations.append((i, key, v, unit))
                 p.state_count += 1
-            p.all_ts.append(ts)
+    for key, col in numeric.items():
+        try:
+            vals = np.asarray(col.values, dtype=np.float64)
+        except OverflowError:
+            vals = np.asarray([_number(v) for v in col.values], dtype=np.float64)
+        bad = ~np.isfinite(vals)
+        if bad.any():
+            j = int(np.flatnonzero(bad)[0])
+            _check_finite(col.records[j], key, float(vals[j]))
+        col.array = vals
+    p.record_ts = _parse_times(texts, to_us(now))
+    for col in numeric.values():
+        col.ts = p.record_ts[np.asarray(col.records, dtype=np.int64)]
+    # The latest observation per key (by timestamp; on a tie the later record).
+    for i, key, v, unit in observations:
+        t = int(p.record_ts[i])
+        prev = p.states.get(key)
+        if prev is None or t >= prev[0]:
+            p.states[key] = (t, v, unit)
     return p
 
 
 def _check_write_windows(access: Access, e: Any, p: Prepared) -> None:
     windows = access.windows_for(e.org_id, e.workspace_id, e.entity_id)
     if any(a is not None or b is not None for a, b in windows):
-        ts = np.asarray(p.all_ts, dtype=np.int64)
+        ts = p.record_ts
         ok = np.zeros(len(ts), bool)
         for a, b in windows:
             lo, hi = opt_us(a), opt_us(b)
@@ -198,7 +267,7 @@ def backfill(s: Session, access: Access, device_ref: str, raw: bytes, now: datet
         series = existing.get(key) or get_or_create_series(s, entity, key, col.unit)
         if col.unit is not None and series.unit is None:
             series.unit = col.unit
-        a, d = bulk_insert(s, series.id, col.ts, col.values)
+        a, d = bulk_insert(s, series.id, col.ts, col.array)
         accepted += a
         duplicates += d
     if p.states:

@@ -65,27 +65,40 @@ def decode_cursor(text: str) -> tuple[int, str, str]:
             raise ValueError
         return ts, entity, metric
     except (ValueError, binascii.Error, orjson.JSONDecodeError, TypeError):
-        raise BadRequest("cursor is invalid; use the Link rel=\"next\" URL of the previous page as is") from None
+        raise BadRequest(
+            'cursor is invalid; use the Link rel="next" URL of the previous page as is'
+        ) from None
 
 
 def _match(ref: str, slug: str, name: str) -> bool:
     return ref == slug or ref.lower() == name.lower()
 
 
-def resolve_scope(principal: Principal, access: Access, organisation: str | None, department: str | None
-                  ) -> tuple[OrgRef | None, WorkspaceRef | None]:
+def resolve_scope(
+    principal: Principal, access: Access, organisation: str | None, department: str | None
+) -> tuple[OrgRef | None, WorkspaceRef | None]:
     """Organisation (slug or name) and department (workspace slug or name) among those the credential
     reaches; unknown ones are 404 without saying whether they exist elsewhere."""
     org = None
     if organisation is not None:
-        org = next((o for o in principal.orgs.values() if o.id in access.org_ids and _match(organisation, o.slug, o.name)), None)
+        org = next(
+            (
+                o
+                for o in principal.orgs.values()
+                if o.id in access.org_ids and _match(organisation, o.slug, o.name)
+            ),
+            None,
+        )
         if org is None:
             raise NotFound(f"organisation '{organisation}' not found")
     ws = None
     if department is not None:
         found = [
-            w for w in principal.workspaces.values()
-            if w.org_id in access.org_ids and (org is None or w.org_id == org.id) and _match(department, w.slug, w.name)
+            w
+            for w in principal.workspaces.values()
+            if w.org_id in access.org_ids
+            and (org is None or w.org_id == org.id)
+            and _match(department, w.slug, w.name)
         ]
         if not found:
             raise NotFound(f"department '{department}' not found")
@@ -95,8 +108,14 @@ def resolve_scope(principal: Principal, access: Access, organisation: str | None
     return org, ws
 
 
-def visible_series(s: Session, access: Access, org: OrgRef | None, ws: WorkspaceRef | None,
-                   entity: str | None, metric: str | None) -> list[SeriesInfo]:
+def visible_series(
+    s: Session,
+    access: Access,
+    org: OrgRef | None,
+    ws: WorkspaceRef | None,
+    entity: str | None,
+    metric: str | None,
+) -> list[SeriesInfo]:
     q = (
         select(Series.id, Entity.entity_id, Series.attribute, Series.unit, Entity.org_id, Entity.workspace_id)
         .join(Entity, Entity.pk == Series.entity_pk)
@@ -113,25 +132,28 @@ def visible_series(s: Session, access: Access, org: OrgRef | None, ws: Workspace
     return [SeriesInfo(*r) for r in s.execute(q).tuples()]
 
 
-def _rows(ts: np.ndarray, sids: np.ndarray, vals: np.ndarray, info: dict[int, SeriesInfo],
-          principal: Principal) -> list[dict[str, Any]]:
+def _rows(
+    ts: np.ndarray, sids: np.ndarray, vals: np.ndarray, info: dict[int, SeriesInfo], principal: Principal
+) -> list[dict[str, Any]]:
     times = iso_array(ts).tolist()
     out = []
     for t, sid, v in zip(times, sids.tolist(), vals.tolist(), strict=True):
         x = info[sid]
         o = principal.orgs.get(x.org_id)
         w = principal.workspaces.get(x.workspace_id)
-        out.append({
-            "time": t,
-            "entity": x.entity_id,
-            "metric": x.attribute,
-            "value": v,
-            "tags": {
-                "unit": x.unit,
-                "organisation": o.slug if o else x.org_id,
-                "department": w.slug if w else x.workspace_id,
-            },
-        })
+        out.append(
+            {
+                "time": t,
+                "entity": x.entity_id,
+                "metric": x.attribute,
+                "value": v,
+                "tags": {
+                    "unit": x.unit,
+                    "organisation": o.slug if o else x.org_id,
+                    "department": w.slug if w else x.workspace_id,
+                },
+            }
+        )
     return out
 
 
@@ -173,7 +195,9 @@ def data(
     t = lo if after is None else max(lo, after[0])
     # The data ends at the latest stored point of these series (or `to`).
     store = store_for(s)
-    max_ts = s.scalar(select(Series.last_ts).where(Series.id.in_(list(info))).order_by(Series.last_ts.desc()).limit(1))
+    max_ts = s.scalar(
+        select(Series.last_ts).where(Series.id.in_(list(info))).order_by(Series.last_ts.desc()).limit(1)
+    )
     if max_ts is None:
         return [], None
     hi = min(hi, int(max_ts) + 1)
@@ -231,7 +255,9 @@ def _rank_after(order_keys: Sequence[SeriesInfo], entity: str, metric: str) -> i
     return bisect.bisect_right(keys, (entity, metric))
 
 
-def _conditions(per_series: dict[int, list[tuple[int, int]]], lo: int, hi: int) -> list[tuple[list[int], int, int]]:
+def _conditions(
+    per_series: dict[int, list[tuple[int, int]]], lo: int, hi: int
+) -> list[tuple[list[int], int, int]]:
     groups: dict[tuple[int, int], list[int]] = {}
     for sid, ws in per_series.items():
         for a, b in ws:
@@ -245,10 +271,18 @@ def recent(s: Session, principal: Principal, access: Access, limit: int) -> list
     """The ``limit`` newest readings across everything readable, newest first."""
     check_limit(limit)
     series = visible_series(s, access, None, None, None, None)
-    last = dict(s.execute(select(Series.id, Series.last_ts).where(Series.id.in_([x.id for x in series]))).tuples().all()) if series else {}
+    last = (
+        dict(
+            s.execute(select(Series.id, Series.last_ts).where(Series.id.in_([x.id for x in series])))
+            .tuples()
+            .all()
+        )
+        if series
+        else {}
+    )
     store = store_for(s)
     cands = sorted((x for x in series if last.get(x.id) is not None), key=lambda x: -int(last[x.id] or 0))
-    heap: list[tuple[int, str, str, int, float]] = []  # min-heap of the newest `limit` rows
+    heap: list[tuple[int, _Desc, int, float]] = []  # min-heap of the best `limit` rows
     for x in cands:
         if len(heap) >= limit and int(last[x.id] or 0) < heap[0][0]:
             break  # every remaining series is older than what we have
@@ -260,22 +294,32 @@ def recent(s: Session, principal: Principal, access: Access, limit: int) -> list
                 lo = floor if lo is None else max(lo, floor)
             ts, vals = store.fetch_recent(x.id, lo, hi, limit)
             for t, v in zip(ts.tolist(), vals.tolist(), strict=True):
-                item = (t, x.entity_id, x.attribute, x.id, v)
+                item = (t, _Desc((x.entity_id, x.attribute)), x.id, v)
                 if len(heap) < limit:
                     heapq.heappush(heap, item)
                 elif item > heap[0]:
                     heapq.heapreplace(heap, item)
-    items = sorted(heap, key=lambda r: (-r[0], r[1], r[2]))
+    items = sorted(heap, reverse=True)  # newest first, then by (entity, metric)
     info = {x.id: x for x in series}
     if not items:
         return []
     return _rows(
         np.array([r[0] for r in items], np.int64),
-        np.array([r[3] for r in items], np.int64),
-        np.array([r[4] for r in items], np.float64),
+        np.array([r[2] for r in items], np.int64),
+        np.array([r[3] for r in items], np.float64),
         info,
         principal,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Desc:
+    """Orders (entity, metric) descending, so that at equal times the heap keeps the first by name."""
+
+    key: tuple[str, str]
+
+    def __lt__(self, other: _Desc) -> bool:
+        return self.key > other.key
 
 
 def parse_bound(value: str | None, what: str) -> datetime | None:

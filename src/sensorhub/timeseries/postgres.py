@@ -55,7 +55,9 @@ ON CONFLICT (series_id, bucket_start) DO UPDATE SET
   last_ts = greatest(r.last_ts, excluded.last_ts)
 """
 
-_ROLLUP_COLUMNS = '(series_id, bucket_start, "count", "sum", "min", "max", first_ts, "first", last_ts, "last")'
+_ROLLUP_COLUMNS = (
+    '(series_id, bucket_start, "count", "sum", "min", "max", first_ts, "first", last_ts, "last")'
+)
 
 
 class PostgresStore(TimeseriesStore):
@@ -140,9 +142,9 @@ class PostgresStore(TimeseriesStore):
         if table == RAW:
             val, t = "value", "ts"
         else:
-            val, t = (('"first"', "first_ts") if agg == "first" else ('"last"', "last_ts"))
+            val, t = ('"first"', "first_ts") if agg == "first" else ('"last"', "last_ts")
         order = "ASC" if agg == "first" else "DESC"
         return (
-            f"SELECT DISTINCT ON (b) {bucket} AS b, {val}, {t} FROM {table} "
+            f"SELECT DISTINCT ON (b) {bucket} AS b, {val}, {t} FROM {table} "  # noqa: S608 (names and placeholders are ours)
             f"WHERE series_id = ? AND {time_col} >= ? AND {time_col} < ? ORDER BY b, {t} {order}"
         )

@@ -68,7 +68,7 @@ def pieces(lo: int, hi: int, bucket_us: int) -> list[tuple[str, int, int]]:
         ia, ib = _ceil(a, w), _floor(b, w)
         if ia >= ib:
             return split(a, b, lv[:-1])
-        return split(a, ia, lv[:-1]) + [(table, ia, ib)] + split(ib, b, lv[:-1])
+        return [*split(a, ia, lv[:-1]), (table, ia, ib), *split(ib, b, lv[:-1])]
 
     return split(lo, hi, levels)
 
@@ -88,7 +88,9 @@ class ReadResult:
     series: list[SeriesData]
 
 
-def read_raw(store: TimeseriesStore, series_id: int, windows: Sequence[WindowUS], limit: int | None) -> tuple[I64, F64]:
+def read_raw(
+    store: TimeseriesStore, series_id: int, windows: Sequence[WindowUS], limit: int | None
+) -> tuple[I64, F64]:
     """Raw points in the (sorted, disjoint) windows, at most ``limit``."""
     ts_parts: list[I64] = []
     val_parts: list[F64] = []
@@ -154,7 +156,9 @@ def read_series(
         if len(axis) <= resolution:
             return ReadResult(None, axis, data)
     bucket_us = choose_bucket_us(end_us - start_us, resolution)
-    agg_rows = [(sid, *read_aggregated(store, sid, windows, bucket_us, agg)) for sid, windows, agg in requests]
+    agg_rows = [
+        (sid, *read_aggregated(store, sid, windows, bucket_us, agg)) for sid, windows, agg in requests
+    ]
     axis, data = align(agg_rows)
     return ReadResult(bucket_us, axis, data)
 

@@ -68,7 +68,9 @@ def windows_us(windows: Sequence[Window], start_us: int, end_us: int) -> list[Wi
 
 
 def _entity_windows(access: Access, e: Entity, start: datetime, end: datetime) -> list[WindowUS]:
-    return windows_us(access.clamp(e.org_id, e.workspace_id, e.entity_id, start, end), to_us(start), to_us(end))
+    return windows_us(
+        access.clamp(e.org_id, e.workspace_id, e.entity_id, start, end), to_us(start), to_us(end)
+    )
 
 
 def entity_data(
@@ -100,9 +102,12 @@ def entity_data(
     else:
         chosen = all_series
     windows = _entity_windows(access, e, start, end)
-    res = read_series(store_for(s), [(x.id, windows, aggregation) for x in chosen], start_us, end_us, resolution)
+    res = read_series(
+        store_for(s), [(x.id, windows, aggregation) for x in chosen], start_us, end_us, resolution
+    )
     cols = [
-        Column(x.attribute, d.values, e.entity_id, x.attribute, x.unit) for x, d in zip(chosen, res.series, strict=True)
+        Column(x.attribute, d.values, e.entity_id, x.attribute, x.unit)
+        for x, d in zip(chosen, res.series, strict=True)
     ]
     return Frame(
         start_us,

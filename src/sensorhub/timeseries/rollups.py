@@ -119,10 +119,7 @@ def combine(partials: list[Partial], agg: str) -> tuple[I64, F64]:
     bucket = np.concatenate([p.bucket for p in parts])
     val = np.concatenate([p.val for p in parts])
     aux = np.concatenate([p.aux for p in parts])
-    if agg in ("first", "last"):
-        order = np.lexsort((aux, bucket))
-    else:
-        order = np.argsort(bucket, kind="stable")
+    order = np.lexsort((aux, bucket)) if agg in ("first", "last") else np.argsort(bucket, kind="stable")
     bucket, val, aux = bucket[order], val[order], aux[order]
     starts = np.concatenate(([0], np.flatnonzero(np.diff(bucket)) + 1))
     keys = bucket[starts]

@@ -74,11 +74,16 @@ def get_or_create_series(session: Session, entity: Entity, attribute: str, unit:
 
 
 def series_of_entity(session: Session, entity: Entity) -> list[Series]:
-    return list(session.scalars(select(Series).where(Series.entity_pk == entity.pk).order_by(Series.attribute)))
+    return list(
+        session.scalars(select(Series).where(Series.entity_pk == entity.pk).order_by(Series.attribute))
+    )
 
 
 def bulk_insert(
-    session: Session, series_id: int, timestamps_us: Sequence[int], values: Sequence[float]
+    session: Session,
+    series_id: int,
+    timestamps_us: Sequence[int] | I64,
+    values: Sequence[float] | F64,
 ) -> tuple[int, int]:
     """Insert points into a series and maintain its rollups, in the session's transaction.
 
@@ -153,7 +158,11 @@ def _windows_us(
 
 def _batch(ts: I64, sids: I64, vals: F64) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(
-        [pa.array(ts.astype("datetime64[us]"), type=pa.timestamp("us", tz="UTC")), pa.array(sids), pa.array(vals)],
+        [
+            pa.array(ts.astype("datetime64[us]"), type=pa.timestamp("us", tz="UTC")),
+            pa.array(sids),
+            pa.array(vals),
+        ],
         schema=BATCH_SCHEMA,
     )
 

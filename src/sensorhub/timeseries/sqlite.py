@@ -50,7 +50,7 @@ class SQLiteStore(TimeseriesStore):
             return
         cur = self.dbapi.cursor()
         cur.executemany(
-            f'INSERT INTO {table} (series_id, bucket_start, "count", "sum", "min", "max", first_ts, "first", '
+            f'INSERT INTO {table} (series_id, bucket_start, "count", "sum", "min", "max", first_ts, "first", '  # noqa: S608 (names and placeholders are ours)
             'last_ts, "last") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
             delta.rows(series_id),
         )
@@ -61,8 +61,8 @@ class SQLiteStore(TimeseriesStore):
             fn, val, t = ("min" if agg == "first" else "max"), "value", "ts"
         else:
             fn = "min" if agg == "first" else "max"
-            val, t = (('"first"', "first_ts") if agg == "first" else ('"last"', "last_ts"))
+            val, t = ('"first"', "first_ts") if agg == "first" else ('"last"', "last_ts")
         return (
-            f"SELECT {bucket} AS b, {val}, {fn}({t}) FROM {table} "
+            f"SELECT {bucket} AS b, {val}, {fn}({t}) FROM {table} "  # noqa: S608 (names and placeholders are ours)
             f"WHERE series_id = ? AND {time_col} >= ? AND {time_col} < ? GROUP BY 1 ORDER BY 1"
         )

@@ -50,8 +50,13 @@ def _in_windows(ts: int, windows: Sequence[Window]) -> bool:
     return False
 
 
-def latest_point(store: TimeseriesStore, series_id: int, last_ts: int | None, last_value: float | None,
-                 windows: Sequence[Window]) -> Latest:
+def latest_point(
+    store: TimeseriesStore,
+    series_id: int,
+    last_ts: int | None,
+    last_value: float | None,
+    windows: Sequence[Window],
+) -> Latest:
     """The latest readable point of a series."""
     if last_ts is None or not windows:
         return Latest(None, None)
@@ -78,8 +83,9 @@ def _state_visible(prop: Any, windows: Sequence[Window]) -> bool:
         return False
 
 
-def _device(e: Entity, series: list[Series], store: TimeseriesStore, access: Access,
-            workspaces: dict[str, str]) -> dict[str, Any]:
+def _device(
+    e: Entity, series: list[Series], store: TimeseriesStore, access: Access, workspaces: dict[str, str]
+) -> dict[str, Any]:
     windows = access.windows_for(e.org_id, e.workspace_id, e.entity_id)
     attributes: dict[str, Any] = {}
     for x in series:
@@ -91,7 +97,11 @@ def _device(e: Entity, series: list[Series], store: TimeseriesStore, access: Acc
         }
     for name, prop in (e.attrs or {}).items():
         if name not in attributes and _state_visible(prop, windows):
-            attributes[name] = {"value": prop["value"], "unit": prop.get("unitCode"), "observedAt": prop["observedAt"]}
+            attributes[name] = {
+                "value": prop["value"],
+                "unit": prop.get("unitCode"),
+                "observedAt": prop["observedAt"],
+            }
     return {
         "id": e.entity_id,
         "type": e.type,
@@ -104,13 +114,16 @@ def _device(e: Entity, series: list[Series], store: TimeseriesStore, access: Acc
 def _series_by_entity(s: Session, pks: list[int]) -> dict[int, list[Series]]:
     out: dict[int, list[Series]] = {pk: [] for pk in pks}
     if pks:
-        for x in s.scalars(select(Series).where(Series.entity_pk.in_(pks)).order_by(Series.entity_pk, Series.attribute)):
+        for x in s.scalars(
+            select(Series).where(Series.entity_pk.in_(pks)).order_by(Series.entity_pk, Series.attribute)
+        ):
             out[x.entity_pk].append(x)
     return out
 
 
-def list_devices(s: Session, access: Access, workspaces: dict[str, str], type_: str | None,
-                 limit: int, offset: int) -> list[dict[str, Any]]:
+def list_devices(
+    s: Session, access: Access, workspaces: dict[str, str], type_: str | None, limit: int, offset: int
+) -> list[dict[str, Any]]:
     """Visible entities that have series, ordered by creation, with their latest values."""
     check_page(limit, offset)
     q = select(Entity).where(
@@ -131,7 +144,9 @@ def get_device(s: Session, access: Access, workspaces: dict[str, str], ref: str)
 
 
 def _sensor(e: Entity, x: Series, store: TimeseriesStore, access: Access) -> dict[str, Any]:
-    p = latest_point(store, x.id, x.last_ts, x.last_value, access.windows_for(e.org_id, e.workspace_id, e.entity_id))
+    p = latest_point(
+        store, x.id, x.last_ts, x.last_value, access.windows_for(e.org_id, e.workspace_id, e.entity_id)
+    )
     return {
         "id": f"{e.entity_id}.{x.attribute}",
         "entity_id": e.entity_id,

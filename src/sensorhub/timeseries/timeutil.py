@@ -59,4 +59,5 @@ def iso_array(ts: npt.NDArray[np.int64]) -> npt.NDArray[np.str_]:
         unit = "ms"
     else:
         unit = "us"
-    return np.datetime_as_string(ts.astype("datetime64[us]"), unit=unit, timezone="UTC")
+    out: npt.NDArray[np.str_] = np.datetime_as_string(ts.astype("datetime64[us]"), unit=unit, timezone="UTC")  # type: ignore[call-overload]
+    return out

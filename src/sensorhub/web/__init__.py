@@ -34,7 +34,9 @@ def install(app: FastAPI, ctx: Any) -> None:
     async def _page_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, PageError)
         p = page(request, exc.title, None)
-        return render(request, "error.html", p, exc.status, status=exc.status, title=exc.title, message=exc.message)
+        return render(
+            request, "error.html", p, exc.status, status=exc.status, title=exc.title, message=exc.message
+        )
 
     app.add_exception_handler(LoginRequired, _login_required)
     app.add_exception_handler(PageError, _page_error)

@@ -16,16 +16,17 @@ from starlette.datastructures import FormData
 from starlette.responses import Response
 
 from sensorhub.accounts import service as accounts
-from sensorhub.accounts.models import Organisation, User
+from sensorhub.accounts.models import Organisation, Role, User
 from sensorhub.api.deps import ctx, request_ip
 from sensorhub.auth.dependencies import SessionContext
+from sensorhub.auth.scopes import ROLE_SCOPES
 from sensorhub.db import utcnow
 from sensorhub.errors import BadRequest, SensorhubError
 from sensorhub.tokens import service as tokens
 from sensorhub.web import forms
 from sensorhub.web.endpoints import TokenForm, _reveal, expiry_options
 from sensorhub.web.guards import RequireWebSession, read_form
-from sensorhub.web.views import page, render
+from sensorhub.web.views import base_url, page, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -43,7 +44,10 @@ def _done(org: Organisation, section: str, what: str) -> Response:
 
 
 def _attempt(
-    request: Request, sc: SessionContext, action: Callable[[], Response], on_error: Callable[[str, int], Response]
+    request: Request,
+    sc: SessionContext,
+    action: Callable[[], Response],
+    on_error: Callable[[str, int], Response],
 ) -> Response:
     """Run ``action``; on a service error roll back and show the page again with the message."""
     try:
@@ -60,8 +64,13 @@ def org_home(org: str, sc: SessionContext = Depends(ADMIN_PAGE)) -> Response:
 
 # -- API keys -----------------------------------------------------------------------------------
 def api_keys_page(
-    request: Request, sc: SessionContext, *, reveal: dict[str, Any] | None = None, error: str | None = None,
-    form: TokenForm | None = None, status: int = 200,
+    request: Request,
+    sc: SessionContext,
+    *,
+    reveal: dict[str, Any] | None = None,
+    error: str | None = None,
+    form: TokenForm | None = None,
+    status: int = 200,
 ) -> Response:
     o = _org(sc)
     settings = ctx(request).settings
@@ -70,9 +79,18 @@ def api_keys_page(
     wss = accounts.list_workspaces(sc.db, o)
     p = page(request, f"API keys · {o.name}", sc, active="api-keys", error=error)
     return render(
-        request, "org_api_keys.html", p, status, org=o, reveal=reveal, expiry=exp,
-        form=form or TokenForm(expiry=exp.default), workspaces=wss,
-        live=[k for k in keys if k.revoked_at is None], revoked=[k for k in keys if k.revoked_at is not None],
+        request,
+        "org_api_keys.html",
+        p,
+        status,
+        org=o,
+        reveal=reveal,
+        expiry=exp,
+        base=base_url(request, settings.base_url),
+        form=form or TokenForm(expiry=exp.default),
+        workspaces=wss,
+        live=[k for k in keys if k.revoked_at is None],
+        revoked=[k for k in keys if k.revoked_at is not None],
         ws_names={w.id: w.slug for w in wss},
     )
 
@@ -84,7 +102,10 @@ def api_keys(org: str, request: Request, sc: SessionContext = Depends(ADMIN_PAGE
 
 @router.post("/orgs/{org}/api-keys")
 def create_api_key(
-    org: str, request: Request, form: FormData | None = Depends(read_form), sc: SessionContext = Depends(ADMIN_FORM)
+    org: str,
+    request: Request,
+    form: FormData | None = Depends(read_form),
+    sc: SessionContext = Depends(ADMIN_FORM),
 ) -> Response:
     c = ctx(request)
     state = TokenForm.of(form)
@@ -92,10 +113,19 @@ def create_api_key(
     def act() -> Response:
         spec = forms.restrictions(form, organisations=False)
         minted = tokens.create_api_key(
-            sc.db, _org(sc), name=state.name, scopes=sorted(state.scopes), workspaces=list(spec.workspaces),
-            expiry=forms.expiry(form), restrictions=spec, prefix=c.settings.token_prefix,
-            default_days=c.settings.default_token_lifetime_days, created_by=sc.user.id,
-            rate_limit_per_minute=forms.integer(forms.text(form, "rate_limit_per_minute"), "Requests per minute"),
+            sc.db,
+            _org(sc),
+            name=state.name,
+            scopes=sorted(state.scopes),
+            workspaces=list(spec.workspaces),
+            expiry=forms.expiry(form),
+            restrictions=spec,
+            prefix=c.settings.token_prefix,
+            default_days=c.settings.default_token_lifetime_days,
+            created_by=sc.user.id,
+            rate_limit_per_minute=forms.integer(
+                forms.text(form, "rate_limit_per_minute"), "Requests per minute"
+            ),
             ip=request_ip(request),
         )
         sc.db.commit()
@@ -105,11 +135,14 @@ def create_api_key(
 
 
 @router.post("/orgs/{org}/api-keys/{key_id}/revoke")
-def revoke_api_key(org: str, key_id: str, request: Request, sc: SessionContext = Depends(ADMIN_FORM)) -> Response:
+def revoke_api_key(
+    org: str, key_id: str, request: Request, sc: SessionContext = Depends(ADMIN_FORM)
+) -> Response:
     def act() -> Response:
         cred = tokens.get_api_key(sc.db, _org(sc).id, key_id)
-        tokens.revoke(sc.db, cred, actor_id=sc.user.id, invalidate=ctx(request).invalidate_auth,
-                      ip=request_ip(request))
+        tokens.revoke(
+            sc.db, cred, actor_id=sc.user.id, invalidate=ctx(request).invalidate_auth, ip=request_ip(request)
+        )
         sc.db.commit()
         return _done(_org(sc), "api-keys", "key-revoked")
 
@@ -117,14 +150,21 @@ def revoke_api_key(org: str, key_id: str, request: Request, sc: SessionContext =
 
 
 @router.post("/orgs/{org}/api-keys/{key_id}/rotate")
-def rotate_api_key(org: str, key_id: str, request: Request, sc: SessionContext = Depends(ADMIN_FORM)) -> Response:
+def rotate_api_key(
+    org: str, key_id: str, request: Request, sc: SessionContext = Depends(ADMIN_FORM)
+) -> Response:
     c = ctx(request)
 
     def act() -> Response:
         cred = tokens.get_api_key(sc.db, _org(sc).id, key_id)
         minted = tokens.rotate(
-            sc.db, cred, prefix=c.settings.token_prefix, default_days=c.settings.default_token_lifetime_days,
-            actor_id=sc.user.id, invalidate=c.invalidate_auth, ip=request_ip(request),
+            sc.db,
+            cred,
+            prefix=c.settings.token_prefix,
+            default_days=c.settings.default_token_lifetime_days,
+            actor_id=sc.user.id,
+            invalidate=c.invalidate_auth,
+            ip=request_ip(request),
         )
         sc.db.commit()
         return api_keys_page(request, sc, reveal=_reveal(minted, "rotated"))
@@ -134,7 +174,11 @@ def rotate_api_key(org: str, key_id: str, request: Request, sc: SessionContext =
 
 # -- API users ----------------------------------------------------------------------------------
 def api_users_page(
-    request: Request, sc: SessionContext, *, error: str | None = None, form: FormData | None = None,
+    request: Request,
+    sc: SessionContext,
+    *,
+    error: str | None = None,
+    form: FormData | None = None,
     status: int = 200,
 ) -> Response:
     o = _org(sc)
@@ -142,14 +186,28 @@ def api_users_page(
     users = []
     for u, m in accounts.list_api_users(sc.db, o):
         pats = tokens.list_pats(sc.db, u.id)
-        users.append({"user": u, "role": m.role if m else None,
-                      "active": sum(1 for t in pats if t.status(now) == "active"), "total": len(pats)})
+        users.append(
+            {
+                "user": u,
+                "role": m.role if m else None,
+                "active": sum(1 for t in pats if t.status(now) == "active"),
+                "total": len(pats),
+            }
+        )
     p = page(request, f"API users · {o.name}", sc, active="api-users", error=error)
     return render(
-        request, "org_api_users.html", p, status, org=o, users=users,
+        request,
+        "org_api_users.html",
+        p,
+        status,
+        org=o,
+        users=users,
         workspaces=accounts.list_workspaces(sc.db, o),
-        form={"name": forms.text(form, "name"), "role": forms.text(form, "role") or "member",
-              "workspaces": set(forms.many(form, "workspaces"))},
+        form={
+            "name": forms.text(form, "name"),
+            "role": forms.text(form, "role") or "member",
+            "workspaces": set(forms.many(form, "workspaces")),
+        },
     )
 
 
@@ -160,7 +218,10 @@ def api_users(org: str, request: Request, sc: SessionContext = Depends(ADMIN_PAG
 
 @router.post("/orgs/{org}/api-users")
 def create_api_user(
-    org: str, request: Request, form: FormData | None = Depends(read_form), sc: SessionContext = Depends(ADMIN_FORM)
+    org: str,
+    request: Request,
+    form: FormData | None = Depends(read_form),
+    sc: SessionContext = Depends(ADMIN_FORM),
 ) -> Response:
     c = ctx(request)
 
@@ -171,11 +232,29 @@ def create_api_user(
         )
         for ref in forms.many(form, "workspaces"):
             ws = accounts.get_workspace(sc.db, o, ref)
-            accounts.create_grant(sc.db, o, user, workspace=ws, entity_id=None, time_start=None, time_end=None,
-                                  actor_id=sc.user.id, invalidate=c.invalidate_auth)
+            accounts.create_grant(
+                sc.db,
+                o,
+                user,
+                workspace=ws,
+                entity_id=None,
+                time_start=None,
+                time_end=None,
+                actor_id=sc.user.id,
+                invalidate=c.invalidate_auth,
+            )
         for ent in forms.lines(forms.text(form, "entities")):
-            accounts.create_grant(sc.db, o, user, workspace=None, entity_id=ent, time_start=None, time_end=None,
-                                  actor_id=sc.user.id, invalidate=c.invalidate_auth)
+            accounts.create_grant(
+                sc.db,
+                o,
+                user,
+                workspace=None,
+                entity_id=ent,
+                time_start=None,
+                time_end=None,
+                actor_id=sc.user.id,
+                invalidate=c.invalidate_auth,
+            )
         sc.db.commit()
         return RedirectResponse(f"/orgs/{o.slug}/api-users/{user.id}?done=api-user-created", status_code=303)
 
@@ -183,8 +262,14 @@ def create_api_user(
 
 
 def api_user_page(
-    request: Request, sc: SessionContext, user_id: str, *, reveal: dict[str, Any] | None = None,
-    error: str | None = None, form: TokenForm | None = None, status: int = 200,
+    request: Request,
+    sc: SessionContext,
+    user_id: str,
+    *,
+    reveal: dict[str, Any] | None = None,
+    error: str | None = None,
+    form: TokenForm | None = None,
+    status: int = 200,
 ) -> Response:
     o = _org(sc)
     user = accounts.get_api_user(sc.db, o, user_id)
@@ -193,14 +278,31 @@ def api_user_page(
     pats = tokens.list_pats(sc.db, user.id)
     grants = [g for g in accounts.list_grants(sc.db, o, user.id)]
     wss = accounts.list_workspaces(sc.db, o)
-    notice = "API user created. Now create a token for it." if request.query_params.get("done") == "api-user-created" \
+    notice = (
+        "API user created. Now create a token for it."
+        if request.query_params.get("done") == "api-user-created"
         else None
-    p = page(request, f"{user.name} · API users · {o.name}", sc, active="api-users", error=error, notice=notice)
+    )
+    p = page(
+        request, f"{user.name} · API users · {o.name}", sc, active="api-users", error=error, notice=notice
+    )
     return render(
-        request, "org_api_user.html", p, status, org=o, api_user=user, role=m.role if m else None, reveal=reveal,
-        expiry=exp, form=form or TokenForm(expiry=exp.default), grants=grants,
-        ws_names={w.id: w.slug for w in wss}, workspaces=wss,
-        live=[t for t in pats if t.revoked_at is None], revoked=[t for t in pats if t.revoked_at is not None],
+        request,
+        "org_api_user.html",
+        p,
+        status,
+        org=o,
+        api_user=user,
+        role=m.role if m else None,
+        reveal=reveal,
+        expiry=exp,
+        form=form or TokenForm(expiry=exp.default),
+        grants=grants,
+        ws_names={w.id: w.name for w in wss},
+        workspaces=wss,
+        allowed_scopes=ROLE_SCOPES[Role(m.role)] if m else frozenset(),
+        live=[t for t in pats if t.revoked_at is None],
+        revoked=[t for t in pats if t.revoked_at is not None],
     )
 
 
@@ -220,7 +322,10 @@ def api_user(org: str, user_id: str, request: Request, sc: SessionContext = Depe
 
 @router.post("/orgs/{org}/api-users/{user_id}")
 def update_api_user(
-    org: str, user_id: str, request: Request, form: FormData | None = Depends(read_form),
+    org: str,
+    user_id: str,
+    request: Request,
+    form: FormData | None = Depends(read_form),
     sc: SessionContext = Depends(ADMIN_FORM),
 ) -> Response:
     c = ctx(request)
@@ -239,13 +344,20 @@ def update_api_user(
         sc.db.commit()
         return RedirectResponse(f"/orgs/{o.slug}/api-users/{user.id}?done=api-user-updated", status_code=303)
 
-    return _attempt(request, sc, act, lambda m, s: _page_or_404(
-        lambda: api_user_page(request, sc, user_id, error=m, status=s)))
+    return _attempt(
+        request,
+        sc,
+        act,
+        lambda m, s: _page_or_404(lambda: api_user_page(request, sc, user_id, error=m, status=s)),
+    )
 
 
 @router.post("/orgs/{org}/api-users/{user_id}/tokens")
 def create_api_user_token(
-    org: str, user_id: str, request: Request, form: FormData | None = Depends(read_form),
+    org: str,
+    user_id: str,
+    request: Request,
+    form: FormData | None = Depends(read_form),
     sc: SessionContext = Depends(ADMIN_FORM),
 ) -> Response:
     c = ctx(request)
@@ -256,15 +368,26 @@ def create_api_user_token(
         if user.disabled:
             raise BadRequest("This API user is disabled; enable it before creating tokens.")
         minted = tokens.create_pat(
-            sc.db, user, name=state.name, scopes=sorted(state.scopes), expiry=forms.expiry(form),
-            restrictions=forms.restrictions(form, organisations=False), prefix=c.settings.token_prefix,
-            default_days=c.settings.default_token_lifetime_days, created_by=sc.user.id, ip=request_ip(request),
+            sc.db,
+            user,
+            name=state.name,
+            scopes=sorted(state.scopes),
+            expiry=forms.expiry(form),
+            restrictions=forms.restrictions(form, organisations=False),
+            prefix=c.settings.token_prefix,
+            default_days=c.settings.default_token_lifetime_days,
+            created_by=sc.user.id,
+            ip=request_ip(request),
         )
         sc.db.commit()
         return api_user_page(request, sc, user_id, reveal=_reveal(minted, "created"), status=201)
 
-    return _attempt(request, sc, act, lambda m, s: _page_or_404(
-        lambda: api_user_page(request, sc, user_id, error=m, form=state, status=s)))
+    return _attempt(
+        request,
+        sc,
+        act,
+        lambda m, s: _page_or_404(lambda: api_user_page(request, sc, user_id, error=m, form=state, status=s)),
+    )
 
 
 def _api_user_token(sc: SessionContext, user_id: str, token_id: str) -> tuple[User, Any]:
@@ -278,13 +401,18 @@ def revoke_api_user_token(
 ) -> Response:
     def act() -> Response:
         user, cred = _api_user_token(sc, user_id, token_id)
-        tokens.revoke(sc.db, cred, actor_id=sc.user.id, invalidate=ctx(request).invalidate_auth,
-                      ip=request_ip(request))
+        tokens.revoke(
+            sc.db, cred, actor_id=sc.user.id, invalidate=ctx(request).invalidate_auth, ip=request_ip(request)
+        )
         sc.db.commit()
         return RedirectResponse(f"/orgs/{_org(sc).slug}/api-users/{user.id}?done=revoked", status_code=303)
 
-    return _attempt(request, sc, act, lambda m, s: _page_or_404(
-        lambda: api_user_page(request, sc, user_id, error=m, status=s)))
+    return _attempt(
+        request,
+        sc,
+        act,
+        lambda m, s: _page_or_404(lambda: api_user_page(request, sc, user_id, error=m, status=s)),
+    )
 
 
 @router.post("/orgs/{org}/api-users/{user_id}/tokens/{token_id}/rotate")
@@ -296,19 +424,32 @@ def rotate_api_user_token(
     def act() -> Response:
         _, cred = _api_user_token(sc, user_id, token_id)
         minted = tokens.rotate(
-            sc.db, cred, prefix=c.settings.token_prefix, default_days=c.settings.default_token_lifetime_days,
-            actor_id=sc.user.id, invalidate=c.invalidate_auth, ip=request_ip(request),
+            sc.db,
+            cred,
+            prefix=c.settings.token_prefix,
+            default_days=c.settings.default_token_lifetime_days,
+            actor_id=sc.user.id,
+            invalidate=c.invalidate_auth,
+            ip=request_ip(request),
         )
         sc.db.commit()
         return api_user_page(request, sc, user_id, reveal=_reveal(minted, "rotated"))
 
-    return _attempt(request, sc, act, lambda m, s: _page_or_404(
-        lambda: api_user_page(request, sc, user_id, error=m, status=s)))
+    return _attempt(
+        request,
+        sc,
+        act,
+        lambda m, s: _page_or_404(lambda: api_user_page(request, sc, user_id, error=m, status=s)),
+    )
 
 
 # -- grants -------------------------------------------------------------------------------------
 def grants_page(
-    request: Request, sc: SessionContext, *, error: str | None = None, form: FormData | None = None,
+    request: Request,
+    sc: SessionContext,
+    *,
+    error: str | None = None,
+    form: FormData | None = None,
     status: int = 200,
 ) -> Response:
     o = _org(sc)
@@ -323,8 +464,16 @@ def grants_page(
         rows.append({"grant": g, "user": u, "role": roles.get(g.user_id)})
     p = page(request, f"Grants · {o.name}", sc, active="grants", error=error)
     return render(
-        request, "org_grants.html", p, status, org=o, grants=rows, workspaces=wss,
-        ws_names={w.id: w.name for w in wss}, people=people, bots=bots,
+        request,
+        "org_grants.html",
+        p,
+        status,
+        org=o,
+        grants=rows,
+        workspaces=wss,
+        ws_names={w.id: w.name for w in wss},
+        people=people,
+        bots=bots,
         form={k: forms.text(form, k) for k in ("user", "workspace", "entity", "time_start", "time_end")},
     )
 
@@ -336,7 +485,10 @@ def grants(org: str, request: Request, sc: SessionContext = Depends(ADMIN_PAGE))
 
 @router.post("/orgs/{org}/grants")
 def create_grant(
-    org: str, request: Request, form: FormData | None = Depends(read_form), sc: SessionContext = Depends(ADMIN_FORM)
+    org: str,
+    request: Request,
+    form: FormData | None = Depends(read_form),
+    sc: SessionContext = Depends(ADMIN_FORM),
 ) -> Response:
     def act() -> Response:
         o = _org(sc)
@@ -347,10 +499,15 @@ def create_grant(
         ws_ref = forms.text(form, "workspace")
         ws = accounts.get_workspace(sc.db, o, ws_ref) if ws_ref else None
         accounts.create_grant(
-            sc.db, o, user, workspace=ws, entity_id=forms.text(form, "entity") or None,
+            sc.db,
+            o,
+            user,
+            workspace=ws,
+            entity_id=forms.text(form, "entity") or None,
             time_start=forms.date(forms.text(form, "time_start"), "From"),
             time_end=forms.date(forms.text(form, "time_end"), "Until"),
-            actor_id=sc.user.id, invalidate=ctx(request).invalidate_auth,
+            actor_id=sc.user.id,
+            invalidate=ctx(request).invalidate_auth,
         )
         sc.db.commit()
         return _done(o, "grants", "grant-created")
@@ -359,7 +516,9 @@ def create_grant(
 
 
 @router.post("/orgs/{org}/grants/{grant_id}/delete")
-def delete_grant(org: str, grant_id: str, request: Request, sc: SessionContext = Depends(ADMIN_FORM)) -> Response:
+def delete_grant(
+    org: str, grant_id: str, request: Request, sc: SessionContext = Depends(ADMIN_FORM)
+) -> Response:
     def act() -> Response:
         accounts.delete_grant(sc.db, _org(sc), grant_id, sc.user.id, ctx(request).invalidate_auth)
         sc.db.commit()
@@ -370,16 +529,29 @@ def delete_grant(org: str, grant_id: str, request: Request, sc: SessionContext =
 
 # -- members ------------------------------------------------------------------------------------
 def members_page(
-    request: Request, sc: SessionContext, *, error: str | None = None, form: FormData | None = None,
+    request: Request,
+    sc: SessionContext,
+    *,
+    error: str | None = None,
+    form: FormData | None = None,
     status: int = 200,
 ) -> Response:
     o = _org(sc)
     p = page(request, f"Members · {o.name}", sc, active="members", error=error)
     return render(
-        request, "org_members.html", p, status, org=o, members=accounts.list_members(sc.db, o),
-        my_role=sc.role, workspaces=accounts.list_workspaces(sc.db, o),
-        form={"email": forms.text(form, "email"), "role": forms.text(form, "role") or "member",
-              "workspaces": set(forms.many(form, "workspaces"))},
+        request,
+        "org_members.html",
+        p,
+        status,
+        org=o,
+        members=accounts.list_members(sc.db, o),
+        my_role=sc.role,
+        workspaces=accounts.list_workspaces(sc.db, o),
+        form={
+            "email": forms.text(form, "email"),
+            "role": forms.text(form, "role") or "member",
+            "workspaces": set(forms.many(form, "workspaces")),
+        },
     )
 
 
@@ -390,7 +562,10 @@ def members(org: str, request: Request, sc: SessionContext = Depends(ADMIN_PAGE)
 
 @router.post("/orgs/{org}/members")
 def add_member(
-    org: str, request: Request, form: FormData | None = Depends(read_form), sc: SessionContext = Depends(ADMIN_FORM)
+    org: str,
+    request: Request,
+    form: FormData | None = Depends(read_form),
+    sc: SessionContext = Depends(ADMIN_FORM),
 ) -> Response:
     c = ctx(request)
 
@@ -404,12 +579,22 @@ def add_member(
             if not password:
                 raise BadRequest(f"No account uses '{email}' yet: give an initial password to create it.")
             user = accounts.create_user(sc.db, email, password)
-        accounts.set_membership(sc.db, user, o, forms.text(form, "role") or "member", c.invalidate_auth,
-                                actor_role=sc.role)
+        accounts.set_membership(
+            sc.db, user, o, forms.text(form, "role") or "member", c.invalidate_auth, actor_role=sc.role
+        )
         for ref in forms.many(form, "workspaces"):
             ws = accounts.get_workspace(sc.db, o, ref)
-            accounts.create_grant(sc.db, o, user, workspace=ws, entity_id=None, time_start=None, time_end=None,
-                                  actor_id=sc.user.id, invalidate=c.invalidate_auth)
+            accounts.create_grant(
+                sc.db,
+                o,
+                user,
+                workspace=ws,
+                entity_id=None,
+                time_start=None,
+                time_end=None,
+                actor_id=sc.user.id,
+                invalidate=c.invalidate_auth,
+            )
         sc.db.commit()
         return _done(o, "members", "member-added")
 
@@ -418,14 +603,18 @@ def add_member(
 
 @router.post("/orgs/{org}/members/{user_id}/role")
 def change_role(
-    org: str, user_id: str, request: Request, form: FormData | None = Depends(read_form),
+    org: str,
+    user_id: str,
+    request: Request,
+    form: FormData | None = Depends(read_form),
     sc: SessionContext = Depends(ADMIN_FORM),
 ) -> Response:
     def act() -> Response:
         o = _org(sc)
         user = accounts.get_member_user(sc.db, o, user_id)
-        accounts.set_membership(sc.db, user, o, forms.text(form, "role"), ctx(request).invalidate_auth,
-                                actor_role=sc.role)
+        accounts.set_membership(
+            sc.db, user, o, forms.text(form, "role"), ctx(request).invalidate_auth, actor_role=sc.role
+        )
         sc.db.commit()
         return _done(o, "members", "member-updated")
 
@@ -433,7 +622,9 @@ def change_role(
 
 
 @router.post("/orgs/{org}/members/{user_id}/remove")
-def remove_member(org: str, user_id: str, request: Request, sc: SessionContext = Depends(ADMIN_FORM)) -> Response:
+def remove_member(
+    org: str, user_id: str, request: Request, sc: SessionContext = Depends(ADMIN_FORM)
+) -> Response:
     def act() -> Response:
         o = _org(sc)
         user = accounts.get_member_user(sc.db, o, user_id)
@@ -448,13 +639,22 @@ def remove_member(org: str, user_id: str, request: Request, sc: SessionContext =
 
 # -- settings: token policy and workspaces ---------------------------------------------------------
 def settings_page(
-    request: Request, sc: SessionContext, *, error: str | None = None, form: FormData | None = None,
+    request: Request,
+    sc: SessionContext,
+    *,
+    error: str | None = None,
+    form: FormData | None = None,
     status: int = 200,
 ) -> Response:
     o = _org(sc)
     p = page(request, f"Settings · {o.name}", sc, active="settings", error=error)
     return render(
-        request, "org_settings.html", p, status, org=o, workspaces=accounts.list_workspaces(sc.db, o),
+        request,
+        "org_settings.html",
+        p,
+        status,
+        org=o,
+        workspaces=accounts.list_workspaces(sc.db, o),
         form={"slug": forms.text(form, "slug"), "name": forms.text(form, "name")},
     )
 
@@ -466,13 +666,19 @@ def settings(org: str, request: Request, sc: SessionContext = Depends(ADMIN_PAGE
 
 @router.post("/orgs/{org}/settings/policy")
 def save_policy(
-    org: str, request: Request, form: FormData | None = Depends(read_form), sc: SessionContext = Depends(ADMIN_FORM)
+    org: str,
+    request: Request,
+    form: FormData | None = Depends(read_form),
+    sc: SessionContext = Depends(ADMIN_FORM),
 ) -> Response:
     def act() -> Response:
         o = _org(sc)
         accounts.update_policy(
-            sc.db, o,
-            max_token_lifetime_days=forms.integer(forms.text(form, "max_token_lifetime_days"), "Maximum lifetime"),
+            sc.db,
+            o,
+            max_token_lifetime_days=forms.integer(
+                forms.text(form, "max_token_lifetime_days"), "Maximum lifetime"
+            ),
             allow_non_expiring_tokens=forms.text(form, "allow_non_expiring_tokens") == "1",
             invalidate=ctx(request).invalidate_auth,
         )
@@ -484,14 +690,17 @@ def save_policy(
 
 @router.post("/orgs/{org}/workspaces")
 def create_workspace(
-    org: str, request: Request, form: FormData | None = Depends(read_form), sc: SessionContext = Depends(ADMIN_FORM)
+    org: str,
+    request: Request,
+    form: FormData | None = Depends(read_form),
+    sc: SessionContext = Depends(ADMIN_FORM),
 ) -> Response:
     def act() -> Response:
         o = _org(sc)
-        name = forms.text(form, "name")
-        slug = forms.text(form, "slug") or accounts.slugify(name)
-        if not slug or not name and not forms.text(form, "slug"):
+        name, slug = forms.text(form, "name"), forms.text(form, "slug")
+        if not name and not slug:
             raise BadRequest("Give the workspace a name.")
+        slug = slug or accounts.slugify(name)
         accounts.create_workspace(sc.db, o, slug, name or None)
         sc.db.commit()
         ctx(request).invalidate_auth()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import secrets
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -27,19 +27,22 @@ from sensorhub.auth import sessions
 from sensorhub.auth.dependencies import Public, SessionContext
 from sensorhub.auth.endpoints import check_login_budget, note_failed_login, set_session_cookie
 from sensorhub.auth.scopes import ROLE_SCOPES
+from sensorhub.authz.access import Access
 from sensorhub.authz.entities import visible_entities_query, visible_entity
 from sensorhub.authz.subjects import session_access
 from sensorhub.db import utcnow
 from sensorhub.entities.models import Entity
-from sensorhub.errors import RateLimited, SensorhubError
+from sensorhub.errors import BadRequest, RateLimited, SensorhubError
 from sensorhub.net import is_https
+from sensorhub.timeseries.models import Series
+from sensorhub.timeseries.reads import entity_data
+from sensorhub.timeseries.timeutil import from_us
 from sensorhub.tokens import service as tokens
-from sensorhub.tokens.models import Credential
 from sensorhub.tokens.service import Minted
 from sensorhub.web import forms, snippets
-from sensorhub.web.chart import line_chart
+from sensorhub.web.chart import Chart, line_chart
 from sensorhub.web.guards import RequireWebSession, read_form, safe_next
-from sensorhub.web.views import Page, base_url, page, render
+from sensorhub.web.views import base_url, page, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -59,7 +62,12 @@ def _login_page(
     resp = render(request, "login.html", p, status, login_csrf=token, email=email, next_path=next_path)
     # Double-submit token against login CSRF (someone logging your browser into their account).
     resp.set_cookie(
-        LOGIN_CSRF_COOKIE, token, max_age=3600, httponly=True, samesite="lax", path="/login",
+        LOGIN_CSRF_COOKIE,
+        token,
+        max_age=3600,
+        httponly=True,
+        samesite="lax",
+        path="/login",
         secure=is_https(request, tuple(ctx(request).settings.trusted_proxies)),
     )
     return resp
@@ -82,12 +90,16 @@ def login_submit(
     given, expected = forms.text(form, "login_csrf"), request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not expected or not secrets.compare_digest(given, expected):
         return _login_page(
-            request, error="The login form expired. Please enter your email and password again.",
-            email=email, next_path=next_path, status=400,
+            request,
+            error="The login form expired. Please enter your email and password again.",
+            email=email,
+            next_path=next_path,
+            status=400,
         )
     if not email or not password:
-        return _login_page(request, error="Enter your email and your password.", email=email,
-                           next_path=next_path, status=400)
+        return _login_page(
+            request, error="Enter your email and your password.", email=email, next_path=next_path, status=400
+        )
     try:
         check_login_budget(request, email)
     except RateLimited as e:
@@ -100,7 +112,9 @@ def login_submit(
     if done is None:
         note_failed_login(request, email)
         db.rollback()
-        return _login_page(request, error="Wrong email or password.", email=email, next_path=next_path, status=401)
+        return _login_page(
+            request, error="Wrong email or password.", email=email, next_path=next_path, status=401
+        )
     db.commit()
     resp = RedirectResponse(next_path, status_code=303)
     set_session_cookie(request, resp, done.cookie)
@@ -132,8 +146,15 @@ def home(request: Request, sc: SessionContext | None = Depends(MAYBE)) -> Respon
     access = session_access(sc.db, sc.user)
     entity_count = sc.db.scalar(select(func.count()).select_from(visible_entities_query(access).subquery()))
     p = page(request, "Home", sc, active="home")
-    return render(request, "home.html", p, orgs=orgs, active_count=len(active), expiring=soon,
-                  entity_count=entity_count or 0)
+    return render(
+        request,
+        "home.html",
+        p,
+        orgs=orgs,
+        active_count=len(active),
+        expiring=soon,
+        entity_count=entity_count or 0,
+    )
 
 
 # -- Integrations (Personal Access Tokens) -------------------------------------------------------
@@ -193,19 +214,24 @@ def expiry_options(orgs: list[Organisation], default_days: int) -> ExpiryOptions
 
 def _reveal(minted: Minted, action: str) -> dict[str, Any]:
     c = minted.credential
-    return {"id": c.id, "name": c.name, "token": minted.token, "kind": c.kind, "scopes": list(c.scopes),
-            "expires_at": c.expires_at, "action": action}
+    return {
+        "id": c.id,
+        "name": c.name,
+        "token": minted.token,
+        "kind": c.kind,
+        "scopes": list(c.scopes),
+        "expires_at": c.expires_at,
+        "action": action,
+    }
 
 
 def _example(db: Session, access: Any) -> snippets.Example | None:
-    from sensorhub.timeseries.models import Series
-    from sensorhub.timeseries.timeutil import from_us
 
     ents = visible_entities_query(access).subquery()
     row = db.execute(
         select(ents.c.entity_id, Series.attribute, Series.last_ts)
         .join(Series, Series.entity_pk == ents.c.pk)
-        .order_by(Series.last_ts.desc())
+        .order_by(Series.last_ts.desc().nulls_last())
         .limit(1)
     ).first()
     if row is not None:
@@ -244,16 +270,28 @@ def integrations_page(
     live = [t for t in pats if t.revoked_at is None]
     revoked = [t for t in pats if t.revoked_at is not None]
     access = session_access(sc.db, sc.user)
-    snip = snippets.build(
-        base_url(request, settings.base_url), reveal["token"] if reveal else None, "pat", _example(sc.db, access)
-    )
+    base = base_url(request, settings.base_url)
+    snip = snippets.build(base, reveal["token"] if reveal else None, "pat", _example(sc.db, access))
     p = page(request, "Integrations", sc, active="integrations", error=error)
-    resp = render(
-        request, "integrations.html", p, status, reveal=reveal, form=form, orgs=orgs,
-        workspaces=workspaces, expiry=exp, live=live, revoked=revoked, snippets=snip, now=now,
-        allowed_scopes=allowed_scopes, ws_names=_workspace_names(workspaces),
+    return render(
+        request,
+        "integrations.html",
+        p,
+        status,
+        reveal=reveal,
+        form=form,
+        orgs=orgs,
+        workspaces=workspaces,
+        expiry=exp,
+        live=live,
+        revoked=revoked,
+        snippets=snip,
+        now=now,
+        allowed_scopes=allowed_scopes,
+        ws_names=_workspace_names(workspaces),
+        snippets_base_url=base,
+        org_names={o.id: o.slug for o in orgs},
     )
-    return resp
 
 
 def _workspace_names(pairs: list[tuple[Organisation, Workspace]]) -> dict[str, str]:
@@ -276,13 +314,20 @@ def create_token(
         all_orgs = {o.id for _, o in accounts.memberships_of(sc.db, sc.user.id)}
         chosen = set(spec.organisations)
         if len(all_orgs) > 1 and not chosen:
-            raise_bad("Tick at least one organisation the token may reach.")
+            raise BadRequest("Tick at least one organisation the token may reach.")
         # Everything ticked = no organisation restriction (the token follows the person's memberships).
         spec.organisations = [] if chosen >= all_orgs else sorted(chosen)
         minted = tokens.create_pat(
-            sc.db, sc.user, name=state.name, scopes=sorted(state.scopes), expiry=forms.expiry(form),
-            restrictions=spec, prefix=c.settings.token_prefix,
-            default_days=c.settings.default_token_lifetime_days, created_by=sc.user.id, ip=request_ip(request),
+            sc.db,
+            sc.user,
+            name=state.name,
+            scopes=sorted(state.scopes),
+            expiry=forms.expiry(form),
+            restrictions=spec,
+            prefix=c.settings.token_prefix,
+            default_days=c.settings.default_token_lifetime_days,
+            created_by=sc.user.id,
+            ip=request_ip(request),
         )
         sc.db.commit()
     except SensorhubError as e:
@@ -291,18 +336,13 @@ def create_token(
     return integrations_page(request, sc, reveal=_reveal(minted, "created"), status=201)
 
 
-def raise_bad(message: str) -> None:
-    from sensorhub.errors import BadRequest
-
-    raise BadRequest(message)
-
-
 @router.post("/integrations/tokens/{token_id}/revoke")
 def revoke_token(token_id: str, request: Request, sc: SessionContext = Depends(FORM)) -> Response:
     try:
         cred = tokens.get_pat(sc.db, sc.user.id, token_id)
-        tokens.revoke(sc.db, cred, actor_id=sc.user.id, invalidate=ctx(request).invalidate_auth,
-                      ip=request_ip(request))
+        tokens.revoke(
+            sc.db, cred, actor_id=sc.user.id, invalidate=ctx(request).invalidate_auth, ip=request_ip(request)
+        )
         sc.db.commit()
     except SensorhubError as e:
         sc.db.rollback()
@@ -316,8 +356,13 @@ def rotate_token(token_id: str, request: Request, sc: SessionContext = Depends(F
     try:
         cred = tokens.get_pat(sc.db, sc.user.id, token_id)
         minted = tokens.rotate(
-            sc.db, cred, prefix=c.settings.token_prefix, default_days=c.settings.default_token_lifetime_days,
-            actor_id=sc.user.id, invalidate=c.invalidate_auth, ip=request_ip(request),
+            sc.db,
+            cred,
+            prefix=c.settings.token_prefix,
+            default_days=c.settings.default_token_lifetime_days,
+            actor_id=sc.user.id,
+            invalidate=c.invalidate_auth,
+            ip=request_ip(request),
         )
         sc.db.commit()
     except SensorhubError as e:
@@ -327,10 +372,59 @@ def rotate_token(token_id: str, request: Request, sc: SessionContext = Depends(F
 
 
 # -- data view ----------------------------------------------------------------------------------
-RANGES = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30),
-          "365d": timedelta(days=365)}
+RANGES = {
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+    "365d": timedelta(days=365),
+}
 RANGE_LABELS = {"24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days", "365d": "Last 365 days"}
 CHART_POINTS = 300
+
+
+@dataclass
+class ChartView:
+    chart: Chart
+    info: dict[str, Any]
+    table: list[tuple[datetime, float]]
+
+
+def chart_view(
+    db: Session, access: Access, entity: Entity, series: Series, start: datetime, end: datetime
+) -> ChartView:
+    """One series of ``entity`` over ``[start, end)``, read exactly as the time-series API reads it
+    (the same service, the same clamping to what ``access`` may read)."""
+    frame = entity_data(db, access, entity.entity_id, start, end, [series.attribute], CHART_POINTS, "avg")
+    vals = frame.columns[0].values if frame.columns else np.array([])
+    keep = ~np.isnan(vals)
+    times = [from_us(int(t)) for t in frame.timestamps[keep]]
+    values = [float(v) for v in vals[keep]]
+    bucket_s = (frame.bucket_us or 0) // 1_000_000
+    unit = f" ({series.unit})" if series.unit else ""
+    chart = line_chart(times, values, start, end, f"{series.attribute}{unit} of {entity.entity_id}", bucket_s)
+    info = {
+        "attribute": series.attribute,
+        "unit": series.unit,
+        "start": start,
+        "end": end,
+        "bucket_seconds": bucket_s,
+        "points": len(values),
+    }
+    return ChartView(chart, info, list(zip(times, values, strict=True)))
+
+
+def chart_range(series: Series, range_key: str, start: str, end: str) -> tuple[datetime, datetime]:
+    if range_key == "custom":
+        lo, hi = forms.date(start, "From"), forms.date(end, "Until")
+        if lo is None or hi is None:
+            raise BadRequest("Choose both dates for a custom range.")
+        if hi <= lo:
+            raise BadRequest("The end of the range must be after its start.")
+        return lo, hi
+    # Preset ranges end at the newest point (sensor data is often not live), else now.
+    newest = from_us(series.last_ts) if series.last_ts is not None else utcnow()
+    newest = (newest + timedelta(minutes=1)).replace(second=0, microsecond=0)
+    return newest - RANGES[range_key], newest
 
 
 @router.get("/data")
@@ -338,63 +432,59 @@ def data_view(
     request: Request,
     entity: str | None = None,
     attribute: str | None = None,
-    range: str = "7d",  # noqa: A002 - the query parameter's name
+    range: str = "7d",
+    start: str = "",
+    end: str = "",
     sc: SessionContext = Depends(PAGE),
 ) -> Response:
-    from sensorhub.timeseries.models import Series
-    from sensorhub.timeseries.reads import entity_data
-    from sensorhub.timeseries.timeutil import from_us
-
     access = session_access(sc.db, sc.user)
-    rows = list(sc.db.scalars(visible_entities_query(access).order_by(Entity.type, Entity.entity_id).limit(500)))
-    ws_names = {w.id: w.name for w in sc.db.scalars(select(Workspace).where(Workspace.id.in_(
-        {e.workspace_id for e in rows})))}
+    rows = list(
+        sc.db.scalars(visible_entities_query(access).order_by(Entity.type, Entity.entity_id).limit(500))
+    )
+    ws_names = {
+        w.id: w.name
+        for w in sc.db.scalars(select(Workspace).where(Workspace.id.in_({e.workspace_id for e in rows})))
+    }
     error = None
     chosen: Entity | None = None
     series: list[Series] = []
-    chart = None
-    table: list[tuple[datetime, float]] = []
-    info: dict[str, Any] = {}
-    if range not in RANGES:
-        range = "7d"  # noqa: A001
+    view: ChartView | None = None
+    if range not in RANGES and range != "custom":
+        range = "7d"
     if entity:
         try:
             chosen = visible_entity(sc.db, access, entity)
         except SensorhubError as e:
             error = e.message
     if chosen is not None:
-        series = list(sc.db.scalars(select(Series).where(Series.entity_pk == chosen.pk).order_by(Series.attribute)))
+        series = list(
+            sc.db.scalars(select(Series).where(Series.entity_pk == chosen.pk).order_by(Series.attribute))
+        )
         pick = next((x for x in series if x.attribute == attribute), series[0] if series else None)
         if pick is not None:
-            # The range ends at the newest point (sensor data is often not live), else now.
-            end = from_us(pick.last_ts) if pick.last_ts is not None else utcnow()
-            end = (end + timedelta(minutes=1)).replace(second=0, microsecond=0)
-            start = end - RANGES[range]
             try:
-                frame = entity_data(sc.db, access, chosen.entity_id, start, end, [pick.attribute], CHART_POINTS, "avg")
-                vals = frame.columns[0].values if frame.columns else np.array([])
-                keep = ~np.isnan(vals)
-                times = [from_us(int(t)) for t in frame.timestamps[keep]]
-                values = [float(v) for v in vals[keep]]
-                bucket_s = (frame.bucket_us or 0) // 1_000_000
-                unit = f" ({pick.unit})" if pick.unit else ""
-                chart = line_chart(times, values, start, end, f"{pick.attribute}{unit} of {chosen.entity_id}",
-                                   max(1, bucket_s))
-                table = list(zip(times, values, strict=True))
-                info = {"attribute": pick.attribute, "unit": pick.unit, "start": start, "end": end,
-                        "bucket_seconds": bucket_s, "points": len(values)}
+                lo, hi = chart_range(pick, range, start, end)
+                view = chart_view(sc.db, access, chosen, pick, lo, hi)
             except SensorhubError as e:
                 error = e.message
     p = page(request, "Data", sc, active="data", error=error)
     return render(
-        request, "data.html", p, entities=rows, ws_names=ws_names, chosen=chosen, series=series, chart=chart,
-        info=info, table=table, range=range, ranges=RANGE_LABELS, attribute=attribute,
-        latest={x.attribute: (x.last_value, from_us(x.last_ts) if x.last_ts is not None else None) for x in series},
+        request,
+        "data.html",
+        p,
+        entities=rows,
+        ws_names=ws_names,
+        chosen=chosen,
+        series=series,
+        chart=view.chart if view else None,
+        info=view.info if view else {"attribute": attribute},
+        table=view.table if view else [],
+        range=range,
+        start=start,
+        end=end,
+        ranges=RANGE_LABELS,
+        attribute=attribute,
+        latest={
+            x.attribute: (x.last_value, from_us(x.last_ts) if x.last_ts is not None else None) for x in series
+        },
     )
-
-
-def _aware(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
-__all__ = ["Credential", "Page", "router"]

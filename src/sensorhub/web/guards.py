@@ -97,10 +97,12 @@ class RequireWebSession(RequireSession):
             given = request.headers.get("x-csrf-token") or getattr(request.state, "form_csrf", None)
             if not sessions.csrf_matches(sc.web_session, given):
                 raise PageError(
-                    403, "This form has expired", "The form was missing its security token or it has expired. "
+                    403,
+                    "This form has expired",
+                    "The form was missing its security token or it has expired. "
                     "Go back, reload the page and try again.",
                 )
         if sc.user.is_api_user:  # API users have no password and never log in; belt and braces
             raise PageError(403, "Forbidden", "API users cannot use the web interface")
         yield sc
-        inner.close()
+        inner.close()  # type: ignore[attr-defined]

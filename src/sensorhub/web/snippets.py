@@ -30,7 +30,9 @@ def build(base: str, token: str | None, kind: str, example: Example | None) -> S
     env = f"export SENSORHUB_URL={base}\nexport SENSORHUB_TOKEN={token or 'paste-your-token-here'}"
     entity = example.entity_id if example else "urn:ngsi-ld:WeatherObserved:station-1"
     attribute = (example.attribute if example else None) or "temperature"
-    end_dt = (example.end if example else datetime(2026, 2, 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    end_dt = (example.end if example else datetime(2026, 2, 1)).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    )
     end_dt += timedelta(days=1)
     start = (end_dt - timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%SZ")
     end = end_dt.strftime("%Y-%m-%dT%H:%M:%SZ")

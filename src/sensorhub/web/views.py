@@ -75,11 +75,12 @@ def relative(value: datetime | None, now: datetime | None = None) -> str:
     secs = (value - now).total_seconds()
     future = secs > 0
     s = abs(secs)
+    # Rounded to the nearest unit: a token created now for 365 days expires "in 365 days".
     for unit, size in (("year", 365 * 86400), ("day", 86400), ("hour", 3600), ("minute", 60)):
-        if s >= size:
-            n = int(s // size)
+        if s >= size * 0.99:
+            n = max(1, round(s / size))
             if unit == "year" and n < 2:
-                unit, n = "day", int(s // 86400)
+                unit, n = "day", round(s / 86400)
             text = f"{n} {unit}{'s' if n != 1 else ''}"
             return f"in {text}" if future else f"{text} ago"
     return "in a moment" if future else "just now"
@@ -139,9 +140,7 @@ def page(request: Request, title: str, sc: SessionContext | None, active: str = 
     return p
 
 
-def render(
-    request: Request, template: str, p: Page, status_code: int = 200, **data: Any
-) -> Response:
+def render(request: Request, template: str, p: Page, status_code: int = 200, **data: Any) -> Response:
     ctx: dict[str, Any] = {
         "page": p,
         "user": p.sc.user if p.sc else None,
@@ -149,7 +148,9 @@ def render(
         "now": utcnow(),
     }
     ctx.update(data)
-    return templates.TemplateResponse(request, template, ctx, status_code=status_code, headers=SECURITY_HEADERS)
+    return templates.TemplateResponse(
+        request, template, ctx, status_code=status_code, headers=SECURITY_HEADERS
+    )
 
 
 def base_url(request: Request, configured: str | None) -> str:
@@ -169,7 +170,9 @@ def describe_restrictions(
         out.append("workspaces: " + ", ".join(ws_names.get(w["id"], w["id"][:8]) for w in data["workspaces"]))
     if data.get("entities"):
         ents = list(data["entities"])
-        out.append("entities: " + ", ".join(ents[:3]) + (f" and {len(ents) - 3} more" if len(ents) > 3 else ""))
+        out.append(
+            "entities: " + ", ".join(ents[:3]) + (f" and {len(ents) - 3} more" if len(ents) > 3 else "")
+        )
     tw = data.get("time_window") or {}
     if tw.get("start") or tw.get("end"):
         out.append(f"data from {(tw.get('start') or '…')[:10]} until {(tw.get('end') or '…')[:10]}")
