@@ -46,11 +46,33 @@ def load(env: dict[str, str], n: int) -> str:
     """Org, owner, token via the CLI; entities straight into the table (the import service would do the
     same rows, only slower)."""
     sh = str(BIN / "sensorhub")
-    subprocess.run([sh, "admin", "create-user", "--email", "b@example.com", "--password", "bench-pass-1",
-                    "--org", "bench", "--role", "owner", "--workspace", "main"], env=env, check=True,
-                   capture_output=True)
-    out = subprocess.run([sh, "admin", "create-token", "--email", "b@example.com", "--name", "bench",
-                          "--scopes", "entities"], env=env, check=True, capture_output=True, text=True).stdout
+    subprocess.run(
+        [
+            sh,
+            "admin",
+            "create-user",
+            "--email",
+            "b@example.com",
+            "--password",
+            "bench-pass-1",
+            "--org",
+            "bench",
+            "--role",
+            "owner",
+            "--workspace",
+            "main",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    out = subprocess.run(
+        [sh, "admin", "create-token", "--email", "b@example.com", "--name", "bench", "--scopes", "entities"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     token = re.search(r"shub_pat_\w+", out).group(0)  # type: ignore[union-attr]
 
     from sensorhub.config import Settings
@@ -65,16 +87,30 @@ def load(env: dict[str, str], n: int) -> str:
         rows = []
         for i in range(n):
             t = TYPES[i % len(TYPES)]
-            rows.append({
-                "entity_id": f"urn:ngsi-ld:{t}:e{i:06d}", "asset_id": new_asset_id(), "org_id": org_id,
-                "workspace_id": ws_id, "type": t, "name": f"entity {i}",
-                "attrs": {"name": {"type": "Property", "value": f"entity {i}"},
-                          "temperature": {"type": "Property", "value": round(rnd.uniform(-10, 35), 2),
-                                          "unitCode": "CEL", "observedAt": "2026-01-01T00:00:00Z"},
-                          "status": {"type": "Property", "value": rnd.choice(["ok", "low-battery", "offline"])}},
-                "location": {"type": "Point", "coordinates": [round(rnd.uniform(5, 10), 5),
-                                                              round(rnd.uniform(45, 48), 5)]},
-            })
+            rows.append(
+                {
+                    "entity_id": f"urn:ngsi-ld:{t}:e{i:06d}",
+                    "asset_id": new_asset_id(),
+                    "org_id": org_id,
+                    "workspace_id": ws_id,
+                    "type": t,
+                    "name": f"entity {i}",
+                    "attrs": {
+                        "name": {"type": "Property", "value": f"entity {i}"},
+                        "temperature": {
+                            "type": "Property",
+                            "value": round(rnd.uniform(-10, 35), 2),
+                            "unitCode": "CEL",
+                            "observedAt": "2026-01-01T00:00:00Z",
+                        },
+                        "status": {"type": "Property", "value": rnd.choice(["ok", "low-battery", "offline"])},
+                    },
+                    "location": {
+                        "type": "Point",
+                        "coordinates": [round(rnd.uniform(5, 10), 5), round(rnd.uniform(45, 48), 5)],
+                    },
+                }
+            )
             if len(rows) == 10_000:
                 c.execute(insert(Entity), rows)
                 rows = []
@@ -121,8 +157,9 @@ def main() -> None:
     dbname = None
     if args.database_url:
         dbname = f"shub_bench_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(args.database_url.replace("postgresql://", "postgresql+psycopg://"),
-                              isolation_level="AUTOCOMMIT")
+        admin = create_engine(
+            args.database_url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+        )
         with admin.connect() as c:
             c.execute(text(f'CREATE DATABASE "{dbname}"'))
         env["SENSORHUB_DATABASE_URL"] = args.database_url.rsplit("/", 1)[0] + "/" + dbname
@@ -132,8 +169,12 @@ def main() -> None:
     print(f"loaded {args.entities:,} entities on {backend} in {time.perf_counter() - t0:.1f}s", flush=True)
 
     port = free_port()
-    proc = subprocess.Popen([str(BIN / "sensorhub"), "serve", "--port", str(port), "--log-level", "warning",
-                             "--no-migrate"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(BIN / "sensorhub"), "serve", "--port", str(port), "--log-level", "warning", "--no-migrate"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}/ngsi-ld/v1/entities"
     try:
         with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
@@ -146,12 +187,16 @@ def main() -> None:
             n = args.entities
             first = f"{base}?limit=100"
             # Before any walk: offsets are resolved by an index-only skip.
-            cold = interleaved(client, {
-                "first page (limit=100)": first,
-                f"deep page by offset={n - 100}, cold (index-only skip)": f"{base}?limit=100&offset={n - 100}",
-                f"type=Valve, offset={n // 4 - 100}, cold": f"{base}?type=Valve&limit=100&offset={n // 4 - 100}",
-                "count=true&limit=0": f"{base}?limit=0&count=true",
-            }, args.rounds)
+            cold = interleaved(
+                client,
+                {
+                    "first page (limit=100)": first,
+                    f"deep page by offset={n - 100}, cold (index-only skip)": f"{base}?limit=100&offset={n - 100}",
+                    f"type=Valve, offset={n // 4 - 100}, cold": f"{base}?type=Valve&limit=100&offset={n // 4 - 100}",
+                    "count=true&limit=0": f"{base}?limit=0&count=true",
+                },
+                args.rounds,
+            )
             # Follow the Link chain to the end, timing every page.
             walk: list[float] = []
             url: str | None = first
@@ -165,11 +210,15 @@ def main() -> None:
                 last_url = url
                 url = r.links.get("next", {}).get("url")
             assert seen == n, seen
-            warm = interleaved(client, {
-                "first page (limit=100)": first,
-                "last page via Link rel=next (keyset cursor)": last_url,
-                f"deep page by offset={n - 100}, after a walk (offset→key)": f"{base}?limit=100&offset={n - 100}",
-            }, args.rounds)
+            warm = interleaved(
+                client,
+                {
+                    "first page (limit=100)": first,
+                    "last page via Link rel=next (keyset cursor)": last_url,
+                    f"deep page by offset={n - 100}, after a walk (offset→key)": f"{base}?limit=100&offset={n - 100}",
+                },
+                args.rounds,
+            )
     finally:
         proc.terminate()
         proc.wait(10)
@@ -177,7 +226,9 @@ def main() -> None:
             with admin.connect() as c:
                 c.execute(text(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)'))
 
-    print(f"\nNGSI-LD paging, {n:,} entities, {backend}, one worker, HTTP on loopback, {args.rounds} rounds\n")
+    print(
+        f"\nNGSI-LD paging, {n:,} entities, {backend}, one worker, HTTP on loopback, {args.rounds} rounds\n"
+    )
     print("| request | median ms | p95 ms | vs first page |")
     print("|---|---:|---:|---:|")
     for group in (cold, warm):
@@ -185,8 +236,10 @@ def main() -> None:
         for label, (med, p95) in group.items():
             print(f"| {label} | {med:.2f} | {p95:.2f} | {med / base_med:.2f}x |")
     k = 10
-    print(f"\nfull Link walk: {len(walk)} pages in {sum(walk) / 1000:.1f}s; median of the first {k} pages "
-          f"{statistics.median(walk[:k]):.2f} ms, of the last {k} {statistics.median(walk[-k:]):.2f} ms")
+    print(
+        f"\nfull Link walk: {len(walk)} pages in {sum(walk) / 1000:.1f}s; median of the first {k} pages "
+        f"{statistics.median(walk[:k]):.2f} ms, of the last {k} {statistics.median(walk[-k:]):.2f} ms"
+    )
 
 
 if __name__ == "__main__":

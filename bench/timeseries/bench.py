@@ -58,19 +58,32 @@ def wait_port(port: int, timeout: float = 30.0) -> None:
     raise RuntimeError(f"nothing listens on port {port}")
 
 
-def timeit(fn: Callable[[], object], repeats: int, warmup: int = 5) -> dict[str, float]:
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of a process (the server's own work, whatever else runs on the machine)."""
+    if pid is None:
+        return time.process_time()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timeit(
+    fn: Callable[[], object], repeats: int, warmup: int = 5, pid: int | None = None
+) -> dict[str, float]:
     for _ in range(warmup):
         fn()
     ts = []
+    c0 = cpu_seconds(pid)
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
         ts.append(time.perf_counter() - t0)
+    cpu = cpu_seconds(pid) - c0
     ts.sort()
     return {
         "median_ms": statistics.median(ts) * 1000,
         "p95_ms": ts[int(len(ts) * 0.95) - 1] * 1000,
         "per_s": len(ts) / sum(ts),
+        "server_cpu_ms_per_req": cpu / repeats * 1000,
     }
 
 
@@ -100,7 +113,9 @@ bind-address = "127.0.0.1:{INFLUX_PORT + 2}"
   level = "warn"
 """
     )
-    p = subprocess.Popen(["influxd", "-config", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(
+        ["influxd", "-config", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     wait_port(INFLUX_PORT)
     return p
 
@@ -109,17 +124,43 @@ bind-address = "127.0.0.1:{INFLUX_PORT + 2}"
 
 
 def sh_cli(env: dict[str, str], *args: str) -> str:
-    out = subprocess.run([str(VENV_BIN / "sensorhub"), *args], env=env, check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [str(VENV_BIN / "sensorhub"), *args], env=env, check=True, capture_output=True, text=True
+    )
     return out.stdout
 
 
 def setup_sensorhub(env: dict[str, str], data_dir: Path) -> str:
     """Schema, an owner, a token (via the CLI), and 100 device entities (directly: ingest never creates them)."""
     sh_cli(env, "init", "--data-dir", str(data_dir))
-    sh_cli(env, "admin", "create-user", "--email", "bench@example.com", "--password", "bench-password-123",
-           "--org", "bench", "--role", "owner", "--data-dir", str(data_dir))
-    out = sh_cli(env, "admin", "create-token", "--email", "bench@example.com", "--name", "bench",
-                 "--scopes", "timeseries,telemetry,ingest", "--data-dir", str(data_dir))
+    sh_cli(
+        env,
+        "admin",
+        "create-user",
+        "--email",
+        "bench@example.com",
+        "--password",
+        "bench-password-123",
+        "--org",
+        "bench",
+        "--role",
+        "owner",
+        "--data-dir",
+        str(data_dir),
+    )
+    out = sh_cli(
+        env,
+        "admin",
+        "create-token",
+        "--email",
+        "bench@example.com",
+        "--name",
+        "bench",
+        "--scopes",
+        "timeseries,telemetry,ingest",
+        "--data-dir",
+        str(data_dir),
+    )
     m = re.search(r"\b[a-z0-9]+_pat_[A-Za-z0-9]+", out)
     assert m, out
     code = f"""
@@ -143,9 +184,19 @@ with db.transaction() as s:
 
 def start_sensorhub(env: dict[str, str], data_dir: Path, log: Path) -> subprocess.Popen[bytes]:
     p = subprocess.Popen(
-        [str(VENV_BIN / "sensorhub"), "serve", "--port", str(SH_PORT), "--log-level", "warning",
-         "--data-dir", str(data_dir)],
-        env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        [
+            str(VENV_BIN / "sensorhub"),
+            "serve",
+            "--port",
+            str(SH_PORT),
+            "--log-level",
+            "warning",
+            "--data-dir",
+            str(data_dir),
+        ],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
     )
     wait_port(SH_PORT)
     return p
@@ -175,56 +226,81 @@ def main() -> None:
         token = setup_sensorhub(env, tmp / "sh")
         procs.append(start_sensorhub(env, tmp / "sh", tmp / "server.log"))
         procs.append(start_influx(tmp))
-        sh = httpx.Client(base_url=f"http://127.0.0.1:{SH_PORT}", headers={"Authorization": f"Bearer {token}"},
-                          timeout=120)
+        sh_pid, ix_pid = procs[0].pid, procs[1].pid
+        sh = httpx.Client(
+            base_url=f"http://127.0.0.1:{SH_PORT}", headers={"Authorization": f"Bearer {token}"}, timeout=120
+        )
         ix = httpx.Client(base_url=f"http://127.0.0.1:{INFLUX_PORT}", timeout=120)
         ix.post("/query", params={"q": "CREATE DATABASE bench"}).raise_for_status()
 
         rng = np.random.default_rng(1)
         start_us = int(YEAR_START.timestamp()) * 1_000_000
         ts_us = start_us + np.arange(YEAR_POINTS, dtype=np.int64) * 60_000_000
-        values = np.round(15 + 10 * np.sin(np.arange(YEAR_POINTS) / 1440 * 2 * np.pi) + rng.normal(0, 1, YEAR_POINTS), 3)
+        values = np.round(
+            15 + 10 * np.sin(np.arange(YEAR_POINTS) / 1440 * 2 * np.pi) + rng.normal(0, 1, YEAR_POINTS), 3
+        )
         iso = np.datetime_as_string(ts_us.astype("datetime64[us]"), unit="s", timezone="UTC").tolist()
         vals = values.tolist()
 
         # (b) bulk backfill over HTTP vs line protocol.
         dev0 = "urn:ngsi-ld:Device:dev-0"
         bodies = [
-            orjson.dumps([{"timestamp": iso[i], "data": {"temperature": vals[i]}} for i in range(a, min(a + CHUNK, YEAR_POINTS))])
+            orjson.dumps(
+                [
+                    {"timestamp": iso[i], "data": {"temperature": vals[i]}}
+                    for i in range(a, min(a + CHUNK, YEAR_POINTS))
+                ]
+            )
             for a in range(0, YEAR_POINTS, CHUNK)
         ]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_seconds(sh_pid)
         accepted = 0
         for b in bodies:
-            r = sh.post(f"/v3/devices/{dev0}/backfill", content=b, headers={"Content-Type": "application/json"})
+            r = sh.post(
+                f"/v3/devices/{dev0}/backfill", content=b, headers={"Content-Type": "application/json"}
+            )
             r.raise_for_status()
             accepted += r.json()["accepted"]
-        sh_write = time.perf_counter() - t0
+        sh_write, sh_write_cpu = time.perf_counter() - t0, cpu_seconds(sh_pid) - c0
         assert accepted == YEAR_POINTS, accepted
         lines = [
-            "\n".join(f"temperature,device=dev-0 value={vals[i]} {ts_us[i] * 1000}" for i in range(a, min(a + CHUNK, YEAR_POINTS)))
+            "\n".join(
+                f"temperature,device=dev-0 value={vals[i]} {ts_us[i] * 1000}"
+                for i in range(a, min(a + CHUNK, YEAR_POINTS))
+            )
             for a in range(0, YEAR_POINTS, CHUNK)
         ]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_seconds(ix_pid)
         for body in lines:
             ix.post("/write", params={"db": "bench"}, content=body).raise_for_status()
-        ix_write = time.perf_counter() - t0
+        ix_write, ix_write_cpu = time.perf_counter() - t0, cpu_seconds(ix_pid) - c0
         results["write"] = {
             "sensorhub_points_per_s": YEAR_POINTS / sh_write,
             "influx_points_per_s": YEAR_POINTS / ix_write,
             "sensorhub_s": sh_write,
             "influx_s": ix_write,
+            "sensorhub_server_cpu_s": sh_write_cpu,
+            "influx_server_cpu_s": ix_write_cpu,
         }
-        r = sh.post(f"/v3/devices/{dev0}/backfill", content=bodies[0], headers={"Content-Type": "application/json"})
+        r = sh.post(
+            f"/v3/devices/{dev0}/backfill", content=bodies[0], headers={"Content-Type": "application/json"}
+        )
         assert r.json() == {"accepted": 0, "duplicates": CHUNK}, r.text  # idempotent
 
         # (a) one year at resolution=200.
         end = YEAR_START + timedelta(minutes=YEAR_POINTS)
-        params = {"start_time": z(YEAR_START), "end_time": z(end), "attribute": "temperature", "resolution": 200}
+        params = {
+            "start_time": z(YEAR_START),
+            "end_time": z(end),
+            "attribute": "temperature",
+            "resolution": 200,
+        }
         probe = sh.get(f"/api/timeseries/v2/entities/{dev0}/data", params=params).json()
         bucket = probe["bucket_seconds"]
-        q = (f"SELECT mean(value) FROM temperature WHERE device='dev-0' AND time >= '{z(YEAR_START)}' "
-             f"AND time < '{z(end)}' GROUP BY time({bucket}s)")
+        q = (
+            f"SELECT mean(value) FROM temperature WHERE device='dev-0' AND time >= '{z(YEAR_START)}' "
+            f"AND time < '{z(end)}' GROUP BY time({bucket}s)"
+        )
         ixr = ix.get("/query", params={"db": "bench", "q": q}).json()
         ix_vals = [v[1] for v in ixr["results"][0]["series"][0]["values"] if v[1] is not None]
         sh_vals = [v for v in probe["attributes"]["temperature"] if v is not None]
@@ -232,8 +308,16 @@ def main() -> None:
         results["read_year"] = {
             "bucket_seconds": bucket,
             "points": len(sh_vals),
-            "sensorhub": timeit(lambda: sh.get(f"/api/timeseries/v2/entities/{dev0}/data", params=params).raise_for_status(), READ_REPEATS),
-            "influx": timeit(lambda: ix.get("/query", params={"db": "bench", "q": q}).raise_for_status(), READ_REPEATS),
+            "sensorhub": timeit(
+                lambda: sh.get(f"/api/timeseries/v2/entities/{dev0}/data", params=params).raise_for_status(),
+                READ_REPEATS,
+                pid=sh_pid,
+            ),
+            "influx": timeit(
+                lambda: ix.get("/query", params={"db": "bench", "q": q}).raise_for_status(),
+                READ_REPEATS,
+                pid=ix_pid,
+            ),
         }
 
         # (c) latest values of 100 devices.
@@ -243,23 +327,44 @@ def main() -> None:
         lp = []
         for d in range(DEVICES):
             dv = rng.normal(20, 3, DEVICE_POINTS).round(2).tolist()
-            body = orjson.dumps([{"timestamp": diso[i], "data": {"temperature": dv[i]}} for i in range(DEVICE_POINTS)])
-            sh.post(f"/v3/devices/urn:ngsi-ld:Device:dev-{d}/backfill", content=body,
-                    headers={"Content-Type": "application/json"}).raise_for_status()
-            lp.append("\n".join(f"temperature,device=dev-{d} value={dv[i]} {dts[i] * 1000}" for i in range(DEVICE_POINTS)))
+            body = orjson.dumps(
+                [{"timestamp": diso[i], "data": {"temperature": dv[i]}} for i in range(DEVICE_POINTS)]
+            )
+            sh.post(
+                f"/v3/devices/urn:ngsi-ld:Device:dev-{d}/backfill",
+                content=body,
+                headers={"Content-Type": "application/json"},
+            ).raise_for_status()
+            lp.append(
+                "\n".join(
+                    f"temperature,device=dev-{d} value={dv[i]} {dts[i] * 1000}" for i in range(DEVICE_POINTS)
+                )
+            )
         for body in lp:
             ix.post("/write", params={"db": "bench"}, content=body).raise_for_status()
         devs = sh.get("/api/devices", params={"limit": DEVICES}).json()
         assert len(devs) == DEVICES
         lq = "SELECT last(value) FROM temperature GROUP BY device"
-        assert len(ix.get("/query", params={"db": "bench", "q": lq}).json()["results"][0]["series"]) == DEVICES
+        assert (
+            len(ix.get("/query", params={"db": "bench", "q": lq}).json()["results"][0]["series"]) == DEVICES
+        )
         results["latest_100"] = {
-            "sensorhub": timeit(lambda: sh.get("/api/devices", params={"limit": DEVICES}).raise_for_status(), LATEST_REPEATS),
-            "influx": timeit(lambda: ix.get("/query", params={"db": "bench", "q": lq}).raise_for_status(), LATEST_REPEATS),
+            "sensorhub": timeit(
+                lambda: sh.get("/api/devices", params={"limit": DEVICES}).raise_for_status(),
+                LATEST_REPEATS,
+                pid=sh_pid,
+            ),
+            "influx": timeit(
+                lambda: ix.get("/query", params={"db": "bench", "q": lq}).raise_for_status(),
+                LATEST_REPEATS,
+                pid=ix_pid,
+            ),
         }
 
         # Reference: the same year aggregation as plain SQL over the raw rows (no rollups), same database.
-        results["raw_sql_year"] = raw_sql_reference(env, tmp / "sh", bucket, start_us, int(end.timestamp()) * 1_000_000)
+        results["raw_sql_year"] = raw_sql_reference(
+            env, tmp / "sh", bucket, start_us, int(end.timestamp()) * 1_000_000
+        )
         results["backend"] = "postgresql" if args.postgres else "sqlite"
         report(results)
     finally:
@@ -277,7 +382,9 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def raw_sql_reference(env: dict[str, str], data_dir: Path, bucket_s: int, lo: int, hi: int) -> dict[str, float]:
+def raw_sql_reference(
+    env: dict[str, str], data_dir: Path, bucket_s: int, lo: int, hi: int
+) -> dict[str, float]:
     os.environ.update({k: v for k, v in env.items() if k.startswith("SENSORHUB_")})
     from sqlalchemy import text
 
@@ -295,8 +402,12 @@ def raw_sql_reference(env: dict[str, str], data_dir: Path, bucket_s: int, lo: in
         "WHERE series_id = :sid AND bucket_start >= :lo AND bucket_start < :hi GROUP BY 1 ORDER BY 1"
     )
     with db.session() as s:
-        sid = s.execute(text("SELECT s.id FROM series s JOIN entities e ON e.pk = s.entity_pk "
-                             "WHERE e.entity_id = 'urn:ngsi-ld:Device:dev-0'")).scalar()
+        sid = s.execute(
+            text(
+                "SELECT s.id FROM series s JOIN entities e ON e.pk = s.entity_pk "
+                "WHERE e.entity_id = 'urn:ngsi-ld:Device:dev-0'"
+            )
+        ).scalar()
         p = {"sid": sid, "lo": lo, "hi": hi}
         out = {
             "raw_rows_group_by": timeit(lambda: s.execute(raw, p).all(), 20, 2),
@@ -310,15 +421,28 @@ def report(r: dict[str, object]) -> None:
     print(orjson.dumps(r, option=orjson.OPT_INDENT_2).decode())
     w, a, c, q = r["write"], r["read_year"], r["latest_100"], r["raw_sql_year"]  # type: ignore[index]
     print(f"\nbackend: {r['backend']}")
-    print(f"(a) year @ resolution=200 ({a['points']} points, bucket {a['bucket_seconds']} s): "
-          f"sensorhub {a['sensorhub']['median_ms']:.2f} ms median, InfluxDB {a['influx']['median_ms']:.2f} ms "
-          f"→ {a['influx']['median_ms'] / a['sensorhub']['median_ms']:.1f}x")
-    print(f"(b) backfill: sensorhub {w['sensorhub_points_per_s']:,.0f} points/s, InfluxDB {w['influx_points_per_s']:,.0f} "
-          f"points/s → {w['sensorhub_points_per_s'] / w['influx_points_per_s']:.2f}x")
-    print(f"(c) latest of 100 devices: sensorhub {c['sensorhub']['median_ms']:.2f} ms, InfluxDB "
-          f"{c['influx']['median_ms']:.2f} ms → {c['influx']['median_ms'] / c['sensorhub']['median_ms']:.1f}x")
-    print(f"raw SQL, year avg over raw rows: {q['raw_rows_group_by']['median_ms']:.1f} ms; "
-          f"over rollup_1d: {q['rollup_1d_group_by']['median_ms']:.2f} ms")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(
+        f"(a) year @ resolution=200 ({a['points']} points, bucket {a['bucket_seconds']} s): "
+        f"sensorhub {a['sensorhub']['median_ms']:.2f} ms median, InfluxDB {a['influx']['median_ms']:.2f} ms "
+        f"→ {a['influx']['median_ms'] / a['sensorhub']['median_ms']:.1f}x; server CPU per request "
+        f"{a['sensorhub']['server_cpu_ms_per_req']:.2f} vs {a['influx']['server_cpu_ms_per_req']:.2f} ms"
+    )
+    print(
+        f"(b) backfill: sensorhub {w['sensorhub_points_per_s']:,.0f} points/s, InfluxDB {w['influx_points_per_s']:,.0f} "
+        f"points/s → {w['sensorhub_points_per_s'] / w['influx_points_per_s']:.2f}x; server CPU "
+        f"{w['sensorhub_server_cpu_s']:.1f} s vs {w['influx_server_cpu_s']:.1f} s for {YEAR_POINTS:,} points"
+    )
+    print(
+        f"(c) latest of 100 devices: sensorhub {c['sensorhub']['median_ms']:.2f} ms, InfluxDB "
+        f"{c['influx']['median_ms']:.2f} ms → {c['influx']['median_ms'] / c['sensorhub']['median_ms']:.1f}x; "
+        f"server CPU per request {c['sensorhub']['server_cpu_ms_per_req']:.2f} vs "
+        f"{c['influx']['server_cpu_ms_per_req']:.2f} ms"
+    )
+    print(
+        f"raw SQL, year avg over raw rows: {q['raw_rows_group_by']['median_ms']:.1f} ms; "
+        f"over rollup_1d: {q['rollup_1d_group_by']['median_ms']:.2f} ms"
+    )
 
 
 if __name__ == "__main__":

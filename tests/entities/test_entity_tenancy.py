@@ -178,3 +178,21 @@ def test_offset_paging_is_per_reader_and_follows_writes(client: TestClient, worl
     login(client, "o@acme.test")
     assert client.delete(f"{E}/urn:ngsi-ld:Device:a-0001").status_code == 204
     assert page(owner, 4) == ["a-0005", "b-0000", "b-0001", "b-0002"]
+
+
+def test_ngsild_tenant_picks_one_organisation(client: TestClient, world: World) -> None:
+    _two_tenants(world)
+    world.user("both@x.test", "alpha", "admin")
+    world.user("both@x.test", "beta", "viewer")
+    h = bearer(world.pat("both@x.test", ["entities"]))
+    r = client.get(E, params={"id": SHARED_ID, "options": "keyValues"}, headers=h)
+    assert sorted(e["owner"] for e in r.json()) == ["alpha", "beta"]
+    for tenant in ("alpha", "beta"):
+        th = {**h, "NGSILD-Tenant": tenant}
+        assert client.get(f"{E}/{SHARED_ID}?options=keyValues", headers=th).json()["owner"] == tenant
+        r = client.get(E, params={"count": "true", "limit": 0}, headers=th)
+        assert r.headers["NGSILD-Results-Count"] == "10"  # each organisation has 10
+    # A tenant the token does not reach is simply empty.
+    r = client.get(E, params={"count": "true", "limit": 0}, headers={**h, "NGSILD-Tenant": "nope"})
+    assert r.headers["NGSILD-Results-Count"] == "0"
+    problem(client.get(f"{E}/{SHARED_ID}", headers={**h, "NGSILD-Tenant": "nope"}), 404, "ResourceNotFound")

@@ -78,6 +78,8 @@ def test_cli_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = tmp_path / "data"
     monkeypatch.setenv("SENSORHUB_DATA_DIR", str(data))
     runner = CliRunner()
+    assert "entities" in runner.invoke(cli_app, ["--help"]).output
+    assert "import" in runner.invoke(cli_app, ["entities", "--help"]).output
     r = runner.invoke(
         cli_app,
         [

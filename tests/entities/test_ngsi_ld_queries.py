@@ -227,6 +227,13 @@ def test_context_negotiation(client: TestClient, token: str, weather: None) -> N
     )
     assert one.json()["@context"] and one.headers["content-type"] == "application/ld+json"
     problem(client.get(E, headers={**bearer(token), "Accept": "text/csv"}), 406, "NotAcceptable")
+    for accept, ld in [
+        ("application/ld+json;q=0.5, application/json", False),
+        ("application/json;q=0.2, application/ld+json", True),
+        ("text/html, */*;q=0.1", False),
+    ]:
+        r = client.get(E, params={"type": "Building"}, headers={**bearer(token), "Accept": accept})
+        assert r.headers["content-type"] == ("application/ld+json" if ld else "application/json"), accept
 
 
 def test_retrieve_one_and_404_problem_details(
@@ -294,3 +301,13 @@ def test_reads_need_the_entities_scope(client: TestClient, world: World, token: 
     problem(r, 403, "PermissionDenied")
     assert "entities" in r.json()["detail"]
     problem(client.get(E), 401, "Unauthorized")
+
+
+def test_regex_the_database_cannot_run_is_a_400(client: TestClient, token: str, weather: None) -> None:
+    # Python accepts named groups; PostgreSQL does not. Either way the caller gets a clean answer.
+    r = client.get(E, params={"idPattern": "(?P<n>s1)$"}, headers=bearer(token))
+    assert r.status_code in (200, 400), r.text
+    if r.status_code == 400:
+        problem(r, 400, "BadRequestData")
+    else:
+        assert [e["id"] for e in r.json()] == ["urn:ngsi-ld:WeatherObserved:s1"]

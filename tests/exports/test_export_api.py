@@ -401,7 +401,9 @@ def test_the_server_deletes_expired_files_in_the_background(
     assert files_in(exports_dir) == []
 
 
-def test_download_supports_head_and_ranges(client: TestClient, world: World, station: tuple[Entity, Entity]) -> None:
+def test_download_supports_head_and_ranges(
+    client: TestClient, world: World, station: tuple[Entity, Entity]
+) -> None:
     """Remote Parquet readers (DuckDB httpfs, fsspec) send HEAD, then ranged GETs for the footer."""
     ingest(world, station[0], "temperature", minutes(50), [float(i) for i in range(50)])
     token = world.pat("ana@acme.test", ["export"])
@@ -409,6 +411,8 @@ def test_download_supports_head_and_ranges(client: TestClient, world: World, sta
     fresh = TestClient(client.app)
     full = fresh.get(url).content
     head = fresh.head(url)
-    assert head.status_code == 200 and int(head.headers["content-length"]) == len(full) and head.content == b""
+    assert (
+        head.status_code == 200 and int(head.headers["content-length"]) == len(full) and head.content == b""
+    )
     tail = fresh.get(url, headers={"Range": "bytes=-8"})
     assert tail.status_code == 206 and tail.content == full[-8:] and tail.content.endswith(b"PAR1")

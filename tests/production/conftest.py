@@ -3,6 +3,7 @@ redis-server, self-signed certificates."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -43,7 +44,7 @@ def fresh_pg() -> Iterator[Callable[[bool], str]]:
         admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
         with admin.connect() as c:
             c.execute(text("SELECT 1"))
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         service_unavailable("PostgreSQL", e)
 
     def make(migrated: bool = True) -> str:
@@ -79,7 +80,8 @@ class RedisServer:
     def start(self) -> None:
         exe = shutil.which("redis-server")
         if exe is None:
-            pytest.skip("redis-server not installed")
+            service_unavailable("redis-server (binary, for a private Redis)", FileNotFoundError("redis-server"))
+            return
         self.proc = subprocess.Popen(
             [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -96,8 +98,18 @@ class RedisServer:
                     raise
                 time.sleep(0.02)
 
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open but nothing answers (a silent network partition)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
     def kill(self) -> None:
         if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)
             self.proc.kill()
             self.proc.wait()
             self.proc = None
@@ -140,10 +152,8 @@ class Server:
 
     def kill_group(self) -> None:
         """SIGKILL the server and every worker it spawned (its own process group)."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 @pytest.fixture

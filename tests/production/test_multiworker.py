@@ -166,3 +166,31 @@ def test_revocation_holds_across_a_redis_outage_and_restart(
     after = _revoke_and_measure(mgmt, token_id, token, b)
     print(f"revoked after Redis restarted: refused after {after * 1000:.1f} ms")
     assert max(during, down, after) < LIMIT_S
+
+
+def test_revocation_holds_when_redis_hangs(
+    fresh_pg: Callable[[bool], str], start_server: Callable[..., Server], private_redis: RedisServer,
+    tmp_path: Path,
+) -> None:
+    """Redis frozen (SIGSTOP): connections stay up but nothing answers — only the heartbeat can tell."""
+    pg = fresh_pg(True)
+    _seed(pg, tmp_path)
+    env = _env(pg, private_redis.url, "sensorhub-test:")
+    a, b = start_server(env), start_server(env)
+    for s in (a, b):
+        _wait_redis(s, "ok")
+    mgmt = _session(a)
+    token_id, token = _mint(mgmt, "before-freeze")
+    _warm([a, b], token)
+    private_redis.pause()
+    try:
+        frozen = _revoke_and_measure(mgmt, token_id, token, b)
+        print(f"\nrevoked while Redis hangs: refused by the other server after {frozen * 1000:.1f} ms")
+        _wait_redis(b, "degraded")
+    finally:
+        private_redis.resume()
+    for s in (a, b):
+        _wait_redis(s, "ok")
+    token_id, token = _mint(mgmt, "after-thaw")
+    _warm([a, b], token)
+    assert _revoke_and_measure(mgmt, token_id, token, b) < LIMIT_S

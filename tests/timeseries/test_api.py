@@ -480,3 +480,20 @@ def test_devices_paging_and_type_filter(client: TestClient, world: World) -> Non
         x["id"] for x in client.get("/api/devices", params={"type": "Weather"}, headers=bearer(token)).json()
     ] == ["w1"]
     assert client.get("/api/devices", params={"limit": 0}, headers=bearer(token)).status_code == 400
+
+
+def test_backfill_timestamps_with_offsets_or_without_zone(client: TestClient, world: World) -> None:
+    token = setup_org(world)
+    r = post(
+        client,
+        token,
+        DEV,
+        [
+            {"timestamp": "2024-01-01T01:00:00+01:00", "data": {"t": 1}},  # = 00:00Z
+            {"timestamp": "2024-01-01T00:01:00", "data": {"t": 2}},  # no zone: UTC
+            {"timestamp": "2024-01-01T00:02:00.250Z", "data": {"t": 3}},
+        ],
+    )
+    assert r.json() == {"accepted": 3, "duplicates": 0}
+    body = get_data(client, token).json()
+    assert body["timestamps"] == ["2024-01-01T00:00:00.000Z", "2024-01-01T00:01:00.000Z", "2024-01-01T00:02:00.250Z"]

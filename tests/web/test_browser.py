@@ -193,7 +193,7 @@ def test_create_copy_use_and_revoke_a_token(page: Page, live: Live) -> None:
     assert api(live, token).status_code == 200
     page.once("dialog", lambda d: d.accept())
     page.get_by_role("button", name="Revoke notebook").click()
-    expect(page.get_by_role("status")).to_contain_text("Token revoked")
+    expect(page.get_by_role("status").filter(has_text="Token revoked")).to_be_visible()
     assert api(live, token).status_code == 401
 
 

@@ -493,3 +493,13 @@ def test_integrations_preselects_the_organisation_it_is_opened_in(client: TestCl
     assert (
         len(re.findall(r'name="organisations" value="[^"]+" checked', client.get("/integrations").text)) == 2
     )
+
+
+def test_names_are_escaped(client: TestClient, world: World) -> None:
+    setup(world)
+    csrf = web_login(client, "mia@acme.test")
+    evil = '<script>alert("x")</script>'
+    r = client.post("/integrations/tokens", data={"csrf_token": csrf, "name": evil, "scopes": "entities"})
+    assert r.status_code == 201
+    page = client.get("/integrations").text
+    assert evil not in page and "&lt;script&gt;" in page

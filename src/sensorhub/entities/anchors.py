@@ -1,13 +1,13 @@
 """Offset → keyset translation for clients that page with ``offset`` instead of the Link cursor.
 
 Every page served records where the *next* offset starts (its last key). A later request for that offset
-with the same reader and query seeks straight to the key instead of skipping rows, so a client walking
+with the same credential and query seeks straight to the key instead of skipping rows, so a client walking
 ``offset=0, 100, 200 …`` costs the same at any depth. Entries are per process, short-lived, and dropped on
 any entity write in this process; a stale entry behaves like a keyset cursor (no duplicates or gaps when
 entities were added or removed meanwhile), which is what offset paging over a changing set cannot promise.
 
-The key holds the reader's complete access rules and the parsed query, so an anchor is never shared
-between readers who could see different rows.
+The key holds the credential, its complete access rules and the parsed query, so an anchor is never
+shared between readers who could see different rows (nor between two integrations of one organisation).
 """
 
 from __future__ import annotations

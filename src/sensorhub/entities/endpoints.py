@@ -144,6 +144,7 @@ def list_entities(
         ld,
         key_values,
         sys_attrs,
+        principal.credential_id,
     )
 
 
@@ -182,6 +183,7 @@ def post_query(
         ld,
         key_values,
         sys_attrs,
+        principal.credential_id,
     )
 
 
@@ -197,6 +199,7 @@ def _run_query(
     ld: bool,
     key_values: bool,
     sys_attrs: bool,
+    reader: str,
 ) -> Response:
     lim = entities.clamp_limit(limit)
     if lim == 0 and not count:
@@ -210,6 +213,7 @@ def _run_query(
         cursor=cursor,
         count=count,
         sys_attrs=sys_attrs,
+        reader=reader,
     )
     return _page_response(
         request, page, lim, ld=ld, key_values=key_values, pick=query.attrs, sys_attrs=sys_attrs

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from sqlalchemy import Select, and_, func, or_, select, true, tuple_
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -182,6 +184,20 @@ def _rows_query(where: ColumnElement[bool], sys_attrs: bool) -> Select[Any]:
     return select(*cols).where(where).order_by(*ORDER)
 
 
+@contextmanager
+def _regex_errors() -> Iterator[None]:
+    """PostgreSQL's regular expressions are not Python's: a pattern Python accepts (e.g. a named group)
+    may still be refused by the database; that is the caller's 400, not our 500."""
+    try:
+        yield
+    except DBAPIError as e:
+        if getattr(e.orig, "sqlstate", None) == "2201B":
+            raise BadRequest(
+                "the regular expression is not supported here: use POSIX-style syntax (no named groups)"
+            ) from None
+        raise
+
+
 def query_entities(
     s: Session,
     access: Access,
@@ -192,6 +208,7 @@ def query_entities(
     cursor: str | None = None,
     count: bool = False,
     sys_attrs: bool = False,
+    reader: str = "",
 ) -> Page:
     """One page of the entities ``access`` may read that match ``query``, ordered by (id, organisation).
 
@@ -203,13 +220,29 @@ def query_entities(
         raise BadRequest("offset must be 0 or more")
     if access.is_empty:
         return Page([], 0 if count else None)
+    with _regex_errors():
+        return _query_entities(s, access, query, limit, offset, cursor, count, sys_attrs, reader)
+
+
+def _query_entities(
+    s: Session,
+    access: Access,
+    query: EntityQuery,
+    limit: int,
+    offset: int,
+    cursor: str | None,
+    count: bool,
+    sys_attrs: bool,
+    reader: str,
+) -> Page:
     where = entity_filter(s, access, query)
     page = Page([])
     if count:
         page.count = int(s.scalar(select(func.count()).select_from(Entity).where(where)) or 0)
     if limit == 0:
         return page
-    anchor_key = (str(s.get_bind().engine.url), access.rules, query)
+    # Per credential as well: a client that pairs a cursor with a made-up offset only misleads itself.
+    anchor_key = (str(s.get_bind().engine.url), reader, access.rules, query)
     if cursor is not None:
         anchor: tuple[str, str] | None = decode_cursor(cursor)
     elif offset > 0:

@@ -45,8 +45,13 @@ def opt_us(dt: datetime | None) -> int | None:
 
 
 def iso(us: int) -> str:
-    """ISO 8601 with Z; fractional seconds only when there are any."""
-    return str(iso_array(np.asarray([us], dtype=np.int64))[0])
+    """ISO 8601 with Z; fractional seconds only when there are any (same forms as :func:`iso_array`)."""
+    us = int(us)
+    text = (EPOCH + timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S")
+    frac = us % 1_000_000
+    if frac:
+        text += f".{frac // 1000:03d}" if frac % 1000 == 0 else f".{frac:06d}"
+    return text + "Z"
 
 
 def iso_array(ts: npt.NDArray[np.int64]) -> npt.NDArray[np.str_]:

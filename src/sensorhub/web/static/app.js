@@ -30,6 +30,13 @@
     });
   }
 
+  // One polite live region announces "Copied" to screen readers.
+  var live = document.createElement("div");
+  live.className = "sr-only";
+  live.setAttribute("role", "status");
+  live.setAttribute("aria-live", "polite");
+  document.body.appendChild(live);
+
   document.addEventListener("click", function (ev) {
     var btn = ev.target.closest ? ev.target.closest("[data-copy]") : null;
     if (!btn) { return; }
@@ -41,6 +48,7 @@
     copyText(text).then(function () {
       label.nodeValue = "Copied";
       btn.classList.add("is-done");
+      live.textContent = "Copied to the clipboard";
     }, function () {
       if (el.select) { el.select(); }
       label.nodeValue = "Press Ctrl+C";
