@@ -149,9 +149,11 @@ class RedisBus:
     def _run(self) -> None:
         backoff = 0.05
         while not self._stop.is_set():
-            client = make_client(self.url, timeout=max(1.0, self.stale_after))
-            ps = client.pubsub()  # type: ignore[no-untyped-call]
+            client: redis.Redis | None = None
+            ps: Any = None
             try:
+                client = make_client(self.url, timeout=max(1.0, self.stale_after))
+                ps = client.pubsub()  # type: ignore[no-untyped-call]
                 ps.subscribe(self.channel)
                 deadline = time.monotonic() + 2.0
                 while True:
@@ -178,8 +180,10 @@ class RedisBus:
                 backoff = min(backoff * 2, 1.0)
             finally:
                 try:
-                    ps.close()
-                    client.close()
+                    if ps is not None:
+                        ps.close()
+                    if client is not None:
+                        client.close()
                 except Exception:  # noqa: S110
                     pass
         self._subscribed = False
