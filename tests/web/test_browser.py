@@ -399,3 +399,30 @@ def test_screenshots(browser: Browser, live: Live) -> None:
     m.screenshot(path=str(out / "phone-tokens.png"))
     mobile.close()
     assert (out / "integrations-revealed.png").stat().st_size > 10_000
+
+
+LABEL_CHECK = """() => Array.from(document.querySelectorAll('input:not([type=hidden]), select, textarea'))
+    .filter(el => el.labels.length === 0 && !el.getAttribute('aria-label'))
+    .map(el => el.outerHTML.slice(0, 120))"""
+BUTTON_CHECK = """() => Array.from(document.querySelectorAll('button, a[href]'))
+    .filter(el => !(el.innerText || el.textContent || '').trim() && !el.getAttribute('aria-label'))
+    .map(el => el.outerHTML.slice(0, 120))"""
+
+
+def test_every_control_has_a_label_and_every_button_a_name(page: Page, live: Live) -> None:
+    page.goto("/login")
+    assert page.evaluate(LABEL_CHECK) == []
+    log_in(page, "olga@acme.test")
+    for path in (
+        "/",
+        "/integrations",
+        f"/data?entity={STATION}",
+        "/orgs/acme/api-keys",
+        "/orgs/acme/api-users",
+        "/orgs/acme/grants",
+        "/orgs/acme/members",
+        "/orgs/acme/settings",
+    ):
+        page.goto(path)
+        assert page.evaluate(LABEL_CHECK) == [], path
+        assert page.evaluate(BUTTON_CHECK) == [], path

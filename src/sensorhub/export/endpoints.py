@@ -112,9 +112,7 @@ async def list_exports(
     )
 
 
-@router.api_route(
-    "/api/datahub/exports/{export_id}/download", methods=["GET", "HEAD"], dependencies=[Depends(Public())]
-)
+@router.get("/api/datahub/exports/{export_id}/download", dependencies=[Depends(Public())])
 async def download_export(
     export_id: str, request: Request, expires: str | None = None, signature: str | None = None
 ) -> Response:
@@ -136,6 +134,17 @@ async def download_export(
         media_type=d.content_type,
         headers={"Content-Disposition": _attachment(d.filename), "Cache-Control": "private, no-store"},
     )
+
+
+# HEAD (same handler; FileResponse sends the headers only), kept out of the schema to avoid a duplicate
+# operation id.
+router.add_api_route(
+    "/api/datahub/exports/{export_id}/download",
+    download_export,
+    methods=["HEAD"],
+    dependencies=[Depends(Public())],
+    include_in_schema=False,
+)
 
 
 # --- background cleanup ---------------------------------------------------------------------------------

@@ -129,7 +129,35 @@ async def query(
 # --- backfill ---------------------------------------------------------------------------------------
 
 
-@router.post("/v3/devices/{device_id}/backfill", tags=["ingest"])
+_RECORD_SCHEMA = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "timestamp": {"type": "string", "format": "date-time", "description": "Default: now"},
+        "topic": {"type": "string", "default": "default"},
+        "data": {
+            "type": "object",
+            "description": 'Numbers (or {"value": n, "unit": "CEL"}) become points; other values properties',
+            "additionalProperties": True,
+        },
+    },
+}
+_BACKFILL_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"oneOf": [_RECORD_SCHEMA, {"type": "array", "items": _RECORD_SCHEMA}]},
+                "example": [
+                    {"timestamp": "2026-01-01T00:00:00Z", "data": {"temperature": 21.3, "status": "ok"}}
+                ],
+            }
+        },
+    }
+}
+
+
+@router.post("/v3/devices/{device_id}/backfill", tags=["ingest"], openapi_extra=_BACKFILL_BODY)
 async def backfill(
     device_id: str, request: Request, principal: Principal = Depends(RequireScope("ingest"))
 ) -> Response:

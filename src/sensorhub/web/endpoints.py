@@ -67,7 +67,7 @@ def _login_page(
         max_age=3600,
         httponly=True,
         samesite="lax",
-        path="/login",
+        path="/",
         secure=is_https(request, tuple(ctx(request).settings.trusted_proxies)),
     )
     return resp
@@ -118,7 +118,7 @@ def login_submit(
     db.commit()
     resp = RedirectResponse(next_path, status_code=303)
     set_session_cookie(request, resp, done.cookie)
-    resp.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+    resp.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
     return resp
 
 
