@@ -20,6 +20,8 @@ from sqlalchemy import select
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from tests.builders import World  # noqa: E402
+
 from sensorhub.auth.resolve import build_principal  # noqa: E402
 from sensorhub.config import Settings  # noqa: E402
 from sensorhub.context import AppContext  # noqa: E402
@@ -28,7 +30,6 @@ from sensorhub.entities.models import Entity  # noqa: E402
 from sensorhub.migrate import upgrade  # noqa: E402
 from sensorhub.timeseries import leaf, service  # noqa: E402
 from sensorhub.tokens.models import Credential  # noqa: E402
-from tests.builders import World  # noqa: E402
 
 SERIES, POINTS, PAGE = 10, 100_000, 1000
 
@@ -62,8 +63,17 @@ def main() -> None:
             t0 = time.perf_counter()
             with ctx.db.session() as s:
                 rows, cursor = leaf.data(
-                    s, p, access, organisation=None, department=None, entity=None, metric=None,
-                    start=None, end=None, limit=PAGE, cursor=cursor,
+                    s,
+                    p,
+                    access,
+                    organisation=None,
+                    department=None,
+                    entity=None,
+                    metric=None,
+                    start=None,
+                    end=None,
+                    limit=PAGE,
+                    cursor=cursor,
                 )
             times.append(time.perf_counter() - t0)
             rows_total += len(rows)

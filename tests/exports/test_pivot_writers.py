@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sensorhub.export.pivot import WidePivot, wide_schema
-from sensorhub.export.writers import csv_chunks, iso_timestamps, open_writer
+from sensorhub.export.writers import BackgroundWriter, csv_chunks, iso_timestamps, open_writer
 
 LONG = pa.schema([("ts", pa.timestamp("us", tz="UTC")), ("series_id", pa.int64()), ("value", pa.float64())])
 
@@ -184,3 +184,28 @@ def test_memory_does_not_grow_with_the_export(tmp_path: Path, fmt: str) -> None:
     # A Parquet row group buffers ~1 M rows × 16 bytes; everything else is per batch.
     assert arrow_peak + numpy_peak < 48 * 1024 * 1024, (arrow_peak, numpy_peak)
     assert (tmp_path / f"big.{fmt}").stat().st_size > total  # the data really went to disk
+
+
+def test_background_writer_writes_everything_and_reports_failures(tmp_path: Path) -> None:
+    schema = wide_schema(["x"])
+    points = [(t * 1_000_000, 1, float(t)) for t in range(5000)]
+    w = BackgroundWriter(open_writer("parquet", tmp_path / "a.parquet", schema, seconds=False), depth=2)
+    for b in WidePivot(long_batches(points, 100), [1], schema):
+        w.write(b)
+    w.close()
+    assert pq.read_table(tmp_path / "a.parquet").column("x").to_pylist() == [float(t) for t in range(5000)]
+
+    class Broken:
+        def write(self, batch: pa.RecordBatch) -> None:
+            raise OSError("disk full")
+
+        def close(self) -> None:
+            pass
+
+    bw = BackgroundWriter(Broken(), depth=1)
+    with pytest.raises(OSError, match="disk full"):
+        try:
+            for b in WidePivot(long_batches(points, 10), [1], schema):
+                bw.write(b)
+        finally:
+            bw.close()  # as the service does; the failure surfaces in the caller's thread

@@ -496,4 +496,8 @@ def test_backfill_timestamps_with_offsets_or_without_zone(client: TestClient, wo
     )
     assert r.json() == {"accepted": 3, "duplicates": 0}
     body = get_data(client, token).json()
-    assert body["timestamps"] == ["2024-01-01T00:00:00.000Z", "2024-01-01T00:01:00.000Z", "2024-01-01T00:02:00.250Z"]
+    assert body["timestamps"] == [
+        "2024-01-01T00:00:00.000Z",
+        "2024-01-01T00:01:00.000Z",
+        "2024-01-01T00:02:00.250Z",
+    ]

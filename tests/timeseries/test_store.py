@@ -246,3 +246,46 @@ def test_deleting_an_entity_removes_its_points_and_rollups(ctx: AppContext, worl
     with ctx.db.session() as s:
         for t in ("series", "measurements", "rollup_1m", "rollup_1h", "rollup_1d"):
             assert s.execute(text(f"SELECT count(*) FROM {t}")).scalar() == 0, t
+
+
+def test_concurrent_overlapping_ingest_stays_idempotent(ctx: AppContext, world: World) -> None:
+    """Two writers backfilling overlapping ranges of one series at once: every timestamp is stored
+    once, accepted counts add up, and the rollups match the stored points."""
+    import threading
+
+    from sensorhub.entities.models import Entity
+
+    world.org("acme")
+    world.entity("acme", "main", "urn:c")
+    ts = T0 + np.arange(20_000, dtype=np.int64) * S
+    chunks = [ts[:12_000], ts[8_000:]]
+    results: list[tuple[int, int]] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def writer(part: np.ndarray) -> None:
+        try:
+            barrier.wait()
+            with ctx.db.transaction() as s:
+                e = s.query(Entity).filter_by(entity_id="urn:c").one()
+                sid = service.get_or_create_series(s, e, "t", None).id
+                results.append(service.bulk_insert(s, sid, part, np.ones(len(part))))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(c,)) for c in chunks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert sum(a for a, _ in results) == 20_000
+    assert sum(d for _, d in results) == 4_000
+    with ctx.db.session() as s:
+        assert s.execute(text("SELECT count(*) FROM series")).scalar() == 1
+        assert s.execute(text("SELECT count(*), sum(value) FROM measurements")).one() == (20_000, 20_000.0)
+        for _, table in ROLLUP_LEVELS:
+            assert s.execute(text(f'SELECT sum("count"), sum("sum") FROM {table}')).one() == (
+                20_000,
+                20_000.0,
+            )

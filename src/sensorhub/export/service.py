@@ -33,7 +33,14 @@ from sensorhub.export.models import Export, ExportStatus
 from sensorhub.export.pivot import WidePivot, wide_schema
 from sensorhub.export.schemas import ExportOut, ExportRequest
 from sensorhub.export.stores import ExportStore, LocalStore, StoredFile
-from sensorhub.export.writers import CONTENT_TYPES, EXTENSIONS, FORMATS, csv_chunks, open_writer
+from sensorhub.export.writers import (
+    CONTENT_TYPES,
+    EXTENSIONS,
+    FORMATS,
+    BackgroundWriter,
+    csv_chunks,
+    open_writer,
+)
 from sensorhub.timeseries.models import Series
 from sensorhub.timeseries.rollups import AGGREGATIONS
 from sensorhub.timeseries.service import iter_bucket_batches, iter_raw_batches
@@ -274,7 +281,9 @@ def create_file_export(
     try:
         with db.session() as s:
             pivot = wide_rows(s, plan)
-            writer = open_writer(plan.fmt, staging, plan.schema(), seconds=plan.bucket_seconds is not None)
+            writer = BackgroundWriter(
+                open_writer(plan.fmt, staging, plan.schema(), seconds=plan.bucket_seconds is not None)
+            )
             try:
                 for batch in pivot:
                     writer.write(batch)

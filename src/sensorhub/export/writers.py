@@ -9,6 +9,8 @@ CSV timestamps are ISO 8601 UTC with ``T`` and ``Z`` (``2026-01-01T00:00:00.0000
 from __future__ import annotations
 
 import io
+import queue
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -110,6 +112,43 @@ class ParquetFileWriter:
     def close(self) -> None:
         self._flush()
         self._writer.close()
+
+
+class BackgroundWriter:
+    """Runs another writer in a thread so that encoding and disk writes (Arrow releases the GIL) overlap
+    the read from the store. At most ``depth`` batches wait in between, so memory stays bounded."""
+
+    def __init__(self, inner: ExportWriter, depth: int = 4) -> None:
+        self._inner = inner
+        self._queue: queue.Queue[pa.RecordBatch | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="sensorhub-export-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            batch = self._queue.get()
+            if batch is None:
+                return
+            if self._error is None:  # after a failure keep draining, so that the producer never blocks
+                try:
+                    self._inner.write(batch)
+                except BaseException as e:  # re-raised in the caller's thread
+                    self._error = e
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(batch)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        try:
+            self._inner.close()
+        finally:
+            if self._error is not None:
+                raise self._error
 
 
 def open_writer(fmt: str, sink: str | Path | BinaryIO, schema: pa.Schema, *, seconds: bool) -> ExportWriter:

@@ -59,23 +59,6 @@ class RollupDelta:
             self.last[mask],
         )
 
-    def rows(self, series_id: int) -> list[tuple[int, int, int, float, float, float, int, float, int, float]]:
-        return list(
-            zip(
-                [series_id] * len(self),
-                self.bucket_start.tolist(),
-                self.count.tolist(),
-                self.sum.tolist(),
-                self.min.tolist(),
-                self.max.tolist(),
-                self.first_ts.tolist(),
-                self.first.tolist(),
-                self.last_ts.tolist(),
-                self.last.tolist(),
-                strict=True,
-            )
-        )
-
 
 def rollup_delta(ts: I64, values: F64, width: int) -> RollupDelta:
     """Per-bucket aggregates of points sorted by ``ts`` (strictly increasing)."""

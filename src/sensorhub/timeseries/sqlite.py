@@ -1,15 +1,22 @@
-"""SQLite time-series store: WITHOUT ROWID tables, executemany inserts, upserts for rollups."""
+"""SQLite time-series store: WITHOUT ROWID tables, multi-row inserts, upserts for rollups."""
 
 from __future__ import annotations
 
-from itertools import repeat
+from collections.abc import Sequence
+from itertools import chain
+from typing import Any
 
 from sensorhub.timeseries.rollups import F64, I64, RollupDelta
 from sensorhub.timeseries.store import RAW, TimeseriesStore
 
-_ROLLUP_UPSERT = """
-INSERT INTO {t} (series_id, bucket_start, "count", "sum", "min", "max", first_ts, "first", last_ts, "last")
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+# Up to this many bound parameters per INSERT statement: many rows per statement cost about half as much
+# per row as executemany of one-row statements (fewer statement steps), and SQLite ≥ 3.32 allows 32,766.
+PARAMS_PER_STATEMENT = 900
+
+_ROLLUP_COLUMNS = (
+    '(series_id, bucket_start, "count", "sum", "min", "max", first_ts, "first", last_ts, "last")'
+)
+_ROLLUP_MERGE = """
 ON CONFLICT (series_id, bucket_start) DO UPDATE SET
   "count" = {t}."count" + excluded."count",
   "sum" = {t}."sum" + excluded."sum",
@@ -22,6 +29,20 @@ ON CONFLICT (series_id, bucket_start) DO UPDATE SET
 """
 
 
+def _rollup_columns(delta: RollupDelta) -> list[list[Any]]:
+    return [
+        delta.bucket_start.tolist(),
+        delta.count.tolist(),
+        delta.sum.tolist(),
+        delta.min.tolist(),
+        delta.max.tolist(),
+        delta.first_ts.tolist(),
+        delta.first.tolist(),
+        delta.last_ts.tolist(),
+        delta.last.tolist(),
+    ]
+
+
 class SQLiteStore(TimeseriesStore):
     dialect = "sqlite"
 
@@ -32,28 +53,39 @@ class SQLiteStore(TimeseriesStore):
         row = self.execute("SELECT last_ts FROM series WHERE id = ?", (series_id,)).fetchone()
         return None if row is None or row[0] is None else int(row[0])
 
-    def insert_points(self, series_id: int, ts: I64, values: F64) -> None:
+    def _insert_rows(
+        self, table: str, columns: str, series_id: int, values: Sequence[list[Any]], suffix: str = ""
+    ) -> None:
+        """INSERT rows ``(series_id, *values[i])`` with many rows per statement."""
+        n = len(values[0])
+        if not n:
+            return
+        width = len(values)
+        per = max(1, PARAMS_PER_STATEMENT // width)
+        row = "(" + ",".join([str(int(series_id))] + ["?"] * width) + ")"
+        flat = list(chain.from_iterable(zip(*values, strict=True)))
+        head = f"INSERT INTO {table} {columns} VALUES "  # noqa: S608 (names are ours; values are bound)
         cur = self.dbapi.cursor()
-        cur.executemany(
-            "INSERT INTO measurements (series_id, ts, value) VALUES (?, ?, ?)",
-            zip(repeat(series_id), ts.tolist(), values.tolist()),
-        )
+        full = (n // per) * per
+        if full:
+            step = per * width
+            cur.executemany(
+                head + ",".join([row] * per) + suffix,
+                (flat[i : i + step] for i in range(0, full * width, step)),
+            )
+        if full < n:
+            cur.execute(head + ",".join([row] * (n - full)) + suffix, flat[full * width :])
+
+    def insert_points(self, series_id: int, ts: I64, values: F64) -> None:
+        self._insert_rows("measurements", "(series_id, ts, value)", series_id, [ts.tolist(), values.tolist()])
 
     def merge_rollup(self, table: str, series_id: int, delta: RollupDelta) -> None:
-        if not len(delta):
-            return
-        cur = self.dbapi.cursor()
-        cur.executemany(_ROLLUP_UPSERT.format(t=table), delta.rows(series_id))
+        self._insert_rows(
+            table, _ROLLUP_COLUMNS, series_id, _rollup_columns(delta), _ROLLUP_MERGE.format(t=table)
+        )
 
     def insert_rollup(self, table: str, series_id: int, delta: RollupDelta) -> None:
-        if not len(delta):
-            return
-        cur = self.dbapi.cursor()
-        cur.executemany(
-            f'INSERT INTO {table} (series_id, bucket_start, "count", "sum", "min", "max", first_ts, "first", '  # noqa: S608 (names and placeholders are ours)
-            'last_ts, "last") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-            delta.rows(series_id),
-        )
+        self._insert_rows(table, _ROLLUP_COLUMNS, series_id, _rollup_columns(delta))
 
     def _first_last_sql(self, table: str, agg: str, bucket: str, time_col: str) -> str:
         # SQLite: with a single min()/max() aggregate, bare columns come from the row holding it.
