@@ -501,3 +501,19 @@ def test_backfill_timestamps_with_offsets_or_without_zone(client: TestClient, wo
         "2024-01-01T00:01:00.000Z",
         "2024-01-01T00:02:00.250Z",
     ]
+
+
+def test_leaf_data_with_a_series_that_has_no_points_yet(client: TestClient, world: World) -> None:
+    token = setup_org(world, devices=(DEV, "urn:empty"))
+    post(client, token, DEV, minutes(3))
+    from sensorhub.entities.models import Entity
+    from sensorhub.timeseries.service import get_or_create_series
+
+    with world.ctx.db.transaction() as s:
+        e = s.query(Entity).filter_by(entity_id="urn:empty").one()
+        get_or_create_series(s, e, "nothing", None)  # e.g. created by an importer, no points yet
+    rows = client.get("/api/data", headers=bearer(token)).json()
+    assert [r["value"] for r in rows] == [0.0, 1.0, 2.0]
+    assert [r["entity"] for r in client.get("/api/data/recent", headers=bearer(token)).json()] == [DEV] * 3
+    sensors = {x["id"]: x["value"] for x in client.get("/api/sensors", headers=bearer(token)).json()}
+    assert sensors == {f"{DEV}.temperature": 2.0, "urn:empty.nothing": None}

@@ -194,6 +194,9 @@ def test_iter_raw_batches_orders_clamps_and_streams(ctx: AppContext, world: Worl
     w_end = from_us(T0 + 20_000 * S)
     windows = {a: [(None, None)], b: [(from_us(T0 + 1_000 * S), w_end)]}
     with ctx.db.session() as s:
+        # A series without readable windows yields nothing.
+        assert list(service.iter_raw_batches(s, [a, b], {}, from_us(T0), from_us(T0 + 40_000 * S))) == []
+    with ctx.db.session() as s:
         batches = list(
             service.iter_raw_batches(
                 s, [a, b], windows, from_us(T0), from_us(T0 + 40_000 * S), batch_rows=500

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import orjson
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from sensorhub.auth.principal import OrgRef, Principal, WorkspaceRef
@@ -191,13 +192,15 @@ def data(
     info = {x.id: x for x in series if x.id in per_series}
     # Order of series within one timestamp: (entity, metric).
     order_keys = sorted(info.values(), key=lambda x: (x.entity_id, x.attribute))
-    rank = {x.id: i for i, x in enumerate(order_keys)}
+    ids_sorted = np.array(sorted(info), dtype=np.int64)
+    rank_of_sorted = np.empty(len(ids_sorted), dtype=np.int64)
+    rank_by_id = {x.id: i for i, x in enumerate(order_keys)}
+    rank_of_sorted[:] = [rank_by_id[int(i)] for i in ids_sorted]
+    cut_rank = _rank_after(order_keys, after[1], after[2]) if after is not None else 0
     t = lo if after is None else max(lo, after[0])
     # The data ends at the latest stored point of these series (or `to`).
     store = store_for(s)
-    max_ts = s.scalar(
-        select(Series.last_ts).where(Series.id.in_(list(info))).order_by(Series.last_ts.desc()).limit(1)
-    )
+    max_ts = s.scalar(select(func.max(Series.last_ts)).where(Series.id.in_(list(info))))
     if max_ts is None:
         return [], None
     hi = min(hi, int(max_ts) + 1)
@@ -222,9 +225,8 @@ def data(
                 ts = np.fromiter((r[0] for r in rows), np.int64, len(rows))
                 sid = np.fromiter((r[1] for r in rows), np.int64, len(rows))
                 val = np.fromiter((r[2] for r in rows), np.float64, len(rows))
-                rk = np.fromiter((rank[int(v)] for v in sid), np.int64, len(sid))
+                rk = rank_of_sorted[np.searchsorted(ids_sorted, sid)]
                 if after is not None:
-                    cut_rank = _rank_after(order_keys, after[1], after[2])
                     keep = (ts > after[0]) | ((ts == after[0]) & (rk >= cut_rank))
                     ts, sid, val, rk = ts[keep], sid[keep], val[keep], rk[keep]
                 o = np.lexsort((rk, ts))
@@ -249,8 +251,6 @@ def data(
 
 def _rank_after(order_keys: Sequence[SeriesInfo], entity: str, metric: str) -> int:
     """The rank of the first series that sorts after (entity, metric)."""
-    import bisect
-
     keys = [(x.entity_id, x.attribute) for x in order_keys]
     return bisect.bisect_right(keys, (entity, metric))
 

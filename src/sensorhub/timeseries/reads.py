@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 from sqlalchemy import select
@@ -25,6 +26,7 @@ from sensorhub.timeseries.store import store_for
 from sensorhub.timeseries.timeutil import to_us
 
 MAX_QUERY_SERIES = 100
+_SERIES = select(Series.id, Series.attribute, Series.unit)
 
 
 @dataclass(slots=True)
@@ -88,7 +90,8 @@ def entity_data(
     check_resolution(resolution)
     check_aggregation(aggregation)
     e = visible_entity(s, access, ref)
-    all_series = list(s.scalars(select(Series).where(Series.entity_pk == e.pk).order_by(Series.attribute)))
+    # Plain rows, not ORM objects: this is the hot path.
+    all_series = list(s.execute(_SERIES.where(Series.entity_pk == e.pk).order_by(Series.attribute)))
     by_name = {x.attribute: x for x in all_series}
     if attributes:
         wanted = list(dict.fromkeys(attributes))
@@ -158,7 +161,7 @@ def query(
     check_aggregation(default_aggregation)
     entities: dict[str, Entity] = {}
     requests: list[tuple[int, list[WindowUS], str]] = []
-    meta: list[tuple[str, Entity, Series, str, list[WindowUS]]] = []
+    meta: list[tuple[str, Entity, Any, str, list[WindowUS]]] = []
     seen: set[str] = set()
     for i, r in enumerate(refs):
         name = f"{r.entity_id}.{r.attribute}"
@@ -168,7 +171,7 @@ def query(
         agg = check_aggregation(r.aggregation or default_aggregation)
         e = entities.get(r.entity_id) or visible_entity(s, access, r.entity_id)
         entities[r.entity_id] = e
-        x = s.scalar(select(Series).where(Series.entity_pk == e.pk, Series.attribute == r.attribute))
+        x = s.execute(_SERIES.where(Series.entity_pk == e.pk, Series.attribute == r.attribute)).first()
         if x is None:
             raise NotFound(f"series[{i}]: entity '{r.entity_id}' has no numeric attribute '{r.attribute}'")
         w = _entity_windows(access, e, start, end)
