@@ -22,6 +22,7 @@ import pyarrow as pa
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from sensorhub import metrics
 from sensorhub.audit import service as audit
 from sensorhub.auth.principal import Principal
 from sensorhub.authz.access import Window
@@ -325,6 +326,7 @@ def create_file_export(
             },
         ),
     )
+    metrics.export_rows.inc(pivot.rows)
     return export_out(done, store, base_url, utcnow())
 
 
