@@ -153,3 +153,13 @@ def make_client(app: FastAPI) -> Iterator[object]:
     yield make
     for c in clients:
         c.__exit__(None, None, None)
+
+
+@pytest.fixture(autouse=True)
+def _rate_windows_do_not_roll_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pin the rate-limit clock to the middle of a 5-minute window, so that a test counting requests
+    never straddles a window boundary (which would reset its count and make it flaky)."""
+    import time as _time
+
+    base = (int(_time.time()) // 3600) * 3600 + 150.0
+    monkeypatch.setattr("sensorhub.auth.ratelimit.clock", lambda: base)

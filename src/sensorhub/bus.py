@@ -39,7 +39,7 @@ from redis.retry import Retry
 
 from sensorhub import metrics
 from sensorhub.auth.cache import AuthCache
-from sensorhub.auth.ratelimit import RateDecision, RateLimiter
+from sensorhub.auth.ratelimit import RateDecision, RateLimiter, fixed_window
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -222,12 +222,6 @@ class RedisRateLimiter:
         self.usable = usable  # () -> bool, e.g. the bus's health; None = always try Redis
         self._down_until = 0.0
 
-    @staticmethod
-    def _window(window_seconds: int) -> tuple[int, int]:
-        now = int(time.time())
-        start = now - now % window_seconds
-        return start, start + window_seconds
-
     def _try_redis(self) -> bool:
         if time.monotonic() < self._down_until:
             return False
@@ -241,7 +235,7 @@ class RedisRateLimiter:
     def hit(self, key: str, limit: int, window_seconds: int, cost: int = 1) -> RateDecision:
         if not self._try_redis():
             return self.fallback.hit(key, limit, window_seconds, cost)
-        start, end = self._window(window_seconds)
+        start, end = fixed_window(window_seconds)
         k = f"{self.prefix}{key}:{start}"
         try:
             pipe = self.client.pipeline(transaction=False)
@@ -257,7 +251,7 @@ class RedisRateLimiter:
     def peek(self, key: str, limit: int, window_seconds: int) -> RateDecision:
         if not self._try_redis():
             return self.fallback.peek(key, limit, window_seconds)
-        start, end = self._window(window_seconds)
+        start, end = fixed_window(window_seconds)
         try:
             raw = self.client.get(f"{self.prefix}{key}:{start}")
         except redis.RedisError as e:

@@ -12,6 +12,18 @@ from dataclasses import dataclass
 from typing import Protocol
 
 
+def clock() -> float:
+    """Wall-clock seconds; one place to read it (tests pin it inside a window)."""
+    return time.time()
+
+
+def fixed_window(window_seconds: int) -> tuple[int, int]:
+    """``(start, end)`` in epoch seconds of the current window of ``window_seconds``."""
+    now = int(clock())
+    start = now - now % window_seconds
+    return start, start + window_seconds
+
+
 @dataclass(frozen=True, slots=True)
 class RateDecision:
     allowed: bool
@@ -21,7 +33,7 @@ class RateDecision:
 
     @property
     def retry_after(self) -> int:
-        return max(1, self.reset_at - int(time.time()))
+        return max(1, self.reset_at - int(clock()))
 
     def headers(self) -> dict[str, str]:
         return {
@@ -43,11 +55,6 @@ class MemoryRateLimiter:
         self._lock = threading.Lock()
         self._last_sweep = 0
 
-    def _window(self, window_seconds: int) -> tuple[int, int]:
-        now = int(time.time())
-        start = now - now % window_seconds
-        return start, start + window_seconds
-
     def _sweep(self, now: int) -> None:
         if now - self._last_sweep < 60:
             return
@@ -55,7 +62,7 @@ class MemoryRateLimiter:
         self._counts = {k: v for k, v in self._counts.items() if k[1] >= now - 3600}
 
     def hit(self, key: str, limit: int, window_seconds: int, cost: int = 1) -> RateDecision:
-        start, end = self._window(window_seconds)
+        start, end = fixed_window(window_seconds)
         with self._lock:
             self._sweep(start)
             n = self._counts.get((key, start), 0) + cost
@@ -63,6 +70,6 @@ class MemoryRateLimiter:
         return RateDecision(n <= limit, limit, max(0, limit - n), end)
 
     def peek(self, key: str, limit: int, window_seconds: int) -> RateDecision:
-        start, end = self._window(window_seconds)
+        start, end = fixed_window(window_seconds)
         n = self._counts.get((key, start), 0)
         return RateDecision(n < limit, limit, max(0, limit - n), end)
