@@ -105,7 +105,7 @@ def test_nekazari_python_example_runs_unmodified(demo_server: dict[str, Any]) ->
     code = NEKAZARI_SNIPPET.replace('"nkz_pat_..."', repr(demo_server["token"])).replace(
         '"https://nkz.robotika.cloud"', repr(demo_server["base"]))
     ns: dict[str, Any] = {}
-    exec(compile(code, "nekazari-pat.txt", "exec"), ns)  # noqa: S102  (the seed's own code, on purpose)
+    exec(compile(code, "nekazari-pat.txt", "exec"), ns)
 
     parcels = ns["parcels"]
     assert isinstance(parcels, list) and len(parcels) >= 5

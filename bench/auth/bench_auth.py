@@ -79,7 +79,7 @@ def main() -> None:
         server.wait(10)
         shutil.rmtree(data, ignore_errors=True)
     per_req_us = (1 / auth_rps - 1 / base_rps) * 1e6
-    print(f"| route | requests/s | ratio to /healthz |\n|---|---|---|")
+    print("| route | requests/s | ratio to /healthz |\n|---|---|---|")
     print(f"| GET /healthz (no auth) | {base_rps:,.0f} | 1.00 |")
     print(f"| GET /api/managements (valid token, cached) | {auth_rps:,.0f} | {auth_rps / base_rps:.2f} |")
     print(f"| GET /api/managements (bad checksum → 401) | {bad_rps:,.0f} | {bad_rps / base_rps:.2f} |")
