@@ -41,7 +41,8 @@ class AnyToken:
 
 
 class Public:
-    def __call__(self) -> None:
+    async def __call__(self) -> None:
+        # async on purpose: a sync dependency would cost a threadpool hop on every request.
         return None
 
 
