@@ -11,7 +11,6 @@ from typing import Any
 from sqlalchemy import DateTime, Engine, create_engine, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
-from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 
 from sensorhub.config import Settings
@@ -52,10 +51,14 @@ def make_engine(settings: Settings) -> Engine:
     url = settings.resolved_database_url
     if url.startswith("sqlite"):
         settings.ensure_data_dir()
+        # A pool of connections (each set up once, below) rather than a connection per request:
+        # opening a connection and running the PRAGMAs costs more than a typical cached read.
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 30},
-            poolclass=NullPool if ":memory:" not in url else None,
+            pool_size=8,
+            max_overflow=24,
+            pool_pre_ping=False,
         )
 
         @event.listens_for(engine, "connect")

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
+from sensorhub import metrics
 from sensorhub.api.deps import ctx
 from sensorhub.auth.dependencies import RequireScope
 from sensorhub.auth.principal import Principal
@@ -169,6 +170,8 @@ async def backfill(
     access = principal.access("ingest")
     now = utcnow()
     result = await _write(request, lambda s: ingest.backfill(s, access, device_id, raw, now))
+    metrics.ingest_points.inc(result["accepted"])
+    metrics.ingest_duplicates.inc(result["duplicates"])
     return formats.json_response(result)
 
 

@@ -40,6 +40,10 @@ def month_bounds(ts: I64) -> list[tuple[str, int, int]]:
     return out
 
 
+def _create_partition_sql(name: str, lo: int, hi: int) -> str:
+    return f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF measurements FOR VALUES FROM ({int(lo)}) TO ({int(hi)})"
+
+
 _ROLLUP_MERGE = """
 INSERT INTO {t} AS r (series_id, bucket_start, "count", "sum", "min", "max", first_ts, "first", last_ts, "last")
 SELECT series_id, bucket_start, "count", "sum", "min", "max", first_ts, "first", last_ts, "last"
@@ -82,13 +86,30 @@ class PostgresStore(TimeseriesStore):
         missing = [b for b in bounds if b[0] not in have]
         if not missing:
             return
-        # Concurrent ingests may want the same month: serialise creation, then re-check.
+        if self._create_partitions_aside(missing):
+            return
+        # Fallback: create them in this transaction (serialised with concurrent ingests).
         self.execute("SELECT pg_advisory_xact_lock(hashtext('sensorhub.measurements.partitions'))")
         for name, lo, hi in missing:
-            self.execute(
-                f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF measurements "
-                f"FOR VALUES FROM ({int(lo)}) TO ({int(hi)})"
-            )
+            self.execute(_create_partition_sql(name, lo, hi))
+
+    def _create_partitions_aside(self, missing: list[tuple[str, int, int]]) -> bool:
+        """Create partitions in a short transaction of their own.
+
+        ``CREATE TABLE … PARTITION OF`` locks the whole ``measurements`` table; inside the ingest
+        transaction that lock would stall every read and write of measurements until the ingest commits.
+        Aside, it is held for milliseconds. If this transaction already holds a conflicting lock (it read
+        measurements before), the aside attempt times out quickly and the caller falls back."""
+        engine = self.session.get_bind()
+        try:
+            with engine.connect() as conn, conn.begin():  # type: ignore[union-attr]
+                conn.exec_driver_sql("SET LOCAL lock_timeout = '500ms'")
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('sensorhub.measurements.partitions'))")
+                for name, lo, hi in missing:
+                    conn.exec_driver_sql(_create_partition_sql(name, lo, hi))
+            return True
+        except Exception:  # lock timeout (or any failure): fall back to the in-transaction path
+            return False
 
     def insert_points(self, series_id: int, ts: I64, values: F64) -> None:
         self.ensure_partitions(ts)

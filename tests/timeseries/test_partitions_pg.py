@@ -1,0 +1,40 @@
+"""PostgreSQL: a backfill into a new month must not lock every reader of measurements while it runs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from sqlalchemy import create_engine, text
+
+from sensorhub.config import Settings
+from sensorhub.context import AppContext
+from sensorhub.entities.models import Entity
+from sensorhub.timeseries import service
+from sensorhub.timeseries.timeutil import to_us
+from tests.builders import World
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_new_month_partition_does_not_block_readers(backend: str, settings: Settings, ctx: AppContext,
+                                                    world: World) -> None:
+    world.org("acme")
+    world.entity("acme", "main", "urn:ngsi-ld:Device:p1")
+    with ctx.db.transaction() as s:
+        e = s.query(Entity).filter_by(entity_id="urn:ngsi-ld:Device:p1").one()
+        sid = service.get_or_create_series(s, e, "temp", None).id
+    ts = np.array([to_us(datetime(1999, 3, 5, tzinfo=UTC))], dtype=np.int64)  # a month nobody wrote yet
+    other = create_engine(settings.resolved_database_url)
+    try:
+        with ctx.db.write_session() as s:
+            assert service.bulk_insert(s, sid, ts, np.array([1.5])) == (1, 0)
+            # The ingest transaction is still open: a reader elsewhere must not wait for it.
+            with other.connect() as c:
+                c.execute(text("SET lock_timeout = '2s'"))
+                assert c.execute(text("SELECT count(*) FROM measurements")).scalar() == 0
+            s.commit()
+        with other.connect() as c:
+            assert c.execute(text("SELECT count(*) FROM measurements_p199903")).scalar() == 1
+    finally:
+        other.dispose()
