@@ -82,6 +82,9 @@ def make_engine(settings: Settings) -> Engine:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
             else:
                 conn.exec_driver_sql("BEGIN")
+            # Rows changed so far by this connection: a later count that differs means the transaction
+            # wrote (the time-series store then keeps its reads on this connection; see sqlite.py).
+            conn.info["sqlite_changes_at_begin"] = conn.connection.driver_connection.total_changes
 
         return engine
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)

@@ -26,7 +26,7 @@ from sensorhub.errors import BadRequest
 from sensorhub.timeseries.models import ROLLUP_LEVELS, Series
 from sensorhub.timeseries.query import WindowUS, read_aggregated
 from sensorhub.timeseries.rollups import F64, I64, check_aggregation, rollup_delta
-from sensorhub.timeseries.store import TimeseriesStore, store_for
+from sensorhub.timeseries.store import BATCH_SCHEMA, TimeseriesStore, store_for
 from sensorhub.timeseries.timeutil import to_us
 
 __all__ = [
@@ -40,14 +40,6 @@ __all__ = [
 
 MAX_UNIT_LENGTH = 64
 MAX_ATTRIBUTE_LENGTH = 200
-
-BATCH_SCHEMA = pa.schema(
-    [
-        pa.field("ts", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("series_id", pa.int64(), nullable=False),
-        pa.field("value", pa.float64()),
-    ]
-)
 
 
 def get_or_create_series(session: Session, entity: Entity, attribute: str, unit: str | None) -> Series:
@@ -189,10 +181,18 @@ def iter_raw_batches(
     """Raw points of the series in [start, end) as Arrow batches (``ts``, ``series_id``, ``value``),
     ordered by (ts, series_id), in bounded memory. Only points inside each series' readable windows
     (``windows[series_id]``, half-open, ``None`` = unbounded; a series without windows yields nothing)
-    are returned."""
+    are returned.
+
+    Stores that can read straight into Arrow do (SQLite with ``adbc-driver-sqlite``, on a second
+    read-only connection: it sees committed data only, so a session that has written reads through its
+    own connection instead); otherwise rows are paged through the session's DBAPI cursor by time slice."""
     store = store_for(session)
     per_series = {sid: ws for sid, ws in _windows_us(series_ids, windows, start, end).items() if ws}
     if not per_series:
+        return
+    fast = store.iter_raw_arrow(per_series, batch_rows)
+    if fast is not None:
+        yield from fast
         return
     lo = min(w[0][0] for w in per_series.values())
     hi = max(w[-1][1] for w in per_series.values())

@@ -8,15 +8,27 @@ session's transaction) so that bulk paths create no per-point Python objects bey
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 from sqlalchemy.orm import Session
 
 from sensorhub.timeseries.rollups import F64, I64, Partial, RollupDelta
 
 RAW = "measurements"
+
+TIMESTAMP_US_UTC = pa.timestamp("us", tz="UTC")
+
+# Raw export batches: ordered by (ts, series_id).
+BATCH_SCHEMA = pa.schema(
+    [
+        pa.field("ts", TIMESTAMP_US_UTC, nullable=False),
+        pa.field("series_id", pa.int64(), nullable=False),
+        pa.field("value", pa.float64()),
+    ]
+)
 
 _TS_VALUE = np.dtype([("ts", np.int64), ("value", np.float64)])
 _BUCKET_VAL_AUX = np.dtype([("bucket", np.int64), ("val", np.float64), ("aux", np.float64)])
@@ -191,6 +203,14 @@ class TimeseriesStore:
             (*series_ids, lo - (lo % day)),
         ).fetchone()
         return None if row is None or row[0] is None else int(row[0])
+
+    def iter_raw_arrow(
+        self, windows: Mapping[int, Sequence[tuple[int, int]]], batch_rows: int
+    ) -> Iterator[pa.RecordBatch] | None:
+        """An Arrow-native reader of raw points (:data:`BATCH_SCHEMA` batches of at most ``batch_rows``
+        rows, ordered by (ts, series_id)) of each series inside its half-open windows, or ``None`` when
+        this store has none for the session (callers then page through :meth:`scan_slice`)."""
+        return None
 
     def scan_slice(self, conditions: Iterable[tuple[Sequence[int], int, int]]) -> Any:
         """A cursor over raw rows ``(ts, series_id, value)`` ordered by (ts, series_id) for a union of
