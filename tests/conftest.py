@@ -161,5 +161,6 @@ def _rate_windows_do_not_roll_over(monkeypatch: pytest.MonkeyPatch) -> None:
     never straddles a window boundary (which would reset its count and make it flaky)."""
     import time as _time
 
-    base = (int(_time.time()) // 3600) * 3600 + 150.0
+    # A window in the near future (not the past): Redis keys expire at their window's end.
+    base = (int(_time.time()) // 3600 + 1) * 3600 + 150.0
     monkeypatch.setattr("sensorhub.auth.ratelimit.clock", lambda: base)

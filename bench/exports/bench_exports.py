@@ -152,14 +152,18 @@ def child_export(workdir: Path, fmt: str, rows: int, series: int) -> dict[str, A
     return result
 
 
-def child_read_only(workdir: Path, rows: int, series: int) -> dict[str, Any]:
-    """The store's raw batch reader alone (the floor under both formats)."""
+def child_read_only(workdir: Path, rows: int, series: int, sqlite3_cursor: bool = False) -> dict[str, Any]:
+    """The store's raw batch reader alone (the floor under both formats); with ``sqlite3_cursor`` its
+    fallback path (Python ``sqlite3`` cursor, used without ``adbc-driver-sqlite``)."""
     from sqlalchemy import select
 
     from sensorhub.db import Database
     from sensorhub.timeseries.models import Series
     from sensorhub.timeseries.service import iter_raw_batches
+    from sensorhub.timeseries.sqlite import SQLiteStore
 
+    if sqlite3_cursor:
+        SQLiteStore.iter_raw_arrow = lambda *args: None  # type: ignore[method-assign,assignment,return-value]
     db = Database(settings_for(workdir))
     with db.session() as sess:
         ids = list(sess.scalars(select(Series.id).order_by(Series.id)))[:series]
@@ -173,7 +177,7 @@ def child_read_only(workdir: Path, rows: int, series: int) -> dict[str, Any]:
         )
         elapsed = time.perf_counter() - t
     return {
-        "what": "store read only (iter_raw_batches)",
+        "what": "store read only (iter_raw_batches)" + (", sqlite3 cursor" if sqlite3_cursor else ""),
         "rows": n // series,
         "seconds": round(elapsed, 2),
         "rows_per_s": round(n // series / elapsed),
@@ -183,9 +187,9 @@ def child_read_only(workdir: Path, rows: int, series: int) -> dict[str, Any]:
 
 
 def child_adbc(workdir: Path, fmt: str, rows: int, series: int) -> dict[str, Any]:
-    """Prototype, not the product path: the same pivot and writers fed by an Arrow-native SQLite read
-    (``adbc-driver-sqlite``) instead of the Python ``sqlite3`` cursor — what the export would do if the
-    time-series store scanned SQLite straight into Arrow."""
+    """The original prototype, kept for comparison: the same pivot and writers fed by one ADBC query
+    ``ORDER BY ts, series_id`` (SQLite sorts when there are several series). The product path now reads
+    through ``SQLiteStore.iter_raw_arrow`` (per series by key, merged by time)."""
     import sqlite3
 
     import adbc_driver_sqlite.dbapi as adbc
@@ -316,12 +320,21 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/sensorhub-bench-exports"))
     ap.add_argument(
         "--child",
-        choices=["parquet", "csv", "read", "duckdb-parquet", "duckdb-csv", "adbc-parquet", "adbc-csv"],
+        choices=[
+            "parquet",
+            "csv",
+            "read",
+            "read-sqlite3",
+            "duckdb-parquet",
+            "duckdb-csv",
+            "adbc-parquet",
+            "adbc-csv",
+        ],
     )
     a = ap.parse_args()
     if a.child:
-        if a.child == "read":
-            res = child_read_only(a.workdir, a.rows, a.series)
+        if a.child in ("read", "read-sqlite3"):
+            res = child_read_only(a.workdir, a.rows, a.series, sqlite3_cursor=a.child == "read-sqlite3")
         elif a.child.startswith("adbc-"):
             res = child_adbc(a.workdir, a.child.split("-", 1)[1], a.rows, a.series)
         elif a.child.startswith("duckdb-"):
@@ -332,7 +345,7 @@ def main() -> None:
         return
     setup(a.workdir, a.rows, a.series)
     common = ["--rows", str(a.rows), "--series", str(a.series), "--workdir", str(a.workdir)]
-    children = ["parquet", "csv", "read", "duckdb-parquet", "duckdb-csv"]
+    children = ["parquet", "csv", "read", "read-sqlite3", "duckdb-parquet", "duckdb-csv"]
     try:
         import adbc_driver_sqlite  # noqa: F401
 

@@ -219,6 +219,104 @@ def test_iter_raw_batches_orders_clamps_and_streams(ctx: AppContext, world: Worl
     assert len(b_ts) == (20_000 - 1_000) // 20
 
 
+def test_iter_raw_batches_sqlite_reads_arrow_natively_like_the_fallback(
+    ctx: AppContext, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite, exports read through adbc-driver-sqlite (per series by key, merged by time) and get
+    exactly the rows, in the order, of the sqlite3-cursor fallback; windows and batch sizes hold."""
+    if ctx.db.dialect != "sqlite":
+        pytest.skip("the Arrow-native read is SQLite's")
+    import pyarrow as pa
+
+    from sensorhub.timeseries import sqlite as sqlite_store
+
+    a = _series(ctx, world, attribute="a")
+    b = _series(ctx, world, attribute="b")
+    c = _series(ctx, world, attribute="c")
+    rng = np.random.default_rng(11)
+    ts_a = T0 + np.arange(6000, dtype=np.int64) * 10 * S
+    ts_b = np.unique(T0 + rng.integers(0, 60_000, 1500) * S + rng.integers(0, 3, 1500))  # sparse, own times
+    with ctx.db.transaction() as s:
+        service.bulk_insert(s, a, ts_a, rng.normal(size=len(ts_a)))
+        service.bulk_insert(s, b, ts_b, rng.normal(size=len(ts_b)))
+        service.bulk_insert(s, c, ts_a[::3], rng.normal(size=len(ts_a[::3])))  # shares a's timestamps
+    w = from_us
+    windows = {
+        a: [(None, None)],
+        # Two overlapping windows and a disjoint one: each point once, ends excluded.
+        b: [
+            (w(T0 + 5_000 * S), w(T0 + 20_000 * S)),
+            (w(T0 + 15_000 * S), w(T0 + 25_000 * S)),
+            (w(T0 + 40_000 * S), None),
+        ],
+        c: [(w(T0 + 1_000 * S), w(T0 + 30_000 * S))],
+    }
+    start, end = w(T0 + 100 * S), w(T0 + 55_000 * S)
+    used: list[int] = []
+    real = sqlite_store._arrow_batches
+
+    def spy(*args: object) -> object:
+        used.append(1)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sqlite_store, "_arrow_batches", spy)
+
+    def read(ids: list[int]) -> list[pa.RecordBatch]:
+        with ctx.db.session() as s:
+            return list(service.iter_raw_batches(s, ids, windows, start, end, batch_rows=700))
+
+    fast = {key: read(ids) for key, ids in (("abc", [a, b, c]), ("a", [a]), ("b", [b]))}
+    assert len(used) == 3
+    with monkeypatch.context() as m:
+        m.setattr(sqlite_store.SQLiteStore, "iter_raw_arrow", lambda *args: None)
+        slow = {key: read(ids) for key, ids in (("abc", [a, b, c]), ("a", [a]), ("b", [b]))}
+    assert len(used) == 3
+    for key in fast:
+        assert all(bt.schema == service.BATCH_SCHEMA for bt in fast[key]), key
+        assert all(0 < bt.num_rows <= 700 for bt in fast[key]), key
+        got = pa.Table.from_batches(fast[key], schema=service.BATCH_SCHEMA)
+        assert got.equals(pa.Table.from_batches(slow[key], schema=service.BATCH_SCHEMA)), key
+
+    tbl = pa.Table.from_batches(fast["abc"])
+    got_ts = tbl["ts"].cast(pa.int64()).to_numpy()
+    got_sid = tbl["series_id"].to_numpy()
+    lo, hi = T0 + 100 * S, T0 + 55_000 * S
+    exp_b = ts_b[(ts_b >= T0 + 5_000 * S) & (ts_b < T0 + 25_000 * S) | (ts_b >= T0 + 40_000 * S)]
+    exp_c = ts_a[::3][(ts_a[::3] >= T0 + 1_000 * S) & (ts_a[::3] < T0 + 30_000 * S)]
+    assert np.array_equal(got_ts[got_sid == a], ts_a[(ts_a >= lo) & (ts_a < hi)])
+    assert np.array_equal(got_ts[got_sid == b], exp_b[(exp_b >= lo) & (exp_b < hi)])
+    assert np.array_equal(got_ts[got_sid == c], exp_c)
+    order = np.lexsort((got_sid, got_ts))
+    assert np.array_equal(order, np.arange(len(order)))  # (ts, series_id), ties included
+
+
+def test_iter_raw_batches_sees_the_sessions_own_writes(ctx: AppContext, world: World) -> None:
+    """A session that has written keeps reading through its own connection (a second connection would
+    not see the uncommitted points)."""
+    a = _series(ctx, world, attribute="a")
+    with ctx.db.write_session() as s:
+        service.bulk_insert(s, a, [T0, T0 + S], [1.0, 2.0])
+        if ctx.db.dialect == "sqlite":
+            assert store_for(s).iter_raw_arrow({a: [(T0, T0 + 2 * S)]}, 100) is None
+        batches = list(
+            service.iter_raw_batches(s, [a], {a: [(None, None)]}, from_us(T0), from_us(T0 + 9 * S))
+        )
+        assert sum(bt.num_rows for bt in batches) == 2
+        s.rollback()
+
+
+def test_sqlite_in_memory_database_has_no_file() -> None:
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from sensorhub.timeseries.sqlite import SQLiteStore
+
+    with Session(create_engine("sqlite://")) as s:
+        store = SQLiteStore(s)
+        assert store.database_file() is None
+        assert store.iter_raw_arrow({1: [(0, 10)]}, 100) is None
+
+
 def test_iter_bucket_batches_match_naive(ctx: AppContext, world: World) -> None:
     a = _series(ctx, world, attribute="a")
     rng = np.random.default_rng(3)

@@ -16,11 +16,14 @@ in ``duplicates``.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -165,12 +168,16 @@ def _parse_times(texts: list[str | None], now_us: int) -> np.ndarray:
     """Record timestamps in µs. The common strict UTC forms are parsed with numpy, the rest in bulk
     (Arrow), record by record only to name a bad one."""
     ts = np.full(len(texts), now_us, dtype=np.int64)
-    idx = [i for i, t in enumerate(texts) if t is not None]
+    idx = list(range(len(texts))) if None not in texts else [i for i, t in enumerate(texts) if t is not None]
     if not idx:
         return ts
+    lengths = list(map(len, texts)) if len(idx) == len(texts) else [len(texts[i]) for i in idx]  # type: ignore[arg-type]
     by_length: dict[int, list[int]] = {}
-    for i in idx:
-        by_length.setdefault(len(texts[i]), []).append(i)  # type: ignore[arg-type]
+    if len(set(lengths)) == 1:
+        by_length[lengths[0]] = idx
+    else:
+        for i, width in zip(idx, lengths, strict=True):
+            by_length.setdefault(width, []).append(i)
     rest: list[int] = []
     for width, group in by_length.items():
         parsed = None
@@ -207,6 +214,7 @@ def _check_key(i: int, key: str) -> None:
 
 _NUMBER_TYPES = frozenset({int, float})
 _TEXT_OR_NONE = frozenset({str, type(None)})
+_DICT_ONLY = frozenset({dict})
 
 
 def _validate_uniform(records: Sequence[Any], now: datetime) -> Prepared | None:
@@ -215,32 +223,38 @@ def _validate_uniform(records: Sequence[Any], now: datetime) -> Prepared | None:
     Returns None for anything else, which :func:`validate` then checks record by record (and names
     the first problem); so this never accepts what the record-by-record path would refuse, and stores
     the same values."""
-    if not records or any(type(r) is not dict for r in records):
+    n = len(records)
+    if not n or not _DICT_ONLY.issuperset(map(type, records)):
         return None
-    shapes = {tuple(r) for r in records}
-    if any("data" not in shape or not RECORD_FIELDS.issuperset(shape) for shape in shapes):
+    try:
+        datas = [r["data"] for r in records]
+    except KeyError:
         return None
-    if any("topic" in shape for shape in shapes):
-        for r in records:
-            if "topic" in r:
-                topic = r["topic"]
-                if not isinstance(topic, str) or not topic or len(topic) > 200:
-                    return None
+    # Every record has "data"; no other fields than timestamp and topic if the key counts add up.
+    with_ts = sum(map(dict.__contains__, records, repeat("timestamp")))
+    extra = sum(map(len, records)) - n - with_ts
+    if extra:
+        topics = [r["topic"] for r in records if "topic" in r]
+        if len(topics) != extra:
+            return None  # an unknown field
+        if any(type(t) is not str or not t or len(t) > 200 for t in topics):
+            return None
     texts = [r.get("timestamp") for r in records]
     if not _TEXT_OR_NONE.issuperset(map(type, texts)):
         return None
-    datas = [r["data"] for r in records]
-    if any(type(d) is not dict for d in datas):
+    if not _DICT_ONLY.issuperset(map(type, datas)):
         return None
-    keys = {tuple(d) for d in datas}
-    if len(keys) != 1:
-        return None
-    (shape,) = keys
+    shape = tuple(datas[0])
     if not shape or any(not k or len(k) > MAX_ATTRIBUTE_LENGTH or k in RESERVED_KEYS for k in shape):
         return None
+    if set(map(len, datas)) != {len(shape)}:
+        return None  # with every key of the first record (checked below), the same keys
     p = Prepared()
     for key in shape:
-        values = [d[key] for d in datas]
+        try:
+            values = [d[key] for d in datas]
+        except KeyError:
+            return None
         if not _NUMBER_TYPES.issuperset(map(type, values)):
             return None
         try:
@@ -249,9 +263,8 @@ def _validate_uniform(records: Sequence[Any], now: datetime) -> Prepared | None:
             return None
         if not np.isfinite(arr).all():
             return None
-        p.numeric[key] = NumericColumn(values=values, array=arr)
+        p.numeric[key] = NumericColumn(array=arr)
     p.record_ts = _parse_times(texts, to_us(now))
-    n = len(records)
     for col in p.numeric.values():
         col.records = list(range(n))
         col.ts = p.record_ts
@@ -267,6 +280,11 @@ def validate(records: Sequence[Any], now: datetime) -> Prepared:
     fast = _validate_uniform(records, now)
     if fast is not None:
         return fast
+    return _validate_each(records, now)
+
+
+def _validate_each(records: Sequence[Any], now: datetime) -> Prepared:
+    """:func:`validate` record by record: any shape, and the first problem named."""
     p = Prepared()
     texts: list[str | None] = []
     observations: list[
@@ -356,6 +374,22 @@ def validate(records: Sequence[Any], now: datetime) -> Prepared:
     return p
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while the JSON body is parsed and checked: the parser allocates two
+    containers per record, which would otherwise trigger a dozen collections per request, full ones
+    over the whole server heap among them (measured: ~13 ms of a 5,000-record request). The records
+    contain no cycles and are freed by reference counting as soon as they are checked. The collector
+    is switched back on only if it was on when the pause began (so one that was off stays off)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _check_write_windows(access: Access, e: Any, p: Prepared) -> None:
     windows = access.windows_for(e.org_id, e.workspace_id, e.entity_id)
     if any(a is not None or b is not None for a, b in windows):
@@ -373,9 +407,11 @@ def _check_write_windows(access: Access, e: Any, p: Prepared) -> None:
 
 def backfill(s: Session, access: Access, device_ref: str, raw: bytes, now: datetime) -> dict[str, int]:
     """Store a backfill request for one device; all or nothing (the caller commits)."""
-    records = parse_body(raw)
-    entity = visible_entity(s, access, device_ref)
-    p = validate(records, now)
+    with _gc_paused():
+        records = parse_body(raw)
+        entity = visible_entity(s, access, device_ref)
+        p = validate(records, now)
+        del records  # the parsed JSON goes now, before the collector could see it
     _check_write_windows(access, entity, p)
     existing = {x.attribute: x for x in s.scalars(select(Series).where(Series.entity_pk == entity.pk))}
     for key, col in p.numeric.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import numpy as np
 
@@ -61,6 +62,17 @@ ON CONFLICT (series_id, bucket_start) DO UPDATE SET
 
 _ROLLUP_COLUMNS = (
     '(series_id, bucket_start, "count", "sum", "min", "max", first_ts, "first", last_ts, "last")'
+)
+
+# Rollup deltas of up to this many rows go in one statement reading arrays (unnest), one round trip;
+# COPY (and the temporary table of a merge) take several.
+_ROWS_PER_STATEMENT = 1000
+_UNNEST_ROLLUP = (
+    "SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::float8[], %s::float8[], "
+    "%s::float8[], %s::bigint[], %s::float8[], %s::bigint[], %s::float8[])"
+)
+_ROLLUP_MERGE_ARRAYS = _ROLLUP_MERGE.replace(
+    "FROM _sh_rollup_in", "FROM (" + _UNNEST_ROLLUP + ") AS i " + _ROLLUP_COLUMNS
 )
 
 
@@ -137,10 +149,32 @@ class PostgresStore(TimeseriesStore):
             ]
         )
 
+    @staticmethod
+    def _rollup_arrays(series_id: int, delta: RollupDelta) -> list[list[Any]]:
+        return [
+            [series_id] * len(delta),
+            delta.bucket_start.tolist(),
+            delta.count.tolist(),
+            delta.sum.tolist(),
+            delta.min.tolist(),
+            delta.max.tolist(),
+            delta.first_ts.tolist(),
+            delta.first.tolist(),
+            delta.last_ts.tolist(),
+            delta.last.tolist(),
+        ]
+
     def insert_rollup(self, table: str, series_id: int, delta: RollupDelta) -> None:
         if not len(delta):
             return
         cur = self.dbapi.cursor()
+        if len(delta) <= _ROWS_PER_STATEMENT:
+            # Few rows (hour and day buckets):
+            cur.execute(
+                f"INSERT INTO {table} {_ROLLUP_COLUMNS} {_UNNEST_ROLLUP}",
+                self._rollup_arrays(series_id, delta),
+            )
+            return
         with cur.copy(f"COPY {table} {_ROLLUP_COLUMNS} FROM STDIN (FORMAT BINARY)") as cp:
             cp.write(self._rollup_copy(series_id, delta))
 
@@ -148,6 +182,13 @@ class PostgresStore(TimeseriesStore):
         if not len(delta):
             return
         cur = self.dbapi.cursor()
+        if len(delta) <= _ROWS_PER_STATEMENT:
+            # Usually the one bucket holding the latest stored point:
+            cur.execute(
+                _ROLLUP_MERGE_ARRAYS.format(t=table),
+                self._rollup_arrays(series_id, delta),
+            )
+            return
         cur.execute(
             "CREATE TEMP TABLE IF NOT EXISTS _sh_rollup_in (series_id bigint, bucket_start bigint, "
             '"count" bigint, "sum" float8, "min" float8, "max" float8, first_ts bigint, "first" float8, '

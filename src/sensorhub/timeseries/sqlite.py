@@ -3,6 +3,7 @@ Arrow-native raw reader for exports (``adbc-driver-sqlite``)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from itertools import chain
 from typing import Any
@@ -18,6 +19,8 @@ try:
     import adbc_driver_sqlite.dbapi as adbc_sqlite
 except ImportError:  # pragma: no cover - the driver is a dependency; the sqlite3 path still works
     adbc_sqlite = None  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
 
 # Key of the connection's ``info`` where db.py records ``total_changes`` at BEGIN (see ``_sqlite_begin``).
 CHANGES_AT_BEGIN = "sqlite_changes_at_begin"
@@ -141,7 +144,14 @@ class SQLiteStore(TimeseriesStore):
         if path is None:
             return None
         spans = {sid: _union(ws) for sid, ws in sorted(windows.items())}
-        return _arrow_batches(path, {sid: ws for sid, ws in spans.items() if ws}, batch_rows)
+        spans = {sid: ws for sid, ws in spans.items() if ws}
+        try:
+            # Read-only, one transaction (autocommit off): every series is read from the same snapshot.
+            con = adbc_sqlite.connect(f"file:{quote(path)}?mode=ro")
+        except Exception:
+            log.warning("adbc-driver-sqlite cannot open %s; reading through sqlite3", path, exc_info=True)
+            return None
+        return _arrow_batches(con, spans, batch_rows)
 
 
 def _union(windows: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -204,15 +214,12 @@ def _typed(b: pa.RecordBatch) -> pa.RecordBatch:
 
 
 def _arrow_batches(
-    path: str, windows: dict[int, list[tuple[int, int]]], batch_rows: int
+    con: Any, windows: dict[int, list[tuple[int, int]]], batch_rows: int
 ) -> Iterator[pa.RecordBatch]:
-    if not windows:
-        return
-    assert adbc_sqlite is not None
-    # Read-only, one transaction (autocommit off): every series is read from the same snapshot.
-    con = adbc_sqlite.connect(f"file:{quote(path)}?mode=ro")
     readers: list[_SeriesReader] = []
     try:
+        if not windows:
+            return
         cur = con.cursor()
         cur.execute("PRAGMA busy_timeout = 30000")
         cur.close()
