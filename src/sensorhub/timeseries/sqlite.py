@@ -3,6 +3,7 @@ Arrow-native raw reader for exports (``adbc-driver-sqlite``)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from itertools import chain
@@ -14,11 +15,6 @@ import pyarrow as pa
 
 from sensorhub.timeseries.rollups import F64, I64, RollupDelta
 from sensorhub.timeseries.store import BATCH_SCHEMA, RAW, TIMESTAMP_US_UTC, TimeseriesStore
-
-try:
-    import adbc_driver_sqlite.dbapi as adbc_sqlite
-except ImportError:  # pragma: no cover - the driver is a dependency; the sqlite3 path still works
-    adbc_sqlite = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +134,10 @@ class SQLiteStore(TimeseriesStore):
         (WAL: it reads the latest committed data, in one snapshot). Each series is read in its key order
         (``(series_id, ts)``: no sort in SQLite) and the series are merged by time here. ``None`` without
         the driver, for in-memory databases, or when the session has uncommitted writes."""
-        if adbc_sqlite is None or self.has_uncommitted_writes():
+        if self.has_uncommitted_writes():
+            return None
+        adbc = adbc_sqlite()
+        if adbc is None:
             return None
         path = self.database_file()
         if path is None:
@@ -147,11 +146,23 @@ class SQLiteStore(TimeseriesStore):
         spans = {sid: ws for sid, ws in spans.items() if ws}
         try:
             # Read-only, one transaction (autocommit off): every series is read from the same snapshot.
-            con = adbc_sqlite.connect(f"file:{quote(path)}?mode=ro")
+            con = adbc.connect(f"file:{quote(path)}?mode=ro")
         except Exception:
             log.warning("adbc-driver-sqlite cannot open %s; reading through sqlite3", path, exc_info=True)
             return None
         return _arrow_batches(con, spans, batch_rows)
+
+
+@functools.cache
+def adbc_sqlite() -> Any:
+    """``adbc_driver_sqlite.dbapi``, or ``None`` when it is not installed (the sqlite3 path still works).
+    Imported on first use: it pulls in ``pyarrow.dataset`` (and pandas when present), ~0.1-0.4 s that
+    only exports need to pay."""
+    try:
+        import adbc_driver_sqlite.dbapi
+    except ImportError:
+        return None
+    return adbc_driver_sqlite.dbapi
 
 
 def _union(windows: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
