@@ -219,13 +219,13 @@ def test_iter_raw_batches_orders_clamps_and_streams(ctx: AppContext, world: Worl
     assert len(b_ts) == (20_000 - 1_000) // 20
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # the Arrow-native read is SQLite's
 def test_iter_raw_batches_sqlite_reads_arrow_natively_like_the_fallback(
-    ctx: AppContext, world: World, monkeypatch: pytest.MonkeyPatch
+    backend: str, ctx: AppContext, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On SQLite, exports read through adbc-driver-sqlite (per series by key, merged by time) and get
     exactly the rows, in the order, of the sqlite3-cursor fallback; windows and batch sizes hold."""
-    if ctx.db.dialect != "sqlite":
-        pytest.skip("the Arrow-native read is SQLite's")
+    assert ctx.db.dialect == "sqlite"
     import pyarrow as pa
 
     from sensorhub.timeseries import sqlite as sqlite_store
