@@ -63,7 +63,7 @@ class World:
             minted = tokens.create_pat(
                 s, u, name=name, scopes=scopes or ["entities", "timeseries", "export", "telemetry", "ingest"],
                 expiry=tokens.ExpirySpec(), restrictions=tokens.RestrictionSpec(**restrictions),
-                prefix=self.ctx.settings.token_prefix, default_days=365, created_by=u.id,
+                settings=self.ctx.settings, created_by=u.id,
             )
         return minted.token
 
@@ -74,7 +74,7 @@ class World:
             minted = tokens.create_api_key(
                 s, o, name=name, scopes=scopes or ["entities", "timeseries", "export", "telemetry", "ingest"],
                 workspaces=list(workspaces), expiry=tokens.ExpirySpec(), restrictions=tokens.RestrictionSpec(),
-                prefix=self.ctx.settings.token_prefix, default_days=365, created_by=None, **kw,
+                settings=self.ctx.settings, created_by=None, **kw,
             )
         return minted.token
 

@@ -119,8 +119,7 @@ def child_export(workdir: Path, fmt: str, rows: int, series: int) -> dict[str, A
             workspaces=[],
             expiry=tokens.ExpirySpec(),
             restrictions=tokens.RestrictionSpec(),
-            prefix=s.token_prefix,
-            default_days=1,
+            settings=s,
             created_by=None,
             export_row_cap=rows,
         ).token

@@ -247,7 +247,7 @@ def create_token(
             minted = tokens.create_pat(
                 s, user, name=name, scopes=[x for x in scopes.split(",") if x.strip()],
                 expiry=tokens.ExpirySpec(expires_in_days=expires_in_days), restrictions=tokens.RestrictionSpec(),
-                prefix=settings.token_prefix, default_days=settings.default_token_lifetime_days, created_by=None,
+                settings=settings, created_by=None,
             )
             cred_id, expires = minted.credential.id, minted.credential.expires_at
     except SensorhubError as e:

@@ -82,8 +82,7 @@ def seed(settings: Settings, base_url: str = "http://127.0.0.1:8000") -> DemoRes
         name = f"demo-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
         minted = tokens.create_pat(
             s, user, name=name, scopes=DEMO_SCOPES, expiry=tokens.ExpirySpec(expires_in_days=30),
-            restrictions=tokens.RestrictionSpec(), prefix=settings.token_prefix,
-            default_days=settings.default_token_lifetime_days, created_by=user.id,
+            restrictions=tokens.RestrictionSpec(), settings=settings, created_by=user.id,
         )
         token = minted.token
         org_id = org.id

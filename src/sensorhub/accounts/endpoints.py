@@ -265,8 +265,7 @@ def create_api_user_token(org: str, user_id: str, body: TokenCreate, request: Re
         raise BadRequest("this API user is disabled; enable it before creating tokens")
     minted = tokens.create_pat(
         sc.db, user, name=body.name, scopes=body.scopes, expiry=body.expiry(),
-        restrictions=body.restriction_spec(), prefix=c.settings.token_prefix,
-        default_days=c.settings.default_token_lifetime_days, created_by=sc.user.id, ip=request_ip(request),
+        restrictions=body.restriction_spec(), settings=c.settings, created_by=sc.user.id, ip=request_ip(request),
     )
     sc.db.commit()
     return TokenCreated.minted(minted.credential, minted.token, utcnow())
@@ -288,7 +287,7 @@ def rotate_api_user_token(org: str, user_id: str, token_id: str, request: Reques
     c = ctx(request)
     user = accounts.get_api_user(sc.db, sc.org, user_id)
     cred = tokens.get_pat(sc.db, user.id, token_id)
-    minted = tokens.rotate(sc.db, cred, prefix=c.settings.token_prefix, default_days=c.settings.default_token_lifetime_days,
+    minted = tokens.rotate(sc.db, cred, settings=c.settings,
                            actor_id=sc.user.id, invalidate=c.invalidate_auth, ip=request_ip(request))
     sc.db.commit()
     return TokenCreated.minted(minted.credential, minted.token, utcnow())
@@ -311,7 +310,7 @@ def create_api_key(org: str, body: ApiKeyCreate, request: Request, sc: SessionCo
     spec = body.restriction_spec()
     minted = tokens.create_api_key(
         sc.db, sc.org, name=body.name, scopes=body.scopes, workspaces=body.workspaces, expiry=body.expiry(),
-        restrictions=spec, prefix=c.settings.token_prefix, default_days=c.settings.default_token_lifetime_days,
+        restrictions=spec, settings=c.settings,
         created_by=sc.user.id, rate_limit_per_minute=body.rate_limit_per_minute,
         export_row_cap=body.export_row_cap, ip=request_ip(request),
     )
@@ -333,7 +332,7 @@ def rotate_api_key(org: str, key_id: str, request: Request, sc: SessionContext =
     assert sc.org is not None
     c = ctx(request)
     cred = tokens.get_api_key(sc.db, sc.org.id, key_id)
-    minted = tokens.rotate(sc.db, cred, prefix=c.settings.token_prefix, default_days=c.settings.default_token_lifetime_days,
+    minted = tokens.rotate(sc.db, cred, settings=c.settings,
                            actor_id=sc.user.id, invalidate=c.invalidate_auth, ip=request_ip(request))
     sc.db.commit()
     return TokenCreated.minted(minted.credential, minted.token, utcnow())

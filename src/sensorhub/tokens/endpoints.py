@@ -27,8 +27,7 @@ def create_token(body: TokenCreate, request: Request, sc: SessionContext = Depen
         scopes=body.scopes,
         expiry=body.expiry(),
         restrictions=body.restriction_spec(),
-        prefix=settings.token_prefix,
-        default_days=settings.default_token_lifetime_days,
+        settings=settings,
         created_by=sc.user.id,
         ip=request_ip(request),
     )
@@ -74,8 +73,7 @@ def rotate_token(token_id: str, request: Request, sc: SessionContext = Depends(R
     minted = service.rotate(
         sc.db,
         cred,
-        prefix=c.settings.token_prefix,
-        default_days=c.settings.default_token_lifetime_days,
+        settings=c.settings,
         actor_id=sc.user.id,
         invalidate=c.invalidate_auth,
         ip=request_ip(request),

@@ -18,6 +18,7 @@ from sensorhub.audit.service import record
 from sensorhub.auth import restrictions as R
 from sensorhub.auth import token_format
 from sensorhub.auth.scopes import ROLE_SCOPES, parse_scopes
+from sensorhub.config import Settings
 from sensorhub.db import on_commit, utcnow
 from sensorhub.errors import BadRequest, Conflict, Forbidden, NotFound
 from sensorhub.tokens.models import Credential
@@ -239,8 +240,7 @@ def create_pat(
     scopes: Sequence[str],
     expiry: ExpirySpec,
     restrictions: RestrictionSpec,
-    prefix: str,
-    default_days: int,
+    settings: Settings,
     created_by: str | None,
     ip: str | None = None,
 ) -> Minted:
@@ -258,13 +258,13 @@ def create_pat(
                 f"your role does not allow the '{sc}' scope in {', '.join(o.slug for o in reach)}"
             )
     now = utcnow()
-    expires_at = resolve_expiry(expiry, _policy(reach), default_days, now)
+    expires_at = resolve_expiry(expiry, _policy(reach), settings.default_token_lifetime_days, now)
     owner_key = f"user:{owner.id}"
     _check_unique_name(s, owner_key, name)
     minted = _mint(
         s,
         kind="pat",
-        prefix=prefix,
+        prefix=settings.token_prefix,
         name=name,
         owner_key=owner_key,
         user_id=owner.id,
@@ -297,8 +297,7 @@ def create_api_key(
     workspaces: Sequence[str],
     expiry: ExpirySpec,
     restrictions: RestrictionSpec,
-    prefix: str,
-    default_days: int,
+    settings: Settings,
     created_by: str | None,
     rate_limit_per_minute: int | None = None,
     export_row_cap: int | None = None,
@@ -309,7 +308,7 @@ def create_api_key(
     restrictions.workspaces = list(workspaces)
     stored, _ = _build_restrictions(s, restrictions, [org], key_org=org)
     now = utcnow()
-    expires_at = resolve_expiry(expiry, _policy([org]), default_days, now)
+    expires_at = resolve_expiry(expiry, _policy([org]), settings.default_token_lifetime_days, now)
     owner_key = f"org:{org.id}"
     _check_unique_name(s, owner_key, name)
     if rate_limit_per_minute is not None and rate_limit_per_minute < 1:
@@ -319,7 +318,7 @@ def create_api_key(
     minted = _mint(
         s,
         kind="key",
-        prefix=prefix,
+        prefix=settings.token_prefix,
         name=name,
         owner_key=owner_key,
         user_id=None,
@@ -410,8 +409,7 @@ def rotate(
     s: Session,
     cred: Credential,
     *,
-    prefix: str,
-    default_days: int,
+    settings: Settings,
     actor_id: str | None,
     invalidate: Invalidate,
     ip: str | None = None,
@@ -446,14 +444,14 @@ def rotate(
         if policy.max_days:
             days = min(days, policy.max_days)
         spec = ExpirySpec(expires_in_days=days)
-    expires_at = resolve_expiry(spec, _policy(orgs), default_days, now)
+    expires_at = resolve_expiry(spec, _policy(orgs), settings.default_token_lifetime_days, now)
     cred.revoked_at = now
     cred.revoked_by = actor_id
     s.flush()  # free the name before the new credential takes it
     minted = _mint(
         s,
         kind=cred.kind,  # type: ignore[arg-type]
-        prefix=prefix,
+        prefix=settings.token_prefix,
         name=cred.name,
         owner_key=cred.owner_key,
         user_id=cred.user_id,

@@ -120,8 +120,7 @@ def create_api_key(
             workspaces=list(spec.workspaces),
             expiry=forms.expiry(form),
             restrictions=spec,
-            prefix=c.settings.token_prefix,
-            default_days=c.settings.default_token_lifetime_days,
+            settings=c.settings,
             created_by=sc.user.id,
             rate_limit_per_minute=forms.integer(
                 forms.text(form, "rate_limit_per_minute"), "Requests per minute"
@@ -160,8 +159,7 @@ def rotate_api_key(
         minted = tokens.rotate(
             sc.db,
             cred,
-            prefix=c.settings.token_prefix,
-            default_days=c.settings.default_token_lifetime_days,
+            settings=c.settings,
             actor_id=sc.user.id,
             invalidate=c.invalidate_auth,
             ip=request_ip(request),
@@ -374,8 +372,7 @@ def create_api_user_token(
             scopes=sorted(state.scopes),
             expiry=forms.expiry(form),
             restrictions=forms.restrictions(form, organisations=False),
-            prefix=c.settings.token_prefix,
-            default_days=c.settings.default_token_lifetime_days,
+            settings=c.settings,
             created_by=sc.user.id,
             ip=request_ip(request),
         )
@@ -426,8 +423,7 @@ def rotate_api_user_token(
         minted = tokens.rotate(
             sc.db,
             cred,
-            prefix=c.settings.token_prefix,
-            default_days=c.settings.default_token_lifetime_days,
+            settings=c.settings,
             actor_id=sc.user.id,
             invalidate=c.invalidate_auth,
             ip=request_ip(request),

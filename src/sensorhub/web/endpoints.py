@@ -324,8 +324,7 @@ def create_token(
             scopes=sorted(state.scopes),
             expiry=forms.expiry(form),
             restrictions=spec,
-            prefix=c.settings.token_prefix,
-            default_days=c.settings.default_token_lifetime_days,
+            settings=c.settings,
             created_by=sc.user.id,
             ip=request_ip(request),
         )
@@ -358,8 +357,7 @@ def rotate_token(token_id: str, request: Request, sc: SessionContext = Depends(F
         minted = tokens.rotate(
             sc.db,
             cred,
-            prefix=c.settings.token_prefix,
-            default_days=c.settings.default_token_lifetime_days,
+            settings=c.settings,
             actor_id=sc.user.id,
             invalidate=c.invalidate_auth,
             ip=request_ip(request),
