@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -12,7 +14,12 @@ from sensorhub.config import Settings
 from sensorhub.entities.cli import entities_app
 from sensorhub.export.cli import exports_app
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="sensorhub: sensor data behind scoped, revocable tokens.")
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="sensorhub: sensor data behind scoped, revocable tokens."
+)
 admin = typer.Typer(no_args_is_help=True, help="Accounts and tokens, from the shell (no session needed).")
 app.add_typer(admin, name="admin")
 app.add_typer(entities_app, name="entities")
@@ -63,7 +70,9 @@ def serve(
     json_logs: Annotated[bool, typer.Option("--json-logs", help="Log as JSON lines")] = False,
     ssl_certfile: Annotated[str | None, typer.Option(help="TLS certificate (PEM) to serve HTTPS")] = None,
     ssl_keyfile: Annotated[str | None, typer.Option(help="TLS private key (PEM)")] = None,
-    no_migrate: Annotated[bool, typer.Option("--no-migrate", help="Do not upgrade the schema at start")] = False,
+    no_migrate: Annotated[
+        bool, typer.Option("--no-migrate", help="Do not upgrade the schema at start")
+    ] = False,
     data_dir: DataDir = None,
 ) -> None:
     """Serve the API (and web UI)."""
@@ -126,10 +135,18 @@ def demo(
 
 @app.command("migrate-data")
 def migrate_data(
-    from_url: Annotated[str | None, typer.Option("--from", help="Source: sqlite:///path/to/sensorhub.db")] = None,
-    from_data_dir: Annotated[Path | None, typer.Option("--from-data-dir", help="Source: an embedded data directory")] = None,
-    to: Annotated[str | None, typer.Option("--to", help="Target postgresql://… (default SENSORHUB_DATABASE_URL)")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace the contents of a non-empty target")] = False,
+    from_url: Annotated[
+        str | None, typer.Option("--from", help="Source: sqlite:///path/to/sensorhub.db")
+    ] = None,
+    from_data_dir: Annotated[
+        Path | None, typer.Option("--from-data-dir", help="Source: an embedded data directory")
+    ] = None,
+    to: Annotated[
+        str | None, typer.Option("--to", help="Target postgresql://… (default SENSORHUB_DATABASE_URL)")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace the contents of a non-empty target")
+    ] = False,
     batch_size: Annotated[int, typer.Option(help="Rows per batch")] = 10_000,
 ) -> None:
     """Copy an embedded SQLite installation into PostgreSQL (schema, every table, verified counts)."""
@@ -145,8 +162,12 @@ def migrate_data(
 def import_(
     file: Annotated[Path, typer.Argument(help="A .csv or .parquet file", exists=True, dir_okay=False)],
     org: Annotated[str, typer.Option("--org", help="Organisation slug or id")],
-    workspace: Annotated[str | None, typer.Option("--workspace", help="Only entities of this workspace")] = None,
-    entity: Annotated[str | None, typer.Option("--entity", help="Wide file: the entity all columns belong to")] = None,
+    workspace: Annotated[
+        str | None, typer.Option("--workspace", help="Only entities of this workspace")
+    ] = None,
+    entity: Annotated[
+        str | None, typer.Option("--entity", help="Wide file: the entity all columns belong to")
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Import measurements from CSV/Parquet: long (entity_id, attribute, timestamp, value[, unit]) or
@@ -160,12 +181,23 @@ def import_(
     db = _db(settings)
     _ensure_schema(db)
     try:
-        with Progress("[progress.description]{task.description}", BarColumn(), TaskProgressColumn(),
-                      TimeRemainingColumn(), transient=True) as bar:
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            TaskProgressColumn(),
+            TimeRemainingColumn(),
+            transient=True,
+        ) as bar:
             task = bar.add_task(f"importing {file.name}", total=None)
             with db.transaction() as s:
-                report = import_file(s, file, org, workspace, entity,
-                                     progress=lambda done, total: bar.update(task, completed=done, total=total))
+                report = import_file(
+                    s,
+                    file,
+                    org,
+                    workspace,
+                    entity,
+                    progress=lambda done, total: bar.update(task, completed=done, total=total),
+                )
     except SensorhubError as e:
         _fail(f"{file.name}: {e.message} (nothing was imported)")
     finally:
@@ -179,47 +211,53 @@ def import_(
 @admin.command("create-user")
 def create_user(
     email: Annotated[str, typer.Option(help="Login email")],
-    password: Annotated[str, typer.Option(help="Password (at least 8 characters)", prompt=True, hide_input=True)],
+    password: Annotated[
+        str, typer.Option(help="Password (at least 8 characters)", prompt=True, hide_input=True)
+    ],
     org: Annotated[str, typer.Option(help="Organisation slug (created when missing)")],
     role: Annotated[str, typer.Option(help="owner|admin|member|viewer")] = "member",
-    workspace: Annotated[str | None, typer.Option(help="Workspace slug (created when missing); members get a grant on it")] = None,
+    workspace: Annotated[
+        str | None, typer.Option(help="Workspace slug (created when missing); members get a grant on it")
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Create a user (or add an existing one) in an organisation with a role."""
     from sensorhub.accounts import service as accounts
     from sensorhub.accounts.models import Role
-    from sensorhub.errors import SensorhubError
 
-    settings = settings_for(data_dir)
-    db = _db(settings)
-    _ensure_schema(db)
-    try:
-        with db.transaction() as s:
-            o = accounts.find_org(s, org) or accounts.create_org(s, org)
-            ws = None
-            if workspace:
-                existing = next((w for w in accounts.list_workspaces(s, o) if w.slug == workspace), None)
-                ws = existing or accounts.create_workspace(s, o, workspace)
-            user = accounts.get_user_by_email(s, email)
-            created = user is None
-            if user is None:
-                user = accounts.create_user(s, email, password)
-            accounts.set_membership(s, user, o, role, _noop)
-            # Members and viewers read what they are granted: the workspace given, else the organisation.
-            wanted = ws.id if ws else None
-            has_grant = any(
-                g.workspace_id == wanted and g.entity_id is None and g.time_start is None and g.time_end is None
-                for g in accounts.list_grants(s, o, user.id)
+    with _admin_transaction(data_dir) as (_, s):
+        o = accounts.find_org(s, org) or accounts.create_org(s, org)
+        ws = None
+        if workspace:
+            existing = next((w for w in accounts.list_workspaces(s, o) if w.slug == workspace), None)
+            ws = existing or accounts.create_workspace(s, o, workspace)
+        user = accounts.get_user_by_email(s, email)
+        created = user is None
+        if user is None:
+            user = accounts.create_user(s, email, password)
+        accounts.set_membership(s, user, o, role, _noop)
+        # Members and viewers read what they are granted: the workspace given, else the organisation.
+        wanted = ws.id if ws else None
+        has_grant = any(
+            g.workspace_id == wanted and g.entity_id is None and g.time_start is None and g.time_end is None
+            for g in accounts.list_grants(s, o, user.id)
+        )
+        if Role(role) in (Role.member, Role.viewer) and not has_grant:
+            accounts.create_grant(
+                s,
+                o,
+                user,
+                workspace=ws,
+                entity_id=None,
+                time_start=None,
+                time_end=None,
+                actor_id=None,
+                invalidate=_noop,
             )
-            if Role(role) in (Role.member, Role.viewer) and not has_grant:
-                accounts.create_grant(
-                    s, o, user, workspace=ws, entity_id=None, time_start=None, time_end=None,
-                    actor_id=None, invalidate=_noop,
-                )
-    except SensorhubError as e:
-        _fail(e.message)
-    _signal_invalidation(settings)
-    typer.echo(f"{'created' if created else 'updated'} user {email} as {role} of '{org}'" + (f" (workspace '{workspace}')" if workspace else ""))
+    typer.echo(
+        f"{'created' if created else 'updated'} user {email} as {role} of '{org}'"
+        + (f" (workspace '{workspace}')" if workspace else "")
+    )
 
 
 @admin.command("create-token")
@@ -232,26 +270,24 @@ def create_token(
 ) -> None:
     """Mint a Personal Access Token and print it once."""
     from sensorhub.accounts import service as accounts
-    from sensorhub.errors import SensorhubError
     from sensorhub.tokens import service as tokens
 
-    settings = settings_for(data_dir)
-    db = _db(settings)
-    _ensure_schema(db)
-    try:
-        with db.transaction() as s:
-            user = accounts.get_user_by_email(s, email)
-            if user is None:
-                _fail(f"no user with email '{email}'")
-            assert user is not None
-            minted = tokens.create_pat(
-                s, user, name=name, scopes=[x for x in scopes.split(",") if x.strip()],
-                expiry=tokens.ExpirySpec(expires_in_days=expires_in_days), restrictions=tokens.RestrictionSpec(),
-                settings=settings, created_by=None,
-            )
-            cred_id, expires = minted.credential.id, minted.credential.expires_at
-    except SensorhubError as e:
-        _fail(e.message)
+    with _admin_transaction(data_dir) as (settings, s):
+        user = accounts.get_user_by_email(s, email)
+        if user is None:
+            _fail(f"no user with email '{email}'")
+        assert user is not None
+        minted = tokens.create_pat(
+            s,
+            user,
+            name=name,
+            scopes=[x for x in scopes.split(",") if x.strip()],
+            expiry=tokens.ExpirySpec(expires_in_days=expires_in_days),
+            restrictions=tokens.RestrictionSpec(),
+            settings=settings,
+            created_by=None,
+        )
+        cred_id, expires = minted.credential.id, minted.credential.expires_at
     typer.echo(f"token id: {cred_id}\nexpires:  {expires.isoformat() if expires else 'never'}")
     typer.echo("token (shown once; copy it now):")
     typer.echo(minted.token)
@@ -263,20 +299,12 @@ def revoke_token(
     data_dir: DataDir = None,
 ) -> None:
     """Revoke a token (PAT or API key) by id; it is refused from the next request."""
-    from sensorhub.errors import SensorhubError
     from sensorhub.tokens import service as tokens
 
-    settings = settings_for(data_dir)
-    db = _db(settings)
-    _ensure_schema(db)
-    try:
-        with db.transaction() as s:
-            cred = tokens.get_any(s, id)
-            already = cred.revoked_at is not None
-            tokens.revoke(s, cred, actor_id=None, invalidate=_noop)
-    except SensorhubError as e:
-        _fail(e.message)
-    _signal_invalidation(settings)
+    with _admin_transaction(data_dir) as (_, s):
+        cred = tokens.get_any(s, id)
+        already = cred.revoked_at is not None
+        tokens.revoke(s, cred, actor_id=None, invalidate=_noop)
     typer.echo(f"token {id} {'was already revoked' if already else 'revoked'}")
 
 
@@ -289,21 +317,36 @@ def disable_user(
     """Disable (or re-enable) a user: its sessions and tokens stop working at once."""
     from sensorhub.accounts import service as accounts
 
-    settings = settings_for(data_dir)
-    db = _db(settings)
-    _ensure_schema(db)
-    with db.transaction() as s:
+    with _admin_transaction(data_dir) as (_, s):
         user = accounts.get_user_by_email(s, email)
         if user is None:
             _fail(f"no user with email '{email}'")
         assert user is not None
         accounts.set_user_disabled(s, user, not enable, _noop)
-    _signal_invalidation(settings)
     typer.echo(f"user {email} {'enabled' if enable else 'disabled'}")
 
 
 def _noop() -> None:
     pass
+
+
+@contextmanager
+def _admin_transaction(data_dir: Path | None) -> Iterator[tuple[Settings, Session]]:
+    """One committed transaction on an up-to-date schema for an admin command; domain errors become a
+    clear message and exit code 2; running servers are told to drop cached credentials afterwards."""
+    from sensorhub.errors import SensorhubError
+
+    settings = settings_for(data_dir)
+    db = _db(settings)
+    _ensure_schema(db)
+    try:
+        with db.transaction() as s:
+            yield settings, s
+    except SensorhubError as e:
+        _fail(e.message)
+    finally:
+        db.dispose()
+    _signal_invalidation(settings)
 
 
 def _ensure_schema(db) -> None:  # type: ignore[no-untyped-def]
