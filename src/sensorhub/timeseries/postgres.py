@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from sensorhub.timeseries.rollups import F64, I64, RollupDelta
+from sensorhub.timeseries.rollups import F64, I64, ROLLUP_COLUMNS_SQL, ROLLUP_FIELDS, RollupDelta
 from sensorhub.timeseries.store import RAW, TimeseriesStore
 
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
@@ -60,9 +60,7 @@ ON CONFLICT (series_id, bucket_start) DO UPDATE SET
   last_ts = greatest(r.last_ts, excluded.last_ts)
 """
 
-_ROLLUP_COLUMNS = (
-    '(series_id, bucket_start, "count", "sum", "min", "max", first_ts, "first", last_ts, "last")'
-)
+_ROLLUP_COLUMNS = ROLLUP_COLUMNS_SQL
 
 # Rollup deltas of up to this many rows go in one statement reading arrays (unnest), one round trip;
 # COPY (and the temporary table of a merge) take several.
@@ -134,35 +132,12 @@ class PostgresStore(TimeseriesStore):
 
     @staticmethod
     def _rollup_copy(series_id: int, delta: RollupDelta) -> bytes:
-        return _binary_copy(
-            [
-                ("series_id", np.full(len(delta), series_id, np.int64)),
-                ("bucket_start", delta.bucket_start),
-                ("count", delta.count),
-                ("sum", delta.sum),
-                ("min", delta.min),
-                ("max", delta.max),
-                ("first_ts", delta.first_ts),
-                ("first", delta.first),
-                ("last_ts", delta.last_ts),
-                ("last", delta.last),
-            ]
-        )
+        series = ("series_id", np.full(len(delta), series_id, np.int64))
+        return _binary_copy([series, *zip(ROLLUP_FIELDS, delta.arrays(), strict=True)])
 
     @staticmethod
     def _rollup_arrays(series_id: int, delta: RollupDelta) -> list[list[Any]]:
-        return [
-            [series_id] * len(delta),
-            delta.bucket_start.tolist(),
-            delta.count.tolist(),
-            delta.sum.tolist(),
-            delta.min.tolist(),
-            delta.max.tolist(),
-            delta.first_ts.tolist(),
-            delta.first.tolist(),
-            delta.last_ts.tolist(),
-            delta.last.tolist(),
-        ]
+        return [[series_id] * len(delta), *(a.tolist() for a in delta.arrays())]
 
     def insert_rollup(self, table: str, series_id: int, delta: RollupDelta) -> None:
         if not len(delta):

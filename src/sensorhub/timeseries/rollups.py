@@ -6,6 +6,7 @@ Everything here works on numpy arrays; no per-point Python objects.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -47,17 +48,19 @@ class RollupDelta:
         return len(self.bucket_start)
 
     def select(self, mask: npt.NDArray[np.bool_]) -> RollupDelta:
-        return RollupDelta(
-            self.bucket_start[mask],
-            self.count[mask],
-            self.sum[mask],
-            self.min[mask],
-            self.max[mask],
-            self.first_ts[mask],
-            self.first[mask],
-            self.last_ts[mask],
-            self.last[mask],
-        )
+        return RollupDelta(*(a[mask] for a in self.arrays()))
+
+    def arrays(self) -> tuple[npt.NDArray[Any], ...]:
+        """The columns in table order (:data:`ROLLUP_FIELDS`)."""
+        return tuple(getattr(self, f) for f in ROLLUP_FIELDS)
+
+
+# Column order of a rollup row after ``series_id`` (the tables, the stores' SQL and RollupDelta agree).
+ROLLUP_FIELDS = ("bucket_start", "count", "sum", "min", "max", "first_ts", "first", "last_ts", "last")
+# Quoted: count, sum, min, max, first and last are SQL keywords or function names.
+ROLLUP_COLUMNS_SQL = "(series_id, " + ", ".join(
+    f if f.endswith(("_ts", "_start")) else f'"{f}"' for f in ROLLUP_FIELDS
+) + ")"
 
 
 def rollup_delta(ts: I64, values: F64, width: int) -> RollupDelta:

@@ -13,7 +13,7 @@ from urllib.parse import quote
 import numpy as np
 import pyarrow as pa
 
-from sensorhub.timeseries.rollups import F64, I64, RollupDelta
+from sensorhub.timeseries.rollups import F64, I64, ROLLUP_COLUMNS_SQL, RollupDelta
 from sensorhub.timeseries.store import BATCH_SCHEMA, RAW, TIMESTAMP_US_UTC, TimeseriesStore
 
 log = logging.getLogger(__name__)
@@ -26,9 +26,7 @@ _RAW_SQL = "SELECT ts, value FROM measurements WHERE series_id = ? AND ts >= ? A
 # per row as executemany of one-row statements (fewer statement steps), and SQLite ≥ 3.32 allows 32,766.
 PARAMS_PER_STATEMENT = 900
 
-_ROLLUP_COLUMNS = (
-    '(series_id, bucket_start, "count", "sum", "min", "max", first_ts, "first", last_ts, "last")'
-)
+_ROLLUP_COLUMNS = ROLLUP_COLUMNS_SQL
 _ROLLUP_MERGE = """
 ON CONFLICT (series_id, bucket_start) DO UPDATE SET
   "count" = {t}."count" + excluded."count",
@@ -43,17 +41,7 @@ ON CONFLICT (series_id, bucket_start) DO UPDATE SET
 
 
 def _rollup_columns(delta: RollupDelta) -> list[list[Any]]:
-    return [
-        delta.bucket_start.tolist(),
-        delta.count.tolist(),
-        delta.sum.tolist(),
-        delta.min.tolist(),
-        delta.max.tolist(),
-        delta.first_ts.tolist(),
-        delta.first.tolist(),
-        delta.last_ts.tolist(),
-        delta.last.tolist(),
-    ]
+    return [a.tolist() for a in delta.arrays()]
 
 
 class SQLiteStore(TimeseriesStore):
