@@ -94,8 +94,7 @@ class Authenticator:
         self.limiter.hit(f"authfail:{ip}", self.settings.failed_auth_limit, self.settings.failed_auth_window_seconds)
         log.info("authentication failed: reason=%s ip=%s path=%s", reason, ip, request.url.path)
 
-    def _check_ip_budget(self, request: Request) -> None:
-        ip = client_ip(request, self.proxies)
+    def _check_ip_budget(self, ip: str) -> None:
         d = self.limiter.peek(f"authfail:{ip}", self.settings.failed_auth_limit, self.settings.failed_auth_window_seconds)
         if not d.allowed:
             raise RateLimited(
@@ -111,7 +110,8 @@ class Authenticator:
                 "Authentication required: send 'Authorization: Bearer <token>' (or 'x-api-key: <key>')",
                 headers=CHALLENGE_NONE,
             )
-        self._check_ip_budget(request)
+        ip = client_ip(request, self.proxies)
+        self._check_ip_budget(ip)
         if self.settings.require_https and not is_https(request, self.proxies):
             host = request.client.host if request.client else ""
             if not is_loopback(host):
@@ -136,7 +136,6 @@ class Authenticator:
         if principal.is_expired(now):
             self._fail(request, "expired")
             raise Unauthorized(GENERIC_401, headers=CHALLENGE)
-        ip = client_ip(request, self.proxies)
         facts = RequestFacts(client_ip=ip, now=now)
         for restriction in principal.restrictions:
             if restriction.verify(facts) is not None:
