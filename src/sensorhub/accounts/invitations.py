@@ -1,0 +1,226 @@
+"""Invitations: the only way a person becomes a member of an organisation from its admin pages.
+
+Security reasoning (issue 10, finding 4). Adding an existing account by email used to create the
+membership at once, and an unknown email answered differently: any organisation admin could pull any
+user of another tenant into their organisation (after which that user's unrestricted tokens reached it)
+and could probe which emails have accounts. Now:
+
+* inviting writes the same :class:`Invitation` row, and the caller renders the same answer, whether an
+  account with that email exists or not; the account is never looked up (only this organisation's own
+  member list is, which its admins can read anyway);
+* the membership, with its role and read grants, exists only once the person with that email, logged in,
+  accepts; they can decline, the admins can cancel, and it expires after :data:`INVITATION_DAYS`;
+* a ``password`` is refused: there is no "create the account here" flow, because any answer that
+  depends on whether an account exists would be the oracle again. Accounts are created by the operator
+  (``sensorhub admin create-user``); an invitation to an address without an account waits for it.
+
+Services never commit; the caller's edge does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from sensorhub.accounts.models import (
+    Invitation,
+    InvitationStatus,
+    Membership,
+    Organisation,
+    Role,
+    User,
+    Workspace,
+)
+from sensorhub.accounts.service import (
+    EMAIL_RE,
+    Invalidate,
+    _check_role,
+    create_grant,
+    get_workspace,
+    membership,
+    set_membership,
+)
+from sensorhub.audit.service import record
+from sensorhub.db import utcnow
+from sensorhub.errors import BadRequest, Conflict, Forbidden, NotFound
+
+INVITATION_DAYS = 7
+
+SET_BY_INVITEE_MESSAGE = (
+    "'password' is not accepted: members are invited, and the invited person accepts with their own "
+    "account (an operator creates accounts with 'sensorhub admin create-user'); remove the field"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class InvitationView:
+    """An invitation with what the pages and the API show about it."""
+
+    invitation: Invitation
+    organisation: Organisation
+    workspaces: list[Workspace]
+
+    @property
+    def state(self) -> str:
+        inv = self.invitation
+        if inv.status == InvitationStatus.pending and inv.expires_at <= utcnow():
+            return "expired"
+        return inv.status
+
+
+def _normalise_email(email: str) -> str:
+    e = email.strip().lower()
+    if not EMAIL_RE.match(e):
+        raise BadRequest(f"'{email.strip()}' is not a valid email address")
+    return e
+
+
+def _view(s: Session, inv: Invitation) -> InvitationView:
+    org = s.get_one(Organisation, inv.org_id)
+    wss = [w for w in (s.get(Workspace, i) for i in inv.workspace_ids) if w is not None and w.org_id == org.id]
+    return InvitationView(inv, org, wss)
+
+
+def invite_member(
+    s: Session,
+    org: Organisation,
+    *,
+    email: str,
+    role: str,
+    workspaces: Sequence[str],
+    actor: User,
+    actor_role: str | None,
+    password: str | None = None,
+    ip: str | None = None,
+) -> InvitationView:
+    """Invite ``email`` to ``org`` with ``role`` and read grants on ``workspaces`` (slugs or ids).
+
+    The answer never depends on whether an account with that email exists. Inviting again replaces the
+    pending invitation (new role, workspaces and expiry)."""
+    if password is not None:
+        raise BadRequest(SET_BY_INVITEE_MESSAGE)
+    addr = _normalise_email(email)
+    r = _check_role(role)
+    if r == Role.owner and actor_role != Role.owner:
+        raise Forbidden("only organisation owners can invite an owner")
+    wss = list({w.id: w for w in (get_workspace(s, org, ref) for ref in workspaces)}.values())
+    # Only this organisation's own members are looked at: its admins can list them anyway.
+    already = s.scalar(
+        select(Membership.id)
+        .join(User, User.id == Membership.user_id)
+        .where(Membership.org_id == org.id, func.lower(User.email) == addr)
+    )
+    if already:
+        raise Conflict(f"'{addr}' is already a member of '{org.slug}'; change their role instead")
+    now = utcnow()
+    for old in s.scalars(
+        select(Invitation).where(
+            Invitation.org_id == org.id, Invitation.email == addr, Invitation.status == InvitationStatus.pending
+        )
+    ):
+        old.status = InvitationStatus.cancelled.value
+        old.responded_at = now
+        old.responded_by = actor.id
+    inv = Invitation(
+        org_id=org.id,
+        email=addr,
+        role=r.value,
+        workspace_ids=[w.id for w in wss],
+        status=InvitationStatus.pending.value,
+        invited_by=actor.id,
+        created_at=now,
+        expires_at=now + timedelta(days=INVITATION_DAYS),
+    )
+    s.add(inv)
+    s.flush()
+    record(
+        s, "member.invite", org_id=org.id, actor_user_id=actor.id, target=inv.id, ip=ip,
+        details={"email": addr, "role": r.value},
+    )
+    return InvitationView(inv, org, wss)
+
+
+def list_org_invitations(s: Session, org: Organisation) -> list[InvitationView]:
+    """The organisation's invitations that still wait for an answer (expired ones included, marked)."""
+    rows = s.scalars(
+        select(Invitation)
+        .where(Invitation.org_id == org.id, Invitation.status == InvitationStatus.pending)
+        .order_by(Invitation.created_at.desc())
+    )
+    return [_view(s, i) for i in rows]
+
+
+def cancel_invitation(s: Session, org: Organisation, invitation_id: str, actor: User, ip: str | None = None) -> None:
+    inv = s.scalar(select(Invitation).where(Invitation.id == invitation_id, Invitation.org_id == org.id))
+    if inv is None:
+        raise NotFound(f"invitation '{invitation_id}' not found in '{org.slug}'")
+    if inv.status != InvitationStatus.pending:
+        raise Conflict(f"this invitation was already {inv.status}")
+    inv.status = InvitationStatus.cancelled.value
+    inv.responded_at = utcnow()
+    inv.responded_by = actor.id
+    s.flush()
+    record(s, "member.invite_cancel", org_id=org.id, actor_user_id=actor.id, target=inv.id, ip=ip)
+
+
+def invitations_for(s: Session, user: User) -> list[InvitationView]:
+    """Pending, unexpired invitations addressed to ``user``'s email."""
+    if not user.email or user.is_api_user:
+        return []
+    rows = s.scalars(
+        select(Invitation)
+        .where(
+            Invitation.email == user.email.lower(),
+            Invitation.status == InvitationStatus.pending,
+            Invitation.expires_at > utcnow(),
+        )
+        .order_by(Invitation.created_at.desc())
+    )
+    return [_view(s, i) for i in rows]
+
+
+def _own_invitation(s: Session, user: User, invitation_id: str) -> Invitation:
+    """``user``'s invitation, in any state; someone else's is "not found" (same message)."""
+    inv = s.get(Invitation, invitation_id)
+    if inv is None or user.is_api_user or not user.email or inv.email != user.email.lower():
+        raise NotFound(f"invitation '{invitation_id}' not found")
+    if inv.status != InvitationStatus.pending:
+        raise Conflict(f"this invitation was already {inv.status}")
+    if inv.expires_at <= utcnow():
+        raise Conflict("this invitation has expired; ask an administrator of the organisation to invite you again")
+    return inv
+
+
+def accept_invitation(
+    s: Session, user: User, invitation_id: str, invalidate: Invalidate, ip: str | None = None
+) -> tuple[Membership, Organisation]:
+    """Become a member with the invitation's role and grants. Only now does the membership exist."""
+    inv = _own_invitation(s, user, invitation_id)
+    org = s.get_one(Organisation, inv.org_id)
+    if membership(s, user.id, org.id) is not None:
+        raise Conflict(f"you are already a member of '{org.slug}'")
+    m = set_membership(s, user, org, inv.role, invalidate)
+    for ws in _view(s, inv).workspaces:
+        create_grant(
+            s, org, user, workspace=ws, entity_id=None, time_start=None, time_end=None,
+            actor_id=inv.invited_by, invalidate=invalidate,
+        )
+    inv.status = InvitationStatus.accepted.value
+    inv.responded_at = utcnow()
+    inv.responded_by = user.id
+    s.flush()
+    record(s, "member.join", org_id=org.id, actor_user_id=user.id, target=inv.id, ip=ip, details={"role": inv.role})
+    return m, org
+
+
+def decline_invitation(s: Session, user: User, invitation_id: str, ip: str | None = None) -> None:
+    inv = _own_invitation(s, user, invitation_id)
+    inv.status = InvitationStatus.declined.value
+    inv.responded_at = utcnow()
+    inv.responded_by = user.id
+    s.flush()
+    record(s, "member.invite_decline", org_id=inv.org_id, actor_user_id=user.id, target=inv.id, ip=ip)
