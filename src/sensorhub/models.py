@@ -1,6 +1,6 @@
 """Imports every domain's models so that ``Base.metadata`` is complete (Alembic, tests)."""
 
-from sensorhub.accounts.models import Grant, Membership, Organisation, Role, User, Workspace
+from sensorhub.accounts.models import Grant, Invitation, Membership, Organisation, Role, User, Workspace
 from sensorhub.audit.models import AuditEvent
 from sensorhub.auth.models import WebSession
 from sensorhub.db import Base
@@ -16,6 +16,7 @@ __all__ = [
     "Entity",
     "Export",
     "Grant",
+    "Invitation",
     "Membership",
     "Organisation",
     "Role",

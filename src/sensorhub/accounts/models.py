@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from sensorhub.db import Base, UTCDateTime, new_id, utcnow
@@ -101,3 +101,34 @@ class Grant(Base):
     time_end: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_by: Mapped[str | None] = mapped_column(String(36), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class InvitationStatus(StrEnum):
+    pending = "pending"
+    accepted = "accepted"
+    declined = "declined"
+    cancelled = "cancelled"
+
+
+class Invitation(Base):
+    """An offer of membership, addressed to an email, that only the person with that email can accept.
+
+    Nothing about the invited account is stored or checked at invitation time: the same row is written
+    whether an account with that email exists or not, so that inviting reveals nothing about other
+    organisations' users. The membership (with ``role`` and read grants on ``workspace_ids``) is created
+    on acceptance."""
+
+    __tablename__ = "invitations"
+    __table_args__ = (Index("ix_invitations_email_status", "email", "status"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str] = mapped_column(String(320))  # normalised: stripped, lower case
+    role: Mapped[str] = mapped_column(String(16))
+    workspace_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    status: Mapped[str] = mapped_column(String(16), default=InvitationStatus.pending.value)
+    invited_by: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    responded_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    responded_by: Mapped[str | None] = mapped_column(String(36), nullable=True)
