@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from sqlalchemy.orm import Session
 
 from sensorhub.accounts import service as accounts
@@ -18,6 +18,7 @@ from sensorhub.audit.service import list_events
 from sensorhub.auth.dependencies import RequireSession, SessionContext
 from sensorhub.db import utcnow
 from sensorhub.errors import BadRequest
+from sensorhub.schemas import StrictModel
 from sensorhub.tokens import service as tokens
 from sensorhub.tokens.schemas import ApiKeyCreate, TokenCreate, TokenCreated, TokenOut
 
@@ -26,8 +27,7 @@ ADMIN = RequireSession(org_admin=True)
 MEMBER = RequireSession(org_member=True)
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+_In = StrictModel
 
 
 class WorkspaceCreate(_In):

@@ -86,6 +86,9 @@ def validation_message(exc: RequestValidationError) -> str:
         if err.get("type") == "missing":
             msgs.append(f"{_loc(loc)} is required")
             continue
+        if err.get("type") == "extra_forbidden":
+            msgs.append(f"unknown field '{_loc(loc)}'")
+            continue
         msgs.append(f"{_loc(loc)}: {msg}")
     return "Invalid request: " + "; ".join(msgs)
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from sensorhub.accounts.models import Membership, Organisation, Role, User
 from sensorhub.accounts.service import find_org, membership
 from sensorhub.api.deps import ctx, get_db
+from sensorhub.api.strict import reject_unknown_query_params
 from sensorhub.auth import sessions
 from sensorhub.auth.models import WebSession
 from sensorhub.auth.principal import Principal
@@ -30,14 +31,18 @@ class RequireScope:
         self.scope = scope
 
     async def __call__(self, request: Request) -> Principal:
-        return await ctx(request).auth.authenticate(request, self.scope)
+        principal = await ctx(request).auth.authenticate(request, self.scope)
+        reject_unknown_query_params(request)  # after auth: anonymous callers learn nothing of the route
+        return principal
 
 
 class AnyToken:
     scope = None
 
     async def __call__(self, request: Request) -> Principal:
-        return await ctx(request).auth.authenticate(request, None)
+        principal = await ctx(request).auth.authenticate(request, None)
+        reject_unknown_query_params(request)
+        return principal
 
 
 class Public:

@@ -6,15 +6,17 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from sensorhub.schemas import StrictModel
 
-class SeriesRef(BaseModel):
+
+class SeriesRef(StrictModel):
     entity_id: str = Field(
         description="NGSI-LD entity id (or asset id)", examples=["urn:ngsi-ld:WeatherObserved:station-1"]
     )
     attribute: str = Field(examples=["temperature"])
 
 
-class ExportRequest(BaseModel):
+class ExportRequest(StrictModel):
     """``POST /api/datahub/export``. Times are ISO 8601 (``Z`` or an offset; no offset = UTC), half-open
     ``[start_time, end_time)``."""
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from anyio import to_thread
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import Field
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
@@ -20,6 +20,7 @@ from sensorhub.api.deps import ctx
 from sensorhub.auth.dependencies import RequireScope
 from sensorhub.auth.principal import Principal
 from sensorhub.db import utcnow
+from sensorhub.schemas import StrictModel
 from sensorhub.timeseries import formats, ingest, leaf, reads, telemetry
 from sensorhub.timeseries.query import DEFAULT_RESOLUTION
 from sensorhub.timeseries.timeutil import parse_time
@@ -89,13 +90,13 @@ async def entity_data(
     return formats.render(frame, media)
 
 
-class SeriesSpec(BaseModel):
+class SeriesSpec(StrictModel):
     entity_id: str = Field(description="Entity id (or asset id)")
     attribute: str
     aggregation: Literal["avg", "min", "max", "sum", "count", "first", "last"] | None = None
 
 
-class QueryBody(BaseModel):
+class QueryBody(StrictModel):
     start_time: str = Field(description="ISO 8601, inclusive")
     end_time: str = Field(description="ISO 8601, exclusive")
     resolution: int = Field(DEFAULT_RESOLUTION, description="At most this many points (1-100000)")

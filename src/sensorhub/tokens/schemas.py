@@ -5,14 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from sensorhub.schemas import StrictModel
 from sensorhub.tokens.models import Credential
 from sensorhub.tokens.service import ExpirySpec, RestrictionSpec
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+_Strict = StrictModel
 
 
 class TokenCreate(_Strict):
