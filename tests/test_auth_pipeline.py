@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,11 +12,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event
 
 from sensorhub.app import create_app
+from sensorhub.auth import token_format
 from sensorhub.auth.dependencies import RequireScope
 from sensorhub.auth.principal import Principal
 from sensorhub.config import Settings
 from sensorhub.context import AppContext
-from tests.builders import World, bearer, login
+from tests.builders import PASSWORD, World, bearer, login
 
 probe = APIRouter()
 
@@ -191,18 +193,111 @@ def test_per_credential_rate_limit(settings: Settings, world: World) -> None:
     assert rs[3].headers["x-ratelimit-remaining"] == "0"
 
 
-def test_failed_auth_rate_limit_per_ip(settings: Settings, world: World) -> None:
-    s2 = settings.model_copy(update={"failed_auth_limit": 3})
-    app = create_app(s2, AppContext.build(s2))
+@pytest.fixture(params=["memory", "redis"])
+def limiter_settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    """The settings with the in-process or the Redis rate-limit backend."""
+    if request.param == "memory":
+        return settings.model_copy(update={"redis_url": None})
+    url: str = request.getfixturevalue("redis_url")
+    return settings.model_copy(update={"redis_url": url, "redis_prefix": f"sensorhub-test-{uuid.uuid4().hex[:10]}:"})
+
+
+def _used_redis(s: Settings, key_part: str) -> None:
+    """On the Redis backend, the counters really live in Redis (not the in-process fallback)."""
+    if s.redis_url:
+        import redis
+
+        assert redis.Redis.from_url(s.redis_url).keys(f"{s.redis_prefix}rl:{key_part}*"), "Redis limiter unused"
+
+
+def test_garbage_from_an_address_throttles_failures_not_valid_tokens(limiter_settings: Settings, world: World) -> None:
+    s2 = limiter_settings.model_copy(update={"failed_auth_limit": 3})
+    ctx = AppContext.build(s2)
+    app = create_app(s2, ctx)
+    app.include_router(probe)
+    world.org("acme")
+    world.user("a@example.com", "acme", "member")
+    pat = world.pat("a@example.com", ["timeseries"])
+    revoked = world.pat("a@example.com", ["timeseries"], name="old")
+    with ctx.db.transaction() as s:
+        from sensorhub.tokens import service as tokens
+        from sensorhub.tokens.models import Credential
+
+        cred = s.query(Credential).filter_by(name="old").one()
+        tokens.revoke(s, cred, actor_id=None, invalidate=ctx.invalidate_auth)
+    well_formed_unknown = token_format.generate("shub", "pat")
+    nat = ("198.51.100.1", 1)
+    with TestClient(app, client=nat) as c, TestClient(app, client=("198.51.100.2", 1)) as other:
+        codes = [c.get("/probe/timeseries", headers=bearer("shub_pat_" + "y" * 49)).status_code for _ in range(4)]
+        assert codes == [401, 401, 401, 429]
+        throttled = c.get("/probe/timeseries", headers=bearer("garbage"))
+        assert throttled.status_code == 429 and int(throttled.headers["retry-after"]) >= 1
+        # The address is over its failure limit, yet a valid token from it is served, on its own quota.
+        ok = c.get("/probe/timeseries", headers=bearer(pat))
+        assert ok.status_code == 200, ok.text
+        assert ok.headers["x-ratelimit-limit"] == str(s2.rate_limit_per_minute)
+        # Tokens that fail from the throttled address are still failures: 429, not a free 401.
+        assert c.get("/probe/timeseries", headers=bearer(well_formed_unknown)).status_code == 429
+        assert c.get("/probe/timeseries", headers=bearer(revoked)).status_code == 429
+        # Another address is not throttled by this one's garbage.
+        assert other.get("/probe/timeseries", headers=bearer("garbage")).status_code == 401
+        assert other.get("/probe/timeseries", headers=bearer(pat)).status_code == 200
+    _used_redis(s2, "authfail:")
+    ctx.db.dispose()
+
+
+def test_a_throttled_address_cannot_exceed_a_valid_tokens_own_quota(limiter_settings: Settings, world: World) -> None:
+    s2 = limiter_settings.model_copy(update={"failed_auth_limit": 1, "rate_limit_per_minute": 2})
+    ctx = AppContext.build(s2)
+    app = create_app(s2, ctx)
     app.include_router(probe)
     world.org("acme")
     world.user("a@example.com", "acme", "member")
     pat = world.pat("a@example.com", ["timeseries"])
     with TestClient(app) as c:
-        codes = [c.get("/probe/timeseries", headers=bearer("shub_pat_" + "y" * 49)).status_code for _ in range(3)]
-        blocked = c.get("/probe/timeseries", headers=bearer(pat))
-    assert codes == [401, 401, 401]
-    assert blocked.status_code == 429 and "retry-after" in blocked.headers
+        assert [c.get("/probe/timeseries", headers=bearer("x")).status_code for _ in range(2)] == [401, 429]
+        codes = [c.get("/probe/timeseries", headers=bearer(pat)).status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+    _used_redis(s2, "cred:")
+    ctx.db.dispose()
+
+
+def _login(c: TestClient, email: str, password: str) -> int:
+    return c.post("/api/auth/login", json={"email": email, "password": password}).status_code
+
+
+def test_wrong_passwords_lock_that_email_only_from_that_address(limiter_settings: Settings, world: World) -> None:
+    s2 = limiter_settings.model_copy(update={"login_attempts_per_window": 3})
+    ctx = AppContext.build(s2)
+    app = create_app(s2, ctx)
+    world.org("acme")
+    world.user("victim@example.com", "acme", "member")
+    world.user("neighbour@example.com", "acme", "member")
+    with TestClient(app, client=("203.0.113.66", 1)) as attacker, TestClient(app, client=("198.51.100.7", 1)) as victim:
+        assert [_login(attacker, "victim@example.com", "wrong-guess!") for _ in range(4)] == [401, 401, 401, 429]
+        # From the attacker's address this email waits for the window (there is no CAPTCHA to tell
+        # the owner from the attacker there) ...
+        assert _login(attacker, "victim@example.com", PASSWORD) == 429
+        # ... but the person logs in from anywhere else, and others log in from that address.
+        assert _login(victim, "victim@example.com", PASSWORD) == 200
+        assert _login(victim, "Victim@Example.com ", "wrong-guess!") == 401
+        assert _login(attacker, "neighbour@example.com", PASSWORD) == 200
+    _used_redis(s2, "login:ip-email:")
+    ctx.db.dispose()
+
+
+def test_one_address_spraying_many_emails_is_throttled(limiter_settings: Settings, world: World) -> None:
+    s2 = limiter_settings.model_copy(update={"login_attempts_per_window": 3, "login_failures_per_address": 4})
+    ctx = AppContext.build(s2)
+    app = create_app(s2, ctx)
+    world.org("acme")
+    world.user("a@example.com", "acme", "member")
+    with TestClient(app, client=("203.0.113.66", 1)) as sprayer, TestClient(app, client=("198.51.100.7", 1)) as ok:
+        codes = [_login(sprayer, f"u{i}@example.com", "wrong-guess!") for i in range(5)]
+        assert codes == [401, 401, 401, 401, 429]
+        assert _login(ok, "a@example.com", PASSWORD) == 200
+    _used_redis(s2, "login:ip:")
+    ctx.db.dispose()
 
 
 def test_org_api_key_never_sees_another_org(api: TestClient, world: World) -> None:

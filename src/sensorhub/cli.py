@@ -32,6 +32,9 @@ DataDir = Annotated[
 
 
 def settings_for(data_dir: Path | None) -> Settings:
+    # Everything this process writes (database, secret key, exports, logs) is for this user only;
+    # the data directory itself is also created 0700 (Settings.ensure_data_dir).
+    os.umask(0o077)
     if data_dir is not None:
         os.environ["SENSORHUB_DATA_DIR"] = str(data_dir)
         return Settings(data_dir=data_dir)

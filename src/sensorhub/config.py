@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import secrets
+import stat
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
@@ -12,6 +15,23 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SECRET_KEY_FILE = "secret.key"  # noqa: S105  (a file name, not a secret)
+# The data directory holds the database, the server secret and exports: only its owner may enter it.
+DATA_DIR_MODE = 0o700
+DATA_FILE_MODE = 0o600
+
+log = logging.getLogger("sensorhub.config")
+
+
+def restrict_mode(path: Path, mode: int, *, warn: bool = True) -> None:
+    """Remove group/other access from ``path`` (if it exists), saying so when it had any."""
+    try:
+        current = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return
+    if current & 0o077:
+        if warn:
+            log.warning("%s was accessible to other users (mode %04o); changed to %04o", path, current, mode)
+        os.chmod(path, mode)
 
 
 class Settings(BaseSettings):
@@ -31,6 +51,9 @@ class Settings(BaseSettings):
     base_url: str | None = None
 
     default_token_lifetime_days: int = Field(365, ge=1)
+    # The longest finite lifetime any token may be given (expires_in_days, expires_at or the default),
+    # whatever the organisation policy says; non-expiring tokens remain an explicit organisation opt-in.
+    max_token_lifetime_days: int = Field(5 * 365, ge=1, le=36500)
     # Per-credential request budget (requests per minute); API keys may carry their own.
     rate_limit_per_minute: int = Field(1200, ge=1)
     # Failed authentications tolerated per client IP per window before 429.
@@ -39,7 +62,10 @@ class Settings(BaseSettings):
     auth_cache_ttl_seconds: float = Field(60.0, gt=0)
     last_used_debounce_seconds: float = Field(60.0, ge=0)
     session_lifetime_hours: int = Field(12, ge=1)
+    # Failed logins tolerated per 5 minutes for one (email, client address), and for one client
+    # address over all emails; there is no per-email lock (anyone could trigger it).
     login_attempts_per_window: int = Field(10, ge=1)
+    login_failures_per_address: int = Field(100, ge=1)
     max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     # Comma-separated in the environment (NoDecode: not JSON).
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -97,14 +123,18 @@ class Settings(BaseSettings):
             return self.secret_key
         path = self.data_dir / SECRET_KEY_FILE
         if path.exists():
+            restrict_mode(path, DATA_FILE_MODE)
             return path.read_text().strip()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.ensure_data_dir()
         key = secrets.token_urlsafe(48)
         # Created with mode 0600 so that other local users cannot read it.
-        path.touch(mode=0o600)
+        path.touch(mode=DATA_FILE_MODE)
         path.write_text(key + "\n")
         return key
 
     def ensure_data_dir(self) -> Path:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        """The data directory, created with mode 0700; an existing one open to other users is closed
+        (with a warning): it holds the database, the server secret and exports."""
+        self.data_dir.mkdir(mode=DATA_DIR_MODE, parents=True, exist_ok=True)
+        restrict_mode(self.data_dir, DATA_DIR_MODE)
         return self.data_dir

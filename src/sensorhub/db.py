@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import DateTime, Engine, create_engine, event
@@ -13,7 +14,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
-from sensorhub.config import Settings
+from sensorhub.config import DATA_FILE_MODE, Settings, restrict_mode
 
 
 def utcnow() -> datetime:
@@ -61,8 +62,17 @@ def make_engine(settings: Settings) -> Engine:
             pool_pre_ping=False,
         )
 
+        db_file = Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+        existed = db_file is not None and db_file.exists()
+
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # The database file (and the -wal/-shm files SQLite creates with the same mode) is for this
+            # user only, whatever the umask; cheap, and only on a new pooled connection.
+            if db_file is not None:
+                restrict_mode(db_file, DATA_FILE_MODE, warn=existed)
+                for suffix in ("-wal", "-shm"):
+                    restrict_mode(db_file.with_name(db_file.name + suffix), DATA_FILE_MODE, warn=existed)
             # WAL lets readers run beside the single writer; foreign keys are off by default in SQLite.
             # The Python driver's implicit BEGIN is disabled so that we issue BEGIN ourselves (below).
             dbapi_conn.isolation_level = None

@@ -2,7 +2,8 @@
 
 Redaction happens when a log record is *created* (a LogRecord factory), so it covers every logger and
 every handler — the access log, third-party libraries, and test capture alike. It removes anything shaped
-like one of our tokens, ``token=`` query parameters, ``Authorization`` / ``x-api-key`` header values and
+like one of our tokens (percent-encoded too), ``token=`` query parameters (keys decoded the way the
+server decodes them, so ``?%74oken=`` is covered), ``Authorization`` / ``x-api-key`` header values and
 session cookies.
 """
 
@@ -14,6 +15,7 @@ import re
 import sys
 from contextvars import ContextVar
 from typing import Any
+from urllib.parse import unquote_plus
 
 # The current request's id, set by RequestContextMiddleware; JSON log lines carry it.
 request_id_var: ContextVar[str | None] = ContextVar("sensorhub_request_id", default=None)
@@ -25,8 +27,9 @@ _patterns: list[tuple[re.Pattern[str], str]] = []
 def _build_patterns(prefixes: set[str]) -> list[tuple[re.Pattern[str], str]]:
     alts = "|".join(re.escape(p) for p in sorted(prefixes))
     return [
-        # Anything shaped like a token, valid checksum or not, truncated or not.
-        (re.compile(rf"\b(?:{alts})_(?:pat|key)_[0-9A-Za-z]*"), "[REDACTED-TOKEN]"),
+        # Anything shaped like a token, valid checksum or not, truncated or not, wherever it stands
+        # (no leading word boundary: ``x_shub_pat_…`` hides one too).
+        (re.compile(rf"(?:{alts})_(?:pat|key)_[0-9A-Za-z]*"), TOKEN_MARK),
         # token=... / access_token=... / api_key=... in query strings, forms and JSON-ish text
         (re.compile(r"(?i)((?:access_)?token|api[_-]?key|password|csrf_token)(=|\"?\s*:\s*\"?)([^&\s\"',;]+)"),
          r"\1\2[REDACTED]"),
@@ -37,7 +40,50 @@ def _build_patterns(prefixes: set[str]) -> list[tuple[re.Pattern[str], str]]:
     ]
 
 
+TOKEN_MARK = "[REDACTED-TOKEN]"  # noqa: S105  (the placeholder, not a secret)
+# Query parameters whose value is a secret, compared after decoding the key.
+SECRET_KEYS = frozenset({"token", "access_token", "api_key", "api-key", "apikey", "x-api-key", "password",
+                         "csrf_token"})
+# A run of text that may be a query string (``/path?a=1&token=…`` or ``a=1&b=2``).
+_QUERY_RUN = re.compile(r"[^\s\"'<>]*=[^\s\"'<>]*")
+# A run of URL characters containing at least one percent-escape (``shub%5Fpat%5F…``).
+_ESCAPED_RUN = re.compile(r"(?:[0-9A-Za-z_.~-]|%[0-9A-Fa-f]{2})*%[0-9A-Fa-f]{2}(?:[0-9A-Za-z_.~-]|%[0-9A-Fa-f]{2})*")
+_token_shape: re.Pattern[str] | None = None
+
+
+def _redact_query(run: str) -> str:
+    """Redact secret parameters of a query string the way the server reads them: keys and values are
+    percent-decoded first, exactly like Starlette's ``query_params`` (``%74oken`` is ``token``), so
+    whatever could authenticate is also redacted."""
+    head, qmark, query = run.partition("?")
+    if not qmark:
+        head, query = "", run
+    parts = query.split("&")
+    changed = False
+    for i, part in enumerate(parts):
+        key, eq, value = part.partition("=")
+        if not eq:
+            continue
+        name = unquote_plus(key).strip().lower()
+        secret = name in SECRET_KEYS or name.endswith("token")
+        if secret or (_token_shape is not None and _token_shape.search(unquote_plus(value))):
+            parts[i] = f"{key}=[REDACTED]"
+            changed = True
+    if not changed:
+        return run
+    return head + qmark + "&".join(parts)
+
+
+def _redact_escaped(m: re.Match[str]) -> str:
+    run = m.group(0)
+    return TOKEN_MARK if _token_shape is not None and _token_shape.search(unquote_plus(run)) else run
+
+
 def redact(text: str) -> str:
+    if "=" in text:
+        text = _QUERY_RUN.sub(lambda m: _redact_query(m.group(0)), text)
+    if "%" in text:
+        text = _ESCAPED_RUN.sub(_redact_escaped, text)
     for pat, repl in _patterns:
         text = pat.sub(repl, text)
     return text
@@ -53,12 +99,13 @@ def _redact_obj(obj: Any) -> Any:
 
 def install_redaction(prefix: str = "shub") -> None:
     """Idempotent; call once per process (every token prefix in use is covered)."""
-    global _patterns
+    global _patterns, _token_shape
     if prefix in _installed_prefixes:
         return
     first = not _installed_prefixes
     _installed_prefixes.add(prefix)
     _patterns = _build_patterns(_installed_prefixes)
+    _token_shape = _patterns[0][0]
     if not first:
         return
     old_factory = logging.getLogRecordFactory()

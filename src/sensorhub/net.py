@@ -45,6 +45,27 @@ def is_https(conn: HTTPConnection, trusted_proxies: tuple[str, ...]) -> bool:
     return _trusted(peer, trusted_proxies) and conn.headers.get("x-forwarded-proto", "").lower() == "https"
 
 
+# Headers a reverse proxy adds. Their presence on a loopback connection means the request was relayed
+# (e.g. by a proxy on the same host), so the peer address says nothing about the real client.
+FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip")
+
+
+def is_secure_transport(conn: HTTPConnection, trusted_proxies: tuple[str, ...]) -> bool:
+    """Whether a credential may travel on this connection when HTTPS is required.
+
+    HTTPS itself, or HTTPS as reported by a trusted proxy's ``X-Forwarded-Proto``: when a trusted proxy
+    says ``http``, that decides, whatever the proxy's address (a proxy on the same host is loopback
+    too). A loopback peer is exempt only when the request is direct, i.e. carries no forwarding header
+    at all: health checks and scripts on the host itself."""
+    if is_https(conn, trusted_proxies):
+        return True
+    return is_loopback(_peer(conn)) and not any(h in conn.headers for h in FORWARDING_HEADERS)
+
+
+def _peer(conn: HTTPConnection) -> str:
+    return conn.client.host if conn.client else ""
+
+
 def is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback

@@ -1,16 +1,36 @@
-"""Pure ASGI middleware (cheap on the hot path): request ids, rate-limit and security headers, and the
-request body size limit."""
+"""Pure ASGI middleware (cheap on the hot path): request ids, rate-limit and security headers
+(``Cache-Control: no-store`` on credential-bearing answers, no framing), and the request body size
+limit."""
 
 from __future__ import annotations
 
 import secrets
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sensorhub.logs import request_id_var
+
+# Paths whose answers carry secrets or credential metadata (token plaintext at creation and rotation,
+# the login's CSRF token, token listings with last-used addresses): never stored by any cache.
+NO_STORE_PREFIXES = ("/api/auth/", "/api/tokens", "/api/orgs/")
+NO_STORE = (b"cache-control", b"no-store")
+# Nothing we serve is meant to be framed (clickjacking on the docs' "Authorize" or the UI's buttons).
+# Routes that send their own, stricter policy (the web UI) keep it.
+FRAME_HEADERS = ((b"x-frame-options", b"DENY"), (b"content-security-policy", b"frame-ancestors 'none'"))
+
+
+def _carries_credential(headers: dict[bytes, bytes], query: bytes) -> bool:
+    """Whether the request presented a token or a session: its answer is private to that credential."""
+    if b"authorization" in headers or b"x-api-key" in headers:
+        return True
+    if b"sensorhub_session=" in headers.get(b"cookie", b""):
+        return True
+    # Decoded like Starlette decodes query_params (``%74oken`` is ``token``).
+    return bool(query) and any(k == "token" for k, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True))
 
 
 class RequestContextMiddleware:
@@ -52,6 +72,8 @@ class RequestContextMiddleware:
             return msg
 
         hsts = self.hsts
+        path: str = scope.get("path", "")
+        no_store = path.startswith(NO_STORE_PREFIXES) or _carries_credential(headers, scope.get("query_string", b""))
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -64,6 +86,12 @@ class RequestContextMiddleware:
                         if k.lower().encode() not in existing:
                             h.append((k.lower().encode(), v.encode()))
                 h.append((b"x-content-type-options", b"nosniff"))
+                present = {k.lower() for k, _ in h}
+                if no_store and b"cache-control" not in present:
+                    h.append(NO_STORE)
+                for k, v in FRAME_HEADERS:
+                    if k not in present:
+                        h.append((k, v))
                 if hsts:
                     h.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
                 message["headers"] = h

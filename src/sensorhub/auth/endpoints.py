@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -26,22 +27,35 @@ class LoginBody(BaseModel):
     password: str
 
 
-def check_login_budget(request: Request, email: str) -> None:
+def _login_keys(request: Request, email: str) -> list[tuple[str, int]]:
+    """The failure counters a login attempt is checked against, with their limits.
+
+    Failures are counted per (email, client address) and per client address, never per email alone:
+    a per-email lock would let anyone, anywhere, lock a person out by typing wrong passwords for
+    them. Without a CAPTCHA, the (email, address) counter does block the right password from the
+    attacker's own address (a NAT shared with the victim) until the window ends; other addresses are
+    unaffected. The per-address limit is higher and stops one address from spraying many emails."""
     c = ctx(request)
     ip = request_ip(request)
-    limit = c.settings.login_attempts_per_window
-    for key in (f"login:ip:{ip}", f"login:email:{email.strip().lower()}"):
-        d = c.limiter.peek(key, limit, LOGIN_WINDOW)
+    who = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
+    return [
+        (f"login:ip-email:{ip}:{who}", c.settings.login_attempts_per_window),
+        (f"login:ip:{ip}", c.settings.login_failures_per_address),
+    ]
+
+
+def check_login_budget(request: Request, email: str) -> None:
+    limiter = ctx(request).limiter
+    for key, limit in _login_keys(request, email):
+        d = limiter.peek(key, limit, LOGIN_WINDOW)
         if not d.allowed:
             raise RateLimited("Too many failed logins; wait a few minutes and try again", retry_after=d.retry_after)
 
 
 def note_failed_login(request: Request, email: str) -> None:
-    c = ctx(request)
-    ip = request_ip(request)
-    limit = c.settings.login_attempts_per_window
-    c.limiter.hit(f"login:ip:{ip}", limit, LOGIN_WINDOW)
-    c.limiter.hit(f"login:email:{email.strip().lower()}", limit, LOGIN_WINDOW)
+    limiter = ctx(request).limiter
+    for key, limit in _login_keys(request, email):
+        limiter.hit(key, limit, LOGIN_WINDOW)
 
 
 def set_session_cookie(request: Request, response: Response, cookie: str) -> None:

@@ -25,7 +25,7 @@ from sensorhub.auth.usage import UsageTracker, write_usage
 from sensorhub.config import Settings
 from sensorhub.db import Database, utcnow
 from sensorhub.errors import Forbidden, InsufficientScope, RateLimited, ServiceUnavailable, Unauthorized
-from sensorhub.net import client_ip, is_https, is_loopback
+from sensorhub.net import client_ip, is_secure_transport
 
 log = logging.getLogger("sensorhub.auth")
 
@@ -59,14 +59,14 @@ class Authenticator:
         self.failures: Counter[str] = Counter()
 
     # -- extraction -------------------------------------------------------------------------------
-    def presented(self, request: Request) -> Presented | None:
+    def presented(self, request: Request, ip: str) -> Presented | None:
         auth = request.headers.get("authorization")
         if auth is not None:
             scheme, _, value = auth.strip().partition(" ")
             value = value.strip()
             low = scheme.lower()
             if low not in ("bearer", "token") or not value or " " in value:
-                self._fail(request, "malformed_header")
+                self._fail(request, ip, "malformed_header")
                 raise Unauthorized(
                     "Malformed Authorization header: send 'Authorization: Bearer <token>'",
                     headers=CHALLENGE,
@@ -75,27 +75,31 @@ class Authenticator:
         key = request.headers.get("x-api-key")
         if key is not None:
             return Presented(key.strip(), "x-api-key")
-        qtoken = request.query_params.get("token")
-        if qtoken is not None:
+        # Starlette's query_params decodes keys and values (``%74oken`` is ``token``): this is the same
+        # parsing that the log redaction applies (sensorhub.logs), so what authenticates is redacted.
+        qtokens = request.query_params.getlist("token")
+        if qtokens:
             if not self.settings.allow_query_token:
-                self._fail(request, "query_token_disabled")
+                self._fail(request, ip, "query_token_disabled")
                 raise Unauthorized(
                     "Tokens in the query string (?token=) are disabled on this server: send the token in "
                     "the 'Authorization: Bearer <token>' header instead (operators can allow query tokens "
                     "with SENSORHUB_ALLOW_QUERY_TOKEN=1)",
                     headers=CHALLENGE,
                 )
-            return Presented(qtoken, "query")
+            if len(qtokens) > 1:
+                self._fail(request, ip, "malformed_query_token")
+                raise Unauthorized("Give the token parameter once: ?token=<token>", headers=CHALLENGE)
+            return Presented(qtokens[0], "query")
         return None
 
-    def _fail(self, request: Request, reason: str) -> None:
+    def _fail(self, request: Request, ip: str, reason: str) -> None:
+        """Count a failed authentication against the client address; past the limit the failure is
+        answered 429 instead of 401. Only failures are limited here: a valid credential is never
+        refused because its address also sent garbage (it has its own per-credential budget)."""
         self.failures[reason] += 1
-        ip = client_ip(request, self.proxies)
-        self.limiter.hit(f"authfail:{ip}", self.settings.failed_auth_limit, self.settings.failed_auth_window_seconds)
+        d = self.limiter.hit(f"authfail:{ip}", self.settings.failed_auth_limit, self.settings.failed_auth_window_seconds)
         log.info("authentication failed: reason=%s ip=%s path=%s", reason, ip, request.url.path)
-
-    def _check_ip_budget(self, ip: str) -> None:
-        d = self.limiter.peek(f"authfail:{ip}", self.settings.failed_auth_limit, self.settings.failed_auth_window_seconds)
         if not d.allowed:
             raise RateLimited(
                 "Too many failed authentication attempts from this address; try again later",
@@ -104,23 +108,25 @@ class Authenticator:
 
     # -- verification -----------------------------------------------------------------------------
     async def authenticate(self, request: Request, scope: str | None) -> Principal:
-        presented = self.presented(request)
+        ip = client_ip(request, self.proxies)
+        presented = self.presented(request, ip)
         if presented is None:
             raise Unauthorized(
                 "Authentication required: send 'Authorization: Bearer <token>' (or 'x-api-key: <key>')",
                 headers=CHALLENGE_NONE,
             )
-        ip = client_ip(request, self.proxies)
-        self._check_ip_budget(ip)
-        if self.settings.require_https and not is_https(request, self.proxies):
-            host = request.client.host if request.client else ""
-            if not is_loopback(host):
-                raise Forbidden("Tokens are only accepted over HTTPS on this server")
+        if self.settings.require_https and not is_secure_transport(request, self.proxies):
+            raise Forbidden("Tokens are only accepted over HTTPS on this server")
         parsed = token_format.parse(presented.text, self.prefix)
         if parsed is None:
             # Typos and random strings stop here, before any cache or database access.
-            self._fail(request, "bad_format_or_checksum")
+            self._fail(request, ip, "bad_format_or_checksum")
             raise Unauthorized(GENERIC_401, headers=CHALLENGE)
+        # A well-formed token is verified even while its address is over the failed-auth limit (there
+        # is deliberately no "is this address blocked?" check before this point): behind a NAT or a
+        # proxy, one client's garbage must not lock out everyone else's valid tokens. Guessing a
+        # 256-bit secret is hopeless, so what the limit guards against is load, and a lookup by
+        # digest is one indexed read; a token that fails from a throttled address is answered 429.
         digest = parsed.digest
         principal = self.cache.get(digest)
         if principal is None:
@@ -129,12 +135,12 @@ class Authenticator:
             try:
                 principal = await to_thread.run_sync(self._resolve, digest, now)
             except Rejected as r:
-                self._fail(request, r.reason)
+                self._fail(request, ip, r.reason)
                 raise Unauthorized(GENERIC_401, headers=CHALLENGE) from None
             self.cache.put(digest, principal, generation)
         now = utcnow()
         if principal.is_expired(now):
-            self._fail(request, "expired")
+            self._fail(request, ip, "expired")
             raise Unauthorized(GENERIC_401, headers=CHALLENGE)
         facts = RequestFacts(client_ip=ip, now=now)
         for restriction in principal.restrictions:

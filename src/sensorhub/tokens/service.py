@@ -25,6 +25,8 @@ from sensorhub.tokens.models import Credential
 
 Invalidate = Callable[[], None]
 MAX_NAME = 100
+# Upper bound of any stated lifetime in days, so that date arithmetic cannot overflow.
+MAX_DAYS = 36500
 
 
 @dataclass
@@ -61,17 +63,30 @@ def _policy(orgs: Sequence[Organisation]) -> Policy:
     )
 
 
-def resolve_expiry(spec: ExpirySpec, policy: Policy, default_days: int, now: datetime) -> datetime | None:
+def resolve_expiry(
+    spec: ExpirySpec, policy: Policy, default_days: int, now: datetime, hard_max_days: int | None = None
+) -> datetime | None:
+    """The expiry of a new credential, or ``None`` for a non-expiring one.
+
+    One maximum applies to every way of stating expiry: the finite lifetime is at most
+    ``min(org policy caps, hard_max_days)`` whether it is given as ``expires_in_days``, as
+    ``expires_at`` or left to the default; ``never`` is a separate, explicit opt-in of every
+    organisation reached (and none may cap lifetime). A far-away date is not a way around that."""
     given = sum(x is not None and x is not False for x in (spec.expires_in_days, spec.expires_at, spec.never or None))
     if given > 1:
         raise BadRequest("give only one of expires_in_days, expires_at and never")
-    cap = policy.max_days
-    cap_note = f" (the policy of {', '.join(policy.org_slugs)} caps token lifetime at {cap} days)"
+    org_cap = policy.max_days
+    cap = lifetime_cap(policy, hard_max_days)
+    if org_cap is not None and cap == org_cap:
+        cap_note = f" (the policy of {', '.join(policy.org_slugs)} caps token lifetime at {cap} days)"
+    else:
+        cap_note = f" (this server caps token lifetime at {cap} days"
+        cap_note += "; use never for a non-expiring token)" if policy.allow_never and org_cap is None else ")"
     if spec.never:
-        if not policy.allow_never or cap is not None:
+        if not policy.allow_never or org_cap is not None:
             raise BadRequest(
                 "non-expiring tokens are not allowed by the organisation policy; give expires_in_days"
-                " or expires_at"
+                " or expires_at" + (f" (at most {cap} days)" if cap else "")
             )
         return None
     if spec.expires_at is not None:
@@ -80,19 +95,25 @@ def resolve_expiry(spec: ExpirySpec, policy: Policy, default_days: int, now: dat
             raise BadRequest("expires_at needs a time zone, e.g. 2027-01-31T00:00:00Z")
         if at <= now:
             raise BadRequest("expires_at is in the past; give a future date")
-        if cap is not None and at > now + timedelta(days=cap, minutes=1):
+        if cap is not None and at - now > timedelta(days=cap, minutes=1):
             raise BadRequest("expires_at is too far in the future" + cap_note)
         return at
     if spec.expires_in_days is not None:
         days = spec.expires_in_days
         if days < 1:
             raise BadRequest("expires_in_days must be at least 1")
-        if days > 36500:
-            raise BadRequest("expires_in_days must be at most 36500; use never for a non-expiring token")
         if cap is not None and days > cap:
             raise BadRequest(f"expires_in_days={days} is too long" + cap_note)
+        if days > MAX_DAYS:
+            raise BadRequest(f"expires_in_days must be at most {MAX_DAYS}")
         return now + timedelta(days=days)
     return now + timedelta(days=min(default_days, cap) if cap else default_days)
+
+
+def lifetime_cap(policy: Policy, hard_max_days: int | None) -> int | None:
+    """The longest finite lifetime in days the policy and the server allow (``None``: no cap)."""
+    caps = [c for c in (policy.max_days, hard_max_days) if c]
+    return min(caps) if caps else None
 
 
 def _check_name(name: str) -> str:
@@ -258,7 +279,9 @@ def create_pat(
                 f"your role does not allow the '{sc}' scope in {', '.join(o.slug for o in reach)}"
             )
     now = utcnow()
-    expires_at = resolve_expiry(expiry, _policy(reach), settings.default_token_lifetime_days, now)
+    expires_at = resolve_expiry(
+        expiry, _policy(reach), settings.default_token_lifetime_days, now, settings.max_token_lifetime_days
+    )
     owner_key = f"user:{owner.id}"
     _check_unique_name(s, owner_key, name)
     minted = _mint(
@@ -308,7 +331,9 @@ def create_api_key(
     restrictions.workspaces = list(workspaces)
     stored, _ = _build_restrictions(s, restrictions, [org], key_org=org)
     now = utcnow()
-    expires_at = resolve_expiry(expiry, _policy([org]), settings.default_token_lifetime_days, now)
+    expires_at = resolve_expiry(
+        expiry, _policy([org]), settings.default_token_lifetime_days, now, settings.max_token_lifetime_days
+    )
     owner_key = f"org:{org.id}"
     _check_unique_name(s, owner_key, name)
     if rate_limit_per_minute is not None and rate_limit_per_minute < 1:
@@ -417,7 +442,7 @@ def rotate(
     """A new secret with the same name, scopes and restrictions; the old secret is revoked at once.
 
     The new token gets the same lifetime the old one was created with, counted from now (capped by the
-    current policy)."""
+    current policy and the server's maximum)."""
     if cred.revoked_at is not None:
         raise Conflict("this token is revoked and cannot be rotated; create a new token instead")
     if cred.org_id:
@@ -435,16 +460,20 @@ def rotate(
         if not orgs:
             raise Forbidden("the owner of this token is no longer a member of the organisations it reached")
     now = utcnow()
-    if cred.expires_at is None:
+    # Rotation re-applies the current policy and never refuses a token the server once accepted: the
+    # new secret keeps the old one's lifetime (created → expires), counted from now, cut to today's
+    # maximum; a non-expiring token stays non-expiring only while the policy still allows it.
+    policy = _policy(orgs)
+    cap = lifetime_cap(policy, settings.max_token_lifetime_days)
+    if cred.expires_at is None and policy.allow_never and policy.max_days is None:
         spec = ExpirySpec(never=True)
+    elif cred.expires_at is None:
+        spec = ExpirySpec(expires_in_days=cap or settings.default_token_lifetime_days)
     else:
         lifetime = cred.expires_at - cred.created_at
-        policy = _policy(orgs)
-        days = max(1, round(lifetime.total_seconds() / 86400))
-        if policy.max_days:
-            days = min(days, policy.max_days)
-        spec = ExpirySpec(expires_in_days=days)
-    expires_at = resolve_expiry(spec, _policy(orgs), settings.default_token_lifetime_days, now)
+        days = max(1, min(MAX_DAYS, round(lifetime.total_seconds() / 86400)))
+        spec = ExpirySpec(expires_in_days=min(days, cap) if cap else days)
+    expires_at = resolve_expiry(spec, policy, settings.default_token_lifetime_days, now, settings.max_token_lifetime_days)
     cred.revoked_at = now
     cred.revoked_by = actor_id
     s.flush()  # free the name before the new credential takes it
