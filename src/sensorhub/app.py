@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
-from fastapi.openapi.utils import get_openapi
 
 from sensorhub import __version__, bus, metrics, web
 from sensorhub.accounts.endpoints import router as accounts_router
 from sensorhub.api import errors as api_errors
 from sensorhub.api.health import router as health_router
 from sensorhub.api.middleware import RequestContextMiddleware
+from sensorhub.api.openapi import build_openapi
 from sensorhub.auth.endpoints import router as session_router
 from sensorhub.config import Settings
 from sensorhub.context import AppContext
@@ -81,7 +81,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     _mount_docs(app)
     for extend in EXTENSIONS:
         extend(app, ctx)
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app
 
 
@@ -113,45 +113,6 @@ def _mount_docs(app: FastAPI) -> None:
             swagger_favicon_url="/api/docs/static/favicon.png",
             swagger_ui_parameters={"persistAuthorization": True},
         )
-
-
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    if app.openapi_schema:
-        return app.openapi_schema
-    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-    comps = schema.setdefault("components", {})
-    comps["securitySchemes"] = {
-        "bearerToken": {
-            "type": "http",
-            "scheme": "bearer",
-            "description": "A Personal Access Token or API key: `Authorization: Bearer shub_pat_…`",
-        },
-        "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key", "description": "An organisation API key"},
-        "session": {"type": "apiKey", "in": "cookie", "name": "sensorhub_session", "description": "Web session"},
-    }
-    from sensorhub.api.routes import iter_api_routes, route_guard
-
-    for route in iter_api_routes(app.routes):
-        guard = route_guard(route)
-        if guard is None:
-            continue
-        path_item = schema.get("paths", {}).get(getattr(route, "path", ""), {})
-        for method in getattr(route, "methods", []) or []:
-            op = path_item.get(method.lower())
-            if op is None:
-                continue
-            kind, scope = guard
-            if kind == "scope" or kind == "token":
-                op["security"] = [{"bearerToken": []}, {"apiKey": []}]
-                if scope:
-                    op["description"] = (op.get("description") or "") + f"\n\nRequires scope: `{scope}`"
-                    op.setdefault("x-required-scope", scope)
-            elif kind == "session":
-                op["security"] = [{"session": []}]
-            else:
-                op["security"] = []
-    app.openapi_schema = schema
-    return schema
 
 
 def factory() -> FastAPI:

@@ -8,7 +8,6 @@ import secrets
 from typing import Any
 from urllib.parse import parse_qsl
 
-import orjson
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -106,28 +105,19 @@ class RequestContextMiddleware:
             request_id_var.reset(rid_token)
 
     async def _too_large(self, scope: Scope, send: Send, rid: str) -> None:
-        from datetime import UTC, datetime
+        # Rendered by the one error renderer: Akenza body, or ProblemDetails under /ngsi-ld/.
+        from starlette.requests import Request
 
-        body = orjson.dumps(
-            {
-                "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
-                "path": scope.get("path", ""),
-                "status": 413,
-                "error": "Payload Too Large",
-                "message": f"Request body too large: the limit is {self.max_body} bytes; split the upload",
-                "requestId": rid,
-                "errorId": secrets.token_hex(8),
-                "traceId": scope.get("state", {}).get("trace_id", "-"),
-            }
-        )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        from sensorhub.api.errors import render
+        from sensorhub.errors import PayloadTooLarge
+
+        err = PayloadTooLarge(f"Request body too large: the limit is {self.max_body} bytes; split the upload")
+        response = render(Request(scope), err)
+
+        async def no_body() -> Message:
+            return {"type": "http.disconnect"}
+
+        await response(scope, no_body, send)
 
 
 class _BodyTooLarge(HTTPException):
