@@ -15,6 +15,7 @@ from sensorhub.api import errors as api_errors
 from sensorhub.api.health import router as health_router
 from sensorhub.api.middleware import RequestContextMiddleware
 from sensorhub.api.openapi import build_openapi
+from sensorhub.audit import usage as audit_usage
 from sensorhub.auth.endpoints import router as session_router
 from sensorhub.config import Settings
 from sensorhub.context import AppContext
@@ -86,7 +87,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
 
 
 # Callables run at app creation (e.g. web UI mounting, Redis bus, metrics): ``fn(app, ctx)``.
-EXTENSIONS: list[Any] = [bus.install, metrics.install, web.install]
+EXTENSIONS: list[Any] = [bus.install, metrics.install, web.install, audit_usage.install]
 EXTENSIONS.append(export_endpoints.install)
 
 

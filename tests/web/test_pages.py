@@ -330,26 +330,39 @@ def test_admin_creates_an_api_key_and_an_api_user_with_a_token(client: TestClien
     assert "etl" in client.get("/orgs/acme/api-users").text
 
 
-def test_admin_manages_members_grants_and_policy(client: TestClient, world: World) -> None:
+def test_admin_manages_members_grants_and_policy(client: TestClient, world: World, make_client) -> None:  # type: ignore[no-untyped-def]
     setup(world)
+    world.user("new@acme.test")  # an account of no organisation yet
     csrf = web_login(client, "olga@acme.test")
     r = client.post(
-        "/orgs/acme/members", data={"csrf_token": csrf, "email": "new@acme.test", "role": "viewer"}
+        "/orgs/acme/members",
+        data={"csrf_token": csrf, "email": "new@acme.test", "role": "viewer", "password": "a-long-enough-password"},
     )
-    assert r.status_code == 400 and "give an initial password" in r.text
+    assert r.status_code == 400 and "&#39;password&#39; is not accepted" in r.text
     r = client.post(
         "/orgs/acme/members",
-        data={
-            "csrf_token": csrf,
-            "email": "new@acme.test",
-            "role": "viewer",
-            "password": "a-long-enough-password",
-        },
+        data={"csrf_token": csrf, "email": "new@acme.test", "role": "viewer"},
         follow_redirects=False,
     )
     assert r.status_code == 303
-    page = client.get("/orgs/acme/members?done=member-added").text
-    assert "Member added." in page and "new@acme.test" in page
+    page = client.get(r.headers["location"]).text
+    assert "Invitation sent" in page and "Pending invitations" in page and "new@acme.test" in page
+    assert "Role of new@acme.test" not in page  # not a member until they accept
+
+    # The invited person accepts on their Invitations page (linked from the home page).
+    newcomer = make_client()
+    their_csrf = web_login(newcomer, "new@acme.test")
+    assert "1 pending invitation" in newcomer.get("/").text
+    inv_page = newcomer.get("/invitations").text
+    inv_id = re.search(r'action="/invitations/([^/]+)/accept"', inv_page).group(1)  # type: ignore[union-attr]
+    assert "Acme" in inv_page and "viewer" in inv_page
+    r = newcomer.post(f"/invitations/{inv_id}/accept", data={"csrf_token": their_csrf}, follow_redirects=False)
+    assert r.status_code == 303 and "you are now a member" in newcomer.get(r.headers["location"]).text
+    r = newcomer.post(f"/invitations/{inv_id}/accept", data={"csrf_token": their_csrf})
+    assert r.status_code == 409 and "already accepted" in r.text
+
+    page = client.get("/orgs/acme/members").text
+    assert "Pending invitations" not in page
     uid = re.search(
         r'action="/orgs/acme/members/([^/]+)/role"[^<]*<input[^>]*>\s*<label for="role-[^"]+" class="sr-only">Role of new@acme.test',
         page,
@@ -510,3 +523,30 @@ def test_names_are_escaped(client: TestClient, world: World) -> None:
     assert r.status_code == 201
     page = client.get("/integrations").text
     assert evil not in page and "&lt;script&gt;" in page
+
+
+def test_invitations_can_be_cancelled_and_declined_on_the_pages(client: TestClient, world: World, make_client) -> None:  # type: ignore[no-untyped-def]
+    setup(world)
+    world.user("guest@elsewhere.test")
+    csrf = web_login(client, "olga@acme.test")
+    guest = make_client()
+    guest_csrf = web_login(guest, "guest@elsewhere.test")
+    for _ in range(2):
+        client.post("/orgs/acme/members", data={"csrf_token": csrf, "email": "guest@elsewhere.test"})
+    page = client.get("/orgs/acme/members").text
+    assert page.count('class="card list-item member invitation"') == 1  # inviting again replaces
+    inv_id = re.search(r"/orgs/acme/invitations/([^/]+)/cancel", page).group(1)  # type: ignore[union-attr]
+    r = client.post(f"/orgs/acme/invitations/{inv_id}/cancel", data={"csrf_token": csrf}, follow_redirects=False)
+    assert r.status_code == 303 and "Invitation cancelled." in client.get(r.headers["location"]).text
+    assert "No pending invitations." in guest.get("/invitations").text
+    r = guest.post(f"/invitations/{inv_id}/accept", data={"csrf_token": guest_csrf})
+    assert r.status_code == 409 and "already cancelled" in r.text
+
+    client.post("/orgs/acme/members", data={"csrf_token": csrf, "email": "guest@elsewhere.test"})
+    inv_id = re.search(r'action="/invitations/([^/]+)/decline"', guest.get("/invitations").text).group(1)  # type: ignore[union-attr]
+    r = guest.post(f"/invitations/{inv_id}/decline", data={"csrf_token": guest_csrf}, follow_redirects=False)
+    assert r.status_code == 303 and "Invitation declined." in guest.get(r.headers["location"]).text
+    # Someone else's invitation is not found, and nobody joined.
+    r = client.post(f"/invitations/{inv_id}/accept", data={"csrf_token": csrf})
+    assert r.status_code == 404
+    assert "guest@elsewhere.test" not in client.get("/orgs/acme/members").text

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import Field
 from sqlalchemy.orm import Session
 
+from sensorhub.accounts import invitations
 from sensorhub.accounts import service as accounts
 from sensorhub.accounts.models import Grant, Membership, Organisation, User, Workspace
 from sensorhub.api.deps import ctx, request_ip
@@ -38,8 +39,13 @@ class WorkspaceCreate(_In):
 class MemberAdd(_In):
     email: str
     role: str = "member"
-    password: str | None = Field(None, description="Creates the user when the email is new")
-    workspaces: list[str] = Field(default_factory=list, description="Grant read access to these workspaces")
+    password: str | None = Field(
+        None,
+        description="Refused with 400: invited people accept with their own account (no account is created here)",
+    )
+    workspaces: list[str] = Field(
+        default_factory=list, description="Grant read access to these workspaces once the invitation is accepted"
+    )
 
 
 class MemberUpdate(_In):
@@ -156,33 +162,75 @@ def member_out(m: Membership, u: User) -> dict[str, Any]:
     return {"user_id": u.id, "email": u.email, "name": u.name, "role": m.role, "disabled": u.disabled}
 
 
+def invitation_out(v: invitations.InvitationView) -> dict[str, Any]:
+    """The same keys for every invitation: nothing here depends on whether the email has an account."""
+    i = v.invitation
+    return {
+        "id": i.id,
+        "organisation": {"id": v.organisation.id, "slug": v.organisation.slug, "name": v.organisation.name},
+        "email": i.email,
+        "role": i.role,
+        "workspaces": [w.slug for w in v.workspaces],
+        "status": v.state,
+        "created_at": i.created_at,
+        "expires_at": i.expires_at,
+    }
+
+
 @router.get("/api/orgs/{org}/members")
 def list_members(org: str, sc: SessionContext = Depends(ADMIN)) -> list[dict[str, Any]]:
     assert sc.org is not None
     return [member_out(m, u) for m, u in accounts.list_members(sc.db, sc.org)]
 
 
-@router.post("/api/orgs/{org}/members", status_code=201)
+@router.post("/api/orgs/{org}/members", status_code=202)
 def add_member(org: str, body: MemberAdd, request: Request, sc: SessionContext = Depends(ADMIN)) -> dict[str, Any]:
-    """Add a person by email (creating the account when a password is given)."""
+    """Invite a person by email. The answer is the same whether an account with that email exists or
+    not; the membership exists only once that person accepts (``POST /api/invitations/{id}/accept``)."""
     assert sc.org is not None
-    c = ctx(request)
-    user = accounts.get_user_by_email(sc.db, body.email)
-    if user is None:
-        if not body.password:
-            raise BadRequest(f"no user with email '{body.email}' exists; give a password to create the account")
-        user = accounts.create_user(sc.db, body.email, body.password)
-    elif user.is_api_user:
-        raise BadRequest("API users are managed under /api-users")
-    m = accounts.set_membership(sc.db, user, sc.org, body.role, c.invalidate_auth, actor_role=sc.role)
-    for ref in body.workspaces:
-        ws = accounts.get_workspace(sc.db, sc.org, ref)
-        accounts.create_grant(
-            sc.db, sc.org, user, workspace=ws, entity_id=None, time_start=None, time_end=None,
-            actor_id=sc.user.id, invalidate=c.invalidate_auth,
-        )
+    view = invitations.invite_member(
+        sc.db, sc.org, email=body.email, role=body.role, workspaces=body.workspaces,
+        actor=sc.user, actor_role=sc.role, password=body.password, ip=request_ip(request),
+    )
     sc.db.commit()
-    return member_out(m, user)
+    return invitation_out(view)
+
+
+@router.get("/api/orgs/{org}/invitations")
+def list_invitations(org: str, sc: SessionContext = Depends(ADMIN)) -> list[dict[str, Any]]:
+    """Invitations of this organisation that wait for an answer (``status``: pending or expired)."""
+    assert sc.org is not None
+    return [invitation_out(v) for v in invitations.list_org_invitations(sc.db, sc.org)]
+
+
+@router.delete("/api/orgs/{org}/invitations/{invitation_id}", status_code=204)
+def cancel_invitation(org: str, invitation_id: str, request: Request, sc: SessionContext = Depends(ADMIN)) -> None:
+    """Cancel a pending invitation: it can no longer be accepted."""
+    assert sc.org is not None
+    invitations.cancel_invitation(sc.db, sc.org, invitation_id, sc.user, ip=request_ip(request))
+    sc.db.commit()
+
+
+@router.get("/api/invitations", tags=["invitations"])
+def my_invitations(sc: SessionContext = Depends(RequireSession())) -> list[dict[str, Any]]:
+    """Invitations addressed to the logged-in person's email that still wait for an answer."""
+    return [invitation_out(v) for v in invitations.invitations_for(sc.db, sc.user)]
+
+
+@router.post("/api/invitations/{invitation_id}/accept", tags=["invitations"])
+def accept_invitation(invitation_id: str, request: Request, sc: SessionContext = Depends(RequireSession())) -> dict[str, Any]:
+    """Join the organisation with the invitation's role and grants."""
+    m, o = invitations.accept_invitation(
+        sc.db, sc.user, invitation_id, ctx(request).invalidate_auth, ip=request_ip(request)
+    )
+    sc.db.commit()
+    return dict(org_out(o), role=m.role)
+
+
+@router.post("/api/invitations/{invitation_id}/decline", status_code=204, tags=["invitations"])
+def decline_invitation(invitation_id: str, request: Request, sc: SessionContext = Depends(RequireSession())) -> None:
+    invitations.decline_invitation(sc.db, sc.user, invitation_id, ip=request_ip(request))
+    sc.db.commit()
 
 
 @router.patch("/api/orgs/{org}/members/{user_ref}")

@@ -81,7 +81,9 @@ def _normalise_email(email: str) -> str:
 
 def _view(s: Session, inv: Invitation) -> InvitationView:
     org = s.get_one(Organisation, inv.org_id)
-    wss = [w for w in (s.get(Workspace, i) for i in inv.workspace_ids) if w is not None and w.org_id == org.id]
+    wss = [
+        w for w in (s.get(Workspace, i) for i in inv.workspace_ids) if w is not None and w.org_id == org.id
+    ]
     return InvitationView(inv, org, wss)
 
 
@@ -119,7 +121,9 @@ def invite_member(
     now = utcnow()
     for old in s.scalars(
         select(Invitation).where(
-            Invitation.org_id == org.id, Invitation.email == addr, Invitation.status == InvitationStatus.pending
+            Invitation.org_id == org.id,
+            Invitation.email == addr,
+            Invitation.status == InvitationStatus.pending,
         )
     ):
         old.status = InvitationStatus.cancelled.value
@@ -138,7 +142,12 @@ def invite_member(
     s.add(inv)
     s.flush()
     record(
-        s, "member.invite", org_id=org.id, actor_user_id=actor.id, target=inv.id, ip=ip,
+        s,
+        "member.invite",
+        org_id=org.id,
+        actor_user_id=actor.id,
+        target=inv.id,
+        ip=ip,
         details={"email": addr, "role": r.value},
     )
     return InvitationView(inv, org, wss)
@@ -154,7 +163,9 @@ def list_org_invitations(s: Session, org: Organisation) -> list[InvitationView]:
     return [_view(s, i) for i in rows]
 
 
-def cancel_invitation(s: Session, org: Organisation, invitation_id: str, actor: User, ip: str | None = None) -> None:
+def cancel_invitation(
+    s: Session, org: Organisation, invitation_id: str, actor: User, ip: str | None = None
+) -> None:
     inv = s.scalar(select(Invitation).where(Invitation.id == invitation_id, Invitation.org_id == org.id))
     if inv is None:
         raise NotFound(f"invitation '{invitation_id}' not found in '{org.slug}'")
@@ -191,7 +202,9 @@ def _own_invitation(s: Session, user: User, invitation_id: str) -> Invitation:
     if inv.status != InvitationStatus.pending:
         raise Conflict(f"this invitation was already {inv.status}")
     if inv.expires_at <= utcnow():
-        raise Conflict("this invitation has expired; ask an administrator of the organisation to invite you again")
+        raise Conflict(
+            "this invitation has expired; ask an administrator of the organisation to invite you again"
+        )
     return inv
 
 
@@ -206,14 +219,29 @@ def accept_invitation(
     m = set_membership(s, user, org, inv.role, invalidate)
     for ws in _view(s, inv).workspaces:
         create_grant(
-            s, org, user, workspace=ws, entity_id=None, time_start=None, time_end=None,
-            actor_id=inv.invited_by, invalidate=invalidate,
+            s,
+            org,
+            user,
+            workspace=ws,
+            entity_id=None,
+            time_start=None,
+            time_end=None,
+            actor_id=inv.invited_by,
+            invalidate=invalidate,
         )
     inv.status = InvitationStatus.accepted.value
     inv.responded_at = utcnow()
     inv.responded_by = user.id
     s.flush()
-    record(s, "member.join", org_id=org.id, actor_user_id=user.id, target=inv.id, ip=ip, details={"role": inv.role})
+    record(
+        s,
+        "member.join",
+        org_id=org.id,
+        actor_user_id=user.id,
+        target=inv.id,
+        ip=ip,
+        details={"role": inv.role},
+    )
     return m, org
 
 

@@ -11,7 +11,7 @@ import time
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from sensorhub.audit.service import record
+from sensorhub.audit.usage import note_token_use
 from sensorhub.db import utcnow
 from sensorhub.tokens.models import Credential
 
@@ -45,6 +45,7 @@ def write_usage(s: Session, credential_id: str, ip: str, org_ids: list[str], rou
         .where(Credential.id == credential_id)
         .values(last_used_at=utcnow(), last_used_ip=ip)
     )
-    for org_id in org_ids or [None]:  # type: ignore[list-item]
-        record(s, "token.used", org_id=org_id, credential_id=credential_id, ip=ip, details={"route": route})
+    # The audit event goes only to the organisations whose data the request touches (see
+    # sensorhub.audit.usage), never to every organisation the credential reaches.
+    note_token_use(s, credential_id, ip, org_ids, route)
     s.commit()

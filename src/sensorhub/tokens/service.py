@@ -411,7 +411,13 @@ def _audit_orgs(s: Session, cred: Credential) -> list[str | None]:
     if cred.org_id:
         return [cred.org_id]
     if cred.user_id:
-        return [o.id for o, _ in user_orgs(s, cred.user_id)] or [None]
+        # Only the organisations this token reaches: a token restricted to A is none of B's business
+        # (its name must not appear in B's audit log).
+        orgs = [o.id for o, _ in user_orgs(s, cred.user_id)]
+        limit = next((r for r in R.load(cred.restrictions) if isinstance(r, R.Organisations)), None)
+        if limit is not None:
+            orgs = [o for o in orgs if o in limit.org_ids]
+        return list(orgs) or [None]
     return [None]
 
 

@@ -15,6 +15,7 @@ from fastapi.responses import RedirectResponse
 from starlette.datastructures import FormData
 from starlette.responses import Response
 
+from sensorhub.accounts import invitations
 from sensorhub.accounts import service as accounts
 from sensorhub.accounts.models import Organisation, Role, User
 from sensorhub.api.deps import ctx, request_ip
@@ -541,6 +542,7 @@ def members_page(
         status,
         org=o,
         members=accounts.list_members(sc.db, o),
+        invitations=invitations.list_org_invitations(sc.db, o),
         my_role=sc.role,
         workspaces=accounts.list_workspaces(sc.db, o),
         form={
@@ -563,38 +565,41 @@ def add_member(
     form: FormData | None = Depends(read_form),
     sc: SessionContext = Depends(ADMIN_FORM),
 ) -> Response:
-    c = ctx(request)
+    """Invite a person (the same service as ``POST /api/orgs/{org}/members``)."""
 
     def act() -> Response:
         o = _org(sc)
-        email, password = forms.text(form, "email"), forms.text(form, "password")
+        email = forms.text(form, "email")
         if not email:
             raise BadRequest("Enter the person's email address.")
-        user = accounts.get_user_by_email(sc.db, email)
-        if user is None:
-            if not password:
-                raise BadRequest(f"No account uses '{email}' yet: give an initial password to create it.")
-            user = accounts.create_user(sc.db, email, password)
-        accounts.set_membership(
-            sc.db, user, o, forms.text(form, "role") or "member", c.invalidate_auth, actor_role=sc.role
+        password = form.get("password") if form is not None else None
+        invitations.invite_member(
+            sc.db,
+            o,
+            email=email,
+            role=forms.text(form, "role") or "member",
+            workspaces=forms.many(form, "workspaces"),
+            actor=sc.user,
+            actor_role=sc.role,
+            password=password if isinstance(password, str) else None,
+            ip=request_ip(request),
         )
-        for ref in forms.many(form, "workspaces"):
-            ws = accounts.get_workspace(sc.db, o, ref)
-            accounts.create_grant(
-                sc.db,
-                o,
-                user,
-                workspace=ws,
-                entity_id=None,
-                time_start=None,
-                time_end=None,
-                actor_id=sc.user.id,
-                invalidate=c.invalidate_auth,
-            )
         sc.db.commit()
-        return _done(o, "members", "member-added")
+        return _done(o, "members", "member-invited")
 
     return _attempt(request, sc, act, lambda m, s: members_page(request, sc, error=m, form=form, status=s))
+
+
+@router.post("/orgs/{org}/invitations/{invitation_id}/cancel")
+def cancel_invitation(
+    org: str, invitation_id: str, request: Request, sc: SessionContext = Depends(ADMIN_FORM)
+) -> Response:
+    def act() -> Response:
+        invitations.cancel_invitation(sc.db, _org(sc), invitation_id, sc.user, ip=request_ip(request))
+        sc.db.commit()
+        return _done(_org(sc), "members", "invitation-cancelled")
+
+    return _attempt(request, sc, act, lambda m, s: members_page(request, sc, error=m, status=s))
 
 
 @router.post("/orgs/{org}/members/{user_id}/role")

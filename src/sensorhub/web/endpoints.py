@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 from starlette.responses import Response
 
+from sensorhub.accounts import invitations
 from sensorhub.accounts import service as accounts
 from sensorhub.accounts.models import Organisation, Workspace
 from sensorhub.api.deps import ctx, get_db, request_ip
@@ -154,6 +155,7 @@ def home(request: Request, sc: SessionContext | None = Depends(MAYBE)) -> Respon
         active_count=len(active),
         expiring=soon,
         entity_count=entity_count or 0,
+        invitation_count=len(invitations.invitations_for(sc.db, sc.user)),
     )
 
 

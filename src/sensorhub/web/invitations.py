@@ -1,0 +1,67 @@
+"""The invited person's side: their pending invitations, accepted or declined after logging in.
+
+The same services as ``GET /api/invitations`` and ``POST /api/invitations/{id}/accept|decline``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import RedirectResponse
+from starlette.responses import Response
+
+from sensorhub.accounts import invitations
+from sensorhub.api.deps import ctx, request_ip
+from sensorhub.auth.dependencies import SessionContext
+from sensorhub.errors import SensorhubError
+from sensorhub.web.guards import RequireWebSession
+from sensorhub.web.views import page, render
+
+router = APIRouter(include_in_schema=False)
+
+PAGE = RequireWebSession(csrf=False)
+FORM = RequireWebSession()
+
+
+def invitations_page(
+    request: Request, sc: SessionContext, *, error: str | None = None, status: int = 200
+) -> Response:
+    p = page(request, "Invitations", sc, active="invitations", error=error)
+    return render(
+        request, "invitations.html", p, status, invitations=invitations.invitations_for(sc.db, sc.user)
+    )
+
+
+def _answer(request: Request, sc: SessionContext, act: Callable[[], str]) -> Response:
+    try:
+        done = act()
+    except SensorhubError as e:
+        sc.db.rollback()
+        return invitations_page(request, sc, error=e.message, status=e.status)
+    sc.db.commit()
+    return RedirectResponse(f"/invitations?done={done}", status_code=303)
+
+
+@router.get("/invitations")
+def my_invitations(request: Request, sc: SessionContext = Depends(PAGE)) -> Response:
+    return invitations_page(request, sc)
+
+
+@router.post("/invitations/{invitation_id}/accept")
+def accept(invitation_id: str, request: Request, sc: SessionContext = Depends(FORM)) -> Response:
+    def act() -> str:
+        invitations.accept_invitation(
+            sc.db, sc.user, invitation_id, ctx(request).invalidate_auth, ip=request_ip(request)
+        )
+        return "invitation-accepted"
+
+    return _answer(request, sc, act)
+
+
+@router.post("/invitations/{invitation_id}/decline")
+def decline(invitation_id: str, request: Request, sc: SessionContext = Depends(FORM)) -> Response:
+    def act() -> str:
+        invitations.decline_invitation(sc.db, sc.user, invitation_id, ip=request_ip(request))
+        return "invitation-declined"
+
+    return _answer(request, sc, act)
