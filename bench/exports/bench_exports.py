@@ -151,18 +151,22 @@ def child_export(workdir: Path, fmt: str, rows: int, series: int) -> dict[str, A
     return result
 
 
-def child_read_only(workdir: Path, rows: int, series: int, sqlite3_cursor: bool = False) -> dict[str, Any]:
-    """The store's raw batch reader alone (the floor under both formats); with ``sqlite3_cursor`` its
-    fallback path (Python ``sqlite3`` cursor, used without ``adbc-driver-sqlite``)."""
+def child_read_only(workdir: Path, rows: int, series: int, mode: str = "child") -> dict[str, Any]:
+    """The store's raw batch reader alone (the floor under both formats). ``mode``: ``child`` (large
+    reads: a reader process with ``adbc-driver-sqlite`` streaming Arrow), ``local`` (the server's own
+    ``sqlite3`` connection, per series), ``generic`` (the time-sliced ``sqlite3`` cursor scan that
+    PostgreSQL also uses)."""
     from sqlalchemy import select
 
     from sensorhub.db import Database
+    from sensorhub.timeseries import sqlite as sqlite_store
     from sensorhub.timeseries.models import Series
     from sensorhub.timeseries.service import iter_raw_batches
-    from sensorhub.timeseries.sqlite import SQLiteStore
 
-    if sqlite3_cursor:
-        SQLiteStore.iter_raw_arrow = lambda *args: None  # type: ignore[method-assign,assignment,return-value]
+    if mode == "local":
+        sqlite_store.CHILD_READER_MIN_POINTS = 1 << 62
+    elif mode == "generic":
+        sqlite_store.SQLiteStore.iter_raw_arrow = lambda *args: None  # type: ignore[method-assign,assignment,return-value]
     db = Database(settings_for(workdir))
     with db.session() as sess:
         ids = list(sess.scalars(select(Series.id).order_by(Series.id)))[:series]
@@ -176,7 +180,7 @@ def child_read_only(workdir: Path, rows: int, series: int, sqlite3_cursor: bool 
         )
         elapsed = time.perf_counter() - t
     return {
-        "what": "store read only (iter_raw_batches)" + (", sqlite3 cursor" if sqlite3_cursor else ""),
+        "what": f"store read only (iter_raw_batches), {mode}",
         "rows": n // series,
         "seconds": round(elapsed, 2),
         "rows_per_s": round(n // series / elapsed),
@@ -186,9 +190,9 @@ def child_read_only(workdir: Path, rows: int, series: int, sqlite3_cursor: bool 
 
 
 def child_adbc(workdir: Path, fmt: str, rows: int, series: int) -> dict[str, Any]:
-    """The original prototype, kept for comparison: the same pivot and writers fed by one ADBC query
-    ``ORDER BY ts, series_id`` (SQLite sorts when there are several series). The product path now reads
-    through ``SQLiteStore.iter_raw_arrow`` (per series by key, merged by time)."""
+    """The original prototype, kept for comparison (in this benchmark process only; the server never
+    loads the driver itself, see ``sensorhub.timeseries.arrow_reader``): the same pivot and writers fed
+    by one ADBC query ``ORDER BY ts, series_id`` (SQLite sorts when there are several series)."""
     import sqlite3
 
     import adbc_driver_sqlite.dbapi as adbc
@@ -323,7 +327,8 @@ def main() -> None:
             "parquet",
             "csv",
             "read",
-            "read-sqlite3",
+            "read-local",
+            "read-generic",
             "duckdb-parquet",
             "duckdb-csv",
             "adbc-parquet",
@@ -332,8 +337,8 @@ def main() -> None:
     )
     a = ap.parse_args()
     if a.child:
-        if a.child in ("read", "read-sqlite3"):
-            res = child_read_only(a.workdir, a.rows, a.series, sqlite3_cursor=a.child == "read-sqlite3")
+        if a.child.startswith("read"):
+            res = child_read_only(a.workdir, a.rows, a.series, mode=[*a.child.split("-", 1), "child"][1])
         elif a.child.startswith("adbc-"):
             res = child_adbc(a.workdir, a.child.split("-", 1)[1], a.rows, a.series)
         elif a.child.startswith("duckdb-"):
@@ -344,7 +349,7 @@ def main() -> None:
         return
     setup(a.workdir, a.rows, a.series)
     common = ["--rows", str(a.rows), "--series", str(a.series), "--workdir", str(a.workdir)]
-    children = ["parquet", "csv", "read", "read-sqlite3", "duckdb-parquet", "duckdb-csv"]
+    children = ["parquet", "csv", "read", "read-local", "read-generic", "duckdb-parquet", "duckdb-csv"]
     try:
         import adbc_driver_sqlite  # noqa: F401
 

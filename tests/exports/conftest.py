@@ -18,6 +18,7 @@ from sensorhub.entities.models import Entity
 from sensorhub.timeseries.service import bulk_insert, get_or_create_series
 from sensorhub.timeseries.timeutil import to_us
 from tests.builders import World, bearer
+from tests.production.conftest import start_server  # noqa: F401 (a real server process, for these tests too)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 STATION = "urn:ngsi-ld:WeatherObserved:station-1"

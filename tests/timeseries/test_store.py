@@ -219,12 +219,13 @@ def test_iter_raw_batches_orders_clamps_and_streams(ctx: AppContext, world: Worl
     assert len(b_ts) == (20_000 - 1_000) // 20
 
 
-@pytest.mark.parametrize("backend", ["sqlite"])  # the Arrow-native read is SQLite's
-def test_iter_raw_batches_sqlite_reads_arrow_natively_like_the_fallback(
+@pytest.mark.parametrize("backend", ["sqlite"])  # the per-series readers are SQLite's
+def test_iter_raw_batches_sqlite_readers_agree_with_the_generic_scan(
     backend: str, ctx: AppContext, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """On SQLite, exports read through adbc-driver-sqlite (per series by key, merged by time) and get
-    exactly the rows, in the order, of the sqlite3-cursor fallback; windows and batch sizes hold."""
+    """On SQLite, exports read per series by key and merge by time — in a child process through
+    adbc-driver-sqlite for large reads, or through the server's own sqlite3 connection — and get
+    exactly the rows, in the order, of the generic time-sliced scan; windows and batch sizes hold."""
     assert ctx.db.dialect == "sqlite"
     import pyarrow as pa
 
@@ -252,30 +253,40 @@ def test_iter_raw_batches_sqlite_reads_arrow_natively_like_the_fallback(
         c: [(w(T0 + 1_000 * S), w(T0 + 30_000 * S))],
     }
     start, end = w(T0 + 100 * S), w(T0 + 55_000 * S)
-    used: list[int] = []
-    real = sqlite_store._arrow_batches
+    children: list[int] = []
+    real = sqlite_store._child_or_local
 
     def spy(*args: object) -> object:
-        used.append(1)
+        children.append(1)
         return real(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(sqlite_store, "_arrow_batches", spy)
+    monkeypatch.setattr(sqlite_store, "_child_or_local", spy)
 
     def read(ids: list[int]) -> list[pa.RecordBatch]:
         with ctx.db.session() as s:
             return list(service.iter_raw_batches(s, ids, windows, start, end, batch_rows=700))
 
-    fast = {key: read(ids) for key, ids in (("abc", [a, b, c]), ("a", [a]), ("b", [b]))}
-    assert len(used) == 3
+    cases = (("abc", [a, b, c]), ("a", [a]), ("b", [b]))
+    local = {key: read(ids) for key, ids in cases}  # small reads stay in the process
+    assert children == []
     with monkeypatch.context() as m:
-        m.setattr(sqlite_store, "adbc_sqlite", lambda: None)  # as without the driver installed
-        slow = {key: read(ids) for key, ids in (("abc", [a, b, c]), ("a", [a]), ("b", [b]))}
-    assert len(used) == 3
-    for key in fast:
-        assert all(bt.schema == service.BATCH_SCHEMA for bt in fast[key]), key
-        assert all(0 < bt.num_rows <= 700 for bt in fast[key]), key
-        got = pa.Table.from_batches(fast[key], schema=service.BATCH_SCHEMA)
-        assert got.equals(pa.Table.from_batches(slow[key], schema=service.BATCH_SCHEMA)), key
+        m.setattr(sqlite_store, "CHILD_READER_MIN_POINTS", 0)  # every read goes to the child process
+        child = {key: read(ids) for key, ids in cases}
+        assert len(children) == 3
+        # A child that cannot start (here: a module that does not exist) falls back to sqlite3.
+        m.setattr(sqlite_store, "CHILD_MODULE", "sensorhub.no_such_module")
+        fallback = {key: read(ids) for key, ids in cases}
+    with monkeypatch.context() as m:
+        m.setattr(sqlite_store.SQLiteStore, "iter_raw_arrow", lambda *args: None)  # the generic scan
+        generic = {key: read(ids) for key, ids in cases}
+    for key in local:
+        want = pa.Table.from_batches(generic[key], schema=service.BATCH_SCHEMA)
+        for name, got_batches in (("local", local), ("child", child), ("fallback", fallback)):
+            assert all(bt.schema == service.BATCH_SCHEMA for bt in got_batches[key]), (key, name)
+            assert all(0 < bt.num_rows <= 700 for bt in got_batches[key]), (key, name)
+            got = pa.Table.from_batches(got_batches[key], schema=service.BATCH_SCHEMA)
+            assert got.equals(want), (key, name)
+    fast = local
 
     tbl = pa.Table.from_batches(fast["abc"])
     got_ts = tbl["ts"].cast(pa.int64()).to_numpy()
@@ -297,7 +308,13 @@ def test_iter_raw_batches_sees_the_sessions_own_writes(ctx: AppContext, world: W
     with ctx.db.write_session() as s:
         service.bulk_insert(s, a, [T0, T0 + S], [1.0, 2.0])
         if ctx.db.dialect == "sqlite":
-            assert store_for(s).iter_raw_arrow({a: [(T0, T0 + 2 * S)]}, 100) is None
+            from sensorhub.timeseries import sqlite as sqlite_store
+
+            # Even a read large enough for the child process stays on this connection.
+            with pytest.MonkeyPatch.context() as m:
+                m.setattr(sqlite_store, "CHILD_READER_MIN_POINTS", 0)
+                got = list(store_for(s).iter_raw_arrow({a: [(T0, T0 + 2 * S)]}, 100))
+            assert sum(bt.num_rows for bt in got) == 2
         batches = list(
             service.iter_raw_batches(s, [a], {a: [(None, None)]}, from_us(T0), from_us(T0 + 9 * S))
         )
@@ -314,7 +331,6 @@ def test_sqlite_in_memory_database_has_no_file() -> None:
     with Session(create_engine("sqlite://")) as s:
         store = SQLiteStore(s)
         assert store.database_file() is None
-        assert store.iter_raw_arrow({1: [(0, 10)]}, 100) is None
 
 
 def test_iter_bucket_batches_match_naive(ctx: AppContext, world: World) -> None:

@@ -183,9 +183,9 @@ def iter_raw_batches(
     (``windows[series_id]``, half-open, ``None`` = unbounded; a series without windows yields nothing)
     are returned.
 
-    Stores that can read straight into Arrow do (SQLite with ``adbc-driver-sqlite``, on a second
-    read-only connection: it sees committed data only, so a session that has written reads through its
-    own connection instead); otherwise rows are paged through the session's DBAPI cursor by time slice."""
+    Stores with a faster reader use it (SQLite: each series by key, merged by time; large reads in a
+    separate reader process, see :mod:`sensorhub.timeseries.arrow_reader`); otherwise rows are paged
+    through the session's DBAPI cursor by time slice."""
     store = store_for(session)
     per_series = {sid: ws for sid, ws in _windows_us(series_ids, windows, start, end).items() if ws}
     if not per_series:
