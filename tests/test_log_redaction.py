@@ -49,3 +49,53 @@ def test_requests_at_debug_level_leave_no_secret_in_logs(
 def test_redact_keeps_the_useful_rest() -> None:
     line = redact('GET /api/data/recent?token=shub_pat_abc123&limit=20 HTTP/1.1')
     assert "shub_pat_abc123" not in line and "limit=20" in line
+
+
+def test_query_tokens_are_redacted_as_the_server_decodes_them(
+    settings: Settings, world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Percent-encoded keys (``%74oken``), escapes inside the token (``%5F``) and repeated ``token=``
+    parameters: what the server reads from the query string is what the logs hide."""
+    from starlette.types import Receive, Scope, Send
+    from uvicorn.protocols.utils import get_path_with_query_string
+
+    s2 = settings.model_copy(update={"allow_query_token": True})
+    app = create_app(s2, AppContext.build(s2))
+    access = logging.getLogger("uvicorn.access")
+
+    async def logged(scope: Scope, receive: Receive, send: Send) -> None:
+        # What uvicorn's access log writes for each request (its own helper, its own format).
+        if scope["type"] == "http":
+            access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", scope.get("method"),
+                        get_path_with_query_string(scope), "1.1", 200)  # type: ignore[arg-type]
+        await app(scope, receive, send)
+
+    world.org("acme")
+    world.user("a@example.com", "acme", "owner")
+    pat = world.pat("a@example.com", ["timeseries"])
+    escaped = pat.replace("_", "%5F")
+    caplog.set_level(logging.DEBUG)
+    with TestClient(logged) as c:  # type: ignore[arg-type]
+        assert c.get(f"/api/tokens/self?%74oken={pat}").status_code == 200
+        assert c.get(f"/api/tokens/self?token={escaped}").status_code == 200
+        assert c.get(f"/api/tokens/self?%74%6F%6B%65%6E={escaped}").status_code == 200
+        # Two token parameters are ambiguous: refused, and neither value is logged.
+        r = c.get(f"/api/tokens/self?token=first-guess-123&%74oken={pat}")
+        assert r.status_code == 401 and "once" in r.json()["message"]
+        # A value that is not token-shaped, under an encoded key, is still hidden.
+        c.get("/api/tokens/self?%74oken=hunter2-not-a-token")
+    logging.getLogger("x").debug("download failed for /exports/%s", f"file?sig=1&{'%74oken'}={escaped}")
+    logging.getLogger("x").debug("path %s", f"/odd/{escaped}/x")
+    text = "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
+    assert "%74oken=" in text, "expected the access-log lines in the capture"
+    for secret in (pat, escaped, pat[9:30], "first-guess-123", "hunter2-not-a-token"):
+        assert secret not in text, secret
+
+
+def test_redact_finds_tokens_whatever_the_key_or_encoding() -> None:
+    t = "shub_pat_" + "A" * 49
+    assert redact(f"/x?q={t}") == "/x?q=[REDACTED]"
+    assert redact(f"/x?data=%7B%22k%22%3A%22{t.replace('_', '%5F')}%22%7D&limit=5").endswith("&limit=5")
+    assert t[9:] not in redact(f"/x?data=%7B%22k%22%3A%22{t.replace('_', '%5F')}%22%7D&limit=5")
+    assert redact(f"see x_{t} done") == "see x_[REDACTED-TOKEN] done"
+    assert redact("GET /api/data?limit=5&from=2026-01-01 HTTP/1.1") == "GET /api/data?limit=5&from=2026-01-01 HTTP/1.1"

@@ -181,3 +181,117 @@ def test_serve_with_tls(tmp_path: Path, start_server: Callable[..., Server]) -> 
     assert r.headers["strict-transport-security"].startswith("max-age=")
     with pytest.raises(httpx.HTTPError):  # plain HTTP on the TLS port is not served
         httpx.get(f"http://127.0.0.1:{srv.port}/healthz", timeout=2)
+
+
+def test_a_same_host_proxy_saying_http_is_plain_http(make_app: Callable[..., tuple[AppContext, World]]) -> None:
+    """Behind a proxy on 127.0.0.1, the proxy's X-Forwarded-Proto decides, not the loopback address."""
+    ctx, w = make_app(require_https=True, trusted_proxies=["127.0.0.1"])
+    token = w.pat("ana@example.com", ["entities"])
+    local_proxy = _client(ctx, ("127.0.0.1", 1))
+    relayed = {"X-Forwarded-For": "203.0.113.9"}
+    for headers in ({"X-Forwarded-Proto": "http"}, {"X-Forwarded-Proto": "http", **relayed}, relayed):
+        r = local_proxy.get("/api/tokens/self", headers={**bearer(token), **headers})
+        assert r.status_code == 403 and "HTTPS" in r.json()["message"], headers
+    r = local_proxy.get("/api/tokens/self", headers={**bearer(token), "X-Forwarded-Proto": "https", **relayed})
+    assert r.status_code == 200
+    # A direct request on the host itself (no forwarding header at all) stays exempt.
+    assert local_proxy.get("/api/tokens/self", headers=bearer(token)).status_code == 200
+
+    # A loopback peer that is not a trusted proxy but relays (forwarding headers) is not exempt either,
+    # and its X-Forwarded-Proto is not believed.
+    ctx2, w2 = make_app(require_https=True)
+    token2 = w2.pat("ana@example.com", ["entities"])
+    untrusted_local = _client(ctx2, ("127.0.0.1", 1))
+    for headers in (relayed, {"X-Forwarded-Proto": "https"}, {"Forwarded": "for=203.0.113.9;proto=https"}):
+        assert untrusted_local.get("/api/tokens/self", headers={**bearer(token2), **headers}).status_code == 403
+
+
+def test_answers_with_secrets_or_credential_metadata_are_never_cached(
+    make_app: Callable[..., tuple[AppContext, World]],
+) -> None:
+    ctx, w = make_app()
+    w.user("boss@example.com", "acme", "owner")
+    c = _client(ctx, ("127.0.0.1", 1))
+    r = c.post("/api/auth/login", json={"email": "boss@example.com", "password": "correct-horse-battery"})
+    answers = {"login (csrf_token)": r}
+    c.headers["X-CSRF-Token"] = r.json()["csrf_token"]
+    answers["me (csrf_token)"] = c.get("/api/auth/me")
+    created = c.post("/api/tokens", json={"name": "nb", "scopes": ["entities"]})
+    answers["create token"] = created
+    answers["list tokens"] = c.get("/api/tokens")
+    answers["one token"] = c.get(f"/api/tokens/{created.json()['id']}")
+    answers["rotate token"] = c.post(f"/api/tokens/{created.json()['id']}/rotate")
+    key = c.post("/api/orgs/acme/api-keys", json={"name": "k", "scopes": ["entities"]})
+    answers["create API key"] = key
+    answers["list API keys"] = c.get("/api/orgs/acme/api-keys")
+    answers["rotate API key"] = c.post(f"/api/orgs/acme/api-keys/{key.json()['id']}/rotate")
+    user = c.post("/api/orgs/acme/api-users", json={"name": "etl"}).json()["id"]
+    answers["create API-user token"] = c.post(f"/api/orgs/acme/api-users/{user}/tokens",
+                                              json={"name": "t", "scopes": ["entities"]})
+    answers["list API-user tokens"] = c.get(f"/api/orgs/acme/api-users/{user}/tokens")
+    api = _client(ctx, ("127.0.0.1", 1))
+    answers["token introspection"] = api.get("/api/tokens/self", headers=bearer(answers["rotate token"].json()["token"]))
+    answers["rejected token"] = api.get("/api/tokens/self", headers=bearer("shub_pat_nope"))
+    for what, resp in answers.items():
+        ok = resp.status_code == 401 if what == "rejected token" else 200 <= resp.status_code < 300
+        assert ok, (what, resp.status_code, resp.text)
+        assert resp.headers.get("cache-control") == "no-store", (what, resp.status_code, resp.headers)
+    # Public, credential-free answers are left to normal caching rules.
+    assert "cache-control" not in _client(ctx, ("127.0.0.1", 1)).get("/healthz").headers
+
+
+def test_no_page_can_be_framed(make_app: Callable[..., tuple[AppContext, World]]) -> None:
+    ctx, _ = make_app()
+    c = _client(ctx, ("127.0.0.1", 1))
+    for path in ("/api/docs", "/login", "/api/openapi.json", "/healthz"):
+        r = c.get(path)
+        assert r.status_code == 200, path
+        assert r.headers["x-frame-options"] == "DENY", path
+        assert "frame-ancestors 'none'" in r.headers["content-security-policy"], path
+    assert "<title>sensorhub API</title>" in c.get("/api/docs").text
+
+
+def _mode(p: Path) -> int:
+    return p.stat().st_mode & 0o777
+
+
+def test_init_creates_private_data_files(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    data = tmp_path / "fresh" / "data"
+    exe = Path(sys.executable).with_name("sensorhub")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    # umask 022, the usual default: the files must be private whatever the caller's umask.
+    subprocess.run([str(exe), "init", "--data-dir", str(data)], check=True, env=env, capture_output=True,
+                   timeout=120, umask=0o022)
+    assert _mode(data) == 0o700
+    files = [p for p in data.iterdir() if p.is_file()]
+    assert {"sensorhub.db", "secret.key"} <= {p.name for p in files}
+    assert {p.name: _mode(p) for p in files} == {p.name: 0o600 for p in files}
+
+
+def test_server_start_closes_a_world_readable_data_dir(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    data = tmp_path / "old"
+    data.mkdir(mode=0o755)
+    data.chmod(0o755)
+    settings = Settings(data_dir=data, env="test")
+    ctx = AppContext.build(settings)
+    upgrade(ctx.db)
+    ctx.db.dispose()
+    settings.resolved_secret_key
+    for p in (data, data / "sensorhub.db", data / "secret.key"):
+        p.chmod(0o755 if p.is_dir() else 0o644)  # as an older version left them
+    caplog.set_level(logging.WARNING, "sensorhub.config")
+    settings2 = Settings(data_dir=data, env="test")
+    ctx2 = AppContext.build(settings2)
+    with TestClient(create_app(settings2, ctx2)) as c:
+        assert c.get("/readyz").status_code == 200
+        settings2.resolved_secret_key
+    ctx2.db.dispose()
+    assert _mode(data) == 0o700
+    assert _mode(data / "sensorhub.db") == 0o600 and _mode(data / "secret.key") == 0o600
+    for extra in ("sensorhub.db-wal", "sensorhub.db-shm"):
+        if (data / extra).exists():
+            assert _mode(data / extra) == 0o600, extra
+    assert any("accessible to other users" in r.getMessage() for r in caplog.records)
