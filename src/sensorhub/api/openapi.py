@@ -69,6 +69,8 @@ EXTRA_STATUSES: dict[tuple[str, str], tuple[int, ...]] = {
     ("post", "/api/timeseries/v2/query"): (404,),  # a series' entity not found or not visible
     ("post", "/api/datahub/export"): (404,),
     ("get", "/v3/assets"): (404,),  # unknown workspaceId
+    ("delete", "/api/orgs/{org}/invitations/{invitation_id}"): (409,),  # already accepted/declined/cancelled
+    ("post", "/api/orgs/{org}/members"): (404,),  # an unknown workspace
 }
 
 
