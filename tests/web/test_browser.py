@@ -320,6 +320,7 @@ def test_phone_width_has_no_horizontal_scroll(phone: Page, live: Live) -> None:
         "/orgs/acme/grants",
         "/orgs/acme/members",
         "/orgs/acme/settings",
+        "/invitations",
     ):
         phone.goto(path)
         _no_horizontal_scroll(phone)
@@ -422,6 +423,7 @@ def test_every_control_has_a_label_and_every_button_a_name(page: Page, live: Liv
         "/orgs/acme/grants",
         "/orgs/acme/members",
         "/orgs/acme/settings",
+        "/invitations",
     ):
         page.goto(path)
         assert page.evaluate(LABEL_CHECK) == [], path
