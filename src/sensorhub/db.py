@@ -15,6 +15,8 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from sensorhub.config import DATA_FILE_MODE, Settings, restrict_mode
+from sensorhub.entities.patterns import sqlite_regexp
+from sensorhub.entities.windows import observed_us
 
 
 def utcnow() -> datetime:
@@ -82,6 +84,10 @@ def make_engine(settings: Settings) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
+            # Users' regular expressions run in RE2 (linear time), never in Python's backtracking `re`
+            # (which SQLAlchemy registers as REGEXP); see sensorhub.entities.patterns.
+            dbapi_conn.create_function("regexp", 2, sqlite_regexp, deterministic=True)
+            dbapi_conn.create_function("sensorhub_observed_us", 1, observed_us, deterministic=True)
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:

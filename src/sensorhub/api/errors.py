@@ -49,6 +49,8 @@ def render(request: Request, exc: E.SensorhubError) -> Response:
             "requestId": request_id,
             "errorId": error_id,
         }
+        if exc.code:  # the same machine-readable code as the Akenza shape, e.g. insufficient_scope
+            body["code"] = exc.code
         media = "application/problem+json"
     else:
         body = {

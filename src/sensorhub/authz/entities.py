@@ -2,12 +2,56 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
 from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
+from sensorhub.accounts.models import Organisation, Workspace
 from sensorhub.authz.access import Access
 from sensorhub.entities.models import Entity
-from sensorhub.errors import NotFound
+from sensorhub.errors import Conflict, NotFound
+
+MAX_CANDIDATES = 20
+
+
+class AmbiguousEntity(Conflict):
+    """The id names entities in several organisations the caller may read (ids are unique per
+    organisation only). ETSI defines no ProblemDetails type for this; like ``Unauthorized``, ours."""
+
+    ngsi_type = "Conflict"
+    code = "ambiguous_entity"
+
+
+def tenant_access(
+    access: Access, orgs: Mapping[str, Any], workspaces: Mapping[str, Any], tenant: str | None
+) -> Access:
+    """``access`` narrowed by an ``NGSILD-Tenant`` header: ``<org>`` or ``<org>/<workspace>`` (slugs or
+    ids, among the credential's ``orgs``/``workspaces``). A tenant the credential does not reach leaves
+    nothing (reads as empty / not found, never as "exists elsewhere")."""
+    if tenant is None:
+        return access
+    org_ref, _, ws_ref = tenant.strip().partition("/")
+    org = orgs.get(org_ref) or next((o for o in orgs.values() if o.slug == org_ref), None)
+    if org is None:
+        return Access(())
+    narrowed = access.for_orgs([org.id])
+    if not ws_ref:
+        return narrowed
+    ws = workspaces.get(ws_ref)
+    if ws is None or ws.org_id != org.id:
+        ws = next((w for w in workspaces.values() if w.org_id == org.id and w.slug == ws_ref), None)
+    if ws is None:
+        return Access(())
+    return Access(
+        tuple(
+            replace(r, workspace_id=ws.id) if r.workspace_id is None else r
+            for r in narrowed.rules
+            if r.workspace_id in (None, ws.id)
+        )
+    )
 
 
 def visible_entities_query(access: Access) -> Select[Entity]:
@@ -21,13 +65,40 @@ def visible_entity(s: Session, access: Access, ref: str) -> Entity:
     Raises :class:`NotFound` both when it does not exist and when it belongs to data the caller may
     not see, with the same message, so that no other tenant's entity can be probed for."""
     if not access.is_empty:
-        q = visible_entities_query(access).where(or_(Entity.entity_id == ref, Entity.asset_id == ref)).limit(2)
+        q = (
+            visible_entities_query(access)
+            .where(or_(Entity.entity_id == ref, Entity.asset_id == ref))
+            .limit(MAX_CANDIDATES)
+        )
         rows: list[Entity] = list(s.scalars(q))
         if len(rows) == 1:
             return rows[0]
         if len(rows) > 1:
-            # The same NGSI-LD id in two organisations this token reaches: prefer an exact id match.
+            # The same NGSI-LD id in several organisations this token reaches: prefer an exact id match,
+            # else say how to choose. Every candidate is readable by this caller, so naming them leaks
+            # nothing; organisations it cannot read never appear here.
             exact = [e for e in rows if e.entity_id == ref]
             if len(exact) == 1:
                 return exact[0]
+            if exact:
+                raise AmbiguousEntity(
+                    f"entity '{ref}' exists in several organisations you can read: send the header "
+                    f"NGSILD-Tenant: <org> (or <org>/<workspace>) with one of "
+                    f"{', '.join(_tenants(s, exact))}"
+                )
     raise NotFound(f"entity '{ref}' not found")
+
+
+def _tenants(s: Session, rows: list[Entity]) -> list[str]:
+    org_ids = {e.org_id for e in rows}
+    ws_ids = {e.workspace_id for e in rows}
+    orgs = {
+        i: slug
+        for i, slug in s.execute(
+            select(Organisation.id, Organisation.slug).where(Organisation.id.in_(org_ids))
+        )
+    }
+    wss = {
+        i: slug for i, slug in s.execute(select(Workspace.id, Workspace.slug).where(Workspace.id.in_(ws_ids)))
+    }
+    return sorted(f"{orgs.get(e.org_id, e.org_id)}/{wss.get(e.workspace_id, e.workspace_id)}" for e in rows)

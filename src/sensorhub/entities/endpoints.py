@@ -19,6 +19,7 @@ from sensorhub.api.deps import ctx, get_db
 from sensorhub.auth.dependencies import RequireScope, RequireSession, SessionContext
 from sensorhub.auth.principal import Principal
 from sensorhub.authz.access import Access
+from sensorhub.authz.entities import tenant_access
 from sensorhub.entities import schemas
 from sensorhub.entities import service as entities
 from sensorhub.entities.normalize import CONTEXT_LINK, render
@@ -95,12 +96,8 @@ def _page_response(
 
 
 def _access(principal: Principal, tenant: str | None) -> Access:
-    """The token's entity access, narrowed to one organisation by ``NGSILD-Tenant`` (slug or id) if given."""
-    access = principal.access("entities")
-    if tenant is None:
-        return access
-    org = principal.orgs.get(tenant) or next((o for o in principal.orgs.values() if o.slug == tenant), None)
-    return access.for_orgs([org.id] if org else [])
+    """The token's entity access, narrowed by ``NGSILD-Tenant: <org>`` or ``<org>/<workspace>`` if given."""
+    return tenant_access(principal.access("entities"), principal.orgs, principal.workspaces, tenant)
 
 
 def _reject_unsupported(request: Request) -> None:
@@ -233,11 +230,18 @@ def get_entity(
 ) -> Response:
     ld = schemas.wants_ld(accept)
     key_values, sys_attrs = schemas.parse_options(options, format)
-    e = entities.get_entity(db, _access(principal, tenant), entity_id)
+    access = _access(principal, tenant)
+    e = entities.get_entity(db, access, entity_id)
     pick = schemas.attrs_projection(attrs)
-    return _json(
-        schemas.entity_json(e, pick=pick, key_values=key_values, context=ld, sys_attrs=sys_attrs), ld
+    body = schemas.entity_json(
+        e,
+        entities.entity_attrs(access, e),
+        pick=pick,
+        key_values=key_values,
+        context=ld,
+        sys_attrs=sys_attrs,
     )
+    return _json(body, ld)
 
 
 # --- writes: interactive sessions only ------------------------------------------------------------------
@@ -348,7 +352,8 @@ def list_assets(
     query = EntityQuery(selectors=(sel,) if sel.types else (), workspace_ids=ws_ids)
     size = min(size, ASSET_MAX_SIZE)
     rows, total = entities.list_assets(db, access, query, page, size)
-    body = schemas.spring_page([schemas.asset_json(e) for e in rows], page, size, total)
+    content = [schemas.asset_json(e, entities.entity_attrs(access, e)) for e in rows]
+    body = schemas.spring_page(content, page, size, total)
     return Response(orjson.dumps(body), media_type="application/json")
 
 
@@ -358,5 +363,7 @@ def get_asset(
     principal: Principal = Depends(ENTITIES),
     db: Session = Depends(get_db),
 ) -> Response:
-    e = entities.get_entity(db, principal.access("entities"), asset_id)
-    return Response(orjson.dumps(schemas.asset_json(e)), media_type="application/json")
+    access = principal.access("entities")
+    e = entities.get_entity(db, access, asset_id)
+    body = schemas.asset_json(e, entities.entity_attrs(access, e))
+    return Response(orjson.dumps(body), media_type="application/json")

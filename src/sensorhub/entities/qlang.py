@@ -16,21 +16,30 @@ Grammar (a subset of ETSI GS CIM 009 §4.9, documented in docs/ngsi-ld.md)::
 
 Comparisons are type-aware: a number only matches numeric attribute values, a quoted string only
 string values; ``!=`` matches entities that have the attribute with a different value.
+
+Bounds (each a 400 naming ``q``): at most :data:`MAX_Q_LENGTH` characters and :data:`MAX_TERMS`
+comparisons and list values; integers must fit in 64 bits and other numbers in a (finite) double;
+regular expressions follow :mod:`sensorhub.entities.patterns` (RE2, at most 256 characters).
 """
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, case, false, func, not_, or_
 from sqlalchemy.sql.elements import ColumnElement
 
+from sensorhub.entities.patterns import check_pattern
 from sensorhub.errors import BadRequest
 
 MAX_Q_LENGTH = 4000
 MAX_DEPTH = 32
+MAX_TERMS = 100  # comparisons plus the values of lists: each one is a clause in the SQL
+INT64 = (-(2**63), 2**63 - 1)
 
 _NAME = re.compile(r"[A-Za-z_@][A-Za-z0-9_:/#@\-]*")
 _NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
@@ -69,6 +78,16 @@ class _Parser:
         self.s = text
         self.i = 0
         self.depth = 0
+        self.terms = 0
+
+    def too_big(self, what: str) -> BadRequest:
+        # Limits, not syntax: BadRequestData (a malformed q is InvalidRequest).
+        return BadRequest(f"q is too large at position {self.i}: {what}")
+
+    def count_terms(self) -> None:
+        self.terms += 1
+        if self.terms > MAX_TERMS:
+            raise self.too_big(f"q may hold at most {MAX_TERMS} comparisons and list values")
 
     def fail(self, what: str) -> QSyntaxError:
         near = self.s[self.i : self.i + 20] or "end of query"
@@ -121,6 +140,7 @@ class _Parser:
         return m.group(0)
 
     def comparison(self) -> Comparison:
+        self.count_terms()
         path = [self.name()]
         while self.peek("["):
             self.i += 1
@@ -141,9 +161,9 @@ class _Parser:
             if not isinstance(first, str):
                 raise self.fail(f"{op} needs a quoted regular expression")
             try:
-                re.compile(first)
-            except re.error as e:
-                raise self.fail(f"invalid regular expression: {e}") from None
+                check_pattern(first, "q")
+            except BadRequest as e:  # part of a malformed q: InvalidRequest, like every q error
+                raise self.fail(e.message.removeprefix("q: ")) from None
             return Comparison(tuple(path), op, first)
         if self.peek(".."):
             self.i += 2
@@ -161,6 +181,7 @@ class _Parser:
             values = [first]
             while self.peek(","):
                 self.i += 1
+                self.count_terms()
                 values.append(self.value())
             if op not in ("==", "!="):
                 raise self.fail("a list of values is only allowed with == and !=")
@@ -200,9 +221,17 @@ class _Parser:
             # "1..5" is a range: do not swallow the first dot of ".." as a decimal point.
             if text.endswith(".") and s.startswith(".", m.end()):
                 text = text[:-1]
-            self.i = i + len(text)
+            if re.fullmatch(r"-?\d+", text):
+                value = int(text) if len(text) <= 20 else None
+                if value is None or not INT64[0] <= value <= INT64[1]:
+                    raise self.too_big("an integer must fit in 64 bits")
+                self.i = i + len(text)
+                return value
             num = float(text)
-            return int(num) if re.fullmatch(r"-?\d+", text) else num
+            if not math.isfinite(num):
+                raise self.too_big(f"the number {text[:20]}… does not fit in a double")
+            self.i = i + len(text)
+            return num
         for word, val in (("true", True), ("false", False)):
             if s.startswith(word, i):
                 self.i = i + len(word)
@@ -213,7 +242,7 @@ class _Parser:
 def parse_q(text: str) -> Node:
     """Parse ``q``; raises :class:`QSyntaxError` (400) naming the problem."""
     if len(text) > MAX_Q_LENGTH:
-        raise QSyntaxError(f"q is longer than {MAX_Q_LENGTH} characters")
+        raise BadRequest(f"q is longer than {MAX_Q_LENGTH} characters")
     return _Parser(text).parse()
 
 
@@ -327,11 +356,23 @@ def _positive(j: JsonAttrs, c: Comparison, keys: tuple[str, ...]) -> ColumnEleme
     return _eq(j, keys, c.value)  # type: ignore[arg-type]
 
 
-def compile_q(node: Node, j: JsonAttrs) -> ColumnElement[bool]:
-    """A WHERE clause for ``node`` over the normalized attributes in ``j``."""
+Visible = Callable[[str], ColumnElement[bool]]
+
+
+def compile_q(node: Node, j: JsonAttrs, visible: Visible | None = None) -> ColumnElement[bool]:
+    """A WHERE clause for ``node`` over the normalized attributes in ``j``.
+
+    ``visible(name)``, when given, is the condition under which the row's attribute ``name`` may be
+    seen at all (time-limited credentials, :mod:`sensorhub.entities.windows`); every comparison is
+    AND-ed with it, so a hidden attribute behaves exactly like an absent one."""
     if isinstance(node, BoolOp):
-        parts = [compile_q(n, j) for n in node.items]
+        parts = [compile_q(n, j, visible) for n in node.items]
         return and_(*parts) if node.op == "and" else or_(*parts)
+    clause = _comparison(node, j)
+    return clause if visible is None else and_(clause, visible(node.path[0]))
+
+
+def _comparison(node: Comparison, j: JsonAttrs) -> ColumnElement[bool]:
     name, *inner = node.path
     value_keys = (name, "value", *inner)
     if node.op is None:

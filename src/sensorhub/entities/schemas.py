@@ -8,7 +8,14 @@ from typing import Any
 from sensorhub.entities.models import Entity
 from sensorhub.entities.normalize import render
 from sensorhub.entities.qlang import parse_q
-from sensorhub.entities.service import EntityQuery, Selector, make_selector, split_list
+from sensorhub.entities.service import (
+    MAX_LIST_ITEMS,
+    MAX_SELECTORS,
+    EntityQuery,
+    Selector,
+    make_selector,
+    split_list,
+)
 from sensorhub.errors import BadRequest, NotAcceptable
 
 UNSUPPORTED_QUERY_MEMBERS = ("geoQ", "temporalQ", "scopeQ", "csf", "lang")
@@ -60,6 +67,8 @@ def attrs_projection(value: str | list[str] | None) -> frozenset[str] | None:
     if value is None:
         return None
     items = split_list(value, "attrs") if isinstance(value, str) else tuple(value)
+    if len(items) > MAX_LIST_ITEMS:
+        raise BadRequest(f"attrs may list at most {MAX_LIST_ITEMS} values")
     if not items or not all(isinstance(a, str) and a for a in items):
         raise BadRequest("attrs must list attribute names")
     return frozenset(items)
@@ -91,6 +100,8 @@ def query_from_body(body: Any) -> EntityQuery:
     if ents is not None:
         if not isinstance(ents, list):
             raise BadRequest("'entities' must be a list of entity selectors")
+        if len(ents) > MAX_SELECTORS:
+            raise BadRequest(f"'entities' may hold at most {MAX_SELECTORS} entity selectors")
         for i, sel in enumerate(ents):
             if not isinstance(sel, dict):
                 raise BadRequest(f"entities[{i}] must be an object with type, id or idPattern")
@@ -100,7 +111,14 @@ def query_from_body(body: Any) -> EntityQuery:
                     raise BadRequest(f"entities[{i}].{name} must be a string")
             if t is None and eid is None and pat is None:
                 raise BadRequest(f"entities[{i}] needs at least one of type, id, idPattern")
-            selectors.append(make_selector(split_list(t, f"entities[{i}].type"), (eid,) if eid else (), pat))
+            selectors.append(
+                make_selector(
+                    split_list(t, f"entities[{i}].type"),
+                    (eid,) if eid else (),
+                    pat,
+                    pattern_param=f"entities[{i}].idPattern",
+                )
+            )
     q = body.get("q")
     if q is not None and not isinstance(q, str):
         raise BadRequest("'q' must be a string")
@@ -115,12 +133,19 @@ def query_from_body(body: Any) -> EntityQuery:
 
 
 def entity_json(
-    e: Entity, *, pick: frozenset[str] | None, key_values: bool, context: bool, sys_attrs: bool
+    e: Entity,
+    attrs: dict[str, Any],
+    *,
+    pick: frozenset[str] | None,
+    key_values: bool,
+    context: bool,
+    sys_attrs: bool,
 ) -> dict[str, Any]:
+    """``e`` as NGSI-LD JSON with ``attrs`` (what the reader may see of ``e.attrs``)."""
     return render(
         e.entity_id,
         e.type,
-        e.attrs or {},
+        attrs,
         e.location,
         pick=pick,
         key_values=key_values,
@@ -129,8 +154,8 @@ def entity_json(
     )
 
 
-def asset_json(e: Entity) -> dict[str, Any]:
-    attrs = e.attrs or {}
+def asset_json(e: Entity, attrs: dict[str, Any]) -> dict[str, Any]:
+    """``e`` as an Akenza asset whose ``properties`` are ``attrs`` (what the reader may see)."""
     desc = attrs.get("description", {}).get("value")
     return {
         "id": e.asset_id,

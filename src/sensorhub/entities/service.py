@@ -9,10 +9,10 @@ members in their granted workspaces, viewers never). Services never commit.
 from __future__ import annotations
 
 import base64
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -36,12 +36,20 @@ from sensorhub.entities.normalize import (
     normalize_entity,
     normalize_fragment,
 )
-from sensorhub.entities.qlang import JsonAttrs, Node, compile_q
+from sensorhub.entities.patterns import check_pattern
+from sensorhub.entities.qlang import BoolOp, JsonAttrs, Node, compile_q
+from sensorhub.entities.windows import is_bounded, visible_attrs, visible_sql
 from sensorhub.errors import BadRequest, Conflict, Forbidden, NotFound
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500  # per page, for every token (Nekazari: "capped at 500")
 MAX_LIST_ITEMS = 100  # ids or types in one query
+MAX_SELECTORS = 100  # entity selectors in one Query body
+MAX_OFFSET = 1_000_000_000  # far beyond any real listing; keeps every offset a small int64
+MAX_ASSET_PAGE = 1_000_000  # Spring page number (times a page size of at most 500: below MAX_OFFSET)
+# PostgreSQL evaluates users' (RE2-validated, so back-reference free) patterns itself; a statement that
+# uses one may run this long, then it is cancelled and answered 400 (the pattern is the cause).
+REGEX_STATEMENT_TIMEOUT_MS = 5_000
 
 
 # --- reads -------------------------------------------------------------------------------------------
@@ -64,9 +72,23 @@ class EntityQuery:
     workspace_ids: frozenset[str] | None = None  # assets: restrict to these workspaces
 
 
+@dataclass(frozen=True, slots=True)
+class EntityRow:
+    """One listed entity, its attributes already cut to what the reader may see."""
+
+    entity_id: str
+    org_id: str
+    workspace_id: str
+    type: str
+    attrs: dict[str, Any]
+    location: dict[str, Any] | None
+    created_at: datetime | None = None
+    modified_at: datetime | None = None
+
+
 @dataclass
 class Page:
-    rows: list[Any]  # Row(entity_id, org_id, type, attrs, location, created_at, modified_at)
+    rows: list[Any]  # rows with the fields of EntityRow (created_at/modified_at only with sysAttrs)
     count: int | None = None
     next_cursor: str | None = None
     next_offset: int | None = None
@@ -84,25 +106,19 @@ def split_list(value: str | None, what: str) -> tuple[str, ...]:
     return items
 
 
-def check_id_pattern(pattern: str) -> str:
-    if len(pattern) > 1000:
-        raise BadRequest("idPattern is longer than 1000 characters")
-    try:
-        re.compile(pattern)
-    except re.error as e:
-        raise BadRequest(f"idPattern is not a valid regular expression: {e}") from None
-    return pattern
-
-
 def make_selector(
-    types: Sequence[str] = (), ids: Sequence[str] = (), id_pattern: str | None = None
+    types: Sequence[str] = (),
+    ids: Sequence[str] = (),
+    id_pattern: str | None = None,
+    *,
+    pattern_param: str = "idPattern",
 ) -> Selector:
     for t in types:
         check_type(t)
     for i in ids:
         check_entity_id(i, "id")
     return Selector(
-        tuple(types), tuple(ids), check_id_pattern(id_pattern) if id_pattern is not None else None
+        tuple(types), tuple(ids), check_pattern(id_pattern, pattern_param) if id_pattern is not None else None
     )
 
 
@@ -113,6 +129,28 @@ def clamp_limit(limit: int | None) -> int:
     if limit < 0:
         raise BadRequest("limit must be 0 or more")
     return min(limit, MAX_LIMIT)
+
+
+def check_offset(offset: int) -> int:
+    if offset < 0:
+        raise BadRequest("offset must be 0 or more")
+    if offset > MAX_OFFSET:
+        raise BadRequest(f"offset must be at most {MAX_OFFSET}")
+    return offset
+
+
+def entity_attrs(access: Access, e: Entity) -> dict[str, Any]:
+    """The attributes of ``e`` that ``access`` may see: observations (``observedAt``) outside every
+    window the access allows for ``e`` are left out (see :mod:`sensorhub.entities.windows`)."""
+    return _readable(access, e.org_id, e.workspace_id, e.entity_id, e.attrs)
+
+
+def _readable(
+    access: Access, org_id: str, workspace_id: str, entity_id: str, attrs: dict[str, Any] | None
+) -> dict[str, Any]:
+    if not is_bounded(access):
+        return attrs or {}
+    return visible_attrs(attrs or {}, access.windows_for(org_id, workspace_id, entity_id))
 
 
 def _dialect(s: Session) -> str:
@@ -141,11 +179,18 @@ def entity_filter(s: Session, access: Access, query: EntityQuery) -> ColumnEleme
         clauses = [_selector_clause(sel) for sel in query.selectors]
         parts.append(or_(*clauses) if len(clauses) > 1 else clauses[0])
     dialect = _dialect(s)
+    # A time-limited credential's q and attrs see only the attributes it may read (observations inside
+    # its windows), exactly like the rendering does.
+    visible = visible_sql(access, Entity.org_id, Entity.workspace_id, Entity.entity_id, Entity.attrs, dialect)
     if query.q is not None:
-        parts.append(compile_q(query.q, JsonAttrs(Entity.attrs, dialect)))
+        parts.append(compile_q(query.q, JsonAttrs(Entity.attrs, dialect), visible))
     if query.attrs is not None:
         j = JsonAttrs(Entity.attrs, dialect)
-        have = [j.exists((a,)) for a in sorted(query.attrs) if a != "location"]
+        have = [
+            j.exists((a,)) if visible is None else and_(j.exists((a,)), visible(a))
+            for a in sorted(query.attrs)
+            if a != "location"
+        ]
         if "location" in query.attrs:
             loc = JsonAttrs(Entity.location, dialect)
             have.append(func.coalesce(loc.json_type(()), "null") != "null")
@@ -178,24 +223,60 @@ def _after(anchor: tuple[str, str]) -> ColumnElement[bool]:
 
 
 def _rows_query(where: ColumnElement[bool], sys_attrs: bool) -> Select[Any]:
-    cols: list[Any] = [Entity.entity_id, Entity.org_id, Entity.type, Entity.attrs, Entity.location]
+    cols: list[Any] = [
+        Entity.entity_id,
+        Entity.org_id,
+        Entity.workspace_id,
+        Entity.type,
+        Entity.attrs,
+        Entity.location,
+    ]
     if sys_attrs:
         cols += [Entity.created_at, Entity.modified_at]
     return select(*cols).where(where).order_by(*ORDER)
 
 
+def _uses_regex(query: EntityQuery) -> bool:
+    def in_q(n: Node | None) -> bool:
+        if n is None:
+            return False
+        if isinstance(n, BoolOp):
+            return any(in_q(x) for x in n.items)
+        return n.op in ("~=", "!~=")
+
+    return any(sel.id_pattern is not None for sel in query.selectors) or in_q(query.q)
+
+
 @contextmanager
-def _regex_errors() -> Iterator[None]:
-    """PostgreSQL's regular expressions are not Python's: a pattern Python accepts (e.g. a named group)
-    may still be refused by the database; that is the caller's 400, not our 500."""
+def _regex_guard(s: Session, query: EntityQuery) -> Iterator[None]:
+    """Bound the database's work on users' regular expressions.
+
+    SQLite runs them in RE2 (linear time; :mod:`sensorhub.entities.patterns`). PostgreSQL runs them in
+    its own engine: the patterns are RE2-valid (no back-references, the one feature that makes it
+    exponential), and the statements of this query additionally run under a statement timeout of
+    :data:`REGEX_STATEMENT_TIMEOUT_MS` — a cancelled statement is the caller's 400. PostgreSQL's syntax
+    also differs in details (e.g. named groups): what it refuses is a 400 too, not our 500."""
+    pg = _dialect(s) == "postgresql" and _uses_regex(query)
+    if pg:
+        old = s.scalar(select(func.current_setting("statement_timeout")))
+        s.execute(select(func.set_config("statement_timeout", str(REGEX_STATEMENT_TIMEOUT_MS), True)))
     try:
         yield
     except DBAPIError as e:
-        if getattr(e.orig, "sqlstate", None) == "2201B":
+        state = getattr(e.orig, "sqlstate", None)
+        if state == "2201B":
             raise BadRequest(
-                "the regular expression is not supported here: use POSIX-style syntax (no named groups)"
+                "idPattern or q: the regular expression is not supported here: use POSIX-style syntax "
+                "(no named groups)"
+            ) from None
+        if state == "57014":
+            raise BadRequest(
+                f"idPattern or q: the regular expression took longer than "
+                f"{REGEX_STATEMENT_TIMEOUT_MS // 1000} s to evaluate; simplify it or narrow the query"
             ) from None
         raise
+    if pg:
+        s.execute(select(func.set_config("statement_timeout", old, True)))
 
 
 def query_entities(
@@ -216,12 +297,19 @@ def query_entities(
     next key; a bare ``offset`` is translated to a key when an earlier page ended there (see
     :mod:`sensorhub.entities.anchors`), else resolved on the key columns alone (an index-only skip) and
     then read by key, so no JSON of skipped rows is ever fetched."""
-    if offset < 0:
-        raise BadRequest("offset must be 0 or more")
+    check_offset(offset)
     if access.is_empty:
         return Page([], 0 if count else None)
-    with _regex_errors():
-        return _query_entities(s, access, query, limit, offset, cursor, count, sys_attrs, reader)
+    with _regex_guard(s, query):
+        page = _query_entities(s, access, query, limit, offset, cursor, count, sys_attrs, reader)
+    if is_bounded(access):
+        page.rows = [
+            EntityRow(
+                **{**r._asdict(), "attrs": _readable(access, r.org_id, r.workspace_id, r.entity_id, r.attrs)}
+            )
+            for r in page.rows
+        ]
+    return page
 
 
 def _query_entities(
@@ -514,6 +602,8 @@ def list_assets(
     """Spring-style page (0-based) of entities as assets, ordered like the NGSI-LD listing."""
     if page < 0:
         raise BadRequest("page must be 0 or more")
+    if page > MAX_ASSET_PAGE:
+        raise BadRequest(f"page must be at most {MAX_ASSET_PAGE}")
     if size < 1:
         raise BadRequest("size must be at least 1")
     if access.is_empty:
