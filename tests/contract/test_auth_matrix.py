@@ -1,0 +1,308 @@
+"""The tenancy and scope matrix, generated from the route table.
+
+Every token-authenticated route (``iter_api_routes`` + ``route_guard``) is called with no credential, a
+malformed one, an expired, a revoked, a wrong-scope, a foreign-organisation and a time-windowed
+credential, and must give the documented answer: 401 with ``WWW-Authenticate``; 403
+``insufficient_scope``; another organisation's data never present (404, 403 or an empty answer); nothing
+outside the credential's time window. A token route that is not in :data:`MATRIX` fails the test — add it
+there, with the parameters that reach one organisation's data and the other's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from sensorhub.api.routes import iter_api_routes, route_guard
+from sensorhub.auth import token_format
+from sensorhub.auth.scopes import ALL_SCOPES
+from sensorhub.tokens import service as tokens
+from sensorhub.tokens.models import Credential
+from tests.builders import World, bearer
+
+A_DEV = "urn:ngsi-ld:Device:alpha-1"
+B_DEV = "urn:ngsi-ld:Device:beta-1"
+JAN_VALUE, MARCH_VALUE, BETA_VALUE = 11.5, 99.5, 77.25
+WINDOW = {"start_time": "2026-01-01T00:00:00Z", "end_time": "2026-04-01T00:00:00Z"}
+# What must never appear in an answer to alpha's credentials: beta's data.
+FOREIGN_MARKERS = (B_DEV, str(BETA_VALUE))
+# What must never appear in an answer to a January-only credential.
+OUT_OF_WINDOW_MARKERS = (str(MARCH_VALUE), "2026-03-")
+
+
+@dataclass
+class Fixture:
+    a_asset: str
+    b_asset: str
+    b_workspace: str
+    b_export: str
+    tokens: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Call:
+    path: str
+    params: dict[str, Any] | None = None
+    json: Any = None
+
+
+# (method, path) → (call reaching alpha's data, call aimed at beta's data or None when the route takes no
+# reference to data: then its answer must simply hold nothing of beta's).
+Builder = Callable[[Fixture], tuple[Call, Call | None]]
+
+
+def _series(dev: str) -> list[dict[str, str]]:
+    return [{"entity_id": dev, "attribute": "temperature"}]
+
+
+MATRIX: dict[tuple[str, str], Builder] = {
+    ("GET", "/api/tokens/self"): lambda f: (Call("/api/tokens/self"), None),
+    ("GET", "/api/managements"): lambda f: (Call("/api/managements"), None),
+    ("GET", "/ngsi-ld/v1/entities"): lambda f: (
+        Call("/ngsi-ld/v1/entities", {"type": "Device"}),
+        Call("/ngsi-ld/v1/entities", {"id": B_DEV}),
+    ),
+    ("POST", "/ngsi-ld/v1/entityOperations/query"): lambda f: (
+        Call("/ngsi-ld/v1/entityOperations/query", json={"type": "Query", "entities": [{"type": "Device"}]}),
+        Call("/ngsi-ld/v1/entityOperations/query", json={"type": "Query", "entities": [{"id": B_DEV}]}),
+    ),
+    ("GET", "/ngsi-ld/v1/entities/{entity_id}"): lambda f: (
+        Call(f"/ngsi-ld/v1/entities/{A_DEV}"),
+        Call(f"/ngsi-ld/v1/entities/{B_DEV}"),
+    ),
+    ("GET", "/v3/assets"): lambda f: (Call("/v3/assets"), Call("/v3/assets", {"workspaceId": f.b_workspace})),
+    ("GET", "/v3/assets/{asset_id}"): lambda f: (
+        Call(f"/v3/assets/{f.a_asset}"),
+        Call(f"/v3/assets/{f.b_asset}"),
+    ),
+    ("GET", "/api/timeseries/v2/entities/{entity_id}/data"): lambda f: (
+        Call(f"/api/timeseries/v2/entities/{A_DEV}/data", WINDOW),
+        Call(f"/api/timeseries/v2/entities/{B_DEV}/data", WINDOW),
+    ),
+    ("POST", "/api/timeseries/v2/query"): lambda f: (
+        Call("/api/timeseries/v2/query", json={**WINDOW, "series": _series(A_DEV)}),
+        Call("/api/timeseries/v2/query", json={**WINDOW, "series": _series(B_DEV)}),
+    ),
+    ("POST", "/v3/devices/{device_id}/backfill"): lambda f: (
+        Call(
+            f"/v3/devices/{A_DEV}/backfill",
+            json={"timestamp": "2026-01-05T00:00:00Z", "data": {"temperature": 1}},
+        ),
+        Call(
+            f"/v3/devices/{B_DEV}/backfill",
+            json={"timestamp": "2026-01-05T00:00:00Z", "data": {"temperature": 1}},
+        ),
+    ),
+    ("GET", "/api/devices"): lambda f: (Call("/api/devices"), None),
+    ("GET", "/api/devices/{device_id}"): lambda f: (
+        Call(f"/api/devices/{A_DEV}"),
+        Call(f"/api/devices/{B_DEV}"),
+    ),
+    ("GET", "/api/sensors"): lambda f: (Call("/api/sensors"), None),
+    ("GET", "/api/sensors/{sensor_id}"): lambda f: (
+        Call(f"/api/sensors/{A_DEV}.temperature"),
+        Call(f"/api/sensors/{B_DEV}.temperature"),
+    ),
+    ("GET", "/api/data/recent"): lambda f: (Call("/api/data/recent"), None),
+    ("GET", "/api/data"): lambda f: (
+        Call("/api/data", {"from": "2026-01-01", "to": "2026-04-01"}),
+        Call("/api/data", {"organisation": "beta", "from": "2026-01-01", "to": "2026-04-01"}),
+    ),
+    ("POST", "/api/datahub/export"): lambda f: (
+        Call("/api/datahub/export", json={**WINDOW, "series": _series(A_DEV), "format": "csv"}),
+        Call("/api/datahub/export", json={**WINDOW, "series": _series(B_DEV), "format": "csv"}),
+    ),
+    ("GET", "/api/datahub/exports"): lambda f: (Call("/api/datahub/exports"), None),
+}
+
+
+def token_routes(app: FastAPI) -> Iterator[tuple[str, str, str | None]]:
+    for route in iter_api_routes(app.routes):
+        guard = route_guard(route)
+        if guard is not None and guard[0] in ("scope", "token"):
+            for method in sorted(route.methods or ()):
+                yield method, route.path, guard[1]
+
+
+def _credential(world: World, token: str) -> Any:
+    with world.ctx.db.transaction() as s:
+        return s.scalar(select(Credential).where(Credential.digest == token_format.digest(token)))
+
+
+def _points(ts: str, value: float) -> dict[str, Any]:
+    # A number becomes a point; the string becomes the entity's latest-state property (with observedAt).
+    return {"timestamp": ts, "data": {"temperature": value, "status": f"state-{value}"}}
+
+
+@pytest.fixture
+def fx(client: TestClient, world: World) -> Fixture:
+    world.org("alpha", ("main",))
+    world.org("beta", ("main",))
+    world.user("a@alpha.test", "alpha", "owner")
+    world.user("b@beta.test", "beta", "owner")
+    a = world.entity("alpha", "main", A_DEV, "Device", name="alpha one")
+    b = world.entity("beta", "main", B_DEV, "Device", name="beta one")
+    for org, dev, points in (
+        (
+            "alpha",
+            A_DEV,
+            [_points("2026-01-10T00:00:00Z", JAN_VALUE), _points("2026-03-10T00:00:00Z", MARCH_VALUE)],
+        ),
+        ("beta", B_DEV, [_points("2026-01-10T00:00:00Z", BETA_VALUE)]),
+    ):
+        r = client.post(
+            f"/v3/devices/{dev}/backfill", json=points, headers={"x-api-key": world.api_key(org, ["ingest"], name="seed")}
+        )
+        assert r.status_code == 200, r.text
+    b_token = world.pat("b@beta.test", name="beta-export")
+    r = client.post(
+        "/api/datahub/export",
+        json={**WINDOW, "series": _series(B_DEV), "format": "csv"},
+        headers=bearer(b_token),
+    )
+    assert r.status_code == 200, r.text
+    return Fixture(
+        a_asset=a.asset_id,
+        b_asset=b.asset_id,
+        b_workspace=world.workspace("beta", "main").id,
+        b_export=r.json()["id"],
+    )
+
+
+def _send(client: TestClient, method: str, call: Call, headers: dict[str, str]) -> Any:
+    return client.request(method, call.path, params=call.params, json=call.json, headers=headers)
+
+
+def _calls(app: FastAPI, fx: Fixture) -> Iterator[tuple[str, str, str | None, Call, Call | None]]:
+    missing = [f"{m} {p}" for m, p, _ in token_routes(app) if (m, p) not in MATRIX]
+    assert not missing, f"token routes missing from the auth matrix (add them to MATRIX): {missing}"
+    stale = [f"{m} {p}" for m, p in MATRIX if (m, p) not in {(m2, p2) for m2, p2, _ in token_routes(app)}]
+    assert not stale, f"MATRIX lists routes that no longer exist: {stale}"
+    for method, path, scope in token_routes(app):
+        own, foreign = MATRIX[(method, path)](fx)
+        yield method, path, scope, own, foreign
+
+
+def _assert_401(r: Any, where: str) -> None:
+    assert r.status_code == 401, (where, r.status_code, r.text)
+    assert r.headers.get("www-authenticate", "").startswith("Bearer"), (where, dict(r.headers))
+    body = r.json()
+    assert body.get("message") or body.get("detail"), where
+
+
+def test_every_token_route_is_in_the_matrix(app: FastAPI, fx: Fixture) -> None:
+    assert len(list(_calls(app, fx))) >= 18
+
+
+def test_the_owners_full_token_reaches_its_own_data(
+    app: FastAPI, client: TestClient, world: World, fx: Fixture
+) -> None:
+    """The baseline: with the right credential, every call of the matrix succeeds (so the refusals
+    below are refusals, not broken parameters)."""
+    h = bearer(world.pat("a@alpha.test", sorted(ALL_SCOPES)))
+    saw_march = 0
+    for method, path, _, own, _ in _calls(app, fx):
+        r = _send(client, method, own, h)
+        assert 200 <= r.status_code < 300, (method, path, r.status_code, r.text)
+        saw_march += str(MARCH_VALUE) in r.text
+    assert saw_march >= 4  # the window test below would be vacuous otherwise
+
+
+@pytest.mark.parametrize("kind", ["none", "malformed", "garbage", "expired", "revoked"])
+def test_invalid_credentials_get_401(
+    app: FastAPI, client: TestClient, world: World, fx: Fixture, kind: str
+) -> None:
+    headers: dict[str, str]
+    if kind == "none":
+        headers = {}
+    elif kind == "malformed":
+        headers = {"Authorization": "Bearer two words"}
+    elif kind == "garbage":
+        headers = bearer("shub_pat_" + "0" * 49)
+    else:
+        token = world.pat("a@alpha.test", sorted(ALL_SCOPES), name=kind)
+        with world.ctx.db.transaction() as s:
+            cred = s.scalar(select(Credential).where(Credential.digest == token_format.digest(token)))
+            assert cred is not None
+            if kind == "expired":
+                cred.expires_at = datetime.now(UTC) - timedelta(seconds=1)
+            else:
+                tokens.revoke(s, cred, actor_id=None, invalidate=world.ctx.invalidate_auth)
+        headers = bearer(token)
+    for method, path, _, own, _ in _calls(app, fx):
+        _assert_401(_send(client, method, own, headers), f"{kind}: {method} {path}")
+
+
+def test_wrong_scope_gets_403_insufficient_scope(
+    app: FastAPI, client: TestClient, world: World, fx: Fixture
+) -> None:
+    by_scope: dict[str, str] = {}
+    for method, path, scope, own, _ in _calls(app, fx):
+        if scope is None:  # any valid token: a single unrelated scope is enough
+            r = _send(
+                client, method, own, bearer(world.pat("a@alpha.test", ["telemetry"], name=f"one-{path}"))
+            )
+            assert 200 <= r.status_code < 300, (method, path, r.status_code, r.text)
+            continue
+        if scope not in by_scope:
+            by_scope[scope] = world.pat("a@alpha.test", sorted(ALL_SCOPES - {scope}), name=f"no-{scope}")
+        r = _send(client, method, own, bearer(by_scope[scope]))
+        assert r.status_code == 403, (method, path, r.status_code, r.text)
+        assert "insufficient_scope" in r.headers.get("www-authenticate", ""), (method, path)
+        assert f"'{scope}'" in (r.json().get("message") or r.json().get("detail")), (method, path)
+
+
+@pytest.mark.parametrize("credential", ["pat", "api_key"])
+def test_foreign_data_is_never_present(
+    app: FastAPI, client: TestClient, world: World, fx: Fixture, credential: str
+) -> None:
+    token = (
+        world.pat("a@alpha.test", sorted(ALL_SCOPES))
+        if credential == "pat"
+        else world.api_key("alpha", sorted(ALL_SCOPES), name="reader")
+    )
+    h = bearer(token)
+    for method, path, _, own, foreign in _calls(app, fx):
+        for call in (own, foreign):
+            if call is None:
+                continue
+            r = _send(client, method, call, h)
+            where = (credential, method, call.path, call.params, r.status_code)
+            assert r.status_code in (200, 403, 404), (*where, r.text)
+            if r.status_code == 200:
+                for marker in (*FOREIGN_MARKERS, fx.b_export):
+                    assert marker not in r.text, (*where, marker, r.text[:500])
+                if call is foreign and isinstance(r.json(), list):
+                    assert r.json() == [], where
+    # And nothing was written into beta's device.
+    b = bearer(world.pat("b@beta.test", ["timeseries"], name="check"))
+    r = client.get(f"/api/timeseries/v2/entities/{B_DEV}/data", params=WINDOW, headers=b)
+    assert r.json()["attributes"]["temperature"] == [BETA_VALUE]
+
+
+@pytest.mark.parametrize("how", ["token_window", "grant_window"])
+def test_time_windowed_credential_sees_only_its_window(
+    app: FastAPI, client: TestClient, world: World, fx: Fixture, how: str
+) -> None:
+    jan = {"time_start": datetime(2026, 1, 1, tzinfo=UTC), "time_end": datetime(2026, 2, 1, tzinfo=UTC)}
+    if how == "token_window":
+        token = world.pat("a@alpha.test", sorted(ALL_SCOPES), name="january", **jan)
+    else:
+        world.user("m@alpha.test", "alpha", "member", grant_org=False)
+        world.grant("m@alpha.test", "alpha", "main", **jan)
+        token = world.pat("m@alpha.test", sorted(ALL_SCOPES), name="january")
+    h = bearer(token)
+    for method, path, _, own, _ in _calls(app, fx):
+        r = _send(client, method, own, h)
+        where = (how, method, path, r.status_code)
+        assert r.status_code in (200, 403, 404), (*where, r.text)
+        if r.status_code == 200:
+            for marker in (*OUT_OF_WINDOW_MARKERS, *FOREIGN_MARKERS):
+                assert marker not in r.text, (*where, marker, r.text[:600])
