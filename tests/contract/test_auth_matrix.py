@@ -158,7 +158,9 @@ def fx(client: TestClient, world: World) -> Fixture:
         ("beta", B_DEV, [_points("2026-01-10T00:00:00Z", BETA_VALUE)]),
     ):
         r = client.post(
-            f"/v3/devices/{dev}/backfill", json=points, headers={"x-api-key": world.api_key(org, ["ingest"], name="seed")}
+            f"/v3/devices/{dev}/backfill",
+            json=points,
+            headers={"x-api-key": world.api_key(org, ["ingest"], name="seed")},
         )
         assert r.status_code == 200, r.text
     b_token = world.pat("b@beta.test", name="beta-export")
