@@ -14,9 +14,12 @@ import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
+from sensorhub.auth.token_format import digest
 from sensorhub.entities.models import Entity
 from sensorhub.timeseries.service import bulk_insert, get_or_create_series
 from sensorhub.timeseries.timeutil import to_us
+from sensorhub.tokens import service as tokens
+from sensorhub.tokens.models import Credential
 from tests.builders import World, bearer
 from tests.production.conftest import start_server  # noqa: F401 (a real server process, for these tests too)
 
@@ -42,6 +45,13 @@ def ingest(
         assert e is not None
         series = get_or_create_series(s, e, attribute, unit)
         bulk_insert(s, series.id, [to_us(t) for t in times], list(values))
+
+
+def revoke_token(world: World, token: str) -> None:
+    """Revoke ``token`` the way DELETE /api/tokens/{id} does."""
+    with world.ctx.db.transaction() as s:
+        cred = s.query(Credential).filter_by(digest=digest(token)).one()
+        tokens.revoke(s, cred, actor_id=None, invalidate=world.ctx.invalidate_auth)
 
 
 def minutes(n: int, start: datetime = T0, step: int = 1) -> list[datetime]:

@@ -16,7 +16,7 @@ from sensorhub.export.endpoints import run_cleanup
 from sensorhub.export.service import cleanup_expired
 from sensorhub.export.stores import S3Store, store_from_settings
 from tests.builders import World, bearer
-from tests.exports.conftest import STATION, export, ingest, minutes, read
+from tests.exports.conftest import STATION, export, ingest, minutes, read, revoke_token
 
 BUCKET = "sensorhub-exports"
 
@@ -80,12 +80,22 @@ def test_s3_presigned_download(
     assert r.status_code == 200, r.text
     body = r.json()
     url = body["download_url"]
-    assert url.startswith(f"{s3_endpoint}/{BUCKET}/exports/acme/{body['id']}.{fmt}?")
-    assert "X-Amz-Signature=" in url and "X-Amz-Expires=" in url
+    # Our own signed URL: the server checks the credential, then redirects to a presigned URL that
+    # lives one minute (S3 cannot revoke a presigned URL; a short one is as close as it gets).
+    assert url.startswith(f"http://testserver/api/datahub/exports/{body['id']}/download?")
+    fresh = TestClient(client.app)
+    hop = fresh.get(url, follow_redirects=False)
+    assert hop.status_code == 307 and hop.headers["cache-control"] == "no-store"
+    presigned = hop.headers["location"]
+    assert presigned.startswith(f"{s3_endpoint}/{BUCKET}/exports/acme/{body['id']}.{fmt}?")
+    assert "X-Amz-Signature=" in presigned and "X-Amz-Expires=60&" in presigned + "&"
 
-    # The presigned URL alone: no token, no AWS credentials.
-    got = httpx.get(url)
+    # The presigned URL alone: no token, no AWS credentials. HEAD gets its own presigned URL.
+    got = httpx.get(presigned)
     assert got.status_code == 200, got.text
+    head = fresh.head(url, follow_redirects=False)
+    assert head.status_code == 307
+    assert httpx.head(head.headers["location"]).status_code == 200
     assert got.headers["content-disposition"].startswith('attachment; filename="sensorhub-export-')
     df = read(got.content, fmt)
     assert df[f"{STATION}.temperature"].tolist() == values
@@ -95,7 +105,12 @@ def test_s3_presigned_download(
     assert not staging.exists() or list(staging.iterdir()) == []
 
     listed = client.get("/api/datahub/exports", headers=bearer(token)).json()
-    assert listed[0]["id"] == body["id"] and listed[0]["download_url"].startswith(s3_endpoint)
+    assert listed[0]["id"] == body["id"] and listed[0]["download_url"].startswith("http://testserver/")
+
+    # Revoking the token that made the export stops the link at once (before any redirect).
+    revoke_token(world, token)
+    refused = fresh.get(url, follow_redirects=False)
+    assert refused.status_code == 403 and "was revoked" in refused.json()["message"]
 
     # Cleanup deletes the object once the export has expired.
     key = f"exports/acme/{body['id']}.{fmt}"

@@ -9,8 +9,8 @@ from typing import Any
 from urllib.parse import quote
 
 import anyio
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi.responses import FileResponse, RedirectResponse, StreamingResponse
 
 from sensorhub.api.deps import ctx, request_ip
 from sensorhub.auth.dependencies import Public, RequireScope
@@ -25,6 +25,10 @@ log = logging.getLogger("sensorhub.export")
 router = APIRouter(tags=["export"])
 
 CLEANUP_INTERVAL_SECONDS = 300.0
+MAX_LIST_LIMIT = 500
+# Every answer carrying a download URL (a bearer capability until it expires) or a token: never stored
+# by browsers, proxies or caches.
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 def export_store(request: Request) -> ExportStore:
@@ -60,7 +64,10 @@ def _attachment(filename: str) -> str:
     },
 )
 async def create_export(
-    body: ExportRequest, request: Request, principal: Principal = Depends(RequireScope("export"))
+    body: ExportRequest,
+    request: Request,
+    response: Response,
+    principal: Principal = Depends(RequireScope("export")),
 ) -> Any:
     """Export series as a CSV or Parquet file behind a signed, expiring ``download_url`` (no token needed
     to download). One ``timestamp`` column (UTC) plus one column per series named
@@ -80,6 +87,7 @@ async def create_export(
                 "X-Export-Rows": str(inline.rows),
                 "X-Export-Truncated": "true" if inline.truncated else "false",
                 "X-Export-Row-Cap": str(inline.row_cap),
+                **NO_STORE,
             },
         )
 
@@ -94,17 +102,21 @@ async def create_export(
             ip=request_ip(request),
         )
 
+    response.headers.update(NO_STORE)
     return await anyio.to_thread.run_sync(run)
 
 
 @router.get("/api/datahub/exports", response_model=list[ExportOut])
 async def list_exports(
-    request: Request, limit: int = 50, principal: Principal = Depends(RequireScope("export"))
+    request: Request,
+    response: Response,
+    limit: int = Query(50, ge=1, le=MAX_LIST_LIMIT, description=f"1-{MAX_LIST_LIMIT} (default 50)"),
+    principal: Principal = Depends(RequireScope("export")),
 ) -> list[ExportOut]:
     """This credential's recent exports (newest first) with their state: running, ready, failed or
     expired; ready ones carry a fresh ``download_url``."""
     c = ctx(request)
-    limit = max(1, min(limit, 500))
+    response.headers.update(NO_STORE)
     return await anyio.to_thread.run_sync(
         lambda: service.list_exports(
             c.db, export_store(request), principal.credential_id, _base_url(request), limit
@@ -116,19 +128,27 @@ async def list_exports(
 async def download_export(
     export_id: str, request: Request, expires: str | None = None, signature: str | None = None
 ) -> Response:
-    """Download an export file. No token: the signature in the URL is the credential. A changed link is
-    refused with 403, an expired one with 410. ``HEAD`` and ``Range`` requests are served (DuckDB's
-    httpfs and other remote Parquet readers use them)."""
+    """Download an export file. No token: the signed URL identifies the export, and the credential
+    that made it is checked on every request — a changed link is refused with 403, an expired one with
+    410, and so is a link whose token was revoked or expired, whose owner was disabled, or which may no
+    longer read the exported series (403 saying which). ``HEAD`` and ``Range`` requests are served
+    (DuckDB's httpfs and other remote Parquet readers use them). With the S3 store the answer is a
+    307 redirect to a presigned URL valid for one minute."""
     c = ctx(request)
     d = await anyio.to_thread.run_sync(
-        service.resolve_download,
-        c.db,
-        export_store(request),
-        c.settings.resolved_secret_key,
-        export_id,
-        expires,
-        signature,
+        lambda: service.resolve_download(
+            c.db,
+            export_store(request),
+            c.settings,
+            export_id,
+            expires,
+            signature,
+            method=request.method,
+        )
     )
+    if d.redirect_url is not None:
+        return RedirectResponse(d.redirect_url, status_code=307, headers=NO_STORE)
+    assert d.path is not None
     return FileResponse(
         d.path,
         media_type=d.content_type,

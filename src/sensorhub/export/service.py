@@ -25,15 +25,18 @@ from sqlalchemy.orm import Session
 from sensorhub import metrics
 from sensorhub.audit import service as audit
 from sensorhub.auth.principal import Principal
-from sensorhub.authz.access import Window
+from sensorhub.auth.resolve import Rejected, build_principal
+from sensorhub.authz.access import Access, Window
 from sensorhub.authz.entities import visible_entity
+from sensorhub.config import Settings
 from sensorhub.db import Database, utcnow
+from sensorhub.entities.models import Entity
 from sensorhub.errors import BadRequest, Forbidden, Gone, NotAcceptable, NotFound, SensorhubError
 from sensorhub.export import signing
 from sensorhub.export.models import Export, ExportStatus
 from sensorhub.export.pivot import WidePivot, wide_schema
 from sensorhub.export.schemas import ExportOut, ExportRequest
-from sensorhub.export.stores import ExportStore, LocalStore, StoredFile
+from sensorhub.export.stores import ExportStore, LocalStore, S3Store, StoredFile
 from sensorhub.export.writers import (
     CONTENT_TYPES,
     EXTENSIONS,
@@ -46,6 +49,7 @@ from sensorhub.timeseries.models import Series
 from sensorhub.timeseries.rollups import AGGREGATIONS
 from sensorhub.timeseries.service import iter_bucket_batches, iter_raw_batches
 from sensorhub.timeseries.timeutil import parse_time
+from sensorhub.tokens.models import Credential
 
 log = logging.getLogger("sensorhub.export")
 
@@ -54,9 +58,15 @@ MAX_SERIES = 500
 INLINE_PREFETCH_ROWS = 100_000
 # Cells (rows × series) per batch read from the store: bounds the pivot's memory for wide exports.
 BATCH_CELLS = 1 << 23
-_BUCKET = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+# At most 9 digits: any larger count is out of range anyway, and int() of a huge digit string is slow.
+_BUCKET = re.compile(r"^\s*(\d{1,9})\s*([smhd])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_BUCKET_SECONDS = 366 * 86400
+# Key of ``Export.request`` holding :meth:`ExportPlan.access_record`.
+ACCESS_KEY = "access"
+# Lifetime of the presigned S3 URL a checked download is redirected to: long enough to start the
+# transfer, short enough that a URL leaked after a revocation is useless (S3 cannot revoke it).
+S3_REDIRECT_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -100,6 +110,18 @@ class ExportPlan:
             "units": {c.name: c.unit for c in self.columns},
         }
 
+    def access_record(self) -> list[dict[str, object]]:
+        """What the export read, per series: kept with the export (not in the file) so that a download
+        can check that the credential may still read exactly that (see :func:`check_download_access`)."""
+        return [
+            {
+                "series_id": c.series_id,
+                "name": c.name,
+                "windows": [[_iso_or_none(a), _iso_or_none(b)] for a, b in c.windows],
+            }
+            for c in self.columns
+        ]
+
     def schema(self) -> pa.Schema:
         field_md = []
         for c in self.columns:
@@ -122,6 +144,10 @@ class ExportPlan:
 
 def _iso(dt: datetime) -> str:
     return dt.isoformat().replace("+00:00", "Z")
+
+
+def _iso_or_none(dt: datetime | None) -> str | None:
+    return None if dt is None else _iso(dt)
 
 
 # --- planning -----------------------------------------------------------------------------------------
@@ -267,7 +293,7 @@ def create_file_export(
             status=ExportStatus.RUNNING,
             row_cap=plan.row_cap,
             columns=plan.names,
-            request=plan.summary(),
+            request={**plan.summary(), ACCESS_KEY: plan.access_record()},
             store=store.kind,
             filename=plan.filename(),
             object_key="",
@@ -393,27 +419,38 @@ def list_exports(
     return [export_out(e, store, base_url, now) for e in rows]
 
 
-# --- downloads (local store) --------------------------------------------------------------------------
+# --- downloads ----------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Download:
-    path: Path
+    """A checked download: a local file to send, or (S3) a short-lived presigned URL to redirect to."""
+
     filename: str
     content_type: str
+    path: Path | None = None
+    redirect_url: str | None = None
 
 
 def resolve_download(
-    db: Database, store: ExportStore, secret: str, export_id: str, expires: str | None, signature: str | None
+    db: Database,
+    store: ExportStore,
+    settings: Settings,
+    export_id: str,
+    expires: str | None,
+    signature: str | None,
+    *,
+    method: str = "GET",
 ) -> Download:
-    """Check a signed link: a wrong signature → 403, a past expiry → 410, then find the file."""
+    """Check a signed link (a wrong signature → 403, a past expiry → 410), then that the credential
+    which made the export may still read what it holds (→ 403), then find the file."""
     if not expires or not signature:
         raise Forbidden("This download link is incomplete: it needs its 'expires' and 'signature' parameters")
     try:
         expires_at = int(expires)
     except ValueError:
         raise Forbidden("This download link is invalid: 'expires' is not a Unix time") from None
-    if not signing.verify(secret, export_id, expires_at, signature):
+    if not signing.verify(settings.resolved_secret_key, export_id, expires_at, signature):
         raise Forbidden(
             "This download link is invalid: its signature does not match. Use the download_url exactly as "
             "returned by POST /api/datahub/export or GET /api/datahub/exports"
@@ -424,18 +461,104 @@ def resolve_download(
             f"This download link expired at {_iso(datetime.fromtimestamp(expires_at, now.tzinfo))}; "
             "export again with POST /api/datahub/export"
         )
-    if not isinstance(store, LocalStore):
-        raise NotFound("exports are served by the configured object store, not by this server")
     with db.session() as s:
         e = s.get(Export, export_id)
-    if e is None or e.status != ExportStatus.READY:
-        raise NotFound(f"export '{export_id}' not found")
-    if e.deleted_at is not None or e.expires_at <= now:
-        raise Gone("This export has expired and its file was deleted; export again")
+        if e is None or e.status != ExportStatus.READY:
+            raise NotFound(f"export '{export_id}' not found")
+        if e.deleted_at is not None or e.expires_at <= now:
+            raise Gone("This export has expired and its file was deleted; export again")
+        check_download_access(s, e, settings, now)
+    content_type = CONTENT_TYPES[e.format]
+    if isinstance(store, S3Store):
+        url = store.presigned_url(_stored(e), S3_REDIRECT_SECONDS, method=method)
+        return Download(e.filename, content_type, redirect_url=url)
+    if not isinstance(store, LocalStore):
+        raise NotFound("exports are served by the configured object store, not by this server")
     path = store.path(e.object_key)
     if not path.is_file():
         raise Gone("This export's file is no longer available; export again")
-    return Download(path, e.filename, CONTENT_TYPES[e.format])
+    return Download(e.filename, content_type, path=path)
+
+
+_NO_LONGER = "This download link no longer works: "
+_EXPORT_AGAIN = "; export again with a token that may read the data"
+
+
+def check_download_access(s: Session, e: Export, settings: Settings, now: datetime) -> None:
+    """The signature proves the link was issued; this proves it may still be used. The credential that
+    made the export must be active (not revoked, not expired, its owner not disabled), still hold the
+    ``export`` scope, and still be able to read every series in every time window the file holds —
+    checked against the credential's *current* access, as a new export would be. Raises ``Forbidden``
+    naming what changed.
+
+    Security trade-off: the check runs on every request to the link (a remote Parquet reader sends
+    several), costing a few indexed queries; a revocation, demotion or removed grant therefore bites on
+    the next request, like it does for the token itself. The token's IP allowlist is not applied: the
+    link is meant to be handed to another program (a notebook, DuckDB, a BI tool) that may fetch it
+    from elsewhere."""
+    cred = s.get(Credential, e.credential_id) if e.credential_id else None
+    if cred is None:
+        raise Forbidden(_NO_LONGER + "the token that created this export was deleted" + _EXPORT_AGAIN)
+    if cred.revoked_at is not None:
+        raise Forbidden(_NO_LONGER + "the token that created this export was revoked" + _EXPORT_AGAIN)
+    if cred.expires_at is not None and cred.expires_at <= now:
+        raise Forbidden(_NO_LONGER + "the token that created this export has expired" + _EXPORT_AGAIN)
+    try:
+        principal = build_principal(s, cred, settings)
+    except Rejected:
+        raise Forbidden(
+            _NO_LONGER + "the owner of the token that created this export is disabled" + _EXPORT_AGAIN
+        ) from None
+    access = principal.access("export")
+    lost = _NO_LONGER + "the token that created this export may no longer read {}" + _EXPORT_AGAIN
+    if access.is_empty:
+        raise Forbidden(lost.format("any data with the 'export' scope"))
+    req = e.request or {}
+    record = req.get(ACCESS_KEY)
+    if record is None:  # exports made before the access record existed: entity visibility only
+        for ref in req.get("series") or []:
+            try:
+                visible_entity(s, access, str(ref.get("entity_id")))
+            except NotFound:
+                raise Forbidden(lost.format(f"'{ref.get('entity_id')}'")) from None
+        return
+    start = _parse_iso(req.get("start_time"))
+    end = _parse_iso(req.get("end_time"))
+    for item in record:
+        series = s.get(Series, int(item["series_id"]))
+        entity = s.get(Entity, series.entity_pk) if series is not None else None
+        if entity is None:
+            raise Gone(f"This download link no longer works: the series '{item['name']}' was deleted")
+        if not _still_covered(access, entity, start, end, item["windows"]):
+            raise Forbidden(lost.format(f"'{item['name']}' in the exported time range"))
+
+
+def _parse_iso(value: object) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def _still_covered(
+    access: Access,
+    entity: Entity,
+    start: datetime | None,
+    end: datetime | None,
+    windows: list[list[str | None]],
+) -> bool:
+    """Whether every window the export read lies inside one window the access allows now."""
+    if not access.allows(entity.org_id, entity.workspace_id, entity.entity_id):
+        return False
+    now_windows = access.clamp(entity.org_id, entity.workspace_id, entity.entity_id, start, end)
+    for lo_s, hi_s in windows:
+        lo, hi = _parse_iso(lo_s), _parse_iso(hi_s)
+        if not any(_within(lo, hi, a, b) for a, b in now_windows):
+            return False
+    return True
+
+
+def _within(lo: datetime | None, hi: datetime | None, a: datetime | None, b: datetime | None) -> bool:
+    starts_ok = a is None or (lo is not None and a <= lo)
+    ends_ok = b is None or (hi is not None and hi <= b)
+    return starts_ok and ends_ok
 
 
 # --- inline CSV -----------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Where export files live: a folder in the data dir (served by the app at a signed URL), or any
-S3-compatible store (real S3 presigned URLs).
+"""Where export files live: a folder in the data dir, or any S3-compatible store. Either way the
+download URL is this server's signed URL: the route checks the credential behind the export, then
+sends the file (local) or redirects to a presigned URL that lives one minute (S3).
 
 Files are first written to a local staging path (bounded memory, whatever the size), then published:
 renamed into place locally, or uploaded with boto3's managed (multipart) transfer.
@@ -46,6 +47,14 @@ class ExportStore(Protocol):
     def download_url(self, f: StoredFile, base_url: str, now: datetime) -> str: ...
 
 
+def signed_download_url(secret: str, f: StoredFile, base_url: str) -> str:
+    """``GET /api/datahub/exports/{id}/download?expires=…&signature=…`` on this server, valid until the
+    export expires. The route checks the signature *and* the credential behind the export."""
+    expires = int(f.expires_at.timestamp())
+    q = urlencode({"expires": str(expires), "signature": signing.sign(secret, f.export_id, expires)})
+    return f"{base_url.rstrip('/')}/api/datahub/exports/{f.export_id}/download?{q}"
+
+
 class LocalStore:
     """``<root>/<export id>.<ext>``; downloads go through ``GET /api/datahub/exports/{id}/download``."""
 
@@ -76,13 +85,8 @@ class LocalStore:
         with contextlib.suppress(FileNotFoundError):
             self.path(key).unlink()
 
-    def signed_query(self, export_id: str, expires_at: datetime) -> dict[str, str]:
-        expires = int(expires_at.timestamp())
-        return {"expires": str(expires), "signature": signing.sign(self._secret, export_id, expires)}
-
     def download_url(self, f: StoredFile, base_url: str, now: datetime) -> str:
-        q = urlencode(self.signed_query(f.export_id, f.expires_at))
-        return f"{base_url.rstrip('/')}/api/datahub/exports/{f.export_id}/download?{q}"
+        return signed_download_url(self._secret, f, base_url)
 
     def sweep_staging(self, older_than_seconds: float) -> int:
         """Remove partial files left by a crash."""
@@ -104,7 +108,7 @@ class S3Store:
 
     kind = "s3"
 
-    def __init__(self, url: str, endpoint_url: str | None, staging_root: Path) -> None:
+    def __init__(self, url: str, endpoint_url: str | None, staging_root: Path, secret: str) -> None:
         rest = url[len("s3://") :]
         bucket, _, prefix = rest.partition("/")
         if not bucket:
@@ -113,6 +117,7 @@ class S3Store:
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.endpoint_url = endpoint_url
         self.staging_root = staging_root
+        self._secret = secret
         self._client: Any = None
 
     @property
@@ -157,11 +162,16 @@ class S3Store:
         self.client.delete_object(Bucket=self.bucket, Key=self.object_key(key))
 
     def download_url(self, f: StoredFile, base_url: str, now: datetime) -> str:
-        remaining = int((f.expires_at - now).total_seconds())
+        """Our own signed URL, not a presigned one: S3 cannot revoke a presigned URL, so the download
+        route checks the credential first and then redirects to :meth:`presigned_url`."""
+        return signed_download_url(self._secret, f, base_url)
+
+    def presigned_url(self, f: StoredFile, seconds: int, method: str = "GET") -> str:
+        """A SigV4 presigned URL for ``GET`` (or ``HEAD``) of the object, valid ``seconds``."""
         url: str = self.client.generate_presigned_url(
-            "get_object",
+            "head_object" if method == "HEAD" else "get_object",
             Params={"Bucket": self.bucket, "Key": self.object_key(f.key)},
-            ExpiresIn=max(1, min(S3_MAX_EXPIRY, remaining)),
+            ExpiresIn=max(1, min(S3_MAX_EXPIRY, seconds)),
         )
         return url
 
@@ -171,7 +181,7 @@ def store_from_settings(settings: Settings) -> LocalStore | S3Store:
     spec = (settings.export_store or "").strip()
     local_root = settings.data_dir / "exports"
     if spec.startswith("s3://"):
-        return S3Store(spec, settings.s3_endpoint_url, local_root / ".staging")
+        return S3Store(spec, settings.s3_endpoint_url, local_root / ".staging", settings.resolved_secret_key)
     if spec:
         local_root = Path(spec[len("file://") :] if spec.startswith("file://") else spec)
     return LocalStore(local_root, settings.resolved_secret_key)
