@@ -67,6 +67,14 @@ class Settings(BaseSettings):
     login_attempts_per_window: int = Field(10, ge=1)
     login_failures_per_address: int = Field(100, ge=1)
     max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    # What one ingest request may carry and create (docs/timeseries.md#limits); checked before any lock.
+    ingest_max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    ingest_max_records: int = Field(100_000, ge=1)
+    ingest_max_attributes: int = Field(500, ge=1)
+    ingest_max_new_series: int = Field(100, ge=1)
+    # How long a request waits for a database lock (SQLite busy timeout, PostgreSQL lock_timeout)
+    # before it is answered 503 with Retry-After.
+    db_lock_timeout_seconds: float = Field(10.0, gt=0, le=600)
     # Comma-separated in the environment (NoDecode: not JSON).
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     require_https: bool = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -52,13 +53,14 @@ class Base(DeclarativeBase):
 
 def make_engine(settings: Settings) -> Engine:
     url = settings.resolved_database_url
+    lock_timeout = settings.db_lock_timeout_seconds
     if url.startswith("sqlite"):
         settings.ensure_data_dir()
         # A pool of connections (each set up once, below) rather than a connection per request:
         # opening a connection and running the PRAGMAs costs more than a typical cached read.
         engine = create_engine(
             url,
-            connect_args={"check_same_thread": False, "timeout": 30},
+            connect_args={"check_same_thread": False, "timeout": lock_timeout},
             pool_size=8,
             max_overflow=24,
             pool_pre_ping=False,
@@ -82,7 +84,8 @@ def make_engine(settings: Settings) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            # A lock wait longer than this fails ("database is locked"), answered 503 + Retry-After.
+            cur.execute(f"PRAGMA busy_timeout={int(lock_timeout * 1000)}")
             cur.close()
             # Users' regular expressions run in RE2 (linear time), never in Python's backtracking `re`
             # (which SQLAlchemy registers as REGEXP); see sensorhub.entities.patterns.
@@ -98,12 +101,68 @@ def make_engine(settings: Settings) -> Engine:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
             else:
                 conn.exec_driver_sql("BEGIN")
+            # Set by a request session (after_begin, below): take the write lock at the first write.
+            conn.info["sqlite_promote_on_write"] = False
             # Rows changed so far by this connection: a later count that differs means the transaction
             # wrote (the time-series store then keeps its reads on this connection; see sqlite.py).
             conn.info["sqlite_changes_at_begin"] = conn.connection.driver_connection.total_changes
 
+        @event.listens_for(engine, "before_cursor_execute")
+        def _sqlite_promote(conn: Any, cursor: Any, statement: str, *_args: Any) -> None:
+            if conn.info.get("sqlite_promote_on_write") and _is_write(statement):
+                conn.info["sqlite_promote_on_write"] = False
+                _promote(conn)
+
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    # lock_timeout: a statement waiting longer for a row or table lock fails (SQLSTATE 55P03), which
+    # is answered 503 + Retry-After instead of holding the request (and its pool slot) indefinitely.
+    return create_engine(
+        url,
+        pool_size=10,
+        max_overflow=20,
+        pool_pre_ping=True,
+        connect_args={"options": f"-c lock_timeout={int(lock_timeout * 1000)}"},
+    )
+
+
+_WRITE_VERBS = frozenset(
+    {"INSERT", "UPDATE", "DELETE", "REPLACE", "SAVEPOINT", "CREATE", "DROP", "ALTER", "WITH"}
+)
+
+
+_CTE_WRITE = re.compile(r"\b(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
+
+
+def _is_write(statement: str) -> bool:
+    head = statement.lstrip()[:10].split(None, 1)
+    if not head or head[0].upper() not in _WRITE_VERBS:
+        return False
+    return head[0].upper() != "WITH" or _CTE_WRITE.search(statement) is not None
+
+
+def take_write_lock(session: Session) -> None:
+    """On SQLite, make sure the session's transaction holds the write lock before the caller reads what
+    it is about to change (for code that writes through the raw DBAPI connection, which the statement
+    hook in ``make_engine`` does not see). A no-op on PostgreSQL and for write sessions."""
+    conn = session.connection()
+    if conn.dialect.name == "sqlite" and conn.info.get("sqlite_promote_on_write"):
+        conn.info["sqlite_promote_on_write"] = False
+        _promote(conn)
+
+
+def _promote(conn: Any) -> None:
+    """Turn the connection's deferred SQLite transaction, which has not written yet, into a write
+    transaction: end the read snapshot and BEGIN IMMEDIATE (waiting up to the busy timeout).
+
+    Upgrading the deferred transaction in place instead would fail with SQLITE_BUSY whenever another
+    writer committed after our first read, which no waiting can fix. Reads before this point saw an
+    earlier snapshot: the same guarantee as PostgreSQL's READ COMMITTED, under which the code already
+    runs there; everything from the first write on is serialised with every other writer."""
+    raw = conn.connection.driver_connection
+    if raw.total_changes != conn.info.get("sqlite_changes_at_begin"):
+        return  # already wrote: it holds the write lock
+    raw.execute("COMMIT")  # nothing written: only ends the snapshot
+    raw.execute("BEGIN IMMEDIATE")
 
 
 class Database:
@@ -131,6 +190,15 @@ class Database:
             s.close()
 
     @contextmanager
+    def request_session(self) -> Iterator[Session]:
+        """A session for a request that may or may not write. On SQLite it begins deferred (no lock,
+        so a public or refused request never holds the database's one write lock) and takes the write
+        lock with BEGIN IMMEDIATE at its first write (see ``_promote``); the caller commits."""
+        with self.session() as s:
+            s.info["sqlite_promote_on_write"] = True
+            yield s
+
+    @contextmanager
     def write_session(self) -> Iterator[Session]:
         """A session for a transaction that will write: on SQLite it holds the write lock from its
         first statement (see ``_sqlite_begin``); the caller commits."""
@@ -152,6 +220,12 @@ class Database:
 def on_commit(session: Session, callback: Callable[[], None]) -> None:
     """Run ``callback`` once the session's current transaction has committed (e.g. cache invalidation)."""
     session.info.setdefault("after_commit", []).append(callback)
+
+
+@event.listens_for(Session, "after_begin")
+def _mark_promotable(session: Session, _transaction: Any, connection: Any) -> None:
+    if session.info.get("sqlite_promote_on_write") and connection.dialect.name == "sqlite":
+        connection.info["sqlite_promote_on_write"] = True
 
 
 @event.listens_for(Session, "after_commit")

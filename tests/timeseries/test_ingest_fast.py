@@ -4,7 +4,7 @@ and the same 400 message for a bad request.
 - :func:`ingest._validate_uniform` (column-wise checks of the common shape) against
   :func:`ingest._validate_each` (record by record), on random requests, good and bad;
 - :func:`ingest._parse_times` (numpy for ``YYYY-MM-DDTHH:MM:SS[.fff|.ffffff]Z``) against the Arrow +
-  :func:`parse_time` parser it sits in front of, on random mixes of timestamp forms, valid and not;
+  :func:`parse_iso` parser it sits in front of, on random mixes of timestamp forms, valid and not;
 - over HTTP on both backends: a request stored through the fast path reads back exactly like the same
   request forced through the slow path.
 """
@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient
 
 from sensorhub.errors import BadRequest
 from sensorhub.timeseries import ingest
-from sensorhub.timeseries.timeutil import parse_time, to_us
+from sensorhub.timeseries.timeutil import parse_iso, to_us
 from tests.builders import World, bearer
 
 NOW = datetime(2026, 6, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -42,7 +42,7 @@ def reference_parse_times(texts: list[str | None], now_us: int) -> np.ndarray:
         ts[idx] = pc.cast(parsed, pa.int64()).to_numpy(zero_copy_only=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         for i in idx:
-            ts[i] = to_us(parse_time(str(texts[i]), f"record {i}: timestamp"))
+            ts[i] = to_us(parse_iso(str(texts[i]), f"record {i}: timestamp"))
     return ts
 
 
@@ -125,7 +125,7 @@ def test_strict_forms_match_the_careful_parser() -> None:
         base = ymd_hms(t)
         texts += [base + "Z", base + f".{t.microsecond // 1000:03d}Z", base + f".{t.microsecond:06d}Z"]
     got = ingest._parse_times(list(texts), 0)
-    assert got.tolist() == [to_us(parse_time(t, "t")) for t in texts]
+    assert got.tolist() == [to_us(parse_iso(t, "t")) for t in texts]
     assert got.tolist() == reference_parse_times(list(texts), 0).tolist()
 
 
@@ -271,7 +271,7 @@ def test_fast_path_body_stores_what_the_slow_path_stores(
     ]
     body.append(dict(body[0]))  # a duplicate timestamp
     fast = client.post(f"/v3/devices/{DEV}/backfill", json=body, headers=bearer(token))
-    monkeypatch.setattr(ingest, "_validate_uniform", lambda records, now: None)
+    monkeypatch.setattr(ingest, "_validate_uniform", lambda *args: None)
     monkeypatch.setattr(ingest, "_FAST_TS_FRACTION", {})
     slow = client.post(f"/v3/devices/{DEV}-slow/backfill", json=body, headers=bearer(token))
     assert fast.status_code == slow.status_code == 200

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import ast
 import html
 import re
+import subprocess
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
+import numpy as np
 from fastapi.testclient import TestClient
 
 from sensorhub.auth.token_format import scanner_regex
+from sensorhub.timeseries.timeutil import to_us
 from tests.builders import PASSWORD, World, bearer
 from tests.web.helpers import revealed, seed_series, web_login
 
@@ -550,3 +556,108 @@ def test_invitations_can_be_cancelled_and_declined_on_the_pages(client: TestClie
     r = client.post(f"/invitations/{inv_id}/accept", data={"csrf_token": csrf})
     assert r.status_code == 404
     assert "guest@elsewhere.test" not in client.get("/orgs/acme/members").text
+
+
+# --- issue 10: snippets cannot be broken out of; pages survive timestamps at the edges ---------------
+
+HOSTILE_NAMES = [
+    't", "x": __import__("os").system("touch PWNED"), "y": "',
+    "t'); __import__('os').system('touch PWNED'); ('",
+    't\\',
+    "t\n__import__('os').system('touch PWNED')\n",
+    "t'$(touch PWNED)`touch PWNED`\"$(touch PWNED)\"",
+    "t\"\"\" + __import__('os').getcwd() + \"\"\"",
+]
+
+
+def store_series_directly(world: World, entity_id: str, attribute: str, ts_us: int) -> None:
+    """A series and its newest point written straight through the store, bypassing every validator
+    (as data written before the validators existed would be)."""
+    from sqlalchemy import select as sa_select
+
+    from sensorhub.entities.models import Entity
+    from sensorhub.timeseries.models import Series
+    from sensorhub.timeseries.store import store_for
+
+    with world.ctx.db.transaction() as s:
+        e = s.scalars(sa_select(Entity).where(Entity.entity_id == entity_id)).one()
+        series = Series(entity_pk=e.pk, attribute=attribute, unit=None)
+        s.add(series)
+        s.flush()
+        store = store_for(s)
+        store.insert_points(series.id, np.array([ts_us], np.int64), np.array([1.0]))
+        store.update_last(series.id, ts_us, 1.0)
+
+
+def python_calls(code: str) -> set[str]:
+    """The dotted names of every function called in ``code`` (which must parse)."""
+
+    def dotted(node: ast.AST) -> str:
+        if isinstance(node, ast.Name):
+            return node.id
+        if isinstance(node, ast.Attribute):
+            return f"{dotted(node.value)}.{node.attr}"
+        if isinstance(node, ast.Call):
+            return dotted(node.func) + "()"
+        return type(node).__name__
+
+    return {dotted(n.func) for n in ast.walk(ast.parse(code)) if isinstance(n, ast.Call)}
+
+
+def snippet(page: str, code_id: str) -> str:
+    m = re.search(rf'<code id="{code_id}">(.*?)</code>', page, re.S)
+    assert m, code_id
+    return html.unescape(m.group(1))
+
+
+def test_a_hostile_stored_attribute_name_cannot_break_out_of_any_snippet(
+    client: TestClient, world: World, tmp_path: Path
+) -> None:
+    setup(world)
+    world.entity("acme", "farm", "urn:ngsi-ld:Device:d1")
+    web_login(client, "mia@acme.test")
+    newest = to_us(datetime(2026, 1, 1, tzinfo=UTC))
+    for i, name in enumerate(HOSTILE_NAMES):
+        store_series_directly(world, "urn:ngsi-ld:Device:d1", name, newest + i)  # each the newest in turn
+        page = client.get("/integrations")
+        assert page.status_code == 200
+        req, sdk = snippet(page.text, "code-requests"), snippet(page.text, "code-sdk")
+        assert python_calls(req) == {"print", "requests.get", "requests.get().json", "r.raise_for_status", "r.json"}
+        assert python_calls(sdk) == {"sc.Client", "print", "client.whoami", "client.timeseries", "df.plot"}
+        # The name is one string literal, exactly the stored name.
+        params = next(n for n in ast.walk(ast.parse(req)) if isinstance(n, ast.keyword) and n.arg == "params")
+        assert ast.literal_eval(params.value)["attribute"] == name
+        call = next(n for n in ast.walk(ast.parse(sdk)) if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "timeseries")
+        assert ast.literal_eval(call.args[1]) == [name]
+        # The shell snippets run in bash with curl replaced by a function printing its arguments.
+        shell = snippet(page.text, "code-env") + "\n" + snippet(page.text, "code-curl")
+        out = subprocess.run(
+            ["bash", "-c", 'curl() { printf "%s\\0" "$@"; }\n' + shell],
+            capture_output=True,
+            cwd=tmp_path,
+            check=True,
+        ).stdout.split(b"\0")
+        url = out[-2].decode()
+        assert parse_qs(urlsplit(url).query)["attribute"] == [name]
+        assert not (tmp_path / "PWNED").exists()
+
+
+def test_pages_render_with_points_at_the_edges_of_time(client: TestClient, world: World) -> None:
+    setup(world)
+    world.entity("acme", "farm", "urn:ngsi-ld:Device:d1")
+    web_login(client, "mia@acme.test")
+    # Stored before the time range was enforced: the very end of what Python's datetime can hold.
+    store_series_directly(world, "urn:ngsi-ld:Device:d1", "late", to_us(datetime.max.replace(tzinfo=UTC)))
+    assert client.get("/integrations").status_code == 200
+    for range_ in ("24h", "365d"):
+        r = client.get("/data", params={"entity": "urn:ngsi-ld:Device:d1", "attribute": "late", "range": range_})
+        assert r.status_code == 200, r.text
+    store_series_directly(world, "urn:ngsi-ld:Device:d1", "early", to_us(datetime(1900, 1, 1, tzinfo=UTC)))
+    for range_ in ("24h", "365d"):
+        r = client.get("/data", params={"entity": "urn:ngsi-ld:Device:d1", "attribute": "early", "range": range_})
+        assert r.status_code == 200, r.text
+    r = client.get(
+        "/data",
+        params={"entity": "urn:ngsi-ld:Device:d1", "range": "custom", "start": "0001-01-01", "end": "9999-12-31"},
+    )
+    assert r.status_code == 200 and "supported time range" in r.text

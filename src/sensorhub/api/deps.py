@@ -20,9 +20,13 @@ UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 def get_db(request: Request) -> Iterator[Session]:
     """One session per request; the endpoint commits at the edge, anything else is rolled back.
-    Unsafe methods get a write session (on SQLite: the write lock from the first statement)."""
+
+    The session takes SQLite's one write lock only when the request actually writes (at its first
+    write statement, with BEGIN IMMEDIATE; see ``Database.request_session``): a login with a wrong
+    password, an unauthenticated or refused request, or a read never holds it, so none of them waits
+    for, or delays, another tenant's writes."""
     db = ctx(request).db
-    with db.write_session() if request.method in UNSAFE else db.session() as s:
+    with db.request_session() as s:
         yield s
 
 

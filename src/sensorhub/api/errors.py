@@ -7,13 +7,16 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -22,6 +25,20 @@ from sensorhub import errors as E
 log = logging.getLogger("sensorhub.errors")
 
 NGSI_ERROR_BASE = "https://uri.etsi.org/ngsi-ld/errors/"
+LOCK_RETRY_AFTER_SECONDS = 1
+# SQLITE_BUSY, SQLITE_LOCKED; PostgreSQL lock_not_available (lock_timeout), deadlock_detected,
+# serialization_failure: all mean "try again", none is a server error.
+_SQLITE_BUSY_CODES = frozenset({5, 6})
+_PG_RETRY_SQLSTATES = frozenset({"55P03", "40P01", "40001"})
+
+
+def is_lock_timeout(exc: BaseException) -> bool:
+    """Whether ``exc`` (raw or wrapped by SQLAlchemy) says a database lock could not be had in time."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    if isinstance(orig, sqlite3.OperationalError):
+        code = getattr(orig, "sqlite_errorcode", None)
+        return (code is not None and (code & 0xFF) in _SQLITE_BUSY_CODES) or "is locked" in str(orig)
+    return getattr(orig, "sqlstate", None) in _PG_RETRY_SQLSTATES
 
 
 def _ids(request: Request) -> tuple[str, str]:
@@ -129,6 +146,24 @@ def install(app: FastAPI) -> None:
         else:
             err = cls(str(exc.detail))
         return render(request, err)
+
+    # The time-series stores use the DBAPI connection directly: their errors arrive unwrapped.
+    @app.exception_handler(sqlite3.OperationalError)
+    @app.exception_handler(psycopg.OperationalError)
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: Exception) -> Response:
+        # A lock wait that timed out is the server being busy, not a bug: 503 + Retry-After, so that
+        # clients retry instead of reporting a failure (and nothing of the request was stored).
+        if not is_lock_timeout(exc):
+            raise exc
+        log.warning("database lock timeout on %s %s: %s", request.method, request.url.path, exc)
+        return render(
+            request,
+            E.ServiceUnavailable(
+                "The database is busy with other writes; nothing was stored. Retry in a moment",
+                headers={"Retry-After": str(LOCK_RETRY_AFTER_SECONDS)},
+            ),
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

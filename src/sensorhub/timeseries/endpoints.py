@@ -22,10 +22,16 @@ from sensorhub.auth.principal import Principal
 from sensorhub.db import utcnow
 from sensorhub.schemas import StrictModel
 from sensorhub.timeseries import formats, ingest, leaf, reads, telemetry
-from sensorhub.timeseries.query import DEFAULT_RESOLUTION
+from sensorhub.timeseries.names import MAX_ATTRIBUTE_LENGTH, MAX_DEVICE_REF_LENGTH
+from sensorhub.timeseries.query import DEFAULT_RESOLUTION, MAX_RESOLUTION
 from sensorhub.timeseries.timeutil import parse_time
 
 router = APIRouter()
+
+# Paging parameters are bounded where they are declared: a value beyond them (2**63, 1e30) is a 400
+# naming the parameter, never an integer the database driver cannot bind.
+PageLimit = Annotated[int, Query(ge=1, le=telemetry.MAX_PAGE, description=f"1-{telemetry.MAX_PAGE}")]
+PageOffset = Annotated[int, Query(ge=0, le=telemetry.MAX_OFFSET, description=f"0-{telemetry.MAX_OFFSET}")]
 
 T = TypeVar("T")
 
@@ -66,9 +72,14 @@ async def entity_data(
     start_time: Annotated[str, Query(description="ISO 8601, inclusive (e.g. 2026-01-01T00:00:00Z)")],
     end_time: Annotated[str, Query(description="ISO 8601, exclusive")],
     attribute: Annotated[
-        list[str] | None, Query(description="Repeatable; all numeric attributes if absent")
+        list[str] | None,
+        Query(
+            description=f"Repeatable (at most {reads.MAX_READ_ATTRIBUTES}); all numeric attributes if absent"
+        ),
     ] = None,
-    resolution: Annotated[int, Query(description="At most this many points (1-100000)")] = DEFAULT_RESOLUTION,
+    resolution: Annotated[
+        int, Query(ge=1, le=MAX_RESOLUTION, description="At most this many points (1-100000)")
+    ] = DEFAULT_RESOLUTION,
     aggregation: Annotated[str, Query(description="avg|min|max|sum|count|first|last")] = "avg",
     format: Annotated[str | None, Query(description="json|csv|arrow (overrides Accept)")] = None,
     principal: Principal = Depends(RequireScope("timeseries")),
@@ -91,15 +102,19 @@ async def entity_data(
 
 
 class SeriesSpec(StrictModel):
-    entity_id: str = Field(description="Entity id (or asset id)")
-    attribute: str
+    entity_id: str = Field(
+        description="Entity id (or asset id)", min_length=1, max_length=MAX_DEVICE_REF_LENGTH
+    )
+    attribute: str = Field(min_length=1, max_length=MAX_ATTRIBUTE_LENGTH)
     aggregation: Literal["avg", "min", "max", "sum", "count", "first", "last"] | None = None
 
 
 class QueryBody(StrictModel):
     start_time: str = Field(description="ISO 8601, inclusive")
     end_time: str = Field(description="ISO 8601, exclusive")
-    resolution: int = Field(DEFAULT_RESOLUTION, description="At most this many points (1-100000)")
+    resolution: int = Field(
+        DEFAULT_RESOLUTION, ge=1, le=MAX_RESOLUTION, description="At most this many points (1-100000)"
+    )
     series: list[SeriesSpec] = Field(min_length=1, max_length=reads.MAX_QUERY_SERIES)
     aggregation: Literal["avg", "min", "max", "sum", "count", "first", "last"] = "avg"
     fill: Literal["previous"] | None = None
@@ -159,6 +174,20 @@ _BACKFILL_BODY = {
 }
 
 
+async def _body(request: Request, limits: ingest.Limits) -> bytes:
+    """The request body, refused (413) as soon as it outgrows ``limits.max_body_bytes``."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit():
+        limits.check_body(int(length))
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        limits.check_body(size)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 @router.post("/v3/devices/{device_id}/backfill", tags=["ingest"], openapi_extra=_BACKFILL_BODY)
 async def backfill(
     device_id: str, request: Request, principal: Principal = Depends(RequireScope("ingest"))
@@ -167,10 +196,23 @@ async def backfill(
     (or ``{"value": n, "unit": "CEL"}``) become time-series points; other values become the latest-state
     properties of the entity. All or nothing; idempotent on (attribute, timestamp).
     Returns ``{accepted, duplicates}``."""
-    raw = await request.body()
+    limits = ingest.Limits.from_settings(ctx(request).settings)
+    raw = await _body(request, limits)
     access = principal.access("ingest")
     now = utcnow()
-    result = await _write(request, lambda s: ingest.backfill(s, access, device_id, raw, now))
+    db = ctx(request).db
+
+    def work() -> dict[str, int]:
+        # Parse and check everything first; then what the database decides (visible device, units,
+        # new series) in a read transaction, so that a refused request never waits for or holds the
+        # write lock; only then the write transaction, which repeats those checks under the lock.
+        prepared = ingest.prepare(raw, now, limits)
+        with db.session() as s:
+            ingest.check_target(s, access, device_id, prepared, limits)
+        with db.transaction() as s:
+            return ingest.store(s, access, device_id, prepared, limits)
+
+    result = await to_thread.run_sync(work)
     metrics.ingest_points.inc(result["accepted"])
     metrics.ingest_duplicates.inc(result["duplicates"])
     return formats.json_response(result)
@@ -183,8 +225,8 @@ async def backfill(
 async def list_devices(
     request: Request,
     type: str | None = None,
-    limit: int = 100,
-    offset: int = 0,
+    limit: PageLimit = 100,
+    offset: PageOffset = 0,
     principal: Principal = Depends(RequireScope("telemetry")),
 ) -> Response:
     """Devices (entities with time series) visible to the credential, with their latest values."""
@@ -208,8 +250,8 @@ async def get_device(
 @router.get("/api/sensors", tags=["telemetry"])
 async def list_sensors(
     request: Request,
-    limit: int = 100,
-    offset: int = 0,
+    limit: PageLimit = 100,
+    offset: PageOffset = 0,
     principal: Principal = Depends(RequireScope("telemetry")),
 ) -> Response:
     """One row per series ``{id: "<entity_id>.<attribute>", entity_id, attribute, value, unit, observedAt}``."""
@@ -233,7 +275,7 @@ async def get_sensor(
 @router.get("/api/data/recent", tags=["leaf"])
 async def data_recent(
     request: Request,
-    limit: int = leaf.DEFAULT_RECENT,
+    limit: Annotated[int, Query(ge=1, le=leaf.MAX_LIMIT, description="1-10000")] = leaf.DEFAULT_RECENT,
     principal: Principal = Depends(RequireScope("telemetry")),
 ) -> Response:
     """The most recent readings across everything the credential may read, newest first."""
@@ -250,8 +292,8 @@ async def data(
     metric: str | None = None,
     from_: Annotated[str | None, Query(alias="from", description="ISO 8601 or a date, inclusive")] = None,
     to: Annotated[str | None, Query(description="ISO 8601 or a date, exclusive")] = None,
-    limit: int = leaf.DEFAULT_LIMIT,
-    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=leaf.MAX_LIMIT, description="1-10000")] = leaf.DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(max_length=leaf.MAX_CURSOR_LENGTH)] = None,
     principal: Principal = Depends(RequireScope("timeseries")),
 ) -> Response:
     """Rows ``{time, entity, metric, value, tags}`` ordered by (time, entity, metric). While more rows

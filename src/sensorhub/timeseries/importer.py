@@ -29,8 +29,9 @@ from sensorhub.accounts.models import Organisation, Workspace
 from sensorhub.accounts.service import get_org, get_workspace
 from sensorhub.entities.models import Entity
 from sensorhub.errors import BadRequest, NotFound
+from sensorhub.timeseries.names import check_attribute_name, check_device_ref
 from sensorhub.timeseries.service import bulk_insert, get_or_create_series
-from sensorhub.timeseries.timeutil import parse_time, to_us
+from sensorhub.timeseries.timeutil import MAX_US, MIN_US, RANGE_TEXT, iso, parse_iso, to_us
 
 LONG_COLUMNS = ("entity_id", "attribute", "timestamp", "value")
 UTC_US = pa.timestamp("us", tz="UTC")
@@ -89,12 +90,24 @@ def _timestamps(col: pa.Array | pa.ChunkedArray, first_row: int, name: str) -> n
             for i, v in enumerate(values):
                 if v is None or v == "":
                     raise ImportFileError(f"row {first_row + i}: {name} is empty")
-                out[i] = to_us(parse_time(v, f"row {first_row + i}: {name}"))
-            return out
+                out[i] = to_us(parse_iso(v, f"row {first_row + i}: {name}"))
+            return _in_range(out, first_row, name)
     if arr.null_count:
         i = int(np.flatnonzero(pc.is_null(arr).to_numpy(zero_copy_only=False))[0])
         raise ImportFileError(f"row {first_row + i}: {name} is empty")
-    return np.asarray(pc.cast(arr, pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
+    return _in_range(
+        np.asarray(pc.cast(arr, pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64), first_row, name
+    )
+
+
+def _in_range(ts: np.ndarray, first_row: int, name: str) -> np.ndarray:
+    bad = (ts < MIN_US) | (ts >= MAX_US)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ImportFileError(
+            f"row {first_row + i}: {name} {iso(int(ts[i]))} is outside the supported time range, {RANGE_TEXT}"
+        )
+    return ts
 
 
 def _values(col: pa.Array | pa.ChunkedArray, first_row: int, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -178,6 +191,9 @@ def import_file(
         raise ImportFileError(f"{path.name}: a wide file needs a 'timestamp' column")
     if entity_ref is not None:
         res.entity(entity_ref)
+        for name in names:
+            if name != "timestamp":
+                check_attribute_name(name, f"{path.name}: column")
     report = ImportReport()
     done = 0
     row0 = 2 if path.suffix.lower() != ".parquet" else 1  # CSV row numbers count the header line
@@ -238,10 +254,14 @@ def _import_long(
     dict_keys = pc.dictionary_encode(keys)
     codes = dict_keys.indices.to_numpy(zero_copy_only=False)
     for code, key in enumerate(dict_keys.dictionary.to_pylist()):
+        ref, attribute = key.split("\x00", 1)
+        if (ref, attribute) not in res.series:
+            row = row0 + int(np.flatnonzero(codes == code)[0])
+            check_device_ref(ref, f"row {row}: entity_id")
+            check_attribute_name(attribute, f"row {row}: attribute")
         m = (codes == code) & present
         if not m.any():
             continue
-        ref, attribute = key.split("\x00", 1)
         unit = None
         if units is not None:
             u = [x for x in units.filter(pa.array(m)).to_pylist() if x]

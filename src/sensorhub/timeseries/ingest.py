@@ -8,10 +8,16 @@ means now, a missing ``topic`` means ``"default"``. In ``data``:
 - anything else (text, bool, list, object) becomes the latest-state NGSI-LD Property ``key`` of the
   entity (``{"type": "Property", "value": …, "observedAt": …}``), replaced only by a newer observation.
 
-Nothing is dropped silently: ``null``, NaN, ±Infinity, bad timestamps, unknown record fields and unit
-changes are refused with a 400 naming the record and the field, and nothing of the request is stored.
-Points are idempotent on (series, timestamp): a repeated timestamp keeps its first value and is counted
-in ``duplicates``.
+Nothing is dropped silently: ``null``, NaN, ±Infinity, bad or out-of-range timestamps, attribute names
+outside the grammar (:mod:`sensorhub.timeseries.names`), unknown record fields and unit changes are
+refused with a 400 naming the record and the field, and nothing of the request is stored. Points are
+idempotent on (series, timestamp): a repeated timestamp keeps its first value and is counted in
+``duplicates``.
+
+What one request may carry and create is bounded (:class:`Limits`, 413 naming the limit). The body is
+parsed and checked entirely before the database is touched (:func:`prepare`); the entity and the
+series it would create are then checked in a read transaction (no lock), and only then is the write
+transaction opened (:func:`store`), which repeats those checks under the lock.
 """
 
 from __future__ import annotations
@@ -35,19 +41,54 @@ from sqlalchemy.orm import Session
 
 from sensorhub.authz.access import Access
 from sensorhub.authz.entities import visible_entity
-from sensorhub.errors import BadRequest, Forbidden
+from sensorhub.config import Settings
+from sensorhub.entities.models import Entity
+from sensorhub.errors import BadRequest, Forbidden, PayloadTooLarge
 from sensorhub.timeseries.models import Series
+from sensorhub.timeseries.names import (
+    RESERVED_NAMES,
+    check_attribute_name,
+    check_device_ref,
+    is_attribute_name,
+)
 from sensorhub.timeseries.service import (
-    MAX_ATTRIBUTE_LENGTH,
     MAX_UNIT_LENGTH,
     bulk_insert,
     get_or_create_series,
 )
-from sensorhub.timeseries.timeutil import iso, opt_us, parse_time, to_us
+from sensorhub.timeseries.timeutil import check_points_in_range, iso, opt_us, parse_iso, to_us
 
 RECORD_FIELDS = frozenset({"timestamp", "topic", "data"})
-RESERVED_KEYS = frozenset({"id", "type", "@context", "location", "scope", "createdAt", "modifiedAt"})
+RESERVED_KEYS = RESERVED_NAMES
 MAX_RECORDS = 100_000
+MAX_ATTRIBUTES = 500
+MAX_NEW_SERIES = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one ingest request may carry and create (settings ``SENSORHUB_INGEST_MAX_*``)."""
+
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_records: int = MAX_RECORDS
+    max_attributes: int = MAX_ATTRIBUTES
+    max_new_series: int = MAX_NEW_SERIES
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(
+            max_body_bytes=settings.ingest_max_body_bytes,
+            max_records=settings.ingest_max_records,
+            max_attributes=settings.ingest_max_attributes,
+            max_new_series=settings.ingest_max_new_series,
+        )
+
+    def check_body(self, size: int) -> None:
+        if size > self.max_body_bytes:
+            raise PayloadTooLarge(
+                f"the backfill body is larger than {self.max_body_bytes} bytes "
+                "(SENSORHUB_INGEST_MAX_BODY_BYTES); split it into several requests"
+            )
 
 
 @dataclass
@@ -70,7 +111,7 @@ class Prepared:
     record_ts: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
 
 
-def parse_body(raw: bytes) -> list[Any]:
+def parse_body(raw: bytes, max_records: int = MAX_RECORDS) -> list[Any]:
     """The records of a backfill body. NaN/Infinity literals are accepted by the parser so that the
     validation can name the record and field they are in."""
     if not raw.strip():
@@ -87,9 +128,10 @@ def parse_body(raw: bytes) -> list[Any]:
     records = body if isinstance(body, list) else [body]
     if not records:
         raise BadRequest("the list of records is empty")
-    if len(records) > MAX_RECORDS:
-        raise BadRequest(
-            f"at most {MAX_RECORDS} records per request (got {len(records)}); split the backfill"
+    if len(records) > max_records:
+        raise PayloadTooLarge(
+            f"at most {max_records} records per request (SENSORHUB_INGEST_MAX_RECORDS; got "
+            f"{len(records)}); split the backfill"
         )
     return records
 
@@ -153,7 +195,9 @@ def _parse_strict_utc(texts: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
     for k in range(frac_digits):
         frac = frac * 10 + d[:, 14 + k]
     micro = frac * 10 ** (6 - frac_digits)
-    ok &= (year >= 1) & (month >= 1) & (month <= 12) & (day >= 1) & (hour < 24) & (minute < 60) & (second < 60)
+    ok &= (
+        (year >= 1) & (month >= 1) & (month <= 12) & (day >= 1) & (hour < 24) & (minute < 60) & (second < 60)
+    )
     year = np.where(ok, year, 1970)
     month = np.where(ok, month, 1)
     day = np.where(ok, day, 1)
@@ -201,15 +245,23 @@ def _parse_times(texts: list[str | None], now_us: int) -> np.ndarray:
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         # Offsets missing (taken as UTC), unusual forms, or a bad one: the careful parser names it.
         for i in rest:
-            ts[i] = to_us(parse_time(str(texts[i]), f"record {i}: timestamp"))
+            ts[i] = to_us(parse_iso(str(texts[i]), f"record {i}: timestamp"))
     return ts
 
 
+def _check_record_times(ts: np.ndarray) -> None:
+    check_points_in_range(ts, "record {}: timestamp")
+
+
+def _too_many_attributes(count: int, limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"at most {limit} distinct attributes per request (SENSORHUB_INGEST_MAX_ATTRIBUTES; got "
+        f"{count}{' or more' if count == limit + 1 else ''}); split the backfill"
+    )
+
+
 def _check_key(i: int, key: str) -> None:
-    if not key or len(key) > MAX_ATTRIBUTE_LENGTH:
-        raise BadRequest(f"record {i}: data keys must be 1-{MAX_ATTRIBUTE_LENGTH} characters")
-    if key in RESERVED_KEYS:
-        raise BadRequest(f"record {i}: data.{key} is a reserved NGSI-LD name; rename the attribute")
+    check_attribute_name(key, f"record {i}: data key")
 
 
 _NUMBER_TYPES = frozenset({int, float})
@@ -217,7 +269,9 @@ _TEXT_OR_NONE = frozenset({str, type(None)})
 _DICT_ONLY = frozenset({dict})
 
 
-def _validate_uniform(records: Sequence[Any], now: datetime) -> Prepared | None:
+def _validate_uniform(
+    records: Sequence[Any], now: datetime, max_attributes: int = MAX_ATTRIBUTES
+) -> Prepared | None:
     """The common shape, checked column-wise: every record an object of known fields whose ``data``
     has the same plain keys, all with int/float values, finite, and string (or absent) timestamps.
     Returns None for anything else, which :func:`validate` then checks record by record (and names
@@ -245,7 +299,7 @@ def _validate_uniform(records: Sequence[Any], now: datetime) -> Prepared | None:
     if not _DICT_ONLY.issuperset(map(type, datas)):
         return None
     shape = tuple(datas[0])
-    if not shape or any(not k or len(k) > MAX_ATTRIBUTE_LENGTH or k in RESERVED_KEYS for k in shape):
+    if not shape or len(shape) > max_attributes or not all(map(is_attribute_name, shape)):
         return None
     if set(map(len, datas)) != {len(shape)}:
         return None  # with every key of the first record (checked below), the same keys
@@ -265,25 +319,27 @@ def _validate_uniform(records: Sequence[Any], now: datetime) -> Prepared | None:
             return None
         p.numeric[key] = NumericColumn(array=arr)
     p.record_ts = _parse_times(texts, to_us(now))
+    _check_record_times(p.record_ts)
     for col in p.numeric.values():
         col.records = list(range(n))
         col.ts = p.record_ts
     return p
 
 
-def validate(records: Sequence[Any], now: datetime) -> Prepared:
-    """Check every record; raise :class:`BadRequest` naming a bad record and field.
+def validate(records: Sequence[Any], now: datetime, max_attributes: int = MAX_ATTRIBUTES) -> Prepared:
+    """Check every record; raise :class:`BadRequest` naming a bad record and field (and
+    :class:`PayloadTooLarge` beyond ``max_attributes`` distinct data keys).
 
     The common shape (numbers under plain keys) takes a fast path: timestamps are parsed in bulk and
     finiteness is checked with numpy, so a 5,000-record request costs a few milliseconds. Requests in
     which every record has the same numeric keys are checked column-wise (:func:`_validate_uniform`)."""
-    fast = _validate_uniform(records, now)
+    fast = _validate_uniform(records, now, max_attributes)
     if fast is not None:
         return fast
-    return _validate_each(records, now)
+    return _validate_each(records, now, max_attributes)
 
 
-def _validate_each(records: Sequence[Any], now: datetime) -> Prepared:
+def _validate_each(records: Sequence[Any], now: datetime, max_attributes: int = MAX_ATTRIBUTES) -> Prepared:
     """:func:`validate` record by record: any shape, and the first problem named."""
     p = Prepared()
     texts: list[str | None] = []
@@ -315,6 +371,8 @@ def _validate_each(records: Sequence[Any], now: datetime) -> Prepared:
             if key not in good_keys:
                 _check_key(i, key)
                 good_keys.add(key)
+                if len(good_keys) > max_attributes:
+                    raise _too_many_attributes(len(good_keys), max_attributes)
             tv = type(v)
             if tv is float or tv is int:
                 col = numeric.get(key)
@@ -363,6 +421,7 @@ def _validate_each(records: Sequence[Any], now: datetime) -> Prepared:
             _check_finite(col.records[j], key, float(vals[j]))
         col.array = vals
     p.record_ts = _parse_times(texts, to_us(now))
+    _check_record_times(p.record_ts)
     for col in numeric.values():
         col.ts = p.record_ts[np.asarray(col.records, dtype=np.int64)]
     # The latest observation per key (by timestamp; on a tie the later record).
@@ -405,13 +464,28 @@ def _check_write_windows(access: Access, e: Any, p: Prepared) -> None:
             raise Forbidden(f"timestamp {bad} is outside the time window this credential may write to")
 
 
-def backfill(s: Session, access: Access, device_ref: str, raw: bytes, now: datetime) -> dict[str, int]:
-    """Store a backfill request for one device; all or nothing (the caller commits)."""
+def prepare(raw: bytes, now: datetime, limits: Limits) -> Prepared:
+    """Parse and check a whole backfill body, without touching the database: everything that can be
+    refused from the body alone is refused here, before any transaction (let alone a lock) exists."""
+    limits.check_body(len(raw))
     with _gc_paused():
-        records = parse_body(raw)
-        entity = visible_entity(s, access, device_ref)
-        p = validate(records, now)
+        records = parse_body(raw, limits.max_records)
+        p = validate(records, now, limits.max_attributes)
         del records  # the parsed JSON goes now, before the collector could see it
+    names = set(p.numeric) | set(p.states)
+    if len(names) > limits.max_attributes:
+        raise _too_many_attributes(len(names), limits.max_attributes)
+    return p
+
+
+def check_target(
+    s: Session, access: Access, device_ref: str, p: Prepared, limits: Limits
+) -> tuple[Entity, dict[str, Series]]:
+    """The device and its existing series, once everything the database decides is checked: the device
+    is visible, the points lie in the credential's write windows, units agree with the stored ones and
+    the request creates at most ``limits.max_new_series`` series. Run in a read transaction first (a
+    refused request never takes the write lock), then again inside the write transaction."""
+    entity = visible_entity(s, access, check_device_ref(device_ref))
     _check_write_windows(access, entity, p)
     existing = {x.attribute: x for x in s.scalars(select(Series).where(Series.entity_pk == entity.pk))}
     for key, col in p.numeric.items():
@@ -420,6 +494,20 @@ def backfill(s: Session, access: Access, device_ref: str, raw: bytes, now: datet
             raise BadRequest(
                 f"record {col.unit_record}: data.{key}.unit '{col.unit}' differs from the stored unit '{x.unit}'"
             )
+    new = sum(1 for key in p.numeric if key not in existing)
+    if new > limits.max_new_series:
+        raise PayloadTooLarge(
+            f"this request would create {new} new series on '{entity.entity_id}'; at most "
+            f"{limits.max_new_series} per request (SENSORHUB_INGEST_MAX_NEW_SERIES): send new attributes "
+            "in smaller batches"
+        )
+    return entity, existing
+
+
+def store(s: Session, access: Access, device_ref: str, p: Prepared, limits: Limits) -> dict[str, int]:
+    """Store a prepared backfill for one device in the session's (write) transaction; all or nothing
+    (the caller commits)."""
+    entity, existing = check_target(s, access, device_ref, p, limits)
     accepted = duplicates = 0
     for key, col in p.numeric.items():
         series = existing.get(key) or get_or_create_series(s, entity, key, col.unit)
@@ -435,7 +523,7 @@ def backfill(s: Session, access: Access, device_ref: str, raw: bytes, now: datet
             old_at = old.get("observedAt") if isinstance(old, dict) else None
             if isinstance(old_at, str):
                 try:
-                    if to_us(parse_time(old_at, "observedAt")) > ts:
+                    if to_us(parse_iso(old_at, "observedAt")) > ts:
                         continue  # the stored observation is newer
                 except BadRequest:
                     pass
@@ -447,3 +535,11 @@ def backfill(s: Session, access: Access, device_ref: str, raw: bytes, now: datet
         accepted += p.state_count
     s.flush()
     return {"accepted": accepted, "duplicates": duplicates}
+
+
+def backfill(
+    s: Session, access: Access, device_ref: str, raw: bytes, now: datetime, limits: Limits | None = None
+) -> dict[str, int]:
+    """:func:`prepare` and :func:`store` in one session (for callers that hold a write session already)."""
+    limits = limits or Limits()
+    return store(s, access, device_ref, prepare(raw, now, limits), limits)

@@ -29,11 +29,12 @@ from sensorhub.errors import BadRequest, NotFound
 from sensorhub.timeseries.models import Series
 from sensorhub.timeseries.reads import windows_us
 from sensorhub.timeseries.store import store_for
-from sensorhub.timeseries.timeutil import iso_array, opt_us, to_us
+from sensorhub.timeseries.timeutil import iso_array, opt_us, parse_time, to_us
 
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 10_000
 DEFAULT_RECENT = 50
+MAX_CURSOR_LENGTH = 2048
 I64_MIN = -(2**62)  # far outside any real timestamp, and safe for arithmetic
 I64_MAX = 2**62
 
@@ -64,6 +65,8 @@ def decode_cursor(text: str) -> tuple[int, str, str]:
         ts, entity, metric = orjson.loads(raw)
         if not isinstance(ts, int) or not isinstance(entity, str) or not isinstance(metric, str):
             raise ValueError
+        if not I64_MIN <= ts <= I64_MAX:
+            raise ValueError  # never a position we handed out, and not bindable as int64
         return ts, entity, metric
     except (ValueError, binascii.Error, orjson.JSONDecodeError, TypeError):
         raise BadRequest(
@@ -323,8 +326,7 @@ class _Desc:
 
 
 def parse_bound(value: str | None, what: str) -> datetime | None:
-    from sensorhub.timeseries.timeutil import parse_time
-
+    """``from``/``to``: ISO 8601 or a date, inside the supported time range (else 400)."""
     return None if value is None or value == "" else parse_time(value, what)
 
 

@@ -26,6 +26,7 @@ from sensorhub.timeseries.store import store_for
 from sensorhub.timeseries.timeutil import to_us
 
 MAX_QUERY_SERIES = 100
+MAX_READ_ATTRIBUTES = 100  # `attribute` parameters of one entity read
 _SERIES = select(Series.id, Series.attribute, Series.unit)
 
 
@@ -89,6 +90,11 @@ def entity_data(
     start_us, end_us = check_range(start, end)
     check_resolution(resolution)
     check_aggregation(aggregation)
+    if attributes and len(attributes) > MAX_READ_ATTRIBUTES:
+        raise BadRequest(
+            f"at most {MAX_READ_ATTRIBUTES} attribute parameters per request (got {len(attributes)}); "
+            "omit attribute to read every numeric attribute"
+        )
     e = visible_entity(s, access, ref)
     # Plain rows, not ORM objects: this is the hot path.
     all_series = list(s.execute(_SERIES.where(Series.entity_pk == e.pk).order_by(Series.attribute)))

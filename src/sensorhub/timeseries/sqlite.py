@@ -23,6 +23,7 @@ except ImportError:  # Windows
 import numpy as np
 import pyarrow as pa
 
+from sensorhub.db import take_write_lock
 from sensorhub.timeseries import arrow_reader
 from sensorhub.timeseries.arrow_reader import (
     SeriesChunks,
@@ -70,7 +71,9 @@ class SQLiteStore(TimeseriesStore):
 
     def lock_series(self, series_id: int) -> int | None:
         # A write takes SQLite's database write lock now, so nobody can add points between our read of
-        # the existing timestamps and our insert.
+        # the existing timestamps and our insert (a request session that has not written yet first
+        # turns its deferred transaction into a write transaction: see db.take_write_lock).
+        take_write_lock(self.session)
         self.execute("UPDATE series SET last_ts = last_ts WHERE id = ?", (series_id,))
         row = self.execute("SELECT last_ts FROM series WHERE id = ?", (series_id,)).fetchone()
         return None if row is None or row[0] is None else int(row[0])

@@ -23,13 +23,14 @@ from sensorhub.timeseries.store import TimeseriesStore, store_for
 from sensorhub.timeseries.timeutil import iso, opt_us, parse_time, to_us
 
 MAX_PAGE = 1000
+MAX_OFFSET = 1_000_000
 
 
 def check_page(limit: int, offset: int) -> None:
     if limit < 1 or limit > MAX_PAGE:
         raise BadRequest(f"limit must be between 1 and {MAX_PAGE} (got {limit})")
-    if offset < 0:
-        raise BadRequest(f"offset must be 0 or more (got {offset})")
+    if offset < 0 or offset > MAX_OFFSET:
+        raise BadRequest(f"offset must be between 0 and {MAX_OFFSET} (got {str(offset)[:30]})")
 
 
 @dataclass(frozen=True, slots=True)

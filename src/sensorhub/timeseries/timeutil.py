@@ -13,27 +13,80 @@ from sensorhub.errors import BadRequest
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
-
-def parse_time(value: str, what: str) -> datetime:
-    """An ISO 8601 timestamp with ``Z`` or an offset; a date alone means midnight UTC, and a timestamp
-    without offset is taken as UTC. Raises :class:`BadRequest` naming ``what``."""
-    text = value.strip()
-    try:
-        if _DATE_ONLY.match(text):
-            d = date.fromisoformat(text)
-            return datetime(d.year, d.month, d.day, tzinfo=UTC)
-        dt = datetime.fromisoformat(text.replace("z", "Z"))
-    except ValueError:
-        raise BadRequest(
-            f"{what} '{value}' is not a valid ISO 8601 timestamp; use e.g. 2024-01-01T00:00:00Z"
-        ) from None
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+# The supported time range. Points must lie in [MIN_TIME, MAX_TIME); the bounds of a read (start_time,
+# end_time, from, to) in [MIN_TIME, MAX_TIME]. Narrower than int64 µs on purpose: pandas
+# (datetime64[ns] ends 2262-04-11), Arrow/Parquet nanosecond readers and every page's date arithmetic
+# (a bucket, a day or a year beside a timestamp) stay far from any overflow.
+MIN_TIME = datetime(1900, 1, 1, tzinfo=UTC)
+MAX_TIME = datetime(2200, 1, 1, tzinfo=UTC)
+RANGE_TEXT = "1900-01-01T00:00:00Z (inclusive) to 2200-01-01T00:00:00Z (exclusive)"
 
 
 def to_us(dt: datetime) -> int:
     """Microseconds since the epoch of an aware datetime (exact integer arithmetic)."""
     d = dt - EPOCH
     return (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
+
+
+MIN_US = to_us(MIN_TIME)
+MAX_US = to_us(MAX_TIME)
+
+
+def parse_time(value: str, what: str) -> datetime:
+    """An ISO 8601 timestamp with ``Z`` or an offset; a date alone means midnight UTC, and a timestamp
+    without offset is taken as UTC. Raises :class:`BadRequest` naming ``what`` when it is not one, or
+    when it lies outside ``[MIN_TIME, MAX_TIME]``."""
+    dt = parse_iso(value, what)
+    if not MIN_TIME <= dt <= MAX_TIME:
+        raise BadRequest(f"{what} '{value[:60]}' is outside the supported time range, {RANGE_TEXT}")
+    return dt
+
+
+def parse_iso(value: str, what: str) -> datetime:
+    """:func:`parse_time` without the range check (for callers that check the range themselves)."""
+    text = value.strip()
+    try:
+        if _DATE_ONLY.match(text):
+            d = date.fromisoformat(text)
+            dt = datetime(d.year, d.month, d.day, tzinfo=UTC)
+        else:
+            dt = datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        raise BadRequest(
+            f"{what} '{value[:60]}' is not a valid ISO 8601 timestamp; use e.g. 2024-01-01T00:00:00Z"
+        ) from None
+    try:
+        dt = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00
+        raise BadRequest(f"{what} '{value[:60]}' is outside the supported time range, {RANGE_TEXT}") from None
+    return dt
+
+
+def check_points_in_range(ts: npt.NDArray[np.int64], what: str) -> None:
+    """Raise :class:`BadRequest` when a point time (µs) lies outside ``[MIN_TIME, MAX_TIME)``;
+    ``what.format(i)`` names the ``i``-th one, e.g. ``"record {}: timestamp"``."""
+    if len(ts) == 0:
+        return
+    bad = (ts < MIN_US) | (ts >= MAX_US)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise BadRequest(
+            f"{what.format(i)} {iso(int(ts[i]))} is outside the supported time range, {RANGE_TEXT}"
+        )
+
+
+def clamp_us(us: int) -> int:
+    """``us`` moved into the supported range (for display of data stored before the range was enforced)."""
+    return min(max(int(us), MIN_US), MAX_US - 1)
+
+
+_DATETIME_MIN_US = to_us(datetime.min.replace(tzinfo=UTC))
+_DATETIME_MAX_US = to_us(datetime.max.replace(tzinfo=UTC))
+
+
+def display_time(us: int) -> datetime:
+    """``us`` as a datetime for display, clamped to what Python's datetime holds (years 1-9999)."""
+    return from_us(min(max(int(us), _DATETIME_MIN_US), _DATETIME_MAX_US))
 
 
 def from_us(us: int) -> datetime:
@@ -47,7 +100,10 @@ def opt_us(dt: datetime | None) -> int | None:
 def iso(us: int) -> str:
     """ISO 8601 with Z; fractional seconds only when there are any (same forms as :func:`iso_array`)."""
     us = int(us)
-    text = (EPOCH + timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S")
+    try:
+        text = (EPOCH + timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S")
+    except OverflowError:  # beyond Python's datetime (years 1-9999): numpy still names it
+        return str(np.datetime64(us, "us")) + "Z"
     frac = us % 1_000_000
     if frac:
         text += f".{frac // 1000:03d}" if frac % 1000 == 0 else f".{frac:06d}"

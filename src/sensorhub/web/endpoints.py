@@ -37,7 +37,7 @@ from sensorhub.errors import BadRequest, RateLimited, SensorhubError
 from sensorhub.net import is_https
 from sensorhub.timeseries.models import Series
 from sensorhub.timeseries.reads import entity_data
-from sensorhub.timeseries.timeutil import from_us
+from sensorhub.timeseries.timeutil import MAX_TIME, MIN_TIME, RANGE_TEXT, clamp_us, display_time, from_us
 from sensorhub.tokens import service as tokens
 from sensorhub.tokens.service import Minted
 from sensorhub.web import forms, snippets
@@ -237,7 +237,8 @@ def _example(db: Session, access: Any) -> snippets.Example | None:
         .limit(1)
     ).first()
     if row is not None:
-        end = from_us(row[2]) if row[2] is not None else utcnow()
+        # clamp_us: a point stored before the time range was enforced (e.g. 9999-12-31) still renders.
+        end = from_us(clamp_us(row[2])) if row[2] is not None else utcnow()
         return snippets.Example(row[0], row[1], end)
     first = db.scalar(select(ents.c.entity_id).limit(1))
     return snippets.Example(first, None, utcnow()) if first else None
@@ -420,9 +421,13 @@ def chart_range(series: Series, range_key: str, start: str, end: str) -> tuple[d
             raise BadRequest("Choose both dates for a custom range.")
         if hi <= lo:
             raise BadRequest("The end of the range must be after its start.")
+        if lo < MIN_TIME or hi > MAX_TIME:
+            raise BadRequest(f"Choose dates inside the supported time range, {RANGE_TEXT}.")
         return lo, hi
-    # Preset ranges end at the newest point (sensor data is often not live), else now.
-    newest = from_us(series.last_ts) if series.last_ts is not None else utcnow()
+    # Preset ranges end at the newest point (sensor data is often not live), else now; kept inside the
+    # supported time range so that the arithmetic below never overflows.
+    newest = from_us(clamp_us(series.last_ts)) if series.last_ts is not None else utcnow()
+    newest = max(newest, MIN_TIME + RANGES[range_key])
     newest = (newest + timedelta(minutes=1)).replace(second=0, microsecond=0)
     return newest - RANGES[range_key], newest
 
@@ -485,6 +490,7 @@ def data_view(
         ranges=RANGE_LABELS,
         attribute=attribute,
         latest={
-            x.attribute: (x.last_value, from_us(x.last_ts) if x.last_ts is not None else None) for x in series
+            x.attribute: (x.last_value, display_time(x.last_ts) if x.last_ts is not None else None)
+            for x in series
         },
     )
