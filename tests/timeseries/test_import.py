@@ -92,6 +92,23 @@ def test_wide_parquet(ctx: AppContext, world: World, tmp_path: Path) -> None:
             "entity 'RX' not found",
         ),
         ("a,b\n1,2\n", "expected columns entity_id"),
+        # The attribute grammar and the time range of every ingest path (issue 10).
+        (
+            'entity_id,attribute,timestamp,value\nR1,t,2024-01-01T00:00:00Z,1\nR1,"t"")#",2024-01-01T00:01:00Z,2\n',
+            "row 3: attribute 't\"\\)#' is not a valid attribute name",
+        ),
+        (
+            "entity_id,attribute,timestamp,value\nR1,t,2024-01-01T00:00:00Z,1\nR1,t,9999-12-31T23:59:59Z,2\n",
+            "row 3: timestamp 9999-12-31T23:59:59Z is outside the supported time range",
+        ),
+        (
+            "entity_id,attribute,timestamp,value\nR1,t,1899-12-31T23:59:59Z,1\n",
+            "row 2: timestamp 1899-12-31T23:59:59Z is outside",
+        ),
+        (
+            "entity_id,attribute,timestamp,value\nR1,t,2024-01-01T00:00:00Z,1\n\"R 1\",t,2024-01-01T00:01:00Z,2\n",
+            "row 3: entity_id 'R 1' is not a valid id",
+        ),
     ],
 )
 def test_bad_files_import_nothing(
@@ -139,3 +156,18 @@ def test_cli_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert "row 3: temperature 'x' is not a number" in r.output and "nothing was imported" in r.output
     assert len(_points(ctx)) == 3
     ctx.db.dispose()
+
+
+def test_wide_file_columns_follow_the_attribute_grammar(ctx: AppContext, world: World, tmp_path: Path) -> None:
+    _setup(world)
+    ts = pa.array([1704067200000000], pa.timestamp("us", tz="UTC"))
+    f = tmp_path / "wide.parquet"
+    pq.write_table(pa.table({"timestamp": ts, "ok": [1.0], "bad name": [2.0]}), f)
+    with pytest.raises(SensorhubError, match="column 'bad name' is not a valid attribute name"), ctx.db.transaction() as s:
+        import_file(s, f, "acme", "lab", "R2")
+    assert _points(ctx) == []
+    typed = pa.array([1704067200000000, 2**62], pa.timestamp("us", tz="UTC"))  # a typed timestamp in 148108
+    pq.write_table(pa.table({"timestamp": typed, "t": [1.0, 2.0]}), f)
+    with pytest.raises(SensorhubError, match=r"row 2: timestamp .* is outside"), ctx.db.transaction() as s:
+        import_file(s, f, "acme", "lab", "R2")
+    assert _points(ctx) == []
