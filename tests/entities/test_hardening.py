@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from sensorhub.accounts import service as accounts
 from sensorhub.tokens import service as tokens
 from tests.builders import World, bearer, login
-from tests.entities.helpers import problem, put_entities
+from tests.entities.helpers import devices, problem, put_entities
 from tests.entities.test_real_server_client import server  # noqa: F401  (a real uvicorn fixture)
 
 E = "/ngsi-ld/v1/entities"
@@ -323,3 +323,24 @@ def test_ngsi_ld_403_carries_the_code(client: TestClient, world: World) -> None:
     r = client.post(f"{E}/{SHARED}/attrs", json={"x": 1})
     body = problem(r, 403, "PermissionDenied")
     assert body["code"] == "forbidden"
+
+
+def test_postgresql_cancels_a_slow_pattern_query_with_a_400(
+    client: TestClient, world: World, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if backend != "postgresql":
+        return  # SQLite runs patterns in RE2 itself (linear time); the timeout is PostgreSQL's bound
+    from sensorhub.entities import service
+
+    h = bearer(_evil_world(world))
+    put_entities(world, "acme", "main", devices("bulk", 3000, label="x" * 200))
+    monkeypatch.setattr(service, "REGEX_STATEMENT_TIMEOUT_MS", 1)
+    r = client.get(E, params={"q": 'label~="(x+x+)+y"', "count": "true"}, headers=h)
+    body = problem(r, 400, "BadRequestData")
+    assert "idPattern or q" in body["detail"] and "0.001 s" in body["detail"]
+    monkeypatch.setattr(service, "REGEX_STATEMENT_TIMEOUT_MS", 5_000)
+    r = client.get(E, params={"q": 'label~="(x+x+)+y"', "count": "true"}, headers=h)
+    assert r.status_code == 200 and r.headers["NGSILD-Results-Count"] == "0"
+    # The request after the cancelled one answers normally (the transaction was rolled back).
+    r = client.get(E, params={"count": "true", "limit": "0"}, headers=h)
+    assert r.headers["NGSILD-Results-Count"] == "3003"

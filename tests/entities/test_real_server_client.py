@@ -88,7 +88,7 @@ def server(settings: Settings) -> Iterator[str]:
             try:
                 requests.get(f"{base}/ngsi-ld/v1/entities", timeout=1)
                 break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not up yet (or too busy to answer within 1 s)
                 if proc.poll() is not None or time.monotonic() > deadline:
                     err = proc.stderr.read().decode() if proc.stderr else ""
                     pytest.fail(f"uvicorn did not start: {err[-2000:]}")

@@ -271,8 +271,8 @@ def _regex_guard(s: Session, query: EntityQuery) -> Iterator[None]:
             ) from None
         if state == "57014":
             raise BadRequest(
-                f"idPattern or q: the regular expression took longer than "
-                f"{REGEX_STATEMENT_TIMEOUT_MS // 1000} s to evaluate; simplify it or narrow the query"
+                f"idPattern or q: the query with a regular expression took longer than "
+                f"{REGEX_STATEMENT_TIMEOUT_MS / 1000:g} s; simplify the pattern or narrow the query"
             ) from None
         raise
     if pg:
