@@ -126,6 +126,16 @@ def test_an_oversized_backfill_is_413_naming_the_limit_and_stores_nothing(
     assert client.get(f"/api/devices/{DEV}", headers=bearer(token)).json()["attributes"] == {}
 
 
+def test_the_reviewers_25000_key_backfill_is_refused_at_once(client: TestClient, world: World) -> None:
+    """The request that held the write lock for 73 s: now a 413 before any transaction is opened."""
+    token = setup_org(world)
+    started = time.monotonic()
+    r = post(client, token, DEV, {"timestamp": z(T0), "data": {f"k{i}": i for i in range(25_000)}})
+    assert r.status_code == 413 and "SENSORHUB_INGEST_MAX_ATTRIBUTES" in r.json()["message"]
+    assert time.monotonic() - started < 5
+    assert series_count(world) == 0
+
+
 def test_new_series_limit_counts_only_new_ones(small_limits: None, client: TestClient, world: World) -> None:
     token = setup_org(world)
     assert post(client, token, DEV, {"data": {f"k{i}": 1 for i in range(4)}}).status_code == 200

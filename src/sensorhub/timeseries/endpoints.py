@@ -47,17 +47,6 @@ async def _read(request: Request, fn: Callable[[Session], T]) -> T:
     return await to_thread.run_sync(work)
 
 
-async def _write(request: Request, fn: Callable[[Session], T]) -> T:
-    """Run ``fn`` in one transaction (committed on success) in one worker-thread hop."""
-    db = ctx(request).db
-
-    def work() -> T:
-        with db.transaction() as s:
-            return fn(s)
-
-    return await to_thread.run_sync(work)
-
-
 def _workspaces(p: Principal) -> dict[str, str]:
     return {w.id: w.slug for w in p.workspaces.values()}
 
