@@ -344,3 +344,21 @@ def test_postgresql_cancels_a_slow_pattern_query_with_a_400(
     # The request after the cancelled one answers normally (the transaction was rolled back).
     r = client.get(E, params={"count": "true", "limit": "0"}, headers=h)
     assert r.headers["NGSILD-Results-Count"] == "3003"
+
+
+def test_writes_accept_observed_at_only_in_the_form_windows_can_read(
+    client: TestClient, world: World
+) -> None:
+    world.org("acme")
+    world.user("o@acme.test", "acme", "owner")
+    login(client, "o@acme.test")
+    for at in ("2026-01-15T10:00:00.1234567Z", "20260115T100000Z", "2026-W03-4"):
+        body = {
+            "id": "urn:ngsi-ld:Device:w-1",
+            "type": "Device",
+            "t": {"type": "Property", "value": 1, "observedAt": at},
+        }
+        r = client.post(E, params={"workspace": "acme/main"}, json=body)
+        assert problem(r, 400, "BadRequestData")["detail"].startswith("attribute 't': observedAt"), at
+    body["t"]["observedAt"] = "2026-01-15T11:00:00.123456+01:00"
+    assert client.post(E, params={"workspace": "acme/main"}, json=body).status_code == 201

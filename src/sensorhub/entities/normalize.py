@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sensorhub.entities.windows import observed_us
 from sensorhub.errors import BadRequest
 
 CORE_CONTEXT = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"
@@ -130,13 +131,13 @@ def normalize_attr(name: str, raw: Any) -> dict[str, Any]:
 
 
 def check_datetime(value: Any, what: str) -> str:
-    if isinstance(value, str):
-        try:
-            datetime.fromisoformat(value.replace("Z", "+00:00"))
-            return value
-        except ValueError:
-            pass
-    raise BadRequest(f"{what} must be an ISO 8601 date-time such as 2026-01-01T00:00:00Z")
+    # The one form that time windows can read (sensorhub.entities.windows): extended ISO 8601, at most
+    # microseconds, Z / ±hh:mm / no offset (= UTC).
+    if observed_us(value) is not None:
+        return str(value)
+    raise BadRequest(
+        f"{what} must be an ISO 8601 date-time such as 2026-01-01T00:00:00Z (at most 6 fraction digits)"
+    )
 
 
 def normalize_location(raw: Any) -> dict[str, Any]:
