@@ -362,3 +362,23 @@ def test_writes_accept_observed_at_only_in_the_form_windows_can_read(
         assert problem(r, 400, "BadRequestData")["detail"].startswith("attribute 't': observedAt"), at
     body["t"]["observedAt"] = "2026-01-15T11:00:00.123456+01:00"
     assert client.post(E, params={"workspace": "acme/main"}, json=body).status_code == 201
+
+
+def test_a_write_to_an_id_in_two_orgs_is_409_then_chosen_by_ngsild_tenant(
+    client: TestClient, world: World
+) -> None:
+    world.org("alpha", ("north",))
+    world.org("beta", ("main",))
+    world.user("v@alpha.test", "alpha", "owner")
+    world.user("v@alpha.test", "beta", "owner")
+    put_entities(world, "alpha", "north", [{"id": SHARED, "type": "Device", "owner": "alpha"}])
+    put_entities(world, "beta", "main", [{"id": SHARED, "type": "Device", "owner": "beta"}])
+    login(client, "v@alpha.test")
+    problem(client.post(f"{E}/{SHARED}/attrs", json={"x": 1}), 409, "Conflict")
+    r = client.post(f"{E}/{SHARED}/attrs", json={"x": 1}, headers={"NGSILD-Tenant": "beta/main"})
+    assert r.status_code == 204, r.text
+    h = bearer(world.pat("v@alpha.test", ["entities"]))
+    r = client.get(f"{E}/{SHARED}", params={"options": "keyValues"}, headers={**h, "NGSILD-Tenant": "beta"})
+    assert r.json()["x"] == 1
+    r = client.get(f"{E}/{SHARED}", params={"options": "keyValues"}, headers={**h, "NGSILD-Tenant": "alpha"})
+    assert "x" not in r.json()

@@ -433,7 +433,7 @@ def entity_for_write(s: Session, user: User, ref: str, tenant: str | None) -> En
     see but not change it."""
     read, write = writable(s, user)
     if tenant:
-        org = accounts.find_org(s, tenant)
+        org = accounts.find_org(s, tenant.partition("/")[0])  # NGSILD-Tenant: <org> or <org>/<workspace>
         read = read.for_orgs([org.id] if org else [])
         write = write.for_orgs([org.id] if org else [])
     e = visible_entity(s, read, ref)
