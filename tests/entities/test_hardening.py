@@ -246,6 +246,13 @@ def test_an_id_in_two_readable_orgs_is_409_then_chosen_by_ngsild_tenant(
         headers=h,
     )
     assert r.status_code == 409 and "NGSILD-Tenant" in r.json()["message"], r.text
+    # ... and the header the message names chooses there too, as on every token route.
+    r = client.get(
+        f"/api/timeseries/v2/entities/{SHARED}/data",
+        params={"start_time": "2026-01-01T00:00:00Z", "end_time": "2026-02-01T00:00:00Z"},
+        headers={**h, "NGSILD-Tenant": "beta"},
+    )
+    assert r.status_code == 200 and r.json()["entity_id"] == SHARED, r.text
     # The owner of one of them still reads their own entity (the attacker's copy does not hide it).
     g = bearer(world.pat("g@gamma.test", ["entities"]))
     assert client.get(f"{E}/{SHARED}", params={"options": "keyValues"}, headers=g).json()["owner"] == "gamma"
@@ -382,3 +389,16 @@ def test_a_write_to_an_id_in_two_orgs_is_409_then_chosen_by_ngsild_tenant(
     assert r.json()["x"] == 1
     r = client.get(f"{E}/{SHARED}", params={"options": "keyValues"}, headers={**h, "NGSILD-Tenant": "alpha"})
     assert "x" not in r.json()
+
+
+def test_a_query_body_with_unknown_members_is_400_naming_them(client: TestClient, world: World) -> None:
+    h = bearer(_evil_world(world))
+    for body, name in (
+        ({"type": "Query", "entities": [{"type": "Device"}], "qq": "x"}, "qq"),
+        ({"type": "Query", "entities": [{"type": "Device"}], "attr": ["name"]}, "attr"),
+        ({"type": "Query", "entities": [{"type": "Device", "idPatern": "^x"}]}, "idPatern"),
+    ):
+        detail = problem(client.post(Q, json=body, headers=h), 400, "BadRequestData")["detail"]
+        assert name in detail, detail
+    ok = {"type": "Query", "entities": [{"type": "Device"}], "attrs": ["name"]}
+    assert client.post(Q, json=ok, headers=h).status_code == 200

@@ -66,8 +66,8 @@ EXTRA_STATUSES: dict[tuple[str, str], tuple[int, ...]] = {
     ("get", "/api/datahub/exports/{export_id}/download"): (403, 404, 410),
     ("get", "/readyz"): (503,),
     ("get", "/api/data"): (404,),  # unknown organisation / department
-    ("post", "/api/timeseries/v2/query"): (404,),  # a series' entity not found or not visible
-    ("post", "/api/datahub/export"): (404,),
+    ("post", "/api/timeseries/v2/query"): (404, 409),  # a series' entity not found / in several orgs
+    ("post", "/api/datahub/export"): (404, 409),
     ("get", "/v3/assets"): (404,),  # unknown workspaceId
     ("delete", "/api/orgs/{org}/invitations/{invitation_id}"): (409,),  # already accepted/declined/cancelled
     ("post", "/api/orgs/{org}/members"): (404,),  # an unknown workspace
@@ -93,6 +93,8 @@ def _statuses(route: APIRoute, method: str, kind: str) -> set[int]:
         out.add(503)
     if path_params:
         out.add(404)
+        if kind in ("scope", "token"):
+            out.add(409)  # an entity id that exists in several organisations the token reads (NGSILD-Tenant)
     if has_body:
         out.add(413)
     if any(h.alias.lower() == "accept" for h in _flat_headers(route)):

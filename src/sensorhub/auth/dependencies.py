@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
 
 from sensorhub.accounts.models import Membership, Organisation, Role, User
@@ -23,6 +23,15 @@ from sensorhub.auth.models import WebSession
 from sensorhub.auth.principal import Principal
 from sensorhub.errors import Forbidden, NotFound, Unauthorized
 
+# Every token route may name the tenant it means: ids are unique per organisation only, so an id that exists
+# in two organisations a token reads is chosen with this header (without it such an id answers 409).
+TENANT_HEADER = Header(
+    None,
+    alias="NGSILD-Tenant",
+    description="Narrow this request to one organisation (`<org>`) or workspace (`<org>/<workspace>`), "
+    "by slug or id. Needed when an entity id exists in several organisations the token can read.",
+)
+
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -30,19 +39,19 @@ class RequireScope:
     def __init__(self, scope: str) -> None:
         self.scope = scope
 
-    async def __call__(self, request: Request) -> Principal:
+    async def __call__(self, request: Request, tenant: str | None = TENANT_HEADER) -> Principal:
         principal = await ctx(request).auth.authenticate(request, self.scope)
         reject_unknown_query_params(request)  # after auth: anonymous callers learn nothing of the route
-        return principal
+        return principal.for_tenant(tenant)
 
 
 class AnyToken:
     scope = None
 
-    async def __call__(self, request: Request) -> Principal:
+    async def __call__(self, request: Request, tenant: str | None = TENANT_HEADER) -> Principal:
         principal = await ctx(request).auth.authenticate(request, None)
         reject_unknown_query_params(request)
-        return principal
+        return principal.for_tenant(tenant)
 
 
 class Public:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sensorhub.auth.restrictions import Restriction
-from sensorhub.authz.access import Access, AccessRule
+from sensorhub.authz.access import Access, AccessRule, tenant_access
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +44,9 @@ class Principal:
     export_row_cap: int
     orgs: dict[str, OrgRef]
     workspaces: dict[str, WorkspaceRef]
+    # The tenant the request names (``NGSILD-Tenant: <org>`` or ``<org>/<workspace>``), set per request by
+    # the route guard: every read through :meth:`access` is narrowed to it, on every API family alike.
+    tenant: str | None = None
     _access_cache: dict[str, Access] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -60,8 +63,16 @@ class Principal:
         hit = self._access_cache.get(scope)
         if hit is None:
             hit = Access(tuple(r for r in self.rules if scope in self.org_scopes.get(r.org_id, ())))
+            if self.tenant is not None:
+                hit = tenant_access(hit, self.orgs, self.workspaces, self.tenant)
             self._access_cache[scope] = hit
         return hit
+
+    def for_tenant(self, tenant: str | None) -> Principal:
+        """This principal narrowed to the tenant a request names (a copy; the cached one is shared)."""
+        if not tenant or tenant == self.tenant:
+            return self
+        return replace(self, tenant=tenant, _access_cache={})
 
     def is_expired(self, now: datetime) -> bool:
         return self.expires_at is not None and self.expires_at <= now

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import replace
-from typing import Any
-
 from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
@@ -23,35 +19,6 @@ class AmbiguousEntity(Conflict):
 
     ngsi_type = "Conflict"
     code = "ambiguous_entity"
-
-
-def tenant_access(
-    access: Access, orgs: Mapping[str, Any], workspaces: Mapping[str, Any], tenant: str | None
-) -> Access:
-    """``access`` narrowed by an ``NGSILD-Tenant`` header: ``<org>`` or ``<org>/<workspace>`` (slugs or
-    ids, among the credential's ``orgs``/``workspaces``). A tenant the credential does not reach leaves
-    nothing (reads as empty / not found, never as "exists elsewhere")."""
-    if tenant is None:
-        return access
-    org_ref, _, ws_ref = tenant.strip().partition("/")
-    org = orgs.get(org_ref) or next((o for o in orgs.values() if o.slug == org_ref), None)
-    if org is None:
-        return Access(())
-    narrowed = access.for_orgs([org.id])
-    if not ws_ref:
-        return narrowed
-    ws = workspaces.get(ws_ref)
-    if ws is None or ws.org_id != org.id:
-        ws = next((w for w in workspaces.values() if w.org_id == org.id and w.slug == ws_ref), None)
-    if ws is None:
-        return Access(())
-    return Access(
-        tuple(
-            replace(r, workspace_id=ws.id) if r.workspace_id is None else r
-            for r in narrowed.rules
-            if r.workspace_id in (None, ws.id)
-        )
-    )
 
 
 def visible_entities_query(access: Access) -> Select[Entity]:

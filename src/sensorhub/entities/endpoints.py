@@ -19,7 +19,6 @@ from sensorhub.api.deps import ctx, get_db
 from sensorhub.auth.dependencies import RequireScope, RequireSession, SessionContext
 from sensorhub.auth.principal import Principal
 from sensorhub.authz.access import Access
-from sensorhub.authz.entities import tenant_access
 from sensorhub.entities import schemas
 from sensorhub.entities import service as entities
 from sensorhub.entities.normalize import CONTEXT_LINK, render
@@ -95,9 +94,9 @@ def _page_response(
     return _json(body, ld, headers=headers)
 
 
-def _access(principal: Principal, tenant: str | None) -> Access:
-    """The token's entity access, narrowed by ``NGSILD-Tenant: <org>`` or ``<org>/<workspace>`` if given."""
-    return tenant_access(principal.access("entities"), principal.orgs, principal.workspaces, tenant)
+def _access(principal: Principal) -> Access:
+    """The token's entity access (narrowed by ``NGSILD-Tenant`` in the route guard when the request names one)."""
+    return principal.access("entities")
 
 
 def _reject_unsupported(request: Request) -> None:
@@ -121,7 +120,6 @@ def list_entities(
     count: bool = Query(False, description="Send the total as NGSILD-Results-Count"),
     cursor: str | None = Query(None, description="Opaque keyset cursor from a Link rel=next URL"),
     accept: str | None = Header(None),
-    tenant: str | None = Header(None, alias="NGSILD-Tenant"),
     principal: Principal = Depends(ENTITIES),
     db: Session = Depends(get_db),
 ) -> Response:
@@ -132,7 +130,7 @@ def list_entities(
     return _run_query(
         request,
         db,
-        _access(principal, tenant),
+        _access(principal),
         query,
         limit,
         offset,
@@ -161,7 +159,6 @@ def post_query(
     count: bool = Query(False),
     cursor: str | None = Query(None),
     accept: str | None = Header(None),
-    tenant: str | None = Header(None, alias="NGSILD-Tenant"),
     principal: Principal = Depends(ENTITIES),
     db: Session = Depends(get_db),
 ) -> Response:
@@ -171,7 +168,7 @@ def post_query(
     return _run_query(
         request,
         db,
-        _access(principal, tenant),
+        _access(principal),
         query,
         limit,
         offset,
@@ -224,13 +221,12 @@ def get_entity(
     options: str | None = Query(None),
     format: str | None = Query(None),
     accept: str | None = Header(None),
-    tenant: str | None = Header(None, alias="NGSILD-Tenant"),
     principal: Principal = Depends(ENTITIES),
     db: Session = Depends(get_db),
 ) -> Response:
     ld = schemas.wants_ld(accept)
     key_values, sys_attrs = schemas.parse_options(options, format)
-    access = _access(principal, tenant)
+    access = _access(principal)
     e = entities.get_entity(db, access, entity_id)
     pick = schemas.attrs_projection(attrs)
     body = schemas.entity_json(

@@ -86,6 +86,12 @@ def query_from_params(
     )
 
 
+# What a Query body may hold (refused members are listed in UNSUPPORTED_QUERY_MEMBERS and answered apart):
+# a misspelt member is a 400, never a silently wider query.
+QUERY_MEMBERS = frozenset({"type", "entities", "attrs", "q", "@context"})
+SELECTOR_MEMBERS = frozenset({"type", "id", "idPattern"})
+
+
 def query_from_body(body: Any) -> EntityQuery:
     """An NGSI-LD ``Query`` body: ``{type: "Query", entities: [{type, id?, idPattern?}], attrs?, q?}``."""
     if not isinstance(body, dict):
@@ -95,6 +101,9 @@ def query_from_body(body: Any) -> EntityQuery:
     for k in UNSUPPORTED_QUERY_MEMBERS:
         if k in body:
             raise BadRequest(f"'{k}' is not supported by this server")
+    unknown = sorted(set(body) - QUERY_MEMBERS)
+    if unknown:
+        raise BadRequest(f"unknown Query member {unknown[0]!r}; a Query may hold {', '.join(sorted(QUERY_MEMBERS))}")
     selectors: list[Selector] = []
     ents = body.get("entities")
     if ents is not None:
@@ -105,6 +114,9 @@ def query_from_body(body: Any) -> EntityQuery:
         for i, sel in enumerate(ents):
             if not isinstance(sel, dict):
                 raise BadRequest(f"entities[{i}] must be an object with type, id or idPattern")
+            extra = sorted(set(sel) - SELECTOR_MEMBERS)
+            if extra:
+                raise BadRequest(f"unknown member entities[{i}].{extra[0]}; a selector may hold type, id, idPattern")
             t, eid, pat = sel.get("type"), sel.get("id"), sel.get("idPattern")
             for name, v in (("type", t), ("id", eid), ("idPattern", pat)):
                 if v is not None and not isinstance(v, str):
