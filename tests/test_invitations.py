@@ -225,3 +225,32 @@ def test_a_token_limited_to_one_organisation_is_not_in_the_others_audit_log(
     login(beta, "boss@beta.test")
     text = beta.get("/api/orgs/beta/audit-events").text
     assert "alpha-only-name" not in text and tid not in text
+
+
+def test_column_reads_of_telemetry_and_leaf_are_audited_in_the_organisation_read(
+    client: TestClient, world: World, make_client: Any
+) -> None:
+    """Routes that read series through columns (no Entity rows) still say whose data they touched."""
+    world.org("alpha")
+    world.org("beta")
+    world.user("two@both.test", "alpha", "member")
+    world.user("two@both.test", "beta", "member")
+    world.user("boss@alpha.test", "alpha", "owner")
+    world.user("boss@beta.test", "beta", "owner")
+    world.entity("alpha", "main", "urn:ngsi-ld:Device:alpha-1")
+    api = TestClient(client.app)
+    key = world.api_key("alpha", ["ingest"])
+    r = api.post("/v3/devices/urn:ngsi-ld:Device:alpha-1/backfill", headers={"x-api-key": key},
+                 json={"timestamp": "2026-01-01T00:00:00Z", "data": {"temperature": 1.5}})
+    assert r.status_code == 200, r.text
+    routes = ["/api/devices", "/api/sensors", "/api/data?from=2025-12-01T00:00:00Z&to=2026-02-01T00:00:00Z"]
+    for i, route in enumerate(routes):
+        token = world.pat("two@both.test", ["telemetry", "timeseries"], name=f"column-reader-{i}")
+        r = api.get(route, headers=bearer(token))
+        assert r.status_code == 200 and "alpha-1" in r.text, (route, r.text)
+    login(client, "boss@alpha.test")
+    beta = make_client()
+    login(beta, "boss@beta.test")
+    used = [e["details"]["route"] for e in _events(client, "alpha") if e["action"] == "token.used"]
+    assert sorted(u for u in used if not u.endswith("/backfill")) == sorted(r.split("?")[0] for r in routes)
+    assert [e for e in _events(beta, "beta") if e["action"] == "token.used"] == []

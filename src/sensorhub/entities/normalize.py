@@ -10,6 +10,7 @@ from typing import Any
 
 from sensorhub.entities.windows import observed_us
 from sensorhub.errors import BadRequest
+from sensorhub.timeseries.names import ATTRIBUTE_NAME, MAX_ATTRIBUTE_LENGTH
 
 CORE_CONTEXT = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"
 CONTEXT_LINK = f'<{CORE_CONTEXT}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
@@ -36,8 +37,6 @@ MAX_ID_LENGTH = 512
 MAX_TYPE_LENGTH = 200
 MAX_ATTRS = 500
 
-# Attribute names: no characters that the q language or URLs give a meaning to.
-_ATTR_NAME = re.compile(r"^[A-Za-z_@][A-Za-z0-9_:/#@\-]{0,255}$")
 _TYPE_NAME = re.compile(r"^[A-Za-z_@][A-Za-z0-9_:/#@.\-]{0,199}$")
 # An entity id is a URI: a scheme, a colon, and no whitespace or characters unsafe in paths and headers.
 _ENTITY_ID = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s<>\"{}|\\^`,;?#/]+$")
@@ -77,7 +76,9 @@ def check_type(value: Any) -> str:
 
 
 def check_attr_name(name: str) -> str:
-    if name in RESERVED or not _ATTR_NAME.match(name):
+    # One attribute grammar for entities and every ingest path (no characters q, URLs or snippets give a
+    # meaning to); ``location`` is an entity attribute here, so only the entity members are reserved.
+    if name in RESERVED or len(name) > MAX_ATTRIBUTE_LENGTH or not ATTRIBUTE_NAME.fullmatch(name):
         raise BadRequest(
             f"'{name[:60]}' is not a valid attribute name: use letters, digits and _ : / # @ -, "
             f"not one of {', '.join(sorted(RESERVED))}"

@@ -22,6 +22,7 @@ import orjson
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from sensorhub.audit.usage import touched
 from sensorhub.auth.principal import OrgRef, Principal, WorkspaceRef
 from sensorhub.authz.access import Access
 from sensorhub.entities.models import Entity
@@ -133,7 +134,10 @@ def visible_series(
         q = q.where(or_(Entity.entity_id == entity, Entity.asset_id == entity))
     if metric is not None:
         q = q.where(Series.attribute == metric)
-    return [SeriesInfo(*r) for r in s.execute(q).tuples()]
+    out = [SeriesInfo(*r) for r in s.execute(q).tuples()]
+    for org_id in {x.org_id for x in out}:
+        touched(org_id)  # read through columns, not Entity rows: the audit log needs the organisations
+    return out
 
 
 def _rows(

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
+from sensorhub.audit.usage import touched
 from sensorhub.authz.access import Access, Window
 from sensorhub.authz.entities import visible_entity
 from sensorhub.entities.models import Entity
@@ -87,6 +88,7 @@ def _state_visible(prop: Any, windows: Sequence[Window]) -> bool:
 def _device(
     e: Any, series: list[Any], store: TimeseriesStore, access: Access, workspaces: dict[str, str]
 ) -> dict[str, Any]:
+    touched(e.org_id)  # read through columns, not Entity rows: say which organisation's data was read
     windows = access.windows_for(e.org_id, e.workspace_id, e.entity_id)
     attributes: dict[str, Any] = {}
     for x in series:
@@ -168,6 +170,7 @@ def get_device(s: Session, access: Access, workspaces: dict[str, str], ref: str)
 
 
 def _sensor(e: Entity, x: Series, store: TimeseriesStore, access: Access) -> dict[str, Any]:
+    touched(e.org_id)
     p = latest_point(
         store, x.id, x.last_ts, x.last_value, access.windows_for(e.org_id, e.workspace_id, e.entity_id)
     )
