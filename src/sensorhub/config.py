@@ -72,6 +72,7 @@ class Settings(BaseSettings):
     ingest_max_records: int = Field(100_000, ge=1)
     ingest_max_attributes: int = Field(500, ge=1)
     ingest_max_new_series: int = Field(100, ge=1)
+    ingest_max_months: int = Field(600, ge=1)
     # How long a request waits for a database lock (SQLite busy timeout, PostgreSQL lock_timeout)
     # before it is answered 503 with Retry-After.
     db_lock_timeout_seconds: float = Field(10.0, gt=0, le=600)

@@ -136,6 +136,18 @@ def test_the_reviewers_25000_key_backfill_is_refused_at_once(client: TestClient,
     assert series_count(world) == 0
 
 
+def test_a_backfill_spread_over_centuries_is_413_and_stores_nothing(client: TestClient, world: World) -> None:
+    """One month is one PostgreSQL partition: 1900-2199 in one request would create 3,600 tables."""
+    token = setup_org(world)
+    spread = [
+        {"timestamp": f"{1900 + i // 12}-{1 + i % 12:02d}-01T00:00:00Z", "data": {"t": 1}} for i in range(601)
+    ]
+    r = post(client, token, DEV, spread)
+    assert r.status_code == 413 and "SENSORHUB_INGEST_MAX_MONTHS" in r.json()["message"], r.text
+    assert stored_points(world) == 0 and series_count(world) == 0
+    assert post(client, token, DEV, spread[:600]).status_code == 200
+
+
 def test_new_series_limit_counts_only_new_ones(small_limits: None, client: TestClient, world: World) -> None:
     token = setup_org(world)
     assert post(client, token, DEV, {"data": {f"k{i}": 1 for i in range(4)}}).status_code == 200

@@ -63,6 +63,7 @@ RESERVED_KEYS = RESERVED_NAMES
 MAX_RECORDS = 100_000
 MAX_ATTRIBUTES = 500
 MAX_NEW_SERIES = 100
+MAX_MONTHS = 600  # 50 years of calendar months (partitions on PostgreSQL) per request
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,7 @@ class Limits:
     max_records: int = MAX_RECORDS
     max_attributes: int = MAX_ATTRIBUTES
     max_new_series: int = MAX_NEW_SERIES
+    max_months: int = MAX_MONTHS
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
@@ -81,6 +83,7 @@ class Limits:
             max_records=settings.ingest_max_records,
             max_attributes=settings.ingest_max_attributes,
             max_new_series=settings.ingest_max_new_series,
+            max_months=settings.ingest_max_months,
         )
 
     def check_body(self, size: int) -> None:
@@ -475,7 +478,22 @@ def prepare(raw: bytes, now: datetime, limits: Limits) -> Prepared:
     names = set(p.numeric) | set(p.states)
     if len(names) > limits.max_attributes:
         raise _too_many_attributes(len(names), limits.max_attributes)
+    months = _distinct_months(p.record_ts)
+    if months > limits.max_months:
+        # Each calendar month is a partition on PostgreSQL: a request spread over centuries would create
+        # thousands of tables under one lock.
+        raise PayloadTooLarge(
+            f"the records span {months} calendar months; at most {limits.max_months} per request "
+            "(SENSORHUB_INGEST_MAX_MONTHS): split the backfill by time"
+        )
     return p
+
+
+def _distinct_months(ts_us: np.ndarray) -> int:
+    if ts_us.size == 0:
+        return 0
+    months = np.unique(ts_us.astype("datetime64[us]").astype("datetime64[M]"))
+    return int(months.size)
 
 
 def check_target(
