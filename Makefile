@@ -27,8 +27,10 @@ serve: $(STAMP)
 	$(BIN)/sensorhub serve --data-dir $(DATA)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests client
+	$(BIN)/ruff check src tests client bench
+	$(BIN)/ruff format --check src tests client bench
 	$(BIN)/mypy
+	$(BIN)/mypy --strict client/src
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

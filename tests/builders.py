@@ -34,47 +34,99 @@ class World:
         with self.ctx.db.session() as s:
             return accounts.get_workspace(s, accounts.get_org(s, org), slug)
 
-    def user(self, email: str, org: str | None = None, role: str = "member", *, grant_org: bool = True,
-             password: str = PASSWORD) -> User:
+    def user(
+        self,
+        email: str,
+        org: str | None = None,
+        role: str = "member",
+        *,
+        grant_org: bool = True,
+        password: str = PASSWORD,
+    ) -> User:
         with self.ctx.db.transaction() as s:
             u = accounts.get_user_by_email(s, email) or accounts.create_user(s, email, password)
             if org:
                 o = accounts.get_org(s, org)
                 accounts.set_membership(s, u, o, role, self.ctx.invalidate_auth)
                 if grant_org and role in ("member", "viewer"):
-                    accounts.create_grant(s, o, u, workspace=None, entity_id=None, time_start=None, time_end=None,
-                                          actor_id=None, invalidate=self.ctx.invalidate_auth)
+                    accounts.create_grant(
+                        s,
+                        o,
+                        u,
+                        workspace=None,
+                        entity_id=None,
+                        time_start=None,
+                        time_end=None,
+                        actor_id=None,
+                        invalidate=self.ctx.invalidate_auth,
+                    )
         return u
 
-    def grant(self, email: str, org: str, workspace: str | None = None, entity: str | None = None,
-              time_start: Any = None, time_end: Any = None) -> None:
+    def grant(
+        self,
+        email: str,
+        org: str,
+        workspace: str | None = None,
+        entity: str | None = None,
+        time_start: Any = None,
+        time_end: Any = None,
+    ) -> None:
         with self.ctx.db.transaction() as s:
             o = accounts.get_org(s, org)
             u = accounts.get_user_by_email(s, email)
             assert u is not None
             ws = accounts.get_workspace(s, o, workspace) if workspace else None
-            accounts.create_grant(s, o, u, workspace=ws, entity_id=entity, time_start=time_start, time_end=time_end,
-                                  actor_id=None, invalidate=self.ctx.invalidate_auth)
+            accounts.create_grant(
+                s,
+                o,
+                u,
+                workspace=ws,
+                entity_id=entity,
+                time_start=time_start,
+                time_end=time_end,
+                actor_id=None,
+                invalidate=self.ctx.invalidate_auth,
+            )
 
-    def pat(self, email: str, scopes: list[str] | None = None, name: str = "test", **restrictions: Any) -> str:
+    def pat(
+        self, email: str, scopes: list[str] | None = None, name: str = "test", **restrictions: Any
+    ) -> str:
         with self.ctx.db.transaction() as s:
             u = accounts.get_user_by_email(s, email)
             assert u is not None
             minted = tokens.create_pat(
-                s, u, name=name, scopes=scopes or ["entities", "timeseries", "export", "telemetry", "ingest"],
-                expiry=tokens.ExpirySpec(), restrictions=tokens.RestrictionSpec(**restrictions),
-                settings=self.ctx.settings, created_by=u.id,
+                s,
+                u,
+                name=name,
+                scopes=scopes or ["entities", "timeseries", "export", "telemetry", "ingest"],
+                expiry=tokens.ExpirySpec(),
+                restrictions=tokens.RestrictionSpec(**restrictions),
+                settings=self.ctx.settings,
+                created_by=u.id,
             )
         return minted.token
 
-    def api_key(self, org: str, scopes: list[str] | None = None, name: str = "key", workspaces: tuple[str, ...] = (),
-                **kw: Any) -> str:
+    def api_key(
+        self,
+        org: str,
+        scopes: list[str] | None = None,
+        name: str = "key",
+        workspaces: tuple[str, ...] = (),
+        **kw: Any,
+    ) -> str:
         with self.ctx.db.transaction() as s:
             o = accounts.get_org(s, org)
             minted = tokens.create_api_key(
-                s, o, name=name, scopes=scopes or ["entities", "timeseries", "export", "telemetry", "ingest"],
-                workspaces=list(workspaces), expiry=tokens.ExpirySpec(), restrictions=tokens.RestrictionSpec(),
-                settings=self.ctx.settings, created_by=None, **kw,
+                s,
+                o,
+                name=name,
+                scopes=scopes or ["entities", "timeseries", "export", "telemetry", "ingest"],
+                workspaces=list(workspaces),
+                expiry=tokens.ExpirySpec(),
+                restrictions=tokens.RestrictionSpec(),
+                settings=self.ctx.settings,
+                created_by=None,
+                **kw,
             )
         return minted.token
 
@@ -82,8 +134,13 @@ class World:
         with self.ctx.db.transaction() as s:
             o = accounts.get_org(s, org)
             ws = accounts.get_workspace(s, o, workspace)
-            e = Entity(entity_id=entity_id, org_id=o.id, workspace_id=ws.id, type=type_,
-                       attrs={k: {"type": "Property", "value": v} for k, v in attrs.items()})
+            e = Entity(
+                entity_id=entity_id,
+                org_id=o.id,
+                workspace_id=ws.id,
+                type=type_,
+                attrs={k: {"type": "Property", "value": v} for k, v in attrs.items()},
+            )
             s.add(e)
             s.flush()
             s.expunge(e)

@@ -24,7 +24,9 @@ from sensorhub.db import Base, Database
 from sensorhub.migrate import upgrade
 from tests.builders import World
 
-PG_ADMIN_URL = os.environ.get("SENSORHUB_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "SENSORHUB_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 REDIS_URL = os.environ.get("SENSORHUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 REQUIRE_SERVICES = os.environ.get("SENSORHUB_REQUIRE_SERVICES") == "1"
 # SENSORHUB_TEST_REDIS=1: the postgresql backend also runs with Redis (bus + shared rate limits).
@@ -72,9 +74,15 @@ def _truncate_pg(url: str) -> None:
     eng = create_engine(url)
     with eng.begin() as c:
         tables = [t.name for t in Base.metadata.sorted_tables]
-        extra = c.execute(text(
-            "SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename <> 'alembic_version'"
-        )).scalars().all()
+        extra = (
+            c.execute(
+                text(
+                    "SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename <> 'alembic_version'"
+                )
+            )
+            .scalars()
+            .all()
+        )
         names = sorted(set(tables) | {t for t in extra if not t.startswith("measurements_")})
         if names:
             c.execute(text("TRUNCATE " + ", ".join(f'"{n}"' for n in names) + " RESTART IDENTITY CASCADE"))
@@ -99,8 +107,13 @@ def settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Se
     if TEST_WITH_REDIS:
         redis_url: str = request.getfixturevalue("redis_url")
         # A prefix per test: channels and rate-limit keys never collide across tests or parallel runs.
-        return Settings(data_dir=data_dir, database_url=url, env="test", redis_url=redis_url,
-                        redis_prefix=f"sensorhub-test-{uuid.uuid4().hex[:10]}:")
+        return Settings(
+            data_dir=data_dir,
+            database_url=url,
+            env="test",
+            redis_url=redis_url,
+            redis_prefix=f"sensorhub-test-{uuid.uuid4().hex[:10]}:",
+        )
     return Settings(data_dir=data_dir, database_url=url, env="test")
 
 

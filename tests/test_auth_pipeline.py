@@ -87,7 +87,9 @@ def test_query_token_works_when_enabled(settings: Settings, world: World) -> Non
         assert c.get(f"/probe/timeseries?token={pat}").status_code == 200
 
 
-def test_bad_checksum_is_rejected_without_touching_the_database(api: TestClient, world: World, ctx: AppContext) -> None:
+def test_bad_checksum_is_rejected_without_touching_the_database(
+    api: TestClient, world: World, ctx: AppContext
+) -> None:
     world.org("acme")
     world.user("a@example.com", "acme", "member")
     pat = world.pat("a@example.com", ["timeseries"])
@@ -119,7 +121,9 @@ def test_insufficient_scope_names_the_scope(api: TestClient, world: World) -> No
     assert 'error="insufficient_scope"' in r.headers["www-authenticate"]
 
 
-def test_expiry_is_checked_on_every_request_even_when_cached(api: TestClient, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_expiry_is_checked_on_every_request_even_when_cached(
+    api: TestClient, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     world.org("acme")
     world.user("a@example.com", "acme", "member")
     pat = world.pat("a@example.com", ["timeseries"])
@@ -145,7 +149,9 @@ def test_demoting_removing_or_disabling_the_owner_cuts_tokens_off_at_once(
 
     # Demote to viewer in both organisations: ingest goes at once, reads stay.
     for org in ("acme", "beta"):
-        assert client.patch(f"/api/orgs/{org}/members/m@example.com", json={"role": "viewer"}).status_code == 200
+        assert (
+            client.patch(f"/api/orgs/{org}/members/m@example.com", json={"role": "viewer"}).status_code == 200
+        )
     r = api.post("/probe/ingest", headers=bearer(pat))
     assert r.status_code == 403 and "'ingest'" in r.json()["message"]
 
@@ -199,7 +205,9 @@ def limiter_settings(request: pytest.FixtureRequest, settings: Settings) -> Sett
     if request.param == "memory":
         return settings.model_copy(update={"redis_url": None})
     url: str = request.getfixturevalue("redis_url")
-    return settings.model_copy(update={"redis_url": url, "redis_prefix": f"sensorhub-test-{uuid.uuid4().hex[:10]}:"})
+    return settings.model_copy(
+        update={"redis_url": url, "redis_prefix": f"sensorhub-test-{uuid.uuid4().hex[:10]}:"}
+    )
 
 
 def _used_redis(s: Settings, key_part: str) -> None:
@@ -207,10 +215,14 @@ def _used_redis(s: Settings, key_part: str) -> None:
     if s.redis_url:
         import redis
 
-        assert redis.Redis.from_url(s.redis_url).keys(f"{s.redis_prefix}rl:{key_part}*"), "Redis limiter unused"
+        assert redis.Redis.from_url(s.redis_url).keys(f"{s.redis_prefix}rl:{key_part}*"), (
+            "Redis limiter unused"
+        )
 
 
-def test_garbage_from_an_address_throttles_failures_not_valid_tokens(limiter_settings: Settings, world: World) -> None:
+def test_garbage_from_an_address_throttles_failures_not_valid_tokens(
+    limiter_settings: Settings, world: World
+) -> None:
     s2 = limiter_settings.model_copy(update={"failed_auth_limit": 3})
     ctx = AppContext.build(s2)
     app = create_app(s2, ctx)
@@ -228,7 +240,9 @@ def test_garbage_from_an_address_throttles_failures_not_valid_tokens(limiter_set
     well_formed_unknown = token_format.generate("shub", "pat")
     nat = ("198.51.100.1", 1)
     with TestClient(app, client=nat) as c, TestClient(app, client=("198.51.100.2", 1)) as other:
-        codes = [c.get("/probe/timeseries", headers=bearer("shub_pat_" + "y" * 49)).status_code for _ in range(4)]
+        codes = [
+            c.get("/probe/timeseries", headers=bearer("shub_pat_" + "y" * 49)).status_code for _ in range(4)
+        ]
         assert codes == [401, 401, 401, 429]
         throttled = c.get("/probe/timeseries", headers=bearer("garbage"))
         assert throttled.status_code == 429 and int(throttled.headers["retry-after"]) >= 1
@@ -246,7 +260,9 @@ def test_garbage_from_an_address_throttles_failures_not_valid_tokens(limiter_set
     ctx.db.dispose()
 
 
-def test_a_throttled_address_cannot_exceed_a_valid_tokens_own_quota(limiter_settings: Settings, world: World) -> None:
+def test_a_throttled_address_cannot_exceed_a_valid_tokens_own_quota(
+    limiter_settings: Settings, world: World
+) -> None:
     s2 = limiter_settings.model_copy(update={"failed_auth_limit": 1, "rate_limit_per_minute": 2})
     ctx = AppContext.build(s2)
     app = create_app(s2, ctx)
@@ -266,15 +282,25 @@ def _login(c: TestClient, email: str, password: str) -> int:
     return c.post("/api/auth/login", json={"email": email, "password": password}).status_code
 
 
-def test_wrong_passwords_lock_that_email_only_from_that_address(limiter_settings: Settings, world: World) -> None:
+def test_wrong_passwords_lock_that_email_only_from_that_address(
+    limiter_settings: Settings, world: World
+) -> None:
     s2 = limiter_settings.model_copy(update={"login_attempts_per_window": 3})
     ctx = AppContext.build(s2)
     app = create_app(s2, ctx)
     world.org("acme")
     world.user("victim@example.com", "acme", "member")
     world.user("neighbour@example.com", "acme", "member")
-    with TestClient(app, client=("203.0.113.66", 1)) as attacker, TestClient(app, client=("198.51.100.7", 1)) as victim:
-        assert [_login(attacker, "victim@example.com", "wrong-guess!") for _ in range(4)] == [401, 401, 401, 429]
+    with (
+        TestClient(app, client=("203.0.113.66", 1)) as attacker,
+        TestClient(app, client=("198.51.100.7", 1)) as victim,
+    ):
+        assert [_login(attacker, "victim@example.com", "wrong-guess!") for _ in range(4)] == [
+            401,
+            401,
+            401,
+            429,
+        ]
         # From the attacker's address this email waits for the window (there is no CAPTCHA to tell
         # the owner from the attacker there) ...
         assert _login(attacker, "victim@example.com", PASSWORD) == 429
@@ -292,7 +318,10 @@ def test_one_address_spraying_many_emails_is_throttled(limiter_settings: Setting
     app = create_app(s2, ctx)
     world.org("acme")
     world.user("a@example.com", "acme", "member")
-    with TestClient(app, client=("203.0.113.66", 1)) as sprayer, TestClient(app, client=("198.51.100.7", 1)) as ok:
+    with (
+        TestClient(app, client=("203.0.113.66", 1)) as sprayer,
+        TestClient(app, client=("198.51.100.7", 1)) as ok,
+    ):
         codes = [_login(sprayer, f"u{i}@example.com", "wrong-guess!") for i in range(5)]
         assert codes == [401, 401, 401, 401, 429]
         assert _login(ok, "a@example.com", PASSWORD) == 200
@@ -306,7 +335,9 @@ def test_org_api_key_never_sees_another_org(api: TestClient, world: World) -> No
     key_a = world.api_key("a-org", ["timeseries"])
     me = api.get("/api/tokens/self", headers={"x-api-key": key_a}).json()
     assert [o["slug"] for o in me["organisations"]] == ["a-org"]
-    assert {g["organisation_slug"] for g in api.get("/api/managements", headers={"x-api-key": key_a}).json()} == {"a-org"}
+    assert {
+        g["organisation_slug"] for g in api.get("/api/managements", headers={"x-api-key": key_a}).json()
+    } == {"a-org"}
     assert api.get("/probe/timeseries", headers={"x-api-key": key_a}).json()["orgs"] == ["a-org"]
 
 
@@ -314,8 +345,12 @@ def test_tokens_cannot_manage_tokens(api: TestClient, world: World) -> None:
     world.org("acme")
     world.user("a@example.com", "acme", "owner")
     pat = world.pat("a@example.com", ["timeseries"])
-    for method, path in [("GET", "/api/tokens"), ("POST", "/api/tokens"), ("GET", "/api/orgs/acme/api-keys"),
-                         ("POST", "/api/orgs/acme/api-keys")]:
+    for method, path in [
+        ("GET", "/api/tokens"),
+        ("POST", "/api/tokens"),
+        ("GET", "/api/orgs/acme/api-keys"),
+        ("POST", "/api/orgs/acme/api-keys"),
+    ]:
         r = api.request(method, path, headers=bearer(pat), json={"name": "x", "scopes": ["timeseries"]})
         assert r.status_code == 403, (method, path)
         assert "session" in r.json()["message"]
@@ -325,7 +360,9 @@ def test_oversized_body_is_refused(settings: Settings, world: World) -> None:
     s2 = settings.model_copy(update={"max_body_bytes": 2048})
     app = create_app(s2, AppContext.build(s2))
     with TestClient(app) as c:
-        r = c.post("/api/auth/login", content=b"{" + b" " * 5000 + b"}", headers={"content-type": "application/json"})
+        r = c.post(
+            "/api/auth/login", content=b"{" + b" " * 5000 + b"}", headers={"content-type": "application/json"}
+        )
         assert r.status_code == 413
         assert "2048" in r.json()["message"]
 

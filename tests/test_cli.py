@@ -32,11 +32,37 @@ def run(*args: str) -> str:
 def test_cli_user_token_revoke_roundtrip(tmp_path: Path) -> None:
     d = str(tmp_path / "data")
     assert "database ready" in run("init", "--data-dir", d)
-    out = run("admin", "create-user", "--email", "ops@example.com", "--password", "secret-pass-1",
-              "--org", "farmco", "--role", "member", "--workspace", "north", "--data-dir", d)
+    out = run(
+        "admin",
+        "create-user",
+        "--email",
+        "ops@example.com",
+        "--password",
+        "secret-pass-1",
+        "--org",
+        "farmco",
+        "--role",
+        "member",
+        "--workspace",
+        "north",
+        "--data-dir",
+        d,
+    )
     assert "created user ops@example.com as member of 'farmco'" in out
-    out = run("admin", "create-token", "--email", "ops@example.com", "--name", "cli",
-              "--scopes", "timeseries,entities", "--expires-in-days", "7", "--data-dir", d)
+    out = run(
+        "admin",
+        "create-token",
+        "--email",
+        "ops@example.com",
+        "--name",
+        "cli",
+        "--scopes",
+        "timeseries,entities",
+        "--expires-in-days",
+        "7",
+        "--data-dir",
+        d,
+    )
     token = re.search(r"shub_pat_[0-9A-Za-z]{49}", out)
     assert token, out
     token_id = re.search(r"token id: (\S+)", out).group(1)  # type: ignore[union-attr]
@@ -48,7 +74,12 @@ def test_cli_user_token_revoke_roundtrip(tmp_path: Path) -> None:
         assert me.json()["scopes"] == ["entities", "timeseries"]
         assert [g["department_slug"] for g in me.json()["grants"]] == ["north"]
         # The user can log in with the password given on the command line.
-        assert c.post("/api/auth/login", json={"email": "ops@example.com", "password": "secret-pass-1"}).status_code == 200
+        assert (
+            c.post(
+                "/api/auth/login", json={"email": "ops@example.com", "password": "secret-pass-1"}
+            ).status_code
+            == 200
+        )
 
         assert "revoked" in run("admin", "revoke-token", "--id", token_id, "--data-dir", d)
         # The running app learns of it through the data dir's epoch file, on the very next request.
@@ -58,15 +89,65 @@ def test_cli_user_token_revoke_roundtrip(tmp_path: Path) -> None:
 
 def test_cli_errors_are_clear(tmp_path: Path) -> None:
     d = str(tmp_path / "data")
-    r = runner.invoke(cli, ["admin", "create-token", "--email", "nobody@example.com", "--name", "x",
-                            "--scopes", "timeseries", "--data-dir", d])
+    r = runner.invoke(
+        cli,
+        [
+            "admin",
+            "create-token",
+            "--email",
+            "nobody@example.com",
+            "--name",
+            "x",
+            "--scopes",
+            "timeseries",
+            "--data-dir",
+            d,
+        ],
+    )
     assert r.exit_code == 2 and "no user with email" in r.output
-    run("admin", "create-user", "--email", "a@example.com", "--password", "secret-pass-1", "--org", "o", "--data-dir", d)
-    r = runner.invoke(cli, ["admin", "create-token", "--email", "a@example.com", "--name", "x",
-                            "--scopes", "timeseries,root", "--data-dir", d])
+    run(
+        "admin",
+        "create-user",
+        "--email",
+        "a@example.com",
+        "--password",
+        "secret-pass-1",
+        "--org",
+        "o",
+        "--data-dir",
+        d,
+    )
+    r = runner.invoke(
+        cli,
+        [
+            "admin",
+            "create-token",
+            "--email",
+            "a@example.com",
+            "--name",
+            "x",
+            "--scopes",
+            "timeseries,root",
+            "--data-dir",
+            d,
+        ],
+    )
     assert r.exit_code == 2 and "unknown scope 'root'" in r.output
-    r = runner.invoke(cli, ["admin", "create-user", "--email", "b@example.com", "--password", "short",
-                            "--org", "o", "--data-dir", d])
+    r = runner.invoke(
+        cli,
+        [
+            "admin",
+            "create-user",
+            "--email",
+            "b@example.com",
+            "--password",
+            "short",
+            "--org",
+            "o",
+            "--data-dir",
+            d,
+        ],
+    )
     assert r.exit_code == 2 and "at least 8" in r.output
 
 

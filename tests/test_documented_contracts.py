@@ -15,7 +15,11 @@ def test_every_setting_is_documented() -> None:
     text = (DOCS / "configuration.md").read_text()
     documented = set(re.findall(r"SENSORHUB_([A-Z0-9_]+)", text))
     # "`_WINDOW_SECONDS`" style continuations in the table name the previous variable's sibling.
-    documented |= {"FAILED_AUTH_WINDOW_SECONDS"} if "`SENSORHUB_FAILED_AUTH_LIMIT` / `_WINDOW_SECONDS`" in text else set()
+    documented |= (
+        {"FAILED_AUTH_WINDOW_SECONDS"}
+        if "`SENSORHUB_FAILED_AUTH_LIMIT` / `_WINDOW_SECONDS`" in text
+        else set()
+    )
     fields = {name.upper() for name in Settings.model_fields}
     fields.discard("ENV")
     missing = sorted(fields - documented)

@@ -240,8 +240,11 @@ def test_column_reads_of_telemetry_and_leaf_are_audited_in_the_organisation_read
     world.entity("alpha", "main", "urn:ngsi-ld:Device:alpha-1")
     api = TestClient(client.app)
     key = world.api_key("alpha", ["ingest"])
-    r = api.post("/v3/devices/urn:ngsi-ld:Device:alpha-1/backfill", headers={"x-api-key": key},
-                 json={"timestamp": "2026-01-01T00:00:00Z", "data": {"temperature": 1.5}})
+    r = api.post(
+        "/v3/devices/urn:ngsi-ld:Device:alpha-1/backfill",
+        headers={"x-api-key": key},
+        json={"timestamp": "2026-01-01T00:00:00Z", "data": {"temperature": 1.5}},
+    )
     assert r.status_code == 200, r.text
     routes = ["/api/devices", "/api/sensors", "/api/data?from=2025-12-01T00:00:00Z&to=2026-02-01T00:00:00Z"]
     for i, route in enumerate(routes):

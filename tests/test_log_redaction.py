@@ -32,8 +32,9 @@ def test_requests_at_debug_level_leave_no_secret_in_logs(
         created = c.post("/api/tokens", json={"name": "n", "scopes": ["entities"]}).json()["token"]
         c.post(f"/api/tokens/{'x' * 8}/rotate")
         # Also what third-party code might log, and uvicorn's access-log format.
-        logging.getLogger("uvicorn.access").info('%s - "%s %s HTTP/%s" %d', "1.2.3.4", "GET",
-                                                 f"/api/data/recent?token={pat}&limit=5", "1.1", 200)
+        logging.getLogger("uvicorn.access").info(
+            '%s - "%s %s HTTP/%s" %d', "1.2.3.4", "GET", f"/api/data/recent?token={pat}&limit=5", "1.1", 200
+        )
         logging.getLogger("x").debug("headers: %s", {"authorization": f"Bearer {created}"})
         logging.getLogger("x").debug(f"body: {{'token': '{created}'}}")
         try:
@@ -47,7 +48,7 @@ def test_requests_at_debug_level_leave_no_secret_in_logs(
 
 
 def test_redact_keeps_the_useful_rest() -> None:
-    line = redact('GET /api/data/recent?token=shub_pat_abc123&limit=20 HTTP/1.1')
+    line = redact("GET /api/data/recent?token=shub_pat_abc123&limit=20 HTTP/1.1")
     assert "shub_pat_abc123" not in line and "limit=20" in line
 
 
@@ -66,8 +67,14 @@ def test_query_tokens_are_redacted_as_the_server_decodes_them(
     async def logged(scope: Scope, receive: Receive, send: Send) -> None:
         # What uvicorn's access log writes for each request (its own helper, its own format).
         if scope["type"] == "http":
-            access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", scope.get("method"),
-                        get_path_with_query_string(scope), "1.1", 200)  # type: ignore[arg-type]
+            access.info(
+                '%s - "%s %s HTTP/%s" %d',
+                "127.0.0.1:5000",
+                scope.get("method"),
+                get_path_with_query_string(scope),
+                "1.1",
+                200,
+            )  # type: ignore[arg-type]
         await app(scope, receive, send)
 
     world.org("acme")
@@ -98,4 +105,7 @@ def test_redact_finds_tokens_whatever_the_key_or_encoding() -> None:
     assert redact(f"/x?data=%7B%22k%22%3A%22{t.replace('_', '%5F')}%22%7D&limit=5").endswith("&limit=5")
     assert t[9:] not in redact(f"/x?data=%7B%22k%22%3A%22{t.replace('_', '%5F')}%22%7D&limit=5")
     assert redact(f"see x_{t} done") == "see x_[REDACTED-TOKEN] done"
-    assert redact("GET /api/data?limit=5&from=2026-01-01 HTTP/1.1") == "GET /api/data?limit=5&from=2026-01-01 HTTP/1.1"
+    assert (
+        redact("GET /api/data?limit=5&from=2026-01-01 HTTP/1.1")
+        == "GET /api/data?limit=5&from=2026-01-01 HTTP/1.1"
+    )

@@ -34,8 +34,15 @@ def test_bad_token_requests_are_refused_and_change_nothing(client: TestClient, w
         ({"name": "a", "scopes": ["timeseries"], "workspaces": ["nowhere"]}, "workspace 'nowhere' not found"),
         ({"name": "a", "scopes": ["timeseries"], "organisations": ["other"]}, "not one you are a member of"),
         ({"name": "a", "scopes": ["timeseries"], "allowed_ips": ["999.1.1.1"]}, "not an IP"),
-        ({"name": "a", "scopes": ["timeseries"], "time_start": "2026-02-01T00:00:00Z",
-          "time_end": "2026-01-01T00:00:00Z"}, "after time_start"),
+        (
+            {
+                "name": "a",
+                "scopes": ["timeseries"],
+                "time_start": "2026-02-01T00:00:00Z",
+                "time_end": "2026-01-01T00:00:00Z",
+            },
+            "after time_start",
+        ),
         ({"name": "a", "scopes": ["timeseries"], "colour": "red"}, "colour"),
         ({"name": "a" * 101, "scopes": ["timeseries"]}, "name"),
     ]
@@ -84,8 +91,12 @@ def test_login_failures(client: TestClient, world: World) -> None:
 def test_login_is_rate_limited(client: TestClient, world: World) -> None:
     world.org("acme")
     world.user("u@example.com", "acme")
-    codes = [client.post("/api/auth/login", json={"email": "u@example.com", "password": "bad-password"}).status_code
-             for _ in range(11)]
+    codes = [
+        client.post(
+            "/api/auth/login", json={"email": "u@example.com", "password": "bad-password"}
+        ).status_code
+        for _ in range(11)
+    ]
     assert codes[:10] == [401] * 10 and codes[10] == 429
 
 
@@ -101,7 +112,9 @@ def test_policy_caps_lifetime_and_controls_never(client: TestClient, world: Worl
     world.user("boss@example.com", "acme", "owner")
     world.user("u@example.com", "acme", "member")
     login(client, "boss@example.com")
-    r = client.put("/api/orgs/acme/policy", json={"max_token_lifetime_days": 30, "allow_non_expiring_tokens": False})
+    r = client.put(
+        "/api/orgs/acme/policy", json={"max_token_lifetime_days": 30, "allow_non_expiring_tokens": False}
+    )
     assert r.status_code == 200 and r.json()["policy"]["max_token_lifetime_days"] == 30
 
     member = make_client()
@@ -113,7 +126,9 @@ def test_policy_caps_lifetime_and_controls_never(client: TestClient, world: Worl
     expires = datetime.fromisoformat(r.json()["expires_at"])
     assert timedelta(days=29) < expires - datetime.now(UTC) <= timedelta(days=30)
 
-    client.put("/api/orgs/acme/policy", json={"max_token_lifetime_days": None, "allow_non_expiring_tokens": True})
+    client.put(
+        "/api/orgs/acme/policy", json={"max_token_lifetime_days": None, "allow_non_expiring_tokens": True}
+    )
     r = member.post("/api/tokens", json={"name": "forever", "scopes": ["timeseries"], "never": True})
     assert r.status_code == 201 and r.json()["expires_at"] is None
     # Members cannot change the policy.
@@ -126,12 +141,17 @@ def test_api_keys_are_for_owners_and_admins_only(client: TestClient, world: Worl
     world.user("u@example.com", "acme", "member")
     member = make_client()
     login(member, "u@example.com")
-    assert member.post("/api/orgs/acme/api-keys", json={"name": "k", "scopes": ["timeseries"]}).status_code == 403
+    assert (
+        member.post("/api/orgs/acme/api-keys", json={"name": "k", "scopes": ["timeseries"]}).status_code
+        == 403
+    )
     assert member.get("/api/orgs/acme/api-keys").status_code == 403
 
     login(client, "admin@example.com")
-    r = client.post("/api/orgs/acme/api-keys",
-                    json={"name": "grafana", "scopes": ["timeseries", "entities"], "workspaces": ["north"]})
+    r = client.post(
+        "/api/orgs/acme/api-keys",
+        json={"name": "grafana", "scopes": ["timeseries", "entities"], "workspaces": ["north"]},
+    )
     assert r.status_code == 201, r.text
     key = r.json()["token"]
     assert key.startswith("shub_key_")
@@ -151,10 +171,14 @@ def test_api_users_and_their_tokens(client: TestClient, world: World) -> None:
     world.org("acme", ("north", "south"))
     world.user("boss@example.com", "acme", "owner")
     login(client, "boss@example.com")
-    r = client.post("/api/orgs/acme/api-users", json={"name": "etl", "role": "member", "workspaces": ["south"]})
+    r = client.post(
+        "/api/orgs/acme/api-users", json={"name": "etl", "role": "member", "workspaces": ["south"]}
+    )
     assert r.status_code == 201, r.text
     uid = r.json()["id"]
-    r = client.post(f"/api/orgs/acme/api-users/{uid}/tokens", json={"name": "nightly", "scopes": ["timeseries", "ingest"]})
+    r = client.post(
+        f"/api/orgs/acme/api-users/{uid}/tokens", json={"name": "nightly", "scopes": ["timeseries", "ingest"]}
+    )
     assert r.status_code == 201, r.text
     token = r.json()["token"]
     api = TestClient(client.app)
@@ -179,9 +203,16 @@ def test_grants_shape_reads_and_managements(client: TestClient, world: World) ->
     api = TestClient(client.app)
     assert api.get("/api/managements", headers=bearer(token)).json() == []
 
-    r = client.post("/api/orgs/acme/grants", json={
-        "user": "r@example.com", "workspace": "north", "entity": "urn:ngsi-ld:Device:1",
-        "time_start": "2026-01-01T00:00:00Z", "time_end": "2026-02-01T00:00:00Z"})
+    r = client.post(
+        "/api/orgs/acme/grants",
+        json={
+            "user": "r@example.com",
+            "workspace": "north",
+            "entity": "urn:ngsi-ld:Device:1",
+            "time_start": "2026-01-01T00:00:00Z",
+            "time_end": "2026-02-01T00:00:00Z",
+        },
+    )
     assert r.status_code == 201, r.text
     mg = api.get("/api/managements", headers=bearer(token)).json()
     assert len(mg) == 1
@@ -190,8 +221,14 @@ def test_grants_shape_reads_and_managements(client: TestClient, world: World) ->
     assert mg[0]["time_start"] == "2026-01-01T00:00:00Z" and mg[0]["time_end"] == "2026-02-01T00:00:00Z"
     assert set(mg[0]) >= {"id", "organisation", "department", "entity", "time_start", "time_end"}
 
-    r = client.post("/api/orgs/acme/grants", json={"user": "r@example.com", "time_start": "2026-02-01T00:00:00Z",
-                                                   "time_end": "2026-01-01T00:00:00Z"})
+    r = client.post(
+        "/api/orgs/acme/grants",
+        json={
+            "user": "r@example.com",
+            "time_start": "2026-02-01T00:00:00Z",
+            "time_end": "2026-01-01T00:00:00Z",
+        },
+    )
     assert r.status_code == 400
     client.delete(f"/api/orgs/acme/grants/{client.get('/api/orgs/acme/grants').json()[0]['id']}")
     assert api.get("/api/managements", headers=bearer(token)).json() == []
@@ -208,7 +245,9 @@ def test_members_admin(client: TestClient, world: World, make_client) -> None:  
     login(newcomer, "new@example.com")
     assert newcomer.post(f"/api/invitations/{r.json()['id']}/accept").status_code == 200
     assert {m["email"]: m["role"] for m in client.get("/api/orgs/acme/members").json()} == {
-        "boss@example.com": "owner", "new@example.com": "viewer"}
+        "boss@example.com": "owner",
+        "new@example.com": "viewer",
+    }
     r = client.post("/api/orgs/acme/members", json={"email": "ghost@example.com", "password": "pass-word-1"})
     assert r.status_code == 400 and "'password' is not accepted" in r.json()["message"]
     # The last owner cannot leave.

@@ -21,7 +21,9 @@ def test_every_route_declares_a_guard(app: FastAPI) -> None:
 
 def test_management_routes_need_a_session(app: FastAPI) -> None:
     for r in iter_api_routes(app.routes):
-        if (r.path.startswith("/api/tokens") and r.path != "/api/tokens/self") or r.path.startswith("/api/orgs"):
+        if (r.path.startswith("/api/tokens") and r.path != "/api/tokens/self") or r.path.startswith(
+            "/api/orgs"
+        ):
             assert route_guard(r) == ("session", None), r.path
 
 

@@ -23,7 +23,7 @@ import pytest
 
 BIN = Path(sys.executable).parent
 
-NEKAZARI_SNIPPET = '''
+NEKAZARI_SNIPPET = """
 import requests
 
 PAT = "nkz_pat_..."
@@ -64,7 +64,7 @@ r = requests.post(
     headers=headers,
 )
 presigned_url = r.json()["download_url"]
-'''
+"""
 
 
 def _free_port() -> int:
@@ -80,14 +80,23 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     env.pop("SENSORHUB_DATABASE_URL", None)
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    seeded = subprocess.run([str(BIN / "sensorhub"), "demo", "--no-serve", "--port", str(port)],
-                            env=env, capture_output=True, text=True, timeout=600)
+    seeded = subprocess.run(
+        [str(BIN / "sensorhub"), "demo", "--no-serve", "--port", str(port)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert seeded.returncode == 0, seeded.stderr
     token = re.search(r"token:\s+(shub_pat_\w+)", seeded.stdout)
     password = re.search(r"password:\s+(\S+)", seeded.stdout)
     assert token and password, seeded.stdout
-    server = subprocess.Popen([str(BIN / "sensorhub"), "serve", "--port", str(port), "--log-level", "warning"],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server = subprocess.Popen(
+        [str(BIN / "sensorhub"), "serve", "--port", str(port), "--log-level", "warning"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         for _ in range(150):
             try:
@@ -103,7 +112,8 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
 
 def test_nekazari_python_example_runs_unmodified(demo_server: dict[str, Any]) -> None:
     code = NEKAZARI_SNIPPET.replace('"nkz_pat_..."', repr(demo_server["token"])).replace(
-        '"https://nkz.robotika.cloud"', repr(demo_server["base"]))
+        '"https://nkz.robotika.cloud"', repr(demo_server["base"])
+    )
     ns: dict[str, Any] = {}
     exec(compile(code, "nekazari-pat.txt", "exec"), ns)
 
@@ -132,12 +142,17 @@ def test_nekazari_python_example_runs_unmodified(demo_server: dict[str, Any]) ->
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
 def test_leaf_curl_lines_work(demo_server: dict[str, Any]) -> None:
     t, b = demo_server["token"], demo_server["base"]
-    out = subprocess.run(["curl", "-s", "-H", f"Authorization: Bearer {t}", f"{b}/api/managements"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["curl", "-s", "-H", f"Authorization: Bearer {t}", f"{b}/api/managements"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     managements = json.loads(out)
     assert managements and managements[0]["organisation"] and "department" in managements[0]
-    out = subprocess.run(["curl", "-s", f"{b}/api/data/recent?token={t}&limit=20"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["curl", "-s", f"{b}/api/data/recent?token={t}&limit=20"], capture_output=True, text=True, check=True
+    ).stdout
     rows = json.loads(out)
     assert len(rows) == 20
     assert set(rows[0]) >= {"time", "entity", "metric", "value", "tags"}

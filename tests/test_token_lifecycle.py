@@ -110,25 +110,37 @@ def test_one_maximum_lifetime_whatever_way_expiry_is_stated(client: TestClient, 
     soon = (datetime.now(UTC) + timedelta(days=MAX_DAYS - 1)).isoformat()
     too_late = (datetime.now(UTC) + timedelta(days=MAX_DAYS + 2)).isoformat()
     for i, route in enumerate(routes):
-        for bad in ({"expires_at": FAR}, {"expires_at": too_late}, {"expires_in_days": 36500},
-                    {"expires_in_days": MAX_DAYS + 1}, {"expires_in_days": 10**30}, {"never": True}):
+        for bad in (
+            {"expires_at": FAR},
+            {"expires_at": too_late},
+            {"expires_in_days": 36500},
+            {"expires_in_days": MAX_DAYS + 1},
+            {"expires_in_days": 10**30},
+            {"never": True},
+        ):
             r = client.post(route, json={"name": f"bad{i}", "scopes": ["timeseries"], **bad})
             assert r.status_code == 400, (route, bad, r.text)
             assert "non-expiring" in r.json()["message"] or f"{MAX_DAYS} days" in r.json()["message"], r.text
-        r = client.post(route, json={"name": f"max{i}", "scopes": ["timeseries"], "expires_in_days": MAX_DAYS})
+        r = client.post(
+            route, json={"name": f"max{i}", "scopes": ["timeseries"], "expires_in_days": MAX_DAYS}
+        )
         assert r.status_code == 201, (route, r.text)
         r = client.post(route, json={"name": f"at{i}", "scopes": ["timeseries"], "expires_at": soon})
         assert r.status_code == 201, (route, r.text)
 
     # An organisation cap is stricter still, and is named.
-    client.put("/api/orgs/acme/policy", json={"max_token_lifetime_days": 30, "allow_non_expiring_tokens": False})
+    client.put(
+        "/api/orgs/acme/policy", json={"max_token_lifetime_days": 30, "allow_non_expiring_tokens": False}
+    )
     for route in routes:
         r = client.post(route, json={"name": "capped", "scopes": ["timeseries"], "expires_at": FAR})
         assert r.status_code == 400 and "caps token lifetime at 30 days" in r.json()["message"], r.text
 
     # Where the organisation opted into non-expiring tokens, `never` is the way to say so; a far date
     # is still refused, with that advice.
-    client.put("/api/orgs/acme/policy", json={"max_token_lifetime_days": None, "allow_non_expiring_tokens": True})
+    client.put(
+        "/api/orgs/acme/policy", json={"max_token_lifetime_days": None, "allow_non_expiring_tokens": True}
+    )
     r = client.post("/api/tokens", json={"name": "far", "scopes": ["timeseries"], "expires_at": FAR})
     assert r.status_code == 400 and "use never" in r.json()["message"]
     r = client.post("/api/tokens", json={"name": "forever", "scopes": ["timeseries"], "never": True})
@@ -170,12 +182,16 @@ def test_rotation_works_for_every_token_the_server_accepted(client: TestClient, 
             assert MAX_DAYS - 1 < _days_left(new["expires_at"]) <= MAX_DAYS + 0.01, (name, new["expires_at"])
 
     # A non-expiring token stays non-expiring on rotation while the organisation allows it.
-    client.put("/api/orgs/acme/policy", json={"max_token_lifetime_days": None, "allow_non_expiring_tokens": True})
+    client.put(
+        "/api/orgs/acme/policy", json={"max_token_lifetime_days": None, "allow_non_expiring_tokens": True}
+    )
     r = client.post("/api/tokens", json={"name": "forever", "scopes": ["timeseries"], "never": True})
     r = client.post(f"/api/tokens/{r.json()['id']}/rotate")
     assert r.status_code == 200 and r.json()["expires_at"] is None
 
     # An organisation cap applies to rotation too.
-    client.put("/api/orgs/acme/policy", json={"max_token_lifetime_days": 7, "allow_non_expiring_tokens": False})
+    client.put(
+        "/api/orgs/acme/policy", json={"max_token_lifetime_days": 7, "allow_non_expiring_tokens": False}
+    )
     r = client.post(f"/api/tokens/{r.json()['id']}/rotate")
     assert r.status_code == 200 and 6 < _days_left(r.json()["expires_at"]) <= 7.01

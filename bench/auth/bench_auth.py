@@ -50,18 +50,57 @@ def main() -> None:
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install -y wrk")
     data = Path(tempfile.mkdtemp(prefix="shub-bench-auth-"))
-    env = dict(os.environ, SENSORHUB_DATA_DIR=str(data), SENSORHUB_RATE_LIMIT_PER_MINUTE="100000000",
-               SENSORHUB_FAILED_AUTH_LIMIT="100000000")
+    env = dict(
+        os.environ,
+        SENSORHUB_DATA_DIR=str(data),
+        SENSORHUB_RATE_LIMIT_PER_MINUTE="100000000",
+        SENSORHUB_FAILED_AUTH_LIMIT="100000000",
+    )
     sh = str(BIN / "sensorhub")
-    subprocess.run([sh, "admin", "create-user", "--email", "b@example.com", "--password", "bench-pass-1",
-                    "--org", "bench", "--role", "owner"], env=env, check=True, capture_output=True)
-    out = subprocess.run([sh, "admin", "create-token", "--email", "b@example.com", "--name", "bench",
-                          "--scopes", "timeseries"], env=env, check=True, capture_output=True, text=True).stdout
+    subprocess.run(
+        [
+            sh,
+            "admin",
+            "create-user",
+            "--email",
+            "b@example.com",
+            "--password",
+            "bench-pass-1",
+            "--org",
+            "bench",
+            "--role",
+            "owner",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    out = subprocess.run(
+        [
+            sh,
+            "admin",
+            "create-token",
+            "--email",
+            "b@example.com",
+            "--name",
+            "bench",
+            "--scopes",
+            "timeseries",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     token = re.search(r"shub_pat_\w+", out).group(0)  # type: ignore[union-attr]
     bad = token[:-1] + ("A" if token[-1] != "A" else "B")
     port = free_port()
-    server = subprocess.Popen([sh, "serve", "--port", str(port), "--log-level", "warning"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sh, "serve", "--port", str(port), "--log-level", "warning"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         for _ in range(100):
@@ -70,7 +109,10 @@ def main() -> None:
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        assert httpx.get(base + "/api/managements", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        assert (
+            httpx.get(base + "/api/managements", headers={"Authorization": f"Bearer {token}"}).status_code
+            == 200
+        )
         base_rps = wrk(base + "/healthz", args.seconds)
         auth_rps = wrk(base + "/api/managements", args.seconds, f"Authorization: Bearer {token}")
         bad_rps = wrk(base + "/api/managements", args.seconds, f"Authorization: Bearer {bad}")

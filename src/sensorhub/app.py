@@ -76,7 +76,9 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     app.state.shutdown_hooks = []
     app.state.readiness_probes = {}
     api_errors.install(app)
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, hsts=settings.require_https)
+    app.add_middleware(
+        RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, hsts=settings.require_https
+    )
     for r in ROUTERS:
         app.include_router(r)
     _mount_docs(app)

@@ -88,8 +88,14 @@ class Settings(BaseSettings):
     redis_heartbeat_seconds: float = Field(0.25, gt=0, le=5)
     # Client networks allowed to read /metrics (the resolved client address, see trusted_proxies).
     metrics_allow: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
-                                 "fc00::/7"]
+        default_factory=lambda: [
+            "127.0.0.0/8",
+            "::1/128",
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+            "fc00::/7",
+        ]
     )
 
     pat_export_row_cap: int = Field(10_000, ge=1)

@@ -37,24 +37,30 @@ class DemoResult:
             "=======================",
             f"  URL:       {b}/   (API docs: {b}/api/docs)",
             f"  login:     {self.email}",
-            f"  password:  {self.password}   (shown once)" if self.password else "  password:  (unchanged from the first run)",
+            f"  password:  {self.password}   (shown once)"
+            if self.password
+            else "  password:  (unchanged from the first run)",
             f"  token:     {self.token}",
             "             (a fresh Personal Access Token with all scopes; shown once)",
         ]
         if self.seeded:
-            lines.append("  data:      " + ", ".join(f"{v:,} {k}" for k, v in self.seeded.items()) + f" in {self.seconds:.1f}s")
+            lines.append(
+                "  data:      "
+                + ", ".join(f"{v:,} {k}" for k, v in self.seeded.items())
+                + f" in {self.seconds:.1f}s"
+            )
         lines += [
             "",
             "Try it:",
-            f'  export SENSORHUB_URL={b} SENSORHUB_TOKEN={self.token}',
+            f"  export SENSORHUB_URL={b} SENSORHUB_TOKEN={self.token}",
             '  curl -H "Authorization: Bearer $SENSORHUB_TOKEN" "$SENSORHUB_URL/api/tokens/self"',
             '  curl -H "Authorization: Bearer $SENSORHUB_TOKEN" "$SENSORHUB_URL/ngsi-ld/v1/entities?type=AgriParcel&limit=5"',
             '  curl -H "Authorization: Bearer $SENSORHUB_TOKEN" '
             '"$SENSORHUB_URL/api/timeseries/v2/entities/urn:ngsi-ld:WeatherObserved:station-1/data'
             '?attribute=temperature&start_time=2026-01-01T00:00:00Z&end_time=2026-01-31T00:00:00Z&resolution=200"',
             "",
-            "  python -c 'import os, requests; print(requests.get(os.environ[\"SENSORHUB_URL\"] + \"/api/managements\",",
-            "      headers={\"Authorization\": \"Bearer \" + os.environ[\"SENSORHUB_TOKEN\"]}).json())'",
+            '  python -c \'import os, requests; print(requests.get(os.environ["SENSORHUB_URL"] + "/api/managements",',
+            '      headers={"Authorization": "Bearer " + os.environ["SENSORHUB_TOKEN"]}).json())\'',
             "",
         ]
         return "\n".join(lines)
@@ -81,8 +87,14 @@ def seed(settings: Settings, base_url: str = "http://127.0.0.1:8000") -> DemoRes
         # A fresh token on every run (the previous demo tokens keep their own expiry).
         name = f"demo-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
         minted = tokens.create_pat(
-            s, user, name=name, scopes=DEMO_SCOPES, expiry=tokens.ExpirySpec(expires_in_days=30),
-            restrictions=tokens.RestrictionSpec(), settings=settings, created_by=user.id,
+            s,
+            user,
+            name=name,
+            scopes=DEMO_SCOPES,
+            expiry=tokens.ExpirySpec(expires_in_days=30),
+            restrictions=tokens.RestrictionSpec(),
+            settings=settings,
+            created_by=user.id,
         )
         token = minted.token
         org_id = org.id

@@ -31,23 +31,34 @@ def _build_patterns(prefixes: set[str]) -> list[tuple[re.Pattern[str], str]]:
         # (no leading word boundary: ``x_shub_pat_…`` hides one too).
         (re.compile(rf"(?:{alts})_(?:pat|key)_[0-9A-Za-z]*"), TOKEN_MARK),
         # token=... / access_token=... / api_key=... in query strings, forms and JSON-ish text
-        (re.compile(r"(?i)((?:access_)?token|api[_-]?key|password|csrf_token)(=|\"?\s*:\s*\"?)([^&\s\"',;]+)"),
-         r"\1\2[REDACTED]"),
+        (
+            re.compile(
+                r"(?i)((?:access_)?token|api[_-]?key|password|csrf_token)(=|\"?\s*:\s*\"?)([^&\s\"',;]+)"
+            ),
+            r"\1\2[REDACTED]",
+        ),
         # Header values
-        (re.compile(r"(?i)(authorization|x-api-key|cookie|x-csrf-token)(['\"]?\s*[:,=]\s*['\"]?)([^'\"\r\n]+)"),
-         r"\1\2[REDACTED]"),
+        (
+            re.compile(
+                r"(?i)(authorization|x-api-key|cookie|x-csrf-token)(['\"]?\s*[:,=]\s*['\"]?)([^'\"\r\n]+)"
+            ),
+            r"\1\2[REDACTED]",
+        ),
         (re.compile(r"(?i)\b(bearer|token)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 [REDACTED]"),
     ]
 
 
 TOKEN_MARK = "[REDACTED-TOKEN]"  # noqa: S105  (the placeholder, not a secret)
 # Query parameters whose value is a secret, compared after decoding the key.
-SECRET_KEYS = frozenset({"token", "access_token", "api_key", "api-key", "apikey", "x-api-key", "password",
-                         "csrf_token"})
+SECRET_KEYS = frozenset(
+    {"token", "access_token", "api_key", "api-key", "apikey", "x-api-key", "password", "csrf_token"}
+)
 # A run of text that may be a query string (``/path?a=1&token=…`` or ``a=1&b=2``).
 _QUERY_RUN = re.compile(r"[^\s\"'<>]*=[^\s\"'<>]*")
 # A run of URL characters containing at least one percent-escape (``shub%5Fpat%5F…``).
-_ESCAPED_RUN = re.compile(r"(?:[0-9A-Za-z_.~-]|%[0-9A-Fa-f]{2})*%[0-9A-Fa-f]{2}(?:[0-9A-Za-z_.~-]|%[0-9A-Fa-f]{2})*")
+_ESCAPED_RUN = re.compile(
+    r"(?:[0-9A-Za-z_.~-]|%[0-9A-Fa-f]{2})*%[0-9A-Fa-f]{2}(?:[0-9A-Za-z_.~-]|%[0-9A-Fa-f]{2})*"
+)
 _token_shape: re.Pattern[str] | None = None
 
 
@@ -154,7 +165,9 @@ class JsonFormatter(logging.Formatter):
 def make_formatter(json_logs: bool = False, prefix: str = "shub") -> logging.Formatter:
     """Formatter factory for ``logging.config`` (uvicorn worker processes): installs redaction first."""
     install_redaction(prefix)
-    return JsonFormatter() if json_logs else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return (
+        JsonFormatter() if json_logs else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
 
 
 def dict_config(level: str = "INFO", json_logs: bool = False, prefix: str = "shub") -> dict[str, Any]:
@@ -166,7 +179,9 @@ def dict_config(level: str = "INFO", json_logs: bool = False, prefix: str = "shu
         "disable_existing_loggers": False,
         # uvicorn looks these two names up; both are ours.
         "formatters": {"default": dict(fmt), "access": dict(fmt)},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stderr"}},
+        "handlers": {
+            "stderr": {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stderr"}
+        },
         "root": {"level": level.upper(), "handlers": ["stderr"]},
     }
 
@@ -174,7 +189,9 @@ def dict_config(level: str = "INFO", json_logs: bool = False, prefix: str = "shu
 def configure_logging(level: str = "INFO", json_logs: bool = False, prefix: str = "shub") -> None:
     install_redaction(prefix)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if json_logs else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        JsonFormatter() if json_logs else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

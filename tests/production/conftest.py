@@ -80,11 +80,14 @@ class RedisServer:
     def start(self) -> None:
         exe = shutil.which("redis-server")
         if exe is None:
-            service_unavailable("redis-server (binary, for a private Redis)", FileNotFoundError("redis-server"))
+            service_unavailable(
+                "redis-server (binary, for a private Redis)", FileNotFoundError("redis-server")
+            )
             return
         self.proc = subprocess.Popen(
             [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         import redis
 
@@ -161,8 +164,16 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """``start_server(env={...}, args=[...])`` → a running server (``/healthz`` answered)."""
     servers: list[Server] = []
 
-    def start(env: dict[str, str] | None = None, args: list[str] | None = None, *, argv: list[str] | None = None,
-              scheme: str = "http", verify: Any = False, wait: bool = True, migrate: bool = False) -> Server:
+    def start(
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+        *,
+        argv: list[str] | None = None,
+        scheme: str = "http",
+        verify: Any = False,
+        wait: bool = True,
+        migrate: bool = False,
+    ) -> Server:
         port = free_port()
         data_dir = tmp_path / f"server-{len(servers)}-{port}"
         data_dir.mkdir()
@@ -170,11 +181,19 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("SENSORHUB_")}
         full_env.update({"SENSORHUB_DATA_DIR": str(data_dir), "SENSORHUB_ENV": "test"})
         full_env.update(env or {})
-        cmd = argv or [SENSORHUB, "serve", "--port", str(port), *([] if migrate else ["--no-migrate"]), *(args or [])]
+        cmd = argv or [
+            SENSORHUB,
+            "serve",
+            "--port",
+            str(port),
+            *([] if migrate else ["--no-migrate"]),
+            *(args or []),
+        ]
         cmd = [c.replace("{port}", str(port)) for c in cmd]
         with log.open("wb") as out:
-            proc = subprocess.Popen(cmd, env=full_env, stdout=out, stderr=subprocess.STDOUT, cwd=str(ROOT),
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                cmd, env=full_env, stdout=out, stderr=subprocess.STDOUT, cwd=str(ROOT), start_new_session=True
+            )
         srv = Server(port, data_dir, proc, log, scheme)
         servers.append(srv)
         if wait:

@@ -74,11 +74,22 @@ class Victim:
         self.n += 1
         ts = f"2026-01-01T00:{self.n // 60 % 60:02d}:{self.n % 60:02d}Z"
         calls = [
-            ("POST", f"/v3/devices/{VICTIM_ENTITY}/backfill", self.key,
-             {"timestamp": ts, "data": {"temperature": 20.0 + self.n % 7}}, 200),
+            (
+                "POST",
+                f"/v3/devices/{VICTIM_ENTITY}/backfill",
+                self.key,
+                {"timestamp": ts, "data": {"temperature": 20.0 + self.n % 7}},
+                200,
+            ),
             ("GET", "/ngsi-ld/v1/entities?type=Device", self.read, None, 200),
-            ("GET", f"/api/timeseries/v2/entities/{VICTIM_ENTITY}/data?start_time=2026-01-01T00:00:00Z"
-                    "&end_time=2026-01-02T00:00:00Z&attribute=temperature", self.read, None, 200),
+            (
+                "GET",
+                f"/api/timeseries/v2/entities/{VICTIM_ENTITY}/data?start_time=2026-01-01T00:00:00Z"
+                "&end_time=2026-01-02T00:00:00Z&attribute=temperature",
+                self.read,
+                None,
+                200,
+            ),
         ]
         for method, path, headers, body, expected in calls:
             t0 = time.perf_counter()
@@ -100,7 +111,9 @@ class Victim:
             self.one_round()
 
 
-def _beside(url: str, tokens: dict[str, str], abuse: Callable[[httpx.Client, threading.Event], None]) -> Victim:
+def _beside(
+    url: str, tokens: dict[str, str], abuse: Callable[[httpx.Client, threading.Event], None]
+) -> Victim:
     """Run ``abuse`` in two threads while the victim keeps working; return the victim's record."""
     victim = Victim(url, tokens)
     victim.run_for(1.0)  # warm up: caches, connections
@@ -122,9 +135,11 @@ def _beside(url: str, tokens: dict[str, str], abuse: Callable[[httpx.Client, thr
         stop.set()
         for t in threads:
             t.join(timeout=60)
-    print(f"\nvictim latency: baseline median {statistics.median(baseline) * 1000:.1f} ms, under abuse median "
-          f"{statistics.median(victim.latencies) * 1000:.1f} ms, max {max(victim.latencies) * 1000:.1f} ms "
-          f"over {len(victim.latencies)} requests")
+    print(
+        f"\nvictim latency: baseline median {statistics.median(baseline) * 1000:.1f} ms, under abuse median "
+        f"{statistics.median(victim.latencies) * 1000:.1f} ms, max {max(victim.latencies) * 1000:.1f} ms "
+        f"over {len(victim.latencies)} requests"
+    )
     assert not any(t.is_alive() for t in threads), "an abusive request never finished"
     return victim
 

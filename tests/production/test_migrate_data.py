@@ -58,22 +58,34 @@ def _seed(data_dir: Path) -> tuple[str, int]:
 def _counts(url: str) -> dict[str, int]:
     eng = create_engine(url)
     with eng.connect() as c:
-        names = c.execute(text(
-            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = "
-            "'public' AND c.relkind IN ('r','p') AND NOT c.relispartition AND c.relname <> 'alembic_version'"
-        )).scalars().all()
+        names = (
+            c.execute(
+                text(
+                    "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = "
+                    "'public' AND c.relkind IN ('r','p') AND NOT c.relispartition AND c.relname <> 'alembic_version'"
+                )
+            )
+            .scalars()
+            .all()
+        )
         out = {n: int(c.execute(text(f'SELECT count(*) FROM "{n}"')).scalar_one()) for n in names}
     eng.dispose()
     return out
 
 
-def test_migrate_sqlite_to_postgresql_keeps_tokens_and_rows(tmp_path: Path, fresh_pg: Callable[[bool], str]) -> None:
+def test_migrate_sqlite_to_postgresql_keeps_tokens_and_rows(
+    tmp_path: Path, fresh_pg: Callable[[bool], str]
+) -> None:
     src_dir = tmp_path / "embedded"
     token, points = _seed(src_dir)
     target = fresh_pg(False)  # empty: migrate-data creates the schema
 
-    r = subprocess.run([SENSORHUB, "migrate-data", "--from", f"sqlite:///{src_dir / 'sensorhub.db'}", "--to", target],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [SENSORHUB, "migrate-data", "--from", f"sqlite:///{src_dir / 'sensorhub.db'}", "--to", target],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     print(r.stdout)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "measurements" in r.stdout and "MISMATCH" not in r.stdout and "done:" in r.stdout
@@ -109,22 +121,36 @@ def test_migrate_sqlite_to_postgresql_keeps_tokens_and_rows(tmp_path: Path, fres
     ctx.db.dispose()
 
     # A second run refuses the non-empty target; --force replaces its contents.
-    r = subprocess.run([SENSORHUB, "migrate-data", "--from-data-dir", str(src_dir), "--to", target],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [SENSORHUB, "migrate-data", "--from-data-dir", str(src_dir), "--to", target],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode != 0 and "not empty" in r.stderr
-    r = subprocess.run([SENSORHUB, "migrate-data", "--from-data-dir", str(src_dir), "--to", target, "--force"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [SENSORHUB, "migrate-data", "--from-data-dir", str(src_dir), "--to", target, "--force"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert _counts(target)["entities"] == 2 and _counts(target)["measurements"] == 10_000
 
 
-def test_migrate_refuses_a_source_at_another_revision(tmp_path: Path, fresh_pg: Callable[[bool], str]) -> None:
+def test_migrate_refuses_a_source_at_another_revision(
+    tmp_path: Path, fresh_pg: Callable[[bool], str]
+) -> None:
     src_dir = tmp_path / "old"
     settings = Settings(data_dir=src_dir, env="test")
     ctx = AppContext.build(settings)
     upgrade(ctx.db, "0001")
     ctx.db.dispose()
-    r = subprocess.run([SENSORHUB, "migrate-data", "--from-data-dir", str(src_dir), "--to", fresh_pg(False)],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [SENSORHUB, "migrate-data", "--from-data-dir", str(src_dir), "--to", fresh_pg(False)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode != 0 and "sensorhub init" in r.stderr
     shutil.rmtree(src_dir)

@@ -98,8 +98,10 @@ def _revoke_and_measure(mgmt: httpx.Client, token_id: str, token: str, other: Se
     while True:
         if _status(other, token) == 401:
             done = time.perf_counter()
-            print(f"  revoke: DELETE took {(acked - t0) * 1000:.1f} ms; refused by the other server "
-                  f"{(done - acked) * 1000:.1f} ms after the DELETE answered")
+            print(
+                f"  revoke: DELETE took {(acked - t0) * 1000:.1f} ms; refused by the other server "
+                f"{(done - acked) * 1000:.1f} ms after the DELETE answered"
+            )
             return done - t0
         assert time.perf_counter() - t0 < LIMIT_S, "revoked token still accepted after 1 s"
         time.sleep(POLL_S)
@@ -123,13 +125,17 @@ def test_revocation_reaches_the_other_server_within_one_second(
         assert _cache_hits(b) > hits  # b really answers from its cache: only the bus can tell it
         latencies.append(_revoke_and_measure(mgmt, token_id, token, b))
         assert _status(a, token) == 401
-    print(f"\nrevocation latency across servers (Redis bus): "
-          f"{', '.join(f'{x * 1000:.1f}' for x in latencies)} ms (max {max(latencies) * 1000:.1f} ms)")
+    print(
+        f"\nrevocation latency across servers (Redis bus): "
+        f"{', '.join(f'{x * 1000:.1f}' for x in latencies)} ms (max {max(latencies) * 1000:.1f} ms)"
+    )
     assert max(latencies) < LIMIT_S
 
 
 def test_revocation_holds_across_a_redis_outage_and_restart(
-    fresh_pg: Callable[[bool], str], start_server: Callable[..., Server], private_redis: RedisServer,
+    fresh_pg: Callable[[bool], str],
+    start_server: Callable[..., Server],
+    private_redis: RedisServer,
     tmp_path: Path,
 ) -> None:
     pg = fresh_pg(True)
@@ -152,8 +158,10 @@ def test_revocation_holds_across_a_redis_outage_and_restart(
     token_id, token = _mint(mgmt, "during-outage")
     _warm([a, b], token)
     down = _revoke_and_measure(mgmt, token_id, token, b)
-    print(f"revoked while Redis is down: refused after {down * 1000:.1f} ms (database fallback); "
-          f"b reported degraded {detect * 1000:.0f} ms after the first refusal")
+    print(
+        f"revoked while Redis is down: refused after {down * 1000:.1f} ms (database fallback); "
+        f"b reported degraded {detect * 1000:.0f} ms after the first refusal"
+    )
 
     # 3. Redis is back: both resubscribe, clear their caches once, and the bus works again.
     private_redis.start()
@@ -169,7 +177,9 @@ def test_revocation_holds_across_a_redis_outage_and_restart(
 
 
 def test_revocation_holds_when_redis_hangs(
-    fresh_pg: Callable[[bool], str], start_server: Callable[..., Server], private_redis: RedisServer,
+    fresh_pg: Callable[[bool], str],
+    start_server: Callable[..., Server],
+    private_redis: RedisServer,
     tmp_path: Path,
 ) -> None:
     """Redis frozen (SIGSTOP): connections stay up but nothing answers — only the heartbeat can tell."""

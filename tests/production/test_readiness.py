@@ -51,18 +51,24 @@ def test_readyz_s3_export_store(tmp_path: Path, s3_endpoint: str) -> None:
     import boto3
 
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket="exports")
-    code, body = _readyz(Settings(data_dir=tmp_path, env="test", export_store="s3://exports/sensorhub",
-                                  s3_endpoint_url=s3_endpoint))
+    code, body = _readyz(
+        Settings(
+            data_dir=tmp_path, env="test", export_store="s3://exports/sensorhub", s3_endpoint_url=s3_endpoint
+        )
+    )
     assert code == 200 and body["checks"]["export_store"]["status"] == "ok", body  # type: ignore[index]
     # A missing bucket degrades readiness (exports fail) without taking the worker out of rotation.
-    code, body = _readyz(Settings(data_dir=tmp_path, env="test", export_store="s3://missing/x",
-                                  s3_endpoint_url=s3_endpoint))
+    code, body = _readyz(
+        Settings(data_dir=tmp_path, env="test", export_store="s3://missing/x", s3_endpoint_url=s3_endpoint)
+    )
     assert code == 200 and body["status"] == "degraded", body
     assert body["checks"]["export_store"]["status"] == "degraded"  # type: ignore[index]
 
 
 def test_readyz_is_503_without_the_database(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, env="test", database_url=f"postgresql://nobody@127.0.0.1:{free_port()}/x")
+    settings = Settings(
+        data_dir=tmp_path, env="test", database_url=f"postgresql://nobody@127.0.0.1:{free_port()}/x"
+    )
     ctx = AppContext.build(settings)
     with TestClient(create_app(settings, ctx)) as c:
         r = c.get("/readyz")

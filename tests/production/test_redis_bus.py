@@ -92,8 +92,9 @@ def test_bus_clears_the_other_workers_cache(redis_url: str, tmp_path: Path) -> N
 
 def test_without_redis_tokens_resolve_from_the_database_and_readyz_says_degraded(tmp_path: Path) -> None:
     """Redis unreachable from the start: requests are served correctly (no cache), /readyz stays 200."""
-    settings = Settings(data_dir=tmp_path, env="test", redis_url=f"redis://127.0.0.1:{free_port()}/0",
-                        redis_prefix=_prefix())
+    settings = Settings(
+        data_dir=tmp_path, env="test", redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_prefix=_prefix()
+    )
     ctx = AppContext.build(settings)
     from sensorhub.migrate import upgrade
 

@@ -45,8 +45,12 @@ def _records(block: int, n: int) -> list[dict[str, object]]:
     """``n`` points in a time block of its own (1 s apart), so each request's rows can be counted."""
     start = BASE_US + block * n * 1_000_000
     return [
-        {"timestamp": datetime.fromtimestamp((start + i * 1_000_000) / 1e6, UTC).isoformat().replace("+00:00", "Z"),
-         "data": {"level": float(i)}}
+        {
+            "timestamp": datetime.fromtimestamp((start + i * 1_000_000) / 1e6, UTC)
+            .isoformat()
+            .replace("+00:00", "Z"),
+            "data": {"level": float(i)},
+        }
         for i in range(n)
     ]
 
@@ -55,8 +59,10 @@ def _stored(url: str, block: int, n: int) -> int:
     lo = BASE_US + block * n * 1_000_000
     eng = create_engine(url)
     with eng.connect() as c:
-        got = c.execute(text("SELECT count(*) FROM measurements WHERE ts >= :lo AND ts < :hi"),
-                        {"lo": lo, "hi": lo + n * 1_000_000}).scalar_one()
+        got = c.execute(
+            text("SELECT count(*) FROM measurements WHERE ts >= :lo AND ts < :hi"),
+            {"lo": lo, "hi": lo + n * 1_000_000},
+        ).scalar_one()
     eng.dispose()
     return int(got)
 
@@ -76,8 +82,12 @@ def test_two_workers_on_postgresql_and_redis(
     prom = tmp_path / "prom"
     prom.mkdir()
     srv = start_server(
-        {"SENSORHUB_DATABASE_URL": url, "SENSORHUB_REDIS_URL": redis_url,
-         "SENSORHUB_REDIS_PREFIX": f"sensorhub-test-{uuid.uuid4().hex[:10]}:", "PROMETHEUS_MULTIPROC_DIR": str(prom)},
+        {
+            "SENSORHUB_DATABASE_URL": url,
+            "SENSORHUB_REDIS_URL": redis_url,
+            "SENSORHUB_REDIS_PREFIX": f"sensorhub-test-{uuid.uuid4().hex[:10]}:",
+            "PROMETHEUS_MULTIPROC_DIR": str(prom),
+        },
         ["--workers", "2", "--json-logs"],
     )
     deadline = time.monotonic() + 10
@@ -88,15 +98,23 @@ def test_two_workers_on_postgresql_and_redis(
     # New connections land on either worker; every one of them serves and reports Redis healthy.
     with httpx.Client(base_url=srv.url, limits=httpx.Limits(max_keepalive_connections=0), timeout=10) as c:
         for i in range(40):
-            assert c.get("/api/tokens/self", headers={**auth, "X-Request-Id": f"probe-{i}"}).status_code == 200
+            assert (
+                c.get("/api/tokens/self", headers={**auth, "X-Request-Id": f"probe-{i}"}).status_code == 200
+            )
             ready = c.get("/readyz").json()
             assert ready["checks"]["redis"]["status"] == "ok", ready
         r = c.post(f"/v3/devices/{DEVICE}/backfill", headers={"x-api-key": key}, json=_records(0, 100))
         assert r.status_code == 200 and r.json()["accepted"] == 100, r.text
         # Multiprocess metrics: one scrape sums both workers.
         body = c.get("/metrics").text
-        served = sum(float(v) for v in re.findall(
-            r'^sensorhub_http_requests_total\{method="GET",route="/api/tokens/self",status="200"\} (\S+)$', body, re.M))
+        served = sum(
+            float(v)
+            for v in re.findall(
+                r'^sensorhub_http_requests_total\{method="GET",route="/api/tokens/self",status="200"\} (\S+)$',
+                body,
+                re.M,
+            )
+        )
         assert served == 40, body[:2000]
     # JSON logs from the workers, with request ids, and no token anywhere.
     out = srv.output()
@@ -113,7 +131,7 @@ def test_sigterm_finishes_the_ingest_request_in_flight(
     url, key, _ = pg_with_device
     srv = start_server({"SENSORHUB_DATABASE_URL": url})
     body = json.dumps(_records(1, 5000)).encode()
-    chunks = [body[i:i + len(body) // 20 + 1] for i in range(0, len(body), len(body) // 20 + 1)]
+    chunks = [body[i : i + len(body) // 20 + 1] for i in range(0, len(body), len(body) // 20 + 1)]
 
     def slow_body() -> Iterator[bytes]:
         for ch in chunks:  # about 2 s on the wire
@@ -123,8 +141,12 @@ def test_sigterm_finishes_the_ingest_request_in_flight(
     timer = threading.Timer(0.5, srv.proc.send_signal, (signal.SIGTERM,))
     timer.start()
     t0 = time.monotonic()
-    r = httpx.post(f"{srv.url}/v3/devices/{DEVICE}/backfill", headers={"x-api-key": key,
-                   "content-type": "application/json"}, content=slow_body(), timeout=60)
+    r = httpx.post(
+        f"{srv.url}/v3/devices/{DEVICE}/backfill",
+        headers={"x-api-key": key, "content-type": "application/json"},
+        content=slow_body(),
+        timeout=60,
+    )
     timer.join()
     assert r.status_code == 200, r.text
     assert r.json() == {"accepted": 5000, "duplicates": 0}
@@ -132,8 +154,11 @@ def test_sigterm_finishes_the_ingest_request_in_flight(
     # uvicorn re-raises the signal once it has shut down cleanly (systemd counts SIGTERM as a clean exit).
     assert srv.proc.wait(30) in (0, -signal.SIGTERM)
     out = srv.output()
-    assert out.index("Shutting down") < out.index("Waiting for connections to close") < out.index(
-        "Finished server process"), out
+    assert (
+        out.index("Shutting down")
+        < out.index("Waiting for connections to close")
+        < out.index("Finished server process")
+    ), out
     assert _stored(url, 1, 5000) == 5000
 
 
@@ -178,9 +203,11 @@ def test_sigkill_during_bulk_backfill_keeps_requests_whole(
         t.join(30)
     in_flight = sent - acked
     counts = {b: _stored(url, b, n) for b in sorted(sent)}
-    print(f"\nSIGKILL with {len(acked)} acknowledged and {len(in_flight)} in-flight requests of {n} points; "
-          f"in-flight stored whole: {sum(1 for b in in_flight if counts[b] == n)}, not at all: "
-          f"{sum(1 for b in in_flight if counts[b] == 0)}")
+    print(
+        f"\nSIGKILL with {len(acked)} acknowledged and {len(in_flight)} in-flight requests of {n} points; "
+        f"in-flight stored whole: {sum(1 for b in in_flight if counts[b] == n)}, not at all: "
+        f"{sum(1 for b in in_flight if counts[b] == 0)}"
+    )
     assert in_flight, "no request was in flight at the kill"
     assert all(counts[b] == n for b in acked), {b: counts[b] for b in acked if counts[b] != n}
     assert all(counts[b] in (0, n) for b in in_flight), {b: counts[b] for b in in_flight}

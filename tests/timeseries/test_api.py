@@ -133,7 +133,10 @@ BAD_BODIES: list[tuple[str, str]] = [
     ('[{"data":{"id":"x"}}]', "record 0: data key 'id' is a reserved NGSI-LD name"),
     ("[]", "empty"),
     # Attribute names follow one grammar (letters, digits, _ : / # @ -), in every shape of request.
-    ('[{"data":{"t":1}},{"data":{"t\\"), __import__(\\"os\\")#":2}}]', "record 1: data key 't\"), __import__"),
+    (
+        '[{"data":{"t":1}},{"data":{"t\\"), __import__(\\"os\\")#":2}}]',
+        "record 1: data key 't\"), __import__",
+    ),
     ('[{"data":{"a b":1}}]', "record 0: data key 'a b' is not a valid attribute name"),
     ('[{"data":{"t.x":1}}]', "record 0: data key 't.x' is not a valid attribute name"),
     ('[{"data":{"1st":1}}]', "record 0: data key '1st' is not a valid attribute name"),
@@ -142,11 +145,26 @@ BAD_BODIES: list[tuple[str, str]] = [
     ('{"data":{"%s":1}}' % ("k" * 201), "is not a valid attribute name: use 1-200 characters"),
     # The supported time range is [1900-01-01, 2200-01-01) UTC, in every timestamp form.
     ('[{"data":{"t":1}},{"timestamp":"9999-12-31T23:59:59.999999Z","data":{"t":2}}]', "record 1: timestamp"),
-    ('[{"timestamp":"2200-01-01T00:00:00Z","data":{"t":2}}]', "record 0: timestamp 2200-01-01T00:00:00Z is outside"),
-    ('[{"timestamp":"1899-12-31T23:59:59.999Z","data":{"t":2}}]', "record 0: timestamp 1899-12-31T23:59:59.999Z is outside"),
-    ('[{"timestamp":"1899-12-31","data":{"t":2,"s":"x"}}]', "record 0: timestamp 1899-12-31T00:00:00Z is outside"),
-    ('[{"timestamp":"2200-01-01T01:30:00+01:00","data":{"t":2}}]', "record 0: timestamp 2200-01-01T00:30:00Z is outside"),
-    ('[{"timestamp":"0001-01-01T00:00:00+01:00","data":{"t":2}}]', "record 0: timestamp 0000-12-31T23:00:00.000000Z is outside"),
+    (
+        '[{"timestamp":"2200-01-01T00:00:00Z","data":{"t":2}}]',
+        "record 0: timestamp 2200-01-01T00:00:00Z is outside",
+    ),
+    (
+        '[{"timestamp":"1899-12-31T23:59:59.999Z","data":{"t":2}}]',
+        "record 0: timestamp 1899-12-31T23:59:59.999Z is outside",
+    ),
+    (
+        '[{"timestamp":"1899-12-31","data":{"t":2,"s":"x"}}]',
+        "record 0: timestamp 1899-12-31T00:00:00Z is outside",
+    ),
+    (
+        '[{"timestamp":"2200-01-01T01:30:00+01:00","data":{"t":2}}]',
+        "record 0: timestamp 2200-01-01T00:30:00Z is outside",
+    ),
+    (
+        '[{"timestamp":"0001-01-01T00:00:00+01:00","data":{"t":2}}]',
+        "record 0: timestamp 0000-12-31T23:00:00.000000Z is outside",
+    ),
 ]
 
 

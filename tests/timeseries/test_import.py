@@ -106,7 +106,7 @@ def test_wide_parquet(ctx: AppContext, world: World, tmp_path: Path) -> None:
             "row 2: timestamp 1899-12-31T23:59:59Z is outside",
         ),
         (
-            "entity_id,attribute,timestamp,value\nR1,t,2024-01-01T00:00:00Z,1\n\"R 1\",t,2024-01-01T00:01:00Z,2\n",
+            'entity_id,attribute,timestamp,value\nR1,t,2024-01-01T00:00:00Z,1\n"R 1",t,2024-01-01T00:01:00Z,2\n',
             "row 3: entity_id 'R 1' is not a valid id",
         ),
     ],
@@ -158,12 +158,17 @@ def test_cli_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ctx.db.dispose()
 
 
-def test_wide_file_columns_follow_the_attribute_grammar(ctx: AppContext, world: World, tmp_path: Path) -> None:
+def test_wide_file_columns_follow_the_attribute_grammar(
+    ctx: AppContext, world: World, tmp_path: Path
+) -> None:
     _setup(world)
     ts = pa.array([1704067200000000], pa.timestamp("us", tz="UTC"))
     f = tmp_path / "wide.parquet"
     pq.write_table(pa.table({"timestamp": ts, "ok": [1.0], "bad name": [2.0]}), f)
-    with pytest.raises(SensorhubError, match="column 'bad name' is not a valid attribute name"), ctx.db.transaction() as s:
+    with (
+        pytest.raises(SensorhubError, match="column 'bad name' is not a valid attribute name"),
+        ctx.db.transaction() as s,
+    ):
         import_file(s, f, "acme", "lab", "R2")
     assert _points(ctx) == []
     typed = pa.array([1704067200000000, 2**62], pa.timestamp("us", tz="UTC"))  # a typed timestamp in 148108

@@ -64,8 +64,11 @@ def ymd_hms(t: datetime) -> str:
 
 
 def valid_timestamp(rng: random.Random) -> str:
-    t = random_instant(rng) if rng.random() < 0.2 else datetime(2024, 1, 1, tzinfo=UTC) + timedelta(
-        seconds=rng.randrange(10**8), microseconds=rng.randrange(1_000_000)
+    t = (
+        random_instant(rng)
+        if rng.random() < 0.2
+        else datetime(2024, 1, 1, tzinfo=UTC)
+        + timedelta(seconds=rng.randrange(10**8), microseconds=rng.randrange(1_000_000))
     )
     base = ymd_hms(t)
     form = rng.randrange(9)
@@ -136,7 +139,13 @@ def test_random_mixes_of_timestamp_forms_parse_like_before(seed: int) -> None:
     texts: list[str | None] = []
     for _ in range(n):
         r = rng.random()
-        texts.append(None if r < 0.1 else invalid_timestamp(rng) if r < 0.1 + 0.02 * (seed % 3) else valid_timestamp(rng))
+        texts.append(
+            None
+            if r < 0.1
+            else invalid_timestamp(rng)
+            if r < 0.1 + 0.02 * (seed % 3)
+            else valid_timestamp(rng)
+        )
     now_us = to_us(NOW)
     got, want = outcome(ingest._parse_times, texts, now_us), outcome(reference_parse_times, texts, now_us)
     if want[0] == "ok":
@@ -149,7 +158,17 @@ def test_random_mixes_of_timestamp_forms_parse_like_before(seed: int) -> None:
 def random_value(rng: random.Random, bad: bool) -> Any:
     if bad:
         return rng.choice(
-            [float("nan"), float("inf"), -float("inf"), 10**400, None, True, "text", [1], {"value": 1, "unit": "CEL"}]
+            [
+                float("nan"),
+                float("inf"),
+                -float("inf"),
+                10**400,
+                None,
+                True,
+                "text",
+                [1],
+                {"value": 1, "unit": "CEL"},
+            ]
         )
     return rng.choice([rng.uniform(-1e6, 1e6), rng.randrange(-(10**6), 10**6), 2**63 + 1, 0, -0.0, 1e308])
 
@@ -165,7 +184,9 @@ def random_request(rng: random.Random) -> list[Any]:
         rec: dict[str, Any] = {}
         if with_ts or rng.random() < 0.1:
             t = start + timedelta(seconds=rng.randrange(10**6) if rng.random() < 0.3 else i * 60)
-            rec["timestamp"] = t.strftime("%Y-%m-%dT%H:%M:%SZ") if rng.random() < 0.9 else valid_timestamp(rng)
+            rec["timestamp"] = (
+                t.strftime("%Y-%m-%dT%H:%M:%SZ") if rng.random() < 0.9 else valid_timestamp(rng)
+            )
         if rng.random() < 0.1:
             rec["topic"] = rng.choice(["default", "uplink", "x" * 10])
         rec["data"] = {k: random_value(rng, False) for k in keys}
@@ -235,7 +256,8 @@ def test_validate_fast_path_equals_record_by_record(seed: int) -> None:
 
 def test_uniform_requests_take_the_fast_path() -> None:
     records = [
-        {"timestamp": f"2025-01-01T00:{i:02d}:00Z", "topic": "up", "data": {"a": i, "b": i / 3}} for i in range(60)
+        {"timestamp": f"2025-01-01T00:{i:02d}:00Z", "topic": "up", "data": {"a": i, "b": i / 3}}
+        for i in range(60)
     ] + [{"data": {"a": 1, "b": 2.5}}]
     assert ingest._validate_uniform(records, NOW) is not None
     for spoilt in (
@@ -261,9 +283,9 @@ def test_fast_path_body_stores_what_the_slow_path_stores(
     start = datetime(2025, 1, 1, tzinfo=UTC)
     body = [
         {
-            "timestamp": (start + timedelta(seconds=rng.randrange(86_400), milliseconds=rng.randrange(1000))).strftime(
-                "%Y-%m-%dT%H:%M:%S.%f"
-            )[: rng.choice([19, 23, 26])]
+            "timestamp": (
+                start + timedelta(seconds=rng.randrange(86_400), milliseconds=rng.randrange(1000))
+            ).strftime("%Y-%m-%dT%H:%M:%S.%f")[: rng.choice([19, 23, 26])]
             + "Z",
             "data": {"temperature": rng.uniform(-20, 40), "count": rng.randrange(100)},
         }
@@ -281,7 +303,11 @@ def test_fast_path_body_stores_what_the_slow_path_stores(
     def read(device: str) -> Any:
         r = client.get(
             "/api/timeseries/v2/entities/" + device + "/data",
-            params={"start_time": "2025-01-01T00:00:00Z", "end_time": "2025-01-03T00:00:00Z", "resolution": 100000},
+            params={
+                "start_time": "2025-01-01T00:00:00Z",
+                "end_time": "2025-01-03T00:00:00Z",
+                "resolution": 100000,
+            },
             headers=bearer(token),
         )
         assert r.status_code == 200, r.text
@@ -294,7 +320,10 @@ def test_fast_path_body_stores_what_the_slow_path_stores(
 @pytest.mark.parametrize(
     ("spoilt", "message"),
     [
-        ({"timestamp": "2025-02-30T00:00:00Z", "data": {"t": 1}}, "record 7: timestamp '2025-02-30T00:00:00Z'"),
+        (
+            {"timestamp": "2025-02-30T00:00:00Z", "data": {"t": 1}},
+            "record 7: timestamp '2025-02-30T00:00:00Z'",
+        ),
         ({"timestamp": "2025-01-01T00:00:00Z", "data": {"t": float("inf")}}, "record 7: data.t is infinite"),
         ({"timestamp": "2025-01-01T00:00:00Z", "data": {"t": True}}, None),
     ],

@@ -17,8 +17,9 @@ from tests.builders import World
 
 
 @pytest.mark.parametrize("backend", ["postgresql"])
-def test_new_month_partition_does_not_block_readers(backend: str, settings: Settings, ctx: AppContext,
-                                                    world: World) -> None:
+def test_new_month_partition_does_not_block_readers(
+    backend: str, settings: Settings, ctx: AppContext, world: World
+) -> None:
     world.org("acme")
     world.entity("acme", "main", "urn:ngsi-ld:Device:p1")
     with ctx.db.transaction() as s:

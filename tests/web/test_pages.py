@@ -342,7 +342,12 @@ def test_admin_manages_members_grants_and_policy(client: TestClient, world: Worl
     csrf = web_login(client, "olga@acme.test")
     r = client.post(
         "/orgs/acme/members",
-        data={"csrf_token": csrf, "email": "new@acme.test", "role": "viewer", "password": "a-long-enough-password"},
+        data={
+            "csrf_token": csrf,
+            "email": "new@acme.test",
+            "role": "viewer",
+            "password": "a-long-enough-password",
+        },
     )
     assert r.status_code == 400 and "&#39;password&#39; is not accepted" in r.text
     r = client.post(
@@ -362,7 +367,9 @@ def test_admin_manages_members_grants_and_policy(client: TestClient, world: Worl
     inv_page = newcomer.get("/invitations").text
     inv_id = re.search(r'action="/invitations/([^/]+)/accept"', inv_page).group(1)  # type: ignore[union-attr]
     assert "Acme" in inv_page and "viewer" in inv_page
-    r = newcomer.post(f"/invitations/{inv_id}/accept", data={"csrf_token": their_csrf}, follow_redirects=False)
+    r = newcomer.post(
+        f"/invitations/{inv_id}/accept", data={"csrf_token": their_csrf}, follow_redirects=False
+    )
     assert r.status_code == 303 and "you are now a member" in newcomer.get(r.headers["location"]).text
     r = newcomer.post(f"/invitations/{inv_id}/accept", data={"csrf_token": their_csrf})
     assert r.status_code == 409 and "already accepted" in r.text
@@ -531,7 +538,9 @@ def test_names_are_escaped(client: TestClient, world: World) -> None:
     assert evil not in page and "&lt;script&gt;" in page
 
 
-def test_invitations_can_be_cancelled_and_declined_on_the_pages(client: TestClient, world: World, make_client) -> None:  # type: ignore[no-untyped-def]
+def test_invitations_can_be_cancelled_and_declined_on_the_pages(
+    client: TestClient, world: World, make_client
+) -> None:  # type: ignore[no-untyped-def]
     setup(world)
     world.user("guest@elsewhere.test")
     csrf = web_login(client, "olga@acme.test")
@@ -542,7 +551,9 @@ def test_invitations_can_be_cancelled_and_declined_on_the_pages(client: TestClie
     page = client.get("/orgs/acme/members").text
     assert page.count('class="card list-item member invitation"') == 1  # inviting again replaces
     inv_id = re.search(r"/orgs/acme/invitations/([^/]+)/cancel", page).group(1)  # type: ignore[union-attr]
-    r = client.post(f"/orgs/acme/invitations/{inv_id}/cancel", data={"csrf_token": csrf}, follow_redirects=False)
+    r = client.post(
+        f"/orgs/acme/invitations/{inv_id}/cancel", data={"csrf_token": csrf}, follow_redirects=False
+    )
     assert r.status_code == 303 and "Invitation cancelled." in client.get(r.headers["location"]).text
     assert "No pending invitations." in guest.get("/invitations").text
     r = guest.post(f"/invitations/{inv_id}/accept", data={"csrf_token": guest_csrf})
@@ -563,10 +574,10 @@ def test_invitations_can_be_cancelled_and_declined_on_the_pages(client: TestClie
 HOSTILE_NAMES = [
     't", "x": __import__("os").system("touch PWNED"), "y": "',
     "t'); __import__('os').system('touch PWNED'); ('",
-    't\\',
+    "t\\",
     "t\n__import__('os').system('touch PWNED')\n",
-    "t'$(touch PWNED)`touch PWNED`\"$(touch PWNED)\"",
-    "t\"\"\" + __import__('os').getcwd() + \"\"\"",
+    't\'$(touch PWNED)`touch PWNED`"$(touch PWNED)"',
+    't""" + __import__(\'os\').getcwd() + """',
 ]
 
 
@@ -622,12 +633,22 @@ def test_a_hostile_stored_attribute_name_cannot_break_out_of_any_snippet(
         page = client.get("/integrations")
         assert page.status_code == 200
         req, sdk = snippet(page.text, "code-requests"), snippet(page.text, "code-sdk")
-        assert python_calls(req) == {"print", "requests.get", "requests.get().json", "r.raise_for_status", "r.json"}
+        assert python_calls(req) == {
+            "print",
+            "requests.get",
+            "requests.get().json",
+            "r.raise_for_status",
+            "r.json",
+        }
         assert python_calls(sdk) == {"sc.Client", "print", "client.whoami", "client.timeseries", "df.plot"}
         # The name is one string literal, exactly the stored name.
         params = next(n for n in ast.walk(ast.parse(req)) if isinstance(n, ast.keyword) and n.arg == "params")
         assert ast.literal_eval(params.value)["attribute"] == name
-        call = next(n for n in ast.walk(ast.parse(sdk)) if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "timeseries")
+        call = next(
+            n
+            for n in ast.walk(ast.parse(sdk))
+            if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "timeseries"
+        )
         assert ast.literal_eval(call.args[1]) == [name]
         # The shell snippets run in bash with curl replaced by a function printing its arguments.
         shell = snippet(page.text, "code-env") + "\n" + snippet(page.text, "code-curl")
@@ -650,14 +671,23 @@ def test_pages_render_with_points_at_the_edges_of_time(client: TestClient, world
     store_series_directly(world, "urn:ngsi-ld:Device:d1", "late", to_us(datetime.max.replace(tzinfo=UTC)))
     assert client.get("/integrations").status_code == 200
     for range_ in ("24h", "365d"):
-        r = client.get("/data", params={"entity": "urn:ngsi-ld:Device:d1", "attribute": "late", "range": range_})
+        r = client.get(
+            "/data", params={"entity": "urn:ngsi-ld:Device:d1", "attribute": "late", "range": range_}
+        )
         assert r.status_code == 200, r.text
     store_series_directly(world, "urn:ngsi-ld:Device:d1", "early", to_us(datetime(1900, 1, 1, tzinfo=UTC)))
     for range_ in ("24h", "365d"):
-        r = client.get("/data", params={"entity": "urn:ngsi-ld:Device:d1", "attribute": "early", "range": range_})
+        r = client.get(
+            "/data", params={"entity": "urn:ngsi-ld:Device:d1", "attribute": "early", "range": range_}
+        )
         assert r.status_code == 200, r.text
     r = client.get(
         "/data",
-        params={"entity": "urn:ngsi-ld:Device:d1", "range": "custom", "start": "0001-01-01", "end": "9999-12-31"},
+        params={
+            "entity": "urn:ngsi-ld:Device:d1",
+            "range": "custom",
+            "start": "0001-01-01",
+            "end": "9999-12-31",
+        },
     )
     assert r.status_code == 200 and "supported time range" in r.text

@@ -44,7 +44,8 @@ class MemberAdd(_In):
         description="Refused with 400: invited people accept with their own account (no account is created here)",
     )
     workspaces: list[str] = Field(
-        default_factory=list, description="Grant read access to these workspaces once the invitation is accepted"
+        default_factory=list,
+        description="Grant read access to these workspaces once the invitation is accepted",
     )
 
 
@@ -127,7 +128,9 @@ def get_org(org: str, sc: SessionContext = Depends(MEMBER)) -> dict[str, Any]:
 
 
 @router.put("/api/orgs/{org}/policy")
-def set_policy(org: str, body: PolicyUpdate, request: Request, sc: SessionContext = Depends(ADMIN)) -> dict[str, Any]:
+def set_policy(
+    org: str, body: PolicyUpdate, request: Request, sc: SessionContext = Depends(ADMIN)
+) -> dict[str, Any]:
     """Token policy: maximum lifetime (days, or null for no cap) and whether tokens may never expire."""
     assert sc.org is not None
     accounts.update_policy(
@@ -149,7 +152,9 @@ def list_workspaces(org: str, sc: SessionContext = Depends(MEMBER)) -> list[dict
 
 
 @router.post("/api/orgs/{org}/workspaces", status_code=201)
-def create_workspace(org: str, body: WorkspaceCreate, request: Request, sc: SessionContext = Depends(ADMIN)) -> dict[str, Any]:
+def create_workspace(
+    org: str, body: WorkspaceCreate, request: Request, sc: SessionContext = Depends(ADMIN)
+) -> dict[str, Any]:
     assert sc.org is not None
     ws = accounts.create_workspace(sc.db, sc.org, body.slug, body.name)
     sc.db.commit()
@@ -184,13 +189,22 @@ def list_members(org: str, sc: SessionContext = Depends(ADMIN)) -> list[dict[str
 
 
 @router.post("/api/orgs/{org}/members", status_code=202)
-def add_member(org: str, body: MemberAdd, request: Request, sc: SessionContext = Depends(ADMIN)) -> dict[str, Any]:
+def add_member(
+    org: str, body: MemberAdd, request: Request, sc: SessionContext = Depends(ADMIN)
+) -> dict[str, Any]:
     """Invite a person by email. The answer is the same whether an account with that email exists or
     not; the membership exists only once that person accepts (``POST /api/invitations/{id}/accept``)."""
     assert sc.org is not None
     view = invitations.invite_member(
-        sc.db, sc.org, email=body.email, role=body.role, workspaces=body.workspaces,
-        actor=sc.user, actor_role=sc.role, password=body.password, ip=request_ip(request),
+        sc.db,
+        sc.org,
+        email=body.email,
+        role=body.role,
+        workspaces=body.workspaces,
+        actor=sc.user,
+        actor_role=sc.role,
+        password=body.password,
+        ip=request_ip(request),
     )
     sc.db.commit()
     return invitation_out(view)
@@ -204,7 +218,9 @@ def list_invitations(org: str, sc: SessionContext = Depends(ADMIN)) -> list[dict
 
 
 @router.delete("/api/orgs/{org}/invitations/{invitation_id}", status_code=204)
-def cancel_invitation(org: str, invitation_id: str, request: Request, sc: SessionContext = Depends(ADMIN)) -> None:
+def cancel_invitation(
+    org: str, invitation_id: str, request: Request, sc: SessionContext = Depends(ADMIN)
+) -> None:
     """Cancel a pending invitation: it can no longer be accepted."""
     assert sc.org is not None
     invitations.cancel_invitation(sc.db, sc.org, invitation_id, sc.user, ip=request_ip(request))
@@ -218,7 +234,9 @@ def my_invitations(sc: SessionContext = Depends(RequireSession())) -> list[dict[
 
 
 @router.post("/api/invitations/{invitation_id}/accept", tags=["invitations"])
-def accept_invitation(invitation_id: str, request: Request, sc: SessionContext = Depends(RequireSession())) -> dict[str, Any]:
+def accept_invitation(
+    invitation_id: str, request: Request, sc: SessionContext = Depends(RequireSession())
+) -> dict[str, Any]:
     """Join the organisation with the invitation's role and grants."""
     m, o = invitations.accept_invitation(
         sc.db, sc.user, invitation_id, ctx(request).invalidate_auth, ip=request_ip(request)
@@ -228,17 +246,23 @@ def accept_invitation(invitation_id: str, request: Request, sc: SessionContext =
 
 
 @router.post("/api/invitations/{invitation_id}/decline", status_code=204, tags=["invitations"])
-def decline_invitation(invitation_id: str, request: Request, sc: SessionContext = Depends(RequireSession())) -> None:
+def decline_invitation(
+    invitation_id: str, request: Request, sc: SessionContext = Depends(RequireSession())
+) -> None:
     invitations.decline_invitation(sc.db, sc.user, invitation_id, ip=request_ip(request))
     sc.db.commit()
 
 
 @router.patch("/api/orgs/{org}/members/{user_ref}")
-def update_member(org: str, user_ref: str, body: MemberUpdate, request: Request, sc: SessionContext = Depends(ADMIN)) -> dict[str, Any]:
+def update_member(
+    org: str, user_ref: str, body: MemberUpdate, request: Request, sc: SessionContext = Depends(ADMIN)
+) -> dict[str, Any]:
     """Change a member's role; their tokens follow at once (a demoted member's tokens lose power)."""
     assert sc.org is not None
     user = accounts.get_member_user(sc.db, sc.org, user_ref)
-    m = accounts.set_membership(sc.db, user, sc.org, body.role, ctx(request).invalidate_auth, actor_role=sc.role)
+    m = accounts.set_membership(
+        sc.db, user, sc.org, body.role, ctx(request).invalidate_auth, actor_role=sc.role
+    )
     sc.db.commit()
     return member_out(m, user)
 
@@ -254,7 +278,13 @@ def remove_member(org: str, user_ref: str, request: Request, sc: SessionContext 
 
 # -- API users ----------------------------------------------------------------------------------
 def api_user_out(u: User, m: Membership | None) -> dict[str, Any]:
-    return {"id": u.id, "name": u.name, "role": m.role if m else None, "disabled": u.disabled, "created_at": u.created_at}
+    return {
+        "id": u.id,
+        "name": u.name,
+        "role": m.role if m else None,
+        "disabled": u.disabled,
+        "created_at": u.created_at,
+    }
 
 
 @router.get("/api/orgs/{org}/api-users")
@@ -264,24 +294,46 @@ def list_api_users(org: str, sc: SessionContext = Depends(ADMIN)) -> list[dict[s
 
 
 @router.post("/api/orgs/{org}/api-users", status_code=201)
-def create_api_user(org: str, body: ApiUserCreate, request: Request, sc: SessionContext = Depends(ADMIN)) -> dict[str, Any]:
+def create_api_user(
+    org: str, body: ApiUserCreate, request: Request, sc: SessionContext = Depends(ADMIN)
+) -> dict[str, Any]:
     """A service account (no password) with a role, and grants on workspaces or entities (devices)."""
     assert sc.org is not None
     c = ctx(request)
     user, m = accounts.create_api_user(sc.db, sc.org, body.name, body.role, c.invalidate_auth)
     for ref in body.workspaces:
         ws = accounts.get_workspace(sc.db, sc.org, ref)
-        accounts.create_grant(sc.db, sc.org, user, workspace=ws, entity_id=None, time_start=None, time_end=None,
-                              actor_id=sc.user.id, invalidate=c.invalidate_auth)
+        accounts.create_grant(
+            sc.db,
+            sc.org,
+            user,
+            workspace=ws,
+            entity_id=None,
+            time_start=None,
+            time_end=None,
+            actor_id=sc.user.id,
+            invalidate=c.invalidate_auth,
+        )
     for ent in body.entities:
-        accounts.create_grant(sc.db, sc.org, user, workspace=None, entity_id=ent, time_start=None, time_end=None,
-                              actor_id=sc.user.id, invalidate=c.invalidate_auth)
+        accounts.create_grant(
+            sc.db,
+            sc.org,
+            user,
+            workspace=None,
+            entity_id=ent,
+            time_start=None,
+            time_end=None,
+            actor_id=sc.user.id,
+            invalidate=c.invalidate_auth,
+        )
     sc.db.commit()
     return api_user_out(user, m)
 
 
 @router.patch("/api/orgs/{org}/api-users/{user_id}")
-def update_api_user(org: str, user_id: str, body: ApiUserUpdate, request: Request, sc: SessionContext = Depends(ADMIN)) -> dict[str, Any]:
+def update_api_user(
+    org: str, user_id: str, body: ApiUserUpdate, request: Request, sc: SessionContext = Depends(ADMIN)
+) -> dict[str, Any]:
     """Change an API user's role or disable it (disabling cuts off all its tokens at once)."""
     assert sc.org is not None
     c = ctx(request)
@@ -305,62 +357,95 @@ def list_api_user_tokens(org: str, user_id: str, sc: SessionContext = Depends(AD
 
 
 @router.post("/api/orgs/{org}/api-users/{user_id}/tokens", status_code=201, response_model=TokenCreated)
-def create_api_user_token(org: str, user_id: str, body: TokenCreate, request: Request, sc: SessionContext = Depends(ADMIN)) -> TokenCreated:
+def create_api_user_token(
+    org: str, user_id: str, body: TokenCreate, request: Request, sc: SessionContext = Depends(ADMIN)
+) -> TokenCreated:
     assert sc.org is not None
     c = ctx(request)
     user = accounts.get_api_user(sc.db, sc.org, user_id)
     if user.disabled:
         raise BadRequest("this API user is disabled; enable it before creating tokens")
     minted = tokens.create_pat(
-        sc.db, user, name=body.name, scopes=body.scopes, expiry=body.expiry(),
-        restrictions=body.restriction_spec(), settings=c.settings, created_by=sc.user.id, ip=request_ip(request),
+        sc.db,
+        user,
+        name=body.name,
+        scopes=body.scopes,
+        expiry=body.expiry(),
+        restrictions=body.restriction_spec(),
+        settings=c.settings,
+        created_by=sc.user.id,
+        ip=request_ip(request),
     )
     sc.db.commit()
     return TokenCreated.minted(minted.credential, minted.token, utcnow())
 
 
 @router.delete("/api/orgs/{org}/api-users/{user_id}/tokens/{token_id}", response_model=TokenOut)
-def revoke_api_user_token(org: str, user_id: str, token_id: str, request: Request, sc: SessionContext = Depends(ADMIN)) -> TokenOut:
+def revoke_api_user_token(
+    org: str, user_id: str, token_id: str, request: Request, sc: SessionContext = Depends(ADMIN)
+) -> TokenOut:
     assert sc.org is not None
     user = accounts.get_api_user(sc.db, sc.org, user_id)
     cred = tokens.get_pat(sc.db, user.id, token_id)
-    tokens.revoke(sc.db, cred, actor_id=sc.user.id, invalidate=ctx(request).invalidate_auth, ip=request_ip(request))
+    tokens.revoke(
+        sc.db, cred, actor_id=sc.user.id, invalidate=ctx(request).invalidate_auth, ip=request_ip(request)
+    )
     sc.db.commit()
     return TokenOut.of(cred, utcnow())
 
 
 @router.post("/api/orgs/{org}/api-users/{user_id}/tokens/{token_id}/rotate", response_model=TokenCreated)
-def rotate_api_user_token(org: str, user_id: str, token_id: str, request: Request, sc: SessionContext = Depends(ADMIN)) -> TokenCreated:
+def rotate_api_user_token(
+    org: str, user_id: str, token_id: str, request: Request, sc: SessionContext = Depends(ADMIN)
+) -> TokenCreated:
     assert sc.org is not None
     c = ctx(request)
     user = accounts.get_api_user(sc.db, sc.org, user_id)
     cred = tokens.get_pat(sc.db, user.id, token_id)
-    minted = tokens.rotate(sc.db, cred, settings=c.settings,
-                           actor_id=sc.user.id, invalidate=c.invalidate_auth, ip=request_ip(request))
+    minted = tokens.rotate(
+        sc.db,
+        cred,
+        settings=c.settings,
+        actor_id=sc.user.id,
+        invalidate=c.invalidate_auth,
+        ip=request_ip(request),
+    )
     sc.db.commit()
     return TokenCreated.minted(minted.credential, minted.token, utcnow())
 
 
 # -- API keys -----------------------------------------------------------------------------------
 @router.get("/api/orgs/{org}/api-keys", response_model=list[TokenOut])
-def list_api_keys(org: str, include_revoked: bool = True, sc: SessionContext = Depends(ADMIN)) -> list[TokenOut]:
+def list_api_keys(
+    org: str, include_revoked: bool = True, sc: SessionContext = Depends(ADMIN)
+) -> list[TokenOut]:
     assert sc.org is not None
     now = utcnow()
     return [TokenOut.of(k, now) for k in tokens.list_api_keys(sc.db, sc.org.id, include_revoked)]
 
 
 @router.post("/api/orgs/{org}/api-keys", status_code=201, response_model=TokenCreated)
-def create_api_key(org: str, body: ApiKeyCreate, request: Request, sc: SessionContext = Depends(ADMIN)) -> TokenCreated:
+def create_api_key(
+    org: str, body: ApiKeyCreate, request: Request, sc: SessionContext = Depends(ADMIN)
+) -> TokenCreated:
     """An organisation API key: permissions = scopes × workspaces (no workspaces = all of them).
     Use it with the ``x-api-key`` header (or as a Bearer token)."""
     assert sc.org is not None
     c = ctx(request)
     spec = body.restriction_spec()
     minted = tokens.create_api_key(
-        sc.db, sc.org, name=body.name, scopes=body.scopes, workspaces=body.workspaces, expiry=body.expiry(),
-        restrictions=spec, settings=c.settings,
-        created_by=sc.user.id, rate_limit_per_minute=body.rate_limit_per_minute,
-        export_row_cap=body.export_row_cap, ip=request_ip(request),
+        sc.db,
+        sc.org,
+        name=body.name,
+        scopes=body.scopes,
+        workspaces=body.workspaces,
+        expiry=body.expiry(),
+        restrictions=spec,
+        settings=c.settings,
+        created_by=sc.user.id,
+        rate_limit_per_minute=body.rate_limit_per_minute,
+        export_row_cap=body.export_row_cap,
+        ip=request_ip(request),
     )
     sc.db.commit()
     return TokenCreated.minted(minted.credential, minted.token, utcnow())
@@ -370,41 +455,61 @@ def create_api_key(org: str, body: ApiKeyCreate, request: Request, sc: SessionCo
 def revoke_api_key(org: str, key_id: str, request: Request, sc: SessionContext = Depends(ADMIN)) -> TokenOut:
     assert sc.org is not None
     cred = tokens.get_api_key(sc.db, sc.org.id, key_id)
-    tokens.revoke(sc.db, cred, actor_id=sc.user.id, invalidate=ctx(request).invalidate_auth, ip=request_ip(request))
+    tokens.revoke(
+        sc.db, cred, actor_id=sc.user.id, invalidate=ctx(request).invalidate_auth, ip=request_ip(request)
+    )
     sc.db.commit()
     return TokenOut.of(cred, utcnow())
 
 
 @router.post("/api/orgs/{org}/api-keys/{key_id}/rotate", response_model=TokenCreated)
-def rotate_api_key(org: str, key_id: str, request: Request, sc: SessionContext = Depends(ADMIN)) -> TokenCreated:
+def rotate_api_key(
+    org: str, key_id: str, request: Request, sc: SessionContext = Depends(ADMIN)
+) -> TokenCreated:
     assert sc.org is not None
     c = ctx(request)
     cred = tokens.get_api_key(sc.db, sc.org.id, key_id)
-    minted = tokens.rotate(sc.db, cred, settings=c.settings,
-                           actor_id=sc.user.id, invalidate=c.invalidate_auth, ip=request_ip(request))
+    minted = tokens.rotate(
+        sc.db,
+        cred,
+        settings=c.settings,
+        actor_id=sc.user.id,
+        invalidate=c.invalidate_auth,
+        ip=request_ip(request),
+    )
     sc.db.commit()
     return TokenCreated.minted(minted.credential, minted.token, utcnow())
 
 
 # -- grants -------------------------------------------------------------------------------------
 @router.get("/api/orgs/{org}/grants")
-def list_grants(org: str, user: str | None = None, sc: SessionContext = Depends(ADMIN)) -> list[dict[str, Any]]:
+def list_grants(
+    org: str, user: str | None = None, sc: SessionContext = Depends(ADMIN)
+) -> list[dict[str, Any]]:
     assert sc.org is not None
     user_id = accounts.get_member_user(sc.db, sc.org, user).id if user else None
     return [grant_out(sc.db, g) for g in accounts.list_grants(sc.db, sc.org, user_id)]
 
 
 @router.post("/api/orgs/{org}/grants", status_code=201)
-def create_grant(org: str, body: GrantCreate, request: Request, sc: SessionContext = Depends(ADMIN)) -> dict[str, Any]:
+def create_grant(
+    org: str, body: GrantCreate, request: Request, sc: SessionContext = Depends(ADMIN)
+) -> dict[str, Any]:
     """Give a member or API user read access to the organisation, a workspace, an entity, optionally
     only within ``[time_start, time_end)``."""
     assert sc.org is not None
     user = accounts.get_member_user(sc.db, sc.org, body.user)
     ws = accounts.get_workspace(sc.db, sc.org, body.workspace) if body.workspace else None
     g = accounts.create_grant(
-        sc.db, sc.org, user, workspace=ws, entity_id=body.entity,
-        time_start=_dt_tz(body.time_start, "time_start"), time_end=_dt_tz(body.time_end, "time_end"),
-        actor_id=sc.user.id, invalidate=ctx(request).invalidate_auth,
+        sc.db,
+        sc.org,
+        user,
+        workspace=ws,
+        entity_id=body.entity,
+        time_start=_dt_tz(body.time_start, "time_start"),
+        time_end=_dt_tz(body.time_end, "time_end"),
+        actor_id=sc.user.id,
+        invalidate=ctx(request).invalidate_auth,
     )
     sc.db.commit()
     return grant_out(sc.db, g)
@@ -419,14 +524,22 @@ def delete_grant(org: str, grant_id: str, request: Request, sc: SessionContext =
 
 # -- audit --------------------------------------------------------------------------------------
 @router.get("/api/orgs/{org}/audit-events")
-def audit_events(org: str, limit: int = 100, credential: str | None = None, sc: SessionContext = Depends(ADMIN)) -> list[dict[str, Any]]:
+def audit_events(
+    org: str, limit: int = 100, credential: str | None = None, sc: SessionContext = Depends(ADMIN)
+) -> list[dict[str, Any]]:
     assert sc.org is not None
     if not 1 <= limit <= 1000:
         raise BadRequest("limit must be between 1 and 1000")
     return [
         {
-            "id": e.id, "at": e.at, "action": e.action, "actor_user_id": e.actor_user_id,
-            "credential_id": e.credential_id, "target": e.target, "ip": e.ip, "details": e.details,
+            "id": e.id,
+            "at": e.at,
+            "action": e.action,
+            "actor_user_id": e.actor_user_id,
+            "credential_id": e.credential_id,
+            "target": e.target,
+            "ip": e.ip,
+            "details": e.details,
         }
         for e in list_events(sc.db, org_id=sc.org.id, credential_id=credential, limit=limit)
     ]

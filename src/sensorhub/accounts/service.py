@@ -155,7 +155,12 @@ def _check_role(role: str) -> Role:
 
 
 def set_membership(
-    s: Session, user: User, org: Organisation, role: str, invalidate: Invalidate, actor_role: str | None = None
+    s: Session,
+    user: User,
+    org: Organisation,
+    role: str,
+    invalidate: Invalidate,
+    actor_role: str | None = None,
 ) -> Membership:
     """Add ``user`` to ``org`` with ``role``, or change its role."""
     r = _check_role(role)
@@ -180,7 +185,9 @@ def _ensure_other_owner(s: Session, org: Organisation, leaving_user_id: str) -> 
     owners = s.scalar(
         select(func.count())
         .select_from(Membership)
-        .where(Membership.org_id == org.id, Membership.role == Role.owner, Membership.user_id != leaving_user_id)
+        .where(
+            Membership.org_id == org.id, Membership.role == Role.owner, Membership.user_id != leaving_user_id
+        )
     )
     if not owners:
         raise Conflict("an organisation must keep at least one owner; make someone else owner first")
@@ -308,7 +315,9 @@ def list_grants(s: Session, org: Organisation, user_id: str | None = None) -> li
     return list(s.scalars(q.order_by(Grant.created_at)))
 
 
-def delete_grant(s: Session, org: Organisation, grant_id: str, actor_id: str | None, invalidate: Invalidate) -> None:
+def delete_grant(
+    s: Session, org: Organisation, grant_id: str, actor_id: str | None, invalidate: Invalidate
+) -> None:
     g = s.scalar(select(Grant).where(Grant.id == grant_id, Grant.org_id == org.id))
     if g is None:
         raise NotFound(f"grant '{grant_id}' not found in '{org.slug}'")
@@ -316,5 +325,3 @@ def delete_grant(s: Session, org: Organisation, grant_id: str, actor_id: str | N
     s.flush()
     record(s, "grant.delete", org_id=org.id, actor_user_id=actor_id, target=grant_id)
     on_commit(s, invalidate)
-
-

@@ -168,4 +168,6 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return render(request, E.SensorhubError("Internal error; the errorId identifies it in the server log"))
+        return render(
+            request, E.SensorhubError("Internal error; the errorId identifies it in the server log")
+        )

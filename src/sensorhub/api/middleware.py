@@ -29,7 +29,9 @@ def _carries_credential(headers: dict[bytes, bytes], query: bytes) -> bool:
     if b"sensorhub_session=" in headers.get(b"cookie", b""):
         return True
     # Decoded like Starlette decodes query_params (``%74oken`` is ``token``).
-    return bool(query) and any(k == "token" for k, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True))
+    return bool(query) and any(
+        k == "token" for k, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+    )
 
 
 class RequestContextMiddleware:
@@ -72,7 +74,9 @@ class RequestContextMiddleware:
 
         hsts = self.hsts
         path: str = scope.get("path", "")
-        no_store = path.startswith(NO_STORE_PREFIXES) or _carries_credential(headers, scope.get("query_string", b""))
+        no_store = path.startswith(NO_STORE_PREFIXES) or _carries_credential(
+            headers, scope.get("query_string", b"")
+        )
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":

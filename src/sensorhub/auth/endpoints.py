@@ -49,7 +49,9 @@ def check_login_budget(request: Request, email: str) -> None:
     for key, limit in _login_keys(request, email):
         d = limiter.peek(key, limit, LOGIN_WINDOW)
         if not d.allowed:
-            raise RateLimited("Too many failed logins; wait a few minutes and try again", retry_after=d.retry_after)
+            raise RateLimited(
+                "Too many failed logins; wait a few minutes and try again", retry_after=d.retry_after
+            )
 
 
 def note_failed_login(request: Request, email: str) -> None:
@@ -77,17 +79,22 @@ def user_summary(db: Session, sc_user: Any) -> dict[str, Any]:
         "email": sc_user.email,
         "name": sc_user.name,
         "organisations": [
-            {"id": o.id, "slug": o.slug, "name": o.name, "role": m.role} for m, o in memberships_of(db, sc_user.id)
+            {"id": o.id, "slug": o.slug, "name": o.name, "role": m.role}
+            for m, o in memberships_of(db, sc_user.id)
         ],
     }
 
 
 @router.post("/api/auth/login", dependencies=[Depends(Public())])
-def login(body: LoginBody, request: Request, response: Response, db: Session = Depends(get_db)) -> dict[str, Any]:
+def login(
+    body: LoginBody, request: Request, response: Response, db: Session = Depends(get_db)
+) -> dict[str, Any]:
     """Start a session. The answer's ``csrf_token`` must be sent as ``X-CSRF-Token`` on unsafe requests."""
     c = ctx(request)
     check_login_budget(request, body.email)
-    done = sessions.login(db, body.email, body.password, request_ip(request), c.settings.session_lifetime_hours)
+    done = sessions.login(
+        db, body.email, body.password, request_ip(request), c.settings.session_lifetime_hours
+    )
     if done is None:
         note_failed_login(request, body.email)
         db.rollback()

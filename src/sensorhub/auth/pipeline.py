@@ -98,7 +98,9 @@ class Authenticator:
         answered 429 instead of 401. Only failures are limited here: a valid credential is never
         refused because its address also sent garbage (it has its own per-credential budget)."""
         self.failures[reason] += 1
-        d = self.limiter.hit(f"authfail:{ip}", self.settings.failed_auth_limit, self.settings.failed_auth_window_seconds)
+        d = self.limiter.hit(
+            f"authfail:{ip}", self.settings.failed_auth_limit, self.settings.failed_auth_window_seconds
+        )
         log.info("authentication failed: reason=%s ip=%s path=%s", reason, ip, request.url.path)
         if not d.allowed:
             raise RateLimited(

@@ -164,4 +164,10 @@ def parse_networks(values: Sequence[str]) -> tuple[IPNetwork, ...]:
     return tuple(nets)
 
 
-RESTRICTION_KINDS: tuple[type[Restriction], ...] = (Organisations, Workspaces, Entities, TimeWindow, AllowedIPs)
+RESTRICTION_KINDS: tuple[type[Restriction], ...] = (
+    Organisations,
+    Workspaces,
+    Entities,
+    TimeWindow,
+    AllowedIPs,
+)

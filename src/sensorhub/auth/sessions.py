@@ -42,7 +42,11 @@ def login(s: Session, email: str, password: str, ip: str | None, lifetime_hours:
     csrf = secrets.token_urlsafe(32)
     now = utcnow()
     ws = WebSession(
-        digest=_digest(cookie), user_id=user.id, csrf_token=csrf, expires_at=now + timedelta(hours=lifetime_hours), ip=ip
+        digest=_digest(cookie),
+        user_id=user.id,
+        csrf_token=csrf,
+        expires_at=now + timedelta(hours=lifetime_hours),
+        ip=ip,
     )
     s.add(ws)
     s.execute(delete(WebSession).where(WebSession.user_id == user.id, WebSession.expires_at < now))
@@ -53,7 +57,9 @@ def login(s: Session, email: str, password: str, ip: str | None, lifetime_hours:
 
 def lookup(s: Session, cookie: str) -> tuple[WebSession, User] | None:
     row = s.execute(
-        select(WebSession, User).join(User, User.id == WebSession.user_id).where(WebSession.digest == _digest(cookie))
+        select(WebSession, User)
+        .join(User, User.id == WebSession.user_id)
+        .where(WebSession.digest == _digest(cookie))
     ).first()
     if row is None:
         return None

@@ -103,7 +103,9 @@ def query_from_body(body: Any) -> EntityQuery:
             raise BadRequest(f"'{k}' is not supported by this server")
     unknown = sorted(set(body) - QUERY_MEMBERS)
     if unknown:
-        raise BadRequest(f"unknown Query member {unknown[0]!r}; a Query may hold {', '.join(sorted(QUERY_MEMBERS))}")
+        raise BadRequest(
+            f"unknown Query member {unknown[0]!r}; a Query may hold {', '.join(sorted(QUERY_MEMBERS))}"
+        )
     selectors: list[Selector] = []
     ents = body.get("entities")
     if ents is not None:
@@ -116,7 +118,9 @@ def query_from_body(body: Any) -> EntityQuery:
                 raise BadRequest(f"entities[{i}] must be an object with type, id or idPattern")
             extra = sorted(set(sel) - SELECTOR_MEMBERS)
             if extra:
-                raise BadRequest(f"unknown member entities[{i}].{extra[0]}; a selector may hold type, id, idPattern")
+                raise BadRequest(
+                    f"unknown member entities[{i}].{extra[0]}; a selector may hold type, id, idPattern"
+                )
             t, eid, pat = sel.get("type"), sel.get("id"), sel.get("idPattern")
             for name, v in (("type", t), ("id", eid), ("idPattern", pat)):
                 if v is not None and not isinstance(v, str):

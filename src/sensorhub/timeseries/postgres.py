@@ -114,7 +114,9 @@ class PostgresStore(TimeseriesStore):
         try:
             with engine.connect() as conn, conn.begin():  # type: ignore[union-attr]
                 conn.exec_driver_sql("SET LOCAL lock_timeout = '500ms'")
-                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('sensorhub.measurements.partitions'))")
+                conn.exec_driver_sql(
+                    "SELECT pg_advisory_xact_lock(hashtext('sensorhub.measurements.partitions'))"
+                )
                 for name, lo, hi in missing:
                     conn.exec_driver_sql(_create_partition_sql(name, lo, hi))
             return True

@@ -58,9 +58,9 @@ class RollupDelta:
 # Column order of a rollup row after ``series_id`` (the tables, the stores' SQL and RollupDelta agree).
 ROLLUP_FIELDS = ("bucket_start", "count", "sum", "min", "max", "first_ts", "first", "last_ts", "last")
 # Quoted: count, sum, min, max, first and last are SQL keywords or function names.
-ROLLUP_COLUMNS_SQL = "(series_id, " + ", ".join(
-    f if f.endswith(("_ts", "_start")) else f'"{f}"' for f in ROLLUP_FIELDS
-) + ")"
+ROLLUP_COLUMNS_SQL = (
+    "(series_id, " + ", ".join(f if f.endswith(("_ts", "_start")) else f'"{f}"' for f in ROLLUP_FIELDS) + ")"
+)
 
 
 def rollup_delta(ts: I64, values: F64, width: int) -> RollupDelta:

@@ -17,7 +17,9 @@ router = APIRouter(tags=["tokens"])
 
 
 @router.post("/api/tokens", status_code=201, response_model=TokenCreated)
-def create_token(body: TokenCreate, request: Request, sc: SessionContext = Depends(RequireSession())) -> TokenCreated:
+def create_token(
+    body: TokenCreate, request: Request, sc: SessionContext = Depends(RequireSession())
+) -> TokenCreated:
     """Create a Personal Access Token. The secret is in ``token`` and is shown only in this response."""
     settings = ctx(request).settings
     minted = service.create_pat(
@@ -66,7 +68,9 @@ def revoke_token(token_id: str, request: Request, sc: SessionContext = Depends(R
 
 
 @router.post("/api/tokens/{token_id}/rotate", response_model=TokenCreated)
-def rotate_token(token_id: str, request: Request, sc: SessionContext = Depends(RequireSession())) -> TokenCreated:
+def rotate_token(
+    token_id: str, request: Request, sc: SessionContext = Depends(RequireSession())
+) -> TokenCreated:
     """A new secret with the same settings; the old secret stops working at once."""
     c = ctx(request)
     cred = service.get_pat(sc.db, sc.user.id, token_id)

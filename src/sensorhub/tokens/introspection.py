@@ -52,7 +52,9 @@ def describe(principal: Principal, now: datetime) -> dict[str, Any]:
         "kind": principal.kind,
         "name": principal.name,
         "owner": {
-            "type": "organisation" if principal.kind == "key" else ("api_user" if principal.is_api_user else "user"),
+            "type": "organisation"
+            if principal.kind == "key"
+            else ("api_user" if principal.is_api_user else "user"),
             "id": principal.key_org_id if principal.kind == "key" else principal.user_id,
             "name": principal.owner_label,
         },
@@ -60,14 +62,22 @@ def describe(principal: Principal, now: datetime) -> dict[str, Any]:
         "effective_scopes": sorted(principal.scopes),
         "missing_scopes": sorted(ALL_SCOPES - principal.scopes),
         "organisations": [
-            {"id": o.id, "slug": o.slug, "name": o.name, "role": o.role, "scopes": sorted(principal.org_scopes.get(o.id, ()))}
+            {
+                "id": o.id,
+                "slug": o.slug,
+                "name": o.name,
+                "role": o.role,
+                "scopes": sorted(principal.org_scopes.get(o.id, ())),
+            }
             for o in principal.orgs.values()
         ],
         "grants": managements(principal),
         "restrictions": {r.kind: r.to_json() for r in principal.restrictions},
         "created_at": _iso(principal.created_at),
         "expires_at": _iso(principal.expires_at),
-        "expires_in_seconds": int((principal.expires_at - now).total_seconds()) if principal.expires_at else None,
+        "expires_in_seconds": int((principal.expires_at - now).total_seconds())
+        if principal.expires_at
+        else None,
         "rate_limit_per_minute": principal.rate_limit_per_minute,
         "export_row_cap": principal.export_row_cap,
     }

@@ -72,7 +72,9 @@ def resolve_expiry(
     ``min(org policy caps, hard_max_days)`` whether it is given as ``expires_in_days``, as
     ``expires_at`` or left to the default; ``never`` is a separate, explicit opt-in of every
     organisation reached (and none may cap lifetime). A far-away date is not a way around that."""
-    given = sum(x is not None and x is not False for x in (spec.expires_in_days, spec.expires_at, spec.never or None))
+    given = sum(
+        x is not None and x is not False for x in (spec.expires_in_days, spec.expires_at, spec.never or None)
+    )
     if given > 1:
         raise BadRequest("give only one of expires_in_days, expires_at and never")
     org_cap = policy.max_days
@@ -166,7 +168,9 @@ def _build_restrictions(
             if not cand:
                 raise BadRequest(f"workspace '{ref}' not found in {', '.join(o.slug for o in reach)}")
             if len(cand) > 1:
-                raise BadRequest(f"workspace '{ref}' exists in several organisations; write it as org/workspace")
+                raise BadRequest(
+                    f"workspace '{ref}' exists in several organisations; write it as org/workspace"
+                )
             picked[cand[0].id] = cand[0].org_id
         out.append(R.Workspaces(picked))
     if spec.entities:
@@ -269,7 +273,9 @@ def create_pat(
     scope_list = _scopes(scopes)
     memberships = user_orgs(s, owner.id)
     if not memberships:
-        raise BadRequest(f"'{owner.display}' is not a member of any organisation, so a token would reach nothing")
+        raise BadRequest(
+            f"'{owner.display}' is not a member of any organisation, so a token would reach nothing"
+        )
     orgs = [o for o, _ in memberships]
     stored, reach = _build_restrictions(s, restrictions, orgs)
     roles = {o.id: r for o, r in memberships}
@@ -384,7 +390,9 @@ def list_api_keys(s: Session, org_id: str, include_revoked: bool = True) -> list
 
 def get_pat(s: Session, user_id: str, cred_id: str) -> Credential:
     c = s.scalar(
-        select(Credential).where(Credential.id == cred_id, Credential.user_id == user_id, Credential.kind == "pat")
+        select(Credential).where(
+            Credential.id == cred_id, Credential.user_id == user_id, Credential.kind == "pat"
+        )
     )
     if c is None:
         raise NotFound(f"token '{cred_id}' not found")
@@ -393,7 +401,9 @@ def get_pat(s: Session, user_id: str, cred_id: str) -> Credential:
 
 def get_api_key(s: Session, org_id: str, cred_id: str) -> Credential:
     c = s.scalar(
-        select(Credential).where(Credential.id == cred_id, Credential.org_id == org_id, Credential.kind == "key")
+        select(Credential).where(
+            Credential.id == cred_id, Credential.org_id == org_id, Credential.kind == "key"
+        )
     )
     if c is None:
         raise NotFound(f"API key '{cred_id}' not found")
@@ -431,7 +441,15 @@ def revoke(
     cred.revoked_by = actor_id
     s.flush()
     for org_id in _audit_orgs(s, cred):
-        record(s, "token.revoke", org_id=org_id, actor_user_id=actor_id, credential_id=cred.id, target=cred.name, ip=ip)
+        record(
+            s,
+            "token.revoke",
+            org_id=org_id,
+            actor_user_id=actor_id,
+            credential_id=cred.id,
+            target=cred.name,
+            ip=ip,
+        )
     on_commit(s, invalidate)
     return cred
 
@@ -479,7 +497,9 @@ def rotate(
         lifetime = cred.expires_at - cred.created_at
         days = max(1, min(MAX_DAYS, round(lifetime.total_seconds() / 86400)))
         spec = ExpirySpec(expires_in_days=min(days, cap) if cap else days)
-    expires_at = resolve_expiry(spec, policy, settings.default_token_lifetime_days, now, settings.max_token_lifetime_days)
+    expires_at = resolve_expiry(
+        spec, policy, settings.default_token_lifetime_days, now, settings.max_token_lifetime_days
+    )
     cred.revoked_at = now
     cred.revoked_by = actor_id
     s.flush()  # free the name before the new credential takes it
