@@ -64,7 +64,7 @@ def setup(workdir: Path, rows: int, series: int) -> None:
     from sensorhub.entities.models import Entity
     from sensorhub.migrate import upgrade
     from sensorhub.timeseries.service import bulk_insert, get_or_create_series
-    from sensorhub.timeseries.timeutil import to_us
+    from sensorhub.kit.time import to_us
 
     marker = workdir / f"ready-{rows}-{series}"
     if marker.exists():

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from sensorhub.auth.token_format import digest
 from sensorhub.entities.models import Entity
 from sensorhub.timeseries.service import bulk_insert, get_or_create_series
-from sensorhub.timeseries.timeutil import to_us
+from sensorhub.kit.time import to_us
 from sensorhub.tokens import service as tokens
 from sensorhub.tokens.models import Credential
 from tests.builders import World, bearer

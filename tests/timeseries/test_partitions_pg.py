@@ -12,7 +12,7 @@ from sensorhub.config import Settings
 from sensorhub.context import AppContext
 from sensorhub.entities.models import Entity
 from sensorhub.timeseries import service
-from sensorhub.timeseries.timeutil import to_us
+from sensorhub.kit.time import to_us
 from tests.builders import World
 
 

@@ -15,7 +15,7 @@ from sensorhub.timeseries.models import ROLLUP_LEVELS, Series
 from sensorhub.timeseries.query import choose_bucket_us, pieces, read_aggregated, read_series
 from sensorhub.timeseries.rollups import AGGREGATIONS, aggregate_points
 from sensorhub.timeseries.store import store_for
-from sensorhub.timeseries.timeutil import from_us, to_us
+from sensorhub.kit.time import from_us, to_us
 from tests.builders import World
 
 T0 = to_us(datetime(2024, 1, 1, tzinfo=UTC))

@@ -14,7 +14,7 @@ import numpy as np
 from fastapi.testclient import TestClient
 
 from sensorhub.auth.token_format import scanner_regex
-from sensorhub.timeseries.timeutil import to_us
+from sensorhub.kit.time import to_us
 from tests.builders import PASSWORD, World, bearer
 from tests.web.helpers import revealed, seed_series, web_login
 

@@ -48,7 +48,7 @@ from sensorhub.export.writers import (
 from sensorhub.timeseries.models import Series
 from sensorhub.timeseries.rollups import AGGREGATIONS
 from sensorhub.timeseries.service import iter_bucket_batches, iter_raw_batches
-from sensorhub.timeseries.timeutil import parse_time
+from sensorhub.kit.time import parse_time
 from sensorhub.tokens.models import Credential
 
 log = logging.getLogger("sensorhub.export")

@@ -24,7 +24,7 @@ from sensorhub.schemas import StrictModel
 from sensorhub.timeseries import formats, ingest, leaf, reads, telemetry
 from sensorhub.timeseries.names import MAX_ATTRIBUTE_LENGTH, MAX_DEVICE_REF_LENGTH
 from sensorhub.timeseries.query import DEFAULT_RESOLUTION, MAX_RESOLUTION
-from sensorhub.timeseries.timeutil import parse_time
+from sensorhub.kit.time import parse_time
 
 router = APIRouter()
 

@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from sensorhub.errors import BadRequest
 from sensorhub.timeseries.reads import Frame
-from sensorhub.timeseries.timeutil import iso, iso_array
+from sensorhub.kit.time import iso, iso_array
 
 ARROW = "application/vnd.apache.arrow.stream"
 CSV = "text/csv"

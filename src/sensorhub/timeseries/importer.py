@@ -31,7 +31,7 @@ from sensorhub.entities.models import Entity
 from sensorhub.errors import BadRequest, NotFound
 from sensorhub.timeseries.names import check_attribute_name, check_device_ref
 from sensorhub.timeseries.service import bulk_insert, get_or_create_series
-from sensorhub.timeseries.timeutil import MAX_US, MIN_US, RANGE_TEXT, iso, parse_iso, to_us
+from sensorhub.kit.time import MAX_US, MIN_US, RANGE_TEXT, iso, parse_iso, to_us
 
 LONG_COLUMNS = ("entity_id", "attribute", "timestamp", "value")
 UTC_US = pa.timestamp("us", tz="UTC")

@@ -56,7 +56,7 @@ from sensorhub.timeseries.service import (
     bulk_insert,
     get_or_create_series,
 )
-from sensorhub.timeseries.timeutil import check_points_in_range, iso, opt_us, parse_iso, to_us
+from sensorhub.kit.time import check_points_in_range, iso, opt_us, parse_iso, to_us
 
 RECORD_FIELDS = frozenset({"timestamp", "topic", "data"})
 RESERVED_KEYS = RESERVED_NAMES

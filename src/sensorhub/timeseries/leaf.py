@@ -30,7 +30,7 @@ from sensorhub.errors import BadRequest, NotFound
 from sensorhub.timeseries.models import Series
 from sensorhub.timeseries.reads import windows_us
 from sensorhub.timeseries.store import store_for
-from sensorhub.timeseries.timeutil import iso_array, opt_us, parse_time, to_us
+from sensorhub.kit.time import iso_array, opt_us, parse_time, to_us
 
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 10_000

@@ -28,7 +28,7 @@ from sensorhub.timeseries.names import check_attribute_name
 from sensorhub.timeseries.query import WindowUS, read_aggregated
 from sensorhub.timeseries.rollups import F64, I64, check_aggregation, rollup_delta
 from sensorhub.timeseries.store import BATCH_SCHEMA, TimeseriesStore, store_for
-from sensorhub.timeseries.timeutil import check_points_in_range, to_us
+from sensorhub.kit.time import check_points_in_range, to_us
 
 __all__ = [
     "BATCH_SCHEMA",

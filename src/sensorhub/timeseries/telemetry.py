@@ -21,7 +21,7 @@ from sensorhub.entities.models import Entity
 from sensorhub.errors import BadRequest, NotFound
 from sensorhub.timeseries.models import Series
 from sensorhub.timeseries.store import TimeseriesStore, store_for
-from sensorhub.timeseries.timeutil import iso, opt_us, parse_time, to_us
+from sensorhub.kit.time import iso, opt_us, parse_time, to_us
 
 MAX_PAGE = 1000
 MAX_OFFSET = 1_000_000

@@ -37,7 +37,7 @@ from sensorhub.errors import BadRequest, RateLimited, SensorhubError
 from sensorhub.net import is_https
 from sensorhub.timeseries.models import Series
 from sensorhub.timeseries.reads import entity_data
-from sensorhub.timeseries.timeutil import MAX_TIME, MIN_TIME, RANGE_TEXT, clamp_us, display_time, from_us
+from sensorhub.kit.time import MAX_TIME, MIN_TIME, RANGE_TEXT, clamp_us, display_time, from_us
 from sensorhub.tokens import service as tokens
 from sensorhub.tokens.service import Minted
 from sensorhub.web import forms, snippets

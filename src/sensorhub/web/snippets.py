@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, urlencode
 
-from sensorhub.timeseries.timeutil import MAX_TIME, MIN_TIME
+from sensorhub.kit.time import MAX_TIME, MIN_TIME
 
 PLACEHOLDER_TOKEN = "paste-your-token-here"  # noqa: S105  (a placeholder, not a secret)
 DEFAULT_ENTITY = "urn:ngsi-ld:WeatherObserved:station-1"
