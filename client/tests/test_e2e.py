@@ -175,9 +175,11 @@ def test_query_aligns_named_series(c):
 def test_latest_values_grants_and_introspection(c):
     devices = c.devices()
     assert devices and devices == c.latest()
+    assert c.devices(page_size=1) == devices  # one device per request, every page read
     one = c.device(devices[0]["id"])
     assert one["id"] == devices[0]["id"]
     sensors = c.sensors()
+    assert len(sensors) > 2 and c.sensors(page_size=2) == sensors
     assert c.sensor(sensors[0]["id"])["id"] == sensors[0]["id"]
     assert c.managements()
     me = c.whoami()

@@ -127,6 +127,13 @@ class AsyncClient:
                 call.method, url, json=call.json, headers=call.headers, idempotent=call.idempotent
             )
 
+    async def _offset_pages(self, path: str, page_size: int) -> list[JSONDict]:
+        """Every row of a limit/offset route, page after page until a short one."""
+        pager = _core.OffsetPager(path, page_size)
+        while not pager.done:
+            pager.add(await self._send(pager.call()))
+        return pager.rows
+
     # --- NGSI-LD entities ----------------------------------------------------------------------
 
     async def entities(
@@ -252,9 +259,10 @@ class AsyncClient:
 
     # --- telemetry (latest values) -------------------------------------------------------------
 
-    async def devices(self) -> list[JSONDict]:
-        """Every device this token may see, with its latest values, timestamps and units."""
-        return _core.json_list(await self._send(_core.Call("GET", "/api/devices")), "/api/devices")
+    async def devices(self, page_size: int = _core.MAX_OFFSET_PAGE) -> list[JSONDict]:
+        """Every device this token may see, with its latest values, timestamps and units, across every page
+        (``limit``/``offset``, ``page_size`` rows per request)."""
+        return await self._offset_pages("/api/devices", page_size)
 
     latest = devices
 
@@ -263,9 +271,10 @@ class AsyncClient:
         call = _core.Call("GET", f"/api/devices/{_core.path_segment(device_id)}")
         return _core.json_object(await self._send(call), "/api/devices/{id}")
 
-    async def sensors(self) -> list[JSONDict]:
-        """Every sensor with its latest reading, timestamp and unit."""
-        return _core.json_list(await self._send(_core.Call("GET", "/api/sensors")), "/api/sensors")
+    async def sensors(self, page_size: int = _core.MAX_OFFSET_PAGE) -> list[JSONDict]:
+        """Every sensor with its latest reading, timestamp and unit, across every page
+        (``limit``/``offset``, ``page_size`` rows per request)."""
+        return await self._offset_pages("/api/sensors", page_size)
 
     async def sensor(self, sensor_id: str) -> JSONDict:
         """One sensor's latest reading."""

@@ -132,6 +132,13 @@ class Client:
                 call.method, url, json=call.json, headers=call.headers, idempotent=call.idempotent
             )
 
+    def _offset_pages(self, path: str, page_size: int) -> list[JSONDict]:
+        """Every row of a limit/offset route, page after page until a short one."""
+        pager = _core.OffsetPager(path, page_size)
+        while not pager.done:
+            pager.add(self._send(pager.call()))
+        return pager.rows
+
     # --- NGSI-LD entities ----------------------------------------------------------------------
 
     def entities(
@@ -257,9 +264,10 @@ class Client:
 
     # --- telemetry (latest values) -------------------------------------------------------------
 
-    def devices(self) -> list[JSONDict]:
-        """Every device this token may see, with its latest values, timestamps and units."""
-        return _core.json_list(self._send(_core.Call("GET", "/api/devices")), "/api/devices")
+    def devices(self, page_size: int = _core.MAX_OFFSET_PAGE) -> list[JSONDict]:
+        """Every device this token may see, with its latest values, timestamps and units, across every page
+        (``limit``/``offset``, ``page_size`` rows per request)."""
+        return self._offset_pages("/api/devices", page_size)
 
     latest = devices
 
@@ -268,9 +276,10 @@ class Client:
         call = _core.Call("GET", f"/api/devices/{_core.path_segment(device_id)}")
         return _core.json_object(self._send(call), "/api/devices/{id}")
 
-    def sensors(self) -> list[JSONDict]:
-        """Every sensor with its latest reading, timestamp and unit."""
-        return _core.json_list(self._send(_core.Call("GET", "/api/sensors")), "/api/sensors")
+    def sensors(self, page_size: int = _core.MAX_OFFSET_PAGE) -> list[JSONDict]:
+        """Every sensor with its latest reading, timestamp and unit, across every page
+        (``limit``/``offset``, ``page_size`` rows per request)."""
+        return self._offset_pages("/api/sensors", page_size)
 
     def sensor(self, sensor_id: str) -> JSONDict:
         """One sensor's latest reading."""

@@ -179,6 +179,43 @@ class PageGuard:
         self._seen.add(key)
 
 
+#: The largest ``limit`` the limit/offset routes (``/api/devices``, ``/api/sensors``) accept.
+MAX_OFFSET_PAGE = 1000
+
+
+def offset_page_call(path: str, page_size: int, offset: int) -> Call:
+    """One page of a limit/offset route. These routes send no ``Link`` header: a page shorter than
+    ``limit`` is the last one (see :class:`OffsetPager`)."""
+    return Call("GET", path, params=_params(limit=page_size, offset=offset))
+
+
+class OffsetPager:
+    """Walks a limit/offset route: hands out the next call until a short page says it was the last."""
+
+    def __init__(self, path: str, page_size: int) -> None:
+        if not 1 <= page_size <= MAX_OFFSET_PAGE:
+            raise ValueError(f"page_size must be between 1 and {MAX_OFFSET_PAGE}")
+        self.path, self.page_size = path, page_size
+        self.rows: list[JSONDict] = []
+        self._offset = 0
+        self._previous: list[JSONDict] | None = None
+        self.done = False
+
+    def call(self) -> Call:
+        return offset_page_call(self.path, self.page_size, self._offset)
+
+    def add(self, response: httpx.Response) -> None:
+        """Take in one page's answer; ``done`` once it held fewer rows than asked for."""
+        page = json_list(response, self.path)
+        if page and page == self._previous:
+            # A server that ignores ``offset`` would otherwise be read forever.
+            raise SensorhubError(f"{self.path} answered the same page for offset {self._offset}")
+        self.rows.extend(page)
+        self._previous = page
+        self._offset += len(page)
+        self.done = len(page) < self.page_size
+
+
 def json_list(response: httpx.Response, what: str) -> list[JSONDict]:
     body = response.json()
     if not isinstance(body, list):
