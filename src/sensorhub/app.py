@@ -1,31 +1,45 @@
-"""The ASGI application factory."""
+"""The ASGI application factory: what runs, in which order, readable top to bottom.
+
+``create_app`` adds the middleware (outermost last), the routers, the API docs and the web UI; its
+lifespan runs the background steps (the Redis invalidation bus, the export cleanup task) and releases
+the database when the app stops.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from typing import Any
 
-from fastapi import APIRouter, FastAPI
+import fastapi_offline
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 
-from sensorhub import __version__, bus, metrics, web
+from sensorhub import __version__, web
 from sensorhub.accounts.endpoints import router as accounts_router
 from sensorhub.api import errors as api_errors
 from sensorhub.api.health import router as health_router
 from sensorhub.api.middleware import RequestContextMiddleware
 from sensorhub.api.openapi import build_openapi
-from sensorhub.audit import usage as audit_usage
+from sensorhub.audit.usage import TokenUseAuditMiddleware
+from sensorhub.auth.dependencies import Public
 from sensorhub.auth.endpoints import router as session_router
+from sensorhub.bus import RedisBus
 from sensorhub.config import Settings
 from sensorhub.context import AppContext
 from sensorhub.entities.endpoints import router as entities_router
 from sensorhub.export import endpoints as export_endpoints
+from sensorhub.export.stores import ExportStore, store_from_settings
 from sensorhub.logs import install_redaction
+from sensorhub.metrics import MetricsMiddleware
 from sensorhub.timeseries.endpoints import router as timeseries_router
 from sensorhub.tokens.endpoints import router as tokens_router
 
-# Every router of the application. Domain packages append theirs here (one line each).
+# Every API router of the application, one line each.
 ROUTERS: list[APIRouter] = [
     health_router,
     session_router,
@@ -49,17 +63,16 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     settings = settings or Settings()
     install_redaction(settings.token_prefix)
     ctx = context or AppContext.build(settings)
+    export_store = store_from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        for hook in app.state.startup_hooks:
-            await hook(app)
-        try:
+        async with AsyncExitStack() as steps:
+            if ctx.bus is not None:
+                await steps.enter_async_context(_redis_bus(ctx.bus))
+            await steps.enter_async_context(_export_cleanup(ctx, export_store))
             yield
-        finally:
-            for hook in reversed(app.state.shutdown_hooks):
-                await hook(app)
-            ctx.db.dispose()
+        ctx.db.dispose()
 
     app = FastAPI(
         title="sensorhub",
@@ -72,37 +85,55 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         swagger_ui_parameters={"persistAuthorization": True},
     )
     app.state.ctx = ctx
-    app.state.startup_hooks = []
-    app.state.shutdown_hooks = []
-    app.state.readiness_probes = {}
+    app.state.export_store = export_store
+    # Extra /readyz checks by name (the database and the export store are always checked).
+    app.state.readiness_probes = {"redis": ctx.bus.probe} if ctx.bus is not None else {}
     api_errors.install(app)
+    # Middleware: the last added runs outermost.
     app.add_middleware(
         RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, hsts=settings.require_https
     )
+    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(TokenUseAuditMiddleware)
     for r in ROUTERS:
         app.include_router(r)
     _mount_docs(app)
-    for extend in EXTENSIONS:
-        extend(app, ctx)
+    web.install(app, ctx)  # the HTML pages, their static files and their error pages
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app
 
 
-# Callables run at app creation (e.g. web UI mounting, Redis bus, metrics): ``fn(app, ctx)``.
-EXTENSIONS: list[Any] = [bus.install, metrics.install, web.install, audit_usage.install]
-EXTENSIONS.append(export_endpoints.install)
+@asynccontextmanager
+async def _redis_bus(bus: RedisBus) -> AsyncIterator[None]:
+    """Lifespan step: the Redis subscriber thread runs while the app does."""
+    bus.start()
+    # Give the first subscription a moment so the first requests can use the cache; not fatal.
+    for _ in range(40):
+        if bus.healthy():
+            break
+        await asyncio.sleep(0.05)
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(bus.stop)
+
+
+@asynccontextmanager
+async def _export_cleanup(ctx: AppContext, store: ExportStore) -> AsyncIterator[None]:
+    """Lifespan step: a task deleting expired export files while the app runs."""
+    task = asyncio.create_task(
+        export_endpoints.cleanup_periodically(ctx, store), name="sensorhub-export-cleanup"
+    )
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def _mount_docs(app: FastAPI) -> None:
     """Swagger UI at /api/docs with its assets served by us (the bundle ships in fastapi-offline)."""
-    import fastapi_offline
-    from fastapi import Depends
-    from fastapi.openapi.docs import get_swagger_ui_html
-    from fastapi.responses import HTMLResponse
-    from fastapi.staticfiles import StaticFiles
-
-    from sensorhub.auth.dependencies import Public
-
     static = Path(fastapi_offline.__file__).parent / "static"
     app.mount("/api/docs/static", StaticFiles(directory=static), name="swagger-static")
 

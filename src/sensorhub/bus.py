@@ -26,12 +26,11 @@ interval per credential; the database keeps the latest).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
@@ -40,12 +39,7 @@ from redis.retry import Retry
 from sensorhub import metrics
 from sensorhub.auth.cache import AuthCache
 from sensorhub.auth.ratelimit import RateDecision, RateLimiter, fixed_window
-
-if TYPE_CHECKING:
-    from fastapi import FastAPI
-
-    from sensorhub.config import Settings
-    from sensorhub.context import AppContext
+from sensorhub.config import Settings
 
 log = logging.getLogger("sensorhub.bus")
 
@@ -268,25 +262,3 @@ def wire(settings: Settings, cache: AuthCache, fallback: RateLimiter) -> tuple[R
     cache.bypass = bus.bypass
     limiter = RedisRateLimiter(bus.client, settings.redis_prefix, fallback, usable=bus.healthy)
     return bus, limiter
-
-
-def install(app: FastAPI, ctx: AppContext) -> None:
-    """App extension: run the subscriber with the app and report it in ``/readyz``."""
-    bus: RedisBus | None = getattr(ctx, "bus", None)
-    if bus is None:
-        return
-
-    async def start(app: FastAPI) -> None:
-        bus.start()
-        # Give the first subscription a moment so the first requests can use the cache; not fatal.
-        for _ in range(40):
-            if bus.healthy():
-                break
-            await asyncio.sleep(0.05)
-
-    async def stop(app: FastAPI) -> None:
-        await asyncio.to_thread(bus.stop)
-
-    app.state.startup_hooks.append(start)
-    app.state.shutdown_hooks.append(stop)
-    app.state.readiness_probes["redis"] = bus.probe

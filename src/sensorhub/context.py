@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from sensorhub.auth.cache import AuthCache
 from sensorhub.auth.pipeline import Authenticator
 from sensorhub.auth.ratelimit import MemoryRateLimiter, RateLimiter
 from sensorhub.auth.usage import UsageTracker
+from sensorhub.bus import RedisBus, wire
 from sensorhub.config import Settings
 from sensorhub.db import Database
 
@@ -26,11 +26,13 @@ class AppContext:
     auth: Authenticator
     # Extra invalidation fan-out (e.g. Redis pub/sub), called after the local cache is cleared.
     broadcasters: list[Callable[[], None]] = field(default_factory=list)
-    # The Redis bus (sensorhub.bus.RedisBus) when SENSORHUB_REDIS_URL is set; its thread runs with the app.
-    bus: Any = None
+    # The Redis bus when SENSORHUB_REDIS_URL is set; its thread runs with the app (see sensorhub.app).
+    bus: RedisBus | None = None
 
     def invalidate_auth(self) -> None:
-        """Called after any committed change to credentials, users, memberships, grants or policies."""
+        """Drop cached credentials here and in every other process. Runs after the commit of every
+        transaction marked with :func:`sensorhub.db.auth_changed` (a change to credentials, users,
+        memberships, grants, workspaces or policies): registered on the database in :meth:`build`."""
         self.cache.invalidate()
         for b in self.broadcasters:
             b()
@@ -43,12 +45,11 @@ class AppContext:
         limiter: RateLimiter = MemoryRateLimiter()
         bus = None
         if settings.redis_url:
-            from sensorhub.bus import wire
-
             bus, limiter = wire(settings, cache, limiter)
         usage = UsageTracker(settings.last_used_debounce_seconds)
         auth = Authenticator(settings, db, cache, limiter, usage)
         ctx = cls(settings, db, cache, limiter, usage, auth, bus=bus)
+        db.auth_listeners.append(ctx.invalidate_auth)
         if bus is not None:
             ctx.broadcasters.append(bus.publish)
         return ctx

@@ -16,7 +16,7 @@ empty directory wiped at every service start) prometheus_client's multiprocess m
 values there and ``/metrics`` aggregates them, so one scrape through the load balancer sees the whole host.
 Without it every worker reports its own values only.
 
-``/metrics`` declares ``Public()`` (no credential: Prometheus does not carry tokens) and answers only
+``/metrics`` (routed in :mod:`sensorhub.api.health`) declares ``Public()`` (no credential: Prometheus does not carry tokens) and answers only
 clients whose resolved address is in ``SENSORHUB_METRICS_ALLOW`` (loopback and private networks by
 default); the deployment guide also blocks it at the proxy.
 """
@@ -27,9 +27,9 @@ import ipaddress
 import os
 import time
 from collections import Counter as _CollectionsCounter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Request
 from fastapi.responses import Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -44,11 +44,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sensorhub.errors import NotFound
 from sensorhub.net import client_ip
-
-if TYPE_CHECKING:
-    from fastapi import FastAPI
-
-    from sensorhub.context import AppContext
 
 http_requests = Counter(
     "sensorhub_http_requests_total",
@@ -161,29 +156,6 @@ def metrics_endpoint(request: Request) -> Response:
     return Response(generate_latest(_registry()), media_type=CONTENT_TYPE_LATEST)
 
 
-def make_router() -> APIRouter:
-    # Imported here: the auth package imports this module for its counters.
-    from sensorhub.auth.dependencies import Public
-
-    router = APIRouter(tags=["health"])
-    router.add_api_route(
-        "/metrics",
-        metrics_endpoint,
-        methods=["GET"],
-        dependencies=[Depends(Public())],
-        include_in_schema=False,
-    )
-    return router
-
-
-def install(app: FastAPI, ctx: AppContext) -> None:
-    """App extension: the middleware, the route, and the auth failure counter."""
-    app.add_middleware(MetricsMiddleware)
-    app.include_router(make_router())
-    if not isinstance(ctx.auth.failures, FailureCounter):
-        ctx.auth.failures = FailureCounter(ctx.auth.failures)
-
-
 def mark_process_dead(pid: int) -> None:
     """For gunicorn's ``child_exit`` hook in multiprocess mode (drops the dead worker's live gauges)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -199,6 +171,5 @@ __all__ = [
     "http_requests",
     "ingest_duplicates",
     "ingest_points",
-    "install",
-    "make_router",
+    "metrics_endpoint",
 ]

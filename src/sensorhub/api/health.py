@@ -12,12 +12,21 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import ORJSONResponse
 from sqlalchemy import text
 
-from sensorhub import __version__
+from sensorhub import __version__, metrics
 from sensorhub.api.deps import ctx
 from sensorhub.auth.dependencies import Public
 
 router = APIRouter(tags=["health"])
 
+
+# Prometheus scrapes carry no credential; the endpoint answers allowed addresses only (see sensorhub.metrics).
+router.add_api_route(
+    "/metrics",
+    metrics.metrics_endpoint,
+    methods=["GET"],
+    dependencies=[Depends(Public())],
+    include_in_schema=False,
+)
 
 _HEALTHY = orjson.dumps({"status": "ok", "version": __version__})
 

@@ -126,8 +126,3 @@ class TokenUseAuditMiddleware:
             await to_thread.run_sync(write)
         except Exception:  # auditing a use must never fail the request that is already answered
             log.warning("could not record token usage", exc_info=True)
-
-
-def install(app: Any, ctx: Any) -> None:
-    """Registered in :data:`sensorhub.app.EXTENSIONS`."""
-    app.add_middleware(TokenUseAuditMiddleware)

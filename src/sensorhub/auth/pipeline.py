@@ -9,12 +9,12 @@ Object-level checks (which entity, which time window) happen in the services thr
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from dataclasses import dataclass
 
 from anyio import to_thread
 from starlette.requests import Request
 
+from sensorhub import metrics
 from sensorhub.auth import token_format
 from sensorhub.auth.cache import AuthCache
 from sensorhub.auth.principal import Principal
@@ -56,7 +56,8 @@ class Authenticator:
         self.usage = usage
         self.prefix = settings.token_prefix
         self.proxies = tuple(settings.trusted_proxies)
-        self.failures: Counter[str] = Counter()
+        # Failures by reason, also counted in sensorhub_auth_failures_total.
+        self.failures = metrics.FailureCounter()
 
     # -- extraction -------------------------------------------------------------------------------
     def presented(self, request: Request, ip: str) -> Presented | None:
@@ -180,5 +181,5 @@ class Authenticator:
             raise ServiceUnavailable("Credential store unavailable; try again shortly") from e
 
     def _write_usage(self, principal: Principal, ip: str, route: str) -> None:
-        with self.db.session() as s:
+        with self.db.transaction() as s:
             write_usage(s, principal.credential_id, ip, list(principal.org_scopes), route)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 from urllib.parse import quote
 
 import anyio
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse, StreamingResponse
 
 from sensorhub.api.deps import ctx, request_ip
@@ -174,31 +173,13 @@ def run_cleanup(c: AppContext, store: ExportStore) -> int:
     return service.cleanup_expired(c.db, store, stale_after_seconds=c.settings.export_url_ttl_seconds)
 
 
-def install(app: FastAPI, c: AppContext) -> None:
-    """App extension: the export store, and a periodic task deleting expired export files."""
-    app.state.export_store = store_from_settings(c.settings)
-    # One task per running event loop (an app may be started more than once, e.g. in tests).
-    tasks: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
-
-    async def loop() -> None:
-        while True:
-            try:
-                n = await anyio.to_thread.run_sync(run_cleanup, c, app.state.export_store)
-                if n:
-                    log.info("deleted %d expired export file(s)", n)
-            except Exception:
-                log.exception("export cleanup failed; retrying later")
-            await asyncio.sleep(CLEANUP_INTERVAL_SECONDS)
-
-    async def start(app: FastAPI) -> None:
-        tasks[asyncio.get_running_loop()] = asyncio.create_task(loop(), name="sensorhub-export-cleanup")
-
-    async def stop(app: FastAPI) -> None:
-        task = tasks.pop(asyncio.get_running_loop(), None)
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    app.state.startup_hooks.append(start)
-    app.state.shutdown_hooks.append(stop)
+async def cleanup_periodically(c: AppContext, store: ExportStore) -> None:
+    """Delete expired export files every few minutes; the app runs this for its lifetime."""
+    while True:
+        try:
+            n = await anyio.to_thread.run_sync(run_cleanup, c, store)
+            if n:
+                log.info("deleted %d expired export file(s)", n)
+        except Exception:
+            log.exception("export cleanup failed; retrying later")
+        await asyncio.sleep(CLEANUP_INTERVAL_SECONDS)

@@ -1,6 +1,6 @@
 """The web UI: server-rendered pages (Jinja2) over the same services as the management API.
 
-:func:`install` is registered in :data:`sensorhub.app.EXTENSIONS`.
+:func:`install` is called by :func:`sensorhub.app.create_app`.
 """
 
 from __future__ import annotations
