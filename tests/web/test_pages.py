@@ -12,11 +12,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 from fastapi.testclient import TestClient
+from tests.builders import PASSWORD, World, bearer
+from tests.web.helpers import revealed, seed_series, web_login
 
 from sensorhub.auth.token_format import scanner_regex
 from sensorhub.kit.time import to_us
-from tests.builders import PASSWORD, World, bearer
-from tests.web.helpers import revealed, seed_series, web_login
 
 ADMIN_PATHS = ["api-keys", "api-users", "grants", "members", "settings"]
 
@@ -587,8 +587,8 @@ def store_series_directly(world: World, entity_id: str, attribute: str, ts_us: i
     from sqlalchemy import select as sa_select
 
     from sensorhub.entities.models import Entity
+    from sensorhub.timeseries.backends import store_for
     from sensorhub.timeseries.models import Series
-    from sensorhub.timeseries.store import store_for
 
     with world.ctx.db.transaction() as s:
         e = s.scalars(sa_select(Entity).where(Entity.entity_id == entity_id)).one()

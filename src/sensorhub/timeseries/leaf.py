@@ -27,10 +27,10 @@ from sensorhub.auth.principal import OrgRef, Principal, WorkspaceRef
 from sensorhub.authz.access import Access
 from sensorhub.entities.models import Entity
 from sensorhub.errors import BadRequest, NotFound
+from sensorhub.kit.time import iso_array, opt_us, parse_time, to_us
+from sensorhub.timeseries.backends import store_for
 from sensorhub.timeseries.models import Series
 from sensorhub.timeseries.reads import windows_us
-from sensorhub.timeseries.store import store_for
-from sensorhub.kit.time import iso_array, opt_us, parse_time, to_us
 
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 10_000

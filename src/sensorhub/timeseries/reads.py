@@ -19,11 +19,11 @@ from sensorhub.authz.access import Access, Window
 from sensorhub.authz.entities import visible_entity
 from sensorhub.entities.models import Entity
 from sensorhub.errors import BadRequest, NotFound
+from sensorhub.kit.time import to_us
+from sensorhub.timeseries.backends import store_for
 from sensorhub.timeseries.models import Series
 from sensorhub.timeseries.query import WindowUS, check_resolution, fill_previous, read_series
 from sensorhub.timeseries.rollups import F64, I64, check_aggregation
-from sensorhub.timeseries.store import store_for
-from sensorhub.kit.time import to_us
 
 MAX_QUERY_SERIES = 100
 MAX_READ_ATTRIBUTES = 100  # `attribute` parameters of one entity read

@@ -23,12 +23,13 @@ from sqlalchemy.orm import Session
 
 from sensorhub.entities.models import Entity
 from sensorhub.errors import BadRequest
+from sensorhub.kit.time import check_points_in_range, to_us
+from sensorhub.timeseries.backends import store_for
 from sensorhub.timeseries.models import ROLLUP_LEVELS, Series
 from sensorhub.timeseries.names import check_attribute_name
 from sensorhub.timeseries.query import WindowUS, read_aggregated
 from sensorhub.timeseries.rollups import F64, I64, check_aggregation, rollup_delta
-from sensorhub.timeseries.store import BATCH_SCHEMA, TimeseriesStore, store_for
-from sensorhub.kit.time import check_points_in_range, to_us
+from sensorhub.timeseries.store import BATCH_SCHEMA, TimeseriesStore
 
 __all__ = [
     "BATCH_SCHEMA",

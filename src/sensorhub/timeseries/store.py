@@ -1,7 +1,7 @@
 """The time-series store: the SQL behind ingest and reads, one implementation per dialect.
 
-Services never write measurement SQL themselves; they ask :func:`store_for` for the store of their
-session's dialect. Methods work on numpy arrays and the session's DBAPI connection (inside the
+Services never write measurement SQL themselves; they ask
+:func:`sensorhub.timeseries.backends.store_for` for the store of their session's dialect. Methods work on numpy arrays and the session's DBAPI connection (inside the
 session's transaction) so that bulk paths create no per-point Python objects beyond what the driver needs.
 """
 
@@ -227,17 +227,3 @@ class TimeseriesStore:
             f"SELECT ts, series_id, value FROM measurements WHERE {where} ORDER BY ts, series_id",  # noqa: S608
             params,
         )
-
-
-def store_for(session: Session) -> TimeseriesStore:
-    """The store implementation for the session's database."""
-    name = session.get_bind().dialect.name
-    if name == "sqlite":
-        from sensorhub.timeseries.sqlite import SQLiteStore
-
-        return SQLiteStore(session)
-    if name == "postgresql":
-        from sensorhub.timeseries.postgres import PostgresStore
-
-        return PostgresStore(session)
-    raise RuntimeError(f"unsupported database dialect for time series: {name}")

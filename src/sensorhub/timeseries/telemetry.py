@@ -19,9 +19,10 @@ from sensorhub.authz.access import Access, Window
 from sensorhub.authz.entities import visible_entity
 from sensorhub.entities.models import Entity
 from sensorhub.errors import BadRequest, NotFound
-from sensorhub.timeseries.models import Series
-from sensorhub.timeseries.store import TimeseriesStore, store_for
 from sensorhub.kit.time import iso, opt_us, parse_time, to_us
+from sensorhub.timeseries.backends import store_for
+from sensorhub.timeseries.models import Series
+from sensorhub.timeseries.store import TimeseriesStore
 
 MAX_PAGE = 1000
 MAX_OFFSET = 1_000_000
