@@ -10,6 +10,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from sensorhub.cli_common import DataDir, settings_for
+from sensorhub.cli_common import ensure_schema as _ensure_schema
+from sensorhub.cli_common import fail as _fail
+from sensorhub.cli_common import open_database as _db
 from sensorhub.config import Settings
 from sensorhub.entities.cli import entities_app
 from sensorhub.export.cli import exports_app
@@ -24,32 +28,6 @@ admin = typer.Typer(no_args_is_help=True, help="Accounts and tokens, from the sh
 app.add_typer(admin, name="admin")
 app.add_typer(entities_app, name="entities")
 app.add_typer(exports_app, name="exports")
-
-DataDir = Annotated[
-    Path | None,
-    typer.Option("--data-dir", help="Data directory (overrides SENSORHUB_DATA_DIR)", show_default=False),
-]
-
-
-def settings_for(data_dir: Path | None) -> Settings:
-    # Everything this process writes (database, secret key, exports, logs) is for this user only;
-    # the data directory itself is also created 0700 (Settings.ensure_data_dir).
-    os.umask(0o077)
-    if data_dir is not None:
-        os.environ["SENSORHUB_DATA_DIR"] = str(data_dir)
-        return Settings(data_dir=data_dir)
-    return Settings()
-
-
-def _db(settings: Settings):  # type: ignore[no-untyped-def]
-    from sensorhub.db import Database
-
-    return Database(settings)
-
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
 
 
 @app.command()
@@ -350,12 +328,6 @@ def _admin_transaction(data_dir: Path | None) -> Iterator[tuple[Settings, Sessio
     finally:
         db.dispose()
     _signal_invalidation(settings)
-
-
-def _ensure_schema(db) -> None:  # type: ignore[no-untyped-def]
-    from sensorhub.migrate import upgrade
-
-    upgrade(db)
 
 
 def _signal_invalidation(settings: Settings) -> None:

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from sensorhub.cli_common import DataDir, ensure_schema, fail, open_database, settings_for
+
 entities_app = typer.Typer(no_args_is_help=True, help="NGSI-LD entities: import from files.")
 
 
@@ -17,33 +19,30 @@ def import_file(
     org: Annotated[str, typer.Option(help="Organisation slug or id")],
     workspace: Annotated[str, typer.Option(help="Workspace slug or id")],
     upsert: Annotated[bool, typer.Option("--upsert", help="Replace entities that already exist")] = False,
-    data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="Data directory (overrides SENSORHUB_DATA_DIR)")
-    ] = None,
+    data_dir: DataDir = None,
 ) -> None:
     """Import entities into one workspace, all or nothing: an invalid element aborts the whole import and
     the error names its (0-based) index."""
     from sensorhub.accounts import service as accounts
-    from sensorhub.cli import _db, _ensure_schema, _fail, settings_for
     from sensorhub.entities.service import import_entities
     from sensorhub.errors import SensorhubError
 
     try:
         items = json.loads(file.read_text(encoding="utf-8"))
     except OSError as e:
-        _fail(f"cannot read {file}: {e.strerror}")
+        fail(f"cannot read {file}: {e.strerror}")
     except json.JSONDecodeError as e:
-        _fail(f"{file} is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}")
+        fail(f"{file} is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}")
     settings = settings_for(data_dir)
-    db = _db(settings)
-    _ensure_schema(db)
+    db = open_database(settings)
+    ensure_schema(db)
     try:
         with db.transaction() as s:
             o = accounts.get_org(s, org)
             ws = accounts.get_workspace(s, o, workspace)
             result = import_entities(s, o, ws, items, upsert=upsert)
     except SensorhubError as e:
-        _fail(f"nothing imported: {e.message}")
+        fail(f"nothing imported: {e.message}")
     finally:
         db.dispose()
     typer.echo(f"imported {result.created} new and {result.updated} replaced entities into {org}/{workspace}")
