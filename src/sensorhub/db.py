@@ -166,12 +166,18 @@ def _promote(conn: Any) -> None:
 
 
 class Database:
-    """Owns the engine and hands out sessions; one request = one session = one transaction."""
+    """Owns the engine and hands out sessions; one request = one session = one transaction.
+
+    Transactions are committed at one edge each, never inside services: a request's by its session
+    dependency (``sensorhub.api.deps.get_db``), a CLI command's or a background job's by
+    :meth:`transaction`. ``auth_listeners`` run after every committed transaction that called
+    :func:`auth_changed` (the app context registers its cache invalidation there)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.engine = make_engine(settings)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        self.auth_listeners: list[Callable[[], None]] = []
 
     @property
     def dialect(self) -> str:
@@ -179,8 +185,10 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A session whose transaction the caller commits; rolled back on error, always closed."""
+        """A session whose transaction the caller commits; rolled back on error, always closed.
+        Used as is for reads; writers use :meth:`transaction` (or the request's session)."""
         s = self.sessionmaker()
+        s.info[_AUTH_LISTENERS] = self.auth_listeners
         try:
             yield s
         except BaseException:
@@ -191,12 +199,16 @@ class Database:
 
     @contextmanager
     def request_session(self) -> Iterator[Session]:
-        """A session for a request that may or may not write. On SQLite it begins deferred (no lock,
-        so a public or refused request never holds the database's one write lock) and takes the write
-        lock with BEGIN IMMEDIATE at its first write (see ``_promote``); the caller commits."""
+        """The session of one request, committed here once when the block ends without an error and
+        rolled back otherwise (services and endpoints never commit).
+
+        On SQLite it begins deferred (no lock, so a public or refused request never holds the
+        database's one write lock) and takes the write lock with BEGIN IMMEDIATE at its first write
+        (see ``_promote``)."""
         with self.session() as s:
             s.info["sqlite_promote_on_write"] = True
             yield s
+            s.commit()
 
     @contextmanager
     def write_session(self) -> Iterator[Session]:
@@ -208,7 +220,9 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        """A write session committed on success (for CLI commands and background jobs)."""
+        """A write transaction committed on success, rolled back on error: the edge of a CLI command or
+        of a named job (an export's metadata, an import, a usage write) that runs outside a request's
+        session, e.g. while a response streams."""
         with self.write_session() as s:
             yield s
             s.commit()
@@ -217,9 +231,30 @@ class Database:
         self.engine.dispose()
 
 
+_AUTH_LISTENERS = "auth_listeners"
+_AUTH_CHANGED = "auth_changed"
+
+
 def on_commit(session: Session, callback: Callable[[], None]) -> None:
-    """Run ``callback`` once the session's current transaction has committed (e.g. cache invalidation)."""
+    """Run ``callback`` once the session's current transaction has committed (never if it rolls back)."""
     session.info.setdefault("after_commit", []).append(callback)
+
+
+def auth_changed(session: Session) -> None:
+    """Mark the session's transaction as changing what a credential may do (credentials, users,
+    memberships, grants, workspaces, policies). Once it commits, the database's ``auth_listeners`` run
+    once (cached credentials are dropped here and in every other process); if it rolls back, nothing
+    runs. Services call this instead of taking an invalidation callback."""
+    if session.info.get(_AUTH_CHANGED):
+        return
+    session.info[_AUTH_CHANGED] = True
+    listeners: list[Callable[[], None]] = session.info.get(_AUTH_LISTENERS, [])
+    on_commit(session, lambda: _run_all(listeners))
+
+
+def _run_all(callbacks: list[Callable[[], None]]) -> None:
+    for cb in list(callbacks):
+        cb()
 
 
 @event.listens_for(Session, "after_begin")
@@ -230,6 +265,7 @@ def _mark_promotable(session: Session, _transaction: Any, connection: Any) -> No
 
 @event.listens_for(Session, "after_commit")
 def _run_after_commit(session: Session) -> None:
+    session.info.pop(_AUTH_CHANGED, None)
     callbacks = session.info.pop("after_commit", [])
     for cb in callbacks:
         cb()
@@ -237,4 +273,5 @@ def _run_after_commit(session: Session) -> None:
 
 @event.listens_for(Session, "after_rollback")
 def _drop_after_commit(session: Session) -> None:
+    session.info.pop(_AUTH_CHANGED, None)
     session.info.pop("after_commit", None)

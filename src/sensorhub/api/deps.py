@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from fastapi import Request
+from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from sensorhub.context import AppContext
@@ -18,16 +18,35 @@ def ctx(request: Request) -> AppContext:
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-def get_db(request: Request) -> Iterator[Session]:
-    """One session per request; the endpoint commits at the edge, anything else is rolled back.
+def _request_session(request: Request) -> Iterator[Session]:
+    # scope="function" (below): FastAPI runs the code after ``yield`` when the endpoint has returned
+    # and its answer is rendered, but before a byte is sent. So the commit happens before the client
+    # sees a 2xx (it can read what it wrote at once, from any connection), and a failed commit still
+    # becomes an error answer. With the default scope ("request") it would run after the response.
+    with ctx(request).db.request_session() as s:
+        yield s
+
+
+async def get_db(s: Session = Depends(_request_session, scope="function")) -> Session:
+    """The request's session: one session, one transaction per request.
+
+    The contract, for every router (management, web pages and the token APIs alike):
+
+    - Depend on ``get_db`` (directly or through ``RequireSession``); every dependency of one request
+      gets the same session.
+    - Never call ``commit()``: the transaction commits once, when the endpoint returns without an
+      error, and before the response is sent; any exception rolls all of it back. (A handler that
+      catches a service error to render it as a page calls ``rollback()`` first.)
+    - Work that must follow the commit is registered with ``sensorhub.db.on_commit``; auth-relevant
+      changes call ``sensorhub.db.auth_changed(session)`` and the caches are invalidated after commit.
+    - Nothing may use this session once the endpoint has returned: a streaming response or a
+      background job opens its own with ``Database.transaction()`` (or ``session()`` to read).
 
     The session takes SQLite's one write lock only when the request actually writes (at its first
     write statement, with BEGIN IMMEDIATE; see ``Database.request_session``): a login with a wrong
     password, an unauthenticated or refused request, or a read never holds it, so none of them waits
     for, or delays, another tenant's writes."""
-    db = ctx(request).db
-    with db.request_session() as s:
-        yield s
+    return s
 
 
 def request_ip(request: Request) -> str:
