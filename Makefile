@@ -27,10 +27,12 @@ serve: $(STAMP)
 	$(BIN)/sensorhub serve --data-dir $(DATA)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests client bench
-	$(BIN)/ruff format --check src tests client bench
+	$(BIN)/ruff check src tests client bench tools
+	$(BIN)/ruff format --check src tests client bench tools
 	$(BIN)/mypy
 	$(BIN)/mypy --strict client/src
+	$(BIN)/lint-imports
+	$(BIN)/python tools/import_cycles.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
