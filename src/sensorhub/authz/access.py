@@ -7,9 +7,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, false, or_, true
-from sqlalchemy.sql.elements import ColumnElement
-
 Window = tuple[datetime | None, datetime | None]  # half-open [start, end); None = unbounded
 
 
@@ -94,25 +91,6 @@ class Access:
             if x is not None:
                 out.append(x)
         return out
-
-    def sql_filter(self, org_col: Any, workspace_col: Any, entity_col: Any) -> ColumnElement[bool]:
-        """A WHERE clause selecting the rows (entities) this access covers, ignoring time windows."""
-        if not self.rules:
-            return false()
-        clauses = []
-        seen: set[tuple[str, str | None, str | None]] = set()
-        for r in self.rules:
-            key = (r.org_id, r.workspace_id, r.entity_id)
-            if key in seen:
-                continue
-            seen.add(key)
-            parts = [org_col == r.org_id]
-            if r.workspace_id is not None:
-                parts.append(workspace_col == r.workspace_id)
-            if r.entity_id is not None:
-                parts.append(entity_col == r.entity_id)
-            clauses.append(and_(*parts) if len(parts) > 1 else parts[0])
-        return or_(*clauses) if len(clauses) > 1 else clauses[0] if clauses else true()
 
     def for_orgs(self, org_ids: Sequence[str]) -> Access:
         keep = set(org_ids)

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from sensorhub.accounts.models import Organisation, Workspace
 from sensorhub.authz.access import Access
+from sensorhub.authz.scope import visible_entities
 from sensorhub.entities.models import Entity
 from sensorhub.errors import Conflict, NotFound
 
@@ -23,7 +24,7 @@ class AmbiguousEntity(Conflict):
 
 def visible_entities_query(access: Access) -> Select[Entity]:
     """A SELECT of the entities ``access`` covers (time windows are applied by the data reads)."""
-    return select(Entity).where(access.sql_filter(Entity.org_id, Entity.workspace_id, Entity.entity_id))
+    return select(Entity).where(visible_entities(access).where())
 
 
 def visible_entity(s: Session, access: Access, ref: str) -> Entity:

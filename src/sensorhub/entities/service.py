@@ -26,6 +26,7 @@ from sensorhub.accounts.models import Organisation, Role, User, Workspace
 from sensorhub.audit.service import record
 from sensorhub.authz.access import Access, AccessRule
 from sensorhub.authz.entities import visible_entity
+from sensorhub.authz.scope import visible_entities
 from sensorhub.authz.subjects import user_reach
 from sensorhub.entities.anchors import ANCHORS
 from sensorhub.entities.models import Entity
@@ -170,9 +171,7 @@ def _selector_clause(sel: Selector) -> ColumnElement[bool]:
 
 def entity_filter(s: Session, access: Access, query: EntityQuery) -> ColumnElement[bool]:
     """The complete WHERE clause: tenancy first, then the caller's query."""
-    parts: list[ColumnElement[bool]] = [
-        access.sql_filter(Entity.org_id, Entity.workspace_id, Entity.entity_id)
-    ]
+    parts: list[ColumnElement[bool]] = [visible_entities(access).where()]
     if query.workspace_ids is not None:
         parts.append(Entity.workspace_id.in_(sorted(query.workspace_ids)))
     if query.selectors:

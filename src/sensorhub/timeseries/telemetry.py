@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from sensorhub.audit.usage import touched
 from sensorhub.authz.access import Access, Window
 from sensorhub.authz.entities import visible_entity
+from sensorhub.authz.scope import visible_entities
 from sensorhub.entities.models import Entity
 from sensorhub.errors import BadRequest, NotFound
 from sensorhub.kit.time import iso, opt_us, parse_time, to_us
@@ -154,7 +155,7 @@ def list_devices(
     """Visible entities that have series, ordered by creation, with their latest values."""
     check_page(limit, offset)
     q = select(*_ENTITY_COLUMNS).where(
-        access.sql_filter(Entity.org_id, Entity.workspace_id, Entity.entity_id),
+        visible_entities(access).where(),
         exists().where(Series.entity_pk == Entity.pk),
     )
     if type_:
@@ -190,7 +191,7 @@ def list_sensors(s: Session, access: Access, limit: int, offset: int) -> list[di
     rows = s.execute(
         select(Entity, Series)
         .join(Series, Series.entity_pk == Entity.pk)
-        .where(access.sql_filter(Entity.org_id, Entity.workspace_id, Entity.entity_id))
+        .where(visible_entities(access).where())
         .order_by(Entity.pk, Series.attribute)
         .limit(limit)
         .offset(offset)

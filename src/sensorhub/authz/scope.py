@@ -1,0 +1,107 @@
+"""What a request may see, as values only this package makes.
+
+Security reasoning: tenancy used to be a WHERE clause every read path wrote by hand
+(``access.sql_filter(Entity.org_id, Entity.workspace_id, Entity.entity_id)``) and a window → µs conversion
+each one repeated; a new read path could forget either. Now:
+
+- :func:`visible_entities` turns an :class:`~sensorhub.authz.access.Access` (what the credential or the
+  session may read, narrowed to the tenant the request names) into a :class:`VisibleEntities`, the only
+  source of the SQL filter over entity rows. Repositories take a ``VisibleEntities``, so a query that
+  skipped authz does not type-check, and ``sensorhub.lint.tenancy`` (in ``make lint``) rejects any
+  organisation or membership filter written outside ``authz/``.
+- :func:`readable_windows_us` is the one conversion of an entity's readable time windows (cut to a
+  requested range) into the half-open microsecond ranges the stores read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Final, Protocol, final
+
+from sqlalchemy import and_, false, or_
+from sqlalchemy.sql.elements import ColumnElement
+
+from sensorhub.authz.access import Access, Window
+from sensorhub.entities.models import Entity
+from sensorhub.kit.time import to_us
+
+WindowUS = tuple[int, int]  # half-open [lo, hi) in microseconds since the epoch
+US_MIN: Final = -(2**63)  # an unbounded start
+US_MAX: Final = 2**63 - 1  # an unbounded end
+
+_MINT = object()  # only this module makes VisibleEntities
+
+
+class Tenanted(Protocol):
+    """Anything that names the entity it belongs to (an ``Entity``, a series row with its entity's ids)."""
+
+    @property
+    def org_id(self) -> str: ...
+    @property
+    def workspace_id(self) -> str | None: ...
+    @property
+    def entity_id(self) -> str: ...
+
+
+@final
+class VisibleEntities:
+    """The entities a request may see (time windows aside: those are applied by the reads). Made by
+    :func:`visible_entities` only; repositories require it instead of a raw ``Access`` or org id."""
+
+    __slots__ = ("access",)
+
+    def __init__(self, access: Access, mint: object) -> None:
+        if mint is not _MINT:
+            raise TypeError("VisibleEntities comes from sensorhub.authz.visible_entities(access)")
+        self.access = access
+
+    @property
+    def is_empty(self) -> bool:
+        return self.access.is_empty
+
+    def where(self) -> ColumnElement[bool]:
+        """The WHERE clause over :class:`Entity` columns selecting exactly these entities."""
+        clauses: list[ColumnElement[bool]] = []
+        for key in dict.fromkeys((r.org_id, r.workspace_id, r.entity_id) for r in self.access.rules):
+            clauses.append(_rule_clause(*key))
+        if not clauses:
+            return false()
+        return or_(*clauses) if len(clauses) > 1 else clauses[0]
+
+
+def _rule_clause(org_id: str, workspace_id: str | None, entity_id: str | None) -> ColumnElement[bool]:
+    parts = [Entity.org_id == org_id]
+    if workspace_id is not None:
+        parts.append(Entity.workspace_id == workspace_id)
+    if entity_id is not None:
+        parts.append(Entity.entity_id == entity_id)
+    return and_(*parts) if len(parts) > 1 else parts[0]
+
+
+def visible_entities(access: Access) -> VisibleEntities:
+    """The entities ``access`` covers, as the value repositories filter by."""
+    return VisibleEntities(access, _MINT)
+
+
+def windows_to_us(windows: Iterable[Window], start_us: int = US_MIN, end_us: int = US_MAX) -> list[WindowUS]:
+    """Datetime windows (``None`` = unbounded) cut to ``[start_us, end_us)`` in microseconds, sorted;
+    empty ones are dropped."""
+    out: list[WindowUS] = []
+    for a, b in windows:
+        lo = start_us if a is None else max(start_us, to_us(a))
+        hi = end_us if b is None else min(end_us, to_us(b))
+        if lo < hi:
+            out.append((lo, hi))
+    out.sort()
+    return out
+
+
+def readable_windows_us(
+    access: Access, e: Tenanted, start: datetime | None = None, end: datetime | None = None
+) -> list[WindowUS]:
+    """The microsecond ranges in which ``e``'s data may be read, cut to ``[start, end)`` (``None`` =
+    unbounded, :data:`US_MIN` / :data:`US_MAX`). Empty: nothing of ``e`` is readable in that range."""
+    lo = US_MIN if start is None else to_us(start)
+    hi = US_MAX if end is None else to_us(end)
+    return windows_to_us(access.windows_for(e.org_id, e.workspace_id, e.entity_id), lo, hi)
