@@ -89,6 +89,10 @@ def _truncate_pg(url: str) -> None:
     eng.dispose()
 
 
+# PostgreSQL (or Redis) deployments must set one shared secret (Settings.check_secret_key).
+TEST_SECRET_KEY = "test-secret-key-shared-by-every-host-0123456789"
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -113,8 +117,9 @@ def settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Se
             env="test",
             redis_url=redis_url,
             redis_prefix=f"sensorhub-test-{uuid.uuid4().hex[:10]}:",
+            secret_key=TEST_SECRET_KEY,
         )
-    return Settings(data_dir=data_dir, database_url=url, env="test")
+    return Settings(data_dir=data_dir, database_url=url, env="test", secret_key=TEST_SECRET_KEY)
 
 
 @pytest.fixture(scope="session")

@@ -37,7 +37,8 @@ def init(data_dir: DataDir = None) -> None:
 
     settings = settings_for(data_dir)
     db = _db(settings)
-    settings.resolved_secret_key  # noqa: B018  (generates the secret key on first run)
+    if not settings.serves_several_hosts:
+        settings.resolved_secret_key  # noqa: B018  (generates the secret key on first run)
     upgrade(db)
     typer.echo(f"database ready at revision {current_revision(db)} ({db.dialect})")
 
@@ -57,7 +58,13 @@ def serve(
     data_dir: DataDir = None,
 ) -> None:
     """Serve the API (and web UI)."""
+    from sensorhub.config import SharedSecretMissing
+
     settings = settings_for(data_dir)
+    try:
+        settings.check_secret_key()
+    except SharedSecretMissing as e:
+        _fail(str(e))
     if not no_migrate:
         from sensorhub.migrate import upgrade
 

@@ -34,6 +34,10 @@ def restrict_mode(path: Path, mode: int, *, warn: bool = True) -> None:
         os.chmod(path, mode)
 
 
+class SharedSecretMissing(RuntimeError):
+    """A deployment several hosts can serve has no ``SENSORHUB_SECRET_KEY``: refused at start."""
+
+
 class Settings(BaseSettings):
     """Every setting can be set as ``SENSORHUB_<NAME>`` (e.g. ``SENSORHUB_DATA_DIR``)."""
 
@@ -131,11 +135,42 @@ class Settings(BaseSettings):
     def is_sqlite(self) -> bool:
         return self.resolved_database_url.startswith("sqlite")
 
+    @property
+    def serves_several_hosts(self) -> bool:
+        """PostgreSQL or Redis configured: a deployment that several hosts may serve at once."""
+        return not self.resolved_database_url.startswith("sqlite") or bool(self.redis_url)
+
+    def check_secret_key(self) -> None:
+        """Refuse a multi-host capable deployment without ``SENSORHUB_SECRET_KEY``.
+
+        A secret generated per host would make every host refuse the export links the others sign.
+        The secret is not kept in the shared database on purpose: reading the database (a dump, a
+        replica, a backup) must not be enough to forge download links."""
+        if self.secret_key or not self.serves_several_hosts:
+            return
+        uses = "a PostgreSQL database" if not self.resolved_database_url.startswith("sqlite") else "Redis"
+        message = (
+            f"SENSORHUB_SECRET_KEY is not set, but this deployment uses {uses}, so several hosts may "
+            "serve it and they must all sign export links with the same secret. Set SENSORHUB_SECRET_KEY "
+            "to one long random value on every host, e.g. the output of "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+        )
+        generated = self.data_dir / SECRET_KEY_FILE
+        if generated.exists():
+            message += (
+                f"; to keep the links this host signed so far valid, use the secret it generated: "
+                f"SENSORHUB_SECRET_KEY=$(cat {generated})"
+            )
+        raise SharedSecretMissing(message)
+
     @cached_property
     def resolved_secret_key(self) -> str:
-        """The server secret: from the environment, else generated once into the data dir."""
+        """The server secret: from the environment; in the embedded (SQLite, no Redis) mode, else
+        generated once into the data dir. Raises :class:`SharedSecretMissing` when several hosts
+        could serve (:meth:`check_secret_key`)."""
         if self.secret_key:
             return self.secret_key
+        self.check_secret_key()
         path = self.data_dir / SECRET_KEY_FILE
         if path.exists():
             restrict_mode(path, DATA_FILE_MODE)

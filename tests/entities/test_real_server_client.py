@@ -63,6 +63,7 @@ def server(settings: Settings) -> Iterator[str]:
     env = dict(os.environ, SENSORHUB_DATA_DIR=str(settings.data_dir), SENSORHUB_ENV="test")
     if settings.database_url:
         env["SENSORHUB_DATABASE_URL"] = settings.database_url
+        env["SENSORHUB_SECRET_KEY"] = settings.resolved_secret_key
     proc = subprocess.Popen(
         [
             sys.executable,

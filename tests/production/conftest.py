@@ -24,7 +24,7 @@ from sqlalchemy import create_engine, text
 from sensorhub.config import Settings
 from sensorhub.db import Database
 from sensorhub.migrate import upgrade
-from tests.conftest import PG_ADMIN_URL, service_unavailable
+from tests.conftest import PG_ADMIN_URL, TEST_SECRET_KEY, service_unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 SENSORHUB = str(Path(sys.executable).parent / "sensorhub")
@@ -181,6 +181,8 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("SENSORHUB_")}
         full_env.update({"SENSORHUB_DATA_DIR": str(data_dir), "SENSORHUB_ENV": "test"})
         full_env.update(env or {})
+        if "SENSORHUB_DATABASE_URL" in full_env or "SENSORHUB_REDIS_URL" in full_env:
+            full_env.setdefault("SENSORHUB_SECRET_KEY", TEST_SECRET_KEY)  # one secret for every host
         cmd = argv or [
             SENSORHUB,
             "serve",

@@ -18,6 +18,7 @@ from sensorhub.migrate import upgrade
 from sensorhub.timeseries import service as ts
 from sensorhub.timeseries.models import Series
 from tests.builders import World, bearer, login
+from tests.conftest import TEST_SECRET_KEY
 from tests.production.conftest import SENSORHUB
 
 
@@ -103,7 +104,7 @@ def test_migrate_sqlite_to_postgresql_keeps_tokens_and_rows(
     # The same token works against an app on PostgreSQL; ids keep being generated after the copy.
     pg_dir = tmp_path / "pg-data"
     pg_dir.mkdir()
-    settings = Settings(data_dir=pg_dir, database_url=target, env="test")
+    settings = Settings(data_dir=pg_dir, database_url=target, env="test", secret_key=TEST_SECRET_KEY)
     ctx = AppContext.build(settings)
     with TestClient(create_app(settings, ctx)) as c:
         me = c.get("/api/tokens/self", headers=bearer(token))

@@ -13,6 +13,7 @@ from sensorhub.app import create_app
 from sensorhub.config import Settings
 from sensorhub.context import AppContext
 from sensorhub.migrate import upgrade
+from tests.conftest import TEST_SECRET_KEY
 from tests.production.conftest import free_port
 
 
@@ -67,7 +68,10 @@ def test_readyz_s3_export_store(tmp_path: Path, s3_endpoint: str) -> None:
 
 def test_readyz_is_503_without_the_database(tmp_path: Path) -> None:
     settings = Settings(
-        data_dir=tmp_path, env="test", database_url=f"postgresql://nobody@127.0.0.1:{free_port()}/x"
+        data_dir=tmp_path,
+        env="test",
+        database_url=f"postgresql://nobody@127.0.0.1:{free_port()}/x",
+        secret_key=TEST_SECRET_KEY,
     )
     ctx = AppContext.build(settings)
     with TestClient(create_app(settings, ctx)) as c:

@@ -16,6 +16,7 @@ from sensorhub.bus import RedisBus, RedisRateLimiter, make_client
 from sensorhub.config import Settings
 from sensorhub.context import AppContext
 from tests.builders import World, bearer, login
+from tests.conftest import TEST_SECRET_KEY
 from tests.production.conftest import free_port
 
 pytestmark = pytest.mark.redis
@@ -93,7 +94,11 @@ def test_bus_clears_the_other_workers_cache(redis_url: str, tmp_path: Path) -> N
 def test_without_redis_tokens_resolve_from_the_database_and_readyz_says_degraded(tmp_path: Path) -> None:
     """Redis unreachable from the start: requests are served correctly (no cache), /readyz stays 200."""
     settings = Settings(
-        data_dir=tmp_path, env="test", redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_prefix=_prefix()
+        data_dir=tmp_path,
+        env="test",
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",
+        redis_prefix=_prefix(),
+        secret_key=TEST_SECRET_KEY,
     )
     ctx = AppContext.build(settings)
     from sensorhub.migrate import upgrade
@@ -120,7 +125,9 @@ def test_without_redis_tokens_resolve_from_the_database_and_readyz_says_degraded
 
 
 def test_with_redis_the_cache_serves_and_readyz_is_ok(redis_url: str, tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, env="test", redis_url=redis_url, redis_prefix=_prefix())
+    settings = Settings(
+        data_dir=tmp_path, env="test", redis_url=redis_url, redis_prefix=_prefix(), secret_key=TEST_SECRET_KEY
+    )
     ctx = AppContext.build(settings)
     from sensorhub.migrate import upgrade
 
