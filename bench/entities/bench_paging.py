@@ -163,6 +163,7 @@ def main() -> None:
         with admin.connect() as c:
             c.execute(text(f'CREATE DATABASE "{dbname}"'))
         env["SENSORHUB_DATABASE_URL"] = args.database_url.rsplit("/", 1)[0] + "/" + dbname
+        env.setdefault("SENSORHUB_SECRET_KEY", uuid.uuid4().hex * 2)  # required with PostgreSQL
     backend = "postgresql" if dbname else "sqlite"
     t0 = time.perf_counter()
     token = load(env, args.entities)

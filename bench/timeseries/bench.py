@@ -220,6 +220,7 @@ def main() -> None:
         with psycopg.connect(args.pg_admin, autocommit=True) as c:
             c.execute(f'CREATE DATABASE "{pg_db}"')
         env["SENSORHUB_DATABASE_URL"] = args.pg_admin.rsplit("/", 1)[0] + "/" + pg_db
+        env.setdefault("SENSORHUB_SECRET_KEY", uuid.uuid4().hex * 2)  # required with PostgreSQL
     procs: list[subprocess.Popen[bytes]] = []
     results: dict[str, object] = {}
     try:
