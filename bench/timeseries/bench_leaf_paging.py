@@ -23,12 +23,13 @@ sys.path.insert(0, str(ROOT))
 from tests.builders import World  # noqa: E402
 
 from sensorhub.auth.resolve import build_principal  # noqa: E402
+from sensorhub.compat.leaf.routes import data_page  # noqa: E402
 from sensorhub.config import Settings  # noqa: E402
 from sensorhub.context import AppContext  # noqa: E402
 from sensorhub.db import Database  # noqa: E402
 from sensorhub.entities.models import Entity  # noqa: E402
 from sensorhub.migrate import upgrade  # noqa: E402
-from sensorhub.timeseries import leaf, service  # noqa: E402
+from sensorhub.timeseries import service  # noqa: E402
 from sensorhub.tokens.models import Credential  # noqa: E402
 
 SERIES, POINTS, PAGE = 10, 100_000, 1000
@@ -62,7 +63,7 @@ def main() -> None:
         while True:
             t0 = time.perf_counter()
             with ctx.db.session() as s:
-                rows, cursor = leaf.data(
+                rows, cursor = data_page(
                     s,
                     p,
                     access,

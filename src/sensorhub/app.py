@@ -29,9 +29,11 @@ from sensorhub.audit.usage import TokenUseAuditMiddleware
 from sensorhub.auth.dependencies import Public
 from sensorhub.auth.endpoints import router as session_router
 from sensorhub.bus import RedisBus
+from sensorhub.compat.akenza.routes import router as akenza_router
+from sensorhub.compat.leaf.routes import router as leaf_router
+from sensorhub.compat.ngsi_ld.routes import router as ngsi_ld_router
 from sensorhub.config import Settings
 from sensorhub.context import AppContext
-from sensorhub.entities.endpoints import router as entities_router
 from sensorhub.export import endpoints as export_endpoints
 from sensorhub.export.stores import ExportStore, store_from_settings
 from sensorhub.logs import install_redaction
@@ -45,8 +47,10 @@ ROUTERS: list[APIRouter] = [
     session_router,
     tokens_router,
     accounts_router,
-    entities_router,
+    ngsi_ld_router,
+    akenza_router,
     timeseries_router,
+    leaf_router,
     export_endpoints.router,
 ]
 

@@ -8,14 +8,12 @@ members in their granted workspaces, viewers never). Services never commit.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import orjson
 from sqlalchemy import Select, and_, func, or_, select, true, tuple_
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -26,7 +24,6 @@ from sensorhub.accounts.models import Organisation, Role, User, Workspace
 from sensorhub.audit.service import record
 from sensorhub.authz.access import Access, AccessRule
 from sensorhub.authz.entities import visible_entity
-from sensorhub.authz.scope import visible_entities
 from sensorhub.authz.subjects import user_reach
 from sensorhub.entities.anchors import ANCHORS
 from sensorhub.entities.models import Entity
@@ -41,6 +38,7 @@ from sensorhub.entities.patterns import check_pattern
 from sensorhub.entities.qlang import BoolOp, JsonAttrs, Node, compile_q
 from sensorhub.entities.windows import is_bounded, visible_attrs, visible_sql
 from sensorhub.errors import BadRequest, Conflict, Forbidden, NotFound
+from sensorhub.kit.paging import OffsetBounds, decode_cursor, encode_cursor
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500  # per page, for every token (Nekazari: "capped at 500")
@@ -123,21 +121,7 @@ def make_selector(
     )
 
 
-def clamp_limit(limit: int | None) -> int:
-    """The page size: 100 when absent, at most :data:`MAX_LIMIT` (larger values are clamped)."""
-    if limit is None:
-        return DEFAULT_LIMIT
-    if limit < 0:
-        raise BadRequest("limit must be 0 or more")
-    return min(limit, MAX_LIMIT)
-
-
-def check_offset(offset: int) -> int:
-    if offset < 0:
-        raise BadRequest("offset must be 0 or more")
-    if offset > MAX_OFFSET:
-        raise BadRequest(f"offset must be at most {MAX_OFFSET}")
-    return offset
+OFFSETS = OffsetBounds(MAX_OFFSET)
 
 
 def entity_attrs(access: Access, e: Entity) -> dict[str, Any]:
@@ -171,7 +155,9 @@ def _selector_clause(sel: Selector) -> ColumnElement[bool]:
 
 def entity_filter(s: Session, access: Access, query: EntityQuery) -> ColumnElement[bool]:
     """The complete WHERE clause: tenancy first, then the caller's query."""
-    parts: list[ColumnElement[bool]] = [visible_entities(access).where()]
+    parts: list[ColumnElement[bool]] = [
+        access.sql_filter(Entity.org_id, Entity.workspace_id, Entity.entity_id)
+    ]
     if query.workspace_ids is not None:
         parts.append(Entity.workspace_id.in_(sorted(query.workspace_ids)))
     if query.selectors:
@@ -200,19 +186,10 @@ def entity_filter(s: Session, access: Access, query: EntityQuery) -> ColumnEleme
 ORDER = (Entity.entity_id, Entity.org_id)  # unique: (org_id, entity_id) is a unique key
 
 
-def encode_cursor(entity_id: str, org_id: str) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps([entity_id, org_id])).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[str, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        eid, oid = orjson.loads(raw)
-        if isinstance(eid, str) and isinstance(oid, str):
-            return eid, oid
-    except (ValueError, TypeError, orjson.JSONDecodeError):
-        pass
-    raise BadRequest('cursor is invalid: use the Link rel="next" URL as given')
+def decode_entity_cursor(cursor: str) -> tuple[str, str]:
+    """The (entity id, organisation id) key a listing cursor encodes."""
+    eid, oid = decode_cursor(cursor, str, str)
+    return str(eid), str(oid)
 
 
 def _after(anchor: tuple[str, str]) -> ColumnElement[bool]:
@@ -296,7 +273,7 @@ def query_entities(
     next key; a bare ``offset`` is translated to a key when an earlier page ended there (see
     :mod:`sensorhub.entities.anchors`), else resolved on the key columns alone (an index-only skip) and
     then read by key, so no JSON of skipped rows is ever fetched."""
-    check_offset(offset)
+    OFFSETS.check(offset)
     if access.is_empty:
         return Page([], 0 if count else None)
     with _regex_guard(s, query):
@@ -331,7 +308,7 @@ def _query_entities(
     # Per credential as well: a client that pairs a cursor with a made-up offset only misleads itself.
     anchor_key = (str(s.get_bind().engine.url), reader, access.rules, query)
     if cursor is not None:
-        anchor: tuple[str, str] | None = decode_cursor(cursor)
+        anchor: tuple[str, str] | None = decode_entity_cursor(cursor)
     elif offset > 0:
         anchor = ANCHORS.get((*anchor_key, offset))
         if anchor is None:

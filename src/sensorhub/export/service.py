@@ -45,10 +45,11 @@ from sensorhub.export.writers import (
     csv_chunks,
     open_writer,
 )
+from sensorhub.kit.time import parse_time
 from sensorhub.timeseries.models import Series
+from sensorhub.timeseries.repository import series_by_attribute
 from sensorhub.timeseries.rollups import AGGREGATIONS
 from sensorhub.timeseries.service import iter_bucket_batches, iter_raw_batches
-from sensorhub.kit.time import parse_time
 from sensorhub.tokens.models import Credential
 
 log = logging.getLogger("sensorhub.export")
@@ -213,9 +214,7 @@ def plan_export(
     seen: set[int] = set()
     for ref in body.series:
         entity = visible_entity(s, access, ref.entity_id)
-        series = s.scalar(
-            select(Series).where(Series.entity_pk == entity.pk, Series.attribute == ref.attribute)
-        )
+        series = series_by_attribute(s, entity.pk, ref.attribute)
         if series is None:
             raise NotFound(f"entity '{ref.entity_id}' has no series '{ref.attribute}'")
         if series.id in seen:

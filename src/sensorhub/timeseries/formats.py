@@ -11,8 +11,8 @@ import pyarrow.csv as pacsv
 from starlette.responses import Response
 
 from sensorhub.errors import BadRequest
-from sensorhub.timeseries.reads import Frame
 from sensorhub.kit.time import iso, iso_array
+from sensorhub.timeseries.reads import Frame
 
 ARROW = "application/vnd.apache.arrow.stream"
 CSV = "text/csv"

@@ -29,9 +29,9 @@ from sensorhub.accounts.models import Organisation, Workspace
 from sensorhub.accounts.service import get_org, get_workspace
 from sensorhub.entities.models import Entity
 from sensorhub.errors import BadRequest, NotFound
+from sensorhub.kit.time import MAX_US, MIN_US, RANGE_TEXT, iso, parse_iso, to_us
 from sensorhub.timeseries.names import check_attribute_name, check_device_ref
 from sensorhub.timeseries.service import bulk_insert, get_or_create_series
-from sensorhub.kit.time import MAX_US, MIN_US, RANGE_TEXT, iso, parse_iso, to_us
 
 LONG_COLUMNS = ("entity_id", "attribute", "timestamp", "value")
 UTC_US = pa.timestamp("us", tz="UTC")
@@ -143,10 +143,12 @@ class _Resolver:
     def entity(self, ref: str) -> Entity:
         e = self.entities.get(ref)
         if e is None:
+            # tenancy: an operator import (CLI) into the organisation / workspace it names
             q = select(Entity).where(
                 Entity.org_id == self.org.id, or_(Entity.entity_id == ref, Entity.asset_id == ref)
             )
             if self.ws is not None:
+                # tenancy: as above
                 q = q.where(Entity.workspace_id == self.ws.id)
             e = self.s.scalar(q)
             if e is None:

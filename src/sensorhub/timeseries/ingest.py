@@ -44,6 +44,7 @@ from sensorhub.authz.entities import visible_entity
 from sensorhub.config import Settings
 from sensorhub.entities.models import Entity
 from sensorhub.errors import BadRequest, Forbidden, PayloadTooLarge
+from sensorhub.kit.time import check_points_in_range, iso, opt_us, parse_iso, to_us
 from sensorhub.timeseries.models import Series
 from sensorhub.timeseries.names import (
     RESERVED_NAMES,
@@ -56,7 +57,6 @@ from sensorhub.timeseries.service import (
     bulk_insert,
     get_or_create_series,
 )
-from sensorhub.kit.time import check_points_in_range, iso, opt_us, parse_iso, to_us
 
 RECORD_FIELDS = frozenset({"timestamp", "topic", "data"})
 RESERVED_KEYS = RESERVED_NAMES

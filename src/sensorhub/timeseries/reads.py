@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from sensorhub.authz.access import Access, Window
@@ -21,13 +20,12 @@ from sensorhub.entities.models import Entity
 from sensorhub.errors import BadRequest, NotFound
 from sensorhub.kit.time import to_us
 from sensorhub.timeseries.backends import store_for
-from sensorhub.timeseries.models import Series
 from sensorhub.timeseries.query import WindowUS, check_resolution, fill_previous, read_series
+from sensorhub.timeseries.repository import series_by_attribute, series_of_entities
 from sensorhub.timeseries.rollups import F64, I64, check_aggregation
 
 MAX_QUERY_SERIES = 100
 MAX_READ_ATTRIBUTES = 100  # `attribute` parameters of one entity read
-_SERIES = select(Series.id, Series.attribute, Series.unit)
 
 
 @dataclass(slots=True)
@@ -97,7 +95,7 @@ def entity_data(
         )
     e = visible_entity(s, access, ref)
     # Plain rows, not ORM objects: this is the hot path.
-    all_series = list(s.execute(_SERIES.where(Series.entity_pk == e.pk).order_by(Series.attribute)))
+    all_series = series_of_entities(s, [e.pk])[e.pk]
     by_name = {x.attribute: x for x in all_series}
     if attributes:
         wanted = list(dict.fromkeys(attributes))
@@ -177,7 +175,7 @@ def query(
         agg = check_aggregation(r.aggregation or default_aggregation)
         e = entities.get(r.entity_id) or visible_entity(s, access, r.entity_id)
         entities[r.entity_id] = e
-        x = s.execute(_SERIES.where(Series.entity_pk == e.pk, Series.attribute == r.attribute)).first()
+        x = series_by_attribute(s, e.pk, r.attribute)
         if x is None:
             raise NotFound(f"series[{i}]: entity '{r.entity_id}' has no numeric attribute '{r.attribute}'")
         w = _entity_windows(access, e, start, end)

@@ -28,6 +28,7 @@ from sensorhub.timeseries.backends import store_for
 from sensorhub.timeseries.models import ROLLUP_LEVELS, Series
 from sensorhub.timeseries.names import check_attribute_name
 from sensorhub.timeseries.query import WindowUS, read_aggregated
+from sensorhub.timeseries.repository import series_by_attribute
 from sensorhub.timeseries.rollups import F64, I64, check_aggregation, rollup_delta
 from sensorhub.timeseries.store import BATCH_SCHEMA, TimeseriesStore
 
@@ -45,8 +46,7 @@ MAX_UNIT_LENGTH = 64
 
 def get_or_create_series(session: Session, entity: Entity, attribute: str, unit: str | None) -> Series:
     """The series (entity, attribute); created on first use. A unit is recorded when the series has none."""
-    q = select(Series).where(Series.entity_pk == entity.pk, Series.attribute == attribute)
-    series = session.scalar(q)
+    series = series_by_attribute(session, entity.pk, attribute)
     if series is None:
         # Every path that creates a series (backfill, import, future adapters) ends here: a name
         # outside the grammar never becomes a series, whatever the caller checked before.
@@ -60,7 +60,7 @@ def get_or_create_series(session: Session, entity: Entity, attribute: str, unit:
                 session.add(series)
         except IntegrityError:
             # Another transaction created it meanwhile.
-            series = session.scalar(q)
+            series = series_by_attribute(session, entity.pk, attribute)
             assert series is not None
     if unit is not None and series.unit is None:
         series.unit = unit

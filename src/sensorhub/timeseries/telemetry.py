@@ -11,29 +11,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from sensorhub.audit.usage import touched
 from sensorhub.authz.access import Access, Window
 from sensorhub.authz.entities import visible_entity
-from sensorhub.authz.scope import visible_entities
 from sensorhub.entities.models import Entity
 from sensorhub.errors import BadRequest, NotFound
+from sensorhub.kit.paging import LimitPolicy, OffsetBounds
 from sensorhub.kit.time import iso, opt_us, parse_time, to_us
+from sensorhub.timeseries import repository
 from sensorhub.timeseries.backends import store_for
 from sensorhub.timeseries.models import Series
 from sensorhub.timeseries.store import TimeseriesStore
 
-MAX_PAGE = 1000
-MAX_OFFSET = 1_000_000
-
-
-def check_page(limit: int, offset: int) -> None:
-    if limit < 1 or limit > MAX_PAGE:
-        raise BadRequest(f"limit must be between 1 and {MAX_PAGE} (got {limit})")
-    if offset < 0 or offset > MAX_OFFSET:
-        raise BadRequest(f"offset must be between 0 and {MAX_OFFSET} (got {str(offset)[:30]})")
+# Paging of /api/devices and /api/sensors (declared on the routes too, so OpenAPI shows the bounds).
+LIMITS = LimitPolicy(default=100, maximum=1000)
+OFFSETS = OffsetBounds(1_000_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,59 +110,21 @@ def _device(
     }
 
 
-_SERIES_COLUMNS = (
-    Series.id,
-    Series.entity_pk,
-    Series.attribute,
-    Series.unit,
-    Series.last_ts,
-    Series.last_value,
-)
-_ENTITY_COLUMNS = (
-    Entity.pk,
-    Entity.entity_id,
-    Entity.type,
-    Entity.name,
-    Entity.org_id,
-    Entity.workspace_id,
-    Entity.attrs,
-)
-
-
-def _series_by_entity(s: Session, pks: list[int]) -> dict[int, list[Any]]:
-    """Series rows (plain rows, not ORM objects: this is the hot path of /api/devices) per entity."""
-    out: dict[int, list[Any]] = {pk: [] for pk in pks}
-    if pks:
-        q = (
-            select(*_SERIES_COLUMNS)
-            .where(Series.entity_pk.in_(pks))
-            .order_by(Series.entity_pk, Series.attribute)
-        )
-        for x in s.execute(q):
-            out[x.entity_pk].append(x)
-    return out
-
-
 def list_devices(
     s: Session, access: Access, workspaces: dict[str, str], type_: str | None, limit: int, offset: int
 ) -> list[dict[str, Any]]:
     """Visible entities that have series, ordered by creation, with their latest values."""
-    check_page(limit, offset)
-    q = select(*_ENTITY_COLUMNS).where(
-        visible_entities(access).where(),
-        exists().where(Series.entity_pk == Entity.pk),
-    )
-    if type_:
-        q = q.where(Entity.type == type_)
-    entities = list(s.execute(q.order_by(Entity.pk).limit(limit).offset(offset)))
-    by_entity = _series_by_entity(s, [e.pk for e in entities])
+    LIMITS.resolve(limit)
+    OFFSETS.check(offset)
+    entities = repository.devices_page(s, access, type_, limit, offset)
+    by_entity = repository.series_of_entities(s, [e.pk for e in entities])
     store = store_for(s)
     return [_device(e, by_entity[e.pk], store, access, workspaces) for e in entities]
 
 
 def get_device(s: Session, access: Access, workspaces: dict[str, str], ref: str) -> dict[str, Any]:
     e = visible_entity(s, access, ref)
-    return _device(e, _series_by_entity(s, [e.pk])[e.pk], store_for(s), access, workspaces)
+    return _device(e, repository.series_of_entities(s, [e.pk])[e.pk], store_for(s), access, workspaces)
 
 
 def _sensor(e: Entity, x: Series, store: TimeseriesStore, access: Access) -> dict[str, Any]:
@@ -187,15 +143,9 @@ def _sensor(e: Entity, x: Series, store: TimeseriesStore, access: Access) -> dic
 
 
 def list_sensors(s: Session, access: Access, limit: int, offset: int) -> list[dict[str, Any]]:
-    check_page(limit, offset)
-    rows = s.execute(
-        select(Entity, Series)
-        .join(Series, Series.entity_pk == Entity.pk)
-        .where(visible_entities(access).where())
-        .order_by(Entity.pk, Series.attribute)
-        .limit(limit)
-        .offset(offset)
-    ).tuples()
+    LIMITS.resolve(limit)
+    OFFSETS.check(offset)
+    rows = repository.sensors_page(s, access, limit, offset)
     store = store_for(s)
     return [_sensor(e, x, store, access) for e, x in rows]
 
@@ -209,7 +159,7 @@ def get_sensor(s: Session, access: Access, sensor_id: str) -> dict[str, Any]:
             e = visible_entity(s, access, ref)
         except NotFound:
             continue
-        x = s.scalar(select(Series).where(Series.entity_pk == e.pk, Series.attribute == attribute))
+        x = repository.series_by_attribute(s, e.pk, attribute)
         if x is not None:
             return _sensor(e, x, store_for(s), access)
     raise NotFound(f"sensor '{sensor_id}' not found (sensor ids are <entity_id>.<attribute>)")

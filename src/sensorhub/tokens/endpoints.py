@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Request
 
 from sensorhub.api.deps import ctx, request_ip
 from sensorhub.auth.dependencies import AnyToken, RequireSession, SessionContext
@@ -84,9 +84,3 @@ def rotate_token(
     )
     sc.db.commit()
     return TokenCreated.minted(minted.credential, minted.token, utcnow())
-
-
-@router.get("/api/managements")
-async def managements(principal: Principal = Depends(AnyToken())) -> Response:
-    """The access grants this token can use (LEAF "managements")."""
-    return introspection.managements_response(principal)

@@ -1,13 +1,10 @@
-"""What a token can do: ``GET /api/tokens/self`` and LEAF's ``GET /api/managements``."""
+"""What a token can do: ``GET /api/tokens/self``, and the grants LEAF's ``GET /api/managements`` lists."""
 
 from __future__ import annotations
 
 import hashlib
 from datetime import datetime
 from typing import Any
-
-import orjson
-from fastapi import Response
 
 from sensorhub.auth.principal import Principal
 from sensorhub.auth.scopes import ALL_SCOPES
@@ -17,8 +14,9 @@ def _iso(dt: datetime | None) -> str | None:
     return dt.isoformat().replace("+00:00", "Z") if dt else None
 
 
-def managements(principal: Principal) -> list[dict[str, Any]]:
-    """The effective grants (owner's grants ∩ token restrictions) in the LEAF shape."""
+def effective_grants(principal: Principal) -> list[dict[str, Any]]:
+    """The effective grants (owner's grants ∩ token restrictions), in the shape of LEAF's
+    ``/api/managements`` (:mod:`sensorhub.compat.leaf`) and of ``grants`` in ``/api/tokens/self``."""
     out = []
     for r in principal.rules:
         org = principal.orgs.get(r.org_id)
@@ -40,10 +38,6 @@ def managements(principal: Principal) -> list[dict[str, Any]]:
             }
         )
     return out
-
-
-def managements_response(principal: Principal) -> Response:
-    return Response(orjson.dumps(managements(principal)), media_type="application/json")
 
 
 def describe(principal: Principal, now: datetime) -> dict[str, Any]:
@@ -71,7 +65,7 @@ def describe(principal: Principal, now: datetime) -> dict[str, Any]:
             }
             for o in principal.orgs.values()
         ],
-        "grants": managements(principal),
+        "grants": effective_grants(principal),
         "restrictions": {r.kind: r.to_json() for r in principal.restrictions},
         "created_at": _iso(principal.created_at),
         "expires_at": _iso(principal.expires_at),

@@ -1,7 +1,8 @@
-"""HTTP: NGSI-LD entities (``/ngsi-ld/v1/…``) and Akenza assets (``/v3/assets``).
+"""HTTP: NGSI-LD entities (``/ngsi-ld/v1/…``) over the entities service.
 
 Reads take a token with the ``entities`` scope; writes take an interactive session (tokens are read-only
-for entities). Errors under ``/ngsi-ld/`` are rendered as ETSI ProblemDetails by the one error handler.
+for entities). Errors under ``/ngsi-ld/`` are rendered as ETSI ProblemDetails by the one error handler
+(:mod:`sensorhub.api.errors`). Paging and ``Link: rel="next"`` come from :mod:`sensorhub.kit`.
 """
 
 from __future__ import annotations
@@ -19,18 +20,21 @@ from sensorhub.api.deps import ctx, get_db
 from sensorhub.auth.dependencies import RequireScope, RequireSession, SessionContext
 from sensorhub.auth.principal import Principal
 from sensorhub.authz.access import Access
-from sensorhub.entities import schemas
+from sensorhub.compat.ngsi_ld import schemas
 from sensorhub.entities import service as entities
 from sensorhub.entities.normalize import CONTEXT_LINK, render
 from sensorhub.entities.service import EntityQuery, Page
 from sensorhub.errors import BadRequest
+from sensorhub.kit.paging import LimitPolicy
+from sensorhub.kit.urls import next_link
 
 router = APIRouter()
 NGSI = "/ngsi-ld/v1"
 ENTITIES = RequireScope("entities")
 SESSION = RequireSession()
 TAGS_NGSI: list[str | Enum] = ["NGSI-LD"]
-TAGS_AKENZA: list[str | Enum] = ["Akenza assets"]
+# Page sizes: 100 when absent, values above 500 are clamped to 500 (Nekazari: "capped at 500").
+LIMITS = LimitPolicy(default=entities.DEFAULT_LIMIT, maximum=entities.MAX_LIMIT, minimum=0, clamp=True)
 
 _PAGING_DOC = (
     "Paging: `limit` (default 100, values above 500 are clamped to 500), `offset`, `count=true` "
@@ -52,14 +56,6 @@ def _json(body: Any, ld: bool, status: int = 200, headers: dict[str, str] | None
         headers=h,
         media_type="application/ld+json" if ld else "application/json",
     )
-
-
-def _absolute(request: Request, **params: Any) -> str:
-    url = request.url.include_query_params(**params)
-    base = ctx(request).settings.base_url
-    if base:
-        url = url.replace(scheme=base.split("://", 1)[0], netloc=base.split("://", 1)[1].split("/", 1)[0])
-    return str(url)
 
 
 def _page_response(
@@ -89,8 +85,13 @@ def _page_response(
     if page.count is not None:
         headers["NGSILD-Results-Count"] = str(page.count)
     if page.next_cursor is not None:
-        nxt = _absolute(request, limit=limit, offset=page.next_offset, cursor=page.next_cursor)
-        headers["Link"] = f'<{nxt}>; rel="next"'
+        headers["Link"] = next_link(
+            request,
+            ctx(request).settings.base_url,
+            limit=limit,
+            offset=page.next_offset,
+            cursor=page.next_cursor,
+        )
     return _json(body, ld, headers=headers)
 
 
@@ -195,7 +196,7 @@ def _run_query(
     sys_attrs: bool,
     reader: str,
 ) -> Response:
-    lim = entities.clamp_limit(limit)
+    lim = LIMITS.resolve(limit)
     if lim == 0 and not count:
         raise BadRequest("limit=0 is only allowed with count=true")
     page = entities.query_entities(
@@ -326,40 +327,3 @@ def delete_entity(
     entities.delete_entity(sc.db, sc.user, e)
     sc.db.commit()
     return Response(status_code=204)
-
-
-# --- Akenza assets ---------------------------------------------------------------------------------------
-
-ASSET_MAX_SIZE = 500
-
-
-@router.get("/v3/assets", tags=TAGS_AKENZA, summary="List assets (Spring page)")
-def list_assets(
-    workspaceId: str | None = Query(None, description="Workspace id or slug"),
-    page: int = Query(0, description="0-based page number"),
-    size: int = Query(25, description="Page size (at most 500)"),
-    type: str | None = Query(None, description="Entity type(s), comma-separated"),
-    principal: Principal = Depends(ENTITIES),
-    db: Session = Depends(get_db),
-) -> Response:
-    access = principal.access("entities")
-    ws_ids = entities.asset_workspaces(access, principal.workspaces, workspaceId)
-    sel = entities.make_selector(entities.split_list(type, "type"))
-    query = EntityQuery(selectors=(sel,) if sel.types else (), workspace_ids=ws_ids)
-    size = min(size, ASSET_MAX_SIZE)
-    rows, total = entities.list_assets(db, access, query, page, size)
-    content = [schemas.asset_json(e, entities.entity_attrs(access, e)) for e in rows]
-    body = schemas.spring_page(content, page, size, total)
-    return Response(orjson.dumps(body), media_type="application/json")
-
-
-@router.get("/v3/assets/{asset_id}", tags=TAGS_AKENZA, summary="Get one asset")
-def get_asset(
-    asset_id: str,
-    principal: Principal = Depends(ENTITIES),
-    db: Session = Depends(get_db),
-) -> Response:
-    access = principal.access("entities")
-    e = entities.get_entity(db, access, asset_id)
-    body = schemas.asset_json(e, entities.entity_attrs(access, e))
-    return Response(orjson.dumps(body), media_type="application/json")

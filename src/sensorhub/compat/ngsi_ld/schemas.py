@@ -1,8 +1,7 @@
-"""Wire shapes of the entity APIs: NGSI-LD query bodies and options, Akenza asset pages."""
+"""NGSI-LD wire shapes: query parameters, ``Query`` bodies, options, content negotiation, entity JSON."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from sensorhub.entities.models import Entity
@@ -94,6 +93,22 @@ SELECTOR_MEMBERS = frozenset({"type", "id", "idPattern"})
 
 def query_from_body(body: Any) -> EntityQuery:
     """An NGSI-LD ``Query`` body: ``{type: "Query", entities: [{type, id?, idPattern?}], attrs?, q?}``."""
+    _check_query_members(body)
+    selectors = _selectors(body.get("entities"))
+    q = body.get("q")
+    if q is not None and not isinstance(q, str):
+        raise BadRequest("'q' must be a string")
+    attrs = body.get("attrs")
+    if attrs is not None and not isinstance(attrs, list):
+        raise BadRequest("'attrs' must be a list of attribute names")
+    if not selectors and q is None and attrs is None:
+        raise BadRequest("the Query needs at least one of entities, attrs or q")
+    return EntityQuery(
+        selectors=selectors, q=parse_q(q) if q is not None else None, attrs=attrs_projection(attrs)
+    )
+
+
+def _check_query_members(body: Any) -> None:
     if not isinstance(body, dict):
         raise BadRequest("the body must be an NGSI-LD Query object")
     if body.get("type") != "Query":
@@ -106,45 +121,35 @@ def query_from_body(body: Any) -> EntityQuery:
         raise BadRequest(
             f"unknown Query member {unknown[0]!r}; a Query may hold {', '.join(sorted(QUERY_MEMBERS))}"
         )
-    selectors: list[Selector] = []
-    ents = body.get("entities")
-    if ents is not None:
-        if not isinstance(ents, list):
-            raise BadRequest("'entities' must be a list of entity selectors")
-        if len(ents) > MAX_SELECTORS:
-            raise BadRequest(f"'entities' may hold at most {MAX_SELECTORS} entity selectors")
-        for i, sel in enumerate(ents):
-            if not isinstance(sel, dict):
-                raise BadRequest(f"entities[{i}] must be an object with type, id or idPattern")
-            extra = sorted(set(sel) - SELECTOR_MEMBERS)
-            if extra:
-                raise BadRequest(
-                    f"unknown member entities[{i}].{extra[0]}; a selector may hold type, id, idPattern"
-                )
-            t, eid, pat = sel.get("type"), sel.get("id"), sel.get("idPattern")
-            for name, v in (("type", t), ("id", eid), ("idPattern", pat)):
-                if v is not None and not isinstance(v, str):
-                    raise BadRequest(f"entities[{i}].{name} must be a string")
-            if t is None and eid is None and pat is None:
-                raise BadRequest(f"entities[{i}] needs at least one of type, id, idPattern")
-            selectors.append(
-                make_selector(
-                    split_list(t, f"entities[{i}].type"),
-                    (eid,) if eid else (),
-                    pat,
-                    pattern_param=f"entities[{i}].idPattern",
-                )
-            )
-    q = body.get("q")
-    if q is not None and not isinstance(q, str):
-        raise BadRequest("'q' must be a string")
-    attrs = body.get("attrs")
-    if attrs is not None and not isinstance(attrs, list):
-        raise BadRequest("'attrs' must be a list of attribute names")
-    if not selectors and q is None and attrs is None:
-        raise BadRequest("the Query needs at least one of entities, attrs or q")
-    return EntityQuery(
-        selectors=tuple(selectors), q=parse_q(q) if q is not None else None, attrs=attrs_projection(attrs)
+
+
+def _selectors(ents: Any) -> tuple[Selector, ...]:
+    if ents is None:
+        return ()
+    if not isinstance(ents, list):
+        raise BadRequest("'entities' must be a list of entity selectors")
+    if len(ents) > MAX_SELECTORS:
+        raise BadRequest(f"'entities' may hold at most {MAX_SELECTORS} entity selectors")
+    return tuple(_selector(i, sel) for i, sel in enumerate(ents))
+
+
+def _selector(i: int, sel: Any) -> Selector:
+    if not isinstance(sel, dict):
+        raise BadRequest(f"entities[{i}] must be an object with type, id or idPattern")
+    extra = sorted(set(sel) - SELECTOR_MEMBERS)
+    if extra:
+        raise BadRequest(f"unknown member entities[{i}].{extra[0]}; a selector may hold type, id, idPattern")
+    t, eid, pat = sel.get("type"), sel.get("id"), sel.get("idPattern")
+    for name, v in (("type", t), ("id", eid), ("idPattern", pat)):
+        if v is not None and not isinstance(v, str):
+            raise BadRequest(f"entities[{i}].{name} must be a string")
+    if t is None and eid is None and pat is None:
+        raise BadRequest(f"entities[{i}] needs at least one of type, id, idPattern")
+    return make_selector(
+        split_list(t, f"entities[{i}].type"),
+        (eid,) if eid else (),
+        pat,
+        pattern_param=f"entities[{i}].idPattern",
     )
 
 
@@ -168,49 +173,3 @@ def entity_json(
         context=context,
         sys_attrs=(e.created_at, e.modified_at) if sys_attrs else None,
     )
-
-
-def asset_json(e: Entity, attrs: dict[str, Any]) -> dict[str, Any]:
-    """``e`` as an Akenza asset whose ``properties`` are ``attrs`` (what the reader may see)."""
-    desc = attrs.get("description", {}).get("value")
-    return {
-        "id": e.asset_id,
-        "name": e.name or e.entity_id,
-        "description": desc if isinstance(desc, str) else None,
-        "type": e.type,
-        "entityId": e.entity_id,
-        "workspaceId": e.workspace_id,
-        "organizationId": e.org_id,
-        "created": e.created_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "updated": e.modified_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "properties": {
-            k: (a.get("object") if a.get("type") == "Relationship" else a.get("value"))
-            for k, a in attrs.items()
-        },
-        "location": e.location,
-    }
-
-
-def spring_page(content: list[dict[str, Any]], page: int, size: int, total: int) -> dict[str, Any]:
-    sort = {"sorted": False, "unsorted": True, "empty": True}
-    pages = math.ceil(total / size) if size else 0
-    return {
-        "content": content,
-        "pageable": {
-            "pageNumber": page,
-            "pageSize": size,
-            "offset": page * size,
-            "paged": True,
-            "unpaged": False,
-            "sort": sort,
-        },
-        "totalPages": pages,
-        "totalElements": total,
-        "last": page >= pages - 1,
-        "number": page,
-        "size": size,
-        "numberOfElements": len(content),
-        "first": page == 0,
-        "sort": sort,
-        "empty": not content,
-    }

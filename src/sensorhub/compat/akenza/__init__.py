@@ -1,0 +1,1 @@
+"""Akenza: assets as Spring pages and device backfill."""

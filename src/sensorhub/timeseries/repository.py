@@ -1,0 +1,133 @@
+"""SQL of the time-series domain's catalogue: which series exist, for which entity, and which a reader
+may list. (Points and rollups are read and written through :mod:`sensorhub.timeseries.store`.)
+
+Listings take an :class:`~sensorhub.authz.access.Access` and filter on it in SQL; a single entity is
+resolved by :func:`sensorhub.authz.entities.visible_entity` before its series are looked up here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Row, exists, func, or_, select
+from sqlalchemy.orm import Session
+
+from sensorhub.authz.access import Access
+from sensorhub.authz.scope import visible_entities
+from sensorhub.entities.models import Entity
+from sensorhub.timeseries.models import Series
+
+SERIES_COLUMNS = (
+    Series.id,
+    Series.entity_pk,
+    Series.attribute,
+    Series.unit,
+    Series.last_ts,
+    Series.last_value,
+)
+DEVICE_COLUMNS = (
+    Entity.pk,
+    Entity.entity_id,
+    Entity.type,
+    Entity.name,
+    Entity.org_id,
+    Entity.workspace_id,
+    Entity.attrs,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesInfo:
+    """A listed series with the entity and tenant it belongs to."""
+
+    id: int
+    entity_id: str
+    attribute: str
+    unit: str | None
+    org_id: str
+    workspace_id: str
+
+
+def series_by_attribute(s: Session, entity_pk: int, attribute: str) -> Series | None:
+    """The series (entity, attribute), or ``None``."""
+    return s.scalar(select(Series).where(Series.entity_pk == entity_pk, Series.attribute == attribute))
+
+
+def series_of_entities(s: Session, entity_pks: Sequence[int]) -> dict[int, list[Any]]:
+    """Series rows (:data:`SERIES_COLUMNS`; plain rows, not ORM objects: hot paths) per entity, by name."""
+    out: dict[int, list[Any]] = {pk: [] for pk in entity_pks}
+    if entity_pks:
+        q = (
+            select(*SERIES_COLUMNS)
+            .where(Series.entity_pk.in_(list(entity_pks)))
+            .order_by(Series.entity_pk, Series.attribute)
+        )
+        for x in s.execute(q):
+            out[x.entity_pk].append(x)
+    return out
+
+
+def listable_series(
+    s: Session,
+    access: Access,
+    *,
+    org_id: str | None = None,
+    workspace_id: str | None = None,
+    entity: str | None = None,
+    attribute: str | None = None,
+) -> list[SeriesInfo]:
+    """The series of the entities ``access`` covers, narrowed to a tenant, an entity (id or asset id)
+    and an attribute when given. Time windows are applied by the reads."""
+    q = (
+        select(Series.id, Entity.entity_id, Series.attribute, Series.unit, Entity.org_id, Entity.workspace_id)
+        .join(Entity, Entity.pk == Series.entity_pk)
+        .where(
+            visible_entities(access)
+            .within(org_id=org_id, workspace_ids=None if workspace_id is None else [workspace_id])
+            .where()
+        )
+    )
+    if entity is not None:
+        q = q.where(or_(Entity.entity_id == entity, Entity.asset_id == entity))
+    if attribute is not None:
+        q = q.where(Series.attribute == attribute)
+    return [SeriesInfo(*r) for r in s.execute(q).tuples()]
+
+
+def latest_ts(s: Session, series_ids: Sequence[int]) -> int | None:
+    """The time (µs) of the latest stored point among the series."""
+    value = s.scalar(select(func.max(Series.last_ts)).where(Series.id.in_(list(series_ids))))
+    return None if value is None else int(value)
+
+
+def last_ts_by_series(s: Session, series_ids: Sequence[int]) -> dict[int, int | None]:
+    if not series_ids:
+        return {}
+    q = select(Series.id, Series.last_ts).where(Series.id.in_(list(series_ids)))
+    return dict(s.execute(q).tuples().all())
+
+
+def devices_page(s: Session, access: Access, type_: str | None, limit: int, offset: int) -> list[Row[Any]]:
+    """A page of the entities ``access`` covers that have series (:data:`DEVICE_COLUMNS`), by creation."""
+    q = select(*DEVICE_COLUMNS).where(
+        visible_entities(access).where(),
+        exists().where(Series.entity_pk == Entity.pk),
+    )
+    if type_:
+        q = q.where(Entity.type == type_)
+    return list(s.execute(q.order_by(Entity.pk).limit(limit).offset(offset)))
+
+
+def sensors_page(s: Session, access: Access, limit: int, offset: int) -> list[tuple[Entity, Series]]:
+    """A page of (entity, series) pairs ``access`` covers, by entity creation then attribute."""
+    q = (
+        select(Entity, Series)
+        .join(Series, Series.entity_pk == Entity.pk)
+        .where(visible_entities(access).where())
+        .order_by(Entity.pk, Series.attribute)
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(s.execute(q).tuples())
