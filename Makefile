@@ -33,6 +33,7 @@ lint: $(STAMP)
 	$(BIN)/mypy --strict client/src
 	$(BIN)/lint-imports
 	$(BIN)/python tools/import_cycles.py
+	$(BIN)/python -m sensorhub.lint.tenancy src/sensorhub
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

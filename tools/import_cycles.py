@@ -3,7 +3,9 @@
 import-linter's contracts check layers and cycles between the siblings of each package; a cycle through
 modules of different domain packages (which sit in one layer and may import each other) would pass
 them, so this check walks the whole module graph (grimp, the graph import-linter builds) for strongly
-connected components. Every import counts, function-level and ``TYPE_CHECKING`` ones included.
+connected components. Every import counts, function-level and ``TYPE_CHECKING`` ones included, and
+importing ``a.b.c`` counts as importing the packages ``a.b`` and ``a`` too (Python runs their
+``__init__`` first), which grimp does not record.
 """
 
 from __future__ import annotations
@@ -11,6 +13,19 @@ from __future__ import annotations
 import sys
 
 import grimp
+
+
+def _imported_by(graph: grimp.ImportGraph, module: str) -> set[str]:
+    out: set[str] = set()
+    for w in graph.find_modules_directly_imported_by(module):
+        parts = w.split(".")
+        # The parent packages' __init__, except the importer's own ancestors (already running).
+        out.update(
+            p
+            for p in (".".join(parts[:i]) for i in range(1, len(parts) + 1))
+            if not module.startswith(p + ".")
+        )
+    return out
 
 
 def import_cycles(package: str = "sensorhub") -> list[list[str]]:
@@ -26,7 +41,7 @@ def import_cycles(package: str = "sensorhub") -> list[list[str]]:
         index[v] = low[v] = len(index)
         stack.append(v)
         on_stack.add(v)
-        for w in graph.find_modules_directly_imported_by(v):
+        for w in _imported_by(graph, v):
             if w not in index:
                 visit(w)
                 low[v] = min(low[v], low[w])

@@ -219,6 +219,7 @@ def seed(session: Session, org: Organisation, workspaces: dict[str, Workspace]) 
     now_us = int(datetime.now(UTC).timestamp() * 1_000_000)
     end = now_us - now_us % STEP_US  # the last whole 10 minutes
     start = end - HISTORY_DAYS * DAY_US
+    # tenancy: the demo seeds its own organisation
     existing = {e.entity_id: e for e in session.scalars(select(Entity).where(Entity.org_id == org.id))}
     created = points = 0
     for n, (ws_slug, body, spec) in enumerate(_devices()):

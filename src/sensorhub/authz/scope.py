@@ -49,12 +49,32 @@ class VisibleEntities:
     """The entities a request may see (time windows aside: those are applied by the reads). Made by
     :func:`visible_entities` only; repositories require it instead of a raw ``Access`` or org id."""
 
-    __slots__ = ("access",)
+    __slots__ = ("access", "org_id", "workspace_ids")
 
-    def __init__(self, access: Access, mint: object) -> None:
+    def __init__(
+        self,
+        access: Access,
+        mint: object,
+        org_id: str | None = None,
+        workspace_ids: frozenset[str] | None = None,
+    ) -> None:
         if mint is not _MINT:
             raise TypeError("VisibleEntities comes from sensorhub.authz.visible_entities(access)")
         self.access = access
+        self.org_id = org_id
+        self.workspace_ids = workspace_ids
+
+    def within(
+        self, *, org_id: str | None = None, workspace_ids: Iterable[str] | None = None
+    ) -> VisibleEntities:
+        """These entities narrowed to the tenant a request names (an organisation, some workspaces):
+        it only ever removes entities, never adds one the access does not cover."""
+        ws = self.workspace_ids
+        if workspace_ids is not None:
+            ws = frozenset(workspace_ids) if ws is None else ws & frozenset(workspace_ids)
+        if org_id is not None and self.org_id is not None and org_id != self.org_id:
+            return VisibleEntities(Access(()), _MINT)
+        return VisibleEntities(self.access, _MINT, org_id or self.org_id, ws)
 
     @property
     def is_empty(self) -> bool:
@@ -67,7 +87,12 @@ class VisibleEntities:
             clauses.append(_rule_clause(*key))
         if not clauses:
             return false()
-        return or_(*clauses) if len(clauses) > 1 else clauses[0]
+        where = or_(*clauses) if len(clauses) > 1 else clauses[0]
+        if self.org_id is not None:
+            where = and_(where, Entity.org_id == self.org_id)
+        if self.workspace_ids is not None:
+            where = and_(where, Entity.workspace_id.in_(sorted(self.workspace_ids)))
+        return where
 
 
 def _rule_clause(org_id: str, workspace_id: str | None, entity_id: str | None) -> ColumnElement[bool]:

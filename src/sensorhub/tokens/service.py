@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from sensorhub.accounts.models import Membership, Organisation, Role, User, Workspace
+from sensorhub.accounts.models import Organisation, Role, User, Workspace
 from sensorhub.audit.service import record
 from sensorhub.auth import restrictions as R
 from sensorhub.auth import token_format
@@ -248,13 +248,7 @@ def _scopes(values: Sequence[str]) -> list[str]:
 
 
 def user_orgs(s: Session, user_id: str) -> list[tuple[Organisation, str]]:
-    rows = s.execute(
-        select(Organisation, Membership.role)
-        .join(Membership, Membership.org_id == Organisation.id)
-        .where(Membership.user_id == user_id)
-        .order_by(Organisation.slug)
-    )
-    return [(o, r) for o, r in rows.tuples()]
+    return [(o, m.role) for m, o in accounts.memberships_of(s, user_id)]
 
 
 def create_pat(
