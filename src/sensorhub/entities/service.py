@@ -24,6 +24,7 @@ from sensorhub.accounts.models import Organisation, Role, User, Workspace
 from sensorhub.audit.service import record
 from sensorhub.authz.access import Access, AccessRule
 from sensorhub.authz.entities import visible_entity
+from sensorhub.authz.scope import visible_entities
 from sensorhub.authz.subjects import user_reach
 from sensorhub.entities.anchors import ANCHORS
 from sensorhub.entities.models import Entity
@@ -156,10 +157,8 @@ def _selector_clause(sel: Selector) -> ColumnElement[bool]:
 def entity_filter(s: Session, access: Access, query: EntityQuery) -> ColumnElement[bool]:
     """The complete WHERE clause: tenancy first, then the caller's query."""
     parts: list[ColumnElement[bool]] = [
-        access.sql_filter(Entity.org_id, Entity.workspace_id, Entity.entity_id)
+        visible_entities(access).within(workspace_ids=query.workspace_ids).where()
     ]
-    if query.workspace_ids is not None:
-        parts.append(Entity.workspace_id.in_(sorted(query.workspace_ids)))
     if query.selectors:
         clauses = [_selector_clause(sel) for sel in query.selectors]
         parts.append(or_(*clauses) if len(clauses) > 1 else clauses[0])
@@ -382,6 +381,7 @@ def create_entity(s: Session, user: User, org: Organisation, ws: Workspace, body
             f"you may not create entities in workspace '{ws.slug}': owners, admins and members with a "
             "grant on the workspace can"
         )
+    # tenancy: write access to org/ws was decided above; ids are unique per organisation
     if s.scalar(select(Entity.pk).where(Entity.org_id == org.id, Entity.entity_id == data.entity_id)):
         raise Conflict(f"entity '{data.entity_id}' already exists")
     e = _new_entity(org.id, ws.id, data)
@@ -523,6 +523,7 @@ def import_entities(
     ids = list(seen)
     for chunk in range(0, len(ids), 500):
         for found in s.scalars(
+            # tenancy: an operator import (CLI) into the organisation it names
             select(Entity).where(Entity.org_id == org.id, Entity.entity_id.in_(ids[chunk : chunk + 500]))
         ):
             existing[found.entity_id] = found
