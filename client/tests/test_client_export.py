@@ -41,6 +41,7 @@ def test_export_sends_the_documented_body_and_returns_the_result(client, server)
         [{"entity_id": STATION, "attribute": "temperature"}],
         start="2026-01-01T00:00:00Z",
         end="2026-01-31T00:00:00Z",
+        bucket="1h",
         aggregation="avg",
     )
     assert body_of(server.requests[0]) == {
@@ -48,6 +49,7 @@ def test_export_sends_the_documented_body_and_returns_the_result(client, server)
         "end_time": "2026-01-31T00:00:00Z",
         "series": [{"entity_id": STATION, "attribute": "temperature"}],
         "format": "parquet",
+        "bucket": "1h",
         "aggregation": "avg",
     }
     assert isinstance(result, sc.ExportResult)

@@ -223,6 +223,15 @@ def test_export_downloads_with_the_signature_alone(c, tmp_path):
     assert httpx.get(url).status_code == 200
 
 
+def test_a_bucketed_export_names_bucket_and_aggregation_as_the_time_series_api_does(c):
+    daily = c.export([(STATION, "temperature")], **JANUARY, format="csv", bucket="1d", aggregation="max")
+    assert daily.rows == 30
+    frame = daily.to_frame()
+    raw = c.timeseries(STATION, "temperature", **JANUARY, resolution=100_000)
+    expected = raw["temperature"].resample("1D").max()
+    assert frame[f"{STATION}.temperature"].tolist() == expected.tolist()
+
+
 def test_a_capped_export_warns(c):
     with pytest.warns(UserWarning, match="truncated at 10000 rows"):
         result = c.export([(STATION, "temperature")], start="2025-12-01", end="2026-11-01", format="csv")

@@ -241,8 +241,15 @@ def test_bad_input_is_refused_and_writes_nothing(
     refused(400, "unknown format 'xlsx'", [(STATION, "temperature")], "xlsx")
     refused(400, "must be after start_time", [(STATION, "temperature")], start=T0 + timedelta(days=2), end=T0)
     refused(400, "listed twice", [(STATION, "temperature"), (STATION, "temperature")])
-    refused(400, "aggregation 'hourly' is not understood", [(STATION, "temperature")], aggregation="hourly")
-    refused(400, "put the aggregate function in 'function'", [(STATION, "temperature")], aggregation="avg")
+    refused(400, "bucket 'hourly' is not understood", [(STATION, "temperature")], bucket="hourly")
+    refused(400, "unknown aggregation 'hourly'", [(STATION, "temperature")], aggregation="hourly")
+    refused(
+        400, "'aggregation' applies to bucketed exports only", [(STATION, "temperature")], aggregation="avg"
+    )
+    refused(
+        400, "unknown aggregation 'median'", [(STATION, "temperature")], bucket="1h", aggregation="median"
+    )
+    # The older form (bucket in 'aggregation', function in 'function') names its own fields.
     refused(400, "unknown function 'median'", [(STATION, "temperature")], aggregation="1h", function="median")
     refused(
         400,
@@ -353,15 +360,14 @@ def test_bucketed_export(client: TestClient, world: World, station: tuple[Entity
     times = minutes(180)
     ingest(world, station[0], "temperature", times, [float(i) for i in range(180)], unit="CEL")
     token = world.pat("ana@acme.test", ["export"])
-    body = export(client, token, [(STATION, "temperature")], "csv", aggregation="1h").json()
-    assert body["aggregation"] == "1h" and body["function"] == "avg" and body["rows"] == 3
+    body = export(client, token, [(STATION, "temperature")], "csv", bucket="1h").json()
+    assert body["bucket"] == "1h" and body["aggregation"] == "avg" and body["rows"] == 3
+    assert "function" not in body
     content = download(client, body["download_url"]).content
     assert content.decode().splitlines()[1] == '"2026-01-01T00:00:00Z",29.5'
     df = read(content, "csv")
     assert df[f"{STATION}.temperature"].tolist() == [29.5, 89.5, 149.5]
-    body = export(
-        client, token, [(STATION, "temperature")], "parquet", aggregation="1h", function="max"
-    ).json()
+    body = export(client, token, [(STATION, "temperature")], "parquet", bucket="1h", aggregation="max").json()
     df = read(download(client, body["download_url"]).content, "parquet")
     assert df[f"{STATION}.temperature"].tolist() == [59.0, 119.0, 179.0]
     assert np.array_equal(df["timestamp"].dt.hour.to_numpy(), [0, 1, 2])

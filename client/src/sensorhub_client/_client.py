@@ -356,10 +356,15 @@ class Client:
         start: TimeLike,
         end: TimeLike,
         format: Literal["parquet", "csv"] = "parquet",
+        bucket: str | None = None,
         aggregation: str | None = None,
     ) -> ExportResult:
-        """Ask the server to write a CSV/Parquet file; warns when the server truncated it."""
-        call = _core.export_call(series, start, end, format, aggregation)
+        """Ask the server to write a CSV/Parquet file; warns when the server truncated it.
+
+        ``bucket`` (``"raw"``, the default, or a width such as ``"15m"``, ``"1h"``, ``"1d"``) groups the
+        points; ``aggregation`` is the function per bucket (``avg`` by default), as in :meth:`timeseries`.
+        """
+        call = _core.export_call(series, start, end, format, bucket, aggregation)
         body = _core.json_object(self._send(call), "/api/datahub/export")
         return ExportResult(**export_fields(body), _fetch=self._fetch)
 

@@ -435,8 +435,11 @@ def export_call(
     start: TimeLike,
     end: TimeLike,
     format: str,
+    bucket: str | None,
     aggregation: str | None,
 ) -> Call:
+    """``bucket`` is ``raw`` or a width such as ``1h``; ``aggregation`` the function per bucket (as in
+    :func:`timeseries_call`). Both are sent as given: the server names any mistake."""
     if format not in ("parquet", "csv"):
         raise ValueError("format must be 'parquet' or 'csv'")
     body: JSONDict = {
@@ -445,6 +448,8 @@ def export_call(
         "series": series_body(series, with_aggregation=False),
         "format": format,
     }
+    if bucket is not None:
+        body["bucket"] = bucket
     if aggregation is not None:
         body["aggregation"] = aggregation
     # Each export writes a file: repeating it after a 5xx could make a second one, so no blind retry.

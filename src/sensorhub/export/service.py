@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from sensorhub.errors import BadRequest, Forbidden, Gone, NotAcceptable, NotFoun
 from sensorhub.export import signing
 from sensorhub.export.models import Export, ExportStatus
 from sensorhub.export.pivot import WidePivot, wide_schema
-from sensorhub.export.schemas import ExportOut, ExportRequest
+from sensorhub.export.schemas import Bucketing, ExportOut, ExportRequest, recorded_bucketing
 from sensorhub.export.stores import ExportStore, LocalStore, S3Store, StoredFile
 from sensorhub.export.writers import (
     CONTENT_TYPES,
@@ -48,7 +47,6 @@ from sensorhub.export.writers import (
 from sensorhub.kit.time import parse_time
 from sensorhub.timeseries.models import Series
 from sensorhub.timeseries.repository import series_by_attribute
-from sensorhub.timeseries.rollups import AGGREGATIONS
 from sensorhub.timeseries.service import iter_bucket_batches, iter_raw_batches
 from sensorhub.tokens.models import Credential
 
@@ -59,10 +57,6 @@ MAX_SERIES = 500
 INLINE_PREFETCH_ROWS = 100_000
 # Cells (rows × series) per batch read from the store: bounds the pivot's memory for wide exports.
 BATCH_CELLS = 1 << 23
-# At most 9 digits: any larger count is out of range anyway, and int() of a huge digit string is slow.
-_BUCKET = re.compile(r"^\s*(\d{1,9})\s*([smhd])\s*$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-MAX_BUCKET_SECONDS = 366 * 86400
 # Key of ``Export.request`` holding :meth:`ExportPlan.access_record`.
 ACCESS_KEY = "access"
 # Lifetime of the presigned S3 URL a checked download is redirected to: long enough to start the
@@ -88,10 +82,12 @@ class ExportPlan:
     start: datetime
     end: datetime
     columns: tuple[ExportColumn, ...]
-    aggregation: str  # "raw" or a bucket label such as "1h"
-    bucket_seconds: int | None
-    function: str | None
+    bucketing: Bucketing
     row_cap: int
+
+    @property
+    def bucket_seconds(self) -> int | None:
+        return self.bucketing.seconds
 
     @property
     def series_ids(self) -> list[int]:
@@ -105,8 +101,8 @@ class ExportPlan:
         return {
             "start_time": _iso(self.start),
             "end_time": _iso(self.end),
-            "aggregation": self.aggregation,
-            "function": self.function,
+            "bucket": self.bucketing.bucket,
+            "aggregation": self.bucketing.aggregation,
             "series": [{"entity_id": c.entity_id, "attribute": c.attribute} for c in self.columns],
             "units": {c.name: c.unit for c in self.columns},
         }
@@ -154,31 +150,6 @@ def _iso_or_none(dt: datetime | None) -> str | None:
 # --- planning -----------------------------------------------------------------------------------------
 
 
-def parse_aggregation(aggregation: str | None, function: str | None) -> tuple[str, int | None, str | None]:
-    """``(label, bucket_seconds, function)`` for ``raw`` or a bucket like ``15m`` (+ function)."""
-    agg = (aggregation or "raw").strip().lower()
-    if agg == "raw":
-        if function is not None:
-            raise BadRequest(
-                "'function' applies to bucketed exports only: set 'aggregation' to a bucket like '1h'"
-            )
-        return "raw", None, None
-    m = _BUCKET.match(agg)
-    if m is None:
-        hint = " (put the aggregate function in 'function')" if agg in AGGREGATIONS else ""
-        raise BadRequest(
-            f"aggregation '{aggregation}' is not understood{hint}: use 'raw' or a bucket such as '1m', '15m', "
-            "'1h' or '1d' (units s, m, h, d)"
-        )
-    seconds = int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
-    if not 1 <= seconds <= MAX_BUCKET_SECONDS:
-        raise BadRequest(f"aggregation bucket '{aggregation}' must be between 1s and 366d")
-    fn = (function or "avg").strip().lower()
-    if fn not in AGGREGATIONS:
-        raise BadRequest(f"unknown function '{function}'; use one of: {', '.join(AGGREGATIONS)}")
-    return f"{m.group(1)}{m.group(2)}", seconds, fn
-
-
 def resolve_format(requested: str | None, inline_csv: bool) -> str:
     fmt = (requested or ("csv" if inline_csv else "")).strip().lower()
     if not fmt:
@@ -204,7 +175,7 @@ def plan_export(
     end = parse_time(body.end_time, "end_time")
     if end <= start:
         raise BadRequest(f"end_time ({body.end_time}) must be after start_time ({body.start_time})")
-    label, bucket_seconds, function = parse_aggregation(body.aggregation, body.function)
+    bucketing = body.bucketing()
     if not body.series:
         raise BadRequest("series is empty: list at least one {entity_id, attribute}")
     if len(body.series) > MAX_SERIES:
@@ -231,9 +202,7 @@ def plan_export(
                 windows=tuple(windows),
             )
         )
-    return ExportPlan(
-        fmt, start, end, tuple(columns), label, bucket_seconds, function, principal.export_row_cap
-    )
+    return ExportPlan(fmt, start, end, tuple(columns), bucketing, principal.export_row_cap)
 
 
 def read_batches(s: Session, plan: ExportPlan) -> Iterator[pa.RecordBatch]:
@@ -249,7 +218,7 @@ def read_batches(s: Session, plan: ExportPlan) -> Iterator[pa.RecordBatch]:
         plan.start,
         plan.end,
         plan.bucket_seconds,
-        aggregation=plan.function or "avg",
+        aggregation=plan.bucketing.aggregation or "avg",
         batch_rows=batch_rows,
     )
 
@@ -380,6 +349,7 @@ def export_out(e: Export, store: ExportStore, base_url: str, now: datetime) -> E
     status = status_of(e, now)
     req = e.request or {}
     units = req.get("units") or {}
+    bucket, aggregation = recorded_bucketing(req)
     return ExportOut(
         id=e.id,
         status=status,
@@ -395,8 +365,8 @@ def export_out(e: Export, store: ExportStore, base_url: str, now: datetime) -> E
         units={c: units.get(c) for c in e.columns[1:]},
         start_time=req.get("start_time"),
         end_time=req.get("end_time"),
-        aggregation=req.get("aggregation"),
-        function=req.get("function"),
+        bucket=bucket,
+        aggregation=aggregation,
         filename=e.filename,
         size_bytes=e.size_bytes,
         error=e.error,
