@@ -165,45 +165,41 @@ def _str_or_none(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def error_from_response(response: httpx.Response) -> APIError:
-    """Build the typed error for an unsuccessful response, from either wire shape."""
-    status = response.status_code
-    body: Any
-    try:
-        body = response.json()
-    except ValueError:
-        body = response.text
-    fields: dict[str, Any] = {}
-    reason = response.reason_phrase or "HTTP error"
-    if isinstance(body, dict):
-        fields.update(
-            request_id=_str_or_none(body.get("requestId")),
-            error_id=_str_or_none(body.get("errorId")),
-            trace_id=_str_or_none(body.get("traceId")),
-            code=_str_or_none(body.get("code")),
-        )
-        if "message" not in body and ("detail" in body or "title" in body):
-            # ETSI NGSI-LD ProblemDetails.
-            problem_type = _str_or_none(body.get("type"))
-            title = _str_or_none(body.get("title"))
-            message = _str_or_none(body.get("detail")) or title or reason
-            fields.update(
-                error=title or (problem_type.rsplit("/", 1)[-1] if problem_type else None),
-                path=_str_or_none(body.get("instance")),
-                problem_type=problem_type,
-            )
-        else:
-            message = _str_or_none(body.get("message")) or reason
-            fields.update(error=_str_or_none(body.get("error")), path=_str_or_none(body.get("path")))
-    else:
-        text = body.strip() if isinstance(body, str) else ""
-        message = text[:500] or reason
-    if not fields.get("error"):
-        fields["error"] = response.reason_phrase or None
-    if not fields.get("path"):
-        fields["path"] = response.request.url.path if _has_request(response) else None
-    fields.update(status_code=status, body=body, headers=response.headers)
+def _problem_fields(body: dict[str, Any], reason: str) -> tuple[str, dict[str, Any]]:
+    """Message and fields of an ETSI NGSI-LD ProblemDetails body."""
+    problem_type = _str_or_none(body.get("type"))
+    title = _str_or_none(body.get("title"))
+    message = _str_or_none(body.get("detail")) or title or reason
+    fields = {
+        "error": title or (problem_type.rsplit("/", 1)[-1] if problem_type else None),
+        "path": _str_or_none(body.get("instance")),
+        "problem_type": problem_type,
+    }
+    return message, fields
 
+
+def _body_fields(body: Any, reason: str) -> tuple[str, dict[str, Any]]:
+    """Message and fields of an error body: the Akenza shape, ProblemDetails, or plain text."""
+    if not isinstance(body, dict):
+        text = body.strip() if isinstance(body, str) else ""
+        return text[:500] or reason, {}
+    fields: dict[str, Any] = {
+        "request_id": _str_or_none(body.get("requestId")),
+        "error_id": _str_or_none(body.get("errorId")),
+        "trace_id": _str_or_none(body.get("traceId")),
+        "code": _str_or_none(body.get("code")),
+    }
+    if "message" not in body and ("detail" in body or "title" in body):
+        message, problem = _problem_fields(body, reason)
+        fields.update(problem)
+        return message, fields
+    fields.update(error=_str_or_none(body.get("error")), path=_str_or_none(body.get("path")))
+    return _str_or_none(body.get("message")) or reason, fields
+
+
+def _typed_error(response: httpx.Response, message: str, fields: dict[str, Any]) -> APIError:
+    """The :class:`APIError` subclass for the response's status."""
+    status = response.status_code
     if status == 401:
         return AuthenticationError(message, **fields)
     if status == 403:
@@ -218,6 +214,22 @@ def error_from_response(response: httpx.Response) -> APIError:
     if status >= 500:
         return ServerError(message, **fields)
     return APIError(message, **fields)
+
+
+def error_from_response(response: httpx.Response) -> APIError:
+    """Build the typed error for an unsuccessful response, from either wire shape."""
+    body: Any
+    try:
+        body = response.json()
+    except ValueError:
+        body = response.text
+    message, fields = _body_fields(body, response.reason_phrase or "HTTP error")
+    if not fields.get("error"):
+        fields["error"] = response.reason_phrase or None
+    if not fields.get("path"):
+        fields["path"] = response.request.url.path if _has_request(response) else None
+    fields.update(status_code=response.status_code, body=body, headers=response.headers)
+    return _typed_error(response, message, fields)
 
 
 def _has_request(response: httpx.Response) -> bool:
