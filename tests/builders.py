@@ -47,7 +47,7 @@ class World:
             u = accounts.get_user_by_email(s, email) or accounts.create_user(s, email, password)
             if org:
                 o = accounts.get_org(s, org)
-                accounts.set_membership(s, u, o, role, self.ctx.invalidate_auth)
+                accounts.set_membership(s, u, o, role)
                 if grant_org and role in ("member", "viewer"):
                     accounts.create_grant(
                         s,
@@ -58,7 +58,6 @@ class World:
                         time_start=None,
                         time_end=None,
                         actor_id=None,
-                        invalidate=self.ctx.invalidate_auth,
                     )
         return u
 
@@ -85,7 +84,6 @@ class World:
                 time_start=time_start,
                 time_end=time_end,
                 actor_id=None,
-                invalidate=self.ctx.invalidate_auth,
             )
 
     def pat(

@@ -211,37 +211,11 @@ def create_user(
 ) -> None:
     """Create a user (or add an existing one) in an organisation with a role."""
     from sensorhub.accounts import service as accounts
-    from sensorhub.accounts.models import Role
 
     with _admin_transaction(data_dir) as (_, s):
-        o = accounts.find_org(s, org) or accounts.create_org(s, org)
-        ws = None
-        if workspace:
-            existing = next((w for w in accounts.list_workspaces(s, o) if w.slug == workspace), None)
-            ws = existing or accounts.create_workspace(s, o, workspace)
-        user = accounts.get_user_by_email(s, email)
-        created = user is None
-        if user is None:
-            user = accounts.create_user(s, email, password)
-        accounts.set_membership(s, user, o, role, _noop)
-        # Members and viewers read what they are granted: the workspace given, else the organisation.
-        wanted = ws.id if ws else None
-        has_grant = any(
-            g.workspace_id == wanted and g.entity_id is None and g.time_start is None and g.time_end is None
-            for g in accounts.list_grants(s, o, user.id)
+        _, created = accounts.provision_member(
+            s, org_ref=org, email=email, password=password, role=role, workspace=workspace
         )
-        if Role(role) in (Role.member, Role.viewer) and not has_grant:
-            accounts.create_grant(
-                s,
-                o,
-                user,
-                workspace=ws,
-                entity_id=None,
-                time_start=None,
-                time_end=None,
-                actor_id=None,
-                invalidate=_noop,
-            )
     typer.echo(
         f"{'created' if created else 'updated'} user {email} as {role} of '{org}'"
         + (f" (workspace '{workspace}')" if workspace else "")
@@ -292,7 +266,7 @@ def revoke_token(
     with _admin_transaction(data_dir) as (_, s):
         cred = tokens.get_any(s, id)
         already = cred.revoked_at is not None
-        tokens.revoke(s, cred, actor_id=None, invalidate=_noop)
+        tokens.revoke(s, cred, actor_id=None)
     typer.echo(f"token {id} {'was already revoked' if already else 'revoked'}")
 
 
@@ -310,40 +284,29 @@ def disable_user(
         if user is None:
             _fail(f"no user with email '{email}'")
         assert user is not None
-        accounts.set_user_disabled(s, user, not enable, _noop)
+        accounts.set_user_disabled(s, user, not enable)
     typer.echo(f"user {email} {'enabled' if enable else 'disabled'}")
-
-
-def _noop() -> None:
-    pass
 
 
 @contextmanager
 def _admin_transaction(data_dir: Path | None) -> Iterator[tuple[Settings, Session]]:
-    """One committed transaction on an up-to-date schema for an admin command; domain errors become a
-    clear message and exit code 2; running servers are told to drop cached credentials afterwards."""
+    """The edge of an admin command: one transaction on an up-to-date schema, committed when the
+    command's block ends (nothing is written if it fails); domain errors become a clear message and exit
+    code 2. A change to who may do what tells running servers to drop cached credentials once committed
+    (same host via the epoch file, other hosts via Redis; see ``AppContext.invalidate_auth``)."""
+    from sensorhub.context import AppContext
     from sensorhub.errors import SensorhubError
 
     settings = settings_for(data_dir)
-    db = _db(settings)
-    _ensure_schema(db)
+    ctx = AppContext.build(settings)
+    _ensure_schema(ctx.db)
     try:
-        with db.transaction() as s:
+        with ctx.db.transaction() as s:
             yield settings, s
     except SensorhubError as e:
         _fail(e.message)
     finally:
-        db.dispose()
-    _signal_invalidation(settings)
-
-
-def _signal_invalidation(settings: Settings) -> None:
-    """Tell running servers (same host via the epoch file; other hosts via Redis) to drop cached auth."""
-    from sensorhub.context import AppContext
-
-    ctx = AppContext.build(settings)
-    ctx.invalidate_auth()
-    ctx.db.dispose()
+        ctx.db.dispose()
 
 
 def main() -> None:

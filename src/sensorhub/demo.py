@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 from sensorhub.accounts import service as accounts
-from sensorhub.accounts.models import Organisation, Workspace
+from sensorhub.accounts.models import Organisation
 from sensorhub.config import Settings
 from sensorhub.context import AppContext
 from sensorhub.db import Database
@@ -68,22 +68,20 @@ class DemoResult:
 
 def seed(settings: Settings, base_url: str = "http://127.0.0.1:8000") -> DemoResult:
     t0 = time.monotonic()
-    db = Database(settings)
+    # The context's listener tells a running server to drop cached credentials after each commit
+    # that changes who may do what.
+    db = AppContext.build(settings).db
     upgrade(db)
     password: str | None = None
     with db.transaction() as s:
-        org = accounts.find_org(s, DEMO_ORG)
-        if org is None:
-            org = accounts.create_org(s, DEMO_ORG, "Demo Organisation")
-        wss: dict[str, Workspace] = {w.slug: w for w in accounts.list_workspaces(s, org)}
+        org = accounts.ensure_org(s, DEMO_ORG, "Demo Organisation")
         for slug, name in DEMO_WORKSPACES.items():
-            if slug not in wss:
-                wss[slug] = accounts.create_workspace(s, org, slug, name)
+            accounts.ensure_workspace(s, org, slug, name)
         user = accounts.get_user_by_email(s, DEMO_EMAIL)
         if user is None:
             password = secrets.token_urlsafe(12)
             user = accounts.create_user(s, DEMO_EMAIL, password, "Demo Owner")
-            accounts.set_membership(s, user, org, "owner", lambda: None)
+            accounts.set_membership(s, user, org, "owner")
         # A fresh token on every run (the previous demo tokens keep their own expiry).
         name = f"demo-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
         minted = tokens.create_pat(
@@ -99,7 +97,6 @@ def seed(settings: Settings, base_url: str = "http://127.0.0.1:8000") -> DemoRes
         token = minted.token
         org_id = org.id
     seeded = _seed_data(db, org_id)
-    AppContext.build(settings, db).invalidate_auth()
     db.dispose()
     return DemoResult(base_url, DEMO_EMAIL, password, token, seeded, time.monotonic() - t0)
 
@@ -110,9 +107,8 @@ def _seed_data(db: Database, org_id: str) -> dict[str, int]:
         from sensorhub import demo_data  # type: ignore[attr-defined,unused-ignore]
     except ImportError:
         return {}
-    with db.session() as s:
+    with db.transaction() as s:
         org = s.get_one(Organisation, org_id)
         wss = {w.slug: w for w in accounts.list_workspaces(s, org)}
         counts: dict[str, int] = demo_data.seed(s, org, wss)
-        s.commit()
     return counts

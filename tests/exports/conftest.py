@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 
 from sensorhub.auth.token_format import digest
 from sensorhub.entities.models import Entity
-from sensorhub.timeseries.service import bulk_insert, get_or_create_series
 from sensorhub.kit.time import to_us
+from sensorhub.timeseries.service import bulk_insert, get_or_create_series
 from sensorhub.tokens import service as tokens
 from sensorhub.tokens.models import Credential
 from tests.builders import World, bearer
@@ -51,7 +51,7 @@ def revoke_token(world: World, token: str) -> None:
     """Revoke ``token`` the way DELETE /api/tokens/{id} does."""
     with world.ctx.db.transaction() as s:
         cred = s.query(Credential).filter_by(digest=digest(token)).one()
-        tokens.revoke(s, cred, actor_id=None, invalidate=world.ctx.invalidate_auth)
+        tokens.revoke(s, cred, actor_id=None)
 
 
 def minutes(n: int, start: datetime = T0, step: int = 1) -> list[datetime]:

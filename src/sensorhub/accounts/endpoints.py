@@ -9,11 +9,10 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import Field
-from sqlalchemy.orm import Session
 
 from sensorhub.accounts import invitations
 from sensorhub.accounts import service as accounts
-from sensorhub.accounts.models import Grant, Membership, Organisation, User, Workspace
+from sensorhub.accounts.models import Membership, Organisation, User, Workspace
 from sensorhub.api.deps import ctx, request_ip
 from sensorhub.audit.service import list_events
 from sensorhub.auth.dependencies import RequireSession, SessionContext
@@ -94,9 +93,8 @@ def ws_out(w: Workspace) -> dict[str, Any]:
     return {"id": w.id, "slug": w.slug, "name": w.name, "created_at": w.created_at}
 
 
-def grant_out(db: Session, g: Grant) -> dict[str, Any]:
-    ws = db.get(Workspace, g.workspace_id) if g.workspace_id else None
-    user = db.get(User, g.user_id)
+def grant_out(row: accounts.GrantRow) -> dict[str, Any]:
+    g, ws, user = row.grant, row.workspace, row.user
     return {
         "id": g.id,
         "user_id": g.user_id,
@@ -128,9 +126,7 @@ def get_org(org: str, sc: SessionContext = Depends(MEMBER)) -> dict[str, Any]:
 
 
 @router.put("/api/orgs/{org}/policy")
-def set_policy(
-    org: str, body: PolicyUpdate, request: Request, sc: SessionContext = Depends(ADMIN)
-) -> dict[str, Any]:
+def set_policy(org: str, body: PolicyUpdate, sc: SessionContext = Depends(ADMIN)) -> dict[str, Any]:
     """Token policy: maximum lifetime (days, or null for no cap) and whether tokens may never expire."""
     assert sc.org is not None
     accounts.update_policy(
@@ -138,9 +134,7 @@ def set_policy(
         sc.org,
         max_token_lifetime_days=body.max_token_lifetime_days,
         allow_non_expiring_tokens=body.allow_non_expiring_tokens,
-        invalidate=ctx(request).invalidate_auth,
     )
-    sc.db.commit()
     return org_out(sc.org)
 
 
@@ -152,14 +146,9 @@ def list_workspaces(org: str, sc: SessionContext = Depends(MEMBER)) -> list[dict
 
 
 @router.post("/api/orgs/{org}/workspaces", status_code=201)
-def create_workspace(
-    org: str, body: WorkspaceCreate, request: Request, sc: SessionContext = Depends(ADMIN)
-) -> dict[str, Any]:
+def create_workspace(org: str, body: WorkspaceCreate, sc: SessionContext = Depends(ADMIN)) -> dict[str, Any]:
     assert sc.org is not None
-    ws = accounts.create_workspace(sc.db, sc.org, body.slug, body.name)
-    sc.db.commit()
-    ctx(request).invalidate_auth()
-    return ws_out(ws)
+    return ws_out(accounts.create_workspace(sc.db, sc.org, body.slug, body.name))
 
 
 # -- members ------------------------------------------------------------------------------------
@@ -206,7 +195,6 @@ def add_member(
         password=body.password,
         ip=request_ip(request),
     )
-    sc.db.commit()
     return invitation_out(view)
 
 
@@ -224,7 +212,6 @@ def cancel_invitation(
     """Cancel a pending invitation: it can no longer be accepted."""
     assert sc.org is not None
     invitations.cancel_invitation(sc.db, sc.org, invitation_id, sc.user, ip=request_ip(request))
-    sc.db.commit()
 
 
 @router.get("/api/invitations", tags=["invitations"])
@@ -238,10 +225,7 @@ def accept_invitation(
     invitation_id: str, request: Request, sc: SessionContext = Depends(RequireSession())
 ) -> dict[str, Any]:
     """Join the organisation with the invitation's role and grants."""
-    m, o = invitations.accept_invitation(
-        sc.db, sc.user, invitation_id, ctx(request).invalidate_auth, ip=request_ip(request)
-    )
-    sc.db.commit()
+    m, o = invitations.accept_invitation(sc.db, sc.user, invitation_id, ip=request_ip(request))
     return dict(org_out(o), role=m.role)
 
 
@@ -250,30 +234,23 @@ def decline_invitation(
     invitation_id: str, request: Request, sc: SessionContext = Depends(RequireSession())
 ) -> None:
     invitations.decline_invitation(sc.db, sc.user, invitation_id, ip=request_ip(request))
-    sc.db.commit()
 
 
 @router.patch("/api/orgs/{org}/members/{user_ref}")
 def update_member(
-    org: str, user_ref: str, body: MemberUpdate, request: Request, sc: SessionContext = Depends(ADMIN)
+    org: str, user_ref: str, body: MemberUpdate, sc: SessionContext = Depends(ADMIN)
 ) -> dict[str, Any]:
     """Change a member's role; their tokens follow at once (a demoted member's tokens lose power)."""
     assert sc.org is not None
-    user = accounts.get_member_user(sc.db, sc.org, user_ref)
-    m = accounts.set_membership(
-        sc.db, user, sc.org, body.role, ctx(request).invalidate_auth, actor_role=sc.role
-    )
-    sc.db.commit()
+    m, user = accounts.change_member_role(sc.db, sc.org, user_ref, body.role, actor_role=sc.role)
     return member_out(m, user)
 
 
 @router.delete("/api/orgs/{org}/members/{user_ref}", status_code=204)
-def remove_member(org: str, user_ref: str, request: Request, sc: SessionContext = Depends(ADMIN)) -> None:
+def remove_member(org: str, user_ref: str, sc: SessionContext = Depends(ADMIN)) -> None:
     """Remove a member: their tokens lose this organisation on the next request."""
     assert sc.org is not None
-    user = accounts.get_member_user(sc.db, sc.org, user_ref)
-    accounts.remove_membership(sc.db, user, sc.org, ctx(request).invalidate_auth, actor_role=sc.role)
-    sc.db.commit()
+    accounts.remove_member(sc.db, sc.org, user_ref, actor_role=sc.role)
 
 
 # -- API users ----------------------------------------------------------------------------------
@@ -294,66 +271,38 @@ def list_api_users(org: str, sc: SessionContext = Depends(ADMIN)) -> list[dict[s
 
 
 @router.post("/api/orgs/{org}/api-users", status_code=201)
-def create_api_user(
-    org: str, body: ApiUserCreate, request: Request, sc: SessionContext = Depends(ADMIN)
-) -> dict[str, Any]:
+def create_api_user(org: str, body: ApiUserCreate, sc: SessionContext = Depends(ADMIN)) -> dict[str, Any]:
     """A service account (no password) with a role, and grants on workspaces or entities (devices)."""
     assert sc.org is not None
-    c = ctx(request)
-    user, m = accounts.create_api_user(sc.db, sc.org, body.name, body.role, c.invalidate_auth)
-    for ref in body.workspaces:
-        ws = accounts.get_workspace(sc.db, sc.org, ref)
-        accounts.create_grant(
-            sc.db,
-            sc.org,
-            user,
-            workspace=ws,
-            entity_id=None,
-            time_start=None,
-            time_end=None,
-            actor_id=sc.user.id,
-            invalidate=c.invalidate_auth,
-        )
-    for ent in body.entities:
-        accounts.create_grant(
-            sc.db,
-            sc.org,
-            user,
-            workspace=None,
-            entity_id=ent,
-            time_start=None,
-            time_end=None,
-            actor_id=sc.user.id,
-            invalidate=c.invalidate_auth,
-        )
-    sc.db.commit()
+    user, m = accounts.create_api_user(
+        sc.db,
+        sc.org,
+        body.name,
+        body.role,
+        workspaces=body.workspaces,
+        entities=body.entities,
+        actor_id=sc.user.id,
+    )
     return api_user_out(user, m)
 
 
 @router.patch("/api/orgs/{org}/api-users/{user_id}")
 def update_api_user(
-    org: str, user_id: str, body: ApiUserUpdate, request: Request, sc: SessionContext = Depends(ADMIN)
+    org: str, user_id: str, body: ApiUserUpdate, sc: SessionContext = Depends(ADMIN)
 ) -> dict[str, Any]:
     """Change an API user's role or disable it (disabling cuts off all its tokens at once)."""
     assert sc.org is not None
-    c = ctx(request)
-    user = accounts.get_api_user(sc.db, sc.org, user_id)
-    if body.role is not None:
-        if body.role == "owner":
-            raise BadRequest("API users cannot be owners; use admin, member or viewer")
-        accounts.set_membership(sc.db, user, sc.org, body.role, c.invalidate_auth, actor_role=sc.role)
-    if body.disabled is not None:
-        accounts.set_user_disabled(sc.db, user, body.disabled, c.invalidate_auth)
-    sc.db.commit()
-    return api_user_out(user, accounts.membership(sc.db, user.id, sc.org.id))
+    user, m = accounts.update_api_user(
+        sc.db, sc.org, user_id, role=body.role, disabled=body.disabled, actor_role=sc.role
+    )
+    return api_user_out(user, m)
 
 
 @router.get("/api/orgs/{org}/api-users/{user_id}/tokens", response_model=list[TokenOut])
 def list_api_user_tokens(org: str, user_id: str, sc: SessionContext = Depends(ADMIN)) -> list[TokenOut]:
     assert sc.org is not None
-    user = accounts.get_api_user(sc.db, sc.org, user_id)
     now = utcnow()
-    return [TokenOut.of(t, now) for t in tokens.list_pats(sc.db, user.id)]
+    return [TokenOut.of(t, now) for t in tokens.list_api_user_tokens(sc.db, sc.org, user_id)]
 
 
 @router.post("/api/orgs/{org}/api-users/{user_id}/tokens", status_code=201, response_model=TokenCreated)
@@ -361,22 +310,18 @@ def create_api_user_token(
     org: str, user_id: str, body: TokenCreate, request: Request, sc: SessionContext = Depends(ADMIN)
 ) -> TokenCreated:
     assert sc.org is not None
-    c = ctx(request)
-    user = accounts.get_api_user(sc.db, sc.org, user_id)
-    if user.disabled:
-        raise BadRequest("this API user is disabled; enable it before creating tokens")
-    minted = tokens.create_pat(
+    minted = tokens.create_api_user_token(
         sc.db,
-        user,
+        sc.org,
+        user_id,
         name=body.name,
         scopes=body.scopes,
         expiry=body.expiry(),
         restrictions=body.restriction_spec(),
-        settings=c.settings,
+        settings=ctx(request).settings,
         created_by=sc.user.id,
         ip=request_ip(request),
     )
-    sc.db.commit()
     return TokenCreated.minted(minted.credential, minted.token, utcnow())
 
 
@@ -385,12 +330,9 @@ def revoke_api_user_token(
     org: str, user_id: str, token_id: str, request: Request, sc: SessionContext = Depends(ADMIN)
 ) -> TokenOut:
     assert sc.org is not None
-    user = accounts.get_api_user(sc.db, sc.org, user_id)
-    cred = tokens.get_pat(sc.db, user.id, token_id)
-    tokens.revoke(
-        sc.db, cred, actor_id=sc.user.id, invalidate=ctx(request).invalidate_auth, ip=request_ip(request)
+    cred = tokens.revoke_api_user_token(
+        sc.db, sc.org, user_id, token_id, actor_id=sc.user.id, ip=request_ip(request)
     )
-    sc.db.commit()
     return TokenOut.of(cred, utcnow())
 
 
@@ -399,18 +341,15 @@ def rotate_api_user_token(
     org: str, user_id: str, token_id: str, request: Request, sc: SessionContext = Depends(ADMIN)
 ) -> TokenCreated:
     assert sc.org is not None
-    c = ctx(request)
-    user = accounts.get_api_user(sc.db, sc.org, user_id)
-    cred = tokens.get_pat(sc.db, user.id, token_id)
-    minted = tokens.rotate(
+    minted = tokens.rotate_api_user_token(
         sc.db,
-        cred,
-        settings=c.settings,
+        sc.org,
+        user_id,
+        token_id,
+        settings=ctx(request).settings,
         actor_id=sc.user.id,
-        invalidate=c.invalidate_auth,
         ip=request_ip(request),
     )
-    sc.db.commit()
     return TokenCreated.minted(minted.credential, minted.token, utcnow())
 
 
@@ -431,8 +370,6 @@ def create_api_key(
     """An organisation API key: permissions = scopes × workspaces (no workspaces = all of them).
     Use it with the ``x-api-key`` header (or as a Bearer token)."""
     assert sc.org is not None
-    c = ctx(request)
-    spec = body.restriction_spec()
     minted = tokens.create_api_key(
         sc.db,
         sc.org,
@@ -440,25 +377,20 @@ def create_api_key(
         scopes=body.scopes,
         workspaces=body.workspaces,
         expiry=body.expiry(),
-        restrictions=spec,
-        settings=c.settings,
+        restrictions=body.restriction_spec(),
+        settings=ctx(request).settings,
         created_by=sc.user.id,
         rate_limit_per_minute=body.rate_limit_per_minute,
         export_row_cap=body.export_row_cap,
         ip=request_ip(request),
     )
-    sc.db.commit()
     return TokenCreated.minted(minted.credential, minted.token, utcnow())
 
 
 @router.delete("/api/orgs/{org}/api-keys/{key_id}", response_model=TokenOut)
 def revoke_api_key(org: str, key_id: str, request: Request, sc: SessionContext = Depends(ADMIN)) -> TokenOut:
     assert sc.org is not None
-    cred = tokens.get_api_key(sc.db, sc.org.id, key_id)
-    tokens.revoke(
-        sc.db, cred, actor_id=sc.user.id, invalidate=ctx(request).invalidate_auth, ip=request_ip(request)
-    )
-    sc.db.commit()
+    cred = tokens.revoke_api_key(sc.db, sc.org, key_id, actor_id=sc.user.id, ip=request_ip(request))
     return TokenOut.of(cred, utcnow())
 
 
@@ -467,17 +399,9 @@ def rotate_api_key(
     org: str, key_id: str, request: Request, sc: SessionContext = Depends(ADMIN)
 ) -> TokenCreated:
     assert sc.org is not None
-    c = ctx(request)
-    cred = tokens.get_api_key(sc.db, sc.org.id, key_id)
-    minted = tokens.rotate(
-        sc.db,
-        cred,
-        settings=c.settings,
-        actor_id=sc.user.id,
-        invalidate=c.invalidate_auth,
-        ip=request_ip(request),
+    minted = tokens.rotate_api_key(
+        sc.db, sc.org, key_id, settings=ctx(request).settings, actor_id=sc.user.id, ip=request_ip(request)
     )
-    sc.db.commit()
     return TokenCreated.minted(minted.credential, minted.token, utcnow())
 
 
@@ -487,39 +411,31 @@ def list_grants(
     org: str, user: str | None = None, sc: SessionContext = Depends(ADMIN)
 ) -> list[dict[str, Any]]:
     assert sc.org is not None
-    user_id = accounts.get_member_user(sc.db, sc.org, user).id if user else None
-    return [grant_out(sc.db, g) for g in accounts.list_grants(sc.db, sc.org, user_id)]
+    return [grant_out(row) for row in accounts.grant_rows(sc.db, sc.org, user)]
 
 
 @router.post("/api/orgs/{org}/grants", status_code=201)
-def create_grant(
-    org: str, body: GrantCreate, request: Request, sc: SessionContext = Depends(ADMIN)
-) -> dict[str, Any]:
+def create_grant(org: str, body: GrantCreate, sc: SessionContext = Depends(ADMIN)) -> dict[str, Any]:
     """Give a member or API user read access to the organisation, a workspace, an entity, optionally
     only within ``[time_start, time_end)``."""
     assert sc.org is not None
-    user = accounts.get_member_user(sc.db, sc.org, body.user)
-    ws = accounts.get_workspace(sc.db, sc.org, body.workspace) if body.workspace else None
-    g = accounts.create_grant(
+    row = accounts.grant_access(
         sc.db,
         sc.org,
-        user,
-        workspace=ws,
+        user_ref=body.user,
+        workspace_ref=body.workspace,
         entity_id=body.entity,
         time_start=_dt_tz(body.time_start, "time_start"),
         time_end=_dt_tz(body.time_end, "time_end"),
         actor_id=sc.user.id,
-        invalidate=ctx(request).invalidate_auth,
     )
-    sc.db.commit()
-    return grant_out(sc.db, g)
+    return grant_out(row)
 
 
 @router.delete("/api/orgs/{org}/grants/{grant_id}", status_code=204)
-def delete_grant(org: str, grant_id: str, request: Request, sc: SessionContext = Depends(ADMIN)) -> None:
+def delete_grant(org: str, grant_id: str, sc: SessionContext = Depends(ADMIN)) -> None:
     assert sc.org is not None
-    accounts.delete_grant(sc.db, sc.org, grant_id, sc.user.id, ctx(request).invalidate_auth)
-    sc.db.commit()
+    accounts.delete_grant(sc.db, sc.org, grant_id, sc.user.id)
 
 
 # -- audit --------------------------------------------------------------------------------------

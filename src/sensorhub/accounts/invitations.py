@@ -37,7 +37,6 @@ from sensorhub.accounts.models import (
 )
 from sensorhub.accounts.service import (
     EMAIL_RE,
-    Invalidate,
     _check_role,
     create_grant,
     get_workspace,
@@ -209,14 +208,14 @@ def _own_invitation(s: Session, user: User, invitation_id: str) -> Invitation:
 
 
 def accept_invitation(
-    s: Session, user: User, invitation_id: str, invalidate: Invalidate, ip: str | None = None
+    s: Session, user: User, invitation_id: str, ip: str | None = None
 ) -> tuple[Membership, Organisation]:
     """Become a member with the invitation's role and grants. Only now does the membership exist."""
     inv = _own_invitation(s, user, invitation_id)
     org = s.get_one(Organisation, inv.org_id)
     if membership(s, user.id, org.id) is not None:
         raise Conflict(f"you are already a member of '{org.slug}'")
-    m = set_membership(s, user, org, inv.role, invalidate)
+    m = set_membership(s, user, org, inv.role)
     for ws in _view(s, inv).workspaces:
         create_grant(
             s,
@@ -227,7 +226,6 @@ def accept_invitation(
             time_start=None,
             time_end=None,
             actor_id=inv.invited_by,
-            invalidate=invalidate,
         )
     inv.status = InvitationStatus.accepted.value
     inv.responded_at = utcnow()

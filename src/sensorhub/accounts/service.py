@@ -1,13 +1,17 @@
 """Accounts: organisations, workspaces, users, API users, memberships, grants.
 
 Services take a :class:`~sqlalchemy.orm.Session` and never commit (the caller's edge does). Any change
-that can alter what a credential may do registers a cache invalidation to run after commit.
+that can alter what a credential may do calls :func:`~sensorhub.db.auth_changed`, so that cached
+credentials are dropped after the commit. Each use case the JSON API, the web pages and the CLI share is
+one function here (e.g. :func:`create_api_user`, :func:`update_api_user`, :func:`grant_access`), so the
+rules (who may make an owner, API users are never owners, ...) are written once.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -16,13 +20,13 @@ from sqlalchemy.orm import Session
 from sensorhub.accounts.models import Grant, Membership, Organisation, Role, User, Workspace
 from sensorhub.accounts.passwords import MIN_PASSWORD_LENGTH, hash_password
 from sensorhub.audit.service import record
-from sensorhub.db import on_commit
+from sensorhub.db import auth_changed
 from sensorhub.errors import BadRequest, Conflict, Forbidden, NotFound
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
-Invalidate = Callable[[], None]
+API_USER_OWNER_MESSAGE = "API users cannot be owners; use admin, member or viewer"
 
 
 def slugify(name: str) -> str:
@@ -67,14 +71,13 @@ def update_policy(
     *,
     max_token_lifetime_days: int | None,
     allow_non_expiring_tokens: bool,
-    invalidate: Invalidate,
 ) -> Organisation:
     if max_token_lifetime_days is not None and max_token_lifetime_days < 1:
         raise BadRequest("max_token_lifetime_days must be at least 1 (or null for no cap)")
     org.max_token_lifetime_days = max_token_lifetime_days
     org.allow_non_expiring_tokens = allow_non_expiring_tokens
     s.flush()
-    on_commit(s, invalidate)
+    auth_changed(s)
     return org
 
 
@@ -99,7 +102,19 @@ def create_workspace(s: Session, org: Organisation, slug: str, name: str | None 
     ws = Workspace(org_id=org.id, slug=slug, name=name or slug)
     s.add(ws)
     s.flush()
+    auth_changed(s)  # organisation-wide access now covers one more workspace
     return ws
+
+
+def ensure_org(s: Session, slug: str, name: str | None = None) -> Organisation:
+    """The organisation ``slug`` (or id), created when missing."""
+    return find_org(s, slug) or create_org(s, slug, name)
+
+
+def ensure_workspace(s: Session, org: Organisation, slug: str, name: str | None = None) -> Workspace:
+    """The workspace ``slug`` of ``org``, created when missing."""
+    existing = next((w for w in list_workspaces(s, org) if w.slug == slug), None)
+    return existing or create_workspace(s, org, slug, name)
 
 
 def get_user_by_email(s: Session, email: str) -> User | None:
@@ -126,11 +141,11 @@ def set_password(s: Session, user: User, password: str) -> None:
     user.password_hash = hash_password(password)
 
 
-def set_user_disabled(s: Session, user: User, disabled: bool, invalidate: Invalidate) -> None:
+def set_user_disabled(s: Session, user: User, disabled: bool) -> None:
     """Disabling a user cuts off every one of its tokens and sessions at once."""
     user.disabled = disabled
     s.flush()
-    on_commit(s, invalidate)
+    auth_changed(s)
 
 
 def membership(s: Session, user_id: str, org_id: str) -> Membership | None:
@@ -159,7 +174,6 @@ def set_membership(
     user: User,
     org: Organisation,
     role: str,
-    invalidate: Invalidate,
     actor_role: str | None = None,
 ) -> Membership:
     """Add ``user`` to ``org`` with ``role``, or change its role."""
@@ -177,7 +191,7 @@ def set_membership(
     else:
         m.role = r.value
     s.flush()
-    on_commit(s, invalidate)
+    auth_changed(s)
     return m
 
 
@@ -193,9 +207,7 @@ def _ensure_other_owner(s: Session, org: Organisation, leaving_user_id: str) -> 
         raise Conflict("an organisation must keep at least one owner; make someone else owner first")
 
 
-def remove_membership(
-    s: Session, user: User, org: Organisation, invalidate: Invalidate, actor_role: str | None = None
-) -> None:
+def remove_membership(s: Session, user: User, org: Organisation, actor_role: str | None = None) -> None:
     """Remove ``user`` from ``org``: its tokens lose that organisation at once, its grants there go too."""
     m = membership(s, user.id, org.id)
     if m is None:
@@ -208,7 +220,46 @@ def remove_membership(
     for g in s.scalars(select(Grant).where(Grant.user_id == user.id, Grant.org_id == org.id)):
         s.delete(g)
     s.flush()
-    on_commit(s, invalidate)
+    auth_changed(s)
+
+
+def change_member_role(
+    s: Session, org: Organisation, user_ref: str, role: str, *, actor_role: str | None
+) -> tuple[Membership, User]:
+    """Change the role of the member ``user_ref`` (id or email); their tokens follow at once."""
+    user = get_member_user(s, org, user_ref)
+    return set_membership(s, user, org, role, actor_role=actor_role), user
+
+
+def remove_member(s: Session, org: Organisation, user_ref: str, *, actor_role: str | None) -> User:
+    """Remove the member ``user_ref`` (id or email) with their grants there; returns who it was."""
+    user = get_member_user(s, org, user_ref)
+    remove_membership(s, user, org, actor_role=actor_role)
+    return user
+
+
+def provision_member(
+    s: Session, *, org_ref: str, email: str, password: str, role: str, workspace: str | None = None
+) -> tuple[User, bool]:
+    """The operator's way in (``sensorhub admin create-user``): the organisation and the workspace are
+    created when missing, the person when unknown (``True`` in the answer), then made a member with
+    ``role``. Members and viewers read what they are granted: ``workspace``, else the whole
+    organisation (a grant is added unless the same one exists)."""
+    o = ensure_org(s, org_ref)
+    ws = ensure_workspace(s, o, workspace) if workspace else None
+    user = get_user_by_email(s, email)
+    created = user is None
+    if user is None:
+        user = create_user(s, email, password)
+    set_membership(s, user, o, role)
+    wanted = ws.id if ws else None
+    has_grant = any(
+        g.workspace_id == wanted and g.entity_id is None and g.time_start is None and g.time_end is None
+        for g in list_grants(s, o, user.id)
+    )
+    if Role(role) in (Role.member, Role.viewer) and not has_grant:
+        create_grant(s, o, user, workspace=ws, entity_id=None, time_start=None, time_end=None, actor_id=None)
+    return user, created
 
 
 def list_members(s: Session, org: Organisation) -> list[tuple[Membership, User]]:
@@ -222,14 +273,23 @@ def list_members(s: Session, org: Organisation) -> list[tuple[Membership, User]]
 
 
 def create_api_user(
-    s: Session, org: Organisation, name: str, role: str, invalidate: Invalidate
+    s: Session,
+    org: Organisation,
+    name: str,
+    role: str,
+    *,
+    workspaces: Sequence[str] = (),
+    entities: Sequence[str] = (),
+    actor_id: str | None = None,
 ) -> tuple[User, Membership]:
+    """A service account (no password) of ``org`` with ``role`` (never owner), granted read access to
+    ``workspaces`` (slugs or ids) and ``entities`` (entity ids)."""
     name = name.strip()
     if not name:
         raise BadRequest("name must not be empty")
     r = _check_role(role)
     if r == Role.owner:
-        raise BadRequest("API users cannot be owners; use admin, member or viewer")
+        raise BadRequest(API_USER_OWNER_MESSAGE)
     dup = s.scalar(
         select(User.id).where(User.owner_org_id == org.id, User.is_api_user.is_(True), User.name == name)
     )
@@ -241,8 +301,37 @@ def create_api_user(
     m = Membership(user_id=user.id, org_id=org.id, role=r.value)
     s.add(m)
     s.flush()
-    on_commit(s, invalidate)
+    auth_changed(s)
+    for ref in workspaces:
+        ws = get_workspace(s, org, ref)
+        create_grant(
+            s, org, user, workspace=ws, entity_id=None, time_start=None, time_end=None, actor_id=actor_id
+        )
+    for ent in entities:
+        create_grant(
+            s, org, user, workspace=None, entity_id=ent, time_start=None, time_end=None, actor_id=actor_id
+        )
     return user, m
+
+
+def update_api_user(
+    s: Session,
+    org: Organisation,
+    user_id: str,
+    *,
+    role: str | None = None,
+    disabled: bool | None = None,
+    actor_role: str | None,
+) -> tuple[User, Membership | None]:
+    """Change an API user's role (never to owner) and/or disable it (which cuts off its tokens)."""
+    user = get_api_user(s, org, user_id)
+    if role is not None:
+        if role == Role.owner:
+            raise BadRequest(API_USER_OWNER_MESSAGE)
+        set_membership(s, user, org, role, actor_role=actor_role)
+    if disabled is not None:
+        set_user_disabled(s, user, disabled)
+    return user, membership(s, user.id, org.id)
 
 
 def list_api_users(s: Session, org: Organisation) -> list[tuple[User, Membership | None]]:
@@ -286,7 +375,6 @@ def create_grant(
     time_start: datetime | None,
     time_end: datetime | None,
     actor_id: str | None,
-    invalidate: Invalidate,
 ) -> Grant:
     if membership(s, user.id, org.id) is None:
         raise BadRequest(f"'{user.display}' is not a member of '{org.slug}': add the member first")
@@ -304,8 +392,62 @@ def create_grant(
     s.add(g)
     s.flush()
     record(s, "grant.create", org_id=org.id, actor_user_id=actor_id, target=g.id, details={"user": user.id})
-    on_commit(s, invalidate)
+    auth_changed(s)
     return g
+
+
+@dataclass(frozen=True, slots=True)
+class GrantRow:
+    """A grant with whom it is for (and their role here) and the workspace it names."""
+
+    grant: Grant
+    user: User | None
+    workspace: Workspace | None
+    role: str | None
+
+
+def grant_access(
+    s: Session,
+    org: Organisation,
+    *,
+    user_ref: str,
+    workspace_ref: str | None,
+    entity_id: str | None,
+    time_start: datetime | None,
+    time_end: datetime | None,
+    actor_id: str | None,
+) -> GrantRow:
+    """Give the member or API user ``user_ref`` (id or email) read access to the organisation, a
+    workspace (slug or id) or an entity, optionally only within ``[time_start, time_end)``."""
+    user = get_member_user(s, org, user_ref)
+    ws = get_workspace(s, org, workspace_ref) if workspace_ref else None
+    g = create_grant(
+        s,
+        org,
+        user,
+        workspace=ws,
+        entity_id=entity_id,
+        time_start=time_start,
+        time_end=time_end,
+        actor_id=actor_id,
+    )
+    m = membership(s, user.id, org.id)
+    return GrantRow(g, user, ws, m.role if m else None)
+
+
+def grant_rows(s: Session, org: Organisation, user_ref: str | None = None) -> list[GrantRow]:
+    """The grants of ``org`` (of one member or API user, by id or email), oldest first, with their
+    users, roles and workspaces: one query however many grants there are."""
+    q = (
+        select(Grant, User, Workspace, Membership.role)
+        .outerjoin(User, User.id == Grant.user_id)
+        .outerjoin(Workspace, Workspace.id == Grant.workspace_id)
+        .outerjoin(Membership, (Membership.user_id == Grant.user_id) & (Membership.org_id == Grant.org_id))
+        .where(Grant.org_id == org.id)
+    )
+    if user_ref:
+        q = q.where(Grant.user_id == get_member_user(s, org, user_ref).id)
+    return [GrantRow(g, u, w, r) for g, u, w, r in s.execute(q.order_by(Grant.created_at)).tuples()]
 
 
 def list_grants(s: Session, org: Organisation, user_id: str | None = None) -> list[Grant]:
@@ -315,13 +457,11 @@ def list_grants(s: Session, org: Organisation, user_id: str | None = None) -> li
     return list(s.scalars(q.order_by(Grant.created_at)))
 
 
-def delete_grant(
-    s: Session, org: Organisation, grant_id: str, actor_id: str | None, invalidate: Invalidate
-) -> None:
+def delete_grant(s: Session, org: Organisation, grant_id: str, actor_id: str | None) -> None:
     g = s.scalar(select(Grant).where(Grant.id == grant_id, Grant.org_id == org.id))
     if g is None:
         raise NotFound(f"grant '{grant_id}' not found in '{org.slug}'")
     s.delete(g)
     s.flush()
     record(s, "grant.delete", org_id=org.id, actor_user_id=actor_id, target=grant_id)
-    on_commit(s, invalidate)
+    auth_changed(s)

@@ -97,9 +97,7 @@ def login(
     )
     if done is None:
         note_failed_login(request, body.email)
-        db.rollback()
         raise Unauthorized("Wrong email or password")
-    db.commit()
     set_session_cookie(request, response, done.cookie)
     return {
         "user": user_summary(db, done.user),
@@ -112,7 +110,6 @@ def login(
 def logout(request: Request, sc: SessionContext = Depends(RequireSession())) -> Response:
     cookie = request.cookies.get(sessions.COOKIE_NAME, "")
     sessions.logout(sc.db, cookie)
-    sc.db.commit()
     resp = Response(status_code=204)
     resp.delete_cookie(sessions.COOKIE_NAME, path="/")
     return resp

@@ -40,6 +40,7 @@ class UsageTracker:
 
 
 def write_usage(s: Session, credential_id: str, ip: str, org_ids: list[str], route: str) -> None:
+    """Record a use in ``s`` (the caller's job transaction commits it)."""
     s.execute(
         update(Credential)
         .where(Credential.id == credential_id)
@@ -48,4 +49,3 @@ def write_usage(s: Session, credential_id: str, ip: str, org_ids: list[str], rou
     # The audit event goes only to the organisations whose data the request touches (see
     # sensorhub.audit.usage), never to every organisation the credential reaches.
     note_token_use(s, credential_id, ip, org_ids, route)
-    s.commit()

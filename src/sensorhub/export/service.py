@@ -2,7 +2,9 @@
 the time-series store through the wide pivot into a file (or an inline CSV response), and recorded.
 
 Services take sessions or the :class:`~sensorhub.db.Database` and run in worker threads; endpoints
-stay thin.
+stay thin. An export is a job, not part of a request's transaction: it reads in its own sessions and
+records its row in short transactions of its own (``Database.transaction``), because the file is written,
+or the CSV streamed, after the request's session has ended.
 """
 
 from __future__ import annotations
@@ -254,7 +256,7 @@ def create_file_export(
     with db.session() as s:
         plan = plan_export(s, principal, body)
     now = utcnow()
-    with db.write_session() as w:
+    with db.transaction() as w:
         e = Export(
             credential_id=principal.credential_id,
             format=plan.fmt,
@@ -271,7 +273,6 @@ def create_file_export(
         w.add(e)
         w.flush()
         e.object_key = f"{e.id}.{EXTENSIONS[plan.fmt]}"
-        w.commit()
     staging = store.staging_path(e.object_key)
     try:
         with db.session() as s:
@@ -328,14 +329,13 @@ def _update(
     db: Database, export_id: str, *, audit_event: dict[str, Any] | None = None, **fields: Any
 ) -> Export:
     """Set fields of an export row in a short write transaction (plus an audit event)."""
-    with db.write_session() as w:
+    with db.transaction() as w:
         e = w.get(Export, export_id)
         assert e is not None
         for k, v in fields.items():
             setattr(e, k, v)
         if audit_event is not None:
             audit.record(w, "export.created", target=export_id, **audit_event)
-        w.commit()
     return e
 
 
@@ -602,7 +602,7 @@ def cleanup_expired(
             continue
         done.append(export_id)
     stale = t - timedelta(seconds=stale_after_seconds)
-    with db.write_session() as w:
+    with db.transaction() as w:
         if done:
             w.execute(update(Export).where(Export.id.in_(done)).values(deleted_at=t))
         w.execute(
@@ -610,7 +610,6 @@ def cleanup_expired(
             .where(Export.status == ExportStatus.RUNNING, Export.created_at <= stale)
             .values(status=ExportStatus.FAILED, error="interrupted before completion")
         )
-        w.commit()
     if isinstance(store, LocalStore):
         store.sweep_staging(stale_after_seconds)
     return deleted

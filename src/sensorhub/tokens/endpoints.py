@@ -33,7 +33,6 @@ def create_token(
         created_by=sc.user.id,
         ip=request_ip(request),
     )
-    sc.db.commit()
     return TokenCreated.minted(minted.credential, minted.token, utcnow())
 
 
@@ -60,10 +59,7 @@ def get_token(token_id: str, sc: SessionContext = Depends(RequireSession())) -> 
 @router.delete("/api/tokens/{token_id}", response_model=TokenOut)
 def revoke_token(token_id: str, request: Request, sc: SessionContext = Depends(RequireSession())) -> TokenOut:
     """Revoke a token: it is refused from the very next request. Revoking twice changes nothing."""
-    c = ctx(request)
-    cred = service.get_pat(sc.db, sc.user.id, token_id)
-    service.revoke(sc.db, cred, actor_id=sc.user.id, invalidate=c.invalidate_auth, ip=request_ip(request))
-    sc.db.commit()
+    cred = service.revoke_pat(sc.db, sc.user, token_id, ip=request_ip(request))
     return TokenOut.of(cred, utcnow())
 
 
@@ -72,15 +68,7 @@ def rotate_token(
     token_id: str, request: Request, sc: SessionContext = Depends(RequireSession())
 ) -> TokenCreated:
     """A new secret with the same settings; the old secret stops working at once."""
-    c = ctx(request)
-    cred = service.get_pat(sc.db, sc.user.id, token_id)
-    minted = service.rotate(
-        sc.db,
-        cred,
-        settings=c.settings,
-        actor_id=sc.user.id,
-        invalidate=c.invalidate_auth,
-        ip=request_ip(request),
+    minted = service.rotate_pat(
+        sc.db, sc.user, token_id, settings=ctx(request).settings, ip=request_ip(request)
     )
-    sc.db.commit()
     return TokenCreated.minted(minted.credential, minted.token, utcnow())

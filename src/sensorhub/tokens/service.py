@@ -6,37 +6,37 @@ CLI). The plaintext is returned once, by :func:`create_pat`, :func:`create_api_k
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from sensorhub.accounts import service as accounts
 from sensorhub.accounts.models import Organisation, Role, User, Workspace
 from sensorhub.audit.service import record
 from sensorhub.auth import restrictions as R
 from sensorhub.auth import token_format
 from sensorhub.auth.scopes import ROLE_SCOPES, parse_scopes
 from sensorhub.config import Settings
-from sensorhub.db import on_commit, utcnow
+from sensorhub.db import auth_changed, utcnow
 from sensorhub.errors import BadRequest, Conflict, Forbidden, NotFound
 from sensorhub.tokens.models import Credential
 
-Invalidate = Callable[[], None]
 MAX_NAME = 100
 # Upper bound of any stated lifetime in days, so that date arithmetic cannot overflow.
 MAX_DAYS = 36500
 
 
-@dataclass
+@dataclass(frozen=True)
 class ExpirySpec:
     expires_in_days: int | None = None
     expires_at: datetime | None = None
     never: bool = False
 
 
-@dataclass
+@dataclass(frozen=True)
 class RestrictionSpec:
     organisations: Sequence[str] = ()
     workspaces: Sequence[str] = ()
@@ -328,8 +328,9 @@ def create_api_key(
 ) -> Minted:
     name = _check_name(name)
     scope_list = _scopes(scopes)
-    restrictions.workspaces = list(workspaces)
-    stored, _ = _build_restrictions(s, restrictions, [org], key_org=org)
+    # The key's workspaces are its restriction (the caller's spec is left as it was given).
+    spec = replace(restrictions, workspaces=tuple(workspaces))
+    stored, _ = _build_restrictions(s, spec, [org], key_org=org)
     now = utcnow()
     expires_at = resolve_expiry(
         expiry, _policy([org]), settings.default_token_lifetime_days, now, settings.max_token_lifetime_days
@@ -425,9 +426,7 @@ def _audit_orgs(s: Session, cred: Credential) -> list[str | None]:
     return [None]
 
 
-def revoke(
-    s: Session, cred: Credential, *, actor_id: str | None, invalidate: Invalidate, ip: str | None = None
-) -> Credential:
+def revoke(s: Session, cred: Credential, *, actor_id: str | None, ip: str | None = None) -> Credential:
     """Revoke ``cred``; idempotent (revoking a revoked credential changes nothing)."""
     if cred.revoked_at is not None:
         return cred
@@ -444,7 +443,7 @@ def revoke(
             target=cred.name,
             ip=ip,
         )
-    on_commit(s, invalidate)
+    auth_changed(s)
     return cred
 
 
@@ -454,7 +453,6 @@ def rotate(
     *,
     settings: Settings,
     actor_id: str | None,
-    invalidate: Invalidate,
     ip: str | None = None,
 ) -> Minted:
     """A new secret with the same name, scopes and restrictions; the old secret is revoked at once.
@@ -524,5 +522,87 @@ def rotate(
             ip=ip,
             details={"new_credential": minted.credential.id},
         )
-    on_commit(s, invalidate)
+    auth_changed(s)
     return minted
+
+
+# -- use cases shared by the JSON API, the web pages and the CLI ------------------------------------
+def revoke_pat(s: Session, user: User, token_id: str, *, ip: str | None = None) -> Credential:
+    """``user`` revokes one of their own Personal Access Tokens."""
+    return revoke(s, get_pat(s, user.id, token_id), actor_id=user.id, ip=ip)
+
+
+def rotate_pat(s: Session, user: User, token_id: str, *, settings: Settings, ip: str | None = None) -> Minted:
+    """``user`` rotates one of their own Personal Access Tokens."""
+    return rotate(s, get_pat(s, user.id, token_id), settings=settings, actor_id=user.id, ip=ip)
+
+
+def create_api_user_token(
+    s: Session,
+    org: Organisation,
+    user_id: str,
+    *,
+    name: str,
+    scopes: Sequence[str],
+    expiry: ExpirySpec,
+    restrictions: RestrictionSpec,
+    settings: Settings,
+    created_by: str | None,
+    ip: str | None = None,
+) -> Minted:
+    """An admin mints a token for the API user ``user_id`` of ``org``; a disabled one mints nothing."""
+    user = accounts.get_api_user(s, org, user_id)
+    if user.disabled:
+        raise BadRequest("this API user is disabled; enable it before creating tokens")
+    return create_pat(
+        s,
+        user,
+        name=name,
+        scopes=scopes,
+        expiry=expiry,
+        restrictions=restrictions,
+        settings=settings,
+        created_by=created_by,
+        ip=ip,
+    )
+
+
+def list_api_user_tokens(s: Session, org: Organisation, user_id: str) -> list[Credential]:
+    return list_pats(s, accounts.get_api_user(s, org, user_id).id)
+
+
+def api_user_token(s: Session, org: Organisation, user_id: str, token_id: str) -> Credential:
+    """A token of the API user ``user_id`` of ``org`` (not found for anyone else's)."""
+    return get_pat(s, accounts.get_api_user(s, org, user_id).id, token_id)
+
+
+def revoke_api_user_token(
+    s: Session, org: Organisation, user_id: str, token_id: str, *, actor_id: str, ip: str | None = None
+) -> Credential:
+    return revoke(s, api_user_token(s, org, user_id, token_id), actor_id=actor_id, ip=ip)
+
+
+def rotate_api_user_token(
+    s: Session,
+    org: Organisation,
+    user_id: str,
+    token_id: str,
+    *,
+    settings: Settings,
+    actor_id: str,
+    ip: str | None = None,
+) -> Minted:
+    cred = api_user_token(s, org, user_id, token_id)
+    return rotate(s, cred, settings=settings, actor_id=actor_id, ip=ip)
+
+
+def revoke_api_key(
+    s: Session, org: Organisation, key_id: str, *, actor_id: str, ip: str | None = None
+) -> Credential:
+    return revoke(s, get_api_key(s, org.id, key_id), actor_id=actor_id, ip=ip)
+
+
+def rotate_api_key(
+    s: Session, org: Organisation, key_id: str, *, settings: Settings, actor_id: str, ip: str | None = None
+) -> Minted:
+    return rotate(s, get_api_key(s, org.id, key_id), settings=settings, actor_id=actor_id, ip=ip)

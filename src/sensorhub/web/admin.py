@@ -2,12 +2,13 @@
 grants, members and roles, token policy and workspaces.
 
 Every route declares ``RequireWebSession(org_admin=True)``: members and viewers get a 403 page, people
-outside the organisation a 404 page. Handlers call the same services as ``sensorhub.accounts.endpoints``.
+outside the organisation a 404 page. Each form handler reads the form, calls the one service function
+``sensorhub.accounts.endpoints`` calls for the same use case, and answers with a page or a redirect
+(:func:`sensorhub.web.views.attempt`); the rules live in the services.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -26,8 +27,8 @@ from sensorhub.errors import BadRequest, SensorhubError
 from sensorhub.tokens import service as tokens
 from sensorhub.web import forms
 from sensorhub.web.endpoints import TokenForm, _reveal, expiry_options
-from sensorhub.web.guards import RequireWebSession, read_form
-from sensorhub.web.views import base_url, page, render
+from sensorhub.web.guards import PageError, RequireWebSession, read_form
+from sensorhub.web.views import attempt, base_url, page, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -44,18 +45,22 @@ def _done(org: Organisation, section: str, what: str) -> Response:
     return RedirectResponse(f"/orgs/{org.slug}/{section}?done={what}", status_code=303)
 
 
-def _attempt(
+def _org_page(
     request: Request,
     sc: SessionContext,
-    action: Callable[[], Response],
-    on_error: Callable[[str, int], Response],
+    section: str,
+    title: str,
+    template: str,
+    *,
+    error: str | None,
+    status: int,
+    notice: str | None = None,
+    **values: Any,
 ) -> Response:
-    """Run ``action``; on a service error roll back and show the page again with the message."""
-    try:
-        return action()
-    except SensorhubError as e:
-        sc.db.rollback()
-        return on_error(e.message, e.status)
+    """One page of the organisation's admin area: ``title · org`` with ``section`` active in the nav."""
+    o = _org(sc)
+    p = page(request, f"{title} · {o.name}", sc, active=section, error=error, notice=notice)
+    return render(request, template, p, status, org=o, **values)
 
 
 @router.get("/orgs/{org}")
@@ -78,13 +83,14 @@ def api_keys_page(
     exp = expiry_options([o], settings.default_token_lifetime_days)
     keys = tokens.list_api_keys(sc.db, o.id)
     wss = accounts.list_workspaces(sc.db, o)
-    p = page(request, f"API keys · {o.name}", sc, active="api-keys", error=error)
-    return render(
+    return _org_page(
         request,
+        sc,
+        "api-keys",
+        "API keys",
         "org_api_keys.html",
-        p,
-        status,
-        org=o,
+        error=error,
+        status=status,
         reveal=reveal,
         expiry=exp,
         base=base_url(request, settings.base_url),
@@ -108,7 +114,6 @@ def create_api_key(
     form: FormData | None = Depends(read_form),
     sc: SessionContext = Depends(ADMIN_FORM),
 ) -> Response:
-    c = ctx(request)
     state = TokenForm.of(form)
 
     def act() -> Response:
@@ -121,17 +126,16 @@ def create_api_key(
             workspaces=list(spec.workspaces),
             expiry=forms.expiry(form),
             restrictions=spec,
-            settings=c.settings,
+            settings=ctx(request).settings,
             created_by=sc.user.id,
             rate_limit_per_minute=forms.integer(
                 forms.text(form, "rate_limit_per_minute"), "Requests per minute"
             ),
             ip=request_ip(request),
         )
-        sc.db.commit()
         return api_keys_page(request, sc, reveal=_reveal(minted, "created"), status=201)
 
-    return _attempt(request, sc, act, lambda m, s: api_keys_page(request, sc, error=m, form=state, status=s))
+    return attempt(request, sc, act, api_keys_page, form=state)
 
 
 @router.post("/orgs/{org}/api-keys/{key_id}/revoke")
@@ -139,36 +143,28 @@ def revoke_api_key(
     org: str, key_id: str, request: Request, sc: SessionContext = Depends(ADMIN_FORM)
 ) -> Response:
     def act() -> Response:
-        cred = tokens.get_api_key(sc.db, _org(sc).id, key_id)
-        tokens.revoke(
-            sc.db, cred, actor_id=sc.user.id, invalidate=ctx(request).invalidate_auth, ip=request_ip(request)
-        )
-        sc.db.commit()
+        tokens.revoke_api_key(sc.db, _org(sc), key_id, actor_id=sc.user.id, ip=request_ip(request))
         return _done(_org(sc), "api-keys", "key-revoked")
 
-    return _attempt(request, sc, act, lambda m, s: api_keys_page(request, sc, error=m, status=s))
+    return attempt(request, sc, act, api_keys_page)
 
 
 @router.post("/orgs/{org}/api-keys/{key_id}/rotate")
 def rotate_api_key(
     org: str, key_id: str, request: Request, sc: SessionContext = Depends(ADMIN_FORM)
 ) -> Response:
-    c = ctx(request)
-
     def act() -> Response:
-        cred = tokens.get_api_key(sc.db, _org(sc).id, key_id)
-        minted = tokens.rotate(
+        minted = tokens.rotate_api_key(
             sc.db,
-            cred,
-            settings=c.settings,
+            _org(sc),
+            key_id,
+            settings=ctx(request).settings,
             actor_id=sc.user.id,
-            invalidate=c.invalidate_auth,
             ip=request_ip(request),
         )
-        sc.db.commit()
         return api_keys_page(request, sc, reveal=_reveal(minted, "rotated"))
 
-    return _attempt(request, sc, act, lambda m, s: api_keys_page(request, sc, error=m, status=s))
+    return attempt(request, sc, act, api_keys_page)
 
 
 # -- API users ----------------------------------------------------------------------------------
@@ -193,13 +189,14 @@ def api_users_page(
                 "total": len(pats),
             }
         )
-    p = page(request, f"API users · {o.name}", sc, active="api-users", error=error)
-    return render(
+    return _org_page(
         request,
+        sc,
+        "api-users",
+        "API users",
         "org_api_users.html",
-        p,
-        status,
-        org=o,
+        error=error,
+        status=status,
         users=users,
         workspaces=accounts.list_workspaces(sc.db, o),
         form={
@@ -222,42 +219,20 @@ def create_api_user(
     form: FormData | None = Depends(read_form),
     sc: SessionContext = Depends(ADMIN_FORM),
 ) -> Response:
-    c = ctx(request)
-
     def act() -> Response:
         o = _org(sc)
         user, _ = accounts.create_api_user(
-            sc.db, o, forms.text(form, "name"), forms.text(form, "role") or "member", c.invalidate_auth
+            sc.db,
+            o,
+            forms.text(form, "name"),
+            forms.text(form, "role") or "member",
+            workspaces=forms.many(form, "workspaces"),
+            entities=forms.lines(forms.text(form, "entities")),
+            actor_id=sc.user.id,
         )
-        for ref in forms.many(form, "workspaces"):
-            ws = accounts.get_workspace(sc.db, o, ref)
-            accounts.create_grant(
-                sc.db,
-                o,
-                user,
-                workspace=ws,
-                entity_id=None,
-                time_start=None,
-                time_end=None,
-                actor_id=sc.user.id,
-                invalidate=c.invalidate_auth,
-            )
-        for ent in forms.lines(forms.text(form, "entities")):
-            accounts.create_grant(
-                sc.db,
-                o,
-                user,
-                workspace=None,
-                entity_id=ent,
-                time_start=None,
-                time_end=None,
-                actor_id=sc.user.id,
-                invalidate=c.invalidate_auth,
-            )
-        sc.db.commit()
         return RedirectResponse(f"/orgs/{o.slug}/api-users/{user.id}?done=api-user-created", status_code=303)
 
-    return _attempt(request, sc, act, lambda m, s: api_users_page(request, sc, error=m, form=form, status=s))
+    return attempt(request, sc, act, api_users_page, form=form)
 
 
 def api_user_page(
@@ -270,33 +245,36 @@ def api_user_page(
     form: TokenForm | None = None,
     status: int = 200,
 ) -> Response:
+    """The API user's page; an unknown API user is a 404 page."""
     o = _org(sc)
-    user = accounts.get_api_user(sc.db, o, user_id)
+    try:
+        user = accounts.get_api_user(sc.db, o, user_id)
+    except SensorhubError as e:
+        raise PageError(e.status, e.error, e.message) from None
     m = accounts.membership(sc.db, user.id, o.id)
     exp = expiry_options([o], ctx(request).settings.default_token_lifetime_days)
     pats = tokens.list_pats(sc.db, user.id)
-    grants = [g for g in accounts.list_grants(sc.db, o, user.id)]
     wss = accounts.list_workspaces(sc.db, o)
     notice = (
         "API user created. Now create a token for it."
         if request.query_params.get("done") == "api-user-created"
         else None
     )
-    p = page(
-        request, f"{user.name} · API users · {o.name}", sc, active="api-users", error=error, notice=notice
-    )
-    return render(
+    return _org_page(
         request,
+        sc,
+        "api-users",
+        f"{user.name} · API users",
         "org_api_user.html",
-        p,
-        status,
-        org=o,
+        error=error,
+        status=status,
+        notice=notice,
         api_user=user,
         role=m.role if m else None,
         reveal=reveal,
         expiry=exp,
         form=form or TokenForm(expiry=exp.default),
-        grants=grants,
+        grants=[row.grant for row in accounts.grant_rows(sc.db, o, user.id)],
         ws_names={w.id: w.name for w in wss},
         workspaces=wss,
         allowed_scopes=ROLE_SCOPES[Role(m.role)] if m else frozenset(),
@@ -305,18 +283,13 @@ def api_user_page(
     )
 
 
-def _page_or_404(fn: Callable[[], Response]) -> Response:
-    from sensorhub.web.guards import PageError
-
-    try:
-        return fn()
-    except SensorhubError as e:
-        raise PageError(e.status, e.error, e.message) from None
+def _api_user_url(sc: SessionContext, user: User, done: str) -> Response:
+    return RedirectResponse(f"/orgs/{_org(sc).slug}/api-users/{user.id}?done={done}", status_code=303)
 
 
 @router.get("/orgs/{org}/api-users/{user_id}")
 def api_user(org: str, user_id: str, request: Request, sc: SessionContext = Depends(ADMIN_PAGE)) -> Response:
-    return _page_or_404(lambda: api_user_page(request, sc, user_id))
+    return api_user_page(request, sc, user_id)
 
 
 @router.post("/orgs/{org}/api-users/{user_id}")
@@ -327,28 +300,19 @@ def update_api_user(
     form: FormData | None = Depends(read_form),
     sc: SessionContext = Depends(ADMIN_FORM),
 ) -> Response:
-    c = ctx(request)
-
     def act() -> Response:
-        o = _org(sc)
-        user = accounts.get_api_user(sc.db, o, user_id)
-        role = forms.text(form, "role")
-        if role:
-            if role == "owner":
-                raise BadRequest("API users cannot be owners; use admin, member or viewer")
-            accounts.set_membership(sc.db, user, o, role, c.invalidate_auth, actor_role=sc.role)
         disabled = forms.text(form, "disabled")
-        if disabled in ("0", "1"):
-            accounts.set_user_disabled(sc.db, user, disabled == "1", c.invalidate_auth)
-        sc.db.commit()
-        return RedirectResponse(f"/orgs/{o.slug}/api-users/{user.id}?done=api-user-updated", status_code=303)
+        user, _ = accounts.update_api_user(
+            sc.db,
+            _org(sc),
+            user_id,
+            role=forms.text(form, "role") or None,
+            disabled=disabled == "1" if disabled in ("0", "1") else None,
+            actor_role=sc.role,
+        )
+        return _api_user_url(sc, user, "api-user-updated")
 
-    return _attempt(
-        request,
-        sc,
-        act,
-        lambda m, s: _page_or_404(lambda: api_user_page(request, sc, user_id, error=m, status=s)),
-    )
+    return attempt(request, sc, act, api_user_page, user_id=user_id)
 
 
 @router.post("/orgs/{org}/api-users/{user_id}/tokens")
@@ -359,38 +323,24 @@ def create_api_user_token(
     form: FormData | None = Depends(read_form),
     sc: SessionContext = Depends(ADMIN_FORM),
 ) -> Response:
-    c = ctx(request)
     state = TokenForm.of(form)
 
     def act() -> Response:
-        user = accounts.get_api_user(sc.db, _org(sc), user_id)
-        if user.disabled:
-            raise BadRequest("This API user is disabled; enable it before creating tokens.")
-        minted = tokens.create_pat(
+        minted = tokens.create_api_user_token(
             sc.db,
-            user,
+            _org(sc),
+            user_id,
             name=state.name,
             scopes=sorted(state.scopes),
             expiry=forms.expiry(form),
             restrictions=forms.restrictions(form, organisations=False),
-            settings=c.settings,
+            settings=ctx(request).settings,
             created_by=sc.user.id,
             ip=request_ip(request),
         )
-        sc.db.commit()
         return api_user_page(request, sc, user_id, reveal=_reveal(minted, "created"), status=201)
 
-    return _attempt(
-        request,
-        sc,
-        act,
-        lambda m, s: _page_or_404(lambda: api_user_page(request, sc, user_id, error=m, form=state, status=s)),
-    )
-
-
-def _api_user_token(sc: SessionContext, user_id: str, token_id: str) -> tuple[User, Any]:
-    user = accounts.get_api_user(sc.db, _org(sc), user_id)
-    return user, tokens.get_pat(sc.db, user.id, token_id)
+    return attempt(request, sc, act, api_user_page, user_id=user_id, form=state)
 
 
 @router.post("/orgs/{org}/api-users/{user_id}/tokens/{token_id}/revoke")
@@ -398,46 +348,33 @@ def revoke_api_user_token(
     org: str, user_id: str, token_id: str, request: Request, sc: SessionContext = Depends(ADMIN_FORM)
 ) -> Response:
     def act() -> Response:
-        user, cred = _api_user_token(sc, user_id, token_id)
-        tokens.revoke(
-            sc.db, cred, actor_id=sc.user.id, invalidate=ctx(request).invalidate_auth, ip=request_ip(request)
+        cred = tokens.revoke_api_user_token(
+            sc.db, _org(sc), user_id, token_id, actor_id=sc.user.id, ip=request_ip(request)
         )
-        sc.db.commit()
-        return RedirectResponse(f"/orgs/{_org(sc).slug}/api-users/{user.id}?done=revoked", status_code=303)
+        return RedirectResponse(
+            f"/orgs/{_org(sc).slug}/api-users/{cred.user_id}?done=revoked", status_code=303
+        )
 
-    return _attempt(
-        request,
-        sc,
-        act,
-        lambda m, s: _page_or_404(lambda: api_user_page(request, sc, user_id, error=m, status=s)),
-    )
+    return attempt(request, sc, act, api_user_page, user_id=user_id)
 
 
 @router.post("/orgs/{org}/api-users/{user_id}/tokens/{token_id}/rotate")
 def rotate_api_user_token(
     org: str, user_id: str, token_id: str, request: Request, sc: SessionContext = Depends(ADMIN_FORM)
 ) -> Response:
-    c = ctx(request)
-
     def act() -> Response:
-        _, cred = _api_user_token(sc, user_id, token_id)
-        minted = tokens.rotate(
+        minted = tokens.rotate_api_user_token(
             sc.db,
-            cred,
-            settings=c.settings,
+            _org(sc),
+            user_id,
+            token_id,
+            settings=ctx(request).settings,
             actor_id=sc.user.id,
-            invalidate=c.invalidate_auth,
             ip=request_ip(request),
         )
-        sc.db.commit()
         return api_user_page(request, sc, user_id, reveal=_reveal(minted, "rotated"))
 
-    return _attempt(
-        request,
-        sc,
-        act,
-        lambda m, s: _page_or_404(lambda: api_user_page(request, sc, user_id, error=m, status=s)),
-    )
+    return attempt(request, sc, act, api_user_page, user_id=user_id)
 
 
 # -- grants -------------------------------------------------------------------------------------
@@ -453,20 +390,15 @@ def grants_page(
     wss = accounts.list_workspaces(sc.db, o)
     people = [(u, m.role) for m, u in accounts.list_members(sc.db, o)]
     bots = [(u, m.role if m else None) for u, m in accounts.list_api_users(sc.db, o)]
-    users = {u.id: u for u, _ in people + bots}
-    roles = {u.id: r for u, r in people + bots}
-    rows = []
-    for g in accounts.list_grants(sc.db, o):
-        u = users.get(g.user_id)
-        rows.append({"grant": g, "user": u, "role": roles.get(g.user_id)})
-    p = page(request, f"Grants · {o.name}", sc, active="grants", error=error)
-    return render(
+    return _org_page(
         request,
+        sc,
+        "grants",
+        "Grants",
         "org_grants.html",
-        p,
-        status,
-        org=o,
-        grants=rows,
+        error=error,
+        status=status,
+        grants=accounts.grant_rows(sc.db, o),
         workspaces=wss,
         ws_names={w.id: w.name for w in wss},
         people=people,
@@ -488,28 +420,22 @@ def create_grant(
     sc: SessionContext = Depends(ADMIN_FORM),
 ) -> Response:
     def act() -> Response:
-        o = _org(sc)
         ref = forms.text(form, "user")
         if not ref:
             raise BadRequest("Choose who the grant is for.")
-        user = accounts.get_member_user(sc.db, o, ref)
-        ws_ref = forms.text(form, "workspace")
-        ws = accounts.get_workspace(sc.db, o, ws_ref) if ws_ref else None
-        accounts.create_grant(
+        accounts.grant_access(
             sc.db,
-            o,
-            user,
-            workspace=ws,
+            _org(sc),
+            user_ref=ref,
+            workspace_ref=forms.text(form, "workspace") or None,
             entity_id=forms.text(form, "entity") or None,
             time_start=forms.date(forms.text(form, "time_start"), "From"),
             time_end=forms.date(forms.text(form, "time_end"), "Until"),
             actor_id=sc.user.id,
-            invalidate=ctx(request).invalidate_auth,
         )
-        sc.db.commit()
-        return _done(o, "grants", "grant-created")
+        return _done(_org(sc), "grants", "grant-created")
 
-    return _attempt(request, sc, act, lambda m, s: grants_page(request, sc, error=m, form=form, status=s))
+    return attempt(request, sc, act, grants_page, form=form)
 
 
 @router.post("/orgs/{org}/grants/{grant_id}/delete")
@@ -517,11 +443,10 @@ def delete_grant(
     org: str, grant_id: str, request: Request, sc: SessionContext = Depends(ADMIN_FORM)
 ) -> Response:
     def act() -> Response:
-        accounts.delete_grant(sc.db, _org(sc), grant_id, sc.user.id, ctx(request).invalidate_auth)
-        sc.db.commit()
+        accounts.delete_grant(sc.db, _org(sc), grant_id, sc.user.id)
         return _done(_org(sc), "grants", "grant-removed")
 
-    return _attempt(request, sc, act, lambda m, s: grants_page(request, sc, error=m, status=s))
+    return attempt(request, sc, act, grants_page)
 
 
 # -- members ------------------------------------------------------------------------------------
@@ -534,13 +459,14 @@ def members_page(
     status: int = 200,
 ) -> Response:
     o = _org(sc)
-    p = page(request, f"Members · {o.name}", sc, active="members", error=error)
-    return render(
+    return _org_page(
         request,
+        sc,
+        "members",
+        "Members",
         "org_members.html",
-        p,
-        status,
-        org=o,
+        error=error,
+        status=status,
         members=accounts.list_members(sc.db, o),
         invitations=invitations.list_org_invitations(sc.db, o),
         my_role=sc.role,
@@ -568,14 +494,13 @@ def add_member(
     """Invite a person (the same service as ``POST /api/orgs/{org}/members``)."""
 
     def act() -> Response:
-        o = _org(sc)
         email = forms.text(form, "email")
         if not email:
             raise BadRequest("Enter the person's email address.")
         password = form.get("password") if form is not None else None
         invitations.invite_member(
             sc.db,
-            o,
+            _org(sc),
             email=email,
             role=forms.text(form, "role") or "member",
             workspaces=forms.many(form, "workspaces"),
@@ -584,10 +509,9 @@ def add_member(
             password=password if isinstance(password, str) else None,
             ip=request_ip(request),
         )
-        sc.db.commit()
-        return _done(o, "members", "member-invited")
+        return _done(_org(sc), "members", "member-invited")
 
-    return _attempt(request, sc, act, lambda m, s: members_page(request, sc, error=m, form=form, status=s))
+    return attempt(request, sc, act, members_page, form=form)
 
 
 @router.post("/orgs/{org}/invitations/{invitation_id}/cancel")
@@ -596,10 +520,9 @@ def cancel_invitation(
 ) -> Response:
     def act() -> Response:
         invitations.cancel_invitation(sc.db, _org(sc), invitation_id, sc.user, ip=request_ip(request))
-        sc.db.commit()
         return _done(_org(sc), "members", "invitation-cancelled")
 
-    return _attempt(request, sc, act, lambda m, s: members_page(request, sc, error=m, status=s))
+    return attempt(request, sc, act, members_page)
 
 
 @router.post("/orgs/{org}/members/{user_id}/role")
@@ -611,15 +534,10 @@ def change_role(
     sc: SessionContext = Depends(ADMIN_FORM),
 ) -> Response:
     def act() -> Response:
-        o = _org(sc)
-        user = accounts.get_member_user(sc.db, o, user_id)
-        accounts.set_membership(
-            sc.db, user, o, forms.text(form, "role"), ctx(request).invalidate_auth, actor_role=sc.role
-        )
-        sc.db.commit()
-        return _done(o, "members", "member-updated")
+        accounts.change_member_role(sc.db, _org(sc), user_id, forms.text(form, "role"), actor_role=sc.role)
+        return _done(_org(sc), "members", "member-updated")
 
-    return _attempt(request, sc, act, lambda m, s: members_page(request, sc, error=m, status=s))
+    return attempt(request, sc, act, members_page)
 
 
 @router.post("/orgs/{org}/members/{user_id}/remove")
@@ -627,15 +545,12 @@ def remove_member(
     org: str, user_id: str, request: Request, sc: SessionContext = Depends(ADMIN_FORM)
 ) -> Response:
     def act() -> Response:
-        o = _org(sc)
-        user = accounts.get_member_user(sc.db, o, user_id)
-        accounts.remove_membership(sc.db, user, o, ctx(request).invalidate_auth, actor_role=sc.role)
-        sc.db.commit()
+        user = accounts.remove_member(sc.db, _org(sc), user_id, actor_role=sc.role)
         if user.id == sc.user.id:
             return RedirectResponse("/", status_code=303)
-        return _done(o, "members", "member-removed")
+        return _done(_org(sc), "members", "member-removed")
 
-    return _attempt(request, sc, act, lambda m, s: members_page(request, sc, error=m, status=s))
+    return attempt(request, sc, act, members_page)
 
 
 # -- settings: token policy and workspaces ---------------------------------------------------------
@@ -647,15 +562,15 @@ def settings_page(
     form: FormData | None = None,
     status: int = 200,
 ) -> Response:
-    o = _org(sc)
-    p = page(request, f"Settings · {o.name}", sc, active="settings", error=error)
-    return render(
+    return _org_page(
         request,
+        sc,
+        "settings",
+        "Settings",
         "org_settings.html",
-        p,
-        status,
-        org=o,
-        workspaces=accounts.list_workspaces(sc.db, o),
+        error=error,
+        status=status,
+        workspaces=accounts.list_workspaces(sc.db, _org(sc)),
         form={"slug": forms.text(form, "slug"), "name": forms.text(form, "name")},
     )
 
@@ -673,20 +588,17 @@ def save_policy(
     sc: SessionContext = Depends(ADMIN_FORM),
 ) -> Response:
     def act() -> Response:
-        o = _org(sc)
         accounts.update_policy(
             sc.db,
-            o,
+            _org(sc),
             max_token_lifetime_days=forms.integer(
                 forms.text(form, "max_token_lifetime_days"), "Maximum lifetime"
             ),
             allow_non_expiring_tokens=forms.text(form, "allow_non_expiring_tokens") == "1",
-            invalidate=ctx(request).invalidate_auth,
         )
-        sc.db.commit()
-        return _done(o, "settings", "policy-saved")
+        return _done(_org(sc), "settings", "policy-saved")
 
-    return _attempt(request, sc, act, lambda m, s: settings_page(request, sc, error=m, status=s))
+    return attempt(request, sc, act, settings_page)
 
 
 @router.post("/orgs/{org}/workspaces")
@@ -697,14 +609,10 @@ def create_workspace(
     sc: SessionContext = Depends(ADMIN_FORM),
 ) -> Response:
     def act() -> Response:
-        o = _org(sc)
         name, slug = forms.text(form, "name"), forms.text(form, "slug")
         if not name and not slug:
             raise BadRequest("Give the workspace a name.")
-        slug = slug or accounts.slugify(name)
-        accounts.create_workspace(sc.db, o, slug, name or None)
-        sc.db.commit()
-        ctx(request).invalidate_auth()
-        return _done(o, "settings", "workspace-created")
+        accounts.create_workspace(sc.db, _org(sc), slug or accounts.slugify(name), name or None)
+        return _done(_org(sc), "settings", "workspace-created")
 
-    return _attempt(request, sc, act, lambda m, s: settings_page(request, sc, error=m, form=form, status=s))
+    return attempt(request, sc, act, settings_page, form=form)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,16 +34,16 @@ from sensorhub.authz.subjects import session_access
 from sensorhub.db import utcnow
 from sensorhub.entities.models import Entity
 from sensorhub.errors import BadRequest, RateLimited, SensorhubError
+from sensorhub.kit.time import MAX_TIME, MIN_TIME, RANGE_TEXT, clamp_us, display_time, from_us
 from sensorhub.net import is_https
 from sensorhub.timeseries.models import Series
 from sensorhub.timeseries.reads import entity_data
-from sensorhub.kit.time import MAX_TIME, MIN_TIME, RANGE_TEXT, clamp_us, display_time, from_us
 from sensorhub.tokens import service as tokens
-from sensorhub.tokens.service import Minted
+from sensorhub.tokens.service import Minted, RestrictionSpec
 from sensorhub.web import forms, snippets
 from sensorhub.web.chart import Chart, line_chart
 from sensorhub.web.guards import RequireWebSession, read_form, safe_next
-from sensorhub.web.views import base_url, page, render
+from sensorhub.web.views import attempt, base_url, page, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -112,11 +112,9 @@ def login_submit(
     done = sessions.login(db, email, password, request_ip(request), c.settings.session_lifetime_hours)
     if done is None:
         note_failed_login(request, email)
-        db.rollback()
         return _login_page(
             request, error="Wrong email or password.", email=email, next_path=next_path, status=401
         )
-    db.commit()
     resp = RedirectResponse(next_path, status_code=303)
     set_session_cookie(request, resp, done.cookie)
     resp.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
@@ -126,7 +124,6 @@ def login_submit(
 @router.post("/logout")
 def logout(request: Request, sc: SessionContext = Depends(FORM)) -> Response:
     sessions.logout(sc.db, request.cookies.get(sessions.COOKIE_NAME, ""))
-    sc.db.commit()
     resp = RedirectResponse("/login?done=logged-out", status_code=303)
     resp.delete_cookie(sessions.COOKIE_NAME, path="/")
     return resp
@@ -306,70 +303,57 @@ def integrations(request: Request, sc: SessionContext = Depends(PAGE)) -> Respon
     return integrations_page(request, sc)
 
 
+def _token_reach(sc: SessionContext, spec: RestrictionSpec) -> RestrictionSpec:
+    """The form's ticked organisations as a restriction: everything ticked is no restriction (the token
+    follows the person's memberships); nothing ticked, with several to choose from, is a mistake."""
+    all_orgs = {o.id for _, o in accounts.memberships_of(sc.db, sc.user.id)}
+    chosen = set(spec.organisations)
+    if len(all_orgs) > 1 and not chosen:
+        raise BadRequest("Tick at least one organisation the token may reach.")
+    return replace(spec, organisations=() if chosen >= all_orgs else tuple(sorted(chosen)))
+
+
 @router.post("/integrations/tokens")
 def create_token(
     request: Request, form: FormData | None = Depends(read_form), sc: SessionContext = Depends(FORM)
 ) -> Response:
-    c = ctx(request)
     state = TokenForm.of(form)
-    try:
-        spec = forms.restrictions(form)
-        all_orgs = {o.id for _, o in accounts.memberships_of(sc.db, sc.user.id)}
-        chosen = set(spec.organisations)
-        if len(all_orgs) > 1 and not chosen:
-            raise BadRequest("Tick at least one organisation the token may reach.")
-        # Everything ticked = no organisation restriction (the token follows the person's memberships).
-        spec.organisations = [] if chosen >= all_orgs else sorted(chosen)
+
+    def act() -> Response:
         minted = tokens.create_pat(
             sc.db,
             sc.user,
             name=state.name,
             scopes=sorted(state.scopes),
             expiry=forms.expiry(form),
-            restrictions=spec,
-            settings=c.settings,
+            restrictions=_token_reach(sc, forms.restrictions(form)),
+            settings=ctx(request).settings,
             created_by=sc.user.id,
             ip=request_ip(request),
         )
-        sc.db.commit()
-    except SensorhubError as e:
-        sc.db.rollback()
-        return integrations_page(request, sc, error=e.message, form=state, status=e.status)
-    return integrations_page(request, sc, reveal=_reveal(minted, "created"), status=201)
+        return integrations_page(request, sc, reveal=_reveal(minted, "created"), status=201)
+
+    return attempt(request, sc, act, integrations_page, form=state)
 
 
 @router.post("/integrations/tokens/{token_id}/revoke")
 def revoke_token(token_id: str, request: Request, sc: SessionContext = Depends(FORM)) -> Response:
-    try:
-        cred = tokens.get_pat(sc.db, sc.user.id, token_id)
-        tokens.revoke(
-            sc.db, cred, actor_id=sc.user.id, invalidate=ctx(request).invalidate_auth, ip=request_ip(request)
-        )
-        sc.db.commit()
-    except SensorhubError as e:
-        sc.db.rollback()
-        return integrations_page(request, sc, error=e.message, status=e.status)
-    return RedirectResponse("/integrations?done=revoked", status_code=303)
+    def act() -> Response:
+        tokens.revoke_pat(sc.db, sc.user, token_id, ip=request_ip(request))
+        return RedirectResponse("/integrations?done=revoked", status_code=303)
+
+    return attempt(request, sc, act, integrations_page)
 
 
 @router.post("/integrations/tokens/{token_id}/rotate")
 def rotate_token(token_id: str, request: Request, sc: SessionContext = Depends(FORM)) -> Response:
-    c = ctx(request)
-    try:
-        cred = tokens.get_pat(sc.db, sc.user.id, token_id)
-        minted = tokens.rotate(
-            sc.db,
-            cred,
-            settings=c.settings,
-            actor_id=sc.user.id,
-            invalidate=c.invalidate_auth,
-            ip=request_ip(request),
+    def act() -> Response:
+        minted = tokens.rotate_pat(
+            sc.db, sc.user, token_id, settings=ctx(request).settings, ip=request_ip(request)
         )
-        sc.db.commit()
-    except SensorhubError as e:
-        sc.db.rollback()
-        return integrations_page(request, sc, error=e.message, status=e.status)
-    return integrations_page(request, sc, reveal=_reveal(minted, "rotated"))
+        return integrations_page(request, sc, reveal=_reveal(minted, "rotated"))
+
+    return attempt(request, sc, act, integrations_page)
 
 
 # -- data view ----------------------------------------------------------------------------------

@@ -11,11 +11,10 @@ from fastapi.responses import RedirectResponse
 from starlette.responses import Response
 
 from sensorhub.accounts import invitations
-from sensorhub.api.deps import ctx, request_ip
+from sensorhub.api.deps import request_ip
 from sensorhub.auth.dependencies import SessionContext
-from sensorhub.errors import SensorhubError
 from sensorhub.web.guards import RequireWebSession
-from sensorhub.web.views import page, render
+from sensorhub.web.views import attempt, page, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -33,13 +32,10 @@ def invitations_page(
 
 
 def _answer(request: Request, sc: SessionContext, act: Callable[[], str]) -> Response:
-    try:
-        done = act()
-    except SensorhubError as e:
-        sc.db.rollback()
-        return invitations_page(request, sc, error=e.message, status=e.status)
-    sc.db.commit()
-    return RedirectResponse(f"/invitations?done={done}", status_code=303)
+    def answered() -> Response:
+        return RedirectResponse(f"/invitations?done={act()}", status_code=303)
+
+    return attempt(request, sc, answered, invitations_page)
 
 
 @router.get("/invitations")
@@ -50,9 +46,7 @@ def my_invitations(request: Request, sc: SessionContext = Depends(PAGE)) -> Resp
 @router.post("/invitations/{invitation_id}/accept")
 def accept(invitation_id: str, request: Request, sc: SessionContext = Depends(FORM)) -> Response:
     def act() -> str:
-        invitations.accept_invitation(
-            sc.db, sc.user, invitation_id, ctx(request).invalidate_auth, ip=request_ip(request)
-        )
+        invitations.accept_invitation(sc.db, sc.user, invitation_id, ip=request_ip(request))
         return "invitation-accepted"
 
     return _answer(request, sc, act)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +18,7 @@ from sensorhub.accounts.service import memberships_of
 from sensorhub.auth.dependencies import SessionContext
 from sensorhub.auth.scopes import SCOPE_DESCRIPTIONS
 from sensorhub.db import utcnow
+from sensorhub.errors import SensorhubError
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -186,3 +188,21 @@ def describe_restrictions(
 
 
 templates.env.globals["describe_restrictions"] = describe_restrictions
+
+
+def attempt(
+    request: Request,
+    sc: SessionContext,
+    action: Callable[[], Response],
+    form_page: Callable[..., Response],
+    **page_args: Any,
+) -> Response:
+    """The shape of every form handler: run ``action`` (parse the form, call one service, answer with
+    a page or a redirect); on a service error undo what it wrote (the request's transaction then
+    commits nothing) and show ``form_page(request, sc, error=..., status=..., **page_args)`` again with
+    the message next to the form."""
+    try:
+        return action()
+    except SensorhubError as e:
+        sc.db.rollback()
+        return form_page(request, sc, error=e.message, status=e.status, **page_args)
