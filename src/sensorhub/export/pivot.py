@@ -92,54 +92,64 @@ class WidePivot:
 
     # --- iteration ----------------------------------------------------------------------------------
 
+    def _long(self, batch: pa.RecordBatch) -> tuple[I64, I64, F64] | None:
+        """A long ``(ts, series_id, value)`` batch as (timestamps, column index, values), without the
+        points of unknown series; None when nothing is left."""
+        if batch.num_rows == 0:
+            return None
+        ts = np.asarray(batch.column(0).view(pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
+        sids = np.asarray(batch.column(1).to_numpy(zero_copy_only=False), dtype=np.int64)
+        vals = np.asarray(batch.column(2).to_numpy(zero_copy_only=False), dtype=np.float64)
+        cols, known = self._columns_of(sids)
+        if not known.all():
+            ts, cols, vals = ts[known], cols[known], vals[known]
+            if len(ts) == 0:
+                return None
+        return ts, cols, vals
+
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         it = iter(self._batches)
-        carry: tuple[I64, I64, F64] | None = None
         try:
             if self.row_cap is not None and self.row_cap <= 0:
                 self.truncated = _has_data(it)
                 return
-            for batch in it:
-                if batch.num_rows == 0:
-                    continue
-                ts = np.asarray(
-                    batch.column(0).view(pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64
-                )
-                sids = np.asarray(batch.column(1).to_numpy(zero_copy_only=False), dtype=np.int64)
-                vals = np.asarray(batch.column(2).to_numpy(zero_copy_only=False), dtype=np.float64)
-                cols, known = self._columns_of(sids)
-                if not known.all():
-                    ts, cols, vals = ts[known], cols[known], vals[known]
-                    if len(ts) == 0:
-                        continue
-                if carry is not None:
-                    ts = np.concatenate((carry[0], ts))
-                    cols = np.concatenate((carry[1], cols))
-                    vals = np.concatenate((carry[2], vals))
-                # The last timestamp may continue in the next batch: hold its points back.
-                cut = int(np.searchsorted(ts, ts[-1], side="left"))
-                carry = (ts[cut:], cols[cut:], vals[cut:])
-                out = self._wide(ts[:cut], cols[:cut], vals[:cut], self._room())
-                if out is not None:
-                    yield out
-                if self._room() == 0:
-                    # Cap reached: truncated if anything at all is left.
-                    self.truncated = (
-                        (_complete_rows(ts[:cut]) > out.num_rows if out is not None else False)
-                        or len(carry[0]) > 0
-                        or _has_data(it)
-                    )
-                    return
-            if carry is not None:
-                out = self._wide(*carry, self._room())
-                if out is not None:
-                    self.truncated = _complete_rows(carry[0]) > out.num_rows
-                    yield out
+            yield from self._pivot(it)
         finally:
             self.finished = True
             close = getattr(it, "close", None)
             if close is not None:
                 close()
+
+    def _pivot(self, it: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        carry: tuple[I64, I64, F64] | None = None
+        for batch in it:
+            long = self._long(batch)
+            if long is None:
+                continue
+            ts, cols, vals = long if carry is None else _joined(carry, long)
+            # The last timestamp may continue in the next batch: hold its points back.
+            cut = int(np.searchsorted(ts, ts[-1], side="left"))
+            carry = (ts[cut:], cols[cut:], vals[cut:])
+            out = self._wide(ts[:cut], cols[:cut], vals[:cut], self._room())
+            if out is not None:
+                yield out
+            if self._room() == 0:
+                # Cap reached: truncated if anything at all is left.
+                self.truncated = (
+                    (_complete_rows(ts[:cut]) > out.num_rows if out is not None else False)
+                    or len(carry[0]) > 0
+                    or _has_data(it)
+                )
+                return
+        if carry is not None:
+            out = self._wide(*carry, self._room())
+            if out is not None:
+                self.truncated = _complete_rows(carry[0]) > out.num_rows
+                yield out
+
+
+def _joined(a: tuple[I64, I64, F64], b: tuple[I64, I64, F64]) -> tuple[I64, I64, F64]:
+    return np.concatenate((a[0], b[0])), np.concatenate((a[1], b[1])), np.concatenate((a[2], b[2]))
 
 
 def _complete_rows(ts: I64) -> int:
