@@ -183,42 +183,61 @@ def import_file(
     ws = get_workspace(s, org, workspace_ref) if workspace_ref else None
     res = _Resolver(s, org, ws)
     batches, total, names = _batches(path, chunk_rows)
-    long = all(c in names for c in LONG_COLUMNS)
-    if entity_ref is None and not long:
-        raise ImportFileError(
-            f"{path.name}: expected columns {', '.join(LONG_COLUMNS)} (long format), "
-            "or give --entity for a wide file (timestamp + one column per attribute)"
-        )
-    if entity_ref is not None and "timestamp" not in names:
-        raise ImportFileError(f"{path.name}: a wide file needs a 'timestamp' column")
-    if entity_ref is not None:
-        res.entity(entity_ref)
-        for name in names:
-            if name != "timestamp":
-                check_attribute_name(name, f"{path.name}: column")
+    _check_layout(res, path, names, entity_ref)
     report = ImportReport()
     done = 0
-    row0 = 2 if path.suffix.lower() != ".parquet" else 1  # CSV row numbers count the header line
+    parquet = path.suffix.lower() == ".parquet"
+    row0 = 1 if parquet else 2  # CSV row numbers count the header line
     for batch in batches:
         n = batch.num_rows
         ts = _timestamps(batch.column("timestamp"), row0, "timestamp")
         if entity_ref is None:
             _import_long(res, batch, ts, row0, report)
         else:
-            for name in names:
-                if name == "timestamp":
-                    continue
-                vals, present = _values(batch.column(name), row0, name)
-                report.empty += int((~present).sum())
-                _store(res, report, entity_ref, name, None, ts[present], vals[present])
+            _import_wide(res, batch, ts, row0, report, entity_ref, names)
         report.rows += n
         row0 += n
-        done = done + n if total and path.suffix.lower() == ".parquet" else min(total, done + batch.nbytes)
+        done = done + n if total and parquet else min(total, done + batch.nbytes)
         if progress:
             progress(done, total)
     if progress:
         progress(total, total)
     return report
+
+
+def _check_layout(res: _Resolver, path: Path, names: list[str], entity_ref: str | None) -> None:
+    """A long file has the long columns; a wide one (``entity_ref`` given) a timestamp column and
+    attribute names as the other columns, and its entity exists."""
+    if entity_ref is None:
+        if not all(c in names for c in LONG_COLUMNS):
+            raise ImportFileError(
+                f"{path.name}: expected columns {', '.join(LONG_COLUMNS)} (long format), "
+                "or give --entity for a wide file (timestamp + one column per attribute)"
+            )
+        return
+    if "timestamp" not in names:
+        raise ImportFileError(f"{path.name}: a wide file needs a 'timestamp' column")
+    res.entity(entity_ref)
+    for name in names:
+        if name != "timestamp":
+            check_attribute_name(name, f"{path.name}: column")
+
+
+def _import_wide(
+    res: _Resolver,
+    batch: pa.RecordBatch,
+    ts: np.ndarray,
+    row0: int,
+    report: ImportReport,
+    entity_ref: str,
+    names: list[str],
+) -> None:
+    for name in names:
+        if name == "timestamp":
+            continue
+        vals, present = _values(batch.column(name), row0, name)
+        report.empty += int((~present).sum())
+        _store(res, report, entity_ref, name, None, ts[present], vals[present])
 
 
 def _store(
