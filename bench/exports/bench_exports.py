@@ -62,9 +62,9 @@ def setup(workdir: Path, rows: int, series: int) -> None:
     from sensorhub.accounts import service as accounts
     from sensorhub.db import Database
     from sensorhub.entities.models import Entity
+    from sensorhub.kit.time import to_us
     from sensorhub.migrate import upgrade
     from sensorhub.timeseries.service import bulk_insert, get_or_create_series
-    from sensorhub.kit.time import to_us
 
     marker = workdir / f"ready-{rows}-{series}"
     if marker.exists():

@@ -24,10 +24,10 @@ from sqlalchemy import select
 from sensorhub.auth.token_format import digest as digest_of
 from sensorhub.config import Settings
 from sensorhub.context import AppContext
+from sensorhub.kit.time import to_us
 from sensorhub.migrate import upgrade
 from sensorhub.timeseries.service import bulk_insert, get_or_create_series
 from sensorhub.timeseries.sqlite import CHILD_READER_MIN_POINTS
-from sensorhub.kit.time import to_us
 from sensorhub.tokens.models import Credential
 from tests.builders import PASSWORD, World
 from tests.exports.conftest import STATION, T0, z

@@ -23,8 +23,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from sensorhub.errors import BadRequest
-from sensorhub.timeseries import ingest
 from sensorhub.kit.time import parse_iso, to_us
+from sensorhub.timeseries import ingest
 from tests.builders import World, bearer
 
 NOW = datetime(2026, 6, 1, 12, 0, 0, 123456, tzinfo=UTC)

@@ -11,8 +11,8 @@ from sqlalchemy import create_engine, text
 from sensorhub.config import Settings
 from sensorhub.context import AppContext
 from sensorhub.entities.models import Entity
-from sensorhub.timeseries import service
 from sensorhub.kit.time import to_us
+from sensorhub.timeseries import service
 from tests.builders import World
 
 

@@ -12,8 +12,8 @@ from sqlalchemy import select
 from sensorhub.accounts import service as accounts
 from sensorhub.context import AppContext
 from sensorhub.entities.models import Entity
-from sensorhub.timeseries import service as ts
 from sensorhub.kit.time import to_us
+from sensorhub.timeseries import service as ts
 from tests.builders import PASSWORD
 
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')

@@ -18,6 +18,7 @@ from sensorhub.context import AppContext
 from sensorhub.export import service
 from sensorhub.export.schemas import ExportOut, ExportRequest
 from sensorhub.export.stores import ExportStore, store_from_settings
+from sensorhub.kit.urls import base_url
 
 log = logging.getLogger("sensorhub.export")
 
@@ -41,7 +42,7 @@ def export_store(request: Request) -> ExportStore:
 
 
 def _base_url(request: Request) -> str:
-    return ctx(request).settings.base_url or str(request.base_url)
+    return base_url(request, ctx(request).settings.base_url)
 
 
 def _wants_csv(request: Request) -> bool:

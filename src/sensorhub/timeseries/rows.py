@@ -27,6 +27,7 @@ from sensorhub.timeseries.query import WindowUS
 from sensorhub.timeseries.reads import windows_us
 from sensorhub.timeseries.repository import SeriesInfo
 from sensorhub.timeseries.rollups import F64, I64
+from sensorhub.timeseries.service import slice_conditions
 from sensorhub.timeseries.store import TimeseriesStore
 
 Position = tuple[int, str, str]  # (time µs, entity id, attribute) of a row
@@ -162,7 +163,7 @@ def _scan(
     step = max(1_000_000, int((hi - t) * min(1.0, 2.0 * want / total))) if total else hi - t
     while t < hi and have < want:
         t2 = min(hi, t + step)
-        conds = _conditions(per_series, t, t2)
+        conds = slice_conditions(per_series, t, t2)
         rows = store.scan_slice(conds).fetchall() if conds else []
         if rows:
             ts = np.fromiter((r[0] for r in rows), np.int64, len(rows))
@@ -180,16 +181,6 @@ def _scan(
     if not got:
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64)
     return tuple(np.concatenate([g[i] for g in got])[:want] for i in range(3))  # type: ignore[return-value]
-
-
-def _conditions(per_series: dict[int, list[WindowUS]], lo: int, hi: int) -> list[tuple[list[int], int, int]]:
-    groups: dict[tuple[int, int], list[int]] = {}
-    for sid, ws in per_series.items():
-        for a, b in ws:
-            a2, b2 = max(a, lo), min(b, hi)
-            if a2 < b2:
-                groups.setdefault((a2, b2), []).append(sid)
-    return [(sids, a, b) for (a, b), sids in groups.items()]
 
 
 @dataclass(frozen=True, slots=True)

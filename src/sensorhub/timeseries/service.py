@@ -163,7 +163,9 @@ def _batch(ts: I64, sids: I64, vals: F64) -> pa.RecordBatch:
     )
 
 
-def _conditions(per_series: dict[int, list[WindowUS]], lo: int, hi: int) -> list[tuple[list[int], int, int]]:
+def slice_conditions(
+    per_series: dict[int, list[WindowUS]], lo: int, hi: int
+) -> list[tuple[list[int], int, int]]:
     """Group series by identical clamped windows inside [lo, hi) for one SQL WHERE."""
     groups: dict[tuple[int, int], list[int]] = {}
     for sid, ws in per_series.items():
@@ -206,7 +208,7 @@ def iter_raw_batches(
     t = lo
     while t < hi:
         t2 = min(hi, t + step)
-        cur = store.scan_slice(_conditions(per_series, t, t2))
+        cur = store.scan_slice(slice_conditions(per_series, t, t2))
         got = 0
         while True:
             rows = cur.fetchmany(batch_rows)

@@ -260,7 +260,6 @@ def create_entity(
 ) -> Response:
     org, ws = entities.target_workspace(sc.db, sc.user, workspace, tenant)
     e = entities.create_entity(sc.db, sc.user, org, ws, body)
-    sc.db.commit()
     return Response(status_code=201, headers={"Location": f"{NGSI}/entities/{quote(e.entity_id, safe=':')}"})
 
 
@@ -273,7 +272,6 @@ def update_attrs(
 ) -> Response:
     e = entities.entity_for_write(sc.db, sc.user, entity_id, tenant)
     updated, not_updated = entities.update_attrs(sc.db, sc.user, e, body)
-    sc.db.commit()
     if not_updated:
         return _json({"updated": updated, "notUpdated": not_updated}, False, status=207)
     return Response(status_code=204)
@@ -293,7 +291,6 @@ def append_attrs(
 ) -> Response:
     e = entities.entity_for_write(sc.db, sc.user, entity_id, tenant)
     entities.append_attrs(sc.db, sc.user, e, body)
-    sc.db.commit()
     return Response(status_code=204)
 
 
@@ -311,7 +308,6 @@ def delete_attr(
 ) -> Response:
     e = entities.entity_for_write(sc.db, sc.user, entity_id, tenant)
     entities.delete_attr(sc.db, sc.user, e, attr)
-    sc.db.commit()
     return Response(status_code=204)
 
 
@@ -325,5 +321,4 @@ def delete_entity(
 ) -> Response:
     e = entities.entity_for_write(sc.db, sc.user, entity_id, tenant)
     entities.delete_entity(sc.db, sc.user, e)
-    sc.db.commit()
     return Response(status_code=204)
