@@ -24,11 +24,12 @@ from sensorhub.auth.dependencies import SessionContext
 from sensorhub.auth.scopes import ROLE_SCOPES
 from sensorhub.db import utcnow
 from sensorhub.errors import BadRequest, SensorhubError
+from sensorhub.kit.urls import base_url
 from sensorhub.tokens import service as tokens
 from sensorhub.web import forms
 from sensorhub.web.endpoints import TokenForm, _reveal, expiry_options
 from sensorhub.web.guards import PageError, RequireWebSession, read_form
-from sensorhub.web.views import attempt, base_url, page, render
+from sensorhub.web.views import attempt, page, render
 
 router = APIRouter(include_in_schema=False)
 

@@ -35,6 +35,7 @@ from sensorhub.db import utcnow
 from sensorhub.entities.models import Entity
 from sensorhub.errors import BadRequest, RateLimited, SensorhubError
 from sensorhub.kit.time import MAX_TIME, MIN_TIME, RANGE_TEXT, clamp_us, display_time, from_us
+from sensorhub.kit.urls import base_url
 from sensorhub.net import is_https
 from sensorhub.timeseries.models import Series
 from sensorhub.timeseries.reads import entity_data
@@ -43,7 +44,7 @@ from sensorhub.tokens.service import Minted, RestrictionSpec
 from sensorhub.web import forms, snippets
 from sensorhub.web.chart import Chart, line_chart
 from sensorhub.web.guards import RequireWebSession, read_form, safe_next
-from sensorhub.web.views import attempt, base_url, page, render
+from sensorhub.web.views import attempt, page, render
 
 router = APIRouter(include_in_schema=False)
 

@@ -159,11 +159,6 @@ def render(request: Request, template: str, p: Page, status_code: int = 200, **d
     )
 
 
-def base_url(request: Request, configured: str | None) -> str:
-    """The URL people paste into their scripts: the configured public URL, else the one the browser used."""
-    return (configured or str(request.base_url)).rstrip("/")
-
-
 def describe_restrictions(
     data: dict[str, Any] | None, org_names: dict[str, str], ws_names: dict[str, str]
 ) -> list[str]:
