@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 from sqlalchemy import text
-from tests.builders import World
 
 from sensorhub.context import AppContext
 from sensorhub.kit.time import from_us, to_us
@@ -17,6 +16,7 @@ from sensorhub.timeseries.backends import store_for
 from sensorhub.timeseries.models import ROLLUP_LEVELS, Series
 from sensorhub.timeseries.query import choose_bucket_us, pieces, read_aggregated, read_series
 from sensorhub.timeseries.rollups import AGGREGATIONS, aggregate_points
+from tests.builders import World
 
 T0 = to_us(datetime(2024, 1, 1, tzinfo=UTC))
 S = 1_000_000

@@ -12,11 +12,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 from fastapi.testclient import TestClient
-from tests.builders import PASSWORD, World, bearer
-from tests.web.helpers import revealed, seed_series, web_login
 
 from sensorhub.auth.token_format import scanner_regex
 from sensorhub.kit.time import to_us
+from tests.builders import PASSWORD, World, bearer
+from tests.web.helpers import revealed, seed_series, web_login
 
 ADMIN_PATHS = ["api-keys", "api-users", "grants", "members", "settings"]
 
