@@ -81,3 +81,13 @@ def test_import_contracts_hold() -> None:
 
 def test_no_module_import_cycle() -> None:
     assert import_cycles.import_cycles() == []
+
+
+def test_the_cycle_check_finds_a_planted_cycle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pkg = tmp_path / "planted"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("def f():\n    from planted import b\n")  # function-level counts too
+    (pkg / "b.py").write_text("from planted import a\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert import_cycles.import_cycles("planted") == [["planted.a", "planted.b"]]

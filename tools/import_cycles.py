@@ -28,41 +28,51 @@ def _imported_by(graph: grimp.ImportGraph, module: str) -> set[str]:
     return out
 
 
+class _Tarjan:
+    """Tarjan's strongly connected components over the module graph."""
+
+    def __init__(self, graph: grimp.ImportGraph) -> None:
+        self.graph = graph
+        self.index: dict[str, int] = {}
+        self.low: dict[str, int] = {}
+        self.stack: list[str] = []
+        self.on_stack: set[str] = set()
+        self.cycles: list[list[str]] = []
+
+    def visit(self, v: str) -> None:
+        self.index[v] = self.low[v] = len(self.index)
+        self.stack.append(v)
+        self.on_stack.add(v)
+        for w in _imported_by(self.graph, v):
+            if w not in self.index:
+                self.visit(w)
+                self.low[v] = min(self.low[v], self.low[w])
+            elif w in self.on_stack:
+                self.low[v] = min(self.low[v], self.index[w])
+        if self.low[v] == self.index[v]:
+            self._pop_component(v)
+
+    def _pop_component(self, root: str) -> None:
+        component = []
+        while True:
+            w = self.stack.pop()
+            self.on_stack.discard(w)
+            component.append(w)
+            if w == root:
+                break
+        if len(component) > 1:
+            self.cycles.append(sorted(component))
+
+
 def import_cycles(package: str = "sensorhub") -> list[list[str]]:
     """Every set of modules that import each other in a cycle (empty when the graph is acyclic)."""
     graph = grimp.build_graph(package)
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    cycles: list[list[str]] = []
-
-    def visit(v: str) -> None:  # Tarjan's strongly connected components
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        on_stack.add(v)
-        for w in _imported_by(graph, v):
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on_stack:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            component = []
-            while True:
-                w = stack.pop()
-                on_stack.discard(w)
-                component.append(w)
-                if w == v:
-                    break
-            if len(component) > 1:
-                cycles.append(sorted(component))
-
+    tarjan = _Tarjan(graph)
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
     for module in sorted(graph.modules):
-        if module not in index:
-            visit(module)
-    return cycles
+        if module not in tarjan.index:
+            tarjan.visit(module)
+    return tarjan.cycles
 
 
 def main() -> int:

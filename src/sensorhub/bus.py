@@ -148,14 +148,7 @@ class RedisBus:
             try:
                 client = make_client(self.url, timeout=max(1.0, self.stale_after))
                 ps = client.pubsub()  # type: ignore[no-untyped-call]
-                ps.subscribe(self.channel)
-                deadline = time.monotonic() + 2.0
-                while True:
-                    msg = ps.get_message(timeout=0.1)
-                    if msg is not None and msg["type"] == "subscribe":
-                        break
-                    if time.monotonic() > deadline:
-                        raise TimeoutError("no subscribe confirmation from redis")
+                self._subscribe(ps)
                 self._on_subscribed()
                 backoff = 0.05
                 self._listen(ps)
@@ -173,14 +166,19 @@ class RedisBus:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 1.0)
             finally:
-                try:
-                    if ps is not None:
-                        ps.close()
-                    if client is not None:
-                        client.close()
-                except Exception:  # noqa: S110
-                    pass
+                _close(ps, client)
         self._subscribed = False
+
+    def _subscribe(self, ps: Any) -> None:
+        """Subscribe and wait (at most 2 s) for Redis to confirm."""
+        ps.subscribe(self.channel)
+        deadline = time.monotonic() + 2.0
+        while True:
+            msg = ps.get_message(timeout=0.1)
+            if msg is not None and msg["type"] == "subscribe":
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError("no subscribe confirmation from redis")
 
     def _listen(self, ps: Any) -> None:
         next_ping = 0.0
@@ -204,6 +202,16 @@ class RedisBus:
                 self._last_pong = time.monotonic()
             elif kind == "subscribe":
                 self._on_subscribed()
+
+
+def _close(ps: Any, client: redis.Redis | None) -> None:
+    try:
+        if ps is not None:
+            ps.close()
+        if client is not None:
+            client.close()
+    except Exception:  # noqa: S110  (closing a broken link may fail; there is nothing to do about it)
+        pass
 
 
 class RedisRateLimiter:

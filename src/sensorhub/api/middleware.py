@@ -34,6 +34,39 @@ def _carries_credential(headers: dict[bytes, bytes], query: bytes) -> bool:
     )
 
 
+def _request_id(headers: dict[bytes, bytes]) -> str:
+    """The client's ``X-Request-Id`` when it is short and plain, else a new one."""
+    rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64]
+    if not rid or not rid.replace("-", "").isalnum():
+        rid = secrets.token_hex(8)
+    return rid
+
+
+def _trace_id(headers: dict[bytes, bytes]) -> str:
+    tp = headers.get(b"traceparent", b"").decode("latin-1").split("-")
+    return tp[1][:16] if len(tp) >= 3 and len(tp[1]) == 32 else secrets.token_hex(8)
+
+
+def _response_headers(
+    h: list[tuple[bytes, bytes]], rid: str, rate: dict[str, str] | None, no_store: bool, hsts: bool
+) -> list[tuple[bytes, bytes]]:
+    """The answer's headers plus ours: request id, rate limit, nosniff, no-store, no framing, HSTS."""
+    h.append((b"x-request-id", rid.encode()))
+    if rate:
+        existing = {k.lower() for k, _ in h}
+        h.extend(
+            (k.lower().encode(), v.encode()) for k, v in rate.items() if k.lower().encode() not in existing
+        )
+    h.append((b"x-content-type-options", b"nosniff"))
+    present = {k.lower() for k, _ in h}
+    if no_store and b"cache-control" not in present:
+        h.append(NO_STORE)
+    h.extend((k, v) for k, v in FRAME_HEADERS if k not in present)
+    if hsts:
+        h.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
+    return h
+
+
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, max_body_bytes: int, hsts: bool = False) -> None:
         self.app = app
@@ -46,12 +79,8 @@ class RequestContextMiddleware:
             return
         headers = dict(scope["headers"])
         state: dict[str, Any] = scope.setdefault("state", {})
-        rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64]
-        if not rid or not rid.replace("-", "").isalnum():
-            rid = secrets.token_hex(8)
-        state["request_id"] = rid
-        tp = headers.get(b"traceparent", b"").decode("latin-1").split("-")
-        state["trace_id"] = tp[1][:16] if len(tp) >= 3 and len(tp[1]) == 32 else secrets.token_hex(8)
+        rid = state["request_id"] = _request_id(headers)
+        state["trace_id"] = _trace_id(headers)
 
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
@@ -72,7 +101,6 @@ class RequestContextMiddleware:
                     )
             return msg
 
-        hsts = self.hsts
         path: str = scope.get("path", "")
         no_store = path.startswith(NO_STORE_PREFIXES) or _carries_credential(
             headers, scope.get("query_string", b"")
@@ -80,24 +108,9 @@ class RequestContextMiddleware:
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
-                h = list(message.get("headers", []))
-                h.append((b"x-request-id", rid.encode()))
-                rate = state.get("rate_headers")
-                if rate:
-                    existing = {k.lower() for k, _ in h}
-                    for k, v in rate.items():
-                        if k.lower().encode() not in existing:
-                            h.append((k.lower().encode(), v.encode()))
-                h.append((b"x-content-type-options", b"nosniff"))
-                present = {k.lower() for k, _ in h}
-                if no_store and b"cache-control" not in present:
-                    h.append(NO_STORE)
-                for k, v in FRAME_HEADERS:
-                    if k not in present:
-                        h.append((k, v))
-                if hsts:
-                    h.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
-                message["headers"] = h
+                message["headers"] = _response_headers(
+                    list(message.get("headers", [])), rid, state.get("rate_headers"), no_store, self.hsts
+                )
             await send(message)
 
         rid_token = request_id_var.set(rid)

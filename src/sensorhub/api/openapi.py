@@ -78,19 +78,9 @@ def _statuses(route: APIRoute, method: str, kind: str) -> set[int]:
     path_params = "{" in route.path
     has_params = bool(path_params or declared_query_params(route.dependant) or route.dependant.header_params)
     has_body = route.body_field is not None or "requestBody" in (route.openapi_extra or {})
-    out: set[int] = set()
+    out = _guard_statuses(method, kind)
     if has_params or has_body or kind in ("scope", "token"):
         out.add(400)
-    if kind in ("scope", "token"):
-        out |= {401, 403, 429, 503}
-    elif kind == "session":
-        out |= {401, 403}
-        if method in UNSAFE:
-            out.add(503)
-        if method in ("post", "put", "patch"):
-            out.add(409)
-    elif method in UNSAFE:
-        out.add(503)
     if path_params:
         out.add(404)
         if kind in ("scope", "token"):
@@ -100,6 +90,18 @@ def _statuses(route: APIRoute, method: str, kind: str) -> set[int]:
     if any(h.alias.lower() == "accept" for h in _flat_headers(route)):
         out.add(406)
     out |= set(EXTRA_STATUSES.get((method, route.path), ()))
+    return out
+
+
+def _guard_statuses(method: str, kind: str) -> set[int]:
+    """What the route's guard (and its write lock) may answer."""
+    if kind in ("scope", "token"):
+        return {401, 403, 429, 503}
+    out: set[int] = {503} if method in UNSAFE else set()
+    if kind == "session":
+        out |= {401, 403}
+        if method in ("post", "put", "patch"):
+            out.add(409)
     return out
 
 

@@ -130,29 +130,8 @@ class Authenticator:
         # proxy, one client's garbage must not lock out everyone else's valid tokens. Guessing a
         # 256-bit secret is hopeless, so what the limit guards against is load, and a lookup by
         # digest is one indexed read; a token that fails from a throttled address is answered 429.
-        digest = parsed.digest
-        principal = self.cache.get(digest)
-        if principal is None:
-            generation = self.cache.generation
-            now = utcnow()
-            try:
-                principal = await to_thread.run_sync(self._resolve, digest, now)
-            except Rejected as r:
-                self._fail(request, ip, r.reason)
-                raise Unauthorized(GENERIC_401, headers=CHALLENGE) from None
-            self.cache.put(digest, principal, generation)
-        now = utcnow()
-        if principal.is_expired(now):
-            self._fail(request, ip, "expired")
-            raise Unauthorized(GENERIC_401, headers=CHALLENGE)
-        facts = RequestFacts(client_ip=ip, now=now)
-        for restriction in principal.restrictions:
-            if restriction.verify(facts) is not None:
-                self.failures[restriction.kind] += 1
-                raise Forbidden("This credential may not be used from this client address")
-        if scope is not None and scope not in principal.scopes:
-            self.failures["insufficient_scope"] += 1
-            raise InsufficientScope(scope)
+        principal = await self._principal(request, ip, parsed.digest)
+        self._check_use(request, ip, principal, scope)
         decision = self.limiter.hit(f"cred:{principal.credential_id}", principal.rate_limit_per_minute, 60)
         request.state.rate_headers = decision.headers()
         if not decision.allowed:
@@ -169,6 +148,34 @@ class Authenticator:
                 self.usage.forget(principal.credential_id)
                 log.warning("could not record token usage", exc_info=True)
         return principal
+
+    async def _principal(self, request: Request, ip: str, digest: str) -> Principal:
+        """The credential with this digest: from the cache, else resolved from the database."""
+        principal = self.cache.get(digest)
+        if principal is None:
+            generation = self.cache.generation
+            try:
+                principal = await to_thread.run_sync(self._resolve, digest, utcnow())
+            except Rejected as r:
+                self._fail(request, ip, r.reason)
+                raise Unauthorized(GENERIC_401, headers=CHALLENGE) from None
+            self.cache.put(digest, principal, generation)
+        return principal
+
+    def _check_use(self, request: Request, ip: str, principal: Principal, scope: str | None) -> None:
+        """Refuse an expired credential, one used against its restrictions, or one without ``scope``."""
+        now = utcnow()
+        if principal.is_expired(now):
+            self._fail(request, ip, "expired")
+            raise Unauthorized(GENERIC_401, headers=CHALLENGE)
+        facts = RequestFacts(client_ip=ip, now=now)
+        for restriction in principal.restrictions:
+            if restriction.verify(facts) is not None:
+                self.failures[restriction.kind] += 1
+                raise Forbidden("This credential may not be used from this client address")
+        if scope is not None and scope not in principal.scopes:
+            self.failures["insufficient_scope"] += 1
+            raise InsufficientScope(scope)
 
     def _resolve(self, digest: str, now: object) -> Principal:
         try:
