@@ -170,7 +170,7 @@ class Authenticator:
             raise Unauthorized(GENERIC_401, headers=CHALLENGE)
         facts = RequestFacts(client_ip=ip, now=now)
         for restriction in principal.restrictions:
-            if restriction.verify(facts) is not None:
+            if not restriction.verify(facts):
                 self.failures[restriction.kind] += 1
                 raise Forbidden("This credential may not be used from this client address")
         if scope is not None and scope not in principal.scopes:

@@ -1,8 +1,14 @@
-"""Token restrictions as data.
+"""Token restrictions as data (in the style of PyPI's macaroon caveats).
 
-A credential's ``restrictions`` JSON maps a restriction kind to its value. Each kind is one class that
-can (a) narrow the credential's access rules and (b) verify a request. Adding a kind = adding a class
-to :data:`RESTRICTION_KINDS`.
+A credential's ``restrictions`` JSON maps a restriction kind (its registered tag) to its value. Each kind
+is one frozen dataclass that (a) narrows the credential's access rules and (b) verifies a request,
+answering a truthy :class:`Success` or a falsy :class:`Failure` with its reason. Defining a subclass of
+:class:`Restriction` with a ``kind`` registers it in :data:`REGISTRY`, which :func:`load` and
+:func:`dump` read: adding a kind is adding one class. Stored values are only ever extended (a new field
+has a default), so a credential minted by an older version loads unchanged.
+
+Security trade-off: a stored kind this version does not know is refused (:func:`load` raises) rather
+than ignored, so a restriction can never be silently dropped by a downgrade.
 """
 
 from __future__ import annotations
@@ -24,17 +30,51 @@ class RequestFacts:
     now: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class Success:
+    """A request passes a restriction (truthy)."""
+
+    def __bool__(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A request fails a restriction (falsy); ``reason`` is internal, never shown to the caller."""
+
+    reason: str
+
+    def __bool__(self) -> bool:
+        return False
+
+
+Result = Success | Failure
+
+# kind tag -> class, in definition order (the order restrictions load, narrow and verify in).
+REGISTRY: dict[str, type[Restriction]] = {}
+
+
 class Restriction:
     kind: ClassVar[str]
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        if cls.kind in REGISTRY:
+            raise TypeError(f"restriction kind '{cls.kind}' is registered twice")
+        REGISTRY[cls.kind] = cls
 
     def narrow(self, rules: Sequence[AccessRule]) -> list[AccessRule]:
         return list(rules)
 
-    def verify(self, facts: RequestFacts) -> str | None:
-        """``None`` when the request passes, else the (internal, not user-facing) reason it fails."""
-        return None
+    def verify(self, facts: RequestFacts) -> Result:
+        return Success()
 
     def to_json(self) -> Any:
+        raise NotImplementedError
+
+    @classmethod
+    def from_json(cls, value: Any) -> Restriction | None:
+        """The restriction stored as ``value`` (``None`` for an empty one: it restricts nothing)."""
         raise NotImplementedError
 
 
@@ -48,6 +88,10 @@ class Organisations(Restriction):
 
     def to_json(self) -> Any:
         return sorted(self.org_ids)
+
+    @classmethod
+    def from_json(cls, value: Any) -> Restriction | None:
+        return cls(frozenset(value)) if value else None
 
 
 @dataclass(frozen=True)
@@ -70,6 +114,10 @@ class Workspaces(Restriction):
     def to_json(self) -> Any:
         return [{"id": ws, "org_id": org} for ws, org in sorted(self.workspaces.items())]
 
+    @classmethod
+    def from_json(cls, value: Any) -> Restriction | None:
+        return cls({w["id"]: w["org_id"] for w in value}) if value else None
+
 
 @dataclass(frozen=True)
 class Entities(Restriction):
@@ -87,6 +135,10 @@ class Entities(Restriction):
 
     def to_json(self) -> Any:
         return sorted(self.entity_ids)
+
+    @classmethod
+    def from_json(cls, value: Any) -> Restriction | None:
+        return cls(frozenset(value)) if value else None
 
 
 @dataclass(frozen=True)
@@ -109,23 +161,33 @@ class TimeWindow(Restriction):
             "end": self.end.isoformat() if self.end else None,
         }
 
+    @classmethod
+    def from_json(cls, value: Any) -> Restriction | None:
+        if not value or not (value.get("start") or value.get("end")):
+            return None
+        return cls(_dt(value.get("start")), _dt(value.get("end")))
+
 
 @dataclass(frozen=True)
 class AllowedIPs(Restriction):
     kind: ClassVar[str] = "allowed_ips"
     networks: tuple[IPNetwork, ...]
 
-    def verify(self, facts: RequestFacts) -> str | None:
+    def verify(self, facts: RequestFacts) -> Result:
         try:
             ip = ipaddress.ip_address(facts.client_ip)
         except ValueError:
-            return "client address unknown"
+            return Failure("client address unknown")
         if any(ip in n for n in self.networks):
-            return None
-        return "client address not in allowlist"
+            return Success()
+        return Failure("client address not in allowlist")
 
     def to_json(self) -> Any:
         return [str(n) for n in self.networks]
+
+    @classmethod
+    def from_json(cls, value: Any) -> Restriction | None:
+        return cls(tuple(ipaddress.ip_network(n, strict=False) for n in value)) if value else None
 
 
 def _dt(v: str | None) -> datetime | None:
@@ -133,19 +195,15 @@ def _dt(v: str | None) -> datetime | None:
 
 
 def load(data: dict[str, Any]) -> list[Restriction]:
-    """Restrictions from a credential's stored JSON."""
+    """Restrictions from a credential's stored JSON, in :data:`REGISTRY` order."""
+    unknown = set(data) - set(REGISTRY)
+    if unknown:
+        raise ValueError(f"unknown restriction kind(s): {', '.join(sorted(unknown))}")
     out: list[Restriction] = []
-    if data.get("organisations"):
-        out.append(Organisations(frozenset(data["organisations"])))
-    if data.get("workspaces"):
-        out.append(Workspaces({w["id"]: w["org_id"] for w in data["workspaces"]}))
-    if data.get("entities"):
-        out.append(Entities(frozenset(data["entities"])))
-    tw = data.get("time_window")
-    if tw and (tw.get("start") or tw.get("end")):
-        out.append(TimeWindow(_dt(tw.get("start")), _dt(tw.get("end"))))
-    if data.get("allowed_ips"):
-        out.append(AllowedIPs(tuple(ipaddress.ip_network(n, strict=False) for n in data["allowed_ips"])))
+    for kind, cls in REGISTRY.items():
+        r = cls.from_json(data[kind]) if kind in data else None
+        if r is not None:
+            out.append(r)
     return out
 
 
@@ -162,12 +220,3 @@ def parse_networks(values: Sequence[str]) -> tuple[IPNetwork, ...]:
         except ValueError:
             raise ValueError(f"'{v}' is not an IP address or CIDR network") from None
     return tuple(nets)
-
-
-RESTRICTION_KINDS: tuple[type[Restriction], ...] = (
-    Organisations,
-    Workspaces,
-    Entities,
-    TimeWindow,
-    AllowedIPs,
-)

@@ -88,8 +88,3 @@ def digest(text: str) -> str:
 def scanner_regex(prefix: str = "shub") -> str:
     """The pattern secret scanners can use to find leaked tokens."""
     return rf"\b{re.escape(prefix)}_(?:pat|key)_[0-9A-Za-z]{{{BODY_LEN}}}\b"
-
-
-def looks_like_token(text: str, prefix: str) -> bool:
-    """True for anything shaped like one of our tokens, valid checksum or not (for redaction)."""
-    return text.startswith(prefix + "_pat_") or text.startswith(prefix + "_key_")
