@@ -218,18 +218,32 @@ def _parse_times(texts: list[str | None], now_us: int) -> np.ndarray:
     idx = list(range(len(texts))) if None not in texts else [i for i, t in enumerate(texts) if t is not None]
     if not idx:
         return ts
+    rest = _parse_strict_groups(texts, _by_length(texts, idx), ts)
+    if rest:
+        rest.sort()
+        _parse_rest(texts, rest, ts)
+    return ts
+
+
+def _by_length(texts: list[str | None], idx: list[int]) -> dict[int, list[int]]:
+    """The indexes ``idx`` (of texts that are not None) grouped by text length."""
     lengths = list(map(len, texts)) if len(idx) == len(texts) else [len(texts[i]) for i in idx]  # type: ignore[arg-type]
-    by_length: dict[int, list[int]] = {}
     if len(set(lengths)) == 1:
-        by_length[lengths[0]] = idx
-    else:
-        for i, width in zip(idx, lengths, strict=True):
-            by_length.setdefault(width, []).append(i)
+        return {lengths[0]: idx}
+    by_length: dict[int, list[int]] = {}
+    for i, width in zip(idx, lengths, strict=True):
+        by_length.setdefault(width, []).append(i)
+    return by_length
+
+
+def _parse_strict_groups(
+    texts: list[str | None], by_length: dict[int, list[int]], ts: np.ndarray
+) -> list[int]:
+    """Fill ``ts`` for every text in a strict UTC form; the indexes of the others (left to the careful
+    parsers)."""
     rest: list[int] = []
     for width, group in by_length.items():
-        parsed = None
-        if width in _FAST_TS_FRACTION:
-            parsed = _parse_strict_utc([texts[i] for i in group])  # type: ignore[misc]
+        parsed = _parse_strict_utc([texts[i] for i in group]) if width in _FAST_TS_FRACTION else None  # type: ignore[misc]
         if parsed is None:
             rest.extend(group)
             continue
@@ -238,9 +252,12 @@ def _parse_times(texts: list[str | None], now_us: int) -> np.ndarray:
         ts[where[ok]] = us[ok]
         if not ok.all():
             rest.extend(where[~ok].tolist())
-    if not rest:
-        return ts
-    rest.sort()
+    return rest
+
+
+def _parse_rest(texts: list[str | None], rest: list[int], ts: np.ndarray) -> None:
+    """Fill ``ts`` at the (sorted) indexes ``rest``: Arrow in bulk, else record by record, naming a bad
+    timestamp."""
     given = [texts[i] for i in rest]
     try:
         parsed_arrow = pc.cast(pa.array(given, pa.string()), pa.timestamp("us", tz="UTC"))
@@ -249,7 +266,6 @@ def _parse_times(texts: list[str | None], now_us: int) -> np.ndarray:
         # Offsets missing (taken as UTC), unusual forms, or a bad one: the careful parser names it.
         for i in rest:
             ts[i] = to_us(parse_iso(str(texts[i]), f"record {i}: timestamp"))
-    return ts
 
 
 def _check_record_times(ts: np.ndarray) -> None:
@@ -280,6 +296,31 @@ def _validate_uniform(
     Returns None for anything else, which :func:`validate` then checks record by record (and names
     the first problem); so this never accepts what the record-by-record path would refuse, and stores
     the same values."""
+    envelope = _uniform_envelope(records)
+    if envelope is None:
+        return None
+    texts, datas = envelope
+    shape = _uniform_shape(datas, max_attributes)
+    if shape is None:
+        return None
+    p = Prepared()
+    for key in shape:
+        arr = _uniform_column(datas, key)
+        if arr is None:
+            return None
+        p.numeric[key] = NumericColumn(array=arr)
+    p.record_ts = _parse_times(texts, to_us(now))
+    _check_record_times(p.record_ts)
+    records_index = list(range(len(records)))
+    for col in p.numeric.values():
+        col.records = records_index
+        col.ts = p.record_ts
+    return p
+
+
+def _uniform_envelope(records: Sequence[Any]) -> tuple[list[str | None], list[dict[str, Any]]] | None:
+    """Timestamps and data of records that are all objects with ``data`` (an object), string or absent
+    timestamps and valid topics, and no other field; None otherwise."""
     n = len(records)
     if not n or not _DICT_ONLY.issuperset(map(type, records)):
         return None
@@ -290,43 +331,45 @@ def _validate_uniform(
     # Every record has "data"; no other fields than timestamp and topic if the key counts add up.
     with_ts = sum(map(dict.__contains__, records, repeat("timestamp")))
     extra = sum(map(len, records)) - n - with_ts
-    if extra:
-        topics = [r["topic"] for r in records if "topic" in r]
-        if len(topics) != extra:
-            return None  # an unknown field
-        if any(type(t) is not str or not t or len(t) > 200 for t in topics):
-            return None
+    if extra and not _topics_are_the_extra_fields(records, extra):
+        return None
     texts = [r.get("timestamp") for r in records]
-    if not _TEXT_OR_NONE.issuperset(map(type, texts)):
+    if not _TEXT_OR_NONE.issuperset(map(type, texts)) or not _DICT_ONLY.issuperset(map(type, datas)):
         return None
-    if not _DICT_ONLY.issuperset(map(type, datas)):
-        return None
+    return texts, datas
+
+
+def _topics_are_the_extra_fields(records: Sequence[dict[str, Any]], extra: int) -> bool:
+    topics = [r["topic"] for r in records if "topic" in r]
+    if len(topics) != extra:
+        return False  # an unknown field
+    return not any(type(t) is not str or not t or len(t) > 200 for t in topics)
+
+
+def _uniform_shape(datas: list[dict[str, Any]], max_attributes: int) -> tuple[str, ...] | None:
+    """The keys of the first record's data if every record's data has as many, all plain attribute
+    names (that they are the same keys is checked column by column); None otherwise."""
     shape = tuple(datas[0])
     if not shape or len(shape) > max_attributes or not all(map(is_attribute_name, shape)):
         return None
     if set(map(len, datas)) != {len(shape)}:
         return None  # with every key of the first record (checked below), the same keys
-    p = Prepared()
-    for key in shape:
-        try:
-            values = [d[key] for d in datas]
-        except KeyError:
-            return None
-        if not _NUMBER_TYPES.issuperset(map(type, values)):
-            return None
-        try:
-            arr = np.asarray(values, dtype=np.float64)
-        except OverflowError:
-            return None
-        if not np.isfinite(arr).all():
-            return None
-        p.numeric[key] = NumericColumn(array=arr)
-    p.record_ts = _parse_times(texts, to_us(now))
-    _check_record_times(p.record_ts)
-    for col in p.numeric.values():
-        col.records = list(range(n))
-        col.ts = p.record_ts
-    return p
+    return shape
+
+
+def _uniform_column(datas: list[dict[str, Any]], key: str) -> np.ndarray | None:
+    """The values of ``key`` in every record, if all are finite int/float; None otherwise."""
+    try:
+        values = [d[key] for d in datas]
+    except KeyError:
+        return None
+    if not _NUMBER_TYPES.issuperset(map(type, values)):
+        return None
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except OverflowError:
+        return None
+    return arr if np.isfinite(arr).all() else None
 
 
 def validate(records: Sequence[Any], now: datetime, max_attributes: int = MAX_ATTRIBUTES) -> Prepared:
@@ -342,40 +385,39 @@ def validate(records: Sequence[Any], now: datetime, max_attributes: int = MAX_AT
     return _validate_each(records, now, max_attributes)
 
 
+# A non-numeric value of the record-by-record path: (record, key, value, unit).
+_Observation = tuple[int, str, Any, str | None]
+
+
 def _validate_each(records: Sequence[Any], now: datetime, max_attributes: int = MAX_ATTRIBUTES) -> Prepared:
     """:func:`validate` record by record: any shape, and the first problem named."""
     p = Prepared()
     texts: list[str | None] = []
-    observations: list[
-        tuple[int, str, Any, str | None]
-    ] = []  # non-numeric values: (record, key, value, unit)
+    observations: list[_Observation] = []
     good_keys: set[str] = set()
     numeric = p.numeric
     for i, rec in enumerate(records):
-        if type(rec) is not dict:
-            raise BadRequest(f"record {i}: must be an object {{timestamp?, topic?, data: {{...}}}}")
-        for k in rec:
-            if k not in RECORD_FIELDS:
-                raise BadRequest(f"record {i}: unknown field '{k}'; a record has timestamp, topic and data")
+        # A good record is recognised inline (this loop runs per record); for any other, _check_record
+        # names its first problem in the documented order.
+        if type(rec) is not dict or not RECORD_FIELDS.issuperset(rec):
+            _check_record(i, rec)
         ts_raw = rec.get("timestamp")
-        if ts_raw is not None and type(ts_raw) is not str:
-            raise BadRequest(f"record {i}: timestamp must be an ISO 8601 string such as 2024-01-01T00:00:00Z")
-        texts.append(ts_raw)
-        if "topic" in rec:
-            topic = rec["topic"]
-            if not isinstance(topic, str) or not topic or len(topic) > 200:
-                raise BadRequest(f"record {i}: topic must be a non-empty string of at most 200 characters")
         data = rec.get("data")
-        if type(data) is not dict:
-            raise BadRequest(f"record {i}: data must be an object of attribute values")
-        if not data:
-            raise BadRequest(f"record {i}: data is empty")
+        if (
+            (ts_raw is not None and type(ts_raw) is not str)
+            or type(data) is not dict
+            or not data
+            or (
+                "topic" in rec
+                and (type(rec["topic"]) is not str or not rec["topic"] or len(rec["topic"]) > 200)
+            )
+        ):
+            _check_record(i, rec)
+        texts.append(ts_raw)
         for key, v in data.items():
             if key not in good_keys:
-                _check_key(i, key)
-                good_keys.add(key)
-                if len(good_keys) > max_attributes:
-                    raise _too_many_attributes(len(good_keys), max_attributes)
+                _admit_key(i, key, good_keys, max_attributes)
+            # Plain numbers, by far the most common values, stay inline: this loop is per value.
             tv = type(v)
             if tv is float or tv is int:
                 col = numeric.get(key)
@@ -383,36 +425,79 @@ def _validate_each(records: Sequence[Any], now: datetime, max_attributes: int = 
                     col = numeric[key] = NumericColumn()
                 col.records.append(i)
                 col.values.append(v)
-                continue
-            if v is None:
-                raise BadRequest(f"record {i}: data.{key} is null; omit the key or send a value")
-            unit: str | None = None
-            x = _number(v)
-            if x is None and isinstance(v, dict) and "value" in v and set(v) <= {"value", "unit"}:
-                if "unit" in v:
-                    unit = _check_unit(i, key, v["unit"])
-                if v["value"] is None:
-                    raise BadRequest(f"record {i}: data.{key}.value is null; omit the key or send a value")
-                x = _number(v["value"])
-                if x is None:
-                    v = v["value"]  # a unit-tagged non-numeric value is kept as a property
-            if x is not None:
-                _check_finite(i, key, x)
-                col = numeric.setdefault(key, NumericColumn())
-                if unit is not None:
-                    if col.unit is not None and col.unit != unit:
-                        raise BadRequest(
-                            f"record {i}: data.{key}.unit '{unit}' differs from '{col.unit}' in record "
-                            f"{col.unit_record}; one attribute has one unit"
-                        )
-                    col.unit, col.unit_record = unit, i
-                col.records.append(i)
-                col.values.append(x)
             else:
-                if isinstance(v, float) and not math.isfinite(v):
-                    _check_finite(i, key, v)
-                observations.append((i, key, v, unit))
-                p.state_count += 1
+                _add_value(p, observations, i, key, v)
+    _finish_columns(numeric)
+    p.record_ts = _parse_times(texts, to_us(now))
+    _check_record_times(p.record_ts)
+    _apply_record_times(p, observations)
+    return p
+
+
+def _check_record(i: int, rec: Any) -> None:
+    """Raise :class:`BadRequest` for the first problem of record ``i``'s fields, if it has any."""
+    if type(rec) is not dict:
+        raise BadRequest(f"record {i}: must be an object {{timestamp?, topic?, data: {{...}}}}")
+    for k in rec:
+        if k not in RECORD_FIELDS:
+            raise BadRequest(f"record {i}: unknown field '{k}'; a record has timestamp, topic and data")
+    ts_raw = rec.get("timestamp")
+    if ts_raw is not None and type(ts_raw) is not str:
+        raise BadRequest(f"record {i}: timestamp must be an ISO 8601 string such as 2024-01-01T00:00:00Z")
+    if "topic" in rec:
+        topic = rec["topic"]
+        if not isinstance(topic, str) or not topic or len(topic) > 200:
+            raise BadRequest(f"record {i}: topic must be a non-empty string of at most 200 characters")
+    data = rec.get("data")
+    if type(data) is not dict:
+        raise BadRequest(f"record {i}: data must be an object of attribute values")
+    if not data:
+        raise BadRequest(f"record {i}: data is empty")
+
+
+def _admit_key(i: int, key: str, good_keys: set[str], max_attributes: int) -> None:
+    """Check a data key seen for the first time, and the number of distinct keys."""
+    _check_key(i, key)
+    good_keys.add(key)
+    if len(good_keys) > max_attributes:
+        raise _too_many_attributes(len(good_keys), max_attributes)
+
+
+def _add_value(p: Prepared, observations: list[_Observation], i: int, key: str, v: Any) -> None:
+    """A value that is not a plain int/float: a ``{"value": <number>, "unit": …}`` point, or a
+    latest-state property (a unit-tagged non-numeric value is kept as a property with its unit)."""
+    if v is None:
+        raise BadRequest(f"record {i}: data.{key} is null; omit the key or send a value")
+    unit: str | None = None
+    x = _number(v)
+    if x is None and isinstance(v, dict) and "value" in v and set(v) <= {"value", "unit"}:
+        if "unit" in v:
+            unit = _check_unit(i, key, v["unit"])
+        if v["value"] is None:
+            raise BadRequest(f"record {i}: data.{key}.value is null; omit the key or send a value")
+        x = _number(v["value"])
+        if x is None:
+            v = v["value"]
+    if x is None:
+        # Not a number (so not a float either: _number accepts every float): a property.
+        observations.append((i, key, v, unit))
+        p.state_count += 1
+        return
+    _check_finite(i, key, x)
+    col = p.numeric.setdefault(key, NumericColumn())
+    if unit is not None:
+        if col.unit is not None and col.unit != unit:
+            raise BadRequest(
+                f"record {i}: data.{key}.unit '{unit}' differs from '{col.unit}' in record "
+                f"{col.unit_record}; one attribute has one unit"
+            )
+        col.unit, col.unit_record = unit, i
+    col.records.append(i)
+    col.values.append(x)
+
+
+def _finish_columns(numeric: dict[str, NumericColumn]) -> None:
+    """Each column's values as a float64 array, refusing the first non-finite one (by record)."""
     for key, col in numeric.items():
         try:
             vals = np.asarray(col.values, dtype=np.float64)
@@ -423,17 +508,18 @@ def _validate_each(records: Sequence[Any], now: datetime, max_attributes: int = 
             j = int(np.flatnonzero(bad)[0])
             _check_finite(col.records[j], key, float(vals[j]))
         col.array = vals
-    p.record_ts = _parse_times(texts, to_us(now))
-    _check_record_times(p.record_ts)
-    for col in numeric.values():
+
+
+def _apply_record_times(p: Prepared, observations: list[_Observation]) -> None:
+    """Each column's timestamps, and the latest observation per key (by timestamp; on a tie the later
+    record)."""
+    for col in p.numeric.values():
         col.ts = p.record_ts[np.asarray(col.records, dtype=np.int64)]
-    # The latest observation per key (by timestamp; on a tie the later record).
     for i, key, v, unit in observations:
         t = int(p.record_ts[i])
         prev = p.states.get(key)
         if prev is None or t >= prev[0]:
             p.states[key] = (t, v, unit)
-    return p
 
 
 @contextmanager
