@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session
 
-from sensorhub.authz.access import Access, Window
+from sensorhub.authz.access import Access
 from sensorhub.authz.entities import visible_entity
+from sensorhub.authz.scope import readable_windows_us
 from sensorhub.entities.models import Entity
 from sensorhub.errors import BadRequest, NotFound
 from sensorhub.kit.time import to_us
@@ -58,20 +59,8 @@ def check_range(start: datetime, end: datetime) -> tuple[int, int]:
     return s, e
 
 
-def windows_us(windows: Sequence[Window], start_us: int, end_us: int) -> list[WindowUS]:
-    out: list[WindowUS] = []
-    for a, b in windows:
-        lo = start_us if a is None else max(start_us, to_us(a))
-        hi = end_us if b is None else min(end_us, to_us(b))
-        if lo < hi:
-            out.append((lo, hi))
-    return out
-
-
 def _entity_windows(access: Access, e: Entity, start: datetime, end: datetime) -> list[WindowUS]:
-    return windows_us(
-        access.clamp(e.org_id, e.workspace_id, e.entity_id, start, end), to_us(start), to_us(end)
-    )
+    return readable_windows_us(access, e, start, end)
 
 
 def entity_data(

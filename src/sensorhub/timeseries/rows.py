@@ -19,12 +19,12 @@ from sqlalchemy.orm import Session
 
 from sensorhub.audit.usage import touched
 from sensorhub.authz.access import Access
+from sensorhub.authz.scope import windows_to_us
 from sensorhub.kit.paging import CURSOR_INT_MAX, CURSOR_INT_MIN
 from sensorhub.kit.time import opt_us, to_us
 from sensorhub.timeseries import repository
 from sensorhub.timeseries.backends import store_for
 from sensorhub.timeseries.query import WindowUS
-from sensorhub.timeseries.reads import windows_us
 from sensorhub.timeseries.repository import SeriesInfo
 from sensorhub.timeseries.rollups import F64, I64
 from sensorhub.timeseries.service import slice_conditions
@@ -105,7 +105,7 @@ def _readable(
     lo, hi = _bounds(start, end)
     out: dict[int, list[WindowUS]] = {}
     for x in series:
-        ws = windows_us(access.clamp(x.org_id, x.workspace_id, x.entity_id, start, end), lo, hi)
+        ws = windows_to_us(access.clamp(x.org_id, x.workspace_id, x.entity_id, start, end), lo, hi)
         if ws:
             out[x.id] = ws
     return out

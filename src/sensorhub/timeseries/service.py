@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from sensorhub.authz.scope import windows_to_us
 from sensorhub.entities.models import Entity
 from sensorhub.errors import BadRequest
 from sensorhub.kit.time import check_points_in_range, to_us
@@ -141,14 +142,7 @@ def _windows_us(
     lo0, hi0 = to_us(start), to_us(end)
     out: dict[int, list[WindowUS]] = {}
     for sid in series_ids:
-        ws: list[WindowUS] = []
-        for a, b in windows.get(sid, []):
-            lo = lo0 if a is None else max(lo0, to_us(a))
-            hi = hi0 if b is None else min(hi0, to_us(b))
-            if lo < hi:
-                ws.append((lo, hi))
-        ws.sort()
-        out[sid] = ws
+        out[sid] = windows_to_us(windows.get(sid, []), lo0, hi0)
     return out
 
 
