@@ -26,6 +26,7 @@ def test_cli_cleanup(
     monkeypatch.setenv("SENSORHUB_DATA_DIR", str(settings.data_dir))
     if settings.database_url:
         monkeypatch.setenv("SENSORHUB_DATABASE_URL", settings.database_url)
+        monkeypatch.setenv("SENSORHUB_SECRET_KEY", settings.resolved_secret_key)  # as on every host
     ingest(world, station[0], "temperature", minutes(5), [1.0] * 5)
     token = world.pat("ana@acme.test", ["export"])
     settings.export_url_ttl_seconds = 1

@@ -63,6 +63,13 @@ def test_sensorhub_serve_refuses_to_start_with_a_clear_message(tmp_path: Path) -
     assert "SENSORHUB_SECRET_KEY is not set" in r.output and "PostgreSQL" in r.output
 
 
+def test_exports_cleanup_refuses_with_the_same_message(tmp_path: Path) -> None:
+    r = CliRunner().invoke(
+        cli, ["exports", "cleanup", "--data-dir", str(tmp_path)], env={"SENSORHUB_DATABASE_URL": PG}
+    )
+    assert r.exit_code == 2 and "SENSORHUB_SECRET_KEY is not set" in r.output
+
+
 def test_with_the_secret_set_a_multi_host_deployment_uses_it(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, database_url=PG, secret_key=TEST_SECRET_KEY)
     assert settings.resolved_secret_key == TEST_SECRET_KEY
