@@ -97,27 +97,34 @@ def check_geojson(value: Any, what: str) -> dict[str, Any]:
     return value
 
 
-def normalize_attr(name: str, raw: Any) -> dict[str, Any]:
-    """One attribute in normalized form. A dict whose ``type`` is an NGSI-LD attribute type is taken as
-    normalized; anything else is a keyValues (concise) value."""
-    if isinstance(raw, dict) and raw.get("type") in ATTRIBUTE_TYPES:
-        attr = {k: v for k, v in raw.items() if k not in ("@context",)}
-        t = attr["type"]
-        if t == "Relationship":
-            if not isinstance(attr.get("object"), (str, list)):
-                raise BadRequest(f"attribute '{name}': a Relationship needs an 'object' (entity id)")
-        elif t == "GeoProperty":
-            check_geojson(attr.get("value"), f"attribute '{name}'")
-        elif t == "LanguageProperty":
-            if not isinstance(attr.get("languageMap"), dict):
-                raise BadRequest(f"attribute '{name}': a LanguageProperty needs a 'languageMap' object")
-        elif "value" not in attr or attr["value"] is None:
-            raise BadRequest(f"attribute '{name}': a {t} needs a non-null 'value'")
-        if "observedAt" in attr:
-            check_datetime(attr["observedAt"], f"attribute '{name}': observedAt")
-        if "unitCode" in attr and not isinstance(attr["unitCode"], str):
-            raise BadRequest(f"attribute '{name}': unitCode must be a string such as CEL")
-        return attr
+def _check_typed_value(name: str, attr: dict[str, Any]) -> None:
+    """The member that carries the value of a normalized attribute, by its type."""
+    t = attr["type"]
+    if t == "Relationship":
+        if not isinstance(attr.get("object"), (str, list)):
+            raise BadRequest(f"attribute '{name}': a Relationship needs an 'object' (entity id)")
+    elif t == "GeoProperty":
+        check_geojson(attr.get("value"), f"attribute '{name}'")
+    elif t == "LanguageProperty":
+        if not isinstance(attr.get("languageMap"), dict):
+            raise BadRequest(f"attribute '{name}': a LanguageProperty needs a 'languageMap' object")
+    elif "value" not in attr or attr["value"] is None:
+        raise BadRequest(f"attribute '{name}': a {t} needs a non-null 'value'")
+
+
+def _normalized_attr(name: str, raw: dict[str, Any]) -> dict[str, Any]:
+    """An attribute given in normalized form, checked, without its ``@context``."""
+    attr = {k: v for k, v in raw.items() if k not in ("@context",)}
+    _check_typed_value(name, attr)
+    if "observedAt" in attr:
+        check_datetime(attr["observedAt"], f"attribute '{name}': observedAt")
+    if "unitCode" in attr and not isinstance(attr["unitCode"], str):
+        raise BadRequest(f"attribute '{name}': unitCode must be a string such as CEL")
+    return attr
+
+
+def _concise_attr(name: str, raw: Any) -> dict[str, Any]:
+    """An attribute given as a keyValues (concise) value: bare GeoJSON or a Property value."""
     if raw is None:
         raise BadRequest(f"attribute '{name}' is null; omit it instead")
     if (
@@ -129,6 +136,14 @@ def normalize_attr(name: str, raw: Any) -> dict[str, Any]:
     if isinstance(raw, dict) and raw.get("type") in GEOJSON_TYPES:
         return {"type": "GeoProperty", "value": check_geojson(raw, f"attribute '{name}'")}
     return {"type": "Property", "value": raw}
+
+
+def normalize_attr(name: str, raw: Any) -> dict[str, Any]:
+    """One attribute in normalized form. A dict whose ``type`` is an NGSI-LD attribute type is taken as
+    normalized; anything else is a keyValues (concise) value."""
+    if isinstance(raw, dict) and raw.get("type") in ATTRIBUTE_TYPES:
+        return _normalized_attr(name, raw)
+    return _concise_attr(name, raw)
 
 
 def check_datetime(value: Any, what: str) -> str:
