@@ -139,8 +139,8 @@ class _Parser:
         self.i = m.end()
         return m.group(0)
 
-    def comparison(self) -> Comparison:
-        self.count_terms()
+    def path(self) -> tuple[str, ...]:
+        """``attr`` or ``attr[key][key]…``."""
         path = [self.name()]
         while self.peek("["):
             self.i += 1
@@ -150,93 +150,129 @@ class _Parser:
             self.i += 1
         if self.peek("."):
             raise self.fail("dotted attribute paths are not supported; use attr[key] for compound values")
+        return tuple(path)
+
+    def comparison(self) -> Comparison:
+        self.count_terms()
+        path = self.path()
         op = next((o for o in _OPERATORS if self.peek(o)), None)
         if op is None:
             if self.i < len(self.s) and self.s[self.i] not in ";|)":
                 raise self.fail("expected an operator (==, !=, <, >, <=, >=, ~=, !~=)")
-            return Comparison(tuple(path), None)
+            return Comparison(path, None)
         self.i += len(op)
         first = self.value()
         if op in ("~=", "!~="):
-            if not isinstance(first, str):
-                raise self.fail(f"{op} needs a quoted regular expression")
-            try:
-                check_pattern(first, "q")
-            except BadRequest as e:  # part of a malformed q: InvalidRequest, like every q error
-                raise self.fail(e.message.removeprefix("q: ")) from None
-            return Comparison(tuple(path), op, first)
+            return self.pattern_comparison(path, op, first)
         if self.peek(".."):
-            self.i += 2
-            second = self.value()
-            if op not in ("==", "!="):
-                raise self.fail("a range a..b is only allowed with == and !=")
-            if (
-                isinstance(first, bool)
-                or isinstance(second, bool)
-                or (isinstance(first, str) != isinstance(second, str))
-            ):
-                raise self.fail("both ends of a range must be numbers or both strings")
-            return Comparison(tuple(path), op, (first, second), "range")
+            return self.range_comparison(path, op, first)
         if self.peek(","):
-            values = [first]
-            while self.peek(","):
-                self.i += 1
-                self.count_terms()
-                values.append(self.value())
-            if op not in ("==", "!="):
-                raise self.fail("a list of values is only allowed with == and !=")
-            return Comparison(tuple(path), op, tuple(values), "list")
-        return Comparison(tuple(path), op, first)
+            return self.list_comparison(path, op, first)
+        return Comparison(path, op, first)
+
+    def pattern_comparison(self, path: tuple[str, ...], op: str, first: Scalar) -> Comparison:
+        if not isinstance(first, str):
+            raise self.fail(f"{op} needs a quoted regular expression")
+        try:
+            check_pattern(first, "q")
+        except BadRequest as e:  # part of a malformed q: InvalidRequest, like every q error
+            raise self.fail(e.message.removeprefix("q: ")) from None
+        return Comparison(path, op, first)
+
+    def range_comparison(self, path: tuple[str, ...], op: str, first: Scalar) -> Comparison:
+        """``first..second``; the parser stands on the ``..``."""
+        self.i += 2
+        second = self.value()
+        if op not in ("==", "!="):
+            raise self.fail("a range a..b is only allowed with == and !=")
+        if (
+            isinstance(first, bool)
+            or isinstance(second, bool)
+            or (isinstance(first, str) != isinstance(second, str))
+        ):
+            raise self.fail("both ends of a range must be numbers or both strings")
+        return Comparison(path, op, (first, second), "range")
+
+    def list_comparison(self, path: tuple[str, ...], op: str, first: Scalar) -> Comparison:
+        """``first,second,…``; the parser stands on the first ``,``."""
+        values = [first]
+        while self.peek(","):
+            self.i += 1
+            self.count_terms()
+            values.append(self.value())
+        if op not in ("==", "!="):
+            raise self.fail("a list of values is only allowed with == and !=")
+        return Comparison(path, op, tuple(values), "list")
 
     def value(self) -> Scalar:
-        s, i = self.s, self.i
-        if i >= len(s):
+        if self.i >= len(self.s):
             raise self.fail("expected a value")
-        if s[i] == '"':
-            out: list[str] = []
-            j = i + 1
-            while j < len(s):
-                c = s[j]
-                if c == "\\" and j + 1 < len(s):
-                    out.append(s[j + 1])
-                    j += 2
-                    continue
-                if c == '"':
-                    self.i = j + 1
-                    return "".join(out)
-                out.append(c)
-                j += 1
-            raise self.fail("unterminated string (missing closing '\"')")
-        m = _DATETIME.match(s, i)
-        if m and (m.end() == len(s) or s[m.end()] in ";|),."):
-            # A bare date-time; "2024-01-01..2024-02-01" is a range of two of them.
-            text = m.group(0)
-            if text.endswith("."):
-                text = text[:-1]
-            self.i = i + len(text)
+        if self.s[self.i] == '"':
+            return self.quoted_string()
+        text = self.bare_datetime()
+        if text is not None:
             return text
-        m = _NUMBER.match(s, i)
-        if m:
-            text = m.group(0)
-            # "1..5" is a range: do not swallow the first dot of ".." as a decimal point.
-            if text.endswith(".") and s.startswith(".", m.end()):
-                text = text[:-1]
-            if re.fullmatch(r"-?\d+", text):
-                value = int(text) if len(text) <= 20 else None
-                if value is None or not INT64[0] <= value <= INT64[1]:
-                    raise self.too_big("an integer must fit in 64 bits")
-                self.i = i + len(text)
-                return value
-            num = float(text)
-            if not math.isfinite(num):
-                raise self.too_big(f"the number {text[:20]}… does not fit in a double")
-            self.i = i + len(text)
-            return num
+        number = self.number()
+        if number is not None:
+            return number
         for word, val in (("true", True), ("false", False)):
-            if s.startswith(word, i):
-                self.i = i + len(word)
+            if self.s.startswith(word, self.i):
+                self.i += len(word)
                 return val
         raise self.fail("expected a number, a quoted string, true, false or a date-time")
+
+    def quoted_string(self) -> str:
+        """A ``"…"`` string with ``\\`` escapes; the parser stands on the opening quote."""
+        s = self.s
+        out: list[str] = []
+        j = self.i + 1
+        while j < len(s):
+            c = s[j]
+            if c == "\\" and j + 1 < len(s):
+                out.append(s[j + 1])
+                j += 2
+                continue
+            if c == '"':
+                self.i = j + 1
+                return "".join(out)
+            out.append(c)
+            j += 1
+        raise self.fail("unterminated string (missing closing '\"')")
+
+    def bare_datetime(self) -> str | None:
+        """An unquoted date-time, or None (nothing consumed) when there is none here."""
+        s, i = self.s, self.i
+        m = _DATETIME.match(s, i)
+        if not (m and (m.end() == len(s) or s[m.end()] in ";|),.")):
+            return None
+        # A bare date-time; "2024-01-01..2024-02-01" is a range of two of them.
+        text = m.group(0)
+        if text.endswith("."):
+            text = text[:-1]
+        self.i = i + len(text)
+        return text
+
+    def number(self) -> int | float | None:
+        """A 64-bit integer or a finite double, or None (nothing consumed) when there is none here."""
+        s, i = self.s, self.i
+        m = _NUMBER.match(s, i)
+        if not m:
+            return None
+        text = m.group(0)
+        # "1..5" is a range: do not swallow the first dot of ".." as a decimal point.
+        if text.endswith(".") and s.startswith(".", m.end()):
+            text = text[:-1]
+        if re.fullmatch(r"-?\d+", text):
+            value = int(text) if len(text) <= 20 else None
+            if value is None or not INT64[0] <= value <= INT64[1]:
+                raise self.too_big("an integer must fit in 64 bits")
+            self.i = i + len(text)
+            return value
+        num = float(text)
+        if not math.isfinite(num):
+            raise self.too_big(f"the number {text[:20]}… does not fit in a double")
+        self.i = i + len(text)
+        return num
 
 
 def parse_q(text: str) -> Node:
