@@ -75,6 +75,67 @@ def series_of_entity(session: Session, entity: Entity) -> list[Series]:
     )
 
 
+def _as_points(timestamps_us: Sequence[int] | I64, values: Sequence[float] | F64) -> tuple[I64, F64]:
+    ts = np.asarray(timestamps_us, dtype=np.int64)
+    vals = np.asarray(values, dtype=np.float64)
+    if ts.shape != vals.shape or ts.ndim != 1:
+        raise BadRequest("timestamps and values must be one-dimensional and of the same length")
+    return ts, vals
+
+
+def _check_points(ts: I64, vals: F64) -> None:
+    check_points_in_range(ts, "point {}")
+    if not np.isfinite(vals).all():
+        bad = int(np.flatnonzero(~np.isfinite(vals))[0])
+        raise BadRequest(f"value {bad} is {vals[bad]}; send finite numbers")
+
+
+def _sorted_first_occurrences(ts: I64, vals: F64) -> tuple[I64, F64]:
+    """Points in timestamp order; of a repeated timestamp only its first occurrence is kept."""
+    if len(ts) > 1 and not (np.diff(ts) > 0).all():
+        order = np.argsort(ts, kind="stable")
+        ts, vals = ts[order], vals[order]
+        keep = np.concatenate(([True], np.diff(ts) != 0))
+        ts, vals = ts[keep], vals[keep]
+    return ts, vals
+
+
+def _drop_stored(
+    store: TimeseriesStore, series_id: int, last_ts: int | None, ts: I64, vals: F64
+) -> tuple[I64, F64]:
+    """The (sorted) points whose timestamp the series does not hold yet."""
+    if last_ts is not None and ts[0] <= last_ts:
+        existing = store.existing_ts(series_id, int(ts[0]), int(ts[-1]))
+        if len(existing):
+            new = ~np.isin(ts, existing, assume_unique=True)
+            ts, vals = ts[new], vals[new]
+    return ts, vals
+
+
+def _store_new_points(
+    store: TimeseriesStore, series_id: int, last_ts: int | None, ts: I64, vals: F64
+) -> None:
+    """Insert new (sorted, non-empty) points, fold them into every rollup level, move the series' last point."""
+    store.insert_points(series_id, ts, vals)
+    for width, table in ROLLUP_LEVELS:
+        delta = rollup_delta(ts, vals, width)
+        if last_ts is None:
+            store.insert_rollup(table, series_id, delta)
+            continue
+        # Buckets after the one holding the latest stored point cannot exist yet: plain insert.
+        fresh = delta.bucket_start > last_ts - (last_ts % width)
+        store.merge_rollup(table, series_id, delta.select(~fresh))
+        store.insert_rollup(table, series_id, delta.select(fresh))
+    store.update_last(series_id, int(ts[-1]), float(vals[-1]))
+
+
+def _expire_cached_series(session: Session, series_id: int) -> None:
+    # The ORM may hold a stale Series row; make it re-read last_ts/last_value on next access.
+    cached = session.identity_map.get(session.identity_key(Series, (series_id,)))
+    if cached is not None:
+        session.expire(cached, ["last_ts", "last_value"])
+
+
 def bulk_insert(
     session: Session,
     series_id: int,
@@ -86,46 +147,19 @@ def bulk_insert(
     Idempotent on (series, timestamp): a timestamp already stored (or repeated within the call, after
     its first occurrence) is not overwritten and is counted as a duplicate. Returns
     ``(accepted, duplicates)``. Values must be finite."""
-    ts = np.asarray(timestamps_us, dtype=np.int64)
-    vals = np.asarray(values, dtype=np.float64)
-    if ts.shape != vals.shape or ts.ndim != 1:
-        raise BadRequest("timestamps and values must be one-dimensional and of the same length")
+    ts, vals = _as_points(timestamps_us, values)
     n = len(ts)
     if n == 0:
         return 0, 0
-    check_points_in_range(ts, "point {}")
-    if not np.isfinite(vals).all():
-        bad = int(np.flatnonzero(~np.isfinite(vals))[0])
-        raise BadRequest(f"value {bad} is {vals[bad]}; send finite numbers")
-    if n > 1 and not (np.diff(ts) > 0).all():
-        order = np.argsort(ts, kind="stable")
-        ts, vals = ts[order], vals[order]
-        keep = np.concatenate(([True], np.diff(ts) != 0))
-        ts, vals = ts[keep], vals[keep]
+    _check_points(ts, vals)
+    ts, vals = _sorted_first_occurrences(ts, vals)
     store = store_for(session)
     last_ts = store.lock_series(series_id)
-    if last_ts is not None and ts[0] <= last_ts:
-        existing = store.existing_ts(series_id, int(ts[0]), int(ts[-1]))
-        if len(existing):
-            new = ~np.isin(ts, existing, assume_unique=True)
-            ts, vals = ts[new], vals[new]
+    ts, vals = _drop_stored(store, series_id, last_ts, ts, vals)
     accepted = len(ts)
     if accepted:
-        store.insert_points(series_id, ts, vals)
-        for width, table in ROLLUP_LEVELS:
-            delta = rollup_delta(ts, vals, width)
-            if last_ts is None:
-                store.insert_rollup(table, series_id, delta)
-                continue
-            # Buckets after the one holding the latest stored point cannot exist yet: plain insert.
-            fresh = delta.bucket_start > last_ts - (last_ts % width)
-            store.merge_rollup(table, series_id, delta.select(~fresh))
-            store.insert_rollup(table, series_id, delta.select(fresh))
-        store.update_last(series_id, int(ts[-1]), float(vals[-1]))
-    # The ORM may hold a stale Series row; make it re-read last_ts/last_value on next access.
-    cached = session.identity_map.get(session.identity_key(Series, (series_id,)))
-    if cached is not None:
-        session.expire(cached, ["last_ts", "last_value"])
+        _store_new_points(store, series_id, last_ts, ts, vals)
+    _expire_cached_series(session, series_id)
     return accepted, n - accepted
 
 
