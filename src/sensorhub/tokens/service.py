@@ -6,7 +6,7 @@ CLI). The plaintext is returned once, by :func:`create_pat`, :func:`create_api_k
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -72,44 +72,62 @@ def resolve_expiry(
     ``min(org policy caps, hard_max_days)`` whether it is given as ``expires_in_days``, as
     ``expires_at`` or left to the default; ``never`` is a separate, explicit opt-in of every
     organisation reached (and none may cap lifetime). A far-away date is not a way around that."""
+    _check_one_expiry(spec)
+    cap = lifetime_cap(policy, hard_max_days)
+    cap_note = _cap_note(policy, cap)
+    if spec.never:
+        _check_never_allowed(policy, cap)
+        return None
+    if spec.expires_at is not None:
+        return _expiry_at(spec.expires_at, now, cap, cap_note)
+    if spec.expires_in_days is not None:
+        return _expiry_in_days(spec.expires_in_days, now, cap, cap_note)
+    return now + timedelta(days=min(default_days, cap) if cap else default_days)
+
+
+def _check_one_expiry(spec: ExpirySpec) -> None:
     given = sum(
         x is not None and x is not False for x in (spec.expires_in_days, spec.expires_at, spec.never or None)
     )
     if given > 1:
         raise BadRequest("give only one of expires_in_days, expires_at and never")
+
+
+def _cap_note(policy: Policy, cap: int | None) -> str:
+    """Says who caps the lifetime, appended to a refusal of a too-long one."""
     org_cap = policy.max_days
-    cap = lifetime_cap(policy, hard_max_days)
     if org_cap is not None and cap == org_cap:
-        cap_note = f" (the policy of {', '.join(policy.org_slugs)} caps token lifetime at {cap} days)"
-    else:
-        cap_note = f" (this server caps token lifetime at {cap} days"
-        cap_note += "; use never for a non-expiring token)" if policy.allow_never and org_cap is None else ")"
-    if spec.never:
-        if not policy.allow_never or org_cap is not None:
-            raise BadRequest(
-                "non-expiring tokens are not allowed by the organisation policy; give expires_in_days"
-                " or expires_at" + (f" (at most {cap} days)" if cap else "")
-            )
-        return None
-    if spec.expires_at is not None:
-        at = spec.expires_at
-        if at.tzinfo is None:
-            raise BadRequest("expires_at needs a time zone, e.g. 2027-01-31T00:00:00Z")
-        if at <= now:
-            raise BadRequest("expires_at is in the past; give a future date")
-        if cap is not None and at - now > timedelta(days=cap, minutes=1):
-            raise BadRequest("expires_at is too far in the future" + cap_note)
-        return at
-    if spec.expires_in_days is not None:
-        days = spec.expires_in_days
-        if days < 1:
-            raise BadRequest("expires_in_days must be at least 1")
-        if cap is not None and days > cap:
-            raise BadRequest(f"expires_in_days={days} is too long" + cap_note)
-        if days > MAX_DAYS:
-            raise BadRequest(f"expires_in_days must be at most {MAX_DAYS}")
-        return now + timedelta(days=days)
-    return now + timedelta(days=min(default_days, cap) if cap else default_days)
+        return f" (the policy of {', '.join(policy.org_slugs)} caps token lifetime at {cap} days)"
+    note = f" (this server caps token lifetime at {cap} days"
+    return note + ("; use never for a non-expiring token)" if policy.allow_never and org_cap is None else ")")
+
+
+def _check_never_allowed(policy: Policy, cap: int | None) -> None:
+    if not policy.allow_never or policy.max_days is not None:
+        raise BadRequest(
+            "non-expiring tokens are not allowed by the organisation policy; give expires_in_days"
+            " or expires_at" + (f" (at most {cap} days)" if cap else "")
+        )
+
+
+def _expiry_at(at: datetime, now: datetime, cap: int | None, cap_note: str) -> datetime:
+    if at.tzinfo is None:
+        raise BadRequest("expires_at needs a time zone, e.g. 2027-01-31T00:00:00Z")
+    if at <= now:
+        raise BadRequest("expires_at is in the past; give a future date")
+    if cap is not None and at - now > timedelta(days=cap, minutes=1):
+        raise BadRequest("expires_at is too far in the future" + cap_note)
+    return at
+
+
+def _expiry_in_days(days: int, now: datetime, cap: int | None, cap_note: str) -> datetime:
+    if days < 1:
+        raise BadRequest("expires_in_days must be at least 1")
+    if cap is not None and days > cap:
+        raise BadRequest(f"expires_in_days={days} is too long" + cap_note)
+    if days > MAX_DAYS:
+        raise BadRequest(f"expires_in_days must be at most {MAX_DAYS}")
+    return now + timedelta(days=days)
 
 
 def lifetime_cap(policy: Policy, hard_max_days: int | None) -> int | None:
@@ -141,56 +159,109 @@ def _build_restrictions(
 ) -> tuple[dict[str, object], list[Organisation]]:
     """Validate the requested restrictions against the organisations in reach; returns the JSON to
     store and the organisations the credential will reach."""
+    reach = _reached_orgs(spec, orgs, key_org)
     out: list[R.Restriction] = []
-    reach = list(orgs)
     if spec.organisations:
-        if key_org is not None:
-            raise BadRequest("API keys belong to one organisation; do not give organisations")
-        chosen = []
-        for ref in spec.organisations:
-            org = next((o for o in orgs if ref in (o.id, o.slug)), None)
-            if org is None:
-                raise BadRequest(f"organisation '{ref}' is not one you are a member of")
-            chosen.append(org)
-        reach = chosen
-        out.append(R.Organisations(frozenset(o.id for o in chosen)))
-    if spec.workspaces:
-        org_ids = [o.id for o in reach]
-        wss = list(s.scalars(select(Workspace).where(Workspace.org_id.in_(org_ids))))
-        by_org = {o.id: o.slug for o in reach}
-        picked: dict[str, str] = {}
-        for ref in spec.workspaces:
-            if "/" in ref:
-                org_ref, ws_ref = ref.split("/", 1)
-                cand = [w for w in wss if w.slug == ws_ref and org_ref in (w.org_id, by_org.get(w.org_id))]
-            else:
-                cand = [w for w in wss if ref in (w.id, w.slug)]
-            if not cand:
-                raise BadRequest(f"workspace '{ref}' not found in {', '.join(o.slug for o in reach)}")
-            if len(cand) > 1:
-                raise BadRequest(
-                    f"workspace '{ref}' exists in several organisations; write it as org/workspace"
-                )
-            picked[cand[0].id] = cand[0].org_id
-        out.append(R.Workspaces(picked))
-    if spec.entities:
-        ents = [e.strip() for e in spec.entities]
-        if any(not e for e in ents):
-            raise BadRequest("entity ids in entities must not be empty")
-        out.append(R.Entities(frozenset(ents)))
-    if spec.time_start or spec.time_end:
-        for label, v in (("time_start", spec.time_start), ("time_end", spec.time_end)):
-            if v is not None and v.tzinfo is None:
-                raise BadRequest(f"{label} needs a time zone, e.g. 2026-01-01T00:00:00Z")
-        if spec.time_start and spec.time_end and spec.time_start >= spec.time_end:
-            raise BadRequest("time_end must be after time_start")
-        out.append(R.TimeWindow(spec.time_start, spec.time_end))
-    if spec.allowed_ips:
-        try:
-            out.append(R.AllowedIPs(R.parse_networks(spec.allowed_ips)))
-        except ValueError as e:
-            raise BadRequest(f"allowed_ips: {e}") from None
+        out.append(R.Organisations(frozenset(o.id for o in reach)))
+    for build in _RESTRICTION_BUILDERS:
+        restriction = build(s, spec, reach)
+        if restriction is not None:
+            out.append(restriction)
     return R.dump(out), reach
+
+
+def _reached_orgs(
+    spec: RestrictionSpec, orgs: Sequence[Organisation], key_org: Organisation | None
+) -> list[Organisation]:
+    """The organisations the credential will reach: those named in ``spec.organisations``, else all."""
+    if not spec.organisations:
+        return list(orgs)
+    if key_org is not None:
+        raise BadRequest("API keys belong to one organisation; do not give organisations")
+    chosen = []
+    for ref in spec.organisations:
+        org = next((o for o in orgs if ref in (o.id, o.slug)), None)
+        if org is None:
+            raise BadRequest(f"organisation '{ref}' is not one you are a member of")
+        chosen.append(org)
+    return chosen
+
+
+# A builder validates one restriction kind of a spec, within the organisations reached, and returns the
+# restriction to store (``None``: the spec asks for none of that kind).
+RestrictionBuilder = Callable[[Session, RestrictionSpec, list[Organisation]], R.Restriction | None]
+
+
+def _workspaces_restriction(
+    s: Session, spec: RestrictionSpec, reach: list[Organisation]
+) -> R.Restriction | None:
+    if not spec.workspaces:
+        return None
+    wss = list(s.scalars(select(Workspace).where(Workspace.org_id.in_([o.id for o in reach]))))
+    picked: dict[str, str] = {}
+    for ref in spec.workspaces:
+        ws = _find_workspace(ref, wss, reach)
+        picked[ws.id] = ws.org_id
+    return R.Workspaces(picked)
+
+
+def _find_workspace(ref: str, wss: list[Workspace], reach: list[Organisation]) -> Workspace:
+    """The one workspace ``ref`` (id, slug or org/slug) names among ``wss``."""
+    if "/" in ref:
+        by_org = {o.id: o.slug for o in reach}
+        org_ref, ws_ref = ref.split("/", 1)
+        cand = [w for w in wss if w.slug == ws_ref and org_ref in (w.org_id, by_org.get(w.org_id))]
+    else:
+        cand = [w for w in wss if ref in (w.id, w.slug)]
+    if not cand:
+        raise BadRequest(f"workspace '{ref}' not found in {', '.join(o.slug for o in reach)}")
+    if len(cand) > 1:
+        raise BadRequest(f"workspace '{ref}' exists in several organisations; write it as org/workspace")
+    return cand[0]
+
+
+def _entities_restriction(
+    s: Session, spec: RestrictionSpec, reach: list[Organisation]
+) -> R.Restriction | None:
+    if not spec.entities:
+        return None
+    ents = [e.strip() for e in spec.entities]
+    if any(not e for e in ents):
+        raise BadRequest("entity ids in entities must not be empty")
+    return R.Entities(frozenset(ents))
+
+
+def _time_window_restriction(
+    s: Session, spec: RestrictionSpec, reach: list[Organisation]
+) -> R.Restriction | None:
+    if not (spec.time_start or spec.time_end):
+        return None
+    for label, v in (("time_start", spec.time_start), ("time_end", spec.time_end)):
+        if v is not None and v.tzinfo is None:
+            raise BadRequest(f"{label} needs a time zone, e.g. 2026-01-01T00:00:00Z")
+    if spec.time_start and spec.time_end and spec.time_start >= spec.time_end:
+        raise BadRequest("time_end must be after time_start")
+    return R.TimeWindow(spec.time_start, spec.time_end)
+
+
+def _allowed_ips_restriction(
+    s: Session, spec: RestrictionSpec, reach: list[Organisation]
+) -> R.Restriction | None:
+    if not spec.allowed_ips:
+        return None
+    try:
+        return R.AllowedIPs(R.parse_networks(spec.allowed_ips))
+    except ValueError as e:
+        raise BadRequest(f"allowed_ips: {e}") from None
+
+
+# After the organisations (which decide the reach), in the order the kinds are validated and stored.
+_RESTRICTION_BUILDERS: tuple[RestrictionBuilder, ...] = (
+    _workspaces_restriction,
+    _entities_restriction,
+    _time_window_restriction,
+    _allowed_ips_restriction,
+)
 
 
 @dataclass
