@@ -465,6 +465,21 @@ def check_download_access(s: Session, e: Export, settings: Settings, now: dateti
     the next request, like it does for the token itself. The token's IP allowlist is not applied: the
     link is meant to be handed to another program (a notebook, DuckDB, a BI tool) that may fetch it
     from elsewhere."""
+    principal = _active_principal(s, e, settings, now)
+    access = principal.access("export")
+    lost = _NO_LONGER + "the token that created this export may no longer read {}" + _EXPORT_AGAIN
+    if access.is_empty:
+        raise Forbidden(lost.format("any data with the 'export' scope"))
+    req = e.request or {}
+    record = req.get(ACCESS_KEY)
+    if record is None:  # exports made before the access record existed: entity visibility only
+        _check_entities_visible(s, access, req.get("series") or [], lost)
+        return
+    _check_record_covered(s, access, req, record, lost)
+
+
+def _active_principal(s: Session, e: Export, settings: Settings, now: datetime) -> Principal:
+    """The principal of the credential that made ``e``, or ``Forbidden`` naming why it is gone."""
     cred = s.get(Credential, e.credential_id) if e.credential_id else None
     if cred is None:
         raise Forbidden(_NO_LONGER + "the token that created this export was deleted" + _EXPORT_AGAIN)
@@ -473,24 +488,26 @@ def check_download_access(s: Session, e: Export, settings: Settings, now: dateti
     if cred.expires_at is not None and cred.expires_at <= now:
         raise Forbidden(_NO_LONGER + "the token that created this export has expired" + _EXPORT_AGAIN)
     try:
-        principal = build_principal(s, cred, settings)
+        return build_principal(s, cred, settings)
     except Rejected:
         raise Forbidden(
             _NO_LONGER + "the owner of the token that created this export is disabled" + _EXPORT_AGAIN
         ) from None
-    access = principal.access("export")
-    lost = _NO_LONGER + "the token that created this export may no longer read {}" + _EXPORT_AGAIN
-    if access.is_empty:
-        raise Forbidden(lost.format("any data with the 'export' scope"))
-    req = e.request or {}
-    record = req.get(ACCESS_KEY)
-    if record is None:  # exports made before the access record existed: entity visibility only
-        for ref in req.get("series") or []:
-            try:
-                visible_entity(s, access, str(ref.get("entity_id")))
-            except NotFound:
-                raise Forbidden(lost.format(f"'{ref.get('entity_id')}'")) from None
-        return
+
+
+def _check_entities_visible(s: Session, access: Access, series: list[dict[str, Any]], lost: str) -> None:
+    """Every entity an export without an access record listed is still visible to ``access``."""
+    for ref in series:
+        try:
+            visible_entity(s, access, str(ref.get("entity_id")))
+        except NotFound:
+            raise Forbidden(lost.format(f"'{ref.get('entity_id')}'")) from None
+
+
+def _check_record_covered(
+    s: Session, access: Access, req: dict[str, Any], record: list[dict[str, Any]], lost: str
+) -> None:
+    """Every series of the access record still exists and is still readable in the windows exported."""
     start = _parse_iso(req.get("start_time"))
     end = _parse_iso(req.get("end_time"))
     for item in record:
