@@ -9,6 +9,7 @@ outside the organisation a 404 page. Each form handler reads the form, calls the
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -44,6 +45,44 @@ def _org(sc: SessionContext) -> Organisation:
 
 def _done(org: Organisation, section: str, what: str) -> Response:
     return RedirectResponse(f"/orgs/{org.slug}/{section}?done={what}", status_code=303)
+
+
+FormAction = Callable[[Request, SessionContext, FormData | None, Mapping[str, str]], Response]
+
+
+def _form_handler(
+    path: str,
+    form_page: Callable[..., Response],
+    *,
+    refill: Callable[[FormData | None], Any] | None = None,
+    page_args: tuple[str, ...] = (),
+) -> Callable[[FormAction], FormAction]:
+    """Register ``action(request, sc, form, path_params)`` as the admin form handler ``POST path``:
+    it runs under :func:`attempt`, so a service error shows ``form_page`` again (with the path
+    parameters named in ``page_args`` and, with ``refill``, the form as the person filled it in)."""
+
+    def register(action: FormAction) -> FormAction:
+        def endpoint(
+            request: Request,
+            form: FormData | None = Depends(read_form),
+            sc: SessionContext = Depends(ADMIN_FORM),
+        ) -> Response:
+            params = request.path_params
+            again: dict[str, Any] = {k: params[k] for k in page_args}
+            if refill is not None:
+                again["form"] = refill(form)
+            return attempt(request, sc, lambda: action(request, sc, form, params), form_page, **again)
+
+        endpoint.__name__ = endpoint.__qualname__ = action.__name__
+        endpoint.__doc__ = action.__doc__
+        router.post(path, name=action.__name__)(endpoint)
+        return action
+
+    return register
+
+
+def _same(form: FormData | None) -> FormData | None:
+    return form
 
 
 def _org_page(
@@ -108,64 +147,51 @@ def api_keys(org: str, request: Request, sc: SessionContext = Depends(ADMIN_PAGE
     return api_keys_page(request, sc)
 
 
-@router.post("/orgs/{org}/api-keys")
+@_form_handler("/orgs/{org}/api-keys", api_keys_page, refill=TokenForm.of)
 def create_api_key(
-    org: str,
-    request: Request,
-    form: FormData | None = Depends(read_form),
-    sc: SessionContext = Depends(ADMIN_FORM),
+    request: Request, sc: SessionContext, form: FormData | None, params: Mapping[str, str]
 ) -> Response:
     state = TokenForm.of(form)
-
-    def act() -> Response:
-        spec = forms.restrictions(form, organisations=False)
-        minted = tokens.create_api_key(
-            sc.db,
-            _org(sc),
-            name=state.name,
-            scopes=sorted(state.scopes),
-            workspaces=list(spec.workspaces),
-            expiry=forms.expiry(form),
-            restrictions=spec,
-            settings=ctx(request).settings,
-            created_by=sc.user.id,
-            rate_limit_per_minute=forms.integer(
-                forms.text(form, "rate_limit_per_minute"), "Requests per minute"
-            ),
-            ip=request_ip(request),
-        )
-        return api_keys_page(request, sc, reveal=_reveal(minted, "created"), status=201)
-
-    return attempt(request, sc, act, api_keys_page, form=state)
+    spec = forms.restrictions(form, organisations=False)
+    minted = tokens.create_api_key(
+        sc.db,
+        _org(sc),
+        name=state.name,
+        scopes=sorted(state.scopes),
+        workspaces=list(spec.workspaces),
+        expiry=forms.expiry(form),
+        restrictions=spec,
+        settings=ctx(request).settings,
+        created_by=sc.user.id,
+        rate_limit_per_minute=forms.integer(forms.text(form, "rate_limit_per_minute"), "Requests per minute"),
+        ip=request_ip(request),
+    )
+    return api_keys_page(request, sc, reveal=_reveal(minted, "created"), status=201)
 
 
-@router.post("/orgs/{org}/api-keys/{key_id}/revoke")
+@_form_handler("/orgs/{org}/api-keys/{key_id}/revoke", api_keys_page)
 def revoke_api_key(
-    org: str, key_id: str, request: Request, sc: SessionContext = Depends(ADMIN_FORM)
+    request: Request, sc: SessionContext, form: FormData | None, params: Mapping[str, str]
 ) -> Response:
-    def act() -> Response:
-        tokens.revoke_api_key(sc.db, _org(sc), key_id, actor_id=sc.user.id, ip=request_ip(request))
-        return _done(_org(sc), "api-keys", "key-revoked")
-
-    return attempt(request, sc, act, api_keys_page)
+    key_id = params["key_id"]
+    tokens.revoke_api_key(sc.db, _org(sc), key_id, actor_id=sc.user.id, ip=request_ip(request))
+    return _done(_org(sc), "api-keys", "key-revoked")
 
 
-@router.post("/orgs/{org}/api-keys/{key_id}/rotate")
+@_form_handler("/orgs/{org}/api-keys/{key_id}/rotate", api_keys_page)
 def rotate_api_key(
-    org: str, key_id: str, request: Request, sc: SessionContext = Depends(ADMIN_FORM)
+    request: Request, sc: SessionContext, form: FormData | None, params: Mapping[str, str]
 ) -> Response:
-    def act() -> Response:
-        minted = tokens.rotate_api_key(
-            sc.db,
-            _org(sc),
-            key_id,
-            settings=ctx(request).settings,
-            actor_id=sc.user.id,
-            ip=request_ip(request),
-        )
-        return api_keys_page(request, sc, reveal=_reveal(minted, "rotated"))
-
-    return attempt(request, sc, act, api_keys_page)
+    key_id = params["key_id"]
+    minted = tokens.rotate_api_key(
+        sc.db,
+        _org(sc),
+        key_id,
+        settings=ctx(request).settings,
+        actor_id=sc.user.id,
+        ip=request_ip(request),
+    )
+    return api_keys_page(request, sc, reveal=_reveal(minted, "rotated"))
 
 
 # -- API users ----------------------------------------------------------------------------------
@@ -213,27 +239,21 @@ def api_users(org: str, request: Request, sc: SessionContext = Depends(ADMIN_PAG
     return api_users_page(request, sc)
 
 
-@router.post("/orgs/{org}/api-users")
+@_form_handler("/orgs/{org}/api-users", api_users_page, refill=_same)
 def create_api_user(
-    org: str,
-    request: Request,
-    form: FormData | None = Depends(read_form),
-    sc: SessionContext = Depends(ADMIN_FORM),
+    request: Request, sc: SessionContext, form: FormData | None, params: Mapping[str, str]
 ) -> Response:
-    def act() -> Response:
-        o = _org(sc)
-        user, _ = accounts.create_api_user(
-            sc.db,
-            o,
-            forms.text(form, "name"),
-            forms.text(form, "role") or "member",
-            workspaces=forms.many(form, "workspaces"),
-            entities=forms.lines(forms.text(form, "entities")),
-            actor_id=sc.user.id,
-        )
-        return RedirectResponse(f"/orgs/{o.slug}/api-users/{user.id}?done=api-user-created", status_code=303)
-
-    return attempt(request, sc, act, api_users_page, form=form)
+    o = _org(sc)
+    user, _ = accounts.create_api_user(
+        sc.db,
+        o,
+        forms.text(form, "name"),
+        forms.text(form, "role") or "member",
+        workspaces=forms.many(form, "workspaces"),
+        entities=forms.lines(forms.text(form, "entities")),
+        actor_id=sc.user.id,
+    )
+    return RedirectResponse(f"/orgs/{o.slug}/api-users/{user.id}?done=api-user-created", status_code=303)
 
 
 def api_user_page(
@@ -293,89 +313,78 @@ def api_user(org: str, user_id: str, request: Request, sc: SessionContext = Depe
     return api_user_page(request, sc, user_id)
 
 
-@router.post("/orgs/{org}/api-users/{user_id}")
+@_form_handler("/orgs/{org}/api-users/{user_id}", api_user_page, page_args=("user_id",))
 def update_api_user(
-    org: str,
-    user_id: str,
-    request: Request,
-    form: FormData | None = Depends(read_form),
-    sc: SessionContext = Depends(ADMIN_FORM),
+    request: Request, sc: SessionContext, form: FormData | None, params: Mapping[str, str]
 ) -> Response:
-    def act() -> Response:
-        disabled = forms.text(form, "disabled")
-        user, _ = accounts.update_api_user(
-            sc.db,
-            _org(sc),
-            user_id,
-            role=forms.text(form, "role") or None,
-            disabled=disabled == "1" if disabled in ("0", "1") else None,
-            actor_role=sc.role,
-        )
-        return _api_user_url(sc, user, "api-user-updated")
-
-    return attempt(request, sc, act, api_user_page, user_id=user_id)
+    user_id = params["user_id"]
+    disabled = forms.text(form, "disabled")
+    user, _ = accounts.update_api_user(
+        sc.db,
+        _org(sc),
+        user_id,
+        role=forms.text(form, "role") or None,
+        disabled=disabled == "1" if disabled in ("0", "1") else None,
+        actor_role=sc.role,
+    )
+    return _api_user_url(sc, user, "api-user-updated")
 
 
-@router.post("/orgs/{org}/api-users/{user_id}/tokens")
+@_form_handler(
+    "/orgs/{org}/api-users/{user_id}/tokens", api_user_page, refill=TokenForm.of, page_args=("user_id",)
+)
 def create_api_user_token(
-    org: str,
-    user_id: str,
-    request: Request,
-    form: FormData | None = Depends(read_form),
-    sc: SessionContext = Depends(ADMIN_FORM),
+    request: Request, sc: SessionContext, form: FormData | None, params: Mapping[str, str]
 ) -> Response:
     state = TokenForm.of(form)
-
-    def act() -> Response:
-        minted = tokens.create_api_user_token(
-            sc.db,
-            _org(sc),
-            user_id,
-            name=state.name,
-            scopes=sorted(state.scopes),
-            expiry=forms.expiry(form),
-            restrictions=forms.restrictions(form, organisations=False),
-            settings=ctx(request).settings,
-            created_by=sc.user.id,
-            ip=request_ip(request),
-        )
-        return api_user_page(request, sc, user_id, reveal=_reveal(minted, "created"), status=201)
-
-    return attempt(request, sc, act, api_user_page, user_id=user_id, form=state)
+    user_id = params["user_id"]
+    minted = tokens.create_api_user_token(
+        sc.db,
+        _org(sc),
+        user_id,
+        name=state.name,
+        scopes=sorted(state.scopes),
+        expiry=forms.expiry(form),
+        restrictions=forms.restrictions(form, organisations=False),
+        settings=ctx(request).settings,
+        created_by=sc.user.id,
+        ip=request_ip(request),
+    )
+    return api_user_page(request, sc, user_id, reveal=_reveal(minted, "created"), status=201)
 
 
-@router.post("/orgs/{org}/api-users/{user_id}/tokens/{token_id}/revoke")
+@_form_handler(
+    "/orgs/{org}/api-users/{user_id}/tokens/{token_id}/revoke", api_user_page, page_args=("user_id",)
+)
 def revoke_api_user_token(
-    org: str, user_id: str, token_id: str, request: Request, sc: SessionContext = Depends(ADMIN_FORM)
+    request: Request, sc: SessionContext, form: FormData | None, params: Mapping[str, str]
 ) -> Response:
-    def act() -> Response:
-        cred = tokens.revoke_api_user_token(
-            sc.db, _org(sc), user_id, token_id, actor_id=sc.user.id, ip=request_ip(request)
-        )
-        return RedirectResponse(
-            f"/orgs/{_org(sc).slug}/api-users/{cred.user_id}?done=revoked", status_code=303
-        )
-
-    return attempt(request, sc, act, api_user_page, user_id=user_id)
+    user_id = params["user_id"]
+    token_id = params["token_id"]
+    cred = tokens.revoke_api_user_token(
+        sc.db, _org(sc), user_id, token_id, actor_id=sc.user.id, ip=request_ip(request)
+    )
+    return RedirectResponse(f"/orgs/{_org(sc).slug}/api-users/{cred.user_id}?done=revoked", status_code=303)
 
 
-@router.post("/orgs/{org}/api-users/{user_id}/tokens/{token_id}/rotate")
+@_form_handler(
+    "/orgs/{org}/api-users/{user_id}/tokens/{token_id}/rotate", api_user_page, page_args=("user_id",)
+)
 def rotate_api_user_token(
-    org: str, user_id: str, token_id: str, request: Request, sc: SessionContext = Depends(ADMIN_FORM)
+    request: Request, sc: SessionContext, form: FormData | None, params: Mapping[str, str]
 ) -> Response:
-    def act() -> Response:
-        minted = tokens.rotate_api_user_token(
-            sc.db,
-            _org(sc),
-            user_id,
-            token_id,
-            settings=ctx(request).settings,
-            actor_id=sc.user.id,
-            ip=request_ip(request),
-        )
-        return api_user_page(request, sc, user_id, reveal=_reveal(minted, "rotated"))
-
-    return attempt(request, sc, act, api_user_page, user_id=user_id)
+    user_id = params["user_id"]
+    token_id = params["token_id"]
+    minted = tokens.rotate_api_user_token(
+        sc.db,
+        _org(sc),
+        user_id,
+        token_id,
+        settings=ctx(request).settings,
+        actor_id=sc.user.id,
+        ip=request_ip(request),
+    )
+    return api_user_page(request, sc, user_id, reveal=_reveal(minted, "rotated"))
 
 
 # -- grants -------------------------------------------------------------------------------------
@@ -413,41 +422,33 @@ def grants(org: str, request: Request, sc: SessionContext = Depends(ADMIN_PAGE))
     return grants_page(request, sc)
 
 
-@router.post("/orgs/{org}/grants")
+@_form_handler("/orgs/{org}/grants", grants_page, refill=_same)
 def create_grant(
-    org: str,
-    request: Request,
-    form: FormData | None = Depends(read_form),
-    sc: SessionContext = Depends(ADMIN_FORM),
+    request: Request, sc: SessionContext, form: FormData | None, params: Mapping[str, str]
 ) -> Response:
-    def act() -> Response:
-        ref = forms.text(form, "user")
-        if not ref:
-            raise BadRequest("Choose who the grant is for.")
-        accounts.grant_access(
-            sc.db,
-            _org(sc),
-            user_ref=ref,
-            workspace_ref=forms.text(form, "workspace") or None,
-            entity_id=forms.text(form, "entity") or None,
-            time_start=forms.date(forms.text(form, "time_start"), "From"),
-            time_end=forms.date(forms.text(form, "time_end"), "Until"),
-            actor_id=sc.user.id,
-        )
-        return _done(_org(sc), "grants", "grant-created")
-
-    return attempt(request, sc, act, grants_page, form=form)
+    ref = forms.text(form, "user")
+    if not ref:
+        raise BadRequest("Choose who the grant is for.")
+    accounts.grant_access(
+        sc.db,
+        _org(sc),
+        user_ref=ref,
+        workspace_ref=forms.text(form, "workspace") or None,
+        entity_id=forms.text(form, "entity") or None,
+        time_start=forms.date(forms.text(form, "time_start"), "From"),
+        time_end=forms.date(forms.text(form, "time_end"), "Until"),
+        actor_id=sc.user.id,
+    )
+    return _done(_org(sc), "grants", "grant-created")
 
 
-@router.post("/orgs/{org}/grants/{grant_id}/delete")
+@_form_handler("/orgs/{org}/grants/{grant_id}/delete", grants_page)
 def delete_grant(
-    org: str, grant_id: str, request: Request, sc: SessionContext = Depends(ADMIN_FORM)
+    request: Request, sc: SessionContext, form: FormData | None, params: Mapping[str, str]
 ) -> Response:
-    def act() -> Response:
-        accounts.delete_grant(sc.db, _org(sc), grant_id, sc.user.id)
-        return _done(_org(sc), "grants", "grant-removed")
-
-    return attempt(request, sc, act, grants_page)
+    grant_id = params["grant_id"]
+    accounts.delete_grant(sc.db, _org(sc), grant_id, sc.user.id)
+    return _done(_org(sc), "grants", "grant-removed")
 
 
 # -- members ------------------------------------------------------------------------------------
@@ -485,73 +486,56 @@ def members(org: str, request: Request, sc: SessionContext = Depends(ADMIN_PAGE)
     return members_page(request, sc)
 
 
-@router.post("/orgs/{org}/members")
+@_form_handler("/orgs/{org}/members", members_page, refill=_same)
 def add_member(
-    org: str,
-    request: Request,
-    form: FormData | None = Depends(read_form),
-    sc: SessionContext = Depends(ADMIN_FORM),
+    request: Request, sc: SessionContext, form: FormData | None, params: Mapping[str, str]
 ) -> Response:
     """Invite a person (the same service as ``POST /api/orgs/{org}/members``)."""
-
-    def act() -> Response:
-        email = forms.text(form, "email")
-        if not email:
-            raise BadRequest("Enter the person's email address.")
-        password = form.get("password") if form is not None else None
-        invitations.invite_member(
-            sc.db,
-            _org(sc),
-            email=email,
-            role=forms.text(form, "role") or "member",
-            workspaces=forms.many(form, "workspaces"),
-            actor=sc.user,
-            actor_role=sc.role,
-            password=password if isinstance(password, str) else None,
-            ip=request_ip(request),
-        )
-        return _done(_org(sc), "members", "member-invited")
-
-    return attempt(request, sc, act, members_page, form=form)
+    email = forms.text(form, "email")
+    if not email:
+        raise BadRequest("Enter the person's email address.")
+    password = form.get("password") if form is not None else None
+    invitations.invite_member(
+        sc.db,
+        _org(sc),
+        email=email,
+        role=forms.text(form, "role") or "member",
+        workspaces=forms.many(form, "workspaces"),
+        actor=sc.user,
+        actor_role=sc.role,
+        password=password if isinstance(password, str) else None,
+        ip=request_ip(request),
+    )
+    return _done(_org(sc), "members", "member-invited")
 
 
-@router.post("/orgs/{org}/invitations/{invitation_id}/cancel")
+@_form_handler("/orgs/{org}/invitations/{invitation_id}/cancel", members_page)
 def cancel_invitation(
-    org: str, invitation_id: str, request: Request, sc: SessionContext = Depends(ADMIN_FORM)
+    request: Request, sc: SessionContext, form: FormData | None, params: Mapping[str, str]
 ) -> Response:
-    def act() -> Response:
-        invitations.cancel_invitation(sc.db, _org(sc), invitation_id, sc.user, ip=request_ip(request))
-        return _done(_org(sc), "members", "invitation-cancelled")
-
-    return attempt(request, sc, act, members_page)
+    invitation_id = params["invitation_id"]
+    invitations.cancel_invitation(sc.db, _org(sc), invitation_id, sc.user, ip=request_ip(request))
+    return _done(_org(sc), "members", "invitation-cancelled")
 
 
-@router.post("/orgs/{org}/members/{user_id}/role")
+@_form_handler("/orgs/{org}/members/{user_id}/role", members_page)
 def change_role(
-    org: str,
-    user_id: str,
-    request: Request,
-    form: FormData | None = Depends(read_form),
-    sc: SessionContext = Depends(ADMIN_FORM),
+    request: Request, sc: SessionContext, form: FormData | None, params: Mapping[str, str]
 ) -> Response:
-    def act() -> Response:
-        accounts.change_member_role(sc.db, _org(sc), user_id, forms.text(form, "role"), actor_role=sc.role)
-        return _done(_org(sc), "members", "member-updated")
-
-    return attempt(request, sc, act, members_page)
+    user_id = params["user_id"]
+    accounts.change_member_role(sc.db, _org(sc), user_id, forms.text(form, "role"), actor_role=sc.role)
+    return _done(_org(sc), "members", "member-updated")
 
 
-@router.post("/orgs/{org}/members/{user_id}/remove")
+@_form_handler("/orgs/{org}/members/{user_id}/remove", members_page)
 def remove_member(
-    org: str, user_id: str, request: Request, sc: SessionContext = Depends(ADMIN_FORM)
+    request: Request, sc: SessionContext, form: FormData | None, params: Mapping[str, str]
 ) -> Response:
-    def act() -> Response:
-        user = accounts.remove_member(sc.db, _org(sc), user_id, actor_role=sc.role)
-        if user.id == sc.user.id:
-            return RedirectResponse("/", status_code=303)
-        return _done(_org(sc), "members", "member-removed")
-
-    return attempt(request, sc, act, members_page)
+    user_id = params["user_id"]
+    user = accounts.remove_member(sc.db, _org(sc), user_id, actor_role=sc.role)
+    if user.id == sc.user.id:
+        return RedirectResponse("/", status_code=303)
+    return _done(_org(sc), "members", "member-removed")
 
 
 # -- settings: token policy and workspaces ---------------------------------------------------------
@@ -581,39 +565,27 @@ def settings(org: str, request: Request, sc: SessionContext = Depends(ADMIN_PAGE
     return settings_page(request, sc)
 
 
-@router.post("/orgs/{org}/settings/policy")
+@_form_handler("/orgs/{org}/settings/policy", settings_page)
 def save_policy(
-    org: str,
-    request: Request,
-    form: FormData | None = Depends(read_form),
-    sc: SessionContext = Depends(ADMIN_FORM),
+    request: Request, sc: SessionContext, form: FormData | None, params: Mapping[str, str]
 ) -> Response:
-    def act() -> Response:
-        accounts.update_policy(
-            sc.db,
-            _org(sc),
-            max_token_lifetime_days=forms.integer(
-                forms.text(form, "max_token_lifetime_days"), "Maximum lifetime"
-            ),
-            allow_non_expiring_tokens=forms.text(form, "allow_non_expiring_tokens") == "1",
-        )
-        return _done(_org(sc), "settings", "policy-saved")
-
-    return attempt(request, sc, act, settings_page)
+    accounts.update_policy(
+        sc.db,
+        _org(sc),
+        max_token_lifetime_days=forms.integer(
+            forms.text(form, "max_token_lifetime_days"), "Maximum lifetime"
+        ),
+        allow_non_expiring_tokens=forms.text(form, "allow_non_expiring_tokens") == "1",
+    )
+    return _done(_org(sc), "settings", "policy-saved")
 
 
-@router.post("/orgs/{org}/workspaces")
+@_form_handler("/orgs/{org}/workspaces", settings_page, refill=_same)
 def create_workspace(
-    org: str,
-    request: Request,
-    form: FormData | None = Depends(read_form),
-    sc: SessionContext = Depends(ADMIN_FORM),
+    request: Request, sc: SessionContext, form: FormData | None, params: Mapping[str, str]
 ) -> Response:
-    def act() -> Response:
-        name, slug = forms.text(form, "name"), forms.text(form, "slug")
-        if not name and not slug:
-            raise BadRequest("Give the workspace a name.")
-        accounts.create_workspace(sc.db, _org(sc), slug or accounts.slugify(name), name or None)
-        return _done(_org(sc), "settings", "workspace-created")
-
-    return attempt(request, sc, act, settings_page, form=form)
+    name, slug = forms.text(form, "name"), forms.text(form, "slug")
+    if not name and not slug:
+        raise BadRequest("Give the workspace a name.")
+    accounts.create_workspace(sc.db, _org(sc), slug or accounts.slugify(name), name or None)
+    return _done(_org(sc), "settings", "workspace-created")
