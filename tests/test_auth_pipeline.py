@@ -18,6 +18,7 @@ from sensorhub.auth.principal import Principal
 from sensorhub.config import Settings
 from sensorhub.context import AppContext
 from tests.builders import PASSWORD, World, bearer, login
+from tests.conftest import TEST_SECRET_KEY
 
 probe = APIRouter()
 
@@ -206,7 +207,11 @@ def limiter_settings(request: pytest.FixtureRequest, settings: Settings) -> Sett
         return settings.model_copy(update={"redis_url": None})
     url: str = request.getfixturevalue("redis_url")
     return settings.model_copy(
-        update={"redis_url": url, "redis_prefix": f"sensorhub-test-{uuid.uuid4().hex[:10]}:"}
+        update={
+            "redis_url": url,
+            "redis_prefix": f"sensorhub-test-{uuid.uuid4().hex[:10]}:",
+            "secret_key": TEST_SECRET_KEY,  # required with Redis (Settings.check_secret_key)
+        }
     )
 
 
