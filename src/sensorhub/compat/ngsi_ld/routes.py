@@ -7,8 +7,9 @@ for entities). Errors under ``/ngsi-ld/`` are rendered as ETSI ProblemDetails by
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import orjson
@@ -125,22 +126,15 @@ def list_entities(
     db: Session = Depends(get_db),
 ) -> Response:
     _reject_unsupported(request)
-    ld = schemas.wants_ld(accept)
-    key_values, sys_attrs = schemas.parse_options(options, format)
-    query = schemas.query_from_params(type_=type, id_=id, id_pattern=idPattern, attrs=attrs, q=q)
-    return _run_query(
+    paging = _Paging(limit, offset, count, cursor)
+    return _query_response(
         request,
         db,
-        _access(principal),
-        query,
-        limit,
-        offset,
-        count,
-        cursor,
-        ld,
-        key_values,
-        sys_attrs,
-        principal.credential_id,
+        principal,
+        lambda: schemas.query_from_params(type_=type, id_=id, id_pattern=idPattern, attrs=attrs, q=q),
+        accept=accept,
+        options=(options, format),
+        paging=paging,
     )
 
 
@@ -163,39 +157,42 @@ def post_query(
     principal: Principal = Depends(ENTITIES),
     db: Session = Depends(get_db),
 ) -> Response:
-    ld = schemas.wants_ld(accept)
-    key_values, sys_attrs = schemas.parse_options(options, format)
-    query = schemas.query_from_body(body)
-    return _run_query(
+    paging = _Paging(limit, offset, count, cursor)
+    return _query_response(
         request,
         db,
-        _access(principal),
-        query,
-        limit,
-        offset,
-        count,
-        cursor,
-        ld,
-        key_values,
-        sys_attrs,
-        principal.credential_id,
+        principal,
+        lambda: schemas.query_from_body(body),
+        accept=accept,
+        options=(options, format),
+        paging=paging,
     )
 
 
-def _run_query(
+class _Paging(NamedTuple):
+    limit: int | None
+    offset: int
+    with_count: bool
+    cursor: str | None
+
+
+def _query_response(
     request: Request,
     db: Session,
-    access: Access,
-    query: EntityQuery,
-    limit: int | None,
-    offset: int,
-    count: bool,
-    cursor: str | None,
-    ld: bool,
-    key_values: bool,
-    sys_attrs: bool,
-    reader: str,
+    principal: Principal,
+    build: Callable[[], EntityQuery],
+    *,
+    accept: str | None,
+    options: tuple[str | None, str | None],
+    paging: _Paging,
 ) -> Response:
+    """The answer of both query routes: the representation from ``Accept`` and ``options``/``format``,
+    then the query ``build`` parses, then one page of the matching entities."""
+    ld = schemas.wants_ld(accept)
+    key_values, sys_attrs = schemas.parse_options(*options)
+    query = build()
+    access = _access(principal)
+    limit, offset, count, cursor = paging.limit, paging.offset, paging.with_count, paging.cursor
     lim = LIMITS.resolve(limit)
     if lim == 0 and not count:
         raise BadRequest("limit=0 is only allowed with count=true")
@@ -208,7 +205,7 @@ def _run_query(
         cursor=cursor,
         count=count,
         sys_attrs=sys_attrs,
-        reader=reader,
+        reader=principal.credential_id,
     )
     return _page_response(
         request, page, lim, ld=ld, key_values=key_values, pick=query.attrs, sys_attrs=sys_attrs
