@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from sensorhub.accounts import service as accounts
@@ -440,40 +441,38 @@ def create_api_key(
     return minted
 
 
-def list_pats(s: Session, user_id: str, include_revoked: bool = True) -> list[Credential]:
-    q = select(Credential).where(Credential.user_id == user_id, Credential.kind == "pat")
+def _list_credentials(
+    s: Session, owner: ColumnElement[bool], kind: str, include_revoked: bool
+) -> list[Credential]:
+    """The credentials of one kind that ``owner`` selects, newest first."""
+    q = select(Credential).where(owner, Credential.kind == kind)
     if not include_revoked:
         q = q.where(Credential.revoked_at.is_(None))
     return list(s.scalars(q.order_by(Credential.created_at.desc())))
+
+
+def _get_credential(s: Session, cred_id: str, owner: ColumnElement[bool], kind: str, what: str) -> Credential:
+    """The credential ``cred_id`` of one kind if ``owner`` selects it; otherwise ``what '…' not found``."""
+    c = s.scalar(select(Credential).where(Credential.id == cred_id, owner, Credential.kind == kind))
+    if c is None:
+        raise NotFound(f"{what} '{cred_id}' not found")
+    return c
+
+
+def list_pats(s: Session, user_id: str, include_revoked: bool = True) -> list[Credential]:
+    return _list_credentials(s, Credential.user_id == user_id, "pat", include_revoked)
 
 
 def list_api_keys(s: Session, org_id: str, include_revoked: bool = True) -> list[Credential]:
-    q = select(Credential).where(Credential.org_id == org_id, Credential.kind == "key")
-    if not include_revoked:
-        q = q.where(Credential.revoked_at.is_(None))
-    return list(s.scalars(q.order_by(Credential.created_at.desc())))
+    return _list_credentials(s, Credential.org_id == org_id, "key", include_revoked)
 
 
 def get_pat(s: Session, user_id: str, cred_id: str) -> Credential:
-    c = s.scalar(
-        select(Credential).where(
-            Credential.id == cred_id, Credential.user_id == user_id, Credential.kind == "pat"
-        )
-    )
-    if c is None:
-        raise NotFound(f"token '{cred_id}' not found")
-    return c
+    return _get_credential(s, cred_id, Credential.user_id == user_id, "pat", "token")
 
 
 def get_api_key(s: Session, org_id: str, cred_id: str) -> Credential:
-    c = s.scalar(
-        select(Credential).where(
-            Credential.id == cred_id, Credential.org_id == org_id, Credential.kind == "key"
-        )
-    )
-    if c is None:
-        raise NotFound(f"API key '{cred_id}' not found")
-    return c
+    return _get_credential(s, cred_id, Credential.org_id == org_id, "key", "API key")
 
 
 def get_any(s: Session, cred_id: str) -> Credential:
@@ -497,6 +496,30 @@ def _audit_orgs(s: Session, cred: Credential) -> list[str | None]:
     return [None]
 
 
+def _record_change(
+    s: Session,
+    cred: Credential,
+    action: str,
+    *,
+    actor_id: str | None,
+    ip: str | None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Audit ``action`` on ``cred`` in every organisation it concerns, then drop cached authentication."""
+    for org_id in _audit_orgs(s, cred):
+        record(
+            s,
+            action,
+            org_id=org_id,
+            actor_user_id=actor_id,
+            credential_id=cred.id,
+            target=cred.name,
+            ip=ip,
+            details=details,
+        )
+    auth_changed(s)
+
+
 def revoke(s: Session, cred: Credential, *, actor_id: str | None, ip: str | None = None) -> Credential:
     """Revoke ``cred``; idempotent (revoking a revoked credential changes nothing)."""
     if cred.revoked_at is not None:
@@ -504,17 +527,7 @@ def revoke(s: Session, cred: Credential, *, actor_id: str | None, ip: str | None
     cred.revoked_at = utcnow()
     cred.revoked_by = actor_id
     s.flush()
-    for org_id in _audit_orgs(s, cred):
-        record(
-            s,
-            "token.revoke",
-            org_id=org_id,
-            actor_user_id=actor_id,
-            credential_id=cred.id,
-            target=cred.name,
-            ip=ip,
-        )
-    auth_changed(s)
+    _record_change(s, cred, "token.revoke", actor_id=actor_id, ip=ip)
     return cred
 
 
@@ -582,18 +595,8 @@ def rotate(
         export_row_cap=cred.export_row_cap,
         rotated_from=cred.id,
     )
-    for org_id in _audit_orgs(s, cred):
-        record(
-            s,
-            "token.rotate",
-            org_id=org_id,
-            actor_user_id=actor_id,
-            credential_id=cred.id,
-            target=cred.name,
-            ip=ip,
-            details={"new_credential": minted.credential.id},
-        )
-    auth_changed(s)
+    details = {"new_credential": minted.credential.id}
+    _record_change(s, cred, "token.rotate", actor_id=actor_id, ip=ip, details=details)
     return minted
 
 
