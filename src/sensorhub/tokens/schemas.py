@@ -65,23 +65,14 @@ class TokenOut(BaseModel):
 
     @classmethod
     def of(cls, c: Credential, now: datetime) -> TokenOut:
+        """The credential's columns of the same names, with copies of its scopes and restrictions."""
+        copied = {f: getattr(c, f) for f in cls.model_fields if f not in _DERIVED}
         return cls(
-            id=c.id,
-            kind=c.kind,
-            name=c.name,
-            hint=c.hint,
-            scopes=list(c.scopes),
-            restrictions=dict(c.restrictions or {}),
-            status=c.status(now),
-            created_at=c.created_at,
-            expires_at=c.expires_at,
-            last_used_at=c.last_used_at,
-            last_used_ip=c.last_used_ip,
-            revoked_at=c.revoked_at,
-            rotated_from=c.rotated_from,
-            rate_limit_per_minute=c.rate_limit_per_minute,
-            export_row_cap=c.export_row_cap,
+            **copied, scopes=list(c.scopes), restrictions=dict(c.restrictions or {}), status=c.status(now)
         )
+
+
+_DERIVED = frozenset({"scopes", "restrictions", "status", "token"})
 
 
 class TokenCreated(TokenOut):
