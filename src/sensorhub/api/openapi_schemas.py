@@ -226,32 +226,23 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "TokenSelf": TOKEN_SELF,
 }
 
+
+def _header(description: str, type_: str = "integer") -> dict[str, Any]:
+    return {"description": description, "schema": {"type": type_}}
+
+
 HEADERS: dict[str, dict[str, Any]] = {
-    "X-RateLimit-Limit": {
-        "description": "Requests per minute this credential may make",
-        "schema": {"type": "integer"},
-    },
-    "X-RateLimit-Remaining": {
-        "description": "Requests left in the current window",
-        "schema": {"type": "integer"},
-    },
-    "X-RateLimit-Reset": {
-        "description": "When the window resets (Unix time, seconds)",
-        "schema": {"type": "integer"},
-    },
-    "Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}},
-    "WWW-Authenticate": {
-        "description": 'RFC 6750 challenge, e.g. Bearer realm="sensorhub", error="invalid_token"',
-        "schema": {"type": "string"},
-    },
-    "Link": {
-        "description": 'Next page: <url>; rel="next" (and, for JSON under /ngsi-ld/, the JSON-LD @context link)',
-        "schema": {"type": "string"},
-    },
-    "NGSILD-Results-Count": {
-        "description": "Total number of matching entities (with count=true)",
-        "schema": {"type": "integer"},
-    },
+    "X-RateLimit-Limit": _header("Requests per minute this credential may make"),
+    "X-RateLimit-Remaining": _header("Requests left in the current window"),
+    "X-RateLimit-Reset": _header("When the window resets (Unix time, seconds)"),
+    "Retry-After": _header("Seconds to wait before retrying"),
+    "WWW-Authenticate": _header(
+        'RFC 6750 challenge, e.g. Bearer realm="sensorhub", error="invalid_token"', "string"
+    ),
+    "Link": _header(
+        'Next page: <url>; rel="next" (and, for JSON under /ngsi-ld/, the JSON-LD @context link)', "string"
+    ),
+    "NGSILD-Results-Count": _header("Total number of matching entities (with count=true)"),
 }
 
 
