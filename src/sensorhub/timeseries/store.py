@@ -114,28 +114,13 @@ class TimeseriesStore:
 
     def fetch_recent(self, series_id: int, lo: int | None, hi: int | None, limit: int) -> tuple[I64, F64]:
         """The newest ``limit`` points of a series in ``[lo, hi)``, newest first."""
-        q = "SELECT ts, value FROM measurements WHERE series_id = ?"
-        params: list[int] = [series_id]
-        if lo is not None:
-            q += " AND ts >= ?"
-            params.append(lo)
-        if hi is not None:
-            q += " AND ts < ?"
-            params.append(hi)
-        params.append(limit)
-        return self.fetch_ts_values(q + " ORDER BY ts DESC LIMIT ?", params)
+        q, params = _newest_first(series_id, lo, hi)
+        return self.fetch_ts_values(q + " LIMIT ?", [*params, limit])
 
     def latest_in(self, series_id: int, lo: int | None, hi: int | None) -> tuple[int, float] | None:
         """The latest point of a series in ``[lo, hi)`` (either bound may be open)."""
-        q = "SELECT ts, value FROM measurements WHERE series_id = ?"
-        params: list[int] = [series_id]
-        if lo is not None:
-            q += " AND ts >= ?"
-            params.append(lo)
-        if hi is not None:
-            q += " AND ts < ?"
-            params.append(hi)
-        row = self.execute(q + " ORDER BY ts DESC LIMIT 1", params).fetchone()
+        q, params = _newest_first(series_id, lo, hi)
+        row = self.execute(q + " LIMIT 1", params).fetchone()
         return (int(row[0]), float(row[1])) if row else None
 
     def _partial_columns(self, table: str, agg: str) -> tuple[str, str]:
@@ -227,3 +212,17 @@ class TimeseriesStore:
             f"SELECT ts, series_id, value FROM measurements WHERE {where} ORDER BY ts, series_id",  # noqa: S608
             params,
         )
+
+
+def _newest_first(series_id: int, lo: int | None, hi: int | None) -> tuple[str, list[int]]:
+    """``SELECT ts, value`` of a series in ``[lo, hi)`` (either bound may be open), newest first, and
+    its parameters."""
+    q = "SELECT ts, value FROM measurements WHERE series_id = ?"
+    params: list[int] = [series_id]
+    if lo is not None:
+        q += " AND ts >= ?"
+        params.append(lo)
+    if hi is not None:
+        q += " AND ts < ?"
+        params.append(hi)
+    return q + " ORDER BY ts DESC", params
