@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session
 from sensorhub.api.deps import ctx, get_db
 from sensorhub.auth.dependencies import RequireScope, RequireSession, SessionContext
 from sensorhub.auth.principal import Principal
-from sensorhub.authz.access import Access
 from sensorhub.compat.ngsi_ld import schemas
 from sensorhub.entities import service as entities
 from sensorhub.entities.normalize import CONTEXT_LINK, render
@@ -94,11 +93,6 @@ def _page_response(
             cursor=page.next_cursor,
         )
     return _json(body, ld, headers=headers)
-
-
-def _access(principal: Principal) -> Access:
-    """The token's entity access (narrowed by ``NGSILD-Tenant`` in the route guard when the request names one)."""
-    return principal.access("entities")
 
 
 def _reject_unsupported(request: Request) -> None:
@@ -191,7 +185,7 @@ def _query_response(
     ld = schemas.wants_ld(accept)
     key_values, sys_attrs = schemas.parse_options(*options)
     query = build()
-    access = _access(principal)
+    access = principal.access("entities")  # narrowed by NGSILD-Tenant in the guard
     limit, offset, count, cursor = paging.limit, paging.offset, paging.with_count, paging.cursor
     lim = LIMITS.resolve(limit)
     if lim == 0 and not count:
@@ -224,7 +218,7 @@ def get_entity(
 ) -> Response:
     ld = schemas.wants_ld(accept)
     key_values, sys_attrs = schemas.parse_options(options, format)
-    access = _access(principal)
+    access = principal.access("entities")  # narrowed by NGSILD-Tenant in the guard
     e = entities.get_entity(db, access, entity_id)
     pick = schemas.attrs_projection(attrs)
     body = schemas.entity_json(
