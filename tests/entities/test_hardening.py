@@ -402,3 +402,13 @@ def test_a_query_body_with_unknown_members_is_400_naming_them(client: TestClient
         assert name in detail, detail
     ok = {"type": "Query", "entities": [{"type": "Device"}], "attrs": ["name"]}
     assert client.post(Q, json=ok, headers=h).status_code == 200
+
+
+def test_a_user_context_is_refused_not_ignored(client: TestClient, world: World) -> None:
+    h = bearer(_evil_world(world))
+    core = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"
+    body = {"type": "Query", "entities": [{"type": "Device"}], "@context": "https://example.com/ctx.jsonld"}
+    detail = problem(client.post(Q, json=body, headers=h), 400, "BadRequestData")["detail"]
+    assert detail.startswith("@context"), detail
+    body["@context"] = [core]
+    assert client.post(Q, json=body, headers=h).status_code == 200

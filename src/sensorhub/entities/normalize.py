@@ -13,6 +13,7 @@ from sensorhub.errors import BadRequest
 from sensorhub.timeseries.names import ATTRIBUTE_NAME, MAX_ATTRIBUTE_LENGTH
 
 CORE_CONTEXT = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"
+CORE_CONTEXTS = frozenset({CORE_CONTEXT, "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"})
 CONTEXT_LINK = f'<{CORE_CONTEXT}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
 
 ATTRIBUTE_TYPES = frozenset(
@@ -156,6 +157,16 @@ def check_datetime(value: Any, what: str) -> str:
     )
 
 
+def check_context(value: Any) -> None:
+    """Only the NGSI-LD core context is understood: a body naming another ``@context`` would have its terms
+    read unexpanded, so it is refused rather than silently ignored."""
+    urls = value if isinstance(value, list) else [value]
+    if not all(isinstance(u, str) and u in CORE_CONTEXTS for u in urls):
+        raise BadRequest(
+            f"@context: only the NGSI-LD core context ({CORE_CONTEXT}) is supported; user contexts are not"
+        )
+
+
 def normalize_location(raw: Any) -> dict[str, Any]:
     """The GeoJSON geometry of a ``location`` given normalized (GeoProperty) or as bare GeoJSON."""
     if isinstance(raw, dict) and raw.get("type") == "GeoProperty":
@@ -175,6 +186,7 @@ def normalize_fragment(body: Any) -> tuple[dict[str, Any], dict[str, Any] | None
     has_location = False
     for name, raw in body.items():
         if name == "@context":
+            check_context(raw)
             continue
         if name == "location":
             location, has_location = normalize_location(raw), True

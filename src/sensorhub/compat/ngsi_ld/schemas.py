@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sensorhub.entities.models import Entity
-from sensorhub.entities.normalize import render
+from sensorhub.entities.normalize import check_context, render
 from sensorhub.entities.qlang import parse_q
 from sensorhub.entities.service import (
     MAX_LIST_ITEMS,
@@ -116,6 +116,8 @@ def _check_query_members(body: Any) -> None:
     for k in UNSUPPORTED_QUERY_MEMBERS:
         if k in body:
             raise BadRequest(f"'{k}' is not supported by this server")
+    if "@context" in body:
+        check_context(body["@context"])
     unknown = sorted(set(body) - QUERY_MEMBERS)
     if unknown:
         raise BadRequest(
