@@ -132,10 +132,6 @@ class Settings(BaseSettings):
         return url
 
     @property
-    def is_sqlite(self) -> bool:
-        return self.resolved_database_url.startswith("sqlite")
-
-    @property
     def serves_several_hosts(self) -> bool:
         """PostgreSQL or Redis configured: a deployment that several hosts may serve at once."""
         return not self.resolved_database_url.startswith("sqlite") or bool(self.redis_url)

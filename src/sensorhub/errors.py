@@ -5,8 +5,6 @@ Services raise these; endpoints never build error responses by hand.
 
 from __future__ import annotations
 
-from typing import Any
-
 
 class SensorhubError(Exception):
     status: int = 500
@@ -15,11 +13,10 @@ class SensorhubError(Exception):
     ngsi_type: str = "InternalError"
     code: str = "internal_error"
 
-    def __init__(self, message: str, *, headers: dict[str, str] | None = None, **extra: Any) -> None:
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.headers = headers or {}
-        self.extra = extra
 
 
 class BadRequest(SensorhubError):
@@ -27,10 +24,6 @@ class BadRequest(SensorhubError):
     error = "Bad Request"
     ngsi_type = "BadRequestData"
     code = "bad_request"
-
-
-class InvalidQuery(BadRequest):
-    ngsi_type = "InvalidRequest"
 
 
 class Unauthorized(SensorhubError):
@@ -56,8 +49,8 @@ class InsufficientScope(Forbidden):
             headers={
                 "WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"',
             },
-            scope=scope,
         )
+        self.scope = scope
         self.scope = scope
 
 

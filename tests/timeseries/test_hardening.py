@@ -191,7 +191,7 @@ def held_lock(short_lock_timeout: None, settings: Settings, world: World) -> Ite
     held: list[Any] = []
 
     def take() -> None:
-        if settings.is_sqlite:
+        if settings.resolved_database_url.startswith("sqlite"):
             con = sqlite3.connect(settings.data_dir / "sensorhub.db", isolation_level=None)
             con.execute("BEGIN IMMEDIATE")
             held.append(con)

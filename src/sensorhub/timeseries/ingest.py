@@ -41,10 +41,11 @@ from sqlalchemy.orm import Session
 
 from sensorhub.authz.access import Access
 from sensorhub.authz.entities import visible_entity
+from sensorhub.authz.scope import US_MAX, US_MIN, readable_windows_us
 from sensorhub.config import Settings
 from sensorhub.entities.models import Entity
 from sensorhub.errors import BadRequest, Forbidden, PayloadTooLarge
-from sensorhub.kit.time import check_points_in_range, iso, opt_us, parse_iso, to_us
+from sensorhub.kit.time import check_points_in_range, iso, parse_iso, to_us
 from sensorhub.timeseries.models import Series
 from sensorhub.timeseries.names import (
     RESERVED_NAMES,
@@ -539,15 +540,12 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _check_write_windows(access: Access, e: Any, p: Prepared) -> None:
-    windows = access.windows_for(e.org_id, e.workspace_id, e.entity_id)
-    if any(a is not None or b is not None for a, b in windows):
+    windows = readable_windows_us(access, e)
+    if windows != [(US_MIN, US_MAX)]:
         ts = p.record_ts
         ok = np.zeros(len(ts), bool)
-        for a, b in windows:
-            lo, hi = opt_us(a), opt_us(b)
-            ok |= (ts >= (lo if lo is not None else np.iinfo(np.int64).min)) & (
-                ts < (hi if hi is not None else np.iinfo(np.int64).max)
-            )
+        for lo, hi in windows:
+            ok |= (ts >= lo) & (ts < hi)
         if not ok.all():
             bad = iso(int(ts[~ok][0]))
             raise Forbidden(f"timestamp {bad} is outside the time window this credential may write to")

@@ -1,8 +1,9 @@
 """SQL of the time-series domain's catalogue: which series exist, for which entity, and which a reader
 may list. (Points and rollups are read and written through :mod:`sensorhub.timeseries.store`.)
 
-Listings take an :class:`~sensorhub.authz.access.Access` and filter on it in SQL; a single entity is
-resolved by :func:`sensorhub.authz.entities.visible_entity` before its series are looked up here.
+Listings require a :class:`~sensorhub.authz.scope.VisibleEntities` (only :mod:`sensorhub.authz` makes
+one, from a request's ``Access``) and filter on it in SQL; a single entity is resolved by
+:func:`sensorhub.authz.entities.visible_entity` before its series are looked up here.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from typing import Any
 from sqlalchemy import Row, exists, func, or_, select
 from sqlalchemy.orm import Session
 
-from sensorhub.authz.access import Access
-from sensorhub.authz.scope import visible_entities
+from sensorhub.authz.scope import VisibleEntities
 from sensorhub.entities.models import Entity
 from sensorhub.timeseries.models import Series
 
@@ -71,23 +71,17 @@ def series_of_entities(s: Session, entity_pks: Sequence[int]) -> dict[int, list[
 
 def listable_series(
     s: Session,
-    access: Access,
+    visible: VisibleEntities,
     *,
-    org_id: str | None = None,
-    workspace_id: str | None = None,
     entity: str | None = None,
     attribute: str | None = None,
 ) -> list[SeriesInfo]:
-    """The series of the entities ``access`` covers, narrowed to a tenant, an entity (id or asset id)
-    and an attribute when given. Time windows are applied by the reads."""
+    """The series of the ``visible`` entities, narrowed to an entity (id or asset id) and an attribute
+    when given. Time windows are applied by the reads."""
     q = (
         select(Series.id, Entity.entity_id, Series.attribute, Series.unit, Entity.org_id, Entity.workspace_id)
         .join(Entity, Entity.pk == Series.entity_pk)
-        .where(
-            visible_entities(access)
-            .within(org_id=org_id, workspace_ids=None if workspace_id is None else [workspace_id])
-            .where()
-        )
+        .where(visible.where())
     )
     if entity is not None:
         q = q.where(or_(Entity.entity_id == entity, Entity.asset_id == entity))
@@ -109,10 +103,12 @@ def last_ts_by_series(s: Session, series_ids: Sequence[int]) -> dict[int, int | 
     return dict(s.execute(q).tuples().all())
 
 
-def devices_page(s: Session, access: Access, type_: str | None, limit: int, offset: int) -> list[Row[Any]]:
-    """A page of the entities ``access`` covers that have series (:data:`DEVICE_COLUMNS`), by creation."""
+def devices_page(
+    s: Session, visible: VisibleEntities, type_: str | None, limit: int, offset: int
+) -> list[Row[Any]]:
+    """A page of the ``visible`` entities that have series (:data:`DEVICE_COLUMNS`), by creation."""
     q = select(*DEVICE_COLUMNS).where(
-        visible_entities(access).where(),
+        visible.where(),
         exists().where(Series.entity_pk == Entity.pk),
     )
     if type_:
@@ -120,12 +116,14 @@ def devices_page(s: Session, access: Access, type_: str | None, limit: int, offs
     return list(s.execute(q.order_by(Entity.pk).limit(limit).offset(offset)))
 
 
-def sensors_page(s: Session, access: Access, limit: int, offset: int) -> list[tuple[Entity, Series]]:
-    """A page of (entity, series) pairs ``access`` covers, by entity creation then attribute."""
+def sensors_page(
+    s: Session, visible: VisibleEntities, limit: int, offset: int
+) -> list[tuple[Entity, Series]]:
+    """A page of (entity, series) pairs of the ``visible`` entities, by entity creation then attribute."""
     q = (
         select(Entity, Series)
         .join(Series, Series.entity_pk == Entity.pk)
-        .where(visible_entities(access).where())
+        .where(visible.where())
         .order_by(Entity.pk, Series.attribute)
         .limit(limit)
         .offset(offset)

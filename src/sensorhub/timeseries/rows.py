@@ -19,9 +19,9 @@ from sqlalchemy.orm import Session
 
 from sensorhub.audit.usage import touched
 from sensorhub.authz.access import Access
-from sensorhub.authz.scope import windows_to_us
+from sensorhub.authz.scope import readable_windows_us, visible_entities, windows_to_us
 from sensorhub.kit.paging import CURSOR_INT_MAX, CURSOR_INT_MIN
-from sensorhub.kit.time import opt_us, to_us
+from sensorhub.kit.time import to_us
 from sensorhub.timeseries import repository
 from sensorhub.timeseries.backends import store_for
 from sensorhub.timeseries.query import WindowUS
@@ -57,9 +57,10 @@ def series_in_scope(
     attribute: str | None = None,
 ) -> list[SeriesInfo]:
     """The series ``access`` may list, narrowed as given; the audit log learns whose data was read."""
-    out = repository.listable_series(
-        s, access, org_id=org_id, workspace_id=workspace_id, entity=entity, attribute=attribute
+    visible = visible_entities(access).within(
+        org_id=org_id, workspace_ids=None if workspace_id is None else [workspace_id]
     )
+    out = repository.listable_series(s, visible, entity=entity, attribute=attribute)
     for org in {x.org_id for x in out}:
         touched(org)  # read through columns, not Entity rows: the audit log needs the organisations
     return out
@@ -219,12 +220,10 @@ def newest(s: Session, access: Access, series: Sequence[SeriesInfo], limit: int)
 
 def _newest_of(store: TimeseriesStore, access: Access, x: SeriesInfo, limit: int, heap: list[_Item]) -> None:
     """Offer the newest readable readings of one series to the heap of the ``limit`` best."""
-    windows = access.windows_for(x.org_id, x.workspace_id, x.entity_id)
     floor = heap[0][0] if len(heap) >= limit else None
-    for a, b in sorted(windows, key=lambda w: opt_us(w[0]) or CURSOR_INT_MIN, reverse=True):
-        lo, hi = opt_us(a), opt_us(b)
+    for lo, hi in sorted(readable_windows_us(access, x), reverse=True):
         if floor is not None:
-            lo = floor if lo is None else max(lo, floor)
+            lo = max(lo, floor)
         ts, vals = store.fetch_recent(x.id, lo, hi, limit)
         for t, v in zip(ts.tolist(), vals.tolist(), strict=True):
             item = (t, _Desc((x.entity_id, x.attribute)), x.id, v)

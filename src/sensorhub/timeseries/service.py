@@ -17,7 +17,6 @@ from datetime import datetime
 
 import numpy as np
 import pyarrow as pa
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -39,7 +38,6 @@ __all__ = [
     "get_or_create_series",
     "iter_bucket_batches",
     "iter_raw_batches",
-    "series_of_entity",
 ]
 
 MAX_UNIT_LENGTH = 64
@@ -67,12 +65,6 @@ def get_or_create_series(session: Session, entity: Entity, attribute: str, unit:
         series.unit = unit
         session.flush()
     return series
-
-
-def series_of_entity(session: Session, entity: Entity) -> list[Series]:
-    return list(
-        session.scalars(select(Series).where(Series.entity_pk == entity.pk).order_by(Series.attribute))
-    )
 
 
 def _as_points(timestamps_us: Sequence[int] | I64, values: Sequence[float] | F64) -> tuple[I64, F64]:

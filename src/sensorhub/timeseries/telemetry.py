@@ -14,12 +14,13 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from sensorhub.audit.usage import touched
-from sensorhub.authz.access import Access, Window
+from sensorhub.authz.access import Access
 from sensorhub.authz.entities import visible_entity
+from sensorhub.authz.scope import US_MAX, US_MIN, WindowUS, readable_windows_us, visible_entities
 from sensorhub.entities.models import Entity
 from sensorhub.errors import BadRequest, NotFound
 from sensorhub.kit.paging import LimitPolicy, OffsetBounds
-from sensorhub.kit.time import iso, opt_us, parse_time, to_us
+from sensorhub.kit.time import iso, parse_time, to_us
 from sensorhub.timeseries import repository
 from sensorhub.timeseries.backends import store_for
 from sensorhub.timeseries.models import Series
@@ -36,16 +37,12 @@ class Latest:
     value: float | None
 
 
-def _unbounded(windows: Sequence[Window]) -> bool:
-    return len(windows) == 1 and windows[0] == (None, None)
+def _unbounded(windows: Sequence[WindowUS]) -> bool:
+    return windows == [(US_MIN, US_MAX)]
 
 
-def _in_windows(ts: int, windows: Sequence[Window]) -> bool:
-    for a, b in windows:
-        lo, hi = opt_us(a), opt_us(b)
-        if (lo is None or ts >= lo) and (hi is None or ts < hi):
-            return True
-    return False
+def _in_windows(ts: int, windows: Sequence[WindowUS]) -> bool:
+    return any(lo <= ts < hi for lo, hi in windows)
 
 
 def latest_point(
@@ -53,16 +50,15 @@ def latest_point(
     series_id: int,
     last_ts: int | None,
     last_value: float | None,
-    windows: Sequence[Window],
+    windows: Sequence[WindowUS],
 ) -> Latest:
-    """The latest readable point of a series."""
+    """The latest point of a series inside its readable ``windows`` (from :func:`readable_windows_us`)."""
     if last_ts is None or not windows:
         return Latest(None, None)
-    if _unbounded(windows) or _in_windows(last_ts, windows):
+    if _in_windows(last_ts, windows):
         return Latest(last_ts, last_value)
-    for a, b in sorted(windows, key=lambda w: opt_us(w[0]) or -(2**63), reverse=True):
-        lo, hi = opt_us(a), opt_us(b)
-        if lo is not None and lo > last_ts:
+    for lo, hi in sorted(windows, reverse=True):
+        if lo > last_ts:
             continue
         hit = store.latest_in(series_id, lo, hi)
         if hit is not None:
@@ -70,7 +66,7 @@ def latest_point(
     return Latest(None, None)
 
 
-def _state_visible(prop: Any, windows: Sequence[Window]) -> bool:
+def _state_visible(prop: Any, windows: Sequence[WindowUS]) -> bool:
     if not isinstance(prop, dict) or "observedAt" not in prop or "value" not in prop:
         return False
     if _unbounded(windows):
@@ -85,7 +81,7 @@ def _device(
     e: Any, series: list[Any], store: TimeseriesStore, access: Access, workspaces: dict[str, str]
 ) -> dict[str, Any]:
     touched(e.org_id)  # read through columns, not Entity rows: say which organisation's data was read
-    windows = access.windows_for(e.org_id, e.workspace_id, e.entity_id)
+    windows = readable_windows_us(access, e)
     attributes: dict[str, Any] = {}
     for x in series:
         p = latest_point(store, x.id, x.last_ts, x.last_value, windows)
@@ -116,7 +112,7 @@ def list_devices(
     """Visible entities that have series, ordered by creation, with their latest values."""
     LIMITS.resolve(limit)
     OFFSETS.check(offset)
-    entities = repository.devices_page(s, access, type_, limit, offset)
+    entities = repository.devices_page(s, visible_entities(access), type_, limit, offset)
     by_entity = repository.series_of_entities(s, [e.pk for e in entities])
     store = store_for(s)
     return [_device(e, by_entity[e.pk], store, access, workspaces) for e in entities]
@@ -129,9 +125,7 @@ def get_device(s: Session, access: Access, workspaces: dict[str, str], ref: str)
 
 def _sensor(e: Entity, x: Series, store: TimeseriesStore, access: Access) -> dict[str, Any]:
     touched(e.org_id)
-    p = latest_point(
-        store, x.id, x.last_ts, x.last_value, access.windows_for(e.org_id, e.workspace_id, e.entity_id)
-    )
+    p = latest_point(store, x.id, x.last_ts, x.last_value, readable_windows_us(access, e))
     return {
         "id": f"{e.entity_id}.{x.attribute}",
         "entity_id": e.entity_id,
@@ -145,7 +139,7 @@ def _sensor(e: Entity, x: Series, store: TimeseriesStore, access: Access) -> dic
 def list_sensors(s: Session, access: Access, limit: int, offset: int) -> list[dict[str, Any]]:
     LIMITS.resolve(limit)
     OFFSETS.check(offset)
-    rows = repository.sensors_page(s, access, limit, offset)
+    rows = repository.sensors_page(s, visible_entities(access), limit, offset)
     store = store_for(s)
     return [_sensor(e, x, store, access) for e, x in rows]
 
