@@ -85,6 +85,15 @@ def _same(form: FormData | None) -> FormData | None:
     return form
 
 
+def _person_form(form: FormData | None, key: str) -> dict[str, Any]:
+    """The fields of a "new member / new API user" form, as the person filled them in."""
+    return {
+        key: forms.text(form, key),
+        "role": forms.text(form, "role") or "member",
+        "workspaces": set(forms.many(form, "workspaces")),
+    }
+
+
 def _org_page(
     request: Request,
     sc: SessionContext,
@@ -101,6 +110,37 @@ def _org_page(
     o = _org(sc)
     p = page(request, f"{title} · {o.name}", sc, active=section, error=error, notice=notice)
     return render(request, template, p, status, org=o, **values)
+
+
+PageValues = Callable[[Request, SessionContext, FormData | None], dict[str, Any]]
+PageRenderer = Callable[..., Response]
+
+
+def _admin_page(section: str, title: str, template: str) -> Callable[[PageValues], PageRenderer]:
+    """Register ``GET /orgs/{org}/<section>`` as the page ``template`` filled by ``values(request, sc,
+    form)``; the decorated name becomes the page's renderer ``(request, sc, *, error, form, status)``,
+    which the section's form handlers show again with an error."""
+
+    def register(values: PageValues) -> PageRenderer:
+        def render_page(
+            request: Request,
+            sc: SessionContext,
+            *,
+            error: str | None = None,
+            form: FormData | None = None,
+            status: int = 200,
+        ) -> Response:
+            v = values(request, sc, form)
+            return _org_page(request, sc, section, title, template, error=error, status=status, **v)
+
+        def show(org: str, request: Request, sc: SessionContext = Depends(ADMIN_PAGE)) -> Response:
+            return render_page(request, sc)
+
+        show.__name__ = show.__qualname__ = section.replace("-", "_")
+        router.get(f"/orgs/{{org}}/{section}", name=show.__name__)(show)
+        return render_page
+
+    return register
 
 
 @router.get("/orgs/{org}")
@@ -195,14 +235,8 @@ def rotate_api_key(
 
 
 # -- API users ----------------------------------------------------------------------------------
-def api_users_page(
-    request: Request,
-    sc: SessionContext,
-    *,
-    error: str | None = None,
-    form: FormData | None = None,
-    status: int = 200,
-) -> Response:
+@_admin_page("api-users", "API users", "org_api_users.html")
+def api_users_page(request: Request, sc: SessionContext, form: FormData | None) -> dict[str, Any]:
     o = _org(sc)
     now = utcnow()
     users = []
@@ -216,27 +250,11 @@ def api_users_page(
                 "total": len(pats),
             }
         )
-    return _org_page(
-        request,
-        sc,
-        "api-users",
-        "API users",
-        "org_api_users.html",
-        error=error,
-        status=status,
-        users=users,
-        workspaces=accounts.list_workspaces(sc.db, o),
-        form={
-            "name": forms.text(form, "name"),
-            "role": forms.text(form, "role") or "member",
-            "workspaces": set(forms.many(form, "workspaces")),
-        },
-    )
-
-
-@router.get("/orgs/{org}/api-users")
-def api_users(org: str, request: Request, sc: SessionContext = Depends(ADMIN_PAGE)) -> Response:
-    return api_users_page(request, sc)
+    return {
+        "users": users,
+        "workspaces": accounts.list_workspaces(sc.db, o),
+        "form": _person_form(form, "name"),
+    }
 
 
 @_form_handler("/orgs/{org}/api-users", api_users_page, refill=_same)
@@ -388,38 +406,20 @@ def rotate_api_user_token(
 
 
 # -- grants -------------------------------------------------------------------------------------
-def grants_page(
-    request: Request,
-    sc: SessionContext,
-    *,
-    error: str | None = None,
-    form: FormData | None = None,
-    status: int = 200,
-) -> Response:
+@_admin_page("grants", "Grants", "org_grants.html")
+def grants_page(request: Request, sc: SessionContext, form: FormData | None) -> dict[str, Any]:
     o = _org(sc)
     wss = accounts.list_workspaces(sc.db, o)
     people = [(u, m.role) for m, u in accounts.list_members(sc.db, o)]
     bots = [(u, m.role if m else None) for u, m in accounts.list_api_users(sc.db, o)]
-    return _org_page(
-        request,
-        sc,
-        "grants",
-        "Grants",
-        "org_grants.html",
-        error=error,
-        status=status,
-        grants=accounts.grant_rows(sc.db, o),
-        workspaces=wss,
-        ws_names={w.id: w.name for w in wss},
-        people=people,
-        bots=bots,
-        form={k: forms.text(form, k) for k in ("user", "workspace", "entity", "time_start", "time_end")},
-    )
-
-
-@router.get("/orgs/{org}/grants")
-def grants(org: str, request: Request, sc: SessionContext = Depends(ADMIN_PAGE)) -> Response:
-    return grants_page(request, sc)
+    return {
+        "grants": accounts.grant_rows(sc.db, o),
+        "workspaces": wss,
+        "ws_names": {w.id: w.name for w in wss},
+        "people": people,
+        "bots": bots,
+        "form": {k: forms.text(form, k) for k in ("user", "workspace", "entity", "time_start", "time_end")},
+    }
 
 
 @_form_handler("/orgs/{org}/grants", grants_page, refill=_same)
@@ -452,38 +452,16 @@ def delete_grant(
 
 
 # -- members ------------------------------------------------------------------------------------
-def members_page(
-    request: Request,
-    sc: SessionContext,
-    *,
-    error: str | None = None,
-    form: FormData | None = None,
-    status: int = 200,
-) -> Response:
+@_admin_page("members", "Members", "org_members.html")
+def members_page(request: Request, sc: SessionContext, form: FormData | None) -> dict[str, Any]:
     o = _org(sc)
-    return _org_page(
-        request,
-        sc,
-        "members",
-        "Members",
-        "org_members.html",
-        error=error,
-        status=status,
-        members=accounts.list_members(sc.db, o),
-        invitations=invitations.list_org_invitations(sc.db, o),
-        my_role=sc.role,
-        workspaces=accounts.list_workspaces(sc.db, o),
-        form={
-            "email": forms.text(form, "email"),
-            "role": forms.text(form, "role") or "member",
-            "workspaces": set(forms.many(form, "workspaces")),
-        },
-    )
-
-
-@router.get("/orgs/{org}/members")
-def members(org: str, request: Request, sc: SessionContext = Depends(ADMIN_PAGE)) -> Response:
-    return members_page(request, sc)
+    return {
+        "members": accounts.list_members(sc.db, o),
+        "invitations": invitations.list_org_invitations(sc.db, o),
+        "my_role": sc.role,
+        "workspaces": accounts.list_workspaces(sc.db, o),
+        "form": _person_form(form, "email"),
+    }
 
 
 @_form_handler("/orgs/{org}/members", members_page, refill=_same)
@@ -539,30 +517,12 @@ def remove_member(
 
 
 # -- settings: token policy and workspaces ---------------------------------------------------------
-def settings_page(
-    request: Request,
-    sc: SessionContext,
-    *,
-    error: str | None = None,
-    form: FormData | None = None,
-    status: int = 200,
-) -> Response:
-    return _org_page(
-        request,
-        sc,
-        "settings",
-        "Settings",
-        "org_settings.html",
-        error=error,
-        status=status,
-        workspaces=accounts.list_workspaces(sc.db, _org(sc)),
-        form={"slug": forms.text(form, "slug"), "name": forms.text(form, "name")},
-    )
-
-
-@router.get("/orgs/{org}/settings")
-def settings(org: str, request: Request, sc: SessionContext = Depends(ADMIN_PAGE)) -> Response:
-    return settings_page(request, sc)
+@_admin_page("settings", "Settings", "org_settings.html")
+def settings_page(request: Request, sc: SessionContext, form: FormData | None) -> dict[str, Any]:
+    return {
+        "workspaces": accounts.list_workspaces(sc.db, _org(sc)),
+        "form": {"slug": forms.text(form, "slug"), "name": forms.text(form, "name")},
+    }
 
 
 @_form_handler("/orgs/{org}/settings/policy", settings_page)
