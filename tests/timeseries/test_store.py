@@ -184,6 +184,40 @@ def test_read_series_is_raw_when_it_fits_and_aggregated_otherwise(ctx: AppContex
         assert r.series[0].values[0] == 119.0
 
 
+def test_long_reads_decided_by_the_day_rollup_answer_as_the_raw_probe_would(
+    ctx: AppContext, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over a long range, "more points than the resolution" is read off the day rollup instead of a raw
+    probe; the answer is the same as with the probe alone, dense (aggregated) and sparse (raw)."""
+    from sensorhub.timeseries import query
+
+    dense, sparse = _series(ctx, world, attribute="dense"), _series(ctx, world, attribute="sparse")
+    hours = T0 + np.arange(24 * 30, dtype=np.int64) * 3600 * S  # 30 days, hourly: 720 points
+    with ctx.db.transaction() as s:
+        service.bulk_insert(s, dense, hours, np.arange(len(hours), dtype=np.float64))
+        service.bulk_insert(s, sparse, hours[::100], np.arange(len(hours[::100]), dtype=np.float64))
+    lo, hi = T0 + 7 * 3600 * S, T0 + 29 * 86400 * S  # not day-aligned at either end
+
+    def both(sid: int, resolution: int) -> tuple[query.ReadResult, query.ReadResult]:
+        with ctx.db.session() as s:
+            store = store_for(s)
+            fast = read_series(store, [(sid, [(lo, hi)], "avg")], lo, hi, resolution)
+            with monkeypatch.context() as m:
+                m.setattr(query, "_surely_more_than", lambda *a: False)
+                plain = read_series(store, [(sid, [(lo, hi)], "avg")], lo, hi, resolution)
+        return fast, plain
+
+    with ctx.db.session() as s:  # the shortcut is taken where the day rollup proves it, and only there
+        assert query._surely_more_than(store_for(s), dense, [(lo, hi)], 200)
+        assert not query._surely_more_than(store_for(s), sparse, [(lo, hi)], 200)
+    for sid, resolution, raw in ((dense, 200, False), (sparse, 200, True), (dense, 5000, True)):
+        fast, plain = both(sid, resolution)
+        assert (fast.bucket_us is None) is raw
+        assert fast.bucket_us == plain.bucket_us
+        assert fast.timestamps.tolist() == plain.timestamps.tolist()
+        assert fast.series[0].values.tolist() == plain.series[0].values.tolist()
+
+
 def test_iter_raw_batches_orders_clamps_and_streams(ctx: AppContext, world: World) -> None:
     a = _series(ctx, world, attribute="a")
     b = _series(ctx, world, attribute="b")

@@ -177,6 +177,20 @@ class TimeseriesStore:
         ).fetchone()
         return int(row[0] or 0)
 
+    def points_in_whole_days(self, series_id: int, lo: int, hi: int) -> int:
+        """Number of points of a series in the UTC days that lie wholly inside ``[lo, hi)``, from the day
+        rollup: a lower bound of the points in ``[lo, hi)`` that costs one index range on the rollup."""
+        day = 86_400_000_000
+        a, b = -(-lo // day) * day, (hi // day) * day
+        if a >= b:
+            return 0
+        row = self.execute(
+            'SELECT coalesce(sum("count"), 0) FROM rollup_1d '
+            "WHERE series_id = ? AND bucket_start >= ? AND bucket_start < ?",
+            (series_id, a, b),
+        ).fetchone()
+        return int(row[0] or 0)
+
     def first_day(self, series_ids: Sequence[int], lo: int) -> int | None:
         """Start of the first day (UTC) at or after the day of ``lo`` holding points of these series."""
         if not series_ids:
