@@ -1,7 +1,8 @@
 """The ASGI application factory: what runs, in which order, readable top to bottom.
 
 ``create_app`` adds the middleware (outermost last), the routers, the API docs and the web UI; its
-lifespan runs the background steps (the Redis invalidation bus, the export cleanup task) and releases
+lifespan runs the background steps (the Redis invalidation bus, the export cleanup task, the push event
+relay and the background jobs of :mod:`sensorhub.background`) and releases
 the database when the app stops.
 """
 
@@ -26,6 +27,7 @@ from sensorhub.api.health import router as health_router
 from sensorhub.api.middleware import RequestContextMiddleware
 from sensorhub.api.openapi import build_openapi
 from sensorhub.audit.usage import TokenUseAuditMiddleware
+from sensorhub.background import build_runner
 from sensorhub.auth.dependencies import Public
 from sensorhub.auth.endpoints import router as session_router
 from sensorhub.bus import RedisBus
@@ -36,8 +38,10 @@ from sensorhub.config import Settings
 from sensorhub.context import AppContext
 from sensorhub.export import endpoints as export_endpoints
 from sensorhub.export.stores import ExportStore, store_from_settings
+from sensorhub.jobs import JobRunner
 from sensorhub.logs import install_redaction
 from sensorhub.metrics import MetricsMiddleware
+from sensorhub.push.hub import PushBus
 from sensorhub.timeseries.endpoints import router as timeseries_router
 from sensorhub.tokens.endpoints import router as tokens_router
 
@@ -75,6 +79,10 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
             if ctx.bus is not None:
                 await steps.enter_async_context(_redis_bus(ctx.bus))
             await steps.enter_async_context(_export_cleanup(ctx, export_store))
+            if ctx.push_bus is not None:
+                await steps.enter_async_context(_push_bus(ctx.push_bus))
+            if settings.embedded_worker:
+                await steps.enter_async_context(_background_jobs(build_runner(ctx)))
             yield
         ctx.db.dispose()
 
@@ -134,6 +142,27 @@ async def _export_cleanup(ctx: AppContext, store: ExportStore) -> AsyncIterator[
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+@asynccontextmanager
+async def _push_bus(bus: PushBus) -> AsyncIterator[None]:
+    """Lifespan step: new outbox event ids are relayed between processes over Redis."""
+    bus.start()
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(bus.stop)
+
+
+@asynccontextmanager
+async def _background_jobs(runner: JobRunner) -> AsyncIterator[None]:
+    """Lifespan step (the embedded worker): the background jobs (push delivery, periodic jobs) run on
+    the runner's threads while the app does; ``sensorhub worker`` runs the same runner on its own."""
+    runner.start()
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(runner.stop)
 
 
 def _mount_docs(app: FastAPI) -> None:

@@ -105,6 +105,51 @@ def _run_server(
 
 
 @app.command()
+def worker(
+    log_level: Annotated[str, typer.Option(help="debug|info|warning|error")] = "info",
+    json_logs: Annotated[bool, typer.Option("--json-logs", help="Log as JSON lines")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Run the background jobs (push delivery, periodic jobs) until stopped (SIGTERM or Ctrl-C).
+
+    In production, run one or more of these beside the API processes and start those with
+    SENSORHUB_EMBEDDED_WORKER=0; several workers share the work without sending anything twice."""
+    import signal
+    import threading
+
+    from sensorhub.background import build_runner
+    from sensorhub.config import SharedSecretMissing
+    from sensorhub.context import AppContext
+    from sensorhub.logs import configure_logging
+
+    settings = settings_for(data_dir)
+    try:
+        settings.check_secret_key()
+    except SharedSecretMissing as e:
+        _fail(str(e))
+    configure_logging(log_level.upper(), json_logs, settings.token_prefix)
+    db = _db(settings)
+    _ensure_schema(db)
+    ctx = AppContext.build(settings, db)
+    runner = build_runner(ctx)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    if ctx.push_bus is not None:
+        ctx.push_bus.start()
+    if ctx.bus is not None:
+        ctx.bus.start()
+    runner.start()
+    typer.echo(f"sensorhub worker running jobs: {', '.join(runner.names)}")
+    stop.wait()
+    runner.stop()
+    for b in (ctx.push_bus, ctx.bus):
+        if b is not None:
+            b.stop()
+    ctx.db.dispose()
+
+
+@app.command()
 def demo(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port")] = 8000,

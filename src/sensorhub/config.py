@@ -102,6 +102,32 @@ class Settings(BaseSettings):
         ]
     )
 
+    # Background jobs and push delivery (docs/push.md). The jobs run inside `sensorhub serve` unless
+    # embedded_worker is off (production: run `sensorhub worker` processes instead).
+    embedded_worker: bool = True
+    # Outbox events are kept this long (then pruned, once every consumer is past them).
+    push_event_retention_hours: float = Field(168.0, gt=0)
+    # Consumers poll the outbox this often when no notification arrives (a lost one costs this much).
+    push_poll_seconds: float = Field(1.0, gt=0, le=60)
+    # Connector targets on loopback, link-local or private networks are refused unless this is on.
+    push_allow_private_targets: bool = False
+    # Attempts per delivery before it becomes a dead letter; backoff base and cap between attempts.
+    push_max_attempts: int = Field(10, ge=1, le=100)
+    push_retry_base_seconds: float = Field(5.0, gt=0)
+    push_retry_max_seconds: float = Field(3600.0, gt=0)
+    # One attempt may take this long (connect + send + answer).
+    push_timeout_seconds: float = Field(10.0, gt=0, le=120)
+    # A worker that claimed a delivery and died: another takes it over after this long.
+    push_lease_seconds: float = Field(60.0, gt=0)
+    # Outgoing e-mail (sensorhub.mail): connector messages, token expiry notices.
+    smtp_host: str | None = None
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_sender: str = "sensorhub@localhost"
+    smtp_timeout_seconds: float = Field(10.0, gt=0, le=120)
+
     pat_export_row_cap: int = Field(10_000, ge=1)
     key_export_row_cap: int = Field(10_000_000, ge=1)
     export_url_ttl_seconds: int = Field(3600, ge=1)

@@ -12,6 +12,7 @@ from sensorhub.auth.usage import UsageTracker
 from sensorhub.bus import RedisBus, wire
 from sensorhub.config import Settings
 from sensorhub.db import Database
+from sensorhub.push.hub import EventHub, PushBus
 
 EPOCH_FILE = "auth-epoch"
 
@@ -28,6 +29,10 @@ class AppContext:
     broadcasters: list[Callable[[], None]] = field(default_factory=list)
     # The Redis bus when SENSORHUB_REDIS_URL is set; its thread runs with the app (see sensorhub.app).
     bus: RedisBus | None = None
+    # New outbox events: waited on by the delivery loop and live streams (sensorhub.push.hub); the
+    # Redis relay when SENSORHUB_REDIS_URL is set (its threads run with the app or the worker).
+    hub: EventHub = field(default_factory=EventHub)
+    push_bus: PushBus | None = None
 
     def invalidate_auth(self) -> None:
         """Drop cached credentials here and in every other process. Runs after the commit of every
@@ -52,4 +57,8 @@ class AppContext:
         db.auth_listeners.append(ctx.invalidate_auth)
         if bus is not None:
             ctx.broadcasters.append(bus.publish)
+        db.event_listeners.append(ctx.hub.committed)
+        if settings.redis_url:
+            ctx.push_bus = PushBus(settings.redis_url, ctx.hub, settings.redis_prefix)
+            ctx.hub.broadcasters.append(ctx.push_bus.publish)
         return ctx

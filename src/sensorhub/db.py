@@ -178,6 +178,9 @@ class Database:
         self.engine = make_engine(settings)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
         self.auth_listeners: list[Callable[[], None]] = []
+        # Run with the newest outbox event id after a transaction that recorded push events commits
+        # (sensorhub.push.events; the app context registers its event hub).
+        self.event_listeners: list[Callable[[int], None]] = []
 
     @property
     def dialect(self) -> str:
@@ -189,6 +192,7 @@ class Database:
         Used as is for reads; writers use :meth:`transaction` (or the request's session)."""
         s = self.sessionmaker()
         s.info[_AUTH_LISTENERS] = self.auth_listeners
+        s.info[EVENT_LISTENERS] = self.event_listeners
         try:
             yield s
         except BaseException:
@@ -232,6 +236,7 @@ class Database:
 
 
 _AUTH_LISTENERS = "auth_listeners"
+EVENT_LISTENERS = "event_listeners"
 _AUTH_CHANGED = "auth_changed"
 
 

@@ -6,6 +6,8 @@ from sensorhub.auth.models import WebSession
 from sensorhub.db import Base
 from sensorhub.entities.models import Entity
 from sensorhub.export.models import Export
+from sensorhub.jobs import JobLease
+from sensorhub.push.models import PushEvent
 from sensorhub.timeseries.models import Series
 from sensorhub.tokens.models import Credential
 
@@ -17,8 +19,10 @@ __all__ = [
     "Export",
     "Grant",
     "Invitation",
+    "JobLease",
     "Membership",
     "Organisation",
+    "PushEvent",
     "Role",
     "Series",
     "User",

@@ -46,6 +46,7 @@ from sensorhub.config import Settings
 from sensorhub.entities.models import Entity
 from sensorhub.errors import BadRequest, Forbidden, PayloadTooLarge
 from sensorhub.kit.time import check_points_in_range, iso, parse_iso, to_us
+from sensorhub.push.events import record_points, record_state
 from sensorhub.timeseries.models import Series
 from sensorhub.timeseries.names import (
     RESERVED_NAMES,
@@ -55,8 +56,8 @@ from sensorhub.timeseries.names import (
 )
 from sensorhub.timeseries.service import (
     MAX_UNIT_LENGTH,
-    bulk_insert,
     get_or_create_series,
+    insert_new_points,
 )
 
 RECORD_FIELDS = frozenset({"timestamp", "topic", "data"})
@@ -615,8 +616,10 @@ def store(s: Session, access: Access, device_ref: str, p: Prepared, limits: Limi
         series = existing.get(key) or get_or_create_series(s, entity, key, col.unit)
         if col.unit is not None and series.unit is None:
             series.unit = col.unit
-        a, d = bulk_insert(s, series.id, col.ts, col.array)
-        accepted += a
+        ts, vals, d = insert_new_points(s, series.id, col.ts, col.array)
+        # The outbox: what was accepted, in this transaction (sensorhub.push.events).
+        record_points(s, entity=entity, attribute=key, ts_us=ts, values=vals, unit=series.unit)
+        accepted += len(ts)
         duplicates += d
     if p.states:
         attrs = dict(entity.attrs or {})
@@ -633,6 +636,7 @@ def store(s: Session, access: Access, device_ref: str, p: Prepared, limits: Limi
             if unit is not None:
                 prop["unitCode"] = unit
             attrs[key] = prop
+            record_state(s, entity=entity, attribute=key, ts_us=ts, value=value, unit=unit)
         entity.attrs = attrs
         accepted += p.state_count
     s.flush()

@@ -36,6 +36,7 @@ __all__ = [
     "BATCH_SCHEMA",
     "bulk_insert",
     "get_or_create_series",
+    "insert_new_points",
     "iter_bucket_batches",
     "iter_raw_batches",
 ]
@@ -139,20 +140,31 @@ def bulk_insert(
     Idempotent on (series, timestamp): a timestamp already stored (or repeated within the call, after
     its first occurrence) is not overwritten and is counted as a duplicate. Returns
     ``(accepted, duplicates)``. Values must be finite."""
+    ts, vals, duplicates = insert_new_points(session, series_id, timestamps_us, values)
+    return len(ts), duplicates
+
+
+def insert_new_points(
+    session: Session,
+    series_id: int,
+    timestamps_us: Sequence[int] | I64,
+    values: Sequence[float] | F64,
+) -> tuple[I64, F64, int]:
+    """:func:`bulk_insert`, returning the points it stored (sorted by timestamp, the duplicates left
+    out: what the outbox records) and the number of duplicates."""
     ts, vals = _as_points(timestamps_us, values)
     n = len(ts)
     if n == 0:
-        return 0, 0
+        return ts, vals, 0
     _check_points(ts, vals)
     ts, vals = _sorted_first_occurrences(ts, vals)
     store = store_for(session)
     last_ts = store.lock_series(series_id)
     ts, vals = _drop_stored(store, series_id, last_ts, ts, vals)
-    accepted = len(ts)
-    if accepted:
+    if len(ts):
         _store_new_points(store, series_id, last_ts, ts, vals)
     _expire_cached_series(session, series_id)
-    return accepted, n - accepted
+    return ts, vals, n - len(ts)
 
 
 # --- exports ----------------------------------------------------------------------------------------
