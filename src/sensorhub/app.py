@@ -27,9 +27,9 @@ from sensorhub.api.health import router as health_router
 from sensorhub.api.middleware import RequestContextMiddleware
 from sensorhub.api.openapi import build_openapi
 from sensorhub.audit.usage import TokenUseAuditMiddleware
-from sensorhub.background import build_runner
 from sensorhub.auth.dependencies import Public
 from sensorhub.auth.endpoints import router as session_router
+from sensorhub.background import build_runner
 from sensorhub.bus import RedisBus
 from sensorhub.compat.akenza.routes import router as akenza_router
 from sensorhub.compat.leaf.routes import router as leaf_router

@@ -616,10 +616,10 @@ def store(s: Session, access: Access, device_ref: str, p: Prepared, limits: Limi
         series = existing.get(key) or get_or_create_series(s, entity, key, col.unit)
         if col.unit is not None and series.unit is None:
             series.unit = col.unit
-        ts, vals, d = insert_new_points(s, series.id, col.ts, col.array)
+        new_ts, new_vals, d = insert_new_points(s, series.id, col.ts, col.array)
         # The outbox: what was accepted, in this transaction (sensorhub.push.events).
-        record_points(s, entity=entity, attribute=key, ts_us=ts, values=vals, unit=series.unit)
-        accepted += len(ts)
+        record_points(s, entity=entity, attribute=key, ts_us=new_ts, values=new_vals, unit=series.unit)
+        accepted += len(new_ts)
         duplicates += d
     if p.states:
         attrs = dict(entity.attrs or {})

@@ -140,7 +140,7 @@ def bulk_insert(
     Idempotent on (series, timestamp): a timestamp already stored (or repeated within the call, after
     its first occurrence) is not overwritten and is counted as a duplicate. Returns
     ``(accepted, duplicates)``. Values must be finite."""
-    ts, vals, duplicates = insert_new_points(session, series_id, timestamps_us, values)
+    ts, _vals, duplicates = insert_new_points(session, series_id, timestamps_us, values)
     return len(ts), duplicates
 
 
