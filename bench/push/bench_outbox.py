@@ -21,7 +21,6 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import orjson
 from sqlalchemy import create_engine, text
