@@ -44,3 +44,43 @@ def test_a_kind_is_registered_once() -> None:
 
         class Again(R.Restriction):  # the tag of an existing kind
             kind = "entities"
+
+
+def test_restriction_inputs_make_the_api_body_the_web_form_and_the_spec() -> None:
+    """Adding a restriction kind is adding one class: its ``inputs`` become the token-creation body
+    members (with their descriptions), the web form fields, and the service's RestrictionSpec."""
+    from dataclasses import fields
+
+    from starlette.datastructures import FormData
+
+    from sensorhub.auth import restrictions as R
+    from sensorhub.tokens.schemas import ApiKeyCreate, TokenCreate
+    from sensorhub.tokens.service import RestrictionSpec
+    from sensorhub.web import forms
+
+    names = [i.name for i in R.inputs()]
+    assert names == ["organisations", "workspaces", "entities", "time_start", "time_end", "allowed_ips"]
+    assert [f.name for f in fields(RestrictionSpec)] == names
+    for model in (TokenCreate, ApiKeyCreate):
+        props = model.model_json_schema()["properties"]
+        for i in R.inputs():
+            assert props[i.name]["description"] == i.description
+    form = FormData(
+        [
+            ("organisations", "o1"),
+            ("workspaces", "w1"),
+            ("workspaces", "w2"),
+            ("entities", "urn:a\nurn:b"),
+            ("time_start", "2026-01-01"),
+            ("allowed_ips", "10.0.0.0/8, 192.168.1.1"),
+        ]
+    )
+    spec = forms.restrictions(form)
+    assert spec.organisations == ["o1"] and spec.workspaces == ["w1", "w2"]
+    assert spec.entities == ["urn:a", "urn:b"] and spec.allowed_ips == ["10.0.0.0/8", "192.168.1.1"]
+    assert spec.time_start is not None and spec.time_start.year == 2026 and spec.time_end is None
+    assert forms.restrictions(form, organisations=False).organisations == ()
+    body = TokenCreate(name="n", scopes=["entities"], entities=["urn:a"], time_end="2027-01-01T00:00:00Z")
+    spec = body.restriction_spec()
+    assert spec.entities == ["urn:a"] and not spec.organisations and not spec.workspaces
+    assert spec.time_end is not None and spec.time_end.year == 2027 and spec.time_start is None

@@ -370,14 +370,15 @@ def create_api_key(
     """An organisation API key: permissions = scopes × workspaces (no workspaces = all of them).
     Use it with the ``x-api-key`` header (or as a Bearer token)."""
     assert sc.org is not None
+    spec = body.restriction_spec()
     minted = tokens.create_api_key(
         sc.db,
         sc.org,
         name=body.name,
         scopes=body.scopes,
-        workspaces=body.workspaces,
+        workspaces=list(spec.workspaces),
         expiry=body.expiry(),
-        restrictions=body.restriction_spec(),
+        restrictions=spec,
         settings=ctx(request).settings,
         created_by=sc.user.id,
         rate_limit_per_minute=body.rate_limit_per_minute,

@@ -17,7 +17,7 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from sensorhub.authz.access import AccessRule, intersect_window
 
@@ -50,12 +50,27 @@ class Failure:
 
 Result = Success | Failure
 
+
+@dataclass(frozen=True, slots=True)
+class Input:
+    """One field by which a person asks for a restriction: the token-creation API's body member and the
+    web form's field of the same name (``ids``: a list of ids, ticked in the form; ``lines``: a list
+    typed one per line; ``datetime``: a time with zone, a date in the form)."""
+
+    name: str
+    form: Literal["ids", "lines", "datetime"]
+    description: str
+    label: str
+
+
 # kind tag -> class, in definition order (the order restrictions load, narrow and verify in).
 REGISTRY: dict[str, type[Restriction]] = {}
 
 
 class Restriction:
     kind: ClassVar[str]
+    # How a person asks for it (API body members and form fields); the order is the API's.
+    inputs: ClassVar[tuple[Input, ...]] = ()
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -81,6 +96,7 @@ class Restriction:
 @dataclass(frozen=True)
 class Organisations(Restriction):
     kind: ClassVar[str] = "organisations"
+    inputs = (Input("organisations", "ids", "Restrict to these organisations", "Organisations"),)
     org_ids: frozenset[str]
 
     def narrow(self, rules: Sequence[AccessRule]) -> list[AccessRule]:
@@ -97,6 +113,7 @@ class Organisations(Restriction):
 @dataclass(frozen=True)
 class Workspaces(Restriction):
     kind: ClassVar[str] = "workspaces"
+    inputs = (Input("workspaces", "ids", "Restrict to these workspaces", "Workspaces"),)
     # workspace id -> organisation id (resolved when the token is created)
     workspaces: dict[str, str]
 
@@ -122,6 +139,7 @@ class Workspaces(Restriction):
 @dataclass(frozen=True)
 class Entities(Restriction):
     kind: ClassVar[str] = "entities"
+    inputs = (Input("entities", "lines", "Restrict to these entity ids", "Entities"),)
     entity_ids: frozenset[str]
 
     def narrow(self, rules: Sequence[AccessRule]) -> list[AccessRule]:
@@ -144,6 +162,10 @@ class Entities(Restriction):
 @dataclass(frozen=True)
 class TimeWindow(Restriction):
     kind: ClassVar[str] = "time_window"
+    inputs = (
+        Input("time_start", "datetime", "Restrict data reads to times ≥ this", "Data from"),
+        Input("time_end", "datetime", "Restrict data reads to times < this", "Data until"),
+    )
     start: datetime | None
     end: datetime | None
 
@@ -171,6 +193,7 @@ class TimeWindow(Restriction):
 @dataclass(frozen=True)
 class AllowedIPs(Restriction):
     kind: ClassVar[str] = "allowed_ips"
+    inputs = (Input("allowed_ips", "lines", "Allowed client IPs / CIDR networks", "Allowed IPs"),)
     networks: tuple[IPNetwork, ...]
 
     def verify(self, facts: RequestFacts) -> Result:
@@ -188,6 +211,11 @@ class AllowedIPs(Restriction):
     @classmethod
     def from_json(cls, value: Any) -> Restriction | None:
         return cls(tuple(ipaddress.ip_network(n, strict=False) for n in value)) if value else None
+
+
+def inputs() -> list[Input]:
+    """Every registered kind's inputs, in :data:`REGISTRY` order."""
+    return [i for cls in REGISTRY.values() for i in cls.inputs]
 
 
 def _dt(v: str | None) -> datetime | None:

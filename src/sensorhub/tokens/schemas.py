@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
+from sensorhub.auth import restrictions as R
 from sensorhub.schemas import StrictModel
 from sensorhub.tokens.models import Credential
 from sensorhub.tokens.service import ExpirySpec, RestrictionSpec
@@ -14,31 +15,35 @@ from sensorhub.tokens.service import ExpirySpec, RestrictionSpec
 _Strict = StrictModel
 
 
-class TokenCreate(_Strict):
+class _TokenBase(_Strict):
     name: str = Field(max_length=100, description="Where the token is used, e.g. 'notebook'")
     scopes: list[str] = Field(description="Any of entities, timeseries, export, telemetry, ingest")
     expires_in_days: int | None = Field(None, description="Lifetime in days (default 365)")
     expires_at: datetime | None = Field(None, description="Explicit expiry (ISO 8601 with time zone)")
     never: bool = Field(False, description="No expiry (only if the organisation policy allows it)")
-    organisations: list[str] = Field(default_factory=list, description="Restrict to these organisations")
-    workspaces: list[str] = Field(default_factory=list, description="Restrict to these workspaces")
-    entities: list[str] = Field(default_factory=list, description="Restrict to these entity ids")
-    time_start: datetime | None = Field(None, description="Restrict data reads to times ≥ this")
-    time_end: datetime | None = Field(None, description="Restrict data reads to times < this")
-    allowed_ips: list[str] = Field(default_factory=list, description="Allowed client IPs / CIDR networks")
 
+
+def _restriction_field(i: R.Input) -> Any:
+    if i.form == "datetime":
+        return (datetime | None, Field(None, description=i.description))
+    return (list[str], Field(default_factory=list, description=i.description))
+
+
+# The restriction members of the body, one per input of the registered restriction kinds.
+if TYPE_CHECKING:
+    _WithRestrictions = _TokenBase
+else:
+    _WithRestrictions = create_model(
+        "_WithRestrictions", __base__=_TokenBase, **{i.name: _restriction_field(i) for i in R.inputs()}
+    )
+
+
+class TokenCreate(_WithRestrictions):
     def expiry(self) -> ExpirySpec:
         return ExpirySpec(self.expires_in_days, self.expires_at, self.never)
 
     def restriction_spec(self) -> RestrictionSpec:
-        return RestrictionSpec(
-            organisations=self.organisations,
-            workspaces=self.workspaces,
-            entities=self.entities,
-            time_start=self.time_start,
-            time_end=self.time_end,
-            allowed_ips=self.allowed_ips,
-        )
+        return RestrictionSpec(**{i.name: getattr(self, i.name) for i in R.inputs()})
 
 
 class ApiKeyCreate(TokenCreate):

@@ -7,7 +7,7 @@ CLI). The plaintext is returned once, by :func:`create_pat`, :func:`create_api_k
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -39,6 +39,9 @@ class ExpirySpec:
 
 @dataclass(frozen=True)
 class RestrictionSpec:
+    """The restrictions asked for, one field per :func:`sensorhub.auth.restrictions.inputs` (checked at
+    import); the API body and the web form are read into it generically."""
+
     organisations: Sequence[str] = ()
     workspaces: Sequence[str] = ()
     entities: Sequence[str] = ()
@@ -164,8 +167,9 @@ def _build_restrictions(
     out: list[R.Restriction] = []
     if spec.organisations:
         out.append(R.Organisations(frozenset(o.id for o in reach)))
-    for build in _RESTRICTION_BUILDERS:
-        restriction = build(s, spec, reach)
+    for kind in R.REGISTRY:
+        build = _RESTRICTION_BUILDERS.get(kind)
+        restriction = build(s, spec, reach) if build is not None else None
         if restriction is not None:
             out.append(restriction)
     return R.dump(out), reach
@@ -256,13 +260,18 @@ def _allowed_ips_restriction(
         raise BadRequest(f"allowed_ips: {e}") from None
 
 
-# After the organisations (which decide the reach), in the order the kinds are validated and stored.
-_RESTRICTION_BUILDERS: tuple[RestrictionBuilder, ...] = (
-    _workspaces_restriction,
-    _entities_restriction,
-    _time_window_restriction,
-    _allowed_ips_restriction,
-)
+# One builder per registered kind but the organisations (which decide the reach, above); they run in
+# registry order. A kind added to the registry without its builder fails here, at import.
+_RESTRICTION_BUILDERS: dict[str, RestrictionBuilder] = {
+    R.Workspaces.kind: _workspaces_restriction,
+    R.Entities.kind: _entities_restriction,
+    R.TimeWindow.kind: _time_window_restriction,
+    R.AllowedIPs.kind: _allowed_ips_restriction,
+}
+if set(_RESTRICTION_BUILDERS) != set(R.REGISTRY) - {R.Organisations.kind}:
+    raise TypeError("every restriction kind needs its builder in tokens.service._RESTRICTION_BUILDERS")
+if [f.name for f in fields(RestrictionSpec)] != [i.name for i in R.inputs()]:
+    raise TypeError("RestrictionSpec must have one field per restriction input (auth.restrictions.inputs())")
 
 
 @dataclass

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from typing import Any
 
 from starlette.datastructures import FormData
 
+from sensorhub.auth import restrictions as R
 from sensorhub.errors import BadRequest
 from sensorhub.tokens.service import ExpirySpec, RestrictionSpec
 
@@ -66,11 +68,15 @@ def expiry(form: FormData | None) -> ExpirySpec:
 
 
 def restrictions(form: FormData | None, *, organisations: bool = True) -> RestrictionSpec:
-    return RestrictionSpec(
-        organisations=many(form, "organisations") if organisations else (),
-        workspaces=many(form, "workspaces"),
-        entities=lines(text(form, "entities")),
-        time_start=date(text(form, "time_start"), "Data from"),
-        time_end=date(text(form, "time_end"), "Data until"),
-        allowed_ips=lines(text(form, "allowed_ips")),
-    )
+    """The restriction fields of a token form, one per input of the registered restriction kinds."""
+    values: dict[str, Any] = {}
+    for i in R.inputs():
+        if i.form == "ids":
+            values[i.name] = many(form, i.name)
+        elif i.form == "lines":
+            values[i.name] = lines(text(form, i.name))
+        else:
+            values[i.name] = date(text(form, i.name), i.label)
+    if not organisations:
+        values[R.Organisations.inputs[0].name] = ()
+    return RestrictionSpec(**values)
