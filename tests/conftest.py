@@ -182,3 +182,13 @@ def _rate_windows_do_not_roll_over(monkeypatch: pytest.MonkeyPatch) -> None:
     # A window in the near future (not the past): Redis keys expire at their window's end.
     base = (int(_time.time()) // 3600 + 1) * 3600 + 150.0
     monkeypatch.setattr("sensorhub.auth.ratelimit.clock", lambda: base)
+
+
+@pytest.fixture
+def clock() -> Iterator[object]:
+    """The server's clock (``sensorhub.db.CLOCK``): ``clock.advance(timedelta(days=7))`` lets days pass."""
+    from sensorhub.db import CLOCK
+
+    CLOCK.reset()
+    yield CLOCK
+    CLOCK.reset()

@@ -127,6 +127,9 @@ class Settings(BaseSettings):
     smtp_password: str | None = None
     smtp_sender: str = "sensorhub@localhost"
     smtp_timeout_seconds: float = Field(10.0, gt=0, le=120)
+    # Token expiry notices: days before expiry (comma-separated), plus one when a credential expired.
+    token_notice_days: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [14, 7, 1])
+    token_notice_interval_seconds: float = Field(300.0, gt=0)
 
     pat_export_row_cap: int = Field(10_000, ge=1)
     key_export_row_cap: int = Field(10_000_000, ge=1)
@@ -139,7 +142,14 @@ class Settings(BaseSettings):
             raise ValueError("token_prefix must be 1-16 lowercase letters or digits")
         return v
 
-    @field_validator("trusted_proxies", "metrics_allow", mode="before")
+    @field_validator("token_notice_days")
+    @classmethod
+    def _notice_days(cls, v: list[int]) -> list[int]:
+        if any(d < 1 or d > 365 for d in v):
+            raise ValueError("token_notice_days are days before expiry, each 1-365, e.g. 14,7,1")
+        return sorted(set(v), reverse=True)
+
+    @field_validator("trusted_proxies", "metrics_allow", "token_notice_days", mode="before")
     @classmethod
     def _split_proxies(cls, v: object) -> object:
         if isinstance(v, str):

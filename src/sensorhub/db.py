@@ -6,7 +6,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,28 @@ from sensorhub.entities.patterns import sqlite_regexp
 from sensorhub.entities.windows import observed_us
 
 
+class Clock:
+    """The server's "now". Tests move it forward (:meth:`advance`) to let days pass without sleeping;
+    expiry checks, notices, rotation grace and every ``created_at`` read it through :func:`utcnow`."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, delta: timedelta) -> None:
+        self.offset += delta
+
+    def reset(self) -> None:
+        self.offset = timedelta(0)
+
+
+CLOCK = Clock()
+
+
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    return CLOCK.now()
 
 
 def new_id() -> str:

@@ -18,6 +18,7 @@ from .errors import (
     RateLimited,
     SensorhubError,
     ServerError,
+    TokenExpiringWarning,
     TransportError,
     ValidationError,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "SeriesValues",
     "ServerError",
     "Timeseries",
+    "TokenExpiringWarning",
     "TransportError",
     "ValidationError",
     "__version__",

@@ -48,6 +48,7 @@ class Client:
         self._retry = _core.RetryPolicy(
             max_retries=max_retries, backoff=backoff, max_retry_after=max_retry_wait
         )
+        self._expiry = _core.ExpiryWarner()
         self._http = httpx.Client(
             base_url=self._settings.base_url,
             timeout=timeout,
@@ -105,6 +106,8 @@ class Client:
                     raise _core.transport_error(call, exc) from exc
                 why = type(exc).__name__
             else:
+                if call.authenticated:
+                    self._expiry.check(response)
                 if response.is_success:
                     return response
                 if call.stream:

@@ -10,6 +10,7 @@ import logging
 import math
 import os
 import sys
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,13 @@ import httpx
 from . import _frames
 from ._auth import BearerAuth, Secret, TokenKind, check_token, origin
 from ._times import TimeLike, format_utc
-from .errors import InvalidTokenFormat, SensorhubError, TransportError, parse_retry_after
+from .errors import (
+    InvalidTokenFormat,
+    SensorhubError,
+    TokenExpiringWarning,
+    TransportError,
+    parse_retry_after,
+)
 from .models import BackfillResult, QueryResult, Timeseries
 
 log = logging.getLogger("sensorhub_client")
@@ -129,6 +136,23 @@ class RetryPolicy:
         if call.idempotent or isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
             return self._backoff(attempt)
         return None
+
+
+EXPIRES_HEADER = "x-sensorhub-token-expires"
+
+
+class ExpiryWarner:
+    """Turns the server's ``X-Sensorhub-Token-Expires`` header (sent in a token's last 7 days) into one
+    :class:`TokenExpiringWarning` per expiry time and client, not one per request."""
+
+    def __init__(self) -> None:
+        self.warned: str | None = None
+
+    def check(self, response: httpx.Response) -> None:
+        at = response.headers.get(EXPIRES_HEADER)
+        if at and at != self.warned:
+            self.warned = at
+            warnings.warn(TokenExpiringWarning(at), stacklevel=4)
 
 
 def transport_error(call: Call, exc: httpx.TransportError) -> TransportError:

@@ -238,3 +238,14 @@ def _has_request(response: httpx.Response) -> bool:
     except RuntimeError:
         return False
     return True
+
+
+class TokenExpiringWarning(UserWarning):
+    """The server said the token expires soon (``X-Sensorhub-Token-Expires``): rotate it before then."""
+
+    def __init__(self, expires_at: str) -> None:
+        super().__init__(
+            f"your sensorhub token expires at {expires_at}: rotate it (web UI → Integrations → Rotate) "
+            "before then, or requests will be refused"
+        )
+        self.expires_at = expires_at

@@ -20,7 +20,7 @@ from sensorhub.db import utcnow
 from sensorhub.errors import BadRequest
 from sensorhub.schemas import StrictModel
 from sensorhub.tokens import service as tokens
-from sensorhub.tokens.schemas import ApiKeyCreate, TokenCreate, TokenCreated, TokenOut
+from sensorhub.tokens.schemas import ApiKeyCreate, RotateRequest, TokenCreate, TokenCreated, TokenOut
 
 router = APIRouter(tags=["organisations"])
 ADMIN = RequireSession(org_admin=True)
@@ -75,6 +75,9 @@ class GrantCreate(_In):
 class PolicyUpdate(_In):
     max_token_lifetime_days: int | None = None
     allow_non_expiring_tokens: bool = False
+    max_rotation_grace_days: int = Field(
+        7, description="Longest grace (0-7 days) a rotation may keep the old secret working for"
+    )
 
 
 def org_out(o: Organisation) -> dict[str, Any]:
@@ -85,6 +88,7 @@ def org_out(o: Organisation) -> dict[str, Any]:
         "policy": {
             "max_token_lifetime_days": o.max_token_lifetime_days,
             "allow_non_expiring_tokens": o.allow_non_expiring_tokens,
+            "max_rotation_grace_days": o.max_rotation_grace_days,
         },
     }
 
@@ -127,13 +131,15 @@ def get_org(org: str, sc: SessionContext = Depends(MEMBER)) -> dict[str, Any]:
 
 @router.put("/api/orgs/{org}/policy")
 def set_policy(org: str, body: PolicyUpdate, sc: SessionContext = Depends(ADMIN)) -> dict[str, Any]:
-    """Token policy: maximum lifetime (days, or null for no cap) and whether tokens may never expire."""
+    """Token policy: maximum lifetime (days, or null for no cap), whether tokens may never expire, and the
+    longest grace period a rotation may give the old secret."""
     assert sc.org is not None
     accounts.update_policy(
         sc.db,
         sc.org,
         max_token_lifetime_days=body.max_token_lifetime_days,
         allow_non_expiring_tokens=body.allow_non_expiring_tokens,
+        max_rotation_grace_days=body.max_rotation_grace_days,
     )
     return org_out(sc.org)
 
@@ -338,8 +344,14 @@ def revoke_api_user_token(
 
 @router.post("/api/orgs/{org}/api-users/{user_id}/tokens/{token_id}/rotate", response_model=TokenCreated)
 def rotate_api_user_token(
-    org: str, user_id: str, token_id: str, request: Request, sc: SessionContext = Depends(ADMIN)
+    org: str,
+    user_id: str,
+    token_id: str,
+    request: Request,
+    body: RotateRequest | None = None,
+    sc: SessionContext = Depends(ADMIN),
 ) -> TokenCreated:
+    """A new secret; with ``grace_days`` the old one keeps working that many days."""
     assert sc.org is not None
     minted = tokens.rotate_api_user_token(
         sc.db,
@@ -349,6 +361,7 @@ def rotate_api_user_token(
         settings=ctx(request).settings,
         actor_id=sc.user.id,
         ip=request_ip(request),
+        grace_days=RotateRequest.days(body),
     )
     return TokenCreated.minted(minted.credential, minted.token, utcnow())
 
@@ -397,11 +410,22 @@ def revoke_api_key(org: str, key_id: str, request: Request, sc: SessionContext =
 
 @router.post("/api/orgs/{org}/api-keys/{key_id}/rotate", response_model=TokenCreated)
 def rotate_api_key(
-    org: str, key_id: str, request: Request, sc: SessionContext = Depends(ADMIN)
+    org: str,
+    key_id: str,
+    request: Request,
+    body: RotateRequest | None = None,
+    sc: SessionContext = Depends(ADMIN),
 ) -> TokenCreated:
+    """A new secret; with ``grace_days`` the old one keeps working that many days."""
     assert sc.org is not None
     minted = tokens.rotate_api_key(
-        sc.db, sc.org, key_id, settings=ctx(request).settings, actor_id=sc.user.id, ip=request_ip(request)
+        sc.db,
+        sc.org,
+        key_id,
+        settings=ctx(request).settings,
+        actor_id=sc.user.id,
+        ip=request_ip(request),
+        grace_days=RotateRequest.days(body),
     )
     return TokenCreated.minted(minted.credential, minted.token, utcnow())
 

@@ -31,6 +31,8 @@ class Organisation(Base):
     # Token policy: cap on token lifetime (None = no cap) and whether non-expiring tokens are allowed.
     max_token_lifetime_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
     allow_non_expiring_tokens: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The longest grace period (days, 0-7) a rotation may keep the old secret working for.
+    max_rotation_grace_days: Mapped[int] = mapped_column(Integer, default=7, server_default="7")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     workspaces: Mapped[list[Workspace]] = relationship(back_populates="organisation", lazy="raise")

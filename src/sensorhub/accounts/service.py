@@ -71,11 +71,15 @@ def update_policy(
     *,
     max_token_lifetime_days: int | None,
     allow_non_expiring_tokens: bool,
+    max_rotation_grace_days: int = 7,
 ) -> Organisation:
     if max_token_lifetime_days is not None and max_token_lifetime_days < 1:
         raise BadRequest("max_token_lifetime_days must be at least 1 (or null for no cap)")
+    if not 0 <= max_rotation_grace_days <= 7:
+        raise BadRequest("max_rotation_grace_days must be between 0 and 7")
     org.max_token_lifetime_days = max_token_lifetime_days
     org.allow_non_expiring_tokens = allow_non_expiring_tokens
+    org.max_rotation_grace_days = max_rotation_grace_days
     s.flush()
     auth_changed(s)
     return org

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 
 from anyio import to_thread
 from starlette.requests import Request
@@ -131,9 +132,13 @@ class Authenticator:
         # 256-bit secret is hopeless, so what the limit guards against is load, and a lookup by
         # digest is one indexed read; a token that fails from a throttled address is answered 429.
         principal = await self._principal(request, ip, parsed.digest)
-        self._check_use(request, ip, principal, scope)
+        now = utcnow()
+        self._check_use(request, ip, principal, scope, now)
         decision = self.limiter.hit(f"cred:{principal.credential_id}", principal.rate_limit_per_minute, 60)
-        request.state.rate_headers = decision.headers()
+        headers = decision.headers()
+        if principal.expires_soon(now):  # one comparison; the header values were made at resolve time
+            headers.update(principal.expiry_headers)
+        request.state.rate_headers = headers
         if not decision.allowed:
             raise RateLimited(
                 f"Rate limit of {decision.limit} requests per minute exceeded for this credential",
@@ -162,9 +167,10 @@ class Authenticator:
             self.cache.put(digest, principal, generation)
         return principal
 
-    def _check_use(self, request: Request, ip: str, principal: Principal, scope: str | None) -> None:
+    def _check_use(
+        self, request: Request, ip: str, principal: Principal, scope: str | None, now: datetime
+    ) -> None:
         """Refuse an expired credential, one used against its restrictions, or one without ``scope``."""
-        now = utcnow()
         if principal.is_expired(now):
             self._fail(request, ip, "expired")
             raise Unauthorized(GENERIC_401, headers=CHALLENGE)

@@ -3,10 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 from sensorhub.auth.restrictions import Restriction
 from sensorhub.authz.access import Access, AccessRule, tenant_access
+
+# Responses to a credential within this long of its expiry say so (``expiry_headers``).
+EXPIRY_WARNING = timedelta(days=7)
+EXPIRES_HEADER = "X-Sensorhub-Token-Expires"
+
+
+def expiry_headers(expires_at: datetime | None) -> dict[str, str]:
+    """The headers a response to a soon-expiring credential carries: when it expires (ISO 8601, for
+    programs) and RFC 8594's ``Sunset`` (an HTTP date): after it, this client's requests stop working."""
+    if expires_at is None:
+        return {}
+    at = expires_at.astimezone(UTC)
+    return {
+        EXPIRES_HEADER: at.isoformat().replace("+00:00", "Z"),
+        "Sunset": format_datetime(at.replace(microsecond=0), usegmt=True),
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +61,12 @@ class Principal:
     export_row_cap: int
     orgs: dict[str, OrgRef]
     workspaces: dict[str, WorkspaceRef]
+    # Rotation: a superseded secret works until ``expires_at`` (its grace); a rotated token's previous
+    # secret works until ``previous_valid_until``.
+    superseded: bool = False
+    previous_valid_until: datetime | None = None
+    # Computed once when the credential is resolved; sent while ``expires_soon`` (a comparison a request).
+    expiry_headers: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
     # The tenant the request names (``NGSILD-Tenant: <org>`` or ``<org>/<workspace>``), set per request by
     # the route guard: every read through :meth:`access` is narrowed to it, on every API family alike.
     tenant: str | None = None
@@ -76,3 +99,6 @@ class Principal:
 
     def is_expired(self, now: datetime) -> bool:
         return self.expires_at is not None and self.expires_at <= now
+
+    def expires_soon(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at - now <= EXPIRY_WARNING

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from sensorhub.accounts.models import Organisation, Role, User, Workspace
 from sensorhub.auth import restrictions as R
-from sensorhub.auth.principal import OrgRef, Principal, WorkspaceRef
+from sensorhub.auth.principal import OrgRef, Principal, WorkspaceRef, expiry_headers
 from sensorhub.auth.scopes import ROLE_SCOPES
 from sensorhub.authz.access import AccessRule
 from sensorhub.authz.subjects import user_reach
@@ -33,10 +33,19 @@ def resolve(s: Session, digest: str, settings: Settings, now: datetime) -> Princ
         raise Rejected("revoked")
     if cred.expires_at is not None and cred.expires_at <= now:
         raise Rejected("expired")
-    return build_principal(s, cred, settings)
+    return build_principal(s, cred, settings, now)
 
 
-def build_principal(s: Session, cred: Credential, settings: Settings) -> Principal:
+def _previous_valid_until(s: Session, cred: Credential, now: datetime) -> datetime | None:
+    """Until when the secret ``cred`` was rotated from still works (its grace), if it does."""
+    q = select(Credential.expires_at).where(
+        Credential.rotated_to == cred.id, Credential.revoked_at.is_(None), Credential.expires_at > now
+    )
+    ends = [e for e in s.scalars(q) if e is not None]
+    return max(ends) if ends else None
+
+
+def build_principal(s: Session, cred: Credential, settings: Settings, now: datetime) -> Principal:
     token_scopes = frozenset(cred.scopes)
     restrictions = R.load(cred.restrictions)
     org_scopes: dict[str, frozenset[str]] = {}
@@ -100,4 +109,7 @@ def build_principal(s: Session, cred: Credential, settings: Settings) -> Princip
         export_row_cap=cred.export_row_cap or default_cap,
         orgs=orgs,
         workspaces=wss,
+        superseded=cred.superseded_at is not None,
+        previous_valid_until=_previous_valid_until(s, cred, now) if cred.rotated_from else None,
+        expiry_headers=expiry_headers(cred.expires_at),
     )

@@ -488,7 +488,7 @@ def _active_principal(s: Session, e: Export, settings: Settings, now: datetime) 
     if cred.expires_at is not None and cred.expires_at <= now:
         raise Forbidden(_NO_LONGER + "the token that created this export has expired" + _EXPORT_AGAIN)
     try:
-        return build_principal(s, cred, settings)
+        return build_principal(s, cred, settings, now)
     except Rejected:
         raise Forbidden(
             _NO_LONGER + "the owner of the token that created this export is disabled" + _EXPORT_AGAIN

@@ -11,7 +11,7 @@ from sensorhub.auth.dependencies import AnyToken, RequireSession, SessionContext
 from sensorhub.auth.principal import Principal
 from sensorhub.db import utcnow
 from sensorhub.tokens import introspection, service
-from sensorhub.tokens.schemas import TokenCreate, TokenCreated, TokenOut
+from sensorhub.tokens.schemas import RotateRequest, TokenCreate, TokenCreated, TokenOut
 
 router = APIRouter(tags=["tokens"])
 
@@ -65,10 +65,19 @@ def revoke_token(token_id: str, request: Request, sc: SessionContext = Depends(R
 
 @router.post("/api/tokens/{token_id}/rotate", response_model=TokenCreated)
 def rotate_token(
-    token_id: str, request: Request, sc: SessionContext = Depends(RequireSession())
+    token_id: str,
+    request: Request,
+    body: RotateRequest | None = None,
+    sc: SessionContext = Depends(RequireSession()),
 ) -> TokenCreated:
-    """A new secret with the same settings; the old secret stops working at once."""
+    """A new secret with the same settings. The old secret stops working at once, or with
+    ``grace_days`` keeps working that many days (shown as status ``grace``) so a deployment can switch."""
     minted = service.rotate_pat(
-        sc.db, sc.user, token_id, settings=ctx(request).settings, ip=request_ip(request)
+        sc.db,
+        sc.user,
+        token_id,
+        settings=ctx(request).settings,
+        ip=request_ip(request),
+        grace_days=RotateRequest.days(body),
     )
     return TokenCreated.minted(minted.credential, minted.token, utcnow())

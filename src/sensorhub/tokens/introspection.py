@@ -72,6 +72,15 @@ def describe(principal: Principal, now: datetime) -> dict[str, Any]:
         "expires_in_seconds": int((principal.expires_at - now).total_seconds())
         if principal.expires_at
         else None,
+        "expires_soon": principal.expires_soon(now),
+        "rotation": {
+            # This secret was rotated away: it works until expires_at (the end of its grace period).
+            "superseded": principal.superseded,
+            # This token was rotated with a grace period: its previous secret still works until then.
+            "previous_secret_valid_until": _iso(principal.previous_valid_until)
+            if principal.previous_valid_until and principal.previous_valid_until > now
+            else None,
+        },
         "rate_limit_per_minute": principal.rate_limit_per_minute,
         "export_row_cap": principal.export_row_cap,
     }

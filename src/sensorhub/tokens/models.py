@@ -14,14 +14,15 @@ from sensorhub.db import Base, UTCDateTime, new_id, utcnow
 class Credential(Base):
     __tablename__ = "credentials"
     __table_args__ = (
-        # A name is unique among an owner's live credentials; revoked ones free their name.
+        # A name is unique among an owner's live credentials; revoked ones free their name, and so does a
+        # rotated one living out its grace period (its successor has the name).
         Index(
             "uq_credentials_owner_name_live",
             "owner_key",
             "name",
             unique=True,
-            sqlite_where=text("revoked_at IS NULL"),
-            postgresql_where=text("revoked_at IS NULL"),
+            sqlite_where=text("revoked_at IS NULL AND superseded_at IS NULL"),
+            postgresql_where=text("revoked_at IS NULL AND superseded_at IS NULL"),
         ),
     )
 
@@ -52,6 +53,10 @@ class Credential(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     revoked_by: Mapped[str | None] = mapped_column(String(36), nullable=True)
     rotated_from: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    # Set when the credential was rotated with a grace period: its secret keeps working until
+    # ``expires_at`` (moved to the end of the grace), and ``rotated_to`` is the new credential.
+    superseded_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    rotated_to: Mapped[str | None] = mapped_column(String(36), nullable=True)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     last_used_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
@@ -59,5 +64,7 @@ class Credential(Base):
         if self.revoked_at is not None:
             return "revoked"
         if self.expires_at is not None and self.expires_at <= now:
-            return "expired"
+            return "rotated" if self.superseded_at is not None else "expired"
+        if self.superseded_at is not None:
+            return "grace"  # rotated; the old secret works until expires_at
         return "active"

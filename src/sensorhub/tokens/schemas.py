@@ -51,6 +51,18 @@ class ApiKeyCreate(TokenCreate):
     export_row_cap: int | None = Field(None, description="Row cap for exports (default: server's key cap)")
 
 
+class RotateRequest(_Strict):
+    grace_days: int = Field(
+        0,
+        description="Keep the old secret working for this many days (0-7, at most the organisation "
+        "policy's max_rotation_grace_days); 0 stops it at once. Revoking the token ends the grace too.",
+    )
+
+    @staticmethod
+    def days(body: RotateRequest | None) -> int:
+        return body.grace_days if body is not None else 0
+
+
 class TokenOut(BaseModel):
     id: str
     kind: str
@@ -65,6 +77,10 @@ class TokenOut(BaseModel):
     last_used_ip: str | None
     revoked_at: datetime | None
     rotated_from: str | None
+    rotated_to: str | None = Field(None, description="Set on a rotated secret: the token's new credential")
+    superseded_at: datetime | None = Field(
+        None, description="When this secret was rotated with a grace period (it works until expires_at)"
+    )
     rate_limit_per_minute: int | None = None
     export_row_cap: int | None = None
 

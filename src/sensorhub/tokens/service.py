@@ -26,6 +26,8 @@ from sensorhub.errors import BadRequest, Conflict, Forbidden, NotFound
 from sensorhub.tokens.models import Credential
 
 MAX_NAME = 100
+# The longest grace period a rotation may give the old secret (an organisation may allow less).
+MAX_GRACE_DAYS = 7
 # Upper bound of any stated lifetime in days, so that date arithmetic cannot overflow.
 MAX_DAYS = 36500
 
@@ -151,7 +153,10 @@ def _check_name(name: str) -> str:
 
 def _check_unique_name(s: Session, owner_key: str, name: str, except_id: str | None = None) -> None:
     q = select(Credential.id).where(
-        Credential.owner_key == owner_key, Credential.name == name, Credential.revoked_at.is_(None)
+        Credential.owner_key == owner_key,
+        Credential.name == name,
+        Credential.revoked_at.is_(None),
+        Credential.superseded_at.is_(None),
     )
     existing = s.scalar(q)
     if existing and existing != except_id:
@@ -278,6 +283,8 @@ if [f.name for f in fields(RestrictionSpec)] != [i.name for i in R.inputs()]:
 class Minted:
     credential: Credential
     token: str
+    # After a rotation with a grace period: until when the previous secret still works.
+    previous_valid_until: datetime | None = None
 
 
 def _mint(
@@ -530,14 +537,54 @@ def _record_change(
 
 
 def revoke(s: Session, cred: Credential, *, actor_id: str | None, ip: str | None = None) -> Credential:
-    """Revoke ``cred``; idempotent (revoking a revoked credential changes nothing)."""
+    """Revoke ``cred``; idempotent (revoking a revoked credential changes nothing).
+
+    An old secret still in its rotation grace dies with it: revoking a token revokes every secret of it."""
+    now = utcnow()
+    in_grace = _in_grace_predecessors(s, cred, now)
+    for old in in_grace:
+        old.revoked_at = now
+        old.revoked_by = actor_id
     if cred.revoked_at is not None:
+        if in_grace:
+            s.flush()
+            auth_changed(s)
         return cred
-    cred.revoked_at = utcnow()
+    cred.revoked_at = now
     cred.revoked_by = actor_id
     s.flush()
     _record_change(s, cred, "token.revoke", actor_id=actor_id, ip=ip)
     return cred
+
+
+def _in_grace_predecessors(s: Session, cred: Credential, now: datetime) -> list[Credential]:
+    """The rotated-away secrets of ``cred`` that still work (in their grace period)."""
+    q = select(Credential).where(
+        Credential.rotated_to == cred.id,
+        Credential.revoked_at.is_(None),
+        Credential.expires_at > now,
+    )
+    return list(s.scalars(q))
+
+
+def predecessor_valid_until(s: Session, cred: Credential, now: datetime) -> datetime | None:
+    """Until when the previous secret of ``cred`` still works (``None``: it does not)."""
+    ends = [c.expires_at for c in _in_grace_predecessors(s, cred, now) if c.expires_at is not None]
+    return max(ends) if ends else None
+
+
+def max_grace_days(orgs: Sequence[Organisation]) -> int:
+    """The longest rotation grace the organisations reached all allow."""
+    return min([MAX_GRACE_DAYS, *(o.max_rotation_grace_days for o in orgs)])
+
+
+def _check_grace(grace_days: int, orgs: Sequence[Organisation]) -> None:
+    if grace_days < 0:
+        raise BadRequest("grace_days must be 0 (the old secret stops at once) or more")
+    cap = max_grace_days(orgs)
+    if grace_days > cap:
+        who = "this server" if cap == MAX_GRACE_DAYS else "the policy of " + ", ".join(o.slug for o in orgs)
+        raise BadRequest(f"grace_days={grace_days} is too long: {who} allows at most {cap} day(s) of overlap")
 
 
 def rotate(
@@ -547,46 +594,29 @@ def rotate(
     settings: Settings,
     actor_id: str | None,
     ip: str | None = None,
+    grace_days: int = 0,
 ) -> Minted:
-    """A new secret with the same name, scopes and restrictions; the old secret is revoked at once.
+    """A new secret with the same name, scopes and restrictions. The old secret is revoked at once, or,
+    with ``grace_days``, keeps working for that many days (at most the organisations' policy allows)
+    so that a deployment can switch without downtime; revoking the new token ends the grace too.
 
     The new token gets the same lifetime the old one was created with, counted from now (capped by the
     current policy and the server's maximum)."""
     if cred.revoked_at is not None:
         raise Conflict("this token is revoked and cannot be rotated; create a new token instead")
-    if cred.org_id:
-        orgs = [s.get_one(Organisation, cred.org_id)]
-    else:
-        assert cred.user_id is not None
-        owner = s.get_one(User, cred.user_id)
-        if owner.disabled:
-            raise Forbidden("the owner of this token is disabled")
-        orgs = [o for o, _ in user_orgs(s, cred.user_id)]
-        wanted = R.load(cred.restrictions)
-        org_r = next((r for r in wanted if isinstance(r, R.Organisations)), None)
-        if org_r is not None:
-            orgs = [o for o in orgs if o.id in org_r.org_ids]
-        if not orgs:
-            raise Forbidden("the owner of this token is no longer a member of the organisations it reached")
+    if cred.superseded_at is not None:
+        raise Conflict("this secret was already rotated; rotate the token's current secret instead")
+    orgs = _rotation_orgs(s, cred)
+    _check_grace(grace_days, orgs)
     now = utcnow()
-    # Rotation re-applies the current policy and never refuses a token the server once accepted: the
-    # new secret keeps the old one's lifetime (created → expires), counted from now, cut to today's
-    # maximum; a non-expiring token stays non-expiring only while the policy still allows it.
-    policy = _policy(orgs)
-    cap = lifetime_cap(policy, settings.max_token_lifetime_days)
-    if cred.expires_at is None and policy.allow_never and policy.max_days is None:
-        spec = ExpirySpec(never=True)
-    elif cred.expires_at is None:
-        spec = ExpirySpec(expires_in_days=cap or settings.default_token_lifetime_days)
+    expires_at = _rotated_expiry(cred, orgs, settings, now)
+    if grace_days:
+        grace_end = now + timedelta(days=grace_days)
+        cred.superseded_at = now
+        cred.expires_at = grace_end if cred.expires_at is None else min(cred.expires_at, grace_end)
     else:
-        lifetime = cred.expires_at - cred.created_at
-        days = max(1, min(MAX_DAYS, round(lifetime.total_seconds() / 86400)))
-        spec = ExpirySpec(expires_in_days=min(days, cap) if cap else days)
-    expires_at = resolve_expiry(
-        spec, policy, settings.default_token_lifetime_days, now, settings.max_token_lifetime_days
-    )
-    cred.revoked_at = now
-    cred.revoked_by = actor_id
+        cred.revoked_at = now
+        cred.revoked_by = actor_id
     s.flush()  # free the name before the new credential takes it
     minted = _mint(
         s,
@@ -604,9 +634,52 @@ def rotate(
         export_row_cap=cred.export_row_cap,
         rotated_from=cred.id,
     )
-    details = {"new_credential": minted.credential.id}
+    cred.rotated_to = minted.credential.id
+    details: dict[str, Any] = {"new_credential": minted.credential.id, "grace_days": grace_days}
+    if grace_days:
+        minted.previous_valid_until = cred.expires_at
+        details["old_secret_valid_until"] = cred.expires_at.isoformat() if cred.expires_at else None
     _record_change(s, cred, "token.rotate", actor_id=actor_id, ip=ip, details=details)
     return minted
+
+
+def _rotation_orgs(s: Session, cred: Credential) -> list[Organisation]:
+    """The organisations ``cred`` reaches now (whose policy its rotation follows)."""
+    if cred.org_id:
+        return [s.get_one(Organisation, cred.org_id)]
+    assert cred.user_id is not None
+    owner = s.get_one(User, cred.user_id)
+    if owner.disabled:
+        raise Forbidden("the owner of this token is disabled")
+    orgs = [o for o, _ in user_orgs(s, cred.user_id)]
+    wanted = R.load(cred.restrictions)
+    org_r = next((r for r in wanted if isinstance(r, R.Organisations)), None)
+    if org_r is not None:
+        orgs = [o for o in orgs if o.id in org_r.org_ids]
+    if not orgs:
+        raise Forbidden("the owner of this token is no longer a member of the organisations it reached")
+    return orgs
+
+
+def _rotated_expiry(
+    cred: Credential, orgs: list[Organisation], settings: Settings, now: datetime
+) -> datetime | None:
+    """Rotation re-applies the current policy and never refuses a token the server once accepted: the
+    new secret keeps the old one's lifetime (created → expires), counted from now, cut to today's
+    maximum; a non-expiring token stays non-expiring only while the policy still allows it."""
+    policy = _policy(orgs)
+    cap = lifetime_cap(policy, settings.max_token_lifetime_days)
+    if cred.expires_at is None and policy.allow_never and policy.max_days is None:
+        spec = ExpirySpec(never=True)
+    elif cred.expires_at is None:
+        spec = ExpirySpec(expires_in_days=cap or settings.default_token_lifetime_days)
+    else:
+        lifetime = cred.expires_at - cred.created_at
+        days = max(1, min(MAX_DAYS, round(lifetime.total_seconds() / 86400)))
+        spec = ExpirySpec(expires_in_days=min(days, cap) if cap else days)
+    return resolve_expiry(
+        spec, policy, settings.default_token_lifetime_days, now, settings.max_token_lifetime_days
+    )
 
 
 # -- use cases shared by the JSON API, the web pages and the CLI ------------------------------------
@@ -615,9 +688,12 @@ def revoke_pat(s: Session, user: User, token_id: str, *, ip: str | None = None) 
     return revoke(s, get_pat(s, user.id, token_id), actor_id=user.id, ip=ip)
 
 
-def rotate_pat(s: Session, user: User, token_id: str, *, settings: Settings, ip: str | None = None) -> Minted:
+def rotate_pat(
+    s: Session, user: User, token_id: str, *, settings: Settings, ip: str | None = None, grace_days: int = 0
+) -> Minted:
     """``user`` rotates one of their own Personal Access Tokens."""
-    return rotate(s, get_pat(s, user.id, token_id), settings=settings, actor_id=user.id, ip=ip)
+    cred = get_pat(s, user.id, token_id)
+    return rotate(s, cred, settings=settings, actor_id=user.id, ip=ip, grace_days=grace_days)
 
 
 def create_api_user_token(
@@ -674,9 +750,10 @@ def rotate_api_user_token(
     settings: Settings,
     actor_id: str,
     ip: str | None = None,
+    grace_days: int = 0,
 ) -> Minted:
     cred = api_user_token(s, org, user_id, token_id)
-    return rotate(s, cred, settings=settings, actor_id=actor_id, ip=ip)
+    return rotate(s, cred, settings=settings, actor_id=actor_id, ip=ip, grace_days=grace_days)
 
 
 def revoke_api_key(
@@ -686,6 +763,14 @@ def revoke_api_key(
 
 
 def rotate_api_key(
-    s: Session, org: Organisation, key_id: str, *, settings: Settings, actor_id: str, ip: str | None = None
+    s: Session,
+    org: Organisation,
+    key_id: str,
+    *,
+    settings: Settings,
+    actor_id: str,
+    ip: str | None = None,
+    grace_days: int = 0,
 ) -> Minted:
-    return rotate(s, get_api_key(s, org.id, key_id), settings=settings, actor_id=actor_id, ip=ip)
+    cred = get_api_key(s, org.id, key_id)
+    return rotate(s, cred, settings=settings, actor_id=actor_id, ip=ip, grace_days=grace_days)

@@ -230,6 +230,7 @@ def rotate_api_key(
         settings=ctx(request).settings,
         actor_id=sc.user.id,
         ip=request_ip(request),
+        grace_days=forms.grace_days(form),
     )
     return api_keys_page(request, sc, reveal=_reveal(minted, "rotated"))
 
@@ -401,6 +402,7 @@ def rotate_api_user_token(
         settings=ctx(request).settings,
         actor_id=sc.user.id,
         ip=request_ip(request),
+        grace_days=forms.grace_days(form),
     )
     return api_user_page(request, sc, user_id, reveal=_reveal(minted, "rotated"))
 
@@ -529,6 +531,7 @@ def settings_page(request: Request, sc: SessionContext, form: FormData | None) -
 def save_policy(
     request: Request, sc: SessionContext, form: FormData | None, params: Mapping[str, str]
 ) -> Response:
+    grace = forms.integer(forms.text(form, "max_rotation_grace_days"), "Longest rotation grace")
     accounts.update_policy(
         sc.db,
         _org(sc),
@@ -536,6 +539,7 @@ def save_policy(
             forms.text(form, "max_token_lifetime_days"), "Maximum lifetime"
         ),
         allow_non_expiring_tokens=forms.text(form, "allow_non_expiring_tokens") == "1",
+        max_rotation_grace_days=_org(sc).max_rotation_grace_days if grace is None else grace,
     )
     return _done(_org(sc), "settings", "policy-saved")
 

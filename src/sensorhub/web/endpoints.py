@@ -222,6 +222,7 @@ def _reveal(minted: Minted, action: str) -> dict[str, Any]:
         "scopes": list(c.scopes),
         "expires_at": c.expires_at,
         "action": action,
+        "previous_valid_until": minted.previous_valid_until,
     }
 
 
@@ -347,10 +348,20 @@ def revoke_token(token_id: str, request: Request, sc: SessionContext = Depends(F
 
 
 @router.post("/integrations/tokens/{token_id}/rotate")
-def rotate_token(token_id: str, request: Request, sc: SessionContext = Depends(FORM)) -> Response:
+def rotate_token(
+    token_id: str,
+    request: Request,
+    form: FormData | None = Depends(read_form),
+    sc: SessionContext = Depends(FORM),
+) -> Response:
     def act() -> Response:
         minted = tokens.rotate_pat(
-            sc.db, sc.user, token_id, settings=ctx(request).settings, ip=request_ip(request)
+            sc.db,
+            sc.user,
+            token_id,
+            settings=ctx(request).settings,
+            ip=request_ip(request),
+            grace_days=forms.grace_days(form),
         )
         return integrations_page(request, sc, reveal=_reveal(minted, "rotated"))
 

@@ -53,6 +53,11 @@ def integer(value: str, label: str) -> int | None:
         raise BadRequest(f"{label} must be a whole number") from None
 
 
+def grace_days(form: FormData | None) -> int:
+    """The rotation form's grace period (days the old secret keeps working; default 0)."""
+    return integer(text(form, "grace_days"), "Grace period") or 0
+
+
 def expiry(form: FormData | None) -> ExpirySpec:
     choice = text(form, "expiry") or "365"
     if choice in EXPIRY_CHOICES:
