@@ -42,6 +42,7 @@ from sensorhub.jobs import JobRunner
 from sensorhub.logs import install_redaction
 from sensorhub.metrics import MetricsMiddleware
 from sensorhub.push.hub import PushBus
+from sensorhub.mqtt.broker import embedded_broker, mqtt_enabled
 from sensorhub.timeseries.endpoints import router as timeseries_router
 from sensorhub.tokens.endpoints import router as tokens_router
 
@@ -83,6 +84,8 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
                 await steps.enter_async_context(_push_bus(ctx.push_bus))
             if settings.embedded_worker:
                 await steps.enter_async_context(_background_jobs(build_runner(ctx)))
+            if mqtt_enabled(settings):
+                await steps.enter_async_context(_mqtt_broker(ctx))
             yield
         ctx.db.dispose()
 
@@ -163,6 +166,13 @@ async def _background_jobs(runner: JobRunner) -> AsyncIterator[None]:
         yield
     finally:
         await asyncio.to_thread(runner.stop)
+
+
+@asynccontextmanager
+async def _mqtt_broker(ctx: AppContext) -> AsyncIterator[None]:
+    """Lifespan step: the embedded MQTT broker (docs/mqtt.md) runs while the app does."""
+    async with embedded_broker(ctx):
+        yield
 
 
 def _mount_docs(app: FastAPI) -> None:

@@ -130,6 +130,15 @@ class Settings(BaseSettings):
     # Token expiry notices: days before expiry (comma-separated), plus one when a credential expired.
     token_notice_days: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [14, 7, 1])
     token_notice_interval_seconds: float = Field(300.0, gt=0)
+    # The embedded MQTT broker (docs/mqtt.md): listeners as host:port, off when unset. `sensorhub serve`
+    # and `sensorhub demo` turn on mqtt_listen (127.0.0.1:1883 by default; --mqtt-listen, --no-mqtt).
+    mqtt_listen: str | None = None
+    mqtt_tls_listen: str | None = None
+    mqtt_ws_listen: str | None = None
+    mqtt_wss_listen: str | None = None
+    mqtt_certfile: Path | None = None
+    mqtt_keyfile: Path | None = None
+    mqtt_max_payload_bytes: int = Field(256 * 1024, ge=64, le=16 * 1024 * 1024)
 
     pat_export_row_cap: int = Field(10_000, ge=1)
     key_export_row_cap: int = Field(10_000_000, ge=1)

@@ -68,6 +68,8 @@ auth_invalidations = Counter(
 ingest_points = Counter("sensorhub_ingest_points_total", "Measurement points stored by ingest and backfill")
 ingest_duplicates = Counter("sensorhub_ingest_duplicates_total", "Ingested points skipped as duplicates")
 export_rows = Counter("sensorhub_export_rows_total", "Rows written into export files")
+mqtt_stored = Counter("sensorhub_mqtt_messages_stored_total", "MQTT messages stored by the ingest service")
+mqtt_refused = Counter("sensorhub_mqtt_messages_refused_total", "MQTT messages refused (nothing stored)")
 
 # Pre-bound children: the hot path pays one locked add, no label lookup.
 CACHE_HIT = auth_cache_lookups.labels("hit")
@@ -172,4 +174,6 @@ __all__ = [
     "ingest_duplicates",
     "ingest_points",
     "metrics_endpoint",
+    "mqtt_refused",
+    "mqtt_stored",
 ]

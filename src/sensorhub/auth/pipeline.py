@@ -167,6 +167,27 @@ class Authenticator:
             self.cache.put(digest, principal, generation)
         return principal
 
+    async def principal_of(self, text: str) -> Principal | None:
+        """The credential a token names, for transports other than HTTP (MQTT): the same format and
+        checksum check (no I/O for garbage), cache and database lookup as :meth:`authenticate`; None for
+        a malformed, unknown, revoked or expired token or a disabled owner. The caller checks expiry,
+        restrictions and scopes per use, as :meth:`authenticate` does."""
+        parsed = token_format.parse(text, self.prefix)
+        if parsed is None:
+            return None
+        return await self.principal_by_digest(parsed.digest)
+
+    async def principal_by_digest(self, digest: str) -> Principal | None:
+        principal = self.cache.get(digest)
+        if principal is None:
+            generation = self.cache.generation
+            try:
+                principal = await to_thread.run_sync(self._resolve, digest, utcnow())
+            except Rejected:
+                return None
+            self.cache.put(digest, principal, generation)
+        return principal
+
     def _check_use(
         self, request: Request, ip: str, principal: Principal, scope: str | None, now: datetime
     ) -> None:

@@ -1,0 +1,560 @@
+"""The embedded MQTT broker: amqtt (a maintained MQTT 3.1.1 broker) with sensorhub's tokens, topic ACLs
+and ingest service plugged in. Nothing of the MQTT protocol is implemented here.
+
+- **Connect**: the token is the password, and the username is the same token (Datacake's convention).
+  It is checked like an HTTP request's (format and checksum first, cache, database, expiry, owner,
+  IP allowlist, HTTPS-only → TLS-only); a connection whose token has neither ``ingest`` nor
+  ``telemetry`` is refused (CONNACK 5, not authorised), with one log line without secrets.
+- **Publish** (``ingest``): :meth:`MqttService.on_publish` stores the message through the one ingest
+  service (:mod:`sensorhub.timeseries.ingest`: same validation, limits, write windows, all-or-nothing,
+  idempotent on (series, timestamp)) *before* the QoS 1 PUBACK is sent: :class:`IngestHandler` replaces
+  amqtt's publish handling, which acknowledges first. A refused message stores nothing and closes the
+  connection (MQTT 3.1.1 has no negative PUBACK; closing is what the standard allows, and it tells a
+  QoS 1 publisher the message was not taken), with a log line naming the credential id and the reason.
+  Client messages are never forwarded by the broker: subscribers only get values that were stored.
+- **Subscribe** (``telemetry``): filters under ``sensorhub/``; every stored value is delivered to each
+  connected subscriber whose filter matches its topic and whose credential may read that entity at
+  that timestamp (the same :class:`~sensorhub.authz.access.Access` as the HTTP reads).
+- **Revocation**: every change to what credentials may do (``db.auth_changed`` → the app context's
+  invalidation, or another process's through the epoch file / Redis) makes the service re-resolve the
+  credential of every session from the database; a revoked, expired or disabled one is disconnected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from amqtt.broker import Broker
+from amqtt.contexts import Action, BrokerConfig, ListenerConfig, ListenerType
+from amqtt.mqtt.constants import QOS_0, QOS_1
+from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+from amqtt.mqtt.puback import PubackPacket
+from amqtt.mqtt.publish import PublishPacket
+from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
+from amqtt.plugins.manager import PluginManager
+from amqtt.session import Session as MqttSession
+from anyio import to_thread
+
+from sensorhub import metrics
+from sensorhub.auth.principal import Principal
+from sensorhub.auth.restrictions import RequestFacts
+from sensorhub.auth.token_format import digest as token_digest
+from sensorhub.authz.scope import windows_to_us
+from sensorhub.config import Settings
+from sensorhub.context import AppContext
+from sensorhub.db import utcnow
+from sensorhub.errors import BadRequest, Forbidden, PayloadTooLarge, SensorhubError
+from sensorhub.kit.time import iso
+from sensorhub.mqtt import topics
+from sensorhub.timeseries import ingest
+
+log = logging.getLogger("sensorhub.mqtt")
+
+# How often credentials of connected sessions are re-checked when nothing told us to (expiry, and
+# invalidations from other processes that only the epoch file or Redis carries).
+RECHECK_SECONDS = 0.25
+SCOPES = frozenset({"ingest", "telemetry"})
+
+
+@dataclass
+class Client:
+    """One authenticated connection: its credential as of the last check."""
+
+    client_id: str
+    digest: str
+    principal: Principal
+    ip: str
+    tls: bool
+    closed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StoredValue:
+    """The newest value of one series (or latest-state property) that a message stored."""
+
+    org_id: str
+    workspace_id: str | None
+    entity_id: str
+    asset_id: str
+    attribute: str
+    ts_us: int
+    value: Any
+    unit: str | None
+
+
+class Refused(Exception):
+    """A publish that stores nothing; ``reason`` goes to the log (never a secret)."""
+
+
+class IngestHandler(BrokerProtocolHandler):
+    """amqtt's broker-side protocol handler, except for incoming PUBLISH: the message is stored first,
+    then acknowledged (QoS 1 PUBACK, or the QoS 2 flow); a refused one closes the connection. One
+    session's messages are stored and acknowledged in the order they arrived [MQTT-4.6.0-2]."""
+
+    def __init__(
+        self,
+        plugins_manager: PluginManager[Any],
+        service: MqttService,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(plugins_manager, loop=loop)
+        self.service = service
+        self.client: Client | None = None
+        self._order = asyncio.Lock()
+
+    async def start(self) -> None:
+        if self.session is not None and self.client is None:
+            self.client = self.service.claim(self.session.client_id, self)
+        await super().start()
+
+    async def stop(self) -> None:
+        self.service.release(self)
+        await super().stop()
+
+    async def handle_publish(self, publish_packet: PublishPacket) -> None:
+        topic, data = publish_packet.topic_name, publish_packet.data
+        if topic is None or data is None:
+            return
+        received = utcnow()
+        async with self._order:
+            if self.client is None or self.client.closed:
+                return
+            try:
+                await self.service.on_publish(self.client, topic, bytes(data), received)
+            except Refused as r:
+                log.warning(
+                    "mqtt publish refused, nothing stored; closing the connection: client=%s credential=%s "
+                    "topic=%r reason=%s",
+                    self.client.client_id,
+                    self.client.principal.credential_id,
+                    topic[:200],
+                    r,
+                )
+                metrics.mqtt_refused.inc()
+                await self.service.disconnect(self)
+                return
+            qos = publish_packet.qos
+            if qos == QOS_0:
+                return
+            if qos == QOS_1:
+                assert publish_packet.variable_header is not None
+                await self._send_packet(PubackPacket.build(publish_packet.variable_header.packet_id))
+                return
+        # QoS 2: stored (idempotently); the library's PUBREC/PUBREL/PUBCOMP flow follows, and the topic
+        # ACL keeps the broker from forwarding the message itself.
+        await super().handle_publish(publish_packet)
+
+
+class SensorhubBroker(Broker):
+    """amqtt's broker with :class:`IngestHandler` as the protocol handler of every connection."""
+
+    def __init__(self, config: BrokerConfig, service: MqttService) -> None:
+        super().__init__(config)
+        self.service = service
+
+    async def _initialize_client_session(
+        self, reader: Any, writer: Any, remote_address: str, remote_port: int
+    ) -> tuple[BrokerProtocolHandler, MqttSession]:
+        # The library reads and checks CONNECT and sets up the session; only the handler is ours.
+        # (amqtt 0.12 has no hook between receiving a PUBLISH and its PUBACK: see docs/mqtt.md.)
+        _, session = await super()._initialize_client_session(reader, writer, remote_address, remote_port)
+        return IngestHandler(self.plugins_manager, self.service, loop=self._loop), session
+
+    def matches(self, topic: str, topic_filter: str) -> bool:
+        """MQTT topic-filter matching, the library's own (wildcards, ``$`` topics)."""
+        matched: bool = self._matches(topic, topic_filter)
+        return matched
+
+
+class TokenAuthPlugin(BaseAuthPlugin):
+    """CONNECT: a sensorhub token as username and password."""
+
+    @dataclass
+    class Config:
+        service: Any = None
+
+    async def authenticate(self, *, session: MqttSession) -> bool | None:
+        service: MqttService = self.config.service
+        ok: bool = await service.authenticate(session)
+        return ok
+
+
+class TopicAclPlugin(BaseTopicPlugin):
+    """SUBSCRIBE: filters a ``telemetry`` token may use. The broker itself forwards nothing: published
+    messages are stored (and values delivered by :meth:`MqttService.deliver`), will messages dropped."""
+
+    @dataclass
+    class Config:
+        service: Any = None
+
+    async def topic_filtering(
+        self, *, session: MqttSession | None = None, topic: str | None = None, action: Action | None = None
+    ) -> bool | None:
+        service: MqttService = self.config.service
+        if action == Action.SUBSCRIBE and session is not None and topic is not None:
+            return service.may_subscribe(session, topic)
+        return False
+
+
+class MqttService:
+    """The sensorhub side of the broker: credentials of the connected sessions, storing what they
+    publish, delivering stored values to subscribers, disconnecting revoked sessions."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.settings = ctx.settings
+        self.limits = ingest.Limits.from_settings(ctx.settings)
+        self.broker: SensorhubBroker | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.handlers: set[IngestHandler] = set()
+        self._authenticated: dict[str, Client] = {}
+        self._recheck = asyncio.Event()
+        self._generation = ctx.cache.generation
+        self._tasks: set[asyncio.Task[Any]] = set()
+        # Called with every stored value (the live feed of this process's MQTT ingest).
+        self.value_listeners: list[Callable[[list[StoredValue], Principal], None]] = []
+
+    # -- connect -------------------------------------------------------------------------------------
+    async def authenticate(self, session: MqttSession) -> bool:
+        ip = session.remote_address or ""
+        cid = session.client_id or ""
+        user, password = session.username, session.password
+        if not password or user != password:
+            return self._refuse(ip, cid, "username and password must both be the token")
+        principal = await self.ctx.auth.principal_of(password)
+        if principal is None:
+            return self._refuse(ip, cid, "invalid, expired or revoked token")
+        tls = session.ssl_object is not None
+        problem = self._unusable(principal, ip, tls)
+        if problem is not None:
+            return self._refuse(ip, cid, problem, principal)
+        self._authenticated[cid] = Client(cid, token_digest(password), principal, ip, tls)
+        log.info("mqtt client connected: client=%s credential=%s ip=%s", cid, principal.credential_id, ip)
+        return True
+
+    def _unusable(self, principal: Principal, ip: str, tls: bool) -> str | None:
+        now = utcnow()
+        if principal.is_expired(now):
+            return "expired token"
+        if self.settings.require_https and not tls:
+            return "tokens are only accepted over TLS on this server"
+        facts = RequestFacts(client_ip=ip, now=now)
+        if any(not r.verify(facts) for r in principal.restrictions):
+            return "this credential may not be used from this client address"
+        if not SCOPES & principal.scopes:
+            return "the token has neither the 'ingest' nor the 'telemetry' scope"
+        return None
+
+    def _refuse(self, ip: str, cid: str, reason: str, principal: Principal | None = None) -> bool:
+        self.ctx.auth.failures["mqtt_connect_refused"] += 1
+        self.ctx.limiter.hit(
+            f"authfail:{ip}", self.settings.failed_auth_limit, self.settings.failed_auth_window_seconds
+        )
+        log.warning(
+            "mqtt connect refused: client=%r ip=%s credential=%s reason=%s",
+            cid[:64],
+            ip,
+            principal.credential_id if principal else "-",
+            reason,
+        )
+        return False
+
+    def claim(self, client_id: str, handler: IngestHandler) -> Client | None:
+        client = self._authenticated.pop(client_id, None)
+        if client is not None:
+            self.handlers.add(handler)
+        return client
+
+    def release(self, handler: IngestHandler) -> None:
+        self.handlers.discard(handler)
+        if handler.client is not None:
+            handler.client.closed = True
+
+    async def disconnect(self, handler: IngestHandler) -> None:
+        """Close one connection (its session state goes with it; no will message is forwarded)."""
+        if handler.client is not None:
+            handler.client.closed = True
+        self.handlers.discard(handler)
+        with contextlib.suppress(Exception):
+            await handler.handle_connection_closed()
+
+    # -- publish -------------------------------------------------------------------------------------
+    async def on_publish(self, client: Client, topic: str, payload: bytes, received: datetime) -> None:
+        """Store one message, or raise :class:`Refused` with nothing stored."""
+        principal = client.principal
+        if principal.is_expired(received):
+            raise Refused("expired token")
+        if "ingest" not in principal.scopes:
+            raise Refused("the token has no 'ingest' scope")
+        decision = self.ctx.limiter.hit(
+            f"cred:{principal.credential_id}", principal.rate_limit_per_minute, 60
+        )
+        if not decision.allowed:
+            raise Refused(f"rate limit of {decision.limit} messages per minute exceeded")
+        if len(payload) > self.settings.mqtt_max_payload_bytes:
+            raise Refused(
+                f"payload of {len(payload)} bytes is larger than {self.settings.mqtt_max_payload_bytes} "
+                "(SENSORHUB_MQTT_MAX_PAYLOAD_BYTES)"
+            )
+        try:
+            target = topics.parse_topic(topic)
+            access = principal.for_tenant(target.tenant).access("ingest")
+            if access.is_empty:
+                raise Forbidden(f"this token may not write to {target.tenant}")
+            raw = topics.body_of(target, payload)
+            stored = await to_thread.run_sync(self._store, access, target, raw, received)
+        except (BadRequest, Forbidden, PayloadTooLarge, SensorhubError) as e:
+            raise Refused(e.message) from None
+        metrics.ingest_points.inc(stored[0]["accepted"])
+        metrics.ingest_duplicates.inc(stored[0]["duplicates"])
+        metrics.mqtt_stored.inc()
+        values = stored[1]
+        if values:
+            for listener in list(self.value_listeners):
+                listener(values, principal)
+
+    def _store(
+        self, access: Any, target: topics.Target, raw: bytes, received: datetime
+    ) -> tuple[dict[str, int], list[StoredValue]]:
+        # As the HTTP backfill: everything the body decides first, then what the database decides in a
+        # read transaction (a refused message never takes the write lock), then the write transaction.
+        prepared = ingest.prepare(raw, received, self.limits)
+        with self.ctx.db.session() as s:
+            entity, _ = ingest.check_target(s, access, target.device, prepared, self.limits)
+            ids = (entity.org_id, entity.workspace_id, entity.entity_id, entity.asset_id)
+        with self.ctx.db.transaction() as s:
+            result = ingest.store(s, access, target.device, prepared, self.limits)
+        return result, _newest(ids, prepared)
+
+    # -- subscribe and deliver -----------------------------------------------------------------------
+    def client_of(self, session: MqttSession) -> Client | None:
+        if self.broker is None or session.client_id is None:
+            return None
+        handler = self.broker.sessions.get(session.client_id, (None, None))[1]
+        return handler.client if isinstance(handler, IngestHandler) else None
+
+    def may_subscribe(self, session: MqttSession, topic_filter: str) -> bool:
+        client = self.client_of(session)
+        if client is None or client.closed:
+            return False
+        principal = client.principal
+        ok = "telemetry" in principal.scopes and topics.filter_reaches_root(topic_filter)
+        org = topics.filter_org(topic_filter)
+        if ok and org is not None:
+            ok = not principal.for_tenant(org).access("telemetry").is_empty
+        if not ok:
+            log.info(
+                "mqtt subscription refused: client=%s credential=%s filter=%r",
+                client.client_id,
+                principal.credential_id,
+                topic_filter[:200],
+            )
+        return ok
+
+    def deliver(
+        self, values: list[StoredValue], slugs: Callable[[str, str | None], tuple[str, str] | None]
+    ) -> None:
+        """Publish each stored value to every subscriber that may read it (tasks; never blocks)."""
+        broker = self.broker
+        if broker is None or not broker.subscriptions:
+            return
+        for v in values:
+            names = slugs(v.org_id, v.workspace_id)
+            if names is None:
+                continue
+            device = v.entity_id if not set("/+#") & set(v.entity_id) else v.asset_id
+            topic = topics.value_topic(names[0], names[1], device, v.attribute)
+            if topic is None:
+                continue
+            payload = topics.value_payload(iso(v.ts_us), v.value, v.unit)
+            sent: set[str] = set()
+            for topic_filter, subscribers in list(broker.subscriptions.items()):
+                if not broker.matches(topic, topic_filter):
+                    continue
+                for session, qos in subscribers:
+                    self._send(session, qos, topic, payload, v, sent)
+
+    def _send(
+        self, session: MqttSession, qos: int, topic: str, payload: bytes, v: StoredValue, sent: set[str]
+    ) -> None:
+        cid = session.client_id
+        if cid is None or cid in sent or session.transitions.state != "connected":
+            return
+        assert self.broker is not None
+        handler = self.broker.sessions.get(cid, (None, None))[1]
+        if not isinstance(handler, IngestHandler) or handler.client is None or handler.client.closed:
+            return
+        if not _may_read(handler.client.principal, v):
+            return
+        sent.add(cid)
+        task = asyncio.create_task(handler.mqtt_publish(topic, payload, qos, retain=False))
+        self._tasks.add(task)
+        task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.info("mqtt delivery failed: %s", task.exception())
+
+    # -- revocation ----------------------------------------------------------------------------------
+    def auth_changed(self) -> None:
+        """For ``db.auth_listeners``: runs in the committing thread."""
+        loop = self.loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._recheck.set)
+
+    async def watch_credentials(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._recheck.wait(), RECHECK_SECONDS)
+            told = self._recheck.is_set()
+            self._recheck.clear()
+            generation = self.ctx.cache.generation
+            if told or generation != self._generation:
+                self._generation = generation
+                await self.recheck_all()
+            else:
+                await self.expire()
+
+    async def recheck_all(self) -> None:
+        """Re-resolve the credential of every connected session from the database."""
+        by_digest: dict[str, list[IngestHandler]] = {}
+        for h in list(self.handlers):
+            if h.client is not None and not h.client.closed:
+                by_digest.setdefault(h.client.digest, []).append(h)
+        for digest, handlers in by_digest.items():
+            principal = await self.ctx.auth.principal_by_digest(digest)
+            for h in handlers:
+                assert h.client is not None
+                problem = (
+                    "revoked or no longer valid"
+                    if principal is None
+                    else self._unusable(principal, h.client.ip, h.client.tls)
+                )
+                if problem is None and principal is not None:
+                    h.client.principal = principal
+                    continue
+                log.warning(
+                    "mqtt session closed: client=%s credential=%s reason=%s",
+                    h.client.client_id,
+                    h.client.principal.credential_id,
+                    problem,
+                )
+                await self.disconnect(h)
+
+    async def expire(self) -> None:
+        now = utcnow()
+        for h in list(self.handlers):
+            if h.client is not None and not h.client.closed and h.client.principal.is_expired(now):
+                log.warning(
+                    "mqtt session closed: client=%s credential=%s reason=expired token",
+                    h.client.client_id,
+                    h.client.principal.credential_id,
+                )
+                await self.disconnect(h)
+
+
+def _newest(ids: tuple[str, str | None, str, str], p: ingest.Prepared) -> list[StoredValue]:
+    org_id, ws_id, entity_id, asset_id = ids
+    out: list[StoredValue] = []
+    for key, col in p.numeric.items():
+        if col.ts.size:
+            i = int(np.argmax(col.ts))
+            out.append(
+                StoredValue(
+                    org_id, ws_id, entity_id, asset_id, key, int(col.ts[i]), float(col.array[i]), col.unit
+                )
+            )
+    for key, (ts, value, unit) in p.states.items():
+        out.append(StoredValue(org_id, ws_id, entity_id, asset_id, key, ts, value, unit))
+    return out
+
+
+def _may_read(principal: Principal, v: StoredValue) -> bool:
+    """Whether ``principal`` may read ``v`` through the telemetry routes (entity and time window)."""
+    if "telemetry" not in principal.scopes:
+        return False
+    windows = principal.access("telemetry").windows_for(v.org_id, v.workspace_id, v.entity_id)
+    return any(lo <= v.ts_us < hi for lo, hi in windows_to_us(windows))
+
+
+def _slugs_of(principal: Principal) -> Callable[[str, str | None], tuple[str, str] | None]:
+    """Organisation and workspace slugs by id, as the publishing credential knows them."""
+
+    def slugs(org_id: str, workspace_id: str | None) -> tuple[str, str] | None:
+        org = principal.orgs.get(org_id)
+        ws = principal.workspaces.get(workspace_id) if workspace_id is not None else None
+        return (org.slug, ws.slug) if org is not None and ws is not None else None
+
+    return slugs
+
+
+def broker_config(settings: Settings, service: MqttService) -> BrokerConfig:
+    """Listeners from the settings (TCP, TLS, WebSocket, secure WebSocket) and our two plugins only."""
+    listeners: dict[str, ListenerConfig] = {}
+    tls = {"ssl": True, "certfile": settings.mqtt_certfile, "keyfile": settings.mqtt_keyfile}
+    wanted: list[tuple[str, str | None, ListenerType, dict[str, Any]]] = [
+        ("mqtt", settings.mqtt_listen, ListenerType.TCP, {}),
+        ("mqtts", settings.mqtt_tls_listen, ListenerType.TCP, tls),
+        ("ws", settings.mqtt_ws_listen, ListenerType.WS, {}),
+        ("wss", settings.mqtt_wss_listen, ListenerType.WS, tls),
+    ]
+    for name, bind, kind, extra in wanted:
+        if bind:
+            if extra and not (settings.mqtt_certfile and settings.mqtt_keyfile):
+                raise ValueError(
+                    f"SENSORHUB_MQTT_{name.upper()}_LISTEN needs SENSORHUB_MQTT_CERTFILE and SENSORHUB_MQTT_KEYFILE"
+                )
+            listeners[name] = ListenerConfig(type=kind, bind=bind, **extra)
+    if not listeners:
+        raise ValueError("no MQTT listener configured (SENSORHUB_MQTT_LISTEN, ...)")
+    # amqtt requires a listener named "default"; the first configured one takes the name.
+    first = next(iter(listeners))
+    listeners = {("default" if k == first else k): v for k, v in listeners.items()}
+    plugins = {
+        f"{TokenAuthPlugin.__module__}.{TokenAuthPlugin.__qualname__}": {"service": service},
+        f"{TopicAclPlugin.__module__}.{TopicAclPlugin.__qualname__}": {"service": service},
+    }
+    return BrokerConfig(listeners=listeners, plugins=plugins)
+
+
+def mqtt_enabled(settings: Settings) -> bool:
+    return bool(
+        settings.mqtt_listen
+        or settings.mqtt_tls_listen
+        or settings.mqtt_ws_listen
+        or settings.mqtt_wss_listen
+    )
+
+
+@asynccontextmanager
+async def embedded_broker(ctx: AppContext) -> AsyncIterator[MqttService]:
+    """Run the broker (and the credential watcher) while the block runs."""
+    service = MqttService(ctx)
+    broker = SensorhubBroker(broker_config(ctx.settings, service), service)
+    service.broker = broker
+    service.loop = asyncio.get_running_loop()
+    service.value_listeners.append(lambda values, p: service.deliver(values, _slugs_of(p)))
+    await broker.start()
+    ctx.db.auth_listeners.append(service.auth_changed)
+    watcher = asyncio.create_task(service.watch_credentials(), name="sensorhub-mqtt-credentials")
+    log.info(
+        "mqtt broker listening: %s", ", ".join(f"{n}={c.bind}" for n, c in broker.listeners_config.items())
+    )
+    try:
+        yield service
+    finally:
+        with contextlib.suppress(ValueError):
+            ctx.db.auth_listeners.remove(service.auth_changed)
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        await broker.shutdown()

@@ -1,0 +1,306 @@
+"""The embedded MQTT broker with real clients (paho-mqtt), on SQLite and PostgreSQL.
+
+Each test starts the app (and with it the broker, a lifespan step) on a free port; devices connect with a
+token as username and password. Nothing waits on a timer where an event can be awaited: a QoS 1 publish
+returns when its PUBACK arrives, which the broker sends only after the message is stored.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import paho.mqtt.client as mqtt
+import pytest
+from fastapi.testclient import TestClient
+
+from sensorhub.app import create_app
+from sensorhub.config import Settings
+from sensorhub.context import AppContext
+from tests.builders import World, bearer, login
+
+T = 10.0  # seconds: the upper bound of every wait (events normally arrive in milliseconds)
+DEVICE = "urn:ngsi-ld:Device:pump-1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Device:
+    """A paho client that records what happens to it."""
+
+    def __init__(self, port: int, token: str | None, username: str | None = None, **kw: Any) -> None:
+        self.c = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311, reconnect_on_failure=False, **kw
+        )
+        if token is not None:
+            self.c.username_pw_set(username if username is not None else token, token)
+        self.connected = threading.Event()
+        self.closed = threading.Event()
+        self.subscribed = threading.Event()
+        self.reason: Any = None
+        self.granted: list[int] = []
+        self.messages: list[tuple[str, Any]] = []
+        self.got = threading.Condition()
+        self.c.on_connect = self._on_connect
+        self.c.on_disconnect = self._on_disconnect
+        self.c.on_subscribe = self._on_subscribe
+        self.c.on_message = self._on_message
+        self.port = port
+
+    def _on_connect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        self.reason = reason
+        self.connected.set()
+
+    def _on_disconnect(self, *_a: Any) -> None:
+        self.closed.set()
+
+    def _on_subscribe(self, _c: Any, _u: Any, _mid: Any, codes: Any, _p: Any) -> None:
+        self.granted = [int(getattr(x, "value", x)) for x in codes]
+        self.subscribed.set()
+
+    def _on_message(self, _c: Any, _u: Any, msg: Any) -> None:
+        with self.got:
+            self.messages.append((msg.topic, orjson.loads(msg.payload)))
+            self.got.notify_all()
+
+    def start(self) -> Device:
+        self.c.connect("127.0.0.1", self.port, keepalive=30)
+        self.c.loop_start()
+        assert self.connected.wait(T)
+        return self
+
+    @property
+    def accepted(self) -> bool:
+        return not self.reason.is_failure
+
+    def publish(self, topic: str, payload: bytes | str, qos: int = 1) -> bool:
+        """True when the broker acknowledged (QoS 1) the message; False when it closed the connection."""
+        info = self.c.publish(topic, payload, qos=qos)
+        if qos == 0:
+            return True
+        done = threading.Event()
+        waiter = threading.Thread(target=lambda: (info.wait_for_publish(T), done.set()), daemon=True)
+        waiter.start()
+        while not done.is_set() and not self.closed.is_set():
+            done.wait(0.01)
+        return info.is_published()
+
+    def subscribe(self, topic_filter: str, qos: int = 1) -> list[int]:
+        self.subscribed.clear()
+        self.c.subscribe(topic_filter, qos=qos)
+        assert self.subscribed.wait(T)
+        return self.granted
+
+    def wait_messages(self, n: int) -> list[tuple[str, Any]]:
+        with self.got:
+            assert self.got.wait_for(lambda: len(self.messages) >= n, T), self.messages
+            return list(self.messages)
+
+    def stop(self) -> None:
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def mqtt_settings(settings: Settings, port: int) -> Settings:
+    return settings.model_copy(update={"mqtt_listen": f"127.0.0.1:{port}"})
+
+
+@pytest.fixture
+def mctx(mqtt_settings: Settings) -> Iterator[AppContext]:
+    c = AppContext.build(mqtt_settings)
+    yield c
+    c.db.dispose()
+
+
+@pytest.fixture
+def http(mqtt_settings: Settings, mctx: AppContext) -> Iterator[TestClient]:
+    with TestClient(create_app(mqtt_settings, mctx), base_url="http://testserver") as c:
+        yield c
+
+
+@pytest.fixture
+def w(mctx: AppContext) -> World:
+    w = World(mctx)
+    w.org("acme", workspaces=("plant", "lab"))
+    w.user("dev@acme.test", "acme", role="admin")
+    w.entity("acme", "plant", DEVICE)
+    w.entity("acme", "lab", "urn:ngsi-ld:Device:lab-1")
+    return w
+
+
+@pytest.fixture
+def devices(port: int) -> Iterator[Any]:
+    made: list[Device] = []
+
+    def make(token: str | None, **kw: Any) -> Device:
+        d = Device(port, token, **kw)
+        made.append(d)
+        return d.start()
+
+    yield make
+    for d in made:
+        d.stop()
+
+
+def latest(http: TestClient, token: str, device: str = DEVICE) -> dict[str, Any]:
+    r = http.get(f"/api/devices/{device}", headers=bearer(token))
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def series(http: TestClient, token: str, attribute: str, device: str = DEVICE) -> dict[str, Any]:
+    r = http.get(
+        f"/api/timeseries/v2/entities/{device}/data",
+        params={
+            "attribute": attribute,
+            "start_time": "2020-01-01T00:00:00Z",
+            "end_time": "2030-01-01T00:00:00Z",
+        },
+        headers=bearer(token),
+    )
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_qos1_value_is_stored_before_puback_and_shown_by_the_api(
+    http: TestClient, w: World, devices: Any
+) -> None:
+    token = w.pat("dev@acme.test")
+    d = devices(token)
+    assert d.accepted
+    assert d.publish(f"sensorhub/acme/plant/{DEVICE}/temperature", "21.5")
+    # The PUBACK came after the commit: the value is readable at once, without waiting.
+    assert latest(http, token)["attributes"]["temperature"]["value"] == 21.5
+    assert series(http, token, "temperature")["attributes"]["temperature"] == [21.5]
+    # A JSON backfill record on the device topic, with its own timestamp and a unit.
+    record = {"timestamp": "2026-01-02T03:04:05Z", "data": {"pressure": {"value": 1013.2, "unit": "HPA"}}}
+    assert d.publish(f"sensorhub/acme/plant/{DEVICE}", orjson.dumps(record))
+    got = series(http, token, "pressure")
+    assert got["timestamps"] == ["2026-01-02T03:04:05Z"] and got["attributes"]["pressure"] == [1013.2]
+    # Idempotent: the same record again is a duplicate, still acknowledged, nothing added.
+    assert d.publish(f"sensorhub/acme/plant/{DEVICE}", orjson.dumps(record))
+    assert series(http, token, "pressure")["attributes"]["pressure"] == [1013.2]
+
+
+def test_subscriber_receives_live_values_it_may_read_and_nothing_else(
+    http: TestClient, w: World, devices: Any
+) -> None:
+    w.user("viewer@acme.test", "acme", role="viewer", grant_org=False)
+    w.grant("viewer@acme.test", "acme", workspace="plant")
+    reader = devices(w.pat("viewer@acme.test", scopes=["telemetry"]))
+    assert reader.subscribe("sensorhub/#") == [1]
+    # A filter outside the scheme, and an organisation the token does not reach, are refused.
+    assert reader.subscribe("other/#") == [128]
+    assert reader.subscribe("sensorhub/otherorg/#") == [128]
+    writer = devices(w.pat("dev@acme.test", scopes=["ingest"]))
+    assert writer.publish("sensorhub/acme/lab/urn:ngsi-ld:Device:lab-1/temperature", "5")
+    assert writer.publish(f"sensorhub/acme/plant/{DEVICE}/temperature", "22.25")
+    topic, body = reader.wait_messages(1)[0]
+    assert topic == f"sensorhub/acme/plant/{DEVICE}/temperature"
+    assert body["value"] == 22.25 and body["timestamp"].endswith("Z")
+    # The lab value (not readable by the viewer) never arrives, and the writer's own publish is not
+    # echoed raw: a further readable value is the second message.
+    assert writer.publish(f"sensorhub/acme/plant/{DEVICE}/temperature", "23")
+    msgs = reader.wait_messages(2)
+    assert [b["value"] for _, b in msgs] == [22.25, 23]
+    # A token without telemetry may not subscribe at all.
+    assert writer.subscribe("sensorhub/#") == [128]
+
+
+def test_revoking_the_token_disconnects_its_session_at_once(http: TestClient, w: World, devices: Any) -> None:
+    token = w.pat("dev@acme.test")
+    d = devices(token)
+    other = devices(w.pat("dev@acme.test", name="other"))
+    assert d.publish(f"sensorhub/acme/plant/{DEVICE}/temperature", "1")
+    login(http, "dev@acme.test")
+    listed = http.get("/api/tokens").json()
+    cred_id = next(
+        t["id"] for t in (listed["tokens"] if isinstance(listed, dict) else listed) if t["name"] == "test"
+    )
+    assert http.delete(f"/api/tokens/{cred_id}").status_code in (200, 204)
+    assert d.closed.wait(T)
+    assert not other.closed.is_set()
+    # Reconnecting with the revoked token is refused (CONNACK 5, not authorised).
+    again = Device(d.port, token)
+    again.c.connect("127.0.0.1", d.port)
+    again.c.loop_start()
+    assert again.connected.wait(T)
+    assert again.reason.is_failure
+    again.stop()
+
+
+BAD = [
+    ("text", f"sensorhub/acme/plant/{DEVICE}/temperature", "warm"),
+    ("nan", f"sensorhub/acme/plant/{DEVICE}/temperature", "NaN"),
+    ("infinity", f"sensorhub/acme/plant/{DEVICE}/temperature", "-Infinity"),
+    ("non-utf8", f"sensorhub/acme/plant/{DEVICE}/temperature", b"\xff\xfe"),
+    ("nan-json", f"sensorhub/acme/plant/{DEVICE}", b'{"data": {"t": NaN}}'),
+    (
+        "old-timestamp",
+        f"sensorhub/acme/plant/{DEVICE}",
+        b'{"timestamp": "1066-10-14T00:00:00Z", "data": {"t": 1}}',
+    ),
+    (
+        "all-or-nothing",
+        f"sensorhub/acme/plant/{DEVICE}",
+        b'[{"data": {"t": 1}}, {"data": {"t": 2}, "extra": 1}]',
+    ),
+    ("bad-json", f"sensorhub/acme/plant/{DEVICE}", b"\xff{not json"),
+    ("oversized", f"sensorhub/acme/plant/{DEVICE}", b"x" * 300_000),
+    ("unknown-device", "sensorhub/acme/plant/urn:ngsi-ld:Device:nope/t", "1"),
+    ("other-org", f"sensorhub/otherorg/plant/{DEVICE}/t", "1"),
+    ("outside-scheme", "elsewhere/t", "1"),
+]
+
+
+def test_bad_messages_store_nothing_and_close_the_connection(
+    http: TestClient, w: World, port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = w.pat("dev@acme.test")
+    for name, topic, payload in BAD:
+        d = Device(port, token).start()
+        assert not d.publish(topic, payload), name
+        assert d.closed.wait(T), name
+        d.stop()
+    # Nothing of any of them was stored, and each refusal was logged without the token.
+    assert latest(http, token)["attributes"] == {}
+    refusals = [r for r in caplog.records if "mqtt publish refused" in r.getMessage()]
+    assert len(refusals) == len(BAD)
+    assert not any(token in r.getMessage() for r in caplog.records)
+
+
+def test_connect_refusals(http: TestClient, w: World, port: int) -> None:
+    good = w.pat("dev@acme.test")
+    cases = [
+        (None, None),  # anonymous
+        ("shub_pat_notarealtoken", None),  # bad checksum
+        (good, "someone-else"),  # username differs from the token
+        (w.pat("dev@acme.test", scopes=["timeseries"], name="ts"), None),  # neither ingest nor telemetry
+    ]
+    for token, username in cases:
+        d = Device(port, token, username=username)
+        d.start()
+        assert d.reason.is_failure, (token, username)
+        d.stop()
+
+
+def test_a_token_without_ingest_cannot_publish(http: TestClient, w: World, devices: Any) -> None:
+    token = w.pat("dev@acme.test", scopes=["telemetry"])
+    d = devices(token)
+    assert d.accepted
+    assert not d.publish(f"sensorhub/acme/plant/{DEVICE}/temperature", "1")
+    assert d.closed.wait(T)
+    assert latest(http, token)["attributes"] == {}
