@@ -41,8 +41,8 @@ from sensorhub.export.stores import ExportStore, store_from_settings
 from sensorhub.jobs import JobRunner
 from sensorhub.logs import install_redaction
 from sensorhub.metrics import MetricsMiddleware
-from sensorhub.push.hub import PushBus
 from sensorhub.mqtt.broker import embedded_broker, mqtt_enabled
+from sensorhub.push.hub import PushBus
 from sensorhub.timeseries.endpoints import router as timeseries_router
 from sensorhub.tokens.endpoints import router as tokens_router
 
