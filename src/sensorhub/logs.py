@@ -90,7 +90,22 @@ def _redact_escaped(m: re.Match[str]) -> str:
     return TOKEN_MARK if _token_shape is not None and _token_shape.search(unquote_plus(run)) else run
 
 
+# Each pattern above needs one of these in the text to match (a keyword, any case; an installed token
+# prefix; "=" or a percent-escape): a text with none of them is returned as is after one search. Most
+# access-log arguments (addresses, methods, plain paths) take this way.
+def _build_hint(prefixes: set[str]) -> re.Pattern[str]:
+    alts = "|".join(re.escape(p) for p in sorted(prefixes))
+    return re.compile(rf"(?i)token|api[_-]?key|password|authorization|cookie|bearer|=|%[0-9a-f]{{2}}|{alts}")
+
+
+_hint: re.Pattern[str] = _build_hint({"shub"})
+
+
 def redact(text: str) -> str:
+    return _redact_all(text) if _hint.search(text) else text
+
+
+def _redact_all(text: str) -> str:
     if "=" in text:
         text = _QUERY_RUN.sub(lambda m: _redact_query(m.group(0)), text)
     if "%" in text:
@@ -110,12 +125,13 @@ def _redact_obj(obj: Any) -> Any:
 
 def install_redaction(prefix: str = "shub") -> None:
     """Idempotent; call once per process (every token prefix in use is covered)."""
-    global _patterns, _token_shape
+    global _patterns, _token_shape, _hint
     if prefix in _installed_prefixes:
         return
     first = not _installed_prefixes
     _installed_prefixes.add(prefix)
     _patterns = _build_patterns(_installed_prefixes)
+    _hint = _build_hint(_installed_prefixes)
     _token_shape = _patterns[0][0]
     if not first:
         return
