@@ -43,6 +43,7 @@ from sensorhub.logs import install_redaction
 from sensorhub.metrics import MetricsMiddleware
 from sensorhub.mqtt.broker import embedded_broker, mqtt_enabled
 from sensorhub.push.hub import PushBus
+from sensorhub.push import stream as live_stream
 from sensorhub.timeseries.endpoints import router as timeseries_router
 from sensorhub.tokens.endpoints import router as tokens_router
 
@@ -57,6 +58,7 @@ ROUTERS: list[APIRouter] = [
     timeseries_router,
     leaf_router,
     export_endpoints.router,
+    live_stream.router,
 ]
 
 DESCRIPTION = """
@@ -86,6 +88,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
                 await steps.enter_async_context(_background_jobs(build_runner(ctx)))
             if mqtt_enabled(settings):
                 await steps.enter_async_context(_mqtt_broker(ctx))
+            steps.push_async_callback(ctx.live.stop)  # the live hub starts with its first stream
             yield
         ctx.db.dispose()
 

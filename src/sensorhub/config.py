@@ -143,6 +143,11 @@ class Settings(BaseSettings):
     pat_export_row_cap: int = Field(10_000, ge=1)
     key_export_row_cap: int = Field(10_000_000, ge=1)
     export_url_ttl_seconds: int = Field(3600, ge=1)
+    # Live streams (GET /api/stream, sensorhub.push.live): heartbeat (and re-authorisation) interval, open
+    # streams per credential and process, and the event log rows a Last-Event-ID reconnect replays at most.
+    live_heartbeat_seconds: float = Field(15.0, gt=0, le=300)
+    live_max_streams_per_credential: int = Field(5, ge=1, le=1000)
+    live_replay_max: int = Field(1000, ge=1, le=100_000)
 
     @field_validator("token_prefix")
     @classmethod

@@ -13,6 +13,7 @@ from sensorhub.bus import RedisBus, wire
 from sensorhub.config import Settings
 from sensorhub.db import Database
 from sensorhub.push.hub import EventHub, PushBus
+from sensorhub.push.live import LiveHub
 
 EPOCH_FILE = "auth-epoch"
 
@@ -33,6 +34,8 @@ class AppContext:
     # Redis relay when SENSORHUB_REDIS_URL is set (its threads run with the app or the worker).
     hub: EventHub = field(default_factory=EventHub)
     push_bus: PushBus | None = None
+    # The live feed of this process (SSE streams, sensorhub.push.live); woken after each commit of events.
+    live: LiveHub = field(init=False)
 
     def invalidate_auth(self) -> None:
         """Drop cached credentials here and in every other process. Runs after the commit of every
@@ -54,6 +57,7 @@ class AppContext:
         usage = UsageTracker(settings.last_used_debounce_seconds)
         auth = Authenticator(settings, db, cache, limiter, usage)
         ctx = cls(settings, db, cache, limiter, usage, auth, bus=bus)
+        ctx.live = LiveHub(db, settings, ctx.hub)
         db.auth_listeners.append(ctx.invalidate_auth)
         if bus is not None:
             ctx.broadcasters.append(bus.publish)

@@ -45,6 +45,19 @@ def _previous_valid_until(s: Session, cred: Credential, now: datetime) -> dateti
     return max(ends) if ends else None
 
 
+def resolve_id(s: Session, credential_id: str, settings: Settings, now: datetime) -> Principal:
+    """The credential's *current* principal by its id, with the same checks as :func:`resolve`: for
+    work that outlives a request and acts with its creator's rights (live streams, subscriptions)."""
+    cred = s.get(Credential, credential_id)
+    if cred is None:
+        raise Rejected("unknown")
+    if cred.revoked_at is not None:
+        raise Rejected("revoked")
+    if cred.expires_at is not None and cred.expires_at <= now:
+        raise Rejected("expired")
+    return build_principal(s, cred, settings, now)
+
+
 def build_principal(s: Session, cred: Credential, settings: Settings, now: datetime) -> Principal:
     token_scopes = frozenset(cred.scopes)
     restrictions = R.load(cred.restrictions)

@@ -1,0 +1,398 @@
+"""NGSI-LD subscriptions: a standing read, owned by the credential that made it.
+
+**Owner.** A subscription is made with a token holding the ``entities`` scope (a read token may make one)
+and belongs to that credential: only it lists, reads, changes or deletes it. Whatever it notifies is
+read with the credential's **current** access (:func:`sensorhub.auth.resolve.resolve_id`, narrowed to
+the ``NGSILD-Tenant`` it was made under), checked when the notification is *sent*: once the token is
+revoked, expires or its owner loses the grant, nothing more of what it can no longer see leaves.
+
+**Matching** (:func:`matching`). An event (the points one request stored for one attribute,
+:mod:`sensorhub.push.events`) matches an active, unexpired subscription when its entity matches one of
+``entities`` (type, and id or idPattern), its attribute is one of ``watchedAttributes`` (when given),
+``q`` holds on the entity as the owner may read it with the new value, and the owner may read the
+value (entity and time windows). ``throttling``: at most one notification per period; values arriving
+meanwhile are not notified separately (the next notification carries the entity as it is then).
+
+**Notifications** (:func:`notification`) are the spec's ``Notification``: ``{id, type: "Notification",
+subscriptionId, notifiedAt, data: [entity]}``, the entity in the subscription's ``format`` (normalized,
+keyValues or concise) with ``notification.attributes`` (or all), the new value as an attribute with its
+``observedAt`` and ``unitCode``. They are POSTed through the push delivery queue (target kind
+``ngsi_ld_subscription``: retries, idempotency key, delivery log, SSRF check); an endpoint answering
+410 Gone turns the subscription off (``status: paused``, reason shown).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from sensorhub.auth.principal import Principal
+from sensorhub.auth.resolve import Rejected, resolve_id
+from sensorhub.authz.access import Access
+from sensorhub.authz.entities import visible_entity
+from sensorhub.config import Settings
+from sensorhub.entities.models import Entity
+from sensorhub.entities.normalize import CORE_CONTEXT, render
+from sensorhub.entities.patterns import sqlite_regexp
+from sensorhub.entities.qlang import BoolOp, Comparison, Node, parse_q
+from sensorhub.entities.service import entity_attrs
+from sensorhub.errors import BadRequest, Conflict, NotFound
+from sensorhub.kit.time import iso
+from sensorhub.push.live import LiveEvent, visible_points
+from sensorhub.push.subscription_models import NgsiSubscription
+
+SCOPE = "entities"
+TARGET_KIND = "ngsi_ld_subscription"
+MAX_PER_CREDENTIAL = 1000
+
+
+def new_subscription_id() -> str:
+    return f"urn:ngsi-ld:Subscription:{uuid.uuid4()}"
+
+
+# --- CRUD (the owner's) -------------------------------------------------------------------------------
+
+
+def _columns(sub: NgsiSubscription, spec: dict[str, Any]) -> None:
+    sub.spec = spec
+    sub.is_active = bool(spec.get("isActive", True))
+    exp = spec.get("expiresAt")
+    sub.expires_at = datetime.fromisoformat(exp.replace("Z", "+00:00")) if exp else None
+    sub.throttling = spec.get("throttling")
+    if sub.is_active:
+        sub.disabled_reason = None
+
+
+def create(
+    s: Session, principal: Principal, sub_id: str | None, spec: dict[str, Any], check_target: Any
+) -> NgsiSubscription:
+    """Store a checked subscription spec for ``principal`` (``check_target(uri)``: the SSRF check)."""
+    if principal.access(SCOPE).is_empty:
+        raise BadRequest("this token reads no entities: a subscription would never notify anything")
+    check_target(spec["notification"]["endpoint"]["uri"])
+    owned = s.scalars(
+        select(NgsiSubscription.sub_id).where(NgsiSubscription.credential_id == principal.credential_id)
+    ).all()
+    sub_id = sub_id or new_subscription_id()
+    if sub_id in owned:
+        raise Conflict(f"a subscription with id {sub_id} already exists")
+    if len(owned) >= MAX_PER_CREDENTIAL:
+        raise BadRequest(f"a token may own at most {MAX_PER_CREDENTIAL} subscriptions: delete one first")
+    sub = NgsiSubscription(sub_id=sub_id, credential_id=principal.credential_id, tenant=principal.tenant)
+    _columns(sub, spec)
+    s.add(sub)
+    s.flush()
+    return sub
+
+
+def owned(s: Session, principal: Principal, limit: int, offset: int) -> tuple[list[NgsiSubscription], int]:
+    where = NgsiSubscription.credential_id == principal.credential_id
+    rows = list(
+        s.scalars(select(NgsiSubscription).where(where).order_by(NgsiSubscription.pk).offset(offset).limit(limit))
+    )
+    total = len(s.scalars(select(NgsiSubscription.pk).where(where)).all())
+    return rows, total
+
+
+def get(s: Session, principal: Principal, sub_id: str) -> NgsiSubscription:
+    sub = s.scalar(
+        select(NgsiSubscription).where(
+            NgsiSubscription.credential_id == principal.credential_id, NgsiSubscription.sub_id == sub_id
+        )
+    )
+    if sub is None:
+        raise NotFound(f"no subscription {sub_id}")
+    return sub
+
+
+def update(
+    s: Session, principal: Principal, sub_id: str, spec: dict[str, Any], check_target: Any
+) -> NgsiSubscription:
+    sub = get(s, principal, sub_id)
+    check_target(spec["notification"]["endpoint"]["uri"])
+    _columns(sub, spec)
+    s.flush()
+    return sub
+
+
+def delete(s: Session, principal: Principal, sub_id: str) -> None:
+    s.delete(get(s, principal, sub_id))
+    s.flush()
+
+
+def status(sub: NgsiSubscription, now: datetime) -> str:
+    """``active``, ``paused`` (isActive false, or turned off by the server) or ``expired``."""
+    if sub.expires_at is not None and sub.expires_at <= now:
+        return "expired"
+    return "active" if sub.is_active else "paused"
+
+
+def _dt(v: datetime | None) -> str | None:
+    return None if v is None else v.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def to_json(sub: NgsiSubscription, now: datetime, *, context: bool) -> dict[str, Any]:
+    """The subscription as the spec's Subscription data type, with its status members."""
+    spec = dict(sub.spec)
+    notification = dict(spec.pop("notification"))
+    out: dict[str, Any] = {"id": sub.sub_id, "type": "Subscription", **spec}
+    out["isActive"] = sub.is_active
+    out["status"] = status(sub, now)
+    n_status = "failed" if sub.last_failure and (not sub.last_success or sub.last_failure > sub.last_success) else "ok"
+    notification.update(
+        {
+            "status": n_status,
+            "timesSent": sub.times_sent,
+            "timesFailed": sub.times_failed,
+        }
+    )
+    for key, value in (
+        ("lastNotification", sub.last_notification),
+        ("lastSuccess", sub.last_success),
+        ("lastFailure", sub.last_failure),
+    ):
+        if value is not None:
+            notification[key] = _dt(value)
+    out["notification"] = notification
+    if sub.disabled_reason:
+        out["description"] = out.get("description") or ""
+        out["statusReason"] = sub.disabled_reason
+    out["createdAt"] = _dt(sub.created_at)
+    out["modifiedAt"] = _dt(sub.modified_at)
+    if context:
+        out["@context"] = CORE_CONTEXT
+    return out
+
+
+# --- the owner's current access -----------------------------------------------------------------------
+
+
+def current_access(s: Session, sub: NgsiSubscription, settings: Settings, now: datetime) -> Access | None:
+    """What the subscription's owner may read *now* (None: revoked, expired or disabled owner)."""
+    try:
+        principal = resolve_id(s, sub.credential_id, settings, now)
+    except Rejected:
+        return None
+    if SCOPE not in principal.scopes:
+        return None
+    return principal.for_tenant(sub.tenant).access(SCOPE)
+
+
+# --- matching -----------------------------------------------------------------------------------------
+
+
+def _selector_matches(sel: dict[str, str], ev: LiveEvent) -> bool:
+    if sel["type"] != ev.entity_type:
+        return False
+    if "id" in sel and sel["id"] != ev.entity_id:
+        return False
+    return "idPattern" not in sel or bool(sqlite_regexp(sel["idPattern"], ev.entity_id))
+
+
+def wants(sub: NgsiSubscription, ev: LiveEvent) -> bool:
+    """The subscription's own filters (entities, watchedAttributes), before any access or q check."""
+    spec = sub.spec
+    watched = spec.get("watchedAttributes")
+    if watched and ev.attribute not in watched:
+        return False
+    selectors = spec.get("entities")
+    return not selectors or any(_selector_matches(sel, ev) for sel in selectors)
+
+
+def _attr_of(ev: LiveEvent, points: Sequence[tuple[int, Any]]) -> dict[str, Any]:
+    t, v = points[-1]
+    attr: dict[str, Any] = {"type": "Property", "value": v, "observedAt": iso(t)}
+    if ev.unit:
+        attr["unitCode"] = ev.unit
+    return attr
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What the owner may read of the event's entity now: its attributes with the new value merged in."""
+
+    entity: Entity
+    attrs: dict[str, Any]
+
+
+def seen_by_owner(s: Session, access: Access, ev: LiveEvent) -> Seen | None:
+    points = visible_points(access, ev)
+    if not points:
+        return None
+    try:
+        e = visible_entity(s, access, ev.entity_id)
+    except (NotFound, Conflict):
+        return None
+    if e.org_id != ev.org_id:
+        return None
+    attrs = dict(entity_attrs(access, e))
+    attrs[ev.attribute] = _attr_of(ev, points)
+    return Seen(e, attrs)
+
+
+def matching(
+    s: Session, settings: Settings, events: Sequence[LiveEvent], now: datetime
+) -> list[tuple[NgsiSubscription, LiveEvent]]:
+    """The (subscription, event) pairs to notify: filters, q and the owner's current access all hold.
+    Throttled subscriptions are skipped; those notified get ``last_notification`` set (the caller's
+    transaction)."""
+    subs = list(s.scalars(select(NgsiSubscription).where(NgsiSubscription.is_active.is_(True))))
+    subs = [x for x in subs if x.expires_at is None or x.expires_at > now]
+    out: list[tuple[NgsiSubscription, LiveEvent]] = []
+    access_of: dict[str, Access | None] = {}
+    for ev in events:
+        for sub in subs:
+            if not wants(sub, ev) or _throttled(sub, now):
+                continue
+            key = f"{sub.credential_id}|{sub.tenant}"
+            if key not in access_of:
+                access_of[key] = current_access(s, sub, settings, now)
+            access = access_of[key]
+            if access is None:
+                continue
+            seen = seen_by_owner(s, access, ev)
+            if seen is None:
+                continue
+            q = sub.spec.get("q")
+            if q is not None and not evaluate_q(parse_q(q), seen.attrs):
+                continue
+            sub.last_notification = now
+            out.append((sub, ev))
+    return out
+
+
+def _throttled(sub: NgsiSubscription, now: datetime) -> bool:
+    if not sub.throttling or sub.last_notification is None:
+        return False
+    return now < sub.last_notification + timedelta(seconds=sub.throttling)
+
+
+# --- the notification ---------------------------------------------------------------------------------
+
+
+def _concise(attrs: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, attr in attrs.items():
+        if not isinstance(attr, dict):
+            out[name] = attr
+            continue
+        rest = {k: v for k, v in attr.items() if k != "type"}
+        out[name] = rest["value"] if set(rest) == {"value"} and not isinstance(rest["value"], dict) else rest
+    return out
+
+
+def render_entity(spec: dict[str, Any], seen: Seen, *, context: bool) -> dict[str, Any]:
+    n = spec["notification"]
+    pick = frozenset(n["attributes"]) if "attributes" in n else None
+    fmt = n.get("format", "normalized")
+    e = seen.entity
+    body = render(
+        e.entity_id, e.type, seen.attrs, e.location, pick=pick, key_values=fmt == "keyValues", context=False
+    )
+    if fmt == "concise":
+        head = {"id": body.pop("id"), "type": body.pop("type")}
+        body = {**head, **_concise(body)}
+    if context:
+        body["@context"] = CORE_CONTEXT
+    return body
+
+
+def notification(sub: NgsiSubscription, seen: Seen, now: datetime) -> tuple[dict[str, Any], str]:
+    """``(body, content type)`` of the Notification for one event, as the owner may read it now."""
+    ld = sub.spec["notification"]["endpoint"].get("accept") == "application/ld+json"
+    body: dict[str, Any] = {
+        "id": f"urn:ngsi-ld:Notification:{uuid.uuid4()}",
+        "type": "Notification",
+        "subscriptionId": sub.sub_id,
+        "notifiedAt": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "data": [render_entity(sub.spec, seen, context=ld)],
+    }
+    if ld:
+        body["@context"] = CORE_CONTEXT
+    return body, "application/ld+json" if ld else "application/json"
+
+
+def record_result(sub: NgsiSubscription, ok: bool, http_status: int | None, now: datetime) -> None:
+    """Count an attempt; an endpoint answering 410 Gone turns the subscription off."""
+    if ok:
+        sub.times_sent += 1
+        sub.last_success = now
+        return
+    sub.times_failed += 1
+    sub.last_failure = now
+    if http_status == 410:
+        sub.is_active = False
+        sub.disabled_reason = "the endpoint answered 410 Gone: notifications stopped (PATCH isActive to resume)"
+
+
+# --- q on one entity ----------------------------------------------------------------------------------
+
+
+def _lookup(attrs: dict[str, Any], path: tuple[str, ...]) -> tuple[bool, Any]:
+    name, *inner = path
+    attr = attrs.get(name)
+    if not isinstance(attr, dict):
+        return False, None
+    value = attr.get("object") if attr.get("type") == "Relationship" else attr.get("value")
+    for key in inner:
+        if not isinstance(value, dict) or key not in value:
+            return False, None
+        value = value[key]
+    return True, value
+
+
+def _same_kind(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool)
+    if isinstance(a, str) or isinstance(b, str):
+        return isinstance(a, str) and isinstance(b, str)
+    return isinstance(a, (int, float)) and isinstance(b, (int, float))
+
+
+def _eq(value: Any, target: Any) -> bool:
+    return _same_kind(value, target) and value == target
+
+
+def _positive(c: Comparison, value: Any) -> bool:
+    if c.op in ("~=", "!~="):
+        return isinstance(value, str) and bool(sqlite_regexp(str(c.value), value))
+    if c.kind == "range":
+        lo, hi = c.value  # type: ignore[misc]
+        return _same_kind(value, lo) and not isinstance(value, bool) and lo <= value <= hi
+    if c.kind == "list":
+        return any(_eq(value, v) for v in c.value)  # type: ignore[union-attr]
+    return _eq(value, c.value)
+
+
+def _compare(c: Comparison, value: Any) -> bool:
+    if not _same_kind(value, c.value) or isinstance(value, bool):
+        return False
+    op = c.op
+    return bool(
+        value > c.value if op == ">" else value < c.value if op == "<" else value >= c.value if op == ">=" else value <= c.value  # type: ignore[operator]
+    )
+
+
+def evaluate_q(node: Node, attrs: dict[str, Any]) -> bool:
+    """``q`` (parsed by :func:`sensorhub.entities.qlang.parse_q`) on one entity's normalized attributes,
+    with the same meaning as the SQL the entity queries compile it to: type-aware comparisons, ``!=``
+    only on entities that have the attribute."""
+    if isinstance(node, BoolOp):
+        parts = (evaluate_q(n, attrs) for n in node.items)
+        return all(parts) if node.op == "and" else any(parts)
+    present, value = _lookup(attrs, node.path)
+    if node.op is None:
+        return present if len(node.path) == 1 else present and value is not None
+    if not present:
+        return False
+    if node.op in ("!=", "!~="):
+        return not _positive(node, value)
+    if node.op in ("==", "~="):
+        return _positive(node, value)
+    return _compare(node, value)
