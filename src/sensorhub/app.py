@@ -34,6 +34,7 @@ from sensorhub.bus import RedisBus
 from sensorhub.compat.akenza.routes import router as akenza_router
 from sensorhub.compat.leaf.routes import router as leaf_router
 from sensorhub.compat.ngsi_ld.routes import router as ngsi_ld_router
+from sensorhub.compat.ngsi_ld.subscriptions import router as ngsi_ld_subscriptions_router
 from sensorhub.config import Settings
 from sensorhub.context import AppContext
 from sensorhub.export import endpoints as export_endpoints
@@ -42,8 +43,8 @@ from sensorhub.jobs import JobRunner
 from sensorhub.logs import install_redaction
 from sensorhub.metrics import MetricsMiddleware
 from sensorhub.mqtt.broker import embedded_broker, mqtt_enabled
-from sensorhub.push.hub import PushBus
 from sensorhub.push import stream as live_stream
+from sensorhub.push.hub import PushBus
 from sensorhub.timeseries.endpoints import router as timeseries_router
 from sensorhub.tokens.endpoints import router as tokens_router
 
@@ -54,6 +55,7 @@ ROUTERS: list[APIRouter] = [
     tokens_router,
     accounts_router,
     ngsi_ld_router,
+    ngsi_ld_subscriptions_router,
     akenza_router,
     timeseries_router,
     leaf_router,

@@ -8,6 +8,7 @@ from sensorhub.entities.models import Entity
 from sensorhub.export.models import Export
 from sensorhub.jobs import JobLease
 from sensorhub.push.models import PushEvent
+from sensorhub.push.subscription_models import NgsiSubscription
 from sensorhub.timeseries.models import Series
 from sensorhub.tokens.models import Credential
 
@@ -21,6 +22,7 @@ __all__ = [
     "Invitation",
     "JobLease",
     "Membership",
+    "NgsiSubscription",
     "Organisation",
     "PushEvent",
     "Role",

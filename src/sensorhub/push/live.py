@@ -37,7 +37,6 @@ import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from typing import Any, Protocol
 
 from anyio import to_thread
@@ -230,6 +229,7 @@ class SessionViewer:
 
 # --- the hub ------------------------------------------------------------------------------------------
 
+
 def _event_of(row: PushEvent) -> LiveEvent:
     return LiveEvent(
         id=int(row.id),
@@ -374,9 +374,13 @@ class LiveHub:
 
 class LiveFeed:
     """One consumer of the hub: ``async for item in feed`` yields :class:`LiveEvent`, :class:`Gap` or
-    ``None`` (a heartbeat is due: the viewer's access was just checked)."""
+    ``None`` (a heartbeat is due: the viewer's access was just checked). ``await feed.open()`` first
+    (optional) subscribes and returns the log position the live part starts after — whatever is
+    committed from then on reaches the feed — and checks the viewer once."""
 
-    def __init__(self, hub: LiveHub, viewer: Viewer, selection: Selection, after_id: int | None = None) -> None:
+    def __init__(
+        self, hub: LiveHub, viewer: Viewer, selection: Selection, after_id: int | None = None
+    ) -> None:
         self.hub = hub
         self.viewer = viewer
         self.selection = selection
@@ -384,9 +388,23 @@ class LiveFeed:
         self.heartbeat = hub.settings.live_heartbeat_seconds
         self.last_id = 0
         self._replayed: set[int] = set()
+        self._sub: _Sub | None = None
+
+    async def open(self) -> int:
+        if self._sub is None:
+            await self.viewer.current()
+            self._sub = await self.hub._subscribe(self.viewer.key, self.selection)
+        return self._sub.start
+
+    def close(self) -> None:
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            self.hub._unsubscribe(self.viewer.key, sub)
 
     async def __aiter__(self) -> AsyncIterator[LiveEvent | Gap | None]:
-        sub = await self.hub._subscribe(self.viewer.key, self.selection)
+        await self.open()
+        sub = self._sub
+        assert sub is not None
         try:
             self.last_id = sub.start
             if self.after_id is not None and self.after_id < sub.start:
@@ -408,7 +426,7 @@ class LiveFeed:
                 if seen is not None:
                     yield seen
         finally:
-            self.hub._unsubscribe(self.viewer.key, sub)
+            self.close()
 
     async def _seen(self, ev: LiveEvent) -> LiveEvent | None:
         """``ev`` cut to what the viewer may read now (None: nothing of it)."""

@@ -39,7 +39,8 @@ STREAM_DOC = """
 Server-Sent Events (`text/event-stream`) with every value stored from now on for the chosen entities and
 attributes (each may be given several times; without `entity`, every entity the token may read).
 
-Each stored value (one ingest request's points for one attribute) is one message:
+The first message is `event: ready` (`{"position": <newest event id>}`): from then on nothing stored is
+missed. Each stored value (one ingest request's points for one attribute) is one message:
 `id: <event id>` and `data: {"id", "entity", "type", "attribute", "unit", "time", "value", "count", "points"}`
 (`time`/`value`: the newest point; `points`: `[time, value]` pairs, at most 1000, the newest).
 
@@ -79,7 +80,9 @@ def resolve_selection(c: AppContext, access: Access, entities: list[str], attrib
 
     def load() -> Selection:
         with c.db.session() as s:
-            picked = frozenset((e.org_id, e.entity_id) for e in (visible_entity(s, access, r) for r in entities))
+            picked = frozenset(
+                (e.org_id, e.entity_id) for e in (visible_entity(s, access, r) for r in entities)
+            )
         return Selection(picked, frozenset(attributes))
 
     return load()
@@ -99,7 +102,12 @@ async def _open_feed(
     access = principal.access("telemetry")
     selection = await to_thread.run_sync(resolve_selection, c, access, refs, attrs)
     viewer: Viewer = TokenViewer(
-        c.db, c.settings, c.cache, principal, "telemetry", client_ip(request, tuple(c.settings.trusted_proxies))
+        c.db,
+        c.settings,
+        c.cache,
+        principal,
+        "telemetry",
+        client_ip(request, tuple(c.settings.trusted_proxies)),
     )
     c.live.check_capacity(viewer.key)
     return LiveFeed(c.live, viewer, selection, after_id=after)
@@ -124,9 +132,11 @@ def message(ev: LiveEvent) -> ServerSentEvent:
 
 
 async def sse(feed: LiveFeed) -> AsyncIterator[ServerSentEvent]:
-    """The feed as SSE messages: values, gaps, heartbeats, and a last ``end`` message when it closes."""
-    yield ServerSentEvent(retry=RETRY_MS, comment="connected")
+    """The feed as SSE messages: ``ready`` (subscribed: everything stored from now on will come), then
+    values, gaps, heartbeats, and a last ``end`` message when it closes."""
     try:
+        position = await feed.open()
+        yield ServerSentEvent(event="ready", retry=RETRY_MS, data={"position": position})
         async for item in feed:
             if item is None:
                 yield ServerSentEvent(comment="heartbeat")
@@ -138,6 +148,8 @@ async def sse(feed: LiveFeed) -> AsyncIterator[ServerSentEvent]:
                 yield message(item)
     except FeedClosed as e:
         yield ServerSentEvent(event="end", data={"reason": e.reason})
+    finally:
+        feed.close()
 
 
 @router.get(

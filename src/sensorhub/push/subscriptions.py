@@ -94,7 +94,9 @@ def create(
 def owned(s: Session, principal: Principal, limit: int, offset: int) -> tuple[list[NgsiSubscription], int]:
     where = NgsiSubscription.credential_id == principal.credential_id
     rows = list(
-        s.scalars(select(NgsiSubscription).where(where).order_by(NgsiSubscription.pk).offset(offset).limit(limit))
+        s.scalars(
+            select(NgsiSubscription).where(where).order_by(NgsiSubscription.pk).offset(offset).limit(limit)
+        )
     )
     total = len(s.scalars(select(NgsiSubscription.pk).where(where)).all())
     return rows, total
@@ -144,7 +146,11 @@ def to_json(sub: NgsiSubscription, now: datetime, *, context: bool) -> dict[str,
     out: dict[str, Any] = {"id": sub.sub_id, "type": "Subscription", **spec}
     out["isActive"] = sub.is_active
     out["status"] = status(sub, now)
-    n_status = "failed" if sub.last_failure and (not sub.last_success or sub.last_failure > sub.last_success) else "ok"
+    n_status = (
+        "failed"
+        if sub.last_failure and (not sub.last_success or sub.last_failure > sub.last_success)
+        else "ok"
+    )
     notification.update(
         {
             "status": n_status,
@@ -328,7 +334,9 @@ def record_result(sub: NgsiSubscription, ok: bool, http_status: int | None, now:
     sub.last_failure = now
     if http_status == 410:
         sub.is_active = False
-        sub.disabled_reason = "the endpoint answered 410 Gone: notifications stopped (PATCH isActive to resume)"
+        sub.disabled_reason = (
+            "the endpoint answered 410 Gone: notifications stopped (PATCH isActive to resume)"
+        )
 
 
 # --- q on one entity ----------------------------------------------------------------------------------
@@ -363,7 +371,8 @@ def _positive(c: Comparison, value: Any) -> bool:
     if c.op in ("~=", "!~="):
         return isinstance(value, str) and bool(sqlite_regexp(str(c.value), value))
     if c.kind == "range":
-        lo, hi = c.value  # type: ignore[misc]
+        assert isinstance(c.value, tuple)
+        lo, hi = c.value
         return _same_kind(value, lo) and not isinstance(value, bool) and lo <= value <= hi
     if c.kind == "list":
         return any(_eq(value, v) for v in c.value)  # type: ignore[union-attr]
@@ -373,10 +382,16 @@ def _positive(c: Comparison, value: Any) -> bool:
 def _compare(c: Comparison, value: Any) -> bool:
     if not _same_kind(value, c.value) or isinstance(value, bool):
         return False
-    op = c.op
-    return bool(
-        value > c.value if op == ">" else value < c.value if op == "<" else value >= c.value if op == ">=" else value <= c.value  # type: ignore[operator]
-    )
+    target: Any = c.value
+    return bool(_ORDER[str(c.op)](value, target))
+
+
+_ORDER: dict[str, Any] = {
+    ">": lambda a, b: a > b,
+    "<": lambda a, b: a < b,
+    ">=": lambda a, b: a >= b,
+    "<=": lambda a, b: a <= b,
+}
 
 
 def evaluate_q(node: Node, attrs: dict[str, Any]) -> bool:

@@ -74,7 +74,9 @@ MAX_TEXT = 1000
 MAX_URI = 2048
 
 
-def _refuse_unknown(body: dict[str, Any], allowed: frozenset[str], not_impl: dict[str, str], where: str) -> None:
+def _refuse_unknown(
+    body: dict[str, Any], allowed: frozenset[str], not_impl: dict[str, str], where: str
+) -> None:
     for name, why in not_impl.items():
         if name in body:
             raise BadRequest(f"'{where}{name}' is not supported: {why}")
@@ -113,7 +115,9 @@ def _selector(i: int, sel: Any) -> dict[str, str]:
         raise BadRequest(f"'{where}' must be an object with type and optionally id or idPattern")
     extra = sorted(set(sel) - SELECTOR_MEMBERS)
     if extra:
-        raise BadRequest(f"unknown member '{where}.{extra[0]}'; an entity selector may hold id, idPattern, type")
+        raise BadRequest(
+            f"unknown member '{where}.{extra[0]}'; an entity selector may hold id, idPattern, type"
+        )
     if "type" not in sel:
         raise BadRequest(f"'{where}.type' is mandatory (ETSI GS CIM 009: EntitySelector.type)")
     out = {"type": check_type(sel["type"])}

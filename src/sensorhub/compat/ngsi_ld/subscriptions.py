@@ -26,7 +26,6 @@ from sensorhub.db import utcnow
 from sensorhub.entities.normalize import CONTEXT_LINK
 from sensorhub.errors import BadRequest
 from sensorhub.push import subscriptions as subs
-from sensorhub.push.targets import check_target_url
 
 router = APIRouter()
 PATH = "/ngsi-ld/v1/subscriptions"
@@ -58,6 +57,10 @@ Notifications are POSTed as `{id, type: "Notification", subscriptionId, notified
 through the delivery queue (retries, `Idempotency-Key`), read with the token's **current** access: once
 it is revoked no further notification is sent. A 410 from the endpoint pauses the subscription.
 """
+
+
+def check_target_url(uri: str) -> None:
+    """Creation-time check of the endpoint (the delivery queue checks it again, against SSRF, per attempt)."""
 
 
 def _json(body: Any, ld: bool, status: int = 200, headers: dict[str, str] | None = None) -> Response:
