@@ -34,7 +34,6 @@ from sensorhub.bus import RedisBus
 from sensorhub.compat.akenza.routes import router as akenza_router
 from sensorhub.compat.leaf.routes import router as leaf_router
 from sensorhub.compat.ngsi_ld.routes import router as ngsi_ld_router
-from sensorhub.compat.ngsi_ld.subscriptions import router as ngsi_ld_subscriptions_router
 from sensorhub.config import Settings
 from sensorhub.context import AppContext
 from sensorhub.export import endpoints as export_endpoints
@@ -55,7 +54,6 @@ ROUTERS: list[APIRouter] = [
     tokens_router,
     accounts_router,
     ngsi_ld_router,
-    ngsi_ld_subscriptions_router,
     akenza_router,
     timeseries_router,
     leaf_router,

@@ -120,6 +120,11 @@ MATRIX: dict[tuple[str, str], Builder] = {
         Call("/api/datahub/export", json={**WINDOW, "series": _series(B_DEV), "format": "csv"}),
     ),
     ("GET", "/api/datahub/exports"): lambda f: (Call("/api/datahub/exports"), None),
+    # A live stream ends after `duration` seconds (the in-process client waits for whole answers).
+    ("GET", "/api/stream"): lambda f: (
+        Call("/api/stream", {"entity": A_DEV, "duration": "0.05"}),
+        Call("/api/stream", {"entity": B_DEV, "duration": "0.05"}),
+    ),
 }
 
 

@@ -110,7 +110,10 @@ def test_api_conforms_to_its_openapi_document(app: FastAPI, client: TestClient, 
 
     failures: list[str] = []
     # Read token: every token route (the ingest route answers 403 insufficient_scope) and public routes.
-    _run(schema.include(kinds("scope", "token", "public")), "read token", bearer(read_token), failures)
+    # The live stream is endless by design (the in-process client waits for whole answers): its
+    # contract is pinned by tests/live/test_stream.py against a real server.
+    token_routes = schema.include(kinds("scope", "token", "public")).exclude(path="/api/stream")
+    _run(token_routes, "read token", bearer(read_token), failures)
     # Ingest key: the backfill route.
     ingest_only = schema.include(path_regex=r"^/v3/devices/")
     _run(ingest_only, "ingest key", {"x-api-key": ingest_key}, failures)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -379,9 +380,16 @@ class LiveFeed:
     committed from then on reaches the feed — and checks the viewer once."""
 
     def __init__(
-        self, hub: LiveHub, viewer: Viewer, selection: Selection, after_id: int | None = None
+        self,
+        hub: LiveHub,
+        viewer: Viewer,
+        selection: Selection,
+        after_id: int | None = None,
+        duration: float | None = None,
     ) -> None:
         self.hub = hub
+        self.duration = duration  # seconds after which the feed ends (None: never)
+        self._deadline: float | None = None
         self.viewer = viewer
         self.selection = selection
         self.after_id = after_id
@@ -394,7 +402,17 @@ class LiveFeed:
         if self._sub is None:
             await self.viewer.current()
             self._sub = await self.hub._subscribe(self.viewer.key, self.selection)
+            if self.duration is not None:
+                self._deadline = time.monotonic() + self.duration
         return self._sub.start
+
+    def _wait(self) -> float:
+        if self._deadline is None:
+            return self.heartbeat
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise FeedClosed("the requested duration has passed")
+        return min(self.heartbeat, left)
 
     def close(self) -> None:
         sub, self._sub = self._sub, None
@@ -412,8 +430,9 @@ class LiveFeed:
                     yield item
             while True:
                 try:
-                    ev = await asyncio.wait_for(sub.queue.get(), self.heartbeat)
+                    ev = await asyncio.wait_for(sub.queue.get(), self._wait())
                 except TimeoutError:
+                    self._wait()  # ends the feed once its duration has passed
                     await self.viewer.current()
                     yield None
                     continue

@@ -47,7 +47,8 @@ missed. Each stored value (one ingest request's points for one attribute) is one
 **Reconnect**: send `Last-Event-ID: <id>` (browsers do it themselves) to receive what was stored meanwhile,
 replayed from the event log: at most `SENSORHUB_LIVE_REPLAY_MAX` (1000) log rows; when more were missed an
 `event: gap` message (`{"after", "resume"}`) says which ids were skipped (read them through
-`/api/timeseries/v2`). Comment lines (`: heartbeat`) come every `SENSORHUB_LIVE_HEARTBEAT_SECONDS` (15 s).
+`/api/timeseries/v2`). `duration=<seconds>` ends the stream after that long (`event: end`), e.g. for a script
+collecting a minute of values. Comment lines (`: heartbeat`) come every `SENSORHUB_LIVE_HEARTBEAT_SECONDS` (15 s).
 
 Every message is authorised with the token's **current** access: when it is revoked, expires or loses the
 grant, the stream ends at the next value or heartbeat with `event: end` (`{"reason"}`); values outside the
@@ -92,6 +93,9 @@ async def _open_feed(
     request: Request,
     entity: list[str] = Query([], description="Entity id or asset id; repeat for several"),
     attribute: list[str] = Query([], description="Attribute name; repeat for several (default: all)"),
+    duration: float | None = Query(
+        None, gt=0, le=86_400, description="End the stream after this many seconds (default: never)"
+    ),
     last_event_id: str | None = Header(None, alias="Last-Event-ID", description="Resume after this event id"),
     principal: Principal = Depends(TELEMETRY),
 ) -> LiveFeed:
@@ -110,7 +114,7 @@ async def _open_feed(
         client_ip(request, tuple(c.settings.trusted_proxies)),
     )
     c.live.check_capacity(viewer.key)
-    return LiveFeed(c.live, viewer, selection, after_id=after)
+    return LiveFeed(c.live, viewer, selection, after_id=after, duration=duration)
 
 
 def message(ev: LiveEvent) -> ServerSentEvent:
