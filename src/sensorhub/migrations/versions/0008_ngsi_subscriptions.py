@@ -1,7 +1,7 @@
 """ngsi_subscriptions: NGSI-LD subscriptions owned by the credential that made them
 
-Revision ID: 0007_live_subscriptions
-Revises: 0006_push
+Revision ID: 0008_live_subscriptions
+Revises: 0006_tokens
 """
 
 from collections.abc import Sequence
@@ -11,8 +11,8 @@ from alembic import op
 
 import sensorhub.db
 
-revision: str = "0007_live_subscriptions"
-down_revision: str | None = "0006_push"
+revision: str = "0008_live_subscriptions"
+down_revision: str | None = "0006_tokens"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
