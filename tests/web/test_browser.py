@@ -300,6 +300,25 @@ def test_data_view_draws_a_chart(page: Page, live: Live) -> None:
     assert page.locator("svg.chart polyline").count() >= 1
 
 
+def test_data_view_shows_new_values_live(page: Page, live: Live) -> None:
+    log_in(page, "mia@acme.test")
+    page.goto(f"/data?entity={STATION}")
+    expect(page.locator("#live-status")).to_contain_text("Listening")
+    token = live.world.pat("mia@acme.test", ["ingest"], name="live-view")
+    r = httpx.post(
+        f"{live.url}/v3/devices/{STATION}/backfill",
+        json=[
+            {"timestamp": "2030-01-01T00:00:00Z", "data": {"temperature": {"value": 42.25, "unit": "CEL"}}}
+        ],
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert r.status_code == 200, r.text
+    row = page.locator("#live-rows tr").first
+    expect(row).to_contain_text("42.25 CEL")
+    expect(row).to_contain_text("temperature")
+    expect(row).to_contain_text("2030-01-01 00:00:00")
+
+
 def _no_horizontal_scroll(p: Page) -> None:
     width = p.evaluate("document.documentElement.scrollWidth")
     assert width <= 375, f"{p.url} is {width}px wide at 375px"

@@ -204,13 +204,17 @@ class TokenViewer:
 
 
 class SessionViewer:
-    """A logged-in person (the web UI's live view): the access ``load(session)`` gives, re-read whenever
-    the auth generation moved; a feed with nothing left to read is closed."""
+    """A logged-in person (the web UI's live view): the access ``load(session)`` gives (empty once the
+    web session ended), re-read whenever the auth generation moved and at least every ``recheck``
+    seconds (a logout or an expired session ends the feed); a feed with nothing left to read is closed."""
 
-    def __init__(self, db: Database, cache: AuthState, user_id: str, load: Callable[[Any], Access]) -> None:
-        self.db, self.cache, self.load = db, cache, load
+    def __init__(
+        self, db: Database, cache: AuthState, user_id: str, load: Callable[[Any], Access], recheck: float
+    ) -> None:
+        self.db, self.cache, self.load, self.recheck = db, cache, load, recheck
         self.key = f"user:{user_id}"
         self._generation = -1
+        self._loaded_at = 0.0
         self._access = Access(())
 
     def _reload(self) -> None:
@@ -218,13 +222,18 @@ class SessionViewer:
         with self.db.session() as s:
             self._access = self.load(s)
         self._generation = generation
+        self._loaded_at = time.monotonic()
 
     async def current(self) -> Access:
         bypass = self.cache.bypass
-        if self.cache.generation != self._generation or (bypass is not None and bypass()):
+        if (
+            self.cache.generation != self._generation
+            or (bypass is not None and bypass())
+            or time.monotonic() - self._loaded_at >= self.recheck
+        ):
             await to_thread.run_sync(self._reload)
         if self._access.is_empty:
-            raise FeedClosed("you may no longer read this data")
+            raise FeedClosed("you may no longer read this data (or your session ended)")
         return self._access
 
 

@@ -22,11 +22,13 @@ def install(app: FastAPI, ctx: Any) -> None:
     from sensorhub.web.admin import router as admin_router
     from sensorhub.web.endpoints import router as pages_router
     from sensorhub.web.invitations import router as invitations_router
+    from sensorhub.web.live import router as live_router
     from sensorhub.web.views import page, render
 
     app.include_router(pages_router)
     app.include_router(admin_router)
     app.include_router(invitations_router)
+    app.include_router(live_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     async def _login_required(request: Request, exc: Exception) -> Response:

@@ -123,4 +123,39 @@
     var secret = document.getElementById("new-token");
     (secret || reveal).focus();
   }
+
+  // Data page: new values of the chosen device as they are stored (Server-Sent Events, /data/live).
+  var live = document.querySelector("[data-live-url]");
+  if (live && window.EventSource) {
+    var status = document.getElementById("live-status");
+    var table = document.getElementById("live-table");
+    var rows = document.getElementById("live-rows");
+    var source = new EventSource(live.getAttribute("data-live-url"));
+    source.addEventListener("ready", function () {
+      status.textContent = "Listening: new values appear here as they are stored.";
+    });
+    source.addEventListener("message", function (ev) {
+      var v = JSON.parse(ev.data);
+      var tr = document.createElement("tr");
+      var value = typeof v.value === "number" ? String(v.value) : JSON.stringify(v.value);
+      [v.time.replace("T", " ").replace("Z", ""), v.attribute, value + (v.unit ? " " + v.unit : "")]
+        .forEach(function (text) {
+          var td = document.createElement("td");
+          td.textContent = text;
+          tr.appendChild(td);
+        });
+      tr.className = "live-row";
+      rows.insertBefore(tr, rows.firstChild);
+      while (rows.children.length > 50) { rows.removeChild(rows.lastChild); }
+      table.hidden = false;
+    });
+    source.addEventListener("end", function (ev) {
+      source.close();
+      status.textContent = "Stopped: " + JSON.parse(ev.data).reason + ". Reload the page to listen again.";
+    });
+    source.onerror = function () {
+      if (source.readyState === EventSource.CLOSED) { status.textContent = "Disconnected. Reload the page to listen again."; }
+      else { status.textContent = "Reconnecting…"; }
+    };
+  }
 })();
