@@ -34,6 +34,7 @@ from sensorhub.bus import RedisBus
 from sensorhub.compat.akenza.routes import router as akenza_router
 from sensorhub.compat.leaf.routes import router as leaf_router
 from sensorhub.compat.ngsi_ld.routes import router as ngsi_ld_router
+from sensorhub.compat.ngsi_ld.temporal import router as ngsi_ld_temporal_router
 from sensorhub.config import Settings
 from sensorhub.context import AppContext
 from sensorhub.export import endpoints as export_endpoints
@@ -54,6 +55,7 @@ ROUTERS: list[APIRouter] = [
     tokens_router,
     accounts_router,
     ngsi_ld_router,
+    ngsi_ld_temporal_router,
     akenza_router,
     timeseries_router,
     leaf_router,

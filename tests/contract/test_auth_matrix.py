@@ -125,6 +125,24 @@ MATRIX: dict[tuple[str, str], Builder] = {
         Call("/api/stream", {"entity": A_DEV, "duration": "0.05"}),
         Call("/api/stream", {"entity": B_DEV, "duration": "0.05"}),
     ),
+    ("GET", "/ngsi-ld/v1/temporal/entities"): lambda f: (
+        Call("/ngsi-ld/v1/temporal/entities", {"type": "Device"}),
+        Call("/ngsi-ld/v1/temporal/entities", {"id": B_DEV}),
+    ),
+    ("GET", "/ngsi-ld/v1/temporal/entities/{entity_id}"): lambda f: (
+        Call(f"/ngsi-ld/v1/temporal/entities/{A_DEV}"),
+        Call(f"/ngsi-ld/v1/temporal/entities/{B_DEV}"),
+    ),
+    **{
+        ("POST", path): lambda f, path=path: (
+            Call(path, json={"type": "Query", "entities": [{"type": "Device"}]}),
+            Call(path, json={"type": "Query", "entities": [{"id": B_DEV}]}),
+        )
+        for path in (
+            "/ngsi-ld/v1/temporalEntityOperations/query",
+            "/ngsi-ld/v1/temporal/entityOperations/query",
+        )
+    },
 }
 
 

@@ -84,7 +84,7 @@ def test_rollups_match_naive_after_out_of_order_and_duplicate_ingest(ctx: AppCon
         for width, table in ROLLUP_LEVELS:
             rows = s.execute(
                 text(
-                    f'SELECT bucket_start, "count", "sum", "min", "max", first_ts, "first", last_ts, "last" '
+                    f'SELECT bucket_start, "count", "sum", "min", "max", first_ts, "first", last_ts, "last", sumsq '
                     f"FROM {table} WHERE series_id = :sid ORDER BY bucket_start"
                 ),
                 {"sid": sid},
@@ -101,6 +101,7 @@ def test_rollups_match_naive_after_out_of_order_and_duplicate_ingest(ctx: AppCon
                 assert (got[i, 3], got[i, 4]) == (bv.min(), bv.max())
                 assert (int(got[i, 5]), got[i, 6]) == (bt[0], bv[0])
                 assert (int(got[i, 7]), got[i, 8]) == (bt[-1], bv[-1])
+                assert got[i, 9] == pytest.approx((bv * bv).sum())  # kept exact across merges
         last = s.get(Series, sid)
         assert last is not None
         assert (last.last_ts, last.last_value) == (int(ts[-1]), float(vals[-1]))

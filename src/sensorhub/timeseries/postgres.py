@@ -46,8 +46,8 @@ def _create_partition_sql(name: str, lo: int, hi: int) -> str:
 
 
 _ROLLUP_MERGE = """
-INSERT INTO {t} AS r (series_id, bucket_start, "count", "sum", "min", "max", first_ts, "first", last_ts, "last")
-SELECT series_id, bucket_start, "count", "sum", "min", "max", first_ts, "first", last_ts, "last"
+INSERT INTO {t} AS r (series_id, bucket_start, "count", "sum", "min", "max", first_ts, "first", last_ts, "last", "sumsq")
+SELECT series_id, bucket_start, "count", "sum", "min", "max", first_ts, "first", last_ts, "last", "sumsq"
 FROM _sh_rollup_in
 ON CONFLICT (series_id, bucket_start) DO UPDATE SET
   "count" = r."count" + excluded."count",
@@ -57,7 +57,8 @@ ON CONFLICT (series_id, bucket_start) DO UPDATE SET
   "first" = CASE WHEN excluded.first_ts < r.first_ts THEN excluded."first" ELSE r."first" END,
   first_ts = least(r.first_ts, excluded.first_ts),
   "last" = CASE WHEN excluded.last_ts > r.last_ts THEN excluded."last" ELSE r."last" END,
-  last_ts = greatest(r.last_ts, excluded.last_ts)
+  last_ts = greatest(r.last_ts, excluded.last_ts),
+  "sumsq" = r."sumsq" + excluded."sumsq"
 """
 
 _ROLLUP_COLUMNS = ROLLUP_COLUMNS_SQL
@@ -67,7 +68,7 @@ _ROLLUP_COLUMNS = ROLLUP_COLUMNS_SQL
 _ROWS_PER_STATEMENT = 1000
 _UNNEST_ROLLUP = (
     "SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::float8[], %s::float8[], "
-    "%s::float8[], %s::bigint[], %s::float8[], %s::bigint[], %s::float8[])"
+    "%s::float8[], %s::bigint[], %s::float8[], %s::bigint[], %s::float8[], %s::float8[])"
 )
 _ROLLUP_MERGE_ARRAYS = _ROLLUP_MERGE.replace(
     "FROM _sh_rollup_in", "FROM (" + _UNNEST_ROLLUP + ") AS i " + _ROLLUP_COLUMNS
@@ -169,7 +170,7 @@ class PostgresStore(TimeseriesStore):
         cur.execute(
             "CREATE TEMP TABLE IF NOT EXISTS _sh_rollup_in (series_id bigint, bucket_start bigint, "
             '"count" bigint, "sum" float8, "min" float8, "max" float8, first_ts bigint, "first" float8, '
-            'last_ts bigint, "last" float8) ON COMMIT DELETE ROWS'
+            'last_ts bigint, "last" float8, "sumsq" float8) ON COMMIT DELETE ROWS'
         )
         cur.execute("DELETE FROM _sh_rollup_in")
         payload = self._rollup_copy(series_id, delta)

@@ -55,9 +55,14 @@ def _floor(x: int, w: int) -> int:
     return (x // w) * w
 
 
-def pieces(lo: int, hi: int, bucket_us: int) -> list[tuple[str, int, int]]:
-    """Split ``[lo, hi)`` into (table, lo, hi) pieces, each read from the coarsest table that fits."""
-    levels = [(w, t) for w, t in ROLLUP_LEVELS if bucket_us % w == 0]
+def pieces(
+    lo: int, hi: int, bucket_us: int, levels: Sequence[tuple[int, str]] | None = None
+) -> list[tuple[str, int, int]]:
+    """Split ``[lo, hi)`` into (table, lo, hi) pieces, each read from the coarsest table that fits
+    (among ``levels``, finest first; default: the rollup levels whose width divides ``bucket_us``)."""
+    if levels is None:
+        levels = [(w, t) for w, t in ROLLUP_LEVELS if bucket_us % w == 0]
+    levels = list(levels)
 
     def split(a: int, b: int, lv: list[tuple[int, str]]) -> list[tuple[str, int, int]]:
         if a >= b:

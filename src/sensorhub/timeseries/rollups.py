@@ -43,6 +43,7 @@ class RollupDelta:
     first: F64
     last_ts: I64
     last: F64
+    sumsq: F64  # sum of squares (NGSI-LD stddev and sumsq)
 
     def __len__(self) -> int:
         return len(self.bucket_start)
@@ -56,7 +57,9 @@ class RollupDelta:
 
 
 # Column order of a rollup row after ``series_id`` (the tables, the stores' SQL and RollupDelta agree).
-ROLLUP_FIELDS = ("bucket_start", "count", "sum", "min", "max", "first_ts", "first", "last_ts", "last")
+ROLLUP_FIELDS = (
+    "bucket_start", "count", "sum", "min", "max", "first_ts", "first", "last_ts", "last", "sumsq",
+)  # fmt: skip
 # Quoted: count, sum, min, max, first and last are SQL keywords or function names.
 ROLLUP_COLUMNS_SQL = (
     "(series_id, " + ", ".join(f if f.endswith(("_ts", "_start")) else f'"{f}"' for f in ROLLUP_FIELDS) + ")"
@@ -69,7 +72,7 @@ def rollup_delta(ts: I64, values: F64, width: int) -> RollupDelta:
     if len(ts) == 0:
         e_i = np.empty(0, np.int64)
         e_f = np.empty(0, np.float64)
-        return RollupDelta(e_i, e_i, e_f, e_f, e_f, e_i, e_f, e_i, e_f)
+        return RollupDelta(e_i, e_i, e_f, e_f, e_f, e_i, e_f, e_i, e_f, e_f)
     starts = np.concatenate(([0], np.flatnonzero(np.diff(buckets)) + 1))
     ends = np.concatenate((starts[1:], [len(ts)])) - 1
     return RollupDelta(
@@ -82,6 +85,7 @@ def rollup_delta(ts: I64, values: F64, width: int) -> RollupDelta:
         first=values[starts],
         last_ts=ts[ends],
         last=values[ends],
+        sumsq=np.add.reduceat(values * values, starts),
     )
 
 

@@ -58,7 +58,8 @@ ON CONFLICT (series_id, bucket_start) DO UPDATE SET
   "first" = CASE WHEN excluded.first_ts < {t}.first_ts THEN excluded."first" ELSE {t}."first" END,
   first_ts = min({t}.first_ts, excluded.first_ts),
   "last" = CASE WHEN excluded.last_ts > {t}.last_ts THEN excluded."last" ELSE {t}."last" END,
-  last_ts = max({t}.last_ts, excluded.last_ts)
+  last_ts = max({t}.last_ts, excluded.last_ts),
+  "sumsq" = {t}."sumsq" + excluded."sumsq"
 """
 
 

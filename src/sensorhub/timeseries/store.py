@@ -164,6 +164,32 @@ class TimeseriesStore:
         arr = np.fromiter(map(tuple, rows), dtype=_BUCKET_VAL_AUX, count=len(rows))
         return Partial(arr["bucket"].copy(), arr["val"].copy(), arr["aux"].copy())
 
+    def fetch_stats(
+        self, series_id: int, table: str, lo: int, hi: int
+    ) -> tuple[I64, F64, F64, F64, F64, F64]:
+        """``(time, count, sum, sum of squares, min, max)`` rows of a series in ``[lo, hi)`` by time: one
+        per point from ``measurements``, one per bucket from a rollup table (its ``bucket_start``)."""
+        if table == RAW:
+            q = (
+                "SELECT ts, 1, value, value * value, value, value FROM measurements "
+                "WHERE series_id = ? AND ts >= ? AND ts < ? ORDER BY ts"
+            )
+        else:
+            q = (
+                f'SELECT bucket_start, "count", "sum", sumsq, "min", "max" FROM {table} '  # noqa: S608 (names are ours)
+                "WHERE series_id = ? AND bucket_start >= ? AND bucket_start < ? ORDER BY bucket_start"
+            )
+        rows = self.execute(q, (series_id, lo, hi)).fetchall()
+        arr = np.array(rows, dtype=np.float64).reshape(len(rows), 6)
+        return (
+            np.array([r[0] for r in rows], dtype=np.int64),
+            arr[:, 1].copy(),
+            arr[:, 2].copy(),
+            arr[:, 3].copy(),
+            arr[:, 4].copy(),
+            arr[:, 5].copy(),
+        )
+
     def count_points(self, series_ids: Sequence[int], lo: int, hi: int) -> int:
         """Number of raw points of the given series in [lo, hi), from the day rollup (approximate at
         day edges; used to size export slices)."""

@@ -1,0 +1,549 @@
+"""HTTP: the NGSI-LD temporal API (``/ngsi-ld/v1/temporal/…``) over the time-series store and its rollups.
+
+``GET /temporal/entities``, ``GET /temporal/entities/{id}`` and ``POST /temporalEntityOperations/query``
+answer the temporal evolution of entities' numeric attributes (their series) in the three NGSI-LD
+representations: normalized (arrays of instances with ``observedAt``), ``temporalValues`` (simplified:
+``values: [[value, observedAt], …]``) and ``aggregatedValues`` (``<method>: [[value, start, end], …]``).
+
+A token needs the ``timeseries`` scope (the guard) and the ``entities`` scope (the entity part): entities
+are selected through the ``entities`` access, their instances read inside the windows the ``timeseries``
+access allows for each of them (:func:`sensorhub.authz.scope.readable_windows_us`), so every instant is
+clamped to the token's time windows. See docs/ngsi-ld-temporal.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from enum import Enum
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Body, Depends, Header, Query, Request
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
+
+from sensorhub.api.deps import ctx, get_db
+from sensorhub.auth.dependencies import RequireScope
+from sensorhub.auth.principal import Principal
+from sensorhub.authz.access import Access
+from sensorhub.authz.scope import Tenanted, readable_windows_us
+from sensorhub.compat.ngsi_ld import schemas
+from sensorhub.entities import service as entities
+from sensorhub.entities.normalize import CONTEXT_LINK, CORE_CONTEXT
+from sensorhub.entities.service import EntityQuery
+from sensorhub.errors import BadRequest, InsufficientScope
+from sensorhub.kit.paging import LimitPolicy
+from sensorhub.kit.time import from_us, iso, iso_array, parse_time, to_us
+from sensorhub.kit.urls import next_link
+from sensorhub.timeseries import temporal as T
+from sensorhub.timeseries.backends import store_for
+from sensorhub.timeseries.repository import SeriesInfo, series_of_entities, series_of_listed
+from sensorhub.timeseries.store import TimeseriesStore
+
+router = APIRouter()
+NGSI = "/ngsi-ld/v1"
+TIMESERIES = RequireScope("timeseries")
+TAGS: list[str | Enum] = ["NGSI-LD temporal"]
+LIMITS = LimitPolicy(default=entities.DEFAULT_LIMIT, maximum=entities.MAX_LIMIT, minimum=1, clamp=True)
+MAX_INSTANCES = 1000  # instances per attribute in one answer; more → 206 + Content-Range
+MAX_LAST_N = 100_000
+TIMERELS = ("before", "after", "between")
+_DOC = (
+    "Temporal evolution of the entities' numeric attributes. Needs the `timeseries` and `entities` "
+    "scopes; every instant is clamped to the token's time windows. `timerel=before|after|between` with "
+    "`timeAt`/`endTimeAt` (before: `< timeAt`; after: `> timeAt`; between: `timeAt <= t < endTimeAt`), "
+    "`lastN`, `attrs`, `options=temporalValues|aggregatedValues` with `aggrMethods` and "
+    f"`aggrPeriodDuration` (ISO 8601, periods start at `timeAt`). At most {MAX_INSTANCES} instances per "
+    "attribute: beyond that the answer is `206` with `Content-Range: date-time <start>-<end>/<lastN or *>` "
+    "(continue with `timeAt=<end>`, `timerel=after`). Entities are paged like `/entities` (`limit`, "
+    '`Link: rel="next"`).'
+)
+
+
+# --- parameters -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TimeRange:
+    """The instants a temporal query reads: ``[lo, hi)`` (None = open) and the first period's start."""
+
+    lo: int | None = None
+    hi: int | None = None
+    origin: int | None = None  # timeAt: where periods start and Content-Range begins
+
+
+@dataclass(frozen=True, slots=True)
+class Representation:
+    kind: str  # normalized | temporalValues | aggregatedValues
+    methods: tuple[str, ...] = ()
+    period: T.Period | None = None
+    last_n: int | None = None
+
+
+def parse_range(
+    timerel: str | None, time_at: str | None, end_time_at: str | None, timeproperty: str | None
+) -> TimeRange:
+    _check_timeproperty(timeproperty)
+    if timerel is None:
+        if time_at is not None or end_time_at is not None:
+            raise BadRequest("timeAt and endTimeAt need timerel (before, after or between)")
+        return TimeRange()
+    if timerel not in TIMERELS:
+        raise BadRequest(f"timerel '{timerel[:40]}' is unknown; use before, after or between")
+    if time_at is None:
+        raise BadRequest(f"timerel={timerel} needs timeAt (an ISO 8601 date-time)")
+    at = to_us(parse_time(time_at, "timeAt"))
+    if timerel == "between":
+        if end_time_at is None:
+            raise BadRequest("timerel=between needs endTimeAt (an ISO 8601 date-time)")
+        end = to_us(parse_time(end_time_at, "endTimeAt"))
+        if end <= at:
+            raise BadRequest(
+                "endTimeAt must be after timeAt (between reads timeAt <= observedAt < endTimeAt)"
+            )
+        return TimeRange(at, end, at)
+    if end_time_at is not None:
+        raise BadRequest(f"endTimeAt is only meaningful with timerel=between (not {timerel})")
+    if timerel == "before":
+        return TimeRange(None, at, None)
+    return TimeRange(at + 1, None, at)  # after: strictly after timeAt
+
+
+def _check_timeproperty(timeproperty: str | None) -> None:
+    if timeproperty not in (None, "observedAt"):
+        raise BadRequest(
+            f"timeproperty '{str(timeproperty)[:40]}' is not supported: sensorhub keeps the history of "
+            "attributes by observedAt only (no createdAt/modifiedAt/deletedAt per instance)"
+        )
+
+
+# options/format values → representation (simplified and keyValues are the simplified temporal one).
+_KIND = {
+    "normalized": "normalized",
+    "temporalValues": "temporalValues",
+    "simplified": "temporalValues",
+    "keyValues": "temporalValues",
+    "aggregatedValues": "aggregatedValues",
+}
+
+
+def parse_representation(
+    options: str | None,
+    fmt: str | None,
+    last_n: str | None,
+    aggr_methods: str | None,
+    aggr_period: str | None,
+) -> Representation:
+    opts = [o.strip() for o in (options or "").split(",") if o.strip()]
+    known = set(_KIND)
+    unknown = [o for o in opts if o not in known]
+    if unknown:
+        raise BadRequest(
+            f"unknown option {unknown[0][:40]!r} on the temporal API; use temporalValues or aggregatedValues"
+        )
+    kinds = {_KIND[o] for o in opts}
+    if fmt is not None:
+        if fmt not in known:
+            raise BadRequest("format must be normalized, temporalValues, simplified or aggregatedValues")
+        kinds.add(_KIND[fmt])
+    if len(kinds) > 1:
+        raise BadRequest("options/format: choose one of normalized, temporalValues and aggregatedValues")
+    kind = kinds.pop() if kinds else "normalized"
+    n = _last_n(last_n)
+    if kind != "aggregatedValues":
+        if aggr_methods is not None or aggr_period is not None:
+            raise BadRequest("aggrMethods and aggrPeriodDuration need options=aggregatedValues")
+        return Representation(kind, last_n=n)
+    if n is not None:
+        raise BadRequest("lastN cannot be combined with aggregatedValues")
+    return Representation(kind, T.check_methods(aggr_methods), T.parse_period(aggr_period))
+
+
+def _last_n(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        raise BadRequest(f"lastN must be a whole number from 1 to {MAX_LAST_N} (got '{text[:30]}')") from None
+    if not 1 <= n <= MAX_LAST_N:
+        raise BadRequest(f"lastN must be from 1 to {MAX_LAST_N} (got {text[:30]})")
+    return n
+
+
+def _attr_names(attrs: str | list[str] | None) -> frozenset[str] | None:
+    return schemas.attrs_projection(attrs)
+
+
+# --- reading ----------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Read:
+    """What one attribute's read produced, before the page is cut to one time range."""
+
+    series: SeriesInfo
+    inst: T.Instances | None = None
+    agg: T.Aggregated | None = None
+
+
+def _windows(access: Access, e: Tenanted, rng: TimeRange) -> list[tuple[int, int]]:
+    return readable_windows_us(
+        access, e, None if rng.lo is None else from_us(rng.lo), None if rng.hi is None else from_us(rng.hi)
+    )
+
+
+def _read_one(
+    store: TimeseriesStore, x: SeriesInfo, windows: list[tuple[int, int]], rng: TimeRange, rep: Representation
+) -> _Read:
+    out = _Read(x)
+    if rep.kind == "aggregatedValues":
+        assert rep.period is not None
+        origin = rng.origin if rng.origin is not None else T.first_point(store, x.id, windows)
+        if origin is None:
+            return out
+        end = rng.hi
+        if end is None:
+            last = T.last_point(store, x.id, windows)
+            if last is None:
+                return out
+            end = last + 1
+        bounds = T.period_bounds(origin, end, rep.period)
+        out.agg = T.aggregate(store, x.id, windows, bounds, rep.methods)
+        if rep.period.whole_range and len(out.agg.starts):
+            out.agg.ends[:] = end if rng.hi is not None else end - 1
+        return out
+    if rep.last_n is not None:
+        out.inst = T.last_instances(store, x.id, windows, rep.last_n, MAX_INSTANCES)
+    else:
+        out.inst = T.first_instances(store, x.id, windows, MAX_INSTANCES)
+    return out
+
+
+def _cut(reads: list[_Read], rep: Representation, rng: TimeRange) -> str | None:
+    """Cut every attribute of the page to one time range when any was truncated; the Content-Range."""
+    trunc = [r.inst for r in reads if r.inst is not None and r.inst.truncated and len(r.inst.ts)]
+    if not trunc:
+        return None
+    insts = [r.inst for r in reads if r.inst is not None and len(r.inst.ts)]
+    size = str(rep.last_n) if rep.last_n is not None else "*"
+    if rep.last_n is None:
+        end = min(int(i.ts[-1]) for i in trunc)
+        for i in insts:
+            keep = i.ts <= end
+            i.ts, i.values = i.ts[keep], i.values[keep]
+        start = rng.origin if rng.origin is not None else min(int(i.ts[0]) for i in insts if len(i.ts))
+        return f"date-time {iso(start)}-{iso(end)}/{size}"
+    oldest = max(int(i.ts[0]) for i in trunc)
+    for i in insts:
+        keep = i.ts >= oldest
+        i.ts, i.values = i.ts[keep], i.values[keep]
+    newest = max(int(i.ts[-1]) for i in insts if len(i.ts))
+    return f"date-time {iso(newest)}-{iso(oldest)}/{size}"
+
+
+def _render_attr(r: _Read, rep: Representation) -> Any:
+    unit = r.series.unit
+    if r.agg is not None:
+        a = r.agg
+        if not len(a.starts):
+            return None
+        starts, ends = iso_array(a.starts).tolist(), iso_array(a.ends).tolist()
+        body: dict[str, Any] = {"type": "Property"}
+        for m in rep.methods:
+            vals = a.values[m].tolist()
+            body[m] = [[v, s, e] for v, s, e in zip(vals, starts, ends, strict=True)]
+        if unit:
+            body["unitCode"] = unit
+        return body
+    assert r.inst is not None
+    if not len(r.inst.ts):
+        return None
+    times = iso_array(r.inst.ts).tolist()
+    vals = r.inst.values.tolist()
+    if rep.kind == "temporalValues":
+        out: dict[str, Any] = {
+            "type": "Property",
+            "values": [[v, t] for v, t in zip(vals, times, strict=True)],
+        }
+        if unit:
+            out["unitCode"] = unit
+        return out
+    base = f"urn:ngsi-ld:instance:{r.series.id}:"
+    if unit:
+        return [
+            {"type": "Property", "value": v, "observedAt": t, "unitCode": unit, "instanceId": base + str(u)}
+            for v, t, u in zip(vals, times, r.inst.ts.tolist(), strict=True)
+        ]
+    return [
+        {"type": "Property", "value": v, "observedAt": t, "instanceId": base + str(u)}
+        for v, t, u in zip(vals, times, r.inst.ts.tolist(), strict=True)
+    ]
+
+
+def _entity_body(eid: str, etype: str, reads: list[_Read], rep: Representation, ld: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {"id": eid, "type": etype}
+    for r in reads:
+        rendered = _render_attr(r, rep)
+        if rendered is not None:
+            body[r.series.attribute] = rendered
+    if ld:
+        body["@context"] = CORE_CONTEXT
+    return body
+
+
+def _respond(body: Any, ld: bool, content_range: str | None, headers: dict[str, str]) -> Response:
+    h = dict(headers)
+    links = [h.pop("Link")] if "Link" in h else []
+    if not ld:
+        links.append(CONTEXT_LINK)
+    h["Link"] = ", ".join(links)
+    status = 200
+    if content_range is not None:
+        h["Content-Range"] = content_range
+        status = 206
+    return Response(
+        orjson.dumps(body),
+        status_code=status,
+        headers=h,
+        media_type="application/ld+json" if ld else "application/json",
+    )
+
+
+def _entities_access(principal: Principal) -> Access:
+    if "entities" not in principal.scopes:
+        raise InsufficientScope("entities")
+    return principal.access("entities")  # narrowed by NGSILD-Tenant in the guard
+
+
+def _pick(series: Sequence[SeriesInfo], attrs: frozenset[str] | None) -> list[SeriesInfo]:
+    return [x for x in series if attrs is None or x.attribute in attrs]
+
+
+def _query(
+    request: Request,
+    db: Session,
+    principal: Principal,
+    query: EntityQuery,
+    attrs: frozenset[str] | None,
+    rng: TimeRange,
+    rep: Representation,
+    *,
+    accept: str | None,
+    limit: int | None,
+    offset: int,
+    count: bool,
+    cursor: str | None,
+) -> Response:
+    ld = schemas.wants_ld(accept)
+    access_e = _entities_access(principal)
+    access_ts = principal.access("timeseries")
+    lim = LIMITS.resolve(limit)
+    page = entities.query_entities(
+        db,
+        access_e,
+        query,
+        limit=lim,
+        offset=offset,
+        cursor=cursor,
+        count=count,
+        reader=principal.credential_id,
+    )
+    by_entity: dict[tuple[str, str], list[SeriesInfo]] = {}
+    for x in series_of_listed(db, access_ts, [r.entity_id for r in page.rows]):
+        by_entity.setdefault((x.org_id, x.entity_id), []).append(x)
+    store = store_for(db)
+    per_entity: list[tuple[Any, list[_Read]]] = []
+    for r in page.rows:
+        chosen = _pick(by_entity.get((r.org_id, r.entity_id), []), attrs)
+        windows = _windows(access_ts, r, rng) if chosen else []
+        per_entity.append((r, [_read_one(store, x, windows, rng, rep) for x in chosen]))
+    content_range = _cut([x for _, reads in per_entity for x in reads], rep, rng)
+    body = [_entity_body(r.entity_id, r.type, reads, rep, ld) for r, reads in per_entity]
+    headers: dict[str, str] = {}
+    if page.count is not None:
+        headers["NGSILD-Results-Count"] = str(page.count)
+    if page.next_cursor is not None:
+        headers["Link"] = next_link(
+            request,
+            ctx(request).settings.base_url,
+            limit=lim,
+            offset=page.next_offset,
+            cursor=page.next_cursor,
+        )
+    return _respond(body, ld, content_range, headers)
+
+
+# --- routes -----------------------------------------------------------------------------------------
+
+
+@router.get(
+    f"{NGSI}/temporal/entities",
+    tags=TAGS,
+    summary="Query the temporal evolution of entities",
+    description=_DOC,
+)
+def query_temporal(
+    request: Request,
+    type: str | None = Query(None, description="Entity types, comma-separated"),
+    id: str | None = Query(None, description="Entity ids, comma-separated"),
+    idPattern: str | None = Query(None, description="Regular expression on the entity id"),
+    q: str | None = Query(None, description="Filter on the entities' current attribute values"),
+    attrs: str | None = Query(None, description="Attributes (series) to return, comma-separated"),
+    timerel: str | None = Query(None, description="before | after | between"),
+    timeAt: str | None = Query(None, description="ISO 8601 date-time"),
+    endTimeAt: str | None = Query(None, description="ISO 8601 date-time (with between)"),
+    timeproperty: str | None = Query(None, description="observedAt (the only one stored)"),
+    lastN: str | None = Query(
+        None, description=f"Only the newest N instances per attribute (1-{MAX_LAST_N})"
+    ),
+    options: str | None = Query(None, description="temporalValues | aggregatedValues"),
+    format: str | None = Query(None, description="normalized | temporalValues | aggregatedValues"),
+    aggrMethods: str | None = Query(None, description=", ".join(T.AGGR_METHODS)),
+    aggrPeriodDuration: str | None = Query(None, description="ISO 8601 duration, e.g. PT1H, P1D, P1M"),
+    limit: int | None = Query(None, description="Entities per page; default 100, at most 500"),
+    offset: int = Query(0, ge=0),
+    count: bool = Query(False),
+    cursor: str | None = Query(None, description="Opaque keyset cursor from a Link rel=next URL"),
+    accept: str | None = Header(None),
+    principal: Principal = Depends(TIMESERIES),
+    db: Session = Depends(get_db),
+) -> Response:
+    rng = parse_range(timerel, timeAt, endTimeAt, timeproperty)
+    rep = parse_representation(options, format, lastN, aggrMethods, aggrPeriodDuration)
+    query = schemas.query_from_params(type_=type, id_=id, id_pattern=idPattern, attrs=None, q=q)
+    return _query(
+        request,
+        db,
+        principal,
+        query,
+        _attr_names(attrs),
+        rng,
+        rep,
+        accept=accept,
+        limit=limit,
+        offset=offset,
+        count=count,
+        cursor=cursor,
+    )
+
+
+TEMPORAL_Q_MEMBERS = frozenset({"timerel", "timeAt", "endTimeAt", "timeproperty"})
+
+
+@router.post(
+    f"{NGSI}/temporal/entityOperations/query",
+    tags=TAGS,
+    summary="Query the temporal evolution of entities (POST body, NGSI-LD 1.8 path)",
+    description="The same as `POST /ngsi-ld/v1/temporalEntityOperations/query`, at the path NGSI-LD 1.8 names.",
+)
+@router.post(
+    f"{NGSI}/temporalEntityOperations/query",
+    tags=TAGS,
+    summary="Query the temporal evolution of entities (POST body)",
+    description="An NGSI-LD `Query` body with `temporalQ` {timerel, timeAt, endTimeAt, timeproperty}; "
+    "`lastN`, `options`, `aggrMethods`, `aggrPeriodDuration` and paging in the query string. " + _DOC,
+)
+def post_temporal_query(
+    request: Request,
+    body: Any = Body(
+        ...,
+        examples=[
+            {
+                "type": "Query",
+                "entities": [{"type": "WeatherObserved"}],
+                "attrs": ["temperature"],
+                "temporalQ": {"timerel": "after", "timeAt": "2024-01-01T00:00:00Z"},
+            }
+        ],
+    ),
+    lastN: str | None = Query(None),
+    options: str | None = Query(None),
+    format: str | None = Query(None),
+    aggrMethods: str | None = Query(None),
+    aggrPeriodDuration: str | None = Query(None),
+    limit: int | None = Query(None),
+    offset: int = Query(0, ge=0),
+    count: bool = Query(False),
+    cursor: str | None = Query(None),
+    accept: str | None = Header(None),
+    principal: Principal = Depends(TIMESERIES),
+    db: Session = Depends(get_db),
+) -> Response:
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be an NGSI-LD Query object")
+    rest = dict(body)
+    tq = rest.pop("temporalQ", None)
+    if tq is None:
+        tq = {}
+    if not isinstance(tq, dict):
+        raise BadRequest("temporalQ must be an object with timerel, timeAt, endTimeAt, timeproperty")
+    extra = sorted(set(tq) - TEMPORAL_Q_MEMBERS)
+    if extra:
+        raise BadRequest(
+            f"unknown member temporalQ.{extra[0][:40]}; it may hold {', '.join(sorted(TEMPORAL_Q_MEMBERS))}"
+        )
+    for k, v in tq.items():
+        if not isinstance(v, str):
+            raise BadRequest(f"temporalQ.{k} must be a string")
+    rng = parse_range(tq.get("timerel"), tq.get("timeAt"), tq.get("endTimeAt"), tq.get("timeproperty"))
+    rep = parse_representation(options, format, lastN, aggrMethods, aggrPeriodDuration)
+    # attrs names the series to return; the entity part of the Query is the entity API's own.
+    query = replace(schemas.query_from_body(rest), attrs=None)
+    picked = _attr_names(rest.get("attrs"))
+    return _query(
+        request,
+        db,
+        principal,
+        query,
+        picked,
+        rng,
+        rep,
+        accept=accept,
+        limit=limit,
+        offset=offset,
+        count=count,
+        cursor=cursor,
+    )
+
+
+@router.get(
+    f"{NGSI}/temporal/entities/{{entity_id}}",
+    tags=TAGS,
+    summary="Retrieve the temporal evolution of an entity",
+    description=_DOC,
+)
+def get_temporal_entity(
+    entity_id: str,
+    attrs: str | None = Query(None, description="Attributes (series) to return, comma-separated"),
+    timerel: str | None = Query(None),
+    timeAt: str | None = Query(None),
+    endTimeAt: str | None = Query(None),
+    timeproperty: str | None = Query(None),
+    lastN: str | None = Query(None),
+    options: str | None = Query(None),
+    format: str | None = Query(None),
+    aggrMethods: str | None = Query(None),
+    aggrPeriodDuration: str | None = Query(None),
+    accept: str | None = Header(None),
+    principal: Principal = Depends(TIMESERIES),
+    db: Session = Depends(get_db),
+) -> Response:
+    ld = schemas.wants_ld(accept)
+    rng = parse_range(timerel, timeAt, endTimeAt, timeproperty)
+    rep = parse_representation(options, format, lastN, aggrMethods, aggrPeriodDuration)
+    picked = _attr_names(attrs)
+    access_e = _entities_access(principal)
+    access_ts = principal.access("timeseries")
+    e = entities.get_entity(db, access_e, entity_id)
+    series = [
+        SeriesInfo(x.id, e.entity_id, x.attribute, x.unit, e.org_id, e.workspace_id)
+        for x in series_of_entities(db, [e.pk])[e.pk]
+    ]
+    chosen = _pick(series, picked) if access_ts.allows(e.org_id, e.workspace_id, e.entity_id) else []
+    windows = _windows(access_ts, e, rng) if chosen else []
+    store = store_for(db)
+    reads = [_read_one(store, x, windows, rng, rep) for x in chosen]
+    content_range = _cut(reads, rep, rng)
+    return _respond(_entity_body(e.entity_id, e.type, reads, rep, ld), ld, content_range, {})
