@@ -131,8 +131,8 @@ def sensors_page(
     return list(s.execute(q).tuples())
 
 
-def series_of_listed(s: Session, access: Access, entity_ids: Sequence[str]) -> list[SeriesInfo]:
-    """The series of the listed entities (by NGSI-LD id) that ``access`` covers, by entity and name;
+def series_of_listed(s: Session, visible: VisibleEntities, entity_ids: Sequence[str]) -> list[SeriesInfo]:
+    """The series of the listed entities (by NGSI-LD id) among ``visible``, by entity and name;
     an entity id shared by several organisations yields each organisation's series (``org_id`` tells
     them apart). Time windows are applied by the reads."""
     if not entity_ids:
@@ -140,7 +140,7 @@ def series_of_listed(s: Session, access: Access, entity_ids: Sequence[str]) -> l
     q = (
         select(Series.id, Entity.entity_id, Series.attribute, Series.unit, Entity.org_id, Entity.workspace_id)
         .join(Entity, Entity.pk == Series.entity_pk)
-        .where(visible_entities(access).where(), Entity.entity_id.in_(list(entity_ids)))
+        .where(visible.where(), Entity.entity_id.in_(list(entity_ids)))
         .order_by(Entity.entity_id, Series.attribute)
     )
     return [SeriesInfo(*r) for r in s.execute(q).tuples()]

@@ -27,7 +27,7 @@ from sensorhub.api.deps import ctx, get_db
 from sensorhub.auth.dependencies import RequireScope
 from sensorhub.auth.principal import Principal
 from sensorhub.authz.access import Access
-from sensorhub.authz.scope import Tenanted, readable_windows_us
+from sensorhub.authz.scope import Tenanted, readable_windows_us, visible_entities
 from sensorhub.compat.ngsi_ld import schemas
 from sensorhub.entities import service as entities
 from sensorhub.entities.normalize import CONTEXT_LINK, CORE_CONTEXT
@@ -351,7 +351,7 @@ def _query(
         reader=principal.credential_id,
     )
     by_entity: dict[tuple[str, str], list[SeriesInfo]] = {}
-    for x in series_of_listed(db, access_ts, [r.entity_id for r in page.rows]):
+    for x in series_of_listed(db, visible_entities(access_ts), [r.entity_id for r in page.rows]):
         by_entity.setdefault((x.org_id, x.entity_id), []).append(x)
     store = store_for(db)
     per_entity: list[tuple[Any, list[_Read]]] = []
