@@ -429,8 +429,9 @@ def test_distinct_count_scan_is_bounded(
 
 
 def test_sumsq_migration_backfills_existing_rollups(ctx: Any, world: World) -> None:
-    """Data stored before migration 0008 (0006_sumsq) gets its sums of squares from the raw points."""
+    """Data stored before the sum-of-squares migration (0006_sumsq) gets its sums of squares from the raw points."""
     from alembic import command
+    from alembic.script import ScriptDirectory
     from sqlalchemy import text
 
     from sensorhub.migrate import alembic_config, upgrade
@@ -446,7 +447,8 @@ def test_sumsq_migration_backfills_existing_rollups(ctx: Any, world: World) -> N
     cfg = alembic_config()
     with ctx.db.engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0006_tokens")
+        below = ScriptDirectory.from_config(cfg).get_revision("0006_sumsq").down_revision
+        command.downgrade(cfg, below)
     upgrade(ctx.db)
     with ctx.db.session() as s:
         got = s.execute(text("SELECT sum(sumsq) FROM rollup_1d WHERE series_id = :s"), {"s": sid}).scalar()

@@ -126,7 +126,7 @@ def _rollup_table(name: str) -> Table:
         Column("first", Float, nullable=False),
         Column("last_ts", BigInteger, nullable=False),
         Column("last", Float, nullable=False),
-        # Sum of squares (migration 0008_rollup_sumsq): NGSI-LD temporal stddev and sumsq without raw scans.
+        # Sum of squares (migration 0009_rollup_sumsq): NGSI-LD temporal stddev and sumsq without raw scans.
         Column("sumsq", Float, nullable=False, server_default="0"),
         PrimaryKeyConstraint("series_id", "bucket_start", name=f"pk_{name}"),
         sqlite_with_rowid=False,

@@ -1,7 +1,7 @@
 """rollups: sum of squares per bucket (NGSI-LD temporal stddev and sumsq from the rollups)
 
 Revision ID: 0006_sumsq
-Revises: 0006_tokens
+Revises: 0008_live_subscriptions
 
 The new column is filled from the stored points once, here: the minute level from the raw rows, the
 hour and day levels from the minute level (every point is in exactly one minute bucket). From then on
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006_sumsq"
-down_revision: str | None = "0006_tokens"
+down_revision: str | None = "0008_live_subscriptions"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
