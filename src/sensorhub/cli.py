@@ -55,9 +55,11 @@ def serve(
     no_migrate: Annotated[
         bool, typer.Option("--no-migrate", help="Do not upgrade the schema at start")
     ] = False,
+    mqtt_listen: MqttListen = None,
+    no_mqtt: NoMqtt = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Serve the API (and web UI)."""
+    """Serve the API (and web UI), with the embedded MQTT broker (docs/mqtt.md)."""
     from sensorhub.config import SharedSecretMissing
 
     settings = settings_for(data_dir)
@@ -65,11 +67,38 @@ def serve(
         settings.check_secret_key()
     except SharedSecretMissing as e:
         _fail(str(e))
+    _embedded_mqtt(settings, mqtt_listen, no_mqtt, workers)
     if not no_migrate:
         from sensorhub.migrate import upgrade
 
         upgrade(_db(settings))
     _run_server(settings, host, port, workers, log_level, json_logs, ssl_certfile, ssl_keyfile)
+
+
+MqttListen = Annotated[
+    str | None,
+    typer.Option(
+        "--mqtt-listen",
+        help="host:port of the embedded MQTT broker (default SENSORHUB_MQTT_LISTEN, else 127.0.0.1:1883)",
+    ),
+]
+NoMqtt = Annotated[bool, typer.Option("--no-mqtt", help="Do not run the embedded MQTT broker")]
+
+
+def _embedded_mqtt(settings: Settings, listen: str | None, off: bool, workers: int) -> None:
+    """Turn the embedded broker on for the server process (a lifespan step), or off."""
+    names = ("mqtt_listen", "mqtt_tls_listen", "mqtt_ws_listen", "mqtt_wss_listen")
+    if off:
+        for name in names:
+            os.environ[f"SENSORHUB_{name.upper()}"] = ""
+        return
+    listen = listen or settings.mqtt_listen or "127.0.0.1:1883"
+    if workers > 1:
+        _fail(
+            "the embedded MQTT broker runs in one process: serve with --workers 1, or with --no-mqtt "
+            "and a production broker (docs/mqtt.md)"
+        )
+    os.environ["SENSORHUB_MQTT_LISTEN"] = listen
 
 
 def _run_server(
@@ -154,15 +183,28 @@ def demo(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port")] = 8000,
     no_serve: Annotated[bool, typer.Option("--no-serve", help="Seed the demo data only")] = False,
+    mqtt_listen: MqttListen = None,
+    no_mqtt: NoMqtt = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Create the demo organisation, users and data, print a fresh demo token, and serve."""
+    """Create the demo organisation, users and data, print a fresh demo token, and serve (with the
+    embedded MQTT broker)."""
     from sensorhub.demo import seed
 
     settings = settings_for(data_dir)
     result = seed(settings, base_url=f"http://{host}:{port}")
     typer.echo(result.banner())
     if not no_serve:
+        _embedded_mqtt(settings, mqtt_listen, no_mqtt, 1)
+        if not no_mqtt:
+            mhost, _, mport = os.environ["SENSORHUB_MQTT_LISTEN"].rpartition(":")
+            typer.echo(
+                f"MQTT (docs/mqtt.md): the token is the username and the password\n"
+                f'  mosquitto_pub -h {mhost or "127.0.0.1"} -p {mport} -u "$SENSORHUB_TOKEN" -P "$SENSORHUB_TOKEN" '
+                "-q 1 -t 'sensorhub/demo/farm/urn:ngsi-ld:WeatherObserved:station-1/temperature' -m 21.5\n"
+                f'  mosquitto_sub -h {mhost or "127.0.0.1"} -p {mport} -u "$SENSORHUB_TOKEN" -P "$SENSORHUB_TOKEN" '
+                "-t 'sensorhub/demo/#' -v\n"
+            )
         _run_server(settings, host, port, 1, "info", False)
 
 

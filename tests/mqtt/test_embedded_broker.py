@@ -216,6 +216,16 @@ def test_subscriber_receives_live_values_it_may_read_and_nothing_else(
     assert writer.publish(f"sensorhub/acme/plant/{DEVICE}/temperature", "23")
     msgs = reader.wait_messages(2)
     assert [b["value"] for _, b in msgs] == [22.25, 23]
+    # Values stored by any path reach subscribers: here an HTTP backfill (with a unit).
+    r = http.post(
+        f"/v3/devices/{DEVICE}/backfill",
+        json={"timestamp": "2026-03-01T00:00:00Z", "data": {"flow": {"value": 7.5, "unit": "L/MIN"}}},
+        headers=bearer(w.pat("dev@acme.test", scopes=["ingest"], name="http")),
+    )
+    assert r.status_code == 200, r.text
+    topic, body = reader.wait_messages(3)[2]
+    assert topic == f"sensorhub/acme/plant/{DEVICE}/flow"
+    assert body == {"timestamp": "2026-03-01T00:00:00Z", "value": 7.5, "unit": "L/MIN"}
     # A token without telemetry may not subscribe at all.
     assert writer.subscribe("sensorhub/#") == [128]
 
@@ -304,3 +314,83 @@ def test_a_token_without_ingest_cannot_publish(http: TestClient, w: World, devic
     assert not d.publish(f"sensorhub/acme/plant/{DEVICE}/temperature", "1")
     assert d.closed.wait(T)
     assert latest(http, token)["attributes"] == {}
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1, made for this test run."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    d = tmp_path_factory.mktemp("tls")
+    (d / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (d / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return str(d / "cert.pem"), str(d / "key.pem")
+
+
+def test_tls_websocket_and_secure_websocket_listeners(
+    settings: Settings, certificate: tuple[str, str]
+) -> None:
+    cert, key = certificate
+    ports = {name: free_port() for name in ("tls", "ws", "wss")}
+    s = settings.model_copy(
+        update={
+            "mqtt_tls_listen": f"127.0.0.1:{ports['tls']}",
+            "mqtt_ws_listen": f"127.0.0.1:{ports['ws']}",
+            "mqtt_wss_listen": f"127.0.0.1:{ports['wss']}",
+            "mqtt_certfile": cert,
+            "mqtt_keyfile": key,
+            "require_https": True,  # tokens only over TLS: the plain WebSocket listener refuses them
+        }
+    )
+    ctx = AppContext.build(s)
+    w = World(ctx)
+    w.org("acme", workspaces=("plant",))
+    w.user("dev@acme.test", "acme", role="admin")
+    w.entity("acme", "plant", DEVICE)
+    token = w.pat("dev@acme.test")
+    try:
+        with TestClient(create_app(s, ctx), base_url="http://testserver") as http:
+            for i, (name, transport, tls) in enumerate(
+                [("tls", "tcp", True), ("wss", "websockets", True), ("ws", "websockets", False)]
+            ):
+                d = Device(ports[name], token, transport=transport)
+                if tls:
+                    d.c.tls_set(ca_certs=cert)
+                d.start()
+                if not tls:
+                    assert d.reason.is_failure  # a token over plain WebSocket with require_https
+                    d.stop()
+                    continue
+                assert d.accepted, name
+                assert d.publish(f"sensorhub/acme/plant/{DEVICE}/level", str(i))
+                d.stop()
+            assert series(http, token, "level")["attributes"]["level"] == [0, 1]
+    finally:
+        ctx.db.dispose()

@@ -25,15 +25,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import numpy as np
 from amqtt.broker import Broker
 from amqtt.contexts import Action, BrokerConfig, ListenerConfig, ListenerType
+from amqtt.errors import BrokerError
 from amqtt.mqtt.constants import QOS_0, QOS_1
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.mqtt.puback import PubackPacket
@@ -42,18 +42,22 @@ from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.plugins.manager import PluginManager
 from amqtt.session import Session as MqttSession
 from anyio import to_thread
+from sqlalchemy.orm import Session
 
 from sensorhub import metrics
+from sensorhub.accounts.models import Organisation, Workspace
 from sensorhub.auth.principal import Principal
 from sensorhub.auth.restrictions import RequestFacts
 from sensorhub.auth.token_format import digest as token_digest
+from sensorhub.authz.access import Access
 from sensorhub.authz.scope import windows_to_us
 from sensorhub.config import Settings
 from sensorhub.context import AppContext
 from sensorhub.db import utcnow
-from sensorhub.errors import BadRequest, Forbidden, PayloadTooLarge, SensorhubError
+from sensorhub.errors import Forbidden, SensorhubError
 from sensorhub.kit.time import iso
 from sensorhub.mqtt import topics
+from sensorhub.push.events import EventCursor, newest_id
 from sensorhub.timeseries import ingest
 
 log = logging.getLogger("sensorhub.mqtt")
@@ -78,16 +82,18 @@ class Client:
 
 @dataclass(frozen=True, slots=True)
 class StoredValue:
-    """The newest value of one series (or latest-state property) that a message stored."""
+    """The newest value of one series (or latest-state property) one ingest transaction stored, read
+    from the outbox (``push_events``), with the slugs its topic is made of."""
 
     org_id: str
-    workspace_id: str | None
+    workspace_id: str
     entity_id: str
-    asset_id: str
     attribute: str
     ts_us: int
     value: Any
     unit: str | None
+    org: str
+    workspace: str
 
 
 class Refused(Exception):
@@ -219,8 +225,6 @@ class MqttService:
         self._recheck = asyncio.Event()
         self._generation = ctx.cache.generation
         self._tasks: set[asyncio.Task[Any]] = set()
-        # Called with every stored value (the live feed of this process's MQTT ingest).
-        self.value_listeners: list[Callable[[list[StoredValue], Principal], None]] = []
 
     # -- connect -------------------------------------------------------------------------------------
     async def authenticate(self, session: MqttSession) -> bool:
@@ -311,28 +315,21 @@ class MqttService:
                 raise Forbidden(f"this token may not write to {target.tenant}")
             raw = topics.body_of(target, payload)
             stored = await to_thread.run_sync(self._store, access, target, raw, received)
-        except (BadRequest, Forbidden, PayloadTooLarge, SensorhubError) as e:
+        except SensorhubError as e:
             raise Refused(e.message) from None
-        metrics.ingest_points.inc(stored[0]["accepted"])
-        metrics.ingest_duplicates.inc(stored[0]["duplicates"])
+        metrics.ingest_points.inc(stored["accepted"])
+        metrics.ingest_duplicates.inc(stored["duplicates"])
         metrics.mqtt_stored.inc()
-        values = stored[1]
-        if values:
-            for listener in list(self.value_listeners):
-                listener(values, principal)
 
-    def _store(
-        self, access: Any, target: topics.Target, raw: bytes, received: datetime
-    ) -> tuple[dict[str, int], list[StoredValue]]:
+    def _store(self, access: Access, target: topics.Target, raw: bytes, received: datetime) -> dict[str, int]:
         # As the HTTP backfill: everything the body decides first, then what the database decides in a
-        # read transaction (a refused message never takes the write lock), then the write transaction.
+        # read transaction (a refused message never takes the write lock), then the write transaction
+        # (which also records the outbox events subscribers are served from).
         prepared = ingest.prepare(raw, received, self.limits)
         with self.ctx.db.session() as s:
-            entity, _ = ingest.check_target(s, access, target.device, prepared, self.limits)
-            ids = (entity.org_id, entity.workspace_id, entity.entity_id, entity.asset_id)
+            ingest.check_target(s, access, target.device, prepared, self.limits)
         with self.ctx.db.transaction() as s:
-            result = ingest.store(s, access, target.device, prepared, self.limits)
-        return result, _newest(ids, prepared)
+            return ingest.store(s, access, target.device, prepared, self.limits)
 
     # -- subscribe and deliver -----------------------------------------------------------------------
     def client_of(self, session: MqttSession) -> Client | None:
@@ -359,19 +356,17 @@ class MqttService:
             )
         return ok
 
-    def deliver(
-        self, values: list[StoredValue], slugs: Callable[[str, str | None], tuple[str, str] | None]
-    ) -> None:
+    @property
+    def has_subscribers(self) -> bool:
+        return self.broker is not None and any(self.broker.subscriptions.values())
+
+    def deliver(self, values: list[StoredValue]) -> None:
         """Publish each stored value to every subscriber that may read it (tasks; never blocks)."""
         broker = self.broker
         if broker is None or not broker.subscriptions:
             return
         for v in values:
-            names = slugs(v.org_id, v.workspace_id)
-            if names is None:
-                continue
-            device = v.entity_id if not set("/+#") & set(v.entity_id) else v.asset_id
-            topic = topics.value_topic(names[0], names[1], device, v.attribute)
+            topic = topics.value_topic(v.org, v.workspace, v.entity_id, v.attribute)
             if topic is None:
                 continue
             payload = topics.value_payload(iso(v.ts_us), v.value, v.unit)
@@ -462,22 +457,6 @@ class MqttService:
                 await self.disconnect(h)
 
 
-def _newest(ids: tuple[str, str | None, str, str], p: ingest.Prepared) -> list[StoredValue]:
-    org_id, ws_id, entity_id, asset_id = ids
-    out: list[StoredValue] = []
-    for key, col in p.numeric.items():
-        if col.ts.size:
-            i = int(np.argmax(col.ts))
-            out.append(
-                StoredValue(
-                    org_id, ws_id, entity_id, asset_id, key, int(col.ts[i]), float(col.array[i]), col.unit
-                )
-            )
-    for key, (ts, value, unit) in p.states.items():
-        out.append(StoredValue(org_id, ws_id, entity_id, asset_id, key, ts, value, unit))
-    return out
-
-
 def _may_read(principal: Principal, v: StoredValue) -> bool:
     """Whether ``principal`` may read ``v`` through the telemetry routes (entity and time window)."""
     if "telemetry" not in principal.scopes:
@@ -486,15 +465,54 @@ def _may_read(principal: Principal, v: StoredValue) -> bool:
     return any(lo <= v.ts_us < hi for lo, hi in windows_to_us(windows))
 
 
-def _slugs_of(principal: Principal) -> Callable[[str, str | None], tuple[str, str] | None]:
-    """Organisation and workspace slugs by id, as the publishing credential knows them."""
+async def follow_outbox(service: MqttService) -> None:
+    """Deliver every value stored from now on, by any ingest path, from the outbox (``push_events``):
+    woken by the event hub (this process's commits, other processes' over Redis), else every
+    ``SENSORHUB_PUSH_POLL_SECONDS``."""
+    ctx = service.ctx
+    cursor = EventCursor(after_id=await to_thread.run_sync(_newest_event, ctx))
+    names: dict[tuple[str, str], tuple[str, str] | None] = {}
+    while True:
+        await ctx.hub.wait_async(cursor.after_id, ctx.settings.push_poll_seconds)
+        if not service.has_subscribers:
+            cursor = EventCursor(after_id=max(cursor.after_id, ctx.hub.newest))  # nobody to tell
+            continue
+        try:
+            values = await to_thread.run_sync(_read_values, ctx, cursor, names)
+        except Exception:  # the database away for a moment: try again on the next wake-up
+            log.warning("mqtt live values: could not read the outbox", exc_info=True)
+            continue
+        service.deliver(values)
 
-    def slugs(org_id: str, workspace_id: str | None) -> tuple[str, str] | None:
-        org = principal.orgs.get(org_id)
-        ws = principal.workspaces.get(workspace_id) if workspace_id is not None else None
-        return (org.slug, ws.slug) if org is not None and ws is not None else None
 
-    return slugs
+def slugs(s: Session, org_id: str, workspace_id: str) -> tuple[str, str] | None:
+    """The organisation and workspace slugs a value's topic is made of."""
+    org, ws = s.get(Organisation, org_id), s.get(Workspace, workspace_id)
+    return (org.slug, ws.slug) if org is not None and ws is not None else None
+
+
+def _newest_event(ctx: AppContext) -> int:
+    with ctx.db.session() as s:
+        return newest_id(s)
+
+
+def _read_values(
+    ctx: AppContext, cursor: EventCursor, names: dict[tuple[str, str], tuple[str, str] | None]
+) -> list[StoredValue]:
+    out: list[StoredValue] = []
+    with ctx.db.session() as s:
+        for e in cursor.read(s):
+            key = (e.org_id, e.workspace_id)
+            if key not in names:
+                names[key] = slugs(s, e.org_id, e.workspace_id)
+            slug = names[key]
+            if slug is not None:
+                out.append(
+                    StoredValue(
+                        e.org_id, e.workspace_id, e.entity_ref, e.attribute, e.time_us, e.value, e.unit, *slug
+                    )
+                )
+    return out
 
 
 def broker_config(settings: Settings, service: MqttService) -> BrokerConfig:
@@ -513,12 +531,15 @@ def broker_config(settings: Settings, service: MqttService) -> BrokerConfig:
                 raise ValueError(
                     f"SENSORHUB_MQTT_{name.upper()}_LISTEN needs SENSORHUB_MQTT_CERTFILE and SENSORHUB_MQTT_KEYFILE"
                 )
-            listeners[name] = ListenerConfig(type=kind, bind=bind, **extra)
+            # "0.0.0.0:N" and ":N" mean the same; the second never equals amqtt's default bind value,
+            # which its config merging would overwrite (below).
+            listeners[name] = ListenerConfig(type=kind, bind=bind.replace("0.0.0.0:", ":", 1), **extra)
     if not listeners:
         raise ValueError("no MQTT listener configured (SENSORHUB_MQTT_LISTEN, ...)")
-    # amqtt requires a listener named "default"; the first configured one takes the name.
-    first = next(iter(listeners))
-    listeners = {("default" if k == first else k): v for k, v in listeners.items()}
+    # amqtt copies every field a listener leaves at its default value from the one named "default": that
+    # one must set nothing beyond the defaults, so it is the plain TCP listener, or an unbound one.
+    default = listeners.pop("mqtt", None) or ListenerConfig(bind=None)
+    listeners = {"default": default, **listeners}
     plugins = {
         f"{TokenAuthPlugin.__module__}.{TokenAuthPlugin.__qualname__}": {"service": service},
         f"{TopicAclPlugin.__module__}.{TopicAclPlugin.__qualname__}": {"service": service},
@@ -542,10 +563,17 @@ async def embedded_broker(ctx: AppContext) -> AsyncIterator[MqttService]:
     broker = SensorhubBroker(broker_config(ctx.settings, service), service)
     service.broker = broker
     service.loop = asyncio.get_running_loop()
-    service.value_listeners.append(lambda values, p: service.deliver(values, _slugs_of(p)))
-    await broker.start()
+    try:
+        await broker.start()
+    except BrokerError as e:
+        binds = ", ".join(str(c.bind) for c in broker.listeners_config.values())
+        raise RuntimeError(
+            f"the embedded MQTT broker cannot listen on {binds} ({e.__cause__ or e}): choose other addresses "
+            "(--mqtt-listen, SENSORHUB_MQTT_*_LISTEN) or turn it off (--no-mqtt)"
+        ) from None
     ctx.db.auth_listeners.append(service.auth_changed)
     watcher = asyncio.create_task(service.watch_credentials(), name="sensorhub-mqtt-credentials")
+    follower = asyncio.create_task(follow_outbox(service), name="sensorhub-mqtt-live")
     log.info(
         "mqtt broker listening: %s", ", ".join(f"{n}={c.bind}" for n, c in broker.listeners_config.items())
     )
@@ -554,7 +582,8 @@ async def embedded_broker(ctx: AppContext) -> AsyncIterator[MqttService]:
     finally:
         with contextlib.suppress(ValueError):
             ctx.db.auth_listeners.remove(service.auth_changed)
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+        for task in (watcher, follower):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await broker.shutdown()
