@@ -97,14 +97,18 @@ def opt_us(dt: datetime | None) -> int | None:
     return None if dt is None else to_us(dt)
 
 
+_NAIVE_EPOCH = EPOCH.replace(tzinfo=None)
+
+
 def iso(us: int) -> str:
     """ISO 8601 with Z; fractional seconds only when there are any (same forms as :func:`iso_array`)."""
     us = int(us)
+    frac = us % 1_000_000
     try:
-        text = (EPOCH + timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S")
+        # isoformat of a naive whole second: "YYYY-MM-DDTHH:MM:SS", ~3x cheaper than strftime
+        text = (_NAIVE_EPOCH + timedelta(microseconds=us - frac)).isoformat()
     except OverflowError:  # beyond Python's datetime (years 1-9999): numpy still names it
         return str(np.datetime64(us, "us")) + "Z"
-    frac = us % 1_000_000
     if frac:
         text += f".{frac // 1000:03d}" if frac % 1000 == 0 else f".{frac:06d}"
     return text + "Z"

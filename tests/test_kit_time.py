@@ -1,0 +1,24 @@
+"""kit.time: the one ISO 8601 rendering of microsecond timestamps, scalar and vectorised, agree."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sensorhub.kit.time import iso, iso_array
+
+
+def test_iso_and_iso_array_render_every_timestamp_alike() -> None:
+    rng = np.random.default_rng(7)
+    samples = np.concatenate(
+        [
+            rng.integers(-(2**50), 2**55, 5000),  # microseconds, before and after 1970
+            rng.integers(0, 2**51, 5000) // 1_000_000 * 1_000_000,  # whole seconds
+            rng.integers(0, 2**51, 5000) // 1000 * 1000,  # milliseconds
+            np.array([0, -1, 1, 253_402_300_799_999_999]),  # the epoch, around it, 9999-12-31T23:59:59.999999
+        ]
+    ).astype(np.int64)
+    for us in samples.tolist():
+        assert iso(us) == str(iso_array(np.array([us], np.int64))[0]), us
+    assert iso(1_764_547_200_123_000) == "2025-12-01T00:00:00.123Z"
+    assert iso(-1) == "1969-12-31T23:59:59.999999Z"
+    assert iso(0) == "1970-01-01T00:00:00Z"
