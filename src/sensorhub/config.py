@@ -139,6 +139,11 @@ class Settings(BaseSettings):
     mqtt_certfile: Path | None = None
     mqtt_keyfile: Path | None = None
     mqtt_max_payload_bytes: int = Field(256 * 1024, ge=64, le=16 * 1024 * 1024)
+    # NGSI-LD user @contexts (docs/ngsi-ld.md): URL prefixes that may be fetched (none by default), a
+    # directory of *.jsonld files served at /ngsi-ld/v1/jsonldContexts/, and the fetch timeout.
+    ngsi_ld_context_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    ngsi_ld_context_dir: Path | None = None
+    ngsi_ld_context_timeout_seconds: float = Field(3.0, gt=0, le=30)
 
     pat_export_row_cap: int = Field(10_000, ge=1)
     key_export_row_cap: int = Field(10_000_000, ge=1)
@@ -163,7 +168,9 @@ class Settings(BaseSettings):
             raise ValueError("token_notice_days are days before expiry, each 1-365, e.g. 14,7,1")
         return sorted(set(v), reverse=True)
 
-    @field_validator("trusted_proxies", "metrics_allow", "token_notice_days", mode="before")
+    @field_validator(
+        "trusted_proxies", "metrics_allow", "token_notice_days", "ngsi_ld_context_allow", mode="before"
+    )
     @classmethod
     def _split_proxies(cls, v: object) -> object:
         if isinstance(v, str):

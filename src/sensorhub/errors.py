@@ -96,6 +96,22 @@ class UnsupportedMediaType(SensorhubError):
     code = "unsupported_media_type"
 
 
+class NotImplementedFeature(SensorhubError):
+    """A request feature the standard defines and this server does not implement (ETSI ``NotImplemented``)."""
+
+    status = 501
+    error = "Not Implemented"
+    ngsi_type = "NotImplemented"
+    code = "not_implemented"
+
+
+class TooManyResults(Forbidden):
+    """More results per page than the server hands out (ETSI ``TooManyResults``, 403)."""
+
+    ngsi_type = "TooManyResults"
+    code = "too_many_results"
+
+
 class NotAcceptable(SensorhubError):
     status = 406
     error = "Not Acceptable"

@@ -73,6 +73,17 @@ MATRIX: dict[tuple[str, str], Builder] = {
         Call("/ngsi-ld/v1/entityOperations/query", json={"type": "Query", "entities": [{"type": "Device"}]}),
         Call("/ngsi-ld/v1/entityOperations/query", json={"type": "Query", "entities": [{"id": B_DEV}]}),
     ),
+    ("GET", "/ngsi-ld/v1/entities/"): lambda f: (
+        Call("/ngsi-ld/v1/entities/", {"type": "Device"}),
+        Call("/ngsi-ld/v1/entities/", {"id": B_DEV}),
+    ),
+    # Discovery: names only, and only those of the credential's own entities.
+    ("GET", "/ngsi-ld/v1/types"): lambda f: (Call("/ngsi-ld/v1/types", {"details": "true"}), None),
+    ("GET", "/ngsi-ld/v1/types/"): lambda f: (Call("/ngsi-ld/v1/types/"), None),
+    ("GET", "/ngsi-ld/v1/types/{type_name}"): lambda f: (Call("/ngsi-ld/v1/types/Device"), None),
+    ("GET", "/ngsi-ld/v1/attributes"): lambda f: (Call("/ngsi-ld/v1/attributes", {"details": "true"}), None),
+    ("GET", "/ngsi-ld/v1/attributes/"): lambda f: (Call("/ngsi-ld/v1/attributes/"), None),
+    ("GET", "/ngsi-ld/v1/attributes/{attr_name}"): lambda f: (Call("/ngsi-ld/v1/attributes/name"), None),
     ("GET", "/ngsi-ld/v1/entities/{entity_id}"): lambda f: (
         Call(f"/ngsi-ld/v1/entities/{A_DEV}"),
         Call(f"/ngsi-ld/v1/entities/{B_DEV}"),

@@ -55,6 +55,7 @@ DESCRIPTIONS = {
     410: "Gone (expired)",
     413: "Request body, or what it would create, is over a limit (the message names it)",
     429: "Rate limit exceeded (per credential), or too many failed attempts",
+    501: "A feature of the standard this server does not implement (the message names it)",
     503: "Temporarily unavailable (credential store or database busy); retry",
 }
 
@@ -90,6 +91,8 @@ def _statuses(route: APIRoute, method: str, kind: str) -> set[int]:
     if any(h.alias.lower() == "accept" for h in _flat_headers(route)):
         out.add(406)
     out |= set(EXTRA_STATUSES.get((method, route.path), ()))
+    if (route.openapi_extra or {}).get("x-refused-parameters"):
+        out.add(501)
     return out
 
 

@@ -18,7 +18,12 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.requests import Request
 
-from sensorhub.errors import BadRequest
+from sensorhub.errors import BadRequest, NotImplementedFeature
+
+# A route may name parameters its standard defines but it does not implement, in its OpenAPI extension
+# ``x-refused-parameters`` (name → why): those are answered 501 NotImplemented naming them, so a client
+# learns the feature is missing rather than that it misspelt a parameter.
+REFUSED = "x-refused-parameters"
 
 # Always accepted on token routes: the query-string credential (the pipeline decides whether it is on).
 ALWAYS_ALLOWED = frozenset({"token"})
@@ -70,6 +75,12 @@ def reject_unknown_query_params(request: Request) -> None:
         return
     allowed = allowed_query_params(route)
     unknown = sorted({k for k in request.query_params if k not in allowed})
+    refused: dict[str, str] = (route.openapi_extra or {}).get(REFUSED) or {}
+    for name in unknown:
+        if name in refused:
+            raise NotImplementedFeature(
+                f"the query parameter '{name}' is not implemented by this server: {refused[name]}"
+            )
     if unknown:
         names = ", ".join(f"'{n}'" for n in unknown)
         accepted = ", ".join(sorted(allowed - ALWAYS_ALLOWED)) or "none"

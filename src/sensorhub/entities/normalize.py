@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sensorhub.entities.windows import observed_us
@@ -25,6 +24,7 @@ ATTRIBUTE_TYPES = frozenset(
         "ListProperty",
         "VocabProperty",
         "JsonProperty",
+        "ListRelationship",
     }
 )
 GEOJSON_TYPES = frozenset(
@@ -98,17 +98,28 @@ def check_geojson(value: Any, what: str) -> dict[str, Any]:
     return value
 
 
+# The member that carries the value of each attribute type, and what it must be.
+_VALUE_MEMBERS: dict[str, tuple[str, Any, str]] = {
+    "Relationship": ("object", (str, list), "an 'object' (entity id)"),
+    "LanguageProperty": ("languageMap", dict, "a 'languageMap' object"),
+    "ListProperty": ("valueList", list, "a 'valueList' array"),
+    "VocabProperty": ("vocab", (str, list), "a 'vocab' (a term or a list of terms)"),
+    "JsonProperty": ("json", object, "a 'json' member"),
+    "ListRelationship": ("objectList", list, "an 'objectList' array"),
+}
+
+
 def _check_typed_value(name: str, attr: dict[str, Any]) -> None:
     """The member that carries the value of a normalized attribute, by its type."""
     t = attr["type"]
-    if t == "Relationship":
-        if not isinstance(attr.get("object"), (str, list)):
-            raise BadRequest(f"attribute '{name}': a Relationship needs an 'object' (entity id)")
-    elif t == "GeoProperty":
+    if t == "GeoProperty":
         check_geojson(attr.get("value"), f"attribute '{name}'")
-    elif t == "LanguageProperty":
-        if not isinstance(attr.get("languageMap"), dict):
-            raise BadRequest(f"attribute '{name}': a LanguageProperty needs a 'languageMap' object")
+        return
+    member = _VALUE_MEMBERS.get(t)
+    if member is not None:
+        key, kind, what = member
+        if key not in attr or not isinstance(attr[key], kind):
+            raise BadRequest(f"attribute '{name}': a {t} needs {what}")
     elif "value" not in attr or attr["value"] is None:
         raise BadRequest(f"attribute '{name}': a {t} needs a non-null 'value'")
 
@@ -218,44 +229,3 @@ def normalize_entity(body: Any) -> EntityData:
     if len(attrs) > MAX_ATTRS:
         raise BadRequest(f"an entity may have at most {MAX_ATTRS} attributes")
     return EntityData(entity_id, etype, attrs, location)
-
-
-def render(
-    entity_id: str,
-    etype: str,
-    attrs: dict[str, Any],
-    location: dict[str, Any] | None,
-    *,
-    pick: frozenset[str] | None,
-    key_values: bool,
-    context: bool,
-    sys_attrs: tuple[datetime, datetime] | None = None,
-) -> dict[str, Any]:
-    """An entity as NGSI-LD JSON: normalized (default) or keyValues; ``pick`` projects attributes."""
-    out: dict[str, Any] = {"id": entity_id, "type": etype}
-    for name, attr in attrs.items():
-        if pick is not None and name not in pick:
-            continue
-        if key_values:
-            t = attr.get("type")
-            out[name] = (
-                attr.get("object")
-                if t == "Relationship"
-                else attr.get("languageMap")
-                if t == "LanguageProperty"
-                else attr.get("value")
-            )
-        else:
-            out[name] = attr
-    if location is not None and (pick is None or "location" in pick):
-        out["location"] = location if key_values else {"type": "GeoProperty", "value": location}
-    if sys_attrs is not None:
-        out["createdAt"] = _iso(sys_attrs[0])
-        out["modifiedAt"] = _iso(sys_attrs[1])
-    if context:
-        out["@context"] = CORE_CONTEXT
-    return out
-
-
-def _iso(dt: datetime) -> str:
-    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")

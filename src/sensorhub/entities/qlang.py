@@ -1,18 +1,26 @@
 """The NGSI-LD ``q`` filter language: parsed into a small AST, compiled to SQL on the JSON ``attrs`` column.
 
-Grammar (a subset of ETSI GS CIM 009 §4.9, documented in docs/ngsi-ld.md)::
+Grammar (ETSI GS CIM 009 §4.9, documented in docs/ngsi-ld.md)::
 
     query      := or_expr
     or_expr    := and_expr ( "|" and_expr )*
     and_expr   := term ( ";" term )*
     term       := "(" or_expr ")" | comparison
     comparison := attr_path [ operator value ]          # no operator: the attribute exists
-    attr_path  := name ( "[" name "]" )*                # brackets reach into a compound value
+    attr_path  := name ( "." name )* ( "[" key ( "." key )* "]" )*
+                                                        # dots: sub-attributes (observedAt, unitCode, …)
+                                                        # brackets: keys inside a compound value
     operator   := "==" | "!=" | ">=" | "<=" | ">" | "<" | "~=" | "!~="
-    value      := number | string | "true" | "false" | datetime
+    value      := number | string | "true" | "false" | datetime | uri
                 | value ".." value                      # range, with == and != only
                 | value ( "," value )+                  # list, with == and != only
     string     := '"' chars '"'                         # \\" and \\\\ escape inside
+    uri        := scheme ":" chars                      # unquoted, e.g. urn:ngsi-ld:Building:b1
+
+A comparison reads the attribute's ``value`` (Property), ``object`` (Relationship), ``vocab``
+(VocabProperty) or, inside brackets, the JSON of a JsonProperty; a dotted path ends at a sub-attribute
+(its value) or at a metadata member (``observedAt``, ``unitCode``, ``datasetId``, ``createdAt``,
+``modifiedAt``).
 
 Comparisons are type-aware: a number only matches numeric attribute values, a quoted string only
 string values; ``!=`` matches entities that have the attribute with a different value.
@@ -27,7 +35,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import and_, case, false, func, not_, or_
@@ -50,12 +58,17 @@ _OPERATORS = ("!~=", "==", "!=", ">=", "<=", "~=", ">", "<")
 Scalar = float | int | str | bool
 
 
+METADATA = frozenset({"observedAt", "unitCode", "datasetId", "createdAt", "modifiedAt", "lang"})
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:[^\s;|()\",\[\]]+")
+
+
 @dataclass(frozen=True)
 class Comparison:
-    path: tuple[str, ...]  # attribute name, then keys inside its value
+    path: tuple[str, ...]  # attribute name, then sub-attribute names (``a.b``)
     op: str | None  # None = the attribute exists
     value: Scalar | tuple[Scalar, Scalar] | tuple[Scalar, ...] | None = None
     kind: str = "scalar"  # scalar | range | list
+    inner: tuple[str, ...] = ()  # keys inside the (compound) value: ``a[k1.k2]`` or ``a[k1][k2]``
 
 
 @dataclass(frozen=True)
@@ -139,36 +152,45 @@ class _Parser:
         self.i = m.end()
         return m.group(0)
 
-    def path(self) -> tuple[str, ...]:
-        """``attr`` or ``attr[key][key]…``."""
+    def path(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """``attr.sub…[key.key][key]…``: (attribute and sub-attributes, keys inside the value)."""
         path = [self.name()]
-        while self.peek("["):
+        while self.peek("."):
             self.i += 1
             path.append(self.name())
+        inner: list[str] = []
+        while self.peek("["):
+            self.i += 1
+            inner.append(self.name())
+            while self.peek("."):
+                self.i += 1
+                inner.append(self.name())
             if not self.peek("]"):
                 raise self.fail("missing ']'")
             self.i += 1
         if self.peek("."):
-            raise self.fail("dotted attribute paths are not supported; use attr[key] for compound values")
-        return tuple(path)
+            raise self.fail("a '.' after ']' is not allowed: write attr.sub[key.key]")
+        return tuple(path), tuple(inner)
 
     def comparison(self) -> Comparison:
         self.count_terms()
-        path = self.path()
+        path, inner = self.path()
         op = next((o for o in _OPERATORS if self.peek(o)), None)
         if op is None:
             if self.i < len(self.s) and self.s[self.i] not in ";|)":
                 raise self.fail("expected an operator (==, !=, <, >, <=, >=, ~=, !~=)")
-            return Comparison(path, None)
+            return Comparison(path, None, inner=inner)
         self.i += len(op)
         first = self.value()
         if op in ("~=", "!~="):
-            return self.pattern_comparison(path, op, first)
-        if self.peek(".."):
-            return self.range_comparison(path, op, first)
-        if self.peek(","):
-            return self.list_comparison(path, op, first)
-        return Comparison(path, op, first)
+            c = self.pattern_comparison(path, op, first)
+        elif self.peek(".."):
+            c = self.range_comparison(path, op, first)
+        elif self.peek(","):
+            c = self.list_comparison(path, op, first)
+        else:
+            c = Comparison(path, op, first)
+        return replace(c, inner=inner)
 
     def pattern_comparison(self, path: tuple[str, ...], op: str, first: Scalar) -> Comparison:
         if not isinstance(first, str):
@@ -216,10 +238,18 @@ class _Parser:
         if number is not None:
             return number
         for word, val in (("true", True), ("false", False)):
-            if self.s.startswith(word, self.i):
+            if self.s.startswith(word, self.i) and not self.s.startswith(":", self.i + len(word)):
                 self.i += len(word)
                 return val
-        raise self.fail("expected a number, a quoted string, true, false or a date-time")
+        m = _URI.match(self.s, self.i)
+        if m:
+            text = m.group(0)
+            cut = text.find("..")
+            if cut > 0:  # urn:a..urn:b is a range of two URIs
+                text = text[:cut]
+            self.i += len(text)
+            return text
+        raise self.fail("expected a number, a quoted string, true, false, a date-time or a URI")
 
     def quoted_string(self) -> str:
         """A ``"…"`` string with ``\\`` escapes; the parser stands on the opening quote."""
@@ -408,14 +438,43 @@ def compile_q(node: Node, j: JsonAttrs, visible: Visible | None = None) -> Colum
     return clause if visible is None else and_(clause, visible(node.path[0]))
 
 
+def _roots(c: Comparison) -> list[tuple[str, ...]]:
+    """The JSON paths a comparison reads: the attribute (and sub-attributes) then the member that holds
+    its value — ``value``, ``object`` or ``vocab`` (strings only), ``json`` with keys — then the keys."""
+    keys = tuple(k for name in c.path[1:] for k in (name,))
+    base = (c.path[0], *keys)
+    if c.path[-1] in METADATA and len(c.path) > 1:
+        return [base] if not c.inner else []
+    sample = c.value[0] if isinstance(c.value, tuple) else c.value
+    if c.inner:
+        return [(*base, "value", *c.inner), (*base, "json", *c.inner)]
+    if isinstance(sample, str) or c.op in ("~=", "!~="):
+        return [(*base, "value"), (*base, "object"), (*base, "vocab")]
+    if c.op is None:
+        return [base]
+    return [(*base, "value")]
+
+
 def _comparison(node: Comparison, j: JsonAttrs) -> ColumnElement[bool]:
-    name, *inner = node.path
-    value_keys = (name, "value", *inner)
+    roots = _roots(node)
+    if not roots:
+        return false()
     if node.op is None:
-        return j.exists((name,)) if not inner else j.exists(value_keys)
+        if len(node.path) == 1 and not node.inner:
+            return j.exists((node.path[0],))
+        return or_(*[j.exists(r) for r in roots])
     if node.op in ("!=", "!~="):
-        return and_(j.exists(value_keys), not_(_positive(j, node, value_keys)))
+        return and_(or_(*[j.exists(r) for r in roots]), not_(or_(*[_positive(j, node, r) for r in roots])))
     if node.op in ("==", "~="):
-        return _positive(j, node, value_keys)
+        return or_(*[_positive(j, node, r) for r in roots])
     assert isinstance(node.value, (int, float, str))
-    return _cmp(j, value_keys, node.op, node.value)
+    return or_(*[_cmp(j, r, node.op, node.value) for r in roots])
+
+
+def rename(node: Node, fn: Callable[[str], str]) -> Node:
+    """``node`` with its attribute and sub-attribute names mapped by ``fn`` (e.g. a request's JSON-LD
+    context onto stored names); metadata members and keys inside values are left as written."""
+    if isinstance(node, BoolOp):
+        return BoolOp(node.op, tuple(rename(n, fn) for n in node.items))
+    path = tuple(p if (i > 0 and p in METADATA) else fn(p) for i, p in enumerate(node.path))
+    return replace(node, path=path)

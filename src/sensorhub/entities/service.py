@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select, true, tuple_
+from sqlalchemy import Select, and_, false, func, or_, select, true, tuple_
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -70,6 +70,7 @@ class EntityQuery:
     q: Node | None = None
     attrs: frozenset[str] | None = None  # projection; entities need at least one of them
     workspace_ids: frozenset[str] | None = None  # assets: restrict to these workspaces
+    none: bool = False  # the query can match no entity (e.g. a type expression no entity satisfies)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +160,8 @@ def entity_filter(s: Session, access: Access, query: EntityQuery) -> ColumnEleme
     parts: list[ColumnElement[bool]] = [
         visible_entities(access).within(workspace_ids=query.workspace_ids).where()
     ]
+    if query.none:
+        parts.append(false())
     if query.selectors:
         clauses = [_selector_clause(sel) for sel in query.selectors]
         parts.append(or_(*clauses) if len(clauses) > 1 else clauses[0])

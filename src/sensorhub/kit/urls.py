@@ -26,10 +26,13 @@ def request_path(request: Request) -> str:
     return path
 
 
-def absolute_url(request: Request, configured: str | None, **params: Any) -> str:
-    """The URL of the request with ``params`` replaced in its query, as clients reach it: against
-    ``configured`` (its scheme, host and path prefix) when set, else the request's own URL."""
-    url = request.url.include_query_params(**params)
+def absolute_url(
+    request: Request, configured: str | None, *, drop: tuple[str, ...] = (), **params: Any
+) -> str:
+    """The URL of the request with ``params`` replaced in its query (and ``drop`` removed), as clients
+    reach it: against ``configured`` (its scheme, host and path prefix) when set, else the request's own URL."""
+    url = request.url.remove_query_params(drop) if drop else request.url
+    url = url.include_query_params(**params)
     if not configured:
         return str(url)
     query = f"?{url.query}" if url.query else ""
@@ -39,3 +42,8 @@ def absolute_url(request: Request, configured: str | None, **params: Any) -> str
 def next_link(request: Request, configured: str | None, **params: Any) -> str:
     """A ``Link`` header value pointing at the next page."""
     return f'<{absolute_url(request, configured, **params)}>; rel="next"'
+
+
+def prev_link(request: Request, configured: str | None, *, drop: tuple[str, ...] = (), **params: Any) -> str:
+    """A ``Link`` header value pointing at the previous page."""
+    return f'<{absolute_url(request, configured, drop=drop, **params)}>; rel="prev"'

@@ -2,13 +2,17 @@
 
 Reads take a token with the ``entities`` scope; writes take an interactive session (tokens are read-only
 for entities). Errors under ``/ngsi-ld/`` are rendered as ETSI ProblemDetails by the one error handler
-(:mod:`sensorhub.api.errors`). Paging and ``Link: rel="next"`` come from :mod:`sensorhub.kit`.
+(:mod:`sensorhub.api.errors`). Paging and ``Link: rel="next"``/``rel="prev"`` come from :mod:`sensorhub.kit`;
+JSON-LD contexts from :mod:`sensorhub.compat.ngsi_ld.contexts`; parameters from
+:mod:`sensorhub.compat.ngsi_ld.schemas`; discovery from :mod:`sensorhub.entities.discovery`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
 from enum import Enum
+from functools import lru_cache
+from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
@@ -18,36 +22,83 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from sensorhub.api.deps import ctx, get_db
-from sensorhub.auth.dependencies import RequireScope, RequireSession, SessionContext
+from sensorhub.auth.dependencies import Public, RequireScope, RequireSession, SessionContext
 from sensorhub.auth.principal import Principal
+from sensorhub.authz.access import Access
 from sensorhub.compat.ngsi_ld import schemas
+from sensorhub.compat.ngsi_ld.contexts import (
+    CONTEXTS_PATH,
+    CORE,
+    CORE_REQUEST,
+    JSONLD_REL,
+    ContextStore,
+    RequestContext,
+)
+from sensorhub.compat.ngsi_ld.render import Representation, render_entity
+from sensorhub.compat.ngsi_ld.schemas import QueryParams
+from sensorhub.entities import discovery
 from sensorhub.entities import service as entities
-from sensorhub.entities.normalize import CONTEXT_LINK, render
-from sensorhub.entities.service import EntityQuery, Page
-from sensorhub.errors import BadRequest
+from sensorhub.entities.service import EntityQuery, Selector
+from sensorhub.errors import BadRequest, NotFound, TooManyResults, UnsupportedMediaType
 from sensorhub.kit.paging import LimitPolicy
-from sensorhub.kit.urls import next_link
+from sensorhub.kit.urls import base_url, next_link, prev_link
 
 router = APIRouter()
 NGSI = "/ngsi-ld/v1"
 ENTITIES = RequireScope("entities")
 SESSION = RequireSession()
+PUBLIC = Public()
 TAGS_NGSI: list[str | Enum] = ["NGSI-LD"]
-# Page sizes: 100 when absent, values above 500 are clamped to 500 (Nekazari: "capped at 500").
+# Page sizes: 100 when absent; above 500 is 403 TooManyResults (ETSI GS CIM 009 V1.8.1 §5.5.9, and
+# Nekazari: "capped at 500") — never a silently shorter page than the client asked for.
 LIMITS = LimitPolicy(default=entities.DEFAULT_LIMIT, maximum=entities.MAX_LIMIT, minimum=0, clamp=True)
+MAX_JOINED = 1000  # linked entities one answer may inline
 
 _PAGING_DOC = (
-    "Paging: `limit` (default 100, values above 500 are clamped to 500), `offset`, `count=true` "
-    '(→ `NGSILD-Results-Count`); while more results exist, `Link: <…>; rel="next"` carries the next '
-    "page's URL (with a keyset `cursor`, so following it costs the same at any depth)."
+    "Paging: `limit` (default 100, at most 500: a larger one is 403 `TooManyResults`), `offset`, "
+    '`count=true` (→ `NGSILD-Results-Count`); `Link: <…>; rel="next"` while more results exist (with a '
+    'keyset `cursor`, so following it costs the same at any depth) and `rel="prev"` after the first page.'
 )
 
 
-def _json(body: Any, ld: bool, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+@lru_cache(maxsize=8)
+def _store(allow: tuple[str, ...], directory: Path | None, timeout: float) -> ContextStore:
+    return ContextStore(list(allow), directory, timeout)
+
+
+def context_store(request: Request) -> ContextStore:
+    st = ctx(request).settings
+    return _store(tuple(st.ngsi_ld_context_allow), st.ngsi_ld_context_dir, st.ngsi_ld_context_timeout_seconds)
+
+
+def request_context(request: Request, body: Any = None) -> RequestContext:
+    """The JSON-LD context of the request: ``@context`` of an ``application/ld+json`` body, else the
+    ``Link`` header, else the core context."""
+    ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    store = context_store(request)
+    if body is not None and request.method == "POST":
+        has = isinstance(body, dict) and "@context" in body
+        if ctype == "application/ld+json":
+            if not has:
+                raise BadRequest("an application/ld+json body needs an @context member")
+            return store.for_request(None, body["@context"])
+        if has:
+            raise BadRequest(
+                "@context in an application/json body is not allowed: send Content-Type: application/ld+json, "
+                f'or name the context in a Link header with rel="{JSONLD_REL}"'
+            )
+        if ctype not in ("", "application/json"):
+            raise UnsupportedMediaType("send the Query as application/json or application/ld+json")
+    return store.for_request(request.headers.get("link"))
+
+
+def _json(
+    body: Any, ld: bool, rc: RequestContext, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     h = dict(headers or {})
     links = [h.pop("Link")] if "Link" in h else []
     if not ld:
-        links.append(CONTEXT_LINK)
+        links.append(f'<{rc.link_url}>; rel="{JSONLD_REL}"; type="application/ld+json"')
     if links:
         h["Link"] = ", ".join(links)
     return Response(
@@ -58,59 +109,35 @@ def _json(body: Any, ld: bool, status: int = 200, headers: dict[str, str] | None
     )
 
 
-def _page_response(
-    request: Request,
-    page: Page,
-    limit: int,
-    *,
-    ld: bool,
-    key_values: bool,
-    pick: frozenset[str] | None,
-    sys_attrs: bool,
-) -> Response:
-    body = [
-        render(
-            r.entity_id,
-            r.type,
-            r.attrs or {},
-            r.location,
-            pick=pick,
-            key_values=key_values,
-            context=ld,
-            sys_attrs=(r.created_at, r.modified_at) if sys_attrs else None,
+class _Paging(NamedTuple):
+    limit: int | None
+    offset: int
+    with_count: bool
+    cursor: str | None
+
+
+def _limit(limit: int | None, count: bool) -> int:
+    if limit is not None and limit > entities.MAX_LIMIT:
+        raise TooManyResults(
+            f"limit {str(limit)[:20]} is more than this server hands out per page ({entities.MAX_LIMIT}): "
+            f'ask for at most {entities.MAX_LIMIT} and follow the Link rel="next" URL (or raise offset)'
         )
-        for r in page.rows
-    ]
-    headers: dict[str, str] = {}
-    if page.count is not None:
-        headers["NGSILD-Results-Count"] = str(page.count)
-    if page.next_cursor is not None:
-        headers["Link"] = next_link(
-            request,
-            ctx(request).settings.base_url,
-            limit=limit,
-            offset=page.next_offset,
-            cursor=page.next_cursor,
-        )
-    return _json(body, ld, headers=headers)
+    lim = LIMITS.resolve(limit)
+    if lim == 0 and not count:
+        raise BadRequest("limit=0 is only allowed with count=true")
+    return lim
 
 
-def _reject_unsupported(request: Request) -> None:
-    for p in schemas.UNSUPPORTED_PARAMS:
-        if p in request.query_params:
-            raise BadRequest(f"the query parameter '{p}' is not supported by this server")
-
-
-@router.get(f"{NGSI}/entities", tags=TAGS_NGSI, summary="Query entities", description=_PAGING_DOC)
+@router.get(
+    f"{NGSI}/entities",
+    tags=TAGS_NGSI,
+    summary="Query entities",
+    description=_PAGING_DOC,
+    openapi_extra=schemas.REFUSED_EXTRA,
+)
 def list_entities(
     request: Request,
-    type: str | None = Query(None, description="Entity types, comma-separated"),
-    id: str | None = Query(None, description="Entity ids, comma-separated"),
-    idPattern: str | None = Query(None, description="Regular expression on the entity id"),
-    attrs: str | None = Query(None, description="Attributes to return, comma-separated"),
-    q: str | None = Query(None, description='Filter on attribute values, e.g. temperature>20;crop=="wheat"'),
-    options: str | None = Query(None, description="keyValues and/or sysAttrs"),
-    format: str | None = Query(None, description="normalized | keyValues | simplified"),
+    params: QueryParams = Depends(schemas.query_params),
     limit: int | None = Query(None, description="Page size; default 100, at most 500"),
     offset: int = Query(0, ge=0),
     count: bool = Query(False, description="Send the total as NGSILD-Results-Count"),
@@ -119,17 +146,9 @@ def list_entities(
     principal: Principal = Depends(ENTITIES),
     db: Session = Depends(get_db),
 ) -> Response:
-    _reject_unsupported(request)
-    paging = _Paging(limit, offset, count, cursor)
-    return _query_response(
-        request,
-        db,
-        principal,
-        lambda: schemas.query_from_params(type_=type, id_=id, id_pattern=idPattern, attrs=attrs, q=q),
-        accept=accept,
-        options=(options, format),
-        paging=paging,
-    )
+    ld = schemas.wants_ld(accept)
+    rc = request_context(request)
+    return _query_response(request, db, principal, rc, params, ld, _Paging(limit, offset, count, cursor))
 
 
 @router.post(
@@ -137,12 +156,12 @@ def list_entities(
     tags=TAGS_NGSI,
     summary="Query entities (POST body)",
     description="An NGSI-LD `Query` body; paging parameters in the query string. " + _PAGING_DOC,
+    openapi_extra=schemas.REFUSED_EXTRA,
 )
 def post_query(
     request: Request,
     body: Any = Body(..., examples=[{"type": "Query", "entities": [{"type": "AgriParcel"}], "q": "area>2"}]),
-    options: str | None = Query(None),
-    format: str | None = Query(None),
+    base: QueryParams = Depends(schemas.representation_params),
     limit: int | None = Query(None),
     offset: int = Query(0, ge=0),
     count: bool = Query(False),
@@ -151,85 +170,411 @@ def post_query(
     principal: Principal = Depends(ENTITIES),
     db: Session = Depends(get_db),
 ) -> Response:
-    paging = _Paging(limit, offset, count, cursor)
-    return _query_response(
-        request,
-        db,
-        principal,
-        lambda: schemas.query_from_body(body),
-        accept=accept,
-        options=(options, format),
-        paging=paging,
-    )
-
-
-class _Paging(NamedTuple):
-    limit: int | None
-    offset: int
-    with_count: bool
-    cursor: str | None
+    ld = schemas.wants_ld(accept)
+    params = schemas.with_body(base, body)
+    rc = request_context(request, body)
+    return _query_response(request, db, principal, rc, params, ld, _Paging(limit, offset, count, cursor))
 
 
 def _query_response(
     request: Request,
     db: Session,
     principal: Principal,
-    build: Callable[[], EntityQuery],
-    *,
-    accept: str | None,
-    options: tuple[str | None, str | None],
+    rc: RequestContext,
+    params: QueryParams,
+    ld: bool,
     paging: _Paging,
 ) -> Response:
-    """The answer of both query routes: the representation from ``Accept`` and ``options``/``format``,
-    then the query ``build`` parses, then one page of the matching entities."""
-    ld = schemas.wants_ld(accept)
-    key_values, sys_attrs = schemas.parse_options(*options)
-    query = build()
+    """The answer of both query routes: the representation, the query (names through the request's
+    context), then one page of the matching entities, with the linked entities ``join`` asks for."""
+    rep = params.representation(rc)
+    join = params.join_spec()
+    query = params.query(rc)
     access = principal.access("entities")  # narrowed by NGSILD-Tenant in the guard
-    limit, offset, count, cursor = paging.limit, paging.offset, paging.with_count, paging.cursor
-    lim = LIMITS.resolve(limit)
-    if lim == 0 and not count:
-        raise BadRequest("limit=0 is only allowed with count=true")
+    lim = _limit(paging.limit, paging.with_count)
     page = entities.query_entities(
         db,
         access,
         query,
         limit=lim,
-        offset=offset,
-        cursor=cursor,
-        count=count,
-        sys_attrs=sys_attrs,
+        offset=paging.offset,
+        cursor=paging.cursor,
+        count=paging.with_count,
+        sys_attrs=rep.sys_attrs,
         reader=principal.credential_id,
     )
-    return _page_response(
-        request, page, lim, ld=ld, key_values=key_values, pick=query.attrs, sys_attrs=sys_attrs
+    context = rc.ref if ld else None
+    body = [_render_row(r, rep, rc, context) for r in page.rows]
+    if join[0] is not None:
+        body = _join(db, access, page.rows, body, rep, rc, context, join)
+    headers: dict[str, str] = {}
+    if page.count is not None:
+        headers["NGSILD-Results-Count"] = str(page.count)
+    links: list[str] = []
+    configured = ctx(request).settings.base_url
+    if page.next_cursor is not None:
+        links.append(
+            next_link(request, configured, limit=lim, offset=page.next_offset, cursor=page.next_cursor)
+        )
+    if paging.offset > 0 and lim > 0:
+        links.append(
+            prev_link(request, configured, drop=("cursor",), limit=lim, offset=max(0, paging.offset - lim))
+        )
+    if links:
+        headers["Link"] = ", ".join(links)
+    return _json(body, ld, rc, headers=headers)
+
+
+def _render_row(r: Any, rep: Representation, rc: RequestContext, context: Any) -> dict[str, Any]:
+    return render_entity(
+        r.entity_id,
+        r.type,
+        r.attrs or {},
+        r.location,
+        rep,
+        rc.shown,
+        sys_attrs=_sys(r, rep),
+        context=context,
     )
 
 
-@router.get(f"{NGSI}/entities/{{entity_id}}", tags=TAGS_NGSI, summary="Retrieve an entity")
+def _sys(r: Any, rep: Representation) -> Any:
+    if not rep.sys_attrs:
+        return None
+    return (r.created_at, r.modified_at)
+
+
+def _targets(attrs: dict[str, Any]) -> dict[str, list[str]]:
+    """Relationship (and ListRelationship) name → the entity ids it points at."""
+    out: dict[str, list[str]] = {}
+    for name, a in attrs.items():
+        if not isinstance(a, dict):
+            continue
+        t = a.get("type")
+        if t == "Relationship":
+            obj = a.get("object")
+            ids = obj if isinstance(obj, list) else [obj]
+        elif t == "ListRelationship":
+            ids = [o.get("object") if isinstance(o, dict) else o for o in a.get("objectList") or []]
+        else:
+            continue
+        out[name] = [i for i in ids if isinstance(i, str)]
+    return out
+
+
+def _join(
+    db: Session,
+    access: Access,
+    rows: list[Any],
+    body: list[dict[str, Any]],
+    rep: Representation,
+    rc: RequestContext,
+    context: Any,
+    spec: tuple[str | None, int, frozenset[str]],
+) -> list[dict[str, Any]]:
+    """``join=inline``: each Relationship gets an ``entity`` member (``entityList`` for several objects);
+    in keyValues the id itself is replaced by the entity. ``join=flat``: the linked entities follow the
+    page's, once each. Only entities the reader may see are joined; ``containedBy`` and the ids already
+    on the way are not followed again (no loops), down to ``joinLevel``."""
+    mode, level, contained = spec
+    # Linked entities are rendered without projection: attrs/pick/omit select the page's own members.
+    inner = Representation(form=rep.form, sys_attrs=rep.sys_attrs, lang=rep.lang)
+    seen = set(contained) | {r.entity_id for r in rows}
+    flat: list[dict[str, Any]] = []
+    frontier: list[tuple[dict[str, Any], Any]] = list(zip(body, rows, strict=True))
+    budget = MAX_JOINED
+    for _ in range(level):
+        wanted = [i for _o, row in frontier for ids in _targets(row.attrs or {}).values() for i in ids]
+        wanted = [i for i in dict.fromkeys(wanted) if i not in contained][:budget]
+        if not wanted:
+            break
+        found = _fetch(db, access, wanted)
+        budget -= len(found)
+        rendered = {
+            eid: render_entity(
+                r.entity_id, r.type, r.attrs or {}, r.location, inner, rc.shown, sys_attrs=_sys(r, inner)
+            )
+            for eid, r in found.items()
+        }
+        nxt = [(rendered[eid], found[eid]) for eid in rendered if eid not in seen]
+        seen.update(rendered)
+        if mode == "flat":
+            flat += [out for out, _r in nxt]
+        else:
+            for out, row in frontier:
+                _inline(out, row, rendered, rep, rc)
+        frontier = nxt
+    if context is not None:
+        for out in flat:
+            out["@context"] = context
+    return body + flat
+
+
+def _inline(
+    out: dict[str, Any],
+    row: Any,
+    rendered: dict[str, dict[str, Any]],
+    rep: Representation,
+    rc: RequestContext,
+) -> None:
+    for name, ids in _targets(row.attrs or {}).items():
+        linked = [rendered[i] for i in ids if i in rendered]
+        key = rc.shown(name)
+        if not linked or key not in out:
+            continue
+        if rep.form == "keyValues":
+            out[key] = linked[0] if len(ids) == 1 else linked
+        elif isinstance(out[key], dict):
+            out[key]["entity" if len(ids) == 1 else "entityList"] = linked[0] if len(ids) == 1 else linked
+
+
+def _fetch(db: Session, access: Access, ids: list[str]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for i in range(0, len(ids), entities.MAX_LIST_ITEMS):
+        chunk = tuple(ids[i : i + entities.MAX_LIST_ITEMS])
+        page = entities.query_entities(
+            db,
+            access,
+            EntityQuery(selectors=(Selector(ids=chunk),)),
+            limit=entities.MAX_LIMIT,
+            sys_attrs=True,
+        )
+        for r in page.rows:
+            found.setdefault(r.entity_id, r)
+    return found
+
+
+@router.get(
+    f"{NGSI}/entities/{{entity_id}}",
+    tags=TAGS_NGSI,
+    summary="Retrieve an entity",
+    openapi_extra=schemas.REFUSED_EXTRA,
+)
 def get_entity(
+    request: Request,
     entity_id: str,
-    attrs: str | None = Query(None),
-    options: str | None = Query(None),
-    format: str | None = Query(None),
+    params: QueryParams = Depends(schemas.retrieve_params),
     accept: str | None = Header(None),
     principal: Principal = Depends(ENTITIES),
     db: Session = Depends(get_db),
 ) -> Response:
     ld = schemas.wants_ld(accept)
-    key_values, sys_attrs = schemas.parse_options(options, format)
+    rc = request_context(request)
+    rep = params.representation(rc)
+    join = params.join_spec()
     access = principal.access("entities")  # narrowed by NGSILD-Tenant in the guard
     e = entities.get_entity(db, access, entity_id)
-    pick = schemas.attrs_projection(attrs)
-    body = schemas.entity_json(
-        e,
+    if params.type is not None:
+        types, none = schemas.parse_types(params.type, rc)
+        if none or e.type not in types:
+            raise NotFound(f"entity '{entity_id}' not found")
+    row = entities.EntityRow(
+        e.entity_id,
+        e.org_id,
+        e.workspace_id,
+        e.type,
         entities.entity_attrs(access, e),
-        pick=pick,
-        key_values=key_values,
-        context=ld,
-        sys_attrs=sys_attrs,
+        e.location,
+        e.created_at,
+        e.modified_at,
     )
-    return _json(body, ld)
+    context = rc.ref if ld else None
+    body = _render_row(row, rep, rc, context)
+    if join[0] is not None:
+        out = _join(db, access, [row], [body], rep, rc, context, join)
+        if join[0] == "flat":
+            return _json(out, ld, rc)
+    return _json(body, ld, rc)
+
+
+# --- discovery -------------------------------------------------------------------------------------------
+
+
+def _list_id(kind: str, items: list[str]) -> str:
+    digest = hashlib.sha256("\n".join(items).encode()).hexdigest()[:16]
+    return f"urn:ngsi-ld:{kind}:{digest}"
+
+
+def _ld_body(body: Any, ld: bool, rc: RequestContext) -> Any:
+    if ld and isinstance(body, dict):
+        return {**body, "@context": rc.ref}
+    if ld and isinstance(body, list):
+        return [{**b, "@context": rc.ref} for b in body]
+    return body
+
+
+@router.get(f"{NGSI}/types", tags=TAGS_NGSI, summary="Available entity types")
+def list_types(
+    request: Request,
+    details: bool = Query(False, description="EntityType objects instead of an EntityTypeList"),
+    local: bool | None = Query(None, description="Accepted: sensorhub has only local entities"),
+    accept: str | None = Header(None),
+    principal: Principal = Depends(ENTITIES),
+    db: Session = Depends(get_db),
+) -> Response:
+    ld = schemas.wants_ld(accept)
+    rc = request_context(request)
+    summ = discovery.summary(db, principal.access("entities"))
+    names = sorted(summ)
+    body: Any
+    if details:
+        body = [
+            {
+                "id": CORE.expand(t),
+                "type": "EntityType",
+                "typeName": rc.shown(t),
+                "attributeNames": sorted(rc.shown(a) for a in summ[t].attributes),
+            }
+            for t in names
+        ]
+    else:
+        body = {
+            "id": _list_id("EntityTypeList", names),
+            "type": "EntityTypeList",
+            "typeList": [rc.shown(t) for t in names],
+        }
+    return _json(_ld_body(body, ld, rc), ld, rc)
+
+
+@router.get(f"{NGSI}/types/{{type_name}}", tags=TAGS_NGSI, summary="Details of an entity type")
+def get_type(
+    request: Request,
+    type_name: str,
+    local: bool | None = Query(None, description="Accepted: sensorhub has only local entities"),
+    accept: str | None = Header(None),
+    principal: Principal = Depends(ENTITIES),
+    db: Session = Depends(get_db),
+) -> Response:
+    ld = schemas.wants_ld(accept)
+    rc = request_context(request)
+    stored = rc.stored(type_name)
+    summ = discovery.summary(db, principal.access("entities")).get(stored)
+    if summ is None:
+        raise NotFound(f"entity type '{type_name[:200]}' not found")
+    body = {
+        "id": CORE.expand(stored),
+        "type": "EntityTypeInfo",
+        "typeName": rc.shown(stored),
+        "entityCount": summ.entity_count,
+        "attributeDetails": [
+            {
+                "id": CORE.expand(a),
+                "type": "Attribute",
+                "attributeName": rc.shown(a),
+                "attributeTypes": sorted(summ.attributes[a]),
+            }
+            for a in sorted(summ.attributes)
+        ],
+    }
+    return _json(_ld_body(body, ld, rc), ld, rc)
+
+
+def _attributes(summ: dict[str, discovery.TypeSummary]) -> dict[str, tuple[set[str], set[str], int]]:
+    """Attribute → (attribute types, entity types, number of entities having it)."""
+    out: dict[str, tuple[set[str], set[str], int]] = {}
+    for t, ts in summ.items():
+        for a, kinds in ts.attributes.items():
+            k, types, n = out.get(a, (set(), set(), 0))
+            out[a] = (k | kinds, types | {t}, n + ts.attribute_counts.get(a, 0))
+    return out
+
+
+@router.get(f"{NGSI}/attributes", tags=TAGS_NGSI, summary="Available attributes")
+def list_attributes(
+    request: Request,
+    details: bool = Query(False, description="Attribute objects instead of an AttributeList"),
+    local: bool | None = Query(None, description="Accepted: sensorhub has only local entities"),
+    accept: str | None = Header(None),
+    principal: Principal = Depends(ENTITIES),
+    db: Session = Depends(get_db),
+) -> Response:
+    ld = schemas.wants_ld(accept)
+    rc = request_context(request)
+    attrs = _attributes(discovery.summary(db, principal.access("entities")))
+    names = sorted(attrs)
+    body: Any
+    if details:
+        body = [
+            {
+                "id": CORE.expand(a),
+                "type": "Attribute",
+                "attributeName": rc.shown(a),
+                "attributeCount": attrs[a][2],
+                "attributeTypes": sorted(attrs[a][0]),
+                "typeNames": sorted(rc.shown(t) for t in attrs[a][1]),
+            }
+            for a in names
+        ]
+    else:
+        body = {
+            "id": _list_id("AttributeList", names),
+            "type": "AttributeList",
+            "attributeList": [rc.shown(a) for a in names],
+        }
+    return _json(_ld_body(body, ld, rc), ld, rc)
+
+
+@router.get(f"{NGSI}/attributes/{{attr_name}}", tags=TAGS_NGSI, summary="Details of an attribute")
+def get_attribute(
+    request: Request,
+    attr_name: str,
+    local: bool | None = Query(None, description="Accepted: sensorhub has only local entities"),
+    accept: str | None = Header(None),
+    principal: Principal = Depends(ENTITIES),
+    db: Session = Depends(get_db),
+) -> Response:
+    ld = schemas.wants_ld(accept)
+    rc = request_context(request)
+    stored = rc.stored(attr_name)
+    found = _attributes(discovery.summary(db, principal.access("entities"))).get(stored)
+    if found is None:
+        raise NotFound(f"attribute '{attr_name[:200]}' not found")
+    kinds, types, n = found
+    body = {
+        "id": CORE.expand(stored),
+        "type": "Attribute",
+        "attributeName": rc.shown(stored),
+        "attributeCount": n,
+        "attributeTypes": sorted(kinds),
+        "typeNames": sorted(rc.shown(t) for t in types),
+    }
+    return _json(_ld_body(body, ld, rc), ld, rc)
+
+
+# --- hosted JSON-LD contexts --------------------------------------------------------------------------------
+
+
+@router.get(f"{NGSI}/jsonldContexts", tags=TAGS_NGSI, summary="JSON-LD contexts this server hosts")
+def list_contexts(request: Request, details: bool = Query(False), _: None = Depends(PUBLIC)) -> Response:
+    root = base_url(request, ctx(request).settings.base_url) + CONTEXTS_PATH
+    names = context_store(request).hosted_names()
+    body: Any = (
+        [{"URL": root + n, "localId": n, "kind": "Hosted"} for n in names]
+        if details
+        else [root + n for n in names]
+    )
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+@router.get(f"{NGSI}/jsonldContexts/{{name}}", tags=TAGS_NGSI, summary="A hosted JSON-LD context")
+def get_context(request: Request, name: str, _: None = Depends(PUBLIC)) -> Response:
+    doc = context_store(request).hosted(name)
+    if doc is None:
+        raise NotFound(f"context '{name[:100]}' not found")
+    return Response(orjson.dumps(doc), media_type="application/ld+json")
+
+
+# The standard writes collection resources with a trailing slash (``/entities/``): both spellings are
+# served, neither redirects (a redirect would be built from the Host header).
+for _path, _fn in (
+    (f"{NGSI}/entities/", list_entities),
+    (f"{NGSI}/types/", list_types),
+    (f"{NGSI}/attributes/", list_attributes),
+    (f"{NGSI}/jsonldContexts/", list_contexts),
+):
+    router.add_api_route(
+        _path, _fn, methods=["GET"], include_in_schema=False, openapi_extra=schemas.REFUSED_EXTRA
+    )
 
 
 # --- writes: interactive sessions only ------------------------------------------------------------------
@@ -264,7 +609,7 @@ def update_attrs(
     e = entities.entity_for_write(sc.db, sc.user, entity_id, tenant)
     updated, not_updated = entities.update_attrs(sc.db, sc.user, e, body)
     if not_updated:
-        return _json({"updated": updated, "notUpdated": not_updated}, False, status=207)
+        return _json({"updated": updated, "notUpdated": not_updated}, False, CORE_REQUEST, status=207)
     return Response(status_code=204)
 
 

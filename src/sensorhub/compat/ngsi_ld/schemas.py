@@ -1,12 +1,23 @@
-"""NGSI-LD wire shapes: query parameters, ``Query`` bodies, options, content negotiation, entity JSON."""
+"""NGSI-LD wire shapes: the query parameters and ``Query`` bodies (one model, :class:`QueryParams`, that
+every entity-query route — and the temporal routes — parse with), options, content negotiation.
+
+What the standard defines and sensorhub does not build is listed in :data:`REFUSED_PARAMS` (501
+``NotImplemented`` naming it, through the routes' ``x-refused-parameters``) and :data:`REFUSED_MEMBERS`;
+anything else unknown is a 400 ``BadRequestData`` naming it. Nothing is silently ignored.
+"""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, field
 from typing import Any
 
-from sensorhub.entities.models import Entity
-from sensorhub.entities.normalize import check_context, render
-from sensorhub.entities.qlang import parse_q
+from fastapi import Query
+
+from sensorhub.compat.ngsi_ld.contexts import RequestContext
+from sensorhub.compat.ngsi_ld.render import Representation
+from sensorhub.entities.normalize import check_entity_id
+from sensorhub.entities.qlang import parse_q, rename
 from sensorhub.entities.service import (
     MAX_LIST_ITEMS,
     MAX_SELECTORS,
@@ -15,10 +26,48 @@ from sensorhub.entities.service import (
     make_selector,
     split_list,
 )
-from sensorhub.errors import BadRequest, NotAcceptable
+from sensorhub.errors import BadRequest, InvalidQuery, NotAcceptable, NotImplementedFeature
 
-UNSUPPORTED_QUERY_MEMBERS = ("geoQ", "temporalQ", "scopeQ", "csf", "lang")
-UNSUPPORTED_PARAMS = ("georel", "geometry", "coordinates", "geoproperty", "csf", "scopeQ", "lang")
+MAX_JOIN_LEVEL = 3
+MAX_TYPE_EXPR = 2000
+
+# Parameters of the standard that sensorhub does not implement: 501 NotImplemented naming them.
+REFUSED_PARAMS: dict[str, str] = {
+    "georel": "geo-queries are not available yet",
+    "geometry": "geo-queries are not available yet",
+    "coordinates": "geo-queries are not available yet",
+    "geoproperty": "geo-queries are not available yet",
+    "geometryProperty": "GeoJSON output is not available yet",
+    "csf": "sensorhub has no context source registrations (no distributed operations)",
+    "datasetId": "multi-attributes (several instances of one attribute) are not stored",
+    "orderBy": "results are always ordered by entity id (then organisation)",
+    "collation": "results are always ordered by entity id (then organisation)",
+    "expandValues": "VocabProperty values are compacted with the request's context; expandValues is not offered",
+    "entityMap": "entity maps (snapshots of a distributed query) are not offered",
+    "doNotCompact": "every answer is compacted against the request's context",
+}
+REFUSED_EXTRA: dict[str, Any] = {"x-refused-parameters": REFUSED_PARAMS}
+# Query body members of the standard that sensorhub does not implement.
+REFUSED_MEMBERS: dict[str, str] = {
+    "geoQ": "geo-queries are not available yet",
+    "csf": REFUSED_PARAMS["csf"],
+    "temporalQ": "temporal queries go to /ngsi-ld/v1/temporalEntityOperations/query",
+    "datasetId": REFUSED_PARAMS["datasetId"],
+}
+QUERY_MEMBERS = frozenset(
+    {"type", "entities", "attrs", "pick", "omit", "q", "scopeQ", "lang", "@context", "id"}
+)
+SELECTOR_MEMBERS = frozenset({"type", "id", "idPattern"})
+FORMS = {
+    "keyValues": "keyValues",
+    "simplified": "keyValues",
+    "concise": "concise",
+    "normalized": "normalized",
+}
+
+_LANG = re.compile(r"^(\*|[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*)$")
+_SCOPE = re.compile(r"^(/#|/(?:[A-Za-z0-9_\-]+|\+)(?:/(?:[A-Za-z0-9_\-]+|\+))*(?:/#)?)$")
+_TYPE_TOKEN = re.compile(r"\s*([(),;|]|[^(),;|\s]+)")
 
 
 def wants_ld(accept: str | None) -> bool:
@@ -41,70 +90,200 @@ def wants_ld(accept: str | None) -> bool:
     for _, _, media in sorted(offers):
         if media == "application/ld+json":
             return True
-        if media in ("application/json", "*/*", "application/*", "application/geo+json"):
+        if media in ("application/json", "*/*", "application/*"):
             return False
     raise NotAcceptable("this endpoint returns application/json or application/ld+json")
 
 
-def parse_options(options: str | None, fmt: str | None) -> tuple[bool, bool]:
-    """``(key_values, sys_attrs)`` from ``options=keyValues,sysAttrs`` and ``format=simplified``."""
-    opts = {o.strip() for o in (options or "").split(",") if o.strip()}
-    unknown = opts - {"keyValues", "simplified", "normalized", "sysAttrs", "concise"}
-    if unknown:
-        raise BadRequest(
-            f"unknown option(s) {', '.join(sorted(unknown))}: use keyValues, normalized or sysAttrs"
+# --- the parameter model -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueryParams:
+    """The entity-query parameters of a request (query string, or a ``Query`` body plus the query string)."""
+
+    type: str | None = None
+    id: str | None = None
+    idPattern: str | None = None
+    attrs: str | list[str] | None = None
+    pick: str | list[str] | None = None
+    omit: str | list[str] | None = None
+    q: str | None = None
+    scopeQ: str | None = None
+    options: str | None = None
+    format: str | None = None
+    lang: str | None = None
+    join: str | None = None
+    joinLevel: int | None = None
+    containedBy: str | None = None
+    selectors: tuple[Selector, ...] | None = None  # from a Query body's ``entities``
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def query(self, ctx: RequestContext) -> EntityQuery:
+        """The service's query: names mapped onto stored names through ``ctx``."""
+        none = False
+        if self.selectors is not None:
+            kept = [k for k in (_in_context(s, ctx) for s in self.selectors) if k is not None]
+            none = bool(self.selectors) and not kept
+            sels = tuple(kept)
+        else:
+            types: tuple[str, ...] = ()
+            if self.type is not None:
+                types, none = parse_types(self.type, ctx)
+            sel = make_selector(types, split_list(self.id, "id"), self.idPattern)
+            sels = (sel,) if (sel.types or sel.ids or sel.id_pattern is not None) else ()
+        q = rename(parse_q(self.q), ctx.stored) if self.q is not None else None
+        if self.scopeQ is not None:
+            check_scope_q(self.scopeQ)
+            none = True  # no entity has a scope here (docs/ngsi-ld.md): a valid scopeQ matches nothing
+        attrs = names(self.attrs, "attrs")
+        return EntityQuery(
+            selectors=sels,
+            q=q,
+            attrs=frozenset(ctx.stored(a) for a in attrs) if attrs is not None else None,
+            none=none,
         )
-    key_values = bool(opts & {"keyValues", "simplified"})
-    if fmt is not None:
-        if fmt not in ("keyValues", "simplified", "normalized"):
-            raise BadRequest("format must be normalized, keyValues or simplified")
-        key_values = fmt in ("keyValues", "simplified")
-    return key_values, "sysAttrs" in opts
+
+    def representation(self, ctx: RequestContext) -> Representation:
+        form, sys_attrs = parse_options(self.options, self.format)
+        pick = names(self.pick, "pick")
+        omit = names(self.omit, "omit")
+        if pick is not None and omit is not None:
+            raise BadRequest("pick and omit cannot be used together")
+        attrs = names(self.attrs, "attrs")
+        return Representation(
+            form=form,
+            sys_attrs=sys_attrs,
+            lang=parse_lang(self.lang),
+            pick=pick,
+            omit=omit,
+            attrs=frozenset(ctx.stored(a) for a in attrs) if attrs is not None else None,
+        )
+
+    def join_spec(self) -> tuple[str | None, int, frozenset[str]]:
+        """``(join, joinLevel, containedBy)``: ``join`` is ``inline``, ``flat`` or ``None``."""
+        join = self.join
+        if join is not None and join not in ("inline", "flat", "@none"):
+            raise BadRequest("join must be inline, flat or @none")
+        if join == "@none":
+            join = None
+        level = 1 if self.joinLevel is None else self.joinLevel
+        if self.joinLevel is not None and join is None:
+            raise BadRequest("joinLevel needs join=inline or join=flat")
+        if not 1 <= level <= MAX_JOIN_LEVEL:
+            raise BadRequest(f"joinLevel must be between 1 and {MAX_JOIN_LEVEL}")
+        contained = frozenset(split_list(self.containedBy, "containedBy"))
+        for i in contained:
+            check_entity_id(i, "containedBy")
+        if contained and join is None:
+            raise BadRequest("containedBy needs join=inline or join=flat")
+        return join, level, contained
 
 
-def attrs_projection(value: str | list[str] | None) -> frozenset[str] | None:
-    if value is None:
-        return None
-    items = split_list(value, "attrs") if isinstance(value, str) else tuple(value)
-    if len(items) > MAX_LIST_ITEMS:
-        raise BadRequest(f"attrs may list at most {MAX_LIST_ITEMS} values")
-    if not items or not all(isinstance(a, str) and a for a in items):
-        raise BadRequest("attrs must list attribute names")
-    return frozenset(items)
-
-
-def query_from_params(
-    *, type_: str | None, id_: str | None, id_pattern: str | None, attrs: str | None, q: str | None
-) -> EntityQuery:
-    sel = make_selector(split_list(type_, "type"), split_list(id_, "id"), id_pattern)
-    has = bool(sel.types or sel.ids or sel.id_pattern is not None)
-    return EntityQuery(
-        selectors=(sel,) if has else (),
-        q=parse_q(q) if q is not None else None,
-        attrs=attrs_projection(attrs),
+def query_params(
+    type: str | None = Query(None, description="Entity types: `A,B` or `A|B` (either), `A;B` (both), `(…)`"),
+    id: str | None = Query(None, description="Entity ids, comma-separated"),
+    idPattern: str | None = Query(None, description="Regular expression (RE2) on the entity id"),
+    attrs: str | None = Query(None, description="Attributes to return (entities need one of them)"),
+    pick: str | None = Query(None, description="Members to keep (id, type, attribute names)"),
+    omit: str | None = Query(None, description="Members to leave out"),
+    q: str | None = Query(None, description='Query language, e.g. temperature>20;crop=="wheat"'),
+    scopeQ: str | None = Query(None, description="Scope query, e.g. /farm/#"),
+    options: str | None = Query(None, description="keyValues | concise | normalized, and sysAttrs"),
+    format: str | None = Query(None, description="normalized | concise | keyValues | simplified"),
+    lang: str | None = Query(None, description="Language of LanguageProperties (`*` for all)"),
+    join: str | None = Query(None, description="inline | flat | @none: linked entities"),
+    joinLevel: int | None = Query(None, description=f"Depth of join, 1-{MAX_JOIN_LEVEL}"),
+    containedBy: str | None = Query(None, description="Entity ids already traversed (join)"),
+    local: bool | None = Query(None, description="Accepted: sensorhub has only local entities"),
+) -> QueryParams:
+    return QueryParams(
+        type=type,
+        id=id,
+        idPattern=idPattern,
+        attrs=attrs,
+        pick=pick,
+        omit=omit,
+        q=q,
+        scopeQ=scopeQ,
+        options=options,
+        format=format,
+        lang=lang,
+        join=join,
+        joinLevel=joinLevel,
+        containedBy=containedBy,
     )
 
 
-# What a Query body may hold (refused members are listed in UNSUPPORTED_QUERY_MEMBERS and answered apart):
-# a misspelt member is a 400, never a silently wider query.
-QUERY_MEMBERS = frozenset({"type", "entities", "attrs", "q", "@context"})
-SELECTOR_MEMBERS = frozenset({"type", "id", "idPattern"})
+def representation_params(
+    options: str | None = Query(None, description="keyValues | concise | normalized, and sysAttrs"),
+    format: str | None = Query(None, description="normalized | concise | keyValues | simplified"),
+    lang: str | None = Query(None, description="Language of LanguageProperties (`*` for all)"),
+    join: str | None = Query(None, description="inline | flat | @none: linked entities"),
+    joinLevel: int | None = Query(None, description=f"Depth of join, 1-{MAX_JOIN_LEVEL}"),
+    containedBy: str | None = Query(None, description="Entity ids already traversed (join)"),
+    local: bool | None = Query(None, description="Accepted: sensorhub has only local entities"),
+) -> QueryParams:
+    """The query-string part of ``POST /entityOperations/query`` (the rest is in the body)."""
+    return QueryParams(
+        options=options, format=format, lang=lang, join=join, joinLevel=joinLevel, containedBy=containedBy
+    )
 
 
-def query_from_body(body: Any) -> EntityQuery:
-    """An NGSI-LD ``Query`` body: ``{type: "Query", entities: [{type, id?, idPattern?}], attrs?, q?}``."""
+def retrieve_params(
+    attrs: str | None = Query(None, description="Attributes to return"),
+    pick: str | None = Query(None, description="Members to keep (id, type, attribute names)"),
+    omit: str | None = Query(None, description="Members to leave out"),
+    options: str | None = Query(None, description="keyValues | concise | normalized, and sysAttrs"),
+    format: str | None = Query(None, description="normalized | concise | keyValues | simplified"),
+    lang: str | None = Query(None, description="Language of LanguageProperties (`*` for all)"),
+    join: str | None = Query(None, description="inline | flat | @none: linked entities"),
+    joinLevel: int | None = Query(None, description=f"Depth of join, 1-{MAX_JOIN_LEVEL}"),
+    containedBy: str | None = Query(None, description="Entity ids already traversed (join)"),
+    type: str | None = Query(None, description="The entity's type (404 when it has another)"),
+    local: bool | None = Query(None, description="Accepted: sensorhub has only local entities"),
+) -> QueryParams:
+    return QueryParams(
+        type=type,
+        attrs=attrs,
+        pick=pick,
+        omit=omit,
+        options=options,
+        format=format,
+        lang=lang,
+        join=join,
+        joinLevel=joinLevel,
+        containedBy=containedBy,
+    )
+
+
+def with_body(base: QueryParams, body: Any) -> QueryParams:
+    """``base`` (the query string) with an NGSI-LD ``Query`` body:
+    ``{type: "Query", entities: [{type, id?, idPattern?}], attrs?, pick?, omit?, q?, scopeQ?, lang?}``."""
     _check_query_members(body)
     selectors = _selectors(body.get("entities"))
-    q = body.get("q")
-    if q is not None and not isinstance(q, str):
-        raise BadRequest("'q' must be a string")
-    attrs = body.get("attrs")
-    if attrs is not None and not isinstance(attrs, list):
-        raise BadRequest("'attrs' must be a list of attribute names")
-    if not selectors and q is None and attrs is None:
-        raise BadRequest("the Query needs at least one of entities, attrs or q")
-    return EntityQuery(
-        selectors=selectors, q=parse_q(q) if q is not None else None, attrs=attrs_projection(attrs)
+    for k in ("q", "scopeQ", "lang"):
+        if body.get(k) is not None and not isinstance(body[k], str):
+            raise BadRequest(f"'{k}' must be a string")
+    for k in ("attrs", "pick", "omit"):
+        v = body.get(k)
+        if v is not None and not isinstance(v, (list, str)):
+            raise BadRequest(f"'{k}' must be a list of names")
+    if not selectors and body.get("q") is None and body.get("attrs") is None and body.get("scopeQ") is None:
+        raise BadRequest("the Query needs at least one of entities, attrs, q or scopeQ")
+    return QueryParams(
+        attrs=body.get("attrs"),
+        pick=body.get("pick"),
+        omit=body.get("omit"),
+        q=body.get("q"),
+        scopeQ=body.get("scopeQ"),
+        lang=body.get("lang") if body.get("lang") is not None else base.lang,
+        options=base.options,
+        format=base.format,
+        join=base.join,
+        joinLevel=base.joinLevel,
+        containedBy=base.containedBy,
+        selectors=selectors,
     )
 
 
@@ -113,11 +292,11 @@ def _check_query_members(body: Any) -> None:
         raise BadRequest("the body must be an NGSI-LD Query object")
     if body.get("type") != "Query":
         raise BadRequest('the body must have "type": "Query"')
-    for k in UNSUPPORTED_QUERY_MEMBERS:
+    for k, why in REFUSED_MEMBERS.items():
         if k in body:
-            raise BadRequest(f"'{k}' is not supported by this server")
-    if "@context" in body:
-        check_context(body["@context"])
+            if k == "temporalQ":
+                raise BadRequest(f"'{k}' is not a member of an entity Query: {why}")
+            raise NotImplementedFeature(f"the Query member '{k}' is not implemented by this server: {why}")
     unknown = sorted(set(body) - QUERY_MEMBERS)
     if unknown:
         raise BadRequest(
@@ -147,31 +326,149 @@ def _selector(i: int, sel: Any) -> Selector:
             raise BadRequest(f"entities[{i}].{name} must be a string")
     if t is None and eid is None and pat is None:
         raise BadRequest(f"entities[{i}] needs at least one of type, id, idPattern")
-    return make_selector(
-        split_list(t, f"entities[{i}].type"),
-        (eid,) if eid else (),
-        pat,
-        pattern_param=f"entities[{i}].idPattern",
-    )
+    # The type expression is kept as written and parsed with the request's context (see _in_context).
+    return Selector((t,) if t else (), (check_entity_id(eid, f"entities[{i}].id"),) if eid else (), pat)
 
 
-def entity_json(
-    e: Entity,
-    attrs: dict[str, Any],
-    *,
-    pick: frozenset[str] | None,
-    key_values: bool,
-    context: bool,
-    sys_attrs: bool,
-) -> dict[str, Any]:
-    """``e`` as NGSI-LD JSON with ``attrs`` (what the reader may see of ``e.attrs``)."""
-    return render(
-        e.entity_id,
-        e.type,
-        attrs,
-        e.location,
-        pick=pick,
-        key_values=key_values,
-        context=context,
-        sys_attrs=(e.created_at, e.modified_at) if sys_attrs else None,
-    )
+def _in_context(sel: Selector, ctx: RequestContext) -> Selector | None:
+    """The selector with its type expression read through ``ctx``; ``None`` when it can match nothing."""
+    types: tuple[str, ...] = ()
+    if sel.types:
+        types, none = parse_types(sel.types[0], ctx)
+        if none:
+            return None
+    return make_selector(types, sel.ids, sel.id_pattern)
+
+
+# --- small grammars ------------------------------------------------------------------------------------
+
+
+def names(value: str | list[str] | None, what: str) -> frozenset[str] | None:
+    if value is None:
+        return None
+    items = split_list(value, what) if isinstance(value, str) else tuple(value)
+    if len(items) > MAX_LIST_ITEMS:
+        raise BadRequest(f"{what} may list at most {MAX_LIST_ITEMS} values")
+    if not items or not all(isinstance(a, str) and a for a in items):
+        raise BadRequest(f"{what} must list attribute names")
+    return frozenset(items)
+
+
+def parse_options(options: str | None, fmt: str | None) -> tuple[str, bool]:
+    """``(form, sys_attrs)`` from ``options=keyValues|concise|normalized,sysAttrs`` and ``format=``."""
+    opts = {o.strip() for o in (options or "").split(",") if o.strip()}
+    unknown = opts - {*FORMS, "sysAttrs"}
+    if unknown:
+        raise BadRequest(
+            f"unknown option(s) {', '.join(sorted(unknown))}: use keyValues, concise, normalized or sysAttrs"
+        )
+    forms = {FORMS[o] for o in opts if o in FORMS}
+    if len(forms) > 1:
+        raise BadRequest("options may name only one of keyValues, concise and normalized")
+    form = forms.pop() if forms else "normalized"
+    if fmt is not None:
+        if fmt not in FORMS:
+            raise BadRequest("format must be normalized, concise, keyValues or simplified")
+        form = FORMS[fmt]
+    return form, "sysAttrs" in opts
+
+
+def parse_lang(value: str | None) -> str | None:
+    if value is None:
+        return None
+    first = value.split(",")[0].split(";")[0].strip()
+    if not _LANG.match(first):
+        raise BadRequest("lang must be a language tag such as en or de-CH, or *")
+    return first
+
+
+def check_scope_q(text: str) -> None:
+    """A scope query: scopes (``/a/b``, ``/a/+``, ``/a/#``) joined by ``;`` (and), ``,`` or ``|`` (or),
+    with parentheses. A malformed one is a 400 ``InvalidRequest`` naming where."""
+    if len(text) > MAX_TYPE_EXPR:
+        raise BadRequest(f"scopeQ is longer than {MAX_TYPE_EXPR} characters")
+    depth = 0
+    for m in re.finditer(r"[();,|]|[^();,|]+", text):
+        tok = m.group(0)
+        if tok == "(":
+            depth += 1
+        elif tok == ")":
+            depth -= 1
+            if depth < 0:
+                raise InvalidQuery(f"invalid scopeQ at position {m.start()}: unbalanced ')'")
+        elif tok not in ";,|" and not _SCOPE.match(tok.strip()):
+            raise InvalidQuery(
+                f"invalid scopeQ at position {m.start()} (near '{tok[:20]}'): a scope is /name/name…, "
+                "with + for one level and a final /# for any below"
+            )
+    if depth:
+        raise InvalidQuery("invalid scopeQ: missing ')'")
+    if not text.strip() or re.search(r"(^|[(;,|])\s*([);,|]|$)", text):
+        raise InvalidQuery("invalid scopeQ: an empty scope")
+
+
+class _TypeParser:
+    """``or := and (("," | "|") and)*``, ``and := atom (";" atom)*``, ``atom := "(" or ")" | name``, each
+    node as its disjunctive normal form (a set of conjunctions of stored type names)."""
+
+    def __init__(self, text: str, ctx: RequestContext) -> None:
+        self.text = text
+        self.ctx = ctx
+        self.toks = [m.group(1) for m in _TYPE_TOKEN.finditer(text)]
+        self.pos = 0
+
+    def fail(self, what: str) -> InvalidQuery:
+        return InvalidQuery(f"invalid type expression '{self.text[:100]}': {what}")
+
+    def at(self, *toks: str) -> bool:
+        return self.pos < len(self.toks) and self.toks[self.pos] in toks
+
+    def parse(self) -> set[frozenset[str]]:
+        dnf = self.or_expr(0)
+        if self.pos != len(self.toks):
+            raise self.fail(f"unexpected '{self.toks[self.pos]}'")
+        return dnf
+
+    def or_expr(self, depth: int) -> set[frozenset[str]]:
+        out = self.and_expr(depth)
+        while self.at(",", "|"):
+            self.pos += 1
+            out |= self.and_expr(depth)
+        return out
+
+    def and_expr(self, depth: int) -> set[frozenset[str]]:
+        out = self.atom(depth)
+        while self.at(";"):
+            self.pos += 1
+            right = self.atom(depth)
+            out = {a | b for a in out for b in right}
+        return out
+
+    def atom(self, depth: int) -> set[frozenset[str]]:
+        if self.pos >= len(self.toks):
+            raise self.fail("expected a type name")
+        tok = self.toks[self.pos]
+        self.pos += 1
+        if tok == "(":
+            if depth > 20:
+                raise self.fail("too deeply nested")
+            out = self.or_expr(depth + 1)
+            if not self.at(")"):
+                raise self.fail("missing ')'")
+            self.pos += 1
+            return out
+        if tok in "),;|":
+            raise self.fail(f"unexpected '{tok}'")
+        return {frozenset({self.ctx.stored(tok)})}
+
+
+def parse_types(text: str, ctx: RequestContext) -> tuple[tuple[str, ...], bool]:
+    """A type expression (``A,B``/``A|B`` either, ``A;B`` both, parentheses) as the stored types that can
+    match, and whether nothing can (an entity has one type here, so ``A;B`` with ``A≠B`` matches none)."""
+    if len(text) > MAX_TYPE_EXPR:
+        raise BadRequest(f"type is longer than {MAX_TYPE_EXPR} characters")
+    dnf = _TypeParser(text, ctx).parse()
+    if len(dnf) > MAX_LIST_ITEMS:
+        raise BadRequest(f"type may name at most {MAX_LIST_ITEMS} types")
+    types = sorted({next(iter(c)) for c in dnf if len(c) == 1})
+    return tuple(types), not types

@@ -1,0 +1,133 @@
+"""Entities as NGSI-LD JSON: normalized, concise or keyValues; ``lang``; ``pick``/``omit``; names compacted
+against the request's JSON-LD context (:mod:`sensorhub.compat.ngsi_ld.contexts`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+# The member that carries the value of each attribute type (keyValues shows only that member).
+VALUE_MEMBER = {
+    "Property": "value",
+    "GeoProperty": "value",
+    "Relationship": "object",
+    "LanguageProperty": "languageMap",
+    "ListProperty": "valueList",
+    "VocabProperty": "vocab",
+    "JsonProperty": "json",
+    "ListRelationship": "objectList",
+}
+# Members of an attribute that are not sub-attributes (their names are core terms, never compacted).
+CORE_MEMBERS = frozenset(
+    {
+        "type",
+        "value",
+        "object",
+        "languageMap",
+        "valueList",
+        "vocab",
+        "json",
+        "objectList",
+        "observedAt",
+        "unitCode",
+        "datasetId",
+        "createdAt",
+        "modifiedAt",
+        "deletedAt",
+        "lang",
+        "objectType",
+        "entity",
+        "instanceId",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Representation:
+    """How a page of entities is written (from ``options``, ``format``, ``lang``, ``pick``, ``omit``)."""
+
+    form: str = "normalized"  # normalized | concise | keyValues
+    sys_attrs: bool = False
+    lang: str | None = None
+    pick: frozenset[str] | None = None  # shown names, "id" and "type" included
+    omit: frozenset[str] | None = None
+    attrs: frozenset[str] | None = None  # projection on attribute (stored) names
+
+
+def _iso(dt: datetime) -> str:
+    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _pick_lang(lmap: dict[str, Any], lang: str) -> tuple[str | None, Any]:
+    if lang in lmap:
+        return lang, lmap[lang]
+    for cand in (lang.split("-")[0], "@none", "en"):
+        if cand in lmap:
+            return cand, lmap[cand]
+    if lmap:
+        k = sorted(lmap)[0]
+        return k, lmap[k]
+    return None, None
+
+
+def _attr(attr: Any, rep: Representation, shown: Callable[[str], str]) -> Any:
+    if not isinstance(attr, dict):
+        return attr
+    t = attr.get("type")
+    if t == "LanguageProperty" and rep.lang is not None and rep.lang != "*":
+        code, text = _pick_lang(attr.get("languageMap") or {}, rep.lang)
+        attr = {k: v for k, v in attr.items() if k not in ("type", "languageMap")}
+        attr = {"type": "Property", "value": text, **({"lang": code} if code else {}), **attr}
+        t = "Property"
+    if rep.form == "keyValues":
+        member = VALUE_MEMBER.get(str(t), "value")
+        v = attr.get(member)
+        return shown(v) if t == "VocabProperty" and isinstance(v, str) else v
+    out: dict[str, Any] = {}
+    for k, v in attr.items():
+        if k in CORE_MEMBERS:
+            if k == "vocab" and isinstance(v, str):
+                v = shown(v)
+            out[k] = v
+        else:  # a sub-attribute
+            out[shown(k)] = _attr(v, rep, shown)
+    if rep.form == "concise":
+        out.pop("type", None)
+        if t in ("Property", "GeoProperty") and set(out) == {"value"}:
+            return out["value"]
+    return out
+
+
+def render_entity(
+    entity_id: str,
+    etype: str,
+    attrs: dict[str, Any],
+    location: dict[str, Any] | None,
+    rep: Representation,
+    shown: Callable[[str], str],
+    *,
+    sys_attrs: tuple[datetime, datetime] | None = None,
+    context: Any = None,
+) -> dict[str, Any]:
+    """One entity. ``attrs`` are already what the reader may see; ``shown`` writes a stored name as the
+    request's context does; ``context`` (ld+json answers) is added as ``@context``."""
+    out: dict[str, Any] = {"id": entity_id, "type": shown(etype)}
+    for name, attr in attrs.items():
+        if rep.attrs is not None and name not in rep.attrs:
+            continue
+        out[shown(name)] = _attr(attr, rep, shown)
+    if location is not None and (rep.attrs is None or "location" in rep.attrs):
+        geo = {"type": "GeoProperty", "value": location}
+        out[shown("location")] = _attr(geo, rep, shown)
+    if sys_attrs is not None and rep.sys_attrs:
+        out["createdAt"] = _iso(sys_attrs[0])
+        out["modifiedAt"] = _iso(sys_attrs[1])
+    if rep.pick is not None:
+        out = {k: v for k, v in out.items() if k in rep.pick}
+    if rep.omit is not None:
+        out = {k: v for k, v in out.items() if k not in rep.omit}
+    if context is not None:
+        out["@context"] = context
+    return out
