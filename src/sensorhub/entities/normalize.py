@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sensorhub.entities.windows import observed_us
@@ -229,3 +230,46 @@ def normalize_entity(body: Any) -> EntityData:
     if len(attrs) > MAX_ATTRS:
         raise BadRequest(f"an entity may have at most {MAX_ATTRS} attributes")
     return EntityData(entity_id, etype, attrs, location)
+
+
+# The plain renderer for core-context readers (NGSI-LD notifications); the NGSI-LD routes render with
+# sensorhub.compat.ngsi_ld.render (contexts, concise, lang, join).
+def render(
+    entity_id: str,
+    etype: str,
+    attrs: dict[str, Any],
+    location: dict[str, Any] | None,
+    *,
+    pick: frozenset[str] | None,
+    key_values: bool,
+    context: bool,
+    sys_attrs: tuple[datetime, datetime] | None = None,
+) -> dict[str, Any]:
+    """An entity as NGSI-LD JSON: normalized (default) or keyValues; ``pick`` projects attributes."""
+    out: dict[str, Any] = {"id": entity_id, "type": etype}
+    for name, attr in attrs.items():
+        if pick is not None and name not in pick:
+            continue
+        if key_values:
+            t = attr.get("type")
+            out[name] = (
+                attr.get("object")
+                if t == "Relationship"
+                else attr.get("languageMap")
+                if t == "LanguageProperty"
+                else attr.get("value")
+            )
+        else:
+            out[name] = attr
+    if location is not None and (pick is None or "location" in pick):
+        out["location"] = location if key_values else {"type": "GeoProperty", "value": location}
+    if sys_attrs is not None:
+        out["createdAt"] = _iso(sys_attrs[0])
+        out["modifiedAt"] = _iso(sys_attrs[1])
+    if context:
+        out["@context"] = CORE_CONTEXT
+    return out
+
+
+def _iso(dt: datetime) -> str:
+    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")

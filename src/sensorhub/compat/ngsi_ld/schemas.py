@@ -14,10 +14,10 @@ from typing import Any
 
 from fastapi import Query
 
-from sensorhub.compat.ngsi_ld.contexts import RequestContext
+from sensorhub.compat.ngsi_ld.contexts import CORE_REQUEST, RequestContext
 from sensorhub.compat.ngsi_ld.render import Representation
 from sensorhub.entities.normalize import check_entity_id
-from sensorhub.entities.qlang import parse_q, rename
+from sensorhub.entities.qlang import QSyntaxError, parse_q, rename
 from sensorhub.entities.service import (
     MAX_LIST_ITEMS,
     MAX_SELECTORS,
@@ -26,7 +26,7 @@ from sensorhub.entities.service import (
     make_selector,
     split_list,
 )
-from sensorhub.errors import BadRequest, InvalidQuery, NotAcceptable, NotImplementedFeature
+from sensorhub.errors import BadRequest, NotAcceptable, NotImplementedFeature
 
 MAX_JOIN_LEVEL = 3
 MAX_TYPE_EXPR = 2000
@@ -340,6 +340,23 @@ def _in_context(sel: Selector, ctx: RequestContext) -> Selector | None:
     return make_selector(types, sel.ids, sel.id_pattern)
 
 
+# --- for the temporal routes (core context only) -------------------------------------------------------
+
+
+def query_from_params(
+    *, type_: str | None, id_: str | None, id_pattern: str | None, attrs: str | None, q: str | None
+) -> EntityQuery:
+    return QueryParams(type=type_, id=id_, idPattern=id_pattern, attrs=attrs, q=q).query(CORE_REQUEST)
+
+
+def query_from_body(body: Any) -> EntityQuery:
+    return with_body(QueryParams(), body).query(CORE_REQUEST)
+
+
+def attrs_projection(value: str | list[str] | None) -> frozenset[str] | None:
+    return names(value, "attrs")
+
+
 # --- small grammars ------------------------------------------------------------------------------------
 
 
@@ -395,16 +412,16 @@ def check_scope_q(text: str) -> None:
         elif tok == ")":
             depth -= 1
             if depth < 0:
-                raise InvalidQuery(f"invalid scopeQ at position {m.start()}: unbalanced ')'")
+                raise QSyntaxError(f"invalid scopeQ at position {m.start()}: unbalanced ')'")
         elif tok not in ";,|" and not _SCOPE.match(tok.strip()):
-            raise InvalidQuery(
+            raise QSyntaxError(
                 f"invalid scopeQ at position {m.start()} (near '{tok[:20]}'): a scope is /name/name…, "
                 "with + for one level and a final /# for any below"
             )
     if depth:
-        raise InvalidQuery("invalid scopeQ: missing ')'")
+        raise QSyntaxError("invalid scopeQ: missing ')'")
     if not text.strip() or re.search(r"(^|[(;,|])\s*([);,|]|$)", text):
-        raise InvalidQuery("invalid scopeQ: an empty scope")
+        raise QSyntaxError("invalid scopeQ: an empty scope")
 
 
 class _TypeParser:
@@ -417,8 +434,8 @@ class _TypeParser:
         self.toks = [m.group(1) for m in _TYPE_TOKEN.finditer(text)]
         self.pos = 0
 
-    def fail(self, what: str) -> InvalidQuery:
-        return InvalidQuery(f"invalid type expression '{self.text[:100]}': {what}")
+    def fail(self, what: str) -> QSyntaxError:
+        return QSyntaxError(f"invalid type expression '{self.text[:100]}': {what}")
 
     def at(self, *toks: str) -> bool:
         return self.pos < len(self.toks) and self.toks[self.pos] in toks
