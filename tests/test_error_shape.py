@@ -1,4 +1,4 @@
-"""The two error wire shapes, pinned."""
+"""The error wire shapes, pinned (Akenza-style, NGSI-LD ProblemDetails, GraphQL)."""
 
 from __future__ import annotations
 
@@ -80,3 +80,17 @@ def test_validation_errors_name_the_field(client: TestClient) -> None:
     assert "password" in r.json()["message"]
     r = client.post("/api/auth/login", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 400 and "JSON" in r.json()["message"]
+
+
+def test_graphql_paths_answer_in_the_graphql_shape(client: TestClient) -> None:
+    r = client.post("/graphql", json={"query": "{ user { id } }"}, headers=bearer("shub_pat_" + "0" * 49))
+    assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
+    body = r.json()
+    assert body["data"] is None
+    (err,) = body["errors"]
+    assert err["message"] == "Invalid, expired or revoked credentials"
+    assert err["extensions"] == {
+        "code": "UNAUTHENTICATED",
+        "status": 401,
+        "requestId": r.headers["x-request-id"],
+    }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 from sdk_fakes import BASE, TOKEN, error_response, problem_response
@@ -213,3 +215,40 @@ def test_an_unexpected_answer_shape_is_a_clear_error(client, server):
     server.add("GET", "/api/devices", lambda r: httpx.Response(200, json={"items": []}))
     with pytest.raises(sc.SensorhubError, match="expected a JSON array"):
         client.devices()
+
+
+def test_graphql_errors_and_data(server, client):  # type: ignore[no-untyped-def]
+    answers = iter(
+        [
+            httpx.Response(200, json={"data": {"user": {"id": "u1"}}}),
+            httpx.Response(
+                200,
+                json={
+                    "data": None,
+                    "errors": [
+                        {
+                            "message": "needs telemetry",
+                            "extensions": {"code": "FORBIDDEN", "scope": "telemetry"},
+                        }
+                    ],
+                },
+            ),
+            httpx.Response(
+                401,
+                json={
+                    "data": None,
+                    "errors": [{"message": "Invalid credentials", "extensions": {"code": "UNAUTHENTICATED"}}],
+                },
+            ),
+        ]
+    )
+    server.add("POST", "/graphql", lambda request: next(answers))
+    assert client.graphql("{ user { id } }", {"x": 1}) == {"user": {"id": "u1"}}
+    sent = json.loads(server.requests[-1].content)
+    assert sent == {"query": "{ user { id } }", "variables": {"x": 1}}
+    with pytest.raises(sc.GraphQLError) as e:
+        client.graphql("{ device { currentMeasurements { value } } }")
+    assert e.value.code == "FORBIDDEN" and e.value.missing_scope == "telemetry" and e.value.data is None
+    with pytest.raises(sc.AuthenticationError) as auth:
+        client.graphql("{ user { id } }")
+    assert auth.value.code == "UNAUTHENTICATED" and "Invalid credentials" in str(auth.value)

@@ -32,6 +32,7 @@ from sensorhub.auth.endpoints import router as session_router
 from sensorhub.background import build_runner
 from sensorhub.bus import RedisBus
 from sensorhub.compat.akenza.routes import router as akenza_router
+from sensorhub.compat.datacake.routes import router as datacake_router
 from sensorhub.compat.leaf.routes import router as leaf_router
 from sensorhub.compat.ngsi_ld.routes import router as ngsi_ld_router
 from sensorhub.compat.ngsi_ld.temporal import router as ngsi_ld_temporal_router
@@ -61,6 +62,7 @@ ROUTERS: list[APIRouter] = [
     leaf_router,
     export_endpoints.router,
     live_stream.router,
+    datacake_router,
 ]
 
 DESCRIPTION = """
@@ -69,6 +71,9 @@ Sensor data behind scoped, revocable access tokens.
 **Data routes** take a token: `Authorization: Bearer <token>` (or `Token <token>`), or `x-api-key: <key>`
 for organisation API keys. **Management routes** (`/api/tokens`, `/api/orgs/…`) need a session from
 `POST /api/auth/login`; tokens can never manage tokens.
+
+**GraphQL** (Datacake's API) is served at `/graphql` with the same credentials; it is described by its
+own schema (introspection, or `GET /graphql/schema.graphql`), not by this document.
 """
 
 

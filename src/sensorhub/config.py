@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     ingest_max_attributes: int = Field(500, ge=1)
     ingest_max_new_series: int = Field(100, ge=1)
     ingest_max_months: int = Field(600, ge=1)
+    # GraphQL (/graphql, docs/graphql.md#cost): what one operation may ask for, and what a credential may
+    # spend per minute, in cost units (about one unit per object or point returned); refused before it runs.
+    graphql_max_cost: int = Field(250_000, ge=100)
+    graphql_cost_per_minute: int = Field(2_500_000, ge=100)
     # How long a request waits for a database lock (SQLite busy timeout, PostgreSQL lock_timeout)
     # before it is answered 503 with Retry-After.
     db_lock_timeout_seconds: float = Field(10.0, gt=0, le=600)

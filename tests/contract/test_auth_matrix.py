@@ -62,6 +62,15 @@ def _series(dev: str) -> list[dict[str, str]]:
     return [{"entity_id": dev, "attribute": "temperature"}]
 
 
+_GQL_DEVICE = (
+    'id verboseName currentMeasurements { value time } history(timerangestart: "2026-01-01T00:00:00Z", '
+    'timerangeend: "2026-04-01T00:00:00Z") { timestamps fields { values } }'
+)
+_GQL_OWN = f"{{ devices {{ edges {{ node {{ {_GQL_DEVICE} }} }} }} }}"
+_GQL_FOREIGN = (
+    f'{{ device(deviceId: "{B_DEV}") {{ {_GQL_DEVICE} }} aggregate(field: "temperature") {{ max }} }}'
+)
+
 MATRIX: dict[tuple[str, str], Builder] = {
     ("GET", "/api/tokens/self"): lambda f: (Call("/api/tokens/self"), None),
     ("GET", "/api/managements"): lambda f: (Call("/api/managements"), None),
@@ -154,6 +163,14 @@ MATRIX: dict[tuple[str, str], Builder] = {
             "/ngsi-ld/v1/temporal/entityOperations/query",
         )
     },
+    ("GET", "/graphql"): lambda f: (
+        Call("/graphql", {"query": _GQL_OWN}),
+        Call("/graphql", {"query": _GQL_FOREIGN}),
+    ),
+    ("POST", "/graphql"): lambda f: (
+        Call("/graphql", json={"query": _GQL_OWN}),
+        Call("/graphql", json={"query": _GQL_FOREIGN}),
+    ),
 }
 
 
@@ -230,6 +247,9 @@ def _assert_401(r: Any, where: str) -> None:
     assert r.status_code == 401, (where, r.status_code, r.text)
     assert r.headers.get("www-authenticate", "").startswith("Bearer"), (where, dict(r.headers))
     body = r.json()
+    if "errors" in body:  # GraphQL: its own error shape
+        assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED", where
+        return
     assert body.get("message") or body.get("detail"), where
 
 
@@ -283,7 +303,10 @@ def test_wrong_scope_gets_403_insufficient_scope(
     for method, path, scope, own, _ in _calls(app, fx):
         if scope is None:  # any valid token: a single unrelated scope is enough
             r = _send(
-                client, method, own, bearer(world.pat("a@alpha.test", ["telemetry"], name=f"one-{path}"))
+                client,
+                method,
+                own,
+                bearer(world.pat("a@alpha.test", ["telemetry"], name=f"one-{method}-{path}")),
             )
             assert 200 <= r.status_code < 300, (method, path, r.status_code, r.text)
             continue

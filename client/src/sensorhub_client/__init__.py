@@ -12,6 +12,7 @@ from ._core import VERSION as __version__
 from .errors import (
     APIError,
     AuthenticationError,
+    GraphQLError,
     InvalidTokenFormat,
     NotFound,
     PermissionDenied,
@@ -39,6 +40,7 @@ __all__ = [
     "BackfillResult",
     "Client",
     "ExportResult",
+    "GraphQLError",
     "InvalidTokenFormat",
     "NotFound",
     "PermissionDenied",

@@ -347,6 +347,15 @@ class AsyncClient:
 
     token_info = whoami
 
+    # --- GraphQL -------------------------------------------------------------------------------
+
+    async def graphql(
+        self, query: str, variables: Mapping[str, Any] | None = None, operation_name: str | None = None
+    ) -> JSONDict:
+        """Run a GraphQL operation at ``/graphql`` and return its ``data`` (see :meth:`Client.graphql`)."""
+        response = await self._send(_core.graphql_call(query, variables, operation_name))
+        return _core.graphql_data(response)
+
     # --- export --------------------------------------------------------------------------------
 
     async def export(

@@ -350,6 +350,17 @@ class Client:
 
     token_info = whoami
 
+    # --- GraphQL -------------------------------------------------------------------------------
+
+    def graphql(
+        self, query: str, variables: Mapping[str, Any] | None = None, operation_name: str | None = None
+    ) -> JSONDict:
+        """Run a GraphQL operation at ``/graphql`` (Datacake's API, docs/graphql.md) and return its
+        ``data``. Errors in the answer raise :class:`~sensorhub_client.errors.GraphQLError` (with
+        ``code``, ``missing_scope``, ``errors`` and the partial ``data``); HTTP failures (401, 429, …)
+        raise the usual :class:`~sensorhub_client.errors.APIError` subclasses."""
+        return _core.graphql_data(self._send(_core.graphql_call(query, variables, operation_name)))
+
     # --- export --------------------------------------------------------------------------------
 
     def export(

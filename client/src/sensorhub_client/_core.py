@@ -22,6 +22,7 @@ from . import _frames
 from ._auth import BearerAuth, Secret, TokenKind, check_token, origin
 from ._times import TimeLike, format_utc
 from .errors import (
+    GraphQLError,
     InvalidTokenFormat,
     SensorhubError,
     TokenExpiringWarning,
@@ -252,6 +253,26 @@ def json_object(response: httpx.Response, what: str) -> JSONDict:
     if not isinstance(body, dict):
         raise SensorhubError(f"expected a JSON object from {what}, got {type(body).__name__}")
     return body
+
+
+def graphql_call(query: str, variables: Mapping[str, Any] | None, operation_name: str | None) -> Call:
+    body: JSONDict = {"query": query, "variables": dict(variables or {})}
+    if operation_name is not None:
+        body["operationName"] = operation_name
+    # Queries are safe to repeat, and the one mutation (recording measurements) is idempotent.
+    return Call("POST", "/graphql", json=body)
+
+
+def graphql_data(response: httpx.Response) -> JSONDict:
+    """``data`` of a GraphQL answer; its ``errors`` raise :class:`GraphQLError`."""
+    body = json_object(response, "/graphql")
+    errors = body.get("errors")
+    if errors:
+        raise GraphQLError(errors if isinstance(errors, list) else [errors], body.get("data"))
+    data = body.get("data")
+    if not isinstance(data, dict):
+        raise SensorhubError("expected a GraphQL answer with data from /graphql")
+    return data
 
 
 # --- request builders ----------------------------------------------------------------------------

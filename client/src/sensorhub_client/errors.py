@@ -23,6 +23,7 @@ import httpx
 __all__ = [
     "APIError",
     "AuthenticationError",
+    "GraphQLError",
     "InvalidTokenFormat",
     "NotFound",
     "PermissionDenied",
@@ -131,6 +132,26 @@ class ServerError(APIError):
     """5xx: the server failed; the request may be retried later."""
 
 
+class GraphQLError(SensorhubError):
+    """A GraphQL operation answered with ``errors`` (HTTP 200). ``errors`` is the list as received,
+    ``data`` the partial data (``None`` when nothing ran), ``code`` the first error's
+    ``extensions.code`` (``FORBIDDEN``, ``BAD_USER_INPUT``, ``COST_LIMIT``, …) and ``missing_scope`` the
+    scope a ``FORBIDDEN`` error names."""
+
+    def __init__(self, errors: list[Any], data: Any = None) -> None:
+        first = errors[0] if errors and isinstance(errors[0], dict) else {}
+        found = first.get("extensions")
+        ext: dict[str, Any] = found if isinstance(found, dict) else {}
+        message = str(first.get("message") or "GraphQL error")
+        if len(errors) > 1:
+            message += f" (and {len(errors) - 1} more error(s))"
+        super().__init__(message)
+        self.errors = errors
+        self.data = data
+        self.code: str | None = _str_or_none(ext.get("code"))
+        self.missing_scope: str | None = _str_or_none(ext.get("scope"))
+
+
 _SCOPE_IN_HEADER = re.compile(r'scope="([^"]*)"')
 _SCOPE_IN_MESSAGE = re.compile(r"needs the '([^']+)' scope")
 
@@ -189,6 +210,13 @@ def _body_fields(body: Any, reason: str) -> tuple[str, dict[str, Any]]:
         "trace_id": _str_or_none(body.get("traceId")),
         "code": _str_or_none(body.get("code")),
     }
+    errors = body.get("errors")
+    if "message" not in body and isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        # GraphQL (/graphql): {data: null, errors: [{message, extensions: {code, status, requestId}}]}
+        found = errors[0].get("extensions")
+        ext: dict[str, Any] = found if isinstance(found, dict) else {}
+        fields.update(code=_str_or_none(ext.get("code")), request_id=_str_or_none(ext.get("requestId")))
+        return _str_or_none(errors[0].get("message")) or reason, fields
     if "message" not in body and ("detail" in body or "title" in body):
         message, problem = _problem_fields(body, reason)
         fields.update(problem)

@@ -1,7 +1,8 @@
 """Rendering errors: one wire shape per API family, pinned by tests/test_error_shape.py.
 
 - everywhere: ``{timestamp, path, status, error, message, requestId, errorId, traceId}`` (Akenza);
-- under ``/ngsi-ld/``: ETSI NGSI-LD ProblemDetails ``{type, title, status, detail, instance}``.
+- under ``/ngsi-ld/``: ETSI NGSI-LD ProblemDetails ``{type, title, status, detail, instance}``;
+- under ``/graphql``: a GraphQL response ``{data: null, errors: [{message, extensions: {code, status}}]}``.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ def _ids(request: Request) -> tuple[str, str]:
     return st.get("request_id", "-"), st.get("trace_id", "-")
 
 
+_GRAPHQL_CODES = {401: "UNAUTHENTICATED", 403: "FORBIDDEN", 429: "RATE_LIMITED", 503: "UNAVAILABLE"}
+
+
 def render(request: Request, exc: E.SensorhubError) -> Response:
     request_id, trace_id = _ids(request)
     error_id = str(uuid.uuid4())
@@ -56,6 +60,17 @@ def render(request: Request, exc: E.SensorhubError) -> Response:
         for k, v in rate.items():
             headers.setdefault(k, v)
     body: dict[str, Any]
+    if path == "/graphql" or path.startswith("/graphql/"):
+        # GraphQL over HTTP: a refusal before any operation ran (no credential, rate limit, bad input
+        # to the guard) is a GraphQL response too, its status kept and its code in extensions.
+        code = _GRAPHQL_CODES.get(exc.status, "BAD_REQUEST" if exc.status < 500 else "INTERNAL_SERVER_ERROR")
+        extensions: dict[str, Any] = {"code": code, "status": exc.status, "requestId": request_id}
+        if isinstance(exc, E.InsufficientScope):
+            extensions["scope"] = exc.scope
+        body = {"data": None, "errors": [{"message": exc.message, "extensions": extensions}]}
+        return Response(
+            orjson.dumps(body), status_code=exc.status, headers=headers, media_type="application/json"
+        )
     if path.startswith("/ngsi-ld/"):
         body = {
             "type": NGSI_ERROR_BASE + exc.ngsi_type,

@@ -92,6 +92,17 @@ class Access:
                 out.append(x)
         return out
 
+    def covers_workspace(self, org_id: str, workspace_id: str) -> bool:
+        """Whether a rule covers the whole workspace (organisation-wide or for that workspace)."""
+        return any(
+            r.org_id == org_id and r.workspace_id in (None, workspace_id) and r.entity_id is None
+            for r in self.rules
+        )
+
+    def entity_rules(self) -> Access:
+        """Only the rules that name single entities."""
+        return Access(tuple(r for r in self.rules if r.entity_id is not None))
+
     def for_orgs(self, org_ids: Sequence[str]) -> Access:
         keep = set(org_ids)
         return Access(tuple(r for r in self.rules if r.org_id in keep))

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import Row, exists, func, or_, select
+from sqlalchemy import Row, and_, distinct, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from sensorhub.authz.scope import VisibleEntities
@@ -144,3 +144,85 @@ def series_of_listed(s: Session, visible: VisibleEntities, entity_ids: Sequence[
         .order_by(Entity.entity_id, Series.attribute)
     )
     return [SeriesInfo(*r) for r in s.execute(q).tuples()]
+
+
+Comparison = Literal["eq", "ne", "gt", "gte", "lt", "lte"]
+
+
+@dataclass(frozen=True, slots=True)
+class ValueFilter:
+    """A device's latest value of ``attribute`` compared with ``value`` (``series.last_value``)."""
+
+    attribute: str
+    op: Comparison
+    value: float
+
+
+def _compare(column: Any, op: Comparison, value: float) -> Any:
+    return {
+        "eq": column == value,
+        "ne": column != value,
+        "gt": column > value,
+        "gte": column >= value,
+        "lt": column < value,
+        "lte": column <= value,
+    }[op]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSelection:
+    """Which devices (entities with series) a listing selects, beyond what the reader may see."""
+
+    workspace_ids: frozenset[str] | None = None
+    types: tuple[str, ...] = ()
+    ids: tuple[str, ...] = ()
+    search: str | None = None  # case-insensitive substring of the name or the id
+    values: tuple[ValueFilter, ...] = ()
+
+
+def _device_where(visible: VisibleEntities, sel: DeviceSelection) -> Any:
+    parts: list[Any] = [
+        visible.within(workspace_ids=sel.workspace_ids).where(),
+        exists().where(Series.entity_pk == Entity.pk),
+    ]
+    if sel.types:
+        parts.append(Entity.type.in_(sel.types))
+    if sel.ids:
+        parts.append(or_(Entity.entity_id.in_(sel.ids), Entity.asset_id.in_(sel.ids)))
+    if sel.search:
+        term = sel.search.lower()
+        parts.append(
+            or_(
+                func.lower(func.coalesce(Entity.name, "")).contains(term, autoescape=True),
+                func.lower(Entity.entity_id).contains(term, autoescape=True),
+            )
+        )
+    for f in sel.values:
+        parts.append(
+            exists().where(
+                Series.entity_pk == Entity.pk,
+                Series.attribute == f.attribute,
+                _compare(Series.last_value, f.op, f.value),
+            )
+        )
+    return and_(*parts)
+
+
+def select_devices(
+    s: Session, visible: VisibleEntities, sel: DeviceSelection, after_pk: int | None, limit: int
+) -> list[Row[Any]]:
+    """The ``visible`` devices that match ``sel`` (:data:`DEVICE_COLUMNS`), by creation, after a key."""
+    q = select(*DEVICE_COLUMNS).where(_device_where(visible, sel))
+    if after_pk is not None:
+        q = q.where(Entity.pk > after_pk)
+    return list(s.execute(q.order_by(Entity.pk).limit(limit)))
+
+
+def count_devices(s: Session, visible: VisibleEntities, sel: DeviceSelection) -> int:
+    return int(s.scalar(select(func.count()).select_from(Entity).where(_device_where(visible, sel))) or 0)
+
+
+def workspaces_with_visible_entities(s: Session, visible: VisibleEntities) -> set[str]:
+    """The workspaces holding at least one of the ``visible`` entities."""
+    q = select(distinct(Entity.workspace_id)).where(visible.where())
+    return {str(w) for w in s.scalars(q)}

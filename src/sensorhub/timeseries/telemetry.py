@@ -77,9 +77,10 @@ def _state_visible(prop: Any, windows: Sequence[WindowUS]) -> bool:
         return False
 
 
-def _device(
-    e: Any, series: list[Any], store: TimeseriesStore, access: Access, workspaces: dict[str, str]
-) -> dict[str, Any]:
+def latest_attributes(e: Any, series: list[Any], store: TimeseriesStore, access: Access) -> dict[str, Any]:
+    """A device's latest readable values ``{attribute: {value, unit, observedAt}}``: its series' latest
+    points inside the readable windows, then its latest-state properties observed inside them. ``e`` is
+    a row with the entity's ids and ``attrs``; ``series`` its series rows (:data:`SERIES_COLUMNS`)."""
     touched(e.org_id)  # read through columns, not Entity rows: say which organisation's data was read
     windows = readable_windows_us(access, e)
     attributes: dict[str, Any] = {}
@@ -97,6 +98,13 @@ def _device(
                 "unit": prop.get("unitCode"),
                 "observedAt": prop["observedAt"],
             }
+    return attributes
+
+
+def _device(
+    e: Any, series: list[Any], store: TimeseriesStore, access: Access, workspaces: dict[str, str]
+) -> dict[str, Any]:
+    attributes = latest_attributes(e, series, store, access)
     return {
         "id": e.entity_id,
         "type": e.type,
