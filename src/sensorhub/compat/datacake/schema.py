@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import AsyncGenerator, Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
 import numpy as np
@@ -631,10 +631,9 @@ def _aggregate(
     if start is None or end is None:
         values: list[float] = []
         for r, x in pairs:
-            windows = (
-                data.windows_for(r.org_id, r.workspace_id, r.entity_id)
-                if at is None
-                else data.clamp(r.org_id, r.workspace_id, r.entity_id, None, at)
+            # "At a time": the latest point at or before it (windows are half-open, so up to at + 1 µs).
+            windows = readable_windows_us(
+                data, r, None, None if at is None else at + timedelta(microseconds=1)
             )
             p = telemetry.latest_point(store, x.id, x.last_ts, x.last_value, windows)
             if p.value is not None:
