@@ -208,7 +208,16 @@ def main() -> None:
 
     port = paging.free_port()
     proc = subprocess.Popen(
-        [str(BIN / "sensorhub"), "serve", "--port", str(port), "--log-level", "warning", "--no-migrate"],
+        [
+            str(BIN / "sensorhub"),
+            "serve",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-migrate",
+            "--no-mqtt",
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -216,7 +225,7 @@ def main() -> None:
     base = f"http://127.0.0.1:{port}/ngsi-ld/v1/entities"
     try:
         with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
-            for _ in range(100):
+            for _ in range(600):  # up to a minute on a busy machine
                 try:
                     client.get(base + "?limit=1")
                     break
