@@ -472,3 +472,81 @@ def test_the_sdk_helper(client: TestClient, acme: dict[str, str]) -> None:
                 'mutation { recordMeasurements(deviceId: "x", measurements: [{field: "t", value: 1}]) { accepted } }'
             )
         assert e.value.code == "FORBIDDEN" and e.value.missing_scope == "ingest"
+
+
+def _wait_for_feeds(client: TestClient, n: int) -> None:
+    import time
+
+    live = client.app.state.ctx.live  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 10
+    while live.open_feeds < n:
+        assert time.monotonic() < deadline, "the subscription never opened its live feed"
+        time.sleep(0.01)
+
+
+def test_subscriptions_deliver_live_measurements_of_readable_devices(
+    client: TestClient, acme: dict[str, str], world: World
+) -> None:
+    from starlette.websockets import WebSocketDisconnect
+
+    sub = 'subscription($d: [String!]) { measurements(deviceIds: $d, fields: ["temperature"]) { deviceId field value time unit } }'
+    with client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+        ws.send_json({"type": "connection_init", "payload": {"Authorization": f"Token {acme['read']}"}})
+        assert ws.receive_json()["type"] == "connection_ack"
+        # Another organisation's device does not exist for this token.
+        ws.send_json(
+            {
+                "id": "x",
+                "type": "subscribe",
+                "payload": {"query": sub, "variables": {"d": ["urn:ngsi-ld:Device:secret-1"]}},
+            }
+        )
+        err = ws.receive_json()
+        assert err["type"] == "next" and err["payload"]["errors"][0]["extensions"]["code"] == "NOT_FOUND", err
+        assert ws.receive_json() == {"id": "x", "type": "complete"}
+        ws.send_json({"id": "1", "type": "subscribe", "payload": {"query": sub, "variables": {"d": None}}})
+        _wait_for_feeds(client, 1)
+        key = world.api_key("acme", ["ingest"], name="live")
+        gkey = world.api_key("globex", ["ingest"], name="live")
+        backfill(
+            client,
+            gkey,
+            "urn:ngsi-ld:Device:secret-1",
+            [{"timestamp": "2026-05-01T00:00:00Z", "data": {"temperature": 55}}],
+        )
+        backfill(
+            client,
+            key,
+            DEV,
+            [{"timestamp": "2026-05-01T00:00:00Z", "data": {"temperature": 31.5, "humidity": 1}}],
+        )
+        msg = ws.receive_json()
+        assert msg["type"] == "next" and msg["id"] == "1", msg
+        assert msg["payload"]["data"]["measurements"] == {
+            "deviceId": DEV,
+            "field": "temperature",
+            "value": 31.5,
+            "time": "2026-05-01T00:00:00Z",
+            "unit": "CEL",
+        }
+        ws.send_json({"id": "1", "type": "complete"})
+    # No credential, or a bad one: the socket is closed with 4403 at connection_init.
+    for payload in ({}, {"Authorization": "Token shub_pat_nonsense"}):
+        with client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+            ws.send_json({"type": "connection_init", "payload": payload})
+            with pytest.raises(WebSocketDisconnect) as closed:
+                ws.receive_json()
+            assert closed.value.code == 4403
+    # A token without telemetry is refused the subscription, naming the scope.
+    with client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+        ws.send_json(
+            {
+                "type": "connection_init",
+                "payload": {"x-api-key": world.api_key("acme", ["entities"], name="e")},
+            }
+        )
+        assert ws.receive_json()["type"] == "connection_ack"
+        ws.send_json({"id": "2", "type": "subscribe", "payload": {"query": sub}})
+        err = ws.receive_json()
+        assert err["payload"]["errors"][0]["extensions"] == {"code": "FORBIDDEN", "scope": "telemetry"}, err
+        assert "'telemetry' scope" in err["payload"]["errors"][0]["message"]

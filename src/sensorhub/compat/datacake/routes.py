@@ -21,7 +21,9 @@ from cross_web import HTTPException as StrawberryHTTPException
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.requests import HTTPConnection
+from starlette.websockets import WebSocket
 from strawberry import Schema
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.extensions import (
     MaxAliasesLimiter,
     MaxTokensLimiter,
@@ -32,17 +34,22 @@ from strawberry.fastapi import GraphQLRouter
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionResult
+from strawberry.types.unset import UNSET, UnsetType
 
 from graphql import GraphQLError
 from sensorhub.api.deps import ctx
 from sensorhub.auth import sessions
 from sensorhub.auth.dependencies import TENANT_HEADER, UNSAFE_METHODS, AnyToken, Public
+from sensorhub.auth.pipeline import GENERIC_401
+from sensorhub.auth.restrictions import RequestFacts
 from sensorhub.compat.datacake import viewer as viewers
 from sensorhub.compat.datacake.cost import operation_cost
 from sensorhub.compat.datacake.errors import format_error
 from sensorhub.compat.datacake.schema import Context, Mutation, Query, Subscription
 from sensorhub.config import Settings
+from sensorhub.db import utcnow
 from sensorhub.errors import BadRequest, Forbidden, Unauthorized
+from sensorhub.net import client_ip
 
 PATH = "/graphql"
 GET_PARAMS = frozenset({"query", "variables", "operationName", "extensions"})
@@ -145,8 +152,9 @@ class GraphQLGuard(AnyToken):
         cookie = request.cookies.get(sessions.COOKIE_NAME)
         if cookie and not h.get("authorization") and not h.get("x-api-key"):
             return await _session_viewer(request, cookie, tenant)
-        principal = await ctx(request).auth.authenticate(request, None)
-        return viewers.from_principal(principal.for_tenant(tenant))
+        principal = (await ctx(request).auth.authenticate(request, None)).for_tenant(tenant)
+        request.state.graphql_principal = principal
+        return viewers.from_principal(principal)
 
 
 async def _session_viewer(request: Request, cookie: str, tenant: str | None) -> viewers.Viewer:
@@ -164,9 +172,75 @@ async def _session_viewer(request: Request, cookie: str, tenant: str | None) -> 
             web_session, user = found
             if unsafe and not sessions.csrf_matches(web_session, given):
                 raise Forbidden("Missing or wrong CSRF token: send the csrf_token from login as X-CSRF-Token")
+            request.state.graphql_user = user.id
             return viewers.from_session(s, user, tenant)
 
     return await to_thread.run_sync(work)
+
+
+def _presented(params: Any, headers: Any) -> str | None:
+    """The token a WebSocket client presents: in ``connection_init``'s payload, else in a header."""
+    for source in (params if isinstance(params, dict) else {}, headers):
+        for name in ("Authorization", "authorization"):
+            value = source.get(name)
+            if isinstance(value, str) and value.split(" ", 1)[0].lower() in ("token", "bearer"):
+                return value.split(" ", 1)[1].strip() if " " in value else None
+        for name in ("x-api-key", "X-Api-Key", "X-API-Key"):
+            value = source.get(name)
+            if isinstance(value, str) and value:
+                return value.strip()
+    return None
+
+
+def _same_origin(ws: WebSocket) -> bool:
+    origin = ws.headers.get("origin")
+    return origin is not None and origin.split("://", 1)[-1] == ws.headers.get("host")
+
+
+async def _authenticate_socket(c: Context) -> None:
+    from anyio import to_thread
+
+    ws = c.request
+    app = c.app
+    if not isinstance(ws, WebSocket) or app is None:
+        raise ConnectionRejectionError({"message": "not a WebSocket"})
+    params = c.connection_params if isinstance(c.connection_params, dict) else {}
+    c.client_ip = client_ip(ws, tuple(app.settings.trusted_proxies))
+    tenant = params.get("NGSILD-Tenant") or ws.headers.get("ngsild-tenant")
+    tenant = tenant if isinstance(tenant, str) else None
+    token = _presented(params, ws.headers)
+    if token is not None:
+        principal = await app.auth.principal_of(token)
+        now = utcnow()
+        facts = RequestFacts(client_ip=c.client_ip, now=now)
+        if (
+            principal is None
+            or principal.is_expired(now)
+            or not all(r.verify(facts) for r in principal.restrictions)
+        ):
+            raise ConnectionRejectionError({"message": GENERIC_401})
+        c.principal = principal.for_tenant(tenant)
+        c.set_viewer(viewers.from_principal(c.principal))
+        return
+    cookie = ws.cookies.get(sessions.COOKIE_NAME)
+    if not cookie or not _same_origin(ws):
+        raise ConnectionRejectionError(
+            {"message": 'Authentication required: send {"Authorization": "Token <token>"} in connection_init'}
+        )
+    db = app.db
+
+    def work() -> viewers.Viewer | None:
+        with db.session() as s:
+            found = sessions.lookup(s, cookie)
+            if found is None:
+                return None
+            c.session_user = found[1].id
+            return viewers.from_session(s, found[1], tenant)
+
+    viewer = await to_thread.run_sync(work)
+    if viewer is None:
+        raise ConnectionRejectionError({"message": "Your session has expired or was ended; log in again"})
+    c.set_viewer(viewer)
 
 
 def _wants_ide(request: Request) -> bool:
@@ -182,7 +256,11 @@ GUARD = GraphQLGuard()
 
 async def get_context(request: HTTPConnection, viewer: viewers.Viewer | None = Depends(GUARD)) -> Context:
     app_ctx = request.app.state.ctx
-    return Context(viewer, app_ctx.db, app_ctx.settings, app_ctx.limiter)
+    c = Context(viewer, app_ctx.db, app_ctx.settings, app_ctx.limiter, app_ctx)
+    c.principal = getattr(request.state, "graphql_principal", None)
+    c.session_user = getattr(request.state, "graphql_user", None)
+    c.client_ip = client_ip(request, tuple(app_ctx.settings.trusted_proxies))
+    return c
 
 
 IDE_HEADERS = {
@@ -219,6 +297,14 @@ class SensorhubGraphQLRouter(GraphQLRouter[Context, None]):
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         csrf = await _csrf_of(request)
         return HTMLResponse(IDE_PAGE.format(csrf=html.escape(csrf or "")), headers=IDE_HEADERS)
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        """graphql-transport-ws ``connection_init``: the token in its payload (``{"Authorization":
+        "Token <t>"}``, ``Bearer``, or ``{"x-api-key": "<k>"}``), else in the handshake's headers, else the
+        web session's cookie when the page that opens the socket is ours (same origin). Refused: the
+        socket closes with 4403."""
+        await _authenticate_socket(context)
+        return cast(UnsetType, UNSET)
 
     async def run(self, request: Any, context: Any = None, root_value: Any = None) -> Any:
         try:

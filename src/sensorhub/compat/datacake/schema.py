@@ -30,18 +30,25 @@ from strawberry.types import Info
 
 from graphql import GraphQLError
 from sensorhub import metrics
-from sensorhub.auth.principal import WorkspaceRef
+from sensorhub.accounts.models import User as UserModel
+from sensorhub.auth.principal import Principal, WorkspaceRef
 from sensorhub.auth.ratelimit import RateLimiter
 from sensorhub.authz.access import Access
 from sensorhub.authz.entities import visible_entity
 from sensorhub.authz.scope import readable_windows_us, visible_entities
+from sensorhub.authz.subjects import session_access
 from sensorhub.compat.datacake.viewer import Viewer
 from sensorhub.config import Settings
+from sensorhub.context import AppContext
 from sensorhub.db import Database, utcnow
 from sensorhub.entities.normalize import check_type
-from sensorhub.errors import BadRequest, NotFound, Unauthorized
+from sensorhub.compat.datacake.errors import code_for
+from sensorhub.errors import BadRequest, InsufficientScope, NotFound, SensorhubError, Unauthorized
 from sensorhub.kit.paging import LimitPolicy, decode_cursor, encode_cursor
 from sensorhub.kit.time import iso, iso_array, parse_time, to_us
+from sensorhub.push.live import FeedClosed, LiveEvent, LiveFeed, SessionViewer, TokenViewer
+from sensorhub.push.live import Viewer as LiveViewer
+from sensorhub.push.stream import resolve_selection
 from sensorhub.timeseries import ingest, reads, repository, telemetry
 from sensorhub.timeseries.backends import store_for
 from sensorhub.timeseries.names import check_attribute_name
@@ -62,8 +69,20 @@ BAD_CURSOR = "after is not a cursor this API handed out; pass pageInfo.endCursor
 class Context(BaseContext):
     """Per request (or WebSocket connection): the viewer, the database and the batch loaders."""
 
-    def __init__(self, viewer: Viewer | None, db: Database, settings: Settings, limiter: RateLimiter) -> None:
+    def __init__(
+        self,
+        viewer: Viewer | None,
+        db: Database,
+        settings: Settings,
+        limiter: RateLimiter,
+        app: AppContext | None = None,
+    ) -> None:
         super().__init__()
+        self.app = app
+        # For live feeds (subscriptions): the credential, or the session's user, and the client address.
+        self.principal: Principal | None = None
+        self.session_user: str | None = None
+        self.client_ip = ""
         self._viewer = viewer
         self.db = db
         self.settings = settings
@@ -857,6 +876,7 @@ class Mutation:
 
 @strawberry.type(description="A measurement as it is recorded")
 class LiveMeasurement:
+    id: strawberry.ID = strawberry.field(description="<event id>.<index> (event ids ascend)")
     deviceId: str
     field: str
     value: JSON | None
@@ -864,17 +884,77 @@ class LiveMeasurement:
     unit: str | None
 
 
+MAX_LIVE_DEVICES = 100
+
+
 @strawberry.type
 class Subscription:
     @strawberry.subscription(
-        description="Live measurements of devices the credential may read (scope telemetry)"
+        description="Live measurements, as they are stored, of devices the credential may read (scope "
+        "telemetry; all of them when deviceIds is absent), optionally only some fields. Access is "
+        "checked again for every value with the credential's current rights: a revoked token's "
+        "subscription ends with an error."
     )
     async def measurements(
         self, info: Info[Context, None], deviceIds: list[str] | None = None, fields: list[str] | None = None
     ) -> AsyncGenerator[LiveMeasurement, None]:
-        _ctx(info).viewer.access("telemetry")
-        raise GraphQLError(
-            "live measurements are not available on this server yet (the live feed has not landed)",
-            extensions={"code": "NOT_IMPLEMENTED"},
-        )
-        yield  # pragma: no cover - makes this an async generator
+        c = _ctx(info)
+        try:
+            feed = await _open_feed(c, deviceIds or [], _names(fields, "fields") if fields else [])
+        except SensorhubError as e:
+            # Subscription results do not pass through the HTTP view's formatting: code them here.
+            ext: dict[str, Any] = {"code": code_for(e)}
+            message = e.message
+            if isinstance(e, InsufficientScope):
+                ext["scope"] = e.scope
+                message = f"this field needs the '{e.scope}' scope, which this credential does not have"
+            raise GraphQLError(message, extensions=ext) from None
+        try:
+            async for item in feed:
+                if not isinstance(item, LiveEvent):
+                    continue  # heartbeats (access was re-checked) and gaps (no replay here)
+                for i, (ts, value) in enumerate(item.points):
+                    yield LiveMeasurement(
+                        id=strawberry.ID(f"{item.id}.{i}"),
+                        deviceId=item.entity_id,
+                        field=item.attribute,
+                        value=value,
+                        time=iso(ts),
+                        unit=item.unit,
+                    )
+        except FeedClosed as e:
+            raise GraphQLError(
+                f"the subscription ended: {e.reason}", extensions={"code": "FORBIDDEN"}
+            ) from None
+        finally:
+            feed.close()
+
+
+async def _open_feed(c: Context, refs: list[str], fields: list[str]) -> LiveFeed:
+    """The live feed of the push package (:mod:`sensorhub.push.live`), with the viewer's current rights."""
+    if c.app is None or (c.principal is None and c.session_user is None):
+        raise Unauthorized("Authentication required: send the token in connection_init")
+    if len(refs) > MAX_LIVE_DEVICES:
+        raise BadRequest(f"deviceIds may list at most {MAX_LIVE_DEVICES} devices")
+    app = c.app
+    access = c.viewer.access("telemetry")
+    selection = await to_thread.run_sync(resolve_selection, app, access, refs, fields)
+    live_viewer: LiveViewer
+    if c.principal is not None:
+        live_viewer = TokenViewer(app.db, app.settings, app.cache, c.principal, "telemetry", c.client_ip)
+    else:
+        user_id = c.session_user
+        assert user_id is not None
+        live_viewer = SessionViewer(app.db, app.cache, user_id, _session_access(user_id), recheck=30.0)
+    app.live.check_capacity(live_viewer.key)
+    feed = LiveFeed(app.live, live_viewer, selection)
+    await feed.open()
+    return feed
+
+
+def _session_access(user_id: str) -> Callable[[Session], Access]:
+    def load(s: Session) -> Access:
+        user = s.get(UserModel, user_id)
+        return Access(()) if user is None else session_access(s, user)
+
+    return load
