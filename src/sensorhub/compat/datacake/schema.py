@@ -37,12 +37,12 @@ from sensorhub.authz.access import Access
 from sensorhub.authz.entities import visible_entity
 from sensorhub.authz.scope import readable_windows_us, visible_entities
 from sensorhub.authz.subjects import session_access
+from sensorhub.compat.datacake.errors import code_for
 from sensorhub.compat.datacake.viewer import Viewer
 from sensorhub.config import Settings
 from sensorhub.context import AppContext
 from sensorhub.db import Database, utcnow
 from sensorhub.entities.normalize import check_type
-from sensorhub.compat.datacake.errors import code_for
 from sensorhub.errors import BadRequest, InsufficientScope, NotFound, SensorhubError, Unauthorized
 from sensorhub.kit.paging import LimitPolicy, decode_cursor, encode_cursor
 from sensorhub.kit.time import iso, iso_array, parse_time, to_us
