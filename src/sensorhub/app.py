@@ -43,7 +43,7 @@ from sensorhub.export.stores import ExportStore, store_from_settings
 from sensorhub.jobs import JobRunner
 from sensorhub.logs import install_redaction
 from sensorhub.metrics import MetricsMiddleware
-from sensorhub.mqtt.broker import embedded_broker, mqtt_enabled
+from sensorhub.mqtt.broker import MqttService, embedded_broker, mqtt_enabled
 from sensorhub.push import stream as live_stream
 from sensorhub.push.hub import PushBus
 from sensorhub.timeseries.endpoints import router as timeseries_router
@@ -94,7 +94,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
             if settings.embedded_worker:
                 await steps.enter_async_context(_background_jobs(build_runner(ctx)))
             if mqtt_enabled(settings):
-                await steps.enter_async_context(_mqtt_broker(ctx))
+                app.state.mqtt = await steps.enter_async_context(_mqtt_broker(ctx))
             steps.push_async_callback(ctx.live.stop)  # the live hub starts with its first stream
             yield
         ctx.db.dispose()
@@ -179,10 +179,10 @@ async def _background_jobs(runner: JobRunner) -> AsyncIterator[None]:
 
 
 @asynccontextmanager
-async def _mqtt_broker(ctx: AppContext) -> AsyncIterator[None]:
+async def _mqtt_broker(ctx: AppContext) -> AsyncIterator[MqttService]:
     """Lifespan step: the embedded MQTT broker (docs/mqtt.md) runs while the app does."""
-    async with embedded_broker(ctx):
-        yield
+    async with embedded_broker(ctx) as service:
+        yield service
 
 
 def _mount_docs(app: FastAPI) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -394,3 +395,26 @@ def test_tls_websocket_and_secure_websocket_listeners(
             assert series(http, token, "level")["attributes"]["level"] == [0, 1]
     finally:
         ctx.db.dispose()
+
+
+def test_will_messages_never_reach_subscribers(http: TestClient, w: World, devices: Any, port: int) -> None:
+    token = w.pat("dev@acme.test")
+    topic = f"sensorhub/acme/plant/{DEVICE}/temperature"
+    d = Device(port, token)
+    d.c.will_set(topic, "666", qos=1, retain=True)
+    d.start()
+    assert d.accepted
+    d.c.loop_stop()
+    d.c.socket().close()  # gone without DISCONNECT: the broker would publish (and retain) the will
+    service = http.app.state.mqtt  # type: ignore[attr-defined]
+    deadline = time.monotonic() + T
+    while service.handlers and time.monotonic() < deadline:  # the broker has seen it go
+        time.sleep(0.01)
+    assert not service.handlers
+    assert not service.broker.retained_messages
+    reader = devices(token)
+    assert reader.subscribe("sensorhub/#") == [1]
+    assert devices(token).publish(topic, "1.5")
+    _, body = reader.wait_messages(1)[0]
+    assert body["value"] == 1.5  # the first (and only) message: no will, no retained will
+    assert series(http, token, "temperature")["attributes"]["temperature"] == [1.5]

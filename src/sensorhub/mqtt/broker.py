@@ -100,6 +100,78 @@ class Refused(Exception):
     """A publish that stores nothing; ``reason`` goes to the log (never a secret)."""
 
 
+_Item = tuple[Access, topics.Target, bytes, datetime, "asyncio.Future[dict[str, int]]"]
+
+
+class GroupWriter:
+    """Stores the messages of every session through the ingest service, several per transaction
+    (group commit): each message in a SAVEPOINT of its own, so one refused message is rolled back
+    alone and the others commit; a message is acknowledged only once its transaction has committed.
+    One database transaction per message would make the write lock (SQLite) and the commit the cost
+    of every message."""
+
+    MAX_BATCH = 500
+
+    def __init__(self, ctx: AppContext, limits: ingest.Limits) -> None:
+        self.ctx = ctx
+        self.limits = limits
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    async def store(
+        self, access: Access, target: topics.Target, raw: bytes, received: datetime
+    ) -> dict[str, int]:
+        """Queue one message and wait until it is committed (or refused: the ingest error is raised)."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="sensorhub-mqtt-writer")
+        done: asyncio.Future[dict[str, int]] = asyncio.get_running_loop().create_future()
+        await self._queue.put((access, target, raw, received, done))
+        return await done
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            items = [await self._queue.get()]
+            while not self._queue.empty() and len(items) < self.MAX_BATCH:
+                items.append(self._queue.get_nowait())
+            try:
+                results = await to_thread.run_sync(self._store_all, items)
+            except Exception as e:  # the transaction failed as a whole: nothing of it is stored
+                log.warning("mqtt ingest transaction failed (%d messages refused): %s", len(items), e)
+                results = [SensorhubError("the database could not store the message; send it again")] * len(
+                    items
+                )
+            for item, result in zip(items, results, strict=True):
+                if item[4].done():
+                    continue
+                if isinstance(result, BaseException):
+                    item[4].set_exception(result)
+                else:
+                    item[4].set_result(result)
+
+    def _store_all(self, items: list[_Item]) -> list[dict[str, int] | SensorhubError]:
+        # As the HTTP backfill: the body is checked entirely (prepare) before it touches the database,
+        # then stored (store repeats every check the database decides) with its outbox events.
+        out: list[dict[str, int] | SensorhubError] = []
+        with self.ctx.db.transaction() as s:
+            for access, target, raw, received, _ in items:
+                try:
+                    prepared = ingest.prepare(raw, received, self.limits)
+                    with s.begin_nested():
+                        out.append(ingest.store(s, access, target.device, prepared, self.limits))
+                except SensorhubError as e:
+                    out.append(e)
+                except Exception:  # rolled back to its savepoint; the others still commit
+                    log.exception("mqtt message could not be stored")
+                    out.append(SensorhubError("the message could not be stored"))
+        return out
+
+
 class IngestHandler(BrokerProtocolHandler):
     """amqtt's broker-side protocol handler, except for incoming PUBLISH: the message is stored first,
     then acknowledged (QoS 1 PUBACK, or the QoS 2 flow); a refused one closes the connection. One
@@ -225,6 +297,7 @@ class MqttService:
         self._recheck = asyncio.Event()
         self._generation = ctx.cache.generation
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.writer = GroupWriter(ctx, self.limits)
 
     # -- connect -------------------------------------------------------------------------------------
     async def authenticate(self, session: MqttSession) -> bool:
@@ -240,6 +313,10 @@ class MqttService:
         problem = self._unusable(principal, ip, tls)
         if problem is not None:
             return self._refuse(ip, cid, problem, principal)
+        # A will message would bypass the ingest service (and a retained one reach every later subscriber
+        # unfiltered): wills are not supported and dropped here.
+        session.will_flag = False
+        session.will_retain = False
         self._authenticated[cid] = Client(cid, token_digest(password), principal, ip, tls)
         log.info("mqtt client connected: client=%s credential=%s ip=%s", cid, principal.credential_id, ip)
         return True
@@ -314,22 +391,12 @@ class MqttService:
             if access.is_empty:
                 raise Forbidden(f"this token may not write to {target.tenant}")
             raw = topics.body_of(target, payload)
-            stored = await to_thread.run_sync(self._store, access, target, raw, received)
+            stored = await self.writer.store(access, target, raw, received)
         except SensorhubError as e:
             raise Refused(e.message) from None
         metrics.ingest_points.inc(stored["accepted"])
         metrics.ingest_duplicates.inc(stored["duplicates"])
         metrics.mqtt_stored.inc()
-
-    def _store(self, access: Access, target: topics.Target, raw: bytes, received: datetime) -> dict[str, int]:
-        # As the HTTP backfill: everything the body decides first, then what the database decides in a
-        # read transaction (a refused message never takes the write lock), then the write transaction
-        # (which also records the outbox events subscribers are served from).
-        prepared = ingest.prepare(raw, received, self.limits)
-        with self.ctx.db.session() as s:
-            ingest.check_target(s, access, target.device, prepared, self.limits)
-        with self.ctx.db.transaction() as s:
-            return ingest.store(s, access, target.device, prepared, self.limits)
 
     # -- subscribe and deliver -----------------------------------------------------------------------
     def client_of(self, session: MqttSession) -> Client | None:
@@ -582,6 +649,7 @@ async def embedded_broker(ctx: AppContext) -> AsyncIterator[MqttService]:
     finally:
         with contextlib.suppress(ValueError):
             ctx.db.auth_listeners.remove(service.auth_changed)
+        await service.writer.stop()
         for task in (watcher, follower):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

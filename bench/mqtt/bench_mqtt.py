@@ -1,0 +1,343 @@
+"""MQTT ingest: messages/s stored and publish → queryable latency, beside Mosquitto's own throughput.
+
+100 devices (one paho client each, one org API key) publish one value per message,
+``sensorhub/bench/plant/<device>/temperature`` with a plain number, to:
+
+- a real ``sensorhub serve`` (one worker, the embedded broker) on a fresh data directory (SQLite) or a
+  fresh PostgreSQL database: **stored/s** = messages until every point is in the store (counted from the
+  store), for QoS 0 and QoS 1. Publish → queryable: QoS 1 from each PUBACK (sent after the commit, so
+  the value is queryable when it arrives); QoS 0 from the live value a subscriber gets (stored, then read
+  from the outbox), which is later than queryable.
+- a Mosquitto started by this script on a free port (anonymous, no persistence): the same messages, the
+  broker floor = messages/s delivered to one subscriber of ``sensorhub/#``, and publish → delivered.
+
+Run: ``.venv/bin/python bench/mqtt/bench_mqtt.py [--messages 30] [--database-url postgresql://…]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+import paho.mqtt.client as mqtt
+from sqlalchemy import create_engine, text
+
+DEVICES = 100
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise SystemExit(f"nothing listens on {port}")
+
+
+def seed(env: dict[str, str]) -> str:
+    """Organisation, workspace, devices and an API key (ingest + telemetry, no rate limit to speak of)."""
+    os.environ.update(env)
+    from sensorhub.accounts import service as accounts
+    from sensorhub.config import Settings
+    from sensorhub.context import AppContext
+    from sensorhub.entities.models import Entity
+    from sensorhub.migrate import upgrade
+    from sensorhub.tokens import service as tokens
+
+    settings = Settings()
+    ctx = AppContext.build(settings)
+    upgrade(ctx.db)
+    with ctx.db.transaction() as s:
+        org = accounts.create_org(s, "bench", "Bench")
+        ws = accounts.create_workspace(s, org, "plant", "Plant")
+        for i in range(DEVICES):
+            s.add(
+                Entity(entity_id=f"dev-{i:03d}", org_id=org.id, workspace_id=ws.id, type="Device", attrs={})
+            )
+        minted = tokens.create_api_key(
+            s,
+            org,
+            name="bench",
+            scopes=["ingest", "telemetry"],
+            workspaces=[],
+            expiry=tokens.ExpirySpec(),
+            restrictions=tokens.RestrictionSpec(),
+            settings=settings,
+            created_by=None,
+            rate_limit_per_minute=10_000_000,
+        )
+    ctx.db.dispose()
+    return minted.token
+
+
+def stored_points(url: str) -> int:
+    eng = create_engine(url)
+    with eng.connect() as c:
+        n = int(c.execute(text("SELECT count(*) FROM measurements")).scalar_one())
+    eng.dispose()
+    return n
+
+
+class Clients:
+    """One paho client per device, connected; publish times and acknowledgement times by message."""
+
+    def __init__(self, port: int, token: str | None) -> None:
+        self.clients: list[mqtt.Client] = []
+        self.sent: dict[tuple[int, int], float] = {}
+        self.acked: dict[tuple[int, int], float] = {}
+        for i in range(DEVICES):
+            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+            c.max_inflight_messages_set(20)
+            if token:
+                c.username_pw_set(token, token)
+            c.on_publish = self._acked(i)
+            c.connect("127.0.0.1", port, keepalive=60)
+            c.loop_start()
+            self.clients.append(c)
+        for c in self.clients:
+            while not c.is_connected():
+                time.sleep(0.01)
+
+    def _acked(self, i: int) -> Any:
+        def on_publish(_c: Any, _u: Any, mid: int, _rc: Any, _p: Any) -> None:
+            self.acked[(i, mid)] = time.perf_counter()
+
+        return on_publish
+
+    def run(self, messages: int, qos: int, base: float) -> float:
+        """Every device publishes ``messages`` values; returns when all are handed to the sockets (QoS 0)
+        or acknowledged (QoS 1). The payload is a distinct number: base + device + message/1000."""
+        infos: list[Any] = []
+
+        def device(i: int) -> None:
+            c = self.clients[i]
+            for m in range(messages):
+                t = time.perf_counter()
+                info = c.publish(
+                    f"sensorhub/bench/plant/dev-{i:03d}/temperature", f"{base + i + m / 1000:.3f}", qos=qos
+                )
+                self.sent[(i, info.mid)] = t
+                infos.append(info)
+
+        threads = [threading.Thread(target=device, args=(i,)) for i in range(DEVICES)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for info in infos:
+            info.wait_for_publish(120)
+        return time.perf_counter()
+
+    def latencies_ms(self) -> list[float]:
+        return [(self.acked[k] - self.sent[k]) * 1000 for k in self.sent if k in self.acked]
+
+    def close(self) -> None:
+        for c in self.clients:
+            c.disconnect()
+            c.loop_stop()
+
+
+class Subscriber:
+    """Counts what it receives on sensorhub/#, with the arrival time of each payload."""
+
+    def __init__(self, port: int, token: str | None) -> None:
+        self.arrived: dict[str, float] = {}
+        self.cond = threading.Condition()
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+        if token:
+            c.username_pw_set(token, token)
+        done = threading.Event()
+        c.on_subscribe = lambda *_a: done.set()
+        c.on_message = self._on_message
+        c.connect("127.0.0.1", port, keepalive=60)
+        c.loop_start()
+        c.subscribe("sensorhub/#", qos=0)
+        assert done.wait(10)
+        self.c = c
+
+    def _on_message(self, _c: Any, _u: Any, msg: Any) -> None:
+        t = time.perf_counter()
+        body = orjson.loads(msg.payload)  # sensorhub: {"timestamp", "value"}; Mosquitto: the number
+        value = body["value"] if isinstance(body, dict) else body
+        with self.cond:
+            self.arrived[f"{value:.3f}"] = t
+            self.cond.notify_all()
+
+    def wait(self, n: int, timeout: float = 300) -> float:
+        with self.cond:
+            self.cond.wait_for(lambda: len(self.arrived) >= n, timeout)
+            return max(self.arrived.values()) if self.arrived else time.perf_counter()
+
+    def close(self) -> None:
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+def pct(xs: list[float], q: float) -> float:
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def bench_sensorhub(args: argparse.Namespace, data: Path) -> list[tuple[str, float, float, float]]:
+    env = {"SENSORHUB_DATA_DIR": str(data), "SENSORHUB_ENV": "production"}
+    if args.database_url:
+        env["SENSORHUB_DATABASE_URL"] = args.database_url
+        env["SENSORHUB_SECRET_KEY"] = uuid.uuid4().hex * 2
+    token = seed(env)
+    from sensorhub.config import Settings
+
+    url = Settings().resolved_database_url
+    http, mport = free_port(), free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sensorhub.cli",
+            "serve",
+            "--port",
+            str(http),
+            "--mqtt-listen",
+            f"127.0.0.1:{mport}",
+            "--log-level",
+            "warning",
+        ],
+        env={**os.environ, **env},
+    )
+    rows: list[tuple[str, float, float, float]] = []
+    try:
+        wait_port(mport)
+        done = 0
+        for qos in (0, 1):
+            clients = Clients(mport, token)
+            sub = Subscriber(mport, token)
+            n = DEVICES * args.messages
+            t0 = time.perf_counter()
+            clients.run(args.messages, qos, base=1000.0 * (qos + 1))
+            while stored_points(url) < done + n:
+                time.sleep(0.02)
+            elapsed = time.perf_counter() - t0
+            done += n
+            if qos == 1:
+                lat = clients.latencies_ms()
+            else:
+                sub.wait(n, 60)
+                lat = [
+                    (sub.arrived[p] - clients.sent[k]) * 1000
+                    for k, p in (
+                        ((i, m + 1), f"{1000.0 + i + m / 1000:.3f}")
+                        for i in range(DEVICES)
+                        for m in range(args.messages)
+                    )
+                    if p in sub.arrived and k in clients.sent
+                ]
+            rows.append(
+                (
+                    f"sensorhub (embedded amqtt, {'PostgreSQL' if args.database_url else 'SQLite'}) QoS {qos}",
+                    n / elapsed,
+                    pct(lat, 0.5),
+                    pct(lat, 0.99),
+                )
+            )
+            clients.close()
+            sub.close()
+    finally:
+        server.terminate()
+        server.wait(30)
+    return rows
+
+
+def bench_mosquitto(args: argparse.Namespace, tmp: Path) -> list[tuple[str, float, float, float]]:
+    port = free_port()
+    conf = tmp / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_type error\n")
+    broker = subprocess.Popen(["mosquitto", "-c", str(conf)])
+    rows: list[tuple[str, float, float, float]] = []
+    try:
+        wait_port(port)
+        for qos in (0, 1):
+            clients = Clients(port, None)
+            sub = Subscriber(port, None)
+            n = DEVICES * args.messages
+            base = 1000.0 * (qos + 1)
+            t0 = time.perf_counter()
+            clients.run(args.messages, qos, base=base)
+            last = sub.wait(n, 60)
+            elapsed = last - t0
+            lat = [
+                (sub.arrived[f"{base + i + m / 1000:.3f}"] - clients.sent[(i, m + 1)]) * 1000
+                for i in range(DEVICES)
+                for m in range(args.messages)
+                if f"{base + i + m / 1000:.3f}" in sub.arrived and (i, m + 1) in clients.sent
+            ]
+            rows.append(
+                (
+                    f"Mosquitto {qos=} (broker floor: delivered to a subscriber)".replace("qos=", "QoS "),
+                    n / elapsed,
+                    pct(lat, 0.5),
+                    pct(lat, 0.99),
+                )
+            )
+            clients.close()
+            sub.close()
+    finally:
+        broker.terminate()
+        broker.wait(10)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--messages", type=int, default=30, help="messages per device per QoS level")
+    ap.add_argument("--database-url", default=None, help="postgresql://… (a fresh database is created)")
+    args = ap.parse_args()
+    if shutil.which("mosquitto") is None:
+        raise SystemExit("mosquitto is not installed (apt-get install -y mosquitto)")
+    tmp = Path(tempfile.mkdtemp(prefix="bench-mqtt-"))
+    created: str | None = None
+    if args.database_url:
+        name = f"bench_mqtt_{uuid.uuid4().hex[:8]}"
+        admin = create_engine(
+            args.database_url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+        )
+        with admin.connect() as c:
+            c.execute(text(f'CREATE DATABASE "{name}"'))
+        created = name
+        args.database_url = args.database_url.rsplit("/", 1)[0] + "/" + name
+    try:
+        rows = bench_mosquitto(args, tmp) + bench_sensorhub(args, tmp / "data")
+    finally:
+        if created:
+            with admin.connect() as c:
+                c.execute(text(f'DROP DATABASE IF EXISTS "{created}" WITH (FORCE)'))
+        shutil.rmtree(tmp, ignore_errors=True)
+    floor = {q: r[1] for q, r in zip((0, 1), rows[:2], strict=True)}
+    print(f"\n{DEVICES} devices x {args.messages} messages per QoS level\n")
+    print("| broker | messages/s | vs Mosquitto | p50 ms | p99 ms |")
+    print("|---|---:|---:|---:|---:|")
+    for name, rate, p50, p99 in rows:
+        q = 1 if name.rstrip(")").endswith("QoS 1") or "QoS 1" in name else 0
+        print(f"| {name} | {rate:,.0f} | {rate / floor[q]:.2f}x | {p50:.1f} | {p99:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
