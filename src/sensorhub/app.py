@@ -45,6 +45,7 @@ from sensorhub.logs import install_redaction
 from sensorhub.metrics import MetricsMiddleware
 from sensorhub.mqtt.broker import MqttService, embedded_broker, mqtt_enabled
 from sensorhub.push import stream as live_stream
+from sensorhub.push.endpoints import router as push_router
 from sensorhub.push.hub import PushBus
 from sensorhub.timeseries.endpoints import router as timeseries_router
 from sensorhub.tokens.endpoints import router as tokens_router
@@ -63,6 +64,7 @@ ROUTERS: list[APIRouter] = [
     export_endpoints.router,
     live_stream.router,
     datacake_router,
+    push_router,
 ]
 
 DESCRIPTION = """

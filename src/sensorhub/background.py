@@ -8,11 +8,28 @@ The same runner is started by the app's lifespan (``sensorhub serve``, unless
 from __future__ import annotations
 
 from sensorhub.context import AppContext
+from sensorhub.db import utcnow
 from sensorhub.jobs import JobRunner
+from sensorhub.push.connectors import ConnectorTarget
+from sensorhub.push.delivery import DeliveryWorker, cursor_floor, enqueue
 from sensorhub.push.retention import prune_events
+
+NO_DATA_INTERVAL_S = 30
 
 
 def build_runner(ctx: AppContext) -> JobRunner:
     runner = JobRunner(ctx.db)
-    runner.register_periodic("push-outbox-retention", 3600, lambda: prune_events(ctx.db, ctx.settings))
+    worker = DeliveryWorker(ctx.db, ctx.settings, ctx.hub, runner.holder)
+    runner.register_loop("push-delivery", worker.run)
+    runner.register_periodic("push-no-data-rules", NO_DATA_INTERVAL_S, lambda: check_no_data(ctx))
+    runner.register_periodic(
+        "push-outbox-retention", 3600, lambda: prune_events(ctx.db, ctx.settings, cursor_floor(ctx.db) or 0)
+    )
     return runner
+
+
+def check_no_data(ctx: AppContext) -> None:
+    """``no_data`` rules: devices silent too long go to firing (their deliveries are queued)."""
+    with ctx.db.transaction() as s:
+        target = ConnectorTarget()
+        enqueue(s, target.name, target.no_data(s, utcnow(), ctx.settings))

@@ -7,12 +7,28 @@ from sensorhub.db import Base
 from sensorhub.entities.models import Entity
 from sensorhub.export.models import Export
 from sensorhub.jobs import JobLease
-from sensorhub.push.models import PushEvent
+from sensorhub.push.models import (
+    Attempt,
+    Connector,
+    Delivery,
+    PushCursor,
+    PushEvent,
+    Rule,
+    RuleHistory,
+    RuleState,
+)
 from sensorhub.push.subscription_models import NgsiSubscription
 from sensorhub.timeseries.models import Series
 from sensorhub.tokens.models import Credential
 
 __all__ = [
+    "Attempt",
+    "Connector",
+    "Delivery",
+    "PushCursor",
+    "Rule",
+    "RuleHistory",
+    "RuleState",
     "AuditEvent",
     "Base",
     "Credential",
