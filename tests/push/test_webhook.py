@@ -113,6 +113,10 @@ def test_threshold_rule_sends_a_signed_message(admin: TestClient, world: World, 
     assert [(d["status"], d["attempts"]) for d in log] == [("delivered", 1)]
 
 
+def _values(received: list[Any]) -> list[float]:
+    return [p["value"] for m in received for d in m.json()["data"] for p in d["points"]]
+
+
 def _wait(get: Any, pred: Any, timeout: float = 10.0) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -131,9 +135,9 @@ def test_receiver_failing_then_recovering_gets_everything_in_order(
     key = world.api_key("acme", scopes=["ingest"])
     for i in range(4):
         backfill(admin, key, [(f"2026-01-01T00:0{i}:00Z", float(i))])
-    got = receiver.wait_for(lambda r: len(r) >= 4)
-    values = [m.json()["data"][0]["points"][0]["value"] for m in got]
-    assert values == [0.0, 1.0, 2.0, 3.0]
+    # Events of one device that arrive together go out in one message: count the points.
+    got = receiver.wait_for(lambda r: len(_values(r)) >= 4)
+    assert _values(got) == [0.0, 1.0, 2.0, 3.0]
     assert receiver.answered[:3] == [500, 503, 500]
     log = admin.get(f"/api/orgs/acme/connectors/{hook['id']}/deliveries").json()
     first = log[-1]
@@ -174,7 +178,12 @@ def test_revoked_owner_stops_deliveries(
     key = world.api_key("acme", scopes=["ingest"])
     backfill(admin, key, [("2026-01-01T00:00:00Z", 1.0)])
     receiver.wait_for(lambda r: len(r) >= 1)
-    # The rule's creator is demoted to a member without grants: it can no longer read the device.
+    # A second message fails (the receiver answers 500) and waits for its retry …
+    receiver.statuses = [500] * 1000
+    backfill(admin, key, [("2026-01-01T00:01:00Z", 2.0)])
+    hook_log = f"/api/orgs/acme/connectors/{hook['id']}/deliveries"
+    _wait(lambda: admin.get(hook_log).json(), lambda log: len(log) == 2 and log[0]["attempts"] >= 1)
+    # … meanwhile the rule's creator is demoted to a viewer without grants: it can read nothing now.
     world.user("boss@acme.test", "acme", role="owner")
     boss = make_client()
     login(boss, "boss@acme.test")
@@ -182,12 +191,13 @@ def test_revoked_owner_stops_deliveries(
         m["user_id"] for m in boss.get("/api/orgs/acme/members").json() if m["email"] == "owner@acme.test"
     )
     assert boss.patch(f"/api/orgs/acme/members/{owner_id}", json={"role": "viewer"}).status_code == 200
-    backfill(admin, key, [("2026-01-01T00:01:00Z", 2.0)])
-    log = _wait(
-        lambda: boss.get(f"/api/orgs/acme/connectors/{hook['id']}/deliveries").json(),
-        lambda log: len(log) == 2 and log[0]["status"] != "pending",
-    )
+    log = _wait(lambda: boss.get(hook_log).json(), lambda log: log[0]["status"] != "pending")
     assert log[0]["status"] == "suppressed" and "may no longer read" in log[0]["last_error"]
+    # New data makes no delivery at all; the receiver got the first message only.
+    receiver.statuses = []
+    backfill(admin, key, [("2026-01-01T00:02:00Z", 3.0)])
+    time.sleep(0.5)
+    assert len(boss.get(hook_log).json()) == 2
     assert len(receiver.received) == 1
 
 

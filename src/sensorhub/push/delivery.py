@@ -176,7 +176,8 @@ def timed(fn: Callable[[], Outcome]) -> tuple[Outcome, float]:
 
 def backoff(settings: Settings, attempts: int) -> float:
     base = settings.push_retry_base_seconds * (2 ** max(0, attempts - 1))
-    return min(settings.push_retry_max_seconds, base) * random.uniform(0.9, 1.1)
+    jitter: float = random.uniform(0.9, 1.1)
+    return float(min(settings.push_retry_max_seconds, base)) * jitter
 
 
 def record(

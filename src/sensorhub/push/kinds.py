@@ -273,6 +273,33 @@ def _http() -> httpx.Client:
 TOPIC_VARS = ("org", "workspace", "device", "attribute", "type")
 
 
+def _broker(config: dict[str, Any], settings: Settings) -> tuple[str, int, bool]:
+    host = config.get("host")
+    if not isinstance(host, str) or not host or "/" in host:
+        raise BadRequest("config.host is required: the broker's host name or address")
+    tls = bool(config.get("tls", False))
+    port = config.get("port", 8883 if tls else 1883)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise BadRequest("config.port must be a port number")
+    try:
+        check_host(host, port, settings.push_allow_private_targets)
+    except TargetRefused as e:
+        raise BadRequest(f"config.host: {e}") from None
+    return host, port, tls
+
+
+def _topic(topic: Any) -> str:
+    if not isinstance(topic, str) or not topic or "#" in topic or "+" in topic:
+        raise BadRequest("config.topic must be a topic template without wildcards")
+    try:
+        topic.format(**{k: "x" for k in TOPIC_VARS})
+    except (KeyError, IndexError, ValueError) as e:
+        raise BadRequest(
+            f"config.topic: unknown placeholder {e}; use {', '.join('{' + v + '}' for v in TOPIC_VARS)}"
+        ) from None
+    return topic
+
+
 class Mqtt:
     name = "mqtt"
     CONFIG = {
@@ -294,26 +321,8 @@ class Mqtt:
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         _only(config, self.CONFIG, "config")
         _only(secrets, self.SECRETS, "secrets")
-        host = config.get("host")
-        if not isinstance(host, str) or not host or "/" in host:
-            raise BadRequest("config.host is required: the broker's host name or address")
-        tls = bool(config.get("tls", False))
-        port = config.get("port", 8883 if tls else 1883)
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-            raise BadRequest("config.port must be a port number")
-        try:
-            check_host(host, port, settings.push_allow_private_targets)
-        except TargetRefused as e:
-            raise BadRequest(f"config.host: {e}") from None
-        topic = config.get("topic", "{org}/{workspace}/{device}/{attribute}")
-        if not isinstance(topic, str) or not topic or "#" in topic or "+" in topic:
-            raise BadRequest("config.topic must be a topic template without wildcards")
-        try:
-            topic.format(**{k: "x" for k in TOPIC_VARS})
-        except (KeyError, IndexError, ValueError) as e:
-            raise BadRequest(
-                f"config.topic: unknown placeholder {e}; use {', '.join('{' + v + '}' for v in TOPIC_VARS)}"
-            ) from None
+        host, port, tls = _broker(config, settings)
+        topic = _topic(config.get("topic", "{org}/{workspace}/{device}/{attribute}"))
         qos = config.get("qos", 1)
         if qos not in (0, 1, 2):
             raise BadRequest("config.qos must be 0, 1 or 2")
@@ -345,13 +354,14 @@ class Mqtt:
         self, config: dict[str, Any], secrets: dict[str, Any], msg: Message, settings: Settings
     ) -> Outcome:
         import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
 
         try:
             check_host(config["host"], config["port"], settings.push_allow_private_targets)
         except TargetRefused as e:
             return Outcome(False, error=str(e), retry=False)
         timeout = _timeout(config, settings)
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"sensorhub-{msg.key}"[:64])
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"sensorhub-{msg.key}"[:64])
         if config.get("username"):
             client.username_pw_set(config["username"], secrets.get("password"))
         if config.get("tls"):
@@ -390,6 +400,27 @@ class Mqtt:
 # --- InfluxDB --------------------------------------------------------------------------------------
 
 
+def _influx_v1(config: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(config.get("database"), str) or not config["database"]:
+        raise BadRequest("config.database is required for InfluxDB 1.x")
+    out = {"database": config["database"]}
+    for k in ("retention_policy", "username"):
+        if config.get(k) is not None:
+            out[k] = str(config[k])
+    return out
+
+
+def _influx_v2(config: dict[str, Any], secrets: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k in ("org", "bucket"):
+        if not isinstance(config.get(k), str) or not config[k]:
+            raise BadRequest(f"config.{k} is required for InfluxDB 2.x")
+        out[k] = config[k]
+    if not isinstance(secrets.get("token"), str):
+        raise BadRequest("secrets.token is required for InfluxDB 2.x")
+    return out
+
+
 class InfluxDB:
     name = "influxdb"
     CONFIG = {
@@ -425,19 +456,9 @@ class InfluxDB:
         if not isinstance(stored["measurement"], str) or not stored["measurement"]:
             raise BadRequest("config.measurement must be a non-empty string")
         if version == "1":
-            if not isinstance(config.get("database"), str) or not config["database"]:
-                raise BadRequest("config.database is required for InfluxDB 1.x")
-            stored["database"] = config["database"]
-            for k in ("retention_policy", "username"):
-                if config.get(k) is not None:
-                    stored[k] = str(config[k])
+            stored |= _influx_v1(config)
         elif version == "2":
-            for k in ("org", "bucket"):
-                if not isinstance(config.get(k), str) or not config[k]:
-                    raise BadRequest(f"config.{k} is required for InfluxDB 2.x")
-                stored[k] = config[k]
-            if not isinstance(secrets.get("token"), str):
-                raise BadRequest("secrets.token is required for InfluxDB 2.x")
+            stored |= _influx_v2(config, secrets)
         else:
             raise BadRequest("config.version must be '1' (/write) or '2' (/api/v2/write)")
         if "timeout_s" in config:
@@ -446,12 +467,13 @@ class InfluxDB:
         return stored, sec, {}
 
     def lines(self, config: dict[str, Any], msg: Message) -> bytes:
-        from influxdb_client import Point, WritePrecision
+        from influxdb_client.client.write.point import Point
+        from influxdb_client.domain.write_precision import WritePrecision
 
         out: list[str] = []
         for device, attribute, unit, points in msg.points:
             for t_us, v in points:
-                p = Point(config["measurement"]).tag("device", device)
+                p = Point(config["measurement"]).tag("device", device)  # type: ignore[no-untyped-call]
                 for k in ("type", "workspace"):
                     if msg.topic_vars.get(k):
                         p = p.tag(k, msg.topic_vars[k])

@@ -28,6 +28,7 @@ Templates are Jinja2, rendered in a sandbox (no attribute access to internals, n
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,23 +81,38 @@ def check_condition(c: Any) -> dict[str, Any] | None:
         if not isinstance(attr, str) or not attr:
             raise BadRequest("condition.attribute is required: the attribute the rule watches")
         out["attribute"] = attr
-    if t in ("above", "below"):
-        out["threshold"] = _num(c, "threshold")
-        out["hysteresis"] = _num(c, "hysteresis", default=0, minimum=0)
-    elif t == "outside":
-        out["min"], out["max"] = _num(c, "min"), _num(c, "max")
-        out["hysteresis"] = _num(c, "hysteresis", default=0, minimum=0)
-        if out["min"] + 2 * out["hysteresis"] > out["max"]:
-            raise BadRequest("condition.min + 2 × hysteresis must not exceed condition.max")
-    elif t == "rate":
-        out["per_minute"] = _num(c, "per_minute", minimum=0)
-    elif t == "equals":
-        if "value" not in c or c["value"] is None:
-            raise BadRequest("condition.value is required: the state that fires the rule")
-        out["value"] = c["value"]
-    elif t == "no_data":
-        out["minutes"] = _num(c, "minutes", minimum=1)
+    return out | _PARAMS[t](c)
+
+
+def _threshold(c: dict[str, Any]) -> dict[str, Any]:
+    return {"threshold": _num(c, "threshold"), "hysteresis": _num(c, "hysteresis", default=0, minimum=0)}
+
+
+def _outside(c: dict[str, Any]) -> dict[str, Any]:
+    out = {
+        "min": _num(c, "min"),
+        "max": _num(c, "max"),
+        "hysteresis": _num(c, "hysteresis", default=0, minimum=0),
+    }
+    if out["min"] + 2 * out["hysteresis"] > out["max"]:
+        raise BadRequest("condition.min + 2 × hysteresis must not exceed condition.max")
     return out
+
+
+def _equals(c: dict[str, Any]) -> dict[str, Any]:
+    if "value" not in c or c["value"] is None:
+        raise BadRequest("condition.value is required: the state that fires the rule")
+    return {"value": c["value"]}
+
+
+_PARAMS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "above": _threshold,
+    "below": _threshold,
+    "outside": _outside,
+    "rate": lambda c: {"per_minute": _num(c, "per_minute", minimum=0)},
+    "equals": _equals,
+    "no_data": lambda c: {"minutes": _num(c, "minutes", minimum=1)},
+}
 
 
 def check_template(template: Any) -> str:

@@ -117,7 +117,7 @@ def visible_message(access: Access | None, message: dict[str, Any]) -> dict[str,
     if message.get("type") == "test":
         return message
     if access is None or access.is_empty:
-        return "its owner's access is gone (token revoked or expired, or the user disabled)"
+        return "its owner may no longer read anything (token revoked or expired, user disabled, no role or grant)"
     device = message.get("device", {}).get("id")
     ws = message.get("workspace", {}).get("id")
     org = message.get("organisation", {}).get("id")
@@ -130,9 +130,12 @@ def visible_message(access: Access | None, message: dict[str, Any]) -> dict[str,
         if pts:
             data.append({**d, "points": pts})
     rule = message.get("rule")
-    if rule is not None and rule.get("time_us") is not None:
-        if not any(lo <= rule["time_us"] < hi for lo, hi in windows):
-            return f"its owner may not read {device} at the time the rule fired"
+    if (
+        rule is not None
+        and rule.get("time_us") is not None
+        and not any(lo <= rule["time_us"] < hi for lo, hi in windows)
+    ):
+        return f"its owner may not read {device} at the time the rule fired"
     if not data and rule is None:
         return f"its owner may read none of these points of {device} (time windows)"
     return {**message, "data": data}
@@ -162,7 +165,7 @@ def owner_access(
         if cred.expires_at is not None and cred.expires_at <= utcnow():
             return None
         try:
-            return build_principal(s, cred, settings).access(scope)
+            return build_principal(s, cred, settings, utcnow()).access(scope)
         except Rejected:
             return None
     if user_id is None:
