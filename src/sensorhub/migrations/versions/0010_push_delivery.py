@@ -1,7 +1,7 @@
 """push: connectors, rules (+ states, history), deliveries (+ attempts) and the fan-out cursor
 
 Revision ID: 0009_push_delivery
-Revises: 0008_live_subscriptions
+Revises: 0006_sumsq
 """
 
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ from alembic import op
 import sensorhub.db
 
 revision: str = "0009_push_delivery"
-down_revision: str | None = "0008_live_subscriptions"
+down_revision: str | None = "0006_sumsq"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
