@@ -200,6 +200,12 @@ def test_representations(client: TestClient, token: str) -> None:
     omitted = client.get(E, params={"type": "Farm", "omit": "owner,name"}, headers=h).json()
     assert all(set(e) == {"id", "type"} for e in omitted)
     problem(client.get(one, params={"options": "keyValues,concise"}, headers=h), 400, "BadRequestData")
+    # An id that is not a URI is a 400 (ETSI 018_02), an unknown one a 404.
+    problem(client.get(f"{E}/thisisaninvaliduri", headers=h), 400, "BadRequestData")
+    problem(client.get(f"{E}/urn:ngsi-ld:Parcel:nope", headers=h), 404, "ResourceNotFound")
+    # type on retrieve: the entity only if it has that type.
+    problem(client.get(one, params={"type": "Farm"}, headers=h), 404, "ResourceNotFound")
+    assert client.get(one, params={"type": "Parcel"}, headers=h).status_code == 200
 
 
 def test_join_inline_and_flat(client: TestClient, token: str) -> None:
@@ -220,6 +226,13 @@ def test_join_inline_and_flat(client: TestClient, token: str) -> None:
     )
     assert "entity" not in r.json()[0]["farm"] and r.json()[1]["farm"]["entity"]["name"]["value"] == "Beta"
     problem(client.get(E, params={"type": "Parcel", "joinLevel": "2"}, headers=h), 400, "BadRequestData")
+    # pick with braces projects the linked entity (ETSI 019_20).
+    r = client.get(E, params={"type": "Parcel", "join": "inline", "pick": "id,farm{id,name}"}, headers=h)
+    p1 = r.json()[0]
+    assert set(p1) == {"id", "farm"} and set(p1["farm"]["entity"]) == {"id", "name"}
+    r = client.get(E, params={"type": "Parcel", "join": "flat", "pick": "id,farm{id,name}"}, headers=h)
+    assert [set(e) for e in r.json()] == [{"id", "farm"}] * 2 + [{"id", "name"}] * 2
+    problem(client.get(E, params={"pick": "id,farm{id"}, headers=h), 400, "BadRequestData")
 
 
 def test_refusals_paging_and_paths(client: TestClient, token: str) -> None:

@@ -44,6 +44,20 @@ CORE_MEMBERS = frozenset(
 )
 
 
+# ``pick``/``omit``: member name → the projection of the entity it links to (``locatedAt{id,name}``), or None.
+Projection = dict[str, "Projection | None"]
+
+
+def project(out: dict[str, Any], pick: Projection | None, omit: Projection | None) -> dict[str, Any]:
+    """``out`` with the members ``pick`` keeps (or without those ``omit`` leaves out, when nothing nested
+    is named for them)."""
+    if pick is not None:
+        out = {k: v for k, v in out.items() if k in pick or k == "@context"}
+    if omit is not None:
+        out = {k: v for k, v in out.items() if k not in omit or omit[k] is not None}
+    return out
+
+
 @dataclass(frozen=True)
 class Representation:
     """How a page of entities is written (from ``options``, ``format``, ``lang``, ``pick``, ``omit``)."""
@@ -51,8 +65,8 @@ class Representation:
     form: str = "normalized"  # normalized | concise | keyValues
     sys_attrs: bool = False
     lang: str | None = None
-    pick: frozenset[str] | None = None  # shown names, "id" and "type" included
-    omit: frozenset[str] | None = None
+    pick: Projection | None = None  # shown names, "id" and "type" included; nested: linked entities
+    omit: Projection | None = None
     attrs: frozenset[str] | None = None  # projection on attribute (stored) names
 
 
@@ -124,10 +138,7 @@ def render_entity(
     if sys_attrs is not None and rep.sys_attrs:
         out["createdAt"] = _iso(sys_attrs[0])
         out["modifiedAt"] = _iso(sys_attrs[1])
-    if rep.pick is not None:
-        out = {k: v for k, v in out.items() if k in rep.pick}
-    if rep.omit is not None:
-        out = {k: v for k, v in out.items() if k not in rep.omit}
+    out = project(out, rep.pick, rep.omit)
     if context is not None:
         out["@context"] = context
     return out

@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import Query
 
 from sensorhub.compat.ngsi_ld.contexts import CORE_REQUEST, RequestContext
-from sensorhub.compat.ngsi_ld.render import Representation
+from sensorhub.compat.ngsi_ld.render import Projection, Representation
 from sensorhub.entities.normalize import check_entity_id
 from sensorhub.entities.qlang import QSyntaxError, parse_q, rename
 from sensorhub.entities.service import (
@@ -146,8 +146,8 @@ class QueryParams:
 
     def representation(self, ctx: RequestContext) -> Representation:
         form, sys_attrs = parse_options(self.options, self.format)
-        pick = names(self.pick, "pick")
-        omit = names(self.omit, "omit")
+        pick = projection(self.pick, "pick")
+        omit = projection(self.omit, "omit")
         if pick is not None and omit is not None:
             raise BadRequest("pick and omit cannot be used together")
         attrs = names(self.attrs, "attrs")
@@ -369,6 +369,66 @@ def names(value: str | list[str] | None, what: str) -> frozenset[str] | None:
     if not items or not all(isinstance(a, str) and a for a in items):
         raise BadRequest(f"{what} must list attribute names")
     return frozenset(items)
+
+
+_PROJ_TOKEN = re.compile(r"\s*([{},]|[^{},\s]+)")
+MAX_PROJECTION = 2000
+
+
+class _ProjectionParser:
+    """``items := item ("," item)*``, ``item := name ["{" items "}"]``."""
+
+    def __init__(self, text: str, what: str) -> None:
+        self.text, self.what = text, what
+        self.toks = [m.group(1) for m in _PROJ_TOKEN.finditer(text)]
+        self.pos = 0
+
+    def fail(self, why: str) -> BadRequest:
+        return BadRequest(f"{self.what}: {why} in '{self.text[:100]}'")
+
+    def at(self, tok: str) -> bool:
+        return self.pos < len(self.toks) and self.toks[self.pos] == tok
+
+    def parse(self) -> Projection:
+        out = self.items(0)
+        if self.pos != len(self.toks):
+            raise self.fail(f"unexpected '{self.toks[self.pos]}'")
+        return out
+
+    def items(self, depth: int) -> Projection:
+        out: Projection = {}
+        while True:
+            if self.pos >= len(self.toks) or self.toks[self.pos] in "{},":
+                raise self.fail(f"expected a name at item {len(out) + 1}")
+            name = self.toks[self.pos]
+            self.pos += 1
+            out[name] = self.nested(depth) if self.at("{") else None
+            if len(out) > MAX_LIST_ITEMS:
+                raise self.fail(f"at most {MAX_LIST_ITEMS} names")
+            if not self.at(","):
+                return out
+            self.pos += 1
+
+    def nested(self, depth: int) -> Projection:
+        if depth >= MAX_JOIN_LEVEL:
+            raise self.fail(f"braces nest at most {MAX_JOIN_LEVEL} deep")
+        self.pos += 1
+        sub = self.items(depth + 1)
+        if not self.at("}"):
+            raise self.fail("missing '}'")
+        self.pos += 1
+        return sub
+
+
+def projection(value: str | list[str] | None, what: str) -> Projection | None:
+    """``pick``/``omit``: ``name,name{name,name},…`` (braces project the entity a Relationship links to,
+    for ``join``); a Query body may give a list of such items."""
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else ",".join(v if isinstance(v, str) else "\x00" for v in value)
+    if len(text) > MAX_PROJECTION or "\x00" in text:
+        raise BadRequest(f"{what} must list member names (at most {MAX_PROJECTION} characters)")
+    return _ProjectionParser(text, what).parse()
 
 
 def parse_options(options: str | None, fmt: str | None) -> tuple[str, bool]:
