@@ -1,0 +1,234 @@
+"""MQTT, InfluxDB and e-mail connectors, each against its real server: Mosquitto on 127.0.0.1:1883,
+an ``influxd`` started here on a free port, and an SMTP server (aiosmtpd) in the test process."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiosmtpd.controller import Controller
+from fastapi.testclient import TestClient
+
+from sensorhub.config import Settings
+from tests.builders import World, bearer, login
+from tests.conftest import service_unavailable
+from tests.push.test_mail import Inbox, free_port
+
+DEV = "urn:ngsi-ld:Device:pump-7"
+
+
+@pytest.fixture(scope="module")
+def smtp_server() -> Iterator[tuple[Inbox, int]]:
+    inbox = Inbox()
+    port = free_port()
+    c = Controller(inbox, hostname="127.0.0.1", port=port)
+    c.start()
+    yield inbox, port
+    c.stop()
+
+
+@pytest.fixture
+def settings(settings: Settings, smtp_server: tuple[Inbox, int]) -> Settings:
+    return settings.model_copy(
+        update={
+            "smtp_host": "127.0.0.1",
+            "smtp_port": smtp_server[1],
+            "smtp_security": "none",
+            "smtp_sender": "hub@example.test",
+        }
+    )
+
+
+@pytest.fixture
+def admin(client: TestClient, world: World) -> TestClient:
+    world.org("acme")
+    world.entity("acme", "main", DEV, type_="Pump")
+    world.user("owner@acme.test", "acme", role="owner")
+    login(client, "owner@acme.test")
+    return client
+
+
+def _connect(
+    admin: TestClient, kind: str, config: dict[str, Any], secrets: dict[str, Any] | None = None
+) -> str:
+    r = admin.post(
+        "/api/orgs/acme/connectors",
+        json={"kind": kind, "name": kind, "config": config, "secrets": secrets or {}},
+    )
+    assert r.status_code == 201, r.text
+    cid = str(r.json()["id"])
+    r = admin.post(
+        "/api/orgs/acme/rules", json={"name": f"all to {kind}", "actions": [{"connector_id": cid}]}
+    )
+    assert r.status_code == 201, r.text
+    return cid
+
+
+def _backfill(admin: TestClient, world: World, points: list[tuple[str, float]]) -> None:
+    key = world.api_key("acme", scopes=["ingest"], name=f"k{uuid.uuid4().hex[:6]}")
+    body = [{"timestamp": t, "data": {"pressure": {"value": v, "unit": "BAR"}}} for t, v in points]
+    r = admin.post(f"/v3/devices/{DEV}/backfill", json=body, headers=bearer(key))
+    assert r.status_code == 200, r.text
+
+
+def _until(pred: Any, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
+
+
+def test_mqtt_connector_publishes_per_device_and_attribute(admin: TestClient, world: World) -> None:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    prefix = f"shtest-{uuid.uuid4().hex[:8]}"
+    got: list[tuple[str, bytes]] = []
+    ready = threading.Event()
+    sub = mqtt.Client(CallbackAPIVersion.VERSION2)
+    sub.on_connect = lambda c, *_: (c.subscribe(f"{prefix}/#", qos=1), ready.set())
+    sub.on_message = lambda _c, _u, m: got.append((m.topic, m.payload))
+    try:
+        sub.connect("127.0.0.1", 1883)
+    except OSError as e:
+        service_unavailable("Mosquitto on 127.0.0.1:1883", e)
+    sub.loop_start()
+    try:
+        assert ready.wait(5)
+        time.sleep(0.2)  # the SUBACK
+        cid = _connect(
+            admin,
+            "mqtt",
+            {"host": "127.0.0.1", "port": 1883, "topic": prefix + "/{org}/{workspace}/{device}/{attribute}"},
+        )
+        _backfill(admin, world, [("2026-01-01T00:00:00Z", 1.5), ("2026-01-01T00:01:00Z", 1.7)])
+        _until(lambda: got)
+        topic, payload = got[0]
+        assert topic == f"{prefix}/acme/main/{DEV}/pressure"
+        import json
+
+        p = json.loads(payload)
+        assert [pt["value"] for pt in p["data"][0]["points"]] == [1.5, 1.7] and p["id"].startswith("shd_")
+        r = admin.post(f"/api/orgs/acme/connectors/{cid}/test")
+        assert r.json()["status"] == "delivered"
+        # A broker that is not there: a visible failed attempt, not an exception.
+        bad = admin.post(
+            "/api/orgs/acme/connectors",
+            json={"kind": "mqtt", "name": "x", "config": {"host": "127.0.0.1", "port": free_port()}},
+        )
+        r = admin.post(f"/api/orgs/acme/connectors/{bad.json()['id']}/test")
+        assert r.json()["status"] == "dead" and "cannot connect" in r.json()["last_error"]
+    finally:
+        sub.loop_stop()
+        sub.disconnect()
+
+
+@pytest.fixture(scope="module")
+def influxd() -> Iterator[str]:
+    if shutil.which("influxd") is None:
+        service_unavailable("influxd", FileNotFoundError("apt-get install -y influxdb"))
+    tmp = Path(tempfile.mkdtemp(prefix="sh-influx-"))
+    port, rpc = free_port(), free_port()
+    conf = tmp / "influxdb.conf"
+    conf.write_text(
+        f'reporting-disabled = true\nbind-address = "127.0.0.1:{rpc}"\n[meta]\n  dir = "{tmp}/meta"\n'
+        f'[data]\n  dir = "{tmp}/data"\n  wal-dir = "{tmp}/wal"\n  query-log-enabled = false\n'
+        f'[http]\n  bind-address = "127.0.0.1:{port}"\n  log-enabled = false\n[logging]\n  level = "warn"\n'
+    )
+    proc = subprocess.Popen(
+        ["influxd", "-config", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/ping", timeout=1).status_code == 204:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                service_unavailable("influxd", RuntimeError("did not start"))
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_influxdb_connector_writes_line_protocol(
+    admin: TestClient, world: World, influxd: str, backend: str
+) -> None:
+    db = f"sh_{backend}_{uuid.uuid4().hex[:6]}"
+    assert httpx.post(f"{influxd}/query", params={"q": f'CREATE DATABASE "{db}"'}).status_code == 200
+    _connect(admin, "influxdb", {"url": influxd, "database": db, "measurement": "plant"})
+    _backfill(
+        admin,
+        world,
+        [("2026-01-01T00:00:00Z", 2.0), ("2026-01-01T00:00:30Z", 2.5), ("2026-01-01T00:01:00Z", 3.0)],
+    )
+
+    def rows() -> list[Any]:
+        r = httpx.get(
+            f"{influxd}/query",
+            params={"db": db, "q": "SELECT pressure, device, unit FROM plant", "epoch": "s"},
+        )
+        series = r.json()["results"][0].get("series", [])
+        return list(series[0]["values"]) if series else []
+
+    _until(lambda: len(rows()) == 3)
+    assert rows() == [
+        [1767225600, 2.0, DEV, "BAR"],
+        [1767225630, 2.5, DEV, "BAR"],
+        [1767225660, 3.0, DEV, "BAR"],
+    ]
+    # A database that does not exist: InfluxDB answers 404, a dead letter with its message.
+    cid = _connect(admin, "influxdb", {"url": influxd, "database": "nope"})
+    r = admin.post(f"/api/orgs/acme/connectors/{cid}/test")
+    assert r.json()["status"] == "dead" and "404" in r.json()["last_error"], r.json()
+
+
+def test_email_connector_sends_the_rule_message(
+    admin: TestClient, world: World, smtp_server: tuple[Inbox, int]
+) -> None:
+    inbox, _port = smtp_server
+    before = len(inbox.messages)
+    r = admin.post(
+        "/api/orgs/acme/connectors",
+        json={"kind": "email", "name": "ops", "config": {"to": ["ops@example.test"]}},
+    )
+    assert r.status_code == 201, r.text
+    cid = r.json()["id"]
+    rule = {
+        "name": "pressure high",
+        "condition": {"type": "above", "attribute": "pressure", "threshold": 5},
+        "actions": [
+            {
+                "connector_id": cid,
+                "template": "{{ device.id }}: pressure {{ value }} {{ unit }} ({{ state }})",
+            }
+        ],
+    }
+    assert admin.post("/api/orgs/acme/rules", json=rule).status_code == 201
+    _backfill(admin, world, [("2026-01-01T00:00:00Z", 4.0), ("2026-01-01T00:01:00Z", 6.5)])
+    _until(lambda: len(inbox.messages) > before)
+    env = inbox.messages[before]
+    body = env.content.decode()
+    assert env.rcpt_tos == ["ops@example.test"] and env.mail_from == "hub@example.test"
+    assert f"Subject: [sensorhub] pressure high: {DEV} is firing" in body
+    assert f"{DEV}: pressure 6.5 BAR (firing)" in body and "X-Sensorhub-Delivery: shd_" in body
+    bad = admin.post(
+        "/api/orgs/acme/connectors", json={"kind": "email", "name": "x", "config": {"to": ["not an address"]}}
+    )
+    assert bad.status_code == 400 and "config.to" in bad.json()["message"]
