@@ -253,3 +253,61 @@ def test_refusals_paging_and_paths(client: TestClient, token: str) -> None:
     assert set(r.links) >= {"next", "prev"}
     prev = client.get(r.links["prev"]["url"], headers=h)
     assert _ids(prev) == ["b1", "f1"] and "prev" not in prev.links
+
+
+def test_allow_listed_contexts_are_fetched_bounded_and_cached(
+    client: TestClient, token: str, settings: Settings
+) -> None:
+    """A context server that answers, one that sends garbage, one too large and one that never answers:
+    a 200, two 400s and a 503 within the timeout; the good one is fetched once."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    hits: list[str] = []
+    stall = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            if self.path == "/slow.jsonld":
+                stall.wait(5)
+                return
+            body = {
+                "/good.jsonld": json.dumps(SUITE_CONTEXT).encode(),
+                "/garbage.jsonld": b"<html>not json</html>",
+                "/huge.jsonld": b'{"@context": {"a": "' + b"x" * 300_000 + b'"}}',
+            }.get(self.path, b"")
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{srv.server_address[1]}"
+    settings.ngsi_ld_context_allow = [base + "/"]
+    settings.ngsi_ld_context_timeout_seconds = 0.5
+    try:
+
+        def get(name: str) -> Any:
+            link = f'<{base}/{name}>; rel="{LD}"'
+            return client.get(E, params={"type": "Building"}, headers={**bearer(token), "Link": link})
+
+        assert _ids(get("good.jsonld")) == ["b1"]
+        assert _ids(get("good.jsonld")) == ["b1"]
+        assert hits.count("/good.jsonld") == 1  # cached
+        assert "not JSON" in problem(get("garbage.jsonld"), 400, "BadRequestData")["detail"]
+        assert "larger than" in problem(get("huge.jsonld"), 400, "BadRequestData")["detail"]
+        t0 = time.monotonic()
+        problem(get("slow.jsonld"), 503, "LdContextNotAvailable")
+        assert time.monotonic() - t0 < 3
+        problem(get("missing.jsonld"), 503, "LdContextNotAvailable")
+    finally:
+        stall.set()
+        srv.shutdown()
+        srv.server_close()
