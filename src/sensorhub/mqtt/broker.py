@@ -50,14 +50,13 @@ from sensorhub.auth.principal import Principal
 from sensorhub.auth.restrictions import RequestFacts
 from sensorhub.auth.token_format import digest as token_digest
 from sensorhub.authz.access import Access
-from sensorhub.authz.scope import windows_to_us
 from sensorhub.config import Settings
 from sensorhub.context import AppContext
 from sensorhub.db import utcnow
 from sensorhub.errors import Forbidden, SensorhubError
 from sensorhub.kit.time import iso
 from sensorhub.mqtt import topics
-from sensorhub.push.events import EventCursor, newest_id
+from sensorhub.push.live import FeedClosed, LiveEvent, LiveFeed, Selection, TokenViewer
 from sensorhub.timeseries import ingest
 
 log = logging.getLogger("sensorhub.mqtt")
@@ -78,22 +77,6 @@ class Client:
     ip: str
     tls: bool
     closed: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class StoredValue:
-    """The newest value of one series (or latest-state property) one ingest transaction stored, read
-    from the outbox (``push_events``), with the slugs its topic is made of."""
-
-    org_id: str
-    workspace_id: str
-    entity_id: str
-    attribute: str
-    ts_us: int
-    value: Any
-    unit: str | None
-    org: str
-    workspace: str
 
 
 class Refused(Exception):
@@ -186,6 +169,7 @@ class IngestHandler(BrokerProtocolHandler):
         super().__init__(plugins_manager, loop=loop)
         self.service = service
         self.client: Client | None = None
+        self.live: asyncio.Task[None] | None = None  # the session's live feed, from its first subscription
         self._order = asyncio.Lock()
 
     async def start(self) -> None:
@@ -278,7 +262,8 @@ class TopicAclPlugin(BaseTopicPlugin):
     ) -> bool | None:
         service: MqttService = self.config.service
         if action == Action.SUBSCRIBE and session is not None and topic is not None:
-            return service.may_subscribe(session, topic)
+            ok: bool = await service.may_subscribe(session, topic)
+            return ok
         return False
 
 
@@ -298,6 +283,7 @@ class MqttService:
         self._generation = ctx.cache.generation
         self._tasks: set[asyncio.Task[Any]] = set()
         self.writer = GroupWriter(ctx, self.limits)
+        self._names: dict[tuple[str, str], tuple[str, str] | None] = {}
 
     # -- connect -------------------------------------------------------------------------------------
     async def authenticate(self, session: MqttSession) -> bool:
@@ -358,6 +344,8 @@ class MqttService:
         self.handlers.discard(handler)
         if handler.client is not None:
             handler.client.closed = True
+        if handler.live is not None:
+            handler.live.cancel()
 
     async def disconnect(self, handler: IngestHandler) -> None:
         """Close one connection (its session state goes with it; no will message is forwarded)."""
@@ -399,21 +387,26 @@ class MqttService:
         metrics.mqtt_stored.inc()
 
     # -- subscribe and deliver -----------------------------------------------------------------------
-    def client_of(self, session: MqttSession) -> Client | None:
+    def handler_of(self, session: MqttSession) -> IngestHandler | None:
         if self.broker is None or session.client_id is None:
             return None
         handler = self.broker.sessions.get(session.client_id, (None, None))[1]
-        return handler.client if isinstance(handler, IngestHandler) else None
+        return handler if isinstance(handler, IngestHandler) and handler.client is not None else None
 
-    def may_subscribe(self, session: MqttSession, topic_filter: str) -> bool:
-        client = self.client_of(session)
-        if client is None or client.closed:
+    async def may_subscribe(self, session: MqttSession, topic_filter: str) -> bool:
+        """A ``telemetry`` token may subscribe to filters under ``sensorhub/``; the first accepted one
+        opens the session's live feed (before the SUBACK, so nothing stored after it is missed)."""
+        handler = self.handler_of(session)
+        if handler is None or handler.client is None or handler.client.closed:
             return False
+        client = handler.client
         principal = client.principal
         ok = "telemetry" in principal.scopes and topics.filter_reaches_root(topic_filter)
         org = topics.filter_org(topic_filter)
         if ok and org is not None:
             ok = not principal.for_tenant(org).access("telemetry").is_empty
+        if ok and handler.live is None:
+            ok = await self._open_feed(handler)
         if not ok:
             log.info(
                 "mqtt subscription refused: client=%s credential=%s filter=%r",
@@ -423,43 +416,74 @@ class MqttService:
             )
         return ok
 
-    @property
-    def has_subscribers(self) -> bool:
-        return self.broker is not None and any(self.broker.subscriptions.values())
+    async def _open_feed(self, handler: IngestHandler) -> bool:
+        client = handler.client
+        assert client is not None
+        ctx = self.ctx
+        viewer = TokenViewer(ctx.db, ctx.settings, ctx.cache, client.principal, "telemetry", client.ip)
+        try:
+            ctx.live.check_capacity(viewer.key)
+            feed = LiveFeed(ctx.live, viewer, Selection())
+            await feed.open()
+        except (SensorhubError, FeedClosed) as e:
+            log.info("mqtt live feed refused: client=%s reason=%s", client.client_id, e)
+            return False
+        handler.live = asyncio.create_task(
+            self._follow(handler, feed), name=f"sensorhub-mqtt-live-{client.client_id}"
+        )
+        return True
 
-    def deliver(self, values: list[StoredValue]) -> None:
-        """Publish each stored value to every subscriber that may read it (tasks; never blocks)."""
-        broker = self.broker
-        if broker is None or not broker.subscriptions:
-            return
-        for v in values:
-            topic = topics.value_topic(v.org, v.workspace, v.entity_id, v.attribute)
-            if topic is None:
-                continue
-            payload = topics.value_payload(iso(v.ts_us), v.value, v.unit)
-            sent: set[str] = set()
-            for topic_filter, subscribers in list(broker.subscriptions.items()):
-                if not broker.matches(topic, topic_filter):
-                    continue
-                for session, qos in subscribers:
-                    self._send(session, qos, topic, payload, v, sent)
+    async def _follow(self, handler: IngestHandler, feed: LiveFeed) -> None:
+        """Deliver the session's live feed (the values its credential may read, as they are stored by
+        any ingest path) on the topics it subscribed to."""
+        try:
+            async for item in feed:
+                if isinstance(item, LiveEvent) and item.points:
+                    await self._deliver(handler, item)
+        except FeedClosed as e:
+            if handler.client is not None and not handler.client.closed:
+                log.warning("mqtt session closed: client=%s reason=%s", handler.client.client_id, e.reason)
+                await self.disconnect(handler)
+        finally:
+            feed.close()
 
-    def _send(
-        self, session: MqttSession, qos: int, topic: str, payload: bytes, v: StoredValue, sent: set[str]
-    ) -> None:
-        cid = session.client_id
-        if cid is None or cid in sent or session.transitions.state != "connected":
+    async def _deliver(self, handler: IngestHandler, ev: LiveEvent) -> None:
+        broker, session = self.broker, handler.session
+        if broker is None or session is None or session.transitions.state != "connected":
             return
-        assert self.broker is not None
-        handler = self.broker.sessions.get(cid, (None, None))[1]
-        if not isinstance(handler, IngestHandler) or handler.client is None or handler.client.closed:
+        names = await self._slugs(ev.org_id, ev.workspace_id)
+        if names is None:
             return
-        if not _may_read(handler.client.principal, v):
+        topic = topics.value_topic(names[0], names[1], ev.entity_id, ev.attribute)
+        if topic is None:
             return
-        sent.add(cid)
+        qos = max(
+            (
+                q
+                for f, subs in list(broker.subscriptions.items())
+                if broker.matches(topic, f)
+                for x, q in subs
+                if x is session
+            ),
+            default=None,
+        )
+        if qos is None:
+            return
+        ts, value = ev.points[-1]  # a many-point event: its newest point
+        payload = topics.value_payload(iso(ts), value, ev.unit)
         task = asyncio.create_task(handler.mqtt_publish(topic, payload, qos, retain=False))
         self._tasks.add(task)
         task.add_done_callback(self._sent)
+
+    async def _slugs(self, org_id: str, workspace_id: str) -> tuple[str, str] | None:
+        key = (org_id, workspace_id)
+        if key not in self._names:
+            self._names[key] = await to_thread.run_sync(self._read_slugs, org_id, workspace_id)
+        return self._names[key]
+
+    def _read_slugs(self, org_id: str, workspace_id: str) -> tuple[str, str] | None:
+        with self.ctx.db.session() as s:
+            return slugs(s, org_id, workspace_id)
 
     def _sent(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -524,62 +548,10 @@ class MqttService:
                 await self.disconnect(h)
 
 
-def _may_read(principal: Principal, v: StoredValue) -> bool:
-    """Whether ``principal`` may read ``v`` through the telemetry routes (entity and time window)."""
-    if "telemetry" not in principal.scopes:
-        return False
-    windows = principal.access("telemetry").windows_for(v.org_id, v.workspace_id, v.entity_id)
-    return any(lo <= v.ts_us < hi for lo, hi in windows_to_us(windows))
-
-
-async def follow_outbox(service: MqttService) -> None:
-    """Deliver every value stored from now on, by any ingest path, from the outbox (``push_events``):
-    woken by the event hub (this process's commits, other processes' over Redis), else every
-    ``SENSORHUB_PUSH_POLL_SECONDS``."""
-    ctx = service.ctx
-    cursor = EventCursor(after_id=await to_thread.run_sync(_newest_event, ctx))
-    names: dict[tuple[str, str], tuple[str, str] | None] = {}
-    while True:
-        await ctx.hub.wait_async(cursor.after_id, ctx.settings.push_poll_seconds)
-        if not service.has_subscribers:
-            cursor = EventCursor(after_id=max(cursor.after_id, ctx.hub.newest))  # nobody to tell
-            continue
-        try:
-            values = await to_thread.run_sync(_read_values, ctx, cursor, names)
-        except Exception:  # the database away for a moment: try again on the next wake-up
-            log.warning("mqtt live values: could not read the outbox", exc_info=True)
-            continue
-        service.deliver(values)
-
-
 def slugs(s: Session, org_id: str, workspace_id: str) -> tuple[str, str] | None:
     """The organisation and workspace slugs a value's topic is made of."""
     org, ws = s.get(Organisation, org_id), s.get(Workspace, workspace_id)
     return (org.slug, ws.slug) if org is not None and ws is not None else None
-
-
-def _newest_event(ctx: AppContext) -> int:
-    with ctx.db.session() as s:
-        return newest_id(s)
-
-
-def _read_values(
-    ctx: AppContext, cursor: EventCursor, names: dict[tuple[str, str], tuple[str, str] | None]
-) -> list[StoredValue]:
-    out: list[StoredValue] = []
-    with ctx.db.session() as s:
-        for e in cursor.read(s):
-            key = (e.org_id, e.workspace_id)
-            if key not in names:
-                names[key] = slugs(s, e.org_id, e.workspace_id)
-            slug = names[key]
-            if slug is not None:
-                out.append(
-                    StoredValue(
-                        e.org_id, e.workspace_id, e.entity_ref, e.attribute, e.time_us, e.value, e.unit, *slug
-                    )
-                )
-    return out
 
 
 def broker_config(settings: Settings, service: MqttService) -> BrokerConfig:
@@ -640,7 +612,6 @@ async def embedded_broker(ctx: AppContext) -> AsyncIterator[MqttService]:
         ) from None
     ctx.db.auth_listeners.append(service.auth_changed)
     watcher = asyncio.create_task(service.watch_credentials(), name="sensorhub-mqtt-credentials")
-    follower = asyncio.create_task(follow_outbox(service), name="sensorhub-mqtt-live")
     log.info(
         "mqtt broker listening: %s", ", ".join(f"{n}={c.bind}" for n, c in broker.listeners_config.items())
     )
@@ -650,8 +621,7 @@ async def embedded_broker(ctx: AppContext) -> AsyncIterator[MqttService]:
         with contextlib.suppress(ValueError):
             ctx.db.auth_listeners.remove(service.auth_changed)
         await service.writer.stop()
-        for task in (watcher, follower):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
         await broker.shutdown()
