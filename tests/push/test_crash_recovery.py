@@ -4,6 +4,7 @@ the receiver, and the idempotency keys let the receiver drop the repeats a crash
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -61,10 +62,8 @@ class Procs:
         return p
 
     def kill(self, p: subprocess.Popen[bytes]) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(p.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         p.wait(10)
 
 
