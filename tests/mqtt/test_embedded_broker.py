@@ -418,3 +418,14 @@ def test_will_messages_never_reach_subscribers(http: TestClient, w: World, devic
     _, body = reader.wait_messages(1)[0]
     assert body["value"] == 1.5  # the first (and only) message: no will, no retained will
     assert series(http, token, "temperature")["attributes"]["temperature"] == [1.5]
+
+
+def test_a_token_expiring_mid_session_is_disconnected(
+    http: TestClient, w: World, devices: Any, clock: Any
+) -> None:
+    from datetime import timedelta
+
+    d = devices(w.pat("dev@acme.test"))  # expires in 365 days (the default)
+    assert d.publish(f"sensorhub/acme/plant/{DEVICE}/temperature", "1")
+    clock.advance(timedelta(days=366))
+    assert d.closed.wait(T)
