@@ -225,7 +225,7 @@ def bench_sensorhub(args: argparse.Namespace, data: Path) -> list[tuple[str, flo
     )
     rows: list[tuple[str, float, float, float]] = []
     try:
-        wait_port(mport)
+        wait_port(http)  # uvicorn listens once the lifespan (and with it the broker) has started
         done = 0
         for qos in (0, 1):
             clients = Clients(mport, token)
