@@ -33,6 +33,7 @@ from sensorhub.background import build_runner
 from sensorhub.bus import RedisBus
 from sensorhub.compat.akenza.routes import router as akenza_router
 from sensorhub.compat.datacake.routes import router as datacake_router
+from sensorhub.compat.influxdb.routes import router as influxdb_router
 from sensorhub.compat.leaf.routes import router as leaf_router
 from sensorhub.compat.ngsi_ld.routes import router as ngsi_ld_router
 from sensorhub.compat.ngsi_ld.temporal import router as ngsi_ld_temporal_router
@@ -65,6 +66,7 @@ ROUTERS: list[APIRouter] = [
     live_stream.router,
     datacake_router,
     push_router,
+    influxdb_router,
 ]
 
 DESCRIPTION = """

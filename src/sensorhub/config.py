@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     # spend per minute, in cost units (about one unit per object or point returned); refused before it runs.
     graphql_max_cost: int = Field(250_000, ge=100)
     graphql_cost_per_minute: int = Field(2_500_000, ge=100)
+    # Line protocol: the tags that name the device, first present wins (docs/ingest.md).
+    line_protocol_device_tags: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["device", "entity_id", "host"], min_length=1
+    )
     # How long a request waits for a database lock (SQLite busy timeout, PostgreSQL lock_timeout)
     # before it is answered 503 with Retry-After.
     db_lock_timeout_seconds: float = Field(10.0, gt=0, le=600)
@@ -173,7 +177,12 @@ class Settings(BaseSettings):
         return sorted(set(v), reverse=True)
 
     @field_validator(
-        "trusted_proxies", "metrics_allow", "token_notice_days", "ngsi_ld_context_allow", mode="before"
+        "trusted_proxies",
+        "metrics_allow",
+        "token_notice_days",
+        "ngsi_ld_context_allow",
+        "line_protocol_device_tags",
+        mode="before",
     )
     @classmethod
     def _split_proxies(cls, v: object) -> object:

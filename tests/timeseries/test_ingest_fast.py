@@ -258,9 +258,11 @@ def test_uniform_requests_take_the_fast_path() -> None:
     records = [
         {"timestamp": f"2025-01-01T00:{i:02d}:00Z", "topic": "up", "data": {"a": i, "b": i / 3}}
         for i in range(60)
-    ] + [{"data": {"a": 1, "b": 2.5}}]
+    ] + [{"topic": "up", "data": {"a": 1, "b": 2.5}}]
     assert ingest._validate_uniform(records, NOW) is not None
     for spoilt in (
+        {"data": {"a": 1, "b": 2.5}},  # another topic (the default one): other series
+        {"topic": "down", "data": {"a": 1, "b": 2.5}},
         {"data": {"a": 1, "b": float("nan")}},
         {"data": {"a": 1, "c": 2}},
         {"data": {"a": 1}},

@@ -50,6 +50,31 @@ def _ids(request: Request) -> tuple[str, str]:
 _GRAPHQL_CODES = {401: "UNAUTHENTICATED", 403: "FORBIDDEN", 429: "RATE_LIMITED", 503: "UNAVAILABLE"}
 
 
+# InfluxDB's write endpoints answer errors in InfluxDB's own shapes, so that Telegraf and the client
+# libraries report them: v2 ``{"code": "invalid", "message": …}``, 1.x ``{"error": …}``.
+INFLUX_V2_PATHS = frozenset({"/api/v2/write"})
+INFLUX_V1_PATHS = frozenset({"/write"})
+_INFLUX_CODES = {
+    400: "invalid",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not found",
+    405: "method not allowed",
+    409: "conflict",
+    413: "request too large",
+    415: "unsupported media type",
+    422: "unprocessable entity",
+    429: "too many requests",
+    503: "unavailable",
+}
+
+
+def _influx(exc: E.SensorhubError, v2: bool, request_id: str) -> bytes:
+    if v2:
+        return orjson.dumps({"code": _INFLUX_CODES.get(exc.status, "internal error"), "message": exc.message})
+    return orjson.dumps({"error": exc.message, "requestId": request_id})
+
+
 def render(request: Request, exc: E.SensorhubError) -> Response:
     request_id, trace_id = _ids(request)
     error_id = str(uuid.uuid4())
@@ -71,6 +96,9 @@ def render(request: Request, exc: E.SensorhubError) -> Response:
         return Response(
             orjson.dumps(body), status_code=exc.status, headers=headers, media_type="application/json"
         )
+    if path in INFLUX_V2_PATHS or path in INFLUX_V1_PATHS:
+        payload = _influx(exc, path in INFLUX_V2_PATHS, request_id)
+        return Response(payload, status_code=exc.status, headers=headers, media_type="application/json")
     if path.startswith("/ngsi-ld/"):
         body = {
             "type": NGSI_ERROR_BASE + exc.ngsi_type,
@@ -97,6 +125,8 @@ def render(request: Request, exc: E.SensorhubError) -> Response:
         }
         if exc.code:
             body["code"] = exc.code
+        if "errors" in exc.extra:  # per-item problems of a multi-item request (gateway ingest)
+            body["errors"] = exc.extra["errors"]
         media = "application/json"
     return Response(orjson.dumps(body), status_code=exc.status, headers=headers, media_type=media)
 

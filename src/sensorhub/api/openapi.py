@@ -27,6 +27,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
 from sensorhub.api import openapi_schemas as S
+from sensorhub.api.errors import INFLUX_V1_PATHS, INFLUX_V2_PATHS
 from sensorhub.api.routes import iter_api_routes, route_guard
 from sensorhub.api.strict import declared_query_params
 
@@ -54,6 +55,7 @@ DESCRIPTIONS = {
     409: "Conflicts with existing data",
     410: "Gone (expired)",
     413: "Request body, or what it would create, is over a limit (the message names it)",
+    415: "Content-Encoding not supported, or a gzip body that cannot be decompressed",
     429: "Rate limit exceeded (per credential), or too many failed attempts",
     501: "A feature of the standard this server does not implement (the message names it)",
     503: "Temporarily unavailable (credential store or database busy); retry",
@@ -72,6 +74,10 @@ EXTRA_STATUSES: dict[tuple[str, str], tuple[int, ...]] = {
     ("get", "/v3/assets"): (404,),  # unknown workspaceId
     ("delete", "/api/orgs/{org}/invitations/{invitation_id}"): (409,),  # already accepted/declined/cancelled
     ("post", "/api/orgs/{org}/members"): (404,),  # an unknown workspace
+    # Writes naming devices in the body: not found / in several organisations; gzip bodies: 415.
+    ("post", "/api/v2/write"): (404, 409, 415),
+    ("post", "/write"): (404, 409, 415),
+    ("post", "/api/gateway/ingest"): (404, 409, 415),
 }
 
 
@@ -122,11 +128,19 @@ def _header_refs(*names: str, required: tuple[str, ...] = ()) -> dict[str, Any]:
     return {n: {**S.HEADERS[n], "required": n in required} for n in names}
 
 
-def _error_response(status: int, ngsi: bool, kind: str) -> dict[str, Any]:
-    media = S.PROBLEM if ngsi else S.JSON
+def _error_schema(path: str) -> str:
+    if path in INFLUX_V2_PATHS:
+        return "InfluxError"
+    if path in INFLUX_V1_PATHS:
+        return "InfluxV1Error"
+    return "ProblemDetails" if path.startswith("/ngsi-ld/") else "Error"
+
+
+def _error_response(status: int, path: str, kind: str) -> dict[str, Any]:
+    media = S.PROBLEM if path.startswith("/ngsi-ld/") else S.JSON
     resp: dict[str, Any] = {
         "description": DESCRIPTIONS.get(status, "Error"),
-        "content": {media: {"schema": S.ref("ProblemDetails" if ngsi else "Error")}},
+        "content": {media: {"schema": S.ref(_error_schema(path))}},
     }
     headers: dict[str, Any] = {}
     if status == 401 and kind in ("scope", "token"):
@@ -174,10 +188,9 @@ def _operation(op: dict[str, Any], method: str, route: APIRoute, guard: tuple[st
     responses = op.setdefault("responses", {})
     responses.pop("422", None)
     _success(op, method, route, kind)
-    ngsi = route.path.startswith("/ngsi-ld/")
     for status in sorted(_statuses(route, method, kind)):
         declared = responses.get(str(status))
-        rendered = _error_response(status, ngsi, kind)
+        rendered = _error_response(status, route.path, kind)
         if declared:  # keep a route's own description, add the body and headers
             rendered["description"] = declared.get("description") or rendered["description"]
         responses[str(status)] = rendered

@@ -41,8 +41,28 @@ ERROR = _obj(
         "errorId": _STR,
         "traceId": _STR,
     },
-    {"code": {"type": "string", "description": "e.g. invalid_token, insufficient_scope, rate_limited"}},
-    description="Error body (Akenza shape) everywhere except under /ngsi-ld/",
+    {
+        "code": {"type": "string", "description": "e.g. invalid_token, insufficient_scope, rate_limited"},
+        "errors": {
+            "type": "array",
+            "description": "Gateway ingest: every refused record, by its index in the request",
+            "items": _obj({"index": _INT, "message": _STR}),
+        },
+    },
+    description="Error body (Akenza shape) everywhere except under /ngsi-ld/ and InfluxDB's write paths",
+)
+
+INFLUX_ERROR = _obj(
+    {
+        "code": {"type": "string", "description": "invalid, unauthorized, forbidden, not found, …"},
+        "message": {"type": "string", "description": "What went wrong (a bad line: 'line N: …')"},
+    },
+    description="Error body of POST /api/v2/write (InfluxDB 2.x shape)",
+)
+INFLUX_V1_ERROR = _obj(
+    {"error": {"type": "string", "description": "What went wrong (a bad line: 'line N: …')"}},
+    {"requestId": _STR},
+    description="Error body of POST /write (InfluxDB 1.x shape)",
 )
 
 PROBLEM_DETAILS = _obj(
@@ -213,6 +233,8 @@ TOKEN_SELF = _obj(
 SCHEMAS: dict[str, dict[str, Any]] = {
     "Error": ERROR,
     "ProblemDetails": PROBLEM_DETAILS,
+    "InfluxError": INFLUX_ERROR,
+    "InfluxV1Error": INFLUX_V1_ERROR,
     "EntityData": ENTITY_DATA,
     "QueryData": QUERY_DATA,
     "NgsiLdEntity": NGSI_ENTITY,

@@ -10,16 +10,24 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from anyio import to_thread
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import Field
 from starlette.responses import Response
 
+from sensorhub import metrics
 from sensorhub.api import threads
-from sensorhub.auth.dependencies import RequireScope
+from sensorhub.api.bodies import read_body
+from sensorhub.api.deps import ctx
+from sensorhub.auth.dependencies import RequireScope, RequireSession, SessionContext
 from sensorhub.auth.principal import Principal
+from sensorhub.authz.subjects import session_access
+from sensorhub.db import utcnow
 from sensorhub.kit.time import parse_time
+from sensorhub.net import client_ip
 from sensorhub.schemas import StrictModel
-from sensorhub.timeseries import formats, reads, telemetry
+from sensorhub.timeseries import formats, gateway, ingest, reads, service, telemetry
+from sensorhub.timeseries.models import DEFAULT_TOPIC, MAX_TOPIC_LENGTH
 from sensorhub.timeseries.names import MAX_ATTRIBUTE_LENGTH, MAX_DEVICE_REF_LENGTH
 from sensorhub.timeseries.query import DEFAULT_RESOLUTION, MAX_RESOLUTION
 
@@ -57,6 +65,10 @@ async def entity_data(
     ] = DEFAULT_RESOLUTION,
     aggregation: Annotated[str, Query(description="avg|min|max|sum|count|first|last")] = "avg",
     format: Annotated[str | None, Query(description="json|csv|arrow (overrides Accept)")] = None,
+    topic: Annotated[
+        str,
+        Query(min_length=1, max_length=MAX_TOPIC_LENGTH, description="Data topic (Akenza); default: default"),
+    ] = DEFAULT_TOPIC,
     principal: Principal = Depends(RequireScope("timeseries")),
 ) -> Response:
     """An entity's numeric attributes over ``[start_time, end_time)``: raw points when at most
@@ -69,7 +81,9 @@ async def entity_data(
     access = principal.access("timeseries")
     frame = await threads.read(
         request,
-        lambda s: reads.entity_data(s, access, entity_id, start, end, attribute, resolution, aggregation),
+        lambda s: reads.entity_data(
+            s, access, entity_id, start, end, attribute, resolution, aggregation, topic
+        ),
     )
     if media == formats.JSON:
         return formats.json_response(formats.entity_body(frame))
@@ -82,6 +96,12 @@ class SeriesSpec(StrictModel):
     )
     attribute: str = Field(min_length=1, max_length=MAX_ATTRIBUTE_LENGTH)
     aggregation: Literal["avg", "min", "max", "sum", "count", "first", "last"] | None = None
+    topic: str = Field(
+        DEFAULT_TOPIC,
+        min_length=1,
+        max_length=MAX_TOPIC_LENGTH,
+        description="Data topic (Akenza); off the default topic the series is keyed <entity_id>.<attribute>@<topic>",
+    )
 
 
 class QueryBody(StrictModel):
@@ -107,7 +127,7 @@ async def query(
     media = formats.negotiate(request.headers.get("accept"), format)
     start = parse_time(body.start_time, "start_time")
     end = parse_time(body.end_time, "end_time")
-    refs = [reads.SeriesRef(x.entity_id, x.attribute, x.aggregation) for x in body.series]
+    refs = [reads.SeriesRef(x.entity_id, x.attribute, x.aggregation, x.topic) for x in body.series]
     access = principal.access("timeseries")
     frame = await threads.read(
         request,
@@ -169,3 +189,102 @@ async def get_sensor(
     return formats.json_response(
         await threads.read(request, lambda s: telemetry.get_sensor(s, access, sensor_id))
     )
+
+
+# --- gateway ingest ----------------------------------------------------------------------------------
+
+_GATEWAY_RECORD = {
+    "type": "object",
+    "required": ["device", "data"],
+    "properties": {
+        "device": {"type": "string", "description": "Entity id or asset id"},
+        "timestamp": {"type": "string", "format": "date-time", "description": "Default: now"},
+        "topic": {"type": "string", "default": "default"},
+        "data": {"type": "object", "additionalProperties": True},
+    },
+}
+_GATEWAY_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"type": "array", "items": _GATEWAY_RECORD},
+                "example": [
+                    {
+                        "device": "urn:ngsi-ld:Device:a",
+                        "timestamp": "2026-01-01T00:00:00Z",
+                        "data": {"t": 21.5},
+                    },
+                    {"device": "urn:ngsi-ld:Device:b", "topic": "env", "data": {"t": 19.0}},
+                ],
+            }
+        },
+    }
+}
+
+
+@router.post("/api/gateway/ingest", tags=["ingest"], openapi_extra=_GATEWAY_BODY)
+async def gateway_ingest(
+    request: Request,
+    on_conflict: Annotated[
+        str | None, Query(description="ignore (default: a stored point keeps its value) | overwrite")
+    ] = None,
+    principal: Principal = Depends(RequireScope("ingest")),
+) -> Response:
+    """Records of many devices in one request (a gateway's buffer): ``[{device, timestamp?, topic?,
+    data}]``, each as an Akenza backfill record of that device. All or nothing: if any record is
+    refused, nothing is stored and ``errors`` lists every refused record by ``index``. Returns
+    ``{accepted, duplicates, devices}``."""
+    context = ctx(request)
+    limits = ingest.Limits.from_settings(context.settings)
+    conflict = ingest.check_on_conflict(on_conflict)
+    raw = await read_body(request, limits.max_body_bytes, gzip=True)
+    access = principal.access("ingest")
+    now = utcnow()
+    db = context.db
+
+    def work() -> dict[str, int]:
+        groups = gateway.prepare(raw, now, limits)
+        with db.session() as s:
+            gateway.check_targets(s, access, groups, limits)
+        with db.transaction() as s:
+            result = ingest.store_batches(s, access, gateway.batches(groups), limits, conflict)
+        return {**result, "devices": len(groups)}
+
+    result = await to_thread.run_sync(work)
+    metrics.ingest_points.inc(result["accepted"])
+    metrics.ingest_duplicates.inc(result["duplicates"])
+    return formats.json_response(result, headers={"X-Sensorhub-On-Conflict": conflict})
+
+
+# --- corrections -------------------------------------------------------------------------------------
+
+
+@router.delete("/api/orgs/{org}/entities/{entity_id}/data", tags=["ingest"])
+def delete_data(
+    request: Request,
+    org: str,
+    entity_id: str,
+    attribute: Annotated[str, Query(min_length=1, max_length=MAX_ATTRIBUTE_LENGTH)],
+    start_time: Annotated[str, Query(description="ISO 8601, inclusive")],
+    end_time: Annotated[str, Query(description="ISO 8601, exclusive")],
+    topic: Annotated[str, Query(min_length=1, max_length=MAX_TOPIC_LENGTH)] = DEFAULT_TOPIC,
+    sc: SessionContext = Depends(RequireSession(org_admin=True)),
+) -> Response:
+    """Delete the points of one series in ``[start_time, end_time)`` (owners and admins of the
+    organisation, in a session; audited as ``timeseries.delete_range``). Rollups are rebuilt for the
+    buckets the range touches, so aggregated reads stay exact. Returns what was deleted."""
+    assert sc.org is not None
+    access = session_access(sc.db, sc.user).for_orgs([sc.org.id])
+    result = service.delete_series_range(
+        sc.db,
+        access,
+        entity_id,
+        attribute,
+        topic,
+        parse_time(start_time, "start_time"),
+        parse_time(end_time, "end_time"),
+        actor_user_id=sc.user.id,
+        ip=client_ip(request, tuple(ctx(request).settings.trusted_proxies)),
+    )
+    return formats.json_response(result)

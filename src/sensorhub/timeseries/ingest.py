@@ -22,6 +22,7 @@ transaction opened (:func:`store`), which repeats those checks under the lock.
 
 from __future__ import annotations
 
+import copy
 import gc
 import json
 import math
@@ -44,10 +45,10 @@ from sensorhub.authz.entities import visible_entity
 from sensorhub.authz.scope import US_MAX, US_MIN, readable_windows_us
 from sensorhub.config import Settings
 from sensorhub.entities.models import Entity
-from sensorhub.errors import BadRequest, Forbidden, PayloadTooLarge
+from sensorhub.errors import BadRequest, Forbidden, PayloadTooLarge, SensorhubError
 from sensorhub.kit.time import check_points_in_range, iso, parse_iso, to_us
 from sensorhub.push.events import record_points, record_state
-from sensorhub.timeseries.models import Series
+from sensorhub.timeseries.models import DEFAULT_TOPIC, MAX_TOPIC_LENGTH, Series
 from sensorhub.timeseries.names import (
     RESERVED_NAMES,
     check_attribute_name,
@@ -66,6 +67,9 @@ MAX_RECORDS = 100_000
 MAX_ATTRIBUTES = 500
 MAX_NEW_SERIES = 100
 MAX_MONTHS = 600  # 50 years of calendar months (partitions on PostgreSQL) per request
+ON_CONFLICT_IGNORE = "ignore"
+ON_CONFLICT_OVERWRITE = "overwrite"
+ON_CONFLICT = (ON_CONFLICT_IGNORE, ON_CONFLICT_OVERWRITE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,9 +111,13 @@ class NumericColumn:
     ts: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
 
 
+# A series of one request: (topic, attribute).
+SeriesKey = tuple[str, str]
+
+
 @dataclass
 class Prepared:
-    numeric: dict[str, NumericColumn] = field(default_factory=dict)
+    numeric: dict[SeriesKey, NumericColumn] = field(default_factory=dict)
     # key → (timestamp µs, value, unit or None); the latest observation in the request wins.
     states: dict[str, tuple[int, Any, str | None]] = field(default_factory=dict)
     state_count: int = 0
@@ -301,7 +309,7 @@ def _validate_uniform(
     envelope = _uniform_envelope(records)
     if envelope is None:
         return None
-    texts, datas = envelope
+    texts, datas, topic = envelope
     shape = _uniform_shape(datas, max_attributes)
     if shape is None:
         return None
@@ -310,7 +318,7 @@ def _validate_uniform(
         arr = _uniform_column(datas, key)
         if arr is None:
             return None
-        p.numeric[key] = NumericColumn(array=arr)
+        p.numeric[topic, key] = NumericColumn(array=arr)
     p.record_ts = _parse_times(texts, to_us(now))
     _check_record_times(p.record_ts)
     records_index = list(range(len(records)))
@@ -320,9 +328,12 @@ def _validate_uniform(
     return p
 
 
-def _uniform_envelope(records: Sequence[Any]) -> tuple[list[str | None], list[dict[str, Any]]] | None:
-    """Timestamps and data of records that are all objects with ``data`` (an object), string or absent
-    timestamps and valid topics, and no other field; None otherwise."""
+def _uniform_envelope(
+    records: Sequence[Any],
+) -> tuple[list[str | None], list[dict[str, Any]], str] | None:
+    """Timestamps, data and the one topic of records that are all objects with ``data`` (an object),
+    string or absent timestamps and one valid topic (named or not), and no other field; None
+    otherwise."""
     n = len(records)
     if not n or not _DICT_ONLY.issuperset(map(type, records)):
         return None
@@ -333,19 +344,35 @@ def _uniform_envelope(records: Sequence[Any]) -> tuple[list[str | None], list[di
     # Every record has "data"; no other fields than timestamp and topic if the key counts add up.
     with_ts = sum(map(dict.__contains__, records, repeat("timestamp")))
     extra = sum(map(len, records)) - n - with_ts
-    if extra and not _topics_are_the_extra_fields(records, extra):
-        return None
+    topic = DEFAULT_TOPIC
+    if extra:
+        one = _the_one_topic(records, extra)
+        if one is None:
+            return None
+        topic = one
     texts = [r.get("timestamp") for r in records]
     if not _TEXT_OR_NONE.issuperset(map(type, texts)) or not _DICT_ONLY.issuperset(map(type, datas)):
         return None
-    return texts, datas
+    return texts, datas, topic
 
 
-def _topics_are_the_extra_fields(records: Sequence[dict[str, Any]], extra: int) -> bool:
+def _the_one_topic(records: Sequence[dict[str, Any]], extra: int) -> str | None:
+    """The topic of records whose only extra field is ``topic``, if it is valid and the same in every
+    record (a record without one is on the default topic); None otherwise."""
     topics = [r["topic"] for r in records if "topic" in r]
     if len(topics) != extra:
-        return False  # an unknown field
-    return not any(type(t) is not str or not t or len(t) > 200 for t in topics)
+        return None  # an unknown field
+    if any(type(t) is not str or not is_topic(t) for t in topics):
+        return None
+    distinct = set(topics)
+    if len(topics) < len(records):
+        distinct.add(DEFAULT_TOPIC)
+    return distinct.pop() if len(distinct) == 1 else None
+
+
+def is_topic(topic: str) -> bool:
+    """A topic: 1-200 characters, no control characters."""
+    return 0 < len(topic) <= MAX_TOPIC_LENGTH and topic.isprintable()
 
 
 def _uniform_shape(datas: list[dict[str, Any]], max_attributes: int) -> tuple[str, ...] | None:
@@ -409,26 +436,24 @@ def _validate_each(records: Sequence[Any], now: datetime, max_attributes: int = 
             (ts_raw is not None and type(ts_raw) is not str)
             or type(data) is not dict
             or not data
-            or (
-                "topic" in rec
-                and (type(rec["topic"]) is not str or not rec["topic"] or len(rec["topic"]) > 200)
-            )
+            or ("topic" in rec and (type(rec["topic"]) is not str or not is_topic(rec["topic"])))
         ):
             _check_record(i, rec)
         texts.append(ts_raw)
+        topic = rec.get("topic", DEFAULT_TOPIC)
         for key, v in data.items():
             if key not in good_keys:
                 _admit_key(i, key, good_keys, max_attributes)
             # Plain numbers, by far the most common values, stay inline: this loop is per value.
             tv = type(v)
             if tv is float or tv is int:
-                col = numeric.get(key)
+                col = numeric.get((topic, key))
                 if col is None:
-                    col = numeric[key] = NumericColumn()
+                    col = numeric[topic, key] = NumericColumn()
                 col.records.append(i)
                 col.values.append(v)
             else:
-                _add_value(p, observations, i, key, v)
+                _add_value(p, observations, i, key, v, topic)
     _finish_columns(numeric)
     p.record_ts = _parse_times(texts, to_us(now))
     _check_record_times(p.record_ts)
@@ -448,8 +473,11 @@ def _check_record(i: int, rec: Any) -> None:
         raise BadRequest(f"record {i}: timestamp must be an ISO 8601 string such as 2024-01-01T00:00:00Z")
     if "topic" in rec:
         topic = rec["topic"]
-        if not isinstance(topic, str) or not topic or len(topic) > 200:
-            raise BadRequest(f"record {i}: topic must be a non-empty string of at most 200 characters")
+        if not isinstance(topic, str) or not is_topic(topic):
+            raise BadRequest(
+                f"record {i}: topic must be a non-empty string of at most {MAX_TOPIC_LENGTH} printable "
+                "characters"
+            )
     data = rec.get("data")
     if type(data) is not dict:
         raise BadRequest(f"record {i}: data must be an object of attribute values")
@@ -465,7 +493,9 @@ def _admit_key(i: int, key: str, good_keys: set[str], max_attributes: int) -> No
         raise _too_many_attributes(len(good_keys), max_attributes)
 
 
-def _add_value(p: Prepared, observations: list[_Observation], i: int, key: str, v: Any) -> None:
+def _add_value(
+    p: Prepared, observations: list[_Observation], i: int, key: str, v: Any, topic: str = DEFAULT_TOPIC
+) -> None:
     """A value that is not a plain int/float: a ``{"value": <number>, "unit": …}`` point, or a
     latest-state property (a unit-tagged non-numeric value is kept as a property with its unit)."""
     if v is None:
@@ -486,7 +516,7 @@ def _add_value(p: Prepared, observations: list[_Observation], i: int, key: str, 
         p.state_count += 1
         return
     _check_finite(i, key, x)
-    col = p.numeric.setdefault(key, NumericColumn())
+    col = p.numeric.setdefault((topic, key), NumericColumn())
     if unit is not None:
         if col.unit is not None and col.unit != unit:
             raise BadRequest(
@@ -498,9 +528,9 @@ def _add_value(p: Prepared, observations: list[_Observation], i: int, key: str, 
     col.values.append(x)
 
 
-def _finish_columns(numeric: dict[str, NumericColumn]) -> None:
+def _finish_columns(numeric: dict[SeriesKey, NumericColumn]) -> None:
     """Each column's values as a float64 array, refusing the first non-finite one (by record)."""
-    for key, col in numeric.items():
+    for (_topic, key), col in numeric.items():
         try:
             vals = np.asarray(col.values, dtype=np.float64)
         except OverflowError:
@@ -560,7 +590,13 @@ def prepare(raw: bytes, now: datetime, limits: Limits) -> Prepared:
         records = parse_body(raw, limits.max_records)
         p = validate(records, now, limits.max_attributes)
         del records  # the parsed JSON goes now, before the collector could see it
-    names = set(p.numeric) | set(p.states)
+    check_prepared(p, limits)
+    return p
+
+
+def check_prepared(p: Prepared, limits: Limits) -> None:
+    """What a validated request may not exceed as a whole: distinct attributes and calendar months."""
+    names = {key for _topic, key in p.numeric} | set(p.states)
     if len(names) > limits.max_attributes:
         raise _too_many_attributes(len(names), limits.max_attributes)
     months = _distinct_months(p.record_ts)
@@ -571,7 +607,6 @@ def prepare(raw: bytes, now: datetime, limits: Limits) -> Prepared:
             f"the records span {months} calendar months; at most {limits.max_months} per request "
             "(SENSORHUB_INGEST_MAX_MONTHS): split the backfill by time"
         )
-    return p
 
 
 def _distinct_months(ts_us: np.ndarray) -> int:
@@ -583,16 +618,18 @@ def _distinct_months(ts_us: np.ndarray) -> int:
 
 def check_target(
     s: Session, access: Access, device_ref: str, p: Prepared, limits: Limits
-) -> tuple[Entity, dict[str, Series]]:
+) -> tuple[Entity, dict[SeriesKey, Series]]:
     """The device and its existing series, once everything the database decides is checked: the device
     is visible, the points lie in the credential's write windows, units agree with the stored ones and
     the request creates at most ``limits.max_new_series`` series. Run in a read transaction first (a
     refused request never takes the write lock), then again inside the write transaction."""
     entity = visible_entity(s, access, check_device_ref(device_ref))
     _check_write_windows(access, entity, p)
-    existing = {x.attribute: x for x in s.scalars(select(Series).where(Series.entity_pk == entity.pk))}
-    for key, col in p.numeric.items():
-        x = existing.get(key)
+    existing = {
+        (x.topic, x.attribute): x for x in s.scalars(select(Series).where(Series.entity_pk == entity.pk))
+    }
+    for (topic, key), col in p.numeric.items():
+        x = existing.get((topic, key))
         if x is not None and col.unit is not None and x.unit is not None and x.unit != col.unit:
             raise BadRequest(
                 f"record {col.unit_record}: data.{key}.unit '{col.unit}' differs from the stored unit '{x.unit}'"
@@ -607,19 +644,40 @@ def check_target(
     return entity, existing
 
 
-def store(s: Session, access: Access, device_ref: str, p: Prepared, limits: Limits) -> dict[str, int]:
+def check_on_conflict(value: str | None) -> str:
+    """``on_conflict`` of a write: ``ignore`` (the default: a point already stored at a timestamp keeps
+    its value, the new one is counted in ``duplicates``) or ``overwrite`` (the new value replaces it)."""
+    if value is None:
+        return ON_CONFLICT_IGNORE
+    if value not in ON_CONFLICT:
+        raise BadRequest(f"unknown on_conflict '{value[:40]}'; use {' or '.join(ON_CONFLICT)}")
+    return value
+
+
+def store(
+    s: Session,
+    access: Access,
+    device_ref: str,
+    p: Prepared,
+    limits: Limits,
+    on_conflict: str = "ignore",
+) -> dict[str, int]:
     """Store a prepared backfill for one device in the session's (write) transaction; all or nothing
-    (the caller commits)."""
+    (the caller commits). With ``on_conflict="overwrite"`` stored points at the same timestamps are
+    replaced and counted in ``overwritten`` (rollups are recomputed for the buckets touched)."""
     entity, existing = check_target(s, access, device_ref, p, limits)
+    overwrite = on_conflict == ON_CONFLICT_OVERWRITE
     accepted = duplicates = 0
-    for key, col in p.numeric.items():
-        series = existing.get(key) or get_or_create_series(s, entity, key, col.unit)
+    for (topic, key), col in p.numeric.items():
+        series = existing.get((topic, key)) or get_or_create_series(s, entity, key, col.unit, topic)
         if col.unit is not None and series.unit is None:
             series.unit = col.unit
-        new_ts, new_vals, d = insert_new_points(s, series.id, col.ts, col.array)
-        # The outbox: what was accepted, in this transaction (sensorhub.push.events).
-        record_points(s, entity=entity, attribute=key, ts_us=new_ts, values=new_vals, unit=series.unit)
-        accepted += len(new_ts)
+        new_ts, new_vals, d = insert_new_points(s, series.id, col.ts, col.array, overwrite=overwrite)
+        # The outbox: what was accepted, in this transaction (sensorhub.push.events). Events carry no
+        # topic yet: only the default topic's points are recorded (docs/ingest.md#topics).
+        if topic == DEFAULT_TOPIC:
+            record_points(s, entity=entity, attribute=key, ts_us=new_ts, values=new_vals, unit=series.unit)
+        accepted += len(new_ts) - (d if overwrite else 0)
         duplicates += d
     if p.states:
         attrs = dict(entity.attrs or {})
@@ -640,7 +698,53 @@ def store(s: Session, access: Access, device_ref: str, p: Prepared, limits: Limi
         entity.attrs = attrs
         accepted += p.state_count
     s.flush()
+    if overwrite:
+        return {"accepted": accepted, "duplicates": 0, "overwritten": duplicates}
     return {"accepted": accepted, "duplicates": duplicates}
+
+
+def rephrased(e: SensorhubError, prefix: str) -> SensorhubError:
+    """``e`` (same class, status and headers) with its message prefixed, e.g. by the line or record
+    of a multi-device write it concerns."""
+    out = copy.copy(e)
+    out.message = f"{prefix}: {e.message}"
+    out.args = (out.message,)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceBatch:
+    """One device's share of a multi-device write; ``where`` names it in errors (``line 3``,
+    ``record 7``)."""
+
+    device: str
+    where: str
+    prepared: Prepared
+
+
+def check_targets(s: Session, access: Access, batches: Sequence[DeviceBatch], limits: Limits) -> None:
+    """:func:`check_target` for each device of a multi-device write."""
+    for b in batches:
+        try:
+            check_target(s, access, b.device, b.prepared, limits)
+        except SensorhubError as e:
+            raise rephrased(e, b.where) from None
+
+
+def store_batches(
+    s: Session, access: Access, batches: Sequence[DeviceBatch], limits: Limits, on_conflict: str = "ignore"
+) -> dict[str, int]:
+    """Store a multi-device write (line protocol, gateways) in the session's transaction: all devices
+    or none (the caller commits). The counts are summed over the devices."""
+    total: dict[str, int] = {}
+    for b in batches:
+        try:
+            result = store(s, access, b.device, b.prepared, limits, on_conflict)
+        except SensorhubError as e:
+            raise rephrased(e, b.where) from None
+        for k, v in result.items():
+            total[k] = total.get(k, 0) + v
+    return total
 
 
 def backfill(

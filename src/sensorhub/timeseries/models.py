@@ -43,11 +43,19 @@ ROLLUP_LEVELS: tuple[tuple[int, str], ...] = (
 )
 
 
+# The topic of data that names none (Akenza's default; every series created before topics existed).
+DEFAULT_TOPIC = "default"
+MAX_TOPIC_LENGTH = 200
+
+
 class Series(Base):
-    """One numeric attribute of one entity, with its latest point (for telemetry)."""
+    """One numeric attribute of one entity on one topic (Akenza's data topic; ``default`` unless a
+    write names another), with its latest point (for telemetry)."""
 
     __tablename__ = "series"
-    __table_args__ = (UniqueConstraint("entity_pk", "attribute", name="uq_series_entity_attribute"),)
+    __table_args__ = (
+        UniqueConstraint("entity_pk", "attribute", "topic", name="uq_series_entity_attribute_topic"),
+    )
 
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
@@ -56,6 +64,9 @@ class Series(Base):
         BigInteger().with_variant(Integer, "sqlite"), ForeignKey("entities.pk", ondelete="CASCADE")
     )
     attribute: Mapped[str] = mapped_column(String(200))
+    topic: Mapped[str] = mapped_column(
+        String(MAX_TOPIC_LENGTH), default=DEFAULT_TOPIC, server_default=DEFAULT_TOPIC
+    )
     unit: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # The latest point: microseconds since the epoch (UTC) and its value.

@@ -21,6 +21,7 @@ from sensorhub.entities.models import Entity
 from sensorhub.errors import BadRequest, NotFound
 from sensorhub.kit.time import to_us
 from sensorhub.timeseries.backends import store_for
+from sensorhub.timeseries.models import DEFAULT_TOPIC
 from sensorhub.timeseries.query import WindowUS, check_resolution, fill_previous, read_series
 from sensorhub.timeseries.repository import series_by_attribute, series_of_entities
 from sensorhub.timeseries.rollups import F64, I64, check_aggregation
@@ -72,8 +73,10 @@ def entity_data(
     attributes: Sequence[str] | None,
     resolution: int,
     aggregation: str,
+    topic: str = DEFAULT_TOPIC,
 ) -> Frame:
-    """The numeric attributes of one entity over [start, end), with at most ``resolution`` points."""
+    """The numeric attributes of one entity on one topic (the default one unless named) over
+    [start, end), with at most ``resolution`` points."""
     start_us, end_us = check_range(start, end)
     check_resolution(resolution)
     check_aggregation(aggregation)
@@ -84,7 +87,7 @@ def entity_data(
         )
     e = visible_entity(s, access, ref)
     # Plain rows, not ORM objects: this is the hot path.
-    all_series = series_of_entities(s, [e.pk])[e.pk]
+    all_series = series_of_entities(s, [e.pk], topic)[e.pk]
     by_name = {x.attribute: x for x in all_series}
     if attributes:
         wanted = list(dict.fromkeys(attributes))
@@ -121,6 +124,14 @@ class SeriesRef:
     entity_id: str
     attribute: str
     aggregation: str | None = None
+    topic: str = DEFAULT_TOPIC
+
+    @property
+    def name(self) -> str:
+        """The series' key in answers: ``<entity_id>.<attribute>``, plus ``@<topic>`` off the default
+        topic."""
+        base = f"{self.entity_id}.{self.attribute}"
+        return base if self.topic == DEFAULT_TOPIC else f"{base}@{self.topic}"
 
 
 def _mask_outside(timestamps: I64, bucket_us: int | None, windows: list[WindowUS]) -> np.ndarray:
@@ -157,16 +168,19 @@ def query(
     meta: list[tuple[str, Entity, Any, str, list[WindowUS]]] = []
     seen: set[str] = set()
     for i, r in enumerate(refs):
-        name = f"{r.entity_id}.{r.attribute}"
+        name = r.name
         if name in seen:
             raise BadRequest(f"series[{i}]: '{name}' is requested twice")
         seen.add(name)
         agg = check_aggregation(r.aggregation or default_aggregation)
         e = entities.get(r.entity_id) or visible_entity(s, access, r.entity_id)
         entities[r.entity_id] = e
-        x = series_by_attribute(s, e.pk, r.attribute)
+        x = series_by_attribute(s, e.pk, r.attribute, r.topic)
         if x is None:
-            raise NotFound(f"series[{i}]: entity '{r.entity_id}' has no numeric attribute '{r.attribute}'")
+            on = "" if r.topic == DEFAULT_TOPIC else f" on topic '{r.topic}'"
+            raise NotFound(
+                f"series[{i}]: entity '{r.entity_id}' has no numeric attribute '{r.attribute}'{on}"
+            )
         w = _entity_windows(access, e, start, end)
         requests.append((x.id, w, agg))
         meta.append((name, e, x, agg, w))

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from sensorhub.authz.scope import VisibleEntities
 from sensorhub.entities.models import Entity
-from sensorhub.timeseries.models import Series
+from sensorhub.timeseries.models import DEFAULT_TOPIC, Series
 
 SERIES_COLUMNS = (
     Series.id,
@@ -50,18 +50,27 @@ class SeriesInfo:
     workspace_id: str
 
 
-def series_by_attribute(s: Session, entity_pk: int, attribute: str) -> Series | None:
-    """The series (entity, attribute), or ``None``."""
-    return s.scalar(select(Series).where(Series.entity_pk == entity_pk, Series.attribute == attribute))
+def series_by_attribute(
+    s: Session, entity_pk: int, attribute: str, topic: str = DEFAULT_TOPIC
+) -> Series | None:
+    """The series (entity, attribute, topic), or ``None``."""
+    return s.scalar(
+        select(Series).where(
+            Series.entity_pk == entity_pk, Series.attribute == attribute, Series.topic == topic
+        )
+    )
 
 
-def series_of_entities(s: Session, entity_pks: Sequence[int]) -> dict[int, list[Any]]:
-    """Series rows (:data:`SERIES_COLUMNS`; plain rows, not ORM objects: hot paths) per entity, by name."""
+def series_of_entities(
+    s: Session, entity_pks: Sequence[int], topic: str = DEFAULT_TOPIC
+) -> dict[int, list[Any]]:
+    """Series rows (:data:`SERIES_COLUMNS`; plain rows, not ORM objects: hot paths) of one topic per
+    entity, by name. Readers that name no topic see the default one."""
     out: dict[int, list[Any]] = {pk: [] for pk in entity_pks}
     if entity_pks:
         q = (
             select(*SERIES_COLUMNS)
-            .where(Series.entity_pk.in_(list(entity_pks)))
+            .where(Series.entity_pk.in_(list(entity_pks)), Series.topic == topic)
             .order_by(Series.entity_pk, Series.attribute)
         )
         for x in s.execute(q):
@@ -75,13 +84,14 @@ def listable_series(
     *,
     entity: str | None = None,
     attribute: str | None = None,
+    topic: str = DEFAULT_TOPIC,
 ) -> list[SeriesInfo]:
-    """The series of the ``visible`` entities, narrowed to an entity (id or asset id) and an attribute
-    when given. Time windows are applied by the reads."""
+    """The series of one topic (the default one unless named) of the ``visible`` entities, narrowed to
+    an entity (id or asset id) and an attribute when given. Time windows are applied by the reads."""
     q = (
         select(Series.id, Entity.entity_id, Series.attribute, Series.unit, Entity.org_id, Entity.workspace_id)
         .join(Entity, Entity.pk == Series.entity_pk)
-        .where(visible.where())
+        .where(visible.where(), Series.topic == topic)
     )
     if entity is not None:
         q = q.where(or_(Entity.entity_id == entity, Entity.asset_id == entity))
@@ -109,7 +119,7 @@ def devices_page(
     """A page of the ``visible`` entities that have series (:data:`DEVICE_COLUMNS`), by creation."""
     q = select(*DEVICE_COLUMNS).where(
         visible.where(),
-        exists().where(Series.entity_pk == Entity.pk),
+        exists().where(Series.entity_pk == Entity.pk, Series.topic == DEFAULT_TOPIC),
     )
     if type_:
         q = q.where(Entity.type == type_)
@@ -123,7 +133,7 @@ def sensors_page(
     q = (
         select(Entity, Series)
         .join(Series, Series.entity_pk == Entity.pk)
-        .where(visible.where())
+        .where(visible.where(), Series.topic == DEFAULT_TOPIC)
         .order_by(Entity.pk, Series.attribute)
         .limit(limit)
         .offset(offset)
@@ -140,7 +150,7 @@ def series_of_listed(s: Session, visible: VisibleEntities, entity_ids: Sequence[
     q = (
         select(Series.id, Entity.entity_id, Series.attribute, Series.unit, Entity.org_id, Entity.workspace_id)
         .join(Entity, Entity.pk == Series.entity_pk)
-        .where(visible.where(), Entity.entity_id.in_(list(entity_ids)))
+        .where(visible.where(), Entity.entity_id.in_(list(entity_ids)), Series.topic == DEFAULT_TOPIC)
         .order_by(Entity.entity_id, Series.attribute)
     )
     return [SeriesInfo(*r) for r in s.execute(q).tuples()]
@@ -183,7 +193,7 @@ class DeviceSelection:
 def _device_where(visible: VisibleEntities, sel: DeviceSelection) -> Any:
     parts: list[Any] = [
         visible.within(workspace_ids=sel.workspace_ids).where(),
-        exists().where(Series.entity_pk == Entity.pk),
+        exists().where(Series.entity_pk == Entity.pk, Series.topic == DEFAULT_TOPIC),
     ]
     if sel.types:
         parts.append(Entity.type.in_(sel.types))
@@ -202,6 +212,7 @@ def _device_where(visible: VisibleEntities, sel: DeviceSelection) -> Any:
             exists().where(
                 Series.entity_pk == Entity.pk,
                 Series.attribute == f.attribute,
+                Series.topic == DEFAULT_TOPIC,
                 _compare(Series.last_value, f.op, f.value),
             )
         )
@@ -226,3 +237,17 @@ def workspaces_with_visible_entities(s: Session, visible: VisibleEntities) -> se
     """The workspaces holding at least one of the ``visible`` entities."""
     q = select(distinct(Entity.workspace_id)).where(visible.where())
     return {str(w) for w in s.scalars(q)}
+
+
+def series_of_device(s: Session, entity_pk: int, topic: str | None = None) -> list[Series]:
+    """Every series of one entity (of one topic when given), by topic then attribute."""
+    q = select(Series).where(Series.entity_pk == entity_pk)
+    if topic is not None:
+        q = q.where(Series.topic == topic)
+    return list(s.scalars(q.order_by(Series.topic, Series.attribute)))
+
+
+def topics_of(s: Session, entity_pk: int) -> list[str]:
+    """The topics an entity has series on, sorted."""
+    q = select(Series.topic).where(Series.entity_pk == entity_pk).distinct().order_by(Series.topic)
+    return list(s.scalars(q))

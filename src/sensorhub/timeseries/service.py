@@ -20,12 +20,15 @@ import pyarrow as pa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from sensorhub.audit.service import record as record_audit
+from sensorhub.authz.access import Access
+from sensorhub.authz.entities import visible_entity
 from sensorhub.authz.scope import windows_to_us
 from sensorhub.entities.models import Entity
-from sensorhub.errors import BadRequest
-from sensorhub.kit.time import check_points_in_range, to_us
+from sensorhub.errors import BadRequest, NotFound
+from sensorhub.kit.time import check_points_in_range, iso, to_us
 from sensorhub.timeseries.backends import store_for
-from sensorhub.timeseries.models import ROLLUP_LEVELS, Series
+from sensorhub.timeseries.models import DEFAULT_TOPIC, ROLLUP_LEVELS, Series
 from sensorhub.timeseries.names import check_attribute_name
 from sensorhub.timeseries.query import WindowUS, read_aggregated
 from sensorhub.timeseries.repository import series_by_attribute
@@ -44,9 +47,12 @@ __all__ = [
 MAX_UNIT_LENGTH = 64
 
 
-def get_or_create_series(session: Session, entity: Entity, attribute: str, unit: str | None) -> Series:
-    """The series (entity, attribute); created on first use. A unit is recorded when the series has none."""
-    series = series_by_attribute(session, entity.pk, attribute)
+def get_or_create_series(
+    session: Session, entity: Entity, attribute: str, unit: str | None, topic: str = DEFAULT_TOPIC
+) -> Series:
+    """The series (entity, attribute, topic); created on first use. A unit is recorded when the series
+    has none."""
+    series = series_by_attribute(session, entity.pk, attribute, topic)
     if series is None:
         # Every path that creates a series (backfill, import, future adapters) ends here: a name
         # outside the grammar never becomes a series, whatever the caller checked before.
@@ -56,11 +62,11 @@ def get_or_create_series(session: Session, entity: Entity, attribute: str, unit:
     if series is None:
         try:
             with session.begin_nested():
-                series = Series(entity_pk=entity.pk, attribute=attribute, unit=unit)
+                series = Series(entity_pk=entity.pk, attribute=attribute, unit=unit, topic=topic)
                 session.add(series)
         except IntegrityError:
             # Another transaction created it meanwhile.
-            series = series_by_attribute(session, entity.pk, attribute)
+            series = series_by_attribute(session, entity.pk, attribute, topic)
             assert series is not None
     if unit is not None and series.unit is None:
         series.unit = unit
@@ -134,14 +140,20 @@ def bulk_insert(
     series_id: int,
     timestamps_us: Sequence[int] | I64,
     values: Sequence[float] | F64,
+    *,
+    overwrite: bool = False,
 ) -> tuple[int, int]:
     """Insert points into a series and maintain its rollups, in the session's transaction.
 
     Idempotent on (series, timestamp): a timestamp already stored (or repeated within the call, after
     its first occurrence) is not overwritten and is counted as a duplicate. Returns
-    ``(accepted, duplicates)``. Values must be finite."""
-    ts, _vals, duplicates = insert_new_points(session, series_id, timestamps_us, values)
-    return len(ts), duplicates
+    ``(accepted, duplicates)``. Values must be finite.
+
+    With ``overwrite``, a stored point at a timestamp of the call takes the call's value instead
+    (rollup buckets recomputed, see :func:`_overwrite`); the second number is then the count of
+    points replaced."""
+    ts, _vals, other = insert_new_points(session, series_id, timestamps_us, values, overwrite=overwrite)
+    return len(ts) - (other if overwrite else 0), other
 
 
 def insert_new_points(
@@ -149,9 +161,12 @@ def insert_new_points(
     series_id: int,
     timestamps_us: Sequence[int] | I64,
     values: Sequence[float] | F64,
+    *,
+    overwrite: bool = False,
 ) -> tuple[I64, F64, int]:
     """:func:`bulk_insert`, returning the points it stored (sorted by timestamp, the duplicates left
-    out: what the outbox records) and the number of duplicates."""
+    out: what the outbox records) and the number of duplicates — with ``overwrite``, every point of
+    the call (all are stored) and the number of stored points they replaced."""
     ts, vals = _as_points(timestamps_us, values)
     n = len(ts)
     if n == 0:
@@ -160,11 +175,69 @@ def insert_new_points(
     ts, vals = _sorted_first_occurrences(ts, vals)
     store = store_for(session)
     last_ts = store.lock_series(series_id)
+    if overwrite:
+        replaced = _overwrite(store, series_id, last_ts, ts, vals)
+        _expire_cached_series(session, series_id)
+        return ts, vals, replaced
     ts, vals = _drop_stored(store, series_id, last_ts, ts, vals)
     if len(ts):
         _store_new_points(store, series_id, last_ts, ts, vals)
     _expire_cached_series(session, series_id)
     return ts, vals, n - len(ts)
+
+
+def _overwrite(store: TimeseriesStore, series_id: int, last_ts: int | None, ts: I64, vals: F64) -> int:
+    """Store (sorted, unique) points, replacing stored ones at the same timestamps; the rollup buckets
+    they fall in are recomputed from the raw points (a min, max, first or last cannot be taken back
+    out of a partial aggregate). Returns how many stored points were replaced."""
+    existing = (
+        store.existing_ts(series_id, int(ts[0]), int(ts[-1]))
+        if last_ts is not None and ts[0] <= last_ts
+        else np.empty(0, np.int64)
+    )
+    if not len(existing):
+        _store_new_points(store, series_id, last_ts, ts, vals)
+        return 0
+    replaced = ts[np.isin(ts, existing, assume_unique=True)]
+    store.delete_points(series_id, replaced)
+    store.insert_points(series_id, ts, vals)
+    recompute_rollups(store, series_id, ts)
+    store.refresh_last(series_id)
+    return len(replaced)
+
+
+def recompute_rollups(store: TimeseriesStore, series_id: int, touched: I64) -> None:
+    """Rebuild every rollup bucket of a series that holds one of the ``touched`` timestamps (sorted)
+    from the raw points now stored, so rollups stay exactly what the raw points give."""
+    for width, table in ROLLUP_LEVELS:
+        buckets = np.unique(touched - np.mod(touched, width))
+        # Contiguous runs of touched buckets, each rebuilt from one raw read.
+        breaks = np.flatnonzero(np.diff(buckets) != width) + 1
+        for run in np.split(buckets, breaks):
+            lo, hi = int(run[0]), int(run[-1]) + width
+            store.delete_rollup_range(table, series_id, lo, hi)
+            raw_ts, raw_vals = store.fetch_raw(series_id, lo, hi)
+            if len(raw_ts):
+                store.insert_rollup(table, series_id, rollup_delta(raw_ts, raw_vals, width))
+
+
+def delete_range(session: Session, series_id: int, lo: int, hi: int) -> int:
+    """Delete the points of a series in ``[lo, hi)`` (µs), keep its rollups exact (the buckets at both
+    edges rebuilt from what remains, the ones inside emptied) and its latest point right. Returns the
+    number of points deleted."""
+    store = store_for(session)
+    store.lock_series(series_id)
+    deleted = store.delete_range(series_id, lo, hi)
+    if deleted:
+        for width, table in ROLLUP_LEVELS:
+            blo, bhi = lo - lo % width, hi - hi % width + (width if hi % width else 0)
+            store.delete_rollup_range(table, series_id, blo, bhi)
+            raw_ts, raw_vals = store.fetch_raw(series_id, blo, bhi)
+            if len(raw_ts):
+                store.insert_rollup(table, series_id, rollup_delta(raw_ts, raw_vals, width))
+        store.refresh_last(series_id)
+    _expire_cached_series(session, series_id)
+    return deleted
 
 
 # --- exports ----------------------------------------------------------------------------------------
@@ -309,3 +382,47 @@ def iter_bucket_batches(
                 sl = slice(i, i + batch_rows)
                 yield _batch(ts_all[sl], sid_all[sl], val_all[sl])
         t = t2
+
+
+def delete_series_range(
+    session: Session,
+    access: Access,
+    entity_ref: str,
+    attribute: str,
+    topic: str,
+    start: datetime,
+    end: datetime,
+    *,
+    actor_user_id: str,
+    ip: str | None = None,
+) -> dict[str, object]:
+    """Delete the points of one series (entity, attribute, topic) in ``[start, end)`` — a correction by
+    an organisation owner or admin, whose session ``access`` decides which entities it reaches —
+    keeping rollups exact, and record it in the audit log."""
+    lo, hi = to_us(start), to_us(end)
+    if lo >= hi:
+        raise BadRequest("start_time must be before end_time")
+    entity = visible_entity(session, access, entity_ref)
+    series = series_by_attribute(session, entity.pk, attribute, topic)
+    if series is None:
+        on = "" if topic == DEFAULT_TOPIC else f" on topic '{topic}'"
+        raise NotFound(f"entity '{entity_ref}' has no series '{attribute}'{on}")
+    deleted = delete_range(session, series.id, lo, hi)
+    details = {
+        "entity_id": entity.entity_id,
+        "attribute": attribute,
+        "topic": topic,
+        "start_time": iso(lo),
+        "end_time": iso(hi),
+        "deleted": deleted,
+    }
+    record_audit(
+        session,
+        "timeseries.delete_range",
+        org_id=entity.org_id,
+        actor_user_id=actor_user_id,
+        target=f"{entity.entity_id}.{attribute}",
+        ip=ip,
+        details=details,
+    )
+    return details

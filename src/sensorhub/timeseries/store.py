@@ -95,6 +95,36 @@ class TimeseriesStore:
         """Insert buckets known not to exist yet (fast path for appends)."""
         raise NotImplementedError
 
+    def delete_points(self, series_id: int, ts: I64) -> None:
+        """Delete the points of a series at the given timestamps."""
+        cur = self.dbapi.cursor()
+        cur.executemany(
+            self.sql("DELETE FROM measurements WHERE series_id = ? AND ts = ?"),
+            [(series_id, t) for t in ts.tolist()],
+        )
+
+    def delete_range(self, series_id: int, lo: int, hi: int) -> int:
+        """Delete the points of a series in ``[lo, hi)``; how many there were."""
+        cur = self.execute(
+            "DELETE FROM measurements WHERE series_id = ? AND ts >= ? AND ts < ?", (series_id, lo, hi)
+        )
+        return int(cur.rowcount)
+
+    def delete_rollup_range(self, table: str, series_id: int, lo: int, hi: int) -> None:
+        """Delete the rollup buckets of a series starting in ``[lo, hi)``."""
+        self.execute(
+            f"DELETE FROM {table} WHERE series_id = ? AND bucket_start >= ? AND bucket_start < ?",  # noqa: S608 (table names are ours)
+            (series_id, lo, hi),
+        )
+
+    def refresh_last(self, series_id: int) -> None:
+        """Set the series' latest point from the stored points (after an overwrite or a delete)."""
+        latest = self.latest_in(series_id, None, None)
+        self.execute(
+            "UPDATE series SET last_ts = ?, last_value = ? WHERE id = ?",
+            (None, None, series_id) if latest is None else (*latest, series_id),
+        )
+
     def update_last(self, series_id: int, ts: int, value: float) -> None:
         self.execute(
             "UPDATE series SET last_ts = ?, last_value = ? WHERE id = ? AND (last_ts IS NULL OR last_ts < ?)",

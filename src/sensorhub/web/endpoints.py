@@ -37,7 +37,7 @@ from sensorhub.errors import BadRequest, RateLimited, SensorhubError
 from sensorhub.kit.time import MAX_TIME, MIN_TIME, RANGE_TEXT, clamp_us, display_time, from_us
 from sensorhub.kit.urls import base_url
 from sensorhub.net import is_https
-from sensorhub.timeseries.models import Series
+from sensorhub.timeseries.models import DEFAULT_TOPIC, Series
 from sensorhub.timeseries.reads import entity_data
 from sensorhub.tokens import service as tokens
 from sensorhub.tokens.service import Minted, RestrictionSpec
@@ -232,6 +232,7 @@ def _example(db: Session, access: Any) -> snippets.Example | None:
     row = db.execute(
         select(ents.c.entity_id, Series.attribute, Series.last_ts)
         .join(Series, Series.entity_pk == ents.c.pk)
+        .where(Series.topic == DEFAULT_TOPIC)
         .order_by(Series.last_ts.desc().nulls_last())
         .limit(1)
     ).first()
@@ -459,7 +460,11 @@ def data_view(
             error = e.message
     if chosen is not None:
         series = list(
-            sc.db.scalars(select(Series).where(Series.entity_pk == chosen.pk).order_by(Series.attribute))
+            sc.db.scalars(
+                select(Series)
+                .where(Series.entity_pk == chosen.pk, Series.topic == DEFAULT_TOPIC)
+                .order_by(Series.attribute)
+            )
         )
         pick = next((x for x in series if x.attribute == attribute), series[0] if series else None)
         if pick is not None:

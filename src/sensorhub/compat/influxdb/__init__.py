@@ -1,0 +1,1 @@
+"""InfluxDB write API (line protocol) over the ingest service."""
