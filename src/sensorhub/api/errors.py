@@ -125,8 +125,9 @@ def render(request: Request, exc: E.SensorhubError) -> Response:
         }
         if exc.code:
             body["code"] = exc.code
-        if "errors" in exc.extra:  # per-item problems of a multi-item request (gateway ingest)
-            body["errors"] = exc.extra["errors"]
+        item_errors = getattr(exc, "item_errors", None)
+        if item_errors is not None:  # per-item problems of a multi-item request (gateway ingest)
+            body["errors"] = item_errors
         media = "application/json"
     return Response(orjson.dumps(body), status_code=exc.status, headers=headers, media_type=media)
 

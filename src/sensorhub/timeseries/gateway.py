@@ -52,7 +52,11 @@ def _message(e: SensorhubError) -> str:
 
 
 class Refused(BadRequest):
-    """Some records are refused; ``errors`` lists each by index."""
+    """Some records are refused; ``item_errors`` lists each by index (rendered as ``errors``)."""
+
+    def __init__(self, message: str, item_errors: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.item_errors = item_errors
 
 
 def refused(
@@ -66,7 +70,7 @@ def refused(
     out = Refused(
         f"{len(errors)} of {total} records refused, nothing stored{more}; record {first['index']}: "
         f"{first['message']}",
-        errors=shown,
+        shown,
     )
     out.status, out.error = status, error
     return out

@@ -654,6 +654,26 @@ def check_on_conflict(value: str | None) -> str:
     return value
 
 
+def _store_states(s: Session, entity: Entity, p: Prepared) -> None:
+    """The request's latest-state properties onto the entity (each unless the stored one is newer)."""
+    attrs = dict(entity.attrs or {})
+    for key, (ts, value, unit) in p.states.items():
+        old = attrs.get(key)
+        old_at = old.get("observedAt") if isinstance(old, dict) else None
+        if isinstance(old_at, str):
+            try:
+                if to_us(parse_iso(old_at, "observedAt")) > ts:
+                    continue  # the stored observation is newer
+            except BadRequest:
+                pass
+        prop: dict[str, Any] = {"type": "Property", "value": value, "observedAt": iso(ts)}
+        if unit is not None:
+            prop["unitCode"] = unit
+        attrs[key] = prop
+        record_state(s, entity=entity, attribute=key, ts_us=ts, value=value, unit=unit)
+    entity.attrs = attrs
+
+
 def store(
     s: Session,
     access: Access,
@@ -680,22 +700,7 @@ def store(
         accepted += len(new_ts) - (d if overwrite else 0)
         duplicates += d
     if p.states:
-        attrs = dict(entity.attrs or {})
-        for key, (ts, value, unit) in p.states.items():
-            old = attrs.get(key)
-            old_at = old.get("observedAt") if isinstance(old, dict) else None
-            if isinstance(old_at, str):
-                try:
-                    if to_us(parse_iso(old_at, "observedAt")) > ts:
-                        continue  # the stored observation is newer
-                except BadRequest:
-                    pass
-            prop: dict[str, Any] = {"type": "Property", "value": value, "observedAt": iso(ts)}
-            if unit is not None:
-                prop["unitCode"] = unit
-            attrs[key] = prop
-            record_state(s, entity=entity, attribute=key, ts_us=ts, value=value, unit=unit)
-        entity.attrs = attrs
+        _store_states(s, entity, p)
         accepted += p.state_count
     s.flush()
     if overwrite:
