@@ -429,3 +429,19 @@ def test_a_token_expiring_mid_session_is_disconnected(
     assert d.publish(f"sensorhub/acme/plant/{DEVICE}/temperature", "1")
     clock.advance(timedelta(days=366))
     assert d.closed.wait(T)
+
+
+def test_a_burst_of_values_is_stored_in_full_and_acknowledged_in_order(
+    http: TestClient, w: World, devices: Any
+) -> None:
+    """Messages are stored in batches (one ingest call per device when it can): 150 new attributes at
+    once exceed what one ingest call may create (100 series), so that batch falls back to one call per
+    message, and every value is still stored; the last PUBACK comes after all of them."""
+    token = w.pat("dev@acme.test")
+    d = devices(token)
+    for i in range(150):
+        d.c.publish(f"sensorhub/acme/plant/{DEVICE}/a{i}", str(i), qos=0)
+    assert d.publish(f"sensorhub/acme/plant/{DEVICE}/last", "1", qos=1)
+    attributes = latest(http, token)["attributes"]
+    assert len(attributes) == 151
+    assert attributes["a149"]["value"] == 149

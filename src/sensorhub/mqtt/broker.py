@@ -54,7 +54,7 @@ from sensorhub.config import Settings
 from sensorhub.context import AppContext
 from sensorhub.db import utcnow
 from sensorhub.errors import Forbidden, SensorhubError
-from sensorhub.kit.time import iso
+from sensorhub.kit.time import iso, to_us
 from sensorhub.mqtt import topics
 from sensorhub.push.live import FeedClosed, LiveEvent, LiveFeed, Selection, TokenViewer
 from sensorhub.timeseries import ingest
@@ -83,17 +83,33 @@ class Refused(Exception):
     """A publish that stores nothing; ``reason`` goes to the log (never a secret)."""
 
 
-_Item = tuple[Access, topics.Target, bytes, datetime, "asyncio.Future[dict[str, int]]"]
+@dataclass(slots=True)
+class _Item:
+    access: Access
+    target: topics.Target
+    raw: bytes
+    received: datetime
+    done: asyncio.Future[dict[str, int]]
+    # A plain number on an attribute topic, timestamped on receipt: its body is one record that can be
+    # stored together with the device's other such records of the batch.
+    record: bool
+
+
+_NOTHING = {"accepted": 0, "duplicates": 0}
 
 
 class GroupWriter:
     """Stores the messages of every session through the ingest service, several per transaction
-    (group commit): each message in a SAVEPOINT of its own, so one refused message is rolled back
-    alone and the others commit; a message is acknowledged only once its transaction has committed.
-    One database transaction per message would make the write lock (SQLite) and the commit the cost
-    of every message."""
+    (group commit), a message acknowledged only once its transaction has committed.
 
-    MAX_BATCH = 500
+    All or nothing per message: each is stored in a SAVEPOINT of its own, so a refused one is rolled back
+    alone and the others commit. Plain numbers on attribute topics (one timestamped record each) of one
+    device and tenant are first tried as one ingest call (a list of records: the ingest service's cost
+    is per call, not per record); if that call is refused, they are stored one by one, so only the
+    message at fault is refused. One transaction per message would make the commit (and on SQLite the
+    write lock) the cost of every message."""
+
+    MAX_BATCH = 1000
 
     def __init__(self, ctx: AppContext, limits: ingest.Limits) -> None:
         self.ctx = ctx
@@ -101,15 +117,16 @@ class GroupWriter:
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
-    async def store(
-        self, access: Access, target: topics.Target, raw: bytes, received: datetime
-    ) -> dict[str, int]:
-        """Queue one message and wait until it is committed (or refused: the ingest error is raised)."""
+    def submit(
+        self, access: Access, target: topics.Target, raw: bytes, received: datetime, record: bool
+    ) -> asyncio.Future[dict[str, int]]:
+        """Queue one message (in arrival order); the future is its result once committed, or the ingest
+        error that refused it."""
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="sensorhub-mqtt-writer")
         done: asyncio.Future[dict[str, int]] = asyncio.get_running_loop().create_future()
-        await self._queue.put((access, target, raw, received, done))
-        return await done
+        self._queue.put_nowait(_Item(access, target, raw, received, done, record))
+        return done
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -126,33 +143,56 @@ class GroupWriter:
                 results = await to_thread.run_sync(self._store_all, items)
             except Exception as e:  # the transaction failed as a whole: nothing of it is stored
                 log.warning("mqtt ingest transaction failed (%d messages refused): %s", len(items), e)
-                results = [SensorhubError("the database could not store the message; send it again")] * len(
-                    items
-                )
+                failed = SensorhubError("the database could not store the message; send it again")
+                results = [failed] * len(items)
             for item, result in zip(items, results, strict=True):
-                if item[4].done():
+                if item.done.done():
                     continue
                 if isinstance(result, BaseException):
-                    item[4].set_exception(result)
+                    item.done.set_exception(result)
                 else:
-                    item[4].set_result(result)
+                    item.done.set_result(result)
 
     def _store_all(self, items: list[_Item]) -> list[dict[str, int] | SensorhubError]:
+        out: dict[int, dict[str, int] | SensorhubError] = {}
+        groups: dict[tuple[Access, str, str], list[int]] = {}
+        for i, item in enumerate(items):
+            if item.record:
+                groups.setdefault((item.access, item.target.tenant, item.target.device), []).append(i)
+        with self.ctx.db.transaction() as s:
+            for members in groups.values():
+                stored = self._store_records(s, [items[i] for i in members]) if len(members) > 1 else None
+                if stored is not None:
+                    out.update({i: _NOTHING for i in members})
+                    out[members[0]] = stored
+            for i, item in enumerate(items):
+                if i not in out:
+                    out[i] = self._store_one(s, item)
+        return [out[i] for i in range(len(items))]
+
+    def _store_records(self, s: Session, group: list[_Item]) -> dict[str, int] | None:
+        """The group's records as one ingest call in a SAVEPOINT; None if refused (rolled back)."""
+        raw = b"[" + b",".join(item.raw for item in group) + b"]"
+        first = group[0]
+        try:
+            prepared = ingest.prepare(raw, first.received, self.limits)
+            with s.begin_nested():
+                return ingest.store(s, first.access, first.target.device, prepared, self.limits)
+        except Exception:
+            return None
+
+    def _store_one(self, s: Session, item: _Item) -> dict[str, int] | SensorhubError:
         # As the HTTP backfill: the body is checked entirely (prepare) before it touches the database,
         # then stored (store repeats every check the database decides) with its outbox events.
-        out: list[dict[str, int] | SensorhubError] = []
-        with self.ctx.db.transaction() as s:
-            for access, target, raw, received, _ in items:
-                try:
-                    prepared = ingest.prepare(raw, received, self.limits)
-                    with s.begin_nested():
-                        out.append(ingest.store(s, access, target.device, prepared, self.limits))
-                except SensorhubError as e:
-                    out.append(e)
-                except Exception:  # rolled back to its savepoint; the others still commit
-                    log.exception("mqtt message could not be stored")
-                    out.append(SensorhubError("the message could not be stored"))
-        return out
+        try:
+            prepared = ingest.prepare(item.raw, item.received, self.limits)
+            with s.begin_nested():
+                return ingest.store(s, item.access, item.target.device, prepared, self.limits)
+        except SensorhubError as e:
+            return e
+        except Exception:  # rolled back to its savepoint; the others still commit
+            log.exception("mqtt message could not be stored")
+            return SensorhubError("the message could not be stored")
 
 
 class IngestHandler(BrokerProtocolHandler):
@@ -170,7 +210,8 @@ class IngestHandler(BrokerProtocolHandler):
         self.service = service
         self.client: Client | None = None
         self.live: asyncio.Task[None] | None = None  # the session's live feed, from its first subscription
-        self._order = asyncio.Lock()
+        # Each message waits for the one before it to be acknowledged (or refused) before it is.
+        self._previous: asyncio.Future[None] | None = None
 
     async def start(self) -> None:
         if self.session is not None and self.client is None:
@@ -186,33 +227,56 @@ class IngestHandler(BrokerProtocolHandler):
         if topic is None or data is None:
             return
         received = utcnow()
-        async with self._order:
-            if self.client is None or self.client.closed:
-                return
-            try:
-                await self.service.on_publish(self.client, topic, bytes(data), received)
-            except Refused as r:
-                log.warning(
-                    "mqtt publish refused, nothing stored; closing the connection: client=%s credential=%s "
-                    "topic=%r reason=%s",
-                    self.client.client_id,
-                    self.client.principal.credential_id,
-                    topic[:200],
-                    r,
-                )
-                metrics.mqtt_refused.inc()
-                await self.service.disconnect(self)
-                return
-            qos = publish_packet.qos
-            if qos == QOS_0:
-                return
-            if qos == QOS_1:
-                assert publish_packet.variable_header is not None
-                await self._send_packet(PubackPacket.build(publish_packet.variable_header.packet_id))
-                return
-        # QoS 2: stored (idempotently); the library's PUBREC/PUBREL/PUBCOMP flow follows, and the topic
-        # ACL keeps the broker from forwarding the message itself.
-        await super().handle_publish(publish_packet)
+        # Messages are queued in arrival order (this runs up to submit() without awaiting), stored in
+        # batches, and acknowledged in arrival order [MQTT-4.6.0-2]: each waits for its predecessor.
+        previous, mine = self._previous, asyncio.get_running_loop().create_future()
+        self._previous = mine
+        try:
+            await self._handle(publish_packet, topic, bytes(data), received, previous)
+        finally:
+            if not mine.done():
+                mine.set_result(None)
+
+    async def _handle(
+        self,
+        publish_packet: PublishPacket,
+        topic: str,
+        data: bytes,
+        received: datetime,
+        previous: asyncio.Future[None] | None,
+    ) -> None:
+        client = self.client
+        if client is None or client.closed:
+            return
+        refused: Refused | None = None
+        try:
+            await self.service.on_publish(client, topic, data, received)
+        except Refused as r:
+            refused = r
+        if previous is not None:
+            await asyncio.shield(previous)
+        if client.closed:
+            return
+        if refused is not None:
+            log.warning(
+                "mqtt publish refused, nothing stored; closing the connection: client=%s credential=%s "
+                "topic=%r reason=%s",
+                client.client_id,
+                client.principal.credential_id,
+                topic[:200],
+                refused,
+            )
+            metrics.mqtt_refused.inc()
+            await self.service.disconnect(self)
+            return
+        qos = publish_packet.qos
+        if qos == QOS_1:
+            assert publish_packet.variable_header is not None
+            await self._send_packet(PubackPacket.build(publish_packet.variable_header.packet_id))
+        elif qos != QOS_0:
+            # QoS 2: stored (idempotently); the library's PUBREC/PUBREL/PUBCOMP flow follows, and the
+            # topic ACL keeps the broker from forwarding the message itself.
+            await super().handle_publish(publish_packet)
 
 
 class SensorhubBroker(Broker):
@@ -378,8 +442,9 @@ class MqttService:
             access = principal.for_tenant(target.tenant).access("ingest")
             if access.is_empty:
                 raise Forbidden(f"this token may not write to {target.tenant}")
-            raw = topics.body_of(target, payload)
-            stored = await self.writer.store(access, target, raw, received)
+            record = target.attribute is not None
+            raw = topics.body_of(target, payload, iso(to_us(received)) if record else None)
+            stored = await self.writer.submit(access, target, raw, received, record)
         except SensorhubError as e:
             raise Refused(e.message) from None
         metrics.ingest_points.inc(stored["accepted"])

@@ -55,9 +55,10 @@ def parse_topic(topic: str) -> Target:
     return Target(levels[1], levels[2], device, attribute)
 
 
-def body_of(target: Target, payload: bytes) -> bytes:
+def body_of(target: Target, payload: bytes, received: str | None = None) -> bytes:
     """The backfill body a message stands for: the payload itself on a device topic; on an attribute
-    topic a plain number, which becomes ``{"data": {attribute: number}}``."""
+    topic a plain number, which becomes ``{"timestamp": received, "data": {attribute: number}}`` (no
+    timestamp when ``received`` is None: the ingest service's "now")."""
     if target.attribute is None:
         return payload
     try:
@@ -73,7 +74,10 @@ def body_of(target: Target, payload: bytes) -> bytes:
             f"the payload on an attribute topic must be a plain finite number such as 21.5 (got "
             f"{text[:40]!r}); send records with timestamps or other values as JSON to the device topic"
         )
-    return orjson.dumps({"data": {target.attribute: value}})
+    record: dict[str, Any] = {"data": {target.attribute: value}}
+    if received is not None:
+        record = {"timestamp": received, **record}
+    return orjson.dumps(record)
 
 
 def value_topic(org: str, workspace: str, device: str, attribute: str) -> str | None:
