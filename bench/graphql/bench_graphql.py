@@ -44,6 +44,8 @@ YEAR_DEVICE = "urn:ngsi-ld:Device:year"
 START, END = "2025-01-01T00:00:00Z", "2026-01-01T00:00:00Z"
 CURRENT_QUERY = """{ devices(first: 100, type: ["Bench"]) { edges { node { id verboseName type
   currentMeasurements { field { fieldName } value time unit } } } } }"""
+COMPACT_QUERY = """{ devices(first: 100, type: ["Bench"]) { edges { node { id verboseName type
+  currentValues } } } }"""
 HISTORY_QUERY = (
     'query($id: String!) { device(deviceId: $id) { history(fields: ["temperature"], '
     f'timerangestart: "{START}", timerangeend: "{END}", resolution: 200) '
@@ -140,6 +142,12 @@ def main() -> None:
         ),
         "GraphQL devices(first:100) currentMeasurements": lambda c: c.post(
             "/graphql", json={"query": CURRENT_QUERY}
+        ),
+        "REST GET /api/devices?limit=100 ": lambda c: c.get(
+            "/api/devices", params={"limit": 100, "type": "Bench"}
+        ),
+        "GraphQL devices(first:100) currentValues (JSON)": lambda c: c.post(
+            "/graphql", json={"query": COMPACT_QUERY}
         ),
         "REST time series v2, 1 year, resolution=200": lambda c: c.get(
             f"/api/timeseries/v2/entities/{YEAR_DEVICE}/data",

@@ -117,6 +117,8 @@ class _Walker:
             return total
         if name in WORKSPACE_LISTS:
             return 1 + self.workspaces * max(1, child)
+        if name == "currentValues":
+            return 1 + _len(args.get("fieldNames"), FIELDS_PER_DEVICE)
         if name == "currentMeasurements":
             n = _len(args.get("fieldNames"), FIELDS_PER_DEVICE)
             return 1 + n * max(1, child)

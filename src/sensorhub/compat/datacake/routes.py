@@ -27,8 +27,10 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.extensions import (
     MaxAliasesLimiter,
     MaxTokensLimiter,
+    ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
+    ValidationCache,
 )
 from strawberry.fastapi import GraphQLRouter
 from strawberry.http import GraphQLHTTPResponse
@@ -108,6 +110,7 @@ def _charge(c: Context, document: Any, operation_name: str | None, variables: An
 MAX_DEPTH = 10
 MAX_ALIASES = 30
 MAX_TOKENS = 5000
+CACHED_DOCUMENTS = 512
 
 
 class _Schema(Schema):
@@ -118,6 +121,10 @@ class _Schema(Schema):
 
 def build_schema() -> Schema:
     limits: list[Any] = [  # instances (strawberry accepts them; its annotation says classes)
+        # Repeated documents (what clients send) are parsed and validated once: validation alone costs
+        # more than a small query's execution. Validation rules are static, so the cache is exact.
+        ParserCache(maxsize=CACHED_DOCUMENTS),
+        ValidationCache(maxsize=CACHED_DOCUMENTS),
         MaxTokensLimiter(max_token_count=MAX_TOKENS),
         QueryDepthLimiter(max_depth=MAX_DEPTH),
         MaxAliasesLimiter(max_alias_count=MAX_ALIASES),

@@ -13,8 +13,10 @@ strings, so introspection shows nothing of any organisation.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import enum
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
@@ -27,6 +29,7 @@ from strawberry.dataloader import DataLoader
 from strawberry.fastapi import BaseContext
 from strawberry.scalars import JSON
 from strawberry.types import Info
+from strawberry.types.nodes import SelectedField
 
 from graphql import GraphQLError
 from sensorhub import metrics
@@ -63,6 +66,7 @@ MAX_FILTERS = 20
 MAX_SEARCH = 200
 MAX_LIST = 100  # types, ids, field names in one argument
 AGGREGATE_DEVICES = telemetry.LIMITS.maximum
+CURRENT_FIELDS = frozenset({"currentMeasurements", "currentMeasurement", "currentValues"})
 BAD_CURSOR = "after is not a cursor this API handed out; pass pageInfo.endCursor of the previous page as is"
 
 
@@ -90,8 +94,18 @@ class Context(BaseContext):
         self.cost: int | None = None  # of the operation, once computed
         self.budget_left: int | None = None
         self.rows: dict[int, Any] = {}  # device rows handed out, by entity pk (the loaders' input)
+        self.latest: dict[int, dict[str, Any]] = {}  # latest values a listing prefetched, by entity pk
         self.series: DataLoader[int, list[Any]] = DataLoader(load_fn=self._load_series)
         self.current: DataLoader[int, dict[str, Any]] = DataLoader(load_fn=self._load_current)
+
+    def latest_then(self, pk: int, fn: Callable[[dict[str, Any]], T]) -> T | Awaitable[T]:
+        """``fn`` of a device's latest values: at once when its listing prefetched them (no awaitable
+        per device: a page of devices is one database hop, then plain attribute reads), else once the
+        batch loader has them."""
+        hit = self.latest.get(pk)
+        if hit is not None:
+            return fn(hit)
+        return _then(self.current.load(pk), fn)
 
     @property
     def viewer(self) -> Viewer:
@@ -126,6 +140,10 @@ class Context(BaseContext):
             return [telemetry.latest_attributes(r, series[r.pk], store, access) for r in rows]
 
         return await self.run(work)
+
+
+async def _then(awaitable: Awaitable[Any], fn: Callable[[Any], T]) -> T:
+    return fn(await awaitable)
 
 
 def _ctx(info: Info[Context, None]) -> Context:
@@ -294,6 +312,8 @@ def _float_list(values: Any) -> list[float | None]:
 @strawberry.type(description="A device: an entity with time series (Datacake's Device)")
 class Device:
     row: strawberry.Private[Any]
+    # History frames read in the same database hop as the device itself (see Query.device).
+    prefetched: strawberry.Private[dict[Any, reads.Frame]] = dataclasses.field(default_factory=dict)
 
     @strawberry.field(description="The device id (its entity id)")
     def id(self) -> strawberry.ID:
@@ -321,7 +341,7 @@ class Device:
         return _fields_of(await _ctx(info).series.load(self.row.pk), self.row)
 
     @strawberry.field(description="Latest readable values with their time and unit (scope telemetry)")
-    async def currentMeasurements(
+    def currentMeasurements(
         self,
         info: Info[Context, None],
         allActiveFields: bool = False,
@@ -330,15 +350,31 @@ class Device:
         c = _ctx(info)
         _check_telemetry(c.viewer, self.row)
         wanted = None if fieldNames is None else set(_names(fieldNames, "fieldNames"))
-        latest = await c.current.load(self.row.pk)
-        out: list[Measurement] = []
-        for name, a in latest.items():
-            if wanted is not None and name not in wanted:
-                continue
-            if allActiveFields and a["observedAt"] is None:
-                continue
-            out.append(_measurement(self.row, name, a))
-        return out
+        row = self.row
+
+        def pick(latest: dict[str, Any]) -> list[Measurement]:
+            return [
+                _measurement(row, name, a)
+                for name, a in latest.items()
+                if (wanted is None or name in wanted) and not (allActiveFields and a["observedAt"] is None)
+            ]
+
+        return cast(list[Measurement], c.latest_then(row.pk, pick))
+
+    @strawberry.field(
+        description="The same latest values as one JSON object `{<field>: {value, unit, observedAt}}`, as "
+        "`GET /api/devices` gives them (scope telemetry): the fast path for many devices, one leaf "
+        "instead of a typed object per measurement."
+    )
+    def currentValues(self, info: Info[Context, None], fieldNames: list[str] | None = None) -> JSON:
+        c = _ctx(info)
+        _check_telemetry(c.viewer, self.row)
+        wanted = None if fieldNames is None else set(_names(fieldNames, "fieldNames"))
+
+        def pick(latest: dict[str, Any]) -> dict[str, Any]:
+            return latest if wanted is None else {k: v for k, v in latest.items() if k in wanted}
+
+        return cast(JSON, c.latest_then(self.row.pk, pick))
 
     @strawberry.field(description="The latest readable value of one field, or null (scope telemetry)")
     async def currentMeasurement(self, info: Info[Context, None], fieldName: str) -> Measurement | None:
@@ -363,18 +399,11 @@ class Device:
         aggregation: Aggregation = Aggregation.AVG,
     ) -> History:
         c = _ctx(info)
-        access = c.viewer.access("timeseries").for_orgs([self.row.org_id])
-        if not access.allows(self.row.org_id, self.row.workspace_id, self.row.entity_id):
-            raise _scope_error("timeseries")
-        start = parse_time(timerangestart, "timerangestart")
-        end = parse_time(timerangeend, "timerangeend")
-        if to_us(end) <= to_us(start):
-            raise BadRequest("timerangeend must be after timerangestart (the range is half-open)")
-        names = _names(fields, "fields") if fields else None
-        eid = self.row.entity_id
-        frame = await c.run(
-            lambda s: reads.entity_data(s, access, eid, start, end, names, resolution, aggregation.value)
-        )
+        key = _history_key(timerangestart, timerangeend, fields, resolution, aggregation.name)
+        frame = self.prefetched.get(key)
+        if frame is None:
+            row, viewer = self.row, c.viewer
+            frame = await c.run(lambda s: _history_frame(s, viewer, row, key))
         return History(
             timerangestart=iso(frame.start_us),
             timerangeend=iso(frame.end_us),
@@ -387,6 +416,64 @@ class Device:
                 for col in frame.columns
             ],
         )
+
+
+HistoryKey = tuple[str, str, tuple[str, ...] | None, int, str]
+
+
+def _history_key(start: Any, end: Any, fields: Any, resolution: Any, aggregation: Any) -> HistoryKey:
+    return (
+        str(start),
+        str(end),
+        tuple(fields) if isinstance(fields, list) and fields else None,
+        # A literal in the document arrives as its text ("200"), a variable as an int.
+        int(resolution)
+        if isinstance(resolution, int | str) and str(resolution).isdigit()
+        else DEFAULT_RESOLUTION,
+        str(aggregation),
+    )
+
+
+def _history_frame(s: Session, viewer: Viewer, row: Any, key: HistoryKey) -> reads.Frame:
+    """A device's history through time series v2's read (:func:`reads.entity_data`)."""
+    start_text, end_text, fields, resolution, aggregation = key
+    access = viewer.access("timeseries").for_orgs([row.org_id])
+    if not access.allows(row.org_id, row.workspace_id, row.entity_id):
+        raise _scope_error("timeseries")
+    start = parse_time(start_text, "timerangestart")
+    end = parse_time(end_text, "timerangeend")
+    if to_us(end) <= to_us(start):
+        raise BadRequest("timerangeend must be after timerangestart (the range is half-open)")
+    names = _names(list(fields), "fields") if fields else None
+    agg = Aggregation[aggregation].value
+    return reads.entity_data(s, access, row.entity_id, start, end, names, resolution, agg)
+
+
+def _selected(selections: Sequence[Any]) -> list[SelectedField]:
+    """The fields of a selection set, fragments flattened."""
+    out: list[SelectedField] = []
+    for sel in selections:
+        if isinstance(sel, SelectedField):
+            out.append(sel)
+        else:
+            out.extend(_selected(sel.selections))
+    return out
+
+
+def _device_selections(info: Info[Context, None]) -> list[SelectedField]:
+    """What is selected on each device of a listing (``edges { node }``, ``nodes``, or a plain list)."""
+    out: list[SelectedField] = []
+    for top in info.selected_fields:
+        for f in _selected(top.selections):
+            if f.name == "edges":
+                for g in _selected(f.selections):
+                    if g.name == "node":
+                        out += _selected(g.selections)
+            elif f.name == "nodes":
+                out += _selected(f.selections)
+            elif f.name not in ("pageInfo", "totalCount"):
+                out.append(f)
+    return out
 
 
 def _measurement(row: Any, name: str, a: dict[str, Any]) -> Measurement:
@@ -582,11 +669,33 @@ async def _connection(
     limit = FIRST.resolve(first)
     after_pk = _after(after)
     access, sel = selection
-    rows = await c.run(
-        lambda s: repository.select_devices(s, visible_entities(access), sel, after_pk, limit + 1)
-    )
+    wanted = {f.name for f in _device_selections(info)}
+    need_current = bool(wanted & CURRENT_FIELDS) and "telemetry" in c.viewer.scopes
+    need_series = "measurementFields" in wanted
+    tel = c.viewer.access("telemetry") if need_current else None
+
+    def work(s: Session) -> tuple[list[Any], dict[int, list[Any]], dict[int, dict[str, Any]]]:
+        # The page and, when they are selected, its devices' series and latest values: one hop.
+        found = repository.select_devices(s, visible_entities(access), sel, after_pk, limit + 1)
+        page = found[:limit]
+        series = repository.series_of_entities(s, [r.pk for r in page]) if need_series or tel else {}
+        latest: dict[int, dict[str, Any]] = {}
+        if tel is not None:
+            store = store_for(s)
+            latest = {
+                r.pk: telemetry.latest_attributes(r, series[r.pk], store, tel)
+                for r in page
+                if tel.allows(r.org_id, r.workspace_id, r.entity_id)
+            }
+        return found, series, latest
+
+    rows, series, latest = await c.run(work)
+    c.series.prime_many(series)
+    c.current.prime_many(latest)
+    c.latest.update(latest)
     more = len(rows) > limit
     rows = rows[:limit]
+
     edges = [DeviceEdge(cursor=encode_cursor(r.pk), node=_device(c, r)) for r in rows]
     return DeviceConnection(
         edges=edges,
@@ -744,15 +853,37 @@ class Query:
     async def device(self, info: Info[Context, None], deviceId: str) -> Device | None:
         c = _ctx(info)
         access = c.viewer.access("entities")
+        viewer = c.viewer
+        histories = [f for f in _selected(info.selected_fields[0].selections) if f.name == "history"]
+
+        def work(s: Session) -> tuple[Any, dict[Any, reads.Frame]]:
+            e = visible_entity(s, access, deviceId)
+            # A history selected on the device is read in the same hop (its errors are left to the field).
+            frames: dict[Any, reads.Frame] = {}
+            for f in histories[:2]:
+                a = f.arguments
+                key = _history_key(
+                    a.get("timerangestart"),
+                    a.get("timerangeend"),
+                    a.get("fields"),
+                    a.get("resolution"),
+                    a.get("aggregation", "AVG"),
+                )
+                with contextlib.suppress(SensorhubError, GraphQLError, KeyError):
+                    frames[key] = _history_frame(s, viewer, e, key)
+            return e, frames
+
         try:
-            e = await c.run(lambda s: visible_entity(s, access, deviceId))
+            e, frames = await c.run(work)
         except NotFound:
             # Not echoing the id: the error's path says which field; the answer is the same for a device
             # that does not exist and one of another organisation.
             raise NotFound(
                 "device not found (no device with this deviceId is visible to this credential)"
             ) from None
-        return _device(c, e)
+        d = _device(c, e)
+        d.prefetched.update(frames)
+        return d
 
     @strawberry.field(
         description="Devices as a plain list (Datacake's allDevices), at most `first` (1-1000, default 100)"
