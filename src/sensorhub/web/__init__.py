@@ -23,12 +23,14 @@ def install(app: FastAPI, ctx: Any) -> None:
     from sensorhub.web.endpoints import router as pages_router
     from sensorhub.web.invitations import router as invitations_router
     from sensorhub.web.live import router as live_router
+    from sensorhub.web.push_pages import router as push_router
     from sensorhub.web.views import page, render
 
     app.include_router(pages_router)
     app.include_router(admin_router)
     app.include_router(invitations_router)
     app.include_router(live_router)
+    app.include_router(push_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     async def _login_required(request: Request, exc: Exception) -> Response:

@@ -1,0 +1,445 @@
+"""Connectors and rules pages of an organisation (owners and admins only): create, test,
+enable/disable, the delivery log with every attempt, dead-letter replay, rule states and history.
+
+Each form handler calls the same service function as ``/api/orgs/{org}/connectors`` and
+``/api/orgs/{org}/rules`` (:mod:`sensorhub.push.connectors`, :mod:`sensorhub.push.delivery`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import RedirectResponse
+from starlette.datastructures import FormData
+from starlette.responses import Response
+
+from sensorhub.accounts import service as accounts
+from sensorhub.accounts.models import Organisation
+from sensorhub.api.deps import ctx
+from sensorhub.auth.dependencies import SessionContext
+from sensorhub.errors import BadRequest
+from sensorhub.push import connectors as svc
+from sensorhub.push import delivery as deliveries
+from sensorhub.push.models import Delivery
+from sensorhub.push.rules import CONDITION_TYPES, DEFAULT_TEMPLATE
+from sensorhub.web import forms
+from sensorhub.web.guards import RequireWebSession, read_form
+from sensorhub.web.views import attempt, page, render
+
+router = APIRouter(include_in_schema=False)
+ADMIN_PAGE = RequireWebSession(org_admin=True, csrf=False)
+ADMIN_FORM = RequireWebSession(org_admin=True)
+
+NOTICES = {
+    "connector-created": "Connector created.",
+    "connector-enabled": "Connector enabled.",
+    "connector-disabled": "Connector disabled: its pending deliveries are not sent.",
+    "connector-deleted": "Connector deleted.",
+    "test-delivered": "Test message delivered.",
+    "test-failed": "The test message was not delivered: see the delivery log below.",
+    "replayed": "Delivery queued again (same idempotency key).",
+    "rule-created": "Rule created.",
+    "rule-enabled": "Rule enabled.",
+    "rule-disabled": "Rule disabled.",
+    "rule-deleted": "Rule deleted.",
+}
+
+
+def _org(sc: SessionContext) -> Organisation:
+    assert sc.org is not None
+    return sc.org
+
+
+def _page(
+    request: Request,
+    sc: SessionContext,
+    section: str,
+    title: str,
+    template: str,
+    *,
+    error: str | None = None,
+    status: int = 200,
+    **values: Any,
+) -> Response:
+    o = _org(sc)
+    notice = NOTICES.get(request.query_params.get("done") or "")
+    p = page(request, f"{title} · {o.name}", sc, active=section, error=error, notice=notice)
+    return render(request, template, p, status, org=o, **values)
+
+
+def _go(org: Organisation, path: str, done: str) -> Response:
+    return RedirectResponse(f"/orgs/{org.slug}/{path}?done={done}", status_code=303)
+
+
+def _post(
+    path: str, form_page: Callable[..., Response], page_args: tuple[str, ...] = ()
+) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
+    def register(action: Callable[..., Response]) -> Callable[..., Response]:
+        def endpoint(
+            request: Request,
+            form: FormData | None = Depends(read_form),
+            sc: SessionContext = Depends(ADMIN_FORM),
+        ) -> Response:
+            params = request.path_params
+            again = {k: params[k] for k in page_args}
+            return attempt(
+                request, sc, lambda: action(request, sc, form, params), form_page, form=form, **again
+            )
+
+        endpoint.__name__ = endpoint.__qualname__ = action.__name__
+        router.post(path, name=action.__name__)(endpoint)
+        return action
+
+    return register
+
+
+def _counts(sc: SessionContext, connector_id: str) -> dict[str, int]:
+    from sqlalchemy import func, select
+
+    rows = sc.db.execute(
+        select(Delivery.status, func.count())
+        .where(Delivery.target_kind == svc.ConnectorTarget.name, Delivery.target_id == connector_id)
+        .group_by(Delivery.status)
+    ).all()
+    return {str(k): int(v) for k, v in rows}
+
+
+# -- connectors -----------------------------------------------------------------------------------
+def connectors_page(
+    request: Request,
+    sc: SessionContext,
+    *,
+    error: str | None = None,
+    status: int = 200,
+    form: FormData | None = None,
+    reveal: dict[str, Any] | None = None,
+) -> Response:
+    o = _org(sc)
+    items = svc.list_connectors(sc.db, o)
+    settings = ctx(request).settings
+    return _page(
+        request,
+        sc,
+        "connectors",
+        "Connectors",
+        "org_connectors.html",
+        error=error,
+        status=status,
+        connectors=items,
+        counts={c.id: _counts(sc, c.id) for c in items},
+        reveal=reveal,
+        form=form,
+        mail_configured=bool(settings.smtp_host),
+        allow_private=settings.push_allow_private_targets,
+    )
+
+
+@router.get("/orgs/{org}/connectors")
+def connectors(org: str, request: Request, sc: SessionContext = Depends(ADMIN_PAGE)) -> Response:
+    return connectors_page(request, sc)
+
+
+class _Form:
+    def __init__(self, form: FormData | None) -> None:
+        self.form = form
+
+    def __call__(self, name: str) -> str:
+        return forms.text(self.form, name)
+
+
+def _webhook(t: _Form) -> tuple[dict[str, Any], dict[str, Any]]:
+    headers: dict[str, str] = {}
+    for line in forms.lines(t("headers")):
+        name, sep, value = line.partition(":")
+        if not sep:
+            raise BadRequest(f"header line {line!r} must be 'Name: value'")
+        headers[name.strip()] = value.strip()
+    config: dict[str, Any] = {"url": t("url"), "body": t("body") or "sensorhub", "headers": headers}
+    if t("timeout_s"):
+        config["timeout_s"] = _number(t("timeout_s"), "Timeout")
+    return config, ({"signing_secret": t("signing_secret")} if t("signing_secret") else {})
+
+
+def _mqtt(t: _Form) -> tuple[dict[str, Any], dict[str, Any]]:
+    config: dict[str, Any] = {
+        "host": t("host"),
+        "tls": t("tls") == "on",
+        "topic": t("topic") or "{org}/{workspace}/{device}/{attribute}",
+        "qos": int(_number(t("qos") or "1", "QoS")),
+    }
+    if t("port"):
+        config["port"] = int(_number(t("port"), "Port"))
+    if t("username"):
+        config["username"] = t("username")
+    return config, ({"password": t("password")} if t("password") else {})
+
+
+def _influxdb(t: _Form) -> tuple[dict[str, Any], dict[str, Any]]:
+    config: dict[str, Any] = {
+        "url": t("url"),
+        "database": t("database"),
+        "measurement": t("measurement") or "sensorhub",
+    }
+    if t("username"):
+        config["username"] = t("username")
+    return config, ({"password": t("password")} if t("password") else {})
+
+
+def _email(t: _Form) -> tuple[dict[str, Any], dict[str, Any]]:
+    to = [a.strip() for a in t("to").replace(";", ",").split(",") if a.strip()]
+    return {"to": to, "subject": t("subject") or None}, {}
+
+
+_KIND_FORMS: dict[str, Callable[[_Form], tuple[dict[str, Any], dict[str, Any]]]] = {
+    "webhook": _webhook,
+    "mqtt": _mqtt,
+    "influxdb": _influxdb,
+    "email": _email,
+}
+
+
+def _config_of(kind: str, form: FormData | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    parse = _KIND_FORMS.get(kind)
+    if parse is None:
+        raise BadRequest("choose a connector kind")
+    return parse(_Form(form))
+
+
+def _number(v: str, label: str) -> float:
+    try:
+        return float(v)
+    except ValueError:
+        raise BadRequest(f"{label} must be a number") from None
+
+
+@_post("/orgs/{org}/connectors", connectors_page)
+def create_connector(request: Request, sc: SessionContext, form: FormData | None, params: Any) -> Response:
+    kind = forms.text(form, "kind")
+    config, secrets = _config_of(kind, form)
+    c, shown = svc.create_connector(
+        sc.db,
+        _org(sc),
+        sc.user,
+        kind=kind,
+        name=forms.text(form, "name"),
+        config=config,
+        secrets=secrets,
+        enabled=True,
+        settings=ctx(request).settings,
+    )
+    if shown:
+        return connectors_page(
+            request, sc, reveal={"name": c.name, "secret": shown.get("signing_secret"), "id": c.id}
+        )
+    return _go(_org(sc), f"connectors/{c.id}", "connector-created")
+
+
+def connector_page(
+    request: Request,
+    sc: SessionContext,
+    connector_id: str,
+    *,
+    error: str | None = None,
+    status: int = 200,
+    form: FormData | None = None,
+    reveal: str | None = None,
+) -> Response:
+    c = svc.get_connector(sc.db, _org(sc), connector_id)
+    st = request.query_params.get("status") or None
+    if st not in (None, "pending", "delivered", "dead", "suppressed"):
+        st = None
+    rows = deliveries.deliveries_of(sc.db, c.org_id, svc.ConnectorTarget.name, c.id, st, None, 100)
+    return _page(
+        request,
+        sc,
+        "connectors",
+        c.name,
+        "org_connector.html",
+        error=error,
+        status=status,
+        c=c,
+        deliveries=[(d, deliveries.attempts_of(sc.db, d)) for d in rows],
+        counts=_counts(sc, c.id),
+        status_filter=st,
+        reveal=reveal,
+    )
+
+
+@router.get("/orgs/{org}/connectors/{connector_id}")
+def connector(
+    org: str, connector_id: str, request: Request, sc: SessionContext = Depends(ADMIN_PAGE)
+) -> Response:
+    return connector_page(request, sc, connector_id)
+
+
+@_post("/orgs/{org}/connectors/{connector_id}/test", connector_page, ("connector_id",))
+def test_connector(request: Request, sc: SessionContext, form: FormData | None, params: Any) -> Response:
+    d = svc.send_test(sc.db, _org(sc), params["connector_id"], sc.user, ctx(request).settings)
+    return _go(
+        _org(sc),
+        f"connectors/{params['connector_id']}",
+        "test-delivered" if d.status == "delivered" else "test-failed",
+    )
+
+
+@_post("/orgs/{org}/connectors/{connector_id}/toggle", connector_page, ("connector_id",))
+def toggle_connector(request: Request, sc: SessionContext, form: FormData | None, params: Any) -> Response:
+    on = forms.text(form, "enabled") == "1"
+    svc.update_connector(sc.db, _org(sc), params["connector_id"], enabled=on, settings=ctx(request).settings)
+    return _go(
+        _org(sc), f"connectors/{params['connector_id']}", "connector-enabled" if on else "connector-disabled"
+    )
+
+
+@_post("/orgs/{org}/connectors/{connector_id}/rotate", connector_page, ("connector_id",))
+def rotate_connector_secret(
+    request: Request, sc: SessionContext, form: FormData | None, params: Any
+) -> Response:
+    hours = _number(forms.text(form, "grace_hours") or "24", "Grace period")
+    _c, new = svc.rotate_secret(sc.db, _org(sc), params["connector_id"], hours, ctx(request).settings)
+    return connector_page(request, sc, params["connector_id"], reveal=new)
+
+
+@_post("/orgs/{org}/connectors/{connector_id}/delete", connector_page, ("connector_id",))
+def delete_connector(request: Request, sc: SessionContext, form: FormData | None, params: Any) -> Response:
+    svc.delete_connector(sc.db, _org(sc), params["connector_id"])
+    return _go(_org(sc), "connectors", "connector-deleted")
+
+
+@_post(
+    "/orgs/{org}/connectors/{connector_id}/deliveries/{delivery_id}/replay", connector_page, ("connector_id",)
+)
+def replay_delivery(request: Request, sc: SessionContext, form: FormData | None, params: Any) -> Response:
+    c = svc.get_connector(sc.db, _org(sc), params["connector_id"])
+    try:
+        did = int(params["delivery_id"])
+    except ValueError:
+        raise BadRequest("no such delivery") from None
+    d = deliveries.get_delivery(sc.db, c.org_id, did)
+    if d.target_id != c.id:
+        raise BadRequest("that delivery is not one of this connector's")
+    deliveries.replay(sc.db, d)
+    return _go(_org(sc), f"connectors/{c.id}", "replayed")
+
+
+# -- rules ----------------------------------------------------------------------------------------
+def rules_page(
+    request: Request,
+    sc: SessionContext,
+    *,
+    error: str | None = None,
+    status: int = 200,
+    form: FormData | None = None,
+) -> Response:
+    o = _org(sc)
+    rules = svc.list_rules(sc.db, o)
+    return _page(
+        request,
+        sc,
+        "rules",
+        "Rules",
+        "org_rules.html",
+        error=error,
+        status=status,
+        rules=[(r, svc.rule_states(sc.db, r)) for r in rules],
+        connectors=svc.list_connectors(sc.db, o),
+        workspaces=accounts.list_workspaces(sc.db, o),
+        types=CONDITION_TYPES,
+        form=form,
+        default_template=DEFAULT_TEMPLATE,
+        names={c.id: c.name for c in svc.list_connectors(sc.db, o)},
+    )
+
+
+@router.get("/orgs/{org}/rules")
+def rules(org: str, request: Request, sc: SessionContext = Depends(ADMIN_PAGE)) -> Response:
+    return rules_page(request, sc)
+
+
+def _condition(form: FormData | None) -> dict[str, Any] | None:
+    t = _Form(form)
+    kind = t("condition")
+    if kind in ("", "none"):
+        return None
+    c: dict[str, Any] = {"type": kind}
+    if t("attribute"):
+        c["attribute"] = t("attribute")
+    numbers = {
+        "above": ("threshold", "hysteresis"),
+        "below": ("threshold", "hysteresis"),
+        "outside": ("min", "max", "hysteresis"),
+        "rate": ("per_minute",),
+        "no_data": ("minutes",),
+    }
+    for name in numbers.get(kind, ()):
+        if t(name):
+            c[name] = _number(t(name), name.replace("_", " "))
+    if kind == "equals":
+        c["value"] = t("value")
+    return c
+
+
+@_post("/orgs/{org}/rules", rules_page)
+def create_rule(request: Request, sc: SessionContext, form: FormData | None, params: Any) -> Response:
+    template = forms.text(form, "template") or None
+    cooldown = forms.integer(forms.text(form, "cooldown_s"), "Cooldown") or 0
+    svc.create_rule(
+        sc.db,
+        _org(sc),
+        sc.user,
+        name=forms.text(form, "name"),
+        workspace=forms.text(form, "workspace") or None,
+        entity_type=forms.text(form, "entity_type") or None,
+        condition=_condition(form),
+        actions=[{"connector_id": cid, "template": template} for cid in forms.many(form, "connectors")],
+        cooldown_s=cooldown,
+        notify_resolved=forms.text(form, "notify_resolved") == "on",
+        enabled=True,
+    )
+    return _go(_org(sc), "rules", "rule-created")
+
+
+def rule_page(
+    request: Request,
+    sc: SessionContext,
+    rule_id: str,
+    *,
+    error: str | None = None,
+    status: int = 200,
+    form: FormData | None = None,
+) -> Response:
+    r = svc.get_rule(sc.db, _org(sc), rule_id)
+    names = {c.id: c.name for c in svc.list_connectors(sc.db, _org(sc))}
+    return _page(
+        request,
+        sc,
+        "rules",
+        r.name,
+        "org_rule.html",
+        error=error,
+        status=status,
+        r=r,
+        states=svc.rule_states(sc.db, r),
+        history=svc.rule_history(sc.db, r, 200),
+        names=names,
+    )
+
+
+@router.get("/orgs/{org}/rules/{rule_id}")
+def rule(org: str, rule_id: str, request: Request, sc: SessionContext = Depends(ADMIN_PAGE)) -> Response:
+    return rule_page(request, sc, rule_id)
+
+
+@_post("/orgs/{org}/rules/{rule_id}/toggle", rule_page, ("rule_id",))
+def toggle_rule(request: Request, sc: SessionContext, form: FormData | None, params: Any) -> Response:
+    on = forms.text(form, "enabled") == "1"
+    svc.update_rule(sc.db, _org(sc), params["rule_id"], {"enabled": on})
+    return _go(_org(sc), f"rules/{params['rule_id']}", "rule-enabled" if on else "rule-disabled")
+
+
+@_post("/orgs/{org}/rules/{rule_id}/delete", rule_page, ("rule_id",))
+def delete_rule(request: Request, sc: SessionContext, form: FormData | None, params: Any) -> Response:
+    svc.delete_rule(sc.db, _org(sc), params["rule_id"])
+    return _go(_org(sc), "rules", "rule-deleted")
