@@ -158,3 +158,19 @@ def test_cli_help_lists_the_commands() -> None:
     out = run("admin", "--help")
     for cmd in ("create-user", "create-token", "revoke-token", "disable-user"):
         assert cmd in out
+
+
+def test_the_default_mqtt_port_moves_when_taken_and_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    """A machine that already runs an MQTT broker on 1883 can still `make demo`: the embedded broker takes
+    the next free port and the console says which."""
+    import socket
+
+    from sensorhub.cli import _default_mqtt_listen
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        chosen = _default_mqtt_listen(first=port)
+    assert chosen.startswith("127.0.0.1:") and int(chosen.rsplit(":", 1)[1]) > port
+    assert f"127.0.0.1:{port} is in use" in capsys.readouterr().err

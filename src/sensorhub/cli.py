@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -85,6 +86,28 @@ MqttListen = Annotated[
 NoMqtt = Annotated[bool, typer.Option("--no-mqtt", help="Do not run the embedded MQTT broker")]
 
 
+def _default_mqtt_listen(first: int = 1883) -> str:
+    """127.0.0.1:1883, MQTT's port; when something else listens there already (a system Mosquitto, say),
+    the next free port up to 1899, said on the console. Only the default moves: an address asked for
+    (--mqtt-listen, SENSORHUB_MQTT_LISTEN) that is taken stops the server with a clear message."""
+    for port in range(first, first + 17):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        if port != first:
+            typer.echo(
+                f"MQTT: 127.0.0.1:{first} is in use; the embedded broker listens on 127.0.0.1:{port}",
+                err=True,
+            )
+        return f"127.0.0.1:{port}"
+    _fail(
+        f"no free port for the embedded MQTT broker on 127.0.0.1:{first}-{first + 16}: "
+        "use --mqtt-listen or --no-mqtt"
+    )
+
+
 def _embedded_mqtt(settings: Settings, listen: str | None, off: bool, workers: int) -> None:
     """Turn the embedded broker on for the server process (a lifespan step), or off."""
     names = ("mqtt_listen", "mqtt_tls_listen", "mqtt_ws_listen", "mqtt_wss_listen")
@@ -92,7 +115,7 @@ def _embedded_mqtt(settings: Settings, listen: str | None, off: bool, workers: i
         for name in names:
             os.environ[f"SENSORHUB_{name.upper()}"] = ""
         return
-    listen = listen or settings.mqtt_listen or "127.0.0.1:1883"
+    listen = listen or settings.mqtt_listen or _default_mqtt_listen()
     if workers > 1:
         _fail(
             "the embedded MQTT broker runs in one process: serve with --workers 1, or with --no-mqtt "

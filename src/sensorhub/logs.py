@@ -186,6 +186,10 @@ def make_formatter(json_logs: bool = False, prefix: str = "shub") -> logging.For
     )
 
 
+# Libraries whose INFO lines narrate their internals (the MQTT broker's state machine): warnings only.
+QUIET_LOGGERS = ("transitions", "amqtt")
+
+
 def dict_config(level: str = "INFO", json_logs: bool = False, prefix: str = "shub") -> dict[str, Any]:
     """The same setup as :func:`configure_logging` as a ``dictConfig``, which uvicorn applies in every
     worker process it spawns (``serve --workers N``); picklable."""
@@ -199,6 +203,7 @@ def dict_config(level: str = "INFO", json_logs: bool = False, prefix: str = "shu
             "stderr": {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stderr"}
         },
         "root": {"level": level.upper(), "handlers": ["stderr"]},
+        "loggers": {name: {"level": "WARNING"} for name in QUIET_LOGGERS},
     }
 
 
@@ -211,3 +216,5 @@ def configure_logging(level: str = "INFO", json_logs: bool = False, prefix: str 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
