@@ -9,7 +9,7 @@ listener can count the statements each request runs; requests of a pair alternat
 see the same machine load.
 
 Usage: .venv/bin/python bench/graphql/bench_graphql.py [--rounds 200]
-       [--database-url postgresql://postgres@127.0.0.1:5432/postgres]   (a fresh database is created)
+       [--database-url postgresql://postgres@127.0.0.1:5432/postgres]   (a fresh database, dropped at the end)
 """
 
 from __future__ import annotations
@@ -197,6 +197,15 @@ def main() -> None:
             p95 = statistics.quantiles(times[n], n=20)[-1]
             print(f"| {n} | {med:.2f} | {p95:.2f} | {med / base_med:.2f}x | {counts[n]} |")
     ctx.db.dispose()
+    if url and args.database_url:
+        drop_pg(args.database_url, url.rsplit("/", 1)[1])
+
+
+def drop_pg(url: str, name: str) -> None:
+    eng = create_engine(url, isolation_level="AUTOCOMMIT")
+    with eng.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    eng.dispose()
 
 
 if __name__ == "__main__":

@@ -84,7 +84,7 @@ def acme(world: World, client: TestClient) -> dict[str, str]:
     }
 
 
-def test_datacake_documented_queries(client: TestClient, acme: dict[str, str]) -> None:
+def _datacake_documented_queries(client: TestClient, acme: dict[str, str]) -> None:
     h = token_auth(acme["read"])
     r = gql(client, "query { user { id } }", **h)
     assert r.status_code == 200 and r.json()["data"]["user"]["id"]
@@ -132,7 +132,7 @@ def test_datacake_documented_queries(client: TestClient, acme: dict[str, str]) -
     assert h2["fields"][0]["values"] == rest["attributes"]["temperature"]
 
 
-def test_every_credential_form_works_and_none_is_a_401(
+def _every_credential_form_works_and_none_is_a_401(
     client: TestClient, acme: dict[str, str], world: World
 ) -> None:
     q = "query { user { id kind } }"
@@ -166,7 +166,7 @@ def test_every_credential_form_works_and_none_is_a_401(
     assert r.status_code == 400 and "debug" in r.json()["errors"][0]["message"]
 
 
-def test_each_field_needs_its_scope(client: TestClient, acme: dict[str, str]) -> None:
+def _each_field_needs_its_scope(client: TestClient, acme: dict[str, str]) -> None:
     h = token_auth(acme["entities"])
     r = gql(
         client,
@@ -185,7 +185,7 @@ def test_each_field_needs_its_scope(client: TestClient, acme: dict[str, str]) ->
     assert gql(client, "{ devices { edges { node { id } } } }", **tel).json()["data"]["devices"]["edges"]
 
 
-def test_one_organisation_never_sees_another(client: TestClient, acme: dict[str, str]) -> None:
+def _one_organisation_never_sees_another(client: TestClient, acme: dict[str, str]) -> None:
     g = token_auth(acme["globex"])
     r = gql(
         client,
@@ -219,7 +219,7 @@ def test_one_organisation_never_sees_another(client: TestClient, acme: dict[str,
         assert secret not in schema
 
 
-def test_paging_filters_and_search(client: TestClient, acme: dict[str, str]) -> None:
+def _paging_filters_and_search(client: TestClient, acme: dict[str, str]) -> None:
     h = token_auth(acme["read"])
     q = "query($after: String) { devices(first: 1, after: $after) { edges { cursor node { id } } pageInfo { hasNextPage endCursor } totalCount } }"
     p1 = gql(client, q, **h).json()["data"]["devices"]
@@ -242,7 +242,7 @@ def test_paging_filters_and_search(client: TestClient, acme: dict[str, str]) -> 
         assert err["extensions"]["code"] == "BAD_USER_INPUT" and what in err["message"], err
 
 
-def test_bad_input_is_a_graphql_error_naming_it(client: TestClient, acme: dict[str, str]) -> None:
+def _bad_input_is_a_graphql_error_naming_it(client: TestClient, acme: dict[str, str]) -> None:
     h = token_auth(acme["read"])
     hist = '{ device(deviceId: "%s") { history(timerangestart: "%s", timerangeend: "%s", resolution: %s) { timestamps } } }'
     cases = [
@@ -357,7 +357,7 @@ def test_current_values_of_many_devices_cost_a_bounded_number_of_statements(
     assert counts[30] == counts[3] <= 2, counts
 
 
-def test_record_measurements_is_the_backfill(client: TestClient, acme: dict[str, str]) -> None:
+def _record_measurements_is_the_backfill(client: TestClient, acme: dict[str, str]) -> None:
     m = "mutation($d: String!, $m: [MeasurementInput!]!) { recordMeasurements(deviceId: $d, measurements: $m) { accepted duplicates } }"
     rows = [
         {"field": "temperature", "value": 30.5, "timestamp": "2026-02-01T00:00:00Z"},
@@ -392,7 +392,7 @@ def test_record_measurements_is_the_backfill(client: TestClient, acme: dict[str,
     assert err["extensions"]["code"] == "NOT_FOUND"
 
 
-def test_aggregates_across_devices(client: TestClient, acme: dict[str, str]) -> None:
+def _aggregates_across_devices(client: TestClient, acme: dict[str, str]) -> None:
     h = token_auth(acme["read"])
     now = gql(
         client, '{ aggregate(field: "temperature") { devices count min max avg sum unit } }', **h
@@ -438,6 +438,10 @@ def test_the_ide_is_served_locally_and_works_with_a_session(client: TestClient, 
 
     page = client.get("/graphql", headers={"accept": "text/html"})
     assert page.status_code == 200 and "GraphiQL" in page.text
+    # Outside the OpenAPI document, which says where GraphQL is described instead.
+    openapi = client.get("/api/openapi.json").json()
+    assert not any(p.startswith("/graphql") for p in openapi["paths"])
+    assert "/graphql" in openapi["info"]["description"]
     assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
     assert assets and all(a.startswith("/static/graphiql/") for a in assets), assets
     for a in assets:
@@ -460,7 +464,7 @@ def test_the_ide_is_served_locally_and_works_with_a_session(client: TestClient, 
     assert err["extensions"] == {"code": "FORBIDDEN", "scope": "ingest"}
 
 
-def test_the_sdk_helper(client: TestClient, acme: dict[str, str]) -> None:
+def _the_sdk_helper(client: TestClient, acme: dict[str, str]) -> None:
     import sensorhub_client as sc
 
     transport = client._transport  # the app, in-process
@@ -550,3 +554,26 @@ def test_subscriptions_deliver_live_measurements_of_readable_devices(
         err = ws.receive_json()
         assert err["payload"]["errors"][0]["extensions"] == {"code": "FORBIDDEN", "scope": "telemetry"}, err
         assert "'telemetry' scope" in err["payload"]["errors"][0]["message"]
+
+
+# Several checks per test: each test's fixture (two organisations, tokens, data) costs more than its checks.
+
+
+def test_documented_queries_credentials_scopes_and_sdk(
+    client: TestClient, acme: dict[str, str], world: World
+) -> None:
+    _datacake_documented_queries(client, acme)
+    _the_sdk_helper(client, acme)
+    _every_credential_form_works_and_none_is_a_401(client, acme, world)
+    _each_field_needs_its_scope(client, acme)
+
+
+def test_tenancy_paging_and_bad_input(client: TestClient, acme: dict[str, str]) -> None:
+    _one_organisation_never_sees_another(client, acme)
+    _paging_filters_and_search(client, acme)
+    _bad_input_is_a_graphql_error_naming_it(client, acme)
+
+
+def test_aggregates_then_recording_measurements(client: TestClient, acme: dict[str, str]) -> None:
+    _aggregates_across_devices(client, acme)
+    _record_measurements_is_the_backfill(client, acme)
