@@ -67,12 +67,12 @@ def check_precision(value: str | None, allowed: Sequence[str]) -> str:
 @dataclass
 class _Device:
     first_line: int
-    # (topic, attribute) → (line numbers, µs timestamps, values)
-    columns: dict[tuple[str, str], tuple[list[int], list[int], list[float]]] = field(default_factory=dict)
-    # attribute → (µs timestamp, value, line) of the latest non-numeric observation
-    states: dict[str, tuple[int, Any, int]] = field(default_factory=dict)
-    state_count: int = 0
-    times: list[int] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)  # the line number of each of its lines
+    raw_times: list[int | None] = field(default_factory=list)  # each line's timestamp as sent
+    # (topic, attribute) → (positions in ``lines``, values)
+    columns: dict[tuple[str, str], tuple[list[int], list[Any]]] = field(default_factory=dict)
+    # (position, attribute, value) of every non-numeric field
+    state_obs: list[tuple[int, str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,14 +126,50 @@ def _decode(body: bytes) -> str:
         raise BadRequest(f"line {line}: the body is not UTF-8 (byte {e.start})") from None
 
 
-def _lines(text: str, max_lines: int) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, parsed line) of every line that is not blank or a comment."""
+_SLOW_FIRST = frozenset(" \t\r\f\v#")
+
+
+@dataclass
+class _Key:
+    """What lines with one series key (measurement and tag set) share: the device they write, their
+    topic and measurement, and per field name its column."""
+
+    device: _Device
+    topic: str
+    measurement: str
+    fields: dict[str, tuple[list[int], list[Any]]] = field(default_factory=dict)
+
+
+def _new_key(parsed: dict[str, Any], devices: dict[str, _Device], device_tags: Sequence[str], n: int) -> _Key:
+    tags = parsed["tags"]
+    ref = _device(tags, device_tags, n)
+    d = devices.get(ref)
+    if d is None:
+        d = devices[ref] = _Device(first_line=n)
+    return _Key(d, _topic(tags, device_tags, n), parsed["measurement"])
+
+
+def _column(k: _Key, name: str, n: int) -> tuple[list[int], list[Any]]:
+    """The column (positions in the device's lines, values) of field ``name`` under key ``k``."""
+    attr = _attribute(k.measurement, name, n)
+    col = k.device.columns.get((k.topic, attr))
+    if col is None:
+        col = k.device.columns[k.topic, attr] = ([], [])
+    k.fields[name] = col
+    return col
+
+
+def _parsed_lines(text: str, max_lines: int) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """(line number, line, parsed line) of every line that is not blank or a comment."""
     parse_line = line_protocol_parser.parse_line
+    format_error = line_protocol_parser.LineFormatError
     count = 0
     for n, raw in enumerate(text.split("\n"), start=1):
-        line = raw.strip()
-        if not line or line[0] == "#":
-            continue
+        line = raw
+        if not line or line[0] in _SLOW_FIRST:
+            line = raw.strip()
+            if not line or line[0] == "#":
+                continue
         count += 1
         if count > max_lines:
             raise PayloadTooLarge(
@@ -141,52 +177,9 @@ def _lines(text: str, max_lines: int) -> Iterator[tuple[int, dict[str, Any]]]:
                 "split the write"
             )
         try:
-            yield n, parse_line(line)
-        except line_protocol_parser.LineFormatError as e:
+            yield n, line, parse_line(line)
+        except format_error as e:
             raise BadRequest(f"line {n}: {e} ({line[:80]!r})") from None
-
-
-class _Names:
-    """The checked device, topic and attribute names of one request: a body repeats the same few
-    names on every line, so each is checked once (the checks cost more than the parse)."""
-
-    def __init__(self, device_tags: Sequence[str]) -> None:
-        self.device_tags = device_tags
-        self.devices: dict[tuple[tuple[str, str], ...], tuple[str, str]] = {}
-        self.attributes: dict[tuple[str, str], str] = {}
-
-    def device_topic(self, tags: dict[str, str], n: int) -> tuple[str, str]:
-        key = tuple(tags.items())
-        hit = self.devices.get(key)
-        if hit is None:
-            hit = self.devices[key] = (_device(tags, self.device_tags, n), _topic(tags, self.device_tags, n))
-        return hit
-
-    def attribute(self, measurement: str, name: str, n: int) -> str:
-        hit = self.attributes.get((measurement, name))
-        if hit is None:
-            hit = self.attributes[measurement, name] = _attribute(measurement, name, n)
-        return hit
-
-
-def _add_fields(
-    d: _Device, names: _Names, n: int, ts: int, topic: str, measurement: str, fields: dict[str, Any]
-) -> None:
-    d.times.append(ts)
-    for name, v in fields.items():
-        attr = names.attribute(measurement, name, n)
-        if type(v) is float or type(v) is int:
-            col = d.columns.get((topic, attr))
-            if col is None:
-                col = d.columns[topic, attr] = ([], [], [])
-            col[0].append(n)
-            col[1].append(ts)
-            col[2].append(float(v))
-        else:
-            prev = d.states.get(attr)
-            if prev is None or ts >= prev[0]:
-                d.states[attr] = (ts, v, n)
-            d.state_count += 1
 
 
 def parse(
@@ -197,48 +190,90 @@ def parse(
     device_tags: Sequence[str] = DEFAULT_DEVICE_TAGS,
 ) -> list[DeviceWrite]:
     """The points of a line-protocol body, one :class:`DeviceWrite` per device (in the order of first
-    appearance); :class:`BadRequest` naming the line of the first problem, nothing parsed past it."""
-    per_unit = _PRECISION_NS_PER_UNIT[precision]
+    appearance); :class:`BadRequest` naming the line of the first problem, nothing parsed past it.
+
+    Every line is parsed by the library; what lines share — the device, topic and attribute names
+    their series key and field names resolve to — is resolved and checked once per key (cached by the
+    key's text when the line has no escapes), and timestamps are converted in bulk."""
     devices: dict[str, _Device] = {}
-    names = _Names(device_tags)
-    for n, parsed in _lines(_decode(body), limits.max_records):
-        ref, topic = names.device_topic(parsed["tags"], n)
-        t = parsed["time"]
-        ts = now_us if t is None else _to_us(t, per_unit, n)
-        d = devices.get(ref)
-        if d is None:
-            d = devices[ref] = _Device(first_line=n)
-        _add_fields(d, names, n, ts, topic, parsed["measurement"], parsed["fields"])
+    keys: dict[Any, _Key] = {}
+    for n, line, parsed in _parsed_lines(_decode(body), limits.max_records):
+        # The series key's text identifies measurement and tags when nothing in the line is escaped.
+        cache_key: Any = (
+            line[: line.find(" ")] if "\\" not in line else (parsed["measurement"], *parsed["tags"].items())
+        )
+        k = keys.get(cache_key)
+        if k is None:
+            k = keys[cache_key] = _new_key(parsed, devices, device_tags, n)
+        d = k.device
+        pos = len(d.lines)
+        d.lines.append(n)
+        d.raw_times.append(parsed["time"])
+        for name, v in parsed["fields"].items():
+            col = k.fields.get(name)
+            if col is None:
+                col = _column(k, name, n)
+            if type(v) is float or type(v) is int:
+                col[0].append(pos)
+                col[1].append(v)
+            else:
+                d.state_obs.append((pos, _attribute(k.measurement, name, n), v))
     if not devices:
         raise BadRequest("the body holds no line; send at least one line of line protocol")
-    return [DeviceWrite(ref, d.first_line, _prepared(d, limits)) for ref, d in devices.items()]
+    per_unit = _PRECISION_NS_PER_UNIT[precision]
+    return [
+        DeviceWrite(ref, d.first_line, _prepared(d, per_unit, now_us, limits)) for ref, d in devices.items()
+    ]
 
 
-def _to_us(t: int, ns_per_unit: int, line: int) -> int:
-    ns = t * ns_per_unit
-    us = ns // 1000
-    if not MIN_US <= us < MAX_US:
-        raise BadRequest(f"line {line}: timestamp {t} is outside the supported time range, {RANGE_TEXT}")
+def _times_us(d: _Device, ns_per_unit: int, now_us: int) -> np.ndarray:
+    """µs timestamps of the device's lines (floor), refusing the first outside the supported range."""
+    raw = d.raw_times
+    missing = [i for i, t in enumerate(raw) if t is None] if None in raw else []
+    vals = np.asarray([0 if t is None else t for t in raw] if missing else raw, dtype=np.int64)
+    if ns_per_unit >= 1000:
+        f = ns_per_unit // 1000
+        lo, hi = -(-MIN_US // f), -(-MAX_US // f)  # raw values whose µs lie in [MIN_US, MAX_US)
+        bad = (vals < lo) | (vals >= hi)
+        us = vals * f
+    else:
+        us = vals // 1000
+        bad = (us < MIN_US) | (us >= MAX_US)
+    if missing:
+        bad[missing] = False
+        us[missing] = now_us
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise BadRequest(
+            f"line {d.lines[i]}: timestamp {raw[i]} is outside the supported time range, {RANGE_TEXT}"
+        )
     return us
 
 
-def _prepared(d: _Device, limits: Limits) -> Prepared:
+def _prepared(d: _Device, ns_per_unit: int, now_us: int, limits: Limits) -> Prepared:
     p = Prepared()
-    names = {attr for _topic, attr in d.columns} | set(d.states)
+    p.record_ts = _times_us(d, ns_per_unit, now_us)
+    columns = {key: col for key, col in d.columns.items() if col[0]}
+    names = {attr for _topic, attr in columns} | {attr for _pos, attr, _v in d.state_obs}
     if len(names) > limits.max_attributes:
         raise PayloadTooLarge(
             f"line {d.first_line}: the device has {len(names)} distinct attributes in this request; at "
             f"most {limits.max_attributes} (SENSORHUB_INGEST_MAX_ATTRIBUTES): split the write"
         )
-    for key, (lines, ts, values) in d.columns.items():
+    lines = np.asarray(d.lines, dtype=np.int64)
+    for key, (positions, values) in columns.items():
+        where = np.asarray(positions, dtype=np.int64)
         arr = np.asarray(values, dtype=np.float64)
         if not np.isfinite(arr).all():
-            bad = lines[int(np.flatnonzero(~np.isfinite(arr))[0])]
+            bad = int(lines[where[int(np.flatnonzero(~np.isfinite(arr))[0])]])
             raise BadRequest(f"line {bad}: a field value is not a finite number")
-        p.numeric[key] = NumericColumn(records=lines, array=arr, ts=np.asarray(ts, dtype=np.int64))
-    p.states = {k: (t, v, None) for k, (t, v, _line) in d.states.items()}
-    p.state_count = d.state_count
-    p.record_ts = np.asarray(d.times, dtype=np.int64)
+        p.numeric[key] = NumericColumn(records=lines[where].tolist(), array=arr, ts=p.record_ts[where])
+    for pos, attr, value in d.state_obs:
+        t = int(p.record_ts[pos])
+        prev = p.states.get(attr)
+        if prev is None or t >= prev[0]:
+            p.states[attr] = (t, value, None)
+    p.state_count = len(d.state_obs)
     months = np.unique(p.record_ts.astype("datetime64[us]").astype("datetime64[M]")).size
     if months > limits.max_months:
         raise PayloadTooLarge(
