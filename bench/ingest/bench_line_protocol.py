@@ -47,7 +47,7 @@ tsbench.VENV_BIN = Path(
 
 YEAR_POINTS = tsbench.YEAR_POINTS
 CHUNK = 5_000
-VM_PORT = 18428
+VM_PORT = 18328
 
 
 def year_lines(device: str, ts_ns: np.ndarray, vals: list[float]) -> list[bytes]:
@@ -58,6 +58,22 @@ def year_lines(device: str, ts_ns: np.ndarray, vals: list[float]) -> list[bytes]
         ).encode()
         for a in range(0, YEAR_POINTS, CHUNK)
     ]
+
+
+def start_sensorhub(env: dict[str, str], data_dir: Path, log: Path) -> subprocess.Popen[bytes]:
+    """``sensorhub serve`` without the embedded MQTT broker (not measured here)."""
+    p = subprocess.Popen(
+        [str(tsbench.VENV_BIN / "sensorhub"), "serve", "--port", str(tsbench.SH_PORT), "--no-mqtt"]
+        + ["--log-level", "warning", "--data-dir", str(data_dir)],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        tsbench.wait_port(tsbench.SH_PORT, timeout=120)
+    except RuntimeError:
+        raise RuntimeError(f"sensorhub did not start: {log.read_text()[-2000:]}") from None
+    return p
 
 
 def start_vm(tmp: Path) -> subprocess.Popen[bytes] | None:
@@ -157,7 +173,7 @@ def main() -> None:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         token = tsbench.setup_sensorhub(env, tmp / "sh")
-        sh_proc = tsbench.start_sensorhub(env, tmp / "sh", tmp / "server.log")
+        sh_proc = start_sensorhub(env, tmp / "sh", tmp / "server.log")
         procs.append(sh_proc)
         ix_proc = tsbench.start_influx(tmp) if shutil.which("influxd") else None
         vm_proc = start_vm(tmp)
