@@ -63,8 +63,17 @@ def year_lines(device: str, ts_ns: np.ndarray, vals: list[float]) -> list[bytes]
 def start_sensorhub(env: dict[str, str], data_dir: Path, log: Path) -> subprocess.Popen[bytes]:
     """``sensorhub serve`` without the embedded MQTT broker (not measured here)."""
     p = subprocess.Popen(
-        [str(tsbench.VENV_BIN / "sensorhub"), "serve", "--port", str(tsbench.SH_PORT), "--no-mqtt"]
-        + ["--log-level", "warning", "--data-dir", str(data_dir)],
+        [
+            str(tsbench.VENV_BIN / "sensorhub"),
+            "serve",
+            "--port",
+            str(tsbench.SH_PORT),
+            "--no-mqtt",
+            "--log-level",
+            "warning",
+            "--data-dir",
+            str(data_dir),
+        ],
         env=env,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
