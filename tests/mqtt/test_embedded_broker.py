@@ -81,13 +81,13 @@ class Device:
     def accepted(self) -> bool:
         return not self.reason.is_failure
 
-    def publish(self, topic: str, payload: bytes | str, qos: int = 1) -> bool:
+    def publish(self, topic: str, payload: bytes | str, qos: int = 1, timeout: float = T) -> bool:
         """True when the broker acknowledged (QoS 1) the message; False when it closed the connection."""
         info = self.c.publish(topic, payload, qos=qos)
         if qos == 0:
             return True
         done = threading.Event()
-        waiter = threading.Thread(target=lambda: (info.wait_for_publish(T), done.set()), daemon=True)
+        waiter = threading.Thread(target=lambda: (info.wait_for_publish(timeout), done.set()), daemon=True)
         waiter.start()
         while not done.is_set() and not self.closed.is_set():
             done.wait(0.01)
@@ -434,14 +434,15 @@ def test_a_token_expiring_mid_session_is_disconnected(
 def test_a_burst_of_values_is_stored_in_full_and_acknowledged_in_order(
     http: TestClient, w: World, devices: Any
 ) -> None:
-    """Messages are stored in batches (one ingest call per device when it can): 150 new attributes at
+    """Messages are stored in batches (one ingest call per device when it can): 110 new attributes at
     once exceed what one ingest call may create (100 series), so that batch falls back to one call per
     message, and every value is still stored; the last PUBACK comes after all of them."""
     token = w.pat("dev@acme.test")
     d = devices(token)
-    for i in range(150):
+    for i in range(110):
         d.c.publish(f"sensorhub/acme/plant/{DEVICE}/a{i}", str(i), qos=0)
-    assert d.publish(f"sensorhub/acme/plant/{DEVICE}/last", "1", qos=1)
+    # 110 new series one by one take a while on a loaded machine: a generous bound, not a timing.
+    assert d.publish(f"sensorhub/acme/plant/{DEVICE}/last", "1", qos=1, timeout=60)
     attributes = latest(http, token)["attributes"]
-    assert len(attributes) == 151
-    assert attributes["a149"]["value"] == 149
+    assert len(attributes) == 111
+    assert attributes["a109"]["value"] == 109
