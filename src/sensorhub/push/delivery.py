@@ -39,7 +39,7 @@ from sensorhub.config import Settings
 from sensorhub.db import Database, utcnow
 from sensorhub.errors import BadRequest, NotFound
 from sensorhub.jobs import holder_id
-from sensorhub.push.events import EventCursor
+from sensorhub.push.events import EventCursor, newest_id
 from sensorhub.push.hub import EventHub
 from sensorhub.push.kinds import Outcome
 from sensorhub.push.models import Attempt, Delivery, PushCursor
@@ -60,6 +60,8 @@ def ordering_key(kind: str, p: PlannedDelivery) -> str:
 def fan_out(db: Database, settings: Settings, now: datetime | None = None) -> tuple[int, int]:
     """One fan-out round: (events read, deliveries created)."""
     now = now or utcnow()
+    if not _events_waiting(db):
+        return 0, 0  # nothing new: no write transaction (on SQLite it would contend with ingest)
     with db.transaction() as s:
         row = _lock_cursor(s, db.dialect)
         if row is None:
@@ -76,6 +78,16 @@ def fan_out(db: Database, settings: Settings, now: datetime | None = None) -> tu
         if cursor.to_json() != before:
             row.state = cursor.to_json()
         return len(events), created
+
+
+def _events_waiting(db: Database) -> bool:
+    """Whether there may be events to fan out (a read: no lock)."""
+    with db.session() as s:
+        row = s.get(PushCursor, FAN_OUT)
+        if row is None:
+            return True
+        c = EventCursor.from_json(row.state)
+        return bool(c.gaps) or newest_id(s) > c.after_id
 
 
 def _delivery(kind: str, p: PlannedDelivery, now: datetime) -> Delivery:
@@ -154,6 +166,9 @@ def claim(db: Database, holder: str, settings: Settings, limit: int = CLAIM_BATC
         .order_by(Delivery.id)
         .limit(limit)
     )
+    with db.session() as s:  # a read first: an idle worker takes no write lock
+        if s.scalar(q.with_only_columns(Delivery.id).limit(1)) is None:
+            return []
     with db.transaction() as s:
         if db.dialect == "postgresql":
             q = q.with_for_update(skip_locked=True, of=Delivery)
@@ -215,10 +230,26 @@ def record(
 
 def attempt(db: Database, delivery_id: int, holder: str, settings: Settings) -> str:
     """Attempt one claimed delivery; returns its status afterwards."""
+    return _attempt(db, delivery_id, holder, settings)[0]
+
+
+def attempt_chain(db: Database, delivery_id: int, holder: str, settings: Settings) -> int:
+    """Attempt a claimed delivery and, while they succeed and are due, the next ones of its ordering
+    key (leased in the same transaction that records each success). Returns how many were attempted."""
+    n, did = 0, delivery_id
+    nxt: int | None = did
+    while nxt is not None:
+        did = nxt
+        _status, nxt = _attempt(db, did, holder, settings)
+        n += 1
+    return n
+
+
+def _attempt(db: Database, delivery_id: int, holder: str, settings: Settings) -> tuple[str, int | None]:
     with db.session() as s:
         d = s.get(Delivery, delivery_id)
         if d is None or d.status != "pending" or d.claimed_by != holder:
-            return "skipped"
+            return "skipped", None
         kind = TARGET_KINDS.get(d.target_kind)
         if kind is None:
             prepared: Callable[[], Outcome] | str = f"no target kind {d.target_kind!r} in this process"
@@ -235,14 +266,34 @@ def attempt(db: Database, delivery_id: int, holder: str, settings: Settings) -> 
                     None,
                     None,
                 )
-            return "suppressed"
+            return "suppressed", None
     result = timed(prepared)
     with db.transaction() as s:
         d = s.get(Delivery, delivery_id)
         if d is None or d.claimed_by != holder or d.status != "pending":
-            return "lost"  # the lease ran out and another worker took it over
+            return "lost", None  # the lease ran out and another worker took it over
         record(s, d, result, settings)
-        return d.status
+        nxt = _lease_next(s, d, holder, settings, db.dialect) if d.status == "delivered" else None
+        return d.status, nxt
+
+
+def _lease_next(s: Session, d: Delivery, holder: str, settings: Settings, dialect: str) -> int | None:
+    """In the transaction that recorded ``d`` as delivered: lease the next delivery of its ordering key
+    when it is due (a chain of one device's messages goes out without a claim round per message)."""
+    now = utcnow()
+    q = (
+        select(Delivery)
+        .where(Delivery.ordering_key == d.ordering_key, Delivery.status == "pending", Delivery.id > d.id)
+        .order_by(Delivery.id)
+        .limit(1)
+    )
+    if dialect == "postgresql":
+        q = q.with_for_update(skip_locked=True)
+    nxt = s.scalars(q).first()
+    if nxt is None or nxt.next_attempt_at > now or (nxt.lease_until is not None and nxt.lease_until > now):
+        return None
+    nxt.lease_until, nxt.claimed_by = now + timedelta(seconds=settings.push_lease_seconds), holder
+    return nxt.id
 
 
 class DeliveryWorker:
@@ -258,8 +309,7 @@ class DeliveryWorker:
         events, created = fan_out(self.db, self.settings)
         work = events + created
         for did in claim(self.db, self.holder, self.settings):
-            attempt(self.db, did, self.holder, self.settings)
-            work += 1
+            work += attempt_chain(self.db, did, self.holder, self.settings)
         return work
 
     def run(self, stop: threading.Event) -> None:
