@@ -455,6 +455,8 @@ def test_the_ide_is_served_locally_and_works_with_a_session(client: TestClient, 
     del client.headers["X-CSRF-Token"]
     r = gql(client, "{ user { kind } }")
     assert r.status_code == 403 and r.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    r = client.get("/graphql", params={"query": "{ user { kind } }"})  # GET too: no forged cross-site reads
+    assert r.status_code == 403 and "CSRF" in r.json()["errors"][0]["message"]
     # A session never writes: recording measurements needs a token.
     client.headers["X-CSRF-Token"] = csrf
     err = gql(

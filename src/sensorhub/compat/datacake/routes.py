@@ -41,7 +41,7 @@ from strawberry.types.unset import UNSET, UnsetType
 from graphql import GraphQLError
 from sensorhub.api.deps import ctx
 from sensorhub.auth import sessions
-from sensorhub.auth.dependencies import TENANT_HEADER, UNSAFE_METHODS, AnyToken, Public
+from sensorhub.auth.dependencies import TENANT_HEADER, AnyToken, Public
 from sensorhub.auth.pipeline import GENERIC_401
 from sensorhub.auth.restrictions import RequestFacts
 from sensorhub.compat.datacake import viewer as viewers
@@ -169,7 +169,6 @@ async def _session_viewer(request: Request, cookie: str, tenant: str | None) -> 
 
     db = ctx(request).db
     given = request.headers.get("x-csrf-token")
-    unsafe = request.method in UNSAFE_METHODS
 
     def work() -> viewers.Viewer:
         with db.session() as s:
@@ -177,7 +176,9 @@ async def _session_viewer(request: Request, cookie: str, tenant: str | None) -> 
             if found is None:
                 raise Unauthorized("Your session has expired or was ended; log in again")
             web_session, user = found
-            if unsafe and not sessions.csrf_matches(web_session, given):
+            # Every request, GET included: the only session client is our IDE (which sends it), and a
+            # forged cross-site GET must not even spend the session's cost budget.
+            if not sessions.csrf_matches(web_session, given):
                 raise Forbidden("Missing or wrong CSRF token: send the csrf_token from login as X-CSRF-Token")
             request.state.graphql_user = user.id
             return viewers.from_session(s, user, tenant)

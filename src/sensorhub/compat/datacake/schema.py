@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -59,6 +60,7 @@ from sensorhub.timeseries.query import DEFAULT_RESOLUTION, read_series
 from sensorhub.timeseries.repository import DeviceSelection, ValueFilter
 
 T = TypeVar("T")
+log = logging.getLogger("sensorhub.graphql")
 
 # The REST device listing's page size (/api/devices: default 100, at most 1000), as Relay's `first`.
 FIRST = LimitPolicy(default=telemetry.LIMITS.default, maximum=telemetry.LIMITS.maximum, param="first")
@@ -1056,6 +1058,14 @@ class Subscription:
         except FeedClosed as e:
             raise GraphQLError(
                 f"the subscription ended: {e.reason}", extensions={"code": "FORBIDDEN"}
+            ) from None
+        except GraphQLError:
+            raise
+        except Exception as e:  # the WebSocket transport does not format errors: never an uncoded one
+            log.error("GraphQL subscription failed", exc_info=e)
+            raise GraphQLError(
+                "Internal server error; the server logged the details",
+                extensions={"code": "INTERNAL_SERVER_ERROR"},
             ) from None
         finally:
             feed.close()
