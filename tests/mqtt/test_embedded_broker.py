@@ -446,3 +446,23 @@ def test_a_burst_of_values_is_stored_in_full_and_acknowledged_in_order(
     attributes = latest(http, token)["attributes"]
     assert len(attributes) == 111
     assert attributes["a109"]["value"] == 109
+
+
+def test_revocation_by_another_process_disconnects_too(
+    http: TestClient, w: World, devices: Any, mqtt_settings: Settings
+) -> None:
+    """``sensorhub admin revoke-token`` runs in a process of its own: the broker hears of it through the
+    epoch file of the data directory (or Redis), not through its own database listeners."""
+    from sensorhub.tokens import service as tokens
+
+    token = w.pat("dev@acme.test")
+    d = devices(token)
+    user_id = w.user("dev@acme.test").id
+    other = AppContext.build(mqtt_settings)  # as the CLI builds it, with its own cache and listeners
+    try:
+        with other.db.transaction() as s:
+            cred = next(c for c in tokens.list_pats(s, user_id) if c.name == "test")
+            tokens.revoke(s, cred, actor_id=None)
+    finally:
+        other.db.dispose()
+    assert d.closed.wait(T)
