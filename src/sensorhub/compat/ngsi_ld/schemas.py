@@ -17,6 +17,7 @@ from fastapi import Query
 from sensorhub.compat.ngsi_ld.contexts import CORE_REQUEST, RequestContext
 from sensorhub.compat.ngsi_ld.render import Projection, Representation
 from sensorhub.entities.normalize import check_entity_id
+from sensorhub.entities.patterns import check_pattern
 from sensorhub.entities.qlang import QSyntaxError, parse_q, rename
 from sensorhub.entities.service import (
     MAX_LIST_ITEMS,
@@ -326,6 +327,8 @@ def _selector(i: int, sel: Any) -> Selector:
             raise BadRequest(f"entities[{i}].{name} must be a string")
     if t is None and eid is None and pat is None:
         raise BadRequest(f"entities[{i}] needs at least one of type, id, idPattern")
+    if pat is not None:
+        check_pattern(pat, f"entities[{i}].idPattern")
     # The type expression is kept as written and parsed with the request's context (see _in_context).
     return Selector((t,) if t else (), (check_entity_id(eid, f"entities[{i}].id"),) if eid else (), pat)
 
