@@ -238,7 +238,7 @@ def test_join_inline_and_flat(client: TestClient, token: str) -> None:
 
 def test_refusals_paging_and_paths(client: TestClient, token: str) -> None:
     h = bearer(token)
-    for name in ("orderBy", "datasetId", "csf", "georel"):
+    for name in ("orderBy", "datasetId", "csf"):
         body = problem(client.get(E, params={"type": "Parcel", name: "x"}, headers=h), 501, "NotImplemented")
         assert name in body["detail"]
     body = problem(client.get(E, params={"type": "Parcel", "limt": "3"}, headers=h), 400, "BadRequestData")

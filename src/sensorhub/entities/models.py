@@ -6,10 +6,11 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, UniqueConstraint, event
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sensorhub.db import Base, UTCDateTime, utcnow
+from sensorhub.entities.geo import entity_bbox
 
 
 def new_asset_id() -> str:
@@ -22,6 +23,7 @@ class Entity(Base):
         UniqueConstraint("org_id", "entity_id", name="uq_entities_org_entity"),
         Index("ix_entities_org_type_entity", "org_id", "type", "entity_id"),
         Index("ix_entities_ws_entity", "workspace_id", "entity_id"),
+        Index("ix_entities_geo_lat", "geo_min_lat", "geo_min_lon"),
     )
 
     # Surrogate key used by series and for keyset paging.
@@ -41,5 +43,26 @@ class Entity(Base):
     attrs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # GeoJSON geometry of the "location" GeoProperty, if any.
     location: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Bounding box of ``location`` (the geo-query prefilter, see entities/geo.py), set on every write;
+    # geo_lat_span bounds how far below a query's box an overlapping entity's geo_min_lat can lie.
+    geo_min_lon: Mapped[float | None] = mapped_column(Float, nullable=True)
+    geo_min_lat: Mapped[float | None] = mapped_column(Float, nullable=True)
+    geo_max_lon: Mapped[float | None] = mapped_column(Float, nullable=True)
+    geo_max_lat: Mapped[float | None] = mapped_column(Float, nullable=True)
+    geo_lat_span: Mapped[float | None] = mapped_column(Float, nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     modified_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+def _keep_bbox(_mapper: object, _conn: object, e: Entity) -> None:
+    """Every ORM write of an entity refreshes the bounding box of its location."""
+    box = entity_bbox(e.location)
+    if box is None:
+        e.geo_min_lon = e.geo_min_lat = e.geo_max_lon = e.geo_max_lat = e.geo_lat_span = None
+    else:
+        e.geo_min_lon, e.geo_min_lat, e.geo_max_lon, e.geo_max_lat = box
+        e.geo_lat_span = box[3] - box[1]
+
+
+event.listen(Entity, "before_insert", _keep_bbox)
+event.listen(Entity, "before_update", _keep_bbox)

@@ -27,6 +27,7 @@ from sensorhub.authz.entities import visible_entity
 from sensorhub.authz.scope import visible_entities
 from sensorhub.authz.subjects import user_reach
 from sensorhub.entities.anchors import ANCHORS
+from sensorhub.entities.geo import GeoQuery, entity_geometry
 from sensorhub.entities.models import Entity
 from sensorhub.entities.normalize import (
     EntityData,
@@ -71,6 +72,7 @@ class EntityQuery:
     attrs: frozenset[str] | None = None  # projection; entities need at least one of them
     workspace_ids: frozenset[str] | None = None  # assets: restrict to these workspaces
     none: bool = False  # the query can match no entity (e.g. a type expression no entity satisfies)
+    geo: GeoQuery | None = None  # georel/geometry/coordinates/geoproperty (entities/geo.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +173,8 @@ def entity_filter(s: Session, access: Access, query: EntityQuery) -> ColumnEleme
     visible = visible_sql(access, Entity.org_id, Entity.workspace_id, Entity.entity_id, Entity.attrs, dialect)
     if query.q is not None:
         parts.append(compile_q(query.q, JsonAttrs(Entity.attrs, dialect), visible))
+    if query.geo is not None and query.geo.geoproperty == "location":
+        parts.append(_geo_prefilter(s, query.geo))
     if query.attrs is not None:
         j = JsonAttrs(Entity.attrs, dialect)
         have = [
@@ -186,6 +190,79 @@ def entity_filter(s: Session, access: Access, query: EntityQuery) -> ColumnEleme
 
 
 ORDER = (Entity.entity_id, Entity.org_id)  # unique: (org_id, entity_id) is a unique key
+# Located entities a geo-query may test exactly in one request (after the bounding-box prefilter).
+MAX_GEO_CANDIDATES = 250_000
+
+
+def _geo_prefilter(s: Session, geo: GeoQuery) -> ColumnElement[bool]:
+    """The bounding-box part of a geo-query on ``location``, served by the (geo_min_lat, geo_min_lon)
+    index: an entity whose box overlaps the query's box has ``geo_min_lat`` within the largest stored
+    latitude span below it."""
+    box = geo.bbox()
+    if box is None:
+        return Entity.geo_min_lat.is_not(None)
+    lo_x, lo_y, hi_x, hi_y = box
+    span = float(s.scalar(select(func.max(Entity.geo_lat_span))) or 0.0)
+    return and_(
+        Entity.geo_min_lat >= lo_y - span,
+        Entity.geo_min_lat <= hi_y,
+        Entity.geo_max_lat >= lo_y,
+        Entity.geo_min_lon <= hi_x,
+        Entity.geo_max_lon >= lo_x,
+    )
+
+
+def _query_geo(
+    s: Session,
+    access: Access,
+    query: EntityQuery,
+    limit: int,
+    offset: int,
+    cursor: str | None,
+    count: bool,
+    sys_attrs: bool,
+) -> Page:
+    """A page of a geo-query: the prefiltered candidates' geometries are tested exactly (shapely), then
+    the page's rows are read by key. Counts and offsets are over the exact matches."""
+    geo = query.geo
+    assert geo is not None
+    cols: list[Any] = [Entity.pk, Entity.entity_id, Entity.org_id, Entity.location]
+    if geo.geoproperty != "location":
+        cols.append(Entity.attrs)
+    q = select(*cols).where(entity_filter(s, access, query)).order_by(*ORDER).limit(MAX_GEO_CANDIDATES + 1)
+    if geo.geoproperty == "location" and geo.bbox() is not None:
+        # SQLite's planner would rather walk the (org, type, id) index in output order and test every
+        # row's JSON; the box is far more selective.
+        q = q.with_hint(Entity, "INDEXED BY ix_entities_geo_lat", "sqlite")
+    cand = s.execute(q).all()
+    if len(cand) > MAX_GEO_CANDIDATES:
+        raise BadRequest(
+            f"georel: this geo-query would test more than {MAX_GEO_CANDIDATES} entities exactly; narrow it "
+            "(type, q, a smaller area or maxDistance)"
+        )
+    ok = geo.matches(
+        [entity_geometry(r.location, r.attrs if len(r) > 4 else None, geo.geoproperty) for r in cand]
+    )
+    hits = [r for r, m in zip(cand, ok, strict=True) if m]
+    page = Page([], len(hits) if count else None)
+    if cursor is not None:
+        anchor = decode_entity_cursor(cursor)
+        start = next((i for i, r in enumerate(hits) if (r.entity_id, r.org_id) > anchor), len(hits))
+    else:
+        start = offset
+    chosen = hits[start : start + limit]
+    if limit == 0 or not chosen:
+        return page
+    rows = {
+        (r.entity_id, r.org_id): r
+        for r in s.execute(_rows_query(Entity.pk.in_([c.pk for c in chosen]), sys_attrs))
+    }
+    page.rows = [rows[(c.entity_id, c.org_id)] for c in chosen if (c.entity_id, c.org_id) in rows]
+    if len(hits) > start + limit:
+        last = chosen[-1]
+        page.next_cursor = encode_cursor(last.entity_id, last.org_id)
+        page.next_offset = offset + limit
+    return page
 
 
 def decode_entity_cursor(cursor: str) -> tuple[str, str]:
@@ -279,7 +356,10 @@ def query_entities(
     if access.is_empty:
         return Page([], 0 if count else None)
     with _regex_guard(s, query):
-        page = _query_entities(s, access, query, limit, offset, cursor, count, sys_attrs, reader)
+        if query.geo is not None:
+            page = _query_geo(s, access, query, limit, offset, cursor, count, sys_attrs)
+        else:
+            page = _query_entities(s, access, query, limit, offset, cursor, count, sys_attrs, reader)
     if is_bounded(access):
         page.rows = [
             EntityRow(

@@ -35,6 +35,7 @@ from sensorhub.compat.ngsi_ld.contexts import (
     ContextStore,
     RequestContext,
 )
+from sensorhub.compat.ngsi_ld.geo import GEOJSON, check_geometry_property, feature, wants_geojson
 from sensorhub.compat.ngsi_ld.render import Projection, Representation, project, render_entity
 from sensorhub.compat.ngsi_ld.schemas import QueryParams
 from sensorhub.entities import discovery
@@ -98,7 +99,12 @@ def request_context(request: Request, body: Any = None) -> RequestContext:
 
 
 def _json(
-    body: Any, ld: bool, rc: RequestContext, status: int = 200, headers: dict[str, str] | None = None
+    body: Any,
+    ld: bool,
+    rc: RequestContext,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    media: str | None = None,
 ) -> Response:
     h = dict(headers or {})
     links = [h.pop("Link")] if "Link" in h else []
@@ -110,8 +116,17 @@ def _json(
         orjson.dumps(body),
         status_code=status,
         headers=h,
-        media_type="application/ld+json" if ld else "application/json",
+        media_type=media or ("application/ld+json" if ld else "application/json"),
     )
+
+
+def _geojson(request: Request, params: QueryParams) -> str | None:
+    """The GeoProperty of GeoJSON Features when the client asks for ``application/geo+json``."""
+    if wants_geojson(request.headers.get("accept")):
+        return check_geometry_property(params.geometryProperty)
+    if params.geometryProperty is not None:
+        raise BadRequest("geometryProperty needs Accept: application/geo+json")
+    return None
 
 
 class _Paging(NamedTuple):
@@ -195,6 +210,7 @@ def _query_response(
     rep = params.representation(rc)
     join = params.join_spec()
     query = params.query(rc)
+    gprop = _geojson(request, params)
     access = principal.access("entities")  # narrowed by NGSILD-Tenant in the guard
     lim = _limit(paging.limit, paging.with_count)
     page = entities.query_entities(
@@ -227,6 +243,15 @@ def _query_response(
         )
     if links:
         headers["Link"] = ", ".join(links)
+    if gprop is not None and join[0] != "flat":
+        fc = {
+            "type": "FeatureCollection",
+            "features": [
+                feature(b, r.location, r.attrs, rc.stored(gprop))
+                for b, r in zip(body, page.rows, strict=True)
+            ],
+        }
+        return _json(fc, False, rc, headers=headers, media=GEOJSON)
     return _json(body, ld, rc, headers=headers)
 
 
@@ -409,12 +434,15 @@ def get_entity(
         e.created_at,
         e.modified_at,
     )
-    context = rc.ref if ld else None
+    gprop = _geojson(request, params)
+    context = rc.ref if ld and gprop is None else None
     body = _render_row(row, rep, rc, context)
     if join[0] is not None:
         out = _join(db, access, [row], [body], rep, rc, context, join)
         if join[0] == "flat":
             return _json(out, ld, rc)
+    if gprop is not None:
+        return _json(feature(body, row.location, row.attrs, rc.stored(gprop)), False, rc, media=GEOJSON)
     return _json(body, ld, rc)
 
 

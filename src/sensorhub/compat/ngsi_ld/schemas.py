@@ -9,13 +9,15 @@ anything else unknown is a 400 ``BadRequestData`` naming it. Nothing is silently
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from fastapi import Query
+from fastapi import Depends, Query
 
 from sensorhub.compat.ngsi_ld.contexts import CORE_REQUEST, RequestContext
+from sensorhub.compat.ngsi_ld.geo import geo_from_body, geo_params
 from sensorhub.compat.ngsi_ld.render import Projection, Representation
+from sensorhub.entities.geo import GeoQuery
 from sensorhub.entities.normalize import check_entity_id
 from sensorhub.entities.patterns import check_pattern
 from sensorhub.entities.qlang import QSyntaxError, parse_q, rename
@@ -34,11 +36,6 @@ MAX_TYPE_EXPR = 2000
 
 # Parameters of the standard that sensorhub does not implement: 501 NotImplemented naming them.
 REFUSED_PARAMS: dict[str, str] = {
-    "georel": "geo-queries are not available yet",
-    "geometry": "geo-queries are not available yet",
-    "coordinates": "geo-queries are not available yet",
-    "geoproperty": "geo-queries are not available yet",
-    "geometryProperty": "GeoJSON output is not available yet",
     "csf": "sensorhub has no context source registrations (no distributed operations)",
     "datasetId": "multi-attributes (several instances of one attribute) are not stored",
     "orderBy": "results are always ordered by entity id (then organisation)",
@@ -50,13 +47,12 @@ REFUSED_PARAMS: dict[str, str] = {
 REFUSED_EXTRA: dict[str, Any] = {"x-refused-parameters": REFUSED_PARAMS}
 # Query body members of the standard that sensorhub does not implement.
 REFUSED_MEMBERS: dict[str, str] = {
-    "geoQ": "geo-queries are not available yet",
     "csf": REFUSED_PARAMS["csf"],
     "temporalQ": "temporal queries go to /ngsi-ld/v1/temporalEntityOperations/query",
     "datasetId": REFUSED_PARAMS["datasetId"],
 }
 QUERY_MEMBERS = frozenset(
-    {"type", "entities", "attrs", "pick", "omit", "q", "scopeQ", "lang", "@context", "id"}
+    {"type", "entities", "attrs", "pick", "omit", "q", "scopeQ", "lang", "@context", "id", "geoQ"}
 )
 SELECTOR_MEMBERS = frozenset({"type", "id", "idPattern"})
 FORMS = {
@@ -91,8 +87,8 @@ def wants_ld(accept: str | None) -> bool:
     for _, _, media in sorted(offers):
         if media == "application/ld+json":
             return True
-        if media in ("application/json", "*/*", "application/*"):
-            return False
+        if media in ("application/json", "*/*", "application/*", "application/geo+json"):
+            return False  # GeoJSON: see compat/ngsi_ld/geo.py (wants_geojson)
     raise NotAcceptable("this endpoint returns application/json or application/ld+json")
 
 
@@ -118,6 +114,8 @@ class QueryParams:
     joinLevel: int | None = None
     containedBy: str | None = None
     selectors: tuple[Selector, ...] | None = None  # from a Query body's ``entities``
+    geo: GeoQuery | None = None  # georel/geometry/coordinates/geoproperty or a body's geoQ
+    geometryProperty: str | None = None  # with Accept: application/geo+json
     extra: dict[str, Any] = field(default_factory=dict)
 
     def query(self, ctx: RequestContext) -> EntityQuery:
@@ -138,11 +136,15 @@ class QueryParams:
             check_scope_q(self.scopeQ)
             none = True  # no entity has a scope here (docs/ngsi-ld.md): a valid scopeQ matches nothing
         attrs = names(self.attrs, "attrs")
+        geo = self.geo
+        if geo is not None and geo.geoproperty != "location":
+            geo = replace(geo, geoproperty=ctx.stored(geo.geoproperty))
         return EntityQuery(
             selectors=sels,
             q=q,
             attrs=frozenset(ctx.stored(a) for a in attrs) if attrs is not None else None,
             none=none,
+            geo=geo,
         )
 
     def representation(self, ctx: RequestContext) -> Representation:
@@ -181,6 +183,9 @@ class QueryParams:
         return join, level, contained
 
 
+_GEOMETRY_PROPERTY = "With Accept: application/geo+json: the GeoProperty of each Feature (default location)"
+
+
 def query_params(
     type: str | None = Query(None, description="Entity types: `A,B` or `A|B` (either), `A;B` (both), `(…)`"),
     id: str | None = Query(None, description="Entity ids, comma-separated"),
@@ -197,8 +202,12 @@ def query_params(
     joinLevel: int | None = Query(None, description=f"Depth of join, 1-{MAX_JOIN_LEVEL}"),
     containedBy: str | None = Query(None, description="Entity ids already traversed (join)"),
     local: bool | None = Query(None, description="Accepted: sensorhub has only local entities"),
+    geo: GeoQuery | None = Depends(geo_params),
+    geometryProperty: str | None = Query(None, description=_GEOMETRY_PROPERTY),
 ) -> QueryParams:
     return QueryParams(
+        geo=geo,
+        geometryProperty=geometryProperty,
         type=type,
         id=id,
         idPattern=idPattern,
@@ -224,10 +233,17 @@ def representation_params(
     joinLevel: int | None = Query(None, description=f"Depth of join, 1-{MAX_JOIN_LEVEL}"),
     containedBy: str | None = Query(None, description="Entity ids already traversed (join)"),
     local: bool | None = Query(None, description="Accepted: sensorhub has only local entities"),
+    geometryProperty: str | None = Query(None, description=_GEOMETRY_PROPERTY),
 ) -> QueryParams:
     """The query-string part of ``POST /entityOperations/query`` (the rest is in the body)."""
     return QueryParams(
-        options=options, format=format, lang=lang, join=join, joinLevel=joinLevel, containedBy=containedBy
+        options=options,
+        format=format,
+        lang=lang,
+        join=join,
+        joinLevel=joinLevel,
+        containedBy=containedBy,
+        geometryProperty=geometryProperty,
     )
 
 
@@ -243,8 +259,10 @@ def retrieve_params(
     containedBy: str | None = Query(None, description="Entity ids already traversed (join)"),
     type: str | None = Query(None, description="The entity's type (404 when it has another)"),
     local: bool | None = Query(None, description="Accepted: sensorhub has only local entities"),
+    geometryProperty: str | None = Query(None, description=_GEOMETRY_PROPERTY),
 ) -> QueryParams:
     return QueryParams(
+        geometryProperty=geometryProperty,
         type=type,
         attrs=attrs,
         pick=pick,
@@ -270,8 +288,8 @@ def with_body(base: QueryParams, body: Any) -> QueryParams:
         v = body.get(k)
         if v is not None and not isinstance(v, (list, str)):
             raise BadRequest(f"'{k}' must be a list of names")
-    if not selectors and body.get("q") is None and body.get("attrs") is None and body.get("scopeQ") is None:
-        raise BadRequest("the Query needs at least one of entities, attrs, q or scopeQ")
+    if not selectors and all(body.get(k) is None for k in ("q", "attrs", "scopeQ", "geoQ")):
+        raise BadRequest("the Query needs at least one of entities, attrs, q, scopeQ or geoQ")
     return QueryParams(
         attrs=body.get("attrs"),
         pick=body.get("pick"),
@@ -285,6 +303,8 @@ def with_body(base: QueryParams, body: Any) -> QueryParams:
         joinLevel=base.joinLevel,
         containedBy=base.containedBy,
         selectors=selectors,
+        geo=geo_from_body(body.get("geoQ")),
+        geometryProperty=base.geometryProperty,
     )
 
 

@@ -29,7 +29,9 @@ from sensorhub.auth.principal import Principal
 from sensorhub.authz.access import Access
 from sensorhub.authz.scope import Tenanted, readable_windows_us, visible_entities
 from sensorhub.compat.ngsi_ld import schemas
+from sensorhub.compat.ngsi_ld.geo import geo_params
 from sensorhub.entities import service as entities
+from sensorhub.entities.geo import GeoQuery
 from sensorhub.entities.normalize import CONTEXT_LINK, CORE_CONTEXT
 from sensorhub.entities.service import EntityQuery
 from sensorhub.errors import BadRequest, InsufficientScope
@@ -406,13 +408,16 @@ def query_temporal(
     offset: int = Query(0, ge=0),
     count: bool = Query(False),
     cursor: str | None = Query(None, description="Opaque keyset cursor from a Link rel=next URL"),
+    geo: GeoQuery | None = Depends(geo_params),
     accept: str | None = Header(None),
     principal: Principal = Depends(TIMESERIES),
     db: Session = Depends(get_db),
 ) -> Response:
     rng = parse_range(timerel, timeAt, endTimeAt, timeproperty)
     rep = parse_representation(options, format, lastN, aggrMethods, aggrPeriodDuration)
-    query = schemas.query_from_params(type_=type, id_=id, id_pattern=idPattern, attrs=None, q=q)
+    query = replace(
+        schemas.query_from_params(type_=type, id_=id, id_pattern=idPattern, attrs=None, q=q), geo=geo
+    )
     return _query(
         request,
         db,
@@ -490,7 +495,7 @@ def post_temporal_query(
     rng = parse_range(tq.get("timerel"), tq.get("timeAt"), tq.get("endTimeAt"), tq.get("timeproperty"))
     rep = parse_representation(options, format, lastN, aggrMethods, aggrPeriodDuration)
     # attrs names the series to return; the entity part of the Query is the entity API's own.
-    query = replace(schemas.query_from_body(rest), attrs=None)
+    query = replace(schemas.query_from_body(rest), attrs=None)  # geoQ included
     picked = _attr_names(rest.get("attrs"))
     return _query(
         request,
