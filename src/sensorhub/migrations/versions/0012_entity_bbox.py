@@ -1,7 +1,7 @@
 """entities: bounding box of the location (the NGSI-LD geo-query prefilter)
 
 Revision ID: 0010_geo
-Revises: 0009_push_delivery
+Revises: 0006_series_topic
 
 Filled here for the entities that already have a location; from then on every ORM write of an entity
 keeps it (sensorhub.entities.models).
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010_geo"
-down_revision: str | None = "0009_push_delivery"
+down_revision: str | None = "0006_series_topic"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
