@@ -579,3 +579,30 @@ def test_tenancy_paging_and_bad_input(client: TestClient, acme: dict[str, str]) 
 def test_aggregates_then_recording_measurements(client: TestClient, acme: dict[str, str]) -> None:
     _aggregates_across_devices(client, acme)
     _record_measurements_is_the_backfill(client, acme)
+
+
+def test_a_revoked_token_ends_its_subscription(
+    client: TestClient, acme: dict[str, str], world: World
+) -> None:
+    from sqlalchemy import select
+
+    from sensorhub.auth import token_format
+    from sensorhub.tokens import service as tokens
+    from sensorhub.tokens.models import Credential
+
+    client.app.state.ctx.settings.live_heartbeat_seconds = 0.2  # type: ignore[attr-defined]
+    token = world.pat("a@acme.test", ["entities", "telemetry"], name="to-revoke")
+    with client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+        ws.send_json({"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}})
+        assert ws.receive_json()["type"] == "connection_ack"
+        ws.send_json(
+            {"id": "1", "type": "subscribe", "payload": {"query": "subscription { measurements { value } }"}}
+        )
+        _wait_for_feeds(client, 1)
+        with world.ctx.db.transaction() as s:
+            cred = s.scalar(select(Credential).where(Credential.digest == token_format.digest(token)))
+            assert cred is not None
+            tokens.revoke(s, cred, actor_id=None)
+        msg = ws.receive_json()  # at the next heartbeat, the feed re-checks the credential
+        err = msg["payload"]["errors"][0] if msg["type"] == "next" else msg["payload"][0]
+        assert err["extensions"]["code"] == "FORBIDDEN" and "revoked" in err["message"], msg
