@@ -51,8 +51,9 @@ def data(client: TestClient, token: str, device: str = DEV, **params: Any) -> di
 
 @pytest.fixture
 def live(app: FastAPI) -> Iterator[str]:
-    """The test's app behind a real HTTP server (uvicorn in a thread), for real client libraries."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    """The test's app behind a real HTTP server (uvicorn in a thread), for real client libraries. Its
+    lifespan is the one the ``client`` fixture runs (tests use both), so uvicorn runs none."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     t = threading.Thread(target=server.run, daemon=True)
     t.start()
