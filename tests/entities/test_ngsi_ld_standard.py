@@ -169,6 +169,7 @@ QUERIES: list[tuple[dict[str, str], list[str]]] = [
     ({"q": 'area.unitCode=="HAR"'}, ["p1"]),
     ({"q": "soil[ph]>6"}, ["p1"]),  # inside a JsonProperty
     ({"q": 'crop=="wheat"'}, ["p1"]),  # VocabProperty
+    ({"q": 'label[de]=="Nordfeld"'}, ["p1"]),  # LanguageProperty, one language
     ({"q": "area==0.5..2"}, ["p2"]),
     ({"type": "Parcel,Farm", "q": "name"}, ["f1", "f2"]),
     ({"type": "(Parcel|Farm);Parcel"}, ["p1", "p2"]),

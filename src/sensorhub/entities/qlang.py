@@ -440,14 +440,15 @@ def compile_q(node: Node, j: JsonAttrs, visible: Visible | None = None) -> Colum
 
 def _roots(c: Comparison) -> list[tuple[str, ...]]:
     """The JSON paths a comparison reads: the attribute (and sub-attributes) then the member that holds
-    its value — ``value``, ``object`` or ``vocab`` (strings only), ``json`` with keys — then the keys."""
-    keys = tuple(k for name in c.path[1:] for k in (name,))
-    base = (c.path[0], *keys)
+    its value — ``value``, ``object`` or ``vocab`` (strings only), ``json`` with keys, ``languageMap``
+    with one key (a language: ``label[de]``) — then the keys."""
+    base = c.path
     if c.path[-1] in METADATA and len(c.path) > 1:
         return [base] if not c.inner else []
     sample = c.value[0] if isinstance(c.value, tuple) else c.value
     if c.inner:
-        return [(*base, "value", *c.inner), (*base, "json", *c.inner)]
+        roots = [(*base, "value", *c.inner), (*base, "json", *c.inner)]
+        return roots + [(*base, "languageMap", *c.inner)] if len(c.inner) == 1 else roots
     if isinstance(sample, str) or c.op in ("~=", "!~="):
         return [(*base, "value"), (*base, "object"), (*base, "vocab")]
     if c.op is None:
