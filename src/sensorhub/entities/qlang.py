@@ -448,7 +448,7 @@ def _roots(c: Comparison) -> list[tuple[str, ...]]:
     sample = c.value[0] if isinstance(c.value, tuple) else c.value
     if c.inner:
         roots = [(*base, "value", *c.inner), (*base, "json", *c.inner)]
-        return roots + [(*base, "languageMap", *c.inner)] if len(c.inner) == 1 else roots
+        return [*roots, (*base, "languageMap", *c.inner)] if len(c.inner) == 1 else roots
     if isinstance(sample, str) or c.op in ("~=", "!~="):
         return [(*base, "value"), (*base, "object"), (*base, "vocab")]
     if c.op is None:
