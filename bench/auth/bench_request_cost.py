@@ -1,0 +1,199 @@
+"""Server CPU per request of sensorhub's token routes against the framework floor (issue 17's target:
+a token-authenticated small JSON route ≤ 3× the CPU of a bare Starlette "hello" app, access log on).
+
+Starts, in one run, three servers, each one uvicorn worker with its access log on (level info):
+- a bare Starlette app answering ``GET /hello`` (``bench/auth/floor_apps.py``),
+- the same with FastAPI,
+- a real ``sensorhub serve`` (SQLite in a scratch data dir, ``--no-mqtt``, default log level) with a PAT
+  made by ``sensorhub admin create-token``,
+and drives them interleaved (round after round, each target in turn) with the same load: ``wrk`` (one
+thread, 16 connections), or an httpx loop when wrk is missing (the script says which). The figure is the
+**server's CPU time per request**, from ``/proc/<pid>/stat`` (user + system of the whole server
+process, its threads included) before and after each run: robust to other load on the machine, unlike
+requests/s (reported too). Medians over the rounds.
+
+Usage: .venv/bin/python bench/auth/bench_request_cost.py [--seconds 4] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+BIN = Path(sys.executable).parent
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the process (all its threads), from /proc/<pid>/stat."""
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+@dataclass
+class Target:
+    label: str
+    url: str
+    pid: int
+    headers: dict[str, str] = field(default_factory=dict)
+    cpu_us: list[float] = field(default_factory=list)
+    rps: list[float] = field(default_factory=list)
+
+
+def drive_wrk(t: Target, seconds: float) -> int:
+    cmd = ["wrk", "-t1", "-c16", f"-d{max(1, round(seconds))}s"]
+    for k, v in t.headers.items():
+        cmd += ["-H", f"{k}: {v}"]
+    out = subprocess.run([*cmd, t.url], capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out:
+        sys.exit(f"{t.label}: non-2xx answers under load:\n{out}")
+    m = re.search(r"(\d+) requests in", out)
+    assert m, out
+    return int(m.group(1))
+
+
+def drive_httpx(t: Target, seconds: float) -> int:
+    n = 0
+    end = time.monotonic() + seconds
+    with httpx.Client(headers=t.headers) as c:
+        while time.monotonic() < end:
+            r = c.get(t.url)
+            assert r.status_code == 200, (t.label, r.status_code, r.text)
+            n += 1
+    return n
+
+
+def wait_up(url: str) -> None:
+    for _ in range(200):
+        try:
+            if httpx.get(url).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    sys.exit(f"server at {url} did not come up")
+
+
+def make_token(env: dict[str, str]) -> str:
+    sh = str(BIN / "sensorhub")
+    user = ["--email", "b@example.com", "--password", "bench-pass-1", "--org", "bench", "--role", "owner"]
+    subprocess.run([sh, "admin", "create-user", *user], env=env, check=True, capture_output=True)
+    out = subprocess.run(
+        [
+            sh,
+            "admin",
+            "create-token",
+            "--email",
+            "b@example.com",
+            "--name",
+            "bench",
+            "--scopes",
+            "timeseries",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    m = re.search(r"shub_pat_\w+", out)
+    assert m, out
+    return m.group(0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=4)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    if shutil.which("wrk") is None and os.geteuid() == 0:
+        print("wrk not found: installing it (apt-get install -y wrk)", file=sys.stderr)
+        subprocess.run(["apt-get", "install", "-y", "wrk"], capture_output=True)
+    use_wrk = shutil.which("wrk") is not None
+    drive = drive_wrk if use_wrk else drive_httpx
+    load = "wrk -t1 -c16" if use_wrk else "an httpx keep-alive loop (wrk not installed)"
+    print(f"load generator: {load}", file=sys.stderr)
+
+    data = Path(tempfile.mkdtemp(prefix="shub-bench-cost-"))
+    env = dict(
+        os.environ,
+        SENSORHUB_DATA_DIR=str(data),
+        SENSORHUB_RATE_LIMIT_PER_MINUTE="100000000",
+        SENSORHUB_FAILED_AUTH_LIMIT="100000000",
+    )
+    token = make_token(env)
+    servers: list[subprocess.Popen[bytes]] = []
+    targets: list[Target] = []
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    try:
+        for name, app in (("Starlette hello", "starlette_app"), ("FastAPI hello", "fastapi_app")):
+            port = free_port()
+            uv = [str(BIN / "uvicorn"), f"floor_apps:{app}", "--app-dir", str(HERE), "--port", str(port)]
+            p = subprocess.Popen([*uv, "--log-level", "info"], env=env, **quiet)  # type: ignore[call-overload]
+            servers.append(p)
+            targets.append(Target(name, f"http://127.0.0.1:{port}/hello", p.pid))
+        port = free_port()
+        p = subprocess.Popen(  # type: ignore[call-overload]
+            [str(BIN / "sensorhub"), "serve", "--port", str(port), "--no-mqtt"], env=env, **quiet
+        )
+        servers.append(p)
+        base = f"http://127.0.0.1:{port}"
+        auth = {"Authorization": f"Bearer {token}"}
+        targets += [
+            Target("sensorhub GET /healthz (no auth)", base + "/healthz", p.pid),
+            Target("sensorhub GET /api/tokens/self (token)", base + "/api/tokens/self", p.pid, auth),
+            Target("sensorhub GET /api/managements (token)", base + "/api/managements", p.pid, auth),
+        ]
+        for t in targets:
+            wait_up(t.url.replace("/api/tokens/self", "/healthz").replace("/api/managements", "/healthz"))
+            r = httpx.get(t.url, headers=t.headers)
+            assert r.status_code == 200, (t.label, r.status_code, r.text)
+        for t in targets:  # warm-up: caches, lazy imports, the first usage write
+            drive(t, 1)
+        for _ in range(args.rounds):
+            for t in targets:
+                c0, w0 = cpu_seconds(t.pid), time.monotonic()
+                n = drive(t, args.seconds)
+                c1, w1 = cpu_seconds(t.pid), time.monotonic()
+                t.cpu_us.append((c1 - c0) / n * 1e6)
+                t.rps.append(n / (w1 - w0))
+    finally:
+        for p in servers:
+            p.terminate()
+        for p in servers:
+            p.wait(15)
+        shutil.rmtree(data, ignore_errors=True)
+
+    floor = statistics.median(targets[0].cpu_us)
+    print(
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; {load}; "
+        f"{args.rounds} rounds × {args.seconds:g} s per target, interleaved; medians\n"
+    )
+    print("| server, route | server CPU per request | × Starlette | requests/s (wall) |")
+    print("|---|---:|---:|---:|")
+    for t in targets:
+        cpu = statistics.median(t.cpu_us)
+        print(f"| {t.label} | {cpu:.0f} µs | {cpu / floor:.2f} | {statistics.median(t.rps):,.0f} |")
+
+
+if __name__ == "__main__":
+    main()
