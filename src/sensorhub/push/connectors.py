@@ -534,7 +534,16 @@ class ConnectorTarget:
                     continue  # a state never crosses a numeric threshold
                 changes = rules.transitions(cond, st.state, np.array([e.time_us], np.int64), [e.value], None)
             st.last_value, st.last_time_us, st.last_seen_at = e.value, e.time_us, now
-            msg0 = data_message([e], names.org(rule.org_id), names.workspace(e.workspace_id), kind="rule")
+            if not changes:
+                continue
+            # Only the point of each change is sent: the event's other points are not copied.
+            msg0 = {
+                "type": "rule",
+                "organisation": names.org(rule.org_id),
+                "workspace": names.workspace(e.workspace_id),
+                "device": {"id": e.entity_ref, "type": e.entity_type},
+                "data": [],
+            }
             for ch in changes:
                 out.extend(self._transition(s, rule, st, e, ch, msg0, now))
         return out
