@@ -347,6 +347,7 @@ def test_scopes_and_tenancy(client: TestClient, world: World, fleet: dict[str, s
     r = client.get(TE, params={"type": "Vehicle"}, headers=bearer(stranger))
     assert r.status_code == 200 and r.json() == []
     problem(client.get(f"{TE}/{VEH}"), 401, "Unauthorized")
+    problem(client.get(TE, params={"limit": "501"}, headers=bearer(fleet["read"])), 403, "TooManyResults")
 
 
 BAD_INPUT: list[tuple[dict[str, str], str]] = [

@@ -34,7 +34,7 @@ from sensorhub.entities import service as entities
 from sensorhub.entities.geo import GeoQuery
 from sensorhub.entities.normalize import CONTEXT_LINK, CORE_CONTEXT
 from sensorhub.entities.service import EntityQuery
-from sensorhub.errors import BadRequest, InsufficientScope
+from sensorhub.errors import BadRequest, InsufficientScope, TooManyResults
 from sensorhub.kit.paging import LimitPolicy
 from sensorhub.kit.time import from_us, iso, iso_array, parse_time, to_us
 from sensorhub.kit.urls import next_link
@@ -58,7 +58,7 @@ _DOC = (
     "`lastN`, `attrs`, `options=temporalValues|aggregatedValues` with `aggrMethods` and "
     f"`aggrPeriodDuration` (ISO 8601, periods start at `timeAt`). At most {MAX_INSTANCES} instances per "
     "attribute: beyond that the answer is `206` with `Content-Range: date-time <start>-<end>/<lastN or *>` "
-    "(continue with `timeAt=<end>`, `timerel=after`). Entities are paged like `/entities` (`limit`, "
+    "(continue with `timeAt=<end>`, `timerel=after`). Entities are paged like `/entities` (`limit` up to 500, more is 403 TooManyResults, "
     '`Link: rel="next"`).'
 )
 
@@ -341,6 +341,12 @@ def _query(
     ld = schemas.wants_ld(accept)
     access_e = _entities_access(principal)
     access_ts = principal.access("timeseries")
+    if limit is not None and limit > entities.MAX_LIMIT:
+        # As on /entities: never silently fewer entities than asked for.
+        raise TooManyResults(
+            f"limit {str(limit)[:20]} is more than this server hands out per page ({entities.MAX_LIMIT}): "
+            f'ask for at most {entities.MAX_LIMIT} and follow the Link rel="next" URL'
+        )
     lim = LIMITS.resolve(limit)
     page = entities.query_entities(
         db,
