@@ -13,12 +13,15 @@ from sensorhub.jobs import JobRunner
 from sensorhub.push.connectors import ConnectorTarget
 from sensorhub.push.delivery import DeliveryWorker, cursor_floor, enqueue
 from sensorhub.push.retention import prune_events
+from sensorhub.push.subscription_target import SubscriptionTarget
+from sensorhub.push.targets import register_target
 
 NO_DATA_INTERVAL_S = 30
 
 
 def build_runner(ctx: AppContext) -> JobRunner:
     runner = JobRunner(ctx.db)
+    register_target(SubscriptionTarget())  # NGSI-LD subscriptions are delivered by the same worker
     worker = DeliveryWorker(ctx.db, ctx.settings, ctx.hub, runner.holder)
     runner.register_loop("push-delivery", worker.run)
     runner.register_periodic("push-no-data-rules", NO_DATA_INTERVAL_S, lambda: check_no_data(ctx))

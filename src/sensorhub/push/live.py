@@ -240,7 +240,7 @@ class SessionViewer:
 # --- the hub ------------------------------------------------------------------------------------------
 
 
-def _event_of(row: PushEvent) -> LiveEvent:
+def event_of(row: PushEvent) -> LiveEvent:
     return LiveEvent(
         id=int(row.id),
         org_id=row.org_id,
@@ -293,7 +293,7 @@ class LiveHub:
     # -- reading ---------------------------------------------------------------------------------------
     def _read(self, after: int, limit: int) -> list[LiveEvent]:
         with self.db.session() as s:
-            return [_event_of(r) for r in events.read_since(s, after, limit)]
+            return [event_of(r) for r in events.read_since(s, after, limit)]
 
     async def read(self, after: int, limit: int) -> list[LiveEvent]:
         """Committed events after ``after``, in id order (the replay of a reconnecting feed)."""
@@ -301,7 +301,7 @@ class LiveHub:
 
     def _read_tail(self) -> list[LiveEvent]:
         with self.db.session() as s:
-            return [_event_of(r) for r in self._tail.read(s, READ_BATCH)]
+            return [event_of(r) for r in self._tail.read(s, READ_BATCH)]
 
     def _newest(self) -> int:
         with self.db.session() as s:

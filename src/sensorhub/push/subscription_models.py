@@ -32,10 +32,7 @@ class NgsiSubscription(Base):
     throttling: Mapped[float | None] = mapped_column(Float, nullable=True)
     # Why the server turned it off (e.g. the endpoint answered 410 Gone); None while the owner decides.
     disabled_reason: Mapped[str | None] = mapped_column(String(300), nullable=True)
-    times_sent: Mapped[int] = mapped_column(Integer, default=0)
-    times_failed: Mapped[int] = mapped_column(Integer, default=0)
+    # When a notification was last queued (throttling); counts and outcomes are in the delivery log.
     last_notification: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    last_success: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    last_failure: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     modified_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

@@ -24,7 +24,7 @@ keyValues or concise) with ``notification.attributes`` (or all), the new value a
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -70,7 +70,11 @@ def _columns(sub: NgsiSubscription, spec: dict[str, Any]) -> None:
 
 
 def create(
-    s: Session, principal: Principal, sub_id: str | None, spec: dict[str, Any], check_target: Any
+    s: Session,
+    principal: Principal,
+    sub_id: str | None,
+    spec: dict[str, Any],
+    check_target: Callable[[str], None],
 ) -> NgsiSubscription:
     """Store a checked subscription spec for ``principal`` (``check_target(uri)``: the SSRF check)."""
     if principal.access(SCOPE).is_empty:
@@ -114,7 +118,7 @@ def get(s: Session, principal: Principal, sub_id: str) -> NgsiSubscription:
 
 
 def update(
-    s: Session, principal: Principal, sub_id: str, spec: dict[str, Any], check_target: Any
+    s: Session, principal: Principal, sub_id: str, spec: dict[str, Any], check_target: Callable[[str], None]
 ) -> NgsiSubscription:
     sub = get(s, principal, sub_id)
     check_target(spec["notification"]["endpoint"]["uri"])
@@ -139,35 +143,28 @@ def _dt(v: datetime | None) -> str | None:
     return None if v is None else v.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def to_json(sub: NgsiSubscription, now: datetime, *, context: bool) -> dict[str, Any]:
-    """The subscription as the spec's Subscription data type, with its status members."""
+def to_json(sub: NgsiSubscription, st: dict[str, Any], now: datetime, *, context: bool) -> dict[str, Any]:
+    """The subscription as the spec's Subscription data type, with its status members (``st``: counts
+    and times from the delivery log, :func:`sensorhub.push.subscription_target.delivery_stats`)."""
     spec = dict(sub.spec)
     notification = dict(spec.pop("notification"))
     out: dict[str, Any] = {"id": sub.sub_id, "type": "Subscription", **spec}
     out["isActive"] = sub.is_active
     out["status"] = status(sub, now)
-    n_status = (
-        "failed"
-        if sub.last_failure and (not sub.last_success or sub.last_failure > sub.last_success)
-        else "ok"
-    )
+    failed, succeeded = st["last_failure"], st["last_success"]
+    n_status = "failed" if failed and (not succeeded or failed > succeeded) else "ok"
     notification.update(
-        {
-            "status": n_status,
-            "timesSent": sub.times_sent,
-            "timesFailed": sub.times_failed,
-        }
+        {"status": n_status, "timesSent": st["times_sent"], "timesFailed": st["times_failed"]}
     )
     for key, value in (
-        ("lastNotification", sub.last_notification),
-        ("lastSuccess", sub.last_success),
-        ("lastFailure", sub.last_failure),
+        ("lastNotification", st["last_notification"]),
+        ("lastSuccess", succeeded),
+        ("lastFailure", failed),
     ):
         if value is not None:
             notification[key] = _dt(value)
     out["notification"] = notification
-    if sub.disabled_reason:
-        out["description"] = out.get("description") or ""
+    if sub.disabled_reason and not sub.is_active:
         out["statusReason"] = sub.disabled_reason
     out["createdAt"] = _dt(sub.created_at)
     out["modifiedAt"] = _dt(sub.modified_at)
@@ -322,21 +319,6 @@ def notification(sub: NgsiSubscription, seen: Seen, now: datetime) -> tuple[dict
     if ld:
         body["@context"] = CORE_CONTEXT
     return body, "application/ld+json" if ld else "application/json"
-
-
-def record_result(sub: NgsiSubscription, ok: bool, http_status: int | None, now: datetime) -> None:
-    """Count an attempt; an endpoint answering 410 Gone turns the subscription off."""
-    if ok:
-        sub.times_sent += 1
-        sub.last_success = now
-        return
-    sub.times_failed += 1
-    sub.last_failure = now
-    if http_status == 410:
-        sub.is_active = False
-        sub.disabled_reason = (
-            "the endpoint answered 410 Gone: notifications stopped (PATCH isActive to resume)"
-        )
 
 
 # --- q on one entity ----------------------------------------------------------------------------------

@@ -8,16 +8,17 @@ ProblemDetails (the one error handler, by path).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum
 from typing import Any
 from urllib.parse import quote
 
 import orjson
-from fastapi import APIRouter, Body, Depends, Header, Query
+from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from sensorhub.api.deps import get_db
+from sensorhub.api.deps import ctx, get_db
 from sensorhub.auth.dependencies import RequireScope
 from sensorhub.auth.principal import Principal
 from sensorhub.compat.ngsi_ld.schemas import wants_ld
@@ -26,6 +27,8 @@ from sensorhub.db import utcnow
 from sensorhub.entities.normalize import CONTEXT_LINK
 from sensorhub.errors import BadRequest
 from sensorhub.push import subscriptions as subs
+from sensorhub.push.ssrf import check_url
+from sensorhub.push.subscription_target import delivery_stats
 
 router = APIRouter()
 PATH = "/ngsi-ld/v1/subscriptions"
@@ -59,8 +62,11 @@ it is revoked no further notification is sent. A 410 from the endpoint pauses th
 """
 
 
-def check_target_url(uri: str) -> None:
-    """Creation-time check of the endpoint (the delivery queue checks it again, against SSRF, per attempt)."""
+def _endpoint_check(request: Request) -> Callable[[str], None]:
+    """The endpoint must be reachable for connectors (SSRF: no loopback, private or link-local address
+    unless the operator allows them); the delivery queue checks it again before every attempt."""
+    allow = ctx(request).settings.push_allow_private_targets
+    return lambda uri: check_url(uri, allow, ("https", "http"), "notification.endpoint.uri")
 
 
 def _json(body: Any, ld: bool, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -77,12 +83,13 @@ def _json(body: Any, ld: bool, status: int = 200, headers: dict[str, str] | None
 
 @router.post(PATH, tags=TAGS, status_code=201, summary="Create a subscription", description=CREATE_DOC)
 def create_subscription(
+    request: Request,
     body: Any = Body(..., examples=[EXAMPLE]),
     principal: Principal = Depends(ENTITIES),
     db: Session = Depends(get_db),
 ) -> Response:
     sub_id, spec = parse_subscription(body, utcnow())
-    sub = subs.create(db, principal, sub_id, spec, check_target_url)
+    sub = subs.create(db, principal, sub_id, spec, _endpoint_check(request))
     return Response(status_code=201, headers={"Location": f"{PATH}/{quote(sub.sub_id, safe=':')}"})
 
 
@@ -102,7 +109,7 @@ def list_subscriptions(
     rows, total = subs.owned(db, principal, lim, offset)
     now = utcnow()
     headers = {"NGSILD-Results-Count": str(total)} if count else {}
-    return _json([subs.to_json(r, now, context=ld) for r in rows], ld, headers=headers)
+    return _json([subs.to_json(r, delivery_stats(db, r), now, context=ld) for r in rows], ld, headers=headers)
 
 
 @router.get(f"{PATH}/{{subscription_id}}", tags=TAGS, summary="Retrieve a subscription")
@@ -113,7 +120,8 @@ def get_subscription(
     db: Session = Depends(get_db),
 ) -> Response:
     ld = wants_ld(accept)
-    return _json(subs.to_json(subs.get(db, principal, subscription_id), utcnow(), context=ld), ld)
+    sub = subs.get(db, principal, subscription_id)
+    return _json(subs.to_json(sub, delivery_stats(db, sub), utcnow(), context=ld), ld)
 
 
 @router.patch(
@@ -125,6 +133,7 @@ def get_subscription(
     "checked as a whole, with the same rules as on creation).",
 )
 def update_subscription(
+    request: Request,
     subscription_id: str,
     body: Any = Body(..., examples=[{"isActive": False}]),
     principal: Principal = Depends(ENTITIES),
@@ -132,7 +141,7 @@ def update_subscription(
 ) -> Response:
     sub = subs.get(db, principal, subscription_id)
     spec = merge_fragment(sub.spec, body, utcnow())
-    subs.update(db, principal, subscription_id, spec, check_target_url)
+    subs.update(db, principal, subscription_id, spec, _endpoint_check(request))
     return Response(status_code=204)
 
 
