@@ -365,7 +365,10 @@ class LiveHub:
 
     async def _subscribe(self, key: str, selection: Selection) -> _Sub:
         await self._ensure_started()
-        self.check_capacity(key)
+        try:
+            self.check_capacity(key)  # again: feeds opened since the request was checked count too
+        except RateLimited as e:
+            raise FeedClosed(e.message) from None
         self._open[key] += 1
         sub = _Sub(selection, self._cursor)
         self._subs.add(sub)

@@ -41,6 +41,7 @@ from sensorhub.entities.models import Entity
 from sensorhub.entities.normalize import CORE_CONTEXT, render
 from sensorhub.entities.patterns import sqlite_regexp
 from sensorhub.entities.qlang import BoolOp, Comparison, Node, parse_q
+from sensorhub.entities.qlang import _roots as roots_of
 from sensorhub.entities.service import entity_attrs
 from sensorhub.errors import BadRequest, Conflict, NotFound
 from sensorhub.kit.time import iso
@@ -323,18 +324,16 @@ def notification(sub: NgsiSubscription, seen: Seen, now: datetime) -> tuple[dict
 
 # --- q on one entity ----------------------------------------------------------------------------------
 
+_MISSING = object()
 
-def _lookup(attrs: dict[str, Any], path: tuple[str, ...]) -> tuple[bool, Any]:
-    name, *inner = path
-    attr = attrs.get(name)
-    if not isinstance(attr, dict):
-        return False, None
-    value = attr.get("object") if attr.get("type") == "Relationship" else attr.get("value")
-    for key in inner:
-        if not isinstance(value, dict) or key not in value:
-            return False, None
-        value = value[key]
-    return True, value
+
+def _walk(attrs: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    value: Any = attrs
+    for k in keys:
+        if not isinstance(value, dict) or k not in value:
+            return _MISSING
+        value = value[k]
+    return value
 
 
 def _same_kind(a: Any, b: Any) -> bool:
@@ -350,6 +349,8 @@ def _eq(value: Any, target: Any) -> bool:
 
 
 def _positive(c: Comparison, value: Any) -> bool:
+    if value is _MISSING:
+        return False
     if c.op in ("~=", "!~="):
         return isinstance(value, str) and bool(sqlite_regexp(str(c.value), value))
     if c.kind == "range":
@@ -357,39 +358,44 @@ def _positive(c: Comparison, value: Any) -> bool:
         lo, hi = c.value
         return _same_kind(value, lo) and not isinstance(value, bool) and lo <= value <= hi
     if c.kind == "list":
-        return any(_eq(value, v) for v in c.value)  # type: ignore[union-attr]
+        assert isinstance(c.value, tuple)
+        return any(_eq(value, v) for v in c.value)
     return _eq(value, c.value)
 
 
-def _compare(c: Comparison, value: Any) -> bool:
-    if not _same_kind(value, c.value) or isinstance(value, bool):
-        return False
-    target: Any = c.value
-    return bool(_ORDER[str(c.op)](value, target))
-
-
-_ORDER: dict[str, Any] = {
-    ">": lambda a, b: a > b,
-    "<": lambda a, b: a < b,
-    ">=": lambda a, b: a >= b,
-    "<=": lambda a, b: a <= b,
+_ORDER: dict[str, Callable[[Any, Any], bool]] = {
+    ">": lambda a, b: bool(a > b),
+    "<": lambda a, b: bool(a < b),
+    ">=": lambda a, b: bool(a >= b),
+    "<=": lambda a, b: bool(a <= b),
 }
+
+
+def _compare(c: Comparison, value: Any) -> bool:
+    if value is _MISSING or isinstance(value, bool) or not _same_kind(value, c.value):
+        return False
+    return _ORDER[str(c.op)](value, c.value)
 
 
 def evaluate_q(node: Node, attrs: dict[str, Any]) -> bool:
     """``q`` (parsed by :func:`sensorhub.entities.qlang.parse_q`) on one entity's normalized attributes,
-    with the same meaning as the SQL the entity queries compile it to: type-aware comparisons, ``!=``
-    only on entities that have the attribute."""
+    with the meaning of the SQL the entity queries compile it to (the same JSON paths, from
+    :func:`sensorhub.entities.qlang.roots_of`): type-aware comparisons, ``!=`` only on entities that have
+    the attribute."""
     if isinstance(node, BoolOp):
         parts = (evaluate_q(n, attrs) for n in node.items)
         return all(parts) if node.op == "and" else any(parts)
-    present, value = _lookup(attrs, node.path)
-    if node.op is None:
-        return present if len(node.path) == 1 else present and value is not None
-    if not present:
+    roots = roots_of(node)
+    if not roots:
         return False
+    values = [_walk(attrs, r) for r in roots]
+    present = any(v is not _MISSING for v in values)
+    if node.op is None:
+        if len(node.path) == 1 and not node.inner:
+            return node.path[0] in attrs
+        return present
     if node.op in ("!=", "!~="):
-        return not _positive(node, value)
+        return present and not any(_positive(node, v) for v in values)
     if node.op in ("==", "~="):
-        return _positive(node, value)
-    return _compare(node, value)
+        return any(_positive(node, v) for v in values)
+    return any(_compare(node, v) for v in values)

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from sensorhub.compat.ngsi_ld.contexts import context_links, is_core
 from sensorhub.entities.normalize import check_attr_name, check_context, check_entity_id, check_type
 from sensorhub.entities.patterns import check_pattern
 from sensorhub.entities.qlang import parse_q
@@ -74,12 +75,29 @@ MAX_TEXT = 1000
 MAX_URI = 2048
 
 
+class NotImplementedMember(BadRequest):
+    """A member of the Subscription data type this server does not implement: 400, ETSI type
+    ``NotImplemented``, naming it."""
+
+    ngsi_type = "NotImplemented"
+
+
+def check_link_contexts(link: str | None) -> None:
+    """A ``Link`` header naming a user @context would have the body's terms read unexpanded: refused."""
+    for url in context_links(link):
+        if not is_core(url):
+            raise BadRequest(
+                "Link: subscriptions understand only the NGSI-LD core @context; user contexts are not "
+                "supported here (send full attribute names)"
+            )
+
+
 def _refuse_unknown(
     body: dict[str, Any], allowed: frozenset[str], not_impl: dict[str, str], where: str
 ) -> None:
     for name, why in not_impl.items():
         if name in body:
-            raise BadRequest(f"'{where}{name}' is not supported: {why}")
+            raise NotImplementedMember(f"'{where}{name}' is not implemented by this server: {why}")
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise BadRequest(

@@ -22,7 +22,11 @@ from sensorhub.api.deps import ctx, get_db
 from sensorhub.auth.dependencies import RequireScope
 from sensorhub.auth.principal import Principal
 from sensorhub.compat.ngsi_ld.schemas import wants_ld
-from sensorhub.compat.ngsi_ld.subscription_schemas import merge_fragment, parse_subscription
+from sensorhub.compat.ngsi_ld.subscription_schemas import (
+    check_link_contexts,
+    merge_fragment,
+    parse_subscription,
+)
 from sensorhub.db import utcnow
 from sensorhub.entities.normalize import CONTEXT_LINK
 from sensorhub.errors import BadRequest
@@ -85,9 +89,11 @@ def _json(body: Any, ld: bool, status: int = 200, headers: dict[str, str] | None
 def create_subscription(
     request: Request,
     body: Any = Body(..., examples=[EXAMPLE]),
+    link: str | None = Header(None, description="Only the NGSI-LD core @context is understood"),
     principal: Principal = Depends(ENTITIES),
     db: Session = Depends(get_db),
 ) -> Response:
+    check_link_contexts(link)
     sub_id, spec = parse_subscription(body, utcnow())
     sub = subs.create(db, principal, sub_id, spec, _endpoint_check(request))
     return Response(status_code=201, headers={"Location": f"{PATH}/{quote(sub.sub_id, safe=':')}"})
@@ -136,9 +142,11 @@ def update_subscription(
     request: Request,
     subscription_id: str,
     body: Any = Body(..., examples=[{"isActive": False}]),
+    link: str | None = Header(None, description="Only the NGSI-LD core @context is understood"),
     principal: Principal = Depends(ENTITIES),
     db: Session = Depends(get_db),
 ) -> Response:
+    check_link_contexts(link)
     sub = subs.get(db, principal, subscription_id)
     spec = merge_fragment(sub.spec, body, utcnow())
     subs.update(db, principal, subscription_id, spec, _endpoint_check(request))
