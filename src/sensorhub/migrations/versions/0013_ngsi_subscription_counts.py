@@ -1,7 +1,7 @@
 """ngsi_subscriptions: notification counts and times come from the delivery log
 
-Revision ID: 0010_live_subscription_counts
-Revises: 0009_push_delivery
+Revision ID: 0013_live_subscription_counts
+Revises: 0010_geo
 """
 
 from collections.abc import Sequence
@@ -11,8 +11,8 @@ from alembic import op
 
 import sensorhub.db
 
-revision: str = "0010_live_subscription_counts"
-down_revision: str | None = "0009_push_delivery"
+revision: str = "0013_live_subscription_counts"
+down_revision: str | None = "0010_geo"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
