@@ -36,8 +36,8 @@ from sensorhub.compat.datacake.routes import router as datacake_router
 from sensorhub.compat.influxdb.routes import router as influxdb_router
 from sensorhub.compat.leaf.routes import router as leaf_router
 from sensorhub.compat.ngsi_ld.routes import router as ngsi_ld_router
-from sensorhub.compat.ngsi_ld.temporal import router as ngsi_ld_temporal_router
 from sensorhub.compat.ngsi_ld.subscriptions import router as ngsi_ld_subscriptions_router
+from sensorhub.compat.ngsi_ld.temporal import router as ngsi_ld_temporal_router
 from sensorhub.config import Settings
 from sensorhub.context import AppContext
 from sensorhub.export import endpoints as export_endpoints

@@ -140,7 +140,7 @@ def test_bad_subscriptions_are_refused_by_name(client: TestClient, world: World)
         assert r.headers["content-type"].startswith("application/problem+json")
         problem = r.json()
         assert problem["type"].startswith("https://uri.etsi.org/ngsi-ld/errors/"), problem
-        return f'{problem["type"]} {problem["detail"]}'
+        return f"{problem['type']} {problem['detail']}"
 
     assert "q" in refused(subscription(url, q="temperature>>3"))
     geo = refused(subscription(url, geoQ={"geometry": "Point", "coordinates": [0, 0]}))
