@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from sensorhub.entities.models import Entity
 from sensorhub.push.models import Delivery
 from sensorhub.tokens import service as tokens
 from tests.builders import World, bearer
@@ -143,9 +144,10 @@ def test_bad_subscriptions_are_refused_by_name(client: TestClient, world: World)
         return f"{problem['type']} {problem['detail']}"
 
     assert "q" in refused(subscription(url, q="temperature>>3"))
-    geo = refused(subscription(url, geoQ={"geometry": "Point", "coordinates": [0, 0]}))
-    assert geo.startswith("https://uri.etsi.org/ngsi-ld/errors/NotImplemented ") and "'geoQ'" in geo
-    assert "timeInterval" in refused(subscription(url, timeInterval=60))
+    periodic = refused(subscription(url, timeInterval=60))
+    assert periodic.startswith("https://uri.etsi.org/ngsi-ld/errors/NotImplemented ")
+    assert "'timeInterval'" in periodic
+    assert "georel" in refused(subscription(url, geoQ={"geometry": "Point", "coordinates": [0, 0]}))
     assert "watchedAttributez" in refused({**subscription(url), "watchedAttributez": ["x"]})
     body = subscription(url)
     body["notification"]["endpoint"]["receiverInfo"] = [{"key": "a", "value": "b"}]
@@ -156,3 +158,26 @@ def test_bad_subscriptions_are_refused_by_name(client: TestClient, world: World)
     # A token without the entities scope may not subscribe.
     ingest_only = world.pat("ann@acme.test", ["ingest"], name="ingest")
     assert client.post(SUBS, json=subscription(url), headers=bearer(ingest_only)).status_code == 403
+
+
+def test_geoq_limits_notifications_to_entities_in_the_area(
+    client: TestClient, world: World, receiver: Receiver
+) -> None:
+    read, key = seed(world)
+    with world.ctx.db.transaction() as s:
+        e = s.query(Entity).filter(Entity.entity_id == DEV).one()
+        e.location = {"type": "Point", "coordinates": [8.54, 47.37]}
+    inside = {"georel": "near;maxDistance==2000", "geometry": "Point", "coordinates": [8.55, 47.37]}
+    outside = {"georel": "within", "geometry": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]]]}
+    here = subscription(receiver.url, q="temperature>0", geoQ=inside)
+    assert client.post(SUBS, json=here, headers=bearer(read)).status_code == 201
+    away = subscription(receiver.url.replace("/hook", "/away"), q="temperature>0", geoQ=outside)
+    r = client.post(SUBS, json=away, headers=bearer(read))
+    assert r.status_code == 201, r.text
+    shown = client.get(r.headers["Location"], headers=bearer(read)).json()
+    assert shown["geoQ"]["georel"] == "within"
+    backfill(client, key, "2026-01-01T00:00:00Z", 5.0)
+    got = receiver.wait_for(lambda rs: any(x.path == "/hook" for x in rs))
+    assert [x.path for x in got] == ["/hook"]
+    with world.ctx.db.session() as s:
+        assert s.query(Delivery).count() == 1  # queued in the same fan-out: none for the other area

@@ -37,6 +37,7 @@ from sensorhub.auth.resolve import Rejected, resolve_id
 from sensorhub.authz.access import Access
 from sensorhub.authz.entities import visible_entity
 from sensorhub.config import Settings
+from sensorhub.entities.geo import entity_geometry, parse_geo_query
 from sensorhub.entities.models import Entity
 from sensorhub.entities.normalize import CORE_CONTEXT, render
 from sensorhub.entities.patterns import sqlite_regexp
@@ -266,9 +267,23 @@ def matching(
             q = sub.spec.get("q")
             if q is not None and not evaluate_q(parse_q(q), seen.attrs):
                 continue
+            if not geo_holds(sub.spec, seen):
+                continue
             sub.last_notification = now
             out.append((sub, ev))
     return out
+
+
+def geo_holds(spec: dict[str, Any], seen: Seen) -> bool:
+    """The subscription's ``geoQ`` (if any) on the entity's geometry (the same predicates as queries)."""
+    g = spec.get("geoQ")
+    if not g:
+        return True
+    gq = parse_geo_query(g.get("georel"), g.get("geometry"), g.get("coordinates"), g.get("geoproperty"))
+    if gq is None:
+        return True
+    geometry = entity_geometry(seen.entity.location, seen.attrs, gq.geoproperty)
+    return gq.matches([geometry])[0]
 
 
 def _throttled(sub: NgsiSubscription, now: datetime) -> bool:

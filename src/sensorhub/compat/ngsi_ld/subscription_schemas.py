@@ -2,7 +2,7 @@
 
 A body is turned into the stored *spec* (a dict of the members this server implements, normalised) or
 refused with a 400 naming the member. Members of the data type this server does not implement are
-refused by name (:data:`NOT_IMPLEMENTED`), never ignored: a subscription that silently dropped ``geoQ``
+refused by name (:data:`NOT_IMPLEMENTED`), never ignored: a subscription that silently dropped ``scopeQ``
 would notify more than its owner asked for.
 """
 
@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sensorhub.compat.ngsi_ld.contexts import context_links, is_core
+from sensorhub.compat.ngsi_ld.geo import geo_from_body
 from sensorhub.entities.normalize import check_attr_name, check_context, check_entity_id, check_type
 from sensorhub.entities.patterns import check_pattern
 from sensorhub.entities.qlang import parse_q
@@ -22,7 +23,6 @@ from sensorhub.kit.time import parse_iso
 
 # Members of the Subscription data type this server does not implement (400 naming them).
 NOT_IMPLEMENTED = {
-    "geoQ": "geo-queries are not implemented by this server yet",
     "timeInterval": "periodic notifications are not implemented; notifications are sent on change",
     "temporalQ": "temporal queries in subscriptions are not implemented",
     "scopeQ": "scopes are not implemented",
@@ -58,6 +58,7 @@ MEMBERS = frozenset(
         "entities",
         "watchedAttributes",
         "q",
+        "geoQ",
         "notification",
         "expiresAt",
         "throttling",
@@ -272,6 +273,9 @@ def _spec_of(rest: dict[str, Any], now: datetime) -> dict[str, Any]:
             continue
         if name == "q":
             spec["q"] = _q(value)
+        elif name == "geoQ":
+            geo_from_body(value)  # a 400 naming what is wrong
+            spec["geoQ"] = {k: v for k, v in value.items() if v is not None}
         elif name == "isActive":
             if not isinstance(value, bool):
                 raise BadRequest("'isActive' must be true or false")
