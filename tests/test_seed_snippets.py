@@ -92,7 +92,7 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     password = re.search(r"password:\s+(\S+)", seeded.stdout)
     assert token and password, seeded.stdout
     server = subprocess.Popen(
-        [str(BIN / "sensorhub"), "serve", "--port", str(port), "--log-level", "warning"],
+        [str(BIN / "sensorhub"), "serve", "--port", str(port), "--log-level", "warning", "--no-mqtt"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -96,7 +96,7 @@ def main() -> None:
     bad = token[:-1] + ("A" if token[-1] != "A" else "B")
     port = free_port()
     server = subprocess.Popen(
-        [sh, "serve", "--port", str(port), "--log-level", "warning"],
+        [sh, "serve", "--port", str(port), "--log-level", "warning", "--no-mqtt"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -171,7 +171,16 @@ def main() -> None:
 
     port = free_port()
     proc = subprocess.Popen(
-        [str(BIN / "sensorhub"), "serve", "--port", str(port), "--log-level", "warning", "--no-migrate"],
+        [
+            str(BIN / "sensorhub"),
+            "serve",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-mqtt",
+            "--no-migrate",
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -191,6 +191,7 @@ def start_sensorhub(env: dict[str, str], data_dir: Path, log: Path) -> subproces
             str(SH_PORT),
             "--log-level",
             "warning",
+            "--no-mqtt",
             "--data-dir",
             str(data_dir),
         ],

@@ -115,13 +115,16 @@ def _embedded_mqtt(settings: Settings, listen: str | None, off: bool, workers: i
         for name in names:
             os.environ[f"SENSORHUB_{name.upper()}"] = ""
         return
-    listen = listen or settings.mqtt_listen or _default_mqtt_listen()
+    asked = listen or settings.mqtt_listen or any(getattr(settings, n) for n in names[1:])
     if workers > 1:
-        _fail(
-            "the embedded MQTT broker runs in one process: serve with --workers 1, or with --no-mqtt "
-            "and a production broker (docs/mqtt.md)"
-        )
-    os.environ["SENSORHUB_MQTT_LISTEN"] = listen
+        if asked:
+            _fail(
+                "the embedded MQTT broker runs in one process: serve with --workers 1, or with --no-mqtt "
+                "and a production broker (docs/mqtt.md)"
+            )
+        typer.echo("MQTT: the embedded broker runs with --workers 1 only; serving without it", err=True)
+        return _embedded_mqtt(settings, None, True, workers)
+    os.environ["SENSORHUB_MQTT_LISTEN"] = listen or settings.mqtt_listen or _default_mqtt_listen()
 
 
 def _run_server(

@@ -189,6 +189,8 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
             "--port",
             str(port),
             *([] if migrate else ["--no-migrate"]),
+            # MQTT is tested in tests/mqtt; here a server binds no broker port (servers start in parallel)
+            *([] if any(a.startswith("--mqtt") for a in args or []) else ["--no-mqtt"]),
             *(args or []),
         ]
         cmd = [c.replace("{port}", str(port)) for c in cmd]
