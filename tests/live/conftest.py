@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -29,8 +30,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def server(settings: Settings) -> Iterator[Server]:
+@contextmanager
+def running(settings: Settings) -> Iterator[Server]:
     import uvicorn
 
     s = settings.model_copy(
@@ -47,7 +48,23 @@ def server(settings: Settings) -> Iterator[Server]:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("the test server did not start")
         time.sleep(0.02)
-    yield Server(f"http://127.0.0.1:{port}", ctx, World(ctx))
-    srv.should_exit = True
-    thread.join(10)
-    ctx.db.dispose()
+    try:
+        yield Server(f"http://127.0.0.1:{port}", ctx, World(ctx))
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+        ctx.db.dispose()
+
+
+@pytest.fixture
+def server(settings: Settings) -> Iterator[Server]:
+    with running(settings) as srv:
+        yield srv
+
+
+@pytest.fixture
+def other_worker(settings: Settings, server: Server) -> Iterator[Server]:
+    """A second server process's worth of state (its own context, caches and live hub) on the same
+    database and data directory, as another worker of the same deployment."""
+    with running(settings) as srv:
+        yield srv

@@ -152,3 +152,19 @@ def test_bad_requests_are_refused_before_streaming(server: Server) -> None:
     assert r.status_code == 400 and "entty" in r.json()["message"]
     ro = server.world.pat("ann@acme.test", scopes=["entities"], name="ro")
     assert httpx.get(f"{server.url}/api/stream", headers=bearer(ro)).status_code == 403
+
+
+def test_values_and_revocations_of_another_worker_reach_the_stream(
+    server: Server, other_worker: Server
+) -> None:
+    token = setup(server)
+    with stream(server, token, {"entity": DEV}) as s:
+        backfill(other_worker, token, DEV, [("2026-01-01T00:00:00Z", 7.0)])  # stored by the other worker
+        assert s.next_value()[1]["value"] == 7.0
+        with other_worker.ctx.db.session() as db:
+            user = accounts.get_user_by_email(db, "ann@acme.test")
+            assert user is not None
+        with other_worker.ctx.db.transaction() as db:
+            tokens.revoke_pat(db, user, tokens.list_pats(db, user.id)[0].id)
+        end = s.next(timeout=5)
+    assert end.event == "end" and "revoked" in json.loads(end.data)["reason"]
