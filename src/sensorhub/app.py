@@ -46,6 +46,7 @@ from sensorhub.jobs import JobRunner
 from sensorhub.logs import install_redaction
 from sensorhub.metrics import MetricsMiddleware
 from sensorhub.mqtt.broker import MqttService, embedded_broker, mqtt_enabled
+from sensorhub.notices.endpoints import router as notices_router
 from sensorhub.push import stream as live_stream
 from sensorhub.push.endpoints import router as push_router
 from sensorhub.push.hub import PushBus
@@ -57,6 +58,7 @@ ROUTERS: list[APIRouter] = [
     health_router,
     session_router,
     tokens_router,
+    notices_router,
     accounts_router,
     ngsi_ld_router,
     ngsi_ld_temporal_router,

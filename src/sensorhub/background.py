@@ -15,6 +15,7 @@ from sensorhub.push.delivery import DeliveryWorker, cursor_floor, enqueue
 from sensorhub.push.retention import prune_events
 from sensorhub.push.subscription_target import SubscriptionTarget
 from sensorhub.push.targets import register_target
+from sensorhub.tokens.expiry import run_expiry_notices
 
 NO_DATA_INTERVAL_S = 30
 
@@ -27,6 +28,11 @@ def build_runner(ctx: AppContext) -> JobRunner:
     runner.register_periodic("push-no-data-rules", NO_DATA_INTERVAL_S, lambda: check_no_data(ctx))
     runner.register_periodic(
         "push-outbox-retention", 3600, lambda: prune_events(ctx.db, ctx.settings, cursor_floor(ctx.db) or 0)
+    )
+    runner.register_periodic(
+        "token-expiry-notices",
+        ctx.settings.token_notice_interval_seconds,
+        lambda: run_expiry_notices(ctx.db, ctx.settings),
     )
     return runner
 

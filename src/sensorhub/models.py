@@ -7,6 +7,7 @@ from sensorhub.db import Base
 from sensorhub.entities.models import Entity
 from sensorhub.export.models import Export
 from sensorhub.jobs import JobLease
+from sensorhub.notices.models import Notification
 from sensorhub.push.models import (
     Attempt,
     Connector,
@@ -19,7 +20,7 @@ from sensorhub.push.models import (
 )
 from sensorhub.push.subscription_models import NgsiSubscription
 from sensorhub.timeseries.models import Series
-from sensorhub.tokens.models import Credential
+from sensorhub.tokens.models import Credential, CredentialOrgAccess
 
 __all__ = [
     "Attempt",
@@ -27,6 +28,7 @@ __all__ = [
     "Base",
     "Connector",
     "Credential",
+    "CredentialOrgAccess",
     "Delivery",
     "Entity",
     "Export",
@@ -35,6 +37,7 @@ __all__ = [
     "JobLease",
     "Membership",
     "NgsiSubscription",
+    "Notification",
     "Organisation",
     "PushCursor",
     "PushEvent",

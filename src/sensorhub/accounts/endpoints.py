@@ -78,6 +78,19 @@ class PolicyUpdate(_In):
     max_rotation_grace_days: int = Field(
         7, description="Longest grace (0-7 days) a rotation may keep the old secret working for"
     )
+    require_pat_approval: bool = Field(
+        False,
+        description="Members' PATs read the organisation only once an owner/admin approved them "
+        "(turning it on records the members' existing tokens as approved)",
+    )
+    allowed_pat_scopes: list[str] = Field(
+        default_factory=list, description="Scopes members' PATs may use here (empty: any their role allows)"
+    )
+    allowed_ips: list[str] = Field(
+        default_factory=list,
+        description="Client IPs/CIDR networks every credential must come from to read this organisation "
+        "(empty: anywhere)",
+    )
 
 
 def org_out(o: Organisation) -> dict[str, Any]:
@@ -89,6 +102,9 @@ def org_out(o: Organisation) -> dict[str, Any]:
             "max_token_lifetime_days": o.max_token_lifetime_days,
             "allow_non_expiring_tokens": o.allow_non_expiring_tokens,
             "max_rotation_grace_days": o.max_rotation_grace_days,
+            "require_pat_approval": o.require_pat_approval,
+            "allowed_pat_scopes": o.allowed_pat_scopes or [],
+            "allowed_ips": o.allowed_ips or [],
         },
     }
 
@@ -131,8 +147,9 @@ def get_org(org: str, sc: SessionContext = Depends(MEMBER)) -> dict[str, Any]:
 
 @router.put("/api/orgs/{org}/policy")
 def set_policy(org: str, body: PolicyUpdate, sc: SessionContext = Depends(ADMIN)) -> dict[str, Any]:
-    """Token policy: maximum lifetime (days, or null for no cap), whether tokens may never expire, and the
-    longest grace period a rotation may give the old secret."""
+    """Token policy (the whole of it: a member left out gets its default): maximum lifetime (days, or
+    null for no cap), whether tokens may never expire, the longest rotation grace, approval of members'
+    PATs, the scopes members' PATs may use, and an IP allowlist for every credential."""
     assert sc.org is not None
     accounts.update_policy(
         sc.db,
@@ -140,6 +157,10 @@ def set_policy(org: str, body: PolicyUpdate, sc: SessionContext = Depends(ADMIN)
         max_token_lifetime_days=body.max_token_lifetime_days,
         allow_non_expiring_tokens=body.allow_non_expiring_tokens,
         max_rotation_grace_days=body.max_rotation_grace_days,
+        require_pat_approval=body.require_pat_approval,
+        allowed_pat_scopes=body.allowed_pat_scopes,
+        allowed_ips=body.allowed_ips,
+        actor_id=sc.user.id,
     )
     return org_out(sc.org)
 

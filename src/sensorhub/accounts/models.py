@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from sensorhub.db import Base, UTCDateTime, new_id, utcnow
@@ -33,6 +33,12 @@ class Organisation(Base):
     allow_non_expiring_tokens: Mapped[bool] = mapped_column(Boolean, default=False)
     # The longest grace period (days, 0-7) a rotation may keep the old secret working for.
     max_rotation_grace_days: Mapped[int] = mapped_column(Integer, default=7, server_default="7")
+    # Members' PATs read the organisation only once an owner/admin approved them (per token).
+    require_pat_approval: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The scopes members' PATs may use here (None: any their role allows).
+    allowed_pat_scopes: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    # Client networks every credential must come from to read this organisation (None: anywhere).
+    allowed_ips: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     workspaces: Mapped[list[Workspace]] = relationship(back_populates="organisation", lazy="raise")

@@ -20,8 +20,11 @@ from sqlalchemy.orm import Session
 from sensorhub.accounts.models import Grant, Membership, Organisation, Role, User, Workspace
 from sensorhub.accounts.passwords import MIN_PASSWORD_LENGTH, hash_password
 from sensorhub.audit.service import record
-from sensorhub.db import auth_changed
+from sensorhub.auth.restrictions import parse_networks
+from sensorhub.auth.scopes import parse_scopes
+from sensorhub.db import auth_changed, utcnow
 from sensorhub.errors import BadRequest, Conflict, Forbidden, NotFound
+from sensorhub.tokens.models import Credential, CredentialOrgAccess, OrgAccessState
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -72,17 +75,72 @@ def update_policy(
     max_token_lifetime_days: int | None,
     allow_non_expiring_tokens: bool,
     max_rotation_grace_days: int = 7,
+    require_pat_approval: bool | None = None,
+    allowed_pat_scopes: Sequence[str] | None = None,
+    allowed_ips: Sequence[str] | None = None,
+    actor_id: str | None = None,
 ) -> Organisation:
+    """Set the token policy (``None`` for the last three: leave as it is; an empty list: no limit).
+
+    Turning approval on does not cut off the members' tokens that already read the organisation: they
+    are recorded as approved (by the admin who turned it on); tokens made from then on wait."""
     if max_token_lifetime_days is not None and max_token_lifetime_days < 1:
         raise BadRequest("max_token_lifetime_days must be at least 1 (or null for no cap)")
     if not 0 <= max_rotation_grace_days <= 7:
         raise BadRequest("max_rotation_grace_days must be between 0 and 7")
+    if allowed_pat_scopes is not None:
+        try:
+            scopes = parse_scopes(list(allowed_pat_scopes)) if allowed_pat_scopes else []
+        except ValueError as e:
+            raise BadRequest(f"allowed_pat_scopes: {e}") from None
+        org.allowed_pat_scopes = scopes or None
+    if allowed_ips is not None:
+        try:
+            nets = parse_networks([ip for ip in allowed_ips if ip.strip()])
+        except ValueError as e:
+            raise BadRequest(f"allowed_ips: {e}") from None
+        org.allowed_ips = [str(n) for n in nets] or None
+    if require_pat_approval is not None:
+        if require_pat_approval and not org.require_pat_approval:
+            _approve_existing_pats(s, org, actor_id)
+        org.require_pat_approval = require_pat_approval
     org.max_token_lifetime_days = max_token_lifetime_days
     org.allow_non_expiring_tokens = allow_non_expiring_tokens
     org.max_rotation_grace_days = max_rotation_grace_days
     s.flush()
     auth_changed(s)
     return org
+
+
+def _approve_existing_pats(s: Session, org: Organisation, actor_id: str | None) -> None:
+    """Record the members' live PATs as approved (the policy applies to tokens made from now on)."""
+    members = list(s.scalars(select(Membership.user_id).where(Membership.org_id == org.id)))
+    if not members:
+        return
+    now = utcnow()
+    decided = set(
+        s.scalars(select(CredentialOrgAccess.credential_id).where(CredentialOrgAccess.org_id == org.id))
+    )
+    live = s.scalars(
+        select(Credential.id).where(
+            Credential.kind == "pat",
+            Credential.user_id.in_(members),
+            Credential.revoked_at.is_(None),
+            (Credential.expires_at.is_(None)) | (Credential.expires_at > now),
+        )
+    )
+    for cred_id in live:
+        if cred_id not in decided:
+            s.add(
+                CredentialOrgAccess(
+                    credential_id=cred_id,
+                    org_id=org.id,
+                    state=OrgAccessState.approved,
+                    reason="made before approval was required",
+                    decided_by=actor_id,
+                    decided_at=now,
+                )
+            )
 
 
 def list_workspaces(s: Session, org: Organisation) -> list[Workspace]:

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from sensorhub import metrics
 from sensorhub.auth import token_format
 from sensorhub.auth.cache import AuthCache
+from sensorhub.auth.org_policy import narrow_to_client
 from sensorhub.auth.principal import Principal
 from sensorhub.auth.ratelimit import RateLimiter
 from sensorhub.auth.resolve import Rejected, resolve
@@ -133,7 +134,7 @@ class Authenticator:
         # digest is one indexed read; a token that fails from a throttled address is answered 429.
         principal = await self._principal(request, ip, parsed.digest)
         now = utcnow()
-        self._check_use(request, ip, principal, scope, now)
+        principal = self._check_use(request, ip, principal, scope, now)
         decision = self.limiter.hit(f"cred:{principal.credential_id}", principal.rate_limit_per_minute, 60)
         headers = decision.headers()
         if principal.expires_soon(now):  # one comparison; the header values were made at resolve time
@@ -190,8 +191,9 @@ class Authenticator:
 
     def _check_use(
         self, request: Request, ip: str, principal: Principal, scope: str | None, now: datetime
-    ) -> None:
-        """Refuse an expired credential, one used against its restrictions, or one without ``scope``."""
+    ) -> Principal:
+        """Refuse an expired credential, one used against its restrictions, or one without ``scope``;
+        the principal narrowed to the organisations whose IP allowlist admits this client."""
         if principal.is_expired(now):
             self._fail(request, ip, "expired")
             raise Unauthorized(GENERIC_401, headers=CHALLENGE)
@@ -200,9 +202,16 @@ class Authenticator:
             if not restriction.verify(facts):
                 self.failures[restriction.kind] += 1
                 raise Forbidden("This credential may not be used from this client address")
+        principal = narrow_to_client(principal, ip)
         if scope is not None and scope not in principal.scopes:
             self.failures["insufficient_scope"] += 1
+            if principal.withheld and not principal.org_scopes:
+                raise Forbidden(
+                    "This token may not read "
+                    + "; ".join(f"{w.org_slug}: {w.why}" for w in principal.withheld)
+                )
             raise InsufficientScope(scope)
+        return principal
 
     def _resolve(self, digest: str, now: object) -> Principal:
         try:

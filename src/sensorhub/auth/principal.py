@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
-from sensorhub.auth.restrictions import Restriction
+from sensorhub.auth.restrictions import IPNetwork, Restriction
 from sensorhub.authz.access import Access, AccessRule, tenant_access
 
 # Responses to a credential within this long of its expiry say so (``expiry_headers``).
@@ -24,6 +24,14 @@ def expiry_headers(expires_at: datetime | None) -> dict[str, str]:
         EXPIRES_HEADER: at.isoformat().replace("+00:00", "Z"),
         "Sunset": format_datetime(at.replace(microsecond=0), usegmt=True),
     }
+
+
+@dataclass(frozen=True, slots=True)
+class Withheld:
+    """An organisation a credential may not read, and why (said in the 403 of a request that needs it)."""
+
+    org_slug: str
+    why: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +75,10 @@ class Principal:
     previous_valid_until: datetime | None = None
     # Computed once when the credential is resolved; sent while ``expires_soon`` (a comparison a request).
     expiry_headers: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    # Organisations the credential reaches but may not read (organisation policy), and why.
+    withheld: tuple[Withheld, ...] = ()
+    # IP allowlists of the organisations it reads (checked per request by org_policy.narrow_to_client).
+    org_networks: dict[str, tuple[IPNetwork, ...]] = field(default_factory=dict, compare=False, repr=False)
     # The tenant the request names (``NGSILD-Tenant: <org>`` or ``<org>/<workspace>``), set per request by
     # the route guard: every read through :meth:`access` is narrowed to it, on every API family alike.
     tenant: str | None = None

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from sensorhub.accounts.models import Organisation, Role, User, Workspace
 from sensorhub.auth import restrictions as R
+from sensorhub.auth.org_policy import admitted_scopes, org_networks
 from sensorhub.auth.principal import OrgRef, Principal, WorkspaceRef, expiry_headers
 from sensorhub.auth.scopes import ROLE_SCOPES
 from sensorhub.authz.access import AccessRule
@@ -95,6 +96,9 @@ def build_principal(s: Session, cred: Credential, settings: Settings, now: datet
     if org_r is not None:
         org_scopes = {o: sc for o, sc in org_scopes.items() if o in org_r.org_ids}
 
+    person_pat = cred.kind == "pat" and not is_api_user
+    org_scopes, withheld = admitted_scopes(s, cred.id, person_pat, org_scopes, roles)
+    narrowed = [r for r in narrowed if r.org_id in org_scopes]
     org_ids = list(org_scopes)
     orgs = {
         o.id: OrgRef(o.id, o.slug, o.name, roles.get(o.id))
@@ -125,4 +129,6 @@ def build_principal(s: Session, cred: Credential, settings: Settings, now: datet
         superseded=cred.superseded_at is not None,
         previous_valid_until=_previous_valid_until(s, cred, now) if cred.rotated_from else None,
         expiry_headers=expiry_headers(cred.expires_at),
+        withheld=tuple(withheld),
+        org_networks=org_networks(s, org_ids),
     )

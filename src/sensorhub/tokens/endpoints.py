@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import Field
+from starlette.responses import Response
 
 from sensorhub.api.deps import ctx, request_ip
+from sensorhub.api.strict import reject_unknown_query_params
 from sensorhub.auth.dependencies import AnyToken, RequireSession, SessionContext
 from sensorhub.auth.principal import Principal
 from sensorhub.db import utcnow
-from sensorhub.tokens import introspection, service
+from sensorhub.errors import BadRequest
+from sensorhub.kit.paging import LimitPolicy, OffsetBounds
+from sensorhub.schemas import StrictModel
+from sensorhub.tokens import introspection, inventory, service
 from sensorhub.tokens.schemas import RotateRequest, TokenCreate, TokenCreated, TokenOut
 
 router = APIRouter(tags=["tokens"])
@@ -33,7 +39,9 @@ def create_token(
         created_by=sc.user.id,
         ip=request_ip(request),
     )
-    return TokenCreated.minted(minted.credential, minted.token, utcnow())
+    out = TokenCreated.minted(minted.credential, minted.token, utcnow())
+    out.organisation_access = inventory.access_states(sc.db, minted.credential)
+    return out
 
 
 @router.get("/api/tokens", response_model=list[TokenOut])
@@ -42,7 +50,12 @@ def list_tokens(
 ) -> list[TokenOut]:
     """Your tokens (metadata only: the secrets are never shown again)."""
     now = utcnow()
-    return [TokenOut.of(c, now) for c in service.list_pats(sc.db, sc.user.id, include_revoked)]
+    out = []
+    for c in service.list_pats(sc.db, sc.user.id, include_revoked):
+        t = TokenOut.of(c, now)
+        t.organisation_access = inventory.access_states(sc.db, c)
+        out.append(t)
+    return out
 
 
 @router.get("/api/tokens/self")
@@ -53,7 +66,10 @@ async def token_self(principal: Principal = Depends(AnyToken())) -> dict[str, An
 
 @router.get("/api/tokens/{token_id}", response_model=TokenOut)
 def get_token(token_id: str, sc: SessionContext = Depends(RequireSession())) -> TokenOut:
-    return TokenOut.of(service.get_pat(sc.db, sc.user.id, token_id), utcnow())
+    c = service.get_pat(sc.db, sc.user.id, token_id)
+    out = TokenOut.of(c, utcnow())
+    out.organisation_access = inventory.access_states(sc.db, c)
+    return out
 
 
 @router.delete("/api/tokens/{token_id}", response_model=TokenOut)
@@ -80,4 +96,106 @@ def rotate_token(
         ip=request_ip(request),
         grace_days=RotateRequest.days(body),
     )
-    return TokenCreated.minted(minted.credential, minted.token, utcnow())
+    out = TokenCreated.minted(minted.credential, minted.token, utcnow())
+    out.organisation_access = inventory.access_states(sc.db, minted.credential)
+    return out
+
+
+# -- the organisation's credential inventory ------------------------------------------------------------
+INVENTORY_LIMIT = LimitPolicy(default=100, maximum=500)
+INVENTORY_OFFSET = OffsetBounds(maximum=1_000_000)
+ADMIN = RequireSession(org_admin=True)
+
+
+class Decision(StrictModel):
+    reason: str | None = Field(None, description="Why (told to the token's owner; required to deny)")
+
+
+@router.get(
+    "/api/orgs/{org}/credentials",
+    responses={200: {"content": {"text/csv": {}}, "description": "JSON page, or CSV with format=csv"}},
+)
+def org_credentials(
+    org: str,
+    kind: str | None = Query(None, description="api_key | api_user_token | member_pat"),
+    status: str | None = Query(
+        None, description="active, grace, expired, rotated, revoked, pending, denied, revoked_here"
+    ),
+    q: str | None = Query(None, max_length=200, description="In the name, the secret's hint or the owner"),
+    expiring_within_days: int | None = Query(None, description="Only those expiring within so many days"),
+    include_revoked: bool = Query(False, description="Also revoked and rotated ones (without status)"),
+    sort: str = Query("name", description="name, owner, kind, created_at, last_used_at, expires_at; -desc"),
+    limit: int | None = Query(None, description="Page size (1-500, default 100)"),
+    offset: int = 0,
+    format: str = Query("json", description="json, or csv for every matching row (no paging)"),
+    *,
+    request: Request,
+    sc: SessionContext = Depends(ADMIN),
+) -> Any:
+    """Every credential that can read the organisation — its API keys, its API users' tokens, and its
+    members' PATs that reach it — with owner, scopes, restrictions, created, last use (time, IP), expiry
+    and this organisation's decision on each member's PAT. Owners and admins only."""
+    assert sc.org is not None
+    reject_unknown_query_params(request)
+    if format not in ("json", "csv"):
+        raise BadRequest("format must be json or csv")
+    query = inventory.InventoryQuery(kind, status, q, expiring_within_days, include_revoked, sort)
+    now = utcnow()
+    rows = inventory.search(sc.db, sc.org, query, now)
+    if format == "csv":
+        name = f"{sc.org.slug}-credentials.csv"
+        return Response(
+            inventory.to_csv(rows),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+    n, start = INVENTORY_LIMIT.resolve(limit), INVENTORY_OFFSET.check(offset)
+    return {"total": len(rows), "items": [r.out(now) for r in rows[start : start + n]]}
+
+
+@router.post("/api/orgs/{org}/credentials/{credential_id}/approve")
+def approve_credential(
+    org: str,
+    credential_id: str,
+    request: Request,
+    body: Decision | None = None,
+    sc: SessionContext = Depends(ADMIN),
+) -> dict[str, Any]:
+    """Let a member's PAT read the organisation (where approval is required). The member is told."""
+    assert sc.org is not None
+    row = inventory.approve(
+        sc.db, sc.org, credential_id, actor=sc.user, reason=body.reason if body else None,
+        settings=ctx(request).settings, ip=request_ip(request),
+    )  # fmt: skip
+    return row.out(utcnow())
+
+
+@router.post("/api/orgs/{org}/credentials/{credential_id}/deny")
+def deny_credential(
+    org: str, credential_id: str, body: Decision, request: Request, sc: SessionContext = Depends(ADMIN)
+) -> dict[str, Any]:
+    """Refuse a member's PAT this organisation, with a reason the member is told."""
+    assert sc.org is not None
+    row = inventory.deny(
+        sc.db, sc.org, credential_id, actor=sc.user, reason=body.reason,
+        settings=ctx(request).settings, ip=request_ip(request),
+    )  # fmt: skip
+    return row.out(utcnow())
+
+
+@router.post("/api/orgs/{org}/credentials/{credential_id}/revoke")
+def revoke_credential(
+    org: str,
+    credential_id: str,
+    request: Request,
+    body: Decision | None = None,
+    sc: SessionContext = Depends(ADMIN),
+) -> dict[str, Any]:
+    """Revoke for this organisation: an API key or API-user token is revoked; a member's PAT loses this
+    organisation only (it keeps working elsewhere) and the member is told. Idempotent."""
+    assert sc.org is not None
+    row = inventory.revoke_for_org(
+        sc.db, sc.org, credential_id, actor=sc.user, reason=body.reason if body else None,
+        settings=ctx(request).settings, ip=request_ip(request),
+    )  # fmt: skip
+    return row.out(utcnow())

@@ -66,6 +66,8 @@ def describe(principal: Principal, now: datetime) -> dict[str, Any]:
             for o in principal.orgs.values()
         ],
         "grants": effective_grants(principal),
+        # Organisations it reaches but may not read now (their token policy), and why.
+        "withheld": [{"organisation": w.org_slug, "why": w.why} for w in principal.withheld],
         "restrictions": {r.kind: r.to_json() for r in principal.restrictions},
         "created_at": _iso(principal.created_at),
         "expires_at": _iso(principal.expires_at),

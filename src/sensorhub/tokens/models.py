@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, text
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sensorhub.db import Base, UTCDateTime, new_id, utcnow
@@ -68,3 +68,28 @@ class Credential(Base):
         if self.superseded_at is not None:
             return "grace"  # rotated; the old secret works until expires_at
         return "active"
+
+
+class OrgAccessState:
+    pending = "pending"  # awaits an owner's/admin's approval (the organisation requires it)
+    approved = "approved"
+    denied = "denied"  # an admin refused it, with a reason
+    revoked = "revoked"  # revoked for this organisation (from the inventory); the token lives on elsewhere
+
+
+class CredentialOrgAccess(Base):
+    """What one organisation decided about one member's PAT: approval, denial, or revocation for that
+    organisation only. No row: the organisation decided nothing (the token reads it unless the
+    organisation requires approval)."""
+
+    __tablename__ = "credential_org_access"
+    __table_args__ = (UniqueConstraint("credential_id", "org_id", name="uq_credential_org_access"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    credential_id: Mapped[str] = mapped_column(ForeignKey("credentials.id", ondelete="CASCADE"), index=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    decided_by: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

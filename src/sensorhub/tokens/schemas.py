@@ -83,6 +83,11 @@ class TokenOut(BaseModel):
     )
     rate_limit_per_minute: int | None = None
     export_row_cap: int | None = None
+    organisation_access: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="A PAT's standing in each organisation it reaches: allowed, pending (approval), "
+        "approved, denied (with reason) or revoked (for that organisation)",
+    )
 
     @classmethod
     def of(cls, c: Credential, now: datetime) -> TokenOut:
@@ -93,7 +98,7 @@ class TokenOut(BaseModel):
         )
 
 
-_DERIVED = frozenset({"scopes", "restrictions", "status", "token"})
+_DERIVED = frozenset({"scopes", "restrictions", "status", "token", "organisation_access"})
 
 
 class TokenCreated(TokenOut):

@@ -23,7 +23,7 @@ from sensorhub.auth.scopes import ROLE_SCOPES, parse_scopes
 from sensorhub.config import Settings
 from sensorhub.db import auth_changed, utcnow
 from sensorhub.errors import BadRequest, Conflict, Forbidden, NotFound
-from sensorhub.tokens.models import Credential
+from sensorhub.tokens.models import Credential, CredentialOrgAccess
 
 MAX_NAME = 100
 # The longest grace period a rotation may give the old secret (an organisation may allow less).
@@ -541,7 +541,7 @@ def revoke(s: Session, cred: Credential, *, actor_id: str | None, ip: str | None
 
     An old secret still in its rotation grace dies with it: revoking a token revokes every secret of it."""
     now = utcnow()
-    in_grace = _in_grace_predecessors(s, cred, now)
+    in_grace = in_grace_predecessors(s, cred, now)
     for old in in_grace:
         old.revoked_at = now
         old.revoked_by = actor_id
@@ -557,7 +557,7 @@ def revoke(s: Session, cred: Credential, *, actor_id: str | None, ip: str | None
     return cred
 
 
-def _in_grace_predecessors(s: Session, cred: Credential, now: datetime) -> list[Credential]:
+def in_grace_predecessors(s: Session, cred: Credential, now: datetime) -> list[Credential]:
     """The rotated-away secrets of ``cred`` that still work (in their grace period)."""
     q = select(Credential).where(
         Credential.rotated_to == cred.id,
@@ -569,7 +569,7 @@ def _in_grace_predecessors(s: Session, cred: Credential, now: datetime) -> list[
 
 def predecessor_valid_until(s: Session, cred: Credential, now: datetime) -> datetime | None:
     """Until when the previous secret of ``cred`` still works (``None``: it does not)."""
-    ends = [c.expires_at for c in _in_grace_predecessors(s, cred, now) if c.expires_at is not None]
+    ends = [c.expires_at for c in in_grace_predecessors(s, cred, now) if c.expires_at is not None]
     return max(ends) if ends else None
 
 
@@ -635,12 +635,29 @@ def rotate(
         rotated_from=cred.id,
     )
     cred.rotated_to = minted.credential.id
+    _carry_org_decisions(s, cred, minted.credential)
     details: dict[str, Any] = {"new_credential": minted.credential.id, "grace_days": grace_days}
     if grace_days:
         minted.previous_valid_until = cred.expires_at
         details["old_secret_valid_until"] = cred.expires_at.isoformat() if cred.expires_at else None
     _record_change(s, cred, "token.rotate", actor_id=actor_id, ip=ip, details=details)
     return minted
+
+
+def _carry_org_decisions(s: Session, old: Credential, new: Credential) -> None:
+    """A rotated token is the same token: what organisations decided about it (approved, denied,
+    revoked for them) holds for its new secret too."""
+    for d in s.scalars(select(CredentialOrgAccess).where(CredentialOrgAccess.credential_id == old.id)):
+        s.add(
+            CredentialOrgAccess(
+                credential_id=new.id,
+                org_id=d.org_id,
+                state=d.state,
+                reason=d.reason,
+                decided_by=d.decided_by,
+                decided_at=d.decided_at,
+            )
+        )
 
 
 def _rotation_orgs(s: Session, cred: Credential) -> list[Organisation]:

@@ -23,6 +23,7 @@ def install(app: FastAPI, ctx: Any) -> None:
     from sensorhub.web.endpoints import router as pages_router
     from sensorhub.web.invitations import router as invitations_router
     from sensorhub.web.live import router as live_router
+    from sensorhub.web.notifications import router as notifications_router
     from sensorhub.web.push_pages import router as push_router
     from sensorhub.web.views import page, render
 
@@ -31,6 +32,7 @@ def install(app: FastAPI, ctx: Any) -> None:
     app.include_router(invitations_router)
     app.include_router(live_router)
     app.include_router(push_router)
+    app.include_router(notifications_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     async def _login_required(request: Request, exc: Exception) -> Response:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
@@ -26,6 +27,7 @@ from sensorhub.auth.scopes import ROLE_SCOPES
 from sensorhub.db import utcnow
 from sensorhub.errors import BadRequest, SensorhubError
 from sensorhub.kit.urls import base_url
+from sensorhub.tokens import inventory
 from sensorhub.tokens import service as tokens
 from sensorhub.web import forms
 from sensorhub.web.endpoints import TokenForm, _reveal, expiry_options
@@ -540,6 +542,10 @@ def save_policy(
         ),
         allow_non_expiring_tokens=forms.text(form, "allow_non_expiring_tokens") == "1",
         max_rotation_grace_days=_org(sc).max_rotation_grace_days if grace is None else grace,
+        require_pat_approval=forms.text(form, "require_pat_approval") == "1",
+        allowed_pat_scopes=forms.many(form, "allowed_pat_scopes"),
+        allowed_ips=forms.text(form, "allowed_ips").split(),
+        actor_id=sc.user.id,
     )
     return _done(_org(sc), "settings", "policy-saved")
 
@@ -553,3 +559,84 @@ def create_workspace(
         raise BadRequest("Give the workspace a name.")
     accounts.create_workspace(sc.db, _org(sc), slug or accounts.slugify(name), name or None)
     return _done(_org(sc), "settings", "workspace-created")
+
+
+# -- credential inventory: everything that can read the organisation ---------------------------------
+INVENTORY_PER_PAGE = 50
+
+
+def _inventory_query(request: Request) -> tuple[inventory.InventoryQuery, dict[str, str]]:
+    qp = request.query_params
+    chosen = {k: qp.get(k, "") for k in ("kind", "status", "q", "sort", "expiring")}
+    query = inventory.InventoryQuery(
+        kind=chosen["kind"] or None,
+        status=chosen["status"] or None,
+        q=chosen["q"] or None,
+        expiring_within_days=forms.integer(chosen["expiring"], "Expiring within (days)"),
+        sort=chosen["sort"] or "name",
+    )
+    return query.check(), chosen
+
+
+@_admin_page("credentials", "Credentials", "org_credentials.html")
+def credentials_page(request: Request, sc: SessionContext, form: FormData | None) -> dict[str, Any]:
+    o = _org(sc)
+    try:
+        query, chosen = _inventory_query(request)
+    except SensorhubError as e:
+        query, chosen = inventory.InventoryQuery(), {"error": e.message}
+    rows = inventory.search(sc.db, o, query)
+    number = max(1, forms.integer(request.query_params.get("page", ""), "Page") or 1)
+    pages = max(1, -(-len(rows) // INVENTORY_PER_PAGE))
+    start = (min(number, pages) - 1) * INVENTORY_PER_PAGE
+    params = {k: v for k, v in chosen.items() if v and k != "error"}
+    return {
+        "rows": rows[start : start + INVENTORY_PER_PAGE],
+        "total": len(rows),
+        "number": min(number, pages),
+        "pages": pages,
+        "chosen": chosen,
+        "query_string": urlencode(params),
+        "kinds": inventory.KINDS,
+        "statuses": inventory.STATUSES,
+        "sorts": inventory.SORTS,
+        "pending": sum(1 for r in inventory.inventory(sc.db, o) if r.status == "pending"),
+    }
+
+
+DONE = {"approve": "credential-approved", "deny": "credential-denied", "revoke": "credential-revoked"}
+
+
+def _decision(action: str) -> FormAction:
+    def act(
+        request: Request, sc: SessionContext, form: FormData | None, params: Mapping[str, str]
+    ) -> Response:
+        fn = {"approve": inventory.approve, "deny": inventory.deny, "revoke": inventory.revoke_for_org}[
+            action
+        ]
+        row = fn(
+            sc.db, _org(sc), params["credential_id"], actor=sc.user, reason=forms.text(form, "reason") or None,
+            settings=ctx(request).settings, ip=request_ip(request),
+        )  # fmt: skip
+        assert row is not None
+        return _done(_org(sc), "credentials", DONE[action])
+
+    act.__name__ = f"{action}_credential"
+    return act
+
+
+for _action in ("approve", "deny", "revoke"):
+    _form_handler(f"/orgs/{{org}}/credentials/{{credential_id}}/{_action}", credentials_page)(
+        _decision(_action)
+    )
+
+
+@router.get("/orgs/{org}/credentials.csv")
+def credentials_csv(org: str, request: Request, sc: SessionContext = Depends(ADMIN_PAGE)) -> Response:
+    o = _org(sc)
+    query, _ = _inventory_query(request)
+    return Response(
+        inventory.to_csv(inventory.search(sc.db, o, query)),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{o.slug}-credentials.csv"'},
+    )

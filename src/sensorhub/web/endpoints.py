@@ -39,6 +39,7 @@ from sensorhub.kit.urls import base_url
 from sensorhub.net import is_https
 from sensorhub.timeseries.models import DEFAULT_TOPIC, Series
 from sensorhub.timeseries.reads import entity_data
+from sensorhub.tokens import inventory
 from sensorhub.tokens import service as tokens
 from sensorhub.tokens.service import Minted, RestrictionSpec
 from sensorhub.web import forms, snippets
@@ -294,6 +295,7 @@ def integrations_page(
         ws_names=_workspace_names(workspaces),
         snippets_base_url=base,
         org_names={o.id: o.slug for o in orgs},
+        org_access={t.id: inventory.access_states(sc.db, t) for t in live},
     )
 
 

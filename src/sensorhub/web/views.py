@@ -10,6 +10,8 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.responses import Response
 
 from sensorhub import __version__
@@ -19,6 +21,9 @@ from sensorhub.auth.dependencies import SessionContext
 from sensorhub.auth.scopes import SCOPE_DESCRIPTIONS
 from sensorhub.db import utcnow
 from sensorhub.errors import SensorhubError
+from sensorhub.notices import service as notices
+from sensorhub.notices.models import Notification
+from sensorhub.tokens.models import Credential
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -33,6 +38,9 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+
+# Notices shown as a banner on every page until read.
+BANNER_KINDS = frozenset({"token.expiring", "token.expired"})
 
 SCOPES = [(s.value, d) for s, d in SCOPE_DESCRIPTIONS.items()]
 ROLES = [r.value for r in Role]
@@ -57,6 +65,9 @@ NOTICES = {
     "grant-created": "Grant added.",
     "grant-removed": "Grant removed.",
     "policy-saved": "Token policy saved.",
+    "credential-approved": "Token approved: it reads the organisation from the next request. Its owner was told.",
+    "credential-denied": "Token denied: it does not read the organisation. Its owner was told why.",
+    "credential-revoked": "Revoked for this organisation, from the next request. A member's token keeps working elsewhere; its owner was told.",
     "workspace-created": "Workspace created.",
     "api-user-updated": "API user updated.",
     "logged-out": "You are logged out.",
@@ -124,6 +135,9 @@ class Page:
     notice: str | None = None
     error: str | None = None
     orgs: list[NavOrg] = field(default_factory=list)
+    # Unread notices about the person's credentials (the banner) and the unread count (the nav).
+    banners: list[Notification] = field(default_factory=list)
+    unread: int = 0
 
     @property
     def admin_org(self) -> NavOrg | None:
@@ -138,12 +152,30 @@ def page(request: Request, title: str, sc: SessionContext | None, active: str = 
     p = Page(title=title, active=active, sc=sc, **kw)
     if sc is not None:
         p.orgs = [NavOrg(o.id, o.slug, o.name, m.role) for m, o in memberships_of(sc.db, sc.user.id)]
+        unread = notices.unread(sc.db, sc.user.id)
+        p.unread = len(unread)
+        p.banners = _still_relevant(sc.db, [n for n in unread if n.kind in BANNER_KINDS])[:3]
         if p.org is None and sc.org is not None:
             p.org = sc.org
     done = request.query_params.get("done")
     if p.notice is None and done in NOTICES:
         p.notice = NOTICES[done]
     return p
+
+
+def _still_relevant(db: Session, banners: list[Notification]) -> list[Notification]:
+    """Expiry banners of credentials still in use (not revoked, not rotated away)."""
+    ids = [n.credential_id for n in banners if n.credential_id]
+    if not ids:
+        return banners
+    live = set(
+        db.scalars(
+            select(Credential.id).where(
+                Credential.id.in_(ids), Credential.revoked_at.is_(None), Credential.superseded_at.is_(None)
+            )
+        )
+    )
+    return [n for n in banners if n.credential_id is None or n.credential_id in live]
 
 
 def render(request: Request, template: str, p: Page, status_code: int = 200, **data: Any) -> Response:

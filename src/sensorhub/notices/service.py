@@ -1,0 +1,199 @@
+"""Creating notifications (once each), listing them, and e-mailing them with retries.
+
+A notification is a row first: it is shown in the web UI from the moment its transaction commits, and
+its e-mail (when SMTP is configured and the person has an address) is delivered by
+:func:`deliver_pending` afterwards, each in its own short transaction: an SMTP server that is down
+leaves the row ``pending`` with the error and a later retry time, so nothing is lost and the UI says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from sensorhub import mail
+from sensorhub.accounts.models import User
+from sensorhub.config import Settings
+from sensorhub.db import Database, utcnow
+from sensorhub.errors import NotFound
+from sensorhub.notices.models import EmailStatus, Notification
+
+log = logging.getLogger("sensorhub.notices")
+
+# A claimed message not marked sent within this long is claimed again (its sender died).
+CLAIM_TIMEOUT = timedelta(minutes=10)
+MAX_RETRY_DELAY = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Notice:
+    kind: str
+    dedupe_key: str
+    subject: str
+    body: str
+    org_id: str | None = None
+    credential_id: str | None = None
+    link: str | None = None
+
+
+def notify(s: Session, user: User, notice: Notice, settings: Settings) -> Notification | None:
+    """Record ``notice`` for ``user`` unless it already was (then ``None``); queue its e-mail."""
+    exists = s.scalar(
+        select(Notification.id).where(
+            Notification.user_id == user.id, Notification.dedupe_key == notice.dedupe_key
+        )
+    )
+    if exists:
+        return None
+    configured = mail.SmtpConfig.from_settings(settings) is not None
+    email = user.email if (configured and user.email and not user.is_api_user) else None
+    n = Notification(
+        user_id=user.id,
+        org_id=notice.org_id,
+        kind=notice.kind,
+        dedupe_key=notice.dedupe_key,
+        credential_id=notice.credential_id,
+        subject=notice.subject,
+        body=notice.body,
+        link=notice.link,
+        email_to=email,
+        email_status=EmailStatus.pending if email else EmailStatus.none,
+    )
+    try:
+        with s.begin_nested():  # another worker may have recorded it meanwhile: then it is theirs
+            s.add(n)
+    except IntegrityError:
+        return None
+    return n
+
+
+def list_for(s: Session, user_id: str, *, limit: int = 50, offset: int = 0) -> list[Notification]:
+    q = (
+        select(Notification)
+        .where(Notification.user_id == user_id)
+        .order_by(Notification.created_at.desc(), Notification.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(s.scalars(q))
+
+
+def count_for(s: Session, user_id: str) -> int:
+    return int(s.scalar(select(func.count()).where(Notification.user_id == user_id)) or 0)
+
+
+def unread(s: Session, user_id: str, kinds: tuple[str, ...] = ()) -> list[Notification]:
+    q = select(Notification).where(Notification.user_id == user_id, Notification.read_at.is_(None))
+    if kinds:
+        q = q.where(Notification.kind.in_(kinds))
+    return list(s.scalars(q.order_by(Notification.created_at.desc()).limit(20)))
+
+
+def mark_read(s: Session, user_id: str, notification_id: str | None = None) -> int:
+    """Mark one (or, without an id, every) notification of ``user_id`` read; how many changed."""
+    q = update(Notification).where(Notification.user_id == user_id, Notification.read_at.is_(None))
+    if notification_id is not None:
+        if (
+            s.scalar(
+                select(Notification.id).where(
+                    Notification.id == notification_id, Notification.user_id == user_id
+                )
+            )
+            is None
+        ):
+            raise NotFound(f"notification '{notification_id}' not found")
+        q = q.where(Notification.id == notification_id)
+    return int(s.execute(q.values(read_at=utcnow())).rowcount)  # type: ignore[attr-defined]
+
+
+# -- e-mail delivery ----------------------------------------------------------------------------------
+@dataclass
+class Delivery:
+    sent: int = 0
+    failed: int = 0
+
+
+def deliver_pending(
+    db: Database, settings: Settings, now: datetime | None = None, limit: int = 200
+) -> Delivery:
+    """E-mail the notifications waiting for it; a failure is kept for a retry with backoff."""
+    out = Delivery()
+    config = mail.SmtpConfig.from_settings(settings)
+    if config is None:
+        return out
+    now = now or utcnow()
+    with db.session() as s:
+        due = list(
+            s.scalars(
+                select(Notification.id)
+                .where(
+                    Notification.email_status.in_((EmailStatus.pending, EmailStatus.sending)),
+                    (Notification.email_next_at.is_(None)) | (Notification.email_next_at <= now),
+                )
+                .order_by(Notification.created_at)
+                .limit(limit)
+            )
+        )
+    for nid in due:
+        claimed = _claim(db, nid, now)
+        if claimed is None:
+            continue
+        to, subject, text = claimed
+        try:
+            mail.send_mail(config, [to], subject, text)
+        except mail.MailError as e:
+            _record_failure(db, nid, str(e), now)
+            out.failed += 1
+        else:
+            _record_sent(db, nid, now)
+            out.sent += 1
+    return out
+
+
+def _claim(db: Database, nid: str, now: datetime) -> tuple[str, str, str] | None:
+    """Take ``nid`` for sending (no other sender takes it for CLAIM_TIMEOUT); its address, subject, text."""
+    with db.transaction() as s:
+        changed = s.execute(
+            update(Notification)
+            .where(
+                Notification.id == nid,
+                Notification.email_status.in_((EmailStatus.pending, EmailStatus.sending)),
+                (Notification.email_next_at.is_(None)) | (Notification.email_next_at <= now),
+            )
+            .values(email_status=EmailStatus.sending, email_next_at=now + CLAIM_TIMEOUT)
+        ).rowcount  # type: ignore[attr-defined]
+        if not changed:
+            return None
+        n = s.get_one(Notification, nid)
+        assert n.email_to is not None
+        return n.email_to, n.subject, n.body + _footer(n)
+
+
+def _footer(n: Notification) -> str:
+    return f"\n\n{n.link}\n" if n.link else ""
+
+
+def _record_failure(db: Database, nid: str, error: str, now: datetime) -> None:
+    with db.transaction() as s:
+        n = s.get_one(Notification, nid)
+        n.email_attempts += 1
+        n.email_status = EmailStatus.pending
+        n.email_error = error[:500]
+        delay = min(MAX_RETRY_DELAY, timedelta(minutes=2 ** min(n.email_attempts - 1, 10)))
+        n.email_next_at = now + delay
+    log.warning("notification e-mail not delivered (attempt %d), retrying: %s", n.email_attempts, error)
+
+
+def _record_sent(db: Database, nid: str, now: datetime) -> None:
+    with db.transaction() as s:
+        n = s.get_one(Notification, nid)
+        n.email_attempts += 1
+        n.email_status = EmailStatus.sent
+        n.email_sent_at = now
+        n.email_error = None
+        n.email_next_at = None
