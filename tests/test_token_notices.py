@@ -152,7 +152,7 @@ def test_api_keys_and_api_user_tokens_tell_the_org_admins(
     # The web UI: a banner, a list, mark read (then the banner is gone).
     web = TestClient(client.app)
     web_login(web, "adam@acme.test")
-    assert "the API key “ingest” of Acme expires in 7 days" in web.get("/").text
+    assert "The API key “ingest” of Acme expires in 7 days" in web.get("/").text
     page = web.get("/notifications").text
     assert page.count("Mark read<") == 2
     r = web.post("/notifications/read-all", data={"csrf_token": csrf_of(page)}, follow_redirects=False)

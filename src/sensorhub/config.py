@@ -138,6 +138,9 @@ class Settings(BaseSettings):
     # Token expiry notices: days before expiry (comma-separated), plus one when a credential expired.
     token_notice_days: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [14, 7, 1])
     token_notice_interval_seconds: float = Field(300.0, gt=0)
+    # Shared secret of secret scanners reporting leaked tokens (POST /api/tokens/leaked); unset = off.
+    leak_report_secret: str | None = None
+    leak_reports_per_minute: int = Field(30, ge=1)
     # The embedded MQTT broker (docs/mqtt.md): listeners as host:port, off when unset. `sensorhub serve`
     # and `sensorhub demo` turn on mqtt_listen (127.0.0.1:1883 by default; --mqtt-listen, --no-mqtt).
     mqtt_listen: str | None = None

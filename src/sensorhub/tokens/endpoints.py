@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import Field
+from sqlalchemy.orm import Session
 from starlette.responses import Response
 
-from sensorhub.api.deps import ctx, request_ip
+from sensorhub.api.deps import ctx, get_db, request_ip
 from sensorhub.api.strict import reject_unknown_query_params
-from sensorhub.auth.dependencies import AnyToken, RequireSession, SessionContext
+from sensorhub.auth.dependencies import AnyToken, Public, RequireSession, SessionContext
 from sensorhub.auth.principal import Principal
 from sensorhub.db import utcnow
-from sensorhub.errors import BadRequest
+from sensorhub.errors import BadRequest, RateLimited
 from sensorhub.kit.paging import LimitPolicy, OffsetBounds
 from sensorhub.schemas import StrictModel
-from sensorhub.tokens import introspection, inventory, service
+from sensorhub.tokens import introspection, inventory, leaks, service
 from sensorhub.tokens.schemas import RotateRequest, TokenCreate, TokenCreated, TokenOut
 
 router = APIRouter(tags=["tokens"])
@@ -199,3 +200,42 @@ def revoke_credential(
         settings=ctx(request).settings, ip=request_ip(request),
     )  # fmt: skip
     return row.out(utcnow())
+
+
+# -- leaked-token reports (secret scanners) ---------------------------------------------------------
+class LeakReport(StrictModel):
+    tokens: list[str] = Field(
+        description="Strings that contain leaked tokens (1-100); the documented token regex picks them out"
+    )
+    source: str | None = Field(None, description="Where they were found (a URL, a file); told to the owners")
+
+
+async def _raw_body(request: Request) -> bytes:
+    return await request.body()
+
+
+@router.post("/api/tokens/leaked", status_code=202, dependencies=[Depends(Public())])
+def report_leaked(
+    body: LeakReport,
+    request: Request,
+    raw: bytes = Depends(_raw_body),
+    db: Session = Depends(get_db),
+    timestamp: str | None = Header(None, alias=leaks.TIMESTAMP_HEADER, description="Unix seconds"),
+    signature: str | None = Header(
+        None, alias=leaks.SIGNATURE_HEADER, description="sha256=<hex HMAC-SHA256 of '<timestamp>.<body>'>"
+    ),
+) -> dict[str, Any]:
+    """Report leaked tokens (for secret scanners): every real, live one is revoked at once and its owner
+    is told where it was found. Signed with the shared secret (``SENSORHUB_LEAK_REPORT_SECRET``): send
+    ``X-Sensorhub-Timestamp`` and ``X-Sensorhub-Signature``. The answer is the same whichever of the
+    strings were real credentials. Rate-limited per client address."""
+    c = ctx(request)
+    ip = request_ip(request)
+    decision = c.limiter.hit(f"leakreport:{ip}", c.settings.leak_reports_per_minute, 60)
+    if not decision.allowed:
+        raise RateLimited(
+            "Too many leak reports from this address; try again later", retry_after=decision.retry_after
+        )
+    leaks.check_signature(c.settings, timestamp, signature, raw)
+    result = leaks.report(db, body.tokens, body.source, c.settings, ip)
+    return {"status": "accepted", "received": result.received}

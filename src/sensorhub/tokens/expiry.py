@@ -71,7 +71,7 @@ def create_due_notices(s: Session, settings: Settings, now: datetime) -> int:
         threshold = due_threshold(cred.expires_at, now, days)
         if threshold is None or _already_told(s, cred.id, threshold):
             continue
-        for user, org in _recipients(s, cred):
+        for user, org in recipients(s, cred):
             if notices.notify(s, user, _notice(cred, threshold, org, settings), settings) is not None:
                 created += 1
     return created
@@ -92,7 +92,7 @@ def _already_told(s: Session, cred_id: str, threshold: int) -> bool:
     return any(t <= threshold for t in told)
 
 
-def _recipients(s: Session, cred: Credential) -> list[tuple[User, Organisation | None]]:
+def recipients(s: Session, cred: Credential) -> list[tuple[User, Organisation | None]]:
     """Who is told: a person's PAT → the person; an API key or an API user's token → the owners and
     admins of the organisation it belongs to."""
     if cred.kind == "pat" and cred.user_id:
@@ -110,7 +110,7 @@ def _recipients(s: Session, cred: Credential) -> list[tuple[User, Organisation |
     return [(u, org) for m, u in accounts.list_members(s, org) if Role(m.role).is_admin and not u.disabled]
 
 
-def _what(cred: Credential, org: Organisation | None) -> str:
+def describe(cred: Credential, org: Organisation | None) -> str:
     if cred.kind == "key":
         return f"the API key “{cred.name}” of {org.name if org else 'your organisation'}"
     if org is not None:
@@ -120,7 +120,7 @@ def _what(cred: Credential, org: Organisation | None) -> str:
 
 def _notice(cred: Credential, threshold: int, org: Organisation | None, settings: Settings) -> notices.Notice:
     assert cred.expires_at is not None
-    what = _what(cred, org)
+    what = describe(cred, org)
     when = cred.expires_at.strftime("%Y-%m-%d %H:%M UTC")
     path = f"/orgs/{org.slug}/api-keys" if cred.kind == "key" and org else "/integrations"
     if threshold == EXPIRED:
