@@ -7,9 +7,11 @@ The same runner is started by the app's lifespan (``sensorhub serve``, unless
 
 from __future__ import annotations
 
+from sensorhub.audit import service as audit
 from sensorhub.context import AppContext
 from sensorhub.db import utcnow
 from sensorhub.jobs import JobRunner
+from sensorhub.notices.invitations import run_invitation_notices
 from sensorhub.push.connectors import ConnectorTarget
 from sensorhub.push.delivery import DeliveryWorker, cursor_floor, enqueue
 from sensorhub.push.retention import prune_events
@@ -34,7 +36,15 @@ def build_runner(ctx: AppContext) -> JobRunner:
         ctx.settings.token_notice_interval_seconds,
         lambda: run_expiry_notices(ctx.db, ctx.settings),
     )
+    runner.register_periodic("invitation-notices", 60, lambda: run_invitation_notices(ctx.db, ctx.settings))
+    runner.register_periodic("audit-retention", 3600, lambda: prune_audit(ctx))
     return runner
+
+
+def prune_audit(ctx: AppContext) -> int:
+    """Delete audit events past ``SENSORHUB_AUDIT_RETENTION_DAYS`` (0: keep them all)."""
+    with ctx.db.transaction() as s:
+        return audit.prune(s, ctx.settings.audit_retention_days, utcnow())
 
 
 def check_no_data(ctx: AppContext) -> None:

@@ -141,6 +141,8 @@ class Settings(BaseSettings):
     # Shared secret of secret scanners reporting leaked tokens (POST /api/tokens/leaked); unset = off.
     leak_report_secret: str | None = None
     leak_reports_per_minute: int = Field(30, ge=1)
+    # Audit events older than this are deleted by the "audit-retention" job (0: keep them forever).
+    audit_retention_days: int = Field(365, ge=0, le=36500)
     # The embedded MQTT broker (docs/mqtt.md): listeners as host:port, off when unset. `sensorhub serve`
     # and `sensorhub demo` turn on mqtt_listen (127.0.0.1:1883 by default; --mqtt-listen, --no-mqtt).
     mqtt_listen: str | None = None

@@ -19,11 +19,12 @@ from sqlalchemy.orm import Session
 
 from sensorhub.accounts.models import Grant, Membership, Organisation, Role, User, Workspace
 from sensorhub.accounts.passwords import MIN_PASSWORD_LENGTH, hash_password
-from sensorhub.audit.service import record
+from sensorhub.audit.service import EventQuery, record
 from sensorhub.auth.restrictions import parse_networks
 from sensorhub.auth.scopes import parse_scopes
 from sensorhub.db import auth_changed, utcnow
 from sensorhub.errors import BadRequest, Conflict, Forbidden, NotFound
+from sensorhub.kit.time import parse_time
 from sensorhub.tokens.models import Credential, CredentialOrgAccess, OrgAccessState
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -527,3 +528,32 @@ def delete_grant(s: Session, org: Organisation, grant_id: str, actor_id: str | N
     s.flush()
     record(s, "grant.delete", org_id=org.id, actor_user_id=actor_id, target=grant_id)
     auth_changed(s)
+
+
+# -- audit log filters ---------------------------------------------------------------------------
+def audit_query(
+    s: Session,
+    org: Organisation,
+    *,
+    action: str | None,
+    actor: str | None,
+    credential: str | None,
+    target: str | None,
+    ip: str | None,
+    since: str | None,
+    until: str | None,
+) -> EventQuery | None:
+    """The filters as given (``None``: an actor no member of ``org`` has, so nothing can match)."""
+    actor_id = actor
+    if actor and "@" in actor:
+        user = get_user_by_email(s, actor.strip().lower())
+        if user is None or membership(s, user.id, org.id) is None:
+            return None
+        actor_id = user.id
+    start = parse_time(since, "since") if since else None
+    end = parse_time(until, "until") if until else None
+    if start and end and start >= end:
+        raise BadRequest("until must be after since")
+    return EventQuery(
+        action or None, actor_id or None, credential or None, target or None, ip or None, start, end
+    )

@@ -78,6 +78,8 @@ EXTRA_STATUSES: dict[tuple[str, str], tuple[int, ...]] = {
     ("post", "/api/v2/write"): (404, 409, 415),
     ("post", "/write"): (404, 409, 415),
     ("post", "/api/gateway/ingest"): (404, 409, 415),
+    # Leaked-token reports: unsigned or badly signed, reporting off, too many reports.
+    ("post", "/api/tokens/leaked"): (401, 403, 429),
 }
 
 

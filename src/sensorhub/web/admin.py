@@ -22,6 +22,7 @@ from sensorhub.accounts import invitations
 from sensorhub.accounts import service as accounts
 from sensorhub.accounts.models import Organisation, Role, User
 from sensorhub.api.deps import ctx, request_ip
+from sensorhub.audit.service import EventQuery, events_csv, search_events
 from sensorhub.auth.dependencies import SessionContext
 from sensorhub.auth.scopes import ROLE_SCOPES
 from sensorhub.db import utcnow
@@ -639,4 +640,57 @@ def credentials_csv(org: str, request: Request, sc: SessionContext = Depends(ADM
         inventory.to_csv(inventory.search(sc.db, o, query)),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{o.slug}-credentials.csv"'},
+    )
+
+
+# -- audit log ----------------------------------------------------------------------------------------
+AUDIT_PER_PAGE = 50
+AUDIT_FILTERS = ("action", "actor", "credential", "target", "ip", "since", "until")
+
+
+def _audit_filter(sc: SessionContext, request: Request) -> tuple[EventQuery | None, dict[str, str]]:
+    chosen = {k: request.query_params.get(k, "").strip() for k in AUDIT_FILTERS}
+    given = {k: (v or None) for k, v in chosen.items()}
+    return accounts.audit_query(sc.db, _org(sc), **given), chosen
+
+
+@_admin_page("audit", "Audit log", "org_audit.html")
+def audit_page(request: Request, sc: SessionContext, form: FormData | None) -> dict[str, Any]:
+    o = _org(sc)
+    error = None
+    try:
+        f, chosen = _audit_filter(sc, request)
+    except SensorhubError as e:
+        f, chosen, error = EventQuery(), {}, e.message
+    number = max(1, forms.integer(request.query_params.get("page", ""), "Page") or 1)
+    rows, total = (
+        search_events(sc.db, o.id, f, limit=AUDIT_PER_PAGE, offset=(number - 1) * AUDIT_PER_PAGE)
+        if f
+        else ([], 0)
+    )
+    users = {u.id: u.display for _, u in accounts.list_members(sc.db, o)}
+    users.update({u.id: u.name for u, _ in accounts.list_api_users(sc.db, o)})
+    params = {k: v for k, v in chosen.items() if v}
+    return {
+        "events": rows,
+        "total": total,
+        "number": number,
+        "pages": max(1, -(-total // AUDIT_PER_PAGE)),
+        "chosen": chosen,
+        "filter_error": error,
+        "query_string": urlencode(params),
+        "users": users,
+        "retention_days": ctx(request).settings.audit_retention_days,
+    }
+
+
+@router.get("/orgs/{org}/audit.csv")
+def audit_csv(org: str, request: Request, sc: SessionContext = Depends(ADMIN_PAGE)) -> Response:
+    o = _org(sc)
+    f, _ = _audit_filter(sc, request)
+    rows = search_events(sc.db, o.id, f, limit=100_000)[0] if f else []
+    return Response(
+        events_csv(rows),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{o.slug}-audit.csv"'},
     )
