@@ -105,6 +105,7 @@ def test_approve_warn_rotate_with_grace_and_revoke_for_the_organisation(
         admin.get_by_label("Members' tokens need approval").check()
         admin.get_by_role("button", name="Save policy").click()
         expect(admin.get_by_role("status").filter(has_text="Token policy saved")).to_be_visible()
+        _shot(admin, "org-token-policy")
 
         # The member creates a 30-day token: it waits for approval, and says so.
         log_in(member, "mia@acme.test")
@@ -160,6 +161,12 @@ def test_approve_warn_rotate_with_grace_and_revoke_for_the_organisation(
         admin.get_by_role("button", name="Revoke pump-dashboard of mia@acme.test").click()
         expect(admin.get_by_role("status").filter(has_text="Revoked for this organisation")).to_be_visible()
         assert _reads(url, new_token) == 403
+        admin_nav(admin, "Audit log").click()
+        admin.get_by_label("Action").fill("token.")
+        admin.get_by_role("button", name="Filter").click()
+        expect(admin.locator("table.audit")).to_contain_text("token.revoke_for_org")
+        expect(admin.locator("table.audit")).to_contain_text("token.approve")
+        _shot(admin, "audit-log")
         log_in(member, "mia@acme.test")
         member.get_by_role("navigation", name="Main").get_by_role("link", name="Notifications").click()
         item = member.locator(".notification").filter(has_text="“pump-dashboard” was revoked for Acme")
