@@ -19,11 +19,16 @@ def test_every_route_declares_a_guard(app: FastAPI) -> None:
             assert scope in ALL_SCOPES, r.path
 
 
+# Not management: introspection takes the token itself; a leak report is signed by a secret scanner
+# (HMAC, docs/tokens.md#leaked-token-reports) and only ever revokes.
+NOT_MANAGEMENT = {"/api/tokens/self": ("token", None), "/api/tokens/leaked": ("public", None)}
+
+
 def test_management_routes_need_a_session(app: FastAPI) -> None:
     for r in iter_api_routes(app.routes):
-        if (r.path.startswith("/api/tokens") and r.path != "/api/tokens/self") or r.path.startswith(
-            "/api/orgs"
-        ):
+        if r.path in NOT_MANAGEMENT:
+            assert route_guard(r) == NOT_MANAGEMENT[r.path], r.path
+        elif r.path.startswith("/api/tokens") or r.path.startswith("/api/orgs"):
             assert route_guard(r) == ("session", None), r.path
 
 
