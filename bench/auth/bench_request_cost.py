@@ -13,6 +13,7 @@ process, its threads included) before and after each run: robust to other load o
 requests/s (reported too). Medians over the rounds.
 
 Usage: .venv/bin/python bench/auth/bench_request_cost.py [--seconds 4] [--rounds 3]
+       [--compare-src /path/to/other/checkout --compare-label before]   # a second sensorhub, same run
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -120,10 +122,61 @@ def make_token(env: dict[str, str]) -> str:
     return m.group(0)
 
 
+QUIET: dict[str, int] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+
+
+def start(args: argparse.Namespace, env: dict[str, str], token: str, servers: list[Any]) -> list[Target]:
+    """Start the floor apps and the sensorhub server(s), one at a time; Starlette's target first."""
+    targets: list[Target] = []
+    for name, app in (("Starlette hello", "starlette_app"), ("FastAPI hello", "fastapi_app")):
+        port = free_port()
+        uv = [str(BIN / "uvicorn"), f"floor_apps:{app}", "--app-dir", str(HERE), "--port", str(port)]
+        p = subprocess.Popen([*uv, "--log-level", "info"], env=env, **QUIET)  # type: ignore[call-overload]
+        servers.append(p)
+        targets.append(Target(name, f"http://127.0.0.1:{port}/hello", p.pid))
+        wait_up(targets[-1].url)
+    auth = {"Authorization": f"Bearer {token}"}
+    sensorhubs = [("sensorhub", env)]
+    if args.compare_src:  # the same server from another checkout (e.g. before a change), same database
+        src = Path(args.compare_src).resolve()
+        other = dict(env, PYTHONPATH=f"{src / 'src'}:{src / 'client/src'}")
+        sensorhubs.append((f"sensorhub@{args.compare_label}", other))
+    for name, senv in sensorhubs:
+        port = free_port()
+        cmd = [str(BIN / "sensorhub"), "serve", "--port", str(port), "--no-mqtt"]
+        p = subprocess.Popen(cmd, env=senv, **QUIET)  # type: ignore[call-overload]
+        servers.append(p)
+        base = f"http://127.0.0.1:{port}"
+        wait_up(base + "/healthz")  # one at a time: each one migrates the (shared) database at start
+        targets += [
+            Target(f"{name} GET /healthz (no auth)", base + "/healthz", p.pid),
+            Target(f"{name} GET /api/tokens/self (token)", base + "/api/tokens/self", p.pid, auth),
+            Target(f"{name} GET /api/managements (token)", base + "/api/managements", p.pid, auth),
+        ]
+    for t in targets:
+        r = httpx.get(t.url, headers=t.headers)
+        assert r.status_code == 200, (t.label, r.status_code, r.text)
+    return targets
+
+
+def measure(targets: list[Target], drive: Any, args: argparse.Namespace) -> None:
+    for t in targets:  # warm-up: caches, lazy imports, the first usage write
+        drive(t, 1)
+    for _ in range(args.rounds):
+        for t in targets:
+            c0, w0 = cpu_seconds(t.pid), time.monotonic()
+            n = drive(t, args.seconds)
+            c1, w1 = cpu_seconds(t.pid), time.monotonic()
+            t.cpu_us.append((c1 - c0) / n * 1e6)
+            t.rps.append(n / (w1 - w0))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=4)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--compare-src", help="also serve sensorhub from this checkout (its src/)")
+    ap.add_argument("--compare-label", default="before")
     args = ap.parse_args()
     if shutil.which("wrk") is None and os.geteuid() == 0:
         print("wrk not found: installing it (apt-get install -y wrk)", file=sys.stderr)
@@ -142,40 +195,9 @@ def main() -> None:
     )
     token = make_token(env)
     servers: list[subprocess.Popen[bytes]] = []
-    targets: list[Target] = []
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     try:
-        for name, app in (("Starlette hello", "starlette_app"), ("FastAPI hello", "fastapi_app")):
-            port = free_port()
-            uv = [str(BIN / "uvicorn"), f"floor_apps:{app}", "--app-dir", str(HERE), "--port", str(port)]
-            p = subprocess.Popen([*uv, "--log-level", "info"], env=env, **quiet)  # type: ignore[call-overload]
-            servers.append(p)
-            targets.append(Target(name, f"http://127.0.0.1:{port}/hello", p.pid))
-        port = free_port()
-        p = subprocess.Popen(  # type: ignore[call-overload]
-            [str(BIN / "sensorhub"), "serve", "--port", str(port), "--no-mqtt"], env=env, **quiet
-        )
-        servers.append(p)
-        base = f"http://127.0.0.1:{port}"
-        auth = {"Authorization": f"Bearer {token}"}
-        targets += [
-            Target("sensorhub GET /healthz (no auth)", base + "/healthz", p.pid),
-            Target("sensorhub GET /api/tokens/self (token)", base + "/api/tokens/self", p.pid, auth),
-            Target("sensorhub GET /api/managements (token)", base + "/api/managements", p.pid, auth),
-        ]
-        for t in targets:
-            wait_up(t.url.replace("/api/tokens/self", "/healthz").replace("/api/managements", "/healthz"))
-            r = httpx.get(t.url, headers=t.headers)
-            assert r.status_code == 200, (t.label, r.status_code, r.text)
-        for t in targets:  # warm-up: caches, lazy imports, the first usage write
-            drive(t, 1)
-        for _ in range(args.rounds):
-            for t in targets:
-                c0, w0 = cpu_seconds(t.pid), time.monotonic()
-                n = drive(t, args.seconds)
-                c1, w1 = cpu_seconds(t.pid), time.monotonic()
-                t.cpu_us.append((c1 - c0) / n * 1e6)
-                t.rps.append(n / (w1 - w0))
+        targets = start(args, env, token, servers)
+        measure(targets, drive, args)
     finally:
         for p in servers:
             p.terminate()

@@ -23,6 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from sensorhub import __version__, web
 from sensorhub.accounts.endpoints import router as accounts_router
 from sensorhub.api import errors as api_errors
+from sensorhub.api import hot as hot_routes
 from sensorhub.api.health import router as health_router
 from sensorhub.api.middleware import RequestContextMiddleware
 from sensorhub.api.openapi import build_openapi
@@ -132,6 +133,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         app.include_router(r)
     _mount_docs(app)
     web.install(app, ctx)  # the HTML pages, their static files and their error pages
+    hot_routes.install(app)  # last: a few read-only routes reached without the nested router walk
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app
 
