@@ -443,7 +443,9 @@ def test_the_ide_is_served_locally_and_works_with_a_session(client: TestClient, 
     assert not any(p.startswith("/graphql") for p in openapi["paths"])
     assert "/graphql" in openapi["info"]["description"]
     assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
-    assert assets and all(a.startswith("/static/graphiql/") for a in assets), assets
+    assert assets and all(a.startswith(("/static/graphiql/", "/static/vendor/graphiql/")) for a in assets), (
+        assets
+    )
     for a in assets:
         assert client.get(a).status_code == 200
     assert "script-src 'self'" in page.headers["content-security-policy"]

@@ -287,14 +287,14 @@ IDE_PAGE = """<!doctype html>
 <meta charset="utf-8">
 <title>sensorhub GraphQL</title>
 <meta name="sensorhub-csrf" content="{csrf}">
-<link rel="stylesheet" href="/static/graphiql/graphiql.min.css">
+<link rel="stylesheet" href="/static/vendor/graphiql/graphiql.min.css">
 <link rel="stylesheet" href="/static/graphiql/sensorhub-graphiql.css">
 </head>
 <body>
 <div id="graphiql">Loading GraphiQL…</div>
-<script src="/static/graphiql/react.production.min.js"></script>
-<script src="/static/graphiql/react-dom.production.min.js"></script>
-<script src="/static/graphiql/graphiql.min.js"></script>
+<script src="/static/vendor/graphiql/react.production.min.js"></script>
+<script src="/static/vendor/graphiql/react-dom.production.min.js"></script>
+<script src="/static/vendor/graphiql/graphiql.min.js"></script>
 <script src="/static/graphiql/sensorhub-graphiql.js"></script>
 </body>
 </html>
