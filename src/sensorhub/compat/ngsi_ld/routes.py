@@ -538,6 +538,19 @@ def _attributes(summ: dict[str, discovery.TypeSummary]) -> dict[str, tuple[set[s
     return out
 
 
+def _attribute_info(rc: RequestContext, name: str, found: tuple[set[str], set[str], int]) -> dict[str, Any]:
+    """An attribute in the spec's ``Attribute`` shape (``/attributes/{attr}``, ``/attributes?details=true``)."""
+    kinds, types, n = found
+    return {
+        "id": CORE.expand(name),
+        "type": "Attribute",
+        "attributeName": rc.shown(name),
+        "attributeCount": n,
+        "attributeTypes": sorted(kinds),
+        "typeNames": sorted(rc.shown(t) for t in types),
+    }
+
+
 @router.get(f"{NGSI}/attributes", tags=TAGS_NGSI, summary="Available attributes")
 def list_attributes(
     request: Request,
@@ -553,17 +566,7 @@ def list_attributes(
     names = sorted(attrs)
     body: Any
     if details:
-        body = [
-            {
-                "id": CORE.expand(a),
-                "type": "Attribute",
-                "attributeName": rc.shown(a),
-                "attributeCount": attrs[a][2],
-                "attributeTypes": sorted(attrs[a][0]),
-                "typeNames": sorted(rc.shown(t) for t in attrs[a][1]),
-            }
-            for a in names
-        ]
+        body = [_attribute_info(rc, a, attrs[a]) for a in names]
     else:
         body = {
             "id": _list_id("AttributeList", names),
@@ -588,16 +591,7 @@ def get_attribute(
     found = _attributes(discovery.summary(db, principal.access("entities"))).get(stored)
     if found is None:
         raise NotFound(f"attribute '{attr_name[:200]}' not found")
-    kinds, types, n = found
-    body = {
-        "id": CORE.expand(stored),
-        "type": "Attribute",
-        "attributeName": rc.shown(stored),
-        "attributeCount": n,
-        "attributeTypes": sorted(kinds),
-        "typeNames": sorted(rc.shown(t) for t in types),
-    }
-    return _json(_ld_body(body, ld, rc), ld, rc)
+    return _json(_ld_body(_attribute_info(rc, stored, found), ld, rc), ld, rc)
 
 
 # --- hosted JSON-LD contexts --------------------------------------------------------------------------------
