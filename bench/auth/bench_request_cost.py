@@ -5,7 +5,8 @@ Starts, in one run, three servers, each one uvicorn worker with its access log o
 - a bare Starlette app answering ``GET /hello`` (``bench/auth/floor_apps.py``),
 - the same with FastAPI,
 - a real ``sensorhub serve`` (SQLite in a scratch data dir, ``--no-mqtt``, default log level) with a PAT
-  made by ``sensorhub admin create-token``,
+  made by ``sensorhub admin create-token`` (and, with ``--compare-src``, the same from another checkout,
+  in a data dir of its own),
 and drives them interleaved (round after round, each target in turn) with the same load: ``wrk`` (one
 thread, 16 connections), or an httpx loop when wrk is missing (the script says which). The figure is the
 **server's CPU time per request**, from ``/proc/<pid>/stat`` (user + system of the whole server
@@ -125,7 +126,7 @@ def make_token(env: dict[str, str]) -> str:
 QUIET: dict[str, int] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
 
 
-def start(args: argparse.Namespace, env: dict[str, str], token: str, servers: list[Any]) -> list[Target]:
+def start(args: argparse.Namespace, env: dict[str, str], servers: list[Any]) -> list[Target]:
     """Start the floor apps and the sensorhub server(s), one at a time; Starlette's target first."""
     targets: list[Target] = []
     for name, app in (("Starlette hello", "starlette_app"), ("FastAPI hello", "fastapi_app")):
@@ -135,13 +136,18 @@ def start(args: argparse.Namespace, env: dict[str, str], token: str, servers: li
         servers.append(p)
         targets.append(Target(name, f"http://127.0.0.1:{port}/hello", p.pid))
         wait_up(targets[-1].url)
-    auth = {"Authorization": f"Bearer {token}"}
     sensorhubs = [("sensorhub", env)]
-    if args.compare_src:  # the same server from another checkout (e.g. before a change), same database
+    if args.compare_src:  # the same server from another checkout (e.g. before a change)
         src = Path(args.compare_src).resolve()
-        other = dict(env, PYTHONPATH=f"{src / 'src'}:{src / 'client/src'}")
+        # Its own data dir: its migrations may be older than this checkout's.
+        other = dict(
+            env,
+            PYTHONPATH=f"{src / 'src'}:{src / 'client/src'}",
+            SENSORHUB_DATA_DIR=str(Path(env["SENSORHUB_DATA_DIR"]) / "compare"),
+        )
         sensorhubs.append((f"sensorhub@{args.compare_label}", other))
     for name, senv in sensorhubs:
+        auth = {"Authorization": f"Bearer {make_token(senv)}"}
         port = free_port()
         cmd = [str(BIN / "sensorhub"), "serve", "--port", str(port), "--no-mqtt"]
         p = subprocess.Popen(cmd, env=senv, **QUIET)  # type: ignore[call-overload]
@@ -193,10 +199,9 @@ def main() -> None:
         SENSORHUB_RATE_LIMIT_PER_MINUTE="100000000",
         SENSORHUB_FAILED_AUTH_LIMIT="100000000",
     )
-    token = make_token(env)
     servers: list[subprocess.Popen[bytes]] = []
     try:
-        targets = start(args, env, token, servers)
+        targets = start(args, env, servers)
         measure(targets, drive, args)
     finally:
         for p in servers:
