@@ -431,11 +431,10 @@ def test_distinct_count_scan_is_bounded(
 
 def test_sumsq_migration_backfills_existing_rollups(ctx: Any, world: World) -> None:
     """Data stored before the sum-of-squares migration (0006_sumsq) gets its sums of squares from the raw points."""
-    from alembic import command
     from alembic.script import ScriptDirectory
     from sqlalchemy import text
 
-    from sensorhub.migrate import alembic_config, upgrade
+    from sensorhub.migrate import alembic_config, downgrade, upgrade
     from sensorhub.timeseries import service
 
     world.org("acme")
@@ -445,11 +444,9 @@ def test_sumsq_migration_backfills_existing_rollups(ctx: Any, world: World) -> N
         service.bulk_insert(
             s, sid, [1_000_000 * 60 * i for i in range(0, 200, 7)], [float(i) for i in range(0, 200, 7)]
         )
-    cfg = alembic_config()
-    with ctx.db.engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        below = ScriptDirectory.from_config(cfg).get_revision("0006_sumsq").down_revision
-        command.downgrade(cfg, below)
+    below = ScriptDirectory.from_config(alembic_config()).get_revision("0006_sumsq").down_revision
+    assert isinstance(below, str)
+    downgrade(ctx.db, below)
     upgrade(ctx.db)
     with ctx.db.session() as s:
         got = s.execute(text("SELECT sum(sumsq) FROM rollup_1d WHERE series_id = :s"), {"s": sid}).scalar()

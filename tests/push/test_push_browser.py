@@ -79,11 +79,11 @@ def shot(page: Page, name: str, tmp_path: Path) -> None:
     page.screenshot(path=str(out / f"push-{name}.png"), full_page=True)
 
 
+# The pages run over the same services as the API (tested on both backends): one backend here, not a skip.
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_webhook_and_threshold_rule_made_in_the_ui(
     page: Page, server: tuple[str, World], receiver: Receiver, tmp_path: Path, backend: str
 ) -> None:
-    if backend != "sqlite":
-        pytest.skip("the pages run over the same services as the API; one backend is enough here")
     url, world = server
     page.goto("/login")
     page.get_by_label("Email").fill("olga@acme.test")
