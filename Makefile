@@ -19,9 +19,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/sensorhub demo --data-dir $(DATA)
 
-## Install and run the whole test suite (SQLite always; PostgreSQL/Redis/browser when available)
+## Install and run the whole test suite (SQLite always; PostgreSQL/Redis/browser when available), three
+## test files at a time (most tests wait on servers, not on the CPU)
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 3 --dist loadfile
 
 serve: $(STAMP)
 	$(BIN)/sensorhub serve --data-dir $(DATA)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -149,6 +151,16 @@ def test_demo_data_is_plausible_and_idempotent(
     client: TestClient, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(demo_data, "HISTORY_DAYS", 2)
+    fixed = datetime.now(
+        UTC
+    )  # both runs at the same "now": a 10-minute step passing between them is not new data
+
+    class _Frozen(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> _Frozen:
+            return cls.fromtimestamp(fixed.timestamp(), tz)
+
+    monkeypatch.setattr(demo_data, "datetime", _Frozen)
     world.org("demo", ("farm", "greenhouse"))
     world.user("demo@example.com", "demo", "owner")
 

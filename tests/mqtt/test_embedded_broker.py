@@ -91,7 +91,10 @@ class Device:
         waiter.start()
         while not done.is_set() and not self.closed.is_set():
             done.wait(0.01)
-        return info.is_published()
+        try:
+            return info.is_published()
+        except RuntimeError:  # paho: the connection closed before the message was acknowledged
+            return False
 
     def subscribe(self, topic_filter: str, qos: int = 1) -> list[int]:
         self.subscribed.clear()
