@@ -42,6 +42,7 @@ from sensorhub.compat.ngsi_ld.temporal import router as ngsi_ld_temporal_router
 from sensorhub.config import Settings
 from sensorhub.context import AppContext
 from sensorhub.export import endpoints as export_endpoints
+from sensorhub.export import service as export_service
 from sensorhub.export.stores import ExportStore, store_from_settings
 from sensorhub.jobs import JobRunner
 from sensorhub.logs import install_redaction
@@ -157,7 +158,10 @@ async def _redis_bus(bus: RedisBus) -> AsyncIterator[None]:
 async def _export_cleanup(ctx: AppContext, store: ExportStore) -> AsyncIterator[None]:
     """Lifespan step: a task deleting expired export files while the app runs."""
     task = asyncio.create_task(
-        export_endpoints.cleanup_periodically(ctx, store), name="sensorhub-export-cleanup"
+        export_service.cleanup_periodically(
+            ctx.db, store, stale_after_seconds=ctx.settings.export_url_ttl_seconds
+        ),
+        name="sensorhub-export-cleanup",
     )
     try:
         yield

@@ -8,16 +8,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from anyio import to_thread
 from sqlalchemy import DateTime, Engine, create_engine, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from sensorhub.config import DATA_FILE_MODE, Settings, restrict_mode
-from sensorhub.entities.patterns import sqlite_regexp
-from sensorhub.entities.windows import observed_us
+from sensorhub.kit.patterns import sqlite_regexp
+from sensorhub.kit.time import observed_us
 
 
 class Clock:
@@ -108,7 +109,7 @@ def make_engine(settings: Settings) -> Engine:
             cur.execute(f"PRAGMA busy_timeout={int(lock_timeout * 1000)}")
             cur.close()
             # Users' regular expressions run in RE2 (linear time), never in Python's backtracking `re`
-            # (which SQLAlchemy registers as REGEXP); see sensorhub.entities.patterns.
+            # (which SQLAlchemy registers as REGEXP); see sensorhub.kit.patterns.
             dbapi_conn.create_function("regexp", 2, sqlite_regexp, deterministic=True)
             dbapi_conn.create_function("sensorhub_observed_us", 1, observed_us, deterministic=True)
 
@@ -185,6 +186,9 @@ def _promote(conn: Any) -> None:
     raw.execute("BEGIN IMMEDIATE")
 
 
+T = TypeVar("T")
+
+
 class Database:
     """Owns the engine and hands out sessions; one request = one session = one transaction.
 
@@ -250,6 +254,16 @@ class Database:
         with self.write_session() as s:
             yield s
             s.commit()
+
+    async def read_off_loop(self, fn: Callable[[Session], T]) -> T:
+        """Run ``fn`` with a read session in one worker-thread hop: the database work of an ``async``
+        route (hot read paths: no write lock, no commit; authentication stays async)."""
+
+        def work() -> T:
+            with self.session() as s:
+                return fn(s)
+
+        return await to_thread.run_sync(work)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from sensorhub.entities.models import Entity
 from sensorhub.export import signing
-from sensorhub.export.endpoints import run_cleanup
+from sensorhub.export.service import cleanup_expired
 from tests.builders import World, bearer
 from tests.exports.conftest import (
     OTHER,
@@ -136,7 +136,14 @@ def test_expired_export_is_refused_cleaned_and_listed_as_expired(
     time.sleep(1.2)
     r = download(client, short["download_url"])
     assert r.status_code == 410, r.text
-    assert run_cleanup(world.ctx, client.app.state.export_store) == 1  # type: ignore[attr-defined]
+    assert (
+        cleanup_expired(
+            world.ctx.db,
+            client.app.state.export_store,
+            stale_after_seconds=world.ctx.settings.export_url_ttl_seconds,
+        )
+        == 1
+    )  # type: ignore[attr-defined]
     assert files_in(exports_dir) == [f"{keep['id']}.csv"]
     listed = {e["id"]: e for e in client.get("/api/datahub/exports", headers=bearer(token)).json()}
     assert listed[short["id"]]["status"] == "expired" and listed[short["id"]]["download_url"] is None

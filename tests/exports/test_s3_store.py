@@ -12,7 +12,6 @@ from fastapi.testclient import TestClient
 
 from sensorhub.db import utcnow
 from sensorhub.entities.models import Entity
-from sensorhub.export.endpoints import run_cleanup
 from sensorhub.export.service import cleanup_expired
 from sensorhub.export.stores import S3Store, store_from_settings
 from tests.builders import World, bearer
@@ -115,7 +114,10 @@ def test_s3_presigned_download(
     # Cleanup deletes the object once the export has expired.
     key = f"exports/acme/{body['id']}.{fmt}"
     assert s3_client.head_object(Bucket=BUCKET, Key=key)  # type: ignore[attr-defined]
-    assert run_cleanup(world.ctx, store) == 0
+    assert (
+        cleanup_expired(world.ctx.db, store, stale_after_seconds=world.ctx.settings.export_url_ttl_seconds)
+        == 0
+    )
     assert (
         cleanup_expired(
             world.ctx.db, store, stale_after_seconds=3600, now=lambda: utcnow() + timedelta(hours=2)

@@ -197,8 +197,8 @@ def test_refusals_in_influxdb_shape(client: TestClient, world: World) -> None:
 
 
 def test_a_gzip_bomb_stops_at_the_body_limit() -> None:
-    from sensorhub.api.bodies import _Gunzip
     from sensorhub.errors import PayloadTooLarge
+    from sensorhub.kit.bodies import _Gunzip
 
     g = _Gunzip(1 << 20)
     with pytest.raises(PayloadTooLarge):

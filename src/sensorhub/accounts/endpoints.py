@@ -17,13 +17,13 @@ from sensorhub.accounts import invitations
 from sensorhub.accounts import service as accounts
 from sensorhub.accounts.models import Membership, Organisation, User, Workspace
 from sensorhub.api.deps import ctx, request_ip
-from sensorhub.api.strict import reject_unknown_query_params
 from sensorhub.audit.models import AuditEvent
 from sensorhub.audit.service import events_csv, search_events
 from sensorhub.auth.dependencies import RequireSession, SessionContext
 from sensorhub.db import utcnow
 from sensorhub.errors import BadRequest
 from sensorhub.kit.paging import LimitPolicy, OffsetBounds
+from sensorhub.kit.query_params import reject_unknown_query_params
 from sensorhub.kit.urls import next_link
 from sensorhub.schemas import StrictModel
 from sensorhub.tokens import service as tokens

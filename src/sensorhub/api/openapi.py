@@ -29,7 +29,7 @@ from fastapi.routing import APIRoute
 from sensorhub.api import openapi_schemas as S
 from sensorhub.api.errors import INFLUX_V1_PATHS, INFLUX_V2_PATHS
 from sensorhub.api.routes import iter_api_routes, route_guard
-from sensorhub.api.strict import declared_query_params
+from sensorhub.kit.query_params import declared_query_params
 
 SECURITY_SCHEMES = {
     "bearerToken": {

@@ -17,11 +17,11 @@ from sqlalchemy.orm import Session
 from sensorhub.accounts.models import Membership, Organisation, Role, User
 from sensorhub.accounts.service import find_org, membership
 from sensorhub.api.deps import ctx, get_db
-from sensorhub.api.strict import reject_unknown_query_params
 from sensorhub.auth import sessions
 from sensorhub.auth.models import WebSession
 from sensorhub.auth.principal import Principal
 from sensorhub.errors import Forbidden, NotFound, Unauthorized
+from sensorhub.kit.query_params import reject_unknown_query_params
 
 # Every token route may name the tenant it means: ids are unique per organisation only, so an id that exists
 # in two organisations a token reads is chosen with this header (without it such an id answers 409).

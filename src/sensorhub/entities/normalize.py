@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sensorhub.entities.windows import observed_us
 from sensorhub.errors import BadRequest
+from sensorhub.kit.time import observed_us
 from sensorhub.timeseries.names import ATTRIBUTE_NAME, MAX_ATTRIBUTE_LENGTH
 
 CORE_CONTEXT = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"

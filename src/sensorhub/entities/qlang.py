@@ -27,7 +27,7 @@ string values; ``!=`` matches entities that have the attribute with a different 
 
 Bounds (each a 400 naming ``q``): at most :data:`MAX_Q_LENGTH` characters and :data:`MAX_TERMS`
 comparisons and list values; integers must fit in 64 bits and other numbers in a (finite) double;
-regular expressions follow :mod:`sensorhub.entities.patterns` (RE2, at most 256 characters).
+regular expressions follow :mod:`sensorhub.kit.patterns` (RE2, at most 256 characters).
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ from typing import Any
 from sqlalchemy import and_, case, false, func, not_, or_
 from sqlalchemy.sql.elements import ColumnElement
 
-from sensorhub.entities.patterns import check_pattern
 from sensorhub.errors import BadRequest
+from sensorhub.kit.patterns import check_pattern
 
 MAX_Q_LENGTH = 4000
 MAX_DEPTH = 32

@@ -36,11 +36,11 @@ from sensorhub.entities.normalize import (
     normalize_entity,
     normalize_fragment,
 )
-from sensorhub.entities.patterns import check_pattern
 from sensorhub.entities.qlang import BoolOp, JsonAttrs, Node, compile_q
 from sensorhub.entities.windows import is_bounded, visible_attrs, visible_sql
 from sensorhub.errors import BadRequest, Conflict, Forbidden, NotFound
 from sensorhub.kit.paging import OffsetBounds, decode_cursor, encode_cursor
+from sensorhub.kit.patterns import check_pattern
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500  # per page, for every token (Nekazari: "capped at 500")
@@ -306,7 +306,7 @@ def _uses_regex(query: EntityQuery) -> bool:
 def _regex_guard(s: Session, query: EntityQuery) -> Iterator[None]:
     """Bound the database's work on users' regular expressions.
 
-    SQLite runs them in RE2 (linear time; :mod:`sensorhub.entities.patterns`). PostgreSQL runs them in
+    SQLite runs them in RE2 (linear time; :mod:`sensorhub.kit.patterns`). PostgreSQL runs them in
     its own engine: the patterns are RE2-valid (no back-references, the one feature that makes it
     exponential), and the statements of this query additionally run under a statement timeout of
     :data:`REGEX_STATEMENT_TIMEOUT_MS` — a cancelled statement is the caller's 400. PostgreSQL's syntax

@@ -15,7 +15,6 @@ bounded window (fail closed) — everything sensorhub itself writes is in that f
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -25,30 +24,10 @@ from sqlalchemy.dialects.postgresql import TIMESTAMP
 from sqlalchemy.sql.elements import ColumnElement
 
 from sensorhub.authz.access import Access, Window
+from sensorhub.kit.time import OBSERVED_AT_FORM, observed_us
 
-# A date, optionally a time (seconds and 1-6 fraction digits optional) and an offset. Written so that
-# Python's ``re`` and PostgreSQL's ARE read it the same way.
-OBSERVED_AT_FORM = (
-    r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
-    r"([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-]([01][0-9]|2[0-3]):?[0-5][0-9])?)?$"
-)
-_FORM = re.compile(OBSERVED_AT_FORM)
 _HAS_OFFSET = r"(Z|[+-][0-9]{2}:?[0-9]{2})$"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def observed_us(value: Any) -> int | None:
-    """``observedAt`` as microseconds since the epoch (UTC; no offset = UTC), or ``None`` when it is not
-    a string in :data:`OBSERVED_AT_FORM`. Registered as an SQL function on SQLite (see :mod:`sensorhub.db`)."""
-    if not isinstance(value, str) or not _FORM.match(value):
-        return None
-    try:
-        dt = datetime.fromisoformat(value)
-        dt = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-    except (ValueError, OverflowError):
-        return None
-    d = dt - _EPOCH
-    return (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
 
 
 def _us(dt: datetime) -> int:

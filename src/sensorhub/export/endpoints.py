@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 from urllib.parse import quote
@@ -14,7 +13,6 @@ from fastapi.responses import FileResponse, RedirectResponse, StreamingResponse
 from sensorhub.api.deps import ctx, request_ip
 from sensorhub.auth.dependencies import Public, RequireScope
 from sensorhub.auth.principal import Principal
-from sensorhub.context import AppContext
 from sensorhub.export import service
 from sensorhub.export.schemas import ExportOut, ExportRequest
 from sensorhub.export.stores import ExportStore, store_from_settings
@@ -24,7 +22,6 @@ log = logging.getLogger("sensorhub.export")
 
 router = APIRouter(tags=["export"])
 
-CLEANUP_INTERVAL_SECONDS = 300.0
 MAX_LIST_LIMIT = 500
 # Every answer carrying a download URL (a bearer capability until it expires) or a token: never stored
 # by browsers, proxies or caches.
@@ -165,22 +162,3 @@ router.add_api_route(
     dependencies=[Depends(Public())],
     include_in_schema=False,
 )
-
-
-# --- background cleanup ---------------------------------------------------------------------------------
-
-
-def run_cleanup(c: AppContext, store: ExportStore) -> int:
-    return service.cleanup_expired(c.db, store, stale_after_seconds=c.settings.export_url_ttl_seconds)
-
-
-async def cleanup_periodically(c: AppContext, store: ExportStore) -> None:
-    """Delete expired export files every few minutes; the app runs this for its lifetime."""
-    while True:
-        try:
-            n = await anyio.to_thread.run_sync(run_cleanup, c, store)
-            if n:
-                log.info("deleted %d expired export file(s)", n)
-        except Exception:
-            log.exception("export cleanup failed; retrying later")
-        await asyncio.sleep(CLEANUP_INTERVAL_SECONDS)

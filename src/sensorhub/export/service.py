@@ -9,6 +9,7 @@ or the CSV streamed, after the request's session has ended.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+from anyio import to_thread
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -53,6 +55,8 @@ from sensorhub.timeseries.service import iter_bucket_batches, iter_raw_batches
 from sensorhub.tokens.models import Credential
 
 log = logging.getLogger("sensorhub.export")
+
+CLEANUP_INTERVAL_SECONDS = 300.0
 
 MAX_SERIES = 500
 # Inline CSV: rows kept in memory from the counting pass so that small exports are read only once.
@@ -630,3 +634,18 @@ def cleanup_expired(
     if isinstance(store, LocalStore):
         store.sweep_staging(stale_after_seconds)
     return deleted
+
+
+async def cleanup_periodically(db: Database, store: ExportStore, *, stale_after_seconds: int) -> None:
+    """Delete expired export files every few minutes (:func:`cleanup_expired`); the app runs this as a
+    lifespan step for its lifetime."""
+    while True:
+        try:
+            n = await to_thread.run_sync(
+                lambda: cleanup_expired(db, store, stale_after_seconds=stale_after_seconds)
+            )
+            if n:
+                log.info("deleted %d expired export file(s)", n)
+        except Exception:
+            log.exception("export cleanup failed; retrying later")
+        await asyncio.sleep(CLEANUP_INTERVAL_SECONDS)

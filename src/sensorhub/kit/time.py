@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -126,3 +127,27 @@ def iso_array(ts: npt.NDArray[np.int64]) -> npt.NDArray[np.str_]:
         unit = "us"
     out: npt.NDArray[np.str_] = np.datetime_as_string(ts.astype("datetime64[us]"), unit=unit, timezone="UTC")  # type: ignore[call-overload]
     return out
+
+
+# A date, optionally a time (seconds and 1-6 fraction digits optional) and an offset. Written so that
+# Python's ``re`` and PostgreSQL's ARE read it the same way.
+OBSERVED_AT_FORM = (
+    r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-]([01][0-9]|2[0-3]):?[0-5][0-9])?)?$"
+)
+_FORM = re.compile(OBSERVED_AT_FORM)
+
+
+def observed_us(value: Any) -> int | None:
+    """``observedAt`` as microseconds since the epoch (UTC; no offset = UTC), or ``None`` when it is not
+    a string in :data:`OBSERVED_AT_FORM`. Registered as an SQL function on SQLite (see :mod:`sensorhub.db`;
+    the time windows of :mod:`sensorhub.entities.windows` read ``observedAt`` through it)."""
+    if not isinstance(value, str) or not _FORM.match(value):
+        return None
+    try:
+        dt = datetime.fromisoformat(value)
+        dt = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+    d = dt - EPOCH
+    return (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds

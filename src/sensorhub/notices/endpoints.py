@@ -6,9 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
-from sensorhub.api.strict import reject_unknown_query_params
 from sensorhub.auth.dependencies import RequireSession, SessionContext
 from sensorhub.kit.paging import LimitPolicy, OffsetBounds
+from sensorhub.kit.query_params import reject_unknown_query_params
 from sensorhub.notices import service
 from sensorhub.notices.models import Notification
 

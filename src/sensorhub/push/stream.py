@@ -21,7 +21,7 @@ from sensorhub.auth.dependencies import RequireScope
 from sensorhub.auth.principal import Principal
 from sensorhub.authz.access import Access
 from sensorhub.authz.entities import visible_entity
-from sensorhub.context import AppContext
+from sensorhub.db import Database
 from sensorhub.errors import BadRequest
 from sensorhub.kit.time import iso
 from sensorhub.net import client_ip
@@ -75,12 +75,12 @@ def parse_last_event_id(value: str | None) -> int | None:
     return int(value)
 
 
-def resolve_selection(c: AppContext, access: Access, entities: list[str], attributes: list[str]) -> Selection:
+def resolve_selection(db: Database, access: Access, entities: list[str], attributes: list[str]) -> Selection:
     """The feed's selection: each entity resolved as the caller may see it (404 otherwise, 409 for an
     id shared by several of its organisations)."""
 
     def load() -> Selection:
-        with c.db.session() as s:
+        with db.session() as s:
             picked = frozenset(
                 (e.org_id, e.entity_id) for e in (visible_entity(s, access, r) for r in entities)
             )
@@ -104,7 +104,7 @@ async def _open_feed(
     attrs = _ids(attribute, "attribute", MAX_ATTRIBUTES)
     after = parse_last_event_id(last_event_id)
     access = principal.access("telemetry")
-    selection = await to_thread.run_sync(resolve_selection, c, access, refs, attrs)
+    selection = await to_thread.run_sync(resolve_selection, c.db, access, refs, attrs)
     viewer: Viewer = TokenViewer(
         c.db,
         c.settings,

@@ -40,11 +40,11 @@ from sensorhub.config import Settings
 from sensorhub.entities.geo import entity_geometry, parse_geo_query
 from sensorhub.entities.models import Entity
 from sensorhub.entities.normalize import CORE_CONTEXT, render
-from sensorhub.entities.patterns import sqlite_regexp
 from sensorhub.entities.qlang import BoolOp, Comparison, Node, parse_q
 from sensorhub.entities.qlang import _roots as roots_of
 from sensorhub.entities.service import entity_attrs
 from sensorhub.errors import BadRequest, Conflict, NotFound
+from sensorhub.kit.patterns import sqlite_regexp
 from sensorhub.kit.time import iso
 from sensorhub.push.live import LiveEvent, visible_points
 from sensorhub.push.subscription_models import NgsiSubscription

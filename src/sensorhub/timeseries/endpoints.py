@@ -16,13 +16,12 @@ from pydantic import Field
 from starlette.responses import Response
 
 from sensorhub import metrics
-from sensorhub.api import threads
-from sensorhub.api.bodies import read_body
 from sensorhub.api.deps import ctx
 from sensorhub.auth.dependencies import RequireScope, RequireSession, SessionContext
 from sensorhub.auth.principal import Principal
 from sensorhub.authz.subjects import session_access
 from sensorhub.db import utcnow
+from sensorhub.kit.bodies import read_body
 from sensorhub.kit.time import parse_time
 from sensorhub.net import client_ip
 from sensorhub.schemas import StrictModel
@@ -79,8 +78,7 @@ async def entity_data(
     start = parse_time(start_time, "start_time")
     end = parse_time(end_time, "end_time")
     access = principal.access("timeseries")
-    frame = await threads.read(
-        request,
+    frame = await ctx(request).db.read_off_loop(
         lambda s: reads.entity_data(
             s, access, entity_id, start, end, attribute, resolution, aggregation, topic
         ),
@@ -129,8 +127,7 @@ async def query(
     end = parse_time(body.end_time, "end_time")
     refs = [reads.SeriesRef(x.entity_id, x.attribute, x.aggregation, x.topic) for x in body.series]
     access = principal.access("timeseries")
-    frame = await threads.read(
-        request,
+    frame = await ctx(request).db.read_off_loop(
         lambda s: reads.query(s, access, start, end, body.resolution, refs, body.aggregation, body.fill),
     )
     if media == formats.JSON:
@@ -152,7 +149,9 @@ async def list_devices(
     """Devices (entities with time series) visible to the credential, with their latest values."""
     access = principal.access("telemetry")
     ws = _workspaces(principal)
-    rows = await threads.read(request, lambda s: telemetry.list_devices(s, access, ws, type, limit, offset))
+    rows = await ctx(request).db.read_off_loop(
+        lambda s: telemetry.list_devices(s, access, ws, type, limit, offset)
+    )
     return formats.json_response(rows)
 
 
@@ -163,7 +162,7 @@ async def get_device(
     access = principal.access("telemetry")
     ws = _workspaces(principal)
     return formats.json_response(
-        await threads.read(request, lambda s: telemetry.get_device(s, access, ws, device_id))
+        await ctx(request).db.read_off_loop(lambda s: telemetry.get_device(s, access, ws, device_id))
     )
 
 
@@ -177,7 +176,7 @@ async def list_sensors(
     """One row per series ``{id: "<entity_id>.<attribute>", entity_id, attribute, value, unit, observedAt}``."""
     access = principal.access("telemetry")
     return formats.json_response(
-        await threads.read(request, lambda s: telemetry.list_sensors(s, access, limit, offset))
+        await ctx(request).db.read_off_loop(lambda s: telemetry.list_sensors(s, access, limit, offset))
     )
 
 
@@ -187,7 +186,7 @@ async def get_sensor(
 ) -> Response:
     access = principal.access("telemetry")
     return formats.json_response(
-        await threads.read(request, lambda s: telemetry.get_sensor(s, access, sensor_id))
+        await ctx(request).db.read_off_loop(lambda s: telemetry.get_sensor(s, access, sensor_id))
     )
 
 

@@ -10,12 +10,12 @@ from sqlalchemy.orm import Session
 from starlette.responses import Response
 
 from sensorhub.api.deps import ctx, get_db, request_ip
-from sensorhub.api.strict import reject_unknown_query_params
 from sensorhub.auth.dependencies import AnyToken, Public, RequireSession, SessionContext
 from sensorhub.auth.principal import Principal
 from sensorhub.db import utcnow
 from sensorhub.errors import BadRequest, RateLimited
 from sensorhub.kit.paging import LimitPolicy, OffsetBounds
+from sensorhub.kit.query_params import reject_unknown_query_params
 from sensorhub.schemas import StrictModel
 from sensorhub.tokens import introspection, inventory, leaks, service
 from sensorhub.tokens.schemas import RotateRequest, TokenCreate, TokenCreated, TokenOut

@@ -50,7 +50,7 @@ async def _open_web_feed(
     c = ctx(request)
     user_id = sc.user.id
     access = session_access(sc.db, sc.user)
-    selection = await to_thread.run_sync(resolve_selection, c, access, [entity], attribute[:100])
+    selection = await to_thread.run_sync(resolve_selection, c.db, access, [entity], attribute[:100])
     cookie = request.cookies.get(sessions.COOKIE_NAME, "")
     viewer = SessionViewer(
         c.db, c.cache, user_id, _loader(cookie, user_id), recheck=c.settings.live_heartbeat_seconds

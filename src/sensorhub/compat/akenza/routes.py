@@ -18,7 +18,6 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from sensorhub import metrics
-from sensorhub.api import threads
 from sensorhub.api.deps import ctx, get_db
 from sensorhub.auth.dependencies import RequireScope
 from sensorhub.auth.principal import Principal
@@ -203,8 +202,7 @@ async def query_device_data(
     start, end = _bounds(body.timestamp)
     access = principal.access("timeseries")
     newest = body.sort.upper() == "DESC"
-    e, rows = await threads.read(
-        request,
+    e, rows = await ctx(request).db.read_off_loop(
         lambda s: device_data.samples(
             s, access, device_id, body.topic, start, end, body.limit, body.skip, newest
         ),
@@ -218,7 +216,7 @@ async def device_topics(
 ) -> Response:
     """The topics the device has data on (a list of strings, sorted)."""
     access = principal.access("timeseries")
-    _e, names = await threads.read(request, lambda s: device_data.topics(s, access, device_id))
+    _e, names = await ctx(request).db.read_off_loop(lambda s: device_data.topics(s, access, device_id))
     return formats.json_response(names)
 
 
@@ -234,7 +232,9 @@ async def latest_sample(
     """The latest sample ``{deviceId, topic, timestamp, data}`` on ``topic``, or on whichever topic
     reported last; 404 when the device has no readable data."""
     access = principal.access("timeseries")
-    e, sample = await threads.read(request, lambda s: device_data.latest_sample(s, access, device_id, topic))
+    e, sample = await ctx(request).db.read_off_loop(
+        lambda s: device_data.latest_sample(s, access, device_id, topic)
+    )
     if sample is None:
         on = f" on topic '{topic}'" if topic else ""
         raise NotFound(f"device '{device_id}' has no data{on}")
@@ -252,8 +252,7 @@ def _series_route(hourly: bool) -> Any:
         start = parse_time(body.interval.from_, "interval.from")
         end = parse_time(body.interval.to, "interval.to")
         access = principal.access("timeseries")
-        e, ts, vals = await threads.read(
-            request,
+        e, ts, vals = await ctx(request).db.read_off_loop(
             lambda s: device_data.time_series(
                 s, access, device_id, body.topic, body.dataKey, agg, start, end, bucket
             ),
@@ -279,8 +278,7 @@ def _kpi_route() -> Any:
         start = parse_time(body.interval.from_, "interval.from")
         end = parse_time(body.interval.to, "interval.to")
         access = principal.access("timeseries")
-        e, value = await threads.read(
-            request,
+        e, value = await ctx(request).db.read_off_loop(
             lambda s: device_data.kpi(s, access, device_id, body.topic, body.dataKey, agg, start, end),
         )
         return formats.json_response(

@@ -1079,7 +1079,7 @@ async def _open_feed(c: Context, refs: list[str], fields: list[str]) -> LiveFeed
         raise BadRequest(f"deviceIds may list at most {MAX_LIVE_DEVICES} devices")
     app = c.app
     access = c.viewer.access("telemetry")
-    selection = await to_thread.run_sync(resolve_selection, app, access, refs, fields)
+    selection = await to_thread.run_sync(resolve_selection, app.db, access, refs, fields)
     live_viewer: LiveViewer
     if c.principal is not None:
         live_viewer = TokenViewer(app.db, app.settings, app.cache, c.principal, "telemetry", c.client_ip)

@@ -17,12 +17,12 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from sensorhub import metrics
-from sensorhub.api.bodies import read_body
 from sensorhub.api.deps import ctx
 from sensorhub.auth.dependencies import RequireScope
 from sensorhub.auth.principal import Principal
 from sensorhub.db import utcnow
 from sensorhub.errors import BadRequest, NotFound
+from sensorhub.kit.bodies import read_body
 from sensorhub.kit.time import to_us
 from sensorhub.timeseries import ingest, lineproto
 

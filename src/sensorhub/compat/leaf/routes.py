@@ -14,7 +14,6 @@ from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
-from sensorhub.api import threads
 from sensorhub.api.deps import ctx
 from sensorhub.auth.dependencies import AnyToken, RequireScope
 from sensorhub.auth.principal import OrgRef, Principal, WorkspaceRef
@@ -122,7 +121,7 @@ async def data_recent(
     """The most recent readings across everything the credential may read, newest first."""
     access = principal.access("telemetry")
     return formats.json_response(
-        await threads.read(request, lambda s: recent_rows(s, principal, access, limit))
+        await ctx(request).db.read_off_loop(lambda s: recent_rows(s, principal, access, limit))
     )
 
 
@@ -162,7 +161,7 @@ async def data(
             cursor=cursor,
         )
 
-    body, next_cursor = await threads.read(request, fn)
+    body, next_cursor = await ctx(request).db.read_off_loop(fn)
     headers = {}
     if next_cursor is not None:
         headers["Link"] = next_link(request, ctx(request).settings.base_url, cursor=next_cursor)

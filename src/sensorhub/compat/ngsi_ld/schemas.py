@@ -19,7 +19,6 @@ from sensorhub.compat.ngsi_ld.geo import geo_from_body, geo_params
 from sensorhub.compat.ngsi_ld.render import Projection, Representation
 from sensorhub.entities.geo import GeoQuery
 from sensorhub.entities.normalize import check_entity_id
-from sensorhub.entities.patterns import check_pattern
 from sensorhub.entities.qlang import QSyntaxError, parse_q, rename
 from sensorhub.entities.service import (
     MAX_LIST_ITEMS,
@@ -30,6 +29,7 @@ from sensorhub.entities.service import (
     split_list,
 )
 from sensorhub.errors import BadRequest, NotAcceptable, NotImplementedFeature
+from sensorhub.kit.patterns import check_pattern
 
 MAX_JOIN_LEVEL = 3
 MAX_TYPE_EXPR = 2000

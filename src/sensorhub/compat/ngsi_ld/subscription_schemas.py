@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 from sensorhub.compat.ngsi_ld.contexts import context_links, is_core
 from sensorhub.compat.ngsi_ld.geo import geo_from_body
 from sensorhub.entities.normalize import check_attr_name, check_context, check_entity_id, check_type
-from sensorhub.entities.patterns import check_pattern
 from sensorhub.entities.qlang import parse_q
 from sensorhub.errors import BadRequest
+from sensorhub.kit.patterns import check_pattern
 from sensorhub.kit.time import parse_iso
 
 # Members of the Subscription data type this server does not implement (400 naming them).
