@@ -158,6 +158,22 @@ class Settings(BaseSettings):
     ngsi_ld_context_dir: Path | None = None
     ngsi_ld_context_timeout_seconds: float = Field(3.0, gt=0, le=30)
 
+    # OpenID Connect sign-in for people (docs/sign-in.md): off unless an issuer is set. The provider is found
+    # by discovery (<issuer>/.well-known/openid-configuration); the client is registered there with the
+    # redirect URI <base URL>/login/oidc/callback.
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = None
+    oidc_scopes: str = "openid email profile"
+    oidc_display_name: str = "single sign-on"
+    # Just-in-time membership: "<e-mail domain>=<organisation>[:<role>]" entries, comma-separated (role
+    # member by default; admin, member or viewer, never owner).
+    oidc_join_domains: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Create an account at the first sign-in of any verified address (off: only addresses of a join
+    # domain, or with a pending invitation, get one).
+    oidc_allow_signup: bool = False
+    oidc_timeout_seconds: float = Field(10.0, gt=0, le=60)
+
     pat_export_row_cap: int = Field(10_000, ge=1)
     key_export_row_cap: int = Field(10_000_000, ge=1)
     export_url_ttl_seconds: int = Field(3600, ge=1)
@@ -187,6 +203,7 @@ class Settings(BaseSettings):
         "token_notice_days",
         "ngsi_ld_context_allow",
         "line_protocol_device_tags",
+        "oidc_join_domains",
         mode="before",
     )
     @classmethod
@@ -196,6 +213,27 @@ class Settings(BaseSettings):
                 return json.loads(v)
             return [p.strip() for p in v.split(",") if p.strip()]
         return v
+
+    @field_validator("oidc_join_domains")
+    @classmethod
+    def _join_domains(cls, v: list[str]) -> list[str]:
+        for entry in v:
+            domain, _, target = entry.partition("=")
+            org, _, role = target.partition(":")
+            if not domain.strip() or "@" in domain or not org.strip():
+                raise ValueError(
+                    f"oidc_join_domains entry '{entry}' must be <e-mail domain>=<organisation>[:<role>], "
+                    "e.g. acme.com=acme:member"
+                )
+            if role and role.strip() not in ("admin", "member", "viewer"):
+                raise ValueError(
+                    f"oidc_join_domains entry '{entry}': the role must be admin, member or viewer (never owner)"
+                )
+        return v
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer and self.oidc_client_id)
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -2,7 +2,7 @@
 
 from sensorhub.accounts.models import Grant, Invitation, Membership, Organisation, Role, User, Workspace
 from sensorhub.audit.models import AuditEvent
-from sensorhub.auth.models import WebSession
+from sensorhub.auth.models import OidcIdentity, OidcLoginState, WebSession
 from sensorhub.db import Base
 from sensorhub.entities.models import Entity
 from sensorhub.export.models import Export
@@ -38,6 +38,8 @@ __all__ = [
     "Membership",
     "NgsiSubscription",
     "Notification",
+    "OidcIdentity",
+    "OidcLoginState",
     "Organisation",
     "PushCursor",
     "PushEvent",

@@ -193,6 +193,22 @@ def invitations_for(s: Session, user: User) -> list[InvitationView]:
     return [_view(s, i) for i in rows]
 
 
+def has_pending_invitation(s: Session, email: str) -> bool:
+    """Whether an unexpired invitation waits for ``email`` (a person signing up with it may join)."""
+    return (
+        s.scalar(
+            select(Invitation.id)
+            .where(
+                Invitation.email == email.strip().lower(),
+                Invitation.status == InvitationStatus.pending,
+                Invitation.expires_at > utcnow(),
+            )
+            .limit(1)
+        )
+        is not None
+    )
+
+
 def _own_invitation(s: Session, user: User, invitation_id: str) -> Invitation:
     """``user``'s invitation, in any state; someone else's is "not found" (same message)."""
     inv = s.get(Invitation, invitation_id)

@@ -198,6 +198,19 @@ def create_user(s: Session, email: str, password: str, name: str | None = None) 
     return user
 
 
+def create_person(s: Session, email: str, name: str | None = None) -> User:
+    """A person without a password, who signs in through OpenID Connect (or sets one later)."""
+    email = email.strip().lower()
+    if not EMAIL_RE.match(email):
+        raise BadRequest(f"'{email}' is not a valid email address")
+    if get_user_by_email(s, email):
+        raise Conflict(f"a user with email '{email}' already exists")
+    user = User(email=email, name=(name or "").strip()[:200] or email.split("@")[0], password_hash=None)
+    s.add(user)
+    s.flush()
+    return user
+
+
 def set_password(s: Session, user: User, password: str) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise BadRequest(f"password must be at least {MIN_PASSWORD_LENGTH} characters long")

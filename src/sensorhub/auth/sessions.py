@@ -38,6 +38,17 @@ def login(s: Session, email: str, password: str, ip: str | None, lifetime_hours:
     ok = verify_password(user.password_hash if user else None, password)
     if user is None or not ok or user.disabled or user.is_api_user:
         return None
+    return start_session(s, user, ip, lifetime_hours)
+
+
+def start_session(
+    s: Session,
+    user: User,
+    ip: str | None,
+    lifetime_hours: int,
+    details: dict[str, str] | None = None,
+) -> LoggedIn:
+    """A session for ``user``, who just proved who they are (a password, or an OpenID Connect sign-in)."""
     cookie = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(32)
     now = utcnow()
@@ -50,7 +61,7 @@ def login(s: Session, email: str, password: str, ip: str | None, lifetime_hours:
     )
     s.add(ws)
     s.execute(delete(WebSession).where(WebSession.user_id == user.id, WebSession.expires_at < now))
-    record(s, "session.login", actor_user_id=user.id, ip=ip)
+    record(s, "session.login", actor_user_id=user.id, ip=ip, details=details)
     s.flush()
     return LoggedIn(cookie, csrf, user, ws)
 

@@ -24,10 +24,12 @@ def install(app: FastAPI, ctx: Any) -> None:
     from sensorhub.web.invitations import router as invitations_router
     from sensorhub.web.live import router as live_router
     from sensorhub.web.notifications import router as notifications_router
+    from sensorhub.web.oidc import router as oidc_router
     from sensorhub.web.push_pages import router as push_router
     from sensorhub.web.views import page, render
 
     app.include_router(pages_router)
+    app.include_router(oidc_router)
     app.include_router(admin_router)
     app.include_router(invitations_router)
     app.include_router(live_router)

@@ -57,12 +57,22 @@ LOGIN_CSRF_COOKIE = "sensorhub_login_csrf"
 
 
 # -- login / logout -----------------------------------------------------------------------------
-def _login_page(
+def login_page(
     request: Request, *, error: str | None = None, email: str = "", next_path: str = "/", status: int = 200
 ) -> Response:
     token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(24)
     p = page(request, "Log in", None, error=error)
-    resp = render(request, "login.html", p, status, login_csrf=token, email=email, next_path=next_path)
+    settings = ctx(request).settings
+    resp = render(
+        request,
+        "login.html",
+        p,
+        status,
+        login_csrf=token,
+        email=email,
+        next_path=next_path,
+        oidc_name=settings.oidc_display_name if settings.oidc_enabled else None,
+    )
     # Double-submit token against login CSRF (someone logging your browser into their account).
     resp.set_cookie(
         LOGIN_CSRF_COOKIE,
@@ -80,7 +90,7 @@ def _login_page(
 def login_form(request: Request, next: str = "/", sc: SessionContext | None = Depends(MAYBE)) -> Response:
     if sc is not None:
         return RedirectResponse(safe_next(next), status_code=303)
-    return _login_page(request, next_path=safe_next(next))
+    return login_page(request, next_path=safe_next(next))
 
 
 @router.post("/login", dependencies=[Depends(Public())])
@@ -92,7 +102,7 @@ def login_submit(
     next_path = safe_next(forms.text(form, "next"))
     given, expected = forms.text(form, "login_csrf"), request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not expected or not secrets.compare_digest(given, expected):
-        return _login_page(
+        return login_page(
             request,
             error="The login form expired. Please enter your email and password again.",
             email=email,
@@ -100,7 +110,7 @@ def login_submit(
             status=400,
         )
     if not email or not password:
-        return _login_page(
+        return login_page(
             request, error="Enter your email and your password.", email=email, next_path=next_path, status=400
         )
     try:
@@ -108,13 +118,13 @@ def login_submit(
     except RateLimited as e:
         minutes = max(1, math.ceil(e.retry_after / 60))
         msg = f"Too many failed logins. Try again in {minutes} minute{'s' if minutes != 1 else ''}."
-        resp = _login_page(request, error=msg, email=email, next_path=next_path, status=429)
+        resp = login_page(request, error=msg, email=email, next_path=next_path, status=429)
         resp.headers["Retry-After"] = str(e.retry_after)
         return resp
     done = sessions.login(db, email, password, request_ip(request), c.settings.session_lifetime_hours)
     if done is None:
         note_failed_login(request, email)
-        return _login_page(
+        return login_page(
             request, error="Wrong email or password.", email=email, next_path=next_path, status=401
         )
     resp = RedirectResponse(next_path, status_code=303)
@@ -135,7 +145,7 @@ def logout(request: Request, sc: SessionContext = Depends(FORM)) -> Response:
 @router.get("/")
 def home(request: Request, sc: SessionContext | None = Depends(MAYBE)) -> Response:
     if sc is None:
-        return _login_page(request)
+        return login_page(request)
     now = utcnow()
     pats = tokens.list_pats(sc.db, sc.user.id)
     active = [t for t in pats if t.status(now) == "active"]
