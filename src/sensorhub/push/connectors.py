@@ -11,6 +11,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -96,17 +97,30 @@ def update_connector(
     name: str | None = None,
     enabled: bool | None = None,
     config: dict[str, Any] | None = None,
+    secrets: dict[str, Any] | None = None,
     settings: Settings,
 ) -> Connector:
+    """Rename, enable/disable, replace the configuration (``config``: the whole of it, validated as at
+    creation: SSRF, templates, fields) and replace secrets (``secrets``: each given member replaces the
+    stored one, ``null`` removes it; a webhook's ``headers`` merge by name). Existing secrets are never
+    returned; a webhook's signing secret changes only through :func:`rotate_secret`."""
     c = get_connector(s, org, connector_id)
     if name is not None:
         c.name = _name(name)
-    if config is not None:
+    if config is not None or secrets:
+        if not isinstance(config if config is not None else {}, dict):
+            raise BadRequest("config must be an object")
         k = CONNECTOR_KINDS[c.kind]
-        old = crypto.decrypt(settings, c.secrets_enc)
-        stored, _sec, _shown = k.validate(dict(config), {}, settings)
+        try:
+            old = crypto.decrypt(settings, c.secrets_enc)
+        except crypto.SecretsUnreadable:
+            old = {}  # the server key changed: the secrets given now replace the unreadable ones
+        given = _secret_input(c.kind, old, secrets or {})
+        stored, sec, _shown = k.validate(dict(config if config is not None else c.config), given, settings)
+        if c.kind == "webhook" and old.get("signing"):
+            sec["signing"] = old["signing"]  # the signing secrets (and a rotation's grace) stay
         c.config = stored
-        del old  # secrets stay as they are; new ones through rotate
+        c.secrets_enc = crypto.encrypt(settings, sec) if sec else None
     if enabled is not None:
         c.enabled = enabled
         if enabled:
@@ -114,6 +128,48 @@ def update_connector(
     c.updated_at = utcnow()
     s.flush()
     return c
+
+
+def _secret_input(kind: str, old: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """The stored secrets in the kind's input form, with ``changes`` applied."""
+    if not isinstance(changes, dict):
+        raise BadRequest("secrets must be an object")
+    if kind != "webhook":
+        out = dict(old)
+        for key, value in changes.items():
+            if value is None:
+                out.pop(key, None)
+            else:
+                out[key] = value
+        return out
+    if "signing_secret" in changes:
+        raise BadRequest(
+            "secrets.signing_secret: rotate it with POST …/rotate-secret (the old one keeps signing for a grace)"
+        )
+    current = next((x["secret"] for x in old.get("signing", []) if x.get("valid_until") is None), None)
+    headers = dict(old.get("headers") or {})
+    extra = changes.get("headers")
+    if extra is not None and not isinstance(extra, dict):
+        raise BadRequest("secrets.headers must be an object of header names to strings (null removes one)")
+    for h, value in (extra or {}).items():
+        if value is None:
+            headers.pop(h, None)
+        else:
+            headers[h] = value
+    unknown = {k: v for k, v in changes.items() if k != "headers"}
+    return ({"signing_secret": current} if current else {}) | {"headers": headers} | unknown
+
+
+def secret_names(c: Connector, settings: Settings) -> dict[str, Any]:
+    """Which secrets a connector holds (names only, never values): for the edit form."""
+    try:
+        sec = crypto.decrypt(settings, c.secrets_enc)
+    except crypto.SecretsUnreadable:
+        return {"unreadable": True, "fields": [], "headers": []}
+    fields = [k for k in sec if k not in ("signing", "headers") and sec[k]]
+    if sec.get("signing"):
+        fields.insert(0, "signing_secret")
+    return {"unreadable": False, "fields": fields, "headers": sorted(sec.get("headers") or {})}
 
 
 def rotate_secret(
@@ -125,7 +181,10 @@ def rotate_secret(
         raise BadRequest("only webhook connectors have a signing secret to rotate")
     if not 0 <= grace_hours <= 24 * 30:
         raise BadRequest("grace_hours must be between 0 and 720")
-    sec = crypto.decrypt(settings, c.secrets_enc)
+    try:
+        sec = crypto.decrypt(settings, c.secrets_enc)
+    except crypto.SecretsUnreadable:
+        sec = {}  # the server key changed: the new secret replaces the unreadable ones
     sec["signing"], new = rotate_signing(sec.get("signing", []), grace_hours * 3600)
     c.secrets_enc = crypto.encrypt(settings, sec)
     c.updated_at = utcnow()
@@ -334,15 +393,29 @@ def get_rule(s: Session, org: Organisation, rule_id: str) -> Rule:
     return r
 
 
+def _scope_of_rule(s: Session, org: Organisation, r: Rule, changes: dict[str, Any]) -> None:
+    """The devices a rule watches: ``workspace`` (slug or id, None: every one) and ``entity_type``."""
+    if "workspace" in changes:
+        r.workspace_id = _workspace(s, org, changes["workspace"] or None)
+    if "entity_type" in changes:
+        et = changes["entity_type"]
+        if et is not None and (not isinstance(et, str) or len(et) > MAX_NAME):
+            raise BadRequest(f"entity_type must be a device type of at most {MAX_NAME} characters, or null")
+        r.entity_type = et or None
+
+
 def update_rule(s: Session, org: Organisation, rule_id: str, changes: dict[str, Any]) -> Rule:
     r = get_rule(s, org, rule_id)
     if "name" in changes:
         r.name = _name(changes["name"])
+    _scope_of_rule(s, org, r, changes)
     if "enabled" in changes:
         r.enabled = bool(changes["enabled"])
     if "condition" in changes:
-        r.condition = rules.check_condition(changes["condition"])
-        s.query(RuleState).filter(RuleState.rule_id == r.id).delete()
+        condition = rules.check_condition(changes["condition"])
+        if condition != r.condition:  # a new condition starts every device from "ok"
+            r.condition = condition
+            s.query(RuleState).filter(RuleState.rule_id == r.id).delete()
     if "actions" in changes:
         r.actions = _actions(s, org, changes["actions"])
         if not r.actions:
@@ -356,6 +429,49 @@ def update_rule(s: Session, org: Organisation, rule_id: str, changes: dict[str, 
     r.updated_at = utcnow()
     s.flush()
     return r
+
+
+def _sample_value(condition: dict[str, Any] | None) -> Any:
+    c = condition or {}
+    kind = c.get("type")
+    if kind == "above":
+        return float(c["threshold"]) + 1
+    if kind == "below":
+        return float(c["threshold"]) - 1
+    if kind == "outside":
+        return float(c["max"]) + 1
+    if kind == "equals":
+        return c["value"]
+    return 21.5
+
+
+def preview_template(
+    org: Organisation, template: str | None, *, name: str | None = None, condition: Any = None
+) -> str:
+    """A rule action's message as it would read for a sample value that fires ``condition`` (a
+    :class:`BadRequest` for an invalid template or condition, like at creation)."""
+    cond = rules.check_condition(condition)
+    tpl = rules.check_template(template or None)
+    attr = (cond or {}).get("attribute") or "temperature"
+    message = {
+        "organisation": {"id": org.id, "slug": org.slug},
+        "workspace": {"id": None, "slug": "main"},
+        "device": {"id": "urn:ngsi-ld:Device:sample-1", "type": "Device"},
+    }
+    sample_rule = SimpleNamespace(id="sample", name=(name or "").strip() or "rule")
+    ctx = rules.template_context(
+        sample_rule,
+        message,
+        attr,
+        _sample_value(cond),
+        "CEL",
+        1767225600_000_000,
+        "firing" if cond else "data",
+    )
+    try:
+        return rules.render(tpl, ctx)
+    except Exception as e:  # valid on the generic sample, failing on this one: say so, as delivery would
+        raise BadRequest(f"template fails on the sample: {type(e).__name__}: {e}") from None
 
 
 def delete_rule(s: Session, org: Organisation, rule_id: str) -> None:

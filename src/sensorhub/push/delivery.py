@@ -329,10 +329,23 @@ class DeliveryWorker:
 
 
 def deliveries_of(
-    s: Session, org_id: str, kind: str, target_id: str, status: str | None, before: int | None, limit: int
+    s: Session,
+    org_id: str,
+    kind: str,
+    target_id: str,
+    status: str | None,
+    before: int | None,
+    limit: int,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> list[Delivery]:
+    """A target's deliveries, newest first: ``status``, created in ``[since, until)``, ids below
+    ``before`` (the next page)."""
     if status is not None and status not in ("pending", *FINAL):
         raise BadRequest("status must be one of: pending, delivered, dead, suppressed")
+    if since is not None and until is not None and since >= until:
+        raise BadRequest("since must be before until")
     q = select(Delivery).where(
         Delivery.org_id == org_id, Delivery.target_kind == kind, Delivery.target_id == target_id
     )
@@ -340,6 +353,10 @@ def deliveries_of(
         q = q.where(Delivery.status == status)
     if before is not None:
         q = q.where(Delivery.id < before)
+    if since is not None:
+        q = q.where(Delivery.created_at >= since)
+    if until is not None:
+        q = q.where(Delivery.created_at < until)
     return list(s.scalars(q.order_by(Delivery.id.desc()).limit(limit)))
 
 

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from sensorhub.api.deps import ctx
 from sensorhub.auth.dependencies import RequireSession, SessionContext
+from sensorhub.kit.time import parse_time
 from sensorhub.push import connectors as svc
 from sensorhub.push import delivery as deliveries
 from sensorhub.schemas import StrictModel
@@ -32,7 +33,15 @@ class ConnectorCreate(StrictModel):
 class ConnectorUpdate(StrictModel):
     name: str | None = None
     enabled: bool | None = None
-    config: dict[str, Any] | None = None
+    config: dict[str, Any] | None = Field(
+        None, description="The whole kind-specific configuration, validated as at creation (SSRF, fields)"
+    )
+    secrets: dict[str, Any] | None = Field(
+        None,
+        description="Replace stored secrets: each member given replaces the stored one, null removes it; "
+        "a webhook's secret `headers` merge by name (null removes a header). Stored secrets are never "
+        "returned; a webhook's signing secret changes through rotate-secret.",
+    )
 
 
 class RotateSecret(StrictModel):
@@ -57,11 +66,19 @@ class RuleCreate(StrictModel):
 
 class RuleUpdate(StrictModel):
     name: str | None = None
+    workspace: str | None = Field(None, description="Workspace slug or id; null = every workspace")
+    entity_type: str | None = Field(None, description="Only devices of this type; null = any")
     enabled: bool | None = None
     condition: dict[str, Any] | None = None
     actions: list[RuleAction] | None = None
     cooldown_s: int | None = None
     notify_resolved: bool | None = None
+
+
+class TemplatePreview(StrictModel):
+    template: str | None = Field(None, description="Jinja2 message template; none = the default")
+    name: str | None = Field(None, description="The rule's name, as {{ rule.name }}")
+    condition: dict[str, Any] | None = Field(None, description="The sample value is one that fires it")
 
 
 def _org(sc: SessionContext) -> Any:
@@ -104,8 +121,9 @@ def get_connector(org: str, connector_id: str, sc: SessionContext = Depends(ADMI
 def update_connector(
     org: str, connector_id: str, body: ConnectorUpdate, request: Request, sc: SessionContext = Depends(ADMIN)
 ) -> dict[str, Any]:
-    """Rename, enable/disable (pending deliveries of a disabled connector are not sent), or change its
-    configuration (validated like at creation; secrets stay)."""
+    """Rename, enable/disable (pending deliveries of a disabled connector are not sent), change its
+    configuration (the whole ``config``, validated like at creation) or replace secrets (``secrets``:
+    given members replace, null removes; the others stay). Nothing is saved when anything is invalid."""
     c = svc.update_connector(
         sc.db,
         _org(sc),
@@ -113,6 +131,7 @@ def update_connector(
         name=body.name,
         enabled=body.enabled,
         config=body.config,
+        secrets=body.secrets,
         settings=ctx(request).settings,
     )
     return svc.connector_out(c)
@@ -148,12 +167,24 @@ def connector_deliveries(
     connector_id: str,
     status: Literal["pending", "delivered", "dead", "suppressed"] | None = None,
     before: int | None = Query(None, description="Only deliveries with a smaller id (paging)"),
+    since: str | None = Query(None, description="Only deliveries created at or after (ISO 8601)"),
+    until: str | None = Query(None, description="Only deliveries created before (ISO 8601)"),
     limit: int = Query(50, ge=1, le=500),
     sc: SessionContext = Depends(ADMIN),
 ) -> list[dict[str, Any]]:
-    """The connector's delivery log, newest first."""
+    """The connector's delivery log, newest first; the next page is ``before=<the last id>``."""
     c = svc.get_connector(sc.db, _org(sc), connector_id)
-    rows = deliveries.deliveries_of(sc.db, c.org_id, svc.ConnectorTarget.name, c.id, status, before, limit)
+    rows = deliveries.deliveries_of(
+        sc.db,
+        c.org_id,
+        svc.ConnectorTarget.name,
+        c.id,
+        status,
+        before,
+        limit,
+        since=parse_time(since, "since") if since else None,
+        until=parse_time(until, "until") if until else None,
+    )
     return [deliveries.delivery_out(d) for d in rows]
 
 
@@ -211,6 +242,15 @@ def create_rule(org: str, body: RuleCreate, sc: SessionContext = Depends(ADMIN))
     return svc.rule_out(r, [])
 
 
+@router.post("/api/orgs/{org}/rules/preview")
+def preview_rule_template(
+    org: str, body: TemplatePreview, sc: SessionContext = Depends(ADMIN)
+) -> dict[str, str]:
+    """A message template rendered on a sample device and value (one that fires ``condition``); an
+    invalid template or condition is a 400, as at creation. Nothing is stored."""
+    return {"text": svc.preview_template(_org(sc), body.template, name=body.name, condition=body.condition)}
+
+
 @router.get("/api/orgs/{org}/rules/{rule_id}")
 def get_rule(org: str, rule_id: str, sc: SessionContext = Depends(ADMIN)) -> dict[str, Any]:
     """The rule with its state per device (``firing``/``ok``)."""
@@ -225,8 +265,9 @@ def update_rule(
     changes = body.model_dump(exclude_unset=True)
     if "actions" in changes and changes["actions"] is not None:
         changes["actions"] = [dict(a) for a in changes["actions"]]
+    nullable = ("condition", "workspace", "entity_type")
     r = svc.update_rule(
-        sc.db, _org(sc), rule_id, {k: v for k, v in changes.items() if v is not None or k == "condition"}
+        sc.db, _org(sc), rule_id, {k: v for k, v in changes.items() if v is not None or k in nullable}
     )
     return svc.rule_out(r, svc.rule_states(sc.db, r))
 

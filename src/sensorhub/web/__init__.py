@@ -26,6 +26,7 @@ def install(app: FastAPI, ctx: Any) -> None:
     from sensorhub.web.notifications import router as notifications_router
     from sensorhub.web.oidc import router as oidc_router
     from sensorhub.web.push_pages import router as push_router
+    from sensorhub.web.subscription_pages import router as subscriptions_router
     from sensorhub.web.views import page, render
 
     app.include_router(pages_router)
@@ -34,6 +35,7 @@ def install(app: FastAPI, ctx: Any) -> None:
     app.include_router(invitations_router)
     app.include_router(live_router)
     app.include_router(push_router)
+    app.include_router(subscriptions_router)
     app.include_router(notifications_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

@@ -7,7 +7,9 @@ Each form handler calls the same service function as ``/api/orgs/{org}/connector
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -19,6 +21,7 @@ from sensorhub.accounts import service as accounts
 from sensorhub.accounts.models import Organisation
 from sensorhub.api.deps import ctx
 from sensorhub.auth.dependencies import SessionContext
+from sensorhub.db import utcnow
 from sensorhub.errors import BadRequest
 from sensorhub.push import connectors as svc
 from sensorhub.push import delivery as deliveries
@@ -44,7 +47,44 @@ NOTICES = {
     "rule-enabled": "Rule enabled.",
     "rule-disabled": "Rule disabled.",
     "rule-deleted": "Rule deleted.",
+    "connector-saved": "Connector saved.",
+    "rule-saved": "Rule saved.",
 }
+
+# Which form field a service error is about ("config.url must be …" → "config.url").
+_FIELD = re.compile(
+    r"^(?:actions\[\d+\]\.)?((?:config|secrets|condition)\.\w+|name|template|cooldown_s|workspace|entity_type|actions)\b"
+)
+
+
+def describe(condition: dict[str, Any] | None) -> str:
+    """A rule's condition in words, for the pages."""
+    if not condition:
+        return "forward everything"
+    c = {k: (_plain(v) if isinstance(v, float) else v) for k, v in condition.items()}
+    attr, h = c.get("attribute") or "any attribute", c.get("hysteresis")
+    back = {
+        "above": lambda: f"ok again below {_plain(condition['threshold'] - condition['hysteresis'])}",
+        "below": lambda: f"ok again above {_plain(condition['threshold'] + condition['hysteresis'])}",
+    }
+    text = {
+        "above": lambda: f"{attr} above {c['threshold']}",
+        "below": lambda: f"{attr} below {c['threshold']}",
+        "outside": lambda: f"{attr} outside [{c['min']}, {c['max']}]",
+        "rate": lambda: f"{attr} changes faster than {c['per_minute']} per minute",
+        "equals": lambda: f"{attr} equals {c['value']!r}",
+        "no_data": lambda: f"no data from a device for {c['minutes']} minutes",
+    }[condition["type"]]()
+    if condition["type"] in back and condition.get("hysteresis"):
+        text += f" ({back[condition['type']]()})"
+    elif condition["type"] == "outside" and condition.get("hysteresis"):
+        text += f" (hysteresis {h})"
+    return text
+
+
+def field_of(error: str | None) -> str | None:
+    m = _FIELD.match(error or "")
+    return m.group(1) if m else None
 
 
 def _org(sc: SessionContext) -> Organisation:
@@ -236,6 +276,55 @@ def create_connector(request: Request, sc: SessionContext, form: FormData | None
     return _go(_org(sc), f"connectors/{c.id}", "connector-created")
 
 
+PAGE_SIZE = 50
+RANGES = {
+    "1h": timedelta(hours=1),
+    "24h": timedelta(days=1),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+}
+
+
+def _log_query(request: Request) -> dict[str, Any]:
+    """The delivery log's filter from the query string (unknown values fall back to "all")."""
+    q = request.query_params
+    st = q.get("status") or None
+    if st not in (None, "pending", "delivered", "dead", "suppressed"):
+        st = None
+    rng = q.get("range") or None
+    if rng not in RANGES:
+        rng = None
+    before = q.get("before")
+    return {"status": st, "range": rng, "before": int(before) if before and before.isdigit() else None}
+
+
+def _connector_values(c: Any, form: FormData | None) -> dict[str, Any]:
+    """The edit form's values: what was typed (after an error), else the stored configuration."""
+    if form is not None:
+        v: dict[str, Any] = {k: forms.text(form, k) for k in form if k not in ("header_name", "header_value")}
+        v["tls"] = forms.text(form, "tls") == "on"
+        v["retain"] = forms.text(form, "retain") == "on"
+        v["enabled"] = forms.text(form, "enabled") == "on"
+        v["headers"] = [
+            (str(n), str(val))
+            for n, val in zip(form.getlist("header_name"), form.getlist("header_value"), strict=False)
+            if str(n).strip() or str(val).strip()
+        ]
+        return v
+    cfg = dict(c.config)
+    v = {
+        k: ("" if val is None else str(val))
+        for k, val in cfg.items()
+        if not isinstance(val, dict | list | bool)
+    }
+    v["name"], v["enabled"] = c.name, c.enabled
+    v["tls"], v["retain"] = bool(cfg.get("tls")), bool(cfg.get("retain"))
+    v["headers"] = list((cfg.get("headers") or {}).items())
+    if c.kind == "email":
+        v["to"] = ", ".join(cfg.get("to") or [])
+    return v
+
+
 def connector_page(
     request: Request,
     sc: SessionContext,
@@ -247,10 +336,20 @@ def connector_page(
     reveal: str | None = None,
 ) -> Response:
     c = svc.get_connector(sc.db, _org(sc), connector_id)
-    st = request.query_params.get("status") or None
-    if st not in (None, "pending", "delivered", "dead", "suppressed"):
-        st = None
-    rows = deliveries.deliveries_of(sc.db, c.org_id, svc.ConnectorTarget.name, c.id, st, None, 100)
+    lq = _log_query(request)
+    since = utcnow() - RANGES[lq["range"]] if lq["range"] else None
+    rows = deliveries.deliveries_of(
+        sc.db,
+        c.org_id,
+        svc.ConnectorTarget.name,
+        c.id,
+        lq["status"],
+        lq["before"],
+        PAGE_SIZE + 1,
+        since=since,
+    )
+    settings = ctx(request).settings
+    editing = form is not None and request.url.path.endswith("/edit")
     return _page(
         request,
         sc,
@@ -260,10 +359,17 @@ def connector_page(
         error=error,
         status=status,
         c=c,
-        deliveries=[(d, deliveries.attempts_of(sc.db, d)) for d in rows],
+        deliveries=[(d, deliveries.attempts_of(sc.db, d)) for d in rows[:PAGE_SIZE]],
+        more=rows[PAGE_SIZE - 1].id if len(rows) > PAGE_SIZE else None,
         counts=_counts(sc, c.id),
-        status_filter=st,
+        log=lq,
+        ranges=list(RANGES),
         reveal=reveal,
+        v=_connector_values(c, form if editing else None),
+        secrets=svc.secret_names(c, settings),
+        field_error=field_of(error) if editing else None,
+        allow_private=settings.push_allow_private_targets,
+        max_timeout=settings.push_timeout_seconds,
     )
 
 
@@ -272,6 +378,110 @@ def connector(
     org: str, connector_id: str, request: Request, sc: SessionContext = Depends(ADMIN_PAGE)
 ) -> Response:
     return connector_page(request, sc, connector_id)
+
+
+def _header_rows(form: FormData | None, names: str, values: str) -> dict[str, str]:
+    if form is None:
+        return {}
+    out: dict[str, str] = {}
+    for n, val in zip(form.getlist(names), form.getlist(values), strict=False):
+        name, value = str(n).strip(), str(val).strip()
+        if not name and not value:
+            continue  # an empty row (or one cleared to remove it)
+        if not name:
+            raise BadRequest("config.headers: a header row has a value but no name")
+        out[name] = value
+    return out
+
+
+def _timeout_of(t: _Form, config: dict[str, Any]) -> None:
+    if t("timeout_s"):
+        try:
+            config["timeout_s"] = float(t("timeout_s"))
+        except ValueError:
+            raise BadRequest("config.timeout_s must be a number of seconds") from None
+
+
+def _edit_webhook(form: FormData | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    t = _Form(form)
+    config: dict[str, Any] = {"url": t("url"), "body": t("body") or "sensorhub"}
+    config["headers"] = _header_rows(form, "header_name", "header_value")
+    _timeout_of(t, config)
+    secret_headers: dict[str, Any] = {h: None for h in forms.many(form, "secret_header_remove")}
+    if t("secret_header_name"):
+        secret_headers[t("secret_header_name")] = t("secret_header_value")
+    return config, ({"headers": secret_headers} if secret_headers else {})
+
+
+def _replace(form: FormData | None, names: tuple[str, ...]) -> dict[str, Any]:
+    """Secrets typed in (replace), or ticked for removal; untouched ones stay as stored."""
+    out: dict[str, Any] = {}
+    for n in names:
+        if forms.text(form, f"remove_{n}") == "on":
+            out[n] = None
+        elif forms.text(form, n):
+            out[n] = forms.text(form, n)
+    return out
+
+
+def _edit_mqtt(form: FormData | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    t = _Form(form)
+    config: dict[str, Any] = {
+        "host": t("host"),
+        "tls": t("tls") == "on",
+        "retain": t("retain") == "on",
+        "topic": t("topic"),
+        "qos": int(_number(t("qos") or "1", "config.qos")),
+    }
+    if t("port"):
+        config["port"] = int(_number(t("port"), "config.port"))
+    if t("username"):
+        config["username"] = t("username")
+    if t("ca_cert"):
+        config["ca_cert"] = t("ca_cert")
+    _timeout_of(t, config)
+    return config, _replace(form, ("password",))
+
+
+def _edit_influxdb(form: FormData | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    t = _Form(form)
+    config: dict[str, Any] = {"url": t("url"), "version": t("version") or "1"}
+    for k in ("database", "retention_policy", "org", "bucket", "measurement", "username"):
+        if t(k):
+            config[k] = t(k)
+    _timeout_of(t, config)
+    return config, _replace(form, ("password", "token"))
+
+
+def _edit_email(form: FormData | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    t = _Form(form)
+    to = [a.strip() for a in t("to").replace(";", ",").split(",") if a.strip()]
+    return {"to": to, "subject": t("subject") or None}, {}
+
+
+_EDIT_FORMS: dict[str, Callable[[FormData | None], tuple[dict[str, Any], dict[str, Any]]]] = {
+    "webhook": _edit_webhook,
+    "mqtt": _edit_mqtt,
+    "influxdb": _edit_influxdb,
+    "email": _edit_email,
+}
+
+
+@_post("/orgs/{org}/connectors/{connector_id}/edit", connector_page, ("connector_id",))
+def edit_connector(request: Request, sc: SessionContext, form: FormData | None, params: Any) -> Response:
+    c = svc.get_connector(sc.db, _org(sc), params["connector_id"])
+    config, secrets = _EDIT_FORMS[c.kind](form)
+    svc.update_connector(
+        sc.db,
+        _org(sc),
+        c.id,
+        name=forms.text(form, "name"),
+        config=config,
+        secrets=secrets,
+        enabled=forms.text(form, "enabled") == "on",
+        settings=ctx(request).settings,
+    )
+    return _go(_org(sc), f"connectors/{c.id}", "connector-saved")
 
 
 @_post("/orgs/{org}/connectors/{connector_id}/test", connector_page, ("connector_id",))
@@ -350,6 +560,7 @@ def rules_page(
         form=form,
         default_template=DEFAULT_TEMPLATE,
         names={c.id: c.name for c in svc.list_connectors(sc.db, o)},
+        describe=describe,
     )
 
 
@@ -375,7 +586,7 @@ def _condition(form: FormData | None) -> dict[str, Any] | None:
     }
     for name in numbers.get(kind, ()):
         if t(name):
-            c[name] = _number(t(name), name.replace("_", " "))
+            c[name] = _number(t(name), f"condition.{name}")
     if kind == "equals":
         c["value"] = t("value")
     return c
@@ -401,6 +612,51 @@ def create_rule(request: Request, sc: SessionContext, form: FormData | None, par
     return _go(_org(sc), "rules", "rule-created")
 
 
+_COND_FIELDS = ("attribute", "threshold", "hysteresis", "min", "max", "per_minute", "value", "minutes")
+
+
+def _rule_values(sc: SessionContext, r: Any, form: FormData | None) -> dict[str, Any]:
+    """The edit form's values: what was typed (after an error or a preview), else the rule's."""
+    if form is not None:
+        v: dict[str, Any] = {
+            k: forms.text(form, k)
+            for k in (
+                "name",
+                "workspace",
+                "entity_type",
+                "condition",
+                "template",
+                "cooldown_s",
+                *_COND_FIELDS,
+            )
+        }
+        v["connectors"] = forms.many(form, "connectors")
+        v["notify_resolved"] = forms.text(form, "notify_resolved") == "on"
+        v["enabled"] = forms.text(form, "enabled") == "on"
+        return v
+    cond = r.condition or {}
+    ws = next((w.slug for w in accounts.list_workspaces(sc.db, _org(sc)) if w.id == r.workspace_id), "")
+    templates = [a.get("template") for a in r.actions]
+    v = {k: ("" if cond.get(k) is None else _plain(cond[k])) for k in _COND_FIELDS}
+    v |= {
+        "name": r.name,
+        "workspace": ws,
+        "entity_type": r.entity_type or "",
+        "condition": cond.get("type", "none"),
+        "template": "" if templates[0] in (None, DEFAULT_TEMPLATE) else templates[0],
+        "cooldown_s": str(r.cooldown_s),
+        "connectors": [a["connector_id"] for a in r.actions],
+        "notify_resolved": r.notify_resolved,
+        "enabled": r.enabled,
+        "mixed_templates": len(set(templates)) > 1,
+    }
+    return v
+
+
+def _plain(x: Any) -> str:
+    return str(int(x)) if isinstance(x, float) and x.is_integer() else str(x)
+
+
 def rule_page(
     request: Request,
     sc: SessionContext,
@@ -409,9 +665,11 @@ def rule_page(
     error: str | None = None,
     status: int = 200,
     form: FormData | None = None,
+    preview: str | None = None,
 ) -> Response:
     r = svc.get_rule(sc.db, _org(sc), rule_id)
-    names = {c.id: c.name for c in svc.list_connectors(sc.db, _org(sc))}
+    connectors = svc.list_connectors(sc.db, _org(sc))
+    states = svc.rule_states(sc.db, r)
     return _page(
         request,
         sc,
@@ -421,15 +679,51 @@ def rule_page(
         error=error,
         status=status,
         r=r,
-        states=svc.rule_states(sc.db, r),
+        states=states,
+        firing=sum(1 for x in states if x.state == "firing"),
         history=svc.rule_history(sc.db, r, 200),
-        names=names,
+        names={c.id: c.name for c in connectors},
+        connectors=connectors,
+        workspaces=accounts.list_workspaces(sc.db, _org(sc)),
+        v=_rule_values(sc, r, form if form is not None and request.url.path.endswith("/edit") else None),
+        describe=describe,
+        field_error=field_of(error),
+        preview=preview,
+        default_template=DEFAULT_TEMPLATE,
     )
 
 
 @router.get("/orgs/{org}/rules/{rule_id}")
 def rule(org: str, rule_id: str, request: Request, sc: SessionContext = Depends(ADMIN_PAGE)) -> Response:
     return rule_page(request, sc, rule_id)
+
+
+@_post("/orgs/{org}/rules/{rule_id}/edit", rule_page, ("rule_id",))
+def edit_rule(request: Request, sc: SessionContext, form: FormData | None, params: Any) -> Response:
+    template = forms.text(form, "template") or None
+    if forms.text(form, "action") == "preview":
+        text = svc.preview_template(
+            _org(sc), template, name=forms.text(form, "name"), condition=_condition(form)
+        )
+        return rule_page(request, sc, params["rule_id"], form=form, preview=text)
+    svc.update_rule(
+        sc.db,
+        _org(sc),
+        params["rule_id"],
+        {
+            "name": forms.text(form, "name"),
+            "workspace": forms.text(form, "workspace") or None,
+            "entity_type": forms.text(form, "entity_type") or None,
+            "condition": _condition(form),
+            "actions": [
+                {"connector_id": cid, "template": template} for cid in forms.many(form, "connectors")
+            ],
+            "cooldown_s": forms.integer(forms.text(form, "cooldown_s"), "cooldown_s") or 0,
+            "notify_resolved": forms.text(form, "notify_resolved") == "on",
+            "enabled": forms.text(form, "enabled") == "on",
+        },
+    )
+    return _go(_org(sc), f"rules/{params['rule_id']}", "rule-saved")
 
 
 @_post("/orgs/{org}/rules/{rule_id}/toggle", rule_page, ("rule_id",))

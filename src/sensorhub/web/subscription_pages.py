@@ -1,0 +1,135 @@
+"""The NGSI-LD subscriptions page of an organisation: the subscriptions its tokens made through
+``/ngsi-ld/v1/subscriptions``, with their owner token, status, what they watch, where they notify and
+their deliveries; pause, resume and delete. Owners and admins see all of them, any other member only
+those of their own tokens (:mod:`sensorhub.push.subscription_admin`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import RedirectResponse
+from starlette.datastructures import FormData
+from starlette.responses import Response
+
+from sensorhub.accounts.models import Role
+from sensorhub.auth.dependencies import SessionContext
+from sensorhub.push import delivery as deliveries
+from sensorhub.push import subscription_admin as admin
+from sensorhub.push.subscriptions import TARGET_KIND
+from sensorhub.web.guards import RequireWebSession, read_form
+from sensorhub.web.views import attempt, page, render
+
+router = APIRouter(include_in_schema=False)
+MEMBER_PAGE = RequireWebSession(org_member=True, csrf=False)
+MEMBER_FORM = RequireWebSession(org_member=True)
+PAGE_SIZE = 50
+
+NOTICES = {
+    "paused": "Subscription paused: nothing is notified until it is resumed.",
+    "resumed": "Subscription resumed.",
+    "deleted": "Subscription deleted.",
+}
+
+
+def _is_admin(sc: SessionContext) -> bool:
+    return sc.role is not None and Role(sc.role).is_admin
+
+
+def subscriptions_page(
+    request: Request, sc: SessionContext, *, error: str | None = None, status: int = 200, **_: Any
+) -> Response:
+    assert sc.org is not None
+    items = admin.of_org(sc.db, sc.org, sc.user, is_admin=_is_admin(sc))
+    notice = NOTICES.get(request.query_params.get("done") or "")
+    p = page(
+        request, f"Subscriptions · {sc.org.name}", sc, active="subscriptions", error=error, notice=notice
+    )
+    return render(
+        request, "org_subscriptions.html", p, status, org=sc.org, items=items, is_admin=_is_admin(sc)
+    )
+
+
+@router.get("/orgs/{org}/subscriptions")
+def subscriptions(org: str, request: Request, sc: SessionContext = Depends(MEMBER_PAGE)) -> Response:
+    return subscriptions_page(request, sc)
+
+
+def subscription_page(
+    request: Request,
+    sc: SessionContext,
+    pk: str,
+    *,
+    error: str | None = None,
+    status: int = 200,
+    **_: Any,
+) -> Response:
+    assert sc.org is not None
+    item = admin.get(sc.db, sc.org, sc.user, pk, is_admin=_is_admin(sc))
+    before = request.query_params.get("before")
+    rows = deliveries.deliveries_of(
+        sc.db,
+        sc.org.id,
+        TARGET_KIND,
+        str(item.sub.pk),
+        None,
+        int(before) if before and before.isdigit() else None,
+        PAGE_SIZE + 1,
+    )
+    notice = NOTICES.get(request.query_params.get("done") or "")
+    p = page(request, f"Subscription · {sc.org.name}", sc, active="subscriptions", error=error, notice=notice)
+    return render(
+        request,
+        "org_subscription.html",
+        p,
+        status,
+        org=sc.org,
+        item=item,
+        deliveries=[(d, deliveries.attempts_of(sc.db, d)) for d in rows[:PAGE_SIZE]],
+        more=rows[PAGE_SIZE - 1].id if len(rows) > PAGE_SIZE else None,
+        before=before,
+    )
+
+
+@router.get("/orgs/{org}/subscriptions/{pk}")
+def subscription(org: str, pk: str, request: Request, sc: SessionContext = Depends(MEMBER_PAGE)) -> Response:
+    return subscription_page(request, sc, pk)
+
+
+def _done(sc: SessionContext, path: str, done: str) -> Response:
+    assert sc.org is not None
+    return RedirectResponse(f"/orgs/{sc.org.slug}/subscriptions{path}?done={done}", status_code=303)
+
+
+@router.post("/orgs/{org}/subscriptions/{pk}/active")
+def set_active(
+    org: str,
+    pk: str,
+    request: Request,
+    form: FormData | None = Depends(read_form),
+    sc: SessionContext = Depends(MEMBER_FORM),
+) -> Response:
+    on = form is not None and form.get("active") == "1"
+
+    def action() -> Response:
+        assert sc.org is not None
+        admin.set_active(sc.db, sc.org, sc.user, pk, on, is_admin=_is_admin(sc))
+        return _done(sc, f"/{pk}", "resumed" if on else "paused")
+
+    return attempt(request, sc, action, subscription_page, pk=pk)
+
+
+@router.post("/orgs/{org}/subscriptions/{pk}/delete")
+def delete(
+    org: str,
+    pk: str,
+    request: Request,
+    form: FormData | None = Depends(read_form),
+    sc: SessionContext = Depends(MEMBER_FORM),
+) -> Response:
+    def action() -> Response:
+        assert sc.org is not None
+        admin.delete(sc.db, sc.org, sc.user, pk, is_admin=_is_admin(sc))
+        return _done(sc, "", "deleted")
+
+    return attempt(request, sc, action, subscription_page, pk=pk)
