@@ -49,7 +49,7 @@ def token(world: World, settings: Settings, tmp_path: Path) -> str:
     items: list[dict[str, Any]] = [
         {
             "id": "urn:ngsi-ld:Parcel:p1",
-            "type": "Parcel",
+            "type": ["Parcel", "Field"],
             "area": 2.5,
             "crop": {"type": "VocabProperty", "vocab": "wheat"},
             "label": {"type": "LanguageProperty", "languageMap": {"de": "Feld"}},

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import case, func, select, true
 from sqlalchemy.orm import Session
 
 from sensorhub.authz.access import Access
 from sensorhub.authz.scope import visible_entities
-from sensorhub.entities.models import Entity
+from sensorhub.entities.models import Entity, entity_types
 from sensorhub.entities.qlang import JsonAttrs
 from sensorhub.entities.windows import is_bounded, visible_attrs
 
@@ -48,48 +49,58 @@ def summary(s: Session, access: Access) -> dict[str, TypeSummary]:
                 Entity.entity_id,
                 Entity.attrs,
                 Entity.location,
+                Entity.extra_types,
             )
             .where(where)
             .limit(MAX_BOUNDED_ROWS)
         )
-        for t, org, ws, eid, attrs, loc in rows:
-            ts = out[t]
-            ts.entity_count += 1
-            for name, attr in visible_attrs(attrs or {}, access.windows_for(org, ws, eid)).items():
-                ts.attributes[name].add(_attr_type(attr))
-                ts.attribute_counts[name] += 1
-            if isinstance(loc, dict):
-                ts.attributes["location"].add("GeoProperty")
-                ts.attribute_counts["location"] += 1
+        for t, org, ws, eid, attrs, loc, extra in rows:
+            seen = visible_attrs(attrs or {}, access.windows_for(org, ws, eid))
+            for typ in dict.fromkeys([t, *(extra or [])]):
+                ts = out[typ]
+                ts.entity_count += 1
+                for name, attr in seen.items():
+                    ts.attributes[name].add(_attr_type(attr))
+                    ts.attribute_counts[name] += 1
+                if isinstance(loc, dict):
+                    ts.attributes["location"].add("GeoProperty")
+                    ts.attribute_counts["location"] += 1
         return dict(out)
     pg = s.get_bind().dialect.name == "postgresql"
+    # Each type counts its entities: the first type (the column), then the others (entity_types, empty
+    # unless entities have several types), so an entity of types A and B counts once under each.
+    for typ, extra in ((Entity.type, False), (entity_types.c.type, True)):
+        _count_types(s, out, where, typ, extra, pg)
+    return dict(out)
+
+
+def _count_types(
+    s: Session, out: dict[str, TypeSummary], where: Any, typ: Any, extra: bool, pg: bool
+) -> None:
+    def base(*cols: Any) -> Any:
+        q = select(typ, *cols).select_from(Entity)
+        if extra:
+            q = q.join(entity_types, entity_types.c.entity_pk == Entity.pk)
+        return q
+
     # A missing location is stored as JSON null (not SQL NULL): ask the JSON type.
     has_loc = func.coalesce(
         JsonAttrs(Entity.location, "postgresql" if pg else "sqlite").json_type(()), "null"
     )
     located_n = func.sum(case((has_loc != "null", 1), else_=0))
-    for t, n, located in s.execute(
-        select(Entity.type, func.count(), located_n).where(where).group_by(Entity.type)
-    ):
-        out[t].entity_count = int(n)
+    for t, n, located in s.execute(base(func.count(), located_n).where(where).group_by(typ)):
+        out[t].entity_count += int(n)
         if located:
             out[t].attributes["location"].add("GeoProperty")
-            out[t].attribute_counts["location"] = int(located)
+            out[t].attribute_counts["location"] += int(located)
     each = func.json_each(Entity.attrs).table_valued("key", "value").alias("a")
     atype = (
         func.json_extract_path_text(each.c.value, "type") if pg else func.json_extract(each.c.value, "$.type")
     )
-    q = (
-        select(Entity.type, each.c.key, atype, func.count())
-        .select_from(Entity)
-        .join(each, true())
-        .where(where)
-        .group_by(Entity.type, each.c.key, atype)
-    )
+    q = base(each.c.key, atype, func.count()).join(each, true()).where(where).group_by(typ, each.c.key, atype)
     for t, key, kind, n in s.execute(q):
         out[t].attributes[key].add(str(kind or "Property"))
         out[t].attribute_counts[key] += int(n)
-    return dict(out)
 
 
 def _attr_type(attr: object) -> str:

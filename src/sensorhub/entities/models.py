@@ -6,7 +6,24 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, UniqueConstraint, event
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Connection,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    UniqueConstraint,
+    delete,
+    event,
+    insert,
+    inspect,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sensorhub.db import Base, UTCDateTime, utcnow
@@ -36,7 +53,11 @@ class Entity(Base):
     asset_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_asset_id)
     org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    # The entity's first type; the others (NGSI-LD ``type`` may be an array) are ``extra_types``.
     type: Mapped[str] = mapped_column(String(200))
+    # The types after the first, in the order written; NULL for a single-typed entity. Mirrored one row
+    # per type into ``entity_types`` (the index ``type=`` queries use) by every ORM write.
+    extra_types: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     name: Mapped[str | None] = mapped_column(String(300), nullable=True)
     # Normalized NGSI-LD attributes other than location, e.g.
     # {"temperature": {"type": "Property", "value": 21.5, "unitCode": "CEL", "observedAt": "..."}}
@@ -53,6 +74,49 @@ class Entity(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     modified_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
+    @property
+    def types(self) -> list[str]:
+        """Every type of the entity, the first one first."""
+        return [self.type, *(self.extra_types or [])]
+
+    def set_types(self, types: list[str] | tuple[str, ...]) -> None:
+        self.type = types[0]
+        self.extra_types = list(types[1:]) or None
+
+
+# The types after the first of each entity, one row each: what ``type=A`` looks up besides the column.
+entity_types = Table(
+    "entity_types",
+    Base.metadata,
+    Column(
+        "entity_pk",
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("entities.pk", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("type", String(200), nullable=False),
+    PrimaryKeyConstraint("entity_pk", "type", name="pk_entity_types"),
+    Index("ix_entity_types_type", "type", "entity_pk"),
+)
+
+
+def _write_types(conn: Connection, e: Entity, *, replace: bool) -> None:
+    if replace:
+        conn.execute(delete(entity_types).where(entity_types.c.entity_pk == e.pk))
+    extra = [t for t in dict.fromkeys(e.extra_types or []) if t != e.type]
+    if extra:
+        conn.execute(insert(entity_types), [{"entity_pk": e.pk, "type": t} for t in extra])
+
+
+def _types_inserted(_mapper: object, conn: Connection, e: Entity) -> None:
+    _write_types(conn, e, replace=False)
+
+
+def _types_updated(_mapper: object, conn: Connection, e: Entity) -> None:
+    state = inspect(e)
+    if state.attrs.extra_types.history.has_changes() or state.attrs.type.history.has_changes():
+        _write_types(conn, e, replace=True)
+
 
 def _keep_bbox(_mapper: object, _conn: object, e: Entity) -> None:
     """Every ORM write of an entity refreshes the bounding box of its location."""
@@ -66,3 +130,5 @@ def _keep_bbox(_mapper: object, _conn: object, e: Entity) -> None:
 
 event.listen(Entity, "before_insert", _keep_bbox)
 event.listen(Entity, "before_update", _keep_bbox)
+event.listen(Entity, "after_insert", _types_inserted)
+event.listen(Entity, "after_update", _types_updated)

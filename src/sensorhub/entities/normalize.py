@@ -38,6 +38,7 @@ RESERVED = frozenset(
 MAX_ID_LENGTH = 512
 MAX_TYPE_LENGTH = 200
 MAX_ATTRS = 500
+MAX_TYPES = 20  # types of one entity
 
 _TYPE_NAME = re.compile(r"^[A-Za-z_@][A-Za-z0-9_:/#@.\-]{0,199}$")
 # An entity id is a URI: a scheme, a colon, and no whitespace or characters unsafe in paths and headers.
@@ -52,6 +53,11 @@ class EntityData:
     type: str
     attrs: dict[str, Any]
     location: dict[str, Any] | None
+    extra_types: tuple[str, ...] = ()  # the types after the first (NGSI-LD ``type`` may be an array)
+
+    @property
+    def types(self) -> tuple[str, ...]:
+        return (self.type, *self.extra_types)
 
     @property
     def name(self) -> str | None:
@@ -67,6 +73,17 @@ def check_entity_id(value: Any, what: str = "id") -> str:
             f"{what} '{value[:80]}' is not a valid entity id: use a URI such as urn:ngsi-ld:Device:sensor-1"
         )
     return value
+
+
+def check_types(value: Any) -> tuple[str, ...]:
+    """An entity's ``type``: a name, or an array of names (several types; order kept, repeats dropped)."""
+    if isinstance(value, list):
+        if not value:
+            raise BadRequest("type must be a type name or a non-empty array of type names")
+        if len(value) > MAX_TYPES:
+            raise BadRequest(f"an entity may have at most {MAX_TYPES} types")
+        return tuple(dict.fromkeys(check_type(v) for v in value))
+    return (check_type(value),)
 
 
 def check_type(value: Any) -> str:
@@ -214,10 +231,7 @@ def normalize_entity(body: Any) -> EntityData:
     if not isinstance(body, dict):
         raise BadRequest("an entity must be a JSON object with 'id' and 'type'")
     entity_id = check_entity_id(body.get("id", body.get("@id")))
-    etype = body.get("type", body.get("@type"))
-    if isinstance(etype, list) and len(etype) == 1:
-        etype = etype[0]
-    etype = check_type(etype)
+    types = check_types(body.get("type", body.get("@type")))
     attrs: dict[str, Any] = {}
     location = None
     for name, raw in body.items():
@@ -229,7 +243,7 @@ def normalize_entity(body: Any) -> EntityData:
         attrs[check_attr_name(name)] = normalize_attr(name, raw)
     if len(attrs) > MAX_ATTRS:
         raise BadRequest(f"an entity may have at most {MAX_ATTRS} attributes")
-    return EntityData(entity_id, etype, attrs, location)
+    return EntityData(entity_id, types[0], attrs, location, types[1:])
 
 
 # The plain renderer for core-context readers (NGSI-LD notifications); the NGSI-LD routes render with

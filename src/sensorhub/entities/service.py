@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, false, func, or_, select, true, tuple_
+from sqlalchemy import Select, and_, exists, false, func, literal, or_, select, true, tuple_, union_all
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -28,7 +28,7 @@ from sensorhub.authz.scope import visible_entities
 from sensorhub.authz.subjects import user_reach
 from sensorhub.entities.anchors import ANCHORS
 from sensorhub.entities.geo import GeoQuery, entity_geometry
-from sensorhub.entities.models import Entity
+from sensorhub.entities.models import Entity, entity_types
 from sensorhub.entities.normalize import (
     EntityData,
     check_entity_id,
@@ -58,11 +58,17 @@ REGEX_STATEMENT_TIMEOUT_MS = 5_000
 
 @dataclass(frozen=True)
 class Selector:
-    """One NGSI-LD EntitySelector: all given parts must match."""
+    """One NGSI-LD EntitySelector: all given parts must match. The type part matches an entity that has
+    one of ``types`` or every type of one of ``type_sets`` (``A;B``: both)."""
 
     types: tuple[str, ...] = ()
     ids: tuple[str, ...] = ()
     id_pattern: str | None = None
+    type_sets: tuple[frozenset[str], ...] = ()
+
+    @property
+    def typed(self) -> bool:
+        return bool(self.types or self.type_sets)
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,11 @@ class EntityRow:
     location: dict[str, Any] | None
     created_at: datetime | None = None
     modified_at: datetime | None = None
+    extra_types: list[str] | None = None
+
+    @property
+    def types(self) -> list[str]:
+        return [self.type, *(self.extra_types or [])]
 
 
 @dataclass
@@ -115,13 +126,17 @@ def make_selector(
     id_pattern: str | None = None,
     *,
     pattern_param: str = "idPattern",
+    type_sets: Sequence[frozenset[str]] = (),
 ) -> Selector:
-    for t in types:
+    for t in (*types, *(t for c in type_sets for t in c)):
         check_type(t)
     for i in ids:
         check_entity_id(i, "id")
     return Selector(
-        tuple(types), tuple(ids), check_pattern(id_pattern, pattern_param) if id_pattern is not None else None
+        tuple(types),
+        tuple(ids),
+        check_pattern(id_pattern, pattern_param) if id_pattern is not None else None,
+        tuple(type_sets),
     )
 
 
@@ -146,10 +161,43 @@ def _dialect(s: Session) -> str:
     return s.get_bind().dialect.name
 
 
-def _selector_clause(sel: Selector) -> ColumnElement[bool]:
+def _extra_types_in_use(s: Session, selectors: Sequence[Selector]) -> frozenset[str]:
+    """The queried types that some entity has beyond its first type (``entity_types``). For the others
+    the ``type`` column alone answers, through the (organisation, type, id) index."""
+    wanted = sorted({t for sel in selectors for t in (*sel.types, *(t for c in sel.type_sets for t in c))})
+    if not wanted:
+        return frozenset()
+    found: set[str] = set()
+    for i in range(0, len(wanted), 50):
+        probes = [
+            select(literal(t)).where(exists().where(entity_types.c.type == t)) for t in wanted[i : i + 50]
+        ]
+        found.update(s.scalars(union_all(*probes) if len(probes) > 1 else probes[0]))
+    return frozenset(found)
+
+
+def _has_type(t: str, extra: frozenset[str]) -> ColumnElement[bool]:
+    if t not in extra:
+        return Entity.type == t
+    return or_(
+        Entity.type == t, Entity.pk.in_(select(entity_types.c.entity_pk).where(entity_types.c.type == t))
+    )
+
+
+def _type_clause(sel: Selector, extra: frozenset[str]) -> ColumnElement[bool]:
+    plain = [t for t in sel.types if t not in extra]
+    alts: list[ColumnElement[bool]] = []
+    if plain:
+        alts.append(Entity.type.in_(plain) if len(plain) > 1 else Entity.type == plain[0])
+    alts += [_has_type(t, extra) for t in sel.types if t in extra]
+    alts += [and_(*(_has_type(t, extra) for t in sorted(c))) for c in sel.type_sets]
+    return or_(*alts) if len(alts) > 1 else alts[0]
+
+
+def _selector_clause(sel: Selector, extra: frozenset[str]) -> ColumnElement[bool]:
     parts: list[ColumnElement[bool]] = []
-    if sel.types:
-        parts.append(Entity.type.in_(sel.types) if len(sel.types) > 1 else Entity.type == sel.types[0])
+    if sel.typed:
+        parts.append(_type_clause(sel, extra))
     if sel.ids:
         parts.append(Entity.entity_id.in_(sel.ids) if len(sel.ids) > 1 else Entity.entity_id == sel.ids[0])
     if sel.id_pattern is not None:
@@ -165,7 +213,8 @@ def entity_filter(s: Session, access: Access, query: EntityQuery) -> ColumnEleme
     if query.none:
         parts.append(false())
     if query.selectors:
-        clauses = [_selector_clause(sel) for sel in query.selectors]
+        extra = _extra_types_in_use(s, query.selectors)
+        clauses = [_selector_clause(sel, extra) for sel in query.selectors]
         parts.append(or_(*clauses) if len(clauses) > 1 else clauses[0])
     dialect = _dialect(s)
     # A time-limited credential's q and attrs see only the attributes it may read (observations inside
@@ -285,6 +334,7 @@ def _rows_query(where: ColumnElement[bool], sys_attrs: bool) -> Select[Any]:
         Entity.type,
         Entity.attrs,
         Entity.location,
+        Entity.extra_types,
     ]
     if sys_attrs:
         cols += [Entity.created_at, Entity.modified_at]
@@ -481,6 +531,7 @@ def _new_entity(org_id: str, ws_id: str, data: EntityData) -> Entity:
         org_id=org_id,
         workspace_id=ws_id,
         type=data.type,
+        extra_types=list(data.extra_types) or None,
         name=data.name,
         attrs=data.attrs,
         location=data.location,
@@ -623,7 +674,8 @@ def import_entities(
             s.add(_new_entity(org.id, ws.id, data))
             result.created += 1
         else:
-            e.workspace_id, e.type, e.location = ws.id, data.type, data.location
+            e.workspace_id, e.location = ws.id, data.location
+            e.set_types(data.types)
             _save_attrs(s, None, e, data.attrs)
             result.updated += 1
     s.flush()

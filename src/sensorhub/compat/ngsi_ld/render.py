@@ -114,9 +114,14 @@ def _attr(attr: Any, rep: Representation, shown: Callable[[str], str]) -> Any:
     return out
 
 
+def types_of(row: Any) -> list[str]:
+    """Every type of a listed entity row (its ``type`` column, then ``extra_types``)."""
+    return [row.type, *(getattr(row, "extra_types", None) or [])]
+
+
 def render_entity(
     entity_id: str,
-    etype: str,
+    etype: str | list[str],
     attrs: dict[str, Any],
     location: dict[str, Any] | None,
     rep: Representation,
@@ -127,7 +132,11 @@ def render_entity(
 ) -> dict[str, Any]:
     """One entity. ``attrs`` are already what the reader may see; ``shown`` writes a stored name as the
     request's context does; ``context`` (ld+json answers) is added as ``@context``."""
-    out: dict[str, Any] = {"id": entity_id, "type": shown(etype)}
+    types = [etype] if isinstance(etype, str) else etype
+    out: dict[str, Any] = {
+        "id": entity_id,
+        "type": shown(types[0]) if len(types) == 1 else [shown(t) for t in types],
+    }
     for name, attr in attrs.items():
         if rep.attrs is not None and name not in rep.attrs:
             continue

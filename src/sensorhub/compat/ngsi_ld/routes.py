@@ -36,7 +36,7 @@ from sensorhub.compat.ngsi_ld.contexts import (
     RequestContext,
 )
 from sensorhub.compat.ngsi_ld.geo import GEOJSON, check_geometry_property, feature, wants_geojson
-from sensorhub.compat.ngsi_ld.render import Projection, Representation, project, render_entity
+from sensorhub.compat.ngsi_ld.render import Projection, Representation, project, render_entity, types_of
 from sensorhub.compat.ngsi_ld.schemas import QueryParams
 from sensorhub.entities import discovery
 from sensorhub.entities import service as entities
@@ -258,7 +258,7 @@ def _query_response(
 def _render_row(r: Any, rep: Representation, rc: RequestContext, context: Any) -> dict[str, Any]:
     return render_entity(
         r.entity_id,
-        r.type,
+        types_of(r),
         r.attrs or {},
         r.location,
         rep,
@@ -322,7 +322,7 @@ def _join(
         budget -= len(found)
         rendered = {
             eid: render_entity(
-                r.entity_id, r.type, r.attrs or {}, r.location, inner, rc.shown, sys_attrs=_sys(r, inner)
+                r.entity_id, types_of(r), r.attrs or {}, r.location, inner, rc.shown, sys_attrs=_sys(r, inner)
             )
             for eid, r in found.items()
         }
@@ -420,10 +420,8 @@ def get_entity(
     if not _ASSET_ID.fullmatch(entity_id):
         check_entity_id(entity_id, "the entity id in the path")  # not a URI: 400 BadRequestData
     e = entities.get_entity(db, access, entity_id)
-    if params.type is not None:
-        types, none = schemas.parse_types(params.type, rc)
-        if none or e.type not in types:
-            raise NotFound(f"entity '{entity_id}' not found")
+    if params.type is not None and not schemas.parse_types(params.type, rc).matches(e.types):
+        raise NotFound(f"entity '{entity_id}' not found")
     row = entities.EntityRow(
         e.entity_id,
         e.org_id,
@@ -433,6 +431,7 @@ def get_entity(
         e.location,
         e.created_at,
         e.modified_at,
+        e.extra_types,
     )
     gprop = _geojson(request, params)
     context = rc.ref if ld and gprop is None else None

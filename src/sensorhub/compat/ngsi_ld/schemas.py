@@ -126,11 +126,12 @@ class QueryParams:
             none = bool(self.selectors) and not kept
             sels = tuple(kept)
         else:
-            types: tuple[str, ...] = ()
+            tm = TypeMatch((), ())
             if self.type is not None:
-                types, none = parse_types(self.type, ctx)
-            sel = make_selector(types, split_list(self.id, "id"), self.idPattern)
-            sels = (sel,) if (sel.types or sel.ids or sel.id_pattern is not None) else ()
+                tm = parse_types(self.type, ctx)
+                none = tm.none
+            sel = make_selector(tm.types, split_list(self.id, "id"), self.idPattern, type_sets=tm.sets)
+            sels = (sel,) if (sel.typed or sel.ids or sel.id_pattern is not None) else ()
         q = rename(parse_q(self.q), ctx.stored) if self.q is not None else None
         if self.scopeQ is not None:
             check_scope_q(self.scopeQ)
@@ -355,12 +356,12 @@ def _selector(i: int, sel: Any) -> Selector:
 
 def _in_context(sel: Selector, ctx: RequestContext) -> Selector | None:
     """The selector with its type expression read through ``ctx``; ``None`` when it can match nothing."""
-    types: tuple[str, ...] = ()
+    tm = TypeMatch((), ())
     if sel.types:
-        types, none = parse_types(sel.types[0], ctx)
-        if none:
+        tm = parse_types(sel.types[0], ctx)
+        if tm.none:
             return None
-    return make_selector(types, sel.ids, sel.id_pattern)
+    return make_selector(tm.types, sel.ids, sel.id_pattern, type_sets=tm.sets)
 
 
 # --- for the temporal routes (core context only) -------------------------------------------------------
@@ -562,13 +563,33 @@ class _TypeParser:
         return {frozenset({self.ctx.stored(tok)})}
 
 
-def parse_types(text: str, ctx: RequestContext) -> tuple[tuple[str, ...], bool]:
-    """A type expression (``A,B``/``A|B`` either, ``A;B`` both, parentheses) as the stored types that can
-    match, and whether nothing can (an entity has one type here, so ``A;B`` with ``A≠B`` matches none)."""
+@dataclass(frozen=True)
+class TypeMatch:
+    """A type expression as stored types: an entity matches when it has one of ``types`` or every type
+    of one of ``sets``."""
+
+    types: tuple[str, ...]
+    sets: tuple[frozenset[str], ...]
+
+    @property
+    def none(self) -> bool:
+        return not self.types and not self.sets
+
+    def matches(self, entity_types: list[str] | tuple[str, ...]) -> bool:
+        have = set(entity_types)
+        return bool(have & set(self.types)) or any(c <= have for c in self.sets)
+
+
+def parse_types(text: str, ctx: RequestContext) -> TypeMatch:
+    """A type expression (``A,B``/``A|B`` either, ``A;B`` both, parentheses; ETSI GS CIM 009 V1.8
+    §4.17) as the stored types and type sets that match."""
     if len(text) > MAX_TYPE_EXPR:
         raise BadRequest(f"type is longer than {MAX_TYPE_EXPR} characters")
     dnf = _TypeParser(text, ctx).parse()
-    if len(dnf) > MAX_LIST_ITEMS:
+    if len(dnf) > MAX_LIST_ITEMS or sum(len(c) for c in dnf) > MAX_LIST_ITEMS:
         raise BadRequest(f"type may name at most {MAX_LIST_ITEMS} types")
-    types = sorted({next(iter(c)) for c in dnf if len(c) == 1})
-    return tuple(types), not types
+    singles = tuple(sorted({next(iter(c)) for c in dnf if len(c) == 1}))
+    # A conjunction that contains a single alternative adds nothing (A | A;B is A).
+    sets = tuple(sorted((c for c in dnf if len(c) > 1 and not c & set(singles)), key=lambda c: sorted(c)))
+    sets = tuple(c for c in sets if not any(o < c for o in sets))
+    return TypeMatch(singles, sets)
