@@ -160,7 +160,7 @@ def _migrate_with_an_entity(settings: Settings) -> None:
     upgrade(ctx.db)
     World(ctx).org("acme")
     World(ctx).entity("acme", "main", "urn:ngsi-ld:Device:kept", "Device")
-    downgrade(ctx.db, "0009_tokens")
+    downgrade(ctx.db, "0016_oidc_sign_in")
     with ctx.db.engine.connect() as c:
         assert c.execute(text("SELECT type FROM entities")).all() == [("Device",)]
     upgrade(ctx.db)

@@ -1,7 +1,7 @@
 """entities: several types per entity (NGSI-LD ``type`` may be an array)
 
-Revision ID: 0016_entity_types
-Revises: 0009_tokens
+Revision ID: 0017_entity_types
+Revises: 0016_oidc_sign_in
 
 An entity's first type stays in ``entities.type`` (so every existing single-typed entity keeps its type
 as it is, and the (organisation, type, id) index still serves ``type=A``); the types after it go to
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0016_entity_types"
-down_revision: str | None = "0009_tokens"
+revision: str = "0017_entity_types"
+down_revision: str | None = "0016_oidc_sign_in"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
