@@ -137,8 +137,39 @@ def test_the_quick_check_never_skips_a_text_the_patterns_would_change() -> None:
         "TOKEN abcdefghijk",
         "csrf_token=1",
         "plain text with 100% and %s",
+        "/api/tokens/self",
+        "/api/tokens/abc/rotate",
+        "token :abcdef",
+        'Token"  : "abcdef"',
+        "x-csrf-token, abc",
+        "Bearer\tabcdefghijkl",
+        "token\nabcdefghijk",
+        "COOKIE ,x",
+        "apikey:abc",
+        "api-key : abc",
+        "Password'=x",
     ]
     for text in corpus:
         assert logs.redact(text) == logs._redact_all(text), text
     assert logs.redact("/api/managements") == "/api/managements"
+    assert logs._hint.search("/api/tokens/self") is None  # a plain path: no pattern is run
     assert token not in logs.redact(f"/x/{token}")
+
+
+def test_the_quick_check_agrees_with_the_patterns_on_random_texts() -> None:
+    """Texts made of the keywords, separators and token shapes the patterns look for, in random orders:
+    ``redact`` answers what running all patterns answers (fixed seed, so reproducible)."""
+    import random
+
+    from sensorhub import logs
+
+    logs.install_redaction("shub")
+    pieces = [
+        "token", "Token", "TOKEN", "tokens", "bearer", "Authorization", "cookie", "api_key", "apikey",
+        "api-key", "password", "x-csrf-token", "x-api-key", ":", ",", "=", "'", '"', " ", "\t", "\n", "s",
+        "abcdefgh1234", "/api/tokens/", "/self", "%41", "%", "shub_pat_AAAA", "shub", "-", "?", "&",
+    ]  # fmt: skip
+    rng = random.Random(17)
+    for _ in range(20_000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 8)))
+        assert logs.redact(text) == logs._redact_all(text), repr(text)

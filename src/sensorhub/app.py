@@ -25,9 +25,8 @@ from sensorhub.accounts.endpoints import router as accounts_router
 from sensorhub.api import errors as api_errors
 from sensorhub.api import hot as hot_routes
 from sensorhub.api.health import router as health_router
-from sensorhub.api.middleware import RequestContextMiddleware
+from sensorhub.api.middleware import EdgeMiddleware
 from sensorhub.api.openapi import build_openapi
-from sensorhub.audit.usage import TokenUseAuditMiddleware
 from sensorhub.auth.dependencies import Public
 from sensorhub.auth.endpoints import router as session_router
 from sensorhub.background import build_runner
@@ -46,7 +45,6 @@ from sensorhub.export import service as export_service
 from sensorhub.export.stores import ExportStore, store_from_settings
 from sensorhub.jobs import JobRunner
 from sensorhub.logs import install_redaction
-from sensorhub.metrics import MetricsMiddleware
 from sensorhub.mqtt.broker import MqttService, embedded_broker, mqtt_enabled
 from sensorhub.notices.endpoints import router as notices_router
 from sensorhub.push import stream as live_stream
@@ -124,12 +122,8 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     # Extra /readyz checks by name (the database and the export store are always checked).
     app.state.readiness_probes = {"redis": ctx.bus.probe} if ctx.bus is not None else {}
     api_errors.install(app)
-    # Middleware: the last added runs outermost.
-    app.add_middleware(
-        RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, hsts=settings.require_https
-    )
-    app.add_middleware(MetricsMiddleware)
-    app.add_middleware(TokenUseAuditMiddleware)
+    # One middleware: request ids, headers, the body limit, request metrics, the token-use audit.
+    app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes, hsts=settings.require_https)
     for r in ROUTERS:
         app.include_router(r)
     _mount_docs(app)

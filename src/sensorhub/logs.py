@@ -17,7 +17,7 @@ from contextvars import ContextVar
 from typing import Any
 from urllib.parse import unquote_plus
 
-# The current request's id, set by RequestContextMiddleware; JSON log lines carry it.
+# The current request's id, set by the edge middleware (api/middleware.py); JSON log lines carry it.
 request_id_var: ContextVar[str | None] = ContextVar("sensorhub_request_id", default=None)
 
 _installed_prefixes: set[str] = set()
@@ -90,12 +90,14 @@ def _redact_escaped(m: re.Match[str]) -> str:
     return TOKEN_MARK if _token_shape is not None and _token_shape.search(unquote_plus(run)) else run
 
 
-# Each pattern above needs one of these in the text to match (a keyword, any case; an installed token
-# prefix; "=" or a percent-escape): a text with none of them is returned as is after one search. Most
-# access-log arguments (addresses, methods, plain paths) take this way.
+# Each pattern above needs one of these in the text to match: a keyword (any case) followed by what the
+# keyword patterns need after it (a ':', ',' or '=', perhaps after a quote and spaces; or a space); an
+# installed token prefix; "=" or a percent-escape. A text with none of them is returned as is after one
+# search. Most access-log arguments (addresses, methods, plain paths such as /api/tokens/self) take this way.
 def _build_hint(prefixes: set[str]) -> re.Pattern[str]:
     alts = "|".join(re.escape(p) for p in sorted(prefixes))
-    return re.compile(rf"(?i)token|api[_-]?key|password|authorization|cookie|bearer|=|%[0-9a-f]{{2}}|{alts}")
+    keywords = r"(?:token|api[_-]?key|password|authorization|cookie|bearer)(?=['\"]?\s*[:,=]|\s)"
+    return re.compile(rf"(?i){keywords}|=|%[0-9a-f]{{2}}|{alts}")
 
 
 _hint: re.Pattern[str] = _build_hint({"shub"})

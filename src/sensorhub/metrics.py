@@ -7,8 +7,8 @@ Names other code may use (a contract)::
     metrics.ingest_duplicates.inc(n)  # sensorhub_ingest_duplicates_total — points skipped as duplicates
     metrics.export_rows.inc(n)        # sensorhub_export_rows_total     — rows written into export files
 
-The request counter/histogram are fed by :class:`MetricsMiddleware` (pure ASGI, labelled by route
-*template*, never by raw path, so cardinality stays bounded). Auth failures by reason and auth-cache
+The request counter/histogram are fed by :class:`RequestMetrics` (from the pure-ASGI edge middleware,
+labelled by route *template*, never by raw path, so cardinality stays bounded). Auth failures by reason and auth-cache
 lookups are incremented where they happen.
 
 Several worker processes: when ``PROMETHEUS_MULTIPROC_DIR`` is set (before the process starts, to an
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import time
 from collections import Counter as _CollectionsCounter
 from typing import Any
 
@@ -40,7 +39,7 @@ from prometheus_client import (
     multiprocess,
 )
 from prometheus_client import REGISTRY as _DEFAULT_REGISTRY
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from sensorhub.errors import NotFound
 from sensorhub.net import client_ip
@@ -90,46 +89,30 @@ class FailureCounter(_CollectionsCounter[str]):
             auth_failures.labels(key).inc(delta)
 
 
-class MetricsMiddleware:
-    """Counts requests by route template and status; pure ASGI so it costs a few microseconds."""
+class RequestMetrics:
+    """Counts requests by route template and status (fed by the edge middleware,
+    :class:`sensorhub.api.middleware.EdgeMiddleware`, once per HTTP request)."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def __init__(self) -> None:
         # Bound children per label set: ``labels()`` costs more than the increment itself. Bounded by
         # the route table x methods x statuses.
         self._counters: dict[tuple[str, str, int], Any] = {}
         self._timers: dict[tuple[str, str], Any] = {}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            elapsed = time.perf_counter() - start
-            route = scope.get("route")
-            template = getattr(route, "path", None) or UNMATCHED
-            method = scope.get("method", "")
-            counter = self._counters.get((method, template, status))
-            if counter is None:
-                counter = self._counters[(method, template, status)] = http_requests.labels(
-                    method, template, str(status)
-                )
-            timer = self._timers.get((method, template))
-            if timer is None:
-                timer = self._timers[(method, template)] = http_duration.labels(method, template)
-            counter.inc()
-            timer.observe(elapsed)
+    def record(self, scope: Scope, status: int, elapsed: float) -> None:
+        route = scope.get("route")
+        template = getattr(route, "path", None) or UNMATCHED
+        method = scope.get("method", "")
+        counter = self._counters.get((method, template, status))
+        if counter is None:
+            counter = self._counters[(method, template, status)] = http_requests.labels(
+                method, template, str(status)
+            )
+        timer = self._timers.get((method, template))
+        if timer is None:
+            timer = self._timers[(method, template)] = http_duration.labels(method, template)
+        counter.inc()
+        timer.observe(elapsed)
 
 
 def _registry() -> CollectorRegistry:
@@ -165,7 +148,7 @@ def mark_process_dead(pid: int) -> None:
 
 
 __all__ = [
-    "MetricsMiddleware",
+    "RequestMetrics",
     "auth_cache_lookups",
     "auth_failures",
     "export_rows",

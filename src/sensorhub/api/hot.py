@@ -14,16 +14,31 @@ would choose is not assumed: :func:`install` asks FastAPI's own matcher, for eac
 start, and a path it resolves to anything else (a route added in front, a nested router) is not made hot.
 Every other request (another path, another method, a path with a trailing slash) is not claimed and
 takes the ordinary way. The OpenAPI document does not change (a hot route is not an ``APIRoute``).
+
+**The direct lane.** For a route whose only dependencies are guards that know how to run without
+FastAPI (a ``hot(request)`` method and the set ``hot_headers`` of the header parameters it reads itself,
+see :mod:`sensorhub.auth.dependencies`), whose endpoint is a coroutine taking nothing but the guards'
+results and answering a ``Response`` itself, the hot route also skips FastAPI's per-request dependency
+solving (about a third of such a request's CPU): it calls the guards' ``hot`` and the endpoint, and sends
+the response. Errors propagate to the same exception handlers (``ExceptionMiddleware``). Whether a route
+qualifies is decided at start from its ``Dependant`` (anything else declared — a query parameter, a
+body, another dependency, a header the guard does not read — keeps FastAPI's way); so is a request while
+FastAPI's OpenTelemetry instrumentation is active (its spans are FastAPI's).
 ``tests/test_hot_routes.py`` compares the answers with and without hot routes.
 """
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.datastructures import DefaultPlaceholder
 from fastapi.routing import APIRoute
 from starlette._utils import get_route_path
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -31,8 +46,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 HOT_PATHS = ("/api/tokens/self", "/api/managements", "/healthz")
 
 
+Direct = Callable[[Request], Awaitable[Response]]
+
+
 class HotRoute(BaseRoute):
-    """One static path, served by the app FastAPI built for its route."""
+    """One static path, served by the app FastAPI built for its route (or by its direct lane)."""
 
     def __init__(self, route: APIRoute, app: ASGIApp, methods: frozenset[str]) -> None:
         self.route = route
@@ -40,6 +58,7 @@ class HotRoute(BaseRoute):
         self.path_format = route.path  # what FastAPI's telemetry names the route by
         self.app = app
         self.methods = methods
+        self.direct = direct_lane(route)
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if scope["type"] == "http" and scope["method"] in self.methods and get_route_path(scope) == self.path:
@@ -52,10 +71,75 @@ class HotRoute(BaseRoute):
         return Match.NONE, {}
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.app(scope, receive, send)
+        if self.direct is None or "fastapi.telemetry" in scope:
+            await self.app(scope, receive, send)
+            return
+        response = await self.direct(Request(scope, receive, send))
+        await response(scope, receive, send)
 
     def url_path_for(self, name: str, /, **path_params: Any) -> Any:
         raise NoMatchFound(name, path_params)  # the real route (further down the table) answers
+
+
+def _declares_own(dependant: Any) -> bool:
+    """Whether a dependant declares a parameter of its own (its sub-dependencies aside)."""
+    return bool(
+        dependant.path_params
+        or dependant.query_params
+        or dependant.header_params
+        or dependant.cookie_params
+        or dependant.body_params
+        or dependant.request_param_name
+        or dependant.websocket_param_name
+        or dependant.http_connection_param_name
+        or dependant.response_param_name
+        or dependant.background_tasks_param_name
+        or dependant.security_scopes_param_name
+    )
+
+
+def _guard_of(sub: Any) -> Any | None:
+    """The guard a sub-dependency calls when it can run without FastAPI, else None."""
+    call = sub.call
+    hot, reads = getattr(call, "hot", None), getattr(call, "hot_headers", None)
+    if hot is None or reads is None or sub.dependencies:
+        return None
+    if sub.path_params or sub.query_params or sub.cookie_params or sub.body_params:
+        return None
+    if sub.websocket_param_name or sub.http_connection_param_name or sub.response_param_name:
+        return None
+    if sub.background_tasks_param_name or sub.security_scopes_param_name:
+        return None
+    if any(f.alias.lower() not in reads for f in sub.header_params):
+        return None
+    return hot
+
+
+def direct_lane(route: APIRoute) -> Direct | None:
+    """A coroutine answering ``route`` without FastAPI's dependency solving, when the route qualifies
+    (see the module's docstring); else None."""
+    d = route.dependant
+    endpoint = d.call
+    if not inspect.iscoroutinefunction(endpoint) or not isinstance(route.response_class, DefaultPlaceholder):
+        return None
+    if route.response_model is not None or route.status_code is not None or route.body_field is not None:
+        return None
+    if len(d.dependencies) != 1 or _declares_own(d):  # one guard, nothing else
+        return None
+    sub = d.dependencies[0]
+    hot = _guard_of(sub)
+    name = sub.name
+    if hot is None or set(inspect.signature(endpoint).parameters) != ({name} if name else set()):
+        return None
+
+    async def direct(request: Request) -> Response:
+        value = await hot(request)
+        response = await (endpoint(**{name: value}) if name else endpoint())
+        if not isinstance(response, Response):
+            raise TypeError(f"{route.path}: a hot route's endpoint must answer a Response")
+        return response
+
+    return direct
 
 
 def _selected(app: FastAPI, path: str, method: str) -> tuple[APIRoute, ASGIApp] | None:

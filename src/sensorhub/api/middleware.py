@@ -1,17 +1,27 @@
-"""Pure ASGI middleware (cheap on the hot path): request ids, rate-limit and security headers
-(``Cache-Control: no-store`` on credential-bearing answers, no framing), and the request body size
-limit."""
+"""The one pure-ASGI middleware in front of the routes (cheap on the hot path), for every HTTP request:
+
+- request ids (``X-Request-Id``, the trace id, the log context), rate-limit and security headers
+  (``Cache-Control: no-store`` on credential-bearing answers, no framing), the request body size limit;
+- the request metrics by route template and status (:class:`sensorhub.metrics.RequestMetrics`);
+- the token-use audit: what the request touched, and its noted token uses written when it is over
+  (:mod:`sensorhub.audit.usage`).
+
+One middleware rather than three: each layer of ASGI wrapping costs a coroutine and a ``send`` wrapper per
+request (``docs/benchmarks.md``, "Request cost vs the framework floor")."""
 
 from __future__ import annotations
 
 import secrets
+import time
 from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sensorhub.audit.usage import begin_request, end_request
 from sensorhub.logs import request_id_var
+from sensorhub.metrics import RequestMetrics
 
 # Paths whose answers carry secrets or credential metadata (token plaintext at creation and rotation,
 # the login's CSRF token, token listings with last-used addresses): never stored by any cache.
@@ -67,16 +77,27 @@ def _response_headers(
     return h
 
 
-class RequestContextMiddleware:
+class EdgeMiddleware:
     def __init__(self, app: ASGIApp, max_body_bytes: int, hsts: bool = False) -> None:
         self.app = app
         self.max_body = max_body_bytes
         self.hsts = hsts
+        self.metrics = RequestMetrics()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        touch, touch_reset = begin_request()
+        start = time.perf_counter()
+        status = [500]  # the status sent (500 when the app raised before answering)
+        try:
+            await self._serve(scope, receive, send, status)
+        finally:
+            self.metrics.record(scope, status[0], time.perf_counter() - start)
+            await end_request(scope["app"].state.ctx.db, touch, touch_reset)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, status: list[int]) -> None:
         headers = dict(scope["headers"])
         state: dict[str, Any] = scope.setdefault("state", {})
         rid = state["request_id"] = _request_id(headers)
@@ -84,7 +105,7 @@ class RequestContextMiddleware:
 
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
-            await self._too_large(scope, send, rid)
+            status[0] = await self._too_large(scope, send, rid)
             return
 
         received = 0
@@ -108,6 +129,7 @@ class RequestContextMiddleware:
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
+                status[0] = message["status"]
                 message["headers"] = _response_headers(
                     list(message.get("headers", [])), rid, state.get("rate_headers"), no_store, self.hsts
                 )
@@ -117,11 +139,11 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, limited_receive, send_wrapper)
         except _BodyTooLarge:
-            await self._too_large(scope, send, rid)
+            status[0] = await self._too_large(scope, send, rid)
         finally:
             request_id_var.reset(rid_token)
 
-    async def _too_large(self, scope: Scope, send: Send, rid: str) -> None:
+    async def _too_large(self, scope: Scope, send: Send, rid: str) -> int:
         # Rendered by the one error renderer: Akenza body, or ProblemDetails under /ngsi-ld/.
         from starlette.requests import Request
 
@@ -135,6 +157,7 @@ class RequestContextMiddleware:
             return {"type": "http.disconnect"}
 
         await response(scope, no_body, send)
+        return response.status_code
 
 
 class _BodyTooLarge(HTTPException):

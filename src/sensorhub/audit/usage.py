@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any
 
 from anyio import to_thread
 from sqlalchemy import event
 from sqlalchemy.orm import Session
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sensorhub.audit.service import record
+from sensorhub.db import Database
 from sensorhub.entities.models import Entity
 
 log = logging.getLogger("sensorhub.audit")
@@ -95,34 +95,25 @@ def _write(s: Session, use: NotedUse, org_ids: set[str]) -> None:
         )
 
 
-class TokenUseAuditMiddleware:
-    """Collects what each HTTP request touched and writes its noted token uses when it is over."""
+def begin_request() -> tuple[RequestTouch, Token[RequestTouch | None]]:
+    """Start collecting what the current HTTP request touches (the edge middleware,
+    :class:`sensorhub.api.middleware.EdgeMiddleware`, calls it first); :func:`end_request` when it is over."""
+    touch = RequestTouch()
+    return touch, _current.set(touch)
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        touch = RequestTouch()
-        reset = _current.set(touch)
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            _current.reset(reset)
-            if touch.uses:
-                await self._flush(scope, touch)
+async def end_request(db: Database, touch: RequestTouch, reset: Token[RequestTouch | None]) -> None:
+    """Stop collecting and write the request's noted token uses, where they belong."""
+    _current.reset(reset)
+    if not touch.uses:
+        return
 
-    async def _flush(self, scope: Scope, touch: RequestTouch) -> None:
-        db = scope["app"].state.ctx.db
+    def write() -> None:
+        with db.transaction() as s:
+            for use in touch.uses:
+                _write(s, use, touch.org_ids)
 
-        def write() -> None:
-            with db.transaction() as s:
-                for use in touch.uses:
-                    _write(s, use, touch.org_ids)
-
-        try:
-            await to_thread.run_sync(write)
-        except Exception:  # auditing a use must never fail the request that is already answered
-            log.warning("could not record token usage", exc_info=True)
+    try:
+        await to_thread.run_sync(write)
+    except Exception:  # auditing a use must never fail the request that is already answered
+        log.warning("could not record token usage", exc_info=True)

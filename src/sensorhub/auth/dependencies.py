@@ -35,28 +35,42 @@ TENANT_HEADER = Header(
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-class RequireScope:
-    def __init__(self, scope: str) -> None:
-        self.scope = scope
+# What the hot routes (sensorhub.api.hot) read themselves instead of FastAPI's parameter handling: the
+# token guards' only declared parameter, read as FastAPI reads it (the header's first value, or None).
+HOT_HEADERS = frozenset({"ngsild-tenant"})
+
+
+class _TokenGuard:
+    scope: str | None
+    hot_headers = HOT_HEADERS
 
     async def __call__(self, request: Request, tenant: str | None = TENANT_HEADER) -> Principal:
         principal = await ctx(request).auth.authenticate(request, self.scope)
         reject_unknown_query_params(request)  # after auth: anonymous callers learn nothing of the route
         return principal.for_tenant(tenant)
 
+    async def hot(self, request: Request) -> Principal:
+        """What FastAPI's call of this guard gives, without FastAPI's dependency solving."""
+        return await self(request, request.headers.get("ngsild-tenant"))
 
-class AnyToken:
+
+class RequireScope(_TokenGuard):
+    def __init__(self, scope: str) -> None:
+        self.scope = scope
+
+
+class AnyToken(_TokenGuard):
     scope = None
-
-    async def __call__(self, request: Request, tenant: str | None = TENANT_HEADER) -> Principal:
-        principal = await ctx(request).auth.authenticate(request, None)
-        reject_unknown_query_params(request)
-        return principal.for_tenant(tenant)
 
 
 class Public:
+    hot_headers: frozenset[str] = frozenset()
+
     async def __call__(self) -> None:
         # async on purpose: a sync dependency would cost a threadpool hop on every request.
+        return None
+
+    async def hot(self, request: Request) -> None:
         return None
 
 

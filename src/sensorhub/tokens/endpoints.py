@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import Field
 from sqlalchemy.orm import Session
@@ -60,9 +61,10 @@ def list_tokens(
 
 
 @router.get("/api/tokens/self")
-async def token_self(principal: Principal = Depends(AnyToken())) -> dict[str, Any]:
+async def token_self(principal: Principal = Depends(AnyToken())) -> Response:
     """What the presented token can do, where, and until when."""
-    return introspection.describe(principal, utcnow())
+    # A Response (not a dict for FastAPI to validate and dump): a hot route's direct lane (api/hot.py).
+    return Response(orjson.dumps(introspection.describe(principal, utcnow())), media_type="application/json")
 
 
 @router.get("/api/tokens/{token_id}", response_model=TokenOut)
