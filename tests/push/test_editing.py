@@ -295,3 +295,17 @@ def test_secret_names_never_values(admin_client: TestClient, world: World) -> No
         names = svc.secret_names(c, world.ctx.settings)
     assert names == {"unreadable": False, "fields": ["signing_secret"], "headers": ["Authorization"]}
     assert "Bearer zz" not in repr(names)
+
+
+def test_the_openapi_document_describes_the_edits(client: TestClient) -> None:
+    doc = client.get("/api/openapi.json").json()
+    schemas = doc["components"]["schemas"]
+    assert {"name", "enabled", "config", "secrets"} <= set(schemas["ConnectorUpdate"]["properties"])
+    assert {"workspace", "entity_type", "condition", "actions"} <= set(schemas["RuleUpdate"]["properties"])
+    assert "patch" in doc["paths"]["/api/orgs/{org}/connectors/{connector_id}"]
+    assert "post" in doc["paths"]["/api/orgs/{org}/rules/preview"]
+    params = {
+        p["name"]
+        for p in doc["paths"]["/api/orgs/{org}/connectors/{connector_id}/deliveries"]["get"]["parameters"]
+    }
+    assert {"status", "since", "until", "before", "limit"} <= params
