@@ -59,6 +59,10 @@ def stream(server: Server, token: str, params: Any = None, last_id: str | None =
                     if m.event == "ready":
                         ready.set()
                         continue
+                    if m.event == "message" and not m.data:
+                        # A heartbeat comment: httpx-sse dispatches one as an empty message once an
+                        # id was seen (it keeps the last event id, as the spec says, and then reports).
+                        continue
                     s.messages.put(m)
         except Exception as e:  # closed by the test, or a failure the test will see
             s.messages.put(e)
@@ -98,6 +102,36 @@ def test_a_backfilled_value_arrives_with_its_event_id(server: Server) -> None:
     assert data["entity"] == DEV and data["attribute"] == "temperature" and data["unit"] == "CEL"
     assert data["value"] == 21.5 and data["time"] == "2026-01-01T00:01:00Z" and data["count"] == 2
     assert data["points"] == [["2026-01-01T00:00:00Z", 20.5], ["2026-01-01T00:01:00Z", 21.5]]
+
+
+def test_every_topic_streams_with_its_topic_and_topic_filters(server: Server) -> None:
+    token = setup(server)
+
+    def send(topic: str, value: float) -> None:
+        at = f"2026-01-01T00:0{int(value)}:00Z"
+        body = {"timestamp": at, "topic": topic, "data": {"temperature": value}}
+        r = httpx.post(
+            f"{server.url}/v3/devices/{DEV}/backfill", json=body, headers=bearer(token), timeout=10
+        )
+        assert r.status_code == 200, r.text
+
+    with stream(server, token, {"entity": DEV}) as every, stream(server, token, {"topic": "env"}) as env:
+        send("default", 1.0)
+        send("env", 2.0)
+        send("cpu=cpu0,host=h1", 3.0)
+        send("env", 4.0)
+        got = [every.next_value()[1] for _ in range(4)]
+        only = [env.next_value()[1] for _ in range(2)]
+    assert [(d["topic"], d["value"]) for d in got] == [
+        ("default", 1.0),
+        ("env", 2.0),
+        ("cpu=cpu0,host=h1", 3.0),
+        ("env", 4.0),
+    ]
+    # The filtered stream got the env values and nothing in between.
+    assert [(d["topic"], d["value"]) for d in only] == [("env", 2.0), ("env", 4.0)]
+    r = httpx.get(f"{server.url}/api/stream", params={"topic": "a\tb"}, headers=bearer(token))
+    assert r.status_code == 400 and "topic" in r.json()["message"]
 
 
 def test_a_reconnect_with_last_event_id_replays_what_was_missed(server: Server) -> None:

@@ -229,7 +229,17 @@ def test_subscriber_receives_live_values_it_may_read_and_nothing_else(
     assert r.status_code == 200, r.text
     topic, body = reader.wait_messages(3)[2]
     assert topic == f"sensorhub/acme/plant/{DEVICE}/flow"
-    assert body == {"timestamp": "2026-03-01T00:00:00Z", "value": 7.5, "unit": "L/MIN"}
+    assert body == {"timestamp": "2026-03-01T00:00:00Z", "value": 7.5, "unit": "L/MIN", "topic": "default"}
+    # Every Akenza topic reaches subscribers, on the (device, attribute) MQTT topic; the payload says which.
+    r = http.post(
+        f"/v3/devices/{DEVICE}/backfill",
+        json={"timestamp": "2026-03-01T00:01:00Z", "topic": "env", "data": {"flow": 8.5}},
+        headers=bearer(w.pat("dev@acme.test", scopes=["ingest"], name="http-env")),
+    )
+    assert r.status_code == 200, r.text
+    topic, body = reader.wait_messages(4)[3]
+    assert topic == f"sensorhub/acme/plant/{DEVICE}/flow"
+    assert body == {"timestamp": "2026-03-01T00:01:00Z", "value": 8.5, "topic": "env"}
     # A token without telemetry may not subscribe at all.
     assert writer.subscribe("sensorhub/#") == [128]
 

@@ -73,9 +73,13 @@ def _connect(
     return cid
 
 
-def _backfill(admin: TestClient, world: World, points: list[tuple[str, float]]) -> None:
+def _backfill(
+    admin: TestClient, world: World, points: list[tuple[str, float]], topic: str = "default"
+) -> None:
     key = world.api_key("acme", scopes=["ingest"], name=f"k{uuid.uuid4().hex[:6]}")
-    body = [{"timestamp": t, "data": {"pressure": {"value": v, "unit": "BAR"}}} for t, v in points]
+    body = [
+        {"timestamp": t, "topic": topic, "data": {"pressure": {"value": v, "unit": "BAR"}}} for t, v in points
+    ]
     r = admin.post(f"/v3/devices/{DEV}/backfill", json=body, headers=bearer(key))
     assert r.status_code == 200, r.text
 
@@ -109,16 +113,27 @@ def test_mqtt_connector_publishes_per_device_and_attribute(admin: TestClient, wo
         cid = _connect(
             admin,
             "mqtt",
-            {"host": "127.0.0.1", "port": 1883, "topic": prefix + "/{org}/{workspace}/{device}/{attribute}"},
+            {
+                "host": "127.0.0.1",
+                "port": 1883,
+                "topic": prefix + "/{org}/{workspace}/{device}/{attribute}/{topic}",
+            },
         )
         _backfill(admin, world, [("2026-01-01T00:00:00Z", 1.5), ("2026-01-01T00:01:00Z", 1.7)])
         _until(lambda: got)
         topic, payload = got[0]
-        assert topic == f"{prefix}/acme/main/{DEV}/pressure"
+        assert topic == f"{prefix}/acme/main/{DEV}/pressure/default"
         import json
 
         p = json.loads(payload)
         assert [pt["value"] for pt in p["data"][0]["points"]] == [1.5, 1.7] and p["id"].startswith("shd_")
+        # Another Akenza topic: its own MQTT topic through {topic}, and the payload names it.
+        _backfill(admin, world, [("2026-01-01T00:02:00Z", 9.5)], topic="env")
+        _until(lambda: len(got) >= 2)
+        topic, payload = got[1]
+        assert topic == f"{prefix}/acme/main/{DEV}/pressure/env"
+        p = json.loads(payload)
+        assert [(d["topic"], d["points"][0]["value"]) for d in p["data"]] == [("env", 9.5)]
         r = admin.post(f"/api/orgs/acme/connectors/{cid}/test")
         assert r.json()["status"] == "delivered"
         # A broker that is not there: a visible failed attempt, not an exception.
@@ -179,19 +194,23 @@ def test_influxdb_connector_writes_line_protocol(
         [("2026-01-01T00:00:00Z", 2.0), ("2026-01-01T00:00:30Z", 2.5), ("2026-01-01T00:01:00Z", 3.0)],
     )
 
+    _backfill(admin, world, [("2026-01-01T00:00:30Z", 7.0)], topic="env")
+
     def rows() -> list[Any]:
         r = httpx.get(
             f"{influxd}/query",
-            params={"db": db, "q": "SELECT pressure, device, unit FROM plant", "epoch": "s"},
+            params={"db": db, "q": "SELECT pressure, device, unit, topic FROM plant", "epoch": "s"},
         )
         series = r.json()["results"][0].get("series", [])
         return list(series[0]["values"]) if series else []
 
-    _until(lambda: len(rows()) == 3)
-    assert rows() == [
-        [1767225600, 2.0, DEV, "BAR"],
-        [1767225630, 2.5, DEV, "BAR"],
-        [1767225660, 3.0, DEV, "BAR"],
+    _until(lambda: len(rows()) == 4)
+    # The topic is a tag: the env point at 00:00:30 is its own series, next to the default one's.
+    assert sorted(rows(), key=lambda x: (x[0], x[4])) == [
+        [1767225600, 2.0, DEV, "BAR", "default"],
+        [1767225630, 2.5, DEV, "BAR", "default"],
+        [1767225630, 7.0, DEV, "BAR", "env"],
+        [1767225660, 3.0, DEV, "BAR", "default"],
     ]
     # A database that does not exist: InfluxDB answers 404, a dead letter with its message.
     cid = _connect(admin, "influxdb", {"url": influxd, "database": "nope"})
@@ -213,21 +232,26 @@ def test_email_connector_sends_the_rule_message(
     rule = {
         "name": "pressure high",
         "condition": {"type": "above", "attribute": "pressure", "threshold": 5},
+        "topic": "env",
         "actions": [
             {
                 "connector_id": cid,
-                "template": "{{ device.id }}: pressure {{ value }} {{ unit }} ({{ state }})",
+                "template": "{{ device.id }}: pressure {{ value }} {{ unit }} on {{ topic }} ({{ state }})",
             }
         ],
     }
     assert admin.post("/api/orgs/acme/rules", json=rule).status_code == 201
-    _backfill(admin, world, [("2026-01-01T00:00:00Z", 4.0), ("2026-01-01T00:01:00Z", 6.5)])
+    _backfill(admin, world, [("2026-01-01T00:00:00Z", 9.0)])  # the default topic: not watched
+    _backfill(admin, world, [("2026-01-01T00:00:00Z", 4.0), ("2026-01-01T00:01:00Z", 6.5)], topic="env")
     _until(lambda: len(inbox.messages) > before)
-    env = inbox.messages[before]
-    body = env.content.decode()
-    assert env.rcpt_tos == ["ops@example.test"] and env.mail_from == "hub@example.test"
+    mail = inbox.messages[before]
+    body = mail.content.decode()
+    assert mail.rcpt_tos == ["ops@example.test"] and mail.mail_from == "hub@example.test"
     assert f"Subject: [sensorhub] pressure high: {DEV} is firing" in body
-    assert f"{DEV}: pressure 6.5 BAR (firing)" in body and "X-Sensorhub-Delivery: shd_" in body
+    assert f"{DEV}: pressure 6.5 BAR on env (firing)" in body and "X-Sensorhub-Delivery: shd_" in body
+    assert '"topic": "env"' in body
+    time.sleep(0.5)
+    assert len(inbox.messages) == before + 1  # the default topic's 9.0 fired nothing
     bad = admin.post(
         "/api/orgs/acme/connectors", json={"kind": "email", "name": "x", "config": {"to": ["not an address"]}}
     )

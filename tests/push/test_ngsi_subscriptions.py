@@ -181,3 +181,31 @@ def test_geoq_limits_notifications_to_entities_in_the_area(
     assert [x.path for x in got] == ["/hook"]
     with world.ctx.db.session() as s:
         assert s.query(Delivery).count() == 1  # queued in the same fan-out: none for the other area
+
+
+def test_subscriptions_see_the_default_topic_and_states_of_any_topic(
+    client: TestClient, world: World, receiver: Receiver
+) -> None:
+    """NGSI-LD has no topics: an entity's numeric attributes are its default-topic series (as the entity
+    API shows them), so other topics' points notify nothing; a latest-state property belongs to the
+    entity whatever the record's topic, so it notifies."""
+    read, key = seed(world)
+    spec = subscription(receiver.url, q=None, watchedAttributes=["temperature", "door"])
+    del spec["q"]
+    spec["notification"]["attributes"] = ["temperature", "door"]
+    assert client.post(SUBS, json=spec, headers=bearer(read)).status_code == 201
+
+    def send(topic: str, data: dict[str, Any], t: str) -> None:
+        body = {"timestamp": t, "topic": topic, "data": data}
+        r = client.post(f"/v3/devices/{DEV}/backfill", json=body, headers=bearer(key))
+        assert r.status_code == 200, r.text
+
+    send("env", {"temperature": 99.0}, "2026-01-01T00:00:00Z")
+    send("env", {"door": "open"}, "2026-01-01T00:01:00Z")
+    send("default", {"temperature": 21.0}, "2026-01-01T00:02:00Z")
+    receiver.wait_for(lambda rs: len(rs) >= 2)
+    time.sleep(0.3)  # a notification for the env topic's 99.0 would have come by now
+    values = [x.json()["data"][0] for x in receiver.received]
+    assert len(values) == 2, values
+    assert values[0]["door"] == "open" and values[1]["temperature"] == 21.0
+    assert all(v.get("temperature") != 99.0 for v in values)

@@ -190,3 +190,29 @@ def test_a_periodic_job_runs_once_per_interval_across_runners(ctx: AppContext) -
     with ctx.db.session() as s:
         lease = s.scalars(select(JobLease).where(JobLease.name == "boom")).one()
         assert lease.holder == "c" and "ZeroDivisionError" in (lease.last_error or "")
+
+
+def test_events_carry_the_topic_of_every_ingest_path(
+    client: TestClient, ctx: AppContext, ingest_token: str
+) -> None:
+    """Every topic reaches the outbox (backfill records, line-protocol tags), states with their record's."""
+    body = [
+        {"timestamp": "2026-01-01T00:00:00Z", "topic": "env", "data": {"t": 1.0, "door": "open"}},
+        {"timestamp": "2026-01-01T00:00:00Z", "data": {"t": 2.0}},
+    ]
+    assert _backfill(client, ingest_token, body).status_code == 200
+    lines = f'cpu,cpu=cpu0,host={DEV} usage=3.5,state="busy" 1767225600000000000'
+    r = client.post(
+        "/api/v2/write?org=acme&bucket=main&precision=ns",
+        content=lines,
+        headers={"Authorization": f"Token {ingest_token}"},
+    )
+    assert r.status_code == 204, r.text
+    got = sorted((e.attribute, e.topic, e.kind, e.value) for e in _events(ctx))
+    assert got == [
+        ("cpu_state", "cpu=cpu0", "state", "busy"),
+        ("cpu_usage", "cpu=cpu0", "numeric", 3.5),
+        ("door", "env", "state", "open"),
+        ("t", "default", "numeric", 2.0),
+        ("t", "env", "numeric", 1.0),
+    ]

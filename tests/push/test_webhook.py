@@ -92,6 +92,7 @@ def test_threshold_rule_sends_a_signed_message(admin: TestClient, world: World, 
     assert p["data"] == [
         {
             "attribute": "temperature",
+            "topic": "default",
             "kind": "numeric",
             "unit": "CEL",
             "points": [{"time": "2026-01-01T00:01:00Z", "value": 31.5}],
@@ -247,3 +248,45 @@ def test_test_message_ssrf_and_bad_input(admin: TestClient, receiver: Receiver, 
         json={"name": "t", "condition": {"type": "above"}, "actions": [{"connector_id": hook["id"]}]},
     )
     assert r.status_code == 400 and "attribute" in r.json()["message"]
+
+
+def test_every_topic_reaches_rules_with_its_topic(
+    admin: TestClient, world: World, receiver: Receiver
+) -> None:
+    """A forward-everything rule gets every topic's points (each data item names its topic); a threshold
+    rule watches one topic: the default one unless it names another; "*" is refused with a condition."""
+    everything = make_webhook(admin, receiver.url + "/all")
+    env_hook = make_webhook(admin, receiver.url + "/env")
+    default_hook = make_webhook(admin, receiver.url + "/default")
+    r = admin.post(
+        "/api/orgs/acme/rules", json={"name": "all", "actions": [{"connector_id": everything["id"]}]}
+    )
+    assert r.json()["topic"] == "*"
+    above = {"type": "above", "attribute": "temperature", "threshold": 30}
+    env_rule = make_rule(admin, env_hook["id"], above, topic="env", name="env too hot")
+    assert env_rule["topic"] == "env"
+    assert make_rule(admin, default_hook["id"], above)["topic"] == "default"
+    r = admin.post(
+        "/api/orgs/acme/rules",
+        json={"name": "x", "condition": above, "topic": "*", "actions": [{"connector_id": env_hook["id"]}]},
+    )
+    assert r.status_code == 400 and "one rule per topic" in r.json()["message"]
+    key = world.api_key("acme", scopes=["ingest"])
+    body = [
+        {"timestamp": "2026-01-01T00:00:00Z", "topic": "env", "data": {"temperature": 35.0}},
+        {"timestamp": "2026-01-01T00:00:00Z", "data": {"temperature": 20.0}},
+    ]
+    assert admin.post(f"/v3/devices/{DEV}/backfill", json=body, headers=bearer(key)).status_code == 200
+    got = receiver.wait_for(lambda r: {m.path for m in r} >= {"/hook/all", "/hook/env"})
+    (fwd,) = [m.json() for m in got if m.path == "/hook/all"]
+    assert sorted((d["topic"], d["points"][0]["value"]) for d in fwd["data"]) == [
+        ("default", 20.0),
+        ("env", 35.0),
+    ]
+    (fired,) = [m.json() for m in got if m.path == "/hook/env"]
+    assert fired["rule"]["topic"] == "env" and fired["data"][0]["topic"] == "env"
+    # The default-topic rule saw 20 (below the threshold) and never the env topic's 35.
+    assert all(m.path != "/hook/default" for m in receiver.received)
+    # PATCH: the rule moves to another topic (its states reset).
+    r = admin.patch(f"/api/orgs/acme/rules/{env_rule['id']}", json={"topic": "lab"})
+    assert r.status_code == 200 and r.json()["topic"] == "lab" and r.json()["devices"] == []

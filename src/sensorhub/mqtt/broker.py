@@ -535,7 +535,7 @@ class MqttService:
         if qos is None:
             return
         ts, value = ev.points[-1]  # a many-point event: its newest point
-        payload = topics.value_payload(iso(ts), value, ev.unit)
+        payload = topics.value_payload(iso(ts), value, ev.unit, ev.topic)
         task = asyncio.create_task(handler.mqtt_publish(topic, payload, qos, retain=False))
         self._tasks.add(task)
         task.add_done_callback(self._sent)

@@ -9,7 +9,7 @@ Publish (scope ``ingest``):
 
 ``{org}`` and ``{workspace}`` are slugs (or ids), ``{device}`` an entity id or asset id; an attribute
 name with ``/`` spans several levels. Subscribe (scope ``telemetry``): the same per-attribute topics carry
-every value as it is stored, whatever path it came in by, as JSON ``{"timestamp", "value", "unit"?}``.
+every value as it is stored, whatever path it came in by, as JSON ``{"timestamp", "value", "unit"?, "topic"}``.
 """
 
 from __future__ import annotations
@@ -103,8 +103,10 @@ def filter_org(topic_filter: str) -> str | None:
     return levels[1]
 
 
-def value_payload(ts: str, value: Any, unit: str | None) -> bytes:
-    body: dict[str, Any] = {"timestamp": ts, "value": value}
+def value_payload(ts: str, value: Any, unit: str | None, topic: str = "default") -> bytes:
+    """A delivered value: ``{"timestamp", "value", "unit"?, "topic"}`` — ``topic`` is the Akenza topic of
+    the series (values of every topic of (device, attribute) share the MQTT topic; docs/mqtt.md)."""
+    body: dict[str, Any] = {"timestamp": ts, "value": value, "topic": topic}
     if unit is not None:
         body["unit"] = unit
     return orjson.dumps(body)

@@ -26,9 +26,19 @@ from sensorhub.errors import BadRequest, Conflict, NotFound
 from sensorhub.kit.time import iso
 from sensorhub.push import crypto, rules
 from sensorhub.push import delivery as deliveries
-from sensorhub.push.kinds import CONNECTOR_KINDS, Message, Outcome, rotate_signing, summary
-from sensorhub.push.models import KIND_NUMERIC, Connector, Delivery, PushEvent, Rule, RuleHistory, RuleState
+from sensorhub.push.kinds import CONNECTOR_KINDS, Message, Outcome, Points, rotate_signing, summary
+from sensorhub.push.models import (
+    DEFAULT_TOPIC,
+    KIND_NUMERIC,
+    Connector,
+    Delivery,
+    PushEvent,
+    Rule,
+    RuleHistory,
+    RuleState,
+)
 from sensorhub.push.targets import PlannedDelivery, data_item, data_message, owner_access, register_target
+from sensorhub.timeseries.ingest import is_topic
 
 MAX_NAME = 200
 MAX_ACTIONS = 10
@@ -226,7 +236,13 @@ def message_for(c: Connector, d: Delivery, message: dict[str, Any], org_slug: st
         else f"[sensorhub] {dev.get('id', 'test message')}"
     )
     points = [
-        (dev.get("id", ""), item["attribute"], item.get("unit"), [(int(t), v) for t, v in item["points"]])
+        Points(
+            dev.get("id", ""),
+            item["attribute"],
+            item.get("unit"),
+            [(int(t), v) for t, v in item["points"]],
+            item.get("topic", DEFAULT_TOPIC),
+        )
         for item in message.get("data", [])
     ]
     return Message(
@@ -255,6 +271,7 @@ def wire_payload(key: str, created_at: datetime, message: dict[str, Any]) -> dic
         "data": [
             {
                 "attribute": d["attribute"],
+                "topic": d.get("topic", DEFAULT_TOPIC),
                 "kind": d.get("kind", KIND_NUMERIC),
                 "unit": d.get("unit"),
                 "points": [{"time": iso(int(t)), "value": v} for t, v in d["points"]],
@@ -264,7 +281,7 @@ def wire_payload(key: str, created_at: datetime, message: dict[str, Any]) -> dic
     }
     if message.get("rule") is not None:
         r = message["rule"]
-        out["rule"] = {k: r.get(k) for k in ("id", "name", "state", "attribute", "value")} | {
+        out["rule"] = {k: r.get(k) for k in ("id", "name", "state", "attribute", "topic", "value")} | {
             "time": iso(r["time_us"]) if r.get("time_us") is not None else None
         }
     if message.get("text"):
@@ -281,6 +298,7 @@ def test_message(org: Organisation) -> dict[str, Any]:
         "data": [
             {
                 "attribute": "test",
+                "topic": DEFAULT_TOPIC,
                 "kind": KIND_NUMERIC,
                 "unit": None,
                 "points": [[int(time.time() * 1e6), 1.0]],
@@ -347,6 +365,27 @@ def _workspace(s: Session, org: Organisation, ref: str | None) -> str | None:
     return ws.id
 
 
+ALL_TOPICS = "*"
+
+
+def _rule_topic(topic: Any, condition: dict[str, Any] | None) -> str | None:
+    """The stored topic of a rule (None: every topic). Default: every topic without a condition (forward
+    everything), the default topic with one; a condition follows one series per device, so it watches
+    one topic."""
+    if topic is None:
+        return None if condition is None else DEFAULT_TOPIC
+    if not isinstance(topic, str) or not is_topic(topic):
+        raise BadRequest('topic must be a topic (1-200 printable characters) or "*" for every topic')
+    if topic == ALL_TOPICS:
+        if condition is not None:
+            raise BadRequest(
+                'topic "*" (every topic) is for rules without a condition: a condition follows one series '
+                "per device; make one rule per topic"
+            )
+        return None
+    return topic
+
+
 def create_rule(
     s: Session,
     org: Organisation,
@@ -360,15 +399,18 @@ def create_rule(
     cooldown_s: int,
     notify_resolved: bool,
     enabled: bool,
+    topic: str | None = None,
 ) -> Rule:
     if not 0 <= cooldown_s <= 7 * 86400:
         raise BadRequest("cooldown_s must be between 0 and 604800")
+    condition = rules.check_condition(condition)
     r = Rule(
         org_id=org.id,
         workspace_id=_workspace(s, org, workspace),
         entity_type=entity_type or None,
         name=_name(name),
-        condition=rules.check_condition(condition),
+        condition=condition,
+        topic=_rule_topic(topic, condition),
         actions=_actions(s, org, actions),
         cooldown_s=cooldown_s,
         notify_resolved=notify_resolved,
@@ -411,11 +453,8 @@ def update_rule(s: Session, org: Organisation, rule_id: str, changes: dict[str, 
     _scope_of_rule(s, org, r, changes)
     if "enabled" in changes:
         r.enabled = bool(changes["enabled"])
-    if "condition" in changes:
-        condition = rules.check_condition(changes["condition"])
-        if condition != r.condition:  # a new condition starts every device from "ok"
-            r.condition = condition
-            s.query(RuleState).filter(RuleState.rule_id == r.id).delete()
+    if "condition" in changes or "topic" in changes:
+        _condition_and_topic(s, r, changes)
     if "actions" in changes:
         r.actions = _actions(s, org, changes["actions"])
         if not r.actions:
@@ -474,6 +513,24 @@ def preview_template(
         raise BadRequest(f"template fails on the sample: {type(e).__name__}: {e}") from None
 
 
+def _condition_and_topic(s: Session, r: Rule, changes: dict[str, Any]) -> None:
+    before = (r.condition, r.topic)
+    if "condition" in changes:
+        r.condition = rules.check_condition(changes["condition"])
+    given = changes.get("topic")
+    r.topic = _rule_topic(given if given is not None else _shown_topic(r.topic, r.condition), r.condition)
+    if (r.condition, r.topic) != before:  # a new condition or topic starts every device from "ok"
+        s.query(RuleState).filter(RuleState.rule_id == r.id).delete()
+
+
+def _shown_topic(stored: str | None, condition: dict[str, Any] | None) -> str | None:
+    """A rule's current topic as given to :func:`_rule_topic` again (every topic with a condition now:
+    the default topic)."""
+    if stored is None:
+        return None if condition is not None else ALL_TOPICS
+    return stored
+
+
 def delete_rule(s: Session, org: Organisation, rule_id: str) -> None:
     s.delete(get_rule(s, org, rule_id))
 
@@ -501,6 +558,7 @@ def rule_out(r: Rule, states: list[RuleState] | None = None) -> dict[str, Any]:
         "name": r.name,
         "workspace_id": r.workspace_id,
         "entity_type": r.entity_type,
+        "topic": r.topic if r.topic is not None else ALL_TOPICS,
         "condition": r.condition,
         "actions": r.actions,
         "cooldown_s": r.cooldown_s,
@@ -550,6 +608,8 @@ class _Names:
 
 def _matches(rule: Rule, e: PushEvent) -> bool:
     if rule.workspace_id is not None and rule.workspace_id != e.workspace_id:
+        return False
+    if rule.topic is not None and rule.topic != e.topic:
         return False
     if rule.entity_type is not None and rule.entity_type != e.entity_type:
         return False
@@ -606,7 +666,15 @@ class ConnectorTarget:
                 if a.get("template") and a["template"] != rules.DEFAULT_TEMPLATE:
                     last = evs[-1]
                     m["text"] = _render(
-                        a["template"], rule, m, last.attribute, last.value, last.unit, last.time_us, "data"
+                        a["template"],
+                        rule,
+                        m,
+                        last.attribute,
+                        last.value,
+                        last.unit,
+                        last.time_us,
+                        "data",
+                        last.topic,
                     )
                 out.append(self._planned(rule, a, pk, m, evs))
         return out
@@ -706,6 +774,7 @@ class ConnectorTarget:
             "name": rule.name,
             "state": ch.to_state,
             "attribute": attribute,
+            "topic": e.topic if e is not None else rule.topic,
             "value": ch.value,
             "time_us": ch.time_us,
         }
@@ -721,6 +790,7 @@ class ConnectorTarget:
                 unit,
                 ch.time_us,
                 ch.to_state,
+                e.topic if e is not None else rule.topic,
             )
             out.append(self._planned(rule, a, st.entity_pk, m, [e] if e is not None else []))
         return out
@@ -811,10 +881,11 @@ def _render(
     unit: str | None,
     time_us: int | None,
     state: str,
+    topic: str | None = None,
 ) -> str:
     try:
         return rules.render(
-            template, rules.template_context(rule, message, attribute, value, unit, time_us, state)
+            template, rules.template_context(rule, message, attribute, value, unit, time_us, state, topic)
         )
     except Exception as e:  # a template valid at creation that fails on real data: say so in the message
         return f"{rule.name}: template error ({type(e).__name__}: {e})"

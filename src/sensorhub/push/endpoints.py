@@ -58,6 +58,11 @@ class RuleCreate(StrictModel):
     workspace: str | None = Field(None, description="Workspace slug or id; none = every workspace")
     entity_type: str | None = Field(None, description="Only devices of this type")
     condition: dict[str, Any] | None = Field(None, description="None: forward everything")
+    topic: str | None = Field(
+        None,
+        description='The Akenza topic the rule watches, or "*" for every topic; default: "*" for a rule '
+        'without condition, "default" for one with a condition',
+    )
     actions: list[RuleAction]
     cooldown_s: int = 0
     notify_resolved: bool = False
@@ -70,6 +75,7 @@ class RuleUpdate(StrictModel):
     entity_type: str | None = Field(None, description="Only devices of this type; null = any")
     enabled: bool | None = None
     condition: dict[str, Any] | None = None
+    topic: str | None = Field(None, description='A topic, or "*" for every topic (no condition only)')
     actions: list[RuleAction] | None = None
     cooldown_s: int | None = None
     notify_resolved: bool | None = None
@@ -234,6 +240,7 @@ def create_rule(org: str, body: RuleCreate, sc: SessionContext = Depends(ADMIN))
         workspace=body.workspace,
         entity_type=body.entity_type,
         condition=body.condition,
+        topic=body.topic,
         actions=[a.model_dump() for a in body.actions],
         cooldown_s=body.cooldown_s,
         notify_resolved=body.notify_resolved,

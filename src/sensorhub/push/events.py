@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from sensorhub.db import EVENT_LISTENERS, on_commit, utcnow
 from sensorhub.entities.models import Entity
-from sensorhub.push.models import KIND_NUMERIC, KIND_STATE, PushEvent
+from sensorhub.push.models import DEFAULT_TOPIC, KIND_NUMERIC, KIND_STATE, PushEvent
 
 __all__ = ["EventCursor", "newest_id", "read_since", "record_points", "record_state"]
 
@@ -45,6 +45,7 @@ def record_points(
     ts_us: np.ndarray,
     values: np.ndarray,
     unit: str | None,
+    topic: str = DEFAULT_TOPIC,
 ) -> int | None:
     """Record the points just stored into series (``entity``, ``attribute``): ``ts_us`` (int64 µs,
     ascending) and ``values`` (float64), duplicates already left out. Returns the event id (None when
@@ -65,13 +66,22 @@ def record_points(
         count=n,
         first_time_us=int(ts[0]),
         points=ts.tobytes() + vals.tobytes() if n > 1 else None,
+        topic=topic,
     )
 
 
 def record_state(
-    session: Session, *, entity: Entity, attribute: str, ts_us: int, value: Any, unit: str | None
+    session: Session,
+    *,
+    entity: Entity,
+    attribute: str,
+    ts_us: int,
+    value: Any,
+    unit: str | None,
+    topic: str = DEFAULT_TOPIC,
 ) -> int:
-    """Record a latest-state observation (a text, bool, list or object value) just stored on ``entity``."""
+    """Record a latest-state observation (a text, bool, list or object value) just stored on ``entity``
+    (``topic``: the topic of the record that carried it)."""
     return _insert(
         session,
         entity,
@@ -83,6 +93,7 @@ def record_state(
         count=1,
         first_time_us=ts_us,
         points=None,
+        topic=topic,
     )
 
 

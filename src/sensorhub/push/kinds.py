@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -44,6 +44,16 @@ RESERVED_HEADERS = frozenset(
 )
 
 
+class Points(NamedTuple):
+    """The points of one (device, attribute, topic) in a message."""
+
+    device: str
+    attribute: str
+    unit: str | None
+    points: list[tuple[int, Any]]
+    topic: str = "default"
+
+
 @dataclass
 class Message:
     """What a connector sends for one delivery: the idempotency key, the sensorhub JSON payload
@@ -53,8 +63,8 @@ class Message:
     payload: dict[str, Any]
     text: str
     subject: str
-    # (device id, attribute, unit, [(time µs, value)]) of every point, for kinds that write points.
-    points: list[tuple[str, str, str | None, list[tuple[int, Any]]]] = field(default_factory=list)
+    # Every point by (device, attribute, topic), for kinds that write points.
+    points: list[Points] = field(default_factory=list)
     topic_vars: dict[str, str] = field(default_factory=dict)
 
 
@@ -270,7 +280,7 @@ def _http() -> httpx.Client:
 
 # --- MQTT ------------------------------------------------------------------------------------------
 
-TOPIC_VARS = ("org", "workspace", "device", "attribute", "type")
+TOPIC_VARS = ("org", "workspace", "device", "attribute", "type", "topic")
 
 
 def _broker(config: dict[str, Any], settings: Settings) -> tuple[str, int, bool]:
@@ -375,13 +385,19 @@ class Mqtt:
         try:
             infos = []
             base = msg.payload
-            for device, attribute, _unit, _points in msg.points:
-                topic = config["topic"].format(**{**msg.topic_vars, "device": device, "attribute": attribute})
-                data = [d for d in base.get("data", []) if d.get("attribute") == attribute]
+            for device, attribute, _unit, _points, series_topic in msg.points:
+                names = {**msg.topic_vars, "device": device, "attribute": attribute, "topic": series_topic}
+                topic = config["topic"].format(**names)
+                data = [
+                    d
+                    for d in base.get("data", [])
+                    if d.get("attribute") == attribute and d.get("topic", "default") == series_topic
+                ]
                 body = orjson.dumps({**base, "data": data})
                 infos.append(client.publish(topic, body, qos=config["qos"], retain=config["retain"]))
             if not msg.points:  # a test message or a rule without data
-                topic = config["topic"].format(**{**msg.topic_vars, "device": "test", "attribute": "test"})
+                names = {**msg.topic_vars, "device": "test", "attribute": "test", "topic": "default"}
+                topic = config["topic"].format(**names)
                 infos.append(client.publish(topic, orjson.dumps(base), qos=config["qos"]))
             deadline = time.monotonic() + timeout
             for info in infos:
@@ -471,12 +487,13 @@ class InfluxDB:
         from influxdb_client.domain.write_precision import WritePrecision
 
         out: list[str] = []
-        for device, attribute, unit, points in msg.points:
+        for device, attribute, unit, points, topic in msg.points:
             for t_us, v in points:
                 p = Point(config["measurement"]).tag("device", device)  # type: ignore[no-untyped-call]
                 for k in ("type", "workspace"):
                     if msg.topic_vars.get(k):
                         p = p.tag(k, msg.topic_vars[k])
+                p = p.tag("topic", topic)
                 if unit:
                     p = p.tag("unit", unit)
                 p = p.field(

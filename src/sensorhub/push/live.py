@@ -53,7 +53,7 @@ from sensorhub.errors import RateLimited
 from sensorhub.push import events
 from sensorhub.push.events import EventCursor
 from sensorhub.push.hub import EventHub
-from sensorhub.push.models import PushEvent
+from sensorhub.push.models import DEFAULT_TOPIC, PushEvent
 
 log = logging.getLogger("sensorhub.push.live")
 
@@ -76,6 +76,7 @@ class LiveEvent:
     kind: str  # "numeric" | "state"
     unit: str | None
     points: tuple[tuple[int, Any], ...]
+    topic: str = DEFAULT_TOPIC  # the Akenza topic of the series (docs/ingest.md#topics)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,13 +101,16 @@ class FeedClosed(Exception):
 @dataclass(frozen=True, slots=True)
 class Selection:
     """Which events a feed wants: entities as ``(org_id, entity_id)`` (empty = every entity the viewer
-    may see) and attribute names (empty = all)."""
+    may see), attribute names (empty = all) and topics (empty = every topic)."""
 
     entities: frozenset[tuple[str, str]] = frozenset()
     attributes: frozenset[str] = frozenset()
+    topics: frozenset[str] = frozenset()
 
     def wants(self, ev: LiveEvent) -> bool:
         if self.entities and (ev.org_id, ev.entity_id) not in self.entities:
+            return False
+        if self.topics and ev.topic not in self.topics:
             return False
         return not self.attributes or ev.attribute in self.attributes
 
@@ -251,6 +255,7 @@ def event_of(row: PushEvent) -> LiveEvent:
         kind=row.kind,
         unit=row.unit,
         points=tuple(row.point_list()),
+        topic=row.topic,
     )
 
 

@@ -22,6 +22,7 @@ from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Inte
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sensorhub.db import Base, UTCDateTime, new_id, utcnow
+from sensorhub.timeseries.models import DEFAULT_TOPIC as DEFAULT_TOPIC
 
 KIND_NUMERIC = "numeric"
 KIND_STATE = "state"
@@ -42,6 +43,8 @@ class PushEvent(Base):
     entity_ref: Mapped[str] = mapped_column(String(512))
     entity_type: Mapped[str] = mapped_column(String(200))
     attribute: Mapped[str] = mapped_column(String(200))
+    # The Akenza topic of the series (docs/ingest.md#topics); a state's is the topic of its record.
+    topic: Mapped[str] = mapped_column(String(200), default=DEFAULT_TOPIC, server_default=DEFAULT_TOPIC)
     # "numeric" (a series' points) or "state" (a latest-state property, any JSON value).
     kind: Mapped[str] = mapped_column(String(8))
     # The newest point of the event: its time (µs since the epoch, UTC) and value.
@@ -110,6 +113,8 @@ class Rule(Base):
     org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
     workspace_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     entity_type: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # The Akenza topic the rule watches; None: every topic.
+    topic: Mapped[str | None] = mapped_column(String(200), nullable=True)
     name: Mapped[str] = mapped_column(String(200))
     condition: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     cooldown_s: Mapped[int] = mapped_column(Integer, default=0)

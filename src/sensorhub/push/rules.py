@@ -21,7 +21,7 @@ change to ``firing`` (and, with ``notify_resolved``, back to ``ok``) unless the 
 device less than ``cooldown_s`` seconds ago (the change is still recorded).
 
 Templates are Jinja2, rendered in a sandbox (no attribute access to internals, no imports), with
-``rule``, ``device``, ``attribute``, ``value``, ``unit``, ``time``, ``state``, ``organisation`` and
+``rule``, ``device``, ``attribute``, ``topic``, ``value``, ``unit``, ``time``, ``state``, ``organisation`` and
 ``workspace``; an invalid template is refused when the rule is created.
 """
 
@@ -136,6 +136,7 @@ def _sample() -> dict[str, Any]:
         "rule": {"id": "r", "name": "rule"},
         "device": {"id": "urn:ngsi-ld:Device:sample", "type": "Device"},
         "attribute": "temperature",
+        "topic": "default",
         "value": 21.5,
         "unit": "CEL",
         "time": "2026-01-01T00:00:00Z",
@@ -218,11 +219,13 @@ def template_context(
     unit: str | None,
     time_us: int | None,
     state: str,
+    topic: str | None = None,
 ) -> dict[str, Any]:
     return {
         "rule": {"id": rule.id, "name": rule.name},
         "device": message["device"],
         "attribute": attribute,
+        "topic": topic,
         "value": value,
         "unit": unit,
         "time": iso(time_us) if time_us is not None else None,

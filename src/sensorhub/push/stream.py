@@ -26,22 +26,25 @@ from sensorhub.errors import BadRequest
 from sensorhub.kit.time import iso
 from sensorhub.net import client_ip
 from sensorhub.push.live import FeedClosed, Gap, LiveEvent, LiveFeed, Selection, TokenViewer, Viewer
+from sensorhub.timeseries.ingest import is_topic
 
 router = APIRouter()
 TELEMETRY = RequireScope("telemetry")
 TAGS: list[str | Enum] = ["Live"]
 MAX_ENTITIES = 100
 MAX_ATTRIBUTES = 100
+MAX_TOPICS = 100
 MAX_POINTS = 1000  # points per message (the newest); "count" says how many the event had
 RETRY_MS = 3000
 
 STREAM_DOC = """
-Server-Sent Events (`text/event-stream`) with every value stored from now on for the chosen entities and
-attributes (each may be given several times; without `entity`, every entity the token may read).
+Server-Sent Events (`text/event-stream`) with every value stored from now on for the chosen entities,
+attributes and Akenza topics (each may be given several times; without `entity`, every entity the token
+may read; without `topic`, every topic).
 
 The first message is `event: ready` (`{"position": <newest event id>}`): from then on nothing stored is
 missed. Each stored value (one ingest request's points for one attribute) is one message:
-`id: <event id>` and `data: {"id", "entity", "type", "attribute", "unit", "time", "value", "count", "points"}`
+`id: <event id>` and `data: {"id", "entity", "type", "attribute", "topic", "unit", "time", "value", "count", "points"}`
 (`time`/`value`: the newest point; `points`: `[time, value]` pairs, at most 1000, the newest).
 
 **Reconnect**: send `Last-Event-ID: <id>` (browsers do it themselves) to receive what was stored meanwhile,
@@ -66,6 +69,14 @@ def _ids(values: Sequence[str], name: str, limit: int) -> list[str]:
     return list(dict.fromkeys(values))
 
 
+def _topics(values: Sequence[str]) -> list[str]:
+    out = _ids(values, "topic", MAX_TOPICS)
+    for v in out:
+        if not is_topic(v):
+            raise BadRequest(f"topic {v[:60]!r} is not a topic: 1-200 printable characters")
+    return out
+
+
 def parse_last_event_id(value: str | None) -> int | None:
     """The ``Last-Event-ID`` header: an event id this server sent (a non-negative integer)."""
     if value is None or value == "":
@@ -75,16 +86,22 @@ def parse_last_event_id(value: str | None) -> int | None:
     return int(value)
 
 
-def resolve_selection(db: Database, access: Access, entities: list[str], attributes: list[str]) -> Selection:
+def resolve_selection(
+    db: Database,
+    access: Access,
+    entities: list[str],
+    attributes: list[str],
+    topics: Sequence[str] = (),
+) -> Selection:
     """The feed's selection: each entity resolved as the caller may see it (404 otherwise, 409 for an
-    id shared by several of its organisations)."""
+    id shared by several of its organisations); ``topics`` empty: every topic."""
 
     def load() -> Selection:
         with db.session() as s:
             picked = frozenset(
                 (e.org_id, e.entity_id) for e in (visible_entity(s, access, r) for r in entities)
             )
-        return Selection(picked, frozenset(attributes))
+        return Selection(picked, frozenset(attributes), frozenset(topics))
 
     return load()
 
@@ -93,6 +110,9 @@ async def _open_feed(
     request: Request,
     entity: list[str] = Query([], description="Entity id or asset id; repeat for several"),
     attribute: list[str] = Query([], description="Attribute name; repeat for several (default: all)"),
+    topic: list[str] = Query(
+        [], description="Akenza topic (e.g. default); repeat for several (default: every topic)"
+    ),
     duration: float | None = Query(
         None, gt=0, le=86_400, description="End the stream after this many seconds (default: never)"
     ),
@@ -102,9 +122,10 @@ async def _open_feed(
     c = ctx(request)
     refs = _ids(entity, "entity", MAX_ENTITIES)
     attrs = _ids(attribute, "attribute", MAX_ATTRIBUTES)
+    wanted_topics = _topics(topic)
     after = parse_last_event_id(last_event_id)
     access = principal.access("telemetry")
-    selection = await to_thread.run_sync(resolve_selection, c.db, access, refs, attrs)
+    selection = await to_thread.run_sync(resolve_selection, c.db, access, refs, attrs, wanted_topics)
     viewer: Viewer = TokenViewer(
         c.db,
         c.settings,
@@ -126,6 +147,7 @@ def message(ev: LiveEvent) -> ServerSentEvent:
         "entity": ev.entity_id,
         "type": ev.entity_type,
         "attribute": ev.attribute,
+        "topic": ev.topic,
         "unit": ev.unit,
         "time": iso(t),
         "value": v,

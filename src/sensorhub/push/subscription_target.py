@@ -37,7 +37,7 @@ from sensorhub.push.kinds import _http as http_client
 from sensorhub.push.kinds import _http_error as http_error
 from sensorhub.push.kinds import _http_outcome as http_outcome
 from sensorhub.push.live import event_of
-from sensorhub.push.models import Attempt, Delivery, PushEvent
+from sensorhub.push.models import DEFAULT_TOPIC, KIND_STATE, Attempt, Delivery, PushEvent
 from sensorhub.push.ssrf import TargetRefused, check_host
 from sensorhub.push.subscription_models import NgsiSubscription
 from sensorhub.push.subscriptions import (
@@ -123,9 +123,12 @@ class SubscriptionTarget:
     def plan(
         self, s: Session, events: list[PushEvent], now: datetime, settings: Settings
     ) -> list[PlannedDelivery]:
-        rows = {e.id: e for e in events}
+        # NGSI-LD has no topics: an entity's numeric attributes are its default-topic series (as the
+        # entity API shows them); latest-state properties belong to the entity whatever their topic.
+        seen = [e for e in events if e.kind == KIND_STATE or e.topic == DEFAULT_TOPIC]
+        rows = {e.id: e for e in seen}
         out: list[PlannedDelivery] = []
-        for sub, ev in matching(s, settings, [event_of(e) for e in events], now):
+        for sub, ev in matching(s, settings, [event_of(e) for e in seen], now):
             org, ws = _names(s, ev.org_id, ev.workspace_id)
             row = rows[ev.id]
             out.append(

@@ -20,7 +20,8 @@ implements :class:`TargetKind` and is registered with :func:`register_target`:
 The message of a delivery is kind-agnostic (built at fan-out, see :func:`data_message`)::
 
     {"type": "data" | "rule" | "test", "organisation": {"id", "slug"}, "workspace": {"id", "slug"},
-     "device": {"id", "type"}, "data": [{"attribute", "kind", "unit", "points": [[time_us, value], …]}],
+     "device": {"id", "type"},
+     "data": [{"attribute", "topic", "kind", "unit", "points": [[time_us, value], …]}],
      "rule": {…}?, "text": str?}
 """
 
@@ -91,6 +92,7 @@ def event_points(e: PushEvent) -> list[list[Any]]:
 def data_item(e: PushEvent, points: list[list[Any]] | None = None) -> dict[str, Any]:
     return {
         "attribute": e.attribute,
+        "topic": e.topic,
         "kind": e.kind,
         "unit": e.unit,
         "points": event_points(e) if points is None else points,

@@ -120,6 +120,8 @@ class Prepared:
     numeric: dict[SeriesKey, NumericColumn] = field(default_factory=dict)
     # key → (timestamp µs, value, unit or None); the latest observation in the request wins.
     states: dict[str, tuple[int, Any, str | None]] = field(default_factory=dict)
+    # key → the topic of the record the latest observation came from (absent: the default topic).
+    state_topics: dict[str, str] = field(default_factory=dict)
     state_count: int = 0
     record_ts: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
 
@@ -414,8 +416,8 @@ def validate(records: Sequence[Any], now: datetime, max_attributes: int = MAX_AT
     return _validate_each(records, now, max_attributes)
 
 
-# A non-numeric value of the record-by-record path: (record, key, value, unit).
-_Observation = tuple[int, str, Any, str | None]
+# A non-numeric value of the record-by-record path: (record, key, value, unit, topic).
+_Observation = tuple[int, str, Any, str | None, str]
 
 
 def _validate_each(records: Sequence[Any], now: datetime, max_attributes: int = MAX_ATTRIBUTES) -> Prepared:
@@ -512,7 +514,7 @@ def _add_value(
             v = v["value"]
     if x is None:
         # Not a number (so not a float either: _number accepts every float): a property.
-        observations.append((i, key, v, unit))
+        observations.append((i, key, v, unit, topic))
         p.state_count += 1
         return
     _check_finite(i, key, x)
@@ -547,11 +549,12 @@ def _apply_record_times(p: Prepared, observations: list[_Observation]) -> None:
     record)."""
     for col in p.numeric.values():
         col.ts = p.record_ts[np.asarray(col.records, dtype=np.int64)]
-    for i, key, v, unit in observations:
+    for i, key, v, unit, topic in observations:
         t = int(p.record_ts[i])
         prev = p.states.get(key)
         if prev is None or t >= prev[0]:
             p.states[key] = (t, v, unit)
+            p.state_topics[key] = topic
 
 
 @contextmanager
@@ -670,7 +673,8 @@ def _store_states(s: Session, entity: Entity, p: Prepared) -> None:
         if unit is not None:
             prop["unitCode"] = unit
         attrs[key] = prop
-        record_state(s, entity=entity, attribute=key, ts_us=ts, value=value, unit=unit)
+        topic = p.state_topics.get(key, DEFAULT_TOPIC)
+        record_state(s, entity=entity, attribute=key, ts_us=ts, value=value, unit=unit, topic=topic)
     entity.attrs = attrs
 
 
@@ -693,10 +697,10 @@ def store(
         if col.unit is not None and series.unit is None:
             series.unit = col.unit
         new_ts, new_vals, d = insert_new_points(s, series.id, col.ts, col.array, overwrite=overwrite)
-        # The outbox: what was accepted, in this transaction (sensorhub.push.events). Events carry no
-        # topic yet: only the default topic's points are recorded (docs/ingest.md#topics).
-        if topic == DEFAULT_TOPIC:
-            record_points(s, entity=entity, attribute=key, ts_us=new_ts, values=new_vals, unit=series.unit)
+        # The outbox: what was accepted, in this transaction (sensorhub.push.events), on every topic.
+        record_points(
+            s, entity=entity, attribute=key, ts_us=new_ts, values=new_vals, unit=series.unit, topic=topic
+        )
         accepted += len(new_ts) - (d if overwrite else 0)
         duplicates += d
     if p.states:

@@ -72,7 +72,7 @@ class _Device:
     # (topic, attribute) → (positions in ``lines``, values)
     columns: dict[tuple[str, str], tuple[list[int], list[Any]]] = field(default_factory=dict)
     # (position, attribute, value) of every non-numeric field
-    state_obs: list[tuple[int, str, Any]] = field(default_factory=list)
+    state_obs: list[tuple[int, str, Any, str]] = field(default_factory=list)  # (pos, attr, value, topic)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +217,7 @@ def parse(
                 col[0].append(pos)
                 col[1].append(v)
             else:
-                d.state_obs.append((pos, _attribute(k.measurement, name, n), v))
+                d.state_obs.append((pos, _attribute(k.measurement, name, n), v, k.topic))
     if not devices:
         raise BadRequest("the body holds no line; send at least one line of line protocol")
     per_unit = _PRECISION_NS_PER_UNIT[precision]
@@ -254,7 +254,7 @@ def _prepared(d: _Device, ns_per_unit: int, now_us: int, limits: Limits) -> Prep
     p = Prepared()
     p.record_ts = _times_us(d, ns_per_unit, now_us)
     columns = {key: col for key, col in d.columns.items() if col[0]}
-    names = {attr for _topic, attr in columns} | {attr for _pos, attr, _v in d.state_obs}
+    names = {attr for _topic, attr in columns} | {attr for _pos, attr, _v, _t in d.state_obs}
     if len(names) > limits.max_attributes:
         raise PayloadTooLarge(
             f"line {d.first_line}: the device has {len(names)} distinct attributes in this request; at "
@@ -268,11 +268,12 @@ def _prepared(d: _Device, ns_per_unit: int, now_us: int, limits: Limits) -> Prep
             bad = int(lines[where[int(np.flatnonzero(~np.isfinite(arr))[0])]])
             raise BadRequest(f"line {bad}: a field value is not a finite number")
         p.numeric[key] = NumericColumn(records=lines[where].tolist(), array=arr, ts=p.record_ts[where])
-    for pos, attr, value in d.state_obs:
+    for pos, attr, value, topic in d.state_obs:
         t = int(p.record_ts[pos])
         prev = p.states.get(attr)
         if prev is None or t >= prev[0]:
             p.states[attr] = (t, value, None)
+            p.state_topics[attr] = topic
     p.state_count = len(d.state_obs)
     months = np.unique(p.record_ts.astype("datetime64[us]").astype("datetime64[M]")).size
     if months > limits.max_months:

@@ -24,6 +24,7 @@ from sensorhub.authz.access import Access
 from sensorhub.authz.subjects import session_access
 from sensorhub.push.live import LiveFeed, SessionViewer
 from sensorhub.push.stream import parse_last_event_id, resolve_selection, sse
+from sensorhub.timeseries.models import DEFAULT_TOPIC
 from sensorhub.web.guards import RequireWebSession
 
 router = APIRouter(include_in_schema=False)
@@ -50,7 +51,10 @@ async def _open_web_feed(
     c = ctx(request)
     user_id = sc.user.id
     access = session_access(sc.db, sc.user)
-    selection = await to_thread.run_sync(resolve_selection, c.db, access, [entity], attribute[:100])
+    # The Data page charts the default topic's series (docs/ingest.md#topics): its live values too.
+    selection = await to_thread.run_sync(
+        resolve_selection, c.db, access, [entity], attribute[:100], [DEFAULT_TOPIC]
+    )
     cookie = request.cookies.get(sessions.COOKIE_NAME, "")
     viewer = SessionViewer(
         c.db, c.cache, user_id, _loader(cookie, user_id), recheck=c.settings.live_heartbeat_seconds

@@ -55,6 +55,7 @@ from sensorhub.push.live import Viewer as LiveViewer
 from sensorhub.push.stream import resolve_selection
 from sensorhub.timeseries import ingest, reads, repository, telemetry
 from sensorhub.timeseries.backends import store_for
+from sensorhub.timeseries.models import DEFAULT_TOPIC
 from sensorhub.timeseries.names import check_attribute_name
 from sensorhub.timeseries.query import DEFAULT_RESOLUTION, read_series
 from sensorhub.timeseries.repository import DeviceSelection, ValueFilter
@@ -1079,7 +1080,8 @@ async def _open_feed(c: Context, refs: list[str], fields: list[str]) -> LiveFeed
         raise BadRequest(f"deviceIds may list at most {MAX_LIVE_DEVICES} devices")
     app = c.app
     access = c.viewer.access("telemetry")
-    selection = await to_thread.run_sync(resolve_selection, app.db, access, refs, fields)
+    # Devices' fields are the default topic's series here (docs/ingest.md#topics): so are live values.
+    selection = await to_thread.run_sync(resolve_selection, app.db, access, refs, fields, [DEFAULT_TOPIC])
     live_viewer: LiveViewer
     if c.principal is not None:
         live_viewer = TokenViewer(app.db, app.settings, app.cache, c.principal, "telemetry", c.client_ip)
