@@ -229,6 +229,14 @@ def test_delivery_log_filters_by_time_and_pages(admin_client: TestClient, receiv
     assert [d["id"] for d in first + rest] == [d["id"] for d in everything]
     assert admin_client.get(base, params={"since": "2000-01-01T00:00:00Z"}).json() == everything
     assert admin_client.get(base, params={"until": "2000-01-01T00:00:00Z"}).json() == []
+    other = make_webhook(admin_client, receiver.url)
+    admin_client.post(f"/api/orgs/acme/connectors/{other['id']}/test")
+    org_log = admin_client.get("/api/orgs/acme/deliveries").json()
+    assert [d["target_id"] for d in org_log] == [other["id"]] + [hook["id"]] * 3
+    only = admin_client.get("/api/orgs/acme/deliveries", params={"connector": hook["id"], "limit": 1}).json()
+    assert [d["id"] for d in only] == [everything[0]["id"]]
+    r = admin_client.get("/api/orgs/acme/deliveries", params={"connector": "nope"})
+    assert r.status_code == 404
     r = admin_client.get(base, params={"since": "yesterday"})
     assert r.status_code == 400 and "since" in r.json()["message"]
     r = admin_client.get(base, params={"since": "2001-01-01", "until": "2000-01-01"})

@@ -348,6 +348,38 @@ def test_delivery_log_pages_and_filters(
     assert "status=dead" in page.url and "range=1h" in page.url
     expect(log.locator(":scope > tbody > tr")).to_have_count(1)
     shot(page, "delivery-log-filtered", tmp_path)
+
+    # The organisation's Deliveries page: every connector's, filtered by connector, status and time.
+    create_webhook(page, "second hook", receiver.url)
+    page.get_by_role("link", name="Open the connector").click()
+    page.get_by_role("button", name="Send test message").click()
+    saved(page, "Test message delivered")
+    page.get_by_role("navigation", name="Organisation administration").get_by_role(
+        "link", name="Deliveries"
+    ).click()
+    expect(log.locator(":scope > tbody > tr")).to_have_count(2)
+    expect(log.locator(":scope > tbody > tr").first).to_contain_text("second hook")
+    page.get_by_role("link", name="Older deliveries").click()
+    expect(log.locator(":scope > tbody > tr")).to_have_count(2)
+    filters = page.get_by_role("form", name="Filter the deliveries")
+    filters.get_by_label("Connector").select_option(label="ops hook")
+    filters.get_by_label("Status").select_option("dead")
+    filters.get_by_label("Created").select_option("24h")
+    filters.get_by_role("button", name="Filter").click()
+    expect(log.locator(":scope > tbody > tr")).to_have_count(1)
+    expect(log).to_contain_text("ops hook")
+    expect(log).not_to_contain_text("second hook")
+    shot(page, "deliveries", tmp_path)
     log.get_by_role("button", name="Replay").click()
     saved(page, "queued again")
-    receiver.wait_for(lambda r: len(r) == 3)
+    assert "/orgs/acme/deliveries" in page.url
+    receiver.wait_for(lambda r: len(r) == 4)
+
+    # At phone width (375 px) the push pages do not scroll sideways.
+    page.set_viewport_size({"width": 375, "height": 812})
+    connector = page.get_by_role("link", name="ops hook").first.get_attribute("href")
+    for path in ("/orgs/acme/deliveries", str(connector), "/orgs/acme/connectors", "/orgs/acme/rules"):
+        page.goto(path)
+        wide = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert wide <= 0, (path, wide)
+    shot(page, "phone-connector", tmp_path)

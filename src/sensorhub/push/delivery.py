@@ -332,7 +332,7 @@ def deliveries_of(
     s: Session,
     org_id: str,
     kind: str,
-    target_id: str,
+    target_id: str | None,
     status: str | None,
     before: int | None,
     limit: int,
@@ -340,15 +340,15 @@ def deliveries_of(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> list[Delivery]:
-    """A target's deliveries, newest first: ``status``, created in ``[since, until)``, ids below
-    ``before`` (the next page)."""
+    """A target's deliveries (``target_id`` None: every target of that kind in the organisation),
+    newest first: ``status``, created in ``[since, until)``, ids below ``before`` (the next page)."""
     if status is not None and status not in ("pending", *FINAL):
         raise BadRequest("status must be one of: pending, delivered, dead, suppressed")
     if since is not None and until is not None and since >= until:
         raise BadRequest("since must be before until")
-    q = select(Delivery).where(
-        Delivery.org_id == org_id, Delivery.target_kind == kind, Delivery.target_id == target_id
-    )
+    q = select(Delivery).where(Delivery.org_id == org_id, Delivery.target_kind == kind)
+    if target_id is not None:
+        q = q.where(Delivery.target_id == target_id)
     if status:
         q = q.where(Delivery.status == status)
     if before is not None:

@@ -194,6 +194,34 @@ def connector_deliveries(
     return [deliveries.delivery_out(d) for d in rows]
 
 
+@router.get("/api/orgs/{org}/deliveries")
+def org_deliveries(
+    org: str,
+    connector: str | None = Query(None, description="Only this connector's deliveries (its id)"),
+    status: Literal["pending", "delivered", "dead", "suppressed"] | None = None,
+    before: int | None = Query(None, description="Only deliveries with a smaller id (paging)"),
+    since: str | None = Query(None, description="Only deliveries created at or after (ISO 8601)"),
+    until: str | None = Query(None, description="Only deliveries created before (ISO 8601)"),
+    limit: int = Query(50, ge=1, le=500),
+    sc: SessionContext = Depends(ADMIN),
+) -> list[dict[str, Any]]:
+    """Every connector's delivery log of the organisation, newest first (``target_id`` is the
+    connector); the next page is ``before=<the last id>``."""
+    c = svc.get_connector(sc.db, _org(sc), connector) if connector else None
+    rows = deliveries.deliveries_of(
+        sc.db,
+        _org(sc).id,
+        svc.ConnectorTarget.name,
+        c.id if c else None,
+        status,
+        before,
+        limit,
+        since=parse_time(since, "since") if since else None,
+        until=parse_time(until, "until") if until else None,
+    )
+    return [deliveries.delivery_out(d) for d in rows]
+
+
 @router.get("/api/orgs/{org}/connectors/{connector_id}/deliveries/{delivery_id}")
 def connector_delivery(
     org: str, connector_id: str, delivery_id: int, sc: SessionContext = Depends(ADMIN)

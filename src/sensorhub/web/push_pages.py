@@ -531,7 +531,52 @@ def replay_delivery(request: Request, sc: SessionContext, form: FormData | None,
     if d.target_id != c.id:
         raise BadRequest("that delivery is not one of this connector's")
     deliveries.replay(sc.db, d)
+    if forms.text(form, "back") == "deliveries":
+        return _go(_org(sc), "deliveries", "replayed")
     return _go(_org(sc), f"connectors/{c.id}", "replayed")
+
+
+def deliveries_page(
+    request: Request, sc: SessionContext, *, error: str | None = None, status: int = 200, **_: Any
+) -> Response:
+    o = _org(sc)
+    connectors = svc.list_connectors(sc.db, o)
+    names = {c.id: c.name for c in connectors}
+    lq = _log_query(request)
+    lq["connector"] = request.query_params.get("connector") or None
+    if lq["connector"] not in names:
+        lq["connector"] = None
+    since = utcnow() - RANGES[lq["range"]] if lq["range"] else None
+    rows = deliveries.deliveries_of(
+        sc.db,
+        o.id,
+        svc.ConnectorTarget.name,
+        lq["connector"],
+        lq["status"],
+        lq["before"],
+        PAGE_SIZE + 1,
+        since=since,
+    )
+    return _page(
+        request,
+        sc,
+        "deliveries",
+        "Deliveries",
+        "org_deliveries.html",
+        error=error,
+        status=status,
+        connectors=connectors,
+        names=names,
+        deliveries=[(d, deliveries.attempts_of(sc.db, d)) for d in rows[:PAGE_SIZE]],
+        more=rows[PAGE_SIZE - 1].id if len(rows) > PAGE_SIZE else None,
+        log=lq,
+        ranges=list(RANGES),
+    )
+
+
+@router.get("/orgs/{org}/deliveries")
+def deliveries_log(org: str, request: Request, sc: SessionContext = Depends(ADMIN_PAGE)) -> Response:
+    return deliveries_page(request, sc)
 
 
 # -- rules ----------------------------------------------------------------------------------------
