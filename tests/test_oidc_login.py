@@ -277,3 +277,31 @@ def test_id_tokens_for_another_audience_or_issuer_or_altered_or_expired_are_refu
     CLOCK.advance(timedelta(minutes=12))  # the provider's ID tokens live 10 minutes; 1 minute of leeway
     with pytest.raises(oidc.OidcError, match="has expired"):
         oidc.verify_id_token(ours, token, nonce)
+
+
+def test_an_invited_address_gets_its_account_at_its_first_sign_in_and_then_answers(env: Env) -> None:
+    from sensorhub.accounts import invitations
+    from sensorhub.accounts.service import get_org, get_user_by_email
+
+    owner = World(env.ctx).user("olga@acme.test", "acme", "owner")
+    with env.ctx.db.transaction() as s:
+        invitations.invite_member(
+            s,
+            get_org(s, "acme"),
+            email="bob@elsewhere.test",
+            role="member",
+            workspaces=[],
+            actor=owner,
+            actor_role="owner",
+        )
+    with httpx.Client() as c:
+        assert sign_in(c, env.url, "bob", next_path="/invitations").status_code == 303
+        (inv,) = c.get(f"{env.url}/api/invitations").json()
+        assert inv["organisation"]["slug"] == "acme"
+        csrf = c.get(f"{env.url}/api/auth/me").json()["csrf_token"]
+        r = c.post(f"{env.url}/api/invitations/{inv['id']}/accept", headers={"X-CSRF-Token": csrf})
+        assert r.status_code == 200, r.text
+        assert [o["slug"] for o in c.get(f"{env.url}/api/auth/me").json()["organisations"]] == ["acme"]
+    with env.ctx.db.session() as s:
+        bob = get_user_by_email(s, "bob@elsewhere.test")
+        assert bob is not None and bob.password_hash is None

@@ -1,6 +1,15 @@
 """Imports every domain's models so that ``Base.metadata`` is complete (Alembic, tests)."""
 
-from sensorhub.accounts.models import Grant, Invitation, Membership, Organisation, Role, User, Workspace
+from sensorhub.accounts.models import (
+    Grant,
+    Invitation,
+    InvitationSignup,
+    Membership,
+    Organisation,
+    Role,
+    User,
+    Workspace,
+)
 from sensorhub.audit.models import AuditEvent
 from sensorhub.auth.models import OidcIdentity, OidcLoginState, WebSession
 from sensorhub.db import Base
@@ -34,6 +43,7 @@ __all__ = [
     "Export",
     "Grant",
     "Invitation",
+    "InvitationSignup",
     "JobLease",
     "Membership",
     "NgsiSubscription",

@@ -10,15 +10,18 @@ and could probe which emails have accounts. Now:
   member list is, which its admins can read anyway);
 * the membership, with its role and read grants, exists only once the person with that email, logged in,
   accepts; they can decline, the admins can cancel, and it expires after :data:`INVITATION_DAYS`;
-* a ``password`` is refused: there is no "create the account here" flow, because any answer that
-  depends on whether an account exists would be the oracle again. Accounts are created by the operator
-  (``sensorhub admin create-user``); an invitation to an address without an account waits for it.
+* a ``password`` is refused: the admin never sets the invitee's password, and any answer that depends on
+  whether an account exists would be the oracle again. An address without an account is e-mailed a
+  sign-up link by the ``invitation-notices`` job (not by the inviting request: :func:`signup_for_token`,
+  :func:`sign_up`), or signs in with OpenID Connect with that address; either way the account exists
+  first and the person then accepts or declines like anyone else.
 
 Services never commit; the caller's edge does.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -28,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from sensorhub.accounts.models import (
     Invitation,
+    InvitationSignup,
     InvitationStatus,
     Membership,
     Organisation,
@@ -39,13 +43,15 @@ from sensorhub.accounts.service import (
     EMAIL_RE,
     _check_role,
     create_grant,
+    create_user,
+    get_user_by_email,
     get_workspace,
     membership,
     set_membership,
 )
 from sensorhub.audit.service import record
 from sensorhub.db import utcnow
-from sensorhub.errors import BadRequest, Conflict, Forbidden, NotFound
+from sensorhub.errors import BadRequest, Conflict, Forbidden, Gone, NotFound
 
 INVITATION_DAYS = 7
 
@@ -266,3 +272,63 @@ def decline_invitation(s: Session, user: User, invitation_id: str, ip: str | Non
     inv.responded_by = user.id
     s.flush()
     record(s, "member.invite_decline", org_id=inv.org_id, actor_user_id=user.id, target=inv.id, ip=ip)
+
+
+# -- sign-up links (invitations to addresses without an account) ---------------------------------------
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class SignupView:
+    signup: InvitationSignup
+    view: InvitationView
+
+
+def signup_for_token(s: Session, token: str) -> SignupView:
+    """The invitation a sign-up link is for, while the link can still be used; a clear error otherwise."""
+    row = s.scalar(select(InvitationSignup).where(InvitationSignup.token_digest == token_digest(token)))
+    if not token or row is None:
+        raise NotFound(
+            "this sign-up link is not valid (a newer e-mail may have replaced it); ask an owner or admin of "
+            "the organisation to invite you again"
+        )
+    view = _view(s, s.get_one(Invitation, row.invitation_id))
+    if row.used_at is not None:
+        raise Conflict(
+            "this sign-up link was already used: log in, then answer the invitation under Invitations"
+        )
+    if view.state == "expired":
+        raise Gone(
+            f"this invitation to {view.organisation.name} has expired; ask an owner or admin of it to invite "
+            "you again"
+        )
+    if view.invitation.status != InvitationStatus.pending:
+        raise Conflict(f"this invitation to {view.organisation.name} was {view.invitation.status}")
+    return SignupView(row, view)
+
+
+def sign_up(
+    s: Session, token: str, *, name: str, password: str, ip: str | None = None
+) -> tuple[User, InvitationView]:
+    """Create the invited person's account (the invitation's address) from a sign-up link; the link is
+    spent. The invitation stays pending: the person accepts or declines it next."""
+    found = signup_for_token(s, token)
+    inv = found.view.invitation
+    if get_user_by_email(s, inv.email) is not None:
+        raise Conflict(
+            f"an account with {inv.email} exists already: log in, then answer the invitation under Invitations"
+        )
+    user = create_user(s, inv.email, password, name.strip() or None)
+    found.signup.used_at = utcnow()
+    s.flush()
+    record(
+        s,
+        "user.signup",
+        org_id=inv.org_id,
+        actor_user_id=user.id,
+        target=inv.id,
+        ip=ip,
+        details={"email": inv.email},
+    )
+    return user, found.view

@@ -140,3 +140,32 @@ class Invitation(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     responded_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     responded_by: Mapped[str | None] = mapped_column(String(36), nullable=True)
+
+
+class SignupStatus:
+    pending = "pending"  # to be e-mailed (again, after a failure: ``error`` says why, ``next_at`` when)
+    sending = "sending"  # claimed by a sender; claimed again once ``next_at`` has passed
+    sent = "sent"
+    void = "void"  # the invitation was answered, cancelled or expired before the e-mail went out
+
+
+class InvitationSignup(Base):
+    """The sign-up link e-mailed for an invitation to an address that has no account.
+
+    The link carries a random token; only its SHA-256 is stored (``token_digest``), made anew at each
+    sending attempt (a message that never arrived leaves no working link behind). It works once
+    (``used_at``) and only while its invitation is pending and unexpired."""
+
+    __tablename__ = "invitation_signups"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    invitation_id: Mapped[str] = mapped_column(ForeignKey("invitations.id", ondelete="CASCADE"), unique=True)
+    email: Mapped[str] = mapped_column(String(320))
+    token_digest: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    status: Mapped[str] = mapped_column(String(16), default=SignupStatus.pending)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -26,11 +26,13 @@ def install(app: FastAPI, ctx: Any) -> None:
     from sensorhub.web.notifications import router as notifications_router
     from sensorhub.web.oidc import router as oidc_router
     from sensorhub.web.push_pages import router as push_router
+    from sensorhub.web.signup import router as signup_router
     from sensorhub.web.subscription_pages import router as subscriptions_router
     from sensorhub.web.views import page, render
 
     app.include_router(pages_router)
     app.include_router(oidc_router)
+    app.include_router(signup_router)
     app.include_router(admin_router)
     app.include_router(invitations_router)
     app.include_router(live_router)

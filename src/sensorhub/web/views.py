@@ -58,6 +58,7 @@ NOTICES = {
     "member-added": "Member added.",
     "member-invited": "Invitation sent. The person becomes a member once they accept it.",
     "invitation-cancelled": "Invitation cancelled.",
+    "signed-up": "Your account is ready. Accept or decline the invitation below.",
     "invitation-accepted": "Invitation accepted: you are now a member.",
     "invitation-declined": "Invitation declined.",
     "member-updated": "Role changed. Their tokens follow the new role at once.",
