@@ -257,7 +257,7 @@ def test_garbage_from_an_address_throttles_failures_not_valid_tokens(
     with TestClient(app, client=nat) as c, TestClient(app, client=("198.51.100.2", 1)) as other:
         _bus_ready(ctx)
         codes = [
-            c.get("/probe/timeseries", headers=bearer("shub_pat_" + "y" * 49)).status_code for _ in range(4)
+            c.get("/probe/timeseries", headers=bearer("shub_pat_" + ch * 49)).status_code for ch in "wxyz"
         ]
         assert codes == [401, 401, 401, 429]
         throttled = c.get("/probe/timeseries", headers=bearer("garbage"))
@@ -288,10 +288,51 @@ def test_a_throttled_address_cannot_exceed_a_valid_tokens_own_quota(
     pat = world.pat("a@example.com", ["timeseries"])
     with TestClient(app) as c:
         _bus_ready(ctx)
-        assert [c.get("/probe/timeseries", headers=bearer("x")).status_code for _ in range(2)] == [401, 429]
+        assert [c.get("/probe/timeseries", headers=bearer(x)).status_code for x in "xy"] == [401, 429]
         codes = [c.get("/probe/timeseries", headers=bearer(pat)).status_code for _ in range(3)]
     assert codes == [200, 200, 429]
     _used_redis(s2, "cred:")
+    ctx.db.dispose()
+
+
+def test_one_refused_token_repeated_does_not_lock_out_its_address(
+    limiter_settings: Settings, world: World
+) -> None:
+    """The failed-auth budget counts distinct refused credentials per address: a client whose token was
+    revoked (or expired, or rotated) and that keeps calling its routes — more calls than the budget, as a
+    client of every token route does — is told 401 each time, and the address keeps its budget for the
+    others behind it. Its repeats are limited like a valid token's requests (per minute), then 429."""
+    s2 = limiter_settings.model_copy(update={"failed_auth_limit": 3, "rate_limit_per_minute": 12})
+    ctx = AppContext.build(s2)
+    app = create_app(s2, ctx)
+    app.include_router(probe)
+    world.org("acme")
+    world.user("a@example.com", "acme", "member")
+    revoked = world.pat("a@example.com", ["timeseries"], name="old")
+    expiring = world.pat("a@example.com", ["timeseries"], name="expiring")
+    with ctx.db.transaction() as s:
+        from sensorhub.tokens import service as tokens
+        from sensorhub.tokens.models import Credential
+
+        tokens.revoke(s, s.query(Credential).filter_by(name="old").one(), actor_id=None)
+        s.query(Credential).filter_by(name="expiring").one().expires_at = datetime.now(UTC) - timedelta(
+            seconds=1
+        )
+    with TestClient(app, client=("198.51.100.7", 1)) as c:
+        _bus_ready(ctx)
+        # Ten calls each (more than the budget of 3): 401 every time, never 429.
+        for token in (revoked, expiring):
+            codes = [c.get("/probe/timeseries", headers=bearer(token)).status_code for _ in range(10)]
+            assert codes == [401] * 10, codes
+        garbage = [c.get("/probe/timeseries", headers=bearer("garbage")).status_code for _ in range(5)]
+        assert garbage == [401] * 5
+        # Three distinct credentials used the budget of 3; a fourth is over it.
+        assert c.get("/probe/timeseries", headers=bearer("other garbage")).status_code == 429
+        # The repeats of one refused token have the per-credential quota (12 a minute; 9 used so far:
+        # its first refusal was counted against the address instead).
+        codes = [c.get("/probe/timeseries", headers=bearer(revoked)).status_code for _ in range(4)]
+        assert codes == [401, 401, 401, 429], codes
+    _used_redis(s2, "authfail-repeat:")
     ctx.db.dispose()
 
 

@@ -56,10 +56,11 @@ def test_forged_forwarded_for_is_ignored_for_rate_limits_and_last_used_ip(
     ctx, w = make_app(trusted_proxies=["10.0.0.0/8"], failed_auth_limit=3, last_used_debounce_seconds=0)
     token = w.pat("ana@example.com", ["entities"])
     public = _client(ctx, PUBLIC_PEER)
-    # A client that rotates forged X-Forwarded-For values is still one address to the failed-auth limit.
+    # A client that rotates forged X-Forwarded-For values (guessing a new token each time) is still one
+    # address to the failed-auth limit.
     codes = [
         public.get(
-            "/api/tokens/self", headers={**bearer("shub_pat_nope"), "X-Forwarded-For": f"198.51.100.{i}"}
+            "/api/tokens/self", headers={**bearer(f"shub_pat_nope{i}"), "X-Forwarded-For": f"198.51.100.{i}"}
         ).status_code
         for i in range(5)
     ]

@@ -8,6 +8,7 @@ Object-level checks (which entity, which time window) happen in the services thr
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -69,7 +70,7 @@ class Authenticator:
             value = value.strip()
             low = scheme.lower()
             if low not in ("bearer", "token") or not value or " " in value:
-                self._fail(request, ip, "malformed_header")
+                self._fail(request, ip, "malformed_header", auth)
                 raise Unauthorized(
                     "Malformed Authorization header: send 'Authorization: Bearer <token>'",
                     headers=CHALLENGE,
@@ -83,7 +84,7 @@ class Authenticator:
         qtokens = request.query_params.getlist("token")
         if qtokens:
             if not self.settings.allow_query_token:
-                self._fail(request, ip, "query_token_disabled")
+                self._fail(request, ip, "query_token_disabled", qtokens[0])
                 raise Unauthorized(
                     "Tokens in the query string (?token=) are disabled on this server: send the token in "
                     "the 'Authorization: Bearer <token>' header instead (operators can allow query tokens "
@@ -91,25 +92,47 @@ class Authenticator:
                     headers=CHALLENGE,
                 )
             if len(qtokens) > 1:
-                self._fail(request, ip, "malformed_query_token")
+                self._fail(request, ip, "malformed_query_token", "\n".join(qtokens))
                 raise Unauthorized("Give the token parameter once: ?token=<token>", headers=CHALLENGE)
             return Presented(qtokens[0], "query")
         return None
 
-    def _fail(self, request: Request, ip: str, reason: str) -> None:
+    def _fail(self, request: Request, ip: str, reason: str, credential: str) -> None:
         """Count a failed authentication against the client address; past the limit the failure is
         answered 429 instead of 401. Only failures are limited here: a valid credential is never
-        refused because its address also sent garbage (it has its own per-credential budget)."""
+        refused because its address also sent garbage (it has its own per-credential budget).
+
+        The address's budget (``SENSORHUB_FAILED_AUTH_LIMIT`` per ``…_WINDOW_SECONDS``) counts *distinct*
+        failing credentials, ``credential`` being what was presented (or its digest): what it guards
+        against is guessing, i.e. many different secrets. The same refused credential sent again from
+        the same address in the window — a client whose token expired, was revoked or rotated, still
+        polling its routes — counts once, so it can neither lock itself into 429s (it keeps being told
+        401, the answer that says to get a new token) nor use up the budget of everyone else behind the
+        same NAT, however many routes it calls. Its repeats are bounded like a valid credential's
+        requests: ``SENSORHUB_RATE_LIMIT_PER_MINUTE``, then 429."""
         self.failures[reason] += 1
-        d = self.limiter.hit(
-            f"authfail:{ip}", self.settings.failed_auth_limit, self.settings.failed_auth_window_seconds
-        )
         log.info("authentication failed: reason=%s ip=%s path=%s", reason, ip, request.url.path)
+        window = self.settings.failed_auth_window_seconds
+        fingerprint = hashlib.blake2b(credential.encode(errors="replace"), digest_size=12).hexdigest()
+        seen = f"authfail-seen:{ip}:{fingerprint}"
+        if not self.limiter.peek(seen, 1, window).allowed:  # this address was refused it before
+            d = self.limiter.hit(
+                f"authfail-repeat:{ip}:{fingerprint}", self.settings.rate_limit_per_minute, 60
+            )
+            if not d.allowed:
+                raise RateLimited(
+                    "Too many requests with a refused credential from this address; try again later",
+                    retry_after=d.retry_after,
+                )
+            return
+        d = self.limiter.hit(f"authfail:{ip}", self.settings.failed_auth_limit, window)
         if not d.allowed:
+            # Over the budget nothing more is remembered (memory stays bounded by the budget).
             raise RateLimited(
                 "Too many failed authentication attempts from this address; try again later",
                 retry_after=d.retry_after,
             )
+        self.limiter.hit(seen, 1, window)
 
     # -- verification -----------------------------------------------------------------------------
     async def authenticate(self, request: Request, scope: str | None) -> Principal:
@@ -125,7 +148,7 @@ class Authenticator:
         parsed = token_format.parse(presented.text, self.prefix)
         if parsed is None:
             # Typos and random strings stop here, before any cache or database access.
-            self._fail(request, ip, "bad_format_or_checksum")
+            self._fail(request, ip, "bad_format_or_checksum", presented.text)
             raise Unauthorized(GENERIC_401, headers=CHALLENGE)
         # A well-formed token is verified even while its address is over the failed-auth limit (there
         # is deliberately no "is this address blocked?" check before this point): behind a NAT or a
@@ -134,7 +157,7 @@ class Authenticator:
         # digest is one indexed read; a token that fails from a throttled address is answered 429.
         principal = await self._principal(request, ip, parsed.digest)
         now = utcnow()
-        principal = self._check_use(request, ip, principal, scope, now)
+        principal = self._check_use(request, ip, principal, scope, now, parsed.digest)
         decision = self.limiter.hit(f"cred:{principal.credential_id}", principal.rate_limit_per_minute, 60)
         headers = decision.headers()
         if principal.expires_soon(now):  # one comparison; the header values were made at resolve time
@@ -163,7 +186,7 @@ class Authenticator:
             try:
                 principal = await to_thread.run_sync(self._resolve, digest, utcnow())
             except Rejected as r:
-                self._fail(request, ip, r.reason)
+                self._fail(request, ip, r.reason, digest)
                 raise Unauthorized(GENERIC_401, headers=CHALLENGE) from None
             self.cache.put(digest, principal, generation)
         return principal
@@ -190,12 +213,12 @@ class Authenticator:
         return principal
 
     def _check_use(
-        self, request: Request, ip: str, principal: Principal, scope: str | None, now: datetime
+        self, request: Request, ip: str, principal: Principal, scope: str | None, now: datetime, digest: str
     ) -> Principal:
         """Refuse an expired credential, one used against its restrictions, or one without ``scope``;
         the principal narrowed to the organisations whose IP allowlist admits this client."""
         if principal.is_expired(now):
-            self._fail(request, ip, "expired")
+            self._fail(request, ip, "expired", digest)
             raise Unauthorized(GENERIC_401, headers=CHALLENGE)
         facts = RequestFacts(client_ip=ip, now=now)
         for restriction in principal.restrictions:
