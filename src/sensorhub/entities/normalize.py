@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sensorhub.errors import BadRequest
+from sensorhub.errors import BadRequest, NotImplementedFeature
 from sensorhub.kit.time import observed_us
 from sensorhub.timeseries.names import ATTRIBUTE_NAME, MAX_ATTRIBUTE_LENGTH
 
@@ -36,6 +36,12 @@ RESERVED = frozenset(
     {"id", "type", "@context", "createdAt", "modifiedAt", "deletedAt", "scope", "@id", "@type"}
 )
 MAX_ID_LENGTH = 512
+# NGSI-LD scopes are not stored (so ``scopeQ`` matches no entity): a body that sets one is refused by name
+# rather than stored without it.
+SCOPE_REFUSED = (
+    "scope: entity scopes are not implemented by this server (a scopeQ matches no entity); send the entity "
+    "without 'scope'"
+)
 MAX_TYPE_LENGTH = 200
 MAX_ATTRS = 500
 MAX_TYPES = 20  # types of one entity
@@ -213,6 +219,8 @@ def normalize_fragment(body: Any) -> tuple[dict[str, Any], dict[str, Any] | None
     attrs: dict[str, Any] = {}
     location: dict[str, Any] | None = None
     has_location = False
+    if "scope" in body:
+        raise NotImplementedFeature(SCOPE_REFUSED)
     for name, raw in body.items():
         if name == "@context":
             check_context(raw)
@@ -232,6 +240,8 @@ def normalize_entity(body: Any) -> EntityData:
         raise BadRequest("an entity must be a JSON object with 'id' and 'type'")
     entity_id = check_entity_id(body.get("id", body.get("@id")))
     types = check_types(body.get("type", body.get("@type")))
+    if "scope" in body:
+        raise NotImplementedFeature(SCOPE_REFUSED)
     attrs: dict[str, Any] = {}
     location = None
     for name, raw in body.items():
