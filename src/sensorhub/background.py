@@ -14,7 +14,7 @@ from sensorhub.jobs import JobRunner
 from sensorhub.notices.invitations import run_invitation_notices
 from sensorhub.push.connectors import ConnectorTarget
 from sensorhub.push.delivery import DeliveryWorker, cursor_floor, enqueue
-from sensorhub.push.retention import prune_events
+from sensorhub.push.retention import prune_deliveries, prune_events
 from sensorhub.push.subscription_target import SubscriptionTarget
 from sensorhub.push.targets import register_target
 from sensorhub.tokens.expiry import run_expiry_notices
@@ -31,6 +31,7 @@ def build_runner(ctx: AppContext) -> JobRunner:
     runner.register_periodic(
         "push-outbox-retention", 3600, lambda: prune_events(ctx.db, ctx.settings, cursor_floor(ctx.db) or 0)
     )
+    runner.register_periodic("push-delivery-retention", 3600, lambda: prune_deliveries(ctx.db, ctx.settings))
     runner.register_periodic(
         "token-expiry-notices",
         ctx.settings.token_notice_interval_seconds,

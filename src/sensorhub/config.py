@@ -115,6 +115,11 @@ class Settings(BaseSettings):
     embedded_worker: bool = True
     # Outbox events are kept this long (then pruned, once every consumer is past them).
     push_event_retention_hours: float = Field(168.0, gt=0)
+    # The delivery log: delivered/suppressed deliveries (and their attempts) are kept this many days
+    # after they finished, dead letters this many after their last attempt (0: keep forever / until
+    # replayed). Pruned hourly by the "push-delivery-retention" job.
+    push_delivery_retention_days: int = Field(30, ge=0, le=36500)
+    push_dead_letter_retention_days: int = Field(90, ge=0, le=36500)
     # Consumers poll the outbox this often when no notification arrives (a lost one costs this much).
     push_poll_seconds: float = Field(1.0, gt=0, le=60)
     # Connector targets on loopback, link-local or private networks are refused unless this is on.

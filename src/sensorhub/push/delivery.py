@@ -223,7 +223,7 @@ def record(
         if kind is not None:
             kind.gone(s, d, outcome)
     if final or outcome.gone or not outcome.retry or d.attempts >= settings.push_max_attempts:
-        d.status = "dead"
+        d.status, d.next_attempt_at = "dead", now  # a finished delivery's next_attempt_at: when it ended
         return
     d.next_attempt_at = now + timedelta(seconds=backoff(settings, d.attempts))
 
@@ -260,11 +260,12 @@ def _attempt(db: Database, delivery_id: int, holder: str, settings: Settings) ->
         with db.transaction() as s:
             d = s.get(Delivery, delivery_id)
             if d is not None and d.claimed_by == holder and d.status == "pending":
-                d.status, d.last_error, d.lease_until, d.claimed_by = (
+                d.status, d.last_error, d.lease_until, d.claimed_by, d.next_attempt_at = (
                     "suppressed",
                     f"not sent: {prepared}",
                     None,
                     None,
+                    utcnow(),
                 )
             return "suppressed", None
     result = timed(prepared)

@@ -34,5 +34,10 @@ class NgsiSubscription(Base):
     disabled_reason: Mapped[str | None] = mapped_column(String(300), nullable=True)
     # When a notification was last queued (throttling); counts and outcomes are in the delivery log.
     last_notification: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # What deliveries pruned from the log (sensorhub.push.retention) had counted: added to the log's.
+    pruned_sent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    pruned_failed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    pruned_last_success: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    pruned_last_failure: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     modified_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

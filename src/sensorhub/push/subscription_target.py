@@ -182,7 +182,8 @@ class SubscriptionTarget:
 
 
 def delivery_stats(s: Session, sub: NgsiSubscription) -> dict[str, Any]:
-    """The notification status members, from the delivery log (the source of truth)."""
+    """The notification status members, from the delivery log (the source of truth), plus what
+    deliveries pruned from it had counted (:mod:`sensorhub.push.retention`)."""
     of_sub = (Delivery.target_kind == TARGET_KIND, Delivery.target_id == str(sub.pk))
     sent, last_sent, last_notification = s.execute(
         select(
@@ -197,9 +198,14 @@ def delivery_stats(s: Session, sub: NgsiSubscription) -> dict[str, Any]:
         .where(*of_sub, Attempt.ok.is_(False))
     ).one()
     return {
-        "times_sent": int(sent or 0),
-        "times_failed": int(failed or 0),
-        "last_success": last_sent,
-        "last_failure": last_failed,
-        "last_notification": last_notification,
+        "times_sent": int(sent or 0) + sub.pruned_sent,
+        "times_failed": int(failed or 0) + sub.pruned_failed,
+        "last_success": _latest(last_sent, sub.pruned_last_success),
+        "last_failure": _latest(last_failed, sub.pruned_last_failure),
+        "last_notification": _latest(last_notification, sub.last_notification),
     }
+
+
+def _latest(*values: datetime | None) -> datetime | None:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
