@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DATA   ?= ./sensorhub-data
 
-.PHONY: demo test test-fast lint typecheck serve bench clean install
+.PHONY: mosquitto-plugin demo test test-fast lint typecheck serve bench clean install
 
 $(STAMP): pyproject.toml client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,3 +41,7 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+## Build the sensorhub Mosquitto auth plugin (mosquitto-plugin/sensorhub_auth.so; docs/mqtt.md)
+mosquitto-plugin:
+	sh tools/build_mosquitto_plugin.sh

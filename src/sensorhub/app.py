@@ -46,6 +46,7 @@ from sensorhub.export.stores import ExportStore, store_from_settings
 from sensorhub.jobs import JobRunner
 from sensorhub.logs import install_redaction
 from sensorhub.mqtt.broker import MqttService, embedded_broker, mqtt_enabled
+from sensorhub.mqtt.plugin_api import router as mqtt_plugin_router
 from sensorhub.notices.endpoints import router as notices_router
 from sensorhub.push import stream as live_stream
 from sensorhub.push.endpoints import router as push_router
@@ -71,6 +72,7 @@ ROUTERS: list[APIRouter] = [
     datacake_router,
     push_router,
     influxdb_router,
+    mqtt_plugin_router,
 ]
 
 DESCRIPTION = """

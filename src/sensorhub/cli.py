@@ -204,6 +204,97 @@ def worker(
     ctx.db.dispose()
 
 
+@app.command("mqtt-bridge")
+def mqtt_bridge(
+    client_id: Annotated[
+        str | None, typer.Option(help="MQTT client id (stable per process: its persistent session)")
+    ] = None,
+    no_live: Annotated[
+        bool, typer.Option("--no-live", help="Ingest only; another bridge publishes the live values")
+    ] = False,
+    log_level: Annotated[str, typer.Option(help="debug|info|warning|error")] = "info",
+    json_logs: Annotated[bool, typer.Option("--json-logs", help="Log as JSON lines")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Connect to a production Mosquitto running the sensorhub plugin (SENSORHUB_MQTT_BROKER): store
+    what devices publish (QoS 1 acknowledged after storing), publish live values, and have Mosquitto
+    disconnect revoked credentials. See docs/mqtt.md, "Production: Mosquitto"."""
+    import asyncio
+    import signal
+
+    from sensorhub.context import AppContext
+    from sensorhub.logs import configure_logging
+    from sensorhub.mqtt.bridge import Bridge, default_client_id
+
+    settings = settings_for(data_dir)
+    configure_logging(log_level.upper(), json_logs, settings.token_prefix)
+    db = _db(settings)
+    _ensure_schema(db)
+    ctx = AppContext.build(settings, db)
+    try:
+        bridge = Bridge(
+            ctx, client_id or settings.mqtt_bridge_client_id or default_client_id(), live=not no_live
+        )
+    except ValueError as e:
+        _fail(str(e))
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        if ctx.push_bus is not None:
+            ctx.push_bus.start()
+        if ctx.bus is not None:
+            ctx.bus.start()
+        typer.echo(f"sensorhub mqtt-bridge: connecting to {settings.mqtt_broker}")
+        try:
+            await bridge.run(stop)
+        finally:
+            await ctx.live.stop()
+            for b in (ctx.push_bus, ctx.bus):
+                if b is not None:
+                    b.stop()
+
+    asyncio.run(main())
+    ctx.db.dispose()
+
+
+@app.command("mqtt-config")
+def mqtt_config(
+    url: Annotated[str, typer.Option(help="sensorhub's base URL, as the Mosquitto host reaches it")],
+    secret_file: Annotated[
+        Path, typer.Option(help="A file (readable by mosquitto only) holding SENSORHUB_MQTT_PLUGIN_SECRET")
+    ],
+    listen: Annotated[str, typer.Option(help="Mosquitto's MQTT listener, host:port")] = "0.0.0.0:1883",
+    websocket: Annotated[str | None, typer.Option(help="A WebSocket listener too, host:port")] = None,
+    plugin: Annotated[Path | None, typer.Option(help="Path of sensorhub_auth.so")] = None,
+    persistence_dir: Annotated[
+        Path | None,
+        typer.Option(help="Mosquitto's persistence directory (keeps queued messages over restarts)"),
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Print a mosquitto.conf that makes Mosquitto ask sensorhub who may connect, publish and subscribe
+    (the sensorhub plugin; build it with `make mosquitto-plugin`)."""
+    from sensorhub.mqtt.mosquitto_conf import PLUGIN, mosquitto_conf
+
+    settings = settings_for(data_dir)
+    typer.echo(
+        mosquitto_conf(
+            listen=listen,
+            url=url,
+            secret_file=secret_file,
+            plugin=plugin or PLUGIN,
+            service_username=settings.mqtt_bridge_username,
+            cache_seconds=settings.mqtt_acl_cache_seconds,
+            persistence_dir=persistence_dir,
+            websocket=websocket,
+        ),
+        nl=False,
+    )
+
+
 @app.command()
 def demo(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",

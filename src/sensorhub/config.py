@@ -157,6 +157,15 @@ class Settings(BaseSettings):
     mqtt_certfile: Path | None = None
     mqtt_keyfile: Path | None = None
     mqtt_max_payload_bytes: int = Field(256 * 1024, ge=64, le=16 * 1024 * 1024)
+    # Production MQTT (docs/mqtt.md "Production: Mosquitto"): the secret the sensorhub Mosquitto plugin
+    # sends to /internal/mqtt/* (unset: those endpoints do not exist) and the bridge's password there;
+    # the Mosquitto the bridge connects to; its username and client id; how long the plugin may cache
+    # an ACL answer (its plugin_opt_cache_seconds bounds it too).
+    mqtt_plugin_secret: str | None = Field(None, min_length=16, max_length=500)
+    mqtt_broker: str = "127.0.0.1:1883"
+    mqtt_bridge_username: str = "sensorhub-bridge"
+    mqtt_bridge_client_id: str | None = None
+    mqtt_acl_cache_seconds: int = Field(10, ge=0, le=3600)
     # NGSI-LD user @contexts (docs/ngsi-ld.md): URL prefixes that may be fetched (none by default), a
     # directory of *.jsonld files served at /ngsi-ld/v1/jsonldContexts/, and the fetch timeout.
     ngsi_ld_context_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)

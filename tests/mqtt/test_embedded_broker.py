@@ -37,9 +37,8 @@ class Device:
     """A paho client that records what happens to it."""
 
     def __init__(self, port: int, token: str | None, username: str | None = None, **kw: Any) -> None:
-        self.c = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311, reconnect_on_failure=False, **kw
-        )
+        kw.setdefault("protocol", mqtt.MQTTv311)
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, reconnect_on_failure=False, **kw)
         if token is not None:
             self.c.username_pw_set(username if username is not None else token, token)
         self.connected = threading.Event()

@@ -47,15 +47,14 @@ from sqlalchemy.orm import Session
 from sensorhub import metrics
 from sensorhub.accounts.models import Organisation, Workspace
 from sensorhub.auth.principal import Principal
-from sensorhub.auth.restrictions import RequestFacts
 from sensorhub.auth.token_format import digest as token_digest
 from sensorhub.authz.access import Access
 from sensorhub.config import Settings
 from sensorhub.context import AppContext
 from sensorhub.db import utcnow
-from sensorhub.errors import Forbidden, SensorhubError
+from sensorhub.errors import SensorhubError
 from sensorhub.kit.time import iso, to_us
-from sensorhub.mqtt import topics
+from sensorhub.mqtt import rules, topics
 from sensorhub.push.live import FeedClosed, LiveEvent, LiveFeed, Selection, TokenViewer
 from sensorhub.timeseries import ingest
 
@@ -64,7 +63,6 @@ log = logging.getLogger("sensorhub.mqtt")
 # How often credentials of connected sessions are re-checked when nothing told us to (expiry, and
 # invalidations from other processes that only the epoch file or Redis carries).
 RECHECK_SECONDS = 0.25
-SCOPES = frozenset({"ingest", "telemetry"})
 
 
 @dataclass
@@ -81,6 +79,39 @@ class Client:
 
 class Refused(Exception):
     """A publish that stores nothing; ``reason`` goes to the log (never a secret)."""
+
+
+class StoreFailed(SensorhubError):
+    """The transaction of a batch failed as a whole (the database): nothing of it is stored, and the
+    message may be sent again."""
+
+
+def admit(
+    ctx: AppContext, principal: Principal, topic: str, payload: bytes, received: datetime
+) -> tuple[Access, topics.Target, bytes, bool]:
+    """What storing one published message takes — the ingest access, the target, the backfill body,
+    whether it is a single record — or :class:`Refused` with nothing stored: the topic rules
+    (:func:`rules.publish_refusal`), the credential's rate limit and the payload limit. Both brokers'
+    ingest paths go through here (the embedded one, and the Mosquitto bridge)."""
+    problem = rules.publish_refusal(principal, topic, received)
+    if problem is not None:
+        raise Refused(problem)
+    decision = ctx.limiter.hit(f"cred:{principal.credential_id}", principal.rate_limit_per_minute, 60)
+    if not decision.allowed:
+        raise Refused(f"rate limit of {decision.limit} messages per minute exceeded")
+    limit = ctx.settings.mqtt_max_payload_bytes
+    if len(payload) > limit:
+        raise Refused(
+            f"payload of {len(payload)} bytes is larger than {limit} (SENSORHUB_MQTT_MAX_PAYLOAD_BYTES)"
+        )
+    try:
+        target = topics.parse_topic(topic)
+        access = principal.for_tenant(target.tenant).access("ingest")
+        record = target.attribute is not None
+        raw = topics.body_of(target, payload, iso(to_us(received)) if record else None)
+    except SensorhubError as e:
+        raise Refused(e.message) from None
+    return access, target, raw, record
 
 
 @dataclass(slots=True)
@@ -143,7 +174,7 @@ class GroupWriter:
                 results = await to_thread.run_sync(self._store_all, items)
             except Exception as e:  # the transaction failed as a whole: nothing of it is stored
                 log.warning("mqtt ingest transaction failed (%d messages refused): %s", len(items), e)
-                failed = SensorhubError("the database could not store the message; send it again")
+                failed = StoreFailed("the database could not store the message; send it again")
                 results = [failed] * len(items)
             for item, result in zip(items, results, strict=True):
                 if item.done.done():
@@ -372,17 +403,7 @@ class MqttService:
         return True
 
     def _unusable(self, principal: Principal, ip: str, tls: bool) -> str | None:
-        now = utcnow()
-        if principal.is_expired(now):
-            return "expired token"
-        if self.settings.require_https and not tls:
-            return "tokens are only accepted over TLS on this server"
-        facts = RequestFacts(client_ip=ip, now=now)
-        if any(not r.verify(facts) for r in principal.restrictions):
-            return "this credential may not be used from this client address"
-        if not SCOPES & principal.scopes:
-            return "the token has neither the 'ingest' nor the 'telemetry' scope"
-        return None
+        return rules.connect_refusal(principal, ip, tls, self.settings.require_https, utcnow())
 
     def _refuse(self, ip: str, cid: str, reason: str, principal: Principal | None = None) -> bool:
         self.ctx.auth.failures["mqtt_connect_refused"] += 1
@@ -422,28 +443,8 @@ class MqttService:
     # -- publish -------------------------------------------------------------------------------------
     async def on_publish(self, client: Client, topic: str, payload: bytes, received: datetime) -> None:
         """Store one message, or raise :class:`Refused` with nothing stored."""
-        principal = client.principal
-        if principal.is_expired(received):
-            raise Refused("expired token")
-        if "ingest" not in principal.scopes:
-            raise Refused("the token has no 'ingest' scope")
-        decision = self.ctx.limiter.hit(
-            f"cred:{principal.credential_id}", principal.rate_limit_per_minute, 60
-        )
-        if not decision.allowed:
-            raise Refused(f"rate limit of {decision.limit} messages per minute exceeded")
-        if len(payload) > self.settings.mqtt_max_payload_bytes:
-            raise Refused(
-                f"payload of {len(payload)} bytes is larger than {self.settings.mqtt_max_payload_bytes} "
-                "(SENSORHUB_MQTT_MAX_PAYLOAD_BYTES)"
-            )
+        access, target, raw, record = admit(self.ctx, client.principal, topic, payload, received)
         try:
-            target = topics.parse_topic(topic)
-            access = principal.for_tenant(target.tenant).access("ingest")
-            if access.is_empty:
-                raise Forbidden(f"this token may not write to {target.tenant}")
-            record = target.attribute is not None
-            raw = topics.body_of(target, payload, iso(to_us(received)) if record else None)
             stored = await self.writer.submit(access, target, raw, received, record)
         except SensorhubError as e:
             raise Refused(e.message) from None
@@ -466,10 +467,7 @@ class MqttService:
             return False
         client = handler.client
         principal = client.principal
-        ok = "telemetry" in principal.scopes and topics.filter_reaches_root(topic_filter)
-        org = topics.filter_org(topic_filter)
-        if ok and org is not None:
-            ok = not principal.for_tenant(org).access("telemetry").is_empty
+        ok = rules.subscribe_allowed(principal, topic_filter)
         if ok and handler.live is None:
             ok = await self._open_feed(handler)
         if not ok:

@@ -1,0 +1,259 @@
+"""``sensorhub mqtt-bridge``: sensorhub's side of a production Mosquitto (docs/mqtt.md "Production:
+Mosquitto"). A paho-mqtt client that
+
+- **ingests**: a persistent session (clean session off, a stable client id) with the shared subscription
+  ``$share/sensorhub/sensorhub-ingest/#``: the sensorhub plugin moves each device message from
+  ``sensorhub/{org}/{workspace}/{device}[/{attribute}]`` to
+  ``sensorhub-ingest/{credential id}/{received ms}/sensorhub/...`` (after Mosquitto's ACL check, which
+  asked sensorhub), so the bridge knows which credential published and when Mosquitto received it. The
+  message is checked again with that credential's *current* rights (:func:`broker.admit`: the same topic
+  rules, rate limit and payload limit as the embedded broker) and stored through the one ingest service
+  (:class:`broker.GroupWriter`); the QoS 1 PUBACK to Mosquitto is sent only once its transaction has
+  committed. Several bridges share the subscription (Mosquitto hands each message to one of them);
+  messages arriving while every bridge is down are queued by Mosquitto for the persistent session.
+- **publishes live values**: every value stored by any path (the outbox, :mod:`sensorhub.push.live`) on
+  ``sensorhub/{org}/{workspace}/{entity}/{attribute}``; Mosquitto delivers it only to subscribers the
+  plugin's read check (sensorhub's grants, per value) lets through. One bridge publishes (``--no-live``
+  on the others).
+- **revocation**: when what credentials may do changes (this process's commits, or another's through
+  the epoch file / Redis), it publishes ``{"command": "recheck"}`` on ``$CONTROL/sensorhub/v1``: the
+  plugin drops its cached answers and disconnects the clients sensorhub no longer accepts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from datetime import UTC, datetime
+
+import orjson
+import paho.mqtt.client as mqtt
+from anyio import to_thread
+from paho.mqtt.enums import CallbackAPIVersion
+
+from sensorhub import metrics
+from sensorhub.accounts.models import Organisation
+from sensorhub.auth.principal import Principal
+from sensorhub.auth.resolve import Rejected, resolve_id
+from sensorhub.authz.access import Access, AccessRule
+from sensorhub.context import AppContext
+from sensorhub.db import utcnow
+from sensorhub.errors import SensorhubError
+from sensorhub.kit.time import iso
+from sensorhub.mqtt import topics
+from sensorhub.mqtt.broker import GroupWriter, Refused, StoreFailed, admit, slugs
+from sensorhub.push.live import FeedClosed, LiveEvent, LiveFeed, Selection
+from sensorhub.timeseries import ingest
+
+log = logging.getLogger("sensorhub.mqtt")
+
+INGEST_ROOT = "sensorhub-ingest"
+SHARED_SUBSCRIPTION = f"$share/sensorhub/{INGEST_ROOT}/#"
+CONTROL_TOPIC = "$CONTROL/sensorhub/v1"
+RECHECK_SECONDS = 0.25
+
+
+def default_client_id() -> str:
+    return f"sensorhub-bridge-{socket.gethostname()}"
+
+
+class Everything:
+    """The bridge's view of the live feed: every organisation (re-read every few seconds); who may
+    receive a value is decided per subscriber by the plugin's read check."""
+
+    key = "mqtt-bridge"
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self._access = Access(())
+        self._read_at = 0.0
+
+    def _orgs(self) -> Access:
+        with self.ctx.db.session() as s:
+            ids = s.query(Organisation.id).all()
+        return Access(tuple(AccessRule(i) for (i,) in ids))
+
+    async def current(self) -> Access:
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._read_at > 5:
+            self._access = await to_thread.run_sync(self._orgs)
+            self._read_at = loop.time()
+        return self._access
+
+
+class Bridge:
+    def __init__(self, ctx: AppContext, client_id: str, live: bool = True) -> None:
+        settings = ctx.settings
+        if not settings.mqtt_plugin_secret:
+            raise ValueError(
+                "SENSORHUB_MQTT_PLUGIN_SECRET is not set: the bridge logs in to Mosquitto with it"
+            )
+        self.ctx = ctx
+        self.live = live
+        self.writer = GroupWriter(ctx, ingest.Limits.from_settings(settings))
+        host, _, port = settings.mqtt_broker.rpartition(":")
+        self.host, self.port = host or "127.0.0.1", int(port)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=False,
+            protocol=mqtt.MQTTv311,
+            manual_ack=True,
+        )
+        self.client.username_pw_set(settings.mqtt_bridge_username, settings.mqtt_plugin_secret)
+        self.client.max_queued_messages_set(0)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.connected = asyncio.Event()
+        self._principals: dict[str, Principal | None] = {}
+        self._generation = ctx.cache.generation
+        self._recheck = asyncio.Event()
+        self._names: dict[tuple[str, str], tuple[str, str] | None] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- MQTT (paho's thread) ------------------------------------------------------------------------
+    def _on_connect(
+        self, client: mqtt.Client, userdata: object, flags: object, rc: object, props: object
+    ) -> None:
+        if getattr(rc, "is_failure", False):
+            log.warning("mqtt bridge: Mosquitto refused the connection: %s", rc)
+            return
+        client.subscribe(SHARED_SUBSCRIPTION, qos=1)
+        log.info(
+            "mqtt bridge connected to %s:%s (subscribed to %s)", self.host, self.port, SHARED_SUBSCRIPTION
+        )
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.connected.set)
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self._received, msg)
+
+    # -- ingest (the event loop) ---------------------------------------------------------------------
+    def _received(self, msg: mqtt.MQTTMessage) -> None:
+        task = asyncio.create_task(self._store(msg))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _store(self, msg: mqtt.MQTTMessage) -> None:
+        levels = msg.topic.split("/", 3)
+        try:
+            if len(levels) != 4 or levels[0] != INGEST_ROOT or not levels[2].isdigit():
+                raise Refused(f"not a topic the sensorhub plugin writes: {msg.topic[:120]!r}")
+            credential, received_ms, topic = levels[1], int(levels[2]), levels[3]
+            received = datetime.fromtimestamp(received_ms / 1000, UTC)
+            principal = await self._principal(credential)
+            if principal is None:
+                raise Refused("the credential was revoked, has expired or its owner was disabled")
+            access, target, raw, record = admit(self.ctx, principal, topic, bytes(msg.payload), received)
+            stored = await self.writer.submit(access, target, raw, received, record)
+        except StoreFailed:
+            # Not acknowledged: reconnecting makes Mosquitto send it (and every unacknowledged one) again.
+            log.warning("mqtt bridge: the database failed; reconnecting so Mosquitto resends")
+            self.client.disconnect()
+            return
+        except (Refused, SensorhubError) as e:
+            reason = e.message if isinstance(e, SensorhubError) else str(e)
+            log.warning(
+                "mqtt publish refused, nothing stored: credential=%s topic=%r reason=%s",
+                levels[1] if len(levels) > 1 else "-",
+                "/".join(levels[3:])[:200],
+                reason,
+            )
+            metrics.mqtt_refused.inc()
+        else:
+            metrics.ingest_points.inc(stored["accepted"])
+            metrics.ingest_duplicates.inc(stored["duplicates"])
+            metrics.mqtt_stored.inc()
+        if msg.qos > 0:
+            self.client.ack(msg.mid, msg.qos)  # stored (or refused for good): Mosquitto may drop it
+
+    async def _principal(self, credential_id: str) -> Principal | None:
+        generation = self.ctx.cache.generation
+        if generation != self._generation:
+            self._principals.clear()
+            self._generation = generation
+        if credential_id not in self._principals:
+            self._principals[credential_id] = await to_thread.run_sync(self._resolve, credential_id)
+        return self._principals[credential_id]
+
+    def _resolve(self, credential_id: str) -> Principal | None:
+        with self.ctx.db.session() as s:
+            try:
+                return resolve_id(s, credential_id, self.ctx.settings, utcnow())
+            except Rejected:
+                return None
+
+    # -- live values ---------------------------------------------------------------------------------
+    async def publish_live(self) -> None:
+        feed = LiveFeed(self.ctx.live, Everything(self.ctx), Selection())
+        try:
+            async for item in feed:
+                if isinstance(item, LiveEvent) and item.points:
+                    await self._publish_value(item)
+        except FeedClosed as e:
+            log.warning("mqtt bridge: the live feed closed (%s)", e.reason)
+        finally:
+            feed.close()
+
+    async def _publish_value(self, ev: LiveEvent) -> None:
+        key = (ev.org_id, ev.workspace_id)
+        if key not in self._names:
+            self._names[key] = await to_thread.run_sync(self._read_slugs, ev.org_id, ev.workspace_id)
+        names = self._names[key]
+        topic = topics.value_topic(names[0], names[1], ev.entity_id, ev.attribute) if names else None
+        if topic is None:
+            return
+        ts, value = ev.points[-1]
+        self.client.publish(topic, topics.value_payload(iso(ts), value, ev.unit), qos=1)
+
+    def _read_slugs(self, org_id: str, workspace_id: str) -> tuple[str, str] | None:
+        with self.ctx.db.session() as s:
+            return slugs(s, org_id, workspace_id)
+
+    # -- revocation ----------------------------------------------------------------------------------
+    def auth_changed(self) -> None:
+        loop = self.loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._recheck.set)
+
+    async def watch_credentials(self) -> None:
+        generation = self.ctx.cache.generation
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._recheck.wait(), RECHECK_SECONDS)
+            told = self._recheck.is_set()
+            self._recheck.clear()
+            now = self.ctx.cache.generation
+            if told or now != generation:
+                generation = now
+                self._principals.clear()
+                self.client.publish(CONTROL_TOPIC, orjson.dumps({"command": "recheck"}), qos=1)
+                log.info("mqtt bridge: credentials changed; asked Mosquitto to recheck its clients")
+
+    # -- run -----------------------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.ctx.db.auth_listeners.append(self.auth_changed)
+        self.client.connect_async(self.host, self.port, keepalive=30)
+        self.client.loop_start()
+        tasks = [asyncio.create_task(self.watch_credentials(), name="sensorhub-bridge-credentials")]
+        if self.live:
+            tasks.append(asyncio.create_task(self.publish_live(), name="sensorhub-bridge-live"))
+        try:
+            await stop.wait()
+        finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+            with contextlib.suppress(ValueError):
+                self.ctx.db.auth_listeners.remove(self.auth_changed)
+            # Unacknowledged messages stay with Mosquitto (persistent session): they come again.
+            self.client.disconnect()
+            self.client.loop_stop()
+            await self.writer.stop()

@@ -1,0 +1,359 @@
+"""Production MQTT: a real Mosquitto (a process of the test's own, on a free port, never the machine's
+broker on 1883) with the sensorhub plugin, a real sensorhub HTTP server (uvicorn on a free port) that
+the plugin asks, and ``sensorhub mqtt-bridge`` as a subprocess — on SQLite and PostgreSQL.
+
+The plugin is built by ``tools/build_mosquitto_plugin.sh`` when missing. Waits are bounded polls of
+observable state (a value the API returns, a message received), never fixed sleeps.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import paho.mqtt.client as mqtt
+import pytest
+import uvicorn
+
+from sensorhub.app import create_app
+from sensorhub.config import Settings
+from sensorhub.context import AppContext
+from sensorhub.mqtt.mosquitto_conf import mosquitto_conf
+from tests.builders import World, bearer
+from tests.conftest import service_unavailable
+from tests.mqtt.test_embedded_broker import DEVICE, Device, T, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+PLUGIN = ROOT / "mosquitto-plugin" / "sensorhub_auth.so"
+SENSORHUB = str(Path(sys.executable).parent / "sensorhub")
+SECRET = "test-plugin-secret-0123456789abcdef"
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float = T) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def port_open(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="session")
+def plugin() -> Path:
+    if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
+        service_unavailable("mosquitto (the broker binary)", FileNotFoundError("mosquitto"))
+    if not PLUGIN.exists():
+        subprocess.run(["sh", str(ROOT / "tools" / "build_mosquitto_plugin.sh")], check=True)
+    return PLUGIN
+
+
+@pytest.fixture
+def msettings(settings: Settings) -> Settings:
+    return settings.model_copy(
+        update={
+            "mqtt_plugin_secret": SECRET,
+            "mqtt_broker": f"127.0.0.1:{free_port()}",
+            "mqtt_acl_cache_seconds": 10,
+        }
+    )
+
+
+@pytest.fixture
+def mctx(msettings: Settings) -> Iterator[AppContext]:
+    c = AppContext.build(msettings)
+    yield c
+    c.db.dispose()
+
+
+@pytest.fixture
+def server(msettings: Settings, mctx: AppContext) -> Iterator[str]:
+    """``sensorhub serve``'s app on a real port (the plugin's HTTP questions come here)."""
+    port = free_port()
+    config = uvicorn.Config(create_app(msettings, mctx), host="127.0.0.1", port=port, log_level="warning")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    wait_for(lambda: srv.started, "the sensorhub server")
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(T)
+
+
+@pytest.fixture
+def http(server: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server, timeout=T) as c:
+        yield c
+
+
+@pytest.fixture
+def broker(plugin: Path, msettings: Settings, server: str, tmp_path: Path) -> Iterator[int]:
+    port = int(msettings.mqtt_broker.rsplit(":", 1)[1])
+    secret = tmp_path / "plugin.secret"
+    secret.write_text(SECRET + "\n")
+    secret.chmod(0o600)
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(
+        mosquitto_conf(
+            listen=f"127.0.0.1:{port}",
+            url=server,
+            secret_file=secret,
+            plugin=plugin,
+            service_username=msettings.mqtt_bridge_username,
+            cache_seconds=msettings.mqtt_acl_cache_seconds,
+            persistence_dir=None,
+        )
+        # As root, Mosquitto would switch to the "mosquitto" user, who cannot read the test's tmp_path.
+        + ("user root\n" if os.geteuid() == 0 else "")
+        + "log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n"
+    )
+    log = (tmp_path / "mosquitto.log").open("wb")
+    proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=log, stderr=log)
+    try:
+        wait_for(lambda: port_open(port) or proc.poll() is not None, "mosquitto")
+        assert proc.poll() is None, (tmp_path / "mosquitto.log").read_text()
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(T)
+        log.close()
+
+
+class BridgeProcess:
+    def __init__(self, settings: Settings, tmp_path: Path) -> None:
+        self.env = {
+            **os.environ,
+            "SENSORHUB_DATA_DIR": str(settings.data_dir),
+            "SENSORHUB_ENV": "test",
+            "SENSORHUB_MQTT_PLUGIN_SECRET": SECRET,
+            "SENSORHUB_MQTT_BROKER": settings.mqtt_broker,
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "client" / "src")]),
+        }
+        for name in ("database_url", "secret_key", "redis_url", "redis_prefix"):
+            value = getattr(settings, name)
+            if value:
+                self.env[f"SENSORHUB_{name.upper()}"] = str(value)
+        self.log = tmp_path / "bridge.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, port: int) -> None:
+        out = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            [SENSORHUB, "mqtt-bridge", "--client-id", "bridge-test"], env=self.env, stdout=out, stderr=out
+        )
+        out.close()
+        wait_for(
+            lambda: "subscribed to" in self.log.read_text() or self.proc.poll() is not None, "the bridge"
+        )  # type: ignore[union-attr]
+        assert self.proc.poll() is None, self.log.read_text()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(T)
+        self.proc = None
+
+
+@pytest.fixture
+def bridge(broker: int, msettings: Settings, tmp_path: Path) -> Iterator[BridgeProcess]:
+    b = BridgeProcess(msettings, tmp_path)
+    b.start(broker)
+    yield b
+    b.kill()
+
+
+@pytest.fixture
+def w(mctx: AppContext) -> World:
+    w = World(mctx)
+    w.org("acme", workspaces=("plant", "lab"))
+    w.user("dev@acme.test", "acme", role="admin")
+    w.entity("acme", "plant", DEVICE)
+    w.entity("acme", "lab", "urn:ngsi-ld:Device:lab-1")
+    return w
+
+
+@pytest.fixture
+def devices(broker: int) -> Iterator[Callable[..., Device]]:
+    made: list[Device] = []
+
+    def make(token: str | None, **kw: Any) -> Device:
+        d = Device(broker, token, **kw)
+        made.append(d)
+        return d.start()
+
+    yield make
+    for d in made:
+        d.stop()
+
+
+def attribute(http: httpx.Client, token: str, name: str, device: str = DEVICE) -> Any:
+    r = http.get(f"/api/devices/{device}", headers=bearer(token))
+    assert r.status_code == 200, r.text
+    return r.json()["attributes"].get(name, {}).get("value")
+
+
+def series(http: httpx.Client, token: str, name: str, device: str = DEVICE) -> list[Any]:
+    r = http.get(
+        f"/api/timeseries/v2/entities/{device}/data",
+        params={"attribute": name, "start_time": "2020-01-01T00:00:00Z", "end_time": "2030-01-01T00:00:00Z"},
+        headers=bearer(token),
+    )
+    if r.status_code == 404 and "has no numeric attribute" in r.text:
+        return []  # nothing stored yet
+    assert r.status_code == 200, r.text
+    return list(r.json()["attributes"].get(name, []))
+
+
+def test_publish_with_a_token_is_stored_and_shown_by_the_api(
+    http: httpx.Client, w: World, bridge: BridgeProcess, devices: Any
+) -> None:
+    token = w.pat("dev@acme.test")
+    d = devices(token)
+    assert d.accepted
+    assert d.publish(f"sensorhub/acme/plant/{DEVICE}/temperature", "21.5")
+    assert wait_for(lambda: attribute(http, token, "temperature") == 21.5, "the stored value")
+    record = b'{"timestamp": "2026-01-02T03:04:05Z", "data": {"pressure": {"value": 1013.2, "unit": "HPA"}}}'
+    assert d.publish(f"sensorhub/acme/plant/{DEVICE}", record)
+    assert wait_for(lambda: series(http, token, "pressure") == [1013.2], "the backfill record")
+    # Refused at storing (the plugin's ACL lets the topic through; the bridge's ingest refuses the
+    # payload): nothing stored, a log line; later messages still flow.
+    assert d.publish(f"sensorhub/acme/plant/{DEVICE}/temperature", "NaN")
+    assert d.publish(f"sensorhub/acme/plant/{DEVICE}/temperature", "22")
+    assert wait_for(lambda: series(http, token, "temperature") == [21.5, 22], "the next value")
+    assert "nothing stored" in bridge.log.read_text()
+
+
+def test_wrong_token_is_refused_with_not_authorised(w: World, bridge: BridgeProcess, devices: Any) -> None:
+    token = w.pat("dev@acme.test")
+    for username, password in [("shub_pat_garbage", "shub_pat_garbage"), ("someone", token), (token, "x")]:
+        d = devices(password, username=username)
+        assert d.reason.is_failure and int(d.reason.value) in (5, 135), d.reason  # CONNACK 5: not authorised
+    # A token with neither ingest nor telemetry.
+    d = devices(w.pat("dev@acme.test", scopes=["entities"], name="noscope"))
+    assert d.reason.is_failure
+    # Nobody but the bridge may log in as the bridge or write the control topic.
+    d = devices("not-the-secret-at-all", username="sensorhub-bridge")
+    assert d.reason.is_failure
+
+
+def test_topic_outside_the_tokens_reach_is_refused(
+    http: httpx.Client, w: World, bridge: BridgeProcess, devices: Any
+) -> None:
+    w.user("plant@acme.test", "acme", role="member", grant_org=False)
+    w.grant("plant@acme.test", "acme", workspace="plant")
+    token = w.pat("dev@acme.test")
+    d = devices(w.pat("plant@acme.test", scopes=["ingest", "telemetry"]), protocol=mqtt.MQTTv5)
+    # MQTT 5: Mosquitto answers a refused publish with PUBACK 0x87 (not authorised).
+    acks: list[int] = []
+    d.c.on_publish = lambda _c, _u, _mid, rc, _p: acks.append(int(rc.value))
+    for topic in [
+        "sensorhub/acme/lab/urn:ngsi-ld:Device:lab-1/temperature",  # a workspace it does not reach
+        "sensorhub/otherorg/x/dev/temperature",
+        "elsewhere/temperature",
+        "$CONTROL/sensorhub/v1",
+        "sensorhub-ingest/forged/1/sensorhub/acme/plant/dev/t",
+    ]:
+        d.c.publish(topic, "1", qos=1).wait_for_publish(T)
+    assert acks == [0x87] * 5
+    # MQTT 5 SUBACK 0x87 (not authorised).
+    assert d.subscribe("sensorhub-ingest/#") == [0x87]
+    assert d.subscribe("sensorhub/otherorg/#") == [0x87]
+    # The permitted one is stored; the refused lab value never is.
+    d.c.publish(f"sensorhub/acme/plant/{DEVICE}/temperature", "3", qos=1).wait_for_publish(T)
+    assert acks[-1] == 0
+    assert wait_for(lambda: attribute(http, token, "temperature") == 3, "the permitted value")
+    assert attribute(http, token, "temperature", "urn:ngsi-ld:Device:lab-1") is None
+
+
+def test_read_token_receives_live_values_it_may_read_and_nothing_else(
+    http: httpx.Client, w: World, bridge: BridgeProcess, devices: Any
+) -> None:
+    w.user("viewer@acme.test", "acme", role="viewer", grant_org=False)
+    w.grant("viewer@acme.test", "acme", workspace="plant")
+    reader = devices(w.pat("viewer@acme.test", scopes=["telemetry"]))
+    assert reader.subscribe("sensorhub/#") == [1]
+    assert reader.subscribe("#") == [1]  # accepted, narrowed per value like sensorhub/#
+    assert reader.subscribe("sensorhub/otherorg/#") == [128]
+    writer = devices(w.pat("dev@acme.test", scopes=["ingest"]))
+    assert writer.publish("sensorhub/acme/lab/urn:ngsi-ld:Device:lab-1/temperature", "5")
+    assert writer.publish(f"sensorhub/acme/plant/{DEVICE}/temperature", "22.25")
+    first = reader.wait_messages(1)
+    # Values stored by another path (HTTP backfill) reach subscribers too.
+    r = http.post(
+        f"/v3/devices/{DEVICE}/backfill",
+        json={"timestamp": "2026-03-01T00:00:00Z", "data": {"flow": 7.5}},
+        headers=bearer(w.pat("dev@acme.test", scopes=["ingest"], name="http")),
+    )
+    assert r.status_code == 200, r.text
+    assert writer.publish(f"sensorhub/acme/plant/{DEVICE}/temperature", "23")
+    msgs = reader.wait_messages(3)
+    time.sleep(0.3)  # anything wrongly delivered (the lab value, a raw device message) would be here by now
+    msgs = list(reader.messages)
+    # Two subscriptions match: Mosquitto may deliver a value once per matching subscription.
+    topics = {t for t, _ in msgs}
+    assert topics == {f"sensorhub/acme/plant/{DEVICE}/temperature", f"sensorhub/acme/plant/{DEVICE}/flow"}
+    assert first[0][1]["value"] == 22.25 and first[0][1]["timestamp"].endswith("Z")
+    values = sorted({b["value"] for _, b in msgs})
+    assert values == [7.5, 22.25, 23]
+    # Every message is a stored value's JSON, never a device's raw payload.
+    assert all(set(b) >= {"timestamp", "value"} for _, b in msgs)
+
+
+def test_revocation_mid_session_disconnects_at_once(
+    http: httpx.Client, w: World, mctx: AppContext, bridge: BridgeProcess, devices: Any
+) -> None:
+    from sensorhub.tokens import service as tokens
+
+    token = w.pat("dev@acme.test")
+    d = devices(token)
+    reader = devices(w.pat("dev@acme.test", scopes=["telemetry"], name="reader"))
+    other = devices(w.pat("dev@acme.test", name="other"))
+    assert d.publish(f"sensorhub/acme/plant/{DEVICE}/temperature", "1")
+    assert reader.subscribe("sensorhub/#") == [1]
+    wait_for(lambda: attribute(http, token, "temperature") == 1, "the first value")
+    user_id = w.user("dev@acme.test").id
+    for name in ("test", "reader"):
+        with mctx.db.transaction() as s:
+            tokens.revoke(s, next(c for c in tokens.list_pats(s, user_id) if c.name == name), actor_id=None)
+    assert d.closed.wait(T)
+    assert reader.closed.wait(T)
+    assert not other.closed.is_set()
+    again = Device(d.port, token)
+    again.c.connect("127.0.0.1", d.port)
+    again.c.loop_start()
+    assert again.connected.wait(T)
+    assert again.reason.is_failure
+    again.stop()
+
+
+def test_bridge_killed_and_restarted_stores_what_was_published_meanwhile(
+    http: httpx.Client, w: World, bridge: BridgeProcess, broker: int, devices: Any
+) -> None:
+    token = w.pat("dev@acme.test")
+    d = devices(token)
+    assert d.publish(f"sensorhub/acme/plant/{DEVICE}/temperature", "0")
+    wait_for(lambda: series(http, token, "temperature") == [0], "the first value")
+    bridge.kill()
+    records = [
+        f'{{"timestamp": "2026-05-01T00:00:{i:02d}Z", "data": {{"level": {i}}}}}'.encode() for i in range(50)
+    ]
+    for r in records:
+        assert d.publish(f"sensorhub/acme/plant/{DEVICE}", r)  # Mosquitto's PUBACK: queued for the bridge
+    assert series(http, token, "level") == []
+    bridge.start(broker)
+    assert wait_for(lambda: series(http, token, "level") == list(range(50)), "the queued messages")
