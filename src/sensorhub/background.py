@@ -13,6 +13,7 @@ from sensorhub.db import utcnow
 from sensorhub.jobs import JobRunner
 from sensorhub.notices.invitations import run_invitation_notices
 from sensorhub.push.connectors import ConnectorTarget
+from sensorhub.push.credential_notices import queue_credential_notices
 from sensorhub.push.delivery import DeliveryWorker, cursor_floor, enqueue
 from sensorhub.push.retention import prune_deliveries, prune_events
 from sensorhub.push.subscription_target import SubscriptionTarget
@@ -35,11 +36,19 @@ def build_runner(ctx: AppContext) -> JobRunner:
     runner.register_periodic(
         "token-expiry-notices",
         ctx.settings.token_notice_interval_seconds,
-        lambda: run_expiry_notices(ctx.db, ctx.settings),
+        lambda: run_token_notices(ctx),
     )
     runner.register_periodic("invitation-notices", 60, lambda: run_invitation_notices(ctx.db, ctx.settings))
     runner.register_periodic("audit-retention", 3600, lambda: prune_audit(ctx))
     return runner
+
+
+def run_token_notices(ctx: AppContext) -> int:
+    """Expiry notices (UI, e-mail), then each one through the organisations' opted-in webhook
+    connectors (docs/push.md#credential-notices); how many deliveries were queued."""
+    run_expiry_notices(ctx.db, ctx.settings)
+    with ctx.db.transaction() as s:
+        return queue_credential_notices(s, ctx.settings, utcnow())
 
 
 def prune_audit(ctx: AppContext) -> int:

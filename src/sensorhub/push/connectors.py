@@ -230,11 +230,12 @@ def message_for(c: Connector, d: Delivery, message: dict[str, Any], org_slug: st
     text = message.get("text") or summary(payload)
     rule = message.get("rule")
     dev = message.get("device", {})
-    subject = (
-        f"[sensorhub] {rule['name']}: {dev.get('id')} is {rule['state']}"
-        if rule
-        else f"[sensorhub] {dev.get('id', 'test message')}"
-    )
+    if message.get("credential") is not None:
+        subject = f"[sensorhub] {text}"
+    elif rule:
+        subject = f"[sensorhub] {rule['name']}: {dev.get('id')} is {rule['state']}"
+    else:
+        subject = f"[sensorhub] {dev.get('id', 'test message')}"
     points = [
         Points(
             dev.get("id", ""),
@@ -284,6 +285,8 @@ def wire_payload(key: str, created_at: datetime, message: dict[str, Any]) -> dic
         out["rule"] = {k: r.get(k) for k in ("id", "name", "state", "attribute", "topic", "value")} | {
             "time": iso(r["time_us"]) if r.get("time_us") is not None else None
         }
+    if message.get("credential") is not None:
+        out["credential"] = message["credential"]
     if message.get("text"):
         out["text"] = message["text"]
     return out

@@ -54,6 +54,8 @@ FINAL = ("delivered", "dead", "suppressed")
 
 
 def ordering_key(kind: str, p: PlannedDelivery) -> str:
+    if p.ordering_key is not None:
+        return p.ordering_key
     return f"{kind}:{p.target_id}:{p.entity_pk if p.entity_pk is not None else '-'}"
 
 

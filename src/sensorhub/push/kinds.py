@@ -196,7 +196,7 @@ BODY_PRESETS: dict[str, Callable[[Message], dict[str, Any]]] = {
 
 class Webhook:
     name = "webhook"
-    CONFIG = {"url", "body", "headers", "timeout_s"}
+    CONFIG = {"url", "body", "headers", "timeout_s", "notices"}
     SECRETS = {"signing_secret", "headers"}
 
     def validate(
@@ -216,6 +216,12 @@ class Webhook:
         stored = {"url": url, "body": body, "headers": _headers(config.get("headers"), "config.headers")}
         if "timeout_s" in config:
             stored["timeout_s"] = _timeout(config, settings)
+        if "notices" in config:
+            if not isinstance(config["notices"], bool):
+                raise BadRequest(
+                    "config.notices must be true or false (send the organisation's credential notices)"
+                )
+            stored["notices"] = config["notices"]
         signing = secrets.get("signing_secret") or new_signing_secret()
         if not isinstance(signing, str) or len(signing) < 16:
             raise BadRequest("secrets.signing_secret must be a string of at least 16 characters")

@@ -90,7 +90,7 @@ class InventoryQuery:
         return self
 
 
-def _reaches(cred: Credential, org_id: str) -> bool:
+def reaches(cred: Credential, org_id: str) -> bool:
     """A member's PAT reaches the organisation unless its organisation restriction leaves it out."""
     limit = next((r for r in R.load(cred.restrictions) if isinstance(r, R.Organisations)), None)
     return limit is None or org_id in limit.org_ids
@@ -128,7 +128,7 @@ def inventory(s: Session, org: Organisation, now: datetime | None = None) -> lis
         )
         decisions = _decisions(s, org.id)
         for t in pats:
-            if not _reaches(t, org.id):
+            if not reaches(t, org.id):
                 continue
             assert t.user_id is not None
             user, role = members[t.user_id]
@@ -407,7 +407,7 @@ def access_states(s: Session, cred: Credential) -> list[dict[str, str | None]]:
     }
     out: list[dict[str, str | None]] = []
     for org, role in tokens.user_orgs(s, cred.user_id):
-        if not _reaches(cred, org.id):
+        if not reaches(cred, org.id):
             continue
         d = decisions.get(org.id)
         if d is not None:
