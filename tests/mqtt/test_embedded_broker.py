@@ -478,3 +478,23 @@ def test_revocation_by_another_process_disconnects_too(
     finally:
         other.db.dispose()
     assert d.closed.wait(T)
+
+
+def test_auto_provisioning_creates_a_device_on_its_first_message(
+    http: TestClient, w: World, devices: Any
+) -> None:
+    token = w.pat("dev@acme.test")
+    new = "urn:ngsi-ld:Device:pump-new"
+    d = devices(token)
+    # Off (the default): the unknown device is refused and the connection closed.
+    assert not d.publish(f"sensorhub/acme/plant/{new}/temperature", "20.0")
+    login(http, "dev@acme.test")
+    r = http.put("/api/orgs/acme/workspaces/plant/auto-provisioning", json={"enabled": True, "type": "Pump"})
+    assert r.status_code == 200, r.text
+    d = devices(token)
+    assert d.publish(f"sensorhub/acme/plant/{new}/temperature", "21.0")
+    got = latest(http, token, new)
+    assert got["type"] == "Pump" and got["attributes"]["temperature"]["value"] == 21.0
+    # In the workspace the topic names, not in another one.
+    assert not d.publish("sensorhub/acme/lab/urn:ngsi-ld:Device:lab-new/temperature", "1.0")
+    assert http.get("/api/devices/urn:ngsi-ld:Device:lab-new", headers=bearer(token)).status_code == 404

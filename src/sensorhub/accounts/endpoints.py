@@ -42,6 +42,16 @@ class WorkspaceCreate(_In):
     name: str | None = None
 
 
+class AutoProvisioning(_In):
+    enabled: bool = Field(description="Ingest writes naming an unknown device create it in this workspace")
+    type: str = Field("Device", description="Entity type of the devices it creates")
+    credentials: list[str] | None = Field(
+        None,
+        description="Ids of the tokens/API keys that may trigger it (null: any credential with the ingest "
+        "scope on this workspace)",
+    )
+
+
 class MemberAdd(_In):
     email: str
     role: str = "member"
@@ -117,7 +127,17 @@ def org_out(o: Organisation) -> dict[str, Any]:
 
 
 def ws_out(w: Workspace) -> dict[str, Any]:
-    return {"id": w.id, "slug": w.slug, "name": w.name, "created_at": w.created_at}
+    return {
+        "id": w.id,
+        "slug": w.slug,
+        "name": w.name,
+        "created_at": w.created_at,
+        "auto_provisioning": {
+            "enabled": w.auto_provision,
+            "type": w.auto_provision_type,
+            "credentials": w.auto_provision_credentials,
+        },
+    }
 
 
 def grant_out(row: accounts.GrantRow) -> dict[str, Any]:
@@ -183,6 +203,29 @@ def list_workspaces(org: str, sc: SessionContext = Depends(MEMBER)) -> list[dict
 def create_workspace(org: str, body: WorkspaceCreate, sc: SessionContext = Depends(ADMIN)) -> dict[str, Any]:
     assert sc.org is not None
     return ws_out(accounts.create_workspace(sc.db, sc.org, body.slug, body.name))
+
+
+@router.put("/api/orgs/{org}/workspaces/{workspace}/auto-provisioning")
+def set_auto_provisioning(
+    org: str, workspace: str, body: AutoProvisioning, request: Request, sc: SessionContext = Depends(ADMIN)
+) -> dict[str, Any]:
+    """Auto-provisioning (default off): an ingest write (backfill, gateway, line protocol, MQTT) naming a
+    device that does not exist creates it here, of ``type``, when the credential has ``ingest`` on this
+    workspace and is among ``credentials`` (null: any). Audited (``workspace.auto_provisioning``; each
+    device created: ``entity.auto_provision``). Returns the workspace."""
+    assert sc.org is not None
+    ws = accounts.get_workspace(sc.db, sc.org, workspace)
+    accounts.set_auto_provisioning(
+        sc.db,
+        sc.org,
+        ws,
+        enabled=body.enabled,
+        entity_type=body.type,
+        credentials=body.credentials,
+        actor_id=sc.user.id,
+        ip=request_ip(request),
+    )
+    return ws_out(ws)
 
 
 # -- members ------------------------------------------------------------------------------------

@@ -54,6 +54,12 @@ class Workspace(Base):
     org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
     slug: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(200))
+    # Auto-provisioning: an ingest write naming an unknown device creates it here (docs/ingest.md).
+    auto_provision: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The entity type of the devices it creates.
+    auto_provision_type: Mapped[str] = mapped_column(String(200), default="Device", server_default="Device")
+    # The credentials (ids) that may trigger it; None: any credential with ingest on the workspace.
+    auto_provision_credentials: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     organisation: Mapped[Organisation] = relationship(back_populates="workspaces", lazy="raise")

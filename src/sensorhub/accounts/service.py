@@ -23,6 +23,7 @@ from sensorhub.audit.service import EventQuery, record
 from sensorhub.auth.restrictions import parse_networks
 from sensorhub.auth.scopes import parse_scopes
 from sensorhub.db import auth_changed, utcnow
+from sensorhub.entities.normalize import check_type
 from sensorhub.errors import BadRequest, Conflict, Forbidden, NotFound
 from sensorhub.kit.time import parse_time
 from sensorhub.tokens.models import Credential, CredentialOrgAccess, OrgAccessState
@@ -167,6 +168,73 @@ def create_workspace(s: Session, org: Organisation, slug: str, name: str | None 
     s.flush()
     auth_changed(s)  # organisation-wide access now covers one more workspace
     return ws
+
+
+MAX_AUTO_PROVISION_CREDENTIALS = 100
+
+
+def set_auto_provisioning(
+    s: Session,
+    org: Organisation,
+    ws: Workspace,
+    *,
+    enabled: bool,
+    entity_type: str = "Device",
+    credentials: Sequence[str] | None = None,
+    actor_id: str | None = None,
+    ip: str | None = None,
+) -> Workspace:
+    """Turn auto-provisioning of a workspace on or off: an ingest write that names a device the
+    workspace does not have creates it (of ``entity_type``) when the credential writing may ingest into
+    the workspace and is among ``credentials`` (``None``: any such credential). Audited."""
+    try:
+        check_type(entity_type)
+    except BadRequest:
+        raise BadRequest(
+            f"type '{str(entity_type)[:60]}' is not a valid entity type: a short name such as Device "
+            "(letters, digits, _ : / # @ . -; at most 200)"
+        ) from None
+    ids: list[str] | None = None
+    if credentials is not None:
+        ids = list(dict.fromkeys(c.strip() for c in credentials if c.strip()))
+        if len(ids) > MAX_AUTO_PROVISION_CREDENTIALS:
+            raise BadRequest(f"credentials: at most {MAX_AUTO_PROVISION_CREDENTIALS} ids (or null: any)")
+        _check_org_credentials(s, org, ids)
+    ws.auto_provision = enabled
+    ws.auto_provision_type = entity_type
+    ws.auto_provision_credentials = ids
+    s.flush()
+    record(
+        s,
+        "workspace.auto_provisioning",
+        org_id=org.id,
+        actor_user_id=actor_id,
+        target=ws.slug,
+        ip=ip,
+        details={"enabled": enabled, "type": entity_type, "credentials": ids},
+    )
+    return ws
+
+
+def _check_org_credentials(s: Session, org: Organisation, ids: list[str]) -> None:
+    """Every id names a live credential that can reach ``org``: one of its API keys, or a PAT of one of
+    its members (a 400 naming the first that does not)."""
+    if not ids:
+        return
+    members = set(s.scalars(select(Membership.user_id).where(Membership.org_id == org.id)))
+    found = {
+        c.id: c
+        for c in s.scalars(select(Credential).where(Credential.id.in_(ids), Credential.revoked_at.is_(None)))
+    }
+    for i in ids:
+        c = found.get(i)
+        if c is None or not (
+            (c.kind == "key" and c.org_id == org.id) or (c.kind == "pat" and c.user_id in members)
+        ):
+            raise BadRequest(
+                f"credentials: '{i[:60]}' is not a live token or API key of organisation '{org.slug}' "
+                "(give credential ids as listed under Credentials, or null for any ingest token)"
+            )
 
 
 def ensure_org(s: Session, slug: str, name: str | None = None) -> Organisation:

@@ -45,7 +45,7 @@ from sensorhub.kit.time import iso
 from sensorhub.mqtt import topics
 from sensorhub.mqtt.broker import GroupWriter, Refused, StoreFailed, admit, slugs
 from sensorhub.push.live import FeedClosed, LiveEvent, LiveFeed, Selection
-from sensorhub.timeseries import ingest
+from sensorhub.timeseries import ingest, provisioning
 
 log = logging.getLogger("sensorhub.mqtt")
 
@@ -149,7 +149,8 @@ class Bridge:
             if principal is None:
                 raise Refused("the credential was revoked, has expired or its owner was disabled")
             access, target, raw, record = admit(self.ctx, principal, topic, bytes(msg.payload), received)
-            stored = await self.writer.submit(access, target, raw, received, record)
+            writer = provisioning.Writer(principal.credential_id, principal.user_id, "mqtt")
+            stored = await self.writer.submit(access, target, raw, received, record, writer)
         except StoreFailed:
             # Not acknowledged: reconnecting makes Mosquitto send it (and every unacknowledged one) again.
             log.warning("mqtt bridge: the database failed; reconnecting so Mosquitto resends")

@@ -56,7 +56,7 @@ from sensorhub.errors import SensorhubError
 from sensorhub.kit.time import iso, to_us
 from sensorhub.mqtt import rules, topics
 from sensorhub.push.live import FeedClosed, LiveEvent, LiveFeed, Selection, TokenViewer
-from sensorhub.timeseries import ingest
+from sensorhub.timeseries import ingest, provisioning
 
 log = logging.getLogger("sensorhub.mqtt")
 
@@ -124,6 +124,7 @@ class _Item:
     # A plain number on an attribute topic, timestamped on receipt: its body is one record that can be
     # stored together with the device's other such records of the batch.
     record: bool
+    writer: provisioning.Writer | None = None
 
 
 _NOTHING = {"accepted": 0, "duplicates": 0}
@@ -149,14 +150,20 @@ class GroupWriter:
         self._task: asyncio.Task[None] | None = None
 
     def submit(
-        self, access: Access, target: topics.Target, raw: bytes, received: datetime, record: bool
+        self,
+        access: Access,
+        target: topics.Target,
+        raw: bytes,
+        received: datetime,
+        record: bool,
+        writer: provisioning.Writer | None = None,
     ) -> asyncio.Future[dict[str, int]]:
         """Queue one message (in arrival order); the future is its result once committed, or the ingest
         error that refused it."""
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="sensorhub-mqtt-writer")
         done: asyncio.Future[dict[str, int]] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Item(access, target, raw, received, done, record))
+        self._queue.put_nowait(_Item(access, target, raw, received, done, record, writer))
         return done
 
     async def stop(self) -> None:
@@ -186,10 +193,11 @@ class GroupWriter:
 
     def _store_all(self, items: list[_Item]) -> list[dict[str, int] | SensorhubError]:
         out: dict[int, dict[str, int] | SensorhubError] = {}
-        groups: dict[tuple[Access, str, str], list[int]] = {}
+        groups: dict[tuple[Access, provisioning.Writer | None, str, str], list[int]] = {}
         for i, item in enumerate(items):
             if item.record:
-                groups.setdefault((item.access, item.target.tenant, item.target.device), []).append(i)
+                key = (item.access, item.writer, item.target.tenant, item.target.device)
+                groups.setdefault(key, []).append(i)
         with self.ctx.db.transaction() as s:
             for members in groups.values():
                 stored = self._store_records(s, [items[i] for i in members]) if len(members) > 1 else None
@@ -208,7 +216,9 @@ class GroupWriter:
         try:
             prepared = ingest.prepare(raw, first.received, self.limits)
             with s.begin_nested():
-                return ingest.store(s, first.access, first.target.device, prepared, self.limits)
+                return ingest.store(
+                    s, first.access, first.target.device, prepared, self.limits, writer=first.writer
+                )
         except Exception:
             return None
 
@@ -218,7 +228,9 @@ class GroupWriter:
         try:
             prepared = ingest.prepare(item.raw, item.received, self.limits)
             with s.begin_nested():
-                return ingest.store(s, item.access, item.target.device, prepared, self.limits)
+                return ingest.store(
+                    s, item.access, item.target.device, prepared, self.limits, writer=item.writer
+                )
         except SensorhubError as e:
             return e
         except Exception:  # rolled back to its savepoint; the others still commit
@@ -445,7 +457,9 @@ class MqttService:
         """Store one message, or raise :class:`Refused` with nothing stored."""
         access, target, raw, record = admit(self.ctx, client.principal, topic, payload, received)
         try:
-            stored = await self.writer.submit(access, target, raw, received, record)
+            principal = client.principal
+            writer = provisioning.Writer(principal.credential_id, principal.user_id, "mqtt")
+            stored = await self.writer.submit(access, target, raw, received, record, writer)
         except SensorhubError as e:
             raise Refused(e.message) from None
         metrics.ingest_points.inc(stored["accepted"])

@@ -25,7 +25,7 @@ from sensorhub.kit.bodies import read_body
 from sensorhub.kit.time import parse_time
 from sensorhub.net import client_ip
 from sensorhub.schemas import StrictModel
-from sensorhub.timeseries import formats, gateway, ingest, reads, service, telemetry
+from sensorhub.timeseries import formats, gateway, ingest, provisioning, reads, service, telemetry
 from sensorhub.timeseries.models import DEFAULT_TOPIC, MAX_TOPIC_LENGTH
 from sensorhub.timeseries.names import MAX_ATTRIBUTE_LENGTH, MAX_DEVICE_REF_LENGTH
 from sensorhub.timeseries.query import DEFAULT_RESOLUTION, MAX_RESOLUTION
@@ -239,15 +239,16 @@ async def gateway_ingest(
     conflict = ingest.check_on_conflict(on_conflict)
     raw = await read_body(request, limits.max_body_bytes, gzip=True)
     access = principal.access("ingest")
+    writer = provisioning.Writer(principal.credential_id, principal.user_id, "gateway")
     now = utcnow()
     db = context.db
 
     def work() -> dict[str, int]:
         groups = gateway.prepare(raw, now, limits)
         with db.session() as s:
-            gateway.check_targets(s, access, groups, limits)
+            gateway.check_targets(s, access, groups, limits, writer)
         with db.transaction() as s:
-            result = ingest.store_batches(s, access, gateway.batches(groups), limits, conflict)
+            result = ingest.store_batches(s, access, gateway.batches(groups), limits, conflict, writer)
         return {**result, "devices": len(groups)}
 
     result = await to_thread.run_sync(work)

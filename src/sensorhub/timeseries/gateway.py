@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from sensorhub.authz.access import Access
 from sensorhub.errors import BadRequest, Forbidden, NotFound, SensorhubError
-from sensorhub.timeseries import ingest
+from sensorhub.timeseries import ingest, provisioning
 from sensorhub.timeseries.names import check_device_ref
 
 GATEWAY_FIELDS = frozenset({"device", "timestamp", "topic", "data"})
@@ -124,7 +124,13 @@ def _each_record_errors(
     return out
 
 
-def check_targets(s: Session, access: Access, groups: Sequence[Group], limits: ingest.Limits) -> None:
+def check_targets(
+    s: Session,
+    access: Access,
+    groups: Sequence[Group],
+    limits: ingest.Limits,
+    writer: provisioning.Writer | None = None,
+) -> None:
     """What the database decides (the device is visible and writable in the points' windows, units,
     new series), for every device; a refused device refuses each of its records, by index."""
     errors: list[dict[str, Any]] = []
@@ -133,7 +139,7 @@ def check_targets(s: Session, access: Access, groups: Sequence[Group], limits: i
     for g in groups:
         total += len(g.indexes)
         try:
-            ingest.check_target(s, access, g.device, g.prepared, limits)
+            ingest.check_target(s, access, g.device, g.prepared, limits, writer)
         except (BadRequest, NotFound, Forbidden) as e:
             kinds.add(
                 NotFound if isinstance(e, NotFound) else Forbidden if isinstance(e, Forbidden) else BadRequest

@@ -45,9 +45,10 @@ from sensorhub.authz.entities import visible_entity
 from sensorhub.authz.scope import US_MAX, US_MIN, readable_windows_us
 from sensorhub.config import Settings
 from sensorhub.entities.models import Entity
-from sensorhub.errors import BadRequest, Forbidden, PayloadTooLarge, SensorhubError
+from sensorhub.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, SensorhubError
 from sensorhub.kit.time import check_points_in_range, iso, parse_iso, to_us
 from sensorhub.push.events import record_points, record_state
+from sensorhub.timeseries import provisioning
 from sensorhub.timeseries.models import DEFAULT_TOPIC, MAX_TOPIC_LENGTH, Series
 from sensorhub.timeseries.names import (
     RESERVED_NAMES,
@@ -620,17 +621,46 @@ def _distinct_months(ts_us: np.ndarray) -> int:
 
 
 def check_target(
-    s: Session, access: Access, device_ref: str, p: Prepared, limits: Limits
+    s: Session,
+    access: Access,
+    device_ref: str,
+    p: Prepared,
+    limits: Limits,
+    writer: provisioning.Writer | None = None,
+    *,
+    create: bool = False,
 ) -> tuple[Entity, dict[SeriesKey, Series]]:
     """The device and its existing series, once everything the database decides is checked: the device
     is visible, the points lie in the credential's write windows, units agree with the stored ones and
     the request creates at most ``limits.max_new_series`` series. Run in a read transaction first (a
-    refused request never takes the write lock), then again inside the write transaction."""
-    entity = visible_entity(s, access, check_device_ref(device_ref))
+    refused request never takes the write lock), then again inside the write transaction.
+
+    A device that is not found is auto-provisioned for ``writer`` where a workspace allows it
+    (:mod:`sensorhub.timeseries.provisioning`): with ``create`` (the write transaction) it is created,
+    otherwise the entity it would be is returned unsaved."""
+    ref = check_device_ref(device_ref)
+    try:
+        entity = visible_entity(s, access, ref)
+    except NotFound:
+        planned = provisioning.plan(s, access, writer, ref) if writer is not None else None
+        if planned is None:
+            raise
+        entity = provisioning.pending_entity(planned)
+        _check_write_windows(access, entity, p)
+        _check_new_series(entity, p, {}, limits)
+        if create:
+            assert writer is not None
+            entity = provisioning.create(s, access, writer, planned)
+        return entity, {}
     _check_write_windows(access, entity, p)
     existing = {
         (x.topic, x.attribute): x for x in s.scalars(select(Series).where(Series.entity_pk == entity.pk))
     }
+    _check_new_series(entity, p, existing, limits)
+    return entity, existing
+
+
+def _check_new_series(entity: Entity, p: Prepared, existing: dict[SeriesKey, Series], limits: Limits) -> None:
     for (topic, key), col in p.numeric.items():
         x = existing.get((topic, key))
         if x is not None and col.unit is not None and x.unit is not None and x.unit != col.unit:
@@ -644,7 +674,6 @@ def check_target(
             f"{limits.max_new_series} per request (SENSORHUB_INGEST_MAX_NEW_SERIES): send new attributes "
             "in smaller batches"
         )
-    return entity, existing
 
 
 def check_on_conflict(value: str | None) -> str:
@@ -685,11 +714,13 @@ def store(
     p: Prepared,
     limits: Limits,
     on_conflict: str = "ignore",
+    writer: provisioning.Writer | None = None,
 ) -> dict[str, int]:
     """Store a prepared backfill for one device in the session's (write) transaction; all or nothing
     (the caller commits). With ``on_conflict="overwrite"`` stored points at the same timestamps are
-    replaced and counted in ``overwritten`` (rollups are recomputed for the buckets touched)."""
-    entity, existing = check_target(s, access, device_ref, p, limits)
+    replaced and counted in ``overwritten`` (rollups are recomputed for the buckets touched). An unknown
+    device is auto-provisioned for ``writer`` where its workspace allows it."""
+    entity, existing = check_target(s, access, device_ref, p, limits, writer, create=True)
     overwrite = on_conflict == ON_CONFLICT_OVERWRITE
     accepted = duplicates = 0
     for (topic, key), col in p.numeric.items():
@@ -731,24 +762,35 @@ class DeviceBatch:
     prepared: Prepared
 
 
-def check_targets(s: Session, access: Access, batches: Sequence[DeviceBatch], limits: Limits) -> None:
+def check_targets(
+    s: Session,
+    access: Access,
+    batches: Sequence[DeviceBatch],
+    limits: Limits,
+    writer: provisioning.Writer | None = None,
+) -> None:
     """:func:`check_target` for each device of a multi-device write."""
     for b in batches:
         try:
-            check_target(s, access, b.device, b.prepared, limits)
+            check_target(s, access, b.device, b.prepared, limits, writer)
         except SensorhubError as e:
             raise rephrased(e, b.where) from None
 
 
 def store_batches(
-    s: Session, access: Access, batches: Sequence[DeviceBatch], limits: Limits, on_conflict: str = "ignore"
+    s: Session,
+    access: Access,
+    batches: Sequence[DeviceBatch],
+    limits: Limits,
+    on_conflict: str = "ignore",
+    writer: provisioning.Writer | None = None,
 ) -> dict[str, int]:
     """Store a multi-device write (line protocol, gateways) in the session's transaction: all devices
     or none (the caller commits). The counts are summed over the devices."""
     total: dict[str, int] = {}
     for b in batches:
         try:
-            result = store(s, access, b.device, b.prepared, limits, on_conflict)
+            result = store(s, access, b.device, b.prepared, limits, on_conflict, writer)
         except SensorhubError as e:
             raise rephrased(e, b.where) from None
         for k, v in result.items():

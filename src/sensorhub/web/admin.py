@@ -562,6 +562,25 @@ def create_workspace(
     return _done(_org(sc), "settings", "workspace-created")
 
 
+@_form_handler("/orgs/{org}/workspaces/{workspace}/auto-provisioning", settings_page)
+def save_auto_provisioning(
+    request: Request, sc: SessionContext, form: FormData | None, params: Mapping[str, str]
+) -> Response:
+    ws = accounts.get_workspace(sc.db, _org(sc), params["workspace"])
+    ids = forms.text(form, "credentials").split()
+    accounts.set_auto_provisioning(
+        sc.db,
+        _org(sc),
+        ws,
+        enabled=forms.text(form, "enabled") == "1",
+        entity_type=forms.text(form, "type") or "Device",
+        credentials=ids or None,
+        actor_id=sc.user.id,
+        ip=request_ip(request),
+    )
+    return _done(_org(sc), "settings", "auto-provisioning-saved")
+
+
 # -- credential inventory: everything that can read the organisation ---------------------------------
 INVENTORY_PER_PAGE = 50
 

@@ -70,6 +70,7 @@ NOTICES = {
     "credential-denied": "Token denied: it does not read the organisation. Its owner was told why.",
     "credential-revoked": "Revoked for this organisation, from the next request. A member's token keeps working elsewhere; its owner was told.",
     "workspace-created": "Workspace created.",
+    "auto-provisioning-saved": "Auto-provisioning saved.",
     "api-user-updated": "API user updated.",
     "logged-out": "You are logged out.",
 }

@@ -36,7 +36,7 @@ from sensorhub.entities.service import EntityQuery
 from sensorhub.errors import BadRequest, NotFound
 from sensorhub.kit.paging import LimitPolicy
 from sensorhub.kit.time import iso, parse_time
-from sensorhub.timeseries import device_data, formats, ingest
+from sensorhub.timeseries import device_data, formats, ingest, provisioning
 from sensorhub.timeseries.models import HOUR_US, MAX_TOPIC_LENGTH
 
 router = APIRouter()
@@ -142,6 +142,7 @@ async def backfill(
     conflict = ingest.check_on_conflict(on_conflict)
     raw = await _body(request, limits)
     access = principal.access("ingest")
+    writer = provisioning.Writer(principal.credential_id, principal.user_id, "backfill")
     now = utcnow()
     db = ctx(request).db
 
@@ -151,9 +152,9 @@ async def backfill(
         # write lock; only then the write transaction, which repeats those checks under the lock.
         prepared = ingest.prepare(raw, now, limits)
         with db.session() as s:
-            ingest.check_target(s, access, device_id, prepared, limits)
+            ingest.check_target(s, access, device_id, prepared, limits, writer)
         with db.transaction() as s:
-            return ingest.store(s, access, device_id, prepared, limits, conflict)
+            return ingest.store(s, access, device_id, prepared, limits, conflict, writer)
 
     result = await to_thread.run_sync(work)
     metrics.ingest_points.inc(result["accepted"])

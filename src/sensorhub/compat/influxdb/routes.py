@@ -24,7 +24,7 @@ from sensorhub.db import utcnow
 from sensorhub.errors import BadRequest, NotFound
 from sensorhub.kit.bodies import read_body
 from sensorhub.kit.time import to_us
-from sensorhub.timeseries import ingest, lineproto
+from sensorhub.timeseries import ingest, lineproto, provisioning
 
 router = APIRouter()
 INGEST = RequireScope("ingest")
@@ -84,6 +84,7 @@ async def _write(
     access = narrowed.access("ingest")
     if tenant is not None and access.is_empty:
         raise NotFound(f"organization or bucket '{tenant[:80]}' not found (or not writable with this token)")
+    writer = provisioning.Writer(principal.credential_id, principal.user_id, "line protocol")
     now_us = to_us(utcnow())
     tags = tuple(context.settings.line_protocol_device_tags)
     db = context.db
@@ -93,9 +94,9 @@ async def _write(
         batches = [ingest.DeviceBatch(w.device, f"line {w.first_line}", w.prepared) for w in writes]
         # As for a backfill: what the database decides is checked without the write lock first.
         with db.session() as s:
-            ingest.check_targets(s, access, batches, limits)
+            ingest.check_targets(s, access, batches, limits, writer)
         with db.transaction() as s:
-            return ingest.store_batches(s, access, batches, limits, conflict)
+            return ingest.store_batches(s, access, batches, limits, conflict, writer)
 
     result = await to_thread.run_sync(work)
     metrics.ingest_points.inc(result["accepted"])
