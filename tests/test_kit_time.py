@@ -22,3 +22,23 @@ def test_iso_and_iso_array_render_every_timestamp_alike() -> None:
     assert iso(1_764_547_200_123_000) == "2025-12-01T00:00:00.123Z"
     assert iso(-1) == "1969-12-31T23:59:59.999999Z"
     assert iso(0) == "1970-01-01T00:00:00Z"
+
+
+def test_iso_many_renders_each_timestamp_as_iso_does() -> None:
+    """The vectorised list rendering (latest values of many series) picks each timestamp's form itself:
+    whole seconds, milliseconds and microseconds mixed in one list come out as ``iso`` gives them."""
+    from sensorhub.kit.time import iso_many
+
+    rng = np.random.default_rng(11)
+    mixed = np.concatenate(
+        [
+            rng.integers(-(2**50), 2**55, 3000),
+            rng.integers(0, 2**51, 3000) // 1_000_000 * 1_000_000,
+            rng.integers(0, 2**51, 3000) // 1000 * 1000,
+        ]
+    ).astype(np.int64)
+    rng.shuffle(mixed)
+    samples = [*mixed.tolist(), 0, -1, 1, 253_402_300_799_999_999]
+    assert iso_many(samples) == [iso(us) for us in samples]
+    assert iso_many(samples[:3]) == [iso(us) for us in samples[:3]]  # the short way
+    assert iso_many([]) == []

@@ -5,15 +5,16 @@ Starts, in one run, three servers, each one uvicorn worker with its access log o
 - a bare Starlette app answering ``GET /hello`` (``bench/auth/floor_apps.py``),
 - the same with FastAPI,
 - a real ``sensorhub serve`` (SQLite in a scratch data dir, ``--no-mqtt``, default log level) with a PAT
-  made by ``sensorhub admin create-token`` (and, with ``--compare-src``, the same from another checkout,
-  in a data dir of its own),
+  made by ``sensorhub admin create-token`` (and, with ``--postgres``, the same on PostgreSQL — a scratch
+  database on 127.0.0.1:5432 —; with ``--compare-src``, the same from another checkout, in a data dir
+  of its own),
 and drives them interleaved (round after round, each target in turn) with the same load: ``wrk`` (one
 thread, 16 connections), or an httpx loop when wrk is missing (the script says which). The figure is the
 **server's CPU time per request**, from ``/proc/<pid>/stat`` (user + system of the whole server
 process, its threads included) before and after each run: robust to other load on the machine, unlike
 requests/s (reported too). Medians over the rounds.
 
-Usage: .venv/bin/python bench/auth/bench_request_cost.py [--seconds 4] [--rounds 3]
+Usage: .venv/bin/python bench/auth/bench_request_cost.py [--seconds 4] [--rounds 3] [--postgres]
        [--compare-src /path/to/other/checkout --compare-label before]   # a second sensorhub, same run
 """
 
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,6 +139,14 @@ def start(args: argparse.Namespace, env: dict[str, str], servers: list[Any]) -> 
         targets.append(Target(name, f"http://127.0.0.1:{port}/hello", p.pid))
         wait_up(targets[-1].url)
     sensorhubs = [("sensorhub", env)]
+    if args.pg_url:  # the same server on PostgreSQL
+        pg = dict(
+            env,
+            SENSORHUB_DATABASE_URL=args.pg_url,
+            SENSORHUB_SECRET_KEY=uuid.uuid4().hex * 2,  # required with PostgreSQL
+            SENSORHUB_DATA_DIR=str(Path(env["SENSORHUB_DATA_DIR"]) / "postgres"),
+        )
+        sensorhubs.append(("sensorhub (PostgreSQL)", pg))
     if args.compare_src:  # the same server from another checkout (e.g. before a change)
         src = Path(args.compare_src).resolve()
         # Its own data dir: its migrations may be older than this checkout's.
@@ -183,7 +193,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--compare-src", help="also serve sensorhub from this checkout (its src/)")
     ap.add_argument("--compare-label", default="before")
+    ap.add_argument("--postgres", action="store_true", help="also serve sensorhub on PostgreSQL")
+    ap.add_argument("--pg-admin", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = ap.parse_args()
+    args.pg_url = None
     if shutil.which("wrk") is None and os.geteuid() == 0:
         print("wrk not found: installing it (apt-get install -y wrk)", file=sys.stderr)
         subprocess.run(["apt-get", "install", "-y", "wrk"], capture_output=True)
@@ -200,7 +213,15 @@ def main() -> None:
         SENSORHUB_FAILED_AUTH_LIMIT="100000000",
     )
     servers: list[subprocess.Popen[bytes]] = []
+    pg_db = None
     try:
+        if args.postgres:
+            import psycopg
+
+            pg_db = f"sensorhub_bench_{uuid.uuid4().hex[:8]}"
+            with psycopg.connect(args.pg_admin, autocommit=True) as c:
+                c.execute(f'CREATE DATABASE "{pg_db}"')
+            args.pg_url = args.pg_admin.rsplit("/", 1)[0] + "/" + pg_db
         targets = start(args, env, servers)
         measure(targets, drive, args)
     finally:
@@ -209,6 +230,11 @@ def main() -> None:
         for p in servers:
             p.wait(15)
         shutil.rmtree(data, ignore_errors=True)
+        if pg_db:
+            import psycopg
+
+            with psycopg.connect(args.pg_admin, autocommit=True) as c:
+                c.execute(f'DROP DATABASE IF EXISTS "{pg_db}" WITH (FORCE)')
 
     floor = statistics.median(targets[0].cpu_us)
     print(

@@ -130,3 +130,24 @@ def readable_windows_us(
     lo = US_MIN if start is None else to_us(start)
     hi = US_MAX if end is None else to_us(end)
     return windows_to_us(access.windows_for(e.org_id, e.workspace_id, e.entity_id), lo, hi)
+
+
+class ReadableWindows:
+    """:func:`readable_windows_us` (unbounded range) for many entities of one request, each distinct
+    answer computed once: by ``(organisation, workspace)`` when no rule of ``access`` names an entity
+    (then the entity cannot change the answer), else by ``(organisation, workspace, entity)``. A page of
+    100 devices in one workspace costs one computation instead of 100."""
+
+    __slots__ = ("_access", "_by_entity", "_seen")
+
+    def __init__(self, access: Access) -> None:
+        self._access = access
+        self._by_entity = any(r.entity_id is not None for r in access.rules)
+        self._seen: dict[tuple[str, str | None, str | None], list[WindowUS]] = {}
+
+    def of(self, e: Tenanted) -> list[WindowUS]:
+        key = (e.org_id, e.workspace_id, e.entity_id if self._by_entity else None)
+        windows = self._seen.get(key)
+        if windows is None:
+            windows = self._seen[key] = readable_windows_us(self._access, e)
+        return windows

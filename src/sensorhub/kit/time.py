@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -113,6 +114,20 @@ def iso(us: int) -> str:
     if frac:
         text += f".{frac // 1000:03d}" if frac % 1000 == 0 else f".{frac:06d}"
     return text + "Z"
+
+
+def iso_many(ts: Sequence[int]) -> list[str]:
+    """``[iso(t) for t in ts]``, vectorised: each timestamp in the same form :func:`iso` gives it (whole
+    seconds, milliseconds or microseconds, chosen per timestamp)."""
+    if len(ts) < 8:  # numpy's fixed cost is not worth it
+        return [iso(t) for t in ts]
+    a = np.asarray(ts, dtype=np.int64)
+    frac = a % 1_000_000
+    out = np.empty(len(a), dtype="<U40")
+    for unit, pick in (("s", frac == 0), ("ms", (frac != 0) & (frac % 1000 == 0)), ("us", frac % 1000 != 0)):
+        if pick.any():
+            out[pick] = np.datetime_as_string(a[pick].astype("datetime64[us]"), unit=unit, timezone="UTC")  # type: ignore[call-overload]
+    return out.tolist()
 
 
 def iso_array(ts: npt.NDArray[np.int64]) -> npt.NDArray[np.str_]:

@@ -16,11 +16,18 @@ from sqlalchemy.orm import Session
 from sensorhub.audit.usage import touched
 from sensorhub.authz.access import Access
 from sensorhub.authz.entities import visible_entity
-from sensorhub.authz.scope import US_MAX, US_MIN, WindowUS, readable_windows_us, visible_entities
+from sensorhub.authz.scope import (
+    US_MAX,
+    US_MIN,
+    ReadableWindows,
+    WindowUS,
+    readable_windows_us,
+    visible_entities,
+)
 from sensorhub.entities.models import Entity
 from sensorhub.errors import BadRequest, NotFound
 from sensorhub.kit.paging import LimitPolicy, OffsetBounds
-from sensorhub.kit.time import iso, parse_time, to_us
+from sensorhub.kit.time import iso, iso_many, parse_time, to_us
 from sensorhub.timeseries import repository
 from sensorhub.timeseries.backends import store_for
 from sensorhub.timeseries.models import Series
@@ -81,37 +88,64 @@ def latest_attributes(e: Any, series: list[Any], store: TimeseriesStore, access:
     """A device's latest readable values ``{attribute: {value, unit, observedAt}}``: its series' latest
     points inside the readable windows, then its latest-state properties observed inside them. ``e`` is
     a row with the entity's ids and ``attrs``; ``series`` its series rows (:data:`SERIES_COLUMNS`)."""
-    touched(e.org_id)  # read through columns, not Entity rows: say which organisation's data was read
-    windows = readable_windows_us(access, e)
-    attributes: dict[str, Any] = {}
-    for x in series:
-        p = latest_point(store, x.id, x.last_ts, x.last_value, windows)
-        attributes[x.attribute] = {
-            "value": p.value,
-            "unit": x.unit,
-            "observedAt": None if p.ts is None else iso(p.ts),
+    return latest_attributes_of([e], {e.pk: series}, store, access)[0]
+
+
+def latest_attributes_of(
+    entities: Sequence[Any], series: dict[int, list[Any]], store: TimeseriesStore, access: Access
+) -> list[dict[str, Any]]:
+    """:func:`latest_attributes` of many devices at once: the readable windows computed once per tenant
+    (:class:`ReadableWindows`), the ``observedAt`` strings of all series in one vectorised pass."""
+    windows = ReadableWindows(access)
+    out: list[dict[str, Any]] = []
+    stamped: list[dict[str, Any]] = []  # the attribute dicts whose observedAt is a timestamp, in order
+    stamps: list[int] = []
+    for e in entities:
+        touched(e.org_id)  # read through columns, not Entity rows: say which organisation's data was read
+        readable = windows.of(e)
+        everything = _unbounded(readable)
+        attributes: dict[str, Any] = {}
+        for x in series[e.pk]:
+            if everything:  # what latest_point answers for unbounded windows, without the call
+                ts, value = (x.last_ts, x.last_value) if x.last_ts is not None else (None, None)
+            else:
+                p = latest_point(store, x.id, x.last_ts, x.last_value, readable)
+                ts, value = p.ts, p.value
+            item = attributes[x.attribute] = {"value": value, "unit": x.unit, "observedAt": None}
+            if ts is not None:
+                stamped.append(item)
+                stamps.append(ts)
+        for name, prop in (e.attrs or {}).items():
+            if name not in attributes and _state_visible(prop, readable):
+                attributes[name] = {
+                    "value": prop["value"],
+                    "unit": prop.get("unitCode"),
+                    "observedAt": prop["observedAt"],
+                }
+        out.append(attributes)
+    for item, text in zip(stamped, iso_many(stamps), strict=True):
+        item["observedAt"] = text
+    return out
+
+
+def _devices(
+    entities: Sequence[Any],
+    series: dict[int, list[Any]],
+    store: TimeseriesStore,
+    access: Access,
+    workspaces: dict[str, str],
+) -> list[dict[str, Any]]:
+    attributes = latest_attributes_of(entities, series, store, access)
+    return [
+        {
+            "id": e.entity_id,
+            "type": e.type,
+            "name": e.name or e.entity_id,
+            "workspace": workspaces.get(e.workspace_id, e.workspace_id),
+            "attributes": a,
         }
-    for name, prop in (e.attrs or {}).items():
-        if name not in attributes and _state_visible(prop, windows):
-            attributes[name] = {
-                "value": prop["value"],
-                "unit": prop.get("unitCode"),
-                "observedAt": prop["observedAt"],
-            }
-    return attributes
-
-
-def _device(
-    e: Any, series: list[Any], store: TimeseriesStore, access: Access, workspaces: dict[str, str]
-) -> dict[str, Any]:
-    attributes = latest_attributes(e, series, store, access)
-    return {
-        "id": e.entity_id,
-        "type": e.type,
-        "name": e.name or e.entity_id,
-        "workspace": workspaces.get(e.workspace_id, e.workspace_id),
-        "attributes": attributes,
-    }
+        for e, a in zip(entities, attributes, strict=True)
+    ]
 
 
 def list_devices(
@@ -122,13 +156,12 @@ def list_devices(
     OFFSETS.check(offset)
     entities = repository.devices_page(s, visible_entities(access), type_, limit, offset)
     by_entity = repository.series_of_entities(s, [e.pk for e in entities])
-    store = store_for(s)
-    return [_device(e, by_entity[e.pk], store, access, workspaces) for e in entities]
+    return _devices(entities, by_entity, store_for(s), access, workspaces)
 
 
 def get_device(s: Session, access: Access, workspaces: dict[str, str], ref: str) -> dict[str, Any]:
     e = visible_entity(s, access, ref)
-    return _device(e, repository.series_of_entities(s, [e.pk])[e.pk], store_for(s), access, workspaces)
+    return _devices([e], repository.series_of_entities(s, [e.pk]), store_for(s), access, workspaces)[0]
 
 
 def _sensor(e: Entity, x: Series, store: TimeseriesStore, access: Access) -> dict[str, Any]:

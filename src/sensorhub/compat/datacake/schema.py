@@ -140,7 +140,7 @@ class Context(BaseContext):
         def work(s: Session) -> list[dict[str, Any]]:
             series = repository.series_of_entities(s, pks)
             store = store_for(s)
-            return [telemetry.latest_attributes(r, series[r.pk], store, access) for r in rows]
+            return telemetry.latest_attributes_of(rows, series, store, access)
 
         return await self.run(work)
 
@@ -685,11 +685,9 @@ async def _connection(
         latest: dict[int, dict[str, Any]] = {}
         if tel is not None:
             store = store_for(s)
-            latest = {
-                r.pk: telemetry.latest_attributes(r, series[r.pk], store, tel)
-                for r in page
-                if tel.allows(r.org_id, r.workspace_id, r.entity_id)
-            }
+            readable = [r for r in page if tel.allows(r.org_id, r.workspace_id, r.entity_id)]
+            values = telemetry.latest_attributes_of(readable, series, store, tel)
+            latest = {r.pk: v for r, v in zip(readable, values, strict=True)}
         return found, series, latest
 
     rows, series, latest = await c.run(work)
