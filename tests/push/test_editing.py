@@ -317,3 +317,44 @@ def test_the_openapi_document_describes_the_edits(client: TestClient) -> None:
         for p in doc["paths"]["/api/orgs/{org}/connectors/{connector_id}/deliveries"]["get"]["parameters"]
     }
     assert {"status", "since", "until", "before", "limit"} <= params
+
+
+def test_subscription_statuses_failed_and_expired(
+    client: TestClient, world: World, receiver: Receiver
+) -> None:
+    from datetime import timedelta
+
+    from sensorhub.db import utcnow
+
+    world.org("acme")
+    world.entity("acme", "main", DEV)
+    world.user("boss@acme.test", "acme", "owner")
+    read = world.pat("boss@acme.test", ["entities"], name="boss-read")
+    ingest = world.api_key("acme", ["ingest"])
+    receiver.statuses = [400]  # a dead letter at once: the last attempt failed
+    r = client.post(SUBS, json=subscription(receiver.url, q="temperature>0"), headers=bearer(read))
+    assert r.status_code == 201, r.text
+    sub_id = r.headers["Location"].rsplit("/", 1)[1]
+    backfill(client, ingest, [("2026-01-01T00:00:00Z", 1.0)])
+
+    def status() -> str:
+        with world.ctx.db.session() as s:
+            org = accounts.get_org(s, "acme")
+            boss = accounts.get_user_by_email(s, "boss@acme.test")
+            assert boss is not None
+            (item,) = admin.of_org(s, org, boss, is_admin=True)
+            return item.status
+
+    eventually(status, lambda x: x == "failed")
+    with world.ctx.db.transaction() as s:
+        sub = s.query(NgsiSubscription).filter(NgsiSubscription.sub_id == sub_id).one()
+        sub.expires_at = utcnow() - timedelta(minutes=1)
+    assert status() == "expired"
+    with world.ctx.db.transaction() as s:
+        org = accounts.get_org(s, "acme")
+        boss = accounts.get_user_by_email(s, "boss@acme.test")
+        assert boss is not None
+        pk = admin.of_org(s, org, boss, is_admin=True)[0].sub.pk
+        admin.set_active(s, org, boss, pk, False, is_admin=True)  # pausing an expired one is allowed
+        with pytest.raises(Exception, match="expired"):
+            admin.set_active(s, org, boss, pk, True, is_admin=True)

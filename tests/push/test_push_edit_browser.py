@@ -96,7 +96,12 @@ def test_done_when_threshold_rule_made_and_edited_in_the_ui(
 
     page.goto("/orgs/acme/rules")
     page.get_by_label("Name").fill("boiler too hot")
+    # Only the chosen condition's fields are shown.
+    page.get_by_label("Condition").select_option("outside")
+    expect(page.get_by_label("Min", exact=True)).to_be_visible()
+    expect(page.get_by_label("Threshold")).to_be_hidden()
     page.get_by_label("Condition").select_option("above")
+    expect(page.get_by_label("Min", exact=True)).to_be_hidden()
     page.get_by_label("Attribute").fill("temperature")
     page.get_by_label("Threshold").fill("80")
     page.get_by_label("ops hook").check()

@@ -606,6 +606,7 @@ def rules_page(
         default_template=DEFAULT_TEMPLATE,
         names={c.id: c.name for c in svc.list_connectors(sc.db, o)},
         describe=describe,
+        conditions=CONDITION_FIELDS,
     )
 
 
@@ -657,6 +658,17 @@ def create_rule(request: Request, sc: SessionContext, form: FormData | None, par
     return _go(_org(sc), "rules", "rule-created")
 
 
+# Which condition types use each field (the rule forms show only those, with the script).
+CONDITION_FIELDS = {
+    "attribute": "above below outside rate equals no_data",
+    "threshold": "above below",
+    "hysteresis": "above below outside",
+    "min": "outside",
+    "max": "outside",
+    "per_minute": "rate",
+    "value": "equals",
+    "minutes": "no_data",
+}
 _COND_FIELDS = ("attribute", "threshold", "hysteresis", "min", "max", "per_minute", "value", "minutes")
 
 
@@ -732,6 +744,7 @@ def rule_page(
         workspaces=accounts.list_workspaces(sc.db, _org(sc)),
         v=_rule_values(sc, r, form if form is not None and request.url.path.endswith("/edit") else None),
         describe=describe,
+        conditions=CONDITION_FIELDS,
         field_error=field_of(error),
         preview=preview,
         default_template=DEFAULT_TEMPLATE,

@@ -158,4 +158,18 @@
       else { status.textContent = "Reconnecting…"; }
     };
   }
+
+  // Rule forms: show only the fields of the chosen condition (data-conditions="above below …" on each
+  // field's wrapper; without this script every field is shown and the hint says which are used).
+  Array.prototype.forEach.call(document.querySelectorAll("select[name=condition]"), function (sel) {
+    var form = sel.form;
+    function sync() {
+      Array.prototype.forEach.call(form.querySelectorAll("[data-conditions]"), function (el) {
+        var shown = el.getAttribute("data-conditions").split(" ").indexOf(sel.value) >= 0;
+        el.hidden = !shown;
+      });
+    }
+    sel.addEventListener("change", sync);
+    sync();
+  });
 })();
