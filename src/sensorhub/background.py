@@ -7,6 +7,8 @@ The same runner is started by the app's lifespan (``sensorhub serve``, unless
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sensorhub.audit import service as audit
 from sensorhub.context import AppContext
 from sensorhub.db import utcnow
@@ -17,6 +19,7 @@ from sensorhub.push.credential_notices import queue_credential_notices
 from sensorhub.push.delivery import DeliveryWorker, cursor_floor, enqueue
 from sensorhub.push.retention import prune_deliveries, prune_events
 from sensorhub.push.subscription_target import SubscriptionTarget
+from sensorhub.push.subscriptions import PERIODIC_CHECK_S, periodic_due
 from sensorhub.push.targets import register_target
 from sensorhub.tokens.expiry import run_expiry_notices
 
@@ -31,6 +34,9 @@ def build_runner(ctx: AppContext) -> JobRunner:
     runner.register_periodic("push-no-data-rules", NO_DATA_INTERVAL_S, lambda: check_no_data(ctx))
     runner.register_periodic(
         "push-outbox-retention", 3600, lambda: prune_events(ctx.db, ctx.settings, cursor_floor(ctx.db) or 0)
+    )
+    runner.register_periodic(
+        "ngsi-ld-periodic-notifications", PERIODIC_CHECK_S, lambda: periodic_notifications(ctx)
     )
     runner.register_periodic("push-delivery-retention", 3600, lambda: prune_deliveries(ctx.db, ctx.settings))
     runner.register_periodic(
@@ -55,6 +61,18 @@ def prune_audit(ctx: AppContext) -> int:
     """Delete audit events past ``SENSORHUB_AUDIT_RETENTION_DAYS`` (0: keep them all)."""
     with ctx.db.transaction() as s:
         return audit.prune(s, ctx.settings.audit_retention_days, utcnow())
+
+
+def periodic_notifications(ctx: AppContext, now: datetime | None = None) -> int:
+    """NGSI-LD subscriptions with ``timeInterval``: those due get a delivery (sent with current values).
+    Returns how many were queued."""
+    now = now or utcnow()
+    with ctx.db.session() as s:  # a read first: no write transaction while nothing is due
+        if not periodic_due(s, now):
+            return 0
+    with ctx.db.transaction() as s:
+        target = SubscriptionTarget()
+        return len(enqueue(s, target.name, target.periodic(s, now, ctx.settings)))
 
 
 def check_no_data(ctx: AppContext) -> None:

@@ -144,9 +144,14 @@ def test_bad_subscriptions_are_refused_by_name(client: TestClient, world: World)
         return f"{problem['type']} {problem['detail']}"
 
     assert "q" in refused(subscription(url, q="temperature>>3"))
-    periodic = refused(subscription(url, timeInterval=60))
-    assert periodic.startswith("https://uri.etsi.org/ngsi-ld/errors/NotImplemented ")
-    assert "'timeInterval'" in periodic
+    # Members still not built: 400 NotImplemented naming them.
+    for member in ("temporalQ", "scopeQ", "notificationTrigger"):
+        refusal = refused(subscription(url, **{member: "x"}))
+        assert refusal.startswith("https://uri.etsi.org/ngsi-ld/errors/NotImplemented ")
+        assert f"'{member}'" in refusal
+    body = subscription(url)
+    body["notification"]["showChanges"] = True
+    assert "'notification.showChanges' is not implemented" in refused(body)
     assert "georel" in refused(subscription(url, geoQ={"geometry": "Point", "coordinates": [0, 0]}))
     assert "watchedAttributez" in refused({**subscription(url), "watchedAttributez": ["x"]})
     body = subscription(url)
@@ -209,3 +214,119 @@ def test_subscriptions_see_the_default_topic_and_states_of_any_topic(
     assert len(values) == 2, values
     assert values[0]["door"] == "open" and values[1]["temperature"] == 21.0
     assert all(v.get("temperature") != 99.0 for v in values)
+
+
+def test_a_periodic_subscription_sends_current_values_every_time_interval(
+    client: TestClient, world: World, receiver: Receiver
+) -> None:
+    """timeInterval: no notification on change; every interval one Notification with the matching
+    entities' current values (normalized, ld+json here), read with the owner's access at that moment."""
+    from datetime import timedelta
+
+    from sensorhub.background import periodic_notifications
+    from sensorhub.db import utcnow
+
+    read, key = seed(world)
+    world.entity("acme", "main", "urn:ngsi-ld:Device:boiler-2", "Device")
+    spec = {
+        "type": "Subscription",
+        "entities": [{"type": "Device"}],
+        "q": "temperature>30",
+        "timeInterval": 600,  # the running job (real clock) never finds it due during the test
+        "notification": {
+            "attributes": ["temperature"],
+            "endpoint": {"uri": receiver.url, "accept": "application/ld+json"},
+        },
+    }
+    r = client.post(SUBS, json=spec, headers=bearer(read))
+    assert r.status_code == 201, r.text
+    sub_url = r.headers["Location"]
+    backfill(client, key, "2026-01-01T00:00:00Z", 35.5)  # on change: nothing
+    t0 = utcnow()
+    assert periodic_notifications(world.ctx, t0) == 0  # not due yet: created less than 600 s ago
+    assert periodic_notifications(world.ctx, t0 + timedelta(seconds=601)) == 1
+    (n,) = receiver.wait_for(lambda rs: len(rs) >= 1)
+    body = n.json()
+    assert n.headers["content-type"] == "application/ld+json" and "@context" in body
+    assert body["type"] == "Notification" and body["subscriptionId"] == sub_url.rsplit("/", 1)[1]
+    # boiler-2 has no temperature: q does not hold on it.
+    assert [(e["id"], e["temperature"]["value"], e["temperature"]["unitCode"]) for e in body["data"]] == [
+        (DEV, 35.5, "CEL")
+    ]
+    assert periodic_notifications(world.ctx, t0 + timedelta(seconds=900)) == 0  # the interval restarted
+    backfill(client, key, "2026-01-01T00:01:00Z", 36.0)
+    assert periodic_notifications(world.ctx, t0 + timedelta(seconds=1202)) == 1
+    second = receiver.wait_for(lambda rs: len(rs) >= 2)[1].json()
+    assert second["data"][0]["temperature"]["value"] == 36.0 and second["id"] != body["id"]
+    shown = eventually(
+        lambda: client.get(sub_url, headers=bearer(read)).json(),
+        lambda x: x["notification"]["timesSent"] == 2,
+    )
+    assert shown["timeInterval"] == 600 and shown["status"] == "active"
+    # The owner's token revoked: nothing more is queued or sent.
+    with world.ctx.db.transaction() as s:
+        cred = next(c for c in tokens.list_pats(s, tokens_owner(world, "ann@acme.test")) if c.name == "read")
+        tokens.revoke(s, cred, actor_id=None)
+    assert periodic_notifications(world.ctx, t0 + timedelta(seconds=2000)) == 0
+    # What the spec forbids together with timeInterval, and intervals the server cannot keep.
+    for extra, words in (
+        ({"watchedAttributes": ["temperature"]}, "mutually exclusive"),
+        ({"throttling": 5}, "mutually exclusive"),
+        ({"timeInterval": 1}, "between 5 seconds"),
+    ):
+        other = world.pat("ann@acme.test", ["entities"], name=f"r{len(words)}{next(iter(extra))}")
+        r = client.post(SUBS, json={**spec, **extra}, headers=bearer(other))
+        assert r.status_code == 400 and words in r.json()["detail"], r.text
+
+
+def test_throttling_concise_format_and_expiry(client: TestClient, world: World, receiver: Receiver) -> None:
+    """throttling: one notification per period (values meanwhile not notified); format concise; an
+    expired subscription (status expired) notifies nothing; the status members follow the log."""
+    read, key = seed(world)
+    spec = subscription(receiver.url, q="temperature>0", throttling=600)
+    spec["notification"]["format"] = "concise"
+    r = client.post(SUBS, json=spec, headers=bearer(read))
+    assert r.status_code == 201, r.text
+    sub_url = r.headers["Location"]
+    backfill(client, key, "2026-01-01T00:00:00Z", 31.0)
+    (n,) = receiver.wait_for(lambda rs: len(rs) >= 1)
+    assert n.json()["data"] == [
+        {
+            "id": DEV,
+            "type": "Device",
+            "temperature": {"value": 31.0, "observedAt": "2026-01-01T00:00:00Z", "unitCode": "CEL"},
+        }
+    ]
+    backfill(client, key, "2026-01-01T00:01:00Z", 32.0)  # within the throttling period: not notified
+    shown = eventually(
+        lambda: client.get(sub_url, headers=bearer(read)).json(),
+        lambda x: x["notification"]["timesSent"] == 1,
+    )
+    note = shown["notification"]
+    assert shown["throttling"] == 600 and note["status"] == "ok" and note["timesFailed"] == 0
+    assert (
+        note["lastNotification"].endswith("Z")
+        and note["lastSuccess"].endswith("Z")
+        and "lastFailure" not in note
+    )
+    with world.ctx.db.session() as s:
+        assert s.query(Delivery).count() == 1
+    # Expired: the status says so and nothing more is queued.
+    from datetime import timedelta
+
+    from sensorhub.db import utcnow
+    from sensorhub.push.subscription_models import NgsiSubscription
+
+    with world.ctx.db.transaction() as s:
+        for sub in s.query(NgsiSubscription):
+            sub.expires_at, sub.throttling, sub.last_notification = (
+                utcnow() - timedelta(seconds=1),
+                None,
+                None,
+            )
+    assert client.get(sub_url, headers=bearer(read)).json()["status"] == "expired"
+    backfill(client, key, "2026-01-01T00:02:00Z", 33.0)
+    time.sleep(0.5)
+    with world.ctx.db.session() as s:
+        assert s.query(Delivery).count() == 1
+    assert len(receiver.received) == 1

@@ -44,12 +44,17 @@ from sensorhub.push.subscriptions import (
     TARGET_KIND,
     Seen,
     current_access,
+    current_entities,
     evaluate_q,
     matching,
     notification,
+    periodic_due,
+    periodic_notification,
     status,
 )
 from sensorhub.push.targets import PlannedDelivery, data_message
+
+PERIODIC = "periodic"
 
 
 def _names(s: Session, org_id: str, workspace_id: str) -> tuple[dict[str, str], dict[str, str]]:
@@ -144,6 +149,29 @@ class SubscriptionTarget:
             )
         return out
 
+    def periodic(self, s: Session, now: datetime, settings: Settings) -> list[PlannedDelivery]:
+        """Periodic subscriptions (``timeInterval``) that are due: one delivery each whose owner may
+        read at least one matching entity now (the period restarts either way). The Notification is
+        rendered when it is sent, from the entities and the owner's access at that moment; a
+        subscription whose previous periodic notification is still pending gets no second one."""
+        out: list[PlannedDelivery] = []
+        for sub in periodic_due(s, now):
+            sub.last_notification = now
+            access = current_access(s, sub, settings, now)
+            if access is None or access.is_empty or _pending(s, sub):
+                continue
+            rows = current_entities(s, sub, access)
+            if rows:
+                out.append(
+                    PlannedDelivery(
+                        org_id=rows[0].org_id,
+                        target_id=str(sub.pk),
+                        message={"type": PERIODIC},
+                        owner_credential_id=sub.credential_id,
+                    )
+                )
+        return out
+
     def access(self, s: Session, delivery: Delivery, settings: Settings) -> Access | None:
         sub = _subscription(s, delivery)
         return None if sub is None else current_access(s, sub, settings, utcnow())
@@ -160,6 +188,14 @@ class SubscriptionTarget:
         access = current_access(s, sub, settings, now)
         if access is None:
             return "the subscription's token was revoked or has expired"
+        uri, key = sub.spec["notification"]["endpoint"]["uri"], delivery.idempotency_key
+        if message.get("type") == PERIODIC:
+            rows = current_entities(s, sub, access)
+            if not rows:
+                return "no entity its owner may read matches the subscription now"
+            body, content_type = periodic_notification(sub, rows, now)
+            periodic_data = orjson.dumps(body)
+            return lambda: post(uri, periodic_data, content_type, key, settings)
         seen = seen_of_message(s, access, message)
         if seen is None:
             return "its owner may no longer read this entity"
@@ -167,8 +203,7 @@ class SubscriptionTarget:
         if q is not None and not evaluate_q(parse_q(q), seen.attrs):
             return "q does not hold on what its owner may read now"
         body, content_type = notification(sub, seen, now)
-        uri = sub.spec["notification"]["endpoint"]["uri"]
-        data, key = orjson.dumps(body), delivery.idempotency_key
+        data = orjson.dumps(body)
         return lambda: post(uri, data, content_type, key, settings)
 
     def gone(self, s: Session, delivery: Delivery, outcome: Outcome) -> None:
@@ -179,6 +214,21 @@ class SubscriptionTarget:
                 f"the endpoint answered {outcome.status_code} Gone: notifications stopped "
                 "(PATCH isActive true to resume)"
             )
+
+
+def _pending(s: Session, sub: NgsiSubscription) -> bool:
+    return (
+        s.scalar(
+            select(Delivery.id)
+            .where(
+                Delivery.target_kind == TARGET_KIND,
+                Delivery.target_id == str(sub.pk),
+                Delivery.status == "pending",
+            )
+            .limit(1)
+        )
+        is not None
+    )
 
 
 def delivery_stats(s: Session, sub: NgsiSubscription) -> dict[str, Any]:

@@ -36,18 +36,20 @@ from sensorhub.auth.principal import Principal
 from sensorhub.auth.resolve import Rejected, resolve_id
 from sensorhub.authz.access import Access
 from sensorhub.authz.entities import visible_entity
+from sensorhub.authz.scope import readable_windows_us
 from sensorhub.config import Settings
 from sensorhub.entities.geo import entity_geometry, parse_geo_query
 from sensorhub.entities.models import Entity
 from sensorhub.entities.normalize import CORE_CONTEXT, render
 from sensorhub.entities.qlang import BoolOp, Comparison, Node, parse_q
 from sensorhub.entities.qlang import _roots as roots_of
-from sensorhub.entities.service import entity_attrs
+from sensorhub.entities.service import EntityQuery, entity_attrs, make_selector, query_entities
 from sensorhub.errors import BadRequest, Conflict, NotFound
 from sensorhub.kit.patterns import sqlite_regexp
 from sensorhub.kit.time import iso
 from sensorhub.push.live import LiveEvent, visible_points
 from sensorhub.push.subscription_models import NgsiSubscription
+from sensorhub.timeseries.models import DEFAULT_TOPIC, Series
 
 SCOPE = "entities"
 TARGET_KIND = "ngsi_ld_subscription"
@@ -201,8 +203,11 @@ def _selector_matches(sel: dict[str, str], ev: LiveEvent) -> bool:
 
 
 def wants(sub: NgsiSubscription, ev: LiveEvent) -> bool:
-    """The subscription's own filters (entities, watchedAttributes), before any access or q check."""
+    """The subscription's own filters (entities, watchedAttributes), before any access or q check. A
+    periodic subscription (``timeInterval``) is notified by the clock, never on change."""
     spec = sub.spec
+    if "timeInterval" in spec:
+        return False
     watched = spec.get("watchedAttributes")
     if watched and ev.attribute not in watched:
         return False
@@ -307,13 +312,24 @@ def _concise(attrs: dict[str, Any]) -> dict[str, Any]:
 
 
 def render_entity(spec: dict[str, Any], seen: Seen, *, context: bool) -> dict[str, Any]:
+    e = seen.entity
+    return render_parts(spec, e.entity_id, e.type, seen.attrs, e.location, context=context)
+
+
+def render_parts(
+    spec: dict[str, Any],
+    entity_id: str,
+    etype: str,
+    attrs: dict[str, Any],
+    location: dict[str, Any] | None,
+    *,
+    context: bool,
+) -> dict[str, Any]:
+    """One entity of a Notification in the subscription's ``format`` with ``notification.attributes``."""
     n = spec["notification"]
     pick = frozenset(n["attributes"]) if "attributes" in n else None
     fmt = n.get("format", "normalized")
-    e = seen.entity
-    body = render(
-        e.entity_id, e.type, seen.attrs, e.location, pick=pick, key_values=fmt == "keyValues", context=False
-    )
+    body = render(entity_id, etype, attrs, location, pick=pick, key_values=fmt == "keyValues", context=False)
     if fmt == "concise":
         head = {"id": body.pop("id"), "type": body.pop("type")}
         body = {**head, **_concise(body)}
@@ -324,17 +340,128 @@ def render_entity(spec: dict[str, Any], seen: Seen, *, context: bool) -> dict[st
 
 def notification(sub: NgsiSubscription, seen: Seen, now: datetime) -> tuple[dict[str, Any], str]:
     """``(body, content type)`` of the Notification for one event, as the owner may read it now."""
-    ld = sub.spec["notification"]["endpoint"].get("accept") == "application/ld+json"
+    ld = wants_ld_body(sub)
+    return notification_of(sub, [render_entity(sub.spec, seen, context=ld)], now)
+
+
+def wants_ld_body(sub: NgsiSubscription) -> bool:
+    return bool(sub.spec["notification"]["endpoint"].get("accept") == "application/ld+json")
+
+
+def notification_of(
+    sub: NgsiSubscription, data: list[dict[str, Any]], now: datetime
+) -> tuple[dict[str, Any], str]:
+    """``(body, content type)`` of a Notification carrying the rendered entities ``data``."""
+    ld = wants_ld_body(sub)
     body: dict[str, Any] = {
         "id": f"urn:ngsi-ld:Notification:{uuid.uuid4()}",
         "type": "Notification",
         "subscriptionId": sub.sub_id,
         "notifiedAt": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "data": [render_entity(sub.spec, seen, context=ld)],
+        "data": data,
     }
     if ld:
         body["@context"] = CORE_CONTEXT
     return body, "application/ld+json" if ld else "application/json"
+
+
+# --- periodic notifications (timeInterval) -------------------------------------------------------------
+
+# The job that sends them looks this often (sensorhub.background); timeInterval is at least this.
+PERIODIC_CHECK_S = 5.0
+# A periodic notification carries at most this many entities (the first ones by id).
+MAX_PERIODIC_ENTITIES = 1000
+
+
+def periodic_due(s: Session, now: datetime) -> list[NgsiSubscription]:
+    """Active, unexpired periodic subscriptions whose ``timeInterval`` has passed since their last
+    notification (or their creation)."""
+    out = []
+    for sub in s.scalars(select(NgsiSubscription).where(NgsiSubscription.is_active.is_(True))):
+        every = sub.spec.get("timeInterval")
+        if every is None or (sub.expires_at is not None and sub.expires_at <= now):
+            continue
+        since = sub.last_notification or sub.created_at
+        if since + timedelta(seconds=float(every)) <= now:
+            out.append(sub)
+    return out
+
+
+@dataclass(frozen=True)
+class Current:
+    """An entity as a periodic notification shows it: its attributes as the owner may read them, with
+    the latest readable point of each of its default-topic series merged in."""
+
+    org_id: str
+    entity_id: str
+    type: str
+    attrs: dict[str, Any]
+    location: dict[str, Any] | None
+
+
+def current_entities(s: Session, sub: NgsiSubscription, access: Access) -> list[Current]:
+    """The entities the subscription matches *now* as ``access`` may read them: ``entities`` and
+    ``geoQ`` select them (the entity query service), ``q`` holds on their attributes with the latest
+    value of each default-topic series (as on-change notifications evaluate it); at most
+    :data:`MAX_PERIODIC_ENTITIES`."""
+    spec = sub.spec
+    selectors = tuple(
+        make_selector([sel["type"]], [sel["id"]] if "id" in sel else [], sel.get("idPattern"))
+        for sel in spec.get("entities", [])
+    )
+    g = spec.get("geoQ") or {}
+    geo = (
+        parse_geo_query(g.get("georel"), g.get("geometry"), g.get("coordinates"), g.get("geoproperty"))
+        if g
+        else None
+    )
+    q = parse_q(spec["q"]) if spec.get("q") else None
+    rows = query_entities(
+        s, access, EntityQuery(selectors=selectors, geo=geo), limit=MAX_PERIODIC_ENTITIES
+    ).rows
+    latest = _latest_points(s, access, rows)
+    out = []
+    for r in rows:
+        attrs = {**r.attrs, **latest.get((r.org_id, r.entity_id), {})}
+        if q is None or evaluate_q(q, attrs):
+            out.append(Current(r.org_id, r.entity_id, r.type, attrs, r.location))
+    return out
+
+
+def _latest_points(s: Session, access: Access, rows: Sequence[Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """(org, entity id) → {attribute: Property} of the latest point of each default-topic series the
+    owner may read (its time inside the entity's readable windows)."""
+    wanted = {(r.org_id, r.entity_id): r for r in rows}
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    if not wanted:
+        return out
+    q = (
+        select(
+            Entity.org_id, Entity.entity_id, Series.attribute, Series.unit, Series.last_ts, Series.last_value
+        )
+        .join(Series, Series.entity_pk == Entity.pk)
+        .where(Entity.entity_id.in_({e for _o, e in wanted}), Series.topic == DEFAULT_TOPIC)
+    )
+    for org_id, entity_id, attribute, unit, ts, value in s.execute(q):
+        row = wanted.get((org_id, entity_id))
+        if row is None or ts is None or value is None:
+            continue
+        windows = readable_windows_us(access, row)
+        if not any(lo <= ts < hi for lo, hi in windows):
+            continue
+        prop: dict[str, Any] = {"type": "Property", "value": value, "observedAt": iso(ts)}
+        if unit:
+            prop["unitCode"] = unit
+        out.setdefault((org_id, entity_id), {})[attribute] = prop
+    return out
+
+
+def periodic_notification(
+    sub: NgsiSubscription, rows: list[Current], now: datetime
+) -> tuple[dict[str, Any], str]:
+    ld = wants_ld_body(sub)
+    data = [render_parts(sub.spec, r.entity_id, r.type, r.attrs, r.location, context=ld) for r in rows]
+    return notification_of(sub, data, now)
 
 
 # --- q on one entity ----------------------------------------------------------------------------------

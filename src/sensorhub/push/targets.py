@@ -118,8 +118,11 @@ def data_message(
 def visible_message(access: Access | None, message: dict[str, Any]) -> dict[str, Any] | str:
     """``message`` cut to what ``access`` may read now: the device must be visible, and only points in
     its readable time windows stay. Returns the reason instead when nothing may be sent."""
-    if message.get("type") == "test" or str(message.get("type", "")).startswith("credential."):
-        return message  # no data in it: a test message, or a notice about a credential of the organisation
+    kind = str(message.get("type", ""))
+    if kind in ("test", "periodic") or kind.startswith("credential."):
+        # No data in it: a test message, a notice about a credential of the organisation, or a periodic
+        # notification (read, with the owner's access, when it is sent).
+        return message
     if access is None or access.is_empty:
         return "its owner may no longer read anything (token revoked or expired, user disabled, no role or grant)"
     device = message.get("device", {}).get("id")

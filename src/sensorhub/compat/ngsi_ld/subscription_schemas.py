@@ -20,10 +20,10 @@ from sensorhub.entities.qlang import parse_q
 from sensorhub.errors import BadRequest
 from sensorhub.kit.patterns import check_pattern
 from sensorhub.kit.time import parse_iso
+from sensorhub.push.subscriptions import PERIODIC_CHECK_S
 
 # Members of the Subscription data type this server does not implement (400 naming them).
 NOT_IMPLEMENTED = {
-    "timeInterval": "periodic notifications are not implemented; notifications are sent on change",
     "temporalQ": "temporal queries in subscriptions are not implemented",
     "scopeQ": "scopes are not implemented",
     "csf": "context source filters are not implemented",
@@ -62,6 +62,7 @@ MEMBERS = frozenset(
         "notification",
         "expiresAt",
         "throttling",
+        "timeInterval",
         "isActive",
         "@context",
     }
@@ -212,6 +213,16 @@ def _throttling(value: Any) -> float:
     return float(value)
 
 
+def _time_interval(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise BadRequest("'timeInterval' must be a number of seconds")
+    if value < PERIODIC_CHECK_S or value > 86_400 * 365:
+        raise BadRequest(
+            f"'timeInterval' must be between {PERIODIC_CHECK_S:g} seconds (how often the server looks) and a year"
+        )
+    return float(value)
+
+
 _CHECKS: dict[str, Any] = {
     "subscriptionName": lambda v, now: _text(v, "subscriptionName"),
     "description": lambda v, now: _text(v, "description"),
@@ -220,6 +231,7 @@ _CHECKS: dict[str, Any] = {
     "notification": lambda v, now: _notification(v),
     "expiresAt": _expires,
     "throttling": lambda v, now: _throttling(v),
+    "timeInterval": lambda v, now: _time_interval(v),
 }
 
 
@@ -288,5 +300,15 @@ def _spec_of(rest: dict[str, Any], now: datetime) -> dict[str, Any]:
 def _check_whole(spec: dict[str, Any]) -> None:
     if "notification" not in spec:
         raise BadRequest("'notification' is mandatory: an object with endpoint.uri")
+    if "timeInterval" in spec:
+        # ETSI GS CIM 009 §5.2.12: a periodic subscription has no watchedAttributes and no throttling.
+        for other in ("watchedAttributes", "throttling"):
+            if other in spec:
+                raise BadRequest(
+                    f"'timeInterval' and '{other}' are mutually exclusive: a periodic subscription "
+                    "notifies every timeInterval seconds, not on change"
+                )
+        if "entities" not in spec:
+            raise BadRequest("a periodic Subscription (timeInterval) needs 'entities'")
     if "entities" not in spec and "watchedAttributes" not in spec:
         raise BadRequest("a Subscription needs 'entities' or 'watchedAttributes' (or both)")

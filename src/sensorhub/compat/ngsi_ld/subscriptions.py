@@ -55,8 +55,9 @@ EXAMPLE = {
 CREATE_DOC = """
 An NGSI-LD `Subscription` (ETSI GS CIM 009 V1.8): `entities` (type, and id or idPattern) and/or
 `watchedAttributes`, `q`, `notification` (`attributes`, `format` normalized/keyValues/concise,
-`endpoint.uri` http(s), `endpoint.accept`), `throttling` (seconds), `expiresAt`, `isActive`,
-`subscriptionName`, `description`. Members not implemented (`geoQ`, `timeInterval`, `temporalQ`,
+`endpoint.uri` http(s), `endpoint.accept`), `throttling` (seconds), `timeInterval` (seconds, periodic
+notifications with the current values), `geoQ`, `expiresAt`, `isActive`,
+`subscriptionName`, `description`. Members not implemented (`temporalQ`,
 `scopeQ`, `csf`, `lang`, `notificationTrigger`, `notification.sysAttrs`/`showChanges`,
 `endpoint.receiverInfo`/`notifierInfo`) are refused with a 400 naming them.
 
