@@ -438,7 +438,7 @@ def compile_q(node: Node, j: JsonAttrs, visible: Visible | None = None) -> Colum
     return clause if visible is None else and_(clause, visible(node.path[0]))
 
 
-def _roots(c: Comparison) -> list[tuple[str, ...]]:
+def roots_of(c: Comparison) -> list[tuple[str, ...]]:
     """The JSON paths a comparison reads: the attribute (and sub-attributes) then the member that holds
     its value — ``value``, ``object`` or ``vocab`` (strings only), ``json`` with keys, ``languageMap``
     with one key (a language: ``label[de]``) — then the keys."""
@@ -457,7 +457,7 @@ def _roots(c: Comparison) -> list[tuple[str, ...]]:
 
 
 def _comparison(node: Comparison, j: JsonAttrs) -> ColumnElement[bool]:
-    roots = _roots(node)
+    roots = roots_of(node)
     if not roots:
         return false()
     if node.op is None:

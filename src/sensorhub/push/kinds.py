@@ -127,7 +127,9 @@ def _headers(v: Any, field_name: str) -> dict[str, str]:
     return out
 
 
-def _http_error(e: Exception) -> str:
+def http_error(e: Exception) -> str:
+    """What went wrong with an HTTP attempt, in one line of at most 500 characters (timeouts and TLS
+    errors named as such). Shared by every HTTP target (webhook, InfluxDB, NGSI-LD subscriptions)."""
     if isinstance(e, httpx.TimeoutException):
         return f"timeout: {type(e).__name__}"
     if isinstance(e, httpx.ConnectError) and "CERTIFICATE" in str(e).upper():
@@ -251,13 +253,15 @@ class Webhook:
             SIGNATURE_HEADER: signature_header(body, secrets.get("signing", [])),
         }
         try:
-            r = _http().post(url, content=body, headers=headers, timeout=_timeout(config, settings))
+            r = http_client().post(url, content=body, headers=headers, timeout=_timeout(config, settings))
         except httpx.HTTPError as e:
-            return Outcome(False, error=_http_error(e))
-        return _http_outcome(r)
+            return Outcome(False, error=http_error(e))
+        return http_outcome(r)
 
 
-def _http_outcome(r: httpx.Response) -> Outcome:
+def http_outcome(r: httpx.Response) -> Outcome:
+    """A receiver's answer as an :class:`Outcome`: 2xx delivered; 410 gone (the target is disabled);
+    5xx, 408, 425 and 429 retried; any other answer failed for good."""
     code = r.status_code
     if 200 <= code < 300:
         return Outcome(True, code)
@@ -274,7 +278,7 @@ _client_lock = threading.Lock()
 _clients: dict[int, httpx.Client] = {}
 
 
-def _http() -> httpx.Client:
+def http_client() -> httpx.Client:
     """One keep-alive client per thread (no redirects: a 3xx is the receiver's answer, not a hop)."""
     tid = threading.get_ident()
     c = _clients.get(tid)
@@ -533,12 +537,12 @@ class InfluxDB:
             params = {"org": config["org"], "bucket": config["bucket"], "precision": "us"}
             headers["Authorization"] = f"Token {secrets.get('token', '')}"
         try:
-            r = _http().post(
+            r = http_client().post(
                 url, params=params, content=body, headers=headers, timeout=_timeout(config, settings)
             )
         except httpx.HTTPError as e:
-            return Outcome(False, error=_http_error(e).replace(secrets.get("password", "\0"), "***"))
-        return _http_outcome(r)
+            return Outcome(False, error=http_error(e).replace(secrets.get("password", "\0"), "***"))
+        return http_outcome(r)
 
 
 # --- e-mail ----------------------------------------------------------------------------------------

@@ -32,10 +32,7 @@ from sensorhub.entities.qlang import parse_q
 from sensorhub.entities.service import entity_attrs
 from sensorhub.errors import Conflict, NotFound
 from sensorhub.kit.time import iso
-from sensorhub.push.kinds import DELIVERY_HEADER, USER_AGENT, Outcome
-from sensorhub.push.kinds import _http as http_client
-from sensorhub.push.kinds import _http_error as http_error
-from sensorhub.push.kinds import _http_outcome as http_outcome
+from sensorhub.push.kinds import DELIVERY_HEADER, USER_AGENT, Outcome, http_client, http_error, http_outcome
 from sensorhub.push.live import event_of
 from sensorhub.push.models import DEFAULT_TOPIC, KIND_STATE, Attempt, Delivery, PushEvent
 from sensorhub.push.ssrf import TargetRefused, check_host

@@ -41,8 +41,7 @@ from sensorhub.config import Settings
 from sensorhub.entities.geo import entity_geometry, parse_geo_query
 from sensorhub.entities.models import Entity
 from sensorhub.entities.normalize import CORE_CONTEXT, render
-from sensorhub.entities.qlang import BoolOp, Comparison, Node, parse_q
-from sensorhub.entities.qlang import _roots as roots_of
+from sensorhub.entities.qlang import BoolOp, Comparison, Node, parse_q, roots_of
 from sensorhub.entities.service import EntityQuery, entity_attrs, make_selector, query_entities
 from sensorhub.errors import BadRequest, Conflict, NotFound
 from sensorhub.kit.patterns import sqlite_regexp
