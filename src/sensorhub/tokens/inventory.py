@@ -15,6 +15,7 @@ import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select
@@ -273,44 +274,34 @@ def _live_member_pat(row: InventoryRow, action: str) -> None:
         raise Conflict("this token was revoked for this organisation; that cannot be undone")
 
 
-def approve(
+def decide_member_pat(
     s: Session,
     org: Organisation,
     credential_id: str,
     *,
+    state: str,
     actor: User,
     reason: str | None,
     settings: Settings,
     ip: str | None = None,
 ) -> InventoryRow:
+    """Approve or deny (``state``) a live member's PAT for ``org``: recorded (for its predecessor in a
+    rotation grace too), the member told, audited as ``token.approve``/``token.deny``. A denial needs a
+    reason (the member is told why)."""
     row = find(s, org, credential_id)
-    _live_member_pat(row, "approved")
+    _live_member_pat(row, state)
     reason = _check_reason(reason)
-    _decide(s, org, row, OrgAccessState.approved, reason, actor)
-    _tell_owner(s, org, row, "approved", reason, settings)
-    _audit(s, org, row, "token.approve", actor, ip, reason)
-    return find(s, org, credential_id)
-
-
-def deny(
-    s: Session,
-    org: Organisation,
-    credential_id: str,
-    *,
-    actor: User,
-    reason: str | None,
-    settings: Settings,
-    ip: str | None = None,
-) -> InventoryRow:
-    row = find(s, org, credential_id)
-    _live_member_pat(row, "denied")
-    reason = _check_reason(reason)
-    if reason is None:
+    if reason is None and state == OrgAccessState.denied:
         raise BadRequest("give a reason: the token's owner is told why it may not read the organisation")
-    _decide(s, org, row, OrgAccessState.denied, reason, actor)
-    _tell_owner(s, org, row, "denied", reason, settings)
-    _audit(s, org, row, "token.deny", actor, ip, reason)
+    _decide(s, org, row, state, reason, actor)
+    _tell_owner(s, org, row, state, reason, settings)
+    _audit(s, org, row, _AUDITED[state], actor, ip, reason)
     return find(s, org, credential_id)
+
+
+_AUDITED = {OrgAccessState.approved: "token.approve", OrgAccessState.denied: "token.deny"}
+approve = partial(decide_member_pat, state=OrgAccessState.approved)
+deny = partial(decide_member_pat, state=OrgAccessState.denied)
 
 
 def revoke_for_org(

@@ -625,16 +625,18 @@ def credentials_page(request: Request, sc: SessionContext, form: FormData | None
 
 
 DONE = {"approve": "credential-approved", "deny": "credential-denied", "revoke": "credential-revoked"}
+DECIDE: dict[str, Callable[..., inventory.InventoryRow]] = {
+    "approve": inventory.approve,
+    "deny": inventory.deny,
+    "revoke": inventory.revoke_for_org,
+}
 
 
 def _decision(action: str) -> FormAction:
     def act(
         request: Request, sc: SessionContext, form: FormData | None, params: Mapping[str, str]
     ) -> Response:
-        fn = {"approve": inventory.approve, "deny": inventory.deny, "revoke": inventory.revoke_for_org}[
-            action
-        ]
-        row = fn(
+        row = DECIDE[action](
             sc.db, _org(sc), params["credential_id"], actor=sc.user, reason=forms.text(form, "reason") or None,
             settings=ctx(request).settings, ip=request_ip(request),
         )  # fmt: skip
