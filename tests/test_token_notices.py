@@ -32,13 +32,18 @@ def _pat(client: TestClient, days: int, name: str = "deploy") -> dict[str, objec
     return dict(r.json())
 
 
-def test_owner_is_mailed_14_7_1_days_before_and_when_expired_each_once(
-    client: TestClient, world: World, ctx: AppContext, clock: Clock
-) -> None:
+def _ana_with_a_pat(client: TestClient, world: World, days: int) -> None:
+    """The common start: member ana of Acme, logged in, with a PAT "deploy" expiring in ``days`` days."""
     world.org("acme")
     world.user("ana@acme.test", "acme", "member")
     login(client, "ana@acme.test")
-    _pat(client, 15)
+    _pat(client, days)
+
+
+def test_owner_is_mailed_14_7_1_days_before_and_when_expired_each_once(
+    client: TestClient, world: World, ctx: AppContext, clock: Clock
+) -> None:
+    _ana_with_a_pat(client, world, 15)
     with smtp_server() as (inbox, port):
         settings = _mail_settings(ctx, port)
         assert run_expiry_notices(ctx.db, settings).created == 0  # 15 days away: nothing yet
@@ -77,10 +82,7 @@ def test_owner_is_mailed_14_7_1_days_before_and_when_expired_each_once(
 def test_missed_notices_send_only_the_most_urgent(
     client: TestClient, world: World, ctx: AppContext, clock: Clock
 ) -> None:
-    world.org("acme")
-    world.user("ana@acme.test", "acme", "member")
-    login(client, "ana@acme.test")
-    _pat(client, 15)
+    _ana_with_a_pat(client, world, 15)
     with smtp_server() as (inbox, port):
         clock.advance(timedelta(days=14, hours=12))  # the server was down for two weeks
         assert run_expiry_notices(ctx.db, _mail_settings(ctx, port)).created == 1
@@ -92,10 +94,7 @@ def test_smtp_down_is_retried_nothing_lost_and_the_ui_says_so(
 ) -> None:
     from tests.web.helpers import web_login
 
-    world.org("acme")
-    world.user("ana@acme.test", "acme", "member")
-    login(client, "ana@acme.test")
-    _pat(client, 5)
+    _ana_with_a_pat(client, world, 5)
     port = free_port()  # nothing listens there yet
     settings = _mail_settings(ctx, port)
     run = run_expiry_notices(ctx.db, settings)
@@ -170,10 +169,7 @@ def test_the_notices_are_a_periodic_job_of_the_one_runner(
 ) -> None:
     from sensorhub.background import build_runner
 
-    world.org("acme")
-    world.user("ana@acme.test", "acme", "member")
-    login(client, "ana@acme.test")
-    _pat(client, 3)
+    _ana_with_a_pat(client, world, 3)
     runner = build_runner(ctx)
     assert "token-expiry-notices" in runner.names
     # The app's embedded runner holds the job's lease for one interval after its start.
