@@ -14,23 +14,17 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for _common
+import _common
+
 ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wrk(url: str, seconds: int, header: str | None = None) -> float:
@@ -56,59 +50,14 @@ def main() -> None:
         SENSORHUB_RATE_LIMIT_PER_MINUTE="100000000",
         SENSORHUB_FAILED_AUTH_LIMIT="100000000",
     )
-    sh = str(BIN / "sensorhub")
-    subprocess.run(
-        [
-            sh,
-            "admin",
-            "create-user",
-            "--email",
-            "b@example.com",
-            "--password",
-            "bench-pass-1",
-            "--org",
-            "bench",
-            "--role",
-            "owner",
-        ],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    out = subprocess.run(
-        [
-            sh,
-            "admin",
-            "create-token",
-            "--email",
-            "b@example.com",
-            "--name",
-            "bench",
-            "--scopes",
-            "timeseries",
-        ],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    token = re.search(r"shub_pat_\w+", out).group(0)  # type: ignore[union-attr]
+    _common.create_owner(env, workspace=None)
+    token = _common.create_token(env, "timeseries")
     bad = token[:-1] + ("A" if token[-1] != "A" else "B")
-    port = free_port()
-    server = subprocess.Popen(
-        [sh, "serve", "--port", str(port), "--log-level", "warning", "--no-mqtt"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    port = _common.free_port()
+    server = _common.start_sensorhub(env, port, wait=False)
     try:
         base = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                if httpx.get(base + "/healthz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        _common.wait_http(base + "/healthz")
         assert (
             httpx.get(base + "/api/managements", headers={"Authorization": f"Bearer {token}"}).status_code
             == 200

@@ -24,7 +24,6 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,22 +36,12 @@ from typing import Any
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for _common
+import _common
+
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of the process (all its threads), from /proc/<pid>/stat."""
-    raw = Path(f"/proc/{pid}/stat").read_text()
-    fields = raw[raw.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 @dataclass
@@ -88,41 +77,9 @@ def drive_httpx(t: Target, seconds: float) -> int:
     return n
 
 
-def wait_up(url: str) -> None:
-    for _ in range(200):
-        try:
-            if httpx.get(url).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    sys.exit(f"server at {url} did not come up")
-
-
 def make_token(env: dict[str, str]) -> str:
-    sh = str(BIN / "sensorhub")
-    user = ["--email", "b@example.com", "--password", "bench-pass-1", "--org", "bench", "--role", "owner"]
-    subprocess.run([sh, "admin", "create-user", *user], env=env, check=True, capture_output=True)
-    out = subprocess.run(
-        [
-            sh,
-            "admin",
-            "create-token",
-            "--email",
-            "b@example.com",
-            "--name",
-            "bench",
-            "--scopes",
-            "timeseries",
-        ],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    m = re.search(r"shub_pat_\w+", out)
-    assert m, out
-    return m.group(0)
+    _common.create_owner(env, workspace=None)
+    return _common.create_token(env, "timeseries")
 
 
 QUIET: dict[str, int] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
@@ -132,12 +89,12 @@ def start(args: argparse.Namespace, env: dict[str, str], servers: list[Any]) -> 
     """Start the floor apps and the sensorhub server(s), one at a time; Starlette's target first."""
     targets: list[Target] = []
     for name, app in (("Starlette hello", "starlette_app"), ("FastAPI hello", "fastapi_app")):
-        port = free_port()
+        port = _common.free_port()
         uv = [str(BIN / "uvicorn"), f"floor_apps:{app}", "--app-dir", str(HERE), "--port", str(port)]
         p = subprocess.Popen([*uv, "--log-level", "info"], env=env, **QUIET)  # type: ignore[call-overload]
         servers.append(p)
         targets.append(Target(name, f"http://127.0.0.1:{port}/hello", p.pid))
-        wait_up(targets[-1].url)
+        _common.wait_http(targets[-1].url)
     sensorhubs = [("sensorhub", env)]
     if args.pg_url:  # the same server on PostgreSQL
         pg = dict(
@@ -158,12 +115,14 @@ def start(args: argparse.Namespace, env: dict[str, str], servers: list[Any]) -> 
         sensorhubs.append((f"sensorhub@{args.compare_label}", other))
     for name, senv in sensorhubs:
         auth = {"Authorization": f"Bearer {make_token(senv)}"}
-        port = free_port()
+        port = _common.free_port()
         cmd = [str(BIN / "sensorhub"), "serve", "--port", str(port), "--no-mqtt"]
         p = subprocess.Popen(cmd, env=senv, **QUIET)  # type: ignore[call-overload]
         servers.append(p)
         base = f"http://127.0.0.1:{port}"
-        wait_up(base + "/healthz")  # one at a time: each one migrates the (shared) database at start
+        _common.wait_http(
+            base + "/healthz"
+        )  # one at a time: each one migrates the (shared) database at start
         targets += [
             Target(f"{name} GET /healthz (no auth)", base + "/healthz", p.pid),
             Target(f"{name} GET /api/tokens/self (token)", base + "/api/tokens/self", p.pid, auth),
@@ -180,9 +139,9 @@ def measure(targets: list[Target], drive: Any, args: argparse.Namespace) -> None
         drive(t, 1)
     for _ in range(args.rounds):
         for t in targets:
-            c0, w0 = cpu_seconds(t.pid), time.monotonic()
+            c0, w0 = _common.cpu_seconds(t.pid), time.monotonic()
             n = drive(t, args.seconds)
-            c1, w1 = cpu_seconds(t.pid), time.monotonic()
+            c1, w1 = _common.cpu_seconds(t.pid), time.monotonic()
             t.cpu_us.append((c1 - c0) / n * 1e6)
             t.rps.append(n / (w1 - w0))
 

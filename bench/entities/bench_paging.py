@@ -18,10 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import re
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,49 +28,17 @@ from pathlib import Path
 import httpx
 from sqlalchemy import create_engine, insert, text
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for _common
+import _common
+
 TYPES = ("Device", "AgriParcel", "WeatherObserved", "Valve")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def load(env: dict[str, str], n: int) -> str:
     """Org, owner, token via the CLI; entities straight into the table (the import service would do the
     same rows, only slower)."""
-    sh = str(BIN / "sensorhub")
-    subprocess.run(
-        [
-            sh,
-            "admin",
-            "create-user",
-            "--email",
-            "b@example.com",
-            "--password",
-            "bench-pass-1",
-            "--org",
-            "bench",
-            "--role",
-            "owner",
-            "--workspace",
-            "main",
-        ],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    out = subprocess.run(
-        [sh, "admin", "create-token", "--email", "b@example.com", "--name", "bench", "--scopes", "entities"],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    token = re.search(r"shub_pat_\w+", out).group(0)  # type: ignore[union-attr]
+    _common.create_owner(env)
+    token = _common.create_token(env, "entities")
 
     from sensorhub.config import Settings
     from sensorhub.db import Database
@@ -169,22 +134,8 @@ def main() -> None:
     token = load(env, args.entities)
     print(f"loaded {args.entities:,} entities on {backend} in {time.perf_counter() - t0:.1f}s", flush=True)
 
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            str(BIN / "sensorhub"),
-            "serve",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-mqtt",
-            "--no-migrate",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    port = _common.free_port()
+    proc = _common.start_sensorhub(env, port, "--no-migrate")
     base = f"http://127.0.0.1:{port}/ngsi-ld/v1/entities"
     try:
         with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:

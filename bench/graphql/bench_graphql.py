@@ -15,8 +15,8 @@ Usage: .venv/bin/python bench/graphql/bench_graphql.py [--rounds 200]
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -38,6 +38,9 @@ from sensorhub.migrate import upgrade
 from sensorhub.timeseries.service import bulk_insert, get_or_create_series
 from sensorhub.tokens import service as tokens
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for _common
+import _common
+
 DEVICES = 100
 FIELDS = ("temperature", "humidity", "pressure", "battery", "rssi")
 YEAR_DEVICE = "urn:ngsi-ld:Device:year"
@@ -51,12 +54,6 @@ HISTORY_QUERY = (
     f'timerangestart: "{START}", timerangeend: "{END}", resolution: 200) '
     "{ bucketSeconds timestamps fields { fieldName unit values } } } }"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def seed(ctx: AppContext) -> str:
@@ -126,7 +123,7 @@ def main() -> None:
     print("seeding…", flush=True)
     token = seed(ctx)
     app = create_app(settings, ctx)
-    port = free_port()
+    port = _common.free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:

@@ -25,20 +25,20 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import httpx
 import numpy as np
 import orjson
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for _common
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "timeseries"))
+import _common
 import bench as tsbench
 
 tsbench.VENV_BIN = Path(
@@ -79,7 +79,7 @@ def start_sensorhub(env: dict[str, str], data_dir: Path, log: Path) -> subproces
         stderr=subprocess.STDOUT,
     )
     try:
-        tsbench.wait_port(tsbench.SH_PORT, timeout=120)
+        _common.wait_port(tsbench.SH_PORT, timeout=120)
     except RuntimeError:
         raise RuntimeError(f"sensorhub did not start: {log.read_text()[-2000:]}") from None
     return p
@@ -99,7 +99,7 @@ def start_vm(tmp: Path) -> subprocess.Popen[bytes] | None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    tsbench.wait_port(VM_PORT)
+    _common.wait_port(VM_PORT)
     return p
 
 
@@ -118,14 +118,14 @@ def run_clients(
             errors.append(e)
 
     threads = [threading.Thread(target=client, args=(b,)) for b in bodies_per_client]
-    t0, c0 = time.perf_counter(), tsbench.cpu_seconds(pid)
+    t0, c0 = time.perf_counter(), _common.cpu_seconds(pid)
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     if finish is not None:
         finish()  # type: ignore[operator]
-    wall, cpu = time.perf_counter() - t0, tsbench.cpu_seconds(pid) - c0
+    wall, cpu = time.perf_counter() - t0, _common.cpu_seconds(pid) - c0
     if errors:
         raise errors[0]
     return wall, cpu
@@ -170,15 +170,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="sh-lp-bench-"))
     env = {**os.environ, "SENSORHUB_DATA_DIR": str(tmp / "sh"), "SENSORHUB_ENV": "development"}
     env["SENSORHUB_RATE_LIMIT_PER_MINUTE"] = "100000000"
-    pg_db = None
-    if args.postgres:
-        import psycopg
-
-        pg_db = f"sensorhub_lpbench_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(args.pg_admin, autocommit=True) as c:
-            c.execute(f'CREATE DATABASE "{pg_db}"')
-        env["SENSORHUB_DATABASE_URL"] = args.pg_admin.rsplit("/", 1)[0] + "/" + pg_db
-        env.setdefault("SENSORHUB_SECRET_KEY", uuid.uuid4().hex * 2)
+    pg_db = _common.scratch_postgres(env, args.pg_admin, "sensorhub_lpbench") if args.postgres else None
     procs: list[subprocess.Popen[bytes]] = []
     try:
         token = tsbench.setup_sensorhub(env, tmp / "sh")
@@ -260,17 +252,8 @@ def main() -> None:
         print(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode())
         assert r.status_code == 200 and sum(r.json()["attributes"]["temperature"]) == YEAR_POINTS, r.text
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        if pg_db:
-            import psycopg
-
-            with psycopg.connect(args.pg_admin, autocommit=True) as c:
-                c.execute(f'DROP DATABASE IF EXISTS "{pg_db}" WITH (FORCE)')
+        _common.stop(procs)
+        _common.drop_scratch_postgres(args.pg_admin, pg_db)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

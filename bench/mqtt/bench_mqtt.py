@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,23 +32,10 @@ import orjson
 import paho.mqtt.client as mqtt
 from sqlalchemy import create_engine, text
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for _common
+import _common
+
 DEVICES = 100
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise SystemExit(f"nothing listens on {port}")
 
 
 def seed(env: dict[str, str]) -> str:
@@ -207,7 +193,7 @@ def bench_sensorhub(args: argparse.Namespace, data: Path) -> list[tuple[str, flo
     from sensorhub.config import Settings
 
     url = Settings().resolved_database_url
-    http, mport = free_port(), free_port()
+    http, mport = _common.free_port(), _common.free_port()
     server = subprocess.Popen(
         [
             sys.executable,
@@ -225,7 +211,7 @@ def bench_sensorhub(args: argparse.Namespace, data: Path) -> list[tuple[str, flo
     )
     rows: list[tuple[str, float, float, float]] = []
     try:
-        wait_port(http)  # uvicorn listens once the lifespan (and with it the broker) has started
+        _common.wait_port(http)  # uvicorn listens once the lifespan (and with it the broker) has started
         done = 0
         for qos in (0, 1):
             clients = Clients(mport, token)
@@ -267,13 +253,13 @@ def bench_sensorhub(args: argparse.Namespace, data: Path) -> list[tuple[str, flo
 
 
 def bench_mosquitto(args: argparse.Namespace, tmp: Path) -> list[tuple[str, float, float, float]]:
-    port = free_port()
+    port = _common.free_port()
     conf = tmp / "mosquitto.conf"
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_type error\n")
     broker = subprocess.Popen(["mosquitto", "-c", str(conf)])
     rows: list[tuple[str, float, float, float]] = []
     try:
-        wait_port(port)
+        _common.wait_port(port)
         for qos in (0, 1):
             clients = Clients(port, None)
             sub = Subscriber(port, None)

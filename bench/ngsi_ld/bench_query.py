@@ -24,7 +24,6 @@ import importlib.util
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +33,9 @@ from typing import Any
 
 import httpx
 from sqlalchemy import create_engine, insert, text
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for _common
+import _common
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -206,22 +208,8 @@ def main() -> None:
 
     plain_q, plain_join = peers(env, pg)
 
-    port = paging.free_port()
-    proc = subprocess.Popen(
-        [
-            str(BIN / "sensorhub"),
-            "serve",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-migrate",
-            "--no-mqtt",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    port = _common.free_port()
+    proc = _common.start_sensorhub(env, port, "--no-migrate", wait=False)
     base = f"http://127.0.0.1:{port}/ngsi-ld/v1/entities"
     try:
         with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:

@@ -22,9 +22,7 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,61 +33,19 @@ import httpx
 from httpx_sse import aconnect_sse
 from sqlalchemy import create_engine, text
 
-BIN = Path(sys.executable).parent
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for _common
+import _common
+
 DEV = "urn:ngsi-ld:Device:bench-1"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def sh(env: dict[str, str], *args: str) -> str:
-    out = subprocess.run([str(BIN / "sensorhub"), *args], env=env, check=True, capture_output=True, text=True)
-    return out.stdout
-
-
-def token_of(out: str) -> str:
-    return next(w for w in out.split() if w.startswith("shub_"))
-
-
 def setup(env: dict[str, str], readers: int) -> tuple[list[str], str]:
-    sh(env, "init")
-    sh(
-        env,
-        "admin",
-        "create-user",
-        "--email",
-        "b@example.com",
-        "--password",
-        "bench-pass-1",
-        "--org",
-        "bench",
-        "--role",
-        "owner",
-        "--workspace",
-        "main",
-    )
+    _common.sensorhub(env, "init")
+    _common.create_owner(env)
     ent = Path(env["SENSORHUB_DATA_DIR"]) / "device.json"
     ent.write_text(json.dumps([{"id": DEV, "type": "Device"}]))
-    sh(env, "entities", "import", str(ent), "--org", "bench", "--workspace", "main")
-    tokens = [
-        token_of(
-            sh(
-                env,
-                "admin",
-                "create-token",
-                "--email",
-                "b@example.com",
-                "--name",
-                f"r{i}",
-                "--scopes",
-                "telemetry,ingest",
-            )
-        )
-        for i in range(readers)
-    ]
+    _common.sensorhub(env, "entities", "import", str(ent), "--org", "bench", "--workspace", "main")
+    tokens = [_common.create_token(env, "telemetry,ingest", name=f"r{i}") for i in range(readers)]
     return tokens, tokens[0]
 
 
@@ -193,30 +149,11 @@ def main() -> None:
         env["SENSORHUB_DATABASE_URL"] = args.database_url.rsplit("/", 1)[0] + "/" + dbname
         env.setdefault("SENSORHUB_SECRET_KEY", uuid.uuid4().hex * 2)
     tokens, ingest = setup(env, 21)
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            str(BIN / "sensorhub"),
-            "serve",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-migrate",
-            "--no-mqtt",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(data / "server.log", "w"),  # noqa: SIM115
-    )
+    port = _common.free_port()
+    proc = _common.start_sensorhub(env, port, "--no-migrate", log=data / "server.log")
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(200):
-            try:
-                httpx.get(base + "/healthz")
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
+        _common.wait_http(base + "/healthz")
         backend = "postgresql" if dbname else "sqlite"
         print(f"| streams | backfill round trip p50 / p99 | SSE latency p50 / p99 | p50 ratio ({backend}) |")
         print("|---|---|---|---|")

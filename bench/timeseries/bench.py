@@ -19,14 +19,11 @@ import argparse
 import os
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,6 +31,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for _common
+import _common
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -48,36 +48,18 @@ SH_PORT = 18000
 INFLUX_PORT = 18086
 
 
-def wait_port(port: int, timeout: float = 30.0) -> None:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on port {port}")
-
-
-def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU time of a process (the server's own work, whatever else runs on the machine)."""
-    if pid is None:
-        return time.process_time()
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def timeit(
     fn: Callable[[], object], repeats: int, warmup: int = 5, pid: int | None = None
 ) -> dict[str, float]:
     for _ in range(warmup):
         fn()
     ts = []
-    c0 = cpu_seconds(pid)
+    c0 = _common.cpu_seconds(pid)
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
         ts.append(time.perf_counter() - t0)
-    cpu = cpu_seconds(pid) - c0
+    cpu = _common.cpu_seconds(pid) - c0
     ts.sort()
     return {
         "median_ms": statistics.median(ts) * 1000,
@@ -116,7 +98,7 @@ bind-address = "127.0.0.1:{INFLUX_PORT + 2}"
     p = subprocess.Popen(
         ["influxd", "-config", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    wait_port(INFLUX_PORT)
+    _common.wait_port(INFLUX_PORT)
     return p
 
 
@@ -199,7 +181,7 @@ def start_sensorhub(env: dict[str, str], data_dir: Path, log: Path) -> subproces
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
-    wait_port(SH_PORT)
+    _common.wait_port(SH_PORT)
     return p
 
 
@@ -213,15 +195,7 @@ def main() -> None:
     env = {**os.environ, "SENSORHUB_DATA_DIR": str(tmp / "sh"), "SENSORHUB_ENV": "development"}
     # The benchmark measures throughput, not the per-token request budget.
     env["SENSORHUB_RATE_LIMIT_PER_MINUTE"] = "100000000"
-    pg_db = None
-    if args.postgres:
-        import psycopg
-
-        pg_db = f"sensorhub_bench_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(args.pg_admin, autocommit=True) as c:
-            c.execute(f'CREATE DATABASE "{pg_db}"')
-        env["SENSORHUB_DATABASE_URL"] = args.pg_admin.rsplit("/", 1)[0] + "/" + pg_db
-        env.setdefault("SENSORHUB_SECRET_KEY", uuid.uuid4().hex * 2)  # required with PostgreSQL
+    pg_db = _common.scratch_postgres(env, args.pg_admin, "sensorhub_bench") if args.postgres else None
     procs: list[subprocess.Popen[bytes]] = []
     results: dict[str, object] = {}
     try:
@@ -255,7 +229,7 @@ def main() -> None:
             )
             for a in range(0, YEAR_POINTS, CHUNK)
         ]
-        t0, c0 = time.perf_counter(), cpu_seconds(sh_pid)
+        t0, c0 = time.perf_counter(), _common.cpu_seconds(sh_pid)
         accepted = 0
         for b in bodies:
             r = sh.post(
@@ -263,7 +237,7 @@ def main() -> None:
             )
             r.raise_for_status()
             accepted += r.json()["accepted"]
-        sh_write, sh_write_cpu = time.perf_counter() - t0, cpu_seconds(sh_pid) - c0
+        sh_write, sh_write_cpu = time.perf_counter() - t0, _common.cpu_seconds(sh_pid) - c0
         assert accepted == YEAR_POINTS, accepted
         lines = [
             "\n".join(
@@ -272,10 +246,10 @@ def main() -> None:
             )
             for a in range(0, YEAR_POINTS, CHUNK)
         ]
-        t0, c0 = time.perf_counter(), cpu_seconds(ix_pid)
+        t0, c0 = time.perf_counter(), _common.cpu_seconds(ix_pid)
         for body in lines:
             ix.post("/write", params={"db": "bench"}, content=body).raise_for_status()
-        ix_write, ix_write_cpu = time.perf_counter() - t0, cpu_seconds(ix_pid) - c0
+        ix_write, ix_write_cpu = time.perf_counter() - t0, _common.cpu_seconds(ix_pid) - c0
         results["write"] = {
             "sensorhub_points_per_s": YEAR_POINTS / sh_write,
             "influx_points_per_s": YEAR_POINTS / ix_write,
@@ -370,17 +344,8 @@ def main() -> None:
         results["backend"] = "postgresql" if args.postgres else "sqlite"
         report(results)
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        if pg_db:
-            import psycopg
-
-            with psycopg.connect(args.pg_admin, autocommit=True) as c:
-                c.execute(f'DROP DATABASE IF EXISTS "{pg_db}" WITH (FORCE)')
+        _common.stop(procs)
+        _common.drop_scratch_postgres(args.pg_admin, pg_db)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
