@@ -182,3 +182,32 @@ def test_csrf_and_roles(client: TestClient, world: World, csrf: str) -> None:
     assert r.status_code == 200 and "You see the subscriptions of your own tokens" in r.text
     assert "Your NGSI-LD subscriptions" in client.get("/").text
     assert client.get("/orgs/acme/subscriptions/1").status_code == 404
+
+
+def test_the_create_rule_form_keeps_what_was_typed_and_marks_the_field(
+    client: TestClient, world: World, csrf: str
+) -> None:
+    cid = create(client, {"kind": "mqtt", "name": "b", "config": {"host": "127.0.0.1"}})
+    form = {
+        "csrf_token": csrf,
+        "name": "too hot",
+        "condition": "above",
+        "attribute": "temperature",
+        "threshold": "hot",
+        "connectors": cid,
+        "template": "{{ value }}!",
+        "cooldown_s": "60",
+    }
+    r = client.post("/orgs/acme/rules", data=form)
+    assert r.status_code == 400
+    assert 'id="err-condition-threshold"' in r.text and "condition.threshold must be a number" in r.text
+    assert 'value="too hot"' in r.text and 'value="hot"' in r.text and "{{ value }}!</textarea>" in r.text
+    assert f'value="{cid}" checked' in r.text and '<option value="above" selected>' in r.text
+    r = client.post("/orgs/acme/rules", data={**form, "threshold": "80", "template": "{{ value | nope }}"})
+    assert r.status_code == 400 and 'id="err-template"' in r.text
+    r = client.post("/orgs/acme/rules", data={**form, "threshold": "80", "cooldown_s": "soon"})
+    assert r.status_code == 400 and 'id="err-cooldown_s"' in r.text
+    assert "No rules yet." in client.get("/orgs/acme/rules").text
+    r = client.post("/orgs/acme/rules", data={**form, "threshold": "80"}, follow_redirects=False)
+    assert r.status_code == 303
+    assert "too hot" in client.get("/orgs/acme/rules").text

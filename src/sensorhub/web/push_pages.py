@@ -605,6 +605,8 @@ def rules_page(
         form=form,
         default_template=DEFAULT_TEMPLATE,
         names={c.id: c.name for c in svc.list_connectors(sc.db, o)},
+        v=_typed_rule(form),
+        field_error=field_of(error),
         describe=describe,
         conditions=CONDITION_FIELDS,
     )
@@ -641,7 +643,7 @@ def _condition(form: FormData | None) -> dict[str, Any] | None:
 @_post("/orgs/{org}/rules", rules_page)
 def create_rule(request: Request, sc: SessionContext, form: FormData | None, params: Any) -> Response:
     template = forms.text(form, "template") or None
-    cooldown = forms.integer(forms.text(form, "cooldown_s"), "Cooldown") or 0
+    cooldown = forms.integer(forms.text(form, "cooldown_s"), "cooldown_s") or 0
     svc.create_rule(
         sc.db,
         _org(sc),
@@ -675,26 +677,11 @@ _COND_FIELDS = ("attribute", "threshold", "hysteresis", "min", "max", "per_minut
 def _rule_values(sc: SessionContext, r: Any, form: FormData | None) -> dict[str, Any]:
     """The edit form's values: what was typed (after an error or a preview), else the rule's."""
     if form is not None:
-        v: dict[str, Any] = {
-            k: forms.text(form, k)
-            for k in (
-                "name",
-                "workspace",
-                "entity_type",
-                "condition",
-                "template",
-                "cooldown_s",
-                *_COND_FIELDS,
-            )
-        }
-        v["connectors"] = forms.many(form, "connectors")
-        v["notify_resolved"] = forms.text(form, "notify_resolved") == "on"
-        v["enabled"] = forms.text(form, "enabled") == "on"
-        return v
+        return _typed_rule(form) | {"enabled": forms.text(form, "enabled") == "on"}
     cond = r.condition or {}
     ws = next((w.slug for w in accounts.list_workspaces(sc.db, _org(sc)) if w.id == r.workspace_id), "")
     templates = [a.get("template") for a in r.actions]
-    v = {k: ("" if cond.get(k) is None else _plain(cond[k])) for k in _COND_FIELDS}
+    v: dict[str, Any] = {k: ("" if cond.get(k) is None else _plain(cond[k])) for k in _COND_FIELDS}
     v |= {
         "name": r.name,
         "workspace": ws,
@@ -707,6 +694,15 @@ def _rule_values(sc: SessionContext, r: Any, form: FormData | None) -> dict[str,
         "enabled": r.enabled,
         "mixed_templates": len(set(templates)) > 1,
     }
+    return v
+
+
+def _typed_rule(form: FormData | None) -> dict[str, Any]:
+    """The create form's values: what was typed (after an error), else empty."""
+    keys = ("name", "workspace", "entity_type", "condition", "template", "cooldown_s", *_COND_FIELDS)
+    v: dict[str, Any] = {k: forms.text(form, k) for k in keys}
+    v["connectors"] = forms.many(form, "connectors")
+    v["notify_resolved"] = forms.text(form, "notify_resolved") == "on"
     return v
 
 
