@@ -1,6 +1,8 @@
 """Push benchmarks: end-to-end latency, delivery throughput of one worker, ingest cost of rules.
 
     PYTHONPATH=src .venv/bin/python bench/push/bench_push.py            # embedded SQLite, temp dir
+    PYTHONPATH=src .venv/bin/python bench/push/bench_push.py --database-url postgresql://postgres@127.0.0.1:5432/postgres
+    PYTHONPATH=src .venv/bin/python bench/push/bench_push.py --only b,d --profile   # cProfile of (b)
 
 One process, as ``sensorhub serve`` runs in the embedded mode: the app under uvicorn (a thread) with its
 background jobs (the delivery worker) and a fast local webhook receiver (``ThreadingHTTPServer``).
@@ -11,15 +13,28 @@ background jobs (the delivery worker) and a fast local webhook receiver (``Threa
 (b) delivery throughput of one worker: 1,000 events queued with the worker stopped (200 devices ×
     5 requests of one point), then one worker delivers them; events/s and messages/s;
 (c) backfill throughput (5,000 records × 1 attribute over HTTP, 20 requests) with 0, 10 and 100 active
-    threshold rules on that attribute, the worker running beside ingest.
+    threshold rules on that attribute, the worker running beside ingest;
+(d) InfluxDB as a connector target: 50,000 points (20 devices × 5 requests × 500 points) queued with the
+    worker stopped, then one worker delivers them into a real ``influxd`` (started here on free ports)
+    through a forward-all rule and an ``influxdb`` connector; points/s until influxd holds them all,
+    side by side with writing the same line protocol, in the same batches, straight to influxd.
+
+With ``--database-url`` (a PostgreSQL admin URL) each part runs on a fresh database created and dropped
+here instead of SQLite.
 """
 
 from __future__ import annotations
 
+import argparse
+import cProfile
+import pstats
+import shutil
 import statistics
+import subprocess
 import tempfile
 import threading
 import time
+import uuid
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -38,6 +53,7 @@ from sensorhub.entities.models import Entity
 from sensorhub.migrate import upgrade
 from sensorhub.push import connectors
 from sensorhub.push.delivery import DeliveryWorker
+from sensorhub.push.kinds import InfluxDB, Message, Points
 from sensorhub.push.models import Delivery, Rule
 from sensorhub.tokens import service as tokens
 
@@ -185,13 +201,114 @@ def latency(http: httpx.Client, key: str, sink: Sink, per_point: int, n: int = 1
     return out
 
 
+class Databases:
+    """Settings for one part: SQLite in a temp dir, or a fresh PostgreSQL database (dropped at the end)."""
+
+    def __init__(self, admin_url: str | None) -> None:
+        self.admin_url = admin_url
+        self.names: list[str] = []
+
+    def settings(self, base: Path, name: str, **kw: Any) -> Settings:
+        if self.admin_url is None:
+            return Settings(data_dir=base / name, env="test", **kw)
+        from sqlalchemy import create_engine, text
+
+        dbname = f"shub_bench_{uuid.uuid4().hex[:8]}"
+        admin = create_engine(self._url(self.admin_url), isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            c.execute(text(f'CREATE DATABASE "{dbname}"'))
+        admin.dispose()
+        self.names.append(dbname)
+        url = self.admin_url.rsplit("/", 1)[0] + "/" + dbname
+        return Settings(data_dir=base / name, env="test", database_url=url, **kw)
+
+    @staticmethod
+    def _url(url: str) -> str:
+        return url.replace("postgresql://", "postgresql+psycopg://")
+
+    def drop(self) -> None:
+        if self.admin_url is None or not self.names:
+            return
+        from sqlalchemy import create_engine, text
+
+        admin = create_engine(self._url(self.admin_url), isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            for name in self.names:
+                c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_influxd(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A throw-away influxd 1.x on free ports (as tests/push/test_connector_kinds.py starts it)."""
+    if shutil.which("influxd") is None:
+        raise SystemExit("(d) needs influxd on the PATH (apt-get install -y influxdb)")
+    port, rpc = free_port(), free_port()
+    conf = tmp / "influxdb.conf"
+    conf.write_text(
+        f'reporting-disabled = true\nbind-address = "127.0.0.1:{rpc}"\n[meta]\n  dir = "{tmp}/meta"\n'
+        f'[data]\n  dir = "{tmp}/data"\n  wal-dir = "{tmp}/wal"\n  query-log-enabled = false\n'
+        f'[http]\n  bind-address = "127.0.0.1:{port}"\n  log-enabled = false\n[logging]\n  level = "warn"\n'
+    )
+    proc = subprocess.Popen(
+        ["influxd", "-config", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(f"{url}/ping", timeout=1).status_code == 204:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit("influxd did not start")
+
+
+def influx_count(url: str, db: str) -> int:
+    r = httpx.get(f"{url}/query", params={"db": db, "q": "SELECT count(t) FROM push"}, timeout=30)
+    series = r.json()["results"][0].get("series", [])
+    return int(series[0]["values"][0][1]) if series else 0
+
+
 def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--database-url", default=None, help="PostgreSQL admin URL; fresh databases are created")
+    ap.add_argument("--only", default="a,b,c,d", help="parts to run, e.g. b,d")
+    ap.add_argument("--profile", action="store_true", help="cProfile part (b): the top functions by own time")
+    args = ap.parse_args()
+    parts = set(args.only.split(","))
+    dbs = Databases(args.database_url)
+    try:
+        run(parts, dbs, args.profile)
+    finally:
+        dbs.drop()
+
+
+def run(parts: set[str], dbs: Databases, profile: bool) -> None:
     base = Path(tempfile.mkdtemp(prefix="bench-push-"))
     sink = Sink()
     fast = {"push_allow_private_targets": True, "push_poll_seconds": 1.0, "push_timeout_seconds": 10.0}
+    print(f"backend: {'postgresql' if dbs.admin_url else 'sqlite'}")
+    if "a" in parts:
+        part_a(base, dbs, sink, fast)
+    if "b" in parts:
+        part_b(base, dbs, sink, fast, profile)
+    if "c" in parts:
+        part_c(base, dbs, sink, fast)
+    if "d" in parts:
+        part_d(base, dbs, fast)
 
+
+def part_a(base: Path, dbs: Databases, sink: Sink, fast: dict[str, Any]) -> None:
     # (a) latency with 1 and 100 forward-all rules.
-    settings = Settings(data_dir=base / "a", env="test", **fast)
+    settings = dbs.settings(base, "a", **fast)
     key, org, user = setup(settings, 1)
     srv, url, ctx = serve(settings)
     with httpx.Client(base_url=url, timeout=30) as http:
@@ -199,7 +316,7 @@ def main() -> None:
             if rules == 100:  # a fresh device: nothing of the first round is in its ordering key
                 srv.should_exit = True
                 time.sleep(0.5)
-                settings = Settings(data_dir=base / "a100", env="test", **fast)
+                settings = dbs.settings(base, "a100", **fast)
                 key, org, user = setup(settings, 1)
                 srv, url, ctx = serve(settings)
                 http = httpx.Client(base_url=url, timeout=30)
@@ -211,8 +328,10 @@ def main() -> None:
     srv.should_exit = True
     time.sleep(0.5)
 
+
+def part_b(base: Path, dbs: Databases, sink: Sink, fast: dict[str, Any], profile: bool) -> None:
     # (b) one worker's delivery throughput.
-    settings = Settings(data_dir=base / "b", env="test", embedded_worker=False, **fast)
+    settings = dbs.settings(base, "b", embedded_worker=False, **fast)
     key, org, user = setup(settings, 200)
     srv, url, ctx = serve(settings)
     add_rules(ctx, org, user, sink.url, 1, None)
@@ -228,21 +347,31 @@ def main() -> None:
                 http.post(f"/v3/devices/urn:dev:{d}/backfill", content=orjson.dumps(body))
     worker = DeliveryWorker(ctx.db, ctx.settings, ctx.hub)
     start = sink.count
+    prof = cProfile.Profile() if profile else None
     t0 = time.perf_counter()
+    if prof is not None:
+        prof.enable()
     while worker.step():
         pass
+    if prof is not None:
+        prof.disable()
     dt = time.perf_counter() - t0
     with ctx.db.session() as s:
         msgs = s.query(Delivery).filter(Delivery.status == "delivered").count()
     print(
         f"(b) one worker: 1000 events in {dt:.2f} s = {1000 / dt:,.0f} events/s; {msgs} messages ({sink.count - start} received) = {msgs / dt:,.0f} messages/s"
     )
+    if prof is not None:
+        pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+        pstats.Stats(prof).sort_stats("cumulative").print_stats(30)
     srv.should_exit = True
     time.sleep(0.5)
 
+
+def part_c(base: Path, dbs: Databases, sink: Sink, fast: dict[str, Any]) -> None:
     # (c) backfill throughput with 0/10/100 threshold rules (the worker running beside).
     for rules in (0, 10, 100):
-        settings = Settings(data_dir=base / f"c{rules}", env="test", **fast)
+        settings = dbs.settings(base, f"c{rules}", **fast)
         key, org, user = setup(settings, 20)
         srv, url, ctx = serve(settings)
         if rules:
@@ -272,6 +401,106 @@ def main() -> None:
         print(f"(c) backfill 20 × 5,000 points with {rules:3d} rules: {100_000 / dt:,.0f} points/s")
         srv.should_exit = True
         time.sleep(0.5)
+
+
+def part_d(base: Path, dbs: Databases, fast: dict[str, Any]) -> None:
+    # (d) InfluxDB as a connector target vs writing the same lines straight to influxd.
+    devices, requests, per = 20, 5, 500
+    total = devices * requests * per
+    tmp = base / "influx"
+    tmp.mkdir()
+    proc, influx = start_influxd(tmp)
+    try:
+        settings = dbs.settings(base, "d", embedded_worker=False, **fast)
+        key, org, user = setup(settings, devices)
+        srv, url, ctx = serve(settings)
+        httpx.post(f"{influx}/query", params={"q": 'CREATE DATABASE "via_sensorhub"'})
+        httpx.post(f"{influx}/query", params={"q": 'CREATE DATABASE "direct"'})
+        with ctx.db.transaction() as s:
+            c, _ = connectors.create_connector(
+                s,
+                org,
+                user,
+                kind="influxdb",
+                name="influx",
+                config={"url": influx, "database": "via_sensorhub", "measurement": "push"},
+                secrets={},
+                enabled=True,
+                settings=ctx.settings,
+            )
+            connectors.create_rule(
+                s,
+                org,
+                user,
+                name="all",
+                workspace=None,
+                entity_type=None,
+                condition=None,
+                actions=[{"connector_id": c.id}],
+                cooldown_s=0,
+                notify_resolved=False,
+                enabled=True,
+            )
+        with httpx.Client(
+            base_url=url, timeout=60, headers={"x-api-key": key, "Content-Type": "application/json"}
+        ) as http:
+            for r in range(requests):
+                body = orjson.dumps(
+                    [
+                        {
+                            "timestamp": datetime.fromtimestamp(1.7e9 + (r * per + j) * 60, UTC).strftime(
+                                "%Y-%m-%dT%H:%M:%SZ"
+                            ),
+                            "data": {"t": float(j)},
+                        }
+                        for j in range(per)
+                    ]
+                )
+                for d in range(devices):
+                    assert http.post(f"/v3/devices/urn:dev:{d}/backfill", content=body).status_code == 200
+        worker = DeliveryWorker(ctx.db, ctx.settings, ctx.hub)
+        t0 = time.perf_counter()
+        while worker.step():
+            pass
+        while influx_count(influx, "via_sensorhub") < total:
+            time.sleep(0.05)
+        via = time.perf_counter() - t0
+        with ctx.db.session() as s:
+            msgs = s.query(Delivery).filter(Delivery.status == "delivered").count()
+        # The peer: the same lines, in the same number of batches, straight to influxd's /write.
+        kind = InfluxDB()
+        batches = []
+        for d in range(devices):
+            pts = [(int((1.7e9 + i * 60) * 1e6), float(i % per)) for i in range(requests * per)]
+            step = len(pts) * devices // max(1, msgs)
+            for i in range(0, len(pts), max(1, step)):
+                msg = Message(
+                    key="x",
+                    payload={},
+                    text="",
+                    subject="",
+                    points=[Points(f"urn:dev:{d}", "t", None, pts[i : i + step])],
+                    topic_vars={"type": "Device", "workspace": "main"},
+                )
+                batches.append(kind.lines({"measurement": "push"}, msg))
+        t0 = time.perf_counter()
+        with httpx.Client(timeout=60) as h:
+            for b in batches:
+                r = h.post(f"{influx}/write", params={"db": "direct", "precision": "u"}, content=b)
+                assert r.status_code == 204, r.text
+        while influx_count(influx, "direct") < total:
+            time.sleep(0.05)
+        direct = time.perf_counter() - t0
+        print(
+            f"(d) InfluxDB connector: {total:,} points in {msgs} messages, {via:.2f} s = {total / via:,.0f} points/s; "
+            f"straight to influxd in {len(batches)} writes: {direct:.2f} s = {total / direct:,.0f} points/s; "
+            f"ratio {direct / via:.2f}x of influxd's own"
+        )
+        srv.should_exit = True
+        time.sleep(0.5)
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 if __name__ == "__main__":
