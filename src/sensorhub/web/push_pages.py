@@ -199,6 +199,8 @@ def _webhook(t: _Form) -> tuple[dict[str, Any], dict[str, Any]]:
     config: dict[str, Any] = {"url": t("url"), "body": t("body") or "sensorhub", "headers": headers}
     if t("timeout_s"):
         config["timeout_s"] = _number(t("timeout_s"), "Timeout")
+    if t("notices") == "on":
+        config["notices"] = True
     return config, ({"signing_secret": t("signing_secret")} if t("signing_secret") else {})
 
 
@@ -304,6 +306,7 @@ def _connector_values(c: Any, form: FormData | None) -> dict[str, Any]:
         v: dict[str, Any] = {k: forms.text(form, k) for k in form if k not in ("header_name", "header_value")}
         v["tls"] = forms.text(form, "tls") == "on"
         v["retain"] = forms.text(form, "retain") == "on"
+        v["notices"] = forms.text(form, "notices") == "on"
         v["enabled"] = forms.text(form, "enabled") == "on"
         v["headers"] = [
             (str(n), str(val))
@@ -319,6 +322,7 @@ def _connector_values(c: Any, form: FormData | None) -> dict[str, Any]:
     }
     v["name"], v["enabled"] = c.name, c.enabled
     v["tls"], v["retain"] = bool(cfg.get("tls")), bool(cfg.get("retain"))
+    v["notices"] = cfg.get("notices") is True
     v["headers"] = list((cfg.get("headers") or {}).items())
     if c.kind == "email":
         v["to"] = ", ".join(cfg.get("to") or [])
@@ -407,6 +411,8 @@ def _edit_webhook(form: FormData | None) -> tuple[dict[str, Any], dict[str, Any]
     config: dict[str, Any] = {"url": t("url"), "body": t("body") or "sensorhub"}
     config["headers"] = _header_rows(form, "header_name", "header_value")
     _timeout_of(t, config)
+    if t("notices") == "on":
+        config["notices"] = True
     secret_headers: dict[str, Any] = {h: None for h in forms.many(form, "secret_header_remove")}
     if t("secret_header_name"):
         secret_headers[t("secret_header_name")] = t("secret_header_value")
