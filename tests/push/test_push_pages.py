@@ -211,3 +211,22 @@ def test_the_create_rule_form_keeps_what_was_typed_and_marks_the_field(
     r = client.post("/orgs/acme/rules", data={**form, "threshold": "80"}, follow_redirects=False)
     assert r.status_code == 303
     assert "too hot" in client.get("/orgs/acme/rules").text
+
+
+def test_the_create_connector_forms_keep_what_was_typed_and_mark_the_field(
+    client: TestClient, world: World, csrf: str
+) -> None:
+    base = {"csrf_token": csrf, "kind": "webhook", "name": "ops", "headers": "X-Team: ops"}
+    r = client.post("/orgs/acme/connectors", data={**base, "url": "ftp://example.com/x"})
+    assert r.status_code == 400
+    assert 'id="err-webhook-config-url"' in r.text and 'value="ftp://example.com/x"' in r.text
+    assert 'aria-describedby="err-webhook-config-url"' in r.text and "X-Team: ops</textarea>" in r.text
+    assert 'id="err-mqtt-' not in r.text  # only the form that was sent is marked
+    r = client.post(
+        "/orgs/acme/connectors", data={**base, "url": "http://127.0.0.1:9/", "headers": "nocolon"}
+    )
+    assert r.status_code == 400 and 'id="err-webhook-config-headers"' in r.text
+    mq = {"csrf_token": csrf, "kind": "mqtt", "name": "b", "host": "127.0.0.1", "port": "x", "qos": "1"}
+    r = client.post("/orgs/acme/connectors", data=mq)
+    assert r.status_code == 400 and 'id="err-mqtt-config-port"' in r.text and 'value="127.0.0.1"' in r.text
+    assert "No connectors yet." in client.get("/orgs/acme/connectors").text

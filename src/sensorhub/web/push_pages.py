@@ -171,6 +171,8 @@ def connectors_page(
         counts={c.id: _counts(sc, c.id) for c in items},
         reveal=reveal,
         form=form,
+        typed=({k: forms.text(form, k) for k in form} if form is not None else {}),
+        field_error=field_of(error),
         mail_configured=bool(settings.smtp_host),
         allow_private=settings.push_allow_private_targets,
     )
@@ -194,11 +196,11 @@ def _webhook(t: _Form) -> tuple[dict[str, Any], dict[str, Any]]:
     for line in forms.lines(t("headers")):
         name, sep, value = line.partition(":")
         if not sep:
-            raise BadRequest(f"header line {line!r} must be 'Name: value'")
+            raise BadRequest(f"config.headers: the line {line!r} must be 'Name: value'")
         headers[name.strip()] = value.strip()
     config: dict[str, Any] = {"url": t("url"), "body": t("body") or "sensorhub", "headers": headers}
     if t("timeout_s"):
-        config["timeout_s"] = _number(t("timeout_s"), "Timeout")
+        config["timeout_s"] = _number(t("timeout_s"), "config.timeout_s")
     if t("notices") == "on":
         config["notices"] = True
     return config, ({"signing_secret": t("signing_secret")} if t("signing_secret") else {})
@@ -209,10 +211,10 @@ def _mqtt(t: _Form) -> tuple[dict[str, Any], dict[str, Any]]:
         "host": t("host"),
         "tls": t("tls") == "on",
         "topic": t("topic") or "{org}/{workspace}/{device}/{attribute}",
-        "qos": int(_number(t("qos") or "1", "QoS")),
+        "qos": int(_number(t("qos") or "1", "config.qos")),
     }
     if t("port"):
-        config["port"] = int(_number(t("port"), "Port"))
+        config["port"] = int(_number(t("port"), "config.port"))
     if t("username"):
         config["username"] = t("username")
     return config, ({"password": t("password")} if t("password") else {})
