@@ -305,3 +305,23 @@ def test_an_invited_address_gets_its_account_at_its_first_sign_in_and_then_answe
     with env.ctx.db.session() as s:
         bob = get_user_by_email(s, "bob@elsewhere.test")
         assert bob is not None and bob.password_hash is None
+
+
+def test_a_refusal_by_the_provider_and_a_code_for_another_client_are_said_so(env: Env) -> None:
+    users = env.count(User)
+    with httpx.Client() as c:
+        callback = authorize(c, start(c, env.url), "alice", env.url)
+        state = parse_qs(urlsplit(callback).query)["state"][0]
+        denied = f"{env.url}/login/oidc/callback?" + urlencode(
+            {"state": state, "error": "access_denied", "error_description": "the user said no"}
+        )
+        r = c.get(denied, follow_redirects=False)
+        assert r.status_code == 400
+        assert "the provider did not sign you in (access_denied: the user said no)" in _error_of(r)
+    with httpx.Client() as c:
+        # Someone swaps the client id on the way: the code is another app's, and the provider says so.
+        auth_url = _with_query(start(c, env.url), client_id=OTHER_CLIENT_ID)
+        r = c.get(authorize(c, auth_url, "alice", env.url), follow_redirects=False)
+        assert r.status_code == 400
+        assert "refused to exchange the authorization code (400, invalid_grant)" in _error_of(r)
+    _nothing_made(env, users)
