@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import pytest
+import requests
 from fastapi.testclient import TestClient
 
 from sensorhub.accounts import service as accounts
+from sensorhub.config import Settings
 from sensorhub.entities.service import import_entities
 from tests.builders import World
 
@@ -42,3 +53,58 @@ def problem(r: Any, status: int, type_suffix: str) -> dict[str, Any]:
     assert body["type"] == "https://uri.etsi.org/ngsi-ld/errors/" + type_suffix, body
     assert body["status"] == status and body["title"] and body["detail"]
     return body
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def running_server(settings: Settings, **extra_env: str) -> Iterator[str]:
+    """A real ``uvicorn`` server on the test's database (its base URL while the block runs)."""
+    port = _free_port()
+    env = dict(os.environ, SENSORHUB_DATA_DIR=str(settings.data_dir), SENSORHUB_ENV="test", **extra_env)
+    if settings.database_url:
+        env["SENSORHUB_DATABASE_URL"] = settings.database_url
+        env["SENSORHUB_SECRET_KEY"] = settings.resolved_secret_key
+    log = (settings.data_dir.parent / f"uvicorn-{port}.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "sensorhub.app:factory",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log,  # a file, not a pipe: a server that writes much to stderr never blocks on it
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(f"{base}/ngsi-ld/v1/entities", timeout=1)
+                break
+            except requests.RequestException:  # not up yet (or too busy to answer within 1 s)
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    err = Path(log.name).read_text(errors="replace")
+                    pytest.fail(f"uvicorn did not start: {err[-2000:]}")
+                time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()

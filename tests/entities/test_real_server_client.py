@@ -7,11 +7,6 @@ uses a small raw NGSI-LD client (``requests``) that does what such clients do: s
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +15,7 @@ import requests
 
 from sensorhub.config import Settings
 from tests.builders import World
-from tests.entities.helpers import devices, put_entities
+from tests.entities.helpers import devices, put_entities, running_server
 
 
 class NgsiLdClient:
@@ -51,56 +46,10 @@ class NgsiLdClient:
         return self.http.get(f"{self.base}/ngsi-ld/v1/entities/{entity_id}", timeout=30)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def server(settings: Settings) -> Iterator[str]:
-    port = _free_port()
-    env = dict(os.environ, SENSORHUB_DATA_DIR=str(settings.data_dir), SENSORHUB_ENV="test")
-    if settings.database_url:
-        env["SENSORHUB_DATABASE_URL"] = settings.database_url
-        env["SENSORHUB_SECRET_KEY"] = settings.resolved_secret_key
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "sensorhub.app:factory",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(f"{base}/ngsi-ld/v1/entities", timeout=1)
-                break
-            except requests.RequestException:  # not up yet (or too busy to answer within 1 s)
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    err = proc.stderr.read().decode() if proc.stderr else ""
-                    pytest.fail(f"uvicorn did not start: {err[-2000:]}")
-                time.sleep(0.1)
+    with running_server(settings) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def test_client_pages_through_entities_on_a_real_server(world: World, server: str) -> None:
