@@ -225,9 +225,11 @@ def connector_out(c: Connector) -> dict[str, Any]:
 
 
 def message_for(c: Connector, d: Delivery, message: dict[str, Any], org_slug: str | None = None) -> Message:
-    """The wire form of a delivery's (already cut) message for connector ``c``."""
-    payload = wire_payload(d.idempotency_key, d.created_at, message)
-    text = message.get("text") or summary(payload)
+    """The wire form of a delivery's (already cut) message for connector ``c``. An InfluxDB connector
+    writes the points alone: the JSON payload (an ISO time per point) and its text are not built for it."""
+    points_only = c.kind == "influxdb"
+    payload = {} if points_only else wire_payload(d.idempotency_key, d.created_at, message)
+    text = message.get("text") or ("" if points_only else summary(payload))
     rule = message.get("rule")
     dev = message.get("device", {})
     if message.get("credential") is not None:

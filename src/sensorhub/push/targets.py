@@ -133,7 +133,12 @@ def visible_message(access: Access | None, message: dict[str, Any]) -> dict[str,
     windows = readable_windows_us(access, _Tenanted(org, ws, device))
     data = []
     for d in message.get("data", []):
-        pts = [p for p in d["points"] if any(lo <= p[0] < hi for lo, hi in windows)]
+        points = d["points"]
+        if points and len(windows) == 1 and windows[0][0] <= min(p[0] for p in points):
+            hi = windows[0][1]  # one window from before the first point: a bound check per point
+            pts = points if max(p[0] for p in points) < hi else [p for p in points if p[0] < hi]
+        else:
+            pts = [p for p in points if any(lo <= p[0] < hi for lo, hi in windows)]
         if pts:
             data.append({**d, "points": pts})
     rule = message.get("rule")
