@@ -230,3 +230,23 @@ def test_the_create_connector_forms_keep_what_was_typed_and_mark_the_field(
     r = client.post("/orgs/acme/connectors", data=mq)
     assert r.status_code == 400 and 'id="err-mqtt-config-port"' in r.text and 'value="127.0.0.1"' in r.text
     assert "No connectors yet." in client.get("/orgs/acme/connectors").text
+
+
+def test_rule_forms_set_the_topic(client: TestClient, world: World, csrf: str) -> None:
+    cid = create(client, {"kind": "mqtt", "name": "b", "config": {"host": "127.0.0.1"}})
+    form = {"csrf_token": csrf, "name": "hot", "condition": "above", "attribute": "t", "threshold": "1"}
+    r = client.post("/orgs/acme/rules", data={**form, "connectors": cid, "topic": "*"})
+    assert r.status_code == 400 and 'id="err-topic"' in r.text and 'value="*"' in r.text
+    r = client.post(
+        "/orgs/acme/rules", data={**form, "connectors": cid, "topic": "env"}, follow_redirects=False
+    )
+    assert r.status_code == 303
+    me = client.get("/api/auth/me").json()
+    (rule,) = client.get("/api/orgs/acme/rules", headers={"x-csrf-token": me["csrf_token"]}).json()
+    assert rule["topic"] == "env"
+    page = client.get(f"/orgs/acme/rules/{rule['id']}").text
+    assert 'name="topic" placeholder="default with a condition, * without" value="env"' in page
+    edit = {**form, "connectors": cid, "topic": "power", "enabled": "on", "action": "save"}
+    r = client.post(f"/orgs/acme/rules/{rule['id']}/edit", data=edit, follow_redirects=False)
+    assert r.status_code == 303
+    assert client.get(f"/api/orgs/acme/rules/{rule['id']}").json()["topic"] == "power"

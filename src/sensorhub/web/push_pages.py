@@ -53,7 +53,7 @@ NOTICES = {
 
 # Which form field a service error is about ("config.url must be …" → "config.url").
 _FIELD = re.compile(
-    r"^(?:actions\[\d+\]\.)?((?:config|secrets|condition)\.\w+|name|template|cooldown_s|workspace|entity_type|actions)\b"
+    r"^(?:actions\[\d+\]\.)?((?:config|secrets|condition)\.\w+|name|template|cooldown_s|workspace|entity_type|topic|actions)\b"
 )
 
 
@@ -664,6 +664,7 @@ def create_rule(request: Request, sc: SessionContext, form: FormData | None, par
         cooldown_s=cooldown,
         notify_resolved=forms.text(form, "notify_resolved") == "on",
         enabled=True,
+        topic=forms.text(form, "topic") or None,
     )
     return _go(_org(sc), "rules", "rule-created")
 
@@ -694,6 +695,7 @@ def _rule_values(sc: SessionContext, r: Any, form: FormData | None) -> dict[str,
         "name": r.name,
         "workspace": ws,
         "entity_type": r.entity_type or "",
+        "topic": r.topic if r.topic is not None else "*",
         "condition": cond.get("type", "none"),
         "template": "" if templates[0] in (None, DEFAULT_TEMPLATE) else templates[0],
         "cooldown_s": str(r.cooldown_s),
@@ -707,7 +709,7 @@ def _rule_values(sc: SessionContext, r: Any, form: FormData | None) -> dict[str,
 
 def _typed_rule(form: FormData | None) -> dict[str, Any]:
     """The create form's values: what was typed (after an error), else empty."""
-    keys = ("name", "workspace", "entity_type", "condition", "template", "cooldown_s", *_COND_FIELDS)
+    keys = ("name", "workspace", "entity_type", "topic", "condition", "template", "cooldown_s", *_COND_FIELDS)
     v: dict[str, Any] = {k: forms.text(form, k) for k in keys}
     v["connectors"] = forms.many(form, "connectors")
     v["notify_resolved"] = forms.text(form, "notify_resolved") == "on"
@@ -776,6 +778,7 @@ def edit_rule(request: Request, sc: SessionContext, form: FormData | None, param
             "name": forms.text(form, "name"),
             "workspace": forms.text(form, "workspace") or None,
             "entity_type": forms.text(form, "entity_type") or None,
+            "topic": forms.text(form, "topic") or None,
             "condition": _condition(form),
             "actions": [
                 {"connector_id": cid, "template": template} for cid in forms.many(form, "connectors")
