@@ -9,7 +9,7 @@
  *                        per client (at most CACHE_SLOTS topics per client, each for at most the
  *                        seconds sensorhub allows, cache_seconds option as the upper bound).
  *   MOSQ_EVT_MESSAGE     a device's message on sensorhub/... is moved to
- *                        sensorhub-ingest/{credential id}/{received ms}/... : only the sensorhub bridge
+ *                        sensorhub-ingest/{credential id}/{received µs}/... : only the sensorhub bridge
  *                        reads those, so subscribers never get a device's unvalidated message, and the
  *                        bridge knows which credential published it and when Mosquitto received it.
  *   MOSQ_EVT_CONTROL     $CONTROL/sensorhub/v1 (service client only): {"command":"recheck"} drops every
@@ -38,7 +38,7 @@
 #include <mosquitto_broker.h>
 #include <mosquitto_plugin.h>
 
-#define CACHE_SLOTS 32
+#define CACHE_SLOTS 256
 #define CONTROL_TOPIC "$CONTROL/sensorhub/v1"
 #define INGEST_ROOT "sensorhub-ingest/"
 #define MAX_BODY (64 * 1024)
@@ -69,6 +69,7 @@ static long opt_timeout_ms = 2000;
 static CURL *curl;
 static struct curl_slist *headers;
 static struct client_rec *clients;
+static long long last_received_us;
 
 /* --- small helpers ------------------------------------------------------------------------------- */
 
@@ -266,6 +267,12 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 	if(!strncmp(ed->topic, INGEST_ROOT, strlen(INGEST_ROOT))) return MOSQ_ERR_ACL_DENIED;
 	if(ed->access == MOSQ_ACL_UNSUBSCRIBE) return MOSQ_ERR_SUCCESS;
 	c = find_client(ed->client);
+	if(!c && ed->access == MOSQ_ACL_WRITE){
+		/* Only a connected client publishes; a write check without one is Mosquitto sending a will
+		 * after the client has gone (MOSQ_EVT_DISCONNECT came first). Wills would reach subscribers
+		 * without being stored, so they are refused. */
+		return MOSQ_ERR_ACL_DENIED;
+	}
 	if(c){
 		for(i = 0; i < CACHE_SLOTS; i++){
 			e = &c->cache[i];
@@ -312,6 +319,7 @@ static int on_message(int event, void *event_data, void *userdata)
 	struct mosquitto_evt_message *ed = event_data;
 	struct client_rec *c;
 	struct timeval tv;
+	long long now_us;
 	size_t len;
 	char *topic;
 	(void)event; (void)userdata;
@@ -319,12 +327,16 @@ static int on_message(int event, void *event_data, void *userdata)
 	c = find_client(ed->client);
 	if(c && c->service) return MOSQ_ERR_SUCCESS; /* sensorhub's own: live values */
 	if(!c || !c->credential) return MOSQ_ERR_ACL_DENIED;
+	/* The receive time in microseconds, strictly increasing (Mosquitto handles one message at a time):
+	 * two plain numbers of a device never share a timestamp, which would make the second a duplicate. */
 	gettimeofday(&tv, NULL);
+	now_us = (long long)tv.tv_sec * 1000000 + tv.tv_usec;
+	if(now_us <= last_received_us) now_us = last_received_us + 1;
+	last_received_us = now_us;
 	len = strlen(INGEST_ROOT) + strlen(c->credential) + 32 + strlen(ed->topic);
 	topic = mosquitto_malloc(len);
 	if(!topic) return MOSQ_ERR_NOMEM;
-	snprintf(topic, len, "%s%s/%lld/%s", INGEST_ROOT, c->credential,
-			(long long)tv.tv_sec * 1000 + tv.tv_usec / 1000, ed->topic);
+	snprintf(topic, len, "%s%s/%lld/%s", INGEST_ROOT, c->credential, now_us, ed->topic);
 	mosquitto_free(ed->topic);
 	ed->topic = topic;
 	ed->retain = false; /* a device's retained message would otherwise be kept for the bridge */

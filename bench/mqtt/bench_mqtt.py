@@ -252,6 +252,105 @@ def bench_sensorhub(args: argparse.Namespace, data: Path) -> list[tuple[str, flo
     return rows
 
 
+def bench_production(
+    args: argparse.Namespace, data: Path, tmp: Path
+) -> list[tuple[str, float, float, float]]:
+    """Mosquitto + the sensorhub plugin + ``sensorhub mqtt-bridge`` + ``sensorhub serve`` (no embedded
+    broker): a message counts once its point is in the store; latency is publish → live value at a
+    subscriber (Mosquitto → plugin ACL → bridge stores → outbox → bridge publishes → plugin read ACL →
+    subscriber), i.e. later than queryable. Mosquitto's PUBACK to the device comes on receipt here."""
+    secret = uuid.uuid4().hex * 2
+    mport, http = free_port(), free_port()
+    env = {
+        "SENSORHUB_DATA_DIR": str(data),
+        "SENSORHUB_ENV": "production",
+        "SENSORHUB_MQTT_PLUGIN_SECRET": secret,
+        "SENSORHUB_MQTT_BROKER": f"127.0.0.1:{mport}",
+    }
+    if args.database_url:
+        env["SENSORHUB_DATABASE_URL"] = args.database_url
+        env["SENSORHUB_SECRET_KEY"] = uuid.uuid4().hex * 2
+    token = seed(env)
+    from sensorhub.config import Settings
+    from sensorhub.mqtt.mosquitto_conf import PLUGIN, mosquitto_conf
+
+    if not PLUGIN.exists():
+        subprocess.run(
+            ["sh", str(Path(__file__).resolve().parents[2] / "tools/build_mosquitto_plugin.sh")], check=True
+        )
+    url = Settings().resolved_database_url
+    (tmp / "plugin.secret").write_text(secret)
+    conf = tmp / "mosquitto-plugin.conf"
+    conf.write_text(
+        mosquitto_conf(
+            listen=f"127.0.0.1:{mport}",
+            url=f"http://127.0.0.1:{http}",
+            secret_file=tmp / "plugin.secret",
+            plugin=PLUGIN,
+            service_username="sensorhub-bridge",
+            cache_seconds=10,
+            persistence_dir=None,
+        )
+        + ("user root\n" if os.geteuid() == 0 else "")
+        + "log_type error\n"
+    )
+    full = {**os.environ, **env}
+    cli = [sys.executable, "-m", "sensorhub.cli"]
+    server = subprocess.Popen(
+        [*cli, "serve", "--port", str(http), "--no-mqtt", "--log-level", "warning"], env=full
+    )
+    broker = subprocess.Popen(["mosquitto", "-c", str(conf)])
+    bridge = subprocess.Popen(
+        [*cli, "mqtt-bridge", "--client-id", "bench-bridge", "--log-level", "warning"], env=full
+    )
+    rows: list[tuple[str, float, float, float]] = []
+    try:
+        wait_port(http)
+        wait_port(mport)
+        time.sleep(1.0)  # the bridge's subscription
+        done = 0
+        for qos in (0, 1):
+            clients = Clients(mport, token)
+            sub = Subscriber(mport, token)
+            n = DEVICES * args.messages
+            base = 1000.0 * (qos + 1)
+            t0 = time.perf_counter()
+            clients.run(args.messages, qos, base=base)
+            stored, last_change = 0, time.perf_counter()
+            while stored < n and time.perf_counter() - last_change < 20:  # stop once nothing more comes
+                now_stored = stored_points(url) - done
+                if now_stored != stored:
+                    stored, last_change = now_stored, time.perf_counter()
+                time.sleep(0.02)
+            elapsed = last_change - t0
+            done += stored
+            if stored < n:
+                print(f"production path QoS {qos}: only {stored} of {n} messages stored", file=sys.stderr)
+            sub.wait(stored, 30)
+            lat = [
+                (sub.arrived[f"{base + i + m / 1000:.3f}"] - clients.sent[(i, m + 1)]) * 1000
+                for i in range(DEVICES)
+                for m in range(args.messages)
+                if f"{base + i + m / 1000:.3f}" in sub.arrived and (i, m + 1) in clients.sent
+            ]
+            db = "PostgreSQL" if args.database_url else "SQLite"
+            rows.append(
+                (
+                    f"sensorhub via Mosquitto+plugin+bridge ({db}, {stored}/{n} stored) QoS {qos}",
+                    stored / elapsed,
+                    pct(lat, 0.5),
+                    pct(lat, 0.99),
+                )
+            )
+            clients.close()
+            sub.close()
+    finally:
+        for p in (bridge, broker, server):
+            p.terminate()
+            p.wait(30)
+    return rows
+
+
 def bench_mosquitto(args: argparse.Namespace, tmp: Path) -> list[tuple[str, float, float, float]]:
     port = _common.free_port()
     conf = tmp / "mosquitto.conf"
@@ -295,26 +394,47 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--messages", type=int, default=30, help="messages per device per QoS level")
     ap.add_argument("--database-url", default=None, help="postgresql://… (a fresh database is created)")
+    ap.add_argument(
+        "--only",
+        choices=["embedded", "production"],
+        default=None,
+        help="Mosquitto floor plus one sensorhub path",
+    )
     args = ap.parse_args()
     if shutil.which("mosquitto") is None:
         raise SystemExit("mosquitto is not installed (apt-get install -y mosquitto)")
     tmp = Path(tempfile.mkdtemp(prefix="bench-mqtt-"))
-    created: str | None = None
-    if args.database_url:
-        name = f"bench_mqtt_{uuid.uuid4().hex[:8]}"
+    created: list[str] = []
+    server_url = args.database_url
+    admin = None
+    if server_url:
         admin = create_engine(
-            args.database_url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+            server_url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
         )
+
+    def fresh_database() -> None:
+        """Each sensorhub path gets an empty database of its own."""
+        if admin is None:
+            return
+        name = f"bench_mqtt_{uuid.uuid4().hex[:8]}"
         with admin.connect() as c:
             c.execute(text(f'CREATE DATABASE "{name}"'))
-        created = name
-        args.database_url = args.database_url.rsplit("/", 1)[0] + "/" + name
+        created.append(name)
+        args.database_url = server_url.rsplit("/", 1)[0] + "/" + name
+
     try:
-        rows = bench_mosquitto(args, tmp) + bench_sensorhub(args, tmp / "data")
+        rows = bench_mosquitto(args, tmp)
+        if args.only != "production":
+            fresh_database()
+            rows += bench_sensorhub(args, tmp / "data")
+        if args.only != "embedded":
+            fresh_database()
+            rows += bench_production(args, tmp / "data-production", tmp)
     finally:
-        if created:
+        if admin is not None:
             with admin.connect() as c:
-                c.execute(text(f'DROP DATABASE IF EXISTS "{created}" WITH (FORCE)'))
+                for name in created:
+                    c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         shutil.rmtree(tmp, ignore_errors=True)
     floor = {q: r[1] for q, r in zip((0, 1), rows[:2], strict=True)}
     print(f"\n{DEVICES} devices x {args.messages} messages per QoS level\n")

@@ -128,9 +128,13 @@ def broker(plugin: Path, msettings: Settings, server: str, tmp_path: Path) -> It
         wait_for(lambda: port_open(port) or proc.poll() is not None, "mosquitto")
         assert proc.poll() is None, (tmp_path / "mosquitto.log").read_text()
         yield port
-    finally:
         proc.terminate()
         proc.wait(T)
+        assert "shub_pat_" not in (tmp_path / "mosquitto.log").read_text()  # no token in Mosquitto's log
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(T)
         log.close()
 
 
@@ -152,14 +156,17 @@ class BridgeProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, port: int) -> None:
+        before = self.log.read_text().count("subscribed to") if self.log.exists() else 0
         out = self.log.open("ab")
         self.proc = subprocess.Popen(
             [SENSORHUB, "mqtt-bridge", "--client-id", "bridge-test"], env=self.env, stdout=out, stderr=out
         )
         out.close()
         wait_for(
-            lambda: "subscribed to" in self.log.read_text() or self.proc.poll() is not None, "the bridge"
-        )  # type: ignore[union-attr]
+            lambda: self.log.read_text().count("subscribed to") > before or self.proc.poll() is not None,  # type: ignore[union-attr]
+            "the bridge",
+            timeout=60,  # a fresh process: imports and schema check, on a loaded machine
+        )
         assert self.proc.poll() is None, self.log.read_text()
 
     def kill(self) -> None:
@@ -236,6 +243,11 @@ def test_publish_with_a_token_is_stored_and_shown_by_the_api(
     assert d.publish(f"sensorhub/acme/plant/{DEVICE}/temperature", "22")
     assert wait_for(lambda: series(http, token, "temperature") == [21.5, 22], "the next value")
     assert "nothing stored" in bridge.log.read_text()
+    # A burst of plain numbers, faster than the clock's milliseconds: every one is its own point.
+    infos = [d.c.publish(f"sensorhub/acme/plant/{DEVICE}/burst", str(i), qos=1) for i in range(200)]
+    for info in infos:
+        info.wait_for_publish(T)
+    assert wait_for(lambda: series(http, token, "burst") == list(range(200)), "the burst")
 
 
 def test_wrong_token_is_refused_with_not_authorised(w: World, bridge: BridgeProcess, devices: Any) -> None:
@@ -356,4 +368,32 @@ def test_bridge_killed_and_restarted_stores_what_was_published_meanwhile(
         assert d.publish(f"sensorhub/acme/plant/{DEVICE}", r)  # Mosquitto's PUBACK: queued for the bridge
     assert series(http, token, "level") == []
     bridge.start(broker)
-    assert wait_for(lambda: series(http, token, "level") == list(range(50)), "the queued messages")
+    assert wait_for(lambda: series(http, token, "level") == list(range(50)), "the queued messages", 30)
+
+
+def test_a_devices_will_or_retained_message_never_reaches_subscribers(
+    http: httpx.Client, w: World, bridge: BridgeProcess, devices: Any, broker: int
+) -> None:
+    """Only stored values reach subscribers: a will message (published by Mosquitto itself when a
+    device drops) and a retained publish are not delivered raw."""
+    reader = devices(w.pat("dev@acme.test", scopes=["telemetry"], name="reader"))
+    assert reader.subscribe("sensorhub/#") == [1]
+    token = w.pat("dev@acme.test")
+    topic = f"sensorhub/acme/plant/{DEVICE}/temperature"
+    d = Device(broker, token)
+    d.c.will_set(topic, b'{"timestamp": "2026-01-01T00:00:00Z", "value": 666}', qos=1)
+    d.start()
+    assert d.publish(topic, "7", qos=1)
+    reader.wait_messages(1)  # stored and delivered alone (two points of one batch deliver the newest)
+    d.c.publish(topic, "8", qos=1, retain=True).wait_for_publish(T)
+    assert [b["value"] for _, b in reader.wait_messages(2)][:2] == [7, 8]
+    d.c.socket().close()  # an unexpected disconnect: Mosquitto would publish the will
+    d.c.loop_stop()
+    time.sleep(1.5)
+    assert 666 not in [b["value"] for _, b in reader.messages]
+    assert attribute(http, token, "temperature") == 8
+    # A later subscriber gets no retained device message.
+    late = devices(w.pat("dev@acme.test", scopes=["telemetry"], name="late"))
+    assert late.subscribe(topic) == [1]
+    time.sleep(0.5)
+    assert late.messages == []

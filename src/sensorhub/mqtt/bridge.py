@@ -4,7 +4,7 @@ Mosquitto"). A paho-mqtt client that
 - **ingests**: a persistent session (clean session off, a stable client id) with the shared subscription
   ``$share/sensorhub/sensorhub-ingest/#``: the sensorhub plugin moves each device message from
   ``sensorhub/{org}/{workspace}/{device}[/{attribute}]`` to
-  ``sensorhub-ingest/{credential id}/{received ms}/sensorhub/...`` (after Mosquitto's ACL check, which
+  ``sensorhub-ingest/{credential id}/{received µs}/sensorhub/...`` (after Mosquitto's ACL check, which
   asked sensorhub), so the bridge knows which credential published and when Mosquitto received it. The
   message is checked again with that credential's *current* rights (:func:`broker.admit`: the same topic
   rules, rate limit and payload limit as the embedded broker) and stored through the one ingest service
@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import logging
 import socket
-from datetime import UTC, datetime
 
 import orjson
 import paho.mqtt.client as mqtt
@@ -41,7 +40,7 @@ from sensorhub.authz.access import Access, AccessRule
 from sensorhub.context import AppContext
 from sensorhub.db import utcnow
 from sensorhub.errors import SensorhubError
-from sensorhub.kit.time import iso
+from sensorhub.kit.time import from_us, iso
 from sensorhub.mqtt import topics
 from sensorhub.mqtt.broker import GroupWriter, Refused, StoreFailed, admit, slugs
 from sensorhub.push.live import FeedClosed, LiveEvent, LiveFeed, Selection
@@ -143,8 +142,8 @@ class Bridge:
         try:
             if len(levels) != 4 or levels[0] != INGEST_ROOT or not levels[2].isdigit():
                 raise Refused(f"not a topic the sensorhub plugin writes: {msg.topic[:120]!r}")
-            credential, received_ms, topic = levels[1], int(levels[2]), levels[3]
-            received = datetime.fromtimestamp(received_ms / 1000, UTC)
+            credential, received_us, topic = levels[1], int(levels[2]), levels[3]
+            received = from_us(received_us)
             principal = await self._principal(credential)
             if principal is None:
                 raise Refused("the credential was revoked, has expired or its owner was disabled")
