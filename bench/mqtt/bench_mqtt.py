@@ -260,7 +260,7 @@ def bench_production(
     subscriber (Mosquitto → plugin ACL → bridge stores → outbox → bridge publishes → plugin read ACL →
     subscriber), i.e. later than queryable. Mosquitto's PUBACK to the device comes on receipt here."""
     secret = uuid.uuid4().hex * 2
-    mport, http = free_port(), free_port()
+    mport, http = _common.free_port(), _common.free_port()
     env = {
         "SENSORHUB_DATA_DIR": str(data),
         "SENSORHUB_ENV": "production",
@@ -305,8 +305,8 @@ def bench_production(
     )
     rows: list[tuple[str, float, float, float]] = []
     try:
-        wait_port(http)
-        wait_port(mport)
+        _common.wait_port(http)
+        _common.wait_port(mport)
         time.sleep(1.0)  # the bridge's subscription
         done = 0
         for qos in (0, 1):
