@@ -336,6 +336,20 @@ def test_one_refused_token_repeated_does_not_lock_out_its_address(
     ctx.db.dispose()
 
 
+def test_every_transport_counts_refusals_the_same_way(settings: Settings) -> None:
+    """``Authenticator.count_failure`` is what HTTP, the embedded MQTT broker and Mosquitto's plugin call
+    for a refused credential: a device reconnecting with its one revoked token counts once against its
+    address; distinct refused credentials use up the budget, and past it the answer is a 429."""
+    ctx = AppContext.build(settings.model_copy(update={"redis_url": None, "failed_auth_limit": 2}))
+    auth = ctx.auth
+    assert [auth.count_failure("203.0.113.9", "one revoked token") for _ in range(10)] == [None] * 10
+    assert auth.count_failure("203.0.113.9", "another") is None
+    refused = auth.count_failure("203.0.113.9", "a third")
+    assert refused is not None and refused.status == 429
+    assert auth.count_failure("203.0.113.10", "a third") is None  # another address has its own budget
+    ctx.db.dispose()
+
+
 def _login(c: TestClient, email: str, password: str) -> int:
     return c.post("/api/auth/login", json={"email": email, "password": password}).status_code
 

@@ -98,20 +98,28 @@ class Authenticator:
         return None
 
     def _fail(self, request: Request, ip: str, reason: str, credential: str) -> None:
-        """Count a failed authentication against the client address; past the limit the failure is
-        answered 429 instead of 401. Only failures are limited here: a valid credential is never
-        refused because its address also sent garbage (it has its own per-credential budget).
-
-        The address's budget (``SENSORHUB_FAILED_AUTH_LIMIT`` per ``…_WINDOW_SECONDS``) counts *distinct*
-        failing credentials, ``credential`` being what was presented (or its digest): what it guards
-        against is guessing, i.e. many different secrets. The same refused credential sent again from
-        the same address in the window — a client whose token expired, was revoked or rotated, still
-        polling its routes — counts once, so it can neither lock itself into 429s (it keeps being told
-        401, the answer that says to get a new token) nor use up the budget of everyone else behind the
-        same NAT, however many routes it calls. Its repeats are bounded like a valid credential's
-        requests: ``SENSORHUB_RATE_LIMIT_PER_MINUTE``, then 429."""
+        """Count a failed authentication (:meth:`count_failure`); past the limit the failure is answered
+        429 instead of 401. Only failures are limited here: a valid credential is never refused because
+        its address also sent garbage (it has its own per-credential budget)."""
         self.failures[reason] += 1
         log.info("authentication failed: reason=%s ip=%s path=%s", reason, ip, request.url.path)
+        refused = self.count_failure(ip, credential)
+        if refused is not None:
+            raise refused
+
+    def count_failure(self, ip: str, credential: str) -> RateLimited | None:
+        """Count a refused ``credential`` (what was presented, or its digest) against address ``ip``;
+        the 429 to answer instead of the refusal when the address is over its budget, else None. Every
+        transport counts here (HTTP, the embedded MQTT broker, Mosquitto's plugin).
+
+        The address's budget (``SENSORHUB_FAILED_AUTH_LIMIT`` per ``…_WINDOW_SECONDS``) counts *distinct*
+        refused credentials: what it guards against is guessing, i.e. many different secrets. The same
+        refused credential sent again from the same address in the window — a client whose token
+        expired, was revoked or rotated, still polling its routes or reconnecting — counts once, so it
+        can neither lock itself into 429s (it keeps being told 401, the answer that says to get a new
+        token) nor use up the budget of everyone else behind the same NAT, however many routes it calls.
+        Its repeats are bounded like a valid credential's requests: ``SENSORHUB_RATE_LIMIT_PER_MINUTE``,
+        then 429."""
         window = self.settings.failed_auth_window_seconds
         fingerprint = hashlib.blake2b(credential.encode(errors="replace"), digest_size=12).hexdigest()
         seen = f"authfail-seen:{ip}:{fingerprint}"
@@ -119,20 +127,21 @@ class Authenticator:
             d = self.limiter.hit(
                 f"authfail-repeat:{ip}:{fingerprint}", self.settings.rate_limit_per_minute, 60
             )
-            if not d.allowed:
-                raise RateLimited(
-                    "Too many requests with a refused credential from this address; try again later",
-                    retry_after=d.retry_after,
-                )
-            return
+            if d.allowed:
+                return None
+            return RateLimited(
+                "Too many requests with a refused credential from this address; try again later",
+                retry_after=d.retry_after,
+            )
         d = self.limiter.hit(f"authfail:{ip}", self.settings.failed_auth_limit, window)
         if not d.allowed:
             # Over the budget nothing more is remembered (memory stays bounded by the budget).
-            raise RateLimited(
+            return RateLimited(
                 "Too many failed authentication attempts from this address; try again later",
                 retry_after=d.retry_after,
             )
         self.limiter.hit(seen, 1, window)
+        return None
 
     # -- verification -----------------------------------------------------------------------------
     async def authenticate(self, request: Request, scope: str | None) -> Principal:

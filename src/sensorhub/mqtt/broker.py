@@ -398,14 +398,14 @@ class MqttService:
         cid = session.client_id or ""
         user, password = session.username, session.password
         if not password or user != password:
-            return self._refuse(ip, cid, "username and password must both be the token")
+            return self._refuse(ip, cid, password or "", "username and password must both be the token")
         principal = await self.ctx.auth.principal_of(password)
         if principal is None:
-            return self._refuse(ip, cid, "invalid, expired or revoked token")
+            return self._refuse(ip, cid, password, "invalid, expired or revoked token")
         tls = session.ssl_object is not None
         problem = self._unusable(principal, ip, tls)
         if problem is not None:
-            return self._refuse(ip, cid, problem, principal)
+            return self._refuse(ip, cid, password, problem, principal)
         # A will message would bypass the ingest service (and a retained one reach every later subscriber
         # unfiltered): wills are not supported and dropped here.
         session.will_flag = False
@@ -417,11 +417,11 @@ class MqttService:
     def _unusable(self, principal: Principal, ip: str, tls: bool) -> str | None:
         return rules.connect_refusal(principal, ip, tls, self.settings.require_https, utcnow())
 
-    def _refuse(self, ip: str, cid: str, reason: str, principal: Principal | None = None) -> bool:
+    def _refuse(
+        self, ip: str, cid: str, credential: str, reason: str, principal: Principal | None = None
+    ) -> bool:
         self.ctx.auth.failures["mqtt_connect_refused"] += 1
-        self.ctx.limiter.hit(
-            f"authfail:{ip}", self.settings.failed_auth_limit, self.settings.failed_auth_window_seconds
-        )
+        self.ctx.auth.count_failure(ip, credential)
         log.warning(
             "mqtt connect refused: client=%r ip=%s credential=%s reason=%s",
             cid[:64],

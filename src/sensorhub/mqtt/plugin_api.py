@@ -90,8 +90,7 @@ async def mqtt_auth(body: AuthQuestion, c: AppContext = Depends(_plugin)) -> dic
     principal, problem = await _credential(c, body.username, body.password, body.address)
     if principal is None:
         c.auth.failures["mqtt_connect_refused"] += 1
-        s = c.settings
-        c.limiter.hit(f"authfail:{body.address}", s.failed_auth_limit, s.failed_auth_window_seconds)
+        c.auth.count_failure(body.address, body.password)
         log.warning(
             "mqtt connect refused (mosquitto): client=%r ip=%s reason=%s",
             body.clientid[:64],
