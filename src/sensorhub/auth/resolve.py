@@ -27,7 +27,11 @@ class Rejected(Exception):
 
 
 def resolve(s: Session, digest: str, settings: Settings, now: datetime) -> Principal:
-    cred = s.scalar(select(Credential).where(Credential.digest == digest))
+    return _live_principal(s, s.scalar(select(Credential).where(Credential.digest == digest)), settings, now)
+
+
+def _live_principal(s: Session, cred: Credential | None, settings: Settings, now: datetime) -> Principal:
+    """The principal of ``cred`` if it exists, is not revoked and has not expired; else :class:`Rejected`."""
     if cred is None:
         raise Rejected("unknown")
     if cred.revoked_at is not None:
@@ -49,14 +53,7 @@ def _previous_valid_until(s: Session, cred: Credential, now: datetime) -> dateti
 def resolve_id(s: Session, credential_id: str, settings: Settings, now: datetime) -> Principal:
     """The credential's *current* principal by its id, with the same checks as :func:`resolve`: for
     work that outlives a request and acts with its creator's rights (live streams, subscriptions)."""
-    cred = s.get(Credential, credential_id)
-    if cred is None:
-        raise Rejected("unknown")
-    if cred.revoked_at is not None:
-        raise Rejected("revoked")
-    if cred.expires_at is not None and cred.expires_at <= now:
-        raise Rejected("expired")
-    return build_principal(s, cred, settings, now)
+    return _live_principal(s, s.get(Credential, credential_id), settings, now)
 
 
 def build_principal(s: Session, cred: Credential, settings: Settings, now: datetime) -> Principal:

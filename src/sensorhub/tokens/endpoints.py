@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -156,6 +157,22 @@ def org_credentials(
     return {"total": len(rows), "items": [r.out(now) for r in rows[start : start + n]]}
 
 
+def _decided(
+    decide: Callable[..., inventory.InventoryRow],
+    sc: SessionContext,
+    credential_id: str,
+    reason: str | None,
+    request: Request,
+) -> dict[str, Any]:
+    """One decision of the inventory (approve, deny, revoke for the organisation) by the signed-in admin."""
+    assert sc.org is not None
+    row = decide(
+        sc.db, sc.org, credential_id, actor=sc.user, reason=reason, settings=ctx(request).settings,
+        ip=request_ip(request),
+    )  # fmt: skip
+    return row.out(utcnow())
+
+
 @router.post("/api/orgs/{org}/credentials/{credential_id}/approve")
 def approve_credential(
     org: str,
@@ -165,12 +182,7 @@ def approve_credential(
     sc: SessionContext = Depends(ADMIN),
 ) -> dict[str, Any]:
     """Let a member's PAT read the organisation (where approval is required). The member is told."""
-    assert sc.org is not None
-    row = inventory.approve(
-        sc.db, sc.org, credential_id, actor=sc.user, reason=body.reason if body else None,
-        settings=ctx(request).settings, ip=request_ip(request),
-    )  # fmt: skip
-    return row.out(utcnow())
+    return _decided(inventory.approve, sc, credential_id, body.reason if body else None, request)
 
 
 @router.post("/api/orgs/{org}/credentials/{credential_id}/deny")
@@ -178,12 +190,7 @@ def deny_credential(
     org: str, credential_id: str, body: Decision, request: Request, sc: SessionContext = Depends(ADMIN)
 ) -> dict[str, Any]:
     """Refuse a member's PAT this organisation, with a reason the member is told."""
-    assert sc.org is not None
-    row = inventory.deny(
-        sc.db, sc.org, credential_id, actor=sc.user, reason=body.reason,
-        settings=ctx(request).settings, ip=request_ip(request),
-    )  # fmt: skip
-    return row.out(utcnow())
+    return _decided(inventory.deny, sc, credential_id, body.reason, request)
 
 
 @router.post("/api/orgs/{org}/credentials/{credential_id}/revoke")
@@ -196,12 +203,7 @@ def revoke_credential(
 ) -> dict[str, Any]:
     """Revoke for this organisation: an API key or API-user token is revoked; a member's PAT loses this
     organisation only (it keeps working elsewhere) and the member is told. Idempotent."""
-    assert sc.org is not None
-    row = inventory.revoke_for_org(
-        sc.db, sc.org, credential_id, actor=sc.user, reason=body.reason if body else None,
-        settings=ctx(request).settings, ip=request_ip(request),
-    )  # fmt: skip
-    return row.out(utcnow())
+    return _decided(inventory.revoke_for_org, sc, credential_id, body.reason if body else None, request)
 
 
 # -- leaked-token reports (secret scanners) ---------------------------------------------------------
