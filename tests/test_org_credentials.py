@@ -134,6 +134,24 @@ def test_revoke_for_the_organisation_only_and_the_member_is_told(client: TestCli
     }
 
 
+def test_a_token_its_owner_revoked_meanwhile_cannot_be_approved_or_denied(
+    client: TestClient, world: World
+) -> None:
+    _setup(world)
+    mia = TestClient(client.app)
+    login(mia, "mia@acme.test")
+    new = mia.post("/api/tokens", json={"name": "gone", "scopes": ["entities"]}).json()
+    assert mia.delete(f"/api/tokens/{new['id']}").status_code == 200
+    login(client, "olga@acme.test")
+    for action, verb in (("approve", "approve"), ("deny", "deny")):
+        r = client.post(f"/api/orgs/acme/credentials/{new['id']}/{action}", json={"reason": "late"})
+        assert r.status_code == 409, r.text
+        assert (
+            r.json()["message"]
+            == f"this token was revoked by its owner meanwhile; there is nothing to {verb}"
+        )
+
+
 def test_approval_pending_approved_denied_and_bad_input(client: TestClient, world: World) -> None:
     _setup(world)
     login(client, "olga@acme.test")

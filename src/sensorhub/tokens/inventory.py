@@ -267,9 +267,9 @@ def _live_member_pat(row: InventoryRow, action: str) -> None:
         )
     status = row.credential.status(utcnow())
     if status in ("revoked", "rotated"):
-        raise Conflict(f"this token was {status} by its owner meanwhile; there is nothing to {action[:-1]}")
+        raise Conflict(f"this token was {status} by its owner meanwhile; there is nothing to {_VERB[action]}")
     if status == "expired":
-        raise Conflict(f"this token has expired; there is nothing to {action[:-1]}")
+        raise Conflict(f"this token has expired; there is nothing to {_VERB[action]}")
     if row.access == OrgAccessState.revoked:
         raise Conflict("this token was revoked for this organisation; that cannot be undone")
 
@@ -300,6 +300,7 @@ def decide_member_pat(
 
 
 _AUDITED = {OrgAccessState.approved: "token.approve", OrgAccessState.denied: "token.deny"}
+_VERB = {OrgAccessState.approved: "approve", OrgAccessState.denied: "deny"}
 approve = partial(decide_member_pat, state=OrgAccessState.approved)
 deny = partial(decide_member_pat, state=OrgAccessState.denied)
 
