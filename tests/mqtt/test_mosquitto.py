@@ -397,3 +397,41 @@ def test_a_devices_will_or_retained_message_never_reaches_subscribers(
     assert late.subscribe(topic) == [1]
     time.sleep(0.5)
     assert late.messages == []
+
+
+def test_mqtt_config_prints_a_configuration_mosquitto_accepts(plugin: Path, tmp_path: Path) -> None:
+    """``sensorhub mqtt-config``: the file an operator installs (no token ever logged, no anonymous
+    clients, the plugin and its options), which Mosquitto starts with."""
+    port = free_port()
+    secret = tmp_path / "s"
+    secret.write_text(SECRET)
+    args = ["--url", "http://127.0.0.1:9", "--secret-file", str(secret), "--listen", f"127.0.0.1:{port}"]
+    args += ["--plugin", str(plugin), "--persistence-dir", str(tmp_path)]
+    out = subprocess.run(
+        [SENSORHUB, "mqtt-config", *args],
+        env={**os.environ, "SENSORHUB_DATA_DIR": str(tmp_path / "data")},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    lines = out.splitlines()
+    for line in [
+        "allow_anonymous false",
+        "connection_messages false",
+        f"plugin {plugin}",
+        "persistence true",
+    ]:
+        assert line in lines, out
+    conf = tmp_path / "m.conf"
+    conf.write_text(out + ("user root\n" if os.geteuid() == 0 else ""))
+    proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: port_open(port) or proc.poll() is not None, "mosquitto")
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait(T)
+    # A wrong option stops Mosquitto at start, saying which.
+    conf.write_text(out + "plugin_opt_cache_secs 5\n" + ("user root\n" if os.geteuid() == 0 else ""))
+    bad = subprocess.run(["mosquitto", "-c", str(conf)], capture_output=True, text=True, timeout=T)
+    assert bad.returncode != 0 and "plugin_opt_cache_secs" in bad.stderr + bad.stdout
