@@ -88,6 +88,7 @@ class EdgeMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        app = scope["app"]  # the application, as routing (a mounted app) may set another one in the scope
         touch, touch_reset = begin_request()
         start = time.perf_counter()
         status = [500]  # the status sent (500 when the app raised before answering)
@@ -95,7 +96,7 @@ class EdgeMiddleware:
             await self._serve(scope, receive, send, status)
         finally:
             self.metrics.record(scope, status[0], time.perf_counter() - start)
-            await end_request(scope["app"].state.ctx.db, touch, touch_reset)
+            await end_request(lambda: app.state.ctx.db, touch, touch_reset)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, status: list[int]) -> None:
         headers = dict(scope["headers"])

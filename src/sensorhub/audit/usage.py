@@ -15,7 +15,7 @@ exactly one, and otherwise to no organisation (the owner's own record; no tenant
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,11 +102,15 @@ def begin_request() -> tuple[RequestTouch, Token[RequestTouch | None]]:
     return touch, _current.set(touch)
 
 
-async def end_request(db: Database, touch: RequestTouch, reset: Token[RequestTouch | None]) -> None:
-    """Stop collecting and write the request's noted token uses, where they belong."""
+async def end_request(
+    database: Callable[[], Database], touch: RequestTouch, reset: Token[RequestTouch | None]
+) -> None:
+    """Stop collecting and write the request's noted token uses, where they belong (in ``database()``,
+    asked for only when there is something to write)."""
     _current.reset(reset)
     if not touch.uses:
         return
+    db = database()
 
     def write() -> None:
         with db.transaction() as s:
