@@ -29,7 +29,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_port(port: int, timeout: float = 60.0) -> None:
+def wait_port(port: int, timeout: float = 120.0) -> None:
     """Until something accepts connections on 127.0.0.1:``port``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -40,7 +40,7 @@ def wait_port(port: int, timeout: float = 60.0) -> None:
     raise SystemExit(f"nothing listens on port {port}")
 
 
-def wait_http(url: str, timeout: float = 20.0) -> None:
+def wait_http(url: str, timeout: float = 120.0) -> None:
     """Until ``GET url`` answers 200."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
