@@ -102,7 +102,12 @@ def http(server: str) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def broker(plugin: Path, msettings: Settings, server: str, tmp_path: Path) -> Iterator[int]:
+def ws_port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def broker(plugin: Path, msettings: Settings, server: str, tmp_path: Path, ws_port: int) -> Iterator[int]:
     port = int(msettings.mqtt_broker.rsplit(":", 1)[1])
     secret = tmp_path / "plugin.secret"
     secret.write_text(SECRET + "\n")
@@ -117,6 +122,7 @@ def broker(plugin: Path, msettings: Settings, server: str, tmp_path: Path) -> It
             service_username=msettings.mqtt_bridge_username,
             cache_seconds=msettings.mqtt_acl_cache_seconds,
             persistence_dir=None,
+            websocket=f"127.0.0.1:{ws_port}",
         )
         # As root, Mosquitto would switch to the "mosquitto" user, who cannot read the test's tmp_path.
         + ("user root\n" if os.geteuid() == 0 else "")
@@ -435,3 +441,29 @@ def test_mqtt_config_prints_a_configuration_mosquitto_accepts(plugin: Path, tmp_
     conf.write_text(out + "plugin_opt_cache_secs 5\n" + ("user root\n" if os.geteuid() == 0 else ""))
     bad = subprocess.run(["mosquitto", "-c", str(conf)], capture_output=True, text=True, timeout=T)
     assert bad.returncode != 0 and "plugin_opt_cache_secs" in bad.stderr + bad.stdout
+
+
+def test_browsers_publish_and_subscribe_over_websocket(
+    http: httpx.Client, w: World, bridge: BridgeProcess, ws_port: int
+) -> None:
+    """Mosquitto's WebSocket listener (``--websocket``): the same token convention and checks."""
+    token = w.pat("dev@acme.test")
+    reader = Device(
+        ws_port, w.pat("dev@acme.test", scopes=["telemetry"], name="ws-reader"), transport="websockets"
+    )
+    writer = Device(ws_port, token, transport="websockets")
+    try:
+        reader.start()
+        writer.start()
+        assert reader.accepted and writer.accepted
+        assert reader.subscribe(f"sensorhub/acme/plant/{DEVICE}/#") == [1]
+        assert writer.publish(f"sensorhub/acme/plant/{DEVICE}/temperature", "19.5")
+        assert wait_for(lambda: attribute(http, token, "temperature") == 19.5, "the stored value")
+        assert reader.wait_messages(1)[0][1]["value"] == 19.5
+    finally:
+        reader.stop()
+        writer.stop()
+    refused = Device(ws_port, "shub_pat_wrong", transport="websockets")
+    refused.start()
+    assert refused.reason.is_failure
+    refused.stop()
