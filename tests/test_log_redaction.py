@@ -52,6 +52,18 @@ def test_redact_keeps_the_useful_rest() -> None:
     assert "shub_pat_abc123" not in line and "limit=20" in line
 
 
+def test_an_openid_connect_callback_leaves_no_authorization_code_in_logs() -> None:
+    line = redact(
+        '127.0.0.1 - "GET /login/oidc/callback?code=Sp1ffXyZ0123456789&state=abc&iss=https%3A%2F%2Fidp HTTP/1.1" 302'
+    )
+    assert "Sp1ffXyZ0123456789" not in line and "state=abc" in line
+    body = redact(
+        "grant_type=authorization_code&code=Q7w8e9r0t1&code_verifier=V3r1f13rV4lu3&client_secret=s3cr3tS3cr3t"
+    )
+    assert "Q7w8e9r0t1" not in body and "V3r1f13rV4lu3" not in body and "s3cr3tS3cr3t" not in body
+    assert "grant_type=authorization_code" in body
+
+
 def test_query_tokens_are_redacted_as_the_server_decodes_them(
     settings: Settings, world: World, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -50,8 +50,22 @@ def _build_patterns(prefixes: set[str]) -> list[tuple[re.Pattern[str], str]]:
 
 TOKEN_MARK = "[REDACTED-TOKEN]"  # noqa: S105  (the placeholder, not a secret)
 # Query parameters whose value is a secret, compared after decoding the key.
+# ``code``, ``code_verifier`` and ``client_secret`` (and ``id_token``, ending in "token"): what an OpenID
+# Connect sign-in carries in its redirect back (/login/oidc/callback?code=…) and its token request.
 SECRET_KEYS = frozenset(
-    {"token", "access_token", "api_key", "api-key", "apikey", "x-api-key", "password", "csrf_token"}
+    {
+        "token",
+        "access_token",
+        "api_key",
+        "api-key",
+        "apikey",
+        "x-api-key",
+        "password",
+        "csrf_token",
+        "code",
+        "code_verifier",
+        "client_secret",
+    }
 )
 # A run of text that may be a query string (``/path?a=1&token=…`` or ``a=1&b=2``).
 _QUERY_RUN = re.compile(r"[^\s\"'<>]*=[^\s\"'<>]*")
