@@ -256,3 +256,58 @@ def test_email_connector_sends_the_rule_message(
         "/api/orgs/acme/connectors", json={"kind": "email", "name": "x", "config": {"to": ["not an address"]}}
     )
     assert bad.status_code == 400 and "config.to" in bad.json()["message"]
+
+
+@pytest.fixture
+def influx_v2_sink(settings: Settings, ctx: Any) -> Iterator[str]:
+    """An InfluxDB 2.x write API on loopback: sensorhub's own ``/api/v2/write`` (Token auth, org, bucket,
+    precision), served by uvicorn over the same database (no InfluxDB 2.x server is packaged here)."""
+    import uvicorn
+
+    from sensorhub.app import create_app
+
+    sink_settings = settings.model_copy(update={"embedded_worker": False})
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(sink_settings, ctx), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    _until(lambda: server.started, timeout=30)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_influxdb_2_connector_writes_with_its_token_org_and_bucket(
+    admin: TestClient, world: World, influx_v2_sink: str
+) -> None:
+    # The sink is another organisation of the same server, written with its own ingest key.
+    world.org("sink")
+    world.entity("sink", "main", DEV, type_="Pump")
+    sink_key = world.api_key("sink", scopes=["ingest"], name="influx-v2-sink")
+    config = {"url": influx_v2_sink, "version": "2", "org": "sink", "bucket": "main", "measurement": "plant"}
+    _connect(admin, "influxdb", config, {"token": sink_key})
+    _backfill(admin, world, [("2026-01-01T00:00:00Z", 2.0), ("2026-01-01T00:00:30Z", 2.5)])
+
+    sink_reader = world.api_key("sink", scopes=["timeseries"], name="reader")
+
+    def stored() -> list[Any]:
+        r = admin.post(
+            f"/v3/devices/{DEV}/query",
+            json={"timestamp": {"gte": "2026-01-01T00:00:00Z"}, "limit": 10},
+            headers=bearer(sink_reader),
+        )
+        return list(r.json()) if r.status_code == 200 else []
+
+    _until(lambda: len(stored()) == 2, timeout=30)
+    data = stored()
+    assert sorted(d["data"]["plant_pressure"] for d in data) == [2.0, 2.5], data
+    # A wrong token: the write API answers 401, a dead letter saying so (the token is never shown).
+    cid = _connect(admin, "influxdb", config, {"token": "shub_key_" + "x" * 40})
+    r = admin.post(f"/api/orgs/acme/connectors/{cid}/test")
+    body = r.json()
+    assert body["status"] == "dead" and "401" in body["last_error"], body
+    assert "x" * 40 not in r.text
