@@ -258,7 +258,7 @@ def token_routes(app: FastAPI) -> Iterator[tuple[str, str, str | None]]:
         guard = route_guard(route)
         if guard is not None and guard[0] in ("scope", "token"):
             for method in sorted(route.methods or ()):
-                yield method, route.path, guard[1]
+                yield method, route.path_format, guard[1]
 
 
 def _credential(world: World, token: str) -> Any:

@@ -35,7 +35,7 @@ def test_token_routes_list_the_statuses_their_guard_returns(app: FastAPI) -> Non
         if not route.include_in_schema or guard is None:
             continue
         for method in route.methods or ():
-            op = ops[(method.lower(), route.path)]
+            op = ops[(method.lower(), route.path_format)]
             codes = set(op["responses"])
             if guard[0] in ("scope", "token"):
                 token_routes += 1

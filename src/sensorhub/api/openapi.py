@@ -84,7 +84,7 @@ EXTRA_STATUSES: dict[tuple[str, str], tuple[int, ...]] = {
 
 
 def _statuses(route: APIRoute, method: str, kind: str) -> set[int]:
-    path_params = "{" in route.path
+    path_params = "{" in route.path_format
     has_params = bool(path_params or declared_query_params(route.dependant) or route.dependant.header_params)
     has_body = route.body_field is not None or "requestBody" in (route.openapi_extra or {})
     out = _guard_statuses(method, kind)
@@ -98,7 +98,7 @@ def _statuses(route: APIRoute, method: str, kind: str) -> set[int]:
         out.add(413)
     if any(h.alias.lower() == "accept" for h in _flat_headers(route)):
         out.add(406)
-    out |= set(EXTRA_STATUSES.get((method, route.path), ()))
+    out |= set(EXTRA_STATUSES.get((method, route.path_format), ()))
     if (route.openapi_extra or {}).get("x-refused-parameters"):
         out.add(501)
     return out
@@ -161,7 +161,7 @@ def _success(op: dict[str, Any], method: str, route: APIRoute, kind: str) -> Non
     responses = op.setdefault("responses", {})
     code = next((c for c in responses if c.startswith("2")), "200")
     resp = responses.setdefault(code, {"description": "Success"})
-    spec = S.DATA_RESPONSES.get((method, route.path))
+    spec = S.DATA_RESPONSES.get((method, route.path_format))
     if spec is not None:
         description, media, header_names = spec
         resp["description"] = description
@@ -192,7 +192,7 @@ def _operation(op: dict[str, Any], method: str, route: APIRoute, guard: tuple[st
     _success(op, method, route, kind)
     for status in sorted(_statuses(route, method, kind)):
         declared = responses.get(str(status))
-        rendered = _error_response(status, route.path, kind)
+        rendered = _error_response(status, route.path_format, kind)
         if declared:  # keep a route's own description, add the body and headers
             rendered["description"] = declared.get("description") or rendered["description"]
         responses[str(status)] = rendered
@@ -214,7 +214,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         guard = route_guard(route)
         if guard is None or not route.include_in_schema:
             continue
-        path_item = paths.get(route.path, {})
+        path_item = paths.get(route.path_format, {})
         for method in route.methods or ():
             op = path_item.get(method.lower())
             if op is not None:

@@ -21,6 +21,7 @@ import orjson
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
+from starlette.convertors import Convertor, register_url_convertor
 
 from sensorhub.api.deps import ctx, get_db
 from sensorhub.auth.dependencies import Public, RequireScope, RequireSession, SessionContext
@@ -45,6 +46,22 @@ from sensorhub.entities.service import EntityQuery, Selector
 from sensorhub.errors import BadRequest, NotFound, TooManyResults, UnsupportedMediaType
 from sensorhub.kit.paging import LimitPolicy
 from sensorhub.kit.urls import base_url, next_link, prev_link
+
+
+class _Name(Convertor[str]):
+    """A type or attribute name in a path: may be an expanded IRI (``https%3A%2F%2F…%23Building`` arrives
+    decoded, slashes included), never empty (``/types/`` is the list)."""
+
+    regex = ".+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("ngsi_name", _Name())
 
 router = APIRouter()
 NGSI = "/ngsi-ld/v1"
@@ -494,7 +511,7 @@ def list_types(
     return _json(_ld_body(body, ld, rc), ld, rc)
 
 
-@router.get(f"{NGSI}/types/{{type_name}}", tags=TAGS_NGSI, summary="Details of an entity type")
+@router.get(f"{NGSI}/types/{{type_name:ngsi_name}}", tags=TAGS_NGSI, summary="Details of an entity type")
 def get_type(
     request: Request,
     type_name: str,
@@ -575,7 +592,7 @@ def list_attributes(
     return _json(_ld_body(body, ld, rc), ld, rc)
 
 
-@router.get(f"{NGSI}/attributes/{{attr_name}}", tags=TAGS_NGSI, summary="Details of an attribute")
+@router.get(f"{NGSI}/attributes/{{attr_name:ngsi_name}}", tags=TAGS_NGSI, summary="Details of an attribute")
 def get_attribute(
     request: Request,
     attr_name: str,
