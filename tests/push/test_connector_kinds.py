@@ -311,3 +311,87 @@ def test_influxdb_2_connector_writes_with_its_token_org_and_bucket(
     body = r.json()
     assert body["status"] == "dead" and "401" in body["last_error"], body
     assert "x" * 40 not in r.text
+
+
+@pytest.fixture(scope="module")
+def tls_mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, str, str, str]]:
+    """A Mosquitto of this test's own with only a TLS listener (a self-signed certificate for 127.0.0.1)
+    and a password file: (port, CA PEM, username, password)."""
+    import os
+
+    from tests.mqtt.test_embedded_broker import certificate as make_certificate
+
+    if shutil.which("mosquitto") is None or shutil.which("mosquitto_passwd") is None:
+        service_unavailable("mosquitto", FileNotFoundError("apt-get install -y mosquitto"))
+    cert, key = make_certificate.__wrapped__(tmp_path_factory)  # type: ignore[attr-defined]
+    d = tmp_path_factory.mktemp("mosquitto-tls")
+    user, password = "connector", uuid.uuid4().hex
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(d / "passwd"), user, password], check=True)
+    port = free_port()
+    (d / "mosquitto.conf").write_text(
+        ("user root\n" if os.geteuid() == 0 else "")
+        + f"per_listener_settings false\nallow_anonymous false\npassword_file {d / 'passwd'}\n"
+        f"listener {port} 127.0.0.1\ncertfile {cert}\nkeyfile {key}\n"
+    )
+    proc = subprocess.Popen(
+        ["mosquitto", "-c", str(d / "mosquitto.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        import socket
+
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    service_unavailable("mosquitto (TLS)", RuntimeError("did not start"))
+                time.sleep(0.1)
+        yield port, Path(cert).read_text(), user, password
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_mqtt_connector_over_tls_with_credentials(
+    admin: TestClient, world: World, tls_mosquitto: tuple[int, str, str, str]
+) -> None:
+    import ssl
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    port, ca, user, password = tls_mosquitto
+    prefix = f"shtls-{uuid.uuid4().hex[:8]}"
+    got: list[tuple[str, bytes]] = []
+    ready = threading.Event()
+    sub = mqtt.Client(CallbackAPIVersion.VERSION2)
+    sub.username_pw_set(user, password)
+    sub.tls_set_context(ssl.create_default_context(cadata=ca))
+    sub.on_subscribe = lambda *_: ready.set()
+    sub.on_connect = lambda c, *_: c.subscribe(f"{prefix}/#", qos=1)
+    sub.on_message = lambda _c, _u, m: got.append((m.topic, m.payload))
+    sub.connect("127.0.0.1", port)
+    sub.loop_start()
+    try:
+        assert ready.wait(10)
+        config = {"host": "127.0.0.1", "port": port, "tls": True, "ca_cert": ca, "username": user}
+        config["topic"] = prefix + "/{device}/{attribute}"
+        _connect(admin, "mqtt", config, {"password": password})
+        _backfill(admin, world, [("2026-01-01T00:00:00Z", 4.25)])
+        _until(lambda: got)
+        assert got[0][0] == f"{prefix}/{DEV}/pressure"
+        import json
+
+        assert json.loads(got[0][1])["data"][0]["points"][0]["value"] == 4.25
+        # A wrong password, and a broker certificate the connector's CA does not sign: visible failures.
+        wrong = _connect(admin, "mqtt", config, {"password": "not-" + password})
+        r = admin.post(f"/api/orgs/acme/connectors/{wrong}/test").json()
+        assert r["status"] == "dead" and password not in str(r), r
+        untrusted = _connect(admin, "mqtt", {**config, "ca_cert": None}, {"password": password})
+        r = admin.post(f"/api/orgs/acme/connectors/{untrusted}/test").json()
+        assert r["status"] == "dead" and "certificate" in r["last_error"].lower(), r
+    finally:
+        sub.loop_stop()
+        sub.disconnect()
