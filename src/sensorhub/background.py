@@ -17,7 +17,7 @@ from sensorhub.notices.invitations import run_invitation_notices
 from sensorhub.push.connectors import ConnectorTarget
 from sensorhub.push.credential_notices import queue_credential_notices
 from sensorhub.push.delivery import DeliveryWorker, cursor_floor, enqueue
-from sensorhub.push.retention import prune_deliveries, prune_events
+from sensorhub.push.retention import prune_events, prune_push_log
 from sensorhub.push.subscription_target import SubscriptionTarget
 from sensorhub.push.subscriptions import PERIODIC_CHECK_S, periodic_due
 from sensorhub.push.targets import register_target
@@ -38,7 +38,7 @@ def build_runner(ctx: AppContext) -> JobRunner:
     runner.register_periodic(
         "ngsi-ld-periodic-notifications", PERIODIC_CHECK_S, lambda: periodic_notifications(ctx)
     )
-    runner.register_periodic("push-delivery-retention", 3600, lambda: prune_deliveries(ctx.db, ctx.settings))
+    runner.register_periodic("push-delivery-retention", 3600, lambda: prune_push_log(ctx.db, ctx.settings))
     runner.register_periodic(
         "token-expiry-notices",
         ctx.settings.token_notice_interval_seconds,

@@ -120,6 +120,8 @@ class Settings(BaseSettings):
     # replayed). Pruned hourly by the "push-delivery-retention" job.
     push_delivery_retention_days: int = Field(30, ge=0, le=36500)
     push_dead_letter_retention_days: int = Field(90, ge=0, le=36500)
+    # A rule's state changes (its history page) are kept this many days (0: forever); same job.
+    push_rule_history_retention_days: int = Field(90, ge=0, le=36500)
     # Consumers poll the outbox this often when no notification arrives (a lost one costs this much).
     push_poll_seconds: float = Field(1.0, gt=0, le=60)
     # Connector targets on loopback, link-local or private networks are refused unless this is on.

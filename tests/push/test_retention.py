@@ -13,7 +13,7 @@ from sensorhub.background import build_runner
 from sensorhub.context import AppContext
 from sensorhub.db import utcnow
 from sensorhub.push.models import Attempt, Delivery
-from sensorhub.push.retention import prune_deliveries
+from sensorhub.push.retention import prune_deliveries, prune_rule_history
 from tests.builders import World, bearer, login
 from tests.push.conftest import Receiver
 from tests.push.test_ngsi_subscriptions import SUBS, eventually, subscription
@@ -94,3 +94,36 @@ def test_the_delivery_log_is_pruned_dead_letters_later_pending_never(
     assert _statuses(ctx) == {"pending": 1}
     # The job runner prunes it every hour.
     assert "push-delivery-retention" in build_runner(ctx).status()
+
+
+def test_rule_history_is_pruned_after_its_retention_the_current_state_kept(
+    client: TestClient, world: World, ctx: AppContext, receiver: Receiver
+) -> None:
+    world.org("acme")
+    world.entity("acme", "main", DEV, "Device")
+    world.user("owner@acme.test", "acme", role="owner")
+    key = world.api_key("acme", ["ingest"])
+    login(client, "owner@acme.test")
+    hook = client.post(
+        "/api/orgs/acme/connectors", json={"kind": "webhook", "name": "h", "config": {"url": receiver.url}}
+    ).json()
+    cond = {"type": "above", "attribute": "temperature", "threshold": 30}
+    rule = client.post(
+        "/api/orgs/acme/rules",
+        json={"name": "hot", "condition": cond, "actions": [{"connector_id": hook["id"]}]},
+    ).json()
+    for i, v in enumerate([35.0, 20.0]):  # ok -> firing -> ok: two state changes
+        body = {"timestamp": f"2026-01-01T00:0{i}:00Z", "data": {"temperature": v}}
+        assert client.post(f"/v3/devices/{DEV}/backfill", json=body, headers=bearer(key)).status_code == 200
+    history = f"/api/orgs/acme/rules/{rule['id']}/history"
+    eventually(lambda: client.get(history).json(), lambda h: len(h) == 2)
+    settings = ctx.settings
+    assert prune_rule_history(ctx.db, settings) == 0  # recent
+    keep = settings.model_copy(update={"push_rule_history_retention_days": 0})
+    assert prune_rule_history(ctx.db, keep, now=utcnow() + timedelta(days=3000)) == 0
+    assert prune_rule_history(ctx.db, settings, now=utcnow() + timedelta(days=91)) == 2
+    gone = client.get(history).json()
+    assert gone == []
+    # The rule itself and its current state per device are untouched.
+    r = client.get(f"/api/orgs/acme/rules/{rule['id']}")
+    assert r.status_code == 200, r.text

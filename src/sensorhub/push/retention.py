@@ -1,6 +1,7 @@
 """Pruning (periodic jobs): outbox events older than ``SENSORHUB_PUSH_EVENT_RETENTION_HOURS``
 (:func:`prune_events`), and the delivery log — finished deliveries and dead letters past their own
-retention settings (:func:`prune_deliveries`)."""
+retention settings (:func:`prune_deliveries`), and rules' state-change history past
+``SENSORHUB_PUSH_RULE_HISTORY_RETENTION_DAYS`` (:func:`prune_rule_history`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from sensorhub.config import Settings
 from sensorhub.db import Database, utcnow
-from sensorhub.push.models import Attempt, Delivery, PushEvent
+from sensorhub.push.models import Attempt, Delivery, PushEvent, RuleHistory
 from sensorhub.push.subscription_models import NgsiSubscription
 
 SUBSCRIPTION_KIND = "ngsi_ld_subscription"  # sensorhub.push.subscriptions.TARGET_KIND
@@ -66,6 +67,35 @@ def prune_deliveries(db: Database, settings: Settings, now: datetime | None = No
         cutoff = now - timedelta(days=settings.push_dead_letter_retention_days)
         out["dead"] = _prune(db, (Delivery.status == "dead") & (Delivery.next_attempt_at < cutoff))
     return out
+
+
+def prune_rule_history(db: Database, settings: Settings, now: datetime | None = None) -> int:
+    """Delete rule state changes older than ``SENSORHUB_PUSH_RULE_HISTORY_RETENTION_DAYS`` (``0``: keep
+    them), in batches. A rule's current state (firing/ok) is its own row and is never touched."""
+    if settings.push_rule_history_retention_days <= 0:
+        return 0
+    cutoff = (now or utcnow()) - timedelta(days=settings.push_rule_history_retention_days)
+    total = 0
+    while True:
+        with db.transaction() as s:
+            ids = list(
+                s.scalars(
+                    select(RuleHistory.id)
+                    .where(RuleHistory.at < cutoff)
+                    .order_by(RuleHistory.id)
+                    .limit(BATCH)
+                )
+            )
+            if ids:
+                s.execute(delete(RuleHistory).where(RuleHistory.id.in_(ids)))
+        total += len(ids)
+        if len(ids) < BATCH:
+            return total
+
+
+def prune_push_log(db: Database, settings: Settings) -> dict[str, int]:
+    """The hourly ``push-delivery-retention`` job: the delivery log and the rules' history."""
+    return {**prune_deliveries(db, settings), "rule_history": prune_rule_history(db, settings)}
 
 
 def _prune(db: Database, where: Any) -> int:
