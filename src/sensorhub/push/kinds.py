@@ -373,54 +373,93 @@ class Mqtt:
     def send(
         self, config: dict[str, Any], secrets: dict[str, Any], msg: Message, settings: Settings
     ) -> Outcome:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
+        publishes: list[tuple[str, bytes, int, bool]] = []
+        base = msg.payload
+        for device, attribute, _unit, _points, series_topic in msg.points:
+            names = {**msg.topic_vars, "device": device, "attribute": attribute, "topic": series_topic}
+            data = [
+                d
+                for d in base.get("data", [])
+                if d.get("attribute") == attribute and d.get("topic", "default") == series_topic
+            ]
+            body = orjson.dumps({**base, "data": data})
+            publishes.append((config["topic"].format(**names), body, config["qos"], config["retain"]))
+        if not msg.points:  # a test message or a rule without data
+            names = {**msg.topic_vars, "device": "test", "attribute": "test", "topic": "default"}
+            publishes.append((config["topic"].format(**names), orjson.dumps(base), config["qos"], False))
+        return mqtt_publish(
+            config["host"],
+            config["port"],
+            publishes,
+            settings,
+            tls=bool(config.get("tls")),
+            ca_cert=config.get("ca_cert"),
+            username=config.get("username"),
+            password=secrets.get("password"),
+            client_id=f"sensorhub-{msg.key}",
+            timeout=_timeout(config, settings),
+        )
 
-        try:
-            check_host(config["host"], config["port"], settings.push_allow_private_targets)
-        except TargetRefused as e:
-            return Outcome(False, error=str(e), retry=False)
-        timeout = _timeout(config, settings)
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"sensorhub-{msg.key}"[:64])
-        if config.get("username"):
-            client.username_pw_set(config["username"], secrets.get("password"))
-        if config.get("tls"):
-            ctx = ssl.create_default_context(cadata=config.get("ca_cert"))
-            client.tls_set_context(ctx)
-        try:
-            client.connect(config["host"], config["port"], keepalive=30)
-        except (OSError, ssl.SSLError) as e:
-            return Outcome(False, error=f"cannot connect to the broker: {e}"[:500])
-        client.loop_start()
-        try:
-            infos = []
-            base = msg.payload
-            for device, attribute, _unit, _points, series_topic in msg.points:
-                names = {**msg.topic_vars, "device": device, "attribute": attribute, "topic": series_topic}
-                topic = config["topic"].format(**names)
-                data = [
-                    d
-                    for d in base.get("data", [])
-                    if d.get("attribute") == attribute and d.get("topic", "default") == series_topic
-                ]
-                body = orjson.dumps({**base, "data": data})
-                infos.append(client.publish(topic, body, qos=config["qos"], retain=config["retain"]))
-            if not msg.points:  # a test message or a rule without data
-                names = {**msg.topic_vars, "device": "test", "attribute": "test", "topic": "default"}
-                topic = config["topic"].format(**names)
-                infos.append(client.publish(topic, orjson.dumps(base), qos=config["qos"]))
-            deadline = time.monotonic() + timeout
-            for info in infos:
-                info.wait_for_publish(max(0.01, deadline - time.monotonic()))
-                if not info.is_published():
-                    rc = info.rc
-                    return Outcome(
-                        False, error=f"the broker did not acknowledge the publish (rc={rc}) within {timeout}s"
-                    )
-        finally:
-            client.disconnect()
-            client.loop_stop()
-        return Outcome(True)
+
+def mqtt_publish(
+    host: str,
+    port: int,
+    publishes: list[tuple[str, bytes, int, bool]],
+    settings: Settings,
+    *,
+    tls: bool = False,
+    ca_cert: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    client_id: str = "sensorhub",
+    timeout: float | None = None,
+    mqtt5: bool = False,
+    user_properties: dict[str, str] | None = None,
+) -> Outcome:
+    """Connect (SSRF-checked on what ``host`` resolves to now), publish each ``(topic, payload, qos,
+    retain)``, wait for the broker's acknowledgements, disconnect. ``mqtt5``: MQTT 5.0, with
+    ``user_properties`` on every message. Used by the ``mqtt`` kind and NGSI-LD MQTT endpoints."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    try:
+        check_host(host, port, settings.push_allow_private_targets)
+    except TargetRefused as e:
+        return Outcome(False, error=str(e), retry=False)
+    wait = settings.push_timeout_seconds if timeout is None else timeout
+    protocol = mqtt.MQTTv5 if mqtt5 else mqtt.MQTTv311
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id[:64], protocol=protocol)
+    if username:
+        client.username_pw_set(username, password)
+    if tls:
+        client.tls_set_context(ssl.create_default_context(cadata=ca_cert))
+    props = None
+    if user_properties:
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        props.UserProperty = list(user_properties.items())
+    try:
+        client.connect(host, port, keepalive=30)
+    except (OSError, ssl.SSLError) as e:
+        return Outcome(False, error=f"cannot connect to the broker: {e}"[:500])
+    client.loop_start()
+    try:
+        infos = [
+            client.publish(topic, body, qos=qos, retain=retain, properties=props)
+            for topic, body, qos, retain in publishes
+        ]
+        deadline = time.monotonic() + wait
+        for info in infos:
+            info.wait_for_publish(max(0.01, deadline - time.monotonic()))
+            if not info.is_published():
+                return Outcome(
+                    False, error=f"the broker did not acknowledge the publish (rc={info.rc}) within {wait}s"
+                )
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return Outcome(True)
 
 
 # --- InfluxDB --------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from sensorhub.entities.qlang import parse_q
 from sensorhub.entities.service import entity_attrs
 from sensorhub.errors import Conflict, NotFound
 from sensorhub.kit.time import iso
+from sensorhub.push import ngsi_mqtt
 from sensorhub.push.kinds import DELIVERY_HEADER, USER_AGENT, Outcome, http_client, http_error, http_outcome
 from sensorhub.push.live import event_of
 from sensorhub.push.models import DEFAULT_TOPIC, KIND_STATE, Attempt, Delivery, PushEvent
@@ -91,6 +92,14 @@ def post(uri: str, body: bytes, content_type: str, key: str, settings: Settings)
     except httpx.HTTPError as e:
         return Outcome(False, error=http_error(e))
     return http_outcome(r)
+
+
+def send(endpoint: dict[str, Any], body: bytes, content_type: str, key: str, settings: Settings) -> Outcome:
+    """POST to an http(s) endpoint, or publish to an mqtt(s) one (:mod:`sensorhub.push.ngsi_mqtt`)."""
+    if ngsi_mqtt.is_mqtt(endpoint["uri"]):
+        link = CONTEXT_LINK if content_type == "application/json" else None
+        return ngsi_mqtt.publish(endpoint, body, content_type, link, key, settings)
+    return post(endpoint["uri"], body, content_type, key, settings)
 
 
 def seen_of_message(s: Session, access: Access, message: dict[str, Any]) -> Seen | None:
@@ -185,14 +194,14 @@ class SubscriptionTarget:
         access = current_access(s, sub, settings, now)
         if access is None:
             return "the subscription's token was revoked or has expired"
-        uri, key = sub.spec["notification"]["endpoint"]["uri"], delivery.idempotency_key
+        endpoint, key = sub.spec["notification"]["endpoint"], delivery.idempotency_key
         if message.get("type") == PERIODIC:
             rows = current_entities(s, sub, access)
             if not rows:
                 return "no entity its owner may read matches the subscription now"
             body, content_type = periodic_notification(sub, rows, now)
             periodic_data = orjson.dumps(body)
-            return lambda: post(uri, periodic_data, content_type, key, settings)
+            return lambda: send(endpoint, periodic_data, content_type, key, settings)
         seen = seen_of_message(s, access, message)
         if seen is None:
             return "its owner may no longer read this entity"
@@ -201,7 +210,7 @@ class SubscriptionTarget:
             return "q does not hold on what its owner may read now"
         body, content_type = notification(sub, seen, now)
         data = orjson.dumps(body)
-        return lambda: post(uri, data, content_type, key, settings)
+        return lambda: send(endpoint, data, content_type, key, settings)
 
     def gone(self, s: Session, delivery: Delivery, outcome: Outcome) -> None:
         sub = _subscription(s, delivery)

@@ -46,6 +46,7 @@ from sensorhub.entities.service import EntityQuery, entity_attrs, make_selector,
 from sensorhub.errors import BadRequest, Conflict, NotFound
 from sensorhub.kit.patterns import sqlite_regexp
 from sensorhub.kit.time import iso
+from sensorhub.push import ngsi_mqtt
 from sensorhub.push.live import LiveEvent, visible_points
 from sensorhub.push.subscription_models import NgsiSubscription
 from sensorhub.timeseries.models import DEFAULT_TOPIC, Series
@@ -151,6 +152,7 @@ def to_json(sub: NgsiSubscription, st: dict[str, Any], now: datetime, *, context
     and times from the delivery log, :func:`sensorhub.push.subscription_target.delivery_stats`)."""
     spec = dict(sub.spec)
     notification = dict(spec.pop("notification"))
+    notification["endpoint"] = ngsi_mqtt.shown(notification["endpoint"])
     out: dict[str, Any] = {"id": sub.sub_id, "type": "Subscription", **spec}
     out["isActive"] = sub.is_active
     out["status"] = status(sub, now)

@@ -20,6 +20,7 @@ from sensorhub.entities.qlang import parse_q
 from sensorhub.errors import BadRequest
 from sensorhub.kit.patterns import check_pattern
 from sensorhub.kit.time import parse_iso
+from sensorhub.push import ngsi_mqtt
 from sensorhub.push.subscriptions import PERIODIC_CHECK_S
 
 # Members of the Subscription data type this server does not implement (400 naming them).
@@ -39,7 +40,6 @@ NOTIFICATION_NOT_IMPLEMENTED = {
 }
 ENDPOINT_NOT_IMPLEMENTED = {
     "receiverInfo": "receiverInfo (extra headers) is not implemented",
-    "notifierInfo": "notifierInfo is not implemented (MQTT endpoints are not supported)",
     "timeout": "a per-subscription timeout is not implemented (the server's delivery timeout applies)",
     "cooldown": "cooldown is not implemented (use throttling)",
 }
@@ -68,7 +68,7 @@ MEMBERS = frozenset(
     }
 )
 NOTIFICATION_MEMBERS = frozenset({"attributes", "format", "endpoint"})
-ENDPOINT_MEMBERS = frozenset({"uri", "accept"})
+ENDPOINT_MEMBERS = frozenset({"uri", "accept", "notifierInfo"})
 SELECTOR_MEMBERS = frozenset({"id", "idPattern", "type"})
 FORMATS = frozenset({"normalized", "keyValues", "concise"})
 ACCEPTS = frozenset({"application/json", "application/ld+json"})
@@ -160,26 +160,36 @@ def _entities(value: Any) -> list[dict[str, str]]:
     return [_selector(i, s) for i, s in enumerate(value)]
 
 
-def _endpoint(value: Any) -> dict[str, str]:
+def _endpoint(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise BadRequest("'notification.endpoint' must be an object with uri (and accept)")
     _refuse_unknown(value, ENDPOINT_MEMBERS, ENDPOINT_NOT_IMPLEMENTED, "notification.endpoint.")
     uri = value.get("uri")
     if not isinstance(uri, str) or not uri:
-        raise BadRequest("'notification.endpoint.uri' is mandatory: the URL notifications are POSTed to")
+        raise BadRequest("'notification.endpoint.uri' is mandatory: the URL notifications are sent to")
     if len(uri) > MAX_URI:
         raise BadRequest(f"'notification.endpoint.uri' is longer than {MAX_URI} characters")
     parts = urlsplit(uri)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BadRequest(
-            "'notification.endpoint.uri' must be an http:// or https:// URL (MQTT endpoints are not supported)"
-        )
-    if parts.username or parts.password:
-        raise BadRequest("'notification.endpoint.uri' must not carry credentials")
     accept = value.get("accept", "application/json")
     if accept not in ACCEPTS:
         raise BadRequest("'notification.endpoint.accept' must be application/json or application/ld+json")
-    return {"uri": uri, "accept": accept}
+    out: dict[str, Any] = {"uri": uri, "accept": accept}
+    if parts.scheme in ngsi_mqtt.SCHEMES:
+        ngsi_mqtt.check_uri(uri)
+        if "notifierInfo" in value:
+            out["notifierInfo"] = ngsi_mqtt.notifier_info(value["notifierInfo"])
+        return out
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadRequest(
+            "'notification.endpoint.uri' must be an http(s):// URL or an mqtt(s)://host[:port]/topic URI"
+        )
+    if parts.username or parts.password:
+        raise BadRequest("'notification.endpoint.uri' must not carry credentials")
+    if "notifierInfo" in value:
+        raise BadRequest(
+            "'notification.endpoint.notifierInfo' applies to mqtt:// and mqtts:// endpoints only"
+        )
+    return out
 
 
 def _notification(value: Any) -> dict[str, Any]:

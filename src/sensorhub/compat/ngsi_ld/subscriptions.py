@@ -30,6 +30,7 @@ from sensorhub.compat.ngsi_ld.subscription_schemas import (
 from sensorhub.db import utcnow
 from sensorhub.entities.normalize import CONTEXT_LINK
 from sensorhub.errors import BadRequest
+from sensorhub.push import ngsi_mqtt
 from sensorhub.push import subscriptions as subs
 from sensorhub.push.ssrf import check_url
 from sensorhub.push.subscription_target import delivery_stats
@@ -59,7 +60,8 @@ An NGSI-LD `Subscription` (ETSI GS CIM 009 V1.8): `entities` (type, and id or id
 notifications with the current values), `geoQ`, `expiresAt`, `isActive`,
 `subscriptionName`, `description`. Members not implemented (`temporalQ`,
 `scopeQ`, `csf`, `lang`, `notificationTrigger`, `notification.sysAttrs`/`showChanges`,
-`endpoint.receiverInfo`/`notifierInfo`) are refused with a 400 naming them.
+`endpoint.receiverInfo`) are refused with a 400 naming them. `mqtt://`/`mqtts://` endpoints
+(`notifierInfo` `MQTT-Version`, `MQTT-QoS`) get the Notification published (the NGSI-LD MQTT binding).
 
 Notifications are POSTed as `{id, type: "Notification", subscriptionId, notifiedAt, data: [entity]}`,
 through the delivery queue (retries, `Idempotency-Key`), read with the token's **current** access: once
@@ -71,7 +73,14 @@ def _endpoint_check(request: Request) -> Callable[[str], None]:
     """The endpoint must be reachable for connectors (SSRF: no loopback, private or link-local address
     unless the operator allows them); the delivery queue checks it again before every attempt."""
     allow = ctx(request).settings.push_allow_private_targets
-    return lambda uri: check_url(uri, allow, ("https", "http"), "notification.endpoint.uri")
+
+    def check(uri: str) -> None:
+        if ngsi_mqtt.is_mqtt(uri):
+            ngsi_mqtt.check_target(uri, allow)
+        else:
+            check_url(uri, allow, ("https", "http"), "notification.endpoint.uri")
+
+    return check
 
 
 def _json(body: Any, ld: bool, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -96,6 +105,7 @@ def create_subscription(
 ) -> Response:
     check_link_contexts(link)
     sub_id, spec = parse_subscription(body, utcnow())
+    spec = ngsi_mqtt.seal(spec, ctx(request).settings)
     sub = subs.create(db, principal, sub_id, spec, _endpoint_check(request))
     return Response(status_code=201, headers={"Location": f"{PATH}/{quote(sub.sub_id, safe=':')}"})
 
@@ -149,7 +159,7 @@ def update_subscription(
 ) -> Response:
     check_link_contexts(link)
     sub = subs.get(db, principal, subscription_id)
-    spec = merge_fragment(sub.spec, body, utcnow())
+    spec = ngsi_mqtt.seal(merge_fragment(sub.spec, body, utcnow()), ctx(request).settings)
     subs.update(db, principal, subscription_id, spec, _endpoint_check(request))
     return Response(status_code=204)
 
