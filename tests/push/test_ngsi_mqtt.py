@@ -18,6 +18,7 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
+from sensorhub.push.crypto import decrypt
 from sensorhub.push.subscription_models import NgsiSubscription
 from sensorhub.tokens import service as tokens
 from tests.builders import World, bearer
@@ -187,6 +188,18 @@ def test_the_uri_password_is_sealed_and_masked(client: TestClient, world: World)
     assert r.status_code == 204, r.text
     shown = client.get(f"{SUBS}/{sub_id}", headers=bearer(read)).json()
     assert shown["notification"]["endpoint"]["uri"] == "mqtts://sensor:***@127.0.0.1:8883/a/b"
+    # The URI sent back as shown (*** for the password) keeps the stored password; *** elsewhere is refused.
+    masked = {"endpoint": {"uri": "mqtts://sensor:***@127.0.0.1:8883/a/b"}}
+    r = client.patch(f"{SUBS}/{sub_id}", json={"notification": masked}, headers=bearer(read))
+    assert r.status_code == 204, r.text
+    with world.ctx.db.session() as s:
+        endpoint = s.query(NgsiSubscription).one().spec["notification"]["endpoint"]
+    assert decrypt(world.ctx.settings, endpoint["secret"]) == {"password": "s3cr@t"}
+    moved = {"endpoint": {"uri": "mqtts://sensor:***@127.0.0.1:8883/other"}}
+    r = client.patch(f"{SUBS}/{sub_id}", json={"notification": moved}, headers=bearer(read))
+    assert r.status_code == 400 and "real password" in r.text, r.text
+    r = client.post(SUBS, json=mqtt_subscription("mqtt://u:***@127.0.0.1/t"), headers=bearer(read))
+    assert r.status_code == 400 and "real password" in r.text, r.text
     note = {"endpoint": {"uri": "mqtt://127.0.0.1/a/b"}}
     assert (
         client.patch(f"{SUBS}/{sub_id}", json={"notification": note}, headers=bearer(read)).status_code == 204

@@ -92,19 +92,30 @@ def check_target(uri: str, allow_private: bool) -> None:
         raise BadRequest(f"{FIELD}: {e}") from None
 
 
-def seal(spec: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    """``spec`` with the password taken out of an MQTT endpoint's URI and stored sealed."""
+def seal(spec: dict[str, Any], settings: Settings, previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``spec`` with the password taken out of an MQTT endpoint's URI and stored sealed.
+
+    ``previous`` is the stored spec an update starts from: a URI sent back as it was shown, with ``***``
+    for the password, keeps the stored password when user, broker and topic are unchanged (a client that
+    GETs, edits another member and PATCHes the whole notification back must not store ``***``)."""
     endpoint = spec["notification"]["endpoint"]
     parts = urlsplit(endpoint["uri"])
     if parts.scheme not in SCHEMES or parts.password is None:
         return spec
     netloc = parts.netloc.rsplit("@", 1)[1]
     user = parts.netloc.rsplit("@", 1)[0].split(":", 1)[0]
-    sealed = {
-        **endpoint,
-        "uri": urlunsplit(parts._replace(netloc=f"{user}@{netloc}")),
-        "secret": encrypt(settings, {"password": unquote(parts.password)}),
-    }
+    uri = urlunsplit(parts._replace(netloc=f"{user}@{netloc}"))
+    if parts.password == MASK:
+        before = ((previous or {}).get("notification") or {}).get("endpoint") or {}
+        if "secret" not in before or before.get("uri") != uri:
+            raise BadRequest(
+                f"'{FIELD}': '{MASK}' is how the stored password is shown, not a password; send the real "
+                "password, or the unchanged URI to keep the stored one"
+            )
+        secret = before["secret"]
+    else:
+        secret = encrypt(settings, {"password": unquote(parts.password)})
+    sealed = {**endpoint, "uri": uri, "secret": secret}
     return {**spec, "notification": {**spec["notification"], "endpoint": sealed}}
 
 

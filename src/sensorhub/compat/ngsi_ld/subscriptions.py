@@ -159,7 +159,7 @@ def update_subscription(
 ) -> Response:
     check_link_contexts(link)
     sub = subs.get(db, principal, subscription_id)
-    spec = ngsi_mqtt.seal(merge_fragment(sub.spec, body, utcnow()), ctx(request).settings)
+    spec = ngsi_mqtt.seal(merge_fragment(sub.spec, body, utcnow()), ctx(request).settings, sub.spec)
     subs.update(db, principal, subscription_id, spec, _endpoint_check(request))
     return Response(status_code=204)
 
