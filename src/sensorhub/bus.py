@@ -81,6 +81,13 @@ class RedisBus:
         """Subscribed, and Redis answered a heartbeat recently: a revocation would reach us."""
         return self._subscribed and time.monotonic() - self._last_pong < self.stale_after
 
+    def reachable(self) -> bool:
+        """Redis answered a heartbeat within the last few seconds: what the shared rate limiter needs.
+        Looser than :meth:`healthy` on purpose: one late heartbeat (a busy process) must not move the
+        limiter's counting to the in-process fallback and back, splitting an address's or a credential's
+        count between the two (a real outage still falls back after the first failed command)."""
+        return self._last_pong > 0 and time.monotonic() - self._last_pong < max(5.0, 20 * self.heartbeat)
+
     def bypass(self) -> bool:
         """For :attr:`AuthCache.bypass`: the cache may not answer while we could miss an invalidation."""
         return not self.healthy()
@@ -268,5 +275,5 @@ def wire(settings: Settings, cache: AuthCache, fallback: RateLimiter) -> tuple[R
     assert settings.redis_url
     bus = RedisBus(settings.redis_url, cache, settings.redis_prefix, settings.redis_heartbeat_seconds)
     cache.bypass = bus.bypass
-    limiter = RedisRateLimiter(bus.client, settings.redis_prefix, fallback, usable=bus.healthy)
+    limiter = RedisRateLimiter(bus.client, settings.redis_prefix, fallback, usable=bus.reachable)
     return bus, limiter

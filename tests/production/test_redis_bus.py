@@ -64,6 +64,30 @@ def test_rate_limiter_falls_back_in_process_when_redis_is_away() -> None:
     assert fallback.peek("cred:x", 2, 60).allowed is False
 
 
+def test_a_late_heartbeat_does_not_split_the_shared_counts(redis_url: str) -> None:
+    """The cache stops trusting itself at the first late heartbeat (a revocation could be missed), but the
+    limiter keeps counting in Redis: moving to the in-process fallback for a moment and back would split
+    an address's failed-authentication count (one client's 429 becoming a 401)."""
+    from sensorhub.bus import wire
+
+    s = Settings(data_dir=Path("/nonexistent"), redis_url=redis_url, redis_prefix=_prefix())
+    fallback = MemoryRateLimiter()
+    bus, limiter = wire(s, AuthCache(None, 60), fallback)
+    # The bus thread is not started: its heartbeat is set by hand. The last one answered 1 s ago, late
+    # for the cache (stale after 0.75 s) but not for the limiter.
+    bus._last_pong = time.monotonic() - 4 * bus.stale_after / 3
+    assert not bus.healthy() and bus.reachable()
+    while int(time.time()) % 60 > 55:
+        time.sleep(0.5)
+    assert [limiter.hit("authfail:203.0.113.9", 1, 60).allowed for _ in range(2)] == [True, False]
+    assert fallback.peek("authfail:203.0.113.9", 1, 60).allowed  # nothing counted in-process
+    bus._last_pong = time.monotonic() - 60  # Redis silent for a minute: the fallback counts
+    assert not bus.reachable()
+    assert limiter.hit("authfail:203.0.113.9", 1, 60).allowed
+    assert not fallback.peek("authfail:203.0.113.9", 1, 60).allowed
+    bus.client.close()
+
+
 def test_bus_clears_the_other_workers_cache(redis_url: str, tmp_path: Path) -> None:
     prefix = _prefix()
     caches = [AuthCache(None, 60), AuthCache(None, 60)]
