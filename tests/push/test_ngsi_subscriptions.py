@@ -329,3 +329,20 @@ def test_throttling_concise_format_and_expiry(client: TestClient, world: World, 
     with world.ctx.db.session() as s:
         assert s.query(Delivery).count() == 1
     assert len(receiver.received) == 1
+
+
+def test_a_multi_typed_entity_notifies_subscriptions_for_any_of_its_types(
+    client: TestClient, world: World, receiver: Receiver
+) -> None:
+    read, key = seed(world)
+    with world.ctx.db.transaction() as s:
+        s.query(Entity).filter(Entity.entity_id == DEV).one().set_types(["Device", "Boiler"])
+    for path, etype in (("/boiler", "Boiler"), ("/pump", "Pump"), ("/hook", "Device")):
+        spec = subscription(receiver.url.replace("/hook", path), entities=[{"type": etype}])
+        assert client.post(SUBS, json=spec, headers=bearer(read)).status_code == 201
+    backfill(client, key, "2026-01-01T00:00:00Z", 35.5)
+    got = receiver.wait_for(lambda rs: {"/boiler", "/hook"} <= {x.path for x in rs})
+    time.sleep(0.3)  # a notification for the Pump subscription would have come by now
+    assert sorted(x.path for x in receiver.received) == ["/boiler", "/hook"]
+    for x in got:
+        assert x.json()["data"] == [{"id": DEV, "type": ["Device", "Boiler"], "temperature": 35.5}]

@@ -13,6 +13,7 @@ from sensorhub.accounts.service import get_org
 from sensorhub.authz.subjects import session_access
 from sensorhub.context import AppContext
 from sensorhub.db import utcnow
+from sensorhub.entities.models import Entity
 from sensorhub.errors import BadRequest
 from sensorhub.push import connectors, rules
 from sensorhub.push.delivery import enqueue, fan_out
@@ -61,7 +62,9 @@ def test_conditions_point_by_point() -> None:
         rules.check_template("{{ rule.__class__.__mro__[1].__subclasses__() }}")
 
 
-def _setup(ctx: AppContext, world: World, condition: dict | None, cooldown_s: int = 0) -> tuple[User, str]:
+def _setup(
+    ctx: AppContext, world: World, condition: dict | None, cooldown_s: int = 0, entity_type: str | None = None
+) -> tuple[User, str]:
     world.org("acme")
     world.entity("acme", "main", DEV)
     owner = world.user("owner@acme.test", "acme", role="owner")
@@ -87,7 +90,7 @@ def _setup(ctx: AppContext, world: World, condition: dict | None, cooldown_s: in
             user,
             name="r",
             workspace="main",
-            entity_type=None,
+            entity_type=entity_type,
             condition=condition,
             actions=[{"connector_id": c.id}],
             cooldown_s=cooldown_s,
@@ -148,3 +151,15 @@ def test_no_data_fires_for_a_silent_device_and_clears_on_data(ctx: AppContext, w
     _ingest(ctx, owner, [(base + MIN, 2.0)])
     fan_out(ctx.db, ctx.settings)
     assert [d.message["rule"]["state"] for d in _deliveries(ctx)] == ["firing", "ok"]
+
+
+@pytest.mark.parametrize(("watched", "sent"), [("Boiler", 1), ("Device", 1), ("Pump", 0)])
+def test_a_rule_for_a_type_watches_devices_having_it_among_others(
+    ctx: AppContext, world: World, watched: str, sent: int
+) -> None:
+    owner, _ = _setup(ctx, world, None, entity_type=watched)
+    with ctx.db.transaction() as s:
+        s.query(Entity).filter(Entity.entity_id == DEV).one().set_types(["Device", "Boiler"])
+    _ingest(ctx, owner, [(1_767_225_600_000_000, 5)])
+    fan_out(ctx.db, ctx.settings)
+    assert len(_deliveries(ctx)) == sent

@@ -260,7 +260,7 @@ def normalize_entity(body: Any) -> EntityData:
 # sensorhub.compat.ngsi_ld.render (contexts, concise, lang, join).
 def render(
     entity_id: str,
-    etype: str,
+    etype: str | list[str],
     attrs: dict[str, Any],
     location: dict[str, Any] | None,
     *,
@@ -269,7 +269,10 @@ def render(
     context: bool,
     sys_attrs: tuple[datetime, datetime] | None = None,
 ) -> dict[str, Any]:
-    """An entity as NGSI-LD JSON: normalized (default) or keyValues; ``pick`` projects attributes."""
+    """An entity as NGSI-LD JSON: normalized (default) or keyValues; ``pick`` projects attributes.
+    ``etype``: the entity's types (one: a string, as the entity API shows it)."""
+    if not isinstance(etype, str) and len(etype) == 1:
+        etype = etype[0]
     out: dict[str, Any] = {"id": entity_id, "type": etype}
     for name, attr in attrs.items():
         if pick is not None and name not in pick:

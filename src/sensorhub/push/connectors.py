@@ -616,7 +616,7 @@ def _matches(rule: Rule, e: PushEvent) -> bool:
         return False
     if rule.topic is not None and rule.topic != e.topic:
         return False
-    if rule.entity_type is not None and rule.entity_type != e.entity_type:
+    if rule.entity_type is not None and not e.has_type(rule.entity_type):
         return False
     attr = (rule.condition or {}).get("attribute")
     return attr is None or attr == e.attribute

@@ -108,6 +108,7 @@ def _insert(session: Session, entity: Entity, attribute: str, **row: Any) -> int
                 "entity_id": entity.pk,
                 "entity_ref": entity.entity_id,
                 "entity_type": entity.type,
+                "extra_types": entity.extra_types or None,
                 "attribute": attribute,
                 "created_at": utcnow(),
                 **row,

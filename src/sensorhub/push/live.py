@@ -77,6 +77,10 @@ class LiveEvent:
     unit: str | None
     points: tuple[tuple[int, Any], ...]
     topic: str = DEFAULT_TOPIC  # the Akenza topic of the series (docs/ingest.md#topics)
+    extra_types: tuple[str, ...] = ()  # the entity's types after the first (NGSI-LD multi-typed)
+
+    def has_type(self, t: str) -> bool:
+        return t == self.entity_type or t in self.extra_types
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +260,7 @@ def event_of(row: PushEvent) -> LiveEvent:
         unit=row.unit,
         points=tuple(row.point_list()),
         topic=row.topic,
+        extra_types=tuple(row.extra_types or ()),
     )
 
 

@@ -38,10 +38,12 @@ class PushEvent(Base):
     )
     org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
     workspace_id: Mapped[str] = mapped_column(String(36))
-    # The entity's database key (entities.pk) and its public id (NGSI-LD id), and its type.
+    # The entity's database key (entities.pk) and its public id (NGSI-LD id), and its types: the first,
+    # and the others of a multi-typed entity (NULL for one type).
     entity_id: Mapped[int] = mapped_column(BigInteger)
     entity_ref: Mapped[str] = mapped_column(String(512))
     entity_type: Mapped[str] = mapped_column(String(200))
+    extra_types: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     attribute: Mapped[str] = mapped_column(String(200))
     # The Akenza topic of the series (docs/ingest.md#topics); a state's is the topic of its record.
     topic: Mapped[str] = mapped_column(String(200), default=DEFAULT_TOPIC, server_default=DEFAULT_TOPIC)
@@ -55,6 +57,9 @@ class PushEvent(Base):
     first_time_us: Mapped[int] = mapped_column(BigInteger)
     points: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    def has_type(self, t: str) -> bool:
+        return t == self.entity_type or t in (self.extra_types or ())
 
     def point_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """Every point of the event: (timestamps µs int64, values float64), ascending by time.

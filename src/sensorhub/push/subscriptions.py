@@ -196,7 +196,7 @@ def current_access(s: Session, sub: NgsiSubscription, settings: Settings, now: d
 
 
 def _selector_matches(sel: dict[str, str], ev: LiveEvent) -> bool:
-    if sel["type"] != ev.entity_type:
+    if not ev.has_type(sel["type"]):
         return False
     if "id" in sel and sel["id"] != ev.entity_id:
         return False
@@ -314,13 +314,13 @@ def _concise(attrs: dict[str, Any]) -> dict[str, Any]:
 
 def render_entity(spec: dict[str, Any], seen: Seen, *, context: bool) -> dict[str, Any]:
     e = seen.entity
-    return render_parts(spec, e.entity_id, e.type, seen.attrs, e.location, context=context)
+    return render_parts(spec, e.entity_id, e.types, seen.attrs, e.location, context=context)
 
 
 def render_parts(
     spec: dict[str, Any],
     entity_id: str,
-    etype: str,
+    etype: str | list[str],
     attrs: dict[str, Any],
     location: dict[str, Any] | None,
     *,
@@ -395,7 +395,7 @@ class Current:
 
     org_id: str
     entity_id: str
-    type: str
+    types: list[str]
     attrs: dict[str, Any]
     location: dict[str, Any] | None
 
@@ -425,7 +425,7 @@ def current_entities(s: Session, sub: NgsiSubscription, access: Access) -> list[
     for r in rows:
         attrs = {**r.attrs, **latest.get((r.org_id, r.entity_id), {})}
         if q is None or evaluate_q(q, attrs):
-            out.append(Current(r.org_id, r.entity_id, r.type, attrs, r.location))
+            out.append(Current(r.org_id, r.entity_id, [r.type, *(r.extra_types or [])], attrs, r.location))
     return out
 
 
@@ -461,7 +461,7 @@ def periodic_notification(
     sub: NgsiSubscription, rows: list[Current], now: datetime
 ) -> tuple[dict[str, Any], str]:
     ld = wants_ld_body(sub)
-    data = [render_parts(sub.spec, r.entity_id, r.type, r.attrs, r.location, context=ld) for r in rows]
+    data = [render_parts(sub.spec, r.entity_id, r.types, r.attrs, r.location, context=ld) for r in rows]
     return notification_of(sub, data, now)
 
 
