@@ -485,17 +485,22 @@ def _assemble(
     per_unit = _PRECISION_NS_PER_UNIT[precision]
     order = np.argsort(col_of_field, kind="stable")
     bounds = np.searchsorted(col_of_field[order], np.arange(len(col_keys) + 1))
+    # Each device's lines (ascending) and columns, grouped once: a body of many devices stays linear.
+    line_order = np.argsort(dev_of_line, kind="stable")
+    line_bounds = np.searchsorted(dev_of_line[line_order], np.arange(len(devices) + 1))
+    cols_of_dev: list[list[int]] = [[] for _ in devices]
+    for c, (cd, _) in enumerate(col_keys):
+        cols_of_dev[cd].append(c)
     out: list[DeviceWrite] = []
     for di, (ref, d) in enumerate(devices.items()):
-        idx = np.flatnonzero(dev_of_line == di)
+        idx = line_order[line_bounds[di] : line_bounds[di + 1]]
         pos_in_dev[idx] = np.arange(len(idx))
         lines = b.line_no[idx]
         missing = b.missing[idx]
         ts = _times_us(lines, b.raw_ts[idx], missing if missing.any() else None, per_unit, now_us)
         columns = {
-            ckey: (pos_in_dev[b.field_line[f]], b.values[f])
-            for c, (cd, ckey) in enumerate(col_keys)
-            if cd == di
+            col_keys[c][1]: (pos_in_dev[b.field_line[f]], b.values[f])
+            for c in cols_of_dev[di]
             for f in (order[bounds[c] : bounds[c + 1]],)
         }
         out.append(DeviceWrite(ref, d.first_line, _prepared(d.first_line, lines, ts, columns, [], limits)))
