@@ -76,7 +76,13 @@ def of_org(
     s: Session, org: Organisation, user: User, *, is_admin: bool, now: datetime | None = None
 ) -> list[OrgSubscription]:
     """The subscriptions ``user`` may see in ``org``, oldest first."""
-    now = now or utcnow()
+    return _visible(s, org, user, is_admin, now or utcnow())
+
+
+def _visible(
+    s: Session, org: Organisation, user: User, is_admin: bool, now: datetime, pk: int | None = None
+) -> list[OrgSubscription]:
+    """:func:`of_org`, or only the subscription ``pk`` of them (its delivery stats alone computed)."""
     owners = _owners(s, org, user, is_admin)
     if not owners:
         return []
@@ -85,6 +91,8 @@ def of_org(
         .where(NgsiSubscription.credential_id.in_(list(owners)))
         .order_by(NgsiSubscription.pk)
     )
+    if pk is not None:
+        q = q.where(NgsiSubscription.pk == pk)
     out = []
     for sub in s.scalars(q):
         owner = owners[sub.credential_id]
@@ -102,9 +110,9 @@ def get(
         key = int(pk)
     except (TypeError, ValueError):
         raise NotFound("no such subscription in this organisation") from None
-    for item in of_org(s, org, user, is_admin=is_admin, now=now):
-        if item.sub.pk == key:
-            return item
+    found = _visible(s, org, user, is_admin, now or utcnow(), pk=key)
+    if found:
+        return found[0]
     raise NotFound("no such subscription in this organisation (or it is not one of your tokens')")
 
 

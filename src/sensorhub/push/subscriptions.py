@@ -36,7 +36,7 @@ from sensorhub.auth.principal import Principal
 from sensorhub.auth.resolve import Rejected, resolve_id
 from sensorhub.authz.access import Access
 from sensorhub.authz.entities import visible_entity
-from sensorhub.authz.scope import readable_windows_us
+from sensorhub.authz.scope import ReadableWindows
 from sensorhub.config import Settings
 from sensorhub.entities.geo import entity_geometry, parse_geo_query
 from sensorhub.entities.models import Entity
@@ -443,11 +443,12 @@ def _latest_points(s: Session, access: Access, rows: Sequence[Any]) -> dict[tupl
         .join(Series, Series.entity_pk == Entity.pk)
         .where(Entity.entity_id.in_({e for _o, e in wanted}), Series.topic == DEFAULT_TOPIC)
     )
+    readable = ReadableWindows(access)
     for org_id, entity_id, attribute, unit, ts, value in s.execute(q):
         row = wanted.get((org_id, entity_id))
         if row is None or ts is None or value is None:
             continue
-        windows = readable_windows_us(access, row)
+        windows = readable.of(row)
         if not any(lo <= ts < hi for lo, hi in windows):
             continue
         prop: dict[str, Any] = {"type": "Property", "value": value, "observedAt": iso(ts)}
