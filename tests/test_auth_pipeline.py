@@ -350,6 +350,20 @@ def test_every_transport_counts_refusals_the_same_way(settings: Settings) -> Non
     ctx.db.dispose()
 
 
+def test_a_token_is_one_refused_credential_on_every_transport(settings: Settings) -> None:
+    """HTTP counts a refused well-formed token by its digest, MQTT is given the token's text: the same
+    token refused over both is one refused credential of its address, and its text is not kept."""
+    ctx = AppContext.build(settings.model_copy(update={"redis_url": None, "failed_auth_limit": 1}))
+    auth = ctx.auth
+    token = token_format.generate(settings.token_prefix, "pat")
+    assert auth.count_failure("203.0.113.9", token_format.digest(token)) is None  # HTTP
+    assert auth.count_failure("203.0.113.9", token) is None  # MQTT: the same credential again
+    refused = auth.count_failure("203.0.113.9", "another")
+    assert refused is not None and refused.status == 429
+    assert token not in repr(auth.limiter.__dict__)
+    ctx.db.dispose()
+
+
 def _login(c: TestClient, email: str, password: str) -> int:
     return c.post("/api/auth/login", json={"email": email, "password": password}).status_code
 

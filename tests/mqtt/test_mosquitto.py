@@ -314,7 +314,7 @@ def test_read_token_receives_live_values_it_may_read_and_nothing_else(
     # Values stored by another path (HTTP backfill) reach subscribers too.
     r = http.post(
         f"/v3/devices/{DEVICE}/backfill",
-        json={"timestamp": "2026-03-01T00:00:00Z", "data": {"flow": 7.5}},
+        json={"timestamp": "2026-03-01T00:00:00Z", "topic": "env", "data": {"flow": 7.5}},
         headers=bearer(w.pat("dev@acme.test", scopes=["ingest"], name="http")),
     )
     assert r.status_code == 200, r.text
@@ -330,6 +330,9 @@ def test_read_token_receives_live_values_it_may_read_and_nothing_else(
     assert values == [7.5, 22.25, 23]
     # Every message is a stored value's JSON, never a device's raw payload.
     assert all(set(b) >= {"timestamp", "value"} for _, b in msgs)
+    # The payload names the value's Akenza topic (the MQTT topic is the same for all of them).
+    assert {b["topic"] for t, b in msgs if t.endswith("/flow")} == {"env"}
+    assert {b["topic"] for t, b in msgs if t.endswith("/temperature")} == {"default"}
 
 
 def test_revocation_mid_session_disconnects_at_once(

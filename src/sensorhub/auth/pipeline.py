@@ -110,7 +110,9 @@ class Authenticator:
     def count_failure(self, ip: str, credential: str) -> RateLimited | None:
         """Count a refused ``credential`` (what was presented, or its digest) against address ``ip``;
         the 429 to answer instead of the refusal when the address is over its budget, else None. Every
-        transport counts here (HTTP, the embedded MQTT broker, Mosquitto's plugin).
+        transport counts here (HTTP, the embedded MQTT broker, Mosquitto's plugin); a well-formed token
+        counts by its digest, so one token is one refused credential whichever transport presented it
+        (as its text or, from HTTP, its digest). Only a hash of it is remembered.
 
         The address's budget (``SENSORHUB_FAILED_AUTH_LIMIT`` per ``…_WINDOW_SECONDS``) counts *distinct*
         refused credentials: what it guards against is guessing, i.e. many different secrets. The same
@@ -121,6 +123,9 @@ class Authenticator:
         Its repeats are bounded like a valid credential's requests: ``SENSORHUB_RATE_LIMIT_PER_MINUTE``,
         then 429."""
         window = self.settings.failed_auth_window_seconds
+        parsed = token_format.parse(credential, self.prefix)
+        if parsed is not None:
+            credential = parsed.digest
         fingerprint = hashlib.blake2b(credential.encode(errors="replace"), digest_size=12).hexdigest()
         seen = f"authfail-seen:{ip}:{fingerprint}"
         if not self.limiter.peek(seen, 1, window).allowed:  # this address was refused it before

@@ -40,9 +40,16 @@ from sensorhub.authz.access import Access, AccessRule
 from sensorhub.context import AppContext
 from sensorhub.db import utcnow
 from sensorhub.errors import SensorhubError
-from sensorhub.kit.time import from_us, iso
-from sensorhub.mqtt import topics
-from sensorhub.mqtt.broker import GroupWriter, Refused, StoreFailed, admit, slugs
+from sensorhub.kit.time import from_us
+from sensorhub.mqtt.broker import (
+    CredentialChanges,
+    GroupWriter,
+    Refused,
+    StoreFailed,
+    ValueTopics,
+    admit,
+    value_payload,
+)
 from sensorhub.push.live import FeedClosed, LiveEvent, LiveFeed, Selection
 from sensorhub.timeseries import ingest, provisioning
 
@@ -51,7 +58,6 @@ log = logging.getLogger("sensorhub.mqtt")
 INGEST_ROOT = "sensorhub-ingest"
 SHARED_SUBSCRIPTION = f"$share/sensorhub/{INGEST_ROOT}/#"
 CONTROL_TOPIC = "$CONTROL/sensorhub/v1"
-RECHECK_SECONDS = 0.25
 
 
 def default_client_id() -> str:
@@ -109,8 +115,8 @@ class Bridge:
         self.connected = asyncio.Event()
         self._principals: dict[str, Principal | None] = {}
         self._generation = ctx.cache.generation
-        self._recheck = asyncio.Event()
-        self._names: dict[tuple[str, str], tuple[str, str] | None] = {}
+        self.changes = CredentialChanges(ctx)
+        self._topics = ValueTopics(ctx)
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- MQTT (paho's thread) ------------------------------------------------------------------------
@@ -200,44 +206,22 @@ class Bridge:
             feed.close()
 
     async def _publish_value(self, ev: LiveEvent) -> None:
-        key = (ev.org_id, ev.workspace_id)
-        if key not in self._names:
-            self._names[key] = await to_thread.run_sync(self._read_slugs, ev.org_id, ev.workspace_id)
-        names = self._names[key]
-        topic = topics.value_topic(names[0], names[1], ev.entity_id, ev.attribute) if names else None
-        if topic is None:
-            return
-        ts, value = ev.points[-1]
-        self.client.publish(topic, topics.value_payload(iso(ts), value, ev.unit), qos=1)
-
-    def _read_slugs(self, org_id: str, workspace_id: str) -> tuple[str, str] | None:
-        with self.ctx.db.session() as s:
-            return slugs(s, org_id, workspace_id)
+        topic = await self._topics.of(ev)
+        if topic is not None:
+            self.client.publish(topic, value_payload(ev), qos=1)
 
     # -- revocation ----------------------------------------------------------------------------------
-    def auth_changed(self) -> None:
-        loop = self.loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._recheck.set)
-
     async def watch_credentials(self) -> None:
-        generation = self.ctx.cache.generation
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._recheck.wait(), RECHECK_SECONDS)
-            told = self._recheck.is_set()
-            self._recheck.clear()
-            now = self.ctx.cache.generation
-            if told or now != generation:
-                generation = now
+            if await self.changes.wait():
                 self._principals.clear()
                 self.client.publish(CONTROL_TOPIC, orjson.dumps({"command": "recheck"}), qos=1)
                 log.info("mqtt bridge: credentials changed; asked Mosquitto to recheck its clients")
 
     # -- run -----------------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.ctx.db.auth_listeners.append(self.auth_changed)
+        self.loop = self.changes.loop = asyncio.get_running_loop()
+        self.ctx.db.auth_listeners.append(self.changes.tell)
         self.client.connect_async(self.host, self.port, keepalive=30)
         self.client.loop_start()
         tasks = [asyncio.create_task(self.watch_credentials(), name="sensorhub-bridge-credentials")]
@@ -252,7 +236,7 @@ class Bridge:
                 with contextlib.suppress(asyncio.CancelledError):
                     await t
             with contextlib.suppress(ValueError):
-                self.ctx.db.auth_listeners.remove(self.auth_changed)
+                self.ctx.db.auth_listeners.remove(self.changes.tell)
             # Unacknowledged messages stay with Mosquitto (persistent session): they come again.
             self.client.disconnect()
             self.client.loop_stop()

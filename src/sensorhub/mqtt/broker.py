@@ -91,11 +91,12 @@ def admit(
 ) -> tuple[Access, topics.Target, bytes, bool]:
     """What storing one published message takes — the ingest access, the target, the backfill body,
     whether it is a single record — or :class:`Refused` with nothing stored: the topic rules
-    (:func:`rules.publish_refusal`), the credential's rate limit and the payload limit. Both brokers'
+    (:func:`rules.publish_target`), the credential's rate limit and the payload limit. Both brokers'
     ingest paths go through here (the embedded one, and the Mosquitto bridge)."""
-    problem = rules.publish_refusal(principal, topic, received)
-    if problem is not None:
-        raise Refused(problem)
+    checked = rules.publish_target(principal, topic, received)
+    if isinstance(checked, str):
+        raise Refused(checked)
+    target, access = checked
     decision = ctx.limiter.hit(f"cred:{principal.credential_id}", principal.rate_limit_per_minute, 60)
     if not decision.allowed:
         raise Refused(f"rate limit of {decision.limit} messages per minute exceeded")
@@ -104,10 +105,8 @@ def admit(
         raise Refused(
             f"payload of {len(payload)} bytes is larger than {limit} (SENSORHUB_MQTT_MAX_PAYLOAD_BYTES)"
         )
+    record = target.attribute is not None
     try:
-        target = topics.parse_topic(topic)
-        access = principal.for_tenant(target.tenant).access("ingest")
-        record = target.attribute is not None
         raw = topics.body_of(target, payload, iso(to_us(received)) if record else None)
     except SensorhubError as e:
         raise Refused(e.message) from None
@@ -383,14 +382,12 @@ class MqttService:
         self.settings = ctx.settings
         self.limits = ingest.Limits.from_settings(ctx.settings)
         self.broker: SensorhubBroker | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
         self.handlers: set[IngestHandler] = set()
         self._authenticated: dict[str, Client] = {}
-        self._recheck = asyncio.Event()
-        self._generation = ctx.cache.generation
+        self.changes = CredentialChanges(ctx)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.writer = GroupWriter(ctx, self.limits)
-        self._names: dict[tuple[str, str], tuple[str, str] | None] = {}
+        self._topics = ValueTopics(ctx)
 
     # -- connect -------------------------------------------------------------------------------------
     async def authenticate(self, session: MqttSession) -> bool:
@@ -528,10 +525,7 @@ class MqttService:
         broker, session = self.broker, handler.session
         if broker is None or session is None or session.transitions.state != "connected":
             return
-        names = await self._slugs(ev.org_id, ev.workspace_id)
-        if names is None:
-            return
-        topic = topics.value_topic(names[0], names[1], ev.entity_id, ev.attribute)
+        topic = await self._topics.of(ev)
         if topic is None:
             return
         qos = max(
@@ -546,21 +540,9 @@ class MqttService:
         )
         if qos is None:
             return
-        ts, value = ev.points[-1]  # a many-point event: its newest point
-        payload = topics.value_payload(iso(ts), value, ev.unit, ev.topic)
-        task = asyncio.create_task(handler.mqtt_publish(topic, payload, qos, retain=False))
+        task = asyncio.create_task(handler.mqtt_publish(topic, value_payload(ev), qos, retain=False))
         self._tasks.add(task)
         task.add_done_callback(self._sent)
-
-    async def _slugs(self, org_id: str, workspace_id: str) -> tuple[str, str] | None:
-        key = (org_id, workspace_id)
-        if key not in self._names:
-            self._names[key] = await to_thread.run_sync(self._read_slugs, org_id, workspace_id)
-        return self._names[key]
-
-    def _read_slugs(self, org_id: str, workspace_id: str) -> tuple[str, str] | None:
-        with self.ctx.db.session() as s:
-            return slugs(s, org_id, workspace_id)
 
     def _sent(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -568,21 +550,9 @@ class MqttService:
             log.info("mqtt delivery failed: %s", task.exception())
 
     # -- revocation ----------------------------------------------------------------------------------
-    def auth_changed(self) -> None:
-        """For ``db.auth_listeners``: runs in the committing thread."""
-        loop = self.loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._recheck.set)
-
     async def watch_credentials(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._recheck.wait(), RECHECK_SECONDS)
-            told = self._recheck.is_set()
-            self._recheck.clear()
-            generation = self.ctx.cache.generation
-            if told or generation != self._generation:
-                self._generation = generation
+            if await self.changes.wait():
                 await self.recheck_all()
             else:
                 await self.expire()
@@ -629,6 +599,65 @@ def slugs(s: Session, org_id: str, workspace_id: str) -> tuple[str, str] | None:
     """The organisation and workspace slugs a value's topic is made of."""
     org, ws = s.get(Organisation, org_id), s.get(Workspace, workspace_id)
     return (org.slug, ws.slug) if org is not None and ws is not None else None
+
+
+class ValueTopics:
+    """The MQTT topic each stored value is delivered on (both brokers: the embedded one to its
+    subscribers, the Mosquitto bridge to Mosquitto), the slugs of each organisation and workspace read
+    once."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self._names: dict[tuple[str, str], tuple[str, str] | None] = {}
+
+    async def of(self, ev: LiveEvent) -> str | None:
+        """The topic of a live event's values; None when it has none (:func:`topics.value_topic`)."""
+        key = (ev.org_id, ev.workspace_id)
+        if key not in self._names:
+            self._names[key] = await to_thread.run_sync(self._read, ev.org_id, ev.workspace_id)
+        names = self._names[key]
+        return topics.value_topic(names[0], names[1], ev.entity_id, ev.attribute) if names else None
+
+    def _read(self, org_id: str, workspace_id: str) -> tuple[str, str] | None:
+        with self.ctx.db.session() as s:
+            return slugs(s, org_id, workspace_id)
+
+
+def value_payload(ev: LiveEvent) -> bytes:
+    """What subscribers receive of a live event: its newest point (a many-point event has several),
+    with its unit and Akenza topic (:func:`topics.value_payload`)."""
+    ts, value = ev.points[-1]
+    return topics.value_payload(iso(ts), value, ev.unit, ev.topic)
+
+
+class CredentialChanges:
+    """Whether what credentials may do has changed, for a loop that re-checks connected clients: told by
+    ``db.auth_listeners`` (this process's commits, :meth:`tell`) or seen as a new generation of the auth
+    cache (another process's, through the epoch file or Redis)."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.loop: asyncio.AbstractEventLoop | None = None  # the loop that waits; set before listening
+        self._told = asyncio.Event()
+        self._generation = ctx.cache.generation
+
+    def tell(self) -> None:
+        """For ``db.auth_listeners``: runs in the committing thread."""
+        loop = self.loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._told.set)
+
+    async def wait(self) -> bool:
+        """Wait up to :data:`RECHECK_SECONDS` for a change; whether there was one since the last call."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._told.wait(), RECHECK_SECONDS)
+        told = self._told.is_set()
+        self._told.clear()
+        generation = self.ctx.cache.generation
+        if told or generation != self._generation:
+            self._generation = generation
+            return True
+        return False
 
 
 def broker_config(settings: Settings, service: MqttService) -> BrokerConfig:
@@ -678,7 +707,7 @@ async def embedded_broker(ctx: AppContext) -> AsyncIterator[MqttService]:
     service = MqttService(ctx)
     broker = SensorhubBroker(broker_config(ctx.settings, service), service)
     service.broker = broker
-    service.loop = asyncio.get_running_loop()
+    service.changes.loop = asyncio.get_running_loop()
     try:
         await broker.start()
     except BrokerError as e:
@@ -687,7 +716,7 @@ async def embedded_broker(ctx: AppContext) -> AsyncIterator[MqttService]:
             f"the embedded MQTT broker cannot listen on {binds} ({e.__cause__ or e}): choose other addresses "
             "(--mqtt-listen, SENSORHUB_MQTT_*_LISTEN) or turn it off (--no-mqtt)"
         ) from None
-    ctx.db.auth_listeners.append(service.auth_changed)
+    ctx.db.auth_listeners.append(service.changes.tell)
     watcher = asyncio.create_task(service.watch_credentials(), name="sensorhub-mqtt-credentials")
     log.info(
         "mqtt broker listening: %s", ", ".join(f"{n}={c.bind}" for n, c in broker.listeners_config.items())
@@ -696,7 +725,7 @@ async def embedded_broker(ctx: AppContext) -> AsyncIterator[MqttService]:
         yield service
     finally:
         with contextlib.suppress(ValueError):
-            ctx.db.auth_listeners.remove(service.auth_changed)
+            ctx.db.auth_listeners.remove(service.changes.tell)
         await service.writer.stop()
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):

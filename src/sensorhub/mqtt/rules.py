@@ -10,6 +10,7 @@ import orjson
 
 from sensorhub.auth.principal import Principal
 from sensorhub.auth.restrictions import RequestFacts
+from sensorhub.authz.access import Access
 from sensorhub.authz.scope import US_MAX, US_MIN, readable_windows_us
 from sensorhub.errors import SensorhubError
 from sensorhub.kit.time import parse_iso, to_us
@@ -41,9 +42,9 @@ def connect_refusal(
     return None
 
 
-def publish_refusal(principal: Principal, topic: str, now: datetime) -> str | None:
-    """Why this credential may not publish on ``topic`` (None: it may; the payload is checked when it
-    is stored)."""
+def publish_target(principal: Principal, topic: str, now: datetime) -> tuple[topics.Target, Access] | str:
+    """The target of a publish on ``topic`` and the credential's ingest access to its tenant, or why
+    this credential may not publish there (the payload is checked when it is stored)."""
     if principal.is_expired(now):
         return "expired token"
     if "ingest" not in principal.scopes:
@@ -52,9 +53,17 @@ def publish_refusal(principal: Principal, topic: str, now: datetime) -> str | No
         target = topics.parse_topic(topic)
     except SensorhubError as e:
         return e.message
-    if principal.for_tenant(target.tenant).access("ingest").is_empty:
+    access = principal.for_tenant(target.tenant).access("ingest")
+    if access.is_empty:
         return f"this token may not write to {target.tenant}"
-    return None
+    return target, access
+
+
+def publish_refusal(principal: Principal, topic: str, now: datetime) -> str | None:
+    """Why this credential may not publish on ``topic`` (None: it may): :func:`publish_target`'s
+    refusal."""
+    checked = publish_target(principal, topic, now)
+    return checked if isinstance(checked, str) else None
 
 
 def subscribe_allowed(principal: Principal, topic_filter: str) -> bool:
