@@ -4,6 +4,7 @@ workspaces)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -375,6 +376,27 @@ def update_api_user(
     return api_user_out(user, m)
 
 
+def _rotated(
+    rotate: Callable[..., tokens.Minted],
+    sc: SessionContext,
+    request: Request,
+    body: RotateRequest | None,
+    *refs: str,
+) -> TokenCreated:
+    """One rotation (of an API user's token, of an API key: ``refs`` name it) by the signed-in admin."""
+    assert sc.org is not None
+    minted = rotate(
+        sc.db,
+        sc.org,
+        *refs,
+        settings=ctx(request).settings,
+        actor_id=sc.user.id,
+        ip=request_ip(request),
+        grace_days=RotateRequest.days(body),
+    )
+    return TokenCreated.minted(minted.credential, minted.token, utcnow())
+
+
 @router.get("/api/orgs/{org}/api-users/{user_id}/tokens", response_model=list[TokenOut])
 def list_api_user_tokens(org: str, user_id: str, sc: SessionContext = Depends(ADMIN)) -> list[TokenOut]:
     assert sc.org is not None
@@ -423,18 +445,7 @@ def rotate_api_user_token(
     sc: SessionContext = Depends(ADMIN),
 ) -> TokenCreated:
     """A new secret; with ``grace_days`` the old one keeps working that many days."""
-    assert sc.org is not None
-    minted = tokens.rotate_api_user_token(
-        sc.db,
-        sc.org,
-        user_id,
-        token_id,
-        settings=ctx(request).settings,
-        actor_id=sc.user.id,
-        ip=request_ip(request),
-        grace_days=RotateRequest.days(body),
-    )
-    return TokenCreated.minted(minted.credential, minted.token, utcnow())
+    return _rotated(tokens.rotate_api_user_token, sc, request, body, user_id, token_id)
 
 
 # -- API keys -----------------------------------------------------------------------------------
@@ -488,17 +499,7 @@ def rotate_api_key(
     sc: SessionContext = Depends(ADMIN),
 ) -> TokenCreated:
     """A new secret; with ``grace_days`` the old one keeps working that many days."""
-    assert sc.org is not None
-    minted = tokens.rotate_api_key(
-        sc.db,
-        sc.org,
-        key_id,
-        settings=ctx(request).settings,
-        actor_id=sc.user.id,
-        ip=request_ip(request),
-        grace_days=RotateRequest.days(body),
-    )
-    return TokenCreated.minted(minted.credential, minted.token, utcnow())
+    return _rotated(tokens.rotate_api_key, sc, request, body, key_id)
 
 
 # -- grants -------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -106,27 +106,17 @@ def send_signup_links(db: Database, settings: Settings, now: datetime) -> int:
         due = list(
             s.scalars(
                 select(InvitationSignup.id).where(
-                    InvitationSignup.status.in_((SignupStatus.pending, SignupStatus.sending)),
-                    (InvitationSignup.next_at.is_(None)) | (InvitationSignup.next_at <= now),
+                    notices.sendable(InvitationSignup.status, InvitationSignup.next_at, now)
                 )
             )
         )
-    sent = 0
-    for sid in due:
-        message = _claim(db, settings, sid, now)
-        if message is None:
-            continue
-        to, subject, text = message
-        try:
-            mail.send_mail(config, [to], subject, text)
-        except mail.MailError as e:
-            _failed(db, sid, str(e), now)
-            continue
-        with db.transaction() as s:
-            row = s.get_one(InvitationSignup, sid)
-            row.status, row.sent_at, row.error, row.next_at = SignupStatus.sent, now, None, None
-        sent += 1
-    return sent
+    return notices.send_claimed(
+        config,
+        due,
+        lambda sid: _claim(db, settings, sid, now),
+        lambda sid, error: _failed(db, sid, error, now),
+        lambda sid: _sent(db, sid, now),
+    ).sent
 
 
 def _claim(db: Database, settings: Settings, sid: str, now: datetime) -> tuple[str, str, str] | None:
@@ -136,8 +126,7 @@ def _claim(db: Database, settings: Settings, sid: str, now: datetime) -> tuple[s
             update(InvitationSignup)
             .where(
                 InvitationSignup.id == sid,
-                InvitationSignup.status.in_((SignupStatus.pending, SignupStatus.sending)),
-                (InvitationSignup.next_at.is_(None)) | (InvitationSignup.next_at <= now),
+                notices.sendable(InvitationSignup.status, InvitationSignup.next_at, now),
             )
             .values(status=SignupStatus.sending, next_at=now + notices.CLAIM_TIMEOUT)
         ).rowcount  # type: ignore[attr-defined]
@@ -167,9 +156,14 @@ def _failed(db: Database, sid: str, error: str, now: datetime) -> None:
         row = s.get_one(InvitationSignup, sid)
         row.status = SignupStatus.pending
         row.error = error[:500]
-        delay = min(notices.MAX_RETRY_DELAY, timedelta(minutes=2 ** min(row.attempts - 1, 10)))
-        row.next_at = now + delay
+        row.next_at = notices.retry_at(row.attempts, now)
     log.warning("invitation sign-up e-mail not delivered (attempt %d), retrying: %s", row.attempts, error)
+
+
+def _sent(db: Database, sid: str, now: datetime) -> None:
+    with db.transaction() as s:
+        row = s.get_one(InvitationSignup, sid)
+        row.status, row.sent_at, row.error, row.next_at = SignupStatus.sent, now, None, None
 
 
 def run_invitation_notices(db: Database, settings: Settings, now: datetime | None = None) -> int:

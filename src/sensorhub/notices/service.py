@@ -9,12 +9,13 @@ leaves the row ``pending`` with the error and a later retry time, so nothing is 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from sensorhub import mail
 from sensorhub.accounts.models import User
@@ -122,37 +123,66 @@ def deliver_pending(
     db: Database, settings: Settings, now: datetime | None = None, limit: int = 200
 ) -> Delivery:
     """E-mail the notifications waiting for it; a failure is kept for a retry with backoff."""
-    out = Delivery()
     config = mail.SmtpConfig.from_settings(settings)
     if config is None:
-        return out
+        return Delivery()
     now = now or utcnow()
     with db.session() as s:
         due = list(
             s.scalars(
                 select(Notification.id)
-                .where(
-                    Notification.email_status.in_((EmailStatus.pending, EmailStatus.sending)),
-                    (Notification.email_next_at.is_(None)) | (Notification.email_next_at <= now),
-                )
+                .where(sendable(Notification.email_status, Notification.email_next_at, now))
                 .order_by(Notification.created_at)
                 .limit(limit)
             )
         )
-    for nid in due:
-        claimed = _claim(db, nid, now)
-        if claimed is None:
+    return send_claimed(
+        config,
+        due,
+        lambda nid: _claim(db, nid, now),
+        lambda nid, error: _record_failure(db, nid, error, now),
+        lambda nid: _record_sent(db, nid, now),
+    )
+
+
+def sendable(
+    status: InstrumentedAttribute[str], next_at: InstrumentedAttribute[datetime | None], now: datetime
+) -> ColumnElement[bool]:
+    """An e-mail a sender may take: waiting to be sent (``pending``) or claimed by a sender that did not
+    finish in time (``sending``), and due (``next_at`` unset or passed)."""
+    return and_(status.in_((EmailStatus.pending, EmailStatus.sending)), next_at.is_(None) | (next_at <= now))
+
+
+def send_claimed(
+    config: mail.SmtpConfig,
+    ids: Iterable[str],
+    claim: Callable[[str], tuple[str, str, str] | None],
+    failed: Callable[[str, str], None],
+    sent: Callable[[str], None],
+) -> Delivery:
+    """E-mail each of ``ids`` that ``claim`` takes for sending (it gives the address, subject and text;
+    ``None``: another sender has it, or it is moot), then record it ``sent``, or ``failed`` with the error."""
+    out = Delivery()
+    for i in ids:
+        message = claim(i)
+        if message is None:
             continue
-        to, subject, text = claimed
+        to, subject, text = message
         try:
             mail.send_mail(config, [to], subject, text)
         except mail.MailError as e:
-            _record_failure(db, nid, str(e), now)
+            failed(i, str(e))
             out.failed += 1
         else:
-            _record_sent(db, nid, now)
+            sent(i)
             out.sent += 1
     return out
+
+
+def retry_at(attempts: int, now: datetime) -> datetime:
+    """When an e-mail that failed ``attempts`` times is tried again: after a delay that doubles from one
+    minute, at most :data:`MAX_RETRY_DELAY`."""
+    return now + min(MAX_RETRY_DELAY, timedelta(minutes=2 ** min(attempts - 1, 10)))
 
 
 def _claim(db: Database, nid: str, now: datetime) -> tuple[str, str, str] | None:
@@ -161,9 +191,7 @@ def _claim(db: Database, nid: str, now: datetime) -> tuple[str, str, str] | None
         changed = s.execute(
             update(Notification)
             .where(
-                Notification.id == nid,
-                Notification.email_status.in_((EmailStatus.pending, EmailStatus.sending)),
-                (Notification.email_next_at.is_(None)) | (Notification.email_next_at <= now),
+                Notification.id == nid, sendable(Notification.email_status, Notification.email_next_at, now)
             )
             .values(email_status=EmailStatus.sending, email_next_at=now + CLAIM_TIMEOUT)
         ).rowcount  # type: ignore[attr-defined]
@@ -184,8 +212,7 @@ def _record_failure(db: Database, nid: str, error: str, now: datetime) -> None:
         n.email_attempts += 1
         n.email_status = EmailStatus.pending
         n.email_error = error[:500]
-        delay = min(MAX_RETRY_DELAY, timedelta(minutes=2 ** min(n.email_attempts - 1, 10)))
-        n.email_next_at = now + delay
+        n.email_next_at = retry_at(n.email_attempts, now)
     log.warning("notification e-mail not delivered (attempt %d), retrying: %s", n.email_attempts, error)
 
 

@@ -45,7 +45,7 @@ from sensorhub.tokens.service import Minted, RestrictionSpec
 from sensorhub.web import forms, snippets
 from sensorhub.web.chart import Chart, line_chart
 from sensorhub.web.guards import RequireWebSession, read_form, safe_next
-from sensorhub.web.views import attempt, page, render
+from sensorhub.web.views import Page, attempt, page, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -57,23 +57,21 @@ LOGIN_CSRF_COOKIE = "sensorhub_login_csrf"
 
 
 # -- login / logout -----------------------------------------------------------------------------
-def login_page(
-    request: Request, *, error: str | None = None, email: str = "", next_path: str = "/", status: int = 200
-) -> Response:
+def render_login_form(request: Request, template: str, p: Page, status: int, **data: Any) -> Response:
+    """``template``, a form that signs a person in (log in, sign up), with the button of the OpenID Connect
+    provider when one is configured and a login CSRF token in the form and in a cookie: a double-submit
+    token against login CSRF (someone logging your browser into their account)."""
     token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(24)
-    p = page(request, "Log in", None, error=error)
     settings = ctx(request).settings
     resp = render(
         request,
-        "login.html",
+        template,
         p,
         status,
         login_csrf=token,
-        email=email,
-        next_path=next_path,
         oidc_name=settings.oidc_display_name if settings.oidc_enabled else None,
+        **data,
     )
-    # Double-submit token against login CSRF (someone logging your browser into their account).
     resp.set_cookie(
         LOGIN_CSRF_COOKIE,
         token,
@@ -81,9 +79,22 @@ def login_page(
         httponly=True,
         samesite="lax",
         path="/",
-        secure=is_https(request, tuple(ctx(request).settings.trusted_proxies)),
+        secure=is_https(request, tuple(settings.trusted_proxies)),
     )
     return resp
+
+
+def login_csrf_ok(request: Request, form: FormData | None) -> bool:
+    """Whether the form sends back the login CSRF token of the browser's cookie."""
+    given, expected = forms.text(form, "login_csrf"), request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    return bool(expected) and secrets.compare_digest(given, expected)
+
+
+def login_page(
+    request: Request, *, error: str | None = None, email: str = "", next_path: str = "/", status: int = 200
+) -> Response:
+    p = page(request, "Log in", None, error=error)
+    return render_login_form(request, "login.html", p, status, email=email, next_path=next_path)
 
 
 @router.get("/login")
@@ -100,8 +111,7 @@ def login_submit(
     c = ctx(request)
     email, password = forms.text(form, "email"), forms.text(form, "password")
     next_path = safe_next(forms.text(form, "next"))
-    given, expected = forms.text(form, "login_csrf"), request.cookies.get(LOGIN_CSRF_COOKIE, "")
-    if not expected or not secrets.compare_digest(given, expected):
+    if not login_csrf_ok(request, form):
         return login_page(
             request,
             error="The login form expired. Please enter your email and password again.",

@@ -6,8 +6,6 @@ redaction hides it."""
 
 from __future__ import annotations
 
-import secrets
-
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import Session
@@ -21,9 +19,8 @@ from sensorhub.auth import sessions
 from sensorhub.auth.dependencies import Public
 from sensorhub.auth.endpoints import set_session_cookie
 from sensorhub.errors import BadRequest, SensorhubError
-from sensorhub.net import is_https
 from sensorhub.web import forms
-from sensorhub.web.endpoints import LOGIN_CSRF_COOKIE
+from sensorhub.web.endpoints import LOGIN_CSRF_COOKIE, login_csrf_ok, render_login_form
 from sensorhub.web.guards import read_form
 from sensorhub.web.views import page, render
 
@@ -52,10 +49,8 @@ def _form(
     error: str | None = None,
     status: int = 200,
 ) -> Response:
-    csrf = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(24)
-    settings = ctx(request).settings
     p = page(request, "Create your account", None, error=error)
-    resp = render(
+    return render_login_form(
         request,
         "signup.html",
         p,
@@ -63,20 +58,8 @@ def _form(
         invitation=found.view,
         token=token,
         name=name,
-        login_csrf=csrf,
         min_password=MIN_PASSWORD_LENGTH,
-        oidc_name=settings.oidc_display_name if settings.oidc_enabled else None,
     )
-    resp.set_cookie(
-        LOGIN_CSRF_COOKIE,
-        csrf,
-        max_age=3600,
-        httponly=True,
-        samesite="lax",
-        path="/",
-        secure=is_https(request, tuple(settings.trusted_proxies)),
-    )
-    return resp
 
 
 @router.get("/signup", dependencies=[Depends(Public())])
@@ -98,8 +81,7 @@ def signup_submit(
         found = invitations.signup_for_token(db, token)
     except SensorhubError as e:
         return _refused(request, e)
-    given, expected = forms.text(form, "login_csrf"), request.cookies.get(LOGIN_CSRF_COOKIE, "")
-    if not expected or not secrets.compare_digest(given, expected):
+    if not login_csrf_ok(request, form):
         return _form(
             request, found, token, name=name, error="The form expired. Please fill it in again.", status=400
         )
