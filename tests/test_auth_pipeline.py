@@ -226,6 +226,18 @@ def _used_redis(s: Settings, key_part: str) -> None:
         )
 
 
+def _probe_app(settings: Settings, world: World, **update: Any) -> tuple[Settings, AppContext, FastAPI]:
+    """The app with the probe routes on ``settings`` changed by ``update`` (its settings and context too),
+    and member a@example.com of acme."""
+    s2 = settings.model_copy(update=update)
+    ctx = AppContext.build(s2)
+    app = create_app(s2, ctx)
+    app.include_router(probe)
+    world.org("acme")
+    world.user("a@example.com", "acme", "member")
+    return s2, ctx, app
+
+
 def _bus_ready(ctx: AppContext) -> None:
     """With Redis, wait until the bus is healthy: before that the limiter counts in-process, and a test whose
     first request is counted there and the next in Redis would see its count split."""
@@ -238,12 +250,7 @@ def _bus_ready(ctx: AppContext) -> None:
 def test_garbage_from_an_address_throttles_failures_not_valid_tokens(
     limiter_settings: Settings, world: World
 ) -> None:
-    s2 = limiter_settings.model_copy(update={"failed_auth_limit": 3})
-    ctx = AppContext.build(s2)
-    app = create_app(s2, ctx)
-    app.include_router(probe)
-    world.org("acme")
-    world.user("a@example.com", "acme", "member")
+    s2, ctx, app = _probe_app(limiter_settings, world, failed_auth_limit=3)
     pat = world.pat("a@example.com", ["timeseries"])
     revoked = world.pat("a@example.com", ["timeseries"], name="old")
     with ctx.db.transaction() as s:
@@ -279,12 +286,7 @@ def test_garbage_from_an_address_throttles_failures_not_valid_tokens(
 def test_a_throttled_address_cannot_exceed_a_valid_tokens_own_quota(
     limiter_settings: Settings, world: World
 ) -> None:
-    s2 = limiter_settings.model_copy(update={"failed_auth_limit": 1, "rate_limit_per_minute": 2})
-    ctx = AppContext.build(s2)
-    app = create_app(s2, ctx)
-    app.include_router(probe)
-    world.org("acme")
-    world.user("a@example.com", "acme", "member")
+    s2, ctx, app = _probe_app(limiter_settings, world, failed_auth_limit=1, rate_limit_per_minute=2)
     pat = world.pat("a@example.com", ["timeseries"])
     with TestClient(app) as c:
         _bus_ready(ctx)
@@ -302,12 +304,7 @@ def test_one_refused_token_repeated_does_not_lock_out_its_address(
     revoked (or expired, or rotated) and that keeps calling its routes — more calls than the budget, as a
     client of every token route does — is told 401 each time, and the address keeps its budget for the
     others behind it. Its repeats are limited like a valid token's requests (per minute), then 429."""
-    s2 = limiter_settings.model_copy(update={"failed_auth_limit": 3, "rate_limit_per_minute": 12})
-    ctx = AppContext.build(s2)
-    app = create_app(s2, ctx)
-    app.include_router(probe)
-    world.org("acme")
-    world.user("a@example.com", "acme", "member")
+    s2, ctx, app = _probe_app(limiter_settings, world, failed_auth_limit=3, rate_limit_per_minute=12)
     revoked = world.pat("a@example.com", ["timeseries"], name="old")
     expiring = world.pat("a@example.com", ["timeseries"], name="expiring")
     with ctx.db.transaction() as s:
