@@ -12,6 +12,8 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
+from sensorhub.config import Settings
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -46,3 +48,10 @@ def smtp_server(port: int | None = None) -> Iterator[tuple[Inbox, int]]:
         yield inbox, port
     finally:
         controller.stop()
+
+
+def smtp_settings(settings: Settings, port: int, **extra: Any) -> Settings:
+    """``settings`` sending mail to the test SMTP server on 127.0.0.1:``port`` (plain SMTP), ``extra`` on top."""
+    return settings.model_copy(
+        update={"smtp_host": "127.0.0.1", "smtp_port": port, "smtp_security": "none", **extra}
+    )

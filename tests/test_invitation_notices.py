@@ -11,7 +11,7 @@ from sensorhub.context import AppContext
 from sensorhub.db import Clock, utcnow
 from sensorhub.notices.invitations import run_invitation_notices
 from tests.builders import World, login
-from tests.smtp import smtp_server
+from tests.smtp import smtp_server, smtp_settings
 
 
 def test_an_invited_account_is_told_once_and_an_expired_invitation_is_refused(
@@ -25,9 +25,7 @@ def test_an_invited_account_is_told_once_and_an_expired_invitation_is_refused(
         r = client.post("/api/orgs/beta/members", json={"email": email, "role": "member"})
         assert r.status_code == 202, r.text
     with smtp_server() as (inbox, port):
-        settings = ctx.settings.model_copy(
-            update={"smtp_host": "127.0.0.1", "smtp_port": port, "smtp_security": "none"}
-        )
+        settings = smtp_settings(ctx.settings, port)
         # ana's notification, and a sign-up link for the address without an account (test_invitation_signup)
         assert run_invitation_notices(ctx.db, settings) == 2
         assert run_invitation_notices(ctx.db, settings) == 0

@@ -18,21 +18,21 @@ from sensorhub.context import AppContext
 from sensorhub.db import Clock
 from sensorhub.notices.invitations import run_invitation_notices
 from tests.builders import World, login
-from tests.smtp import smtp_server
+from tests.smtp import smtp_server, smtp_settings
 
 LINK_RE = re.compile(r"https://hub\.example\.test/signup\?invite_token=([A-Za-z0-9_-]+)")
 LOGIN_CSRF_RE = re.compile(r'name="login_csrf" value="([^"]+)"')
 
 
 def _smtp(ctx: AppContext, port: int) -> Settings:
-    return ctx.settings.model_copy(
-        update={
-            "smtp_host": "127.0.0.1",
-            "smtp_port": port,
-            "smtp_security": "none",
-            "base_url": "https://hub.example.test",
-        }
-    )
+    return smtp_settings(ctx.settings, port, base_url="https://hub.example.test")
+
+
+def _bob_of_beta(client: TestClient, world: World) -> None:
+    """The common start: owner bob of organisation beta, logged in."""
+    world.org("beta")
+    world.user("bob@beta.test", "beta", "owner")
+    login(client, "bob@beta.test")
 
 
 def _invite(client: TestClient, email: str) -> dict[str, object]:
@@ -115,9 +115,7 @@ def test_an_unknown_address_gets_a_sign_up_link_creates_its_account_and_accepts(
 def test_expired_cancelled_and_unknown_links_are_refused_and_create_nothing(
     client: TestClient, world: World, ctx: AppContext, clock: Clock
 ) -> None:
-    world.org("beta")
-    world.user("bob@beta.test", "beta", "owner")
-    login(client, "bob@beta.test")
+    _bob_of_beta(client, world)
     _invite(client, "late@new.test")
     cancelled = _invite(client, "gone@new.test")
     with smtp_server() as (inbox, port):
@@ -148,9 +146,7 @@ def test_expired_cancelled_and_unknown_links_are_refused_and_create_nothing(
 def test_smtp_down_keeps_the_link_pending_and_a_later_run_sends_it(
     client: TestClient, world: World, ctx: AppContext, clock: Clock
 ) -> None:
-    world.org("beta")
-    world.user("bob@beta.test", "beta", "owner")
-    login(client, "bob@beta.test")
+    _bob_of_beta(client, world)
     _invite(client, "nora@new.test")
     with smtp_server() as (_, port):
         pass  # the port is free again: nothing listens there

@@ -12,18 +12,11 @@ from sensorhub.context import AppContext
 from sensorhub.db import Clock, utcnow
 from sensorhub.tokens.expiry import run_expiry_notices
 from tests.builders import World, login
-from tests.smtp import free_port, smtp_server
+from tests.smtp import free_port, smtp_server, smtp_settings
 
 
 def _mail_settings(ctx: AppContext, port: int) -> Settings:
-    return ctx.settings.model_copy(
-        update={
-            "smtp_host": "127.0.0.1",
-            "smtp_port": port,
-            "smtp_security": "none",
-            "smtp_sender": "hub@acme.test",
-        }
-    )
+    return smtp_settings(ctx.settings, port, smtp_sender="hub@acme.test")
 
 
 def _pat(client: TestClient, days: int, name: str = "deploy") -> dict[str, object]:
