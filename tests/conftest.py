@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -39,24 +40,51 @@ def service_unavailable(what: str, err: Exception) -> None:
     pytest.skip(f"{what} unavailable: {err}")
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session, migrated to head, dropped at the end."""
-    name = f"sensorhub_test_{uuid.uuid4().hex[:10]}"
+@contextmanager
+def pg_databases() -> Iterator[Callable[[bool], str]]:
+    """Factory of fresh PostgreSQL databases next to PG_ADMIN_URL's (migrated to head when asked), all
+    dropped at the end; skips (fails in CI) when PostgreSQL does not answer."""
+    names: list[str] = []
     try:
         admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
         with admin.connect() as c:
-            c.execute(text(f'CREATE DATABASE "{name}"'))
+            c.execute(text("SELECT 1"))
     except Exception as e:
         service_unavailable("PostgreSQL", e)
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    db = Database(Settings(database_url=url, data_dir=Path("/tmp")))
-    upgrade(db)
-    db.dispose()
-    yield url
-    with admin.connect() as c:
-        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+
+    def make(migrated: bool = True) -> str:
+        name = f"sensorhub_test_{uuid.uuid4().hex[:10]}"
+        with admin.connect() as c:
+            c.execute(text(f'CREATE DATABASE "{name}"'))
+        names.append(name)
+        url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+        if migrated:
+            db = Database(Settings(database_url=url, data_dir=Path("/tmp")))
+            upgrade(db)
+            db.dispose()
+        return url
+
+    try:
+        yield make
+    finally:
+        with admin.connect() as c:
+            for name in names:
+                c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, migrated to head, dropped at the end."""
+    with pg_databases() as make:
+        yield make(True)
+
+
+@pytest.fixture
+def fresh_pg() -> Iterator[Callable[[bool], str]]:
+    """Factory of empty PostgreSQL databases (migrated to head when asked); all dropped at the end."""
+    with pg_databases() as make:
+        yield make
 
 
 @pytest.fixture(scope="session")

@@ -4,18 +4,18 @@ discovery, rendered as an array, written through the session write paths."""
 
 from __future__ import annotations
 
-import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select, text
 
 from sensorhub.config import Settings
 from sensorhub.entities.models import entity_types
 from tests.builders import World, bearer, login
-from tests.conftest import PG_ADMIN_URL, TEST_SECRET_KEY, service_unavailable
+from tests.conftest import TEST_SECRET_KEY
 from tests.entities.helpers import problem, put_entities
 
 E = "/ngsi-ld/v1/entities"
@@ -174,20 +174,9 @@ def test_migration_keeps_existing_single_types_sqlite(tmp_path: Path) -> None:
     _migrate_with_an_entity(Settings(data_dir=tmp_path))
 
 
-def test_migration_keeps_existing_single_types_postgresql(tmp_path: Path) -> None:
-    name = f"sensorhub_types_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as c:
-            c.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as e:
-        service_unavailable("PostgreSQL", e)
-    try:
-        url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-        _migrate_with_an_entity(
-            Settings(data_dir=tmp_path, database_url=url, env="test", secret_key=TEST_SECRET_KEY)
-        )
-    finally:
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+def test_migration_keeps_existing_single_types_postgresql(
+    tmp_path: Path, fresh_pg: Callable[[bool], str]
+) -> None:
+    _migrate_with_an_entity(
+        Settings(data_dir=tmp_path, database_url=fresh_pg(False), env="test", secret_key=TEST_SECRET_KEY)
+    )

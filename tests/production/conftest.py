@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +18,8 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
 
-from sensorhub.config import Settings
-from sensorhub.db import Database
-from sensorhub.migrate import upgrade
-from tests.conftest import PG_ADMIN_URL, TEST_SECRET_KEY, service_unavailable
+from tests.conftest import TEST_SECRET_KEY, service_unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 SENSORHUB = str(Path(sys.executable).parent / "sensorhub")
@@ -34,36 +29,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def fresh_pg() -> Iterator[Callable[[bool], str]]:
-    """Factory of empty PostgreSQL databases (migrated to head when asked); all dropped at the end."""
-    names: list[str] = []
-    try:
-        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as c:
-            c.execute(text("SELECT 1"))
-    except Exception as e:
-        service_unavailable("PostgreSQL", e)
-
-    def make(migrated: bool = True) -> str:
-        name = f"sensorhub_prod_{uuid.uuid4().hex[:10]}"
-        with admin.connect() as c:
-            c.execute(text(f'CREATE DATABASE "{name}"'))
-        names.append(name)
-        url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-        if migrated:
-            db = Database(Settings(database_url=url, data_dir=Path("/tmp")))
-            upgrade(db)
-            db.dispose()
-        return url
-
-    yield make
-    with admin.connect() as c:
-        for name in names:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 @dataclass

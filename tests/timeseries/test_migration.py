@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import inspect, text
 
 from sensorhub.config import Settings
 from sensorhub.db import Database
 from sensorhub.migrate import alembic_config, current_revision, upgrade
-from tests.conftest import PG_ADMIN_URL, service_unavailable
 
 TABLES = {"series", "measurements", "rollup_1m", "rollup_1h", "rollup_1d"}
 
@@ -39,28 +38,16 @@ def test_migration_roundtrip_sqlite(tmp_path: Path) -> None:
     db.dispose()
 
 
-def test_migration_roundtrip_postgresql(tmp_path: Path) -> None:
-    name = f"sensorhub_ts_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as c:
-            c.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as e:
-        service_unavailable("PostgreSQL", e)
-    try:
-        db = Database(Settings(data_dir=tmp_path, database_url=PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name))
-        _roundtrip(db)
-        with db.engine.connect() as c:
-            kind = c.execute(text("SELECT relkind FROM pg_class WHERE relname = 'measurements'")).scalar()
-            default = c.execute(
-                text("SELECT count(*) FROM pg_class WHERE relname = 'measurements_default'")
-            ).scalar()
-        assert kind == "p" and default == 1
-        db.dispose()
-    finally:
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+def test_migration_roundtrip_postgresql(tmp_path: Path, fresh_pg: Callable[[bool], str]) -> None:
+    db = Database(Settings(data_dir=tmp_path, database_url=fresh_pg(False)))
+    _roundtrip(db)
+    with db.engine.connect() as c:
+        kind = c.execute(text("SELECT relkind FROM pg_class WHERE relname = 'measurements'")).scalar()
+        default = c.execute(
+            text("SELECT count(*) FROM pg_class WHERE relname = 'measurements_default'")
+        ).scalar()
+    assert kind == "p" and default == 1
+    db.dispose()
 
 
 def _row_counts(db: Database, tables: set[str]) -> dict[str, int]:
