@@ -9,8 +9,6 @@ work until the grace ends → the admin revokes it for the organisation → the 
 from __future__ import annotations
 
 import os
-import threading
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -18,13 +16,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sensorhub.app import create_app
 from sensorhub.config import Settings
 from sensorhub.context import AppContext
 from sensorhub.db import CLOCK, Database
 from sensorhub.migrate import upgrade
 from sensorhub.tokens.expiry import run_expiry_notices
 from tests.builders import World
+from tests.oidc_provider import sensorhub_server
 from tests.smtp import Inbox, smtp_server
 
 CHROMIUM = "/usr/bin/chromium"
@@ -48,8 +46,6 @@ def _shot(page: Page, name: str) -> None:
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, AppContext, Inbox]]:
-    import uvicorn
-
     with smtp_server() as (inbox, smtp_port):
         settings = Settings(
             data_dir=tmp_path, env="test", smtp_host="127.0.0.1", smtp_port=smtp_port,
@@ -58,30 +54,17 @@ def served(tmp_path: Path) -> Iterator[tuple[str, AppContext, Inbox]]:
         db = Database(settings)
         upgrade(db)
         db.dispose()
-        ctx = AppContext.build(settings)
-        port = _free_port()
-        server = uvicorn.Server(
-            uvicorn.Config(create_app(settings, ctx), host="127.0.0.1", port=port, log_level="warning")
-        )
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 20
-        while not server.started:
-            assert time.monotonic() < deadline and thread.is_alive(), "the test server did not start"
-            time.sleep(0.05)
-        world = World(ctx)
-        world.org("acme", ("farm",))
-        world.user("olga@acme.test", "acme", "owner")
-        world.user("mia@acme.test", "acme", "member")
-        world.entity("acme", "farm", DEVICE, "Device")
-        CLOCK.reset()
-        try:
-            yield f"http://127.0.0.1:{port}", ctx, inbox
-        finally:
+        with sensorhub_server(settings, _free_port()) as (url, ctx):
+            world = World(ctx)
+            world.org("acme", ("farm",))
+            world.user("olga@acme.test", "acme", "owner")
+            world.user("mia@acme.test", "acme", "member")
+            world.entity("acme", "farm", DEVICE, "Device")
             CLOCK.reset()
-            server.should_exit = True
-            thread.join(10)
-            ctx.db.dispose()
+            try:
+                yield url, ctx, inbox
+            finally:
+                CLOCK.reset()
 
 
 def _reads(url: str, token: str) -> int:
