@@ -28,9 +28,8 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
-import shutil
 import statistics
-import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -51,11 +50,13 @@ from sensorhub.context import AppContext
 from sensorhub.db import Database
 from sensorhub.entities.models import Entity
 from sensorhub.migrate import upgrade
-from sensorhub.push import connectors
 from sensorhub.push.delivery import DeliveryWorker
 from sensorhub.push.kinds import InfluxDB, Message, Points
 from sensorhub.push.models import Delivery, Rule
 from sensorhub.tokens import service as tokens
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, for tests/
+from tests.push.conftest import connector_with_rules, running_influxd
 
 
 class Sink:
@@ -132,31 +133,8 @@ def add_rules(
 ) -> None:
     with ctx.db.transaction() as s:
         s.query(Rule).delete()
-        c, _ = connectors.create_connector(
-            s,
-            org,
-            user,
-            kind="webhook",
-            name="sink",
-            config={"url": url},
-            secrets={},
-            enabled=True,
-            settings=ctx.settings,
-        )
-        for i in range(n):
-            connectors.create_rule(
-                s,
-                org,
-                user,
-                name=f"r{i}",
-                workspace=None,
-                entity_type=None,
-                condition=condition,
-                actions=[{"connector_id": c.id}],
-                cooldown_s=0,
-                notify_resolved=False,
-                enabled=True,
-            )
+        rules = [f"r{i}" for i in range(n)]
+        connector_with_rules(s, org, user, ctx.settings, "webhook", "sink", {"url": url}, rules, condition)
 
 
 def serve(settings: Settings) -> tuple[Any, str, AppContext]:
@@ -237,39 +215,6 @@ class Databases:
             for name in self.names:
                 c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_influxd(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """A throw-away influxd 1.x on free ports (as tests/push/test_connector_kinds.py starts it)."""
-    if shutil.which("influxd") is None:
-        raise SystemExit("(d) needs influxd on the PATH (apt-get install -y influxdb)")
-    port, rpc = free_port(), free_port()
-    conf = tmp / "influxdb.conf"
-    conf.write_text(
-        f'reporting-disabled = true\nbind-address = "127.0.0.1:{rpc}"\n[meta]\n  dir = "{tmp}/meta"\n'
-        f'[data]\n  dir = "{tmp}/data"\n  wal-dir = "{tmp}/wal"\n  query-log-enabled = false\n'
-        f'[http]\n  bind-address = "127.0.0.1:{port}"\n  log-enabled = false\n[logging]\n  level = "warn"\n'
-    )
-    proc = subprocess.Popen(
-        ["influxd", "-config", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{url}/ping", timeout=1).status_code == 204:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit("influxd did not start")
 
 
 def influx_count(url: str, db: str) -> int:
@@ -410,38 +355,15 @@ def part_d(base: Path, dbs: Databases, fast: dict[str, Any]) -> None:
     total = devices * requests * per
     tmp = base / "influx"
     tmp.mkdir()
-    proc, influx = start_influxd(tmp)
-    try:
+    with running_influxd(tmp) as influx:
         settings = dbs.settings(base, "d", embedded_worker=False, **fast)
         key, org, user = setup(settings, devices)
         srv, url, ctx = serve(settings)
         httpx.post(f"{influx}/query", params={"q": 'CREATE DATABASE "via_sensorhub"'})
         httpx.post(f"{influx}/query", params={"q": 'CREATE DATABASE "direct"'})
         with ctx.db.transaction() as s:
-            c, _ = connectors.create_connector(
-                s,
-                org,
-                user,
-                kind="influxdb",
-                name="influx",
-                config={"url": influx, "database": "via_sensorhub", "measurement": "push"},
-                secrets={},
-                enabled=True,
-                settings=ctx.settings,
-            )
-            connectors.create_rule(
-                s,
-                org,
-                user,
-                name="all",
-                workspace=None,
-                entity_type=None,
-                condition=None,
-                actions=[{"connector_id": c.id}],
-                cooldown_s=0,
-                notify_resolved=False,
-                enabled=True,
-            )
+            config = {"url": influx, "database": "via_sensorhub", "measurement": "push"}
+            connector_with_rules(s, org, user, ctx.settings, "influxdb", "influx", config)
         with httpx.Client(
             base_url=url, timeout=60, headers={"x-api-key": key, "Content-Type": "application/json"}
         ) as http:
@@ -502,9 +424,6 @@ def part_d(base: Path, dbs: Databases, fast: dict[str, Any]) -> None:
         )
         srv.should_exit = True
         time.sleep(0.5)
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,33 @@
-"""Push tests: fast retries and polling, local receivers allowed (SSRF guard lifted by its setting)."""
+"""Push tests: fast retries and polling, local receivers allowed (SSRF guard lifted by its setting); the
+peers they deliver to (a webhook receiver, a subscriber on the local Mosquitto, a throw-away influxd), and
+a connector with its rules (which bench/push/bench_push.py uses too)."""
 
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
+import httpx
+import orjson
 import pytest
+from sqlalchemy.orm import Session
 
+from sensorhub.accounts.models import Organisation, User
 from sensorhub.config import Settings
+from sensorhub.push import connectors
+from sensorhub.push.models import Connector
+from tests.conftest import service_unavailable
+from tests.smtp import free_port
 
 FAST = {
     "push_allow_private_targets": True,
@@ -99,3 +114,124 @@ def receiver() -> Iterator[Receiver]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@dataclass
+class Got:
+    topic: str
+    payload: bytes
+    qos: int
+    user_properties: dict[str, str]
+
+    def json(self) -> Any:
+        return orjson.loads(self.payload)
+
+
+@dataclass
+class Broker:
+    prefix: str
+    got: list[Got]
+
+    def wait_for(self, n: int, topic: str, timeout: float = 15.0) -> list[Got]:
+        deadline = time.monotonic() + timeout
+        while len(mine := [g for g in self.got if g.topic == topic]) < n:
+            assert time.monotonic() < deadline, self.got
+            time.sleep(0.05)
+        return mine
+
+
+@pytest.fixture
+def broker() -> Iterator[Broker]:
+    """An MQTT 5 subscriber on ``<unique prefix>/#`` at QoS 2 (so it sees each message's QoS)."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    b = Broker(f"shngsi-{uuid.uuid4().hex[:8]}", [])
+    ready = threading.Event()
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+
+    def on_message(_c: Any, _u: Any, m: Any) -> None:
+        props = dict(getattr(m.properties, "UserProperty", None) or [])
+        b.got.append(Got(m.topic, m.payload, m.qos, props))
+
+    c.on_subscribe = lambda *_: ready.set()
+    c.on_connect = lambda cl, *_: cl.subscribe(f"{b.prefix}/#", qos=2)
+    c.on_message = on_message
+    try:
+        c.connect("127.0.0.1", 1883)
+    except OSError as e:
+        service_unavailable("Mosquitto on 127.0.0.1:1883", e)
+    c.loop_start()
+    try:
+        assert ready.wait(5)
+        yield b
+    finally:
+        c.disconnect()
+        c.loop_stop()
+
+
+@contextmanager
+def running_influxd(tmp: Path, timeout: float = 30.0) -> Iterator[str]:
+    """A throw-away influxd 1.x on free ports, its files in ``tmp``: its URL once it answers /ping, stopped
+    at the end. RuntimeError when influxd is not installed or does not start within ``timeout`` seconds."""
+    if shutil.which("influxd") is None:
+        raise RuntimeError("influxd is not on the PATH (apt-get install -y influxdb)")
+    port, rpc = free_port(), free_port()
+    conf = tmp / "influxdb.conf"
+    conf.write_text(
+        f'reporting-disabled = true\nbind-address = "127.0.0.1:{rpc}"\n[meta]\n  dir = "{tmp}/meta"\n'
+        f'[data]\n  dir = "{tmp}/data"\n  wal-dir = "{tmp}/wal"\n  query-log-enabled = false\n'
+        f'[http]\n  bind-address = "127.0.0.1:{port}"\n  log-enabled = false\n[logging]\n  level = "warn"\n'
+    )
+    proc = subprocess.Popen(
+        ["influxd", "-config", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{url}/ping", timeout=1).status_code == 204:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("influxd did not start")
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def connector_with_rules(
+    s: Session,
+    org: Organisation,
+    user: User,
+    settings: Settings,
+    kind: str,
+    name: str,
+    config: dict[str, Any],
+    rules: Sequence[str] = ("all",),
+    condition: dict[str, Any] | None = None,
+) -> Connector:
+    """An enabled ``kind`` connector without secrets, and one enabled rule per name in ``rules`` sending it
+    every event of the organisation (``condition``: those that meet it), without cooldown."""
+    c, _ = connectors.create_connector(
+        s, org, user, kind=kind, name=name, config=config, secrets={}, enabled=True, settings=settings
+    )
+    for rule in rules:
+        connectors.create_rule(
+            s,
+            org,
+            user,
+            name=rule,
+            workspace=None,
+            entity_type=None,
+            condition=condition,
+            actions=[{"connector_id": c.id}],
+            cooldown_s=0,
+            notify_resolved=False,
+            enabled=True,
+        )
+    return c

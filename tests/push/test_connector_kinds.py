@@ -3,9 +3,9 @@ an ``influxd`` started here on a free port, and an SMTP server (aiosmtpd) in the
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
-import tempfile
 import threading
 import time
 import uuid
@@ -21,7 +21,9 @@ from fastapi.testclient import TestClient
 from sensorhub.config import Settings
 from tests.builders import World, bearer, login
 from tests.conftest import service_unavailable
+from tests.push.conftest import Broker, running_influxd
 from tests.push.test_mail import Inbox, free_port
+from tests.smtp import smtp_settings
 
 DEV = "urn:ngsi-ld:Device:pump-7"
 
@@ -38,14 +40,7 @@ def smtp_server() -> Iterator[tuple[Inbox, int]]:
 
 @pytest.fixture
 def settings(settings: Settings, smtp_server: tuple[Inbox, int]) -> Settings:
-    return settings.model_copy(
-        update={
-            "smtp_host": "127.0.0.1",
-            "smtp_port": smtp_server[1],
-            "smtp_security": "none",
-            "smtp_sender": "hub@example.test",
-        }
-    )
+    return smtp_settings(settings, smtp_server[1], smtp_sender="hub@example.test")
 
 
 @pytest.fixture
@@ -92,94 +87,53 @@ def _until(pred: Any, timeout: float = 15.0) -> None:
         time.sleep(0.05)
 
 
-def test_mqtt_connector_publishes_per_device_and_attribute(admin: TestClient, world: World) -> None:
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
+def test_mqtt_connector_publishes_per_device_and_attribute(
+    admin: TestClient, world: World, broker: Broker
+) -> None:
+    prefix = broker.prefix
+    cid = _connect(
+        admin,
+        "mqtt",
+        {
+            "host": "127.0.0.1",
+            "port": 1883,
+            "topic": prefix + "/{org}/{workspace}/{device}/{attribute}/{topic}",
+        },
+    )
+    _backfill(admin, world, [("2026-01-01T00:00:00Z", 1.5), ("2026-01-01T00:01:00Z", 1.7)])
+    _until(lambda: broker.got)
+    topic, payload = broker.got[0].topic, broker.got[0].payload
+    assert topic == f"{prefix}/acme/main/{DEV}/pressure/default"
+    import json
 
-    prefix = f"shtest-{uuid.uuid4().hex[:8]}"
-    got: list[tuple[str, bytes]] = []
-    ready = threading.Event()
-    sub = mqtt.Client(CallbackAPIVersion.VERSION2)
-    sub.on_connect = lambda c, *_: (c.subscribe(f"{prefix}/#", qos=1), ready.set())
-    sub.on_message = lambda _c, _u, m: got.append((m.topic, m.payload))
-    try:
-        sub.connect("127.0.0.1", 1883)
-    except OSError as e:
-        service_unavailable("Mosquitto on 127.0.0.1:1883", e)
-    sub.loop_start()
-    try:
-        assert ready.wait(5)
-        time.sleep(0.2)  # the SUBACK
-        cid = _connect(
-            admin,
-            "mqtt",
-            {
-                "host": "127.0.0.1",
-                "port": 1883,
-                "topic": prefix + "/{org}/{workspace}/{device}/{attribute}/{topic}",
-            },
-        )
-        _backfill(admin, world, [("2026-01-01T00:00:00Z", 1.5), ("2026-01-01T00:01:00Z", 1.7)])
-        _until(lambda: got)
-        topic, payload = got[0]
-        assert topic == f"{prefix}/acme/main/{DEV}/pressure/default"
-        import json
-
-        p = json.loads(payload)
-        assert [pt["value"] for pt in p["data"][0]["points"]] == [1.5, 1.7] and p["id"].startswith("shd_")
-        # Another Akenza topic: its own MQTT topic through {topic}, and the payload names it.
-        _backfill(admin, world, [("2026-01-01T00:02:00Z", 9.5)], topic="env")
-        _until(lambda: len(got) >= 2)
-        topic, payload = got[1]
-        assert topic == f"{prefix}/acme/main/{DEV}/pressure/env"
-        p = json.loads(payload)
-        assert [(d["topic"], d["points"][0]["value"]) for d in p["data"]] == [("env", 9.5)]
-        r = admin.post(f"/api/orgs/acme/connectors/{cid}/test")
-        assert r.json()["status"] == "delivered"
-        # A broker that is not there: a visible failed attempt, not an exception.
-        bad = admin.post(
-            "/api/orgs/acme/connectors",
-            json={"kind": "mqtt", "name": "x", "config": {"host": "127.0.0.1", "port": free_port()}},
-        )
-        r = admin.post(f"/api/orgs/acme/connectors/{bad.json()['id']}/test")
-        assert r.json()["status"] == "dead" and "cannot connect" in r.json()["last_error"]
-    finally:
-        sub.loop_stop()
-        sub.disconnect()
+    p = json.loads(payload)
+    assert [pt["value"] for pt in p["data"][0]["points"]] == [1.5, 1.7] and p["id"].startswith("shd_")
+    # Another Akenza topic: its own MQTT topic through {topic}, and the payload names it.
+    _backfill(admin, world, [("2026-01-01T00:02:00Z", 9.5)], topic="env")
+    _until(lambda: len(broker.got) >= 2)
+    topic, payload = broker.got[1].topic, broker.got[1].payload
+    assert topic == f"{prefix}/acme/main/{DEV}/pressure/env"
+    p = json.loads(payload)
+    assert [(d["topic"], d["points"][0]["value"]) for d in p["data"]] == [("env", 9.5)]
+    r = admin.post(f"/api/orgs/acme/connectors/{cid}/test")
+    assert r.json()["status"] == "delivered"
+    # A broker that is not there: a visible failed attempt, not an exception.
+    bad = admin.post(
+        "/api/orgs/acme/connectors",
+        json={"kind": "mqtt", "name": "x", "config": {"host": "127.0.0.1", "port": free_port()}},
+    )
+    r = admin.post(f"/api/orgs/acme/connectors/{bad.json()['id']}/test")
+    assert r.json()["status"] == "dead" and "cannot connect" in r.json()["last_error"]
 
 
 @pytest.fixture(scope="module")
-def influxd() -> Iterator[str]:
-    if shutil.which("influxd") is None:
-        service_unavailable("influxd", FileNotFoundError("apt-get install -y influxdb"))
-    tmp = Path(tempfile.mkdtemp(prefix="sh-influx-"))
-    port, rpc = free_port(), free_port()
-    conf = tmp / "influxdb.conf"
-    conf.write_text(
-        f'reporting-disabled = true\nbind-address = "127.0.0.1:{rpc}"\n[meta]\n  dir = "{tmp}/meta"\n'
-        f'[data]\n  dir = "{tmp}/data"\n  wal-dir = "{tmp}/wal"\n  query-log-enabled = false\n'
-        f'[http]\n  bind-address = "127.0.0.1:{port}"\n  log-enabled = false\n[logging]\n  level = "warn"\n'
-    )
-    proc = subprocess.Popen(
-        ["influxd", "-config", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/ping", timeout=1).status_code == 204:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                service_unavailable("influxd", RuntimeError("did not start"))
-            time.sleep(0.1)
+def influxd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with contextlib.ExitStack() as stack:
+        try:
+            url = stack.enter_context(running_influxd(tmp_path_factory.mktemp("influx")))
+        except RuntimeError as e:
+            service_unavailable("influxd", e)
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_influxdb_connector_writes_line_protocol(

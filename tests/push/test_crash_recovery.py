@@ -20,10 +20,9 @@ from sensorhub.accounts.models import User
 from sensorhub.accounts.service import get_org
 from sensorhub.config import Settings
 from sensorhub.context import AppContext
-from sensorhub.push import connectors
 from tests.builders import World
 from tests.production.conftest import SENSORHUB, free_port
-from tests.push.conftest import Receiver
+from tests.push.conftest import Receiver, connector_with_rules
 
 DEV = "urn:ngsi-ld:Device:crash-1"
 FAST_ENV = {
@@ -104,30 +103,7 @@ def test_kill_9_during_a_burst_then_restart_delivers_every_accepted_point(
         org = get_org(s, "acme")
         user = s.get(User, owner.id)
         assert user is not None
-        c, _ = connectors.create_connector(
-            s,
-            org,
-            user,
-            kind="webhook",
-            name="hook",
-            config={"url": receiver.url},
-            secrets={},
-            enabled=True,
-            settings=settings,
-        )
-        connectors.create_rule(
-            s,
-            org,
-            user,
-            name="all",
-            workspace=None,
-            entity_type=None,
-            condition=None,
-            actions=[{"connector_id": c.id}],
-            cooldown_s=0,
-            notify_resolved=False,
-            enabled=True,
-        )
+        connector_with_rules(s, org, user, settings, "webhook", "hook", {"url": receiver.url})
     log = tmp_path / "server.log"
     port = free_port()
     url = f"http://127.0.0.1:{port}"

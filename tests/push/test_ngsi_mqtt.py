@@ -7,22 +7,17 @@ PostgreSQL (the push conftest: fast retries, local targets allowed)."""
 
 from __future__ import annotations
 
-import threading
 import time
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import pytest
 from fastapi.testclient import TestClient
 
 from sensorhub.push.crypto import decrypt
 from sensorhub.push.subscription_models import NgsiSubscription
 from sensorhub.tokens import service as tokens
 from tests.builders import World, bearer
-from tests.conftest import service_unavailable
+from tests.push.conftest import Broker
 from tests.push.test_ngsi_subscriptions import (
     DEV,
     SUBS,
@@ -32,60 +27,6 @@ from tests.push.test_ngsi_subscriptions import (
     subscription,
     tokens_owner,
 )
-
-
-@dataclass
-class Got:
-    topic: str
-    payload: bytes
-    qos: int
-    user_properties: dict[str, str]
-
-    def json(self) -> Any:
-        return orjson.loads(self.payload)
-
-
-@dataclass
-class Broker:
-    prefix: str
-    got: list[Got]
-
-    def wait_for(self, n: int, topic: str, timeout: float = 15.0) -> list[Got]:
-        deadline = time.monotonic() + timeout
-        while len(mine := [g for g in self.got if g.topic == topic]) < n:
-            assert time.monotonic() < deadline, self.got
-            time.sleep(0.05)
-        return mine
-
-
-@pytest.fixture
-def broker() -> Iterator[Broker]:
-    """An MQTT 5 subscriber on ``<unique prefix>/#`` at QoS 2 (so it sees each message's QoS)."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    b = Broker(f"shngsi-{uuid.uuid4().hex[:8]}", [])
-    ready = threading.Event()
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-
-    def on_message(_c: Any, _u: Any, m: Any) -> None:
-        props = dict(getattr(m.properties, "UserProperty", None) or [])
-        b.got.append(Got(m.topic, m.payload, m.qos, props))
-
-    c.on_subscribe = lambda *_: ready.set()
-    c.on_connect = lambda cl, *_: cl.subscribe(f"{b.prefix}/#", qos=2)
-    c.on_message = on_message
-    try:
-        c.connect("127.0.0.1", 1883)
-    except OSError as e:
-        service_unavailable("Mosquitto on 127.0.0.1:1883", e)
-    c.loop_start()
-    try:
-        assert ready.wait(5)
-        yield b
-    finally:
-        c.disconnect()
-        c.loop_stop()
 
 
 def mqtt_subscription(uri: str, *info: tuple[str, str], **extra: Any) -> dict[str, Any]:
