@@ -7,14 +7,10 @@ returns when its PUBACK arrives, which the broker sends only after the message i
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
-import paho.mqtt.client as mqtt
 import pytest
 from fastapi.testclient import TestClient
 
@@ -22,93 +18,7 @@ from sensorhub.app import create_app
 from sensorhub.config import Settings
 from sensorhub.context import AppContext
 from tests.builders import World, bearer, login
-
-T = 10.0  # seconds: the upper bound of every wait (events normally arrive in milliseconds)
-DEVICE = "urn:ngsi-ld:Device:pump-1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Device:
-    """A paho client that records what happens to it."""
-
-    def __init__(self, port: int, token: str | None, username: str | None = None, **kw: Any) -> None:
-        kw.setdefault("protocol", mqtt.MQTTv311)
-        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, reconnect_on_failure=False, **kw)
-        if token is not None:
-            self.c.username_pw_set(username if username is not None else token, token)
-        self.connected = threading.Event()
-        self.closed = threading.Event()
-        self.subscribed = threading.Event()
-        self.reason: Any = None
-        self.granted: list[int] = []
-        self.messages: list[tuple[str, Any]] = []
-        self.got = threading.Condition()
-        self.c.on_connect = self._on_connect
-        self.c.on_disconnect = self._on_disconnect
-        self.c.on_subscribe = self._on_subscribe
-        self.c.on_message = self._on_message
-        self.port = port
-
-    def _on_connect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        self.reason = reason
-        self.connected.set()
-
-    def _on_disconnect(self, *_a: Any) -> None:
-        self.closed.set()
-
-    def _on_subscribe(self, _c: Any, _u: Any, _mid: Any, codes: Any, _p: Any) -> None:
-        self.granted = [int(getattr(x, "value", x)) for x in codes]
-        self.subscribed.set()
-
-    def _on_message(self, _c: Any, _u: Any, msg: Any) -> None:
-        with self.got:
-            self.messages.append((msg.topic, orjson.loads(msg.payload)))
-            self.got.notify_all()
-
-    def start(self) -> Device:
-        self.c.connect("127.0.0.1", self.port, keepalive=30)
-        self.c.loop_start()
-        assert self.connected.wait(T)
-        return self
-
-    @property
-    def accepted(self) -> bool:
-        return not self.reason.is_failure
-
-    def publish(self, topic: str, payload: bytes | str, qos: int = 1, timeout: float = T) -> bool:
-        """True when the broker acknowledged (QoS 1) the message; False when it closed the connection."""
-        info = self.c.publish(topic, payload, qos=qos)
-        if qos == 0:
-            return True
-        done = threading.Event()
-        waiter = threading.Thread(target=lambda: (info.wait_for_publish(timeout), done.set()), daemon=True)
-        waiter.start()
-        while not done.is_set() and not self.closed.is_set():
-            done.wait(0.01)
-        try:
-            return info.is_published()
-        except RuntimeError:  # paho: the connection closed before the message was acknowledged
-            return False
-
-    def subscribe(self, topic_filter: str, qos: int = 1) -> list[int]:
-        self.subscribed.clear()
-        self.c.subscribe(topic_filter, qos=qos)
-        assert self.subscribed.wait(T)
-        return self.granted
-
-    def wait_messages(self, n: int) -> list[tuple[str, Any]]:
-        with self.got:
-            assert self.got.wait_for(lambda: len(self.messages) >= n, T), self.messages
-            return list(self.messages)
-
-    def stop(self) -> None:
-        self.c.disconnect()
-        self.c.loop_stop()
+from tests.mqtt.conftest import DEVICE, Device, T, free_port
 
 
 @pytest.fixture
@@ -117,45 +27,20 @@ def port() -> int:
 
 
 @pytest.fixture
-def mqtt_settings(settings: Settings, port: int) -> Settings:
+def settings(settings: Settings, port: int) -> Settings:
     return settings.model_copy(update={"mqtt_listen": f"127.0.0.1:{port}"})
 
 
 @pytest.fixture
-def mctx(mqtt_settings: Settings) -> Iterator[AppContext]:
-    c = AppContext.build(mqtt_settings)
-    yield c
-    c.db.dispose()
+def http(client: TestClient) -> TestClient:
+    """The app's test client: the app, and with it the broker (a lifespan step), runs while it is open."""
+    return client
 
 
 @pytest.fixture
-def http(mqtt_settings: Settings, mctx: AppContext) -> Iterator[TestClient]:
-    with TestClient(create_app(mqtt_settings, mctx), base_url="http://testserver") as c:
-        yield c
-
-
-@pytest.fixture
-def w(mctx: AppContext) -> World:
-    w = World(mctx)
-    w.org("acme", workspaces=("plant", "lab"))
-    w.user("dev@acme.test", "acme", role="admin")
-    w.entity("acme", "plant", DEVICE)
-    w.entity("acme", "lab", "urn:ngsi-ld:Device:lab-1")
-    return w
-
-
-@pytest.fixture
-def devices(port: int) -> Iterator[Any]:
-    made: list[Device] = []
-
-    def make(token: str | None, **kw: Any) -> Device:
-        d = Device(port, token, **kw)
-        made.append(d)
-        return d.start()
-
-    yield make
-    for d in made:
-        d.stop()
+def broker(port: int, http: TestClient) -> int:
+    """The embedded broker's port, once it listens."""
+    return port
 
 
 def latest(http: TestClient, token: str, device: str = DEVICE) -> dict[str, Any]:
@@ -256,13 +141,7 @@ def test_revoking_the_token_disconnects_its_session_at_once(http: TestClient, w:
     assert http.delete(f"/api/tokens/{cred_id}").status_code in (200, 204)
     assert d.closed.wait(T)
     assert not other.closed.is_set()
-    # Reconnecting with the revoked token is refused (CONNACK 5, not authorised).
-    again = Device(d.port, token)
-    again.c.connect("127.0.0.1", d.port)
-    again.c.loop_start()
-    assert again.connected.wait(T)
-    assert again.reason.is_failure
-    again.stop()
+    assert devices(token).reason.is_failure  # reconnecting with the revoked token: CONNACK not authorised
 
 
 BAD = [
@@ -380,6 +259,7 @@ def test_tls_websocket_and_secure_websocket_listeners(
             "mqtt_certfile": cert,
             "mqtt_keyfile": key,
             "require_https": True,  # tokens only over TLS: the plain WebSocket listener refuses them
+            "mqtt_listen": None,  # only these three listeners
         }
     )
     ctx = AppContext.build(s)
@@ -461,7 +341,7 @@ def test_a_burst_of_values_is_stored_in_full_and_acknowledged_in_order(
 
 
 def test_revocation_by_another_process_disconnects_too(
-    http: TestClient, w: World, devices: Any, mqtt_settings: Settings
+    http: TestClient, w: World, devices: Any, settings: Settings
 ) -> None:
     """``sensorhub admin revoke-token`` runs in a process of its own: the broker hears of it through the
     epoch file of the data directory (or Redis), not through its own database listeners."""
@@ -470,7 +350,7 @@ def test_revocation_by_another_process_disconnects_too(
     token = w.pat("dev@acme.test")
     d = devices(token)
     user_id = w.user("dev@acme.test").id
-    other = AppContext.build(mqtt_settings)  # as the CLI builds it, with its own cache and listeners
+    other = AppContext.build(settings)  # as the CLI builds it, with its own cache and listeners
     try:
         with other.db.transaction() as s:
             cred = next(c for c in tokens.list_pats(s, user_id) if c.name == "test")
