@@ -184,6 +184,29 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
+def publish_round(
+    port: int, token: str | None, messages: int, qos: int
+) -> tuple[Clients, Subscriber, float, float]:
+    """Every device publishes ``messages`` values at ``qos`` (payloads from base 1000 × (qos + 1)) while a
+    subscriber of sensorhub/# listens: the clients, the subscriber, the base and the start time."""
+    clients = Clients(port, token)
+    sub = Subscriber(port, token)
+    base = 1000.0 * (qos + 1)
+    t0 = time.perf_counter()
+    clients.run(messages, qos, base=base)
+    return clients, sub, base, t0
+
+
+def arrival_ms(clients: Clients, sub: Subscriber, messages: int, base: float) -> list[float]:
+    """Publish → arrival at the subscriber, in ms, of each message of a round the subscriber received."""
+    return [
+        (sub.arrived[f"{base + i + m / 1000:.3f}"] - clients.sent[(i, m + 1)]) * 1000
+        for i in range(DEVICES)
+        for m in range(messages)
+        if f"{base + i + m / 1000:.3f}" in sub.arrived and (i, m + 1) in clients.sent
+    ]
+
+
 def bench_sensorhub(args: argparse.Namespace, data: Path) -> list[tuple[str, float, float, float]]:
     env = {"SENSORHUB_DATA_DIR": str(data), "SENSORHUB_ENV": "production"}
     if args.database_url:
@@ -214,11 +237,8 @@ def bench_sensorhub(args: argparse.Namespace, data: Path) -> list[tuple[str, flo
         _common.wait_port(http)  # uvicorn listens once the lifespan (and with it the broker) has started
         done = 0
         for qos in (0, 1):
-            clients = Clients(mport, token)
-            sub = Subscriber(mport, token)
             n = DEVICES * args.messages
-            t0 = time.perf_counter()
-            clients.run(args.messages, qos, base=1000.0 * (qos + 1))
+            clients, sub, base, t0 = publish_round(mport, token, args.messages, qos)
             while stored_points(url) < done + n:
                 time.sleep(0.02)
             elapsed = time.perf_counter() - t0
@@ -227,15 +247,7 @@ def bench_sensorhub(args: argparse.Namespace, data: Path) -> list[tuple[str, flo
                 lat = clients.latencies_ms()
             else:
                 sub.wait(n, 60)
-                lat = [
-                    (sub.arrived[p] - clients.sent[k]) * 1000
-                    for k, p in (
-                        ((i, m + 1), f"{1000.0 + i + m / 1000:.3f}")
-                        for i in range(DEVICES)
-                        for m in range(args.messages)
-                    )
-                    if p in sub.arrived and k in clients.sent
-                ]
+                lat = arrival_ms(clients, sub, args.messages, base)
             rows.append(
                 (
                     f"sensorhub (embedded amqtt, {'PostgreSQL' if args.database_url else 'SQLite'}) QoS {qos}",
@@ -310,12 +322,8 @@ def bench_production(
         time.sleep(1.0)  # the bridge's subscription
         done = 0
         for qos in (0, 1):
-            clients = Clients(mport, token)
-            sub = Subscriber(mport, token)
             n = DEVICES * args.messages
-            base = 1000.0 * (qos + 1)
-            t0 = time.perf_counter()
-            clients.run(args.messages, qos, base=base)
+            clients, sub, base, t0 = publish_round(mport, token, args.messages, qos)
             stored, last_change = 0, time.perf_counter()
             while stored < n and time.perf_counter() - last_change < 20:  # stop once nothing more comes
                 now_stored = stored_points(url) - done
@@ -327,12 +335,7 @@ def bench_production(
             if stored < n:
                 print(f"production path QoS {qos}: only {stored} of {n} messages stored", file=sys.stderr)
             sub.wait(stored, 30)
-            lat = [
-                (sub.arrived[f"{base + i + m / 1000:.3f}"] - clients.sent[(i, m + 1)]) * 1000
-                for i in range(DEVICES)
-                for m in range(args.messages)
-                if f"{base + i + m / 1000:.3f}" in sub.arrived and (i, m + 1) in clients.sent
-            ]
+            lat = arrival_ms(clients, sub, args.messages, base)
             db = "PostgreSQL" if args.database_url else "SQLite"
             rows.append(
                 (
@@ -360,20 +363,11 @@ def bench_mosquitto(args: argparse.Namespace, tmp: Path) -> list[tuple[str, floa
     try:
         _common.wait_port(port)
         for qos in (0, 1):
-            clients = Clients(port, None)
-            sub = Subscriber(port, None)
             n = DEVICES * args.messages
-            base = 1000.0 * (qos + 1)
-            t0 = time.perf_counter()
-            clients.run(args.messages, qos, base=base)
+            clients, sub, base, t0 = publish_round(port, None, args.messages, qos)
             last = sub.wait(n, 60)
             elapsed = last - t0
-            lat = [
-                (sub.arrived[f"{base + i + m / 1000:.3f}"] - clients.sent[(i, m + 1)]) * 1000
-                for i in range(DEVICES)
-                for m in range(args.messages)
-                if f"{base + i + m / 1000:.3f}" in sub.arrived and (i, m + 1) in clients.sent
-            ]
+            lat = arrival_ms(clients, sub, args.messages, base)
             rows.append(
                 (
                     f"Mosquitto {qos=} (broker floor: delivered to a subscriber)".replace("qos=", "QoS "),
