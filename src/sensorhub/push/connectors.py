@@ -11,6 +11,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 from types import SimpleNamespace
 from typing import Any
 
@@ -670,8 +671,8 @@ class ConnectorTarget:
                 m = dict(msg)
                 if a.get("template") and a["template"] != rules.DEFAULT_TEMPLATE:
                     last = evs[-1]
-                    m["text"] = _render(
-                        a["template"],
+                    context = partial(
+                        rules.template_context,
                         rule,
                         m,
                         last.attribute,
@@ -681,6 +682,7 @@ class ConnectorTarget:
                         "data",
                         last.topic,
                     )
+                    m["text"] = _render(a["template"], rule, context)
                 out.append(self._planned(rule, a, pk, m, evs))
         return out
 
@@ -786,8 +788,8 @@ class ConnectorTarget:
         out = []
         for a in rule.actions:
             m = dict(base)
-            m["text"] = _render(
-                a.get("template") or rules.DEFAULT_TEMPLATE,
+            context = partial(
+                rules.template_context,
                 rule,
                 m,
                 attribute,
@@ -797,6 +799,7 @@ class ConnectorTarget:
                 ch.to_state,
                 e.topic if e is not None else rule.topic,
             )
+            m["text"] = _render(a.get("template") or rules.DEFAULT_TEMPLATE, rule, context)
             out.append(self._planned(rule, a, st.entity_pk, m, [e] if e is not None else []))
         return out
 
@@ -877,21 +880,10 @@ class ConnectorTarget:
             )
 
 
-def _render(
-    template: str,
-    rule: Rule,
-    message: dict[str, Any],
-    attribute: str | None,
-    value: Any,
-    unit: str | None,
-    time_us: int | None,
-    state: str,
-    topic: str | None = None,
-) -> str:
+def _render(template: str, rule: Rule, context: Callable[[], dict[str, Any]]) -> str:
+    """``template`` rendered with ``context()`` (a :func:`rules.template_context`)."""
     try:
-        return rules.render(
-            template, rules.template_context(rule, message, attribute, value, unit, time_us, state, topic)
-        )
+        return rules.render(template, context())
     except Exception as e:  # a template valid at creation that fails on real data: say so in the message
         return f"{rule.name}: template error ({type(e).__name__}: {e})"
 

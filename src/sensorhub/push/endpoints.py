@@ -167,59 +167,53 @@ def rotate_secret(
     return {**svc.connector_out(c), "secrets": {"signing_secret": new}}
 
 
+class DeliveryLog:
+    """The delivery log's filters and paging (the query of both log routes)."""
+
+    def __init__(
+        self,
+        status: Literal["pending", "delivered", "dead", "suppressed"] | None = None,
+        before: int | None = Query(None, description="Only deliveries with a smaller id (paging)"),
+        since: str | None = Query(None, description="Only deliveries created at or after (ISO 8601)"),
+        until: str | None = Query(None, description="Only deliveries created before (ISO 8601)"),
+        limit: int = Query(50, ge=1, le=500),
+    ) -> None:
+        self.status, self.before, self.since, self.until, self.limit = status, before, since, until, limit
+
+    def rows(self, sc: SessionContext, connector_id: str | None) -> list[dict[str, Any]]:
+        """The organisation's connector deliveries (one connector's, or every one's), newest first."""
+        rows = deliveries.deliveries_of(
+            sc.db,
+            _org(sc).id,
+            svc.ConnectorTarget.name,
+            connector_id,
+            self.status,
+            self.before,
+            self.limit,
+            since=parse_time(self.since, "since") if self.since else None,
+            until=parse_time(self.until, "until") if self.until else None,
+        )
+        return [deliveries.delivery_out(d) for d in rows]
+
+
 @router.get("/api/orgs/{org}/connectors/{connector_id}/deliveries")
 def connector_deliveries(
-    org: str,
-    connector_id: str,
-    status: Literal["pending", "delivered", "dead", "suppressed"] | None = None,
-    before: int | None = Query(None, description="Only deliveries with a smaller id (paging)"),
-    since: str | None = Query(None, description="Only deliveries created at or after (ISO 8601)"),
-    until: str | None = Query(None, description="Only deliveries created before (ISO 8601)"),
-    limit: int = Query(50, ge=1, le=500),
-    sc: SessionContext = Depends(ADMIN),
+    org: str, connector_id: str, sc: SessionContext = Depends(ADMIN), log: DeliveryLog = Depends()
 ) -> list[dict[str, Any]]:
     """The connector's delivery log, newest first; the next page is ``before=<the last id>``."""
-    c = svc.get_connector(sc.db, _org(sc), connector_id)
-    rows = deliveries.deliveries_of(
-        sc.db,
-        c.org_id,
-        svc.ConnectorTarget.name,
-        c.id,
-        status,
-        before,
-        limit,
-        since=parse_time(since, "since") if since else None,
-        until=parse_time(until, "until") if until else None,
-    )
-    return [deliveries.delivery_out(d) for d in rows]
+    return log.rows(sc, svc.get_connector(sc.db, _org(sc), connector_id).id)
 
 
 @router.get("/api/orgs/{org}/deliveries")
 def org_deliveries(
     org: str,
     connector: str | None = Query(None, description="Only this connector's deliveries (its id)"),
-    status: Literal["pending", "delivered", "dead", "suppressed"] | None = None,
-    before: int | None = Query(None, description="Only deliveries with a smaller id (paging)"),
-    since: str | None = Query(None, description="Only deliveries created at or after (ISO 8601)"),
-    until: str | None = Query(None, description="Only deliveries created before (ISO 8601)"),
-    limit: int = Query(50, ge=1, le=500),
     sc: SessionContext = Depends(ADMIN),
+    log: DeliveryLog = Depends(),
 ) -> list[dict[str, Any]]:
     """Every connector's delivery log of the organisation, newest first (``target_id`` is the
     connector); the next page is ``before=<the last id>``."""
-    c = svc.get_connector(sc.db, _org(sc), connector) if connector else None
-    rows = deliveries.deliveries_of(
-        sc.db,
-        _org(sc).id,
-        svc.ConnectorTarget.name,
-        c.id if c else None,
-        status,
-        before,
-        limit,
-        since=parse_time(since, "since") if since else None,
-        until=parse_time(until, "until") if until else None,
-    )
-    return [deliveries.delivery_out(d) for d in rows]
+    return log.rows(sc, svc.get_connector(sc.db, _org(sc), connector).id if connector else None)
 
 
 @router.get("/api/orgs/{org}/connectors/{connector_id}/deliveries/{delivery_id}")

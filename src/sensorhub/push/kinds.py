@@ -110,6 +110,28 @@ def _timeout(config: dict[str, Any], settings: Settings) -> float:
     return float(t)
 
 
+def _http_url(config: dict[str, Any], settings: Settings, missing: str, *, https_only: bool = False) -> str:
+    """``config.url``: given (``missing`` says what it should be), https with ``https_only`` unless private
+    targets are allowed, and a target the SSRF rules allow."""
+    url = config.get("url")
+    if not isinstance(url, str):
+        raise BadRequest(f"config.url is required: {missing}")
+    if https_only and not settings.push_allow_private_targets and not url.startswith("https://"):
+        raise BadRequest("config.url must be an https:// URL")
+    check_url(url, settings.push_allow_private_targets, ("https", "http"), "config.url")
+    return url
+
+
+def _refused(url: str, settings: Settings) -> Outcome | None:
+    """A failure for good when ``url``'s host is, at sending time, a target the SSRF rules refuse."""
+    parts = urlsplit(url)
+    try:
+        check_host(parts.hostname or "", parts.port or 443, settings.push_allow_private_targets)
+    except TargetRefused as e:
+        return Outcome(False, error=str(e), retry=False)
+    return None
+
+
 def _headers(v: Any, field_name: str) -> dict[str, str]:
     if v is None:
         return {}
@@ -206,12 +228,7 @@ class Webhook:
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         _only(config, self.CONFIG, "config")
         _only(secrets, self.SECRETS, "secrets")
-        url = config.get("url")
-        if not isinstance(url, str):
-            raise BadRequest("config.url is required: the https:// address to POST to")
-        if not settings.push_allow_private_targets and not url.startswith("https://"):
-            raise BadRequest("config.url must be an https:// URL")
-        check_url(url, settings.push_allow_private_targets, ("https", "http"), "config.url")
+        url = _http_url(config, settings, "the https:// address to POST to", https_only=True)
         body = config.get("body", "sensorhub")
         if body not in BODY_PRESETS:
             raise BadRequest(f"config.body must be one of: {', '.join(BODY_PRESETS)}")
@@ -237,11 +254,9 @@ class Webhook:
         self, config: dict[str, Any], secrets: dict[str, Any], msg: Message, settings: Settings
     ) -> Outcome:
         url = config["url"]
-        parts = urlsplit(url)
-        try:
-            check_host(parts.hostname or "", parts.port or 443, settings.push_allow_private_targets)
-        except TargetRefused as e:
-            return Outcome(False, error=str(e), retry=False)
+        refused = _refused(url, settings)
+        if refused is not None:
+            return refused
         body = orjson.dumps(BODY_PRESETS[config.get("body", "sensorhub")](msg))
         headers = {
             **config.get("headers", {}),
@@ -506,12 +521,7 @@ class InfluxDB:
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         _only(config, self.CONFIG, "config")
         _only(secrets, self.SECRETS, "secrets")
-        url = config.get("url")
-        if not isinstance(url, str):
-            raise BadRequest(
-                "config.url is required: the InfluxDB base URL, e.g. https://influx.example.com:8086"
-            )
-        check_url(url, settings.push_allow_private_targets, ("https", "http"), "config.url")
+        url = _http_url(config, settings, "the InfluxDB base URL, e.g. https://influx.example.com:8086")
         version = str(config.get("version", "1"))
         stored: dict[str, Any] = {
             "url": url.rstrip("/"),
@@ -554,11 +564,9 @@ class InfluxDB:
     def send(
         self, config: dict[str, Any], secrets: dict[str, Any], msg: Message, settings: Settings
     ) -> Outcome:
-        parts = urlsplit(config["url"])
-        try:
-            check_host(parts.hostname or "", parts.port or 443, settings.push_allow_private_targets)
-        except TargetRefused as e:
-            return Outcome(False, error=str(e), retry=False)
+        refused = _refused(config["url"], settings)
+        if refused is not None:
+            return refused
         body = self.lines(config, msg)
         if not body:
             return Outcome(True)  # nothing numeric to write (e.g. a rule message)

@@ -10,6 +10,7 @@ outside the organisation a 404 page. Each form handler reads the form, calls the
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
@@ -20,7 +21,7 @@ from starlette.responses import Response
 
 from sensorhub.accounts import invitations
 from sensorhub.accounts import service as accounts
-from sensorhub.accounts.models import Organisation, Role, User
+from sensorhub.accounts.models import Organisation, Role
 from sensorhub.api.deps import ctx, request_ip
 from sensorhub.audit.service import EventQuery, events_csv, search_events
 from sensorhub.auth.dependencies import SessionContext
@@ -31,9 +32,9 @@ from sensorhub.kit.urls import base_url
 from sensorhub.tokens import inventory
 from sensorhub.tokens import service as tokens
 from sensorhub.web import forms
-from sensorhub.web.endpoints import TokenForm, _reveal, expiry_options
-from sensorhub.web.guards import PageError, RequireWebSession, read_form
-from sensorhub.web.views import attempt, page, render
+from sensorhub.web.endpoints import TokenForm, _reveal, token_values
+from sensorhub.web.guards import PageError, RequireWebSession
+from sensorhub.web.views import FormAction, form_handler, org_page, page_route, same_form
 
 router = APIRouter(include_in_schema=False)
 
@@ -50,42 +51,7 @@ def _done(org: Organisation, section: str, what: str) -> Response:
     return RedirectResponse(f"/orgs/{org.slug}/{section}?done={what}", status_code=303)
 
 
-FormAction = Callable[[Request, SessionContext, FormData | None, Mapping[str, str]], Response]
-
-
-def _form_handler(
-    path: str,
-    form_page: Callable[..., Response],
-    *,
-    refill: Callable[[FormData | None], Any] | None = None,
-    page_args: tuple[str, ...] = (),
-) -> Callable[[FormAction], FormAction]:
-    """Register ``action(request, sc, form, path_params)`` as the admin form handler ``POST path``:
-    it runs under :func:`attempt`, so a service error shows ``form_page`` again (with the path
-    parameters named in ``page_args`` and, with ``refill``, the form as the person filled it in)."""
-
-    def register(action: FormAction) -> FormAction:
-        def endpoint(
-            request: Request,
-            form: FormData | None = Depends(read_form),
-            sc: SessionContext = Depends(ADMIN_FORM),
-        ) -> Response:
-            params = request.path_params
-            again: dict[str, Any] = {k: params[k] for k in page_args}
-            if refill is not None:
-                again["form"] = refill(form)
-            return attempt(request, sc, lambda: action(request, sc, form, params), form_page, **again)
-
-        endpoint.__name__ = endpoint.__qualname__ = action.__name__
-        endpoint.__doc__ = action.__doc__
-        router.post(path, name=action.__name__)(endpoint)
-        return action
-
-    return register
-
-
-def _same(form: FormData | None) -> FormData | None:
-    return form
+_form_handler = partial(form_handler, router, ADMIN_FORM)
 
 
 def _person_form(form: FormData | None, key: str) -> dict[str, Any]:
@@ -95,24 +61,6 @@ def _person_form(form: FormData | None, key: str) -> dict[str, Any]:
         "role": forms.text(form, "role") or "member",
         "workspaces": set(forms.many(form, "workspaces")),
     }
-
-
-def _org_page(
-    request: Request,
-    sc: SessionContext,
-    section: str,
-    title: str,
-    template: str,
-    *,
-    error: str | None,
-    status: int,
-    notice: str | None = None,
-    **values: Any,
-) -> Response:
-    """One page of the organisation's admin area: ``title · org`` with ``section`` active in the nav."""
-    o = _org(sc)
-    p = page(request, f"{title} · {o.name}", sc, active=section, error=error, notice=notice)
-    return render(request, template, p, status, org=o, **values)
 
 
 PageValues = Callable[[Request, SessionContext, FormData | None], dict[str, Any]]
@@ -134,13 +82,9 @@ def _admin_page(section: str, title: str, template: str) -> Callable[[PageValues
             status: int = 200,
         ) -> Response:
             v = values(request, sc, form)
-            return _org_page(request, sc, section, title, template, error=error, status=status, **v)
+            return org_page(request, sc, section, title, template, error=error, status=status, **v)
 
-        def show(org: str, request: Request, sc: SessionContext = Depends(ADMIN_PAGE)) -> Response:
-            return render_page(request, sc)
-
-        show.__name__ = show.__qualname__ = section.replace("-", "_")
-        router.get(f"/orgs/{{org}}/{section}", name=show.__name__)(show)
+        page_route(router, ADMIN_PAGE, f"/orgs/{{org}}/{section}", section.replace("-", "_"), render_page)
         return render_page
 
     return register
@@ -162,11 +106,8 @@ def api_keys_page(
     status: int = 200,
 ) -> Response:
     o = _org(sc)
-    settings = ctx(request).settings
-    exp = expiry_options([o], settings.default_token_lifetime_days)
-    keys = tokens.list_api_keys(sc.db, o.id)
     wss = accounts.list_workspaces(sc.db, o)
-    return _org_page(
+    return org_page(
         request,
         sc,
         "api-keys",
@@ -175,19 +116,14 @@ def api_keys_page(
         error=error,
         status=status,
         reveal=reveal,
-        expiry=exp,
-        base=base_url(request, settings.base_url),
-        form=form or TokenForm(expiry=exp.default),
+        base=base_url(request, ctx(request).settings.base_url),
         workspaces=wss,
-        live=[k for k in keys if k.revoked_at is None],
-        revoked=[k for k in keys if k.revoked_at is not None],
         ws_names={w.id: w.slug for w in wss},
+        **token_values(request, [o], tokens.list_api_keys(sc.db, o.id), form),
     )
 
 
-@router.get("/orgs/{org}/api-keys")
-def api_keys(org: str, request: Request, sc: SessionContext = Depends(ADMIN_PAGE)) -> Response:
-    return api_keys_page(request, sc)
+page_route(router, ADMIN_PAGE, "/orgs/{org}/api-keys", "api_keys", api_keys_page)
 
 
 @_form_handler("/orgs/{org}/api-keys", api_keys_page, refill=TokenForm.of)
@@ -261,7 +197,7 @@ def api_users_page(request: Request, sc: SessionContext, form: FormData | None) 
     }
 
 
-@_form_handler("/orgs/{org}/api-users", api_users_page, refill=_same)
+@_form_handler("/orgs/{org}/api-users", api_users_page, refill=same_form)
 def create_api_user(
     request: Request, sc: SessionContext, form: FormData | None, params: Mapping[str, str]
 ) -> Response:
@@ -275,7 +211,7 @@ def create_api_user(
         entities=forms.lines(forms.text(form, "entities")),
         actor_id=sc.user.id,
     )
-    return RedirectResponse(f"/orgs/{o.slug}/api-users/{user.id}?done=api-user-created", status_code=303)
+    return _done(o, f"api-users/{user.id}", "api-user-created")
 
 
 def api_user_page(
@@ -295,15 +231,13 @@ def api_user_page(
     except SensorhubError as e:
         raise PageError(e.status, e.error, e.message) from None
     m = accounts.membership(sc.db, user.id, o.id)
-    exp = expiry_options([o], ctx(request).settings.default_token_lifetime_days)
-    pats = tokens.list_pats(sc.db, user.id)
     wss = accounts.list_workspaces(sc.db, o)
     notice = (
         "API user created. Now create a token for it."
         if request.query_params.get("done") == "api-user-created"
         else None
     )
-    return _org_page(
+    return org_page(
         request,
         sc,
         "api-users",
@@ -315,24 +249,15 @@ def api_user_page(
         api_user=user,
         role=m.role if m else None,
         reveal=reveal,
-        expiry=exp,
-        form=form or TokenForm(expiry=exp.default),
         grants=[row.grant for row in accounts.grant_rows(sc.db, o, user.id)],
         ws_names={w.id: w.name for w in wss},
         workspaces=wss,
         allowed_scopes=ROLE_SCOPES[Role(m.role)] if m else frozenset(),
-        live=[t for t in pats if t.revoked_at is None],
-        revoked=[t for t in pats if t.revoked_at is not None],
+        **token_values(request, [o], tokens.list_pats(sc.db, user.id), form),
     )
 
 
-def _api_user_url(sc: SessionContext, user: User, done: str) -> Response:
-    return RedirectResponse(f"/orgs/{_org(sc).slug}/api-users/{user.id}?done={done}", status_code=303)
-
-
-@router.get("/orgs/{org}/api-users/{user_id}")
-def api_user(org: str, user_id: str, request: Request, sc: SessionContext = Depends(ADMIN_PAGE)) -> Response:
-    return api_user_page(request, sc, user_id)
+page_route(router, ADMIN_PAGE, "/orgs/{org}/api-users/{user_id}", "api_user", api_user_page, ("user_id",))
 
 
 @_form_handler("/orgs/{org}/api-users/{user_id}", api_user_page, page_args=("user_id",))
@@ -349,7 +274,7 @@ def update_api_user(
         disabled=disabled == "1" if disabled in ("0", "1") else None,
         actor_role=sc.role,
     )
-    return _api_user_url(sc, user, "api-user-updated")
+    return _done(_org(sc), f"api-users/{user.id}", "api-user-updated")
 
 
 @_form_handler(
@@ -386,7 +311,7 @@ def revoke_api_user_token(
     cred = tokens.revoke_api_user_token(
         sc.db, _org(sc), user_id, token_id, actor_id=sc.user.id, ip=request_ip(request)
     )
-    return RedirectResponse(f"/orgs/{_org(sc).slug}/api-users/{cred.user_id}?done=revoked", status_code=303)
+    return _done(_org(sc), f"api-users/{cred.user_id}", "revoked")
 
 
 @_form_handler(
@@ -427,7 +352,7 @@ def grants_page(request: Request, sc: SessionContext, form: FormData | None) -> 
     }
 
 
-@_form_handler("/orgs/{org}/grants", grants_page, refill=_same)
+@_form_handler("/orgs/{org}/grants", grants_page, refill=same_form)
 def create_grant(
     request: Request, sc: SessionContext, form: FormData | None, params: Mapping[str, str]
 ) -> Response:
@@ -469,7 +394,7 @@ def members_page(request: Request, sc: SessionContext, form: FormData | None) ->
     }
 
 
-@_form_handler("/orgs/{org}/members", members_page, refill=_same)
+@_form_handler("/orgs/{org}/members", members_page, refill=same_form)
 def add_member(
     request: Request, sc: SessionContext, form: FormData | None, params: Mapping[str, str]
 ) -> Response:
@@ -551,7 +476,7 @@ def save_policy(
     return _done(_org(sc), "settings", "policy-saved")
 
 
-@_form_handler("/orgs/{org}/workspaces", settings_page, refill=_same)
+@_form_handler("/orgs/{org}/workspaces", settings_page, refill=same_form)
 def create_workspace(
     request: Request, sc: SessionContext, form: FormData | None, params: Mapping[str, str]
 ) -> Response:

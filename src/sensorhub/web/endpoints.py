@@ -41,6 +41,7 @@ from sensorhub.timeseries.models import DEFAULT_TOPIC, Series
 from sensorhub.timeseries.reads import entity_data
 from sensorhub.tokens import inventory
 from sensorhub.tokens import service as tokens
+from sensorhub.tokens.models import Credential
 from sensorhub.tokens.service import Minted, RestrictionSpec
 from sensorhub.web import forms, snippets
 from sensorhub.web.chart import Chart, line_chart
@@ -233,6 +234,20 @@ def expiry_options(orgs: list[Organisation], default_days: int) -> ExpiryOptions
     return ExpiryOptions(choices, policy.allow_never and cap is None, cap, default)
 
 
+def token_values(
+    request: Request, orgs: list[Organisation], creds: list[Credential], form: TokenForm | None
+) -> dict[str, Any]:
+    """What a page of tokens shows besides its own data: the lifetimes ``orgs``' policy allows, the
+    create form (``form`` as typed, else the defaults) and the tokens ``creds``, live and revoked."""
+    exp = expiry_options(orgs, ctx(request).settings.default_token_lifetime_days)
+    return {
+        "expiry": exp,
+        "form": form or TokenForm(expiry=exp.default),
+        "live": [t for t in creds if t.revoked_at is None],
+        "revoked": [t for t in creds if t.revoked_at is not None],
+    }
+
+
 def _reveal(minted: Minted, action: str) -> dict[str, Any]:
     c = minted.credential
     return {
@@ -284,15 +299,11 @@ def integrations_page(
     workspaces: list[tuple[Organisation, Workspace]] = [
         (o, w) for o in orgs for w in accounts.list_workspaces(sc.db, o)
     ]
-    exp = expiry_options(orgs, settings.default_token_lifetime_days)
+    values = token_values(request, orgs, tokens.list_pats(sc.db, sc.user.id), form)
     if form is None:
-        form = TokenForm(expiry=exp.default)
         wanted = request.query_params.get("org")
         picked = [o for o in orgs if wanted in (o.slug, o.id)] if wanted else []
-        form.organisations = {o.id for o in (picked or orgs)}
-    pats = tokens.list_pats(sc.db, sc.user.id)
-    live = [t for t in pats if t.revoked_at is None]
-    revoked = [t for t in pats if t.revoked_at is not None]
+        values["form"].organisations = {o.id for o in (picked or orgs)}
     access = session_access(sc.db, sc.user)
     base = base_url(request, settings.base_url)
     snip = snippets.build(base, reveal["token"] if reveal else None, "pat", _example(sc.db, access))
@@ -303,19 +314,16 @@ def integrations_page(
         p,
         status,
         reveal=reveal,
-        form=form,
         orgs=orgs,
         workspaces=workspaces,
-        expiry=exp,
-        live=live,
-        revoked=revoked,
         snippets=snip,
         now=now,
         allowed_scopes=allowed_scopes,
         ws_names=_workspace_names(workspaces),
         snippets_base_url=base,
         org_names={o.id: o.slug for o in orgs},
-        org_access={t.id: inventory.access_states(sc.db, t) for t in live},
+        org_access={t.id: inventory.access_states(sc.db, t) for t in values["live"]},
+        **values,
     )
 
 

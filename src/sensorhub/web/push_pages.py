@@ -10,9 +10,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse
 from starlette.datastructures import FormData
 from starlette.responses import Response
@@ -28,8 +29,8 @@ from sensorhub.push import delivery as deliveries
 from sensorhub.push.models import Delivery
 from sensorhub.push.rules import CONDITION_TYPES, DEFAULT_TEMPLATE
 from sensorhub.web import forms
-from sensorhub.web.guards import RequireWebSession, read_form
-from sensorhub.web.views import attempt, page, render
+from sensorhub.web.guards import RequireWebSession
+from sensorhub.web.views import form_handler, org_page, page_route, same_form
 
 router = APIRouter(include_in_schema=False)
 ADMIN_PAGE = RequireWebSession(org_admin=True, csrf=False)
@@ -92,47 +93,14 @@ def _org(sc: SessionContext) -> Organisation:
     return sc.org
 
 
-def _page(
-    request: Request,
-    sc: SessionContext,
-    section: str,
-    title: str,
-    template: str,
-    *,
-    error: str | None = None,
-    status: int = 200,
-    **values: Any,
-) -> Response:
-    o = _org(sc)
-    notice = NOTICES.get(request.query_params.get("done") or "")
-    p = page(request, f"{title} · {o.name}", sc, active=section, error=error, notice=notice)
-    return render(request, template, p, status, org=o, **values)
+_page = partial(org_page, notices=NOTICES)
 
 
 def _go(org: Organisation, path: str, done: str) -> Response:
     return RedirectResponse(f"/orgs/{org.slug}/{path}?done={done}", status_code=303)
 
 
-def _post(
-    path: str, form_page: Callable[..., Response], page_args: tuple[str, ...] = ()
-) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
-    def register(action: Callable[..., Response]) -> Callable[..., Response]:
-        def endpoint(
-            request: Request,
-            form: FormData | None = Depends(read_form),
-            sc: SessionContext = Depends(ADMIN_FORM),
-        ) -> Response:
-            params = request.path_params
-            again = {k: params[k] for k in page_args}
-            return attempt(
-                request, sc, lambda: action(request, sc, form, params), form_page, form=form, **again
-            )
-
-        endpoint.__name__ = endpoint.__qualname__ = action.__name__
-        router.post(path, name=action.__name__)(endpoint)
-        return action
-
-    return register
+_post = partial(form_handler, router, ADMIN_FORM, refill=same_form)
 
 
 def _counts(sc: SessionContext, connector_id: str) -> dict[str, int]:
@@ -178,9 +146,7 @@ def connectors_page(
     )
 
 
-@router.get("/orgs/{org}/connectors")
-def connectors(org: str, request: Request, sc: SessionContext = Depends(ADMIN_PAGE)) -> Response:
-    return connectors_page(request, sc)
+page_route(router, ADMIN_PAGE, "/orgs/{org}/connectors", "connectors", connectors_page)
 
 
 class _Form:
@@ -379,11 +345,14 @@ def connector_page(
     )
 
 
-@router.get("/orgs/{org}/connectors/{connector_id}")
-def connector(
-    org: str, connector_id: str, request: Request, sc: SessionContext = Depends(ADMIN_PAGE)
-) -> Response:
-    return connector_page(request, sc, connector_id)
+page_route(
+    router,
+    ADMIN_PAGE,
+    "/orgs/{org}/connectors/{connector_id}",
+    "connector",
+    connector_page,
+    ("connector_id",),
+)
 
 
 def _header_rows(form: FormData | None, names: str, values: str) -> dict[str, str]:
@@ -475,7 +444,7 @@ _EDIT_FORMS: dict[str, Callable[[FormData | None], tuple[dict[str, Any], dict[st
 }
 
 
-@_post("/orgs/{org}/connectors/{connector_id}/edit", connector_page, ("connector_id",))
+@_post("/orgs/{org}/connectors/{connector_id}/edit", connector_page, page_args=("connector_id",))
 def edit_connector(request: Request, sc: SessionContext, form: FormData | None, params: Any) -> Response:
     c = svc.get_connector(sc.db, _org(sc), params["connector_id"])
     config, secrets = _EDIT_FORMS[c.kind](form)
@@ -492,7 +461,7 @@ def edit_connector(request: Request, sc: SessionContext, form: FormData | None, 
     return _go(_org(sc), f"connectors/{c.id}", "connector-saved")
 
 
-@_post("/orgs/{org}/connectors/{connector_id}/test", connector_page, ("connector_id",))
+@_post("/orgs/{org}/connectors/{connector_id}/test", connector_page, page_args=("connector_id",))
 def test_connector(request: Request, sc: SessionContext, form: FormData | None, params: Any) -> Response:
     d = svc.send_test(sc.db, _org(sc), params["connector_id"], sc.user, ctx(request).settings)
     return _go(
@@ -502,7 +471,7 @@ def test_connector(request: Request, sc: SessionContext, form: FormData | None, 
     )
 
 
-@_post("/orgs/{org}/connectors/{connector_id}/toggle", connector_page, ("connector_id",))
+@_post("/orgs/{org}/connectors/{connector_id}/toggle", connector_page, page_args=("connector_id",))
 def toggle_connector(request: Request, sc: SessionContext, form: FormData | None, params: Any) -> Response:
     on = forms.text(form, "enabled") == "1"
     svc.update_connector(sc.db, _org(sc), params["connector_id"], enabled=on, settings=ctx(request).settings)
@@ -511,7 +480,7 @@ def toggle_connector(request: Request, sc: SessionContext, form: FormData | None
     )
 
 
-@_post("/orgs/{org}/connectors/{connector_id}/rotate", connector_page, ("connector_id",))
+@_post("/orgs/{org}/connectors/{connector_id}/rotate", connector_page, page_args=("connector_id",))
 def rotate_connector_secret(
     request: Request, sc: SessionContext, form: FormData | None, params: Any
 ) -> Response:
@@ -520,14 +489,16 @@ def rotate_connector_secret(
     return connector_page(request, sc, params["connector_id"], reveal=new)
 
 
-@_post("/orgs/{org}/connectors/{connector_id}/delete", connector_page, ("connector_id",))
+@_post("/orgs/{org}/connectors/{connector_id}/delete", connector_page, page_args=("connector_id",))
 def delete_connector(request: Request, sc: SessionContext, form: FormData | None, params: Any) -> Response:
     svc.delete_connector(sc.db, _org(sc), params["connector_id"])
     return _go(_org(sc), "connectors", "connector-deleted")
 
 
 @_post(
-    "/orgs/{org}/connectors/{connector_id}/deliveries/{delivery_id}/replay", connector_page, ("connector_id",)
+    "/orgs/{org}/connectors/{connector_id}/deliveries/{delivery_id}/replay",
+    connector_page,
+    page_args=("connector_id",),
 )
 def replay_delivery(request: Request, sc: SessionContext, form: FormData | None, params: Any) -> Response:
     c = svc.get_connector(sc.db, _org(sc), params["connector_id"])
@@ -582,9 +553,7 @@ def deliveries_page(
     )
 
 
-@router.get("/orgs/{org}/deliveries")
-def deliveries_log(org: str, request: Request, sc: SessionContext = Depends(ADMIN_PAGE)) -> Response:
-    return deliveries_page(request, sc)
+page_route(router, ADMIN_PAGE, "/orgs/{org}/deliveries", "deliveries_log", deliveries_page)
 
 
 # -- rules ----------------------------------------------------------------------------------------
@@ -620,9 +589,7 @@ def rules_page(
     )
 
 
-@router.get("/orgs/{org}/rules")
-def rules(org: str, request: Request, sc: SessionContext = Depends(ADMIN_PAGE)) -> Response:
-    return rules_page(request, sc)
+page_route(router, ADMIN_PAGE, "/orgs/{org}/rules", "rules", rules_page)
 
 
 def _condition(form: FormData | None) -> dict[str, Any] | None:
@@ -757,12 +724,10 @@ def rule_page(
     )
 
 
-@router.get("/orgs/{org}/rules/{rule_id}")
-def rule(org: str, rule_id: str, request: Request, sc: SessionContext = Depends(ADMIN_PAGE)) -> Response:
-    return rule_page(request, sc, rule_id)
+page_route(router, ADMIN_PAGE, "/orgs/{org}/rules/{rule_id}", "rule", rule_page, ("rule_id",))
 
 
-@_post("/orgs/{org}/rules/{rule_id}/edit", rule_page, ("rule_id",))
+@_post("/orgs/{org}/rules/{rule_id}/edit", rule_page, page_args=("rule_id",))
 def edit_rule(request: Request, sc: SessionContext, form: FormData | None, params: Any) -> Response:
     template = forms.text(form, "template") or None
     if forms.text(form, "action") == "preview":
@@ -791,14 +756,14 @@ def edit_rule(request: Request, sc: SessionContext, form: FormData | None, param
     return _go(_org(sc), f"rules/{params['rule_id']}", "rule-saved")
 
 
-@_post("/orgs/{org}/rules/{rule_id}/toggle", rule_page, ("rule_id",))
+@_post("/orgs/{org}/rules/{rule_id}/toggle", rule_page, page_args=("rule_id",))
 def toggle_rule(request: Request, sc: SessionContext, form: FormData | None, params: Any) -> Response:
     on = forms.text(form, "enabled") == "1"
     svc.update_rule(sc.db, _org(sc), params["rule_id"], {"enabled": on})
     return _go(_org(sc), f"rules/{params['rule_id']}", "rule-enabled" if on else "rule-disabled")
 
 
-@_post("/orgs/{org}/rules/{rule_id}/delete", rule_page, ("rule_id",))
+@_post("/orgs/{org}/rules/{rule_id}/delete", rule_page, page_args=("rule_id",))
 def delete_rule(request: Request, sc: SessionContext, form: FormData | None, params: Any) -> Response:
     svc.delete_rule(sc.db, _org(sc), params["rule_id"])
     return _go(_org(sc), "rules", "rule-deleted")

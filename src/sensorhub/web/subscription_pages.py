@@ -5,9 +5,11 @@ those of their own tokens (:mod:`sensorhub.push.subscription_admin`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse
 from starlette.datastructures import FormData
 from starlette.responses import Response
@@ -17,8 +19,8 @@ from sensorhub.auth.dependencies import SessionContext
 from sensorhub.push import delivery as deliveries
 from sensorhub.push import subscription_admin as admin
 from sensorhub.push.subscriptions import TARGET_KIND
-from sensorhub.web.guards import RequireWebSession, read_form
-from sensorhub.web.views import attempt, page, render
+from sensorhub.web.guards import RequireWebSession
+from sensorhub.web.views import form_handler, org_page, page_route
 
 router = APIRouter(include_in_schema=False)
 MEMBER_PAGE = RequireWebSession(org_member=True, csrf=False)
@@ -32,6 +34,9 @@ NOTICES = {
 }
 
 
+_page = partial(org_page, notices=NOTICES)
+
+
 def _is_admin(sc: SessionContext) -> bool:
     return sc.role is not None and Role(sc.role).is_admin
 
@@ -41,18 +46,20 @@ def subscriptions_page(
 ) -> Response:
     assert sc.org is not None
     items = admin.of_org(sc.db, sc.org, sc.user, is_admin=_is_admin(sc))
-    notice = NOTICES.get(request.query_params.get("done") or "")
-    p = page(
-        request, f"Subscriptions · {sc.org.name}", sc, active="subscriptions", error=error, notice=notice
-    )
-    return render(
-        request, "org_subscriptions.html", p, status, org=sc.org, items=items, is_admin=_is_admin(sc)
+    return _page(
+        request,
+        sc,
+        "subscriptions",
+        "Subscriptions",
+        "org_subscriptions.html",
+        error=error,
+        status=status,
+        items=items,
+        is_admin=_is_admin(sc),
     )
 
 
-@router.get("/orgs/{org}/subscriptions")
-def subscriptions(org: str, request: Request, sc: SessionContext = Depends(MEMBER_PAGE)) -> Response:
-    return subscriptions_page(request, sc)
+page_route(router, MEMBER_PAGE, "/orgs/{org}/subscriptions", "subscriptions", subscriptions_page)
 
 
 def subscription_page(
@@ -76,14 +83,14 @@ def subscription_page(
         int(before) if before and before.isdigit() else None,
         PAGE_SIZE + 1,
     )
-    notice = NOTICES.get(request.query_params.get("done") or "")
-    p = page(request, f"Subscription · {sc.org.name}", sc, active="subscriptions", error=error, notice=notice)
-    return render(
+    return _page(
         request,
+        sc,
+        "subscriptions",
+        "Subscription",
         "org_subscription.html",
-        p,
-        status,
-        org=sc.org,
+        error=error,
+        status=status,
         item=item,
         deliveries=[(d, deliveries.attempts_of(sc.db, d)) for d in rows[:PAGE_SIZE]],
         more=rows[PAGE_SIZE - 1].id if len(rows) > PAGE_SIZE else None,
@@ -91,9 +98,7 @@ def subscription_page(
     )
 
 
-@router.get("/orgs/{org}/subscriptions/{pk}")
-def subscription(org: str, pk: str, request: Request, sc: SessionContext = Depends(MEMBER_PAGE)) -> Response:
-    return subscription_page(request, sc, pk)
+page_route(router, MEMBER_PAGE, "/orgs/{org}/subscriptions/{pk}", "subscription", subscription_page, ("pk",))
 
 
 def _done(sc: SessionContext, path: str, done: str) -> Response:
@@ -101,35 +106,23 @@ def _done(sc: SessionContext, path: str, done: str) -> Response:
     return RedirectResponse(f"/orgs/{sc.org.slug}/subscriptions{path}?done={done}", status_code=303)
 
 
-@router.post("/orgs/{org}/subscriptions/{pk}/active")
+_post = partial(form_handler, router, MEMBER_FORM, page_args=("pk",))
+
+
+@_post("/orgs/{org}/subscriptions/{pk}/active", subscription_page)
 def set_active(
-    org: str,
-    pk: str,
-    request: Request,
-    form: FormData | None = Depends(read_form),
-    sc: SessionContext = Depends(MEMBER_FORM),
+    request: Request, sc: SessionContext, form: FormData | None, params: Mapping[str, str]
 ) -> Response:
-    on = form is not None and form.get("active") == "1"
-
-    def action() -> Response:
-        assert sc.org is not None
-        admin.set_active(sc.db, sc.org, sc.user, pk, on, is_admin=_is_admin(sc))
-        return _done(sc, f"/{pk}", "resumed" if on else "paused")
-
-    return attempt(request, sc, action, subscription_page, pk=pk)
+    assert sc.org is not None
+    pk, on = params["pk"], form is not None and form.get("active") == "1"
+    admin.set_active(sc.db, sc.org, sc.user, pk, on, is_admin=_is_admin(sc))
+    return _done(sc, f"/{pk}", "resumed" if on else "paused")
 
 
-@router.post("/orgs/{org}/subscriptions/{pk}/delete")
+@_post("/orgs/{org}/subscriptions/{pk}/delete", subscription_page)
 def delete(
-    org: str,
-    pk: str,
-    request: Request,
-    form: FormData | None = Depends(read_form),
-    sc: SessionContext = Depends(MEMBER_FORM),
+    request: Request, sc: SessionContext, form: FormData | None, params: Mapping[str, str]
 ) -> Response:
-    def action() -> Response:
-        assert sc.org is not None
-        admin.delete(sc.db, sc.org, sc.user, pk, is_admin=_is_admin(sc))
-        return _done(sc, "", "deleted")
-
-    return attempt(request, sc, action, subscription_page, pk=pk)
+    assert sc.org is not None
+    admin.delete(sc.db, sc.org, sc.user, params["pk"], is_admin=_is_admin(sc))
+    return _done(sc, "", "deleted")

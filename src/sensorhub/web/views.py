@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from fastapi import Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
 from starlette.responses import Response
 
 from sensorhub import __version__
@@ -24,6 +25,7 @@ from sensorhub.errors import SensorhubError
 from sensorhub.notices import service as notices
 from sensorhub.notices.models import Notification
 from sensorhub.tokens.models import Credential
+from sensorhub.web.guards import RequireWebSession, read_form
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -235,3 +237,85 @@ def attempt(
     except SensorhubError as e:
         sc.db.rollback()
         return form_page(request, sc, error=e.message, status=e.status, **page_args)
+
+
+def org_page(
+    request: Request,
+    sc: SessionContext,
+    section: str,
+    title: str,
+    template: str,
+    *,
+    error: str | None = None,
+    status: int = 200,
+    notice: str | None = None,
+    notices: Mapping[str, str] | None = None,
+    **values: Any,
+) -> Response:
+    """One page of the organisation's area: ``title · org`` with ``section`` active in the nav. Its
+    notice is ``notice``, else what ``notices`` says for ``?done=``, else the common :data:`NOTICES`."""
+    o = sc.org
+    assert o is not None
+    if notice is None and notices is not None:
+        notice = notices.get(request.query_params.get("done") or "")
+    p = page(request, f"{title} · {o.name}", sc, active=section, error=error, notice=notice)
+    return render(request, template, p, status, org=o, **values)
+
+
+FormAction = Callable[[Request, SessionContext, FormData | None, Mapping[str, str]], Response]
+
+
+def page_route(
+    router: APIRouter,
+    guard: RequireWebSession,
+    path: str,
+    name: str,
+    render_page: Callable[..., Response],
+    page_args: tuple[str, ...] = (),
+) -> None:
+    """Register ``GET path`` (named ``name``) as ``render_page(request, sc, **path parameters named in
+    page_args)`` under ``guard``."""
+
+    def show(request: Request, sc: SessionContext = Depends(guard)) -> Response:
+        return render_page(request, sc, **{k: request.path_params[k] for k in page_args})
+
+    show.__name__ = show.__qualname__ = name
+    router.get(path, name=name)(show)
+
+
+def form_handler(
+    router: APIRouter,
+    guard: RequireWebSession,
+    path: str,
+    form_page: Callable[..., Response],
+    *,
+    refill: Callable[[FormData | None], Any] | None = None,
+    page_args: tuple[str, ...] = (),
+) -> Callable[[FormAction], FormAction]:
+    """Register ``action(request, sc, form, path_params)`` as the form handler ``POST path`` under
+    ``guard``: it runs under :func:`attempt`, so a service error shows ``form_page`` again (with the
+    path parameters named in ``page_args`` and, with ``refill``, the form as the person filled it in)."""
+
+    def register(action: FormAction) -> FormAction:
+        def endpoint(
+            request: Request,
+            form: FormData | None = Depends(read_form),
+            sc: SessionContext = Depends(guard),
+        ) -> Response:
+            params = request.path_params
+            again: dict[str, Any] = {k: params[k] for k in page_args}
+            if refill is not None:
+                again["form"] = refill(form)
+            return attempt(request, sc, lambda: action(request, sc, form, params), form_page, **again)
+
+        endpoint.__name__ = endpoint.__qualname__ = action.__name__
+        endpoint.__doc__ = action.__doc__
+        router.post(path, name=action.__name__)(endpoint)
+        return action
+
+    return register
+
+
+def same_form(form: FormData | None) -> FormData | None:
+    """``refill`` for pages that take the form as it came."""
+    return form
