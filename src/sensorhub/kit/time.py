@@ -34,6 +34,12 @@ MIN_US = to_us(MIN_TIME)
 MAX_US = to_us(MAX_TIME)
 
 
+def latest(*values: datetime | None) -> datetime | None:
+    """The latest of ``values`` that are not None (None: none is)."""
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
 def parse_time(value: str, what: str) -> datetime:
     """An ISO 8601 timestamp with ``Z`` or an offset; a date alone means midnight UTC, and a timestamp
     without offset is taken as UTC. Raises :class:`BadRequest` naming ``what`` when it is not one, or
@@ -164,5 +170,4 @@ def observed_us(value: Any) -> int | None:
         dt = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
     except (ValueError, OverflowError):
         return None
-    d = dt - EPOCH
-    return (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
+    return to_us(dt)

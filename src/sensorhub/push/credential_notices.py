@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from sensorhub.accounts.models import Organisation, User
 from sensorhub.config import Settings
-from sensorhub.kit.time import iso
+from sensorhub.kit.time import iso, to_us
 from sensorhub.notices.models import Notification
 from sensorhub.push.connectors import ConnectorTarget
 from sensorhub.push.delivery import enqueue
@@ -69,7 +69,7 @@ def notice_message(
             "name": cred.name,
             "hint": cred.hint,
             "owner": None if owner is None else {"id": owner.id, "name": owner.name, "email": owner.email},
-            "expires_at": iso(int(cred.expires_at.timestamp() * 1_000_000)),
+            "expires_at": iso(to_us(cred.expires_at)),
             "days_left": threshold,
         },
         "text": notice.subject.removeprefix("sensorhub: "),

@@ -5,6 +5,7 @@ retention settings (:func:`prune_deliveries`), and rules' state-change history p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,10 +14,9 @@ from sqlalchemy.orm import Session
 
 from sensorhub.config import Settings
 from sensorhub.db import Database, utcnow
+from sensorhub.kit.time import latest
 from sensorhub.push.models import Attempt, Delivery, PushEvent, RuleHistory
-from sensorhub.push.subscription_models import NgsiSubscription
-
-SUBSCRIPTION_KIND = "ngsi_ld_subscription"  # sensorhub.push.subscriptions.TARGET_KIND
+from sensorhub.push.subscription_models import TARGET_KIND, NgsiSubscription
 
 BATCH = 5000
 
@@ -25,19 +25,29 @@ def prune_events(db: Database, settings: Settings, keep_after_id: int | None = N
     """Delete events created before the retention period, in batches (short write transactions); never
     an event above ``keep_after_id`` (what a consumer has not read yet). Returns how many went."""
     cutoff = utcnow() - timedelta(hours=settings.push_event_retention_hours)
+
+    def batch(s: Session) -> int:
+        # Oldest first along the primary key (ids grow with time): no index on created_at needed.
+        q = select(PushEvent.id, PushEvent.created_at).order_by(PushEvent.id).limit(BATCH)
+        if keep_after_id is not None:
+            q = q.where(PushEvent.id <= keep_after_id)
+        ids = [i for i, created in s.execute(q) if created < cutoff]
+        if ids:
+            s.execute(delete(PushEvent).where(PushEvent.id.in_(ids)))
+        return len(ids)
+
+    return _in_batches(db, batch)
+
+
+def _in_batches(db: Database, batch: Callable[[Session], int]) -> int:
+    """Run ``batch`` (which deletes at most :data:`BATCH` rows, returning how many) each in its own short
+    write transaction until one deletes fewer; how many were deleted in all."""
     total = 0
     while True:
         with db.transaction() as s:
-            # Oldest first along the primary key (ids grow with time): no index on created_at needed.
-            q = select(PushEvent.id, PushEvent.created_at).order_by(PushEvent.id).limit(BATCH)
-            if keep_after_id is not None:
-                q = q.where(PushEvent.id <= keep_after_id)
-            rows = s.execute(q).all()
-            ids = [i for i, created in rows if created < cutoff]
-            if ids:
-                s.execute(delete(PushEvent).where(PushEvent.id.in_(ids)))
-        total += len(ids)
-        if len(ids) < BATCH:
+            n = batch(s)
+        total += n
+        if n < BATCH:
             return total
 
 
@@ -75,22 +85,15 @@ def prune_rule_history(db: Database, settings: Settings, now: datetime | None = 
     if settings.push_rule_history_retention_days <= 0:
         return 0
     cutoff = (now or utcnow()) - timedelta(days=settings.push_rule_history_retention_days)
-    total = 0
-    while True:
-        with db.transaction() as s:
-            ids = list(
-                s.scalars(
-                    select(RuleHistory.id)
-                    .where(RuleHistory.at < cutoff)
-                    .order_by(RuleHistory.id)
-                    .limit(BATCH)
-                )
-            )
-            if ids:
-                s.execute(delete(RuleHistory).where(RuleHistory.id.in_(ids)))
-        total += len(ids)
-        if len(ids) < BATCH:
-            return total
+
+    def batch(s: Session) -> int:
+        q = select(RuleHistory.id).where(RuleHistory.at < cutoff).order_by(RuleHistory.id).limit(BATCH)
+        ids = list(s.scalars(q))
+        if ids:
+            s.execute(delete(RuleHistory).where(RuleHistory.id.in_(ids)))
+        return len(ids)
+
+    return _in_batches(db, batch)
 
 
 def prune_push_log(db: Database, settings: Settings) -> dict[str, int]:
@@ -99,29 +102,23 @@ def prune_push_log(db: Database, settings: Settings) -> dict[str, int]:
 
 
 def _prune(db: Database, where: Any) -> int:
-    total = 0
-    while True:
-        with db.transaction() as s:
-            rows = s.execute(
-                select(
-                    Delivery.id,
-                    Delivery.target_kind,
-                    Delivery.target_id,
-                    Delivery.status,
-                    Delivery.delivered_at,
-                )
-                .where(where)
-                .order_by(Delivery.id)
-                .limit(BATCH)
-            ).all()
-            ids = [r.id for r in rows]
-            if ids:
-                _fold_subscription_stats(s, [r for r in rows if r.target_kind == SUBSCRIPTION_KIND])
-                s.execute(delete(Attempt).where(Attempt.delivery_id.in_(ids)))
-                s.execute(delete(Delivery).where(Delivery.id.in_(ids)))
-        total += len(ids)
-        if len(ids) < BATCH:
-            return total
+    def batch(s: Session) -> int:
+        rows = s.execute(
+            select(
+                Delivery.id, Delivery.target_kind, Delivery.target_id, Delivery.status, Delivery.delivered_at
+            )
+            .where(where)
+            .order_by(Delivery.id)
+            .limit(BATCH)
+        ).all()
+        ids = [r.id for r in rows]
+        if ids:
+            _fold_subscription_stats(s, [r for r in rows if r.target_kind == TARGET_KIND])
+            s.execute(delete(Attempt).where(Attempt.delivery_id.in_(ids)))
+            s.execute(delete(Delivery).where(Delivery.id.in_(ids)))
+        return len(ids)
+
+    return _in_batches(db, batch)
 
 
 def _fold_subscription_stats(s: Session, rows: list[Any]) -> None:
@@ -150,10 +147,5 @@ def _fold_subscription_stats(s: Session, rows: list[Any]) -> None:
         fails = [failed[r.id] for r in mine if r.id in failed]
         sub.pruned_sent += len(sent)
         sub.pruned_failed += sum(n for n, _ in fails)
-        sub.pruned_last_success = _latest(sub.pruned_last_success, *[t for t in sent if t is not None])
-        sub.pruned_last_failure = _latest(sub.pruned_last_failure, *[t for _, t in fails if t is not None])
-
-
-def _latest(*values: datetime | None) -> datetime | None:
-    present = [v for v in values if v is not None]
-    return max(present) if present else None
+        sub.pruned_last_success = latest(sub.pruned_last_success, *[t for t in sent if t is not None])
+        sub.pruned_last_failure = latest(sub.pruned_last_failure, *[t for _, t in fails if t is not None])

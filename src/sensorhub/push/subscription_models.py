@@ -11,6 +11,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from sensorhub.db import Base, UTCDateTime, utcnow
 
+# The delivery target kind of NGSI-LD subscriptions' notifications (``deliveries.target_kind``).
+TARGET_KIND = "ngsi_ld_subscription"
+
 
 class NgsiSubscription(Base):
     __tablename__ = "ngsi_subscriptions"

@@ -31,7 +31,7 @@ from sensorhub.entities.normalize import CONTEXT_LINK
 from sensorhub.entities.qlang import parse_q
 from sensorhub.entities.service import entity_attrs
 from sensorhub.errors import Conflict, NotFound
-from sensorhub.kit.time import iso
+from sensorhub.kit.time import iso, latest
 from sensorhub.push import ngsi_mqtt
 from sensorhub.push.kinds import DELIVERY_HEADER, USER_AGENT, Outcome, http_client, http_error, http_outcome
 from sensorhub.push.live import event_of
@@ -256,12 +256,7 @@ def delivery_stats(s: Session, sub: NgsiSubscription) -> dict[str, Any]:
     return {
         "times_sent": int(sent or 0) + sub.pruned_sent,
         "times_failed": int(failed or 0) + sub.pruned_failed,
-        "last_success": _latest(last_sent, sub.pruned_last_success),
-        "last_failure": _latest(last_failed, sub.pruned_last_failure),
-        "last_notification": _latest(last_notification, sub.last_notification),
+        "last_success": latest(last_sent, sub.pruned_last_success),
+        "last_failure": latest(last_failed, sub.pruned_last_failure),
+        "last_notification": latest(last_notification, sub.last_notification),
     }
-
-
-def _latest(*values: datetime | None) -> datetime | None:
-    present = [v for v in values if v is not None]
-    return max(present) if present else None

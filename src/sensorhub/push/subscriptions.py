@@ -48,11 +48,11 @@ from sensorhub.kit.patterns import sqlite_regexp
 from sensorhub.kit.time import iso
 from sensorhub.push import ngsi_mqtt
 from sensorhub.push.live import LiveEvent, visible_points
+from sensorhub.push.subscription_models import TARGET_KIND as TARGET_KIND
 from sensorhub.push.subscription_models import NgsiSubscription
 from sensorhub.timeseries.models import DEFAULT_TOPIC, Series
 
 SCOPE = "entities"
-TARGET_KIND = "ngsi_ld_subscription"
 MAX_PER_CREDENTIAL = 1000
 
 
