@@ -27,7 +27,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -372,6 +372,27 @@ def get_delivery(s: Session, org_id: str, delivery_id: int) -> Delivery:
 
 def attempts_of(s: Session, d: Delivery) -> list[Attempt]:
     return list(s.scalars(select(Attempt).where(Attempt.delivery_id == d.id).order_by(Attempt.id)))
+
+
+def attempts_by_delivery(s: Session, ids: Collection[int]) -> dict[int, list[Attempt]]:
+    """The attempts of each of these deliveries in one query, ordered as :func:`attempts_of` orders
+    them (a delivery without any maps to ``[]``)."""
+    out: dict[int, list[Attempt]] = {i: [] for i in ids}
+    if out:
+        q = select(Attempt).where(Attempt.delivery_id.in_(out)).order_by(Attempt.id)
+        for a in s.scalars(q):
+            out[a.delivery_id].append(a)
+    return out
+
+
+def log_page(
+    s: Session, rows: list[Delivery], size: int
+) -> tuple[list[tuple[Delivery, list[Attempt]]], int | None]:
+    """One page of a delivery log from :func:`deliveries_of` called with ``limit=size + 1``: its first
+    ``size`` deliveries, each with its attempts, and the ``before`` of the next page (None on the last)."""
+    page = rows[:size]
+    attempts = attempts_by_delivery(s, [d.id for d in page])
+    return [(d, attempts[d.id]) for d in page], rows[size - 1].id if len(rows) > size else None
 
 
 def replay(s: Session, d: Delivery) -> Delivery:

@@ -320,6 +320,7 @@ def connector_page(
         PAGE_SIZE + 1,
         since=since,
     )
+    page, more = deliveries.log_page(sc.db, rows, PAGE_SIZE)
     settings = ctx(request).settings
     editing = form is not None and request.url.path.endswith("/edit")
     return _page(
@@ -331,8 +332,8 @@ def connector_page(
         error=error,
         status=status,
         c=c,
-        deliveries=[(d, deliveries.attempts_of(sc.db, d)) for d in rows[:PAGE_SIZE]],
-        more=rows[PAGE_SIZE - 1].id if len(rows) > PAGE_SIZE else None,
+        deliveries=page,
+        more=more,
         counts=_counts(sc, c.id),
         log=lq,
         ranges=list(RANGES),
@@ -536,6 +537,7 @@ def deliveries_page(
         PAGE_SIZE + 1,
         since=since,
     )
+    page, more = deliveries.log_page(sc.db, rows, PAGE_SIZE)
     return _page(
         request,
         sc,
@@ -546,8 +548,8 @@ def deliveries_page(
         status=status,
         connectors=connectors,
         names=names,
-        deliveries=[(d, deliveries.attempts_of(sc.db, d)) for d in rows[:PAGE_SIZE]],
-        more=rows[PAGE_SIZE - 1].id if len(rows) > PAGE_SIZE else None,
+        deliveries=page,
+        more=more,
         log=lq,
         ranges=list(RANGES),
     )

@@ -83,6 +83,7 @@ def subscription_page(
         int(before) if before and before.isdigit() else None,
         PAGE_SIZE + 1,
     )
+    page, more = deliveries.log_page(sc.db, rows, PAGE_SIZE)
     return _page(
         request,
         sc,
@@ -92,8 +93,8 @@ def subscription_page(
         error=error,
         status=status,
         item=item,
-        deliveries=[(d, deliveries.attempts_of(sc.db, d)) for d in rows[:PAGE_SIZE]],
-        more=rows[PAGE_SIZE - 1].id if len(rows) > PAGE_SIZE else None,
+        deliveries=page,
+        more=more,
         before=before,
     )
 
