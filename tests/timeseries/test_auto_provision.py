@@ -1,5 +1,5 @@
 """Auto-provisioning (a workspace setting, off by default) on SQLite and PostgreSQL: an ingest write naming
-an unknown device creates it — backfill, gateway and line protocol here, MQTT in tests/mqtt — for the
+an unknown device creates it — backfill, gateway, line protocol and GraphQL here, MQTT in tests/mqtt — for the
 credentials the workspace allows, inside the write's transaction (a refused write creates nothing), audited;
 and it is settable through the management API and the settings page."""
 
@@ -136,7 +136,7 @@ def test_a_refused_request_creates_nothing(client: TestClient, world: World) -> 
     assert provision_events(world) == []
 
 
-def test_gateway_and_line_protocol_provision_too(client: TestClient, world: World) -> None:
+def test_gateway_line_protocol_and_graphql_provision_too(client: TestClient, world: World) -> None:
     token = setup(world)
     turn_on(client)
     body = [
@@ -152,11 +152,23 @@ def test_gateway_and_line_protocol_provision_too(client: TestClient, world: Worl
     )
     assert r.status_code == 204, r.text
     assert values(client, token, "urn:ngsi-ld:Device:fresh-3") == [3.5]
+    mutation = (
+        "mutation($d: String!) { recordMeasurements(deviceId: $d, "
+        'measurements: [{field: "temperature", value: 4.5, timestamp: "2026-01-01T00:00:00Z"}]) { accepted } }'
+    )
+    r = client.post(
+        "/graphql",
+        json={"query": mutation, "variables": {"d": "urn:ngsi-ld:Device:fresh-4"}},
+        headers=bearer(token),
+    )
+    assert r.json()["data"] == {"recordMeasurements": {"accepted": 1}}, r.text
+    assert values(client, token, "urn:ngsi-ld:Device:fresh-4") == [4.5]
     vias = sorted((e.target, e.details["via"]) for e in provision_events(world))
     assert vias == [
         (NEW, "gateway"),
         ("urn:ngsi-ld:Device:fresh-2", "gateway"),
         ("urn:ngsi-ld:Device:fresh-3", "line protocol"),
+        ("urn:ngsi-ld:Device:fresh-4", "graphql"),
     ]
 
 

@@ -44,7 +44,7 @@ class Writer:
 
     credential_id: str
     user_id: str | None
-    via: str  # "backfill" | "gateway" | "line protocol" | "mqtt"
+    via: str  # "backfill" | "gateway" | "line protocol" | "mqtt" | "graphql"
 
 
 @dataclass(frozen=True, slots=True)

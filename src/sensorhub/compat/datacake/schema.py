@@ -53,7 +53,7 @@ from sensorhub.kit.time import iso, iso_array, parse_time, to_us
 from sensorhub.push.live import FeedClosed, LiveEvent, LiveFeed, SessionViewer, TokenViewer
 from sensorhub.push.live import Viewer as LiveViewer
 from sensorhub.push.stream import resolve_selection
-from sensorhub.timeseries import ingest, reads, repository, telemetry
+from sensorhub.timeseries import ingest, provisioning, reads, repository, telemetry
 from sensorhub.timeseries.backends import store_for
 from sensorhub.timeseries.models import DEFAULT_TOPIC
 from sensorhub.timeseries.names import check_attribute_name
@@ -992,13 +992,17 @@ class Mutation:
         limits = ingest.Limits.from_settings(c.settings)
         now = utcnow()
         db = c.db
+        # A credential may create an unknown device where a workspace auto-provisions (a web session is
+        # no credential: it writes only to devices that exist).
+        v = c.viewer
+        writer = None if v.is_session else provisioning.Writer(v.key, v.user_id, "graphql")
 
         def work() -> dict[str, int]:
             prepared = ingest.prepare(raw, now, limits)
             with db.session() as s:
-                ingest.check_target(s, access, deviceId, prepared, limits)
+                ingest.check_target(s, access, deviceId, prepared, limits, writer)
             with db.transaction() as s:
-                return ingest.store(s, access, deviceId, prepared, limits)
+                return ingest.store(s, access, deviceId, prepared, limits, writer=writer)
 
         result = await to_thread.run_sync(work)
         metrics.ingest_points.inc(result["accepted"])
