@@ -253,35 +253,38 @@ def get_user_by_email(s: Session, email: str) -> User | None:
 
 
 def create_user(s: Session, email: str, password: str, name: str | None = None) -> User:
-    email = email.strip().lower()
-    if not EMAIL_RE.match(email):
-        raise BadRequest(f"'{email}' is not a valid email address")
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise BadRequest(f"password must be at least {MIN_PASSWORD_LENGTH} characters long")
-    if get_user_by_email(s, email):
-        raise Conflict(f"a user with email '{email}' already exists")
-    user = User(email=email, name=name or email.split("@")[0], password_hash=hash_password(password))
-    s.add(user)
-    s.flush()
-    return user
+    return _add_user(s, email, name, password)
 
 
 def create_person(s: Session, email: str, name: str | None = None) -> User:
     """A person without a password, who signs in through OpenID Connect (or sets one later)."""
+    return _add_user(s, email, (name or "").strip()[:200] or None, None)
+
+
+def _add_user(s: Session, email: str, name: str | None, password: str | None) -> User:
+    """A new user: the email normalised and valid (else 400), the password (if any) long enough (else
+    400), the email not yet taken (else 409); ``name`` defaults to the email's local part."""
     email = email.strip().lower()
     if not EMAIL_RE.match(email):
         raise BadRequest(f"'{email}' is not a valid email address")
+    if password is not None:
+        _check_password(password)
     if get_user_by_email(s, email):
         raise Conflict(f"a user with email '{email}' already exists")
-    user = User(email=email, name=(name or "").strip()[:200] or email.split("@")[0], password_hash=None)
+    password_hash = None if password is None else hash_password(password)
+    user = User(email=email, name=name or email.split("@")[0], password_hash=password_hash)
     s.add(user)
     s.flush()
     return user
 
 
-def set_password(s: Session, user: User, password: str) -> None:
+def _check_password(password: str) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise BadRequest(f"password must be at least {MIN_PASSWORD_LENGTH} characters long")
+
+
+def set_password(s: Session, user: User, password: str) -> None:
+    _check_password(password)
     user.password_hash = hash_password(password)
 
 
