@@ -17,6 +17,12 @@ def base_url(request: Request, configured: str | None) -> str:
     return (configured or str(request.base_url)).rstrip("/")
 
 
+def configured_link(configured: str | None, path: str) -> str:
+    """A link to ``path`` made outside any request (notices, invitation mail): against the configured
+    base URL when there is one, else the path alone."""
+    return (configured.rstrip("/") if configured else "") + path
+
+
 def request_path(request: Request) -> str:
     """The request's path inside the application (without the ASGI ``root_path``)."""
     path: str = request.url.path

@@ -33,15 +33,12 @@ from sensorhub.accounts.models import (
 )
 from sensorhub.config import Settings
 from sensorhub.db import Database, utcnow
+from sensorhub.kit.urls import configured_link
 from sensorhub.notices import service as notices
 
 log = logging.getLogger("sensorhub.notices")
 
 SIGNUP_PATH = "/signup"
-
-
-def _base(settings: Settings) -> str:
-    return settings.base_url.rstrip("/") if settings.base_url else ""
 
 
 def notify_invitations(s: Session, settings: Settings, now: datetime) -> int:
@@ -66,7 +63,7 @@ def notify_invitations(s: Session, settings: Settings, now: datetime) -> int:
                 f"Invitations after logging in; it expires at {until}. You become a member only if you accept."
             ),
             org_id=org.id,
-            link=_base(settings) + "/invitations",
+            link=configured_link(settings.base_url, "/invitations"),
         )
         if notices.notify(s, user, notice, settings) is not None:
             created += 1
@@ -145,7 +142,7 @@ def _claim(db: Database, settings: Settings, sid: str, now: datetime) -> tuple[s
     text = (
         f"You are invited to join {org.name} on sensorhub as {inv.role}.\n\n"
         f"Create your account for {inv.email} with this link, then accept or decline the invitation:\n\n"
-        f"{_base(settings)}{SIGNUP_PATH}?invite_token={token}\n\n"
+        f"{configured_link(settings.base_url, SIGNUP_PATH)}?invite_token={token}\n\n"
         f"The link works once, until {until}. If you did not expect this invitation, ignore this message."
     )
     return inv.email, f"sensorhub: you are invited to join {org.name}", text

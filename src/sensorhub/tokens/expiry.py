@@ -20,6 +20,7 @@ from sensorhub.accounts import service as accounts
 from sensorhub.accounts.models import Organisation, Role, User
 from sensorhub.config import Settings
 from sensorhub.db import Database, utcnow
+from sensorhub.kit.urls import configured_link
 from sensorhub.notices import service as notices
 from sensorhub.notices.models import Notification
 from sensorhub.tokens.models import Credential
@@ -145,5 +146,5 @@ def _notice(cred: Credential, threshold: int, org: Organisation | None, settings
         body=body,
         org_id=org.id if org else None,
         credential_id=cred.id,
-        link=(settings.base_url.rstrip("/") + path) if settings.base_url else path,
+        link=configured_link(settings.base_url, path),
     )

@@ -28,6 +28,7 @@ from sensorhub.auth import restrictions as R
 from sensorhub.config import Settings
 from sensorhub.db import auth_changed, utcnow
 from sensorhub.errors import BadRequest, Conflict, NotFound
+from sensorhub.kit.urls import configured_link
 from sensorhub.notices import service as notices
 from sensorhub.tokens import service as tokens
 from sensorhub.tokens.models import Credential, CredentialOrgAccess, OrgAccessState
@@ -361,7 +362,7 @@ def _tell_owner(
             body=body,
             org_id=org.id,
             credential_id=c.id,
-            link=(settings.base_url.rstrip("/") if settings.base_url else "") + "/integrations",
+            link=configured_link(settings.base_url, "/integrations"),
         ),
         settings,
     )

@@ -22,6 +22,7 @@ from sensorhub.auth import token_format
 from sensorhub.config import Settings
 from sensorhub.db import utcnow
 from sensorhub.errors import BadRequest, Forbidden, Unauthorized
+from sensorhub.kit.urls import configured_link
 from sensorhub.notices import service as notices
 from sensorhub.tokens import expiry, service
 from sensorhub.tokens.models import Credential
@@ -125,7 +126,7 @@ def _revoke_leaked(s: Session, cred: Credential, source: str, settings: Settings
                 ),
                 org_id=org.id if isinstance(org, Organisation) else None,
                 credential_id=cred.id,
-                link=(settings.base_url.rstrip("/") if settings.base_url else "") + "/integrations",
+                link=configured_link(settings.base_url, "/integrations"),
             ),
             settings,
         )
