@@ -21,7 +21,6 @@ Services never commit; the caller's edge does.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -50,6 +49,7 @@ from sensorhub.accounts.service import (
     set_membership,
 )
 from sensorhub.audit.service import record
+from sensorhub.auth.token_format import digest
 from sensorhub.db import utcnow
 from sensorhub.errors import BadRequest, Conflict, Forbidden, Gone, NotFound
 
@@ -275,10 +275,6 @@ def decline_invitation(s: Session, user: User, invitation_id: str, ip: str | Non
 
 
 # -- sign-up links (invitations to addresses without an account) ---------------------------------------
-def token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 @dataclass(frozen=True, slots=True)
 class SignupView:
     signup: InvitationSignup
@@ -287,7 +283,7 @@ class SignupView:
 
 def signup_for_token(s: Session, token: str) -> SignupView:
     """The invitation a sign-up link is for, while the link can still be used; a clear error otherwise."""
-    row = s.scalar(select(InvitationSignup).where(InvitationSignup.token_digest == token_digest(token)))
+    row = s.scalar(select(InvitationSignup).where(InvitationSignup.token_digest == digest(token)))
     if not token or row is None:
         raise NotFound(
             "this sign-up link is not valid (a newer e-mail may have replaced it); ask an owner or admin of "

@@ -17,7 +17,6 @@ of its organisation (never an owner).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
 from collections.abc import Mapping
@@ -35,6 +34,7 @@ from sensorhub.auth import oidc
 from sensorhub.auth.models import OidcIdentity, OidcLoginState
 from sensorhub.auth.oidc import OidcError, ProviderConfig
 from sensorhub.auth.sessions import LoggedIn, start_session
+from sensorhub.auth.token_format import digest
 from sensorhub.config import Settings
 from sensorhub.db import utcnow
 
@@ -45,10 +45,6 @@ STATE_TTL = timedelta(minutes=10)
 STATE_KEEP = timedelta(days=1)
 
 
-def _digest(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
-
-
 def begin(s: Session, config: ProviderConfig, redirect_uri: str, next_path: str) -> oidc.LoginRequest:
     """Record a new login state and return where to send the browser (its ``state`` goes in a cookie)."""
     req = oidc.authorization_request(config, redirect_uri)  # discovery first: a provider down writes nothing
@@ -56,7 +52,7 @@ def begin(s: Session, config: ProviderConfig, redirect_uri: str, next_path: str)
     s.execute(delete(OidcLoginState).where(OidcLoginState.expires_at < now - STATE_KEEP))
     s.add(
         OidcLoginState(
-            digest=_digest(req.state),
+            digest=digest(req.state),
             issuer=config.issuer,
             nonce=req.nonce,
             code_verifier=req.code_verifier,
@@ -78,7 +74,7 @@ def _login_state(
         raise OidcError(
             "this sign-in did not start in this browser, or its state was altered on the way; start it again"
         )
-    row = s.get(OidcLoginState, _digest(state))
+    row = s.get(OidcLoginState, digest(state))
     if row is None:
         raise OidcError("this sign-in is unknown or was already completed; start it again")
     if row.expires_at <= utcnow():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -15,13 +14,10 @@ from sensorhub.accounts.passwords import verify_password
 from sensorhub.accounts.service import get_user_by_email
 from sensorhub.audit.service import record
 from sensorhub.auth.models import WebSession
+from sensorhub.auth.token_format import digest
 from sensorhub.db import utcnow
 
 COOKIE_NAME = "sensorhub_session"
-
-
-def _digest(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
 
 
 @dataclass
@@ -53,7 +49,7 @@ def start_session(
     csrf = secrets.token_urlsafe(32)
     now = utcnow()
     ws = WebSession(
-        digest=_digest(cookie),
+        digest=digest(cookie),
         user_id=user.id,
         csrf_token=csrf,
         expires_at=now + timedelta(hours=lifetime_hours),
@@ -70,7 +66,7 @@ def lookup(s: Session, cookie: str) -> tuple[WebSession, User] | None:
     row = s.execute(
         select(WebSession, User)
         .join(User, User.id == WebSession.user_id)
-        .where(WebSession.digest == _digest(cookie))
+        .where(WebSession.digest == digest(cookie))
     ).first()
     if row is None:
         return None
@@ -81,7 +77,7 @@ def lookup(s: Session, cookie: str) -> tuple[WebSession, User] | None:
 
 
 def logout(s: Session, cookie: str) -> None:
-    s.execute(delete(WebSession).where(WebSession.digest == _digest(cookie)))
+    s.execute(delete(WebSession).where(WebSession.digest == digest(cookie)))
 
 
 def csrf_matches(ws: WebSession, given: str | None) -> bool:

@@ -80,6 +80,8 @@ def parse(text: str, prefix: str) -> ParsedToken | None:
 
 
 def digest(text: str) -> str:
+    """The hex SHA-256 under which a secret is stored and looked up: a token, and likewise a session
+    cookie, an OpenID Connect sign-in state and a sign-up link's token (each 256 random bits)."""
     # A plain SHA-256 is enough: the secret has 256 bits of entropy, so there is nothing to brute-force,
     # and the digest stays valid when the installation moves (no pepper to carry along).
     return hashlib.sha256(text.encode()).hexdigest()

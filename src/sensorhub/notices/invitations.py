@@ -22,7 +22,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from sensorhub import mail
-from sensorhub.accounts.invitations import token_digest
 from sensorhub.accounts.models import (
     Invitation,
     InvitationSignup,
@@ -31,6 +30,7 @@ from sensorhub.accounts.models import (
     SignupStatus,
     User,
 )
+from sensorhub.auth.token_format import digest
 from sensorhub.config import Settings
 from sensorhub.db import Database, utcnow
 from sensorhub.kit.urls import configured_link
@@ -136,7 +136,7 @@ def _claim(db: Database, settings: Settings, sid: str, now: datetime) -> tuple[s
             return None
         org = s.get_one(Organisation, inv.org_id)
         token = secrets.token_urlsafe(32)
-        row.token_digest = token_digest(token)
+        row.token_digest = digest(token)
         row.attempts += 1
     until = inv.expires_at.strftime("%Y-%m-%d %H:%M UTC")
     text = (
