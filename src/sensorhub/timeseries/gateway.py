@@ -136,10 +136,11 @@ def check_targets(
     errors: list[dict[str, Any]] = []
     kinds: set[type[SensorhubError]] = set()
     total = 0
+    workspaces = provisioning.Workspaces(s, access)
     for g in groups:
         total += len(g.indexes)
         try:
-            ingest.check_target(s, access, g.device, g.prepared, limits, writer)
+            ingest.check_target(s, access, g.device, g.prepared, limits, writer, workspaces=workspaces)
         except (BadRequest, NotFound, Forbidden) as e:
             kinds.add(
                 NotFound if isinstance(e, NotFound) else Forbidden if isinstance(e, Forbidden) else BadRequest

@@ -629,6 +629,7 @@ def check_target(
     writer: provisioning.Writer | None = None,
     *,
     create: bool = False,
+    workspaces: provisioning.Workspaces | None = None,
 ) -> tuple[Entity, dict[SeriesKey, Series]]:
     """The device and its existing series, once everything the database decides is checked: the device
     is visible, the points lie in the credential's write windows, units agree with the stored ones and
@@ -637,12 +638,13 @@ def check_target(
 
     A device that is not found is auto-provisioned for ``writer`` where a workspace allows it
     (:mod:`sensorhub.timeseries.provisioning`): with ``create`` (the write transaction) it is created,
-    otherwise the entity it would be is returned unsaved."""
+    otherwise the entity it would be is returned unsaved. A multi-device write passes the
+    ``workspaces`` its pass looks up once for all its devices."""
     ref = check_device_ref(device_ref)
     try:
         entity = visible_entity(s, access, ref)
     except NotFound:
-        planned = provisioning.plan(s, access, writer, ref) if writer is not None else None
+        planned = provisioning.plan(s, access, writer, ref, workspaces) if writer is not None else None
         if planned is None:
             raise
         entity = provisioning.pending_entity(planned)
@@ -715,12 +717,16 @@ def store(
     limits: Limits,
     on_conflict: str = "ignore",
     writer: provisioning.Writer | None = None,
+    *,
+    workspaces: provisioning.Workspaces | None = None,
 ) -> dict[str, int]:
     """Store a prepared backfill for one device in the session's (write) transaction; all or nothing
     (the caller commits). With ``on_conflict="overwrite"`` stored points at the same timestamps are
     replaced and counted in ``overwritten`` (rollups are recomputed for the buckets touched). An unknown
     device is auto-provisioned for ``writer`` where its workspace allows it."""
-    entity, existing = check_target(s, access, device_ref, p, limits, writer, create=True)
+    entity, existing = check_target(
+        s, access, device_ref, p, limits, writer, create=True, workspaces=workspaces
+    )
     overwrite = on_conflict == ON_CONFLICT_OVERWRITE
     accepted = duplicates = 0
     for (topic, key), col in p.numeric.items():
@@ -770,9 +776,10 @@ def check_targets(
     writer: provisioning.Writer | None = None,
 ) -> None:
     """:func:`check_target` for each device of a multi-device write."""
+    workspaces = provisioning.Workspaces(s, access)
     for b in batches:
         try:
-            check_target(s, access, b.device, b.prepared, limits, writer)
+            check_target(s, access, b.device, b.prepared, limits, writer, workspaces=workspaces)
         except SensorhubError as e:
             raise rephrased(e, b.where) from None
 
@@ -788,9 +795,12 @@ def store_batches(
     """Store a multi-device write (line protocol, gateways) in the session's transaction: all devices
     or none (the caller commits). The counts are summed over the devices."""
     total: dict[str, int] = {}
+    workspaces = provisioning.Workspaces(s, access)
     for b in batches:
         try:
-            result = store(s, access, b.device, b.prepared, limits, on_conflict, writer)
+            result = store(
+                s, access, b.device, b.prepared, limits, on_conflict, writer, workspaces=workspaces
+            )
         except SensorhubError as e:
             raise rephrased(e, b.where) from None
         for k, v in result.items():

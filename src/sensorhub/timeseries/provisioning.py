@@ -58,18 +58,40 @@ class Plan:
     entity_type: str
 
 
-def plan(s: Session, access: Access, writer: Writer, ref: str) -> Plan | None:
+class Workspaces:
+    """The auto-provisioning workspaces of an access's organisations, looked up once (when the first
+    unknown device asks) for all the devices of one pass of a write: one per session, as each pass (the
+    read-only check, then the write transaction) reads them afresh."""
+
+    def __init__(self, s: Session, access: Access) -> None:
+        self._s, self._access = s, access
+        self._rows: list[Workspace] | None = None
+
+    def rows(self) -> list[Workspace]:
+        if self._rows is None:
+            self._rows = list(
+                self._s.scalars(
+                    select(Workspace)
+                    .where(
+                        Workspace.auto_provision.is_(True), Workspace.org_id.in_(sorted(self._access.org_ids))
+                    )
+                    .order_by(Workspace.org_id, Workspace.slug)
+                )
+            )
+        return self._rows
+
+
+def plan(
+    s: Session, access: Access, writer: Writer, ref: str, workspaces: Workspaces | None = None
+) -> Plan | None:
     """Where the unknown device ``ref`` would be created for ``writer``; ``None`` when no workspace
-    would (the caller then refuses as before: not found)."""
+    would (the caller then refuses as before: not found). ``workspaces``: the pass's lookup (made for
+    ``s`` and ``access``), shared by its devices."""
     if access.is_empty:
         return None
     candidates = [
         ws
-        for ws in s.scalars(
-            select(Workspace)
-            .where(Workspace.auto_provision.is_(True), Workspace.org_id.in_(sorted(access.org_ids)))
-            .order_by(Workspace.org_id, Workspace.slug)
-        )
+        for ws in (Workspaces(s, access) if workspaces is None else workspaces).rows()
         if access.allows(ws.org_id, ws.id, ref)
         and (ws.auto_provision_credentials is None or writer.credential_id in ws.auto_provision_credentials)
     ]
