@@ -432,9 +432,7 @@ def _edit_influxdb(form: FormData | None) -> tuple[dict[str, Any], dict[str, Any
 
 
 def _edit_email(form: FormData | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    t = _Form(form)
-    to = [a.strip() for a in t("to").replace(";", ",").split(",") if a.strip()]
-    return {"to": to, "subject": t("subject") or None}, {}
+    return _email(_Form(form))
 
 
 _EDIT_FORMS: dict[str, Callable[[FormData | None], tuple[dict[str, Any], dict[str, Any]]]] = {
