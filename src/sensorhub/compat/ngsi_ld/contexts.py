@@ -36,7 +36,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from pyld import jsonld
@@ -52,6 +52,7 @@ MAX_CONTEXT_BYTES = 256 * 1024
 MAX_CONTEXT_URLS = 8  # distinct URLs one request's context may pull in (nested ones included)
 CACHE_SECONDS = 300.0
 CACHE_ENTRIES = 64
+V = TypeVar("V")
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
 
 
@@ -310,10 +311,7 @@ class ContextStore:
             raise ContextRefused(
                 f"@context {str(key)[:200]} is not a valid JSON-LD context: {_reason(e)}"
             ) from None
-        with self._lock:
-            self._maps[key] = (now + CACHE_SECONDS, terms)
-            while len(self._maps) > CACHE_ENTRIES:
-                self._maps.popitem(last=False)
+        self._keep(self._maps, key, terms, now)
         return terms
 
     def document(self, url: str) -> Any:
@@ -335,11 +333,15 @@ class ContextStore:
             if hit is not None and hit[0] > now:
                 return hit[1]
         doc = self._fetch(url)
-        with self._lock:
-            self._docs[url] = (now + CACHE_SECONDS, doc)
-            while len(self._docs) > CACHE_ENTRIES:
-                self._docs.popitem(last=False)
+        self._keep(self._docs, url, doc, now)
         return doc
+
+    def _keep(self, cache: OrderedDict[str, tuple[float, V]], key: str, value: V, now: float) -> None:
+        """Caches ``value`` for CACHE_SECONDS from ``now``, dropping the oldest entries beyond CACHE_ENTRIES."""
+        with self._lock:
+            cache[key] = (now + CACHE_SECONDS, value)
+            while len(cache) > CACHE_ENTRIES:
+                cache.popitem(last=False)
 
     def _fetch(self, url: str) -> Any:
         try:

@@ -58,11 +58,10 @@ def geo_from_body(geo_q: Any) -> GeoQuery | None:
     return got
 
 
-def wants_geojson(accept: str | None) -> bool:
-    """Whether the client prefers ``application/geo+json`` (listed first among equal weights)."""
-    if not accept:
-        return False
-    best: tuple[float, int, str] | None = None
+def accepted_media(accept: str) -> list[str]:
+    """The media types of an ``Accept`` header that have a weight above 0, the preferred first (among
+    equal weights, as listed)."""
+    offers: list[tuple[float, int, str]] = []
     for i, part in enumerate(accept.split(",")):
         media, *params = (p.strip() for p in part.split(";"))
         q = 1.0
@@ -72,9 +71,17 @@ def wants_geojson(accept: str | None) -> bool:
                     q = float(p[2:])
                 except ValueError:
                     q = 0.0
-        if q > 0 and (best is None or (-q, i) < (best[0], best[1])):
-            best = (-q, i, media.lower())
-    return best is not None and best[2] == GEOJSON
+        if q > 0:
+            offers.append((-q, i, media.lower()))
+    return [media for _, _, media in sorted(offers)]
+
+
+def wants_geojson(accept: str | None) -> bool:
+    """Whether the client prefers ``application/geo+json`` (listed first among equal weights)."""
+    if not accept:
+        return False
+    media = accepted_media(accept)
+    return bool(media) and media[0] == GEOJSON
 
 
 def check_geometry_property(value: str | None) -> str:

@@ -14,7 +14,7 @@ import re
 from enum import Enum
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import quote
 
 import orjson
@@ -38,7 +38,7 @@ from sensorhub.compat.ngsi_ld.contexts import (
 )
 from sensorhub.compat.ngsi_ld.geo import GEOJSON, check_geometry_property, feature, wants_geojson
 from sensorhub.compat.ngsi_ld.render import Projection, Representation, project, render_entity, types_of
-from sensorhub.compat.ngsi_ld.schemas import QueryParams
+from sensorhub.compat.ngsi_ld.schemas import Paging, QueryParams
 from sensorhub.entities import discovery
 from sensorhub.entities import service as entities
 from sensorhub.entities.normalize import check_entity_id
@@ -115,6 +115,34 @@ def request_context(request: Request, body: Any = None) -> RequestContext:
     return store.for_request(request.headers.get("link"))
 
 
+class Reader:
+    """What the entity read routes take besides their own parameters: the request, its ``Accept``
+    header, the token (``entities`` scope; narrowed by NGSILD-Tenant in the guard) and the session.
+    Content negotiation and the request's context are worked out when the route asks (:meth:`wants_ld`,
+    :meth:`context`): after FastAPI has checked the route's own parameters, as before."""
+
+    def __init__(
+        self,
+        request: Request,
+        accept: str | None = Header(None),
+        principal: Principal = Depends(ENTITIES),
+        db: Session = Depends(get_db),
+    ) -> None:
+        self.request = request
+        self.accept = accept
+        self.principal = principal
+        self.db = db
+
+    def wants_ld(self) -> bool:
+        return schemas.wants_ld(self.accept)
+
+    def context(self, body: Any = None) -> RequestContext:
+        return request_context(self.request, body)
+
+    def access(self) -> Access:
+        return self.principal.access("entities")  # narrowed by NGSILD-Tenant in the guard
+
+
 def _json(
     body: Any,
     ld: bool,
@@ -146,13 +174,6 @@ def _geojson(request: Request, params: QueryParams) -> str | None:
     return None
 
 
-class _Paging(NamedTuple):
-    limit: int | None
-    offset: int
-    with_count: bool
-    cursor: str | None
-
-
 def _limit(limit: int | None, count: bool) -> int:
     if limit is not None and limit > entities.MAX_LIMIT:
         raise TooManyResults(
@@ -173,19 +194,15 @@ def _limit(limit: int | None, count: bool) -> int:
     openapi_extra=schemas.REFUSED_EXTRA,
 )
 def list_entities(
-    request: Request,
     params: QueryParams = Depends(schemas.query_params),
     limit: int | None = Query(None, description="Page size; default 100, at most 500"),
     offset: int = Query(0, ge=0),
     count: bool = Query(False, description="Send the total as NGSILD-Results-Count"),
     cursor: str | None = Query(None, description="Opaque keyset cursor from a Link rel=next URL"),
-    accept: str | None = Header(None),
-    principal: Principal = Depends(ENTITIES),
-    db: Session = Depends(get_db),
+    r: Reader = Depends(),
 ) -> Response:
-    ld = schemas.wants_ld(accept)
-    rc = request_context(request)
-    return _query_response(request, db, principal, rc, params, ld, _Paging(limit, offset, count, cursor))
+    ld = r.wants_ld()
+    return _query_response(r, r.context(), params, ld, Paging(limit, offset, count, cursor))
 
 
 @router.post(
@@ -196,40 +213,30 @@ def list_entities(
     openapi_extra=schemas.REFUSED_EXTRA,
 )
 def post_query(
-    request: Request,
     body: Any = Body(..., examples=[{"type": "Query", "entities": [{"type": "AgriParcel"}], "q": "area>2"}]),
     base: QueryParams = Depends(schemas.representation_params),
+    # Not Depends(Paging): the route's own parameters are listed before base's, but checked after them.
     limit: int | None = Query(None),
     offset: int = Query(0, ge=0),
     count: bool = Query(False),
     cursor: str | None = Query(None),
-    accept: str | None = Header(None),
-    principal: Principal = Depends(ENTITIES),
-    db: Session = Depends(get_db),
+    r: Reader = Depends(),
 ) -> Response:
-    ld = schemas.wants_ld(accept)
+    ld = r.wants_ld()
     params = schemas.with_body(base, body)
-    rc = request_context(request, body)
-    return _query_response(request, db, principal, rc, params, ld, _Paging(limit, offset, count, cursor))
+    return _query_response(r, r.context(body), params, ld, Paging(limit, offset, count, cursor))
 
 
-def _query_response(
-    request: Request,
-    db: Session,
-    principal: Principal,
-    rc: RequestContext,
-    params: QueryParams,
-    ld: bool,
-    paging: _Paging,
-) -> Response:
+def _query_response(r: Reader, rc: RequestContext, params: QueryParams, ld: bool, paging: Paging) -> Response:
     """The answer of both query routes: the representation, the query (names through the request's
     context), then one page of the matching entities, with the linked entities ``join`` asks for."""
     rep = params.representation(rc)
     join = params.join_spec()
     query = params.query(rc)
+    request, db = r.request, r.db
     gprop = _geojson(request, params)
-    access = principal.access("entities")  # narrowed by NGSILD-Tenant in the guard
-    lim = _limit(paging.limit, paging.with_count)
+    access = r.access()
+    lim = _limit(paging.limit, paging.count)
     page = entities.query_entities(
         db,
         access,
@@ -237,9 +244,9 @@ def _query_response(
         limit=lim,
         offset=paging.offset,
         cursor=paging.cursor,
-        count=paging.with_count,
+        count=paging.count,
         sys_attrs=rep.sys_attrs,
-        reader=principal.credential_id,
+        reader=r.principal.credential_id,
     )
     context = rc.ref if ld else None
     body = [_render_row(r, rep, rc, context) for r in page.rows]
@@ -422,18 +429,14 @@ def _fetch(db: Session, access: Access, ids: list[str]) -> dict[str, Any]:
     openapi_extra=schemas.REFUSED_EXTRA,
 )
 def get_entity(
-    request: Request,
-    entity_id: str,
-    params: QueryParams = Depends(schemas.retrieve_params),
-    accept: str | None = Header(None),
-    principal: Principal = Depends(ENTITIES),
-    db: Session = Depends(get_db),
+    entity_id: str, params: QueryParams = Depends(schemas.retrieve_params), r: Reader = Depends()
 ) -> Response:
-    ld = schemas.wants_ld(accept)
-    rc = request_context(request)
+    ld = r.wants_ld()
+    rc = r.context()
     rep = params.representation(rc)
     join = params.join_spec()
-    access = principal.access("entities")  # narrowed by NGSILD-Tenant in the guard
+    access = r.access()
+    db = r.db
     if not _ASSET_ID.fullmatch(entity_id):
         check_entity_id(entity_id, "the entity id in the path")  # not a URI: 400 BadRequestData
     e = entities.get_entity(db, access, entity_id)
@@ -450,7 +453,7 @@ def get_entity(
         e.modified_at,
         e.extra_types,
     )
-    gprop = _geojson(request, params)
+    gprop = _geojson(r.request, params)
     context = rc.ref if ld and gprop is None else None
     body = _render_row(row, rep, rc, context)
     if join[0] is not None:
@@ -465,31 +468,34 @@ def get_entity(
 # --- discovery -------------------------------------------------------------------------------------------
 
 
-def _list_id(kind: str, items: list[str]) -> str:
-    digest = hashlib.sha256("\n".join(items).encode()).hexdigest()[:16]
-    return f"urn:ngsi-ld:{kind}:{digest}"
+def _name_list(kind: str, member: str, names: list[str], rc: RequestContext) -> dict[str, Any]:
+    """An ``EntityTypeList`` or ``AttributeList``: its id is a digest of the (stored) names."""
+    digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
+    return {"id": f"urn:ngsi-ld:{kind}:{digest}", "type": kind, member: [rc.shown(n) for n in names]}
 
 
-def _ld_body(body: Any, ld: bool, rc: RequestContext) -> Any:
+def _discovered(r: Reader) -> tuple[bool, RequestContext, dict[str, discovery.TypeSummary]]:
+    """Content negotiation, the request's context, then the entity types the reader may see."""
+    ld = r.wants_ld()
+    rc = r.context()
+    return ld, rc, discovery.summary(r.db, r.access())
+
+
+def _discovery_json(body: Any, ld: bool, rc: RequestContext) -> Response:
     if ld and isinstance(body, dict):
-        return {**body, "@context": rc.ref}
-    if ld and isinstance(body, list):
-        return [{**b, "@context": rc.ref} for b in body]
-    return body
+        body = {**body, "@context": rc.ref}
+    elif ld and isinstance(body, list):
+        body = [{**b, "@context": rc.ref} for b in body]
+    return _json(body, ld, rc)
 
 
 @router.get(f"{NGSI}/types", tags=TAGS_NGSI, summary="Available entity types")
 def list_types(
-    request: Request,
     details: bool = Query(False, description="EntityType objects instead of an EntityTypeList"),
-    local: bool | None = Query(None, description="Accepted: sensorhub has only local entities"),
-    accept: str | None = Header(None),
-    principal: Principal = Depends(ENTITIES),
-    db: Session = Depends(get_db),
+    local: schemas.Local = None,
+    r: Reader = Depends(),
 ) -> Response:
-    ld = schemas.wants_ld(accept)
-    rc = request_context(request)
-    summ = discovery.summary(db, principal.access("entities"))
+    ld, rc, summ = _discovered(r)
     names = sorted(summ)
     body: Any
     if details:
@@ -503,27 +509,15 @@ def list_types(
             for t in names
         ]
     else:
-        body = {
-            "id": _list_id("EntityTypeList", names),
-            "type": "EntityTypeList",
-            "typeList": [rc.shown(t) for t in names],
-        }
-    return _json(_ld_body(body, ld, rc), ld, rc)
+        body = _name_list("EntityTypeList", "typeList", names, rc)
+    return _discovery_json(body, ld, rc)
 
 
 @router.get(f"{NGSI}/types/{{type_name:ngsi_name}}", tags=TAGS_NGSI, summary="Details of an entity type")
-def get_type(
-    request: Request,
-    type_name: str,
-    local: bool | None = Query(None, description="Accepted: sensorhub has only local entities"),
-    accept: str | None = Header(None),
-    principal: Principal = Depends(ENTITIES),
-    db: Session = Depends(get_db),
-) -> Response:
-    ld = schemas.wants_ld(accept)
-    rc = request_context(request)
+def get_type(type_name: str, local: schemas.Local = None, r: Reader = Depends()) -> Response:
+    ld, rc, types = _discovered(r)
     stored = rc.stored(type_name)
-    summ = discovery.summary(db, principal.access("entities")).get(stored)
+    summ = types.get(stored)
     if summ is None:
         raise NotFound(f"entity type '{type_name[:200]}' not found")
     body = {
@@ -541,7 +535,7 @@ def get_type(
             for a in sorted(summ.attributes)
         ],
     }
-    return _json(_ld_body(body, ld, rc), ld, rc)
+    return _discovery_json(body, ld, rc)
 
 
 def _attributes(summ: dict[str, discovery.TypeSummary]) -> dict[str, tuple[set[str], set[str], int]]:
@@ -569,45 +563,29 @@ def _attribute_info(rc: RequestContext, name: str, found: tuple[set[str], set[st
 
 @router.get(f"{NGSI}/attributes", tags=TAGS_NGSI, summary="Available attributes")
 def list_attributes(
-    request: Request,
     details: bool = Query(False, description="Attribute objects instead of an AttributeList"),
-    local: bool | None = Query(None, description="Accepted: sensorhub has only local entities"),
-    accept: str | None = Header(None),
-    principal: Principal = Depends(ENTITIES),
-    db: Session = Depends(get_db),
+    local: schemas.Local = None,
+    r: Reader = Depends(),
 ) -> Response:
-    ld = schemas.wants_ld(accept)
-    rc = request_context(request)
-    attrs = _attributes(discovery.summary(db, principal.access("entities")))
+    ld, rc, types = _discovered(r)
+    attrs = _attributes(types)
     names = sorted(attrs)
     body: Any
     if details:
         body = [_attribute_info(rc, a, attrs[a]) for a in names]
     else:
-        body = {
-            "id": _list_id("AttributeList", names),
-            "type": "AttributeList",
-            "attributeList": [rc.shown(a) for a in names],
-        }
-    return _json(_ld_body(body, ld, rc), ld, rc)
+        body = _name_list("AttributeList", "attributeList", names, rc)
+    return _discovery_json(body, ld, rc)
 
 
 @router.get(f"{NGSI}/attributes/{{attr_name:ngsi_name}}", tags=TAGS_NGSI, summary="Details of an attribute")
-def get_attribute(
-    request: Request,
-    attr_name: str,
-    local: bool | None = Query(None, description="Accepted: sensorhub has only local entities"),
-    accept: str | None = Header(None),
-    principal: Principal = Depends(ENTITIES),
-    db: Session = Depends(get_db),
-) -> Response:
-    ld = schemas.wants_ld(accept)
-    rc = request_context(request)
+def get_attribute(attr_name: str, local: schemas.Local = None, r: Reader = Depends()) -> Response:
+    ld, rc, types = _discovered(r)
     stored = rc.stored(attr_name)
-    found = _attributes(discovery.summary(db, principal.access("entities"))).get(stored)
+    found = _attributes(types).get(stored)
     if found is None:
         raise NotFound(f"attribute '{attr_name[:200]}' not found")
-    return _json(_ld_body(_attribute_info(rc, stored, found), ld, rc), ld, rc)
+    return _discovery_json(_attribute_info(rc, stored, found), ld, rc)
 
 
 # --- hosted JSON-LD contexts --------------------------------------------------------------------------------

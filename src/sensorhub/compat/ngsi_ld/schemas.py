@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, Query
 
 from sensorhub.compat.ngsi_ld.contexts import CORE_REQUEST, RequestContext
-from sensorhub.compat.ngsi_ld.geo import geo_from_body, geo_params
+from sensorhub.compat.ngsi_ld.geo import accepted_media, geo_from_body, geo_params
 from sensorhub.compat.ngsi_ld.render import Projection, Representation
 from sensorhub.entities.geo import GeoQuery
 from sensorhub.entities.normalize import check_entity_id
@@ -72,19 +72,7 @@ def wants_ld(accept: str | None) -> bool:
     (or anything JSON-compatible such as ``*/*``); 406 otherwise."""
     if not accept or not accept.strip():
         return False
-    offers: list[tuple[float, int, str]] = []
-    for i, part in enumerate(accept.split(",")):
-        media, *params = (p.strip() for p in part.split(";"))
-        q = 1.0
-        for p in params:
-            if p.startswith("q="):
-                try:
-                    q = float(p[2:])
-                except ValueError:
-                    q = 0.0
-        if q > 0:
-            offers.append((-q, i, media.lower()))
-    for _, _, media in sorted(offers):
+    for media in accepted_media(accept):
         if media == "application/ld+json":
             return True
         if media in ("application/json", "*/*", "application/*", "application/geo+json"):
@@ -185,6 +173,51 @@ class QueryParams:
 
 
 _GEOMETRY_PROPERTY = "With Accept: application/geo+json: the GeoProperty of each Feature (default location)"
+# Query-string parameters several routes declare alike (one description each).
+Pick = Annotated[str | None, Query(description="Members to keep (id, type, attribute names)")]
+Omit = Annotated[str | None, Query(description="Members to leave out")]
+Options = Annotated[str | None, Query(description="keyValues | concise | normalized, and sysAttrs")]
+Format = Annotated[str | None, Query(description="normalized | concise | keyValues | simplified")]
+Lang = Annotated[str | None, Query(description="Language of LanguageProperties (`*` for all)")]
+Join = Annotated[str | None, Query(description="inline | flat | @none: linked entities")]
+JoinLevel = Annotated[int | None, Query(description=f"Depth of join, 1-{MAX_JOIN_LEVEL}")]
+ContainedBy = Annotated[str | None, Query(description="Entity ids already traversed (join)")]
+Local = Annotated[bool | None, Query(description="Accepted: sensorhub has only local entities")]
+GeometryProperty = Annotated[str | None, Query(description=_GEOMETRY_PROPERTY)]
+
+
+@dataclass(frozen=True)
+class Paging:
+    """One page of a query route. As a dependency (``Depends(Paging)``) its query-string parameters, without
+    descriptions; a dependency's parameters are listed after the route's own (and checked before them)."""
+
+    limit: int | None = Query(None)
+    offset: int = Query(0, ge=0)
+    count: bool = Query(False)
+    cursor: str | None = Query(None)
+
+
+def representation_params(
+    options: Options = None,
+    format: Format = None,
+    lang: Lang = None,
+    join: Join = None,
+    joinLevel: JoinLevel = None,
+    containedBy: ContainedBy = None,
+    local: Local = None,
+    geometryProperty: GeometryProperty = None,
+) -> QueryParams:
+    """How the entities are to be rendered (and joined): the query-string part of
+    ``POST /entityOperations/query`` (the rest is in the body), and a part of :func:`query_params`."""
+    return QueryParams(
+        options=options,
+        format=format,
+        lang=lang,
+        join=join,
+        joinLevel=joinLevel,
+        containedBy=containedBy,
+        geometryProperty=geometryProperty,
+    )
 
 
 def query_params(
@@ -192,23 +225,18 @@ def query_params(
     id: str | None = Query(None, description="Entity ids, comma-separated"),
     idPattern: str | None = Query(None, description="Regular expression (RE2) on the entity id"),
     attrs: str | None = Query(None, description="Attributes to return (entities need one of them)"),
-    pick: str | None = Query(None, description="Members to keep (id, type, attribute names)"),
-    omit: str | None = Query(None, description="Members to leave out"),
+    pick: Pick = None,
+    omit: Omit = None,
     q: str | None = Query(None, description='Query language, e.g. temperature>20;crop=="wheat"'),
     scopeQ: str | None = Query(None, description="Scope query, e.g. /farm/#"),
-    options: str | None = Query(None, description="keyValues | concise | normalized, and sysAttrs"),
-    format: str | None = Query(None, description="normalized | concise | keyValues | simplified"),
-    lang: str | None = Query(None, description="Language of LanguageProperties (`*` for all)"),
-    join: str | None = Query(None, description="inline | flat | @none: linked entities"),
-    joinLevel: int | None = Query(None, description=f"Depth of join, 1-{MAX_JOIN_LEVEL}"),
-    containedBy: str | None = Query(None, description="Entity ids already traversed (join)"),
-    local: bool | None = Query(None, description="Accepted: sensorhub has only local entities"),
+    shown: QueryParams = Depends(representation_params),
     geo: GeoQuery | None = Depends(geo_params),
-    geometryProperty: str | None = Query(None, description=_GEOMETRY_PROPERTY),
 ) -> QueryParams:
-    return QueryParams(
+    """A dependency's parameters follow the function's own in the OpenAPI document: ``shown`` (then
+    ``geo``) lists its parameters after ``scopeQ``, as the standard orders them."""
+    return replace(
+        shown,
         geo=geo,
-        geometryProperty=geometryProperty,
         type=type,
         id=id,
         idPattern=idPattern,
@@ -217,64 +245,29 @@ def query_params(
         omit=omit,
         q=q,
         scopeQ=scopeQ,
-        options=options,
-        format=format,
-        lang=lang,
-        join=join,
-        joinLevel=joinLevel,
-        containedBy=containedBy,
-    )
-
-
-def representation_params(
-    options: str | None = Query(None, description="keyValues | concise | normalized, and sysAttrs"),
-    format: str | None = Query(None, description="normalized | concise | keyValues | simplified"),
-    lang: str | None = Query(None, description="Language of LanguageProperties (`*` for all)"),
-    join: str | None = Query(None, description="inline | flat | @none: linked entities"),
-    joinLevel: int | None = Query(None, description=f"Depth of join, 1-{MAX_JOIN_LEVEL}"),
-    containedBy: str | None = Query(None, description="Entity ids already traversed (join)"),
-    local: bool | None = Query(None, description="Accepted: sensorhub has only local entities"),
-    geometryProperty: str | None = Query(None, description=_GEOMETRY_PROPERTY),
-) -> QueryParams:
-    """The query-string part of ``POST /entityOperations/query`` (the rest is in the body)."""
-    return QueryParams(
-        options=options,
-        format=format,
-        lang=lang,
-        join=join,
-        joinLevel=joinLevel,
-        containedBy=containedBy,
-        geometryProperty=geometryProperty,
     )
 
 
 def retrieve_params(
     attrs: str | None = Query(None, description="Attributes to return"),
-    pick: str | None = Query(None, description="Members to keep (id, type, attribute names)"),
-    omit: str | None = Query(None, description="Members to leave out"),
-    options: str | None = Query(None, description="keyValues | concise | normalized, and sysAttrs"),
-    format: str | None = Query(None, description="normalized | concise | keyValues | simplified"),
-    lang: str | None = Query(None, description="Language of LanguageProperties (`*` for all)"),
-    join: str | None = Query(None, description="inline | flat | @none: linked entities"),
-    joinLevel: int | None = Query(None, description=f"Depth of join, 1-{MAX_JOIN_LEVEL}"),
-    containedBy: str | None = Query(None, description="Entity ids already traversed (join)"),
+    pick: Pick = None,
+    omit: Omit = None,
+    options: Options = None,
+    format: Format = None,
+    lang: Lang = None,
+    join: Join = None,
+    joinLevel: JoinLevel = None,
+    containedBy: ContainedBy = None,
     type: str | None = Query(None, description="The entity's type (404 when it has another)"),
-    local: bool | None = Query(None, description="Accepted: sensorhub has only local entities"),
-    geometryProperty: str | None = Query(None, description=_GEOMETRY_PROPERTY),
+    local: Local = None,
+    geometryProperty: GeometryProperty = None,
 ) -> QueryParams:
-    return QueryParams(
-        geometryProperty=geometryProperty,
-        type=type,
-        attrs=attrs,
-        pick=pick,
-        omit=omit,
-        options=options,
-        format=format,
-        lang=lang,
-        join=join,
-        joinLevel=joinLevel,
-        containedBy=containedBy,
+    """``type`` stands between ``containedBy`` and ``local`` in the document, so these are listed here
+    rather than taken from :func:`representation_params` (whose parameters would follow ``type``)."""
+    shown = representation_params(
+        options, format, lang, join, joinLevel, containedBy, local, geometryProperty
     )
+    return replace(shown, type=type, attrs=attrs, pick=pick, omit=omit)
 
 
 def with_body(base: QueryParams, body: Any) -> QueryParams:

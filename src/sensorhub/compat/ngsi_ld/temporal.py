@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
@@ -336,12 +336,10 @@ def _query(
     rep: Representation,
     *,
     accept: str | None,
-    limit: int | None,
-    offset: int,
-    count: bool,
-    cursor: str | None,
+    paging: schemas.Paging,
 ) -> Response:
     ld = schemas.wants_ld(accept)
+    limit = paging.limit
     access_e = _entities_access(principal)
     access_ts = principal.access("timeseries")
     if limit is not None and limit > entities.MAX_LIMIT:
@@ -356,9 +354,9 @@ def _query(
         access_e,
         query,
         limit=lim,
-        offset=offset,
-        cursor=cursor,
-        count=count,
+        offset=paging.offset,
+        cursor=paging.cursor,
+        count=paging.count,
         reader=principal.credential_id,
     )
     by_entity: dict[tuple[str, str], list[SeriesInfo]] = {}
@@ -388,6 +386,26 @@ def _query(
 
 # --- routes -----------------------------------------------------------------------------------------
 
+SeriesAttrs = Annotated[str | None, Query(description="Attributes (series) to return, comma-separated")]
+
+
+@dataclass(frozen=True)
+class RepresentationArgs:
+    """``lastN``, ``options``, ``format``, ``aggrMethods``, ``aggrPeriodDuration`` as a dependency (their
+    query-string parameters, without descriptions), parsed when the route asks (:meth:`parse`): after
+    its time range, as before, so a request wrong in both is refused for its time range."""
+
+    lastN: str | None = Query(None)
+    options: str | None = Query(None)
+    format: str | None = Query(None)
+    aggrMethods: str | None = Query(None)
+    aggrPeriodDuration: str | None = Query(None)
+
+    def parse(self) -> Representation:
+        return parse_representation(
+            self.options, self.format, self.lastN, self.aggrMethods, self.aggrPeriodDuration
+        )
+
 
 @router.get(
     f"{NGSI}/temporal/entities",
@@ -401,7 +419,7 @@ def query_temporal(
     id: str | None = Query(None, description="Entity ids, comma-separated"),
     idPattern: str | None = Query(None, description="Regular expression on the entity id"),
     q: str | None = Query(None, description="Filter on the entities' current attribute values"),
-    attrs: str | None = Query(None, description="Attributes (series) to return, comma-separated"),
+    attrs: SeriesAttrs = None,
     timerel: str | None = Query(None, description="before | after | between"),
     timeAt: str | None = Query(None, description="ISO 8601 date-time"),
     endTimeAt: str | None = Query(None, description="ISO 8601 date-time (with between)"),
@@ -436,10 +454,7 @@ def query_temporal(
         rng,
         rep,
         accept=accept,
-        limit=limit,
-        offset=offset,
-        count=count,
-        cursor=cursor,
+        paging=schemas.Paging(limit, offset, count, cursor),
     )
 
 
@@ -472,18 +487,12 @@ def post_temporal_query(
             }
         ],
     ),
-    lastN: str | None = Query(None),
-    options: str | None = Query(None),
-    format: str | None = Query(None),
-    aggrMethods: str | None = Query(None),
-    aggrPeriodDuration: str | None = Query(None),
-    limit: int | None = Query(None),
-    offset: int = Query(0, ge=0),
-    count: bool = Query(False),
-    cursor: str | None = Query(None),
     accept: str | None = Header(None),
     principal: Principal = Depends(TIMESERIES),
     db: Session = Depends(get_db),
+    # Last: a dependency's parameters are listed after the route's own and checked after the guard's.
+    shown: RepresentationArgs = Depends(),
+    paging: schemas.Paging = Depends(),
 ) -> Response:
     if not isinstance(body, dict):
         raise BadRequest("the body must be an NGSI-LD Query object")
@@ -502,7 +511,7 @@ def post_temporal_query(
         if not isinstance(v, str):
             raise BadRequest(f"temporalQ.{k} must be a string")
     rng = parse_range(tq.get("timerel"), tq.get("timeAt"), tq.get("endTimeAt"), tq.get("timeproperty"))
-    rep = parse_representation(options, format, lastN, aggrMethods, aggrPeriodDuration)
+    rep = shown.parse()
     # attrs names the series to return; the entity part of the Query is the entity API's own.
     query = replace(schemas.query_from_body(rest), attrs=None)  # geoQ included
     picked = _attr_names(rest.get("attrs"))
@@ -515,10 +524,7 @@ def post_temporal_query(
         rng,
         rep,
         accept=accept,
-        limit=limit,
-        offset=offset,
-        count=count,
-        cursor=cursor,
+        paging=paging,
     )
 
 
@@ -530,23 +536,19 @@ def post_temporal_query(
 )
 def get_temporal_entity(
     entity_id: str,
-    attrs: str | None = Query(None, description="Attributes (series) to return, comma-separated"),
+    attrs: SeriesAttrs = None,
     timerel: str | None = Query(None),
     timeAt: str | None = Query(None),
     endTimeAt: str | None = Query(None),
     timeproperty: str | None = Query(None),
-    lastN: str | None = Query(None),
-    options: str | None = Query(None),
-    format: str | None = Query(None),
-    aggrMethods: str | None = Query(None),
-    aggrPeriodDuration: str | None = Query(None),
     accept: str | None = Header(None),
     principal: Principal = Depends(TIMESERIES),
     db: Session = Depends(get_db),
+    shown: RepresentationArgs = Depends(),
 ) -> Response:
     ld = schemas.wants_ld(accept)
     rng = parse_range(timerel, timeAt, endTimeAt, timeproperty)
-    rep = parse_representation(options, format, lastN, aggrMethods, aggrPeriodDuration)
+    rep = shown.parse()
     picked = _attr_names(attrs)
     access_e = _entities_access(principal)
     access_ts = principal.access("timeseries")
