@@ -12,8 +12,13 @@
  *                        sensorhub-ingest/{credential id}/{received µs}/... : only the sensorhub bridge
  *                        reads those, so subscribers never get a device's unvalidated message, and the
  *                        bridge knows which credential published it and when Mosquitto received it.
+ *                        The message carries the publisher's client id as the MQTT 5 user property
+ *                        sensorhub-client (one a client set itself is removed), so the bridge can
+ *                        have the client disconnected when sensorhub refuses the message.
  *   MOSQ_EVT_CONTROL     $CONTROL/sensorhub/v1 (service client only): {"command":"recheck"} drops every
- *                        cached answer and kicks the clients sensorhub no longer accepts.
+ *                        cached answer and kicks the clients sensorhub no longer accepts;
+ *                        {"command":"kick","client":id,"credential":id,"reason":text} kicks that client
+ *                        (if it is still connected with that credential): sensorhub refused its message.
  *   MOSQ_EVT_TICK        kicks clients whose token has expired.
  *   MOSQ_EVT_DISCONNECT  forgets the client.
  *
@@ -37,9 +42,11 @@
 #include <mosquitto.h>
 #include <mosquitto_broker.h>
 #include <mosquitto_plugin.h>
+#include <mqtt_protocol.h>
 
 #define CACHE_SLOTS 256
 #define CONTROL_TOPIC "$CONTROL/sensorhub/v1"
+#define CLIENT_PROPERTY "sensorhub-client"
 #define INGEST_ROOT "sensorhub-ingest/"
 #define MAX_BODY (64 * 1024)
 
@@ -314,6 +321,79 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 	return allow ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
 }
 
+/* Append a copy of one PUBLISH property to *out (the property types a PUBLISH may carry). */
+static int copy_property(mosquitto_property **out, const mosquitto_property *p)
+{
+	int id = mosquitto_property_identifier(p);
+	char *name = NULL, *value = NULL;
+	void *data = NULL;
+	uint32_t u32;
+	uint16_t u16;
+	uint8_t u8;
+	int rc;
+
+	switch(id){
+		case MQTT_PROP_PAYLOAD_FORMAT_INDICATOR:
+			mosquitto_property_read_byte(p, id, &u8, false);
+			return mosquitto_property_add_byte(out, id, u8);
+		case MQTT_PROP_MESSAGE_EXPIRY_INTERVAL:
+			mosquitto_property_read_int32(p, id, &u32, false);
+			return mosquitto_property_add_int32(out, id, u32);
+		case MQTT_PROP_TOPIC_ALIAS:
+			mosquitto_property_read_int16(p, id, &u16, false);
+			return mosquitto_property_add_int16(out, id, u16);
+		case MQTT_PROP_SUBSCRIPTION_IDENTIFIER:
+			mosquitto_property_read_varint(p, id, &u32, false);
+			return mosquitto_property_add_varint(out, id, u32);
+		case MQTT_PROP_CORRELATION_DATA:
+			mosquitto_property_read_binary(p, id, &data, &u16, false);
+			rc = mosquitto_property_add_binary(out, id, data, u16);
+			mosquitto_free(data);
+			return rc;
+		case MQTT_PROP_USER_PROPERTY:
+			mosquitto_property_read_string_pair(p, id, &name, &value, false);
+			rc = name && value ? mosquitto_property_add_string_pair(out, id, name, value) : MOSQ_ERR_NOMEM;
+			mosquitto_free(name);
+			mosquitto_free(value);
+			return rc;
+		default: /* content type, response topic */
+			mosquitto_property_read_string(p, id, &value, false);
+			rc = value ? mosquitto_property_add_string(out, id, value) : MOSQ_ERR_NOMEM;
+			mosquitto_free(value);
+			return rc;
+	}
+}
+
+/* Replace the message's properties by a copy without any CLIENT_PROPERTY user property (a client
+ * cannot name another) plus CLIENT_PROPERTY naming the publisher. */
+static int stamp_client(mosquitto_property **props, const char *clientid)
+{
+	mosquitto_property *out = NULL;
+	const mosquitto_property *p;
+	char *name, *value;
+	int rc = MOSQ_ERR_SUCCESS;
+
+	for(p = *props; p && rc == MOSQ_ERR_SUCCESS; p = mosquitto_property_next(p)){
+		if(mosquitto_property_identifier(p) == MQTT_PROP_USER_PROPERTY){
+			name = value = NULL;
+			mosquitto_property_read_string_pair(p, MQTT_PROP_USER_PROPERTY, &name, &value, false);
+			bool ours = name && !strcmp(name, CLIENT_PROPERTY);
+			mosquitto_free(name);
+			mosquitto_free(value);
+			if(ours) continue;
+		}
+		rc = copy_property(&out, p);
+	}
+	if(rc == MOSQ_ERR_SUCCESS) rc = mosquitto_property_add_string_pair(&out, MQTT_PROP_USER_PROPERTY, CLIENT_PROPERTY, clientid);
+	if(rc != MOSQ_ERR_SUCCESS){
+		mosquitto_property_free_all(&out);
+		return rc;
+	}
+	mosquitto_property_free_all(props);
+	*props = out;
+	return MOSQ_ERR_SUCCESS;
+}
+
 static int on_message(int event, void *event_data, void *userdata)
 {
 	struct mosquitto_evt_message *ed = event_data;
@@ -322,11 +402,16 @@ static int on_message(int event, void *event_data, void *userdata)
 	long long now_us;
 	size_t len;
 	char *topic;
+	const char *id;
+	int rc;
 	(void)event; (void)userdata;
 
 	c = find_client(ed->client);
 	if(c && c->service) return MOSQ_ERR_SUCCESS; /* sensorhub's own: live values */
 	if(!c || !c->credential) return MOSQ_ERR_ACL_DENIED;
+	id = mosquitto_client_id(ed->client);
+	rc = stamp_client(&ed->properties, id ? id : "");
+	if(rc != MOSQ_ERR_SUCCESS) return rc;
 	/* The receive time in microseconds, strictly increasing (Mosquitto handles one message at a time):
 	 * two plain numbers of a device never share a timestamp, which would make the second a duplicate. */
 	gettimeofday(&tv, NULL);
@@ -390,6 +475,30 @@ static void recheck(void)
 	cJSON_Delete(answer);
 }
 
+/* The bridge's "kick": sensorhub refused a message of that client. The credential must match too, so
+ * a message queued while the bridge was down cannot disconnect a later client reusing the id. */
+static void kick_refused(const cJSON *command)
+{
+	const cJSON *client = cJSON_GetObjectItemCaseSensitive(command, "client");
+	const cJSON *credential = cJSON_GetObjectItemCaseSensitive(command, "credential");
+	const cJSON *reason = cJSON_GetObjectItemCaseSensitive(command, "reason");
+	struct client_rec *c;
+	const char *id;
+	char why[300];
+
+	if(!cJSON_IsString(client) || !cJSON_IsString(credential)) return;
+	snprintf(why, sizeof(why), "sensorhub refused its message: %.200s",
+			cJSON_IsString(reason) ? reason->valuestring : "-");
+	for(c = clients; c; c = c->next){
+		id = mosquitto_client_id(c->client);
+		if(!c->service && id && c->credential && !strcmp(id, client->valuestring)
+				&& !strcmp(c->credential, credential->valuestring)){
+			kick(c, why);
+			return;
+		}
+	}
+}
+
 static int on_control(int event, void *event_data, void *userdata)
 {
 	struct mosquitto_evt_control *ed = event_data;
@@ -402,6 +511,8 @@ static int on_control(int event, void *event_data, void *userdata)
 	name = cJSON_GetObjectItemCaseSensitive(command, "command");
 	if(cJSON_IsString(name) && !strcmp(name->valuestring, "recheck")){
 		recheck();
+	}else if(cJSON_IsString(name) && !strcmp(name->valuestring, "kick")){
+		kick_refused(command);
 	}else{
 		mosquitto_log_printf(MOSQ_LOG_WARNING, "sensorhub_auth: unknown control command ignored");
 	}

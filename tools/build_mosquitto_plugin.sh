@@ -7,7 +7,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 src="$here/mosquitto-plugin/sensorhub_auth.c"
 out="$here/mosquitto-plugin/sensorhub_auth.so"
 have_headers() {
-  printf '#include <mosquitto_broker.h>\n#include <mosquitto_plugin.h>\n#include <curl/curl.h>\n#include <cjson/cJSON.h>\n' |
+  printf '#include <mosquitto_broker.h>\n#include <mosquitto_plugin.h>\n#include <mqtt_protocol.h>\n#include <curl/curl.h>\n#include <cjson/cJSON.h>\n' |
     cc -E -x c - >/dev/null 2>&1
 }
 if ! command -v cc >/dev/null 2>&1 || ! have_headers; then

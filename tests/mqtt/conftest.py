@@ -38,6 +38,7 @@ class Device:
         self.closed = threading.Event()
         self.subscribed = threading.Event()
         self.reason: Any = None
+        self.disconnect_reason: Any = None  # MQTT 5: the DISCONNECT's reason code, if the broker sent one
         self.granted: list[int] = []
         self.messages: list[tuple[str, Any]] = []
         self.got = threading.Condition()
@@ -51,7 +52,8 @@ class Device:
         self.reason = reason
         self.connected.set()
 
-    def _on_disconnect(self, *_a: Any) -> None:
+    def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        self.disconnect_reason = reason
         self.closed.set()
 
     def _on_subscribe(self, _c: Any, _u: Any, _mid: Any, codes: Any, _p: Any) -> None:

@@ -58,7 +58,8 @@ def port_open(port: int) -> bool:
 def plugin() -> Path:
     if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
         service_unavailable("mosquitto (the broker binary)", FileNotFoundError("mosquitto"))
-    if not PLUGIN.exists():
+    source = ROOT / "mosquitto-plugin" / "sensorhub_auth.c"
+    if not PLUGIN.exists() or PLUGIN.stat().st_mtime < source.stat().st_mtime:
         subprocess.run(["sh", str(ROOT / "tools" / "build_mosquitto_plugin.sh")], check=True)
     return PLUGIN
 
@@ -213,8 +214,10 @@ def test_publish_with_a_token_is_stored_and_shown_by_the_api(
     assert d.publish(f"sensorhub/acme/plant/{DEVICE}", record)
     assert wait_for(lambda: series(http, token, "pressure") == [1013.2], "the backfill record")
     # Refused at storing (the plugin's ACL lets the topic through; the bridge's ingest refuses the
-    # payload): nothing stored, a log line; later messages still flow.
+    # payload): nothing stored, a log line, the device disconnected; later messages still flow.
     assert d.publish(f"sensorhub/acme/plant/{DEVICE}/temperature", "NaN")
+    assert d.closed.wait(T)
+    d = devices(token)
     assert d.publish(f"sensorhub/acme/plant/{DEVICE}/temperature", "22")
     assert wait_for(lambda: series(http, token, "temperature") == [21.5, 22], "the next value")
     assert "nothing stored" in bridge.log.read_text()
@@ -223,6 +226,74 @@ def test_publish_with_a_token_is_stored_and_shown_by_the_api(
     for info in infos:
         info.wait_for_publish(T)
     assert wait_for(lambda: series(http, token, "burst") == list(range(200)), "the burst")
+
+
+def test_a_refused_message_disconnects_the_device_that_published_it(
+    http: httpx.Client, w: World, bridge: BridgeProcess, devices: Any, tmp_path: Path
+) -> None:
+    """As on the embedded broker: a message ingest refuses stores nothing and closes the publisher's
+    connection (MQTT 5: DISCONNECT 0x98, administrative action); other devices carry on."""
+    token = w.pat("dev@acme.test")
+    topic = f"sensorhub/acme/plant/{DEVICE}/temperature"
+    good = devices(w.pat("dev@acme.test", name="good"))
+    assert good.publish(topic, "20")
+    assert wait_for(lambda: series(http, token, "temperature") == [20], "the good value")
+    for payload, protocol in [
+        ("warm", mqtt.MQTTv5),
+        ("NaN", mqtt.MQTTv5),
+        ("-Infinity", mqtt.MQTTv311),
+        (b"\xff\xfe", mqtt.MQTTv311),
+    ]:
+        bad = devices(token, protocol=protocol)
+        assert bad.publish(topic, payload)  # Mosquitto acknowledges; sensorhub refuses when storing
+        assert bad.closed.wait(T), payload
+        if protocol == mqtt.MQTTv5:
+            assert int(bad.disconnect_reason.value) == 0x98, bad.disconnect_reason
+    assert not good.closed.is_set()
+    assert good.publish(topic, "21")
+    assert wait_for(lambda: series(http, token, "temperature") == [20, 21], "the next good value")
+    assert not good.closed.is_set()
+    assert bridge.log.read_text().count("nothing stored; disconnecting the client") == 4
+    assert "sensorhub refused its message" in (tmp_path / "mosquitto.log").read_text()
+
+
+def test_a_client_cannot_name_another_to_have_it_disconnected(
+    http: httpx.Client, w: World, bridge: BridgeProcess, devices: Any, broker: int
+) -> None:
+    """The plugin replaces any sensorhub-client user property a client sets by its own client id."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    token = w.pat("dev@acme.test")
+    topic = f"sensorhub/acme/plant/{DEVICE}/temperature"
+    # What the bridge receives, seen by a second service-client subscriber.
+    seen: list[list[tuple[str, str]]] = []
+    spy = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="spy", protocol=mqtt.MQTTv5)
+    spy.username_pw_set("sensorhub-bridge", SECRET)
+    spy.on_message = lambda _c, _u, msg: seen.append(list(getattr(msg.properties, "UserProperty", [])))
+    subscribed = threading.Event()
+    spy.on_subscribe = lambda *_a: subscribed.set()
+    spy.connect("127.0.0.1", broker)
+    spy.loop_start()
+    try:
+        spy.subscribe("sensorhub-ingest/#", qos=1)
+        assert subscribed.wait(T)
+        # The same credential: only the client id tells them apart.
+        victim = devices(token, client_id="victim")
+        forger = devices(token, client_id="forger", protocol=mqtt.MQTTv5)
+        props = Properties(PacketTypes.PUBLISH)
+        props.UserProperty = [("sensorhub-client", "victim"), ("other", "kept")]
+        forger.c.publish(topic, "warm", qos=1, properties=props)
+        assert forger.closed.wait(T)
+        assert wait_for(lambda: seen, "the forged message")
+        assert seen[0] == [("other", "kept"), ("sensorhub-client", "forger")]
+    finally:
+        spy.disconnect()
+        spy.loop_stop()
+    assert not victim.closed.is_set()
+    assert victim.publish(topic, "5")
+    assert wait_for(lambda: series(http, token, "temperature") == [5], "the victim's value")
+    assert not victim.closed.is_set()
 
 
 def test_wrong_token_is_refused_with_not_authorised(w: World, bridge: BridgeProcess, devices: Any) -> None:

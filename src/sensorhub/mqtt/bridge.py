@@ -1,16 +1,21 @@
 """``sensorhub mqtt-bridge``: sensorhub's side of a production Mosquitto (docs/mqtt.md "Production:
 Mosquitto"). A paho-mqtt client that
 
-- **ingests**: a persistent session (clean session off, a stable client id) with the shared subscription
-  ``$share/sensorhub/sensorhub-ingest/#``: the sensorhub plugin moves each device message from
+- **ingests**: an MQTT 5 persistent session (clean start off, a session that never expires, a stable
+  client id) with the shared subscription ``$share/sensorhub/sensorhub-ingest/#``: the sensorhub
+  plugin moves each device message from
   ``sensorhub/{org}/{workspace}/{device}[/{attribute}]`` to
   ``sensorhub-ingest/{credential id}/{received µs}/sensorhub/...`` (after Mosquitto's ACL check, which
   asked sensorhub), so the bridge knows which credential published and when Mosquitto received it. The
   message is checked again with that credential's *current* rights (:func:`broker.admit`: the same topic
   rules, rate limit and payload limit as the embedded broker) and stored through the one ingest service
   (:class:`broker.GroupWriter`); the QoS 1 PUBACK to Mosquitto is sent only once its transaction has
-  committed. Several bridges share the subscription (Mosquitto hands each message to one of them);
-  messages arriving while every bridge is down are queued by Mosquitto for the persistent session.
+  committed. A message sensorhub refuses is not stored and is logged, and the bridge asks the plugin
+  (``{"command": "kick"}`` on ``$CONTROL/sensorhub/v1``) to disconnect the client that published it,
+  named by the message's ``sensorhub-client`` user property (set by the plugin, never by a client),
+  as the embedded broker closes that connection. Several bridges share the subscription (Mosquitto
+  hands each message to one of them); messages arriving while every bridge is down are queued by
+  Mosquitto for the persistent session.
 - **publishes live values**: every value stored by any path (the outbox, :mod:`sensorhub.push.live`) on
   ``sensorhub/{org}/{workspace}/{entity}/{attribute}``; Mosquitto delivers it only to subscribers the
   plugin's read check (sensorhub's grants, per value) lets through. One bridge publishes (``--no-live``
@@ -31,6 +36,8 @@ import orjson
 import paho.mqtt.client as mqtt
 from anyio import to_thread
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from sensorhub import metrics
 from sensorhub.accounts.models import Organisation
@@ -58,10 +65,21 @@ log = logging.getLogger("sensorhub.mqtt")
 INGEST_ROOT = "sensorhub-ingest"
 SHARED_SUBSCRIPTION = f"$share/sensorhub/{INGEST_ROOT}/#"
 CONTROL_TOPIC = "$CONTROL/sensorhub/v1"
+CLIENT_PROPERTY = "sensorhub-client"  # the publisher's client id, set by the plugin
+NEVER_EXPIRES = 0xFFFFFFFF  # MQTT 5 session expiry interval: the session outlives every disconnect
 
 
 def default_client_id() -> str:
     return f"sensorhub-bridge-{socket.gethostname()}"
+
+
+def publisher_of(msg: mqtt.MQTTMessage) -> str | None:
+    """The publisher's client id the plugin attached to the message (None: an older plugin)."""
+    properties = getattr(msg, "properties", None)
+    for name, value in getattr(properties, "UserProperty", None) or ():
+        if name == CLIENT_PROPERTY:
+            return str(value)
+    return None
 
 
 class Everything:
@@ -103,8 +121,7 @@ class Bridge:
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
-            clean_session=False,
-            protocol=mqtt.MQTTv311,
+            protocol=mqtt.MQTTv5,
             manual_ack=True,
         )
         self.client.username_pw_set(settings.mqtt_bridge_username, settings.mqtt_plugin_secret)
@@ -145,10 +162,12 @@ class Bridge:
 
     async def _store(self, msg: mqtt.MQTTMessage) -> None:
         levels = msg.topic.split("/", 3)
+        publisher: str | None = None
         try:
             if len(levels) != 4 or levels[0] != INGEST_ROOT or not levels[2].isdigit():
                 raise Refused(f"not a topic the sensorhub plugin writes: {msg.topic[:120]!r}")
             credential, received_us, topic = levels[1], int(levels[2]), levels[3]
+            publisher = publisher_of(msg)
             received = from_us(received_us)
             principal = await self._principal(credential)
             if principal is None:
@@ -164,18 +183,33 @@ class Bridge:
         except (Refused, SensorhubError) as e:
             reason = e.message if isinstance(e, SensorhubError) else str(e)
             log.warning(
-                "mqtt publish refused, nothing stored: credential=%s topic=%r reason=%s",
+                "mqtt publish refused, nothing stored%s: client=%s credential=%s topic=%r reason=%s",
+                "; disconnecting the client" if publisher is not None else "",
+                publisher or "-",
                 levels[1] if len(levels) > 1 else "-",
                 "/".join(levels[3:])[:200],
                 reason,
             )
             metrics.mqtt_refused.inc()
+            if publisher is not None:
+                self._kick(publisher, levels[1], reason)
         else:
             metrics.ingest_points.inc(stored["accepted"])
             metrics.ingest_duplicates.inc(stored["duplicates"])
             metrics.mqtt_stored.inc()
         if msg.qos > 0:
             self.client.ack(msg.mid, msg.qos)  # stored (or refused for good): Mosquitto may drop it
+
+    def _kick(self, client_id: str, credential_id: str, reason: str) -> None:
+        """Have the plugin disconnect the client whose message was refused (if still connected with
+        that credential), as the embedded broker closes the connection."""
+        command = {
+            "command": "kick",
+            "client": client_id,
+            "credential": credential_id,
+            "reason": reason[:200],
+        }
+        self.client.publish(CONTROL_TOPIC, orjson.dumps(command), qos=1)
 
     async def _principal(self, credential_id: str) -> Principal | None:
         generation = self.ctx.cache.generation
@@ -222,7 +256,9 @@ class Bridge:
     async def run(self, stop: asyncio.Event) -> None:
         self.loop = self.changes.loop = asyncio.get_running_loop()
         self.ctx.db.auth_listeners.append(self.changes.tell)
-        self.client.connect_async(self.host, self.port, keepalive=30)
+        session = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho: untyped
+        session.SessionExpiryInterval = NEVER_EXPIRES
+        self.client.connect_async(self.host, self.port, keepalive=30, clean_start=False, properties=session)
         self.client.loop_start()
         tasks = [asyncio.create_task(self.watch_credentials(), name="sensorhub-bridge-credentials")]
         if self.live:
