@@ -19,13 +19,28 @@ from fastapi.testclient import TestClient
 from sensorhub.accounts import service as accounts
 from sensorhub.config import Settings
 from sensorhub.entities.service import import_entities
-from tests.builders import World
+from tests.builders import World, bearer
 
 
 def put_entities(world: World, org: str, ws: str, items: list[dict[str, Any]]) -> None:
     with world.ctx.db.transaction() as s:
         o = accounts.get_org(s, org)
         import_entities(s, o, accounts.get_workspace(s, o, ws), items)
+
+
+def owner_token(world: World, items: list[dict[str, Any]]) -> str:
+    """An organisation ``acme`` (workspace ``farm``) holding ``items``, and an entities token of its owner."""
+    world.org("acme", ("farm",))
+    world.user("owner@acme.test", "acme", "owner")
+    put_entities(world, "acme", "farm", items)
+    return world.pat("owner@acme.test", ["entities"])
+
+
+def short_ids(client: TestClient, token: str, **params: str) -> list[str]:
+    """The entities ``GET /ngsi-ld/v1/entities`` lists for ``params``: the last part of each id, in order."""
+    r = client.get("/ngsi-ld/v1/entities", params=params, headers=bearer(token))
+    assert r.status_code == 200, r.text
+    return [e["id"].rsplit(":", 1)[1] for e in r.json()]
 
 
 def devices(prefix: str, n: int, type_: str = "Device", **attrs: Any) -> list[dict[str, Any]]:

@@ -229,10 +229,6 @@ SCOPE_CASES = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="entity scopes are not stored: an entity with scope is refused (501), a valid scopeQ matches nothing",
-)
 @pytest.mark.parametrize(("case", "scope_q", "expected"), SCOPE_CASES, ids=[c[0] for c in SCOPE_CASES])
 def test_019_01_06_query_several_entities_based_on_scopes(
     suite: Suite, case: str, scope_q: str, expected: int

@@ -16,7 +16,7 @@ from sensorhub.config import Settings
 from sensorhub.entities.models import entity_types
 from tests.builders import World, bearer, login
 from tests.conftest import TEST_SECRET_KEY
-from tests.entities.helpers import problem, put_entities
+from tests.entities.helpers import owner_token, problem, short_ids
 
 E = "/ngsi-ld/v1/entities"
 ITEMS: list[dict[str, Any]] = [
@@ -28,30 +28,17 @@ ITEMS: list[dict[str, Any]] = [
 ]
 
 
-def _token(world: World) -> str:
-    world.org("acme", ("farm",))
-    world.user("owner@acme.test", "acme", "owner")
-    put_entities(world, "acme", "farm", ITEMS)
-    return world.pat("owner@acme.test", ["entities"])
-
-
-def _ids(client: TestClient, token: str, **params: str) -> list[str]:
-    r = client.get(E, params=params, headers=bearer(token))
-    assert r.status_code == 200, r.text
-    return [e["id"].rsplit(":", 1)[1] for e in r.json()]
-
-
 def test_type_selection_grammar_matches_entities_having_the_types(client: TestClient, world: World) -> None:
-    token = _token(world)
-    assert _ids(client, token, type="Building") == ["a", "ab", "abc"]
-    assert _ids(client, token, type="Office") == ["ab", "abc", "b"]
-    assert _ids(client, token, type="Building;Office") == ["ab", "abc"]
-    assert _ids(client, token, type="Building,Shop") == ["a", "ab", "abc", "c"]
-    assert _ids(client, token, type="Building|Shop") == ["a", "ab", "abc", "c"]
-    assert _ids(client, token, type="(Building;Office)|Shop") == ["ab", "abc", "c"]
-    assert _ids(client, token, type="Shop;(Building|Office)") == ["abc"]
-    assert _ids(client, token, type="Building;Office;Shop") == ["abc"]
-    assert _ids(client, token, type="Building;Nope") == []
+    token = owner_token(world, ITEMS)
+    assert short_ids(client, token, type="Building") == ["a", "ab", "abc"]
+    assert short_ids(client, token, type="Office") == ["ab", "abc", "b"]
+    assert short_ids(client, token, type="Building;Office") == ["ab", "abc"]
+    assert short_ids(client, token, type="Building,Shop") == ["a", "ab", "abc", "c"]
+    assert short_ids(client, token, type="Building|Shop") == ["a", "ab", "abc", "c"]
+    assert short_ids(client, token, type="(Building;Office)|Shop") == ["ab", "abc", "c"]
+    assert short_ids(client, token, type="Shop;(Building|Office)") == ["abc"]
+    assert short_ids(client, token, type="Building;Office;Shop") == ["abc"]
+    assert short_ids(client, token, type="Building;Nope") == []
     # with the other filters, counts and paging
     r = client.get(
         E, params={"type": "Building;Office", "q": "floors>2", "count": "true"}, headers=bearer(token)
@@ -73,7 +60,7 @@ def test_type_selection_grammar_matches_entities_having_the_types(client: TestCl
 
 
 def test_several_types_render_as_an_array(client: TestClient, world: World) -> None:
-    token = _token(world)
+    token = owner_token(world, ITEMS)
     r = client.get(f"{E}/urn:ngsi-ld:Thing:abc", headers=bearer(token))
     assert r.json()["type"] == ["Shop", "Office", "Building"]
     assert client.get(f"{E}/urn:ngsi-ld:Thing:a", headers=bearer(token)).json()["type"] == "Building"
@@ -89,7 +76,7 @@ def test_several_types_render_as_an_array(client: TestClient, world: World) -> N
 
 
 def test_discovery_counts_each_type(client: TestClient, world: World) -> None:
-    token = _token(world)
+    token = owner_token(world, ITEMS)
     types = client.get("/ngsi-ld/v1/types", headers=bearer(token)).json()
     assert types["typeList"] == ["Building", "Office", "Shop"]
     office = client.get("/ngsi-ld/v1/types/Office", headers=bearer(token)).json()
@@ -115,9 +102,9 @@ def test_session_writes_keep_the_types(client: TestClient, world: World) -> None
     assert client.post(f"{E}?workspace=acme/farm", json=body).status_code == 201
     api = TestClient(client.app)
     assert api.get(f"{E}/urn:ngsi-ld:Thing:new", headers=bearer(token)).json()["type"] == ["Sensor", "Device"]
-    assert _ids(api, token, type="Device") == ["new"]
+    assert short_ids(api, token, type="Device") == ["new"]
     assert client.post(f"{E}/urn:ngsi-ld:Thing:new/attrs", json={"depth": 4}).status_code == 204
-    assert _ids(api, token, type="Device;Sensor") == ["new"]
+    assert short_ids(api, token, type="Device;Sensor") == ["new"]
     problem(
         client.post(f"{E}?workspace=acme/farm", json={"id": "urn:ngsi-ld:Thing:x", "type": []}),
         400,
@@ -134,7 +121,7 @@ def test_session_writes_keep_the_types(client: TestClient, world: World) -> None
 
 
 def test_import_upsert_replaces_the_types(client: TestClient, world: World) -> None:
-    token = _token(world)
+    token = owner_token(world, ITEMS)
     with world.ctx.db.transaction() as s:
         from sensorhub.accounts import service as accounts
         from sensorhub.entities.service import import_entities
@@ -148,8 +135,8 @@ def test_import_upsert_replaces_the_types(client: TestClient, world: World) -> N
             upsert=True,
         )
     assert client.get(f"{E}/urn:ngsi-ld:Thing:ab", headers=bearer(token)).json()["type"] == ["Office", "Shop"]
-    assert _ids(client, token, type="Shop") == ["ab", "abc", "c"]
-    assert "ab" not in _ids(client, token, type="Building")
+    assert short_ids(client, token, type="Shop") == ["ab", "abc", "c"]
+    assert "ab" not in short_ids(client, token, type="Building")
 
 
 def _migrate_with_an_entity(settings: Settings) -> None:

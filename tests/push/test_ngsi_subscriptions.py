@@ -346,3 +346,22 @@ def test_a_multi_typed_entity_notifies_subscriptions_for_any_of_its_types(
     assert sorted(x.path for x in receiver.received) == ["/boiler", "/hook"]
     for x in got:
         assert x.json()["data"] == [{"id": DEV, "type": ["Device", "Boiler"], "temperature": 35.5}]
+
+
+def test_a_notification_shows_the_entitys_scopes(
+    client: TestClient, world: World, receiver: Receiver
+) -> None:
+    read, key = seed(world)
+    with world.ctx.db.transaction() as s:
+        s.query(Entity).filter(Entity.entity_id == DEV).one().scopes = ["/plant/basement", "/energy"]
+    spec = subscription(receiver.url)
+    spec["notification"]["format"] = "concise"
+    assert client.post(SUBS, json=spec, headers=bearer(read)).status_code == 201
+    backfill(client, key, "2026-01-01T00:00:00Z", 35.5)
+    got = receiver.wait_for(lambda rs: len(rs) >= 1)
+    assert got[0].json()["data"][0] == {
+        "id": DEV,
+        "type": "Device",
+        "scope": ["/plant/basement", "/energy"],
+        "temperature": {"value": 35.5, "unitCode": "CEL", "observedAt": "2026-01-01T00:00:00Z"},
+    }

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -58,6 +60,9 @@ class Entity(Base):
     # The types after the first, in the order written; NULL for a single-typed entity. Mirrored one row
     # per type into ``entity_types`` (the index ``type=`` queries use) by every ORM write.
     extra_types: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    # NGSI-LD ``scope``s (``/Madrid/Gardens``), in the order written; NULL for none. Mirrored one row per
+    # scope into ``entity_scopes`` (what ``scopeQ`` looks up) by every ORM write.
+    scopes: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     name: Mapped[str | None] = mapped_column(String(300), nullable=True)
     # Normalized NGSI-LD attributes other than location, e.g.
     # {"temperature": {"type": "Property", "value": 21.5, "unitCode": "CEL", "observedAt": "..."}}
@@ -84,38 +89,68 @@ class Entity(Base):
         self.extra_types = list(types[1:]) or None
 
 
+def _mirror_table(name: str, column: str) -> Table:
+    """One row per (entity, value): the index a list-valued member of the entities is queried through."""
+    return Table(
+        name,
+        Base.metadata,
+        Column(
+            "entity_pk",
+            BigInteger().with_variant(Integer, "sqlite"),
+            ForeignKey("entities.pk", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        Column(column, String(200), nullable=False),
+        PrimaryKeyConstraint("entity_pk", column, name=f"pk_{name}"),
+        Index(f"ix_{name}_{column}", column, "entity_pk"),
+    )
+
+
 # The types after the first of each entity, one row each: what ``type=A`` looks up besides the column.
-entity_types = Table(
-    "entity_types",
-    Base.metadata,
-    Column(
-        "entity_pk",
-        BigInteger().with_variant(Integer, "sqlite"),
-        ForeignKey("entities.pk", ondelete="CASCADE"),
-        nullable=False,
+entity_types = _mirror_table("entity_types", "type")
+# The scopes of each entity, one row each: what ``scopeQ`` looks up.
+entity_scopes = _mirror_table("entity_scopes", "scope")
+
+
+@dataclass(frozen=True)
+class _Mirror:
+    """A table holding one row per value of a list on the entity (an index the queries use)."""
+
+    table: Table
+    column: str
+    sources: tuple[str, ...]  # the Entity attributes the values are made from
+    values: Callable[[Entity], list[str]]
+
+
+_MIRRORS = (
+    _Mirror(
+        entity_types,
+        "type",
+        ("type", "extra_types"),
+        lambda e: [t for t in dict.fromkeys(e.extra_types or []) if t != e.type],
     ),
-    Column("type", String(200), nullable=False),
-    PrimaryKeyConstraint("entity_pk", "type", name="pk_entity_types"),
-    Index("ix_entity_types_type", "type", "entity_pk"),
+    _Mirror(entity_scopes, "scope", ("scopes",), lambda e: list(dict.fromkeys(e.scopes or []))),
 )
 
 
-def _write_types(conn: Connection, e: Entity, *, replace: bool) -> None:
+def _write_mirror(conn: Connection, e: Entity, m: _Mirror, *, replace: bool) -> None:
     if replace:
-        conn.execute(delete(entity_types).where(entity_types.c.entity_pk == e.pk))
-    extra = [t for t in dict.fromkeys(e.extra_types or []) if t != e.type]
-    if extra:
-        conn.execute(insert(entity_types), [{"entity_pk": e.pk, "type": t} for t in extra])
+        conn.execute(delete(m.table).where(m.table.c.entity_pk == e.pk))
+    values = m.values(e)
+    if values:
+        conn.execute(insert(m.table), [{"entity_pk": e.pk, m.column: v} for v in values])
 
 
-def _types_inserted(_mapper: object, conn: Connection, e: Entity) -> None:
-    _write_types(conn, e, replace=False)
+def _mirrors_inserted(_mapper: object, conn: Connection, e: Entity) -> None:
+    for m in _MIRRORS:
+        _write_mirror(conn, e, m, replace=False)
 
 
-def _types_updated(_mapper: object, conn: Connection, e: Entity) -> None:
+def _mirrors_updated(_mapper: object, conn: Connection, e: Entity) -> None:
     state = inspect(e)
-    if state.attrs.extra_types.history.has_changes() or state.attrs.type.history.has_changes():
-        _write_types(conn, e, replace=True)
+    for m in _MIRRORS:
+        if any(state.attrs[a].history.has_changes() for a in m.sources):
+            _write_mirror(conn, e, m, replace=True)
 
 
 def _keep_bbox(_mapper: object, _conn: object, e: Entity) -> None:
@@ -130,5 +165,5 @@ def _keep_bbox(_mapper: object, _conn: object, e: Entity) -> None:
 
 event.listen(Entity, "before_insert", _keep_bbox)
 event.listen(Entity, "before_update", _keep_bbox)
-event.listen(Entity, "after_insert", _types_inserted)
-event.listen(Entity, "after_update", _types_updated)
+event.listen(Entity, "after_insert", _mirrors_inserted)
+event.listen(Entity, "after_update", _mirrors_updated)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sensorhub.errors import BadRequest, NotImplementedFeature
+from sensorhub.errors import BadRequest
 from sensorhub.kit.time import observed_us
 from sensorhub.timeseries.names import ATTRIBUTE_NAME, MAX_ATTRIBUTE_LENGTH
 
@@ -36,15 +36,14 @@ RESERVED = frozenset(
     {"id", "type", "@context", "createdAt", "modifiedAt", "deletedAt", "scope", "@id", "@type"}
 )
 MAX_ID_LENGTH = 512
-# NGSI-LD scopes are not stored (so ``scopeQ`` matches no entity): a body that sets one is refused by name
-# rather than stored without it.
-SCOPE_REFUSED = (
-    "scope: entity scopes are not implemented by this server (a scopeQ matches no entity); send the entity "
-    "without 'scope'"
-)
 MAX_TYPE_LENGTH = 200
 MAX_ATTRS = 500
 MAX_TYPES = 20  # types of one entity
+MAX_SCOPES = 20  # scopes of one entity
+MAX_SCOPE_LENGTH = 200
+# One level of an NGSI-LD scope (``/Madrid/Gardens`` has two); scopeQ adds the wildcards + and #.
+SCOPE_LEVEL = r"[A-Za-z0-9_\-]+"
+_SCOPE = re.compile(rf"^/{SCOPE_LEVEL}(?:/{SCOPE_LEVEL})*$")
 
 _TYPE_NAME = re.compile(r"^[A-Za-z_@][A-Za-z0-9_:/#@.\-]{0,199}$")
 # An entity id is a URI: a scheme, a colon, and no whitespace or characters unsafe in paths and headers.
@@ -60,6 +59,7 @@ class EntityData:
     attrs: dict[str, Any]
     location: dict[str, Any] | None
     extra_types: tuple[str, ...] = ()  # the types after the first (NGSI-LD ``type`` may be an array)
+    scopes: tuple[str, ...] = ()  # NGSI-LD ``scope``: a string or an array of strings
 
     @property
     def types(self) -> tuple[str, ...]:
@@ -90,6 +90,23 @@ def check_types(value: Any) -> tuple[str, ...]:
             raise BadRequest(f"an entity may have at most {MAX_TYPES} types")
         return tuple(dict.fromkeys(check_type(v) for v in value))
     return (check_type(value),)
+
+
+def check_scopes(value: Any) -> tuple[str, ...]:
+    """An entity's ``scope``: a scope (``/Madrid/Gardens``), or an array of them (order kept, repeats
+    dropped)."""
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise BadRequest("scope must be a scope such as /Madrid/Gardens or a non-empty array of scopes")
+    if len(items) > MAX_SCOPES:
+        raise BadRequest(f"scope: an entity may have at most {MAX_SCOPES} scopes")
+    for v in items:
+        if not isinstance(v, str) or len(v) > MAX_SCOPE_LENGTH or not _SCOPE.match(v):
+            raise BadRequest(
+                f"scope '{str(v)[:80]}' is not a valid scope: use /name/name… (letters, digits, _ and -; "
+                f"no + or #; at most {MAX_SCOPE_LENGTH} characters)"
+            )
+    return tuple(dict.fromkeys(items))
 
 
 def check_type(value: Any) -> str:
@@ -209,8 +226,18 @@ def normalize_location(raw: Any) -> dict[str, Any]:
     return check_geojson(raw, "location")
 
 
-def normalize_fragment(body: Any) -> tuple[dict[str, Any], dict[str, Any] | None, bool]:
-    """Attributes of an update/append body: ``(attrs, location, has_location)``."""
+@dataclass
+class Fragment:
+    """A validated update/append body: attributes, the location if given, the scopes if given."""
+
+    attrs: dict[str, Any]
+    location: dict[str, Any] | None
+    has_location: bool
+    scopes: tuple[str, ...] | None  # None: the body has no ``scope``
+
+
+def normalize_fragment(body: Any) -> Fragment:
+    """Attributes of an update/append body (and its ``scope``, if any)."""
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object of attributes")
     for k in ("id", "type"):
@@ -219,19 +246,20 @@ def normalize_fragment(body: Any) -> tuple[dict[str, Any], dict[str, Any] | None
     attrs: dict[str, Any] = {}
     location: dict[str, Any] | None = None
     has_location = False
-    if "scope" in body:
-        raise NotImplementedFeature(SCOPE_REFUSED)
+    scopes = check_scopes(body["scope"]) if "scope" in body else None
     for name, raw in body.items():
         if name == "@context":
             check_context(raw)
+            continue
+        if name == "scope":
             continue
         if name == "location":
             location, has_location = normalize_location(raw), True
             continue
         attrs[check_attr_name(name)] = normalize_attr(name, raw)
-    if not attrs and not has_location:
+    if not attrs and not has_location and scopes is None:
         raise BadRequest("the body names no attribute")
-    return attrs, location, has_location
+    return Fragment(attrs, location, has_location, scopes)
 
 
 def normalize_entity(body: Any) -> EntityData:
@@ -240,8 +268,7 @@ def normalize_entity(body: Any) -> EntityData:
         raise BadRequest("an entity must be a JSON object with 'id' and 'type'")
     entity_id = check_entity_id(body.get("id", body.get("@id")))
     types = check_types(body.get("type", body.get("@type")))
-    if "scope" in body:
-        raise NotImplementedFeature(SCOPE_REFUSED)
+    scopes = check_scopes(body["scope"]) if "scope" in body else ()
     attrs: dict[str, Any] = {}
     location = None
     for name, raw in body.items():
@@ -253,7 +280,7 @@ def normalize_entity(body: Any) -> EntityData:
         attrs[check_attr_name(name)] = normalize_attr(name, raw)
     if len(attrs) > MAX_ATTRS:
         raise BadRequest(f"an entity may have at most {MAX_ATTRS} attributes")
-    return EntityData(entity_id, types[0], attrs, location, types[1:])
+    return EntityData(entity_id, types[0], attrs, location, types[1:], scopes)
 
 
 # The plain renderer for core-context readers (NGSI-LD notifications); the NGSI-LD routes render with
@@ -268,12 +295,15 @@ def render(
     key_values: bool,
     context: bool,
     sys_attrs: tuple[datetime, datetime] | None = None,
+    scopes: list[str] | None = None,
 ) -> dict[str, Any]:
     """An entity as NGSI-LD JSON: normalized (default) or keyValues; ``pick`` projects attributes.
-    ``etype``: the entity's types (one: a string, as the entity API shows it)."""
+    ``etype``: the entity's types (one: a string, as the entity API shows it); ``scopes`` likewise."""
     if not isinstance(etype, str) and len(etype) == 1:
         etype = etype[0]
     out: dict[str, Any] = {"id": entity_id, "type": etype}
+    if scopes:
+        out["scope"] = scope_member(scopes)
     for name, attr in attrs.items():
         if pick is not None and name not in pick:
             continue
@@ -296,6 +326,11 @@ def render(
     if context:
         out["@context"] = CORE_CONTEXT
     return out
+
+
+def scope_member(scopes: list[str]) -> str | list[str]:
+    """The ``scope`` member of an entity with these (non-empty) scopes: a string for one."""
+    return scopes[0] if len(scopes) == 1 else list(scopes)
 
 
 def _iso(dt: datetime) -> str:

@@ -8,6 +8,7 @@ members in their granted workspaces, viewers never). Services never commit.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,8 +29,9 @@ from sensorhub.authz.scope import visible_entities
 from sensorhub.authz.subjects import user_reach
 from sensorhub.entities.anchors import ANCHORS
 from sensorhub.entities.geo import GeoQuery, entity_geometry
-from sensorhub.entities.models import Entity, entity_types
+from sensorhub.entities.models import Entity, entity_scopes, entity_types
 from sensorhub.entities.normalize import (
+    MAX_SCOPES,
     EntityData,
     check_entity_id,
     check_type,
@@ -79,6 +81,8 @@ class EntityQuery:
     workspace_ids: frozenset[str] | None = None  # assets: restrict to these workspaces
     none: bool = False  # the query can match no entity (e.g. a type expression no entity satisfies)
     geo: GeoQuery | None = None  # georel/geometry/coordinates/geoproperty (entities/geo.py)
+    # scopeQ as an OR of ANDs of scope terms (``/a/b``, ``/a/+``, ``/a/#``, ``/#``); None: any entity
+    scopes: tuple[frozenset[str], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +98,7 @@ class EntityRow:
     created_at: datetime | None = None
     modified_at: datetime | None = None
     extra_types: list[str] | None = None
+    scopes: list[str] | None = None
 
     @property
     def types(self) -> list[str]:
@@ -205,6 +210,30 @@ def _selector_clause(sel: Selector, extra: frozenset[str]) -> ColumnElement[bool
     return and_(*parts) if parts else true()
 
 
+def _scope_term(term: str) -> ColumnElement[bool]:
+    """An entity having a scope that ``term`` matches: ``/a/b`` exactly, ``/a/#`` it or below it, ``/#``
+    any scope, ``+`` any one level (a regular expression, as idPattern is run)."""
+    col = entity_scopes.c.scope
+    if term == "/#":
+        cond: ColumnElement[bool] = true()
+    elif "+" in term:
+        base, hashed = (term[:-2], True) if term.endswith("/#") else (term, False)
+        levels = ["[^/]+" if p == "+" else re.escape(p) for p in base.split("/")[1:]]
+        cond = col.regexp_match("^/" + "/".join(levels) + ("(/.*)?$" if hashed else "$"))
+    elif term.endswith("/#"):
+        cond = or_(col == term[:-2], col.startswith(term[:-1], autoescape=True))
+    else:
+        cond = col == term
+    return exists().where(entity_scopes.c.entity_pk == Entity.pk, cond)
+
+
+def _scope_clause(dnf: tuple[frozenset[str], ...]) -> ColumnElement[bool]:
+    if not dnf:
+        return false()
+    alts = [and_(*(_scope_term(t) for t in sorted(c))) for c in dnf]
+    return or_(*alts) if len(alts) > 1 else alts[0]
+
+
 def entity_filter(s: Session, access: Access, query: EntityQuery) -> ColumnElement[bool]:
     """The complete WHERE clause: tenancy first, then the caller's query."""
     parts: list[ColumnElement[bool]] = [
@@ -216,6 +245,8 @@ def entity_filter(s: Session, access: Access, query: EntityQuery) -> ColumnEleme
         extra = _extra_types_in_use(s, query.selectors)
         clauses = [_selector_clause(sel, extra) for sel in query.selectors]
         parts.append(or_(*clauses) if len(clauses) > 1 else clauses[0])
+    if query.scopes is not None:
+        parts.append(_scope_clause(query.scopes))
     dialect = _dialect(s)
     # A time-limited credential's q and attrs see only the attributes it may read (observations inside
     # its windows), exactly like the rendering does.
@@ -335,6 +366,7 @@ def _rows_query(where: ColumnElement[bool], sys_attrs: bool) -> Select[Any]:
         Entity.attrs,
         Entity.location,
         Entity.extra_types,
+        Entity.scopes,
     ]
     if sys_attrs:
         cols += [Entity.created_at, Entity.modified_at]
@@ -349,7 +381,8 @@ def _uses_regex(query: EntityQuery) -> bool:
             return any(in_q(x) for x in n.items)
         return n.op in ("~=", "!~=")
 
-    return any(sel.id_pattern is not None for sel in query.selectors) or in_q(query.q)
+    in_scopes = any("+" in t for c in query.scopes or () for t in c)
+    return any(sel.id_pattern is not None for sel in query.selectors) or in_q(query.q) or in_scopes
 
 
 @contextmanager
@@ -532,6 +565,7 @@ def _new_entity(org_id: str, ws_id: str, data: EntityData) -> Entity:
         workspace_id=ws_id,
         type=data.type,
         extra_types=list(data.extra_types) or None,
+        scopes=list(data.scopes) or None,
         name=data.name,
         attrs=data.attrs,
         location=data.location,
@@ -556,12 +590,13 @@ def entity_for_write(s: Session, user: User, ref: str, tenant: str | None) -> En
 
 
 def update_attrs(s: Session, user: User, e: Entity, body: Any) -> tuple[list[str], list[dict[str, str]]]:
-    """NGSI-LD *Update Attributes*: replace attributes the entity already has; others are reported."""
-    attrs, location, has_location = normalize_fragment(body)
+    """NGSI-LD *Update Attributes*: replace attributes the entity already has; others are reported. A
+    ``scope`` replaces the entity's scopes."""
+    frag = normalize_fragment(body)
     updated: list[str] = []
     not_updated: list[dict[str, str]] = []
     new = dict(e.attrs)
-    for name, attr in attrs.items():
+    for name, attr in frag.attrs.items():
         if name in new:
             new[name] = attr
             updated.append(name)
@@ -569,28 +604,37 @@ def update_attrs(s: Session, user: User, e: Entity, body: Any) -> tuple[list[str
             not_updated.append(
                 {"attributeName": name, "reason": "the entity has no such attribute; use POST /attrs"}
             )
-    if has_location:
+    if frag.has_location:
         if e.location is not None:
-            e.location = location
+            e.location = frag.location
             updated.append("location")
         else:
             not_updated.append(
                 {"attributeName": "location", "reason": "the entity has no location; use POST /attrs"}
             )
+    if frag.scopes is not None:
+        e.scopes = list(frag.scopes)
+        updated.append("scope")
     if updated:
         _save_attrs(s, user, e, new)
     return updated, not_updated
 
 
 def append_attrs(s: Session, user: User, e: Entity, body: Any) -> list[str]:
-    """NGSI-LD *Append Attributes*: add or replace the given attributes."""
-    attrs, location, has_location = normalize_fragment(body)
+    """NGSI-LD *Append Attributes*: add or replace the given attributes; a ``scope`` adds to the entity's
+    scopes."""
+    frag = normalize_fragment(body)
     new = dict(e.attrs)
-    new.update(attrs)
-    if has_location:
-        e.location = location
+    new.update(frag.attrs)
+    if frag.has_location:
+        e.location = frag.location
+    if frag.scopes is not None:
+        scopes = list(dict.fromkeys([*(e.scopes or []), *frag.scopes]))
+        if len(scopes) > MAX_SCOPES:
+            raise BadRequest(f"scope: an entity may have at most {MAX_SCOPES} scopes")
+        e.scopes = scopes
     _save_attrs(s, user, e, new)
-    return list(attrs) + (["location"] if has_location else [])
+    return list(frag.attrs) + (["location"] if frag.has_location else []) + (["scope"] if frag.scopes else [])
 
 
 def delete_attr(s: Session, user: User, e: Entity, name: str) -> None:
@@ -676,6 +720,7 @@ def import_entities(
         else:
             e.workspace_id, e.location = ws.id, data.location
             e.set_types(data.types)
+            e.scopes = list(data.scopes) or None
             _save_attrs(s, None, e, data.attrs)
             result.updated += 1
     s.flush()

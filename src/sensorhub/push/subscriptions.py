@@ -314,7 +314,7 @@ def _concise(attrs: dict[str, Any]) -> dict[str, Any]:
 
 def render_entity(spec: dict[str, Any], seen: Seen, *, context: bool) -> dict[str, Any]:
     e = seen.entity
-    return render_parts(spec, e.entity_id, e.types, seen.attrs, e.location, context=context)
+    return render_parts(spec, e.entity_id, e.types, seen.attrs, e.location, context=context, scopes=e.scopes)
 
 
 def render_parts(
@@ -325,14 +325,24 @@ def render_parts(
     location: dict[str, Any] | None,
     *,
     context: bool,
+    scopes: list[str] | None = None,
 ) -> dict[str, Any]:
     """One entity of a Notification in the subscription's ``format`` with ``notification.attributes``."""
     n = spec["notification"]
     pick = frozenset(n["attributes"]) if "attributes" in n else None
     fmt = n.get("format", "normalized")
-    body = render(entity_id, etype, attrs, location, pick=pick, key_values=fmt == "keyValues", context=False)
+    body = render(
+        entity_id,
+        etype,
+        attrs,
+        location,
+        pick=pick,
+        key_values=fmt == "keyValues",
+        context=False,
+        scopes=scopes,
+    )
     if fmt == "concise":
-        head = {"id": body.pop("id"), "type": body.pop("type")}
+        head: dict[str, Any] = {k: body.pop(k) for k in ("id", "type", "scope") if k in body}
         body = {**head, **_concise(body)}
     if context:
         body["@context"] = CORE_CONTEXT
@@ -398,6 +408,7 @@ class Current:
     types: list[str]
     attrs: dict[str, Any]
     location: dict[str, Any] | None
+    scopes: list[str] | None = None
 
 
 def current_entities(s: Session, sub: NgsiSubscription, access: Access) -> list[Current]:
@@ -425,7 +436,9 @@ def current_entities(s: Session, sub: NgsiSubscription, access: Access) -> list[
     for r in rows:
         attrs = {**r.attrs, **latest.get((r.org_id, r.entity_id), {})}
         if q is None or evaluate_q(q, attrs):
-            out.append(Current(r.org_id, r.entity_id, [r.type, *(r.extra_types or [])], attrs, r.location))
+            out.append(
+                Current(r.org_id, r.entity_id, [r.type, *(r.extra_types or [])], attrs, r.location, r.scopes)
+            )
     return out
 
 
@@ -462,7 +475,10 @@ def periodic_notification(
     sub: NgsiSubscription, rows: list[Current], now: datetime
 ) -> tuple[dict[str, Any], str]:
     ld = wants_ld_body(sub)
-    data = [render_parts(sub.spec, r.entity_id, r.types, r.attrs, r.location, context=ld) for r in rows]
+    data = [
+        render_parts(sub.spec, r.entity_id, r.types, r.attrs, r.location, context=ld, scopes=r.scopes)
+        for r in rows
+    ]
     return notification_of(sub, data, now)
 
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sensorhub.entities.normalize import scope_member
+
 # The member that carries the value of each attribute type (keyValues shows only that member).
 VALUE_MEMBER = {
     "Property": "value",
@@ -129,14 +131,18 @@ def render_entity(
     *,
     sys_attrs: tuple[datetime, datetime] | None = None,
     context: Any = None,
+    scopes: list[str] | None = None,
 ) -> dict[str, Any]:
     """One entity. ``attrs`` are already what the reader may see; ``shown`` writes a stored name as the
-    request's context does; ``context`` (ld+json answers) is added as ``@context``."""
+    request's context does; ``context`` (ld+json answers) is added as ``@context``; ``scopes`` are shown
+    after the type (a string for one, an array for several, nothing for none)."""
     types = [etype] if isinstance(etype, str) else etype
     out: dict[str, Any] = {
         "id": entity_id,
         "type": shown(types[0]) if len(types) == 1 else [shown(t) for t in types],
     }
+    if scopes:
+        out["scope"] = scope_member(scopes)
     for name, attr in attrs.items():
         if rep.attrs is not None and name not in rep.attrs:
             continue

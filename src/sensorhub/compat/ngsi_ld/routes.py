@@ -289,6 +289,7 @@ def _render_row(r: Any, rep: Representation, rc: RequestContext, context: Any) -
         rc.shown,
         sys_attrs=_sys(r, rep),
         context=context,
+        scopes=r.scopes,
     )
 
 
@@ -346,7 +347,14 @@ def _join(
         budget -= len(found)
         rendered = {
             eid: render_entity(
-                r.entity_id, types_of(r), r.attrs or {}, r.location, inner, rc.shown, sys_attrs=_sys(r, inner)
+                r.entity_id,
+                types_of(r),
+                r.attrs or {},
+                r.location,
+                inner,
+                rc.shown,
+                sys_attrs=_sys(r, inner),
+                scopes=r.scopes,
             )
             for eid, r in found.items()
         }
@@ -452,6 +460,7 @@ def get_entity(
         e.created_at,
         e.modified_at,
         e.extra_types,
+        e.scopes,
     )
     gprop = _geojson(r.request, params)
     context = rc.ref if ld and gprop is None else None

@@ -9,6 +9,7 @@ anything else unknown is a 400 ``BadRequestData`` naming it. Nothing is silently
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any
 
@@ -18,7 +19,7 @@ from sensorhub.compat.ngsi_ld.contexts import CORE_REQUEST, RequestContext
 from sensorhub.compat.ngsi_ld.geo import accepted_media, geo_from_body, geo_params
 from sensorhub.compat.ngsi_ld.render import Projection, Representation
 from sensorhub.entities.geo import GeoQuery
-from sensorhub.entities.normalize import check_entity_id
+from sensorhub.entities.normalize import SCOPE_LEVEL, check_entity_id
 from sensorhub.entities.qlang import QSyntaxError, parse_q, rename
 from sensorhub.entities.service import (
     MAX_LIST_ITEMS,
@@ -33,6 +34,7 @@ from sensorhub.kit.patterns import check_pattern
 
 MAX_JOIN_LEVEL = 3
 MAX_TYPE_EXPR = 2000
+MAX_DNF = 10_000  # conjunctions while expanding a type expression or scopeQ (before the final bound)
 
 # Parameters of the standard that sensorhub does not implement: 501 NotImplemented naming them.
 REFUSED_PARAMS: dict[str, str] = {
@@ -63,7 +65,7 @@ FORMS = {
 }
 
 _LANG = re.compile(r"^(\*|[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*)$")
-_SCOPE = re.compile(r"^(/#|/(?:[A-Za-z0-9_\-]+|\+)(?:/(?:[A-Za-z0-9_\-]+|\+))*(?:/#)?)$")
+_SCOPE = re.compile(rf"^(/#|/(?:{SCOPE_LEVEL}|\+)(?:/(?:{SCOPE_LEVEL}|\+))*(?:/#)?)$")
 _TYPE_TOKEN = re.compile(r"\s*([(),;|]|[^(),;|\s]+)")
 
 
@@ -121,9 +123,7 @@ class QueryParams:
             sel = make_selector(tm.types, split_list(self.id, "id"), self.idPattern, type_sets=tm.sets)
             sels = (sel,) if (sel.typed or sel.ids or sel.id_pattern is not None) else ()
         q = rename(parse_q(self.q), ctx.stored) if self.q is not None else None
-        if self.scopeQ is not None:
-            check_scope_q(self.scopeQ)
-            none = True  # no entity has a scope here (docs/ngsi-ld.md): a valid scopeQ matches nothing
+        scopes = parse_scope_q(self.scopeQ) if self.scopeQ is not None else None
         attrs = names(self.attrs, "attrs")
         geo = self.geo
         if geo is not None and geo.geoproperty != "location":
@@ -134,6 +134,7 @@ class QueryParams:
             attrs=frozenset(ctx.stored(a) for a in attrs) if attrs is not None else None,
             none=none,
             geo=geo,
+            scopes=scopes,
         )
 
     def representation(self, ctx: RequestContext) -> Representation:
@@ -476,6 +477,13 @@ def parse_lang(value: str | None) -> str | None:
     return first
 
 
+def parse_scope_q(text: str) -> tuple[frozenset[str], ...]:
+    """A scope query as the scope terms an entity must have: an OR of ANDs (see :func:`check_scope_q`)."""
+    check_scope_q(text)
+    m = _dnf(text, ("scopeQ", "scopeQ", "scopes"), lambda tok: tok)
+    return tuple(frozenset({t}) for t in m.types) + m.sets
+
+
 def check_scope_q(text: str) -> None:
     """A scope query: scopes (``/a/b``, ``/a/+``, ``/a/#``) joined by ``;`` (and), ``,`` or ``|`` (or),
     with parentheses. A malformed one is a 400 ``InvalidRequest`` naming where."""
@@ -503,16 +511,18 @@ def check_scope_q(text: str) -> None:
 
 class _TypeParser:
     """``or := and (("," | "|") and)*``, ``and := atom (";" atom)*``, ``atom := "(" or ")" | name``, each
-    node as its disjunctive normal form (a set of conjunctions of stored type names)."""
+    node as its disjunctive normal form (a set of conjunctions of names, each as ``name`` gives it: the
+    stored type names of a type expression, the scopes of a scopeQ)."""
 
-    def __init__(self, text: str, ctx: RequestContext) -> None:
+    def __init__(self, text: str, what: str, name: Callable[[str], str]) -> None:
         self.text = text
-        self.ctx = ctx
+        self.what = what
+        self.name = name
         self.toks = [m.group(1) for m in _TYPE_TOKEN.finditer(text)]
         self.pos = 0
 
     def fail(self, what: str) -> QSyntaxError:
-        return QSyntaxError(f"invalid type expression '{self.text[:100]}': {what}")
+        return QSyntaxError(f"invalid {self.what} '{self.text[:100]}': {what}")
 
     def at(self, *toks: str) -> bool:
         return self.pos < len(self.toks) and self.toks[self.pos] in toks
@@ -535,6 +545,8 @@ class _TypeParser:
         while self.at(";"):
             self.pos += 1
             right = self.atom(depth)
+            if len(out) * len(right) > MAX_DNF:
+                raise self.fail("too many alternatives")
             out = {a | b for a in out for b in right}
         return out
 
@@ -553,7 +565,7 @@ class _TypeParser:
             return out
         if tok in "),;|":
             raise self.fail(f"unexpected '{tok}'")
-        return {frozenset({self.ctx.stored(tok)})}
+        return {frozenset({self.name(tok)})}
 
 
 @dataclass(frozen=True)
@@ -578,9 +590,15 @@ def parse_types(text: str, ctx: RequestContext) -> TypeMatch:
     §4.17) as the stored types and type sets that match."""
     if len(text) > MAX_TYPE_EXPR:
         raise BadRequest(f"type is longer than {MAX_TYPE_EXPR} characters")
-    dnf = _TypeParser(text, ctx).parse()
+    return _dnf(text, ("type expression", "type", "types"), ctx.stored)
+
+
+def _dnf(text: str, what: tuple[str, str, str], name: Callable[[str], str]) -> TypeMatch:
+    """The names and conjunctions of names an expression of the type grammar matches; ``what``: the
+    expression, the parameter and its names, for messages."""
+    dnf = _TypeParser(text, what[0], name).parse()
     if len(dnf) > MAX_LIST_ITEMS or sum(len(c) for c in dnf) > MAX_LIST_ITEMS:
-        raise BadRequest(f"type may name at most {MAX_LIST_ITEMS} types")
+        raise BadRequest(f"{what[1]} may name at most {MAX_LIST_ITEMS} {what[2]}")
     singles = tuple(sorted({next(iter(c)) for c in dnf if len(c) == 1}))
     # A conjunction that contains a single alternative adds nothing (A | A;B is A).
     sets = tuple(sorted((c for c in dnf if len(c) > 1 and not c & set(singles)), key=lambda c: sorted(c)))

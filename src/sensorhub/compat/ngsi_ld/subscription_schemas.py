@@ -26,7 +26,7 @@ from sensorhub.push.subscriptions import PERIODIC_CHECK_S
 # Members of the Subscription data type this server does not implement (400 naming them).
 NOT_IMPLEMENTED = {
     "temporalQ": "temporal queries in subscriptions are not implemented",
-    "scopeQ": "scopes are not implemented",
+    "scopeQ": "scopeQ in subscriptions is not implemented (entity queries take it)",
     "csf": "context source filters are not implemented",
     "lang": "LanguageProperty filtering is not implemented",
     "notificationTrigger": "only the default triggers (attribute created or updated) are implemented",

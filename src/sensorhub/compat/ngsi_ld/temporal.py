@@ -33,7 +33,7 @@ from sensorhub.compat.ngsi_ld.geo import geo_params
 from sensorhub.compat.ngsi_ld.render import types_of
 from sensorhub.entities import service as entities
 from sensorhub.entities.geo import GeoQuery
-from sensorhub.entities.normalize import CONTEXT_LINK, CORE_CONTEXT
+from sensorhub.entities.normalize import CONTEXT_LINK, CORE_CONTEXT, scope_member
 from sensorhub.entities.service import EntityQuery
 from sensorhub.errors import BadRequest, InsufficientScope, TooManyResults
 from sensorhub.kit.paging import LimitPolicy
@@ -286,9 +286,11 @@ def _render_attr(r: _Read, rep: Representation) -> Any:
 
 
 def _entity_body(
-    eid: str, types: list[str], reads: list[_Read], rep: Representation, ld: bool
+    eid: str, types: list[str], scopes: list[str] | None, reads: list[_Read], rep: Representation, ld: bool
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"id": eid, "type": types[0] if len(types) == 1 else types}
+    if scopes:
+        body["scope"] = scope_member(scopes)
     for r in reads:
         rendered = _render_attr(r, rep)
         if rendered is not None:
@@ -369,7 +371,7 @@ def _query(
         windows = _windows(access_ts, r, rng) if chosen else []
         per_entity.append((r, [_read_one(store, x, windows, rng, rep) for x in chosen]))
     content_range = _cut([x for _, reads in per_entity for x in reads], rep, rng)
-    body = [_entity_body(r.entity_id, types_of(r), reads, rep, ld) for r, reads in per_entity]
+    body = [_entity_body(r.entity_id, types_of(r), r.scopes, reads, rep, ld) for r, reads in per_entity]
     headers: dict[str, str] = {}
     if page.count is not None:
         headers["NGSILD-Results-Count"] = str(page.count)
@@ -562,4 +564,4 @@ def get_temporal_entity(
     store = store_for(db)
     reads = [_read_one(store, x, windows, rng, rep) for x in chosen]
     content_range = _cut(reads, rep, rng)
-    return _respond(_entity_body(e.entity_id, e.types, reads, rep, ld), ld, content_range, {})
+    return _respond(_entity_body(e.entity_id, e.types, e.scopes, reads, rep, ld), ld, content_range, {})
