@@ -18,10 +18,17 @@ from sqlalchemy.orm import Session
 from sensorhub.accounts import service as accounts
 from sensorhub.accounts.models import Grant, User, Workspace
 from sensorhub.auth.token_format import digest
+from sensorhub.config import Settings
 from sensorhub.context import AppContext
 from sensorhub.tokens import service as tokens
 from sensorhub.tokens.models import Credential
 from tests.builders import World, bearer, login
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """No embedded job runner: its jobs share the engine, and the statement counts here are a request's."""
+    return settings.model_copy(update={"embedded_worker": False})
 
 
 def _admin(client: TestClient, world: World) -> None:
