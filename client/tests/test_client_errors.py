@@ -252,3 +252,14 @@ def test_graphql_errors_and_data(server, client):  # type: ignore[no-untyped-def
     with pytest.raises(sc.AuthenticationError) as auth:
         client.graphql("{ user { id } }")
     assert auth.value.code == "UNAUTHENTICATED" and "Invalid credentials" in str(auth.value)
+
+
+def test_the_expiry_warning_says_the_same_after_a_copy():
+    """A warning crossing a process boundary (pickle: multiprocessing, pytest-xdist) keeps its text."""
+    import pickle
+
+    w = sc.TokenExpiringWarning("2026-12-03T16:04:30Z")
+    copy = pickle.loads(pickle.dumps(w))
+    assert str(copy) == str(w)
+    assert str(w).startswith("your sensorhub token expires at 2026-12-03T16:04:30Z: rotate it")
+    assert copy.expires_at == "2026-12-03T16:04:30Z"

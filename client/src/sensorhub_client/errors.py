@@ -272,8 +272,12 @@ class TokenExpiringWarning(UserWarning):
     """The server said the token expires soon (``X-Sensorhub-Token-Expires``): rotate it before then."""
 
     def __init__(self, expires_at: str) -> None:
-        super().__init__(
-            f"your sensorhub token expires at {expires_at}: rotate it (web UI → Integrations → Rotate) "
+        # args hold what the constructor takes, so a copy (pickle, pytest-xdist) is the same warning
+        super().__init__(expires_at)
+        self.expires_at = expires_at
+
+    def __str__(self) -> str:
+        return (
+            f"your sensorhub token expires at {self.expires_at}: rotate it (web UI → Integrations → Rotate) "
             "before then, or requests will be refused"
         )
-        self.expires_at = expires_at
