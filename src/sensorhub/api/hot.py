@@ -81,34 +81,35 @@ class HotRoute(BaseRoute):
         raise NoMatchFound(name, path_params)  # the real route (further down the table) answers
 
 
-def _declares_own(dependant: Any) -> bool:
-    """Whether a dependant declares a parameter of its own (its sub-dependencies aside)."""
-    return bool(
-        dependant.path_params
-        or dependant.query_params
-        or dependant.header_params
-        or dependant.cookie_params
-        or dependant.body_params
-        or dependant.request_param_name
-        or dependant.websocket_param_name
-        or dependant.http_connection_param_name
-        or dependant.response_param_name
-        or dependant.background_tasks_param_name
-        or dependant.security_scopes_param_name
-    )
+_OWN = (
+    "path_params",
+    "query_params",
+    "header_params",
+    "cookie_params",
+    "body_params",
+    "request_param_name",
+    "websocket_param_name",
+    "http_connection_param_name",
+    "response_param_name",
+    "background_tasks_param_name",
+    "security_scopes_param_name",
+)
+
+
+def _declares_own(dependant: Any, *, besides: frozenset[str] = frozenset()) -> bool:
+    """Whether a dependant declares a parameter of its own (its sub-dependencies aside), other than
+    the kinds named in ``besides``."""
+    return any(getattr(dependant, kind) for kind in _OWN if kind not in besides)
 
 
 def _guard_of(sub: Any) -> Any | None:
-    """The guard a sub-dependency calls when it can run without FastAPI, else None."""
+    """The guard a sub-dependency calls when it can run without FastAPI, else None: it may take the
+    request and read the headers it declares (``hot_headers``), nothing else."""
     call = sub.call
     hot, reads = getattr(call, "hot", None), getattr(call, "hot_headers", None)
     if hot is None or reads is None or sub.dependencies:
         return None
-    if sub.path_params or sub.query_params or sub.cookie_params or sub.body_params:
-        return None
-    if sub.websocket_param_name or sub.http_connection_param_name or sub.response_param_name:
-        return None
-    if sub.background_tasks_param_name or sub.security_scopes_param_name:
+    if _declares_own(sub, besides=frozenset({"header_params", "request_param_name"})):
         return None
     if any(f.alias.lower() not in reads for f in sub.header_params):
         return None

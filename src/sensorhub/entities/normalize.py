@@ -299,11 +299,9 @@ def render(
 ) -> dict[str, Any]:
     """An entity as NGSI-LD JSON: normalized (default) or keyValues; ``pick`` projects attributes.
     ``etype``: the entity's types (one: a string, as the entity API shows it); ``scopes`` likewise."""
-    if not isinstance(etype, str) and len(etype) == 1:
-        etype = etype[0]
-    out: dict[str, Any] = {"id": entity_id, "type": etype}
+    out: dict[str, Any] = {"id": entity_id, "type": etype if isinstance(etype, str) else one_or_many(etype)}
     if scopes:
-        out["scope"] = scope_member(scopes)
+        out["scope"] = one_or_many(scopes)
     for name, attr in attrs.items():
         if pick is not None and name not in pick:
             continue
@@ -328,9 +326,9 @@ def render(
     return out
 
 
-def scope_member(scopes: list[str]) -> str | list[str]:
-    """The ``scope`` member of an entity with these (non-empty) scopes: a string for one."""
-    return scopes[0] if len(scopes) == 1 else list(scopes)
+def one_or_many(values: list[str]) -> str | list[str]:
+    """A ``type`` or ``scope`` member as NGSI-LD writes it: a string for one value, an array for several."""
+    return values[0] if len(values) == 1 else list(values)
 
 
 def _iso(dt: datetime) -> str:

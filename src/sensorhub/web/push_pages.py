@@ -165,8 +165,7 @@ def _webhook(t: _Form) -> tuple[dict[str, Any], dict[str, Any]]:
             raise BadRequest(f"config.headers: the line {line!r} must be 'Name: value'")
         headers[name.strip()] = value.strip()
     config: dict[str, Any] = {"url": t("url"), "body": t("body") or "sensorhub", "headers": headers}
-    if t("timeout_s"):
-        config["timeout_s"] = _number(t("timeout_s"), "config.timeout_s")
+    _timeout_of(t, config)
     if t("notices") == "on":
         config["notices"] = True
     return config, ({"signing_secret": t("signing_secret")} if t("signing_secret") else {})
@@ -372,10 +371,7 @@ def _header_rows(form: FormData | None, names: str, values: str) -> dict[str, st
 
 def _timeout_of(t: _Form, config: dict[str, Any]) -> None:
     if t("timeout_s"):
-        try:
-            config["timeout_s"] = float(t("timeout_s"))
-        except ValueError:
-            raise BadRequest("config.timeout_s must be a number of seconds") from None
+        config["timeout_s"] = _number(t("timeout_s"), "config.timeout_s (seconds)")
 
 
 def _edit_webhook(form: FormData | None) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sensorhub.entities.normalize import scope_member
+from sensorhub.entities.normalize import one_or_many
 
 # The member that carries the value of each attribute type (keyValues shows only that member).
 VALUE_MEMBER = {
@@ -139,10 +139,10 @@ def render_entity(
     types = [etype] if isinstance(etype, str) else etype
     out: dict[str, Any] = {
         "id": entity_id,
-        "type": shown(types[0]) if len(types) == 1 else [shown(t) for t in types],
+        "type": one_or_many([shown(t) for t in types]),
     }
     if scopes:
-        out["scope"] = scope_member(scopes)
+        out["scope"] = one_or_many(scopes)
     for name, attr in attrs.items():
         if rep.attrs is not None and name not in rep.attrs:
             continue

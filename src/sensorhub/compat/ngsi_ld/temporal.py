@@ -33,7 +33,7 @@ from sensorhub.compat.ngsi_ld.geo import geo_params
 from sensorhub.compat.ngsi_ld.render import types_of
 from sensorhub.entities import service as entities
 from sensorhub.entities.geo import GeoQuery
-from sensorhub.entities.normalize import CONTEXT_LINK, CORE_CONTEXT, scope_member
+from sensorhub.entities.normalize import CONTEXT_LINK, CORE_CONTEXT, one_or_many
 from sensorhub.entities.service import EntityQuery
 from sensorhub.errors import BadRequest, InsufficientScope, TooManyResults
 from sensorhub.kit.paging import LimitPolicy
@@ -288,9 +288,9 @@ def _render_attr(r: _Read, rep: Representation) -> Any:
 def _entity_body(
     eid: str, types: list[str], scopes: list[str] | None, reads: list[_Read], rep: Representation, ld: bool
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {"id": eid, "type": types[0] if len(types) == 1 else types}
+    body: dict[str, Any] = {"id": eid, "type": one_or_many(types)}
     if scopes:
-        body["scope"] = scope_member(scopes)
+        body["scope"] = one_or_many(scopes)
     for r in reads:
         rendered = _render_attr(r, rep)
         if rendered is not None:
