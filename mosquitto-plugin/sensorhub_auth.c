@@ -15,6 +15,13 @@
  *                        The message carries the publisher's client id as the MQTT 5 user property
  *                        sensorhub-client (one a client set itself is removed), so the bridge can
  *                        have the client disconnected when sensorhub refuses the message.
+ *                        QoS 1 and 2 (qos1_store option, on by default): first stored through
+ *                        POST {url}/internal/mqtt/ingest, which this callback waits for — Mosquitto
+ *                        sends the PUBACK (PUBREC) only after it returns, so an acknowledged message is
+ *                        stored. Refused, or no answer: the callback fails and Mosquitto does not
+ *                        acknowledge the message. Stored: it goes on to the bridge with the user
+ *                        property sensorhub-stored (a client's own is removed), which the bridge only
+ *                        acknowledges.
  *   MOSQ_EVT_CONTROL     $CONTROL/sensorhub/v1 (service client only): {"command":"recheck"} drops every
  *                        cached answer and kicks the clients sensorhub no longer accepts;
  *                        {"command":"kick","client":id,"credential":id,"reason":text} kicks that client
@@ -28,6 +35,8 @@
  *   plugin_opt_service_username  the bridge's username (default sensorhub-bridge); its password is the secret
  *   plugin_opt_cache_seconds     upper bound of an ACL answer's age (default 10; 0 disables the cache)
  *   plugin_opt_timeout_ms        HTTP timeout per question (default 2000); no answer = refused
+ *   plugin_opt_qos1_store        true (default): QoS 1 and 2 messages are stored before Mosquitto
+ *                                acknowledges them; false: every message is stored later by the bridge
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -47,6 +56,7 @@
 #define CACHE_SLOTS 256
 #define CONTROL_TOPIC "$CONTROL/sensorhub/v1"
 #define CLIENT_PROPERTY "sensorhub-client"
+#define STORED_PROPERTY "sensorhub-stored"
 #define INGEST_ROOT "sensorhub-ingest/"
 #define MAX_BODY (64 * 1024)
 
@@ -73,8 +83,10 @@ static char *opt_secret;
 static char *opt_service_username;
 static long opt_cache_seconds = 10;
 static long opt_timeout_ms = 2000;
+static bool opt_qos1_store = true;
 static CURL *curl;
-static struct curl_slist *headers;
+static struct curl_slist *json_headers;
+static struct curl_slist *raw_headers;
 static struct client_rec *clients;
 static long long last_received_us;
 
@@ -147,25 +159,22 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
 	return n;
 }
 
-/* POST the JSON request to {url}{path}; the parsed JSON answer, or NULL (sensorhub unreachable, not
- * 200, not JSON): every caller treats NULL as "refused". */
-static cJSON *ask(const char *path, cJSON *request)
+/* POST body (len bytes) to url; the parsed JSON answer, or NULL (sensorhub unreachable, not 200, not
+ * JSON): every caller treats NULL as "refused". path names the endpoint in the log (url may hold a
+ * query string, never logged). */
+static cJSON *post(const char *path, const char *url, struct curl_slist *hdrs, const void *body, long len)
 {
-	char url[1024];
-	char *body;
 	struct buffer answer = {NULL, 0};
 	long status = 0;
 	CURLcode rc;
 	cJSON *parsed = NULL;
 
-	body = cJSON_PrintUnformatted(request);
-	if(!body) return NULL;
-	snprintf(url, sizeof(url), "%s%s", opt_url, path);
 	curl_easy_setopt(curl, CURLOPT_URL, url);
+	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, hdrs);
 	curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, len);
 	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &answer);
 	rc = curl_easy_perform(curl);
-	free(body);
 	if(rc == CURLE_OK) curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
 	if(rc != CURLE_OK || status != 200){
 		mosquitto_log_printf(MOSQ_LOG_WARNING, "sensorhub_auth: %s failed (%s, HTTP %ld): refusing",
@@ -175,6 +184,72 @@ static cJSON *ask(const char *path, cJSON *request)
 	}
 	free(answer.data);
 	return parsed;
+}
+
+/* POST the JSON request to {url}{path}. */
+static cJSON *ask(const char *path, cJSON *request)
+{
+	char url[1024];
+	char *body;
+	cJSON *parsed;
+
+	body = cJSON_PrintUnformatted(request);
+	if(!body) return NULL;
+	snprintf(url, sizeof(url), "%s%s", opt_url, path);
+	parsed = post(path, url, json_headers, body, (long)strlen(body));
+	free(body);
+	return parsed;
+}
+
+/* Append "?name=value" or "&name=value" (value URL-encoded) to the URL *url; false when out of memory. */
+static bool add_param(char **url, const char *name, const char *value)
+{
+	char *escaped = curl_easy_escape(curl, value, 0);
+	size_t len = strlen(*url), n;
+	char *grown = NULL;
+	if(escaped){
+		n = strlen(name) + strlen(escaped) + 2;
+		grown = realloc(*url, len + n + 1);
+	}
+	if(grown){
+		snprintf(grown + len, n + 1, "%c%s=%s", strchr(grown, '?') ? '&' : '?', name, escaped);
+		*url = grown;
+	}
+	curl_free(escaped);
+	return grown != NULL;
+}
+
+/* Store a QoS 1/2 message before Mosquitto acknowledges it: POST {url}/internal/mqtt/ingest with the
+ * payload as the body. True only when sensorhub answered that it is stored (committed). */
+static bool store_now(const struct client_rec *c, const char *clientid, const struct mosquitto_evt_message *ed,
+		long long received_us)
+{
+	const char *path = "/internal/mqtt/ingest";
+	char received[32];
+	char *url = malloc(strlen(opt_url) + strlen(path) + 1);
+	cJSON *answer = NULL;
+	const cJSON *reason;
+	bool stored;
+
+	snprintf(received, sizeof(received), "%lld", received_us);
+	if(url){
+		strcpy(url, opt_url);
+		strcat(url, path);
+	}
+	if(url && add_param(&url, "credential", c->credential) && add_param(&url, "received_us", received)
+			&& add_param(&url, "clientid", clientid) && add_param(&url, "topic", ed->topic)){
+		answer = post(path, url, raw_headers, ed->payloadlen ? ed->payload : "", (long)ed->payloadlen);
+	}
+	free(url);
+	stored = answer && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(answer, "stored"));
+	if(answer && !stored){
+		reason = cJSON_GetObjectItemCaseSensitive(answer, "reason");
+		mosquitto_log_printf(MOSQ_LOG_NOTICE, "sensorhub_auth: refusing a QoS %d message of client %s "
+				"(credential %s), not acknowledged: %.200s", ed->qos, clientid, c->credential,
+				cJSON_IsString(reason) ? reason->valuestring : "refused");
+	}
+	cJSON_Delete(answer);
+	return stored;
 }
 
 static bool answer_allows(const cJSON *answer)
@@ -364,9 +439,10 @@ static int copy_property(mosquitto_property **out, const mosquitto_property *p)
 	}
 }
 
-/* Replace the message's properties by a copy without any CLIENT_PROPERTY user property (a client
- * cannot name another) plus CLIENT_PROPERTY naming the publisher. */
-static int stamp_client(mosquitto_property **props, const char *clientid)
+/* Replace the message's properties by a copy without any CLIENT_PROPERTY or STORED_PROPERTY user
+ * property (a client can neither name another nor have its message taken as stored) plus
+ * CLIENT_PROPERTY naming the publisher and, when sensorhub has stored it, STORED_PROPERTY. */
+static int stamp_client(mosquitto_property **props, const char *clientid, bool stored)
 {
 	mosquitto_property *out = NULL;
 	const mosquitto_property *p;
@@ -377,7 +453,7 @@ static int stamp_client(mosquitto_property **props, const char *clientid)
 		if(mosquitto_property_identifier(p) == MQTT_PROP_USER_PROPERTY){
 			name = value = NULL;
 			mosquitto_property_read_string_pair(p, MQTT_PROP_USER_PROPERTY, &name, &value, false);
-			bool ours = name && !strcmp(name, CLIENT_PROPERTY);
+			bool ours = name && (!strcmp(name, CLIENT_PROPERTY) || !strcmp(name, STORED_PROPERTY));
 			mosquitto_free(name);
 			mosquitto_free(value);
 			if(ours) continue;
@@ -385,6 +461,7 @@ static int stamp_client(mosquitto_property **props, const char *clientid)
 		rc = copy_property(&out, p);
 	}
 	if(rc == MOSQ_ERR_SUCCESS) rc = mosquitto_property_add_string_pair(&out, MQTT_PROP_USER_PROPERTY, CLIENT_PROPERTY, clientid);
+	if(rc == MOSQ_ERR_SUCCESS && stored) rc = mosquitto_property_add_string_pair(&out, MQTT_PROP_USER_PROPERTY, STORED_PROPERTY, "1");
 	if(rc != MOSQ_ERR_SUCCESS){
 		mosquitto_property_free_all(&out);
 		return rc;
@@ -392,6 +469,16 @@ static int stamp_client(mosquitto_property **props, const char *clientid)
 	mosquitto_property_free_all(props);
 	*props = out;
 	return MOSQ_ERR_SUCCESS;
+}
+
+/* What the message callback returns for a message sensorhub did not store: Mosquitto must not
+ * acknowledge it. Mosquitto (2.0.11) answers MOSQ_ERR_ACL_DENIED with a PUBACK of reason 0x87 (not
+ * authorised) to an MQTT 5 client, which stays connected — but to an MQTT 3.1.1 client, which has no
+ * negative PUBACK, with a plain, successful one. So a 3.1.1 client gets another failure, which makes
+ * Mosquitto close its connection without any PUBACK (as the embedded broker does). */
+static int refuse(const struct mosquitto *client)
+{
+	return mosquitto_client_protocol_version(client) == 5 ? MOSQ_ERR_ACL_DENIED : MOSQ_ERR_PAYLOAD_SIZE;
 }
 
 static int on_message(int event, void *event_data, void *userdata)
@@ -403,6 +490,7 @@ static int on_message(int event, void *event_data, void *userdata)
 	size_t len;
 	char *topic;
 	const char *id;
+	bool stored;
 	int rc;
 	(void)event; (void)userdata;
 
@@ -410,14 +498,16 @@ static int on_message(int event, void *event_data, void *userdata)
 	if(c && c->service) return MOSQ_ERR_SUCCESS; /* sensorhub's own: live values */
 	if(!c || !c->credential) return MOSQ_ERR_ACL_DENIED;
 	id = mosquitto_client_id(ed->client);
-	rc = stamp_client(&ed->properties, id ? id : "");
-	if(rc != MOSQ_ERR_SUCCESS) return rc;
 	/* The receive time in microseconds, strictly increasing (Mosquitto handles one message at a time):
 	 * two plain numbers of a device never share a timestamp, which would make the second a duplicate. */
 	gettimeofday(&tv, NULL);
 	now_us = (long long)tv.tv_sec * 1000000 + tv.tv_usec;
 	if(now_us <= last_received_us) now_us = last_received_us + 1;
 	last_received_us = now_us;
+	stored = ed->qos > 0 && opt_qos1_store;
+	if(stored && !store_now(c, id ? id : "", ed, now_us)) return refuse(ed->client);
+	rc = stamp_client(&ed->properties, id ? id : "", stored);
+	if(rc != MOSQ_ERR_SUCCESS) return rc;
 	len = strlen(INGEST_ROOT) + strlen(c->credential) + 32 + strlen(ed->topic);
 	topic = mosquitto_malloc(len);
 	if(!topic) return MOSQ_ERR_NOMEM;
@@ -585,6 +675,12 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 		else if(!strcmp(opts[i].key, "service_username")) opt_service_username = dup_str(opts[i].value);
 		else if(!strcmp(opts[i].key, "cache_seconds")) opt_cache_seconds = atol(opts[i].value);
 		else if(!strcmp(opts[i].key, "timeout_ms")) opt_timeout_ms = atol(opts[i].value);
+		else if(!strcmp(opts[i].key, "qos1_store") && (!strcmp(opts[i].value, "true") || !strcmp(opts[i].value, "false"))){
+			opt_qos1_store = !strcmp(opts[i].value, "true");
+		}else if(!strcmp(opts[i].key, "qos1_store")){
+			mosquitto_log_printf(MOSQ_LOG_ERR, "sensorhub_auth: plugin_opt_qos1_store must be true or false");
+			return MOSQ_ERR_INVAL;
+		}
 		else{
 			mosquitto_log_printf(MOSQ_LOG_ERR, "sensorhub_auth: unknown option plugin_opt_%s", opts[i].key);
 			return MOSQ_ERR_INVAL;
@@ -601,9 +697,10 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 	curl = curl_easy_init();
 	if(!curl) return MOSQ_ERR_UNKNOWN;
 	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", opt_secret);
-	headers = curl_slist_append(headers, "Content-Type: application/json");
-	headers = curl_slist_append(headers, auth);
-	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+	json_headers = curl_slist_append(json_headers, "Content-Type: application/json");
+	json_headers = curl_slist_append(json_headers, auth);
+	raw_headers = curl_slist_append(raw_headers, "Content-Type: application/octet-stream");
+	raw_headers = curl_slist_append(raw_headers, auth);
 	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, opt_timeout_ms);
 	curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, opt_timeout_ms);
@@ -629,7 +726,8 @@ int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *opts, int opt
 	mosquitto_callback_unregister(plugin_id, MOSQ_EVT_TICK, on_tick, NULL);
 	mosquitto_callback_unregister(plugin_id, MOSQ_EVT_DISCONNECT, on_disconnect, NULL);
 	while(clients) forget_client(clients->client);
-	curl_slist_free_all(headers);
+	curl_slist_free_all(json_headers);
+	curl_slist_free_all(raw_headers);
 	curl_easy_cleanup(curl);
 	curl_global_cleanup();
 	free(opt_url); free(opt_secret); free(opt_service_username);

@@ -106,6 +106,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
             if mqtt_enabled(settings):
                 app.state.mqtt = await steps.enter_async_context(_mqtt_broker(ctx))
             steps.push_async_callback(ctx.live.stop)  # the live hub starts with its first stream
+            steps.push_async_callback(_stop_mqtt_relayed, app)
             yield
         ctx.db.dispose()
 
@@ -186,6 +187,14 @@ async def _background_jobs(runner: JobRunner) -> AsyncIterator[None]:
         yield
     finally:
         await asyncio.to_thread(runner.stop)
+
+
+async def _stop_mqtt_relayed(app: FastAPI) -> None:
+    """The writer of the QoS 1 messages the Mosquitto plugin has stored (``/internal/mqtt/ingest``)."""
+    relayed = getattr(app.state, "mqtt_relayed", None)
+    if relayed is not None:
+        app.state.mqtt_relayed = None  # bound to this event loop: a restarted app makes a new one
+        await relayed.stop()
 
 
 @asynccontextmanager

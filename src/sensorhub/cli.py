@@ -273,6 +273,13 @@ def mqtt_config(
         Path | None,
         typer.Option(help="Mosquitto's persistence directory (keeps queued messages over restarts)"),
     ] = None,
+    qos1_store: Annotated[
+        bool,
+        typer.Option(
+            help="Store QoS 1/2 messages before Mosquitto acknowledges them (--no-qos1-store: the bridge "
+            "stores them after Mosquitto's PUBACK, faster but acknowledged before stored)"
+        ),
+    ] = True,
     data_dir: DataDir = None,
 ) -> None:
     """Print a mosquitto.conf that makes Mosquitto ask sensorhub who may connect, publish and subscribe
@@ -290,6 +297,7 @@ def mqtt_config(
             cache_seconds=settings.mqtt_acl_cache_seconds,
             persistence_dir=persistence_dir,
             websocket=websocket,
+            qos1_store=qos1_store,
         ),
         nl=False,
     )

@@ -75,18 +75,41 @@ def settings(settings: Settings) -> Settings:
     )
 
 
-@pytest.fixture
-def server(settings: Settings, ctx: AppContext) -> Iterator[str]:
+class Server:
     """``sensorhub serve``'s app on a real port (the plugin's HTTP questions come here)."""
-    port = free_port()
-    config = uvicorn.Config(create_app(settings, ctx), host="127.0.0.1", port=port, log_level="warning")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    wait_for(lambda: srv.started, "the sensorhub server")
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(T)
+
+    def __init__(self, settings: Settings, ctx: AppContext) -> None:
+        self.app = create_app(settings, ctx)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.srv: uvicorn.Server | None = None
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
+        srv = self.srv = uvicorn.Server(config)
+        self.thread = threading.Thread(target=srv.run, daemon=True)
+        self.thread.start()
+        wait_for(lambda: srv.started, "the sensorhub server")
+
+    def stop(self) -> None:
+        if self.srv is not None and self.thread is not None:
+            self.srv.should_exit = True
+            self.thread.join(T)
+        self.srv = self.thread = None
+
+
+@pytest.fixture
+def sensorhub(settings: Settings, ctx: AppContext) -> Iterator[Server]:
+    s = Server(settings, ctx)
+    s.start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def server(sensorhub: Server) -> str:
+    return sensorhub.url
 
 
 @pytest.fixture
@@ -156,15 +179,19 @@ class BridgeProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, port: int) -> None:
-        before = self.log.read_text().count("subscribed to") if self.log.exists() else 0
+        def started() -> int:
+            text = self.log.read_text() if self.log.exists() else ""
+            return min(text.count("subscribed to"), text.count("publishing live values"))
+
+        before = started()
         out = self.log.open("ab")
         self.proc = subprocess.Popen(
             [SENSORHUB, "mqtt-bridge", "--client-id", "bridge-test"], env=self.env, stdout=out, stderr=out
         )
         out.close()
         wait_for(
-            lambda: self.log.read_text().count("subscribed to") > before or self.proc.poll() is not None,  # type: ignore[union-attr]
-            "the bridge",
+            lambda: started() > before or self.proc.poll() is not None,  # type: ignore[union-attr]
+            "the bridge (subscribed, and following the outbox)",
             timeout=60,  # a fresh process: imports and schema check, on a loaded machine
         )
         assert self.proc.poll() is None, self.log.read_text()
@@ -213,14 +240,13 @@ def test_publish_with_a_token_is_stored_and_shown_by_the_api(
     record = b'{"timestamp": "2026-01-02T03:04:05Z", "data": {"pressure": {"value": 1013.2, "unit": "HPA"}}}'
     assert d.publish(f"sensorhub/acme/plant/{DEVICE}", record)
     assert wait_for(lambda: series(http, token, "pressure") == [1013.2], "the backfill record")
-    # Refused at storing (the plugin's ACL lets the topic through; the bridge's ingest refuses the
-    # payload): nothing stored, a log line, the device disconnected; later messages still flow.
-    assert d.publish(f"sensorhub/acme/plant/{DEVICE}/temperature", "NaN")
+    # Refused at storing (the plugin's ACL lets the topic through; ingest refuses the payload):
+    # nothing stored, not acknowledged, a log line, the device disconnected; later messages still flow.
+    assert not d.publish(f"sensorhub/acme/plant/{DEVICE}/temperature", "NaN")
     assert d.closed.wait(T)
     d = devices(token)
     assert d.publish(f"sensorhub/acme/plant/{DEVICE}/temperature", "22")
     assert wait_for(lambda: series(http, token, "temperature") == [21.5, 22], "the next value")
-    assert "nothing stored" in bridge.log.read_text()
     # A burst of plain numbers, faster than the clock's milliseconds: every one is its own point.
     infos = [d.c.publish(f"sensorhub/acme/plant/{DEVICE}/burst", str(i), qos=1) for i in range(200)]
     for info in infos:
@@ -228,11 +254,11 @@ def test_publish_with_a_token_is_stored_and_shown_by_the_api(
     assert wait_for(lambda: series(http, token, "burst") == list(range(200)), "the burst")
 
 
-def test_a_refused_message_disconnects_the_device_that_published_it(
+def test_a_refused_qos0_message_disconnects_the_device_that_published_it(
     http: httpx.Client, w: World, bridge: BridgeProcess, devices: Any, tmp_path: Path
 ) -> None:
-    """As on the embedded broker: a message ingest refuses stores nothing and closes the publisher's
-    connection (MQTT 5: DISCONNECT 0x98, administrative action); other devices carry on."""
+    """As on the embedded broker: a QoS 0 message the bridge's ingest refuses stores nothing and closes
+    the publisher's connection (MQTT 5: DISCONNECT 0x98, administrative action); other devices carry on."""
     token = w.pat("dev@acme.test")
     topic = f"sensorhub/acme/plant/{DEVICE}/temperature"
     good = devices(w.pat("dev@acme.test", name="good"))
@@ -245,7 +271,7 @@ def test_a_refused_message_disconnects_the_device_that_published_it(
         (b"\xff\xfe", mqtt.MQTTv311),
     ]:
         bad = devices(token, protocol=protocol)
-        assert bad.publish(topic, payload)  # Mosquitto acknowledges; sensorhub refuses when storing
+        assert bad.publish(topic, payload, qos=0)  # Mosquitto takes it; the bridge refuses it when storing
         assert bad.closed.wait(T), payload
         if protocol == mqtt.MQTTv5:
             assert int(bad.disconnect_reason.value) == 0x98, bad.disconnect_reason
@@ -260,7 +286,8 @@ def test_a_refused_message_disconnects_the_device_that_published_it(
 def test_a_client_cannot_name_another_to_have_it_disconnected(
     http: httpx.Client, w: World, bridge: BridgeProcess, devices: Any, broker: int
 ) -> None:
-    """The plugin replaces any sensorhub-client user property a client sets by its own client id."""
+    """The plugin replaces any sensorhub-client user property a client sets by its own client id, and
+    removes a sensorhub-stored one (a QoS 0 message cannot pass as already stored)."""
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
 
@@ -282,8 +309,8 @@ def test_a_client_cannot_name_another_to_have_it_disconnected(
         victim = devices(token, client_id="victim")
         forger = devices(token, client_id="forger", protocol=mqtt.MQTTv5)
         props = Properties(PacketTypes.PUBLISH)
-        props.UserProperty = [("sensorhub-client", "victim"), ("other", "kept")]
-        forger.c.publish(topic, "warm", qos=1, properties=props)
+        props.UserProperty = [("sensorhub-client", "victim"), ("other", "kept"), ("sensorhub-stored", "1")]
+        forger.c.publish(topic, "warm", qos=0, properties=props)
         assert forger.closed.wait(T)
         assert wait_for(lambda: seen, "the forged message")
         assert seen[0] == [("other", "kept"), ("sensorhub-client", "forger")]
@@ -294,6 +321,129 @@ def test_a_client_cannot_name_another_to_have_it_disconnected(
     assert victim.publish(topic, "5")
     assert wait_for(lambda: series(http, token, "temperature") == [5], "the victim's value")
     assert not victim.closed.is_set()
+
+
+def acknowledged(d: Device, topic: str, payload: bytes | str, qos: int = 1) -> bool:
+    """True only when the broker acknowledged the message with a success code (MQTT 5 PUBACK reason
+    below 0x80; MQTT 3.1.1 PUBACKs have none); False when it refused it or closed the connection."""
+    codes: list[int] = []
+    d.c.on_publish = lambda _c, _u, _mid, rc, _p: codes.append(int(getattr(rc, "value", 0)))
+    return d.publish(topic, payload, qos=qos) and all(code < 0x80 for code in codes)
+
+
+def test_a_qos1_message_is_queryable_as_soon_as_its_puback_arrives(
+    http: httpx.Client, w: World, bridge: BridgeProcess, devices: Any
+) -> None:
+    """QoS 1 and 2 are stored (committed) before Mosquitto acknowledges them: each value is read back
+    right after its PUBACK (PUBCOMP), without waiting; subscribers still get the values live."""
+    token = w.pat("dev@acme.test")
+    reader = devices(w.pat("dev@acme.test", scopes=["telemetry"], name="reader"))
+    assert reader.subscribe(f"sensorhub/acme/plant/{DEVICE}/#") == [1]
+    expected: list[float] = []
+    records: list[float] = []
+    for i, (protocol, qos) in enumerate([(mqtt.MQTTv311, 1), (mqtt.MQTTv5, 1), (mqtt.MQTTv5, 2)]):
+        d = devices(token, protocol=protocol)
+        assert acknowledged(d, f"sensorhub/acme/plant/{DEVICE}/temperature", f"{i}.5", qos=qos)
+        expected.append(i + 0.5)
+        assert series(http, token, "temperature") == expected  # no waiting: stored before the PUBACK
+        record = f'{{"timestamp": "2026-01-02T03:04:0{i}Z", "data": {{"pressure": {1000 + i}}}}}'
+        assert acknowledged(d, f"sensorhub/acme/plant/{DEVICE}", record, qos=qos)
+        records.append(1000 + i)
+        assert series(http, token, "pressure") == records
+    # Live values come from the outbox, as for every other ingest path.
+    got = reader.wait_messages(6)
+    assert sorted(b["value"] for _, b in got) == sorted(expected + records)
+
+
+def test_a_refused_qos1_message_is_not_acknowledged_and_stores_nothing(
+    http: httpx.Client,
+    w: World,
+    bridge: BridgeProcess,
+    devices: Any,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A QoS 1 message ingest refuses gets no successful PUBACK — MQTT 5: PUBACK 0x87, MQTT 3.1.1 (no
+    negative PUBACK): the connection closes without one —, stores nothing (a body is all or nothing)
+    and is logged by sensorhub and Mosquitto."""
+    token = w.pat("dev@acme.test")
+    caplog.set_level("WARNING", "sensorhub.mqtt")
+    bad_body = (
+        b'[{"timestamp": "2026-02-01T00:00:00Z", "data": {"level": 1}},'
+        b' {"timestamp": "2026-02-01T00:01:00Z", "data": {"level": null}}]'
+    )
+    cases = [
+        (f"sensorhub/acme/plant/{DEVICE}/level", "NaN"),
+        (f"sensorhub/acme/plant/{DEVICE}/level", b"\xff\xfe"),
+        (f"sensorhub/acme/plant/{DEVICE}", bad_body),
+        ("sensorhub/acme/plant/urn:ngsi-ld:Device:unknown/level", "1"),  # no such device
+    ]
+    for protocol in (mqtt.MQTTv311, mqtt.MQTTv5):
+        for topic, payload in cases:
+            d = devices(token, protocol=protocol)
+            assert not acknowledged(d, topic, payload), (protocol, payload)
+            if protocol == mqtt.MQTTv311:
+                assert d.closed.wait(T)
+    assert series(http, token, "level") == []
+    assert caplog.text.count("mqtt publish refused, nothing stored; not acknowledged") == 2 * len(cases)
+    assert (tmp_path / "mosquitto.log").read_text().count("refusing a QoS 1 message") == 2 * len(cases)
+    # The device carries on with what is valid.
+    d = devices(token)
+    assert acknowledged(d, f"sensorhub/acme/plant/{DEVICE}/level", "4")
+    assert series(http, token, "level") == [4]
+
+
+def test_sensorhub_down_means_a_qos1_message_is_not_acknowledged(
+    http: httpx.Client,
+    w: World,
+    ctx: AppContext,
+    sensorhub: Server,
+    bridge: BridgeProcess,
+    devices: Any,
+    tmp_path: Path,
+) -> None:
+    """Mosquitto never acknowledges a QoS 1 message sensorhub has not stored: with sensorhub down (or
+    too slow) the plugin refuses it, the connection closes without a PUBACK and the device sends it again
+    later. QoS 0 messages still go to the bridge."""
+    from sqlalchemy import text
+
+    token = w.pat("dev@acme.test")
+    topic = f"sensorhub/acme/plant/{DEVICE}/temperature"
+    d = devices(token)
+    assert acknowledged(d, topic, "1")  # the topic's ACL answer is cached from here on
+    sensorhub.stop()
+    assert not acknowledged(d, topic, "2")
+    assert d.closed.wait(T)
+    assert "/internal/mqtt/ingest failed" in (tmp_path / "mosquitto.log").read_text()
+    with ctx.db.session() as s:
+        assert s.execute(text("SELECT count(*) FROM measurements")).scalar_one() == 1
+
+
+def test_a_qos1_message_is_stored_once_not_again_by_the_bridge(
+    http: httpx.Client, w: World, ctx: AppContext, bridge: BridgeProcess, broker: int, devices: Any
+) -> None:
+    """Stored QoS 1 messages go on to the bridge marked as stored, and it only acknowledges them. Here
+    the bridge is down while they are published and their token is revoked before it returns: had it
+    stored them again, it would refuse them (and log it) now."""
+    from sensorhub.tokens import service as tokens
+
+    token = w.pat("dev@acme.test")
+    other = devices(w.pat("dev@acme.test", name="other"))
+    bridge.kill()
+    d = devices(token)
+    for i in range(5):
+        assert acknowledged(d, f"sensorhub/acme/plant/{DEVICE}/temperature", str(i))
+    assert series(http, token, "temperature") == [0, 1, 2, 3, 4]  # stored without any bridge
+    user_id = w.user("dev@acme.test").id
+    with ctx.db.transaction() as s:
+        tokens.revoke(s, next(c for c in tokens.list_pats(s, user_id) if c.name == "test"), actor_id=None)
+    # Queued behind the QoS 1 ones for the bridge's session: stored once the bridge has seen them all.
+    other.c.publish(f"sensorhub/acme/plant/{DEVICE}/flow", "9", qos=0)
+    reader = w.pat("dev@acme.test", name="reader")
+    bridge.start(broker)
+    assert wait_for(lambda: series(http, reader, "flow") == [9], "the QoS 0 message")
+    assert series(http, reader, "temperature") == [0, 1, 2, 3, 4]
+    assert "refused" not in bridge.log.read_text()
 
 
 def test_wrong_token_is_refused_with_not_authorised(w: World, bridge: BridgeProcess, devices: Any) -> None:
@@ -409,7 +559,8 @@ def test_bridge_killed_and_restarted_stores_what_was_published_meanwhile(
         f'{{"timestamp": "2026-05-01T00:00:{i:02d}Z", "data": {{"level": {i}}}}}'.encode() for i in range(50)
     ]
     for r in records:
-        assert d.publish(f"sensorhub/acme/plant/{DEVICE}", r)  # Mosquitto's PUBACK: queued for the bridge
+        d.c.publish(f"sensorhub/acme/plant/{DEVICE}", r, qos=0)  # QoS 0: queued for the bridge's session
+    assert wait_for(lambda: not d.c.want_write(), "the messages sent")
     assert series(http, token, "level") == []
     bridge.start(broker)
     assert wait_for(lambda: series(http, token, "level") == list(range(50)), "the queued messages", 30)
@@ -464,6 +615,7 @@ def test_mqtt_config_prints_a_configuration_mosquitto_accepts(plugin: Path, tmp_
         "connection_messages false",
         f"plugin {plugin}",
         "persistence true",
+        "plugin_opt_qos1_store true",  # QoS 1/2 stored before Mosquitto's PUBACK
     ]:
         assert line in lines, out
     conf = tmp_path / "m.conf"
@@ -479,6 +631,9 @@ def test_mqtt_config_prints_a_configuration_mosquitto_accepts(plugin: Path, tmp_
     conf.write_text(out + "plugin_opt_cache_secs 5\n" + ("user root\n" if os.geteuid() == 0 else ""))
     bad = subprocess.run(["mosquitto", "-c", str(conf)], capture_output=True, text=True, timeout=T)
     assert bad.returncode != 0 and "plugin_opt_cache_secs" in bad.stderr + bad.stdout
+    conf.write_text(out + "plugin_opt_qos1_store maybe\n" + ("user root\n" if os.geteuid() == 0 else ""))
+    bad = subprocess.run(["mosquitto", "-c", str(conf)], capture_output=True, text=True, timeout=T)
+    assert bad.returncode != 0 and "plugin_opt_qos1_store must be true or false" in bad.stderr + bad.stdout
 
 
 def test_browsers_publish_and_subscribe_over_websocket(

@@ -39,26 +39,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from sensorhub import metrics
 from sensorhub.accounts.models import Organisation
-from sensorhub.auth.principal import Principal
-from sensorhub.auth.resolve import Rejected, resolve_id
 from sensorhub.authz.access import Access, AccessRule
 from sensorhub.context import AppContext
-from sensorhub.db import utcnow
-from sensorhub.errors import SensorhubError
-from sensorhub.kit.time import from_us
-from sensorhub.mqtt.broker import (
-    CredentialChanges,
-    GroupWriter,
-    Refused,
-    StoreFailed,
-    ValueTopics,
-    admit,
-    value_payload,
-)
+from sensorhub.mqtt.broker import CredentialChanges, Refused, StoreFailed, ValueTopics, value_payload
+from sensorhub.mqtt.relayed import RelayedMessages
 from sensorhub.push.live import FeedClosed, LiveEvent, LiveFeed, Selection
-from sensorhub.timeseries import ingest, provisioning
 
 log = logging.getLogger("sensorhub.mqtt")
 
@@ -66,6 +52,7 @@ INGEST_ROOT = "sensorhub-ingest"
 SHARED_SUBSCRIPTION = f"$share/sensorhub/{INGEST_ROOT}/#"
 CONTROL_TOPIC = "$CONTROL/sensorhub/v1"
 CLIENT_PROPERTY = "sensorhub-client"  # the publisher's client id, set by the plugin
+STORED_PROPERTY = "sensorhub-stored"  # set by the plugin: sensorhub stored it before Mosquitto's PUBACK
 NEVER_EXPIRES = 0xFFFFFFFF  # MQTT 5 session expiry interval: the session outlives every disconnect
 
 
@@ -73,11 +60,12 @@ def default_client_id() -> str:
     return f"sensorhub-bridge-{socket.gethostname()}"
 
 
-def publisher_of(msg: mqtt.MQTTMessage) -> str | None:
-    """The publisher's client id the plugin attached to the message (None: an older plugin)."""
+def user_property(msg: mqtt.MQTTMessage, wanted: str) -> str | None:
+    """A user property the plugin attached to the message (a client's own are removed by the plugin):
+    ``sensorhub-client``, the publisher's client id (None: an older plugin), or ``sensorhub-stored``."""
     properties = getattr(msg, "properties", None)
     for name, value in getattr(properties, "UserProperty", None) or ():
-        if name == CLIENT_PROPERTY:
+        if name == wanted:
             return str(value)
     return None
 
@@ -115,7 +103,7 @@ class Bridge:
             )
         self.ctx = ctx
         self.live = live
-        self.writer = GroupWriter(ctx, ingest.Limits.from_settings(settings))
+        self.relayed = RelayedMessages(ctx)
         host, _, port = settings.mqtt_broker.rpartition(":")
         self.host, self.port = host or "127.0.0.1", int(port)
         self.client = mqtt.Client(
@@ -130,8 +118,6 @@ class Bridge:
         self.client.on_message = self._on_message
         self.loop: asyncio.AbstractEventLoop | None = None
         self.connected = asyncio.Event()
-        self._principals: dict[str, Principal | None] = {}
-        self._generation = ctx.cache.generation
         self.changes = CredentialChanges(ctx)
         self._topics = ValueTopics(ctx)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -151,6 +137,11 @@ class Bridge:
             self.loop.call_soon_threadsafe(self.connected.set)
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        if msg.qos > 0 and user_property(msg, STORED_PROPERTY) is not None:
+            # Stored by /internal/mqtt/ingest before Mosquitto acknowledged it to the device (QoS 1 and
+            # 2): nothing left to do; its live value comes from the outbox like every stored value's.
+            client.ack(msg.mid, msg.qos)
+            return
         if self.loop is not None:
             self.loop.call_soon_threadsafe(self._received, msg)
 
@@ -166,37 +157,24 @@ class Bridge:
         try:
             if len(levels) != 4 or levels[0] != INGEST_ROOT or not levels[2].isdigit():
                 raise Refused(f"not a topic the sensorhub plugin writes: {msg.topic[:120]!r}")
-            credential, received_us, topic = levels[1], int(levels[2]), levels[3]
-            publisher = publisher_of(msg)
-            received = from_us(received_us)
-            principal = await self._principal(credential)
-            if principal is None:
-                raise Refused("the credential was revoked, has expired or its owner was disabled")
-            access, target, raw, record = admit(self.ctx, principal, topic, bytes(msg.payload), received)
-            writer = provisioning.Writer(principal.credential_id, principal.user_id, "mqtt")
-            stored = await self.writer.submit(access, target, raw, received, record, writer)
+            publisher = user_property(msg, CLIENT_PROPERTY)
+            await self.relayed.store(levels[1], int(levels[2]), levels[3], bytes(msg.payload))
         except StoreFailed:
             # Not acknowledged: reconnecting makes Mosquitto send it (and every unacknowledged one) again.
             log.warning("mqtt bridge: the database failed; reconnecting so Mosquitto resends")
             self.client.disconnect()
             return
-        except (Refused, SensorhubError) as e:
-            reason = e.message if isinstance(e, SensorhubError) else str(e)
+        except Refused as e:
             log.warning(
                 "mqtt publish refused, nothing stored%s: client=%s credential=%s topic=%r reason=%s",
                 "; disconnecting the client" if publisher is not None else "",
                 publisher or "-",
                 levels[1] if len(levels) > 1 else "-",
                 "/".join(levels[3:])[:200],
-                reason,
+                e,
             )
-            metrics.mqtt_refused.inc()
             if publisher is not None:
-                self._kick(publisher, levels[1], reason)
-        else:
-            metrics.ingest_points.inc(stored["accepted"])
-            metrics.ingest_duplicates.inc(stored["duplicates"])
-            metrics.mqtt_stored.inc()
+                self._kick(publisher, levels[1], str(e))
         if msg.qos > 0:
             self.client.ack(msg.mid, msg.qos)  # stored (or refused for good): Mosquitto may drop it
 
@@ -211,26 +189,12 @@ class Bridge:
         }
         self.client.publish(CONTROL_TOPIC, orjson.dumps(command), qos=1)
 
-    async def _principal(self, credential_id: str) -> Principal | None:
-        generation = self.ctx.cache.generation
-        if generation != self._generation:
-            self._principals.clear()
-            self._generation = generation
-        if credential_id not in self._principals:
-            self._principals[credential_id] = await to_thread.run_sync(self._resolve, credential_id)
-        return self._principals[credential_id]
-
-    def _resolve(self, credential_id: str) -> Principal | None:
-        with self.ctx.db.session() as s:
-            try:
-                return resolve_id(s, credential_id, self.ctx.settings, utcnow())
-            except Rejected:
-                return None
-
     # -- live values ---------------------------------------------------------------------------------
     async def publish_live(self) -> None:
         feed = LiveFeed(self.ctx.live, Everything(self.ctx), Selection())
         try:
+            await feed.open()
+            log.info("mqtt bridge: publishing live values (every value stored from now on)")
             async for item in feed:
                 if isinstance(item, LiveEvent) and item.points:
                     await self._publish_value(item)
@@ -248,7 +212,7 @@ class Bridge:
     async def watch_credentials(self) -> None:
         while True:
             if await self.changes.wait():
-                self._principals.clear()
+                self.relayed.forget_credentials()
                 self.client.publish(CONTROL_TOPIC, orjson.dumps({"command": "recheck"}), qos=1)
                 log.info("mqtt bridge: credentials changed; asked Mosquitto to recheck its clients")
 
@@ -276,4 +240,4 @@ class Bridge:
             # Unacknowledged messages stay with Mosquitto (persistent session): they come again.
             self.client.disconnect()
             self.client.loop_stop()
-            await self.writer.stop()
+            await self.relayed.stop()

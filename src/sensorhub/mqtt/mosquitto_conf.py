@@ -18,6 +18,7 @@ def mosquitto_conf(
     cache_seconds: int,
     persistence_dir: Path | None,
     websocket: str | None = None,
+    qos1_store: bool = True,
 ) -> str:
     host, _, port = listen.rpartition(":")
     lines = [
@@ -48,5 +49,8 @@ def mosquitto_conf(
         f"plugin_opt_service_username {service_username}",
         f"plugin_opt_cache_seconds {cache_seconds}",
         "plugin_opt_timeout_ms 2000",
+        "# true: a QoS 1/2 message is stored before its PUBACK (Mosquitto waits for sensorhub meanwhile);",
+        "# false: Mosquitto acknowledges on receipt and the bridge stores it later (docs/mqtt.md).",
+        f"plugin_opt_qos1_store {'true' if qos1_store else 'false'}",
     ]
     return "\n".join(lines) + "\n"

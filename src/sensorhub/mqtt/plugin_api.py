@@ -1,8 +1,9 @@
 """The HTTP endpoints the sensorhub Mosquitto plugin (``mosquitto-plugin/sensorhub_auth.c``) asks:
 ``/internal/mqtt/auth`` (CONNECT), ``/internal/mqtt/acl`` (publish, subscribe, delivery) and
-``/internal/mqtt/recheck`` (which connected clients to disconnect after a credential changed). Each runs
-the rules of :mod:`sensorhub.mqtt.rules` — the same the embedded broker applies — on the credential
-the client connected with. Only the plugin calls them: ``Authorization: Bearer
+``/internal/mqtt/recheck`` (which connected clients to disconnect after a credential changed) and
+``/internal/mqtt/ingest`` (store a QoS 1 or 2 message before Mosquitto acknowledges it). Each runs the
+rules of :mod:`sensorhub.mqtt.rules` — the same the embedded broker applies — on the credential the
+client connected with. Only the plugin calls them: ``Authorization: Bearer
 <SENSORHUB_MQTT_PLUGIN_SECRET>``; without that setting they do not exist (404)."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import hmac
 import logging
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import Field
 
 from sensorhub.api.deps import ctx, request_ip
@@ -19,8 +20,10 @@ from sensorhub.auth.dependencies import Public
 from sensorhub.auth.principal import Principal
 from sensorhub.context import AppContext
 from sensorhub.db import utcnow
-from sensorhub.errors import NotFound, Unauthorized
+from sensorhub.errors import NotFound, ServiceUnavailable, Unauthorized
 from sensorhub.mqtt import rules
+from sensorhub.mqtt.broker import Refused, StoreFailed
+from sensorhub.mqtt.relayed import RelayedMessages
 from sensorhub.schemas import StrictModel
 
 log = logging.getLogger("sensorhub.mqtt")
@@ -149,3 +152,47 @@ async def mqtt_recheck(body: RecheckQuestion, c: AppContext = Depends(_plugin)) 
             log.warning("mqtt session closed (mosquitto): client=%s reason=%s", client.clientid[:64], problem)
             kick.append(client.clientid)
     return {"kick": kick}
+
+
+def relayed_messages(request: Request, c: AppContext = Depends(_plugin)) -> RelayedMessages:
+    """The server's one :class:`RelayedMessages`, for the plugin only (stopped with the app, see
+    ``create_app``)."""
+    state = request.app.state
+    if getattr(state, "mqtt_relayed", None) is None:
+        state.mqtt_relayed = RelayedMessages(c)
+    relayed: RelayedMessages = state.mqtt_relayed
+    return relayed
+
+
+LATEST_US = 253_402_300_799_999_999  # 9999-12-31T23:59:59.999999Z
+
+
+@router.post("/internal/mqtt/ingest", dependencies=[Depends(Public())])
+async def mqtt_ingest(
+    request: Request,
+    credential: str = Query(min_length=1, max_length=100),
+    received_us: int = Query(ge=0, le=LATEST_US),
+    topic: str = Query(max_length=65535),
+    clientid: str = Query("", max_length=65535),
+    relayed: RelayedMessages = Depends(relayed_messages),
+) -> dict[str, Any]:
+    """Store one QoS 1 or 2 message (the request body is its payload) before Mosquitto acknowledges it:
+    the same ingest as the bridge's (:class:`RelayedMessages`). ``stored: false`` (with the reason)
+    means refused for good, nothing stored: Mosquitto refuses the message. A database failure answers
+    503, which the plugin treats as refused too: the device has no PUBACK and sends the message again."""
+    payload = await request.body()
+    try:
+        await relayed.store(credential, received_us, topic, payload)
+    except StoreFailed as e:
+        raise ServiceUnavailable(e.message) from None
+    except Refused as e:
+        log.warning(
+            "mqtt publish refused, nothing stored; not acknowledged: client=%s credential=%s topic=%r "
+            "reason=%s",
+            clientid[:64],
+            credential,
+            topic[:200],
+            e,
+        )
+        return {"stored": False, "reason": str(e)[:200]}
+    return {"stored": True}
