@@ -123,12 +123,41 @@ def ws_port() -> int:
     return free_port()
 
 
+class Mosquitto:
+    """A Mosquitto of the test's own with the plugin, persisting to tmp_path (restart() reloads what it
+    saved at shutdown: sessions and their queued messages)."""
+
+    def __init__(self, port: int, conf: Path, log: Path) -> None:
+        self.port, self.conf, self.log = port, conf, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            proc = self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stdout=out, stderr=out)
+        wait_for(lambda: port_open(self.port) or proc.poll() is not None, "mosquitto")
+        assert proc.poll() is None, self.log.read_text()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(T)
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        wait_for(lambda: not port_open(self.port), "mosquitto to close its port")
+        self.start()
+
+
 @pytest.fixture
-def broker(plugin: Path, settings: Settings, server: str, tmp_path: Path, ws_port: int) -> Iterator[int]:
+def mosquitto(
+    plugin: Path, settings: Settings, server: str, tmp_path: Path, ws_port: int
+) -> Iterator[Mosquitto]:
     port = int(settings.mqtt_broker.rsplit(":", 1)[1])
     secret = tmp_path / "plugin.secret"
     secret.write_text(SECRET + "\n")
     secret.chmod(0o600)
+    (tmp_path / "persistence").mkdir()
     conf = tmp_path / "mosquitto.conf"
     conf.write_text(
         mosquitto_conf(
@@ -138,27 +167,26 @@ def broker(plugin: Path, settings: Settings, server: str, tmp_path: Path, ws_por
             plugin=plugin,
             service_username=settings.mqtt_bridge_username,
             cache_seconds=settings.mqtt_acl_cache_seconds,
-            persistence_dir=None,
+            persistence_dir=tmp_path / "persistence",
             websocket=f"127.0.0.1:{ws_port}",
         )
         # As root, Mosquitto would switch to the "mosquitto" user, who cannot read the test's tmp_path.
         + ("user root\n" if os.geteuid() == 0 else "")
         + "log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n"
     )
-    log = (tmp_path / "mosquitto.log").open("wb")
-    proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=log, stderr=log)
+    m = Mosquitto(port, conf, tmp_path / "mosquitto.log")
     try:
-        wait_for(lambda: port_open(port) or proc.poll() is not None, "mosquitto")
-        assert proc.poll() is None, (tmp_path / "mosquitto.log").read_text()
-        yield port
-        proc.terminate()
-        proc.wait(T)
-        assert "shub_pat_" not in (tmp_path / "mosquitto.log").read_text()  # no token in Mosquitto's log
+        m.start()
+        yield m
+        m.stop()
+        assert "shub_pat_" not in m.log.read_text()  # no token in Mosquitto's log
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(T)
-        log.close()
+        m.stop()
+
+
+@pytest.fixture
+def broker(mosquitto: Mosquitto) -> int:
+    return mosquitto.port
 
 
 class BridgeProcess:
@@ -441,9 +469,19 @@ def test_a_qos1_message_is_stored_once_not_again_by_the_bridge(
     other.c.publish(f"sensorhub/acme/plant/{DEVICE}/flow", "9", qos=0)
     reader = w.pat("dev@acme.test", name="reader")
     bridge.start(broker)
-    assert wait_for(lambda: series(http, reader, "flow") == [9], "the QoS 0 message")
+    assert wait_for(lambda: series(http, reader, "flow") == [9], "the QoS 0 message", 30)
     assert series(http, reader, "temperature") == [0, 1, 2, 3, 4]
     assert "refused" not in bridge.log.read_text()
+
+
+def test_only_the_plugin_may_store_through_internal_ingest(http: httpx.Client, w: World) -> None:
+    """``/internal/mqtt/ingest`` stores as the credential it names: only the plugin's secret opens it."""
+    token = w.pat("dev@acme.test")
+    params = {"credential": "x", "received_us": "1", "topic": f"sensorhub/acme/plant/{DEVICE}/level"}
+    for headers in ({}, {"Authorization": "Bearer not-the-secret-at-all"}, bearer(token)):
+        r = http.post("/internal/mqtt/ingest", params=params, content=b"1", headers=headers)
+        assert r.status_code == 401, r.text
+    assert series(http, token, "level") == []
 
 
 def test_wrong_token_is_refused_with_not_authorised(w: World, bridge: BridgeProcess, devices: Any) -> None:
@@ -660,3 +698,40 @@ def test_browsers_publish_and_subscribe_over_websocket(
     refused.start()
     assert refused.reason.is_failure
     refused.stop()
+
+
+def test_the_bridge_resumes_a_persisted_mqtt311_session_as_mqtt5(
+    http: httpx.Client, w: World, bridge: BridgeProcess, mosquitto: Mosquitto, devices: Any
+) -> None:
+    """Upgrading from a bridge that had an MQTT 3.1.1 persistent session (clean session off) to the MQTT 5
+    one under the same client id: Mosquitto resumes the session it saved — with the subscription and the
+    messages queued for it — so nothing queued across the upgrade (and a Mosquitto restart) is lost."""
+    from sensorhub.mqtt.bridge import SHARED_SUBSCRIPTION
+
+    token = w.pat("dev@acme.test")
+    bridge.kill()
+    for clean in (True, False):  # a session of the 3.1.1 client's own (the first connection drops ours)
+        old = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id="bridge-test",
+            protocol=mqtt.MQTTv311,
+            clean_session=clean,
+        )
+        old.username_pw_set("sensorhub-bridge", SECRET)
+        subscribed = threading.Event()
+        old.on_subscribe = lambda *_a, done=subscribed: done.set()
+        old.connect("127.0.0.1", mosquitto.port)
+        old.loop_start()
+        old.subscribe(SHARED_SUBSCRIPTION, qos=1)
+        assert subscribed.wait(T)
+        old.disconnect()
+        old.loop_stop()
+    d = devices(token)
+    for i in range(10):  # QoS 0: queued for the (offline) bridge session, stored by the bridge
+        d.c.publish(f"sensorhub/acme/plant/{DEVICE}/level", str(i), qos=0)
+    # Mosquitto handles a connection's packets in order: once this PUBACK is in, the ten are queued.
+    assert d.publish(f"sensorhub/acme/plant/{DEVICE}/flow", "1")
+    d.stop()
+    mosquitto.restart()  # the session and its queue come back from Mosquitto's persistence file
+    bridge.start(mosquitto.port)
+    assert wait_for(lambda: series(http, token, "level") == list(range(10)), "the queued messages", 30)

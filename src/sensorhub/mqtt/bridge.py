@@ -7,10 +7,11 @@ Mosquitto"). A paho-mqtt client that
   ``sensorhub/{org}/{workspace}/{device}[/{attribute}]`` to
   ``sensorhub-ingest/{credential id}/{received µs}/sensorhub/...`` (after Mosquitto's ACL check, which
   asked sensorhub), so the bridge knows which credential published and when Mosquitto received it. The
-  message is checked again with that credential's *current* rights (:func:`broker.admit`: the same topic
-  rules, rate limit and payload limit as the embedded broker) and stored through the one ingest service
-  (:class:`broker.GroupWriter`); the QoS 1 PUBACK to Mosquitto is sent only once its transaction has
-  committed. A message sensorhub refuses is not stored and is logged, and the bridge asks the plugin
+  message is stored by :class:`~sensorhub.mqtt.relayed.RelayedMessages` (checked again with that
+  credential's *current* rights, then the one ingest service); the PUBACK to Mosquitto is sent only
+  once its transaction has committed. QoS 1 and 2 messages arrive already stored (the plugin had
+  ``/internal/mqtt/ingest`` store them before Mosquitto acknowledged them to the device; user property
+  ``sensorhub-stored``): the bridge only acknowledges those. A message sensorhub refuses is not stored and is logged, and the bridge asks the plugin
   (``{"command": "kick"}`` on ``$CONTROL/sensorhub/v1``) to disconnect the client that published it,
   named by the message's ``sensorhub-client`` user property (set by the plugin, never by a client),
   as the embedded broker closes that connection. Several bridges share the subscription (Mosquitto
