@@ -5,6 +5,7 @@ near-miss paths; the same OpenAPI document; the same route template in the metri
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -39,7 +40,11 @@ TRACE = {"X-Request-Id": "hot-route-case", "traceparent": "00-" + "ab" * 16 + "-
 
 
 def _answer(c: TestClient, method: str, url: str, headers: dict[str, str]) -> tuple[int, Any, Any]:
-    r = c.request(method, url, headers={**TRACE, **headers})
+    return _normal(c.request(method, url, headers={**TRACE, **headers}))
+
+
+def _normal(r: Any) -> tuple[int, Any, Any]:
+    """Status, body and headers, without what differs between any two requests."""
     kept = sorted((k, "" if k in VARYING else v) for k, v in r.headers.items())
     try:
         body: Any = r.json()
@@ -57,7 +62,7 @@ def test_every_hot_path_is_served_by_a_hot_route(app: FastAPI) -> None:
     assert all(r.direct is not None for r in installed)
 
 
-def test_the_direct_lane_is_only_for_routes_that_declare_nothing_but_a_guard() -> None:
+def test_the_direct_lane_is_only_for_routes_that_declare_a_guard_and_plain_parameters() -> None:
     class OtherHeader(AnyToken):
         async def __call__(self, request: Any, other: str | None = Header(None, alias="X-Other")) -> Any:  # type: ignore[override]
             return None
@@ -73,7 +78,25 @@ def test_the_direct_lane_is_only_for_routes_that_declare_nothing_but_a_guard() -
         return Response(b"{}")
 
     @a.get("/query")
-    async def query(p: Any = Depends(AnyToken()), q: str = Query("")) -> Response:
+    async def query(
+        p: Any = Depends(AnyToken()), q: str = Query(""), n: int = Query(1, ge=1, le=9)
+    ) -> Response:
+        return Response(b"{}")
+
+    @a.get("/pattern")
+    async def pattern(p: Any = Depends(AnyToken()), q: str = Query("", pattern="^a")) -> Response:
+        return Response(b"{}")
+
+    @a.get("/float")
+    async def as_float(p: Any = Depends(AnyToken()), q: float = Query(1.0)) -> Response:
+        return Response(b"{}")
+
+    @a.get("/unbounded")
+    async def unbounded(p: Any = Depends(AnyToken()), n: int = Query(1)) -> Response:
+        return Response(b"{}")
+
+    @a.get("/alias")
+    async def alias(p: Any = Depends(AnyToken()), q: str = Query("", alias="Q")) -> Response:
         return Response(b"{}")
 
     @a.get("/dict")
@@ -100,7 +123,11 @@ def test_the_direct_lane_is_only_for_routes_that_declare_nothing_but_a_guard() -
     assert lanes == {
         "/ok": True,
         "/public": True,
-        "/query": False,
+        "/query": True,  # plain parameters: the lane reads them (or lets FastAPI answer)
+        "/pattern": False,
+        "/float": False,
+        "/unbounded": False,
+        "/alias": False,
         "/dict": False,
         "/sync": False,
         "/two": False,
@@ -146,8 +173,8 @@ def test_hot_routes_answer_as_the_plain_routing(
     for path in hot.HOT_PATHS:
         for values in (("acme", "nope"), ("nope", "acme")):
             raw = [*bearer(token).items(), *(("NGSILD-Tenant", v) for v in values), *TRACE.items()]
-            fast, slow = client.get(path, headers=raw), plain.get(path, headers=raw)
-            assert (fast.status_code, fast.content) == (slow.status_code, slow.content), (path, values)
+            fast, slow = _normal(client.get(path, headers=raw)), _normal(plain.get(path, headers=raw))
+            assert fast == slow, (path, values)
 
 
 def test_hot_routes_leave_the_openapi_document_and_metrics_as_they_were(
@@ -161,3 +188,109 @@ def test_hot_routes_leave_the_openapi_document_and_metrics_as_they_were(
     before = counter._value.get()
     assert client.get("/api/managements", headers=bearer(token)).status_code == 200
     assert counter._value.get() == before + 1
+
+
+def _minutes(n: int, start: datetime, key: str = "temperature") -> list[dict[str, Any]]:
+    return [
+        {"timestamp": _z(start + timedelta(minutes=i)), "data": {key: i * 0.5, "humidity": 40.0}}
+        for i in range(n)
+    ]
+
+
+def _z(dt: datetime) -> str:
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_the_data_read_answers_as_the_plain_routing(
+    app: FastAPI, client: TestClient, plain: TestClient, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GET /api/timeseries/v2/entities/{entity_id}/data (a template, parameters read by the direct lane):
+    raw and downsampled reads, every encoding, each parameter valid, missing, malformed or out of bounds,
+    unknown, other-tenant and ambiguous entities, a token's time window, credentials and methods."""
+    monkeypatch.setattr(world.ctx.auth.settings, "failed_auth_limit", 10_000)
+    dev = "urn:ngsi-ld:Device:hot-1"
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    world.org("acme")
+    world.org("other")
+    world.user("ann@example.com", "acme", "member")
+    world.user("ann@example.com", "other", "member")
+    world.user("bob@example.com", "other", "member")
+    for org in ("acme", "other"):
+        world.entity(org, "main", dev)
+    world.entity("other", "main", "urn:ngsi-ld:Device:theirs")
+    token = world.pat("ann@example.com", ["timeseries", "ingest"], "acme", organisations=["acme"])
+    both = world.pat("ann@example.com", ["timeseries"], "both")
+    windowed = world.pat(
+        "ann@example.com", ["timeseries"], "windowed", organisations=["acme"], time_start=t0 + timedelta(hours=6),
+        time_end=t0 + timedelta(hours=12),
+    )  # fmt: skip
+    ingest_only = world.pat("ann@example.com", ["ingest"], "ingest")
+    r = client.post(f"/v3/devices/{dev}/backfill", json=_minutes(1440, t0), headers=bearer(token))
+    assert r.status_code == 200, r.text
+    day = f"start_time={_z(t0)}&end_time={_z(t0 + timedelta(days=1))}"
+    base = f"/api/timeseries/v2/entities/{dev}/data"
+    queries = [
+        day + "&resolution=200",
+        day + "&resolution=2000",  # raw
+        day + "&resolution=1",
+        day + "&resolution=100000",
+        day,
+        f"{day}&resolution=200&attribute=temperature",
+        f"{day}&resolution=200&attribute=temperature&attribute=humidity&attribute=temperature",
+        f"{day}&resolution=200&attribute=nope",
+        f"{day}&resolution=200&" + "&".join(f"attribute=a{i}" for i in range(101)),
+        *(
+            f"{day}&resolution=200&aggregation={a}"
+            for a in ("min", "max", "sum", "count", "first", "last", "median", "")
+        ),
+        *(
+            f"{day}&resolution={v}"
+            for v in ("0", "100001", "abc", "007", "+5", " 5", "1e3", "", "2.0", "9" * 30)
+        ),
+        f"{day}&resolution=200&resolution=abc",
+        f"{day}&resolution=abc&resolution=200",
+        *(f"{day}&resolution=200&format={f}" for f in ("json", "csv", "arrow", "xml", "")),
+        f"{day}&resolution=200&topic=default",
+        f"{day}&resolution=200&topic=other",
+        f"{day}&resolution=200&topic=",
+        f"{day}&resolution=200&topic=" + "t" * 201,
+        f"{day}&resolution=200&unknown=1",
+        f"start_time={_z(t0)}&resolution=200",
+        "resolution=200",
+        "",
+        f"start_time=yesterday&end_time={_z(t0)}",
+        f"start_time={_z(t0 + timedelta(days=1))}&end_time={_z(t0)}",
+        f"start_time={_z(t0)}&end_time={_z(t0)}",
+        f"start_time=2024-01-01T00:00:00%2B02:00&end_time={_z(t0 + timedelta(days=7))}&resolution=50",
+        f"start_time={_z(t0 - timedelta(days=365))}&end_time={_z(t0 - timedelta(days=364))}",  # no data
+    ]
+    paths = [base, "/api/timeseries/v2/entities/urn:ngsi-ld:Device:nope/data",
+             "/api/timeseries/v2/entities/urn:ngsi-ld:Device:theirs/data",
+             "/api/timeseries/v2/entities/%20/data"]  # fmt: skip
+    cases: list[tuple[str, str, dict[str, str]]] = []
+    for q in queries:
+        cases.append(("GET", f"{base}?{q}", bearer(token)))
+    for p in paths[1:]:
+        cases.append(("GET", f"{p}?{day}&resolution=200", bearer(token)))
+    good = f"{base}?{day}&resolution=200"
+    for accept in ("text/csv", "application/vnd.apache.arrow.stream", "application/json", "text/html", "*/*"):
+        cases.append(("GET", good, {**bearer(token), "Accept": accept}))
+    for cred in ({}, bearer(token[:-1] + "A"), bearer(ingest_only), bearer(windowed), bearer(both),
+                 {**bearer(both), "NGSILD-Tenant": "acme"}, {**bearer(both), "NGSILD-Tenant": "other"},
+                 {**bearer(both), "NGSILD-Tenant": "nope"}, {"x-api-key": token}):  # fmt: skip
+        cases.append(("GET", good, cred))
+        cases.append(("GET", f"{base}?resolution=abc", cred))  # auth comes before parameter errors
+    for method in ("HEAD", "POST", "DELETE", "OPTIONS"):
+        cases.append((method, good, bearer(token)))
+    cases += [("GET", good.replace("/data?", "/data/?"), bearer(token)), ("GET", good.upper(), bearer(token))]
+    statuses = set()
+    for method, url, headers in cases:
+        fast, slow = _answer(client, method, url, headers), _answer(plain, method, url, headers)
+        assert fast == slow, (method, url, headers)
+        statuses.add(fast[0])
+    assert {200, 400, 401, 403, 404, 405, 409}.issubset(statuses), statuses
+    # The downsampled day really is one: 144 ten-minute buckets, the windowed token's clamped to its window.
+    body = client.get(good, headers=bearer(token)).json()
+    assert body["bucket_seconds"] == 600 and len(body["timestamps"]) == 144
+    clamped = client.get(good, headers=bearer(windowed)).json()
+    assert clamped["timestamps"][0] == "2024-01-01T06:00:00Z" and len(clamped["timestamps"]) == 36
