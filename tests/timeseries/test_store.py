@@ -185,11 +185,12 @@ def test_read_series_is_raw_when_it_fits_and_aggregated_otherwise(ctx: AppContex
         assert r.series[0].values[0] == 119.0
 
 
-def test_long_reads_decided_by_the_day_rollup_answer_as_the_raw_probe_would(
+def test_reads_decided_by_a_rollup_answer_as_the_raw_probe_would(
     ctx: AppContext, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Over a long range, "more points than the resolution" is read off the day rollup instead of a raw
-    probe; the answer is the same as with the probe alone, dense (aggregated) and sparse (raw)."""
+    """Over a range longer than two days (hours), "more points than the resolution" is read off the day
+    (hour) rollup instead of a raw probe; the answer is the same as with the probe alone, dense
+    (aggregated) and sparse (raw)."""
     from sensorhub.timeseries import query
 
     dense, sparse = _series(ctx, world, attribute="dense"), _series(ctx, world, attribute="sparse")
@@ -198,8 +199,9 @@ def test_long_reads_decided_by_the_day_rollup_answer_as_the_raw_probe_would(
         service.bulk_insert(s, dense, hours, np.arange(len(hours), dtype=np.float64))
         service.bulk_insert(s, sparse, hours[::100], np.arange(len(hours[::100]), dtype=np.float64))
     lo, hi = T0 + 7 * 3600 * S, T0 + 29 * 86400 * S  # not day-aligned at either end
+    day = (T0 + 1800 * S, T0 + 20 * 3600 * S + 60 * S)  # ~20 hours, not hour-aligned: 19 whole hours
 
-    def both(sid: int, resolution: int) -> tuple[query.ReadResult, query.ReadResult]:
+    def both(sid: int, resolution: int, lo: int, hi: int) -> tuple[query.ReadResult, query.ReadResult]:
         with ctx.db.session() as s:
             store = store_for(s)
             fast = read_series(store, [(sid, [(lo, hi)], "avg")], lo, hi, resolution)
@@ -208,11 +210,15 @@ def test_long_reads_decided_by_the_day_rollup_answer_as_the_raw_probe_would(
                 plain = read_series(store, [(sid, [(lo, hi)], "avg")], lo, hi, resolution)
         return fast, plain
 
-    with ctx.db.session() as s:  # the shortcut is taken where the day rollup proves it, and only there
+    with ctx.db.session() as s:  # the shortcut is taken where a rollup proves it, and only there
         assert query._surely_more_than(store_for(s), dense, [(lo, hi)], 200)
         assert not query._surely_more_than(store_for(s), sparse, [(lo, hi)], 200)
-    for sid, resolution, raw in ((dense, 200, False), (sparse, 200, True), (dense, 5000, True)):
-        fast, plain = both(sid, resolution)
+        assert query._surely_more_than(store_for(s), dense, [day], 18)
+        assert not query._surely_more_than(store_for(s), dense, [day], 19)
+    cases = [(dense, 200, False, lo, hi), (sparse, 200, True, lo, hi), (dense, 5000, True, lo, hi)]
+    cases += [(dense, 10, False, *day), (dense, 19, False, *day), (dense, 20, True, *day)]  # 20 points
+    for sid, resolution, raw, a, b in cases:
+        fast, plain = both(sid, resolution, a, b)
         assert (fast.bucket_us is None) is raw
         assert fast.bucket_us == plain.bucket_us
         assert fast.timestamps.tolist() == plain.timestamps.tolist()

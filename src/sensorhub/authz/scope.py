@@ -80,6 +80,14 @@ class VisibleEntities:
     def is_empty(self) -> bool:
         return self.access.is_empty
 
+    @property
+    def key(self) -> tuple[object, ...]:
+        """What :meth:`where` depends on, hashable: equal keys give the same clause (statements built on
+        it can be kept and reused for every request with the same reach)."""
+        rules = tuple(dict.fromkeys((r.org_id, r.workspace_id, r.entity_id) for r in self.access.rules))
+        ws = None if self.workspace_ids is None else tuple(sorted(self.workspace_ids))
+        return rules, self.org_id, ws
+
     def where(self) -> ColumnElement[bool]:
         """The WHERE clause over :class:`Entity` columns selecting exactly these entities."""
         clauses: list[ColumnElement[bool]] = []

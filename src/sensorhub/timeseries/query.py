@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sensorhub.errors import BadRequest
-from sensorhub.timeseries.models import DAY_US, ROLLUP_LEVELS
+from sensorhub.timeseries.models import HOUR_US, ROLLUP_LEVELS
 from sensorhub.timeseries.rollups import F64, I64, Partial, combine
 from sensorhub.timeseries.store import RAW, TimeseriesStore
 
@@ -139,17 +139,24 @@ def align(per_series: list[tuple[int, I64, F64]]) -> tuple[I64, list[SeriesData]
 
 
 def _surely_more_than(store: TimeseriesStore, series_id: int, windows: Sequence[WindowUS], n: int) -> bool:
-    """Whether the day rollup alone proves the series has more than ``n`` points in ``windows``. Then the
-    raw probe is skipped: on a long range it is the one read whose cost depends on the planner (on
-    PostgreSQL, partitions without statistics made it read millions of rows); a short range, where the
-    rollup proves nothing, holds at most about two days of points for the probe to read."""
+    """Whether a rollup alone proves the series has more than ``n`` points in ``windows`` (the points of
+    the whole days, or hours, inside each window longer than two of them). Then the raw probe is
+    skipped: on a long range it is the one read whose cost depends on the planner (on PostgreSQL,
+    partitions without statistics made it read millions of rows), and on a day it reads ``n + 1`` raw
+    rows where the hour rollup sums 24; a range under two hours, where no rollup proves anything, holds
+    at most two hours of points for the probe to read."""
     total = 0
     for lo, hi in windows:
-        if hi - lo > 2 * DAY_US:
-            total += store.points_in_whole_days(series_id, lo, hi)
+        level = next(((w, t) for w, t in _PROOF_LEVELS if hi - lo > 2 * w), None)
+        if level is not None:
+            total += store.points_in_whole_buckets(series_id, level[1], level[0], lo, hi)
             if total > n:
                 return True
     return False
+
+
+# The rollups that can prove "more than n points", coarsest first.
+_PROOF_LEVELS = tuple((w, t) for w, t in reversed(ROLLUP_LEVELS) if w >= HOUR_US)
 
 
 def read_series(

@@ -16,14 +16,20 @@ from sqlalchemy.orm import Session
 
 from sensorhub.authz.access import Access
 from sensorhub.authz.entities import visible_entity
-from sensorhub.authz.scope import readable_windows_us
+from sensorhub.authz.scope import Tenanted, readable_windows_us, visible_entities
 from sensorhub.entities.models import Entity
 from sensorhub.errors import BadRequest, NotFound
 from sensorhub.kit.time import to_us
 from sensorhub.timeseries.backends import store_for
 from sensorhub.timeseries.models import DEFAULT_TOPIC
 from sensorhub.timeseries.query import WindowUS, check_resolution, fill_previous, read_series
-from sensorhub.timeseries.repository import series_by_attribute, series_of_entities
+from sensorhub.timeseries.repository import (
+    EntityRow,
+    SeriesRow,
+    series_by_attribute,
+    series_of_entities,
+    visible_entity_series,
+)
 from sensorhub.timeseries.rollups import F64, I64, check_aggregation
 
 MAX_QUERY_SERIES = 100
@@ -60,7 +66,7 @@ def check_range(start: datetime, end: datetime) -> tuple[int, int]:
     return s, e
 
 
-def _entity_windows(access: Access, e: Entity, start: datetime, end: datetime) -> list[WindowUS]:
+def _entity_windows(access: Access, e: Tenanted, start: datetime, end: datetime) -> list[WindowUS]:
     return readable_windows_us(access, e, start, end)
 
 
@@ -85,9 +91,18 @@ def entity_data(
             f"at most {MAX_READ_ATTRIBUTES} attribute parameters per request (got {len(attributes)}); "
             "omit attribute to read every numeric attribute"
         )
-    e = visible_entity(s, access, ref)
-    # Plain rows, not ORM objects: this is the hot path.
-    all_series = series_of_entities(s, [e.pk], topic)[e.pk]
+    store = store_for(s)
+    # Plain rows, not ORM objects, in one statement: this is the hot path. Where no entity or several
+    # match, the general lookup decides (404, the exact id among several, or 409).
+    found = visible_entity_series(s, store.dbapi, visible_entities(access), ref, topic)
+    if found is None:
+        entity = visible_entity(s, access, ref)
+        e = EntityRow(entity.pk, entity.entity_id, entity.org_id, entity.workspace_id)
+        all_series = [
+            SeriesRow(x.id, x.attribute, x.unit) for x in series_of_entities(s, [e.pk], topic)[e.pk]
+        ]
+    else:
+        e, all_series = found
     by_name = {x.attribute: x for x in all_series}
     if attributes:
         wanted = list(dict.fromkeys(attributes))
@@ -101,9 +116,7 @@ def entity_data(
     else:
         chosen = all_series
     windows = _entity_windows(access, e, start, end)
-    res = read_series(
-        store_for(s), [(x.id, windows, aggregation) for x in chosen], start_us, end_us, resolution
-    )
+    res = read_series(store, [(x.id, windows, aggregation) for x in chosen], start_us, end_us, resolution)
     cols = [
         Column(x.attribute, d.values, e.entity_id, x.attribute, x.unit)
         for x, d in zip(chosen, res.series, strict=True)

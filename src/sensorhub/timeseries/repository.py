@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
-from sqlalchemy import Row, and_, distinct, exists, func, or_, select
+from sqlalchemy import Row, String, and_, bindparam, distinct, exists, func, or_, select
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from sensorhub.authz.scope import VisibleEntities
 from sensorhub.entities.models import Entity
@@ -48,6 +50,73 @@ class SeriesInfo:
     unit: str | None
     org_id: str
     workspace_id: str
+
+
+class EntityRow(NamedTuple):
+    """An entity as the reads need it: its key and the ids its tenancy is decided by."""
+
+    pk: int
+    entity_id: str
+    org_id: str
+    workspace_id: str | None
+
+
+class SeriesRow(NamedTuple):
+    id: int
+    attribute: str
+    unit: str | None
+
+
+# Compiled once per (dialect, reach): building and compiling the statement is most of what SQLAlchemy
+# would cost per request (the SQL itself is a two-index lookup). Bounded: cleared when full.
+_ENTITY_SERIES: dict[tuple[str, tuple[object, ...]], SQLCompiler] = {}
+_ENTITY_SERIES_MAX = 512
+
+
+def _entity_series_sql(dialect: Dialect, visible: VisibleEntities) -> SQLCompiler:
+    key = (dialect.name, visible.key)
+    compiled = _ENTITY_SERIES.get(key)
+    if compiled is None:
+        e, x = Entity.__table__.c, Series.__table__.c
+        ref = bindparam("ref", type_=String())
+        q = (
+            select(e.pk, e.entity_id, e.org_id, e.workspace_id, x.id, x.attribute, x.unit)
+            .select_from(
+                Entity.__table__.outerjoin(
+                    Series.__table__, and_(x.entity_pk == e.pk, x.topic == bindparam("topic"))
+                )
+            )
+            .where(visible.where(), or_(e.entity_id == ref, e.asset_id == ref))
+            .order_by(e.pk, x.attribute)
+        )
+        compiled = q.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+        assert isinstance(compiled, SQLCompiler)
+        if len(_ENTITY_SERIES) >= _ENTITY_SERIES_MAX:
+            _ENTITY_SERIES.clear()
+        _ENTITY_SERIES[key] = compiled
+    return compiled
+
+
+def visible_entity_series(
+    s: Session, dbapi: Any, visible: VisibleEntities, ref: str, topic: str = DEFAULT_TOPIC
+) -> tuple[EntityRow, list[SeriesRow]] | None:
+    """The one ``visible`` entity with NGSI-LD id or asset id ``ref`` and its series of ``topic`` (by
+    name), in one statement on the session's DBAPI connection ``dbapi``; None when no entity or several
+    match (then :func:`sensorhub.authz.entities.visible_entity` decides, and words the error). Every
+    parameter is a string, so the driver binds them as SQLAlchemy would."""
+    if visible.is_empty:
+        return None
+    compiled = _entity_series_sql(s.get_bind().dialect, visible)
+    params = compiled.construct_params({"ref": ref, "topic": topic}) or {}
+    args: Any = [params[k] for k in compiled.positiontup or ()] if compiled.positional else params
+    cur = dbapi.cursor()
+    cur.execute(compiled.string, args)
+    rows = cur.fetchall()
+    if not rows or any(r[0] != rows[0][0] for r in rows):
+        return None
+    first = rows[0]
+    entity = EntityRow(first[0], first[1], first[2], first[3])
+    return entity, [SeriesRow(r[4], r[5], r[6]) for r in rows if r[4] is not None]
 
 
 def series_by_attribute(

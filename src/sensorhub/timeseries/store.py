@@ -233,15 +233,15 @@ class TimeseriesStore:
         ).fetchone()
         return int(row[0] or 0)
 
-    def points_in_whole_days(self, series_id: int, lo: int, hi: int) -> int:
-        """Number of points of a series in the UTC days that lie wholly inside ``[lo, hi)``, from the day
-        rollup: a lower bound of the points in ``[lo, hi)`` that costs one index range on the rollup."""
-        day = 86_400_000_000
-        a, b = -(-lo // day) * day, (hi // day) * day
+    def points_in_whole_buckets(self, series_id: int, table: str, width: int, lo: int, hi: int) -> int:
+        """Number of points of a series in the buckets of rollup ``table`` (``width`` µs) that lie wholly
+        inside ``[lo, hi)``: a lower bound of the points in ``[lo, hi)`` that costs one index range on
+        the rollup."""
+        a, b = -(-lo // width) * width, (hi // width) * width
         if a >= b:
             return 0
         row = self.execute(
-            'SELECT coalesce(sum("count"), 0) FROM rollup_1d '
+            f'SELECT coalesce(sum("count"), 0) FROM {table} '  # noqa: S608 (table names are ours)
             "WHERE series_id = ? AND bucket_start >= ? AND bucket_start < ?",
             (series_id, a, b),
         ).fetchone()
