@@ -26,6 +26,13 @@ class BadRequest(SensorhubError):
     code = "bad_request"
 
 
+class InvalidRequest(BadRequest):
+    """A malformed request: a query expression, an unknown ``options`` or ``format`` value (ETSI type
+    ``InvalidRequest``, 400)."""
+
+    ngsi_type = "InvalidRequest"
+
+
 class Unauthorized(SensorhubError):
     status = 401
     error = "Unauthorized"

@@ -211,7 +211,7 @@ def test_attrs_projection_key_values_and_sys_attrs(client: TestClient, token: st
         "observedAt": "2026-01-01T00:00:00Z",
     }
     assert e["createdAt"].endswith("Z") and e["modifiedAt"].endswith("Z")
-    problem(client.get(E, params={"options": "bogus"}, headers=bearer(token)), 400, "BadRequestData")
+    problem(client.get(E, params={"options": "bogus"}, headers=bearer(token)), 400, "InvalidRequest")
 
 
 def test_context_negotiation(client: TestClient, token: str, weather: None) -> None:

@@ -197,6 +197,12 @@ def test_representations(client: TestClient, token: str) -> None:
     assert concise["farm"] == {"object": "urn:ngsi-ld:Farm:f1"}
     de = client.get(one, params={"lang": "de", "attrs": "label"}, headers=h).json()
     assert de["label"] == {"type": "Property", "value": "Nordfeld", "lang": "de"}
+    # A priority list ranks by quality, not position; tags compare case-insensitively, de-CH falls back
+    # to de; a language the entity lacks (or *) gives one it has, named in lang.
+    for lang, want in [("en;q=0.2,de;q=0.9", "de"), ("DE", "de"), ("de-CH", "de"), ("pt", "en"), ("*", "en")]:
+        got = client.get(one, params={"lang": lang, "attrs": "label"}, headers=h).json()["label"]
+        assert got["type"] == "Property" and got["lang"] == want, (lang, got)
+    problem(client.get(one, params={"lang": "de;q=2"}, headers=h), 400, "BadRequestData")
     picked = client.get(one, params={"pick": "id,area"}, headers=h).json()
     assert set(picked) == {"id", "area"}
     omitted = client.get(E, params={"type": "Farm", "omit": "owner,name"}, headers=h).json()
@@ -216,6 +222,14 @@ def test_join_inline_and_flat(client: TestClient, token: str) -> None:
     p1 = r.json()[0]
     assert p1["farm"]["entity"]["id"] == "urn:ngsi-ld:Farm:f1"
     assert p1["farm"]["entity"]["owner"]["entity"]["name"]["value"] == "Olga"
+    # An entity reached on several paths is joined on each (f1 is on the page and linked from p1).
+    both = client.get(
+        E,
+        params={"id": "urn:ngsi-ld:Farm:f1,urn:ngsi-ld:Parcel:p1", "join": "inline", "joinLevel": "2"},
+        headers=h,
+    ).json()
+    assert both[0]["owner"]["entity"]["name"]["value"] == "Olga"
+    assert both[1]["farm"]["entity"]["owner"]["entity"]["name"]["value"] == "Olga"
     kv = client.get(
         E, params={"id": "urn:ngsi-ld:Parcel:p2", "join": "inline", "options": "keyValues"}, headers=h
     )

@@ -41,7 +41,7 @@ from typing import Any
 from sqlalchemy import and_, case, false, func, not_, or_
 from sqlalchemy.sql.elements import ColumnElement
 
-from sensorhub.errors import BadRequest
+from sensorhub.errors import BadRequest, InvalidRequest
 from sensorhub.kit.patterns import check_pattern
 
 MAX_Q_LENGTH = 4000
@@ -80,10 +80,8 @@ class BoolOp:
 Node = Comparison | BoolOp
 
 
-class QSyntaxError(BadRequest):
+class QSyntaxError(InvalidRequest):
     """A malformed ``q``: 400 with the NGSI-LD type ``InvalidRequest`` naming the problem and position."""
-
-    ngsi_type = "InvalidRequest"
 
 
 class _Parser:

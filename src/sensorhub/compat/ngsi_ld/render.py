@@ -66,7 +66,7 @@ class Representation:
 
     form: str = "normalized"  # normalized | concise | keyValues
     sys_attrs: bool = False
-    lang: str | None = None
+    lang: tuple[str, ...] | None = None  # priority list (``*`` any)
     pick: Projection | None = None  # shown names, "id" and "type" included; nested: linked entities
     omit: Projection | None = None
     attrs: frozenset[str] | None = None  # projection on attribute (stored) names
@@ -76,10 +76,23 @@ def _iso(dt: datetime) -> str:
     return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _pick_lang(lmap: dict[str, Any], lang: str) -> tuple[str | None, Any]:
-    if lang in lmap:
-        return lang, lmap[lang]
-    for cand in (lang.split("-")[0], "@none", "en"):
+def _pick_lang(lmap: dict[str, Any], langs: tuple[str, ...]) -> tuple[str | None, Any]:
+    """The language of ``lmap`` that the priority list ``langs`` prefers (RFC 4647 lookup: the tag, then
+    its shorter prefixes, then a longer tag it is a prefix of; ``*`` any), else any language it has
+    (ETSI GS CIM 009 §4.15: the broker then defaults to any supported language)."""
+    keys = {k.lower(): k for k in lmap}
+    for lang in langs:
+        if lang == "*":
+            break
+        tag = lang.lower()
+        while tag:
+            if tag in keys:
+                return keys[tag], lmap[keys[tag]]
+            tag = tag.rpartition("-")[0]
+        longer = sorted(k for k in keys if k.startswith(lang.lower() + "-"))
+        if longer:
+            return keys[longer[0]], lmap[keys[longer[0]]]
+    for cand in ("@none", "en"):
         if cand in lmap:
             return cand, lmap[cand]
     if lmap:
@@ -92,7 +105,7 @@ def _attr(attr: Any, rep: Representation, shown: Callable[[str], str]) -> Any:
     if not isinstance(attr, dict):
         return attr
     t = attr.get("type")
-    if t == "LanguageProperty" and rep.lang is not None and rep.lang != "*":
+    if t == "LanguageProperty" and rep.lang is not None:
         code, text = _pick_lang(attr.get("languageMap") or {}, rep.lang)
         attr = {k: v for k, v in attr.items() if k not in ("type", "languageMap")}
         attr = {"type": "Property", "value": text, **({"lang": code} if code else {}), **attr}

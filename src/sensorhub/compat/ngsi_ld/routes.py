@@ -72,7 +72,8 @@ TAGS_NGSI: list[str | Enum] = ["NGSI-LD"]
 # Page sizes: 100 when absent; above 500 is 403 TooManyResults (ETSI GS CIM 009 V1.8.1 §5.5.9, and
 # Nekazari: "capped at 500") — never a silently shorter page than the client asked for.
 LIMITS = LimitPolicy(default=entities.DEFAULT_LIMIT, maximum=entities.MAX_LIMIT, minimum=0, clamp=True)
-MAX_JOINED = 1000
+MAX_JOINED = 1000  # distinct linked entities one join fetches
+MAX_INLINED = 10_000  # linked entities one join=inline answer may carry (one per path)
 _ASSET_ID = re.compile(
     r"[0-9a-f]{16}"
 )  # /v3/assets ids are accepted here too  # linked entities one answer may inline
@@ -317,6 +318,12 @@ def _targets(attrs: dict[str, Any]) -> dict[str, list[str]]:
     return out
 
 
+# One entity of a join frontier: its rendered (projected) member dict, its row, the pick/omit that
+# projected it (its Relationships' nested projections apply to the entities they link to), and the ids on
+# its path from the page (not followed again: no loops).
+_Reached = tuple[dict[str, Any], Any, Projection | None, Projection | None, frozenset[str]]
+
+
 def _join(
     db: Session,
     access: Access,
@@ -329,17 +336,22 @@ def _join(
 ) -> list[dict[str, Any]]:
     """``join=inline``: each Relationship gets an ``entity`` member (``entityList`` for several objects);
     in keyValues the id itself is replaced by the entity. ``join=flat``: the linked entities follow the
-    page's, once each. Only entities the reader may see are joined; ``containedBy`` and the ids already
-    on the way are not followed again (no loops), down to ``joinLevel``."""
+    page's, once each. Only entities the reader may see are joined, only through Relationships the
+    projection keeps, each projected by the braces of the Relationship that reached it
+    (``locatedAt{id,name,isInCountry{id}}``); ``containedBy`` and the ids already on the way are not
+    followed again (no loops), down to ``joinLevel``."""
     mode, level, contained = spec
-    # Linked entities are rendered without projection: attrs/pick/omit select the page's own members.
+    # Linked entities are rendered without projection here: each is projected for the path that reached it.
     inner = Representation(form=rep.form, sys_attrs=rep.sys_attrs, lang=rep.lang)
     seen = set(contained) | {r.entity_id for r in rows}
     flat: list[dict[str, Any]] = []
-    frontier: list[tuple[dict[str, Any], Any]] = list(zip(body, rows, strict=True))
+    frontier: list[_Reached] = [
+        (o, r, rep.pick, rep.omit, frozenset({r.entity_id})) for o, r in zip(body, rows, strict=True)
+    ]
     budget = MAX_JOINED
     for _ in range(level):
-        wanted = [i for _o, row in frontier for ids in _targets(row.attrs or {}).values() for i in ids]
+        links = [(reached, key, ids) for reached in frontier for key, ids in _kept_links(reached, rc)]
+        wanted = [i for _r, _k, ids in links for i in ids]
         wanted = [i for i in dict.fromkeys(wanted) if i not in contained][:budget]
         if not wanted:
             break
@@ -358,60 +370,65 @@ def _join(
             )
             for eid, r in found.items()
         }
-        nxt = [(rendered[eid], found[eid]) for eid in rendered if eid not in seen]
-        seen.update(rendered)
+        frontier = _attach(links, rendered, found, seen, mode == "flat", rep)
         if mode == "flat":
-            via = _via(frontier, rc)
-            flat += [_nested(out, via.get(r.entity_id), rep) for out, r in nxt]
-        else:
-            for out, row in frontier:
-                _inline(out, row, rendered, rep, rc)
-        frontier = nxt
+            flat += [reached[0] for reached in frontier]
     if context is not None:
         for out in flat:
             out["@context"] = context
     return body + flat
 
 
-def _inline(
-    out: dict[str, Any],
-    row: Any,
+def _attach(
+    links: list[tuple[_Reached, str, list[str]]],
     rendered: dict[str, dict[str, Any]],
+    found: dict[str, Any],
+    seen: set[str],
+    flat: bool,
     rep: Representation,
-    rc: RequestContext,
+) -> list[_Reached]:
+    """One join level: each link's entities projected for its path, and what the next level follows.
+    ``flat``: each entity once (the first path that reached it), not one already on the page. Inline:
+    attached to the Relationship, each followed further unless it is on its own path."""
+    nxt: list[_Reached] = []
+    for (out, _row, pick, omit, path), key, ids in links:
+        sub_pick = pick.get(key) if pick is not None else None
+        sub_omit = omit.get(key) if omit is not None else None
+        linked = []
+        for i in (i for i in ids if i in rendered):
+            child = _copy(project(rendered[i], sub_pick, sub_omit))
+            linked.append(child)
+            if (i not in seen) if flat else (i not in path):
+                nxt.append((child, found[i], sub_pick, sub_omit, path | {i}))
+            seen.add(i)
+        if not flat and linked:
+            _inline(out, key, ids, linked, rep)
+        if len(nxt) > MAX_INLINED:
+            raise BadRequest(
+                f"join would carry more than {MAX_INLINED} linked entities: lower joinLevel or narrow the query"
+            )
+    return nxt
+
+
+def _kept_links(reached: _Reached, rc: RequestContext) -> list[tuple[str, list[str]]]:
+    """The (shown) Relationships of a reached entity that its projection kept, with the ids they link to."""
+    out, row = reached[0], reached[1]
+    return [(key, ids) for name, ids in _targets(row.attrs or {}).items() if (key := rc.shown(name)) in out]
+
+
+def _copy(entity: dict[str, Any]) -> dict[str, Any]:
+    """A linked entity for one path: its attributes copied, so that joining below it (``entity`` members)
+    does not show on the same entity reached through another path."""
+    return {k: dict(v) if isinstance(v, dict) else v for k, v in entity.items()}
+
+
+def _inline(
+    out: dict[str, Any], key: str, ids: list[str], linked: list[dict[str, Any]], rep: Representation
 ) -> None:
-    for name, ids in _targets(row.attrs or {}).items():
-        linked = [rendered[i] for i in ids if i in rendered]
-        key = rc.shown(name)
-        if not linked or key not in out:
-            continue
-        linked = [_nested(e, key, rep) for e in linked]
-        if rep.form == "keyValues":
-            out[key] = linked[0] if len(ids) == 1 else linked
-        elif isinstance(out[key], dict):
-            out[key]["entity" if len(ids) == 1 else "entityList"] = linked[0] if len(ids) == 1 else linked
-
-
-def _via(frontier: list[tuple[dict[str, Any], Any]], rc: RequestContext) -> dict[str, str]:
-    """Linked entity id → the (shown) name of the first Relationship that reached it."""
-    out: dict[str, str] = {}
-    for _o, row in frontier:
-        for name, ids in _targets(row.attrs or {}).items():
-            for i in ids:
-                out.setdefault(i, rc.shown(name))
-    return out
-
-
-def _nested(entity: dict[str, Any], via: str | None, rep: Representation) -> dict[str, Any]:
-    """A linked entity projected by ``rel{…}`` of ``pick``/``omit`` (``via`` = the Relationship's name);
-    otherwise it is given whole."""
-    pick: Projection | None = None
-    omit: Projection | None = None
-    if rep.pick is not None and via is not None and rep.pick.get(via) is not None:
-        pick = rep.pick[via]
-    if rep.omit is not None and via is not None and rep.omit.get(via) is not None:
-        omit = rep.omit[via]
-    return project(entity, pick, omit)
+    if rep.form == "keyValues":
+        out[key] = linked[0] if len(ids) == 1 else linked
+    elif isinstance(out[key], dict):
+        out[key]["entity" if len(ids) == 1 else "entityList"] = linked[0] if len(ids) == 1 else linked
 
 
 def _fetch(db: Session, access: Access, ids: list[str]) -> dict[str, Any]:
@@ -462,15 +479,23 @@ def get_entity(
         e.extra_types,
         e.scopes,
     )
+    if rep.attrs is not None and not (
+        rep.attrs & {*(row.attrs or {}), *(["location"] if row.location else [])}
+    ):
+        raise NotFound(f"entity '{entity_id}' has none of the attributes named by attrs")
     gprop = _geojson(r.request, params)
     context = rc.ref if ld and gprop is None else None
     body = _render_row(row, rep, rc, context)
+    if not set(body) - {"@context"}:
+        raise NotFound(f"entity '{entity_id}' has no member left after pick/omit")
     if join[0] is not None:
         out = _join(db, access, [row], [body], rep, rc, context, join)
-        if join[0] == "flat":
+        if join[0] == "flat" and len(out) > 1:  # nothing linked: the entity alone, as without join
             return _json(out, ld, rc)
     if gprop is not None:
-        return _json(feature(body, row.location, row.attrs, rc.stored(gprop)), False, rc, media=GEOJSON)
+        geo = feature(body, row.location, row.attrs, rc.stored(gprop))
+        # A GeoJSON answer carries its context in the body (a Link header is not read by GeoJSON clients).
+        return _json({**geo, "@context": rc.ref}, False, rc, media=GEOJSON)
     return _json(body, ld, rc)
 
 

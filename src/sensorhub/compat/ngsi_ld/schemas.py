@@ -29,7 +29,7 @@ from sensorhub.entities.service import (
     make_selector,
     split_list,
 )
-from sensorhub.errors import BadRequest, NotAcceptable, NotImplementedFeature
+from sensorhub.errors import BadRequest, InvalidRequest, NotAcceptable, NotImplementedFeature
 from sensorhub.kit.patterns import check_pattern
 
 MAX_JOIN_LEVEL = 3
@@ -144,6 +144,8 @@ class QueryParams:
         if pick is not None and omit is not None:
             raise BadRequest("pick and omit cannot be used together")
         attrs = names(self.attrs, "attrs")
+        if attrs is not None and (pick is not None or omit is not None):
+            raise BadRequest(f"attrs cannot be used together with {'pick' if pick is not None else 'omit'}")
         return Representation(
             form=form,
             sys_attrs=sys_attrs,
@@ -389,12 +391,13 @@ def names(value: str | list[str] | None, what: str) -> frozenset[str] | None:
     return frozenset(items)
 
 
-_PROJ_TOKEN = re.compile(r"\s*([{},]|[^{},\s]+)")
+_PROJ_TOKEN = re.compile(r"\s*([{},|]|[^{},|\s]+)")
+_PROJ_NAME = re.compile(r"^[A-Za-z0-9_:/#@.\-]+$")
 MAX_PROJECTION = 2000
 
 
 class _ProjectionParser:
-    """``items := item ("," item)*``, ``item := name ["{" items "}"]``."""
+    """``items := item (("," | "|") item)*``, ``item := name ["{" items "}"]``."""
 
     def __init__(self, text: str, what: str) -> None:
         self.text, self.what = text, what
@@ -416,14 +419,16 @@ class _ProjectionParser:
     def items(self, depth: int) -> Projection:
         out: Projection = {}
         while True:
-            if self.pos >= len(self.toks) or self.toks[self.pos] in "{},":
+            if self.pos >= len(self.toks) or self.toks[self.pos] in "{},|":
                 raise self.fail(f"expected a name at item {len(out) + 1}")
             name = self.toks[self.pos]
+            if not _PROJ_NAME.match(name):
+                raise self.fail(f"'{name[:50]}' is not a member name")
             self.pos += 1
             out[name] = self.nested(depth) if self.at("{") else None
             if len(out) > MAX_LIST_ITEMS:
                 raise self.fail(f"at most {MAX_LIST_ITEMS} names")
-            if not self.at(","):
+            if not (self.at(",") or self.at("|")):
                 return out
             self.pos += 1
 
@@ -454,7 +459,7 @@ def parse_options(options: str | None, fmt: str | None) -> tuple[str, bool]:
     opts = {o.strip() for o in (options or "").split(",") if o.strip()}
     unknown = opts - {*FORMS, "sysAttrs"}
     if unknown:
-        raise BadRequest(
+        raise InvalidRequest(
             f"unknown option(s) {', '.join(sorted(unknown))}: use keyValues, concise, normalized or sysAttrs"
         )
     forms = {FORMS[o] for o in opts if o in FORMS}
@@ -463,18 +468,32 @@ def parse_options(options: str | None, fmt: str | None) -> tuple[str, bool]:
     form = forms.pop() if forms else "normalized"
     if fmt is not None:
         if fmt not in FORMS:
-            raise BadRequest("format must be normalized, concise, keyValues or simplified")
+            raise InvalidRequest("format must be normalized, concise, keyValues or simplified")
         form = FORMS[fmt]
     return form, "sysAttrs" in opts
 
 
-def parse_lang(value: str | None) -> str | None:
+_QVALUE = re.compile(r"^q=(0(\.\d{0,3})?|1(\.0{0,3})?)$")
+
+
+def parse_lang(value: str | None) -> tuple[str, ...] | None:
+    """``lang``: a language tag, ``*``, or a priority list as in ``Accept-Language``
+    (``fr-CH,fr;q=0.9,en;q=0.8,*;q=0.5``): the tags by falling quality (``q=0`` ones dropped)."""
     if value is None:
         return None
-    first = value.split(",")[0].split(";")[0].strip()
-    if not _LANG.match(first):
-        raise BadRequest("lang must be a language tag such as en or de-CH, or *")
-    return first
+    ranked: list[tuple[float, int, str]] = []
+    for i, item in enumerate(value.split(",")):
+        tag, _, q = (p.strip() for p in item.partition(";"))
+        if not _LANG.match(tag) or (q and not _QVALUE.match(q)):
+            raise BadRequest(
+                "lang must be a language tag such as en or de-CH, *, or a list such as fr-CH,fr;q=0.9,*;q=0.5"
+            )
+        weight = float(q[2:]) if q else 1.0
+        if weight > 0:
+            ranked.append((-weight, i, tag))
+    if not ranked:
+        raise BadRequest("lang accepts no language (every entry has q=0)")
+    return tuple(tag for _w, _i, tag in sorted(ranked))
 
 
 def parse_scope_q(text: str) -> tuple[frozenset[str], ...]:
