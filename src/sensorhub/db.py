@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from anyio import to_thread
 from sqlalchemy import DateTime, Engine, create_engine, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.types import TypeDecorator
 
 from sensorhub.config import DATA_FILE_MODE, Settings, restrict_mode
@@ -314,3 +317,55 @@ def _run_after_commit(session: Session) -> None:
 def _drop_after_commit(session: Session) -> None:
     session.info.pop(_AUTH_CHANGED, None)
     session.info.pop("after_commit", None)
+
+
+# --- statements run through the driver ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _DriverSQL:
+    sql: str
+    positions: tuple[str, ...] | None  # parameter names in order (qmark), None for named (pyformat)
+    params: dict[str, Any]  # the values compiled into the statement, overridden by a call's values
+
+
+_DRIVER_SQL: dict[tuple[str, Hashable], _DriverSQL] = {}
+_DRIVER_SQL_MAX = 1024
+
+
+def _compile_for_driver(stmt: ClauseElement, dialect: Dialect) -> _DriverSQL:
+    compiled = cast(SQLCompiler, stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True}))
+    for name, bind in compiled.binds.items():
+        if bind.type.bind_processor(dialect) is not None:  # the driver would get unconverted values
+            raise TypeError(f"parameter {name!r} of type {bind.type!r} needs SQLAlchemy's conversion")
+    positions = tuple(compiled.positiontup or ()) if compiled.positional else None
+    return _DriverSQL(compiled.string, positions, dict(compiled.construct_params() or {}))
+
+
+def driver_rows(
+    s: Session, key: Hashable, build: Callable[[], ClauseElement], values: Mapping[str, Any] | None = None
+) -> list[tuple[Any, ...]]:
+    """The rows of a Core statement as the DBAPI driver makes them (plain tuples, no SQLAlchemy result
+    processing), run in ``s``'s transaction. The statement is built by ``build()`` and compiled once per
+    ``(key, dialect)``: ``key`` must name everything ``build`` depends on except the ``values`` of its
+    ``bindparam``\\ s (given a placeholder value when built). For hot reads whose columns need no type
+    conversion (ints, floats, strings; cast JSON to text): building, compiling and the row layer of an
+    SQLAlchemy statement cost more than the query itself there."""
+    conn = s.connection()
+    dialect = conn.dialect
+    cache_key = (dialect.name, key)
+    compiled = _DRIVER_SQL.get(cache_key)
+    if compiled is None:
+        if len(_DRIVER_SQL) >= _DRIVER_SQL_MAX:
+            _DRIVER_SQL.clear()
+        compiled = _DRIVER_SQL[cache_key] = _compile_for_driver(build(), dialect)
+    params = {**compiled.params, **values} if values else compiled.params
+    cur = conn.connection.cursor()
+    try:
+        if compiled.positions is None:
+            cur.execute(compiled.sql, params)
+        else:
+            cur.execute(compiled.sql, tuple(params[n] for n in compiled.positions))
+        return cast(list[tuple[Any, ...]], cur.fetchall())
+    finally:
+        cur.close()

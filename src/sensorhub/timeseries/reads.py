@@ -94,7 +94,7 @@ def entity_data(
     store = store_for(s)
     # Plain rows, not ORM objects, in one statement: this is the hot path. Where no entity or several
     # match, the general lookup decides (404, the exact id among several, or 409).
-    found = visible_entity_series(s, store.dbapi, visible_entities(access), ref, topic)
+    found = visible_entity_series(s, visible_entities(access), ref, topic)
     if found is None:
         entity = visible_entity(s, access, ref)
         e = EntityRow(entity.pk, entity.entity_id, entity.org_id, entity.workspace_id)

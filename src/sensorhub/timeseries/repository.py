@@ -8,16 +8,30 @@ one, from a request's ``Access``) and filter on it in SQL; a single entity is re
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
-from sqlalchemy import Row, String, and_, bindparam, distinct, exists, func, or_, select
-from sqlalchemy.engine import Dialect
+from sqlalchemy import (
+    Integer,
+    Row,
+    Select,
+    String,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    distinct,
+    exists,
+    func,
+    or_,
+    select,
+)
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.compiler import SQLCompiler
 
 from sensorhub.authz.scope import VisibleEntities
+from sensorhub.db import driver_rows
 from sensorhub.entities.models import Entity
 from sensorhub.timeseries.models import DEFAULT_TOPIC, Series
 
@@ -67,51 +81,36 @@ class SeriesRow(NamedTuple):
     unit: str | None
 
 
-# Compiled once per (dialect, reach): building and compiling the statement is most of what SQLAlchemy
-# would cost per request (the SQL itself is a two-index lookup). Bounded: cleared when full.
-_ENTITY_SERIES: dict[tuple[str, tuple[object, ...]], SQLCompiler] = {}
-_ENTITY_SERIES_MAX = 512
-
-
-def _entity_series_sql(dialect: Dialect, visible: VisibleEntities) -> SQLCompiler:
-    key = (dialect.name, visible.key)
-    compiled = _ENTITY_SERIES.get(key)
-    if compiled is None:
-        e, x = Entity.__table__.c, Series.__table__.c
-        ref = bindparam("ref", type_=String())
-        q = (
-            select(e.pk, e.entity_id, e.org_id, e.workspace_id, x.id, x.attribute, x.unit)
-            .select_from(
-                Entity.__table__.outerjoin(
-                    Series.__table__, and_(x.entity_pk == e.pk, x.topic == bindparam("topic"))
-                )
-            )
-            .where(visible.where(), or_(e.entity_id == ref, e.asset_id == ref))
-            .order_by(e.pk, x.attribute)
+def _entity_series_statement(visible: VisibleEntities) -> Select[*tuple[Any, ...]]:
+    e, x = Entity.__table__.c, Series.__table__.c
+    ref = bindparam("ref", "", String())
+    topic = bindparam("topic", "", String())
+    return (
+        select(e.pk, e.entity_id, e.org_id, e.workspace_id, x.id, x.attribute, x.unit)
+        .select_from(
+            Entity.__table__.outerjoin(Series.__table__, and_(x.entity_pk == e.pk, x.topic == topic))
         )
-        compiled = q.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
-        assert isinstance(compiled, SQLCompiler)
-        if len(_ENTITY_SERIES) >= _ENTITY_SERIES_MAX:
-            _ENTITY_SERIES.clear()
-        _ENTITY_SERIES[key] = compiled
-    return compiled
+        .where(visible.where(), or_(e.entity_id == ref, e.asset_id == ref))
+        .order_by(e.pk, x.attribute)
+    )
 
 
 def visible_entity_series(
-    s: Session, dbapi: Any, visible: VisibleEntities, ref: str, topic: str = DEFAULT_TOPIC
+    s: Session, visible: VisibleEntities, ref: str, topic: str = DEFAULT_TOPIC
 ) -> tuple[EntityRow, list[SeriesRow]] | None:
     """The one ``visible`` entity with NGSI-LD id or asset id ``ref`` and its series of ``topic`` (by
-    name), in one statement on the session's DBAPI connection ``dbapi``; None when no entity or several
-    match (then :func:`sensorhub.authz.entities.visible_entity` decides, and words the error). Every
-    parameter is a string, so the driver binds them as SQLAlchemy would."""
+    name), in one statement through the driver, compiled once per reach (:func:`driver_rows`: building
+    and compiling it is most of what SQLAlchemy would cost per request, the SQL itself is a two-index
+    lookup); None when no entity or several match (then :func:`sensorhub.authz.entities.visible_entity`
+    decides, and words the error)."""
     if visible.is_empty:
         return None
-    compiled = _entity_series_sql(s.get_bind().dialect, visible)
-    params = compiled.construct_params({"ref": ref, "topic": topic}) or {}
-    args: Any = [params[k] for k in compiled.positiontup or ()] if compiled.positional else params
-    cur = dbapi.cursor()
-    cur.execute(compiled.string, args)
-    rows = cur.fetchall()
+    rows = driver_rows(
+        s,
+        ("visible_entity_series", visible.key),
+        lambda: _entity_series_statement(visible),
+        {"ref": ref, "topic": topic},
+    )
     if not rows or any(r[0] != rows[0][0] for r in rows):
         return None
     first = rows[0]
@@ -182,17 +181,69 @@ def last_ts_by_series(s: Session, series_ids: Sequence[int]) -> dict[int, int | 
     return dict(s.execute(q).tuples().all())
 
 
+class DeviceRow(NamedTuple):
+    """A device of a page read through the driver: :data:`DEVICE_COLUMNS`, ``attrs`` decoded."""
+
+    pk: int
+    entity_id: str
+    type: str
+    name: str | None
+    org_id: str
+    workspace_id: str
+    attrs: dict[str, Any] | None
+
+
+def _decode_attrs(text: str | None) -> dict[str, Any] | None:
+    # What the JSON column type gives (json.loads of the stored text), without loading empty ones.
+    return None if text is None or text == "{}" else json.loads(text)
+
+
+def _devices_page_statement(visible: VisibleEntities, typed: bool) -> Select[*tuple[Any, ...]]:
+    q = select(*DEVICE_COLUMNS[:-1], cast(Entity.attrs, Text)).where(
+        _device_where(visible, DeviceSelection())
+    )
+    if typed:
+        q = q.where(Entity.type == bindparam("type", "", String))
+    return q.order_by(Entity.pk).limit(bindparam("limit", 0, Integer)).offset(bindparam("offset", 0, Integer))
+
+
 def devices_page(
     s: Session, visible: VisibleEntities, type_: str | None, limit: int, offset: int
-) -> list[Row[Any]]:
-    """A page of the ``visible`` entities that have series (:data:`DEVICE_COLUMNS`), by creation."""
-    q = select(*DEVICE_COLUMNS).where(
-        visible.where(),
-        exists().where(Series.entity_pk == Entity.pk, Series.topic == DEFAULT_TOPIC),
+) -> list[DeviceRow]:
+    """A page of the ``visible`` entities that have series, by creation (through the driver: the
+    statement compiled once per visibility, no SQLAlchemy row processing)."""
+    rows = driver_rows(
+        s,
+        ("devices_page", visible.key, bool(type_)),
+        lambda: _devices_page_statement(visible, bool(type_)),
+        {"type": type_, "limit": limit, "offset": offset} if type_ else {"limit": limit, "offset": offset},
     )
-    if type_:
-        q = q.where(Entity.type == type_)
-    return list(s.execute(q.order_by(Entity.pk).limit(limit).offset(offset)))
+    return [
+        DeviceRow(pk, entity_id, type_, name, org_id, workspace_id, _decode_attrs(attrs))
+        for pk, entity_id, type_, name, org_id, workspace_id, attrs in rows
+    ]
+
+
+def _series_rows_statement(n: int) -> Select[*tuple[Any, ...]]:
+    pks = [bindparam(f"pk{i}", 0, Integer) for i in range(n)]
+    return (
+        select(*SERIES_COLUMNS)
+        .where(Series.entity_pk.in_(pks), Series.topic == bindparam("topic", "", String))
+        .order_by(Series.entity_pk, Series.attribute)
+    )
+
+
+def series_rows_of_entities(
+    s: Session, entity_pks: Sequence[int], topic: str = DEFAULT_TOPIC
+) -> list[tuple[Any, ...]]:
+    """The series of one topic of the entities as plain tuples (:data:`SERIES_COLUMNS`, through the
+    driver), by entity and name: :func:`series_of_entities` for hot paths that read them once."""
+    if not entity_pks:
+        return []
+    values: dict[str, Any] = {f"pk{i}": pk for i, pk in enumerate(entity_pks)}
+    values["topic"] = topic
+    n = len(entity_pks)
+    return driver_rows(s, ("series_rows_of_entities", n), lambda: _series_rows_statement(n), values)
 
 
 def sensors_page(

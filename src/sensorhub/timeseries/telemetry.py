@@ -7,7 +7,8 @@ point inside them is looked up instead.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,8 +45,11 @@ class Latest:
     value: float | None
 
 
+_UNBOUNDED: list[WindowUS] = [(US_MIN, US_MAX)]
+
+
 def _unbounded(windows: Sequence[WindowUS]) -> bool:
-    return windows == [(US_MIN, US_MAX)]
+    return windows == _UNBOUNDED
 
 
 def _in_windows(ts: int, windows: Sequence[WindowUS]) -> bool:
@@ -94,48 +98,80 @@ def latest_attributes(e: Any, series: list[Any], store: TimeseriesStore, access:
 def latest_attributes_of(
     entities: Sequence[Any], series: dict[int, list[Any]], store: TimeseriesStore, access: Access
 ) -> list[dict[str, Any]]:
-    """:func:`latest_attributes` of many devices at once: the readable windows computed once per tenant
-    (:class:`ReadableWindows`), the ``observedAt`` strings of all series in one vectorised pass."""
+    """:func:`latest_attributes` of many devices at once (``series`` by entity pk)."""
+    rows = itertools.chain.from_iterable(series[e.pk] for e in entities)
+    return _latest_attributes(entities, rows, store, access)
+
+
+def _latest_attributes(
+    entities: Sequence[Any], series_rows: Iterable[Sequence[Any]], store: TimeseriesStore, access: Access
+) -> list[dict[str, Any]]:
+    """The work of :func:`latest_attributes_of` in one pass over the page's series rows
+    (:data:`SERIES_COLUMNS` order, entity by entity, each by name): the readable windows computed once
+    per tenant (:class:`ReadableWindows`), the windows' check skipped where they are unbounded, each
+    distinct ``observedAt`` made once, in one vectorised pass."""
     windows = ReadableWindows(access)
+    # entity pk -> its attributes and its readable windows, None where they are unbounded
+    by_pk: dict[int, tuple[dict[str, Any], list[WindowUS] | None]] = {}
     out: list[dict[str, Any]] = []
-    stamped: list[dict[str, Any]] = []  # the attribute dicts whose observedAt is a timestamp, in order
-    stamps: list[int] = []
     for e in entities:
         touched(e.org_id)  # read through columns, not Entity rows: say which organisation's data was read
         readable = windows.of(e)
-        everything = _unbounded(readable)
         attributes: dict[str, Any] = {}
-        for x in series[e.pk]:
-            if everything:  # what latest_point answers for unbounded windows, without the call
-                ts, value = (x.last_ts, x.last_value) if x.last_ts is not None else (None, None)
-            else:
-                p = latest_point(store, x.id, x.last_ts, x.last_value, readable)
-                ts, value = p.ts, p.value
-            item = attributes[x.attribute] = {"value": value, "unit": x.unit, "observedAt": None}
-            if ts is not None:
-                stamped.append(item)
-                stamps.append(ts)
-        for name, prop in (e.attrs or {}).items():
+        by_pk[e.pk] = (attributes, None if _unbounded(readable) else readable)
+        out.append(attributes)
+    stamped: list[dict[str, Any]] = []  # the attribute dicts whose observedAt is (for now) a timestamp
+    for sid, pk, attribute, unit, ts, value in series_rows:
+        attributes, bounded = by_pk[pk]
+        if ts is None:
+            value = None
+        elif bounded is not None and not _in_windows(ts, bounded):
+            p = latest_point(store, sid, ts, value, bounded)
+            ts, value = p.ts, p.value
+        item = attributes[attribute] = {"value": value, "unit": unit, "observedAt": ts}
+        if ts is not None:
+            stamped.append(item)
+    _observed_at(stamped)
+    _add_states(entities, out, by_pk)
+    return out
+
+
+def _observed_at(stamped: list[dict[str, Any]]) -> None:
+    """Each ``observedAt`` timestamp made its ISO string, each distinct one once (devices of one
+    gateway often share their last time)."""
+    if not stamped:
+        return
+    distinct = list(dict.fromkeys(item["observedAt"] for item in stamped))
+    texts = dict(zip(distinct, iso_many(distinct), strict=True))
+    for item in stamped:
+        item["observedAt"] = texts[item["observedAt"]]
+
+
+def _add_states(
+    entities: Sequence[Any],
+    out: list[dict[str, Any]],
+    by_pk: dict[int, tuple[dict[str, Any], list[WindowUS] | None]],
+) -> None:
+    """The latest-state properties observed inside the readable windows, after the series."""
+    for e, attributes in zip(entities, out, strict=True):
+        if not e.attrs:
+            continue
+        bounded = by_pk[e.pk][1]
+        readable = _UNBOUNDED if bounded is None else bounded
+        for name, prop in e.attrs.items():
             if name not in attributes and _state_visible(prop, readable):
                 attributes[name] = {
                     "value": prop["value"],
                     "unit": prop.get("unitCode"),
                     "observedAt": prop["observedAt"],
                 }
-        out.append(attributes)
-    for item, text in zip(stamped, iso_many(stamps), strict=True):
-        item["observedAt"] = text
-    return out
 
 
 def _devices(
     entities: Sequence[Any],
-    series: dict[int, list[Any]],
-    store: TimeseriesStore,
-    access: Access,
+    attributes: list[dict[str, Any]],
     workspaces: dict[str, str],
 ) -> list[dict[str, Any]]:
-    attributes = latest_attributes_of(entities, series, store, access)
     return [
         {
             "id": e.entity_id,
@@ -151,17 +187,19 @@ def _devices(
 def list_devices(
     s: Session, access: Access, workspaces: dict[str, str], type_: str | None, limit: int, offset: int
 ) -> list[dict[str, Any]]:
-    """Visible entities that have series, ordered by creation, with their latest values."""
+    """Visible entities that have series, ordered by creation, with their latest values: two statements
+    through the driver (the page, then its series), plain tuples rendered in one pass."""
     LIMITS.resolve(limit)
     OFFSETS.check(offset)
     entities = repository.devices_page(s, visible_entities(access), type_, limit, offset)
-    by_entity = repository.series_of_entities(s, [e.pk for e in entities])
-    return _devices(entities, by_entity, store_for(s), access, workspaces)
+    series = repository.series_rows_of_entities(s, [e.pk for e in entities])
+    return _devices(entities, _latest_attributes(entities, series, store_for(s), access), workspaces)
 
 
 def get_device(s: Session, access: Access, workspaces: dict[str, str], ref: str) -> dict[str, Any]:
     e = visible_entity(s, access, ref)
-    return _devices([e], repository.series_of_entities(s, [e.pk]), store_for(s), access, workspaces)[0]
+    series = repository.series_of_entities(s, [e.pk])
+    return _devices([e], latest_attributes_of([e], series, store_for(s), access), workspaces)[0]
 
 
 def _sensor(e: Entity, x: Series, store: TimeseriesStore, access: Access) -> dict[str, Any]:
