@@ -1,6 +1,6 @@
 """Scale out on PostgreSQL: throughput of 1, 2 and 4 API worker processes on the same database.
 
-    .venv/bin/python bench/scale/bench_scale.py [--workers 1,2,4] [--seconds 8]
+    .venv/bin/python bench/scale/bench_scale.py [--workers 1,2,4] [--seconds 8] [--replica 2]
 
 One run: a scratch database on 127.0.0.1:5432 (created and dropped here), seeded like
 ``bench/timeseries/bench.py`` (an owner, a PAT, 100 devices, one day of 1-minute data each, written
@@ -17,6 +17,12 @@ API (user + system of the serve process and all its worker processes, from /proc
 (the PostgreSQL backends serving the scratch database, from /proc) and of wrk; plus how busy the whole
 machine was (/proc/stat) and the load average, because the machine's cores are shared by the API, the
 database, the load generator and anything else running.
+
+``--replica N`` (``--workers ""`` for this part alone): a primary and a streaming replica of it started
+here (``tests/pg_cluster.py``, fsync off), seeded the same way; both read routes with N workers served
+once from the primary and once with ``SENSORHUB_DATABASE_REPLICA_URL`` set (CPU of the primary's and the
+replica's backends apart), then the replica's lag as the server measures it (``sensorhub.replica``),
+sampled every 0.1 s during a backfill run.
 """
 
 from __future__ import annotations
@@ -27,12 +33,15 @@ import os
 import re
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -113,11 +122,13 @@ class Probe:
     server_pid: int
     pg_url: str
     database: str
+    replica_url: str | None = None  # the replica's server, whose backends are counted apart
 
     def start(self) -> None:
         self.api0 = cpu_of(descendants(self.server_pid))
         pids, self.sessions0 = pg_backends(self.pg_url, self.database)
         self.db0 = cpu_of(pids)
+        self.replica0 = cpu_of(pg_backends(self.replica_url, self.database)[0]) if self.replica_url else {}
         self.machine0 = machine_jiffies()
         ru = resource.getrusage(resource.RUSAGE_CHILDREN)
         self.client0 = ru.ru_utime + ru.ru_stime
@@ -126,11 +137,13 @@ class Probe:
         api = cpu_of(descendants(self.server_pid))
         pids, sessions = pg_backends(self.pg_url, self.database)
         db = cpu_of(pids)
+        replica = cpu_of(pg_backends(self.replica_url, self.database)[0]) if self.replica_url else {}
         busy, total = machine_jiffies()
         ru = resource.getrusage(resource.RUSAGE_CHILDREN)
         return {
             "api_cpu_s": sum(v - self.api0.get(p, 0.0) for p, v in api.items()),
             "db_cpu_s": sum(v - self.db0.get(p, 0.0) for p, v in db.items()),
+            "replica_cpu_s": sum(v - self.replica0.get(p, 0.0) for p, v in replica.items()),
             "client_cpu_s": ru.ru_utime + ru.ru_stime - self.client0,
             "machine_busy": (busy - self.machine0[0]) / max(1, total - self.machine0[1]),
             "db_connections": sessions - self.sessions0,
@@ -246,6 +259,121 @@ def measure(
     return out
 
 
+def replica_comparison(env: dict[str, str], workers: int, seconds: int) -> dict[str, Any]:
+    """Reads served with and without the read replica, and the replica's lag under a write load: on a
+    primary and a streaming replica of it started here (``tests/pg_cluster.py``, fsync off)."""
+    sys.path.insert(0, str(HERE.parents[1]))
+    from sqlalchemy import create_engine
+    from tests.pg_cluster import primary_and_replica
+
+    from sensorhub.config import Settings
+    from sensorhub.replica import Replica
+
+    out: dict[str, Any] = {}
+    with primary_and_replica() as cluster:
+        tmp = Path(tempfile.mkdtemp(prefix="sh-scale-replica-"))
+        env = {**env, "SENSORHUB_DATA_DIR": str(tmp / "sh")}
+        admin = cluster.url(cluster.primary, "postgres")
+        database = _common.scratch_postgres(env, admin, "sensorhub_replica")
+        replica_url = cluster.url(cluster.replica, database)
+        token = seed(env, tmp)
+        cluster.wait_replayed()
+        for mode in ("primary", "replica"):
+            e = {**env, "SENSORHUB_DATABASE_REPLICA_URL": replica_url} if mode == "replica" else env
+            port = _common.free_port()
+            server = _common.start_sensorhub(
+                e, port, "--workers", str(workers), "--no-migrate", "--data-dir", str(tmp / "sh"), wait=False
+            )
+            base = f"http://127.0.0.1:{port}"
+            try:
+                _common.wait_http(base + "/healthz")
+                probe = Probe(server.pid, admin, database, cluster.url(cluster.replica, "postgres"))
+                for label, url, script, _points in routes(base, token)[:2]:
+                    wrk(url, 2, token, script)
+                    probe.start()
+                    n, wall = wrk(url, seconds, token, script)
+                    cpu = probe.stop()
+                    out.setdefault(label, {})[mode] = {
+                        "requests_per_s": n / wall,
+                        "api_cpu_us_per_req": cpu["api_cpu_s"] / n * 1e6,
+                        "primary_cpu_us_per_req": cpu["db_cpu_s"] / n * 1e6,
+                        "replica_cpu_us_per_req": cpu["replica_cpu_s"] / n * 1e6,
+                        "load_average": os.getloadavg()[0],
+                    }
+                    print(mode, label, out[label][mode], file=sys.stderr, flush=True)
+                if mode == "replica":
+                    settings = Settings(
+                        data_dir=tmp,
+                        database_url=env["SENSORHUB_DATABASE_URL"],
+                        database_replica_url=replica_url,
+                    )
+                    primary = create_engine(settings.resolved_database_url)
+                    replica = Replica(settings, str(settings.resolved_replica_url), primary)
+                    out["lag_under_writes"] = lag_under_writes(replica, base, token, seconds)
+                    out["readyz"] = httpx.get(base + "/readyz").json()["checks"]["database_replica"]
+                    replica.dispose()
+                    primary.dispose()
+            finally:
+                _common.stop([server])
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def lag_under_writes(replica: Any, base: str, token: str, seconds: int) -> dict[str, float]:
+    """The replica's lag as the server measures it (``Replica.check``), sampled every 0.1 s while wrk
+    backfills (100 points per request) for ``seconds``."""
+    samples: list[tuple[float, int]] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            st = replica.check()
+            if st.lag_seconds is not None:
+                samples.append((st.lag_seconds, st.lag_bytes or 0))
+            done.wait(0.1)
+
+    t = threading.Thread(target=sample)
+    t.start()
+    first = str(int((DAY0 + timedelta(days=10)).timestamp()))
+    try:
+        n, wall = wrk(base + "/v3/devices", seconds, token, HERE / "backfill.lua", first)
+    finally:
+        done.set()
+        t.join()
+    lags = sorted(x[0] for x in samples)
+    return {
+        "backfill_points_per_s": n * WRITE_POINTS / wall,
+        "samples": len(samples),
+        "lag_seconds_p50": statistics.median(lags),
+        "lag_seconds_max": lags[-1],
+        "lag_bytes_max": max(x[1] for x in samples),
+        "within_bound_share": sum(1 for x in lags if x <= replica.max_lag) / len(lags),
+    }
+
+
+def report_replica(r: dict[str, Any], workers: int) -> None:
+    print(
+        f"\nread replica ({workers} workers):\n\n| route | reads on | requests/s | ratio | API CPU µs/req | "
+        "primary CPU µs/req | replica CPU µs/req |\n|---|---|---:|---:|---:|---:|---:|"
+    )
+    for label, modes in r.items():
+        if label in ("lag_under_writes", "readyz"):
+            continue
+        for mode, x in modes.items():
+            print(
+                f"| {label} | {mode} | {x['requests_per_s']:,.0f} | "
+                f"{x['requests_per_s'] / modes['primary']['requests_per_s']:.2f} | {x['api_cpu_us_per_req']:,.0f} | "
+                f"{x['primary_cpu_us_per_req']:,.0f} | {x['replica_cpu_us_per_req']:,.0f} |"
+            )
+    lag = r["lag_under_writes"]
+    print(
+        f"\nreplica lag while backfilling {lag['backfill_points_per_s']:,.0f} points/s: median "
+        f"{lag['lag_seconds_p50'] * 1000:.1f} ms, max {lag['lag_seconds_max'] * 1000:.1f} ms "
+        f"({lag['lag_bytes_max']:,} bytes), within the bound in {lag['within_bound_share'] * 100:.0f}% of "
+        f"{lag['samples']} samples; /readyz after: {r['readyz']}"
+    )
+
+
 def report(results: dict[int, dict[str, dict[str, float]]], load0: float) -> None:
     print(f"\nload average before: {load0:.2f}, after: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     labels = list(next(iter(results.values())))
@@ -272,27 +400,40 @@ def main() -> None:
     ap.add_argument("--workers", default="1,2,4", help="comma-separated worker counts")
     ap.add_argument("--seconds", type=int, default=8, help="length of each measured wrk run")
     ap.add_argument("--pg-admin", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    ap.add_argument(
+        "--replica",
+        type=int,
+        metavar="WORKERS",
+        help="also compare reads on a streaming replica with reads on the primary, with this many workers",
+    )
     args = ap.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install -y wrk")
-    counts = [int(x) for x in args.workers.split(",")]
+    counts = [int(x) for x in args.workers.split(",") if x]
     tmp = Path(tempfile.mkdtemp(prefix="sh-scale-bench-"))
     env = {**os.environ, "SENSORHUB_DATA_DIR": str(tmp / "sh"), "SENSORHUB_ENV": "development"}
     # Throughput, not the per-token budget; no background jobs in the API processes.
     env |= {"SENSORHUB_RATE_LIMIT_PER_MINUTE": "100000000", "SENSORHUB_EMBEDDED_WORKER": "0"}
     load0 = os.getloadavg()[0]
-    database = _common.scratch_postgres(env, args.pg_admin, "sensorhub_scale")
-    try:
-        token = seed(env, tmp)
-        results = {
-            w: measure(env, tmp, token, w, args.seconds, run, database, args.pg_admin)
-            for run, w in enumerate(counts)
-        }
-        print(orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
-        report(results, load0)
-    finally:
-        _common.drop_scratch_postgres(args.pg_admin, database)
-        shutil.rmtree(tmp, ignore_errors=True)
+    if counts:
+        database = _common.scratch_postgres(env, args.pg_admin, "sensorhub_scale")
+        try:
+            token = seed(env, tmp)
+            results = {
+                w: measure(env, tmp, token, w, args.seconds, run, database, args.pg_admin)
+                for run, w in enumerate(counts)
+            }
+            print(orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
+            report(results, load0)
+        finally:
+            _common.drop_scratch_postgres(args.pg_admin, database)
+            shutil.rmtree(tmp, ignore_errors=True)
+    if args.replica:
+        base_env = {k: v for k, v in env.items() if k != "SENSORHUB_DATABASE_URL"}
+        rep = replica_comparison(base_env, args.replica, args.seconds)
+        print(orjson.dumps(rep, option=orjson.OPT_INDENT_2).decode())
+        report_replica(rep, args.replica)
+        print(f"load average at the end: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -124,6 +124,8 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     app.state.export_store = export_store
     # Extra /readyz checks by name (the database and the export store are always checked).
     app.state.readiness_probes = {"redis": ctx.bus.probe} if ctx.bus is not None else {}
+    if ctx.db.replica is not None:
+        app.state.readiness_probes["database_replica"] = ctx.db.replica.probe
     api_errors.install(app)
     # One middleware: request ids, headers, the body limit, request metrics, the token-use audit.
     app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes, hsts=settings.require_https)

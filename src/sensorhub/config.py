@@ -34,6 +34,14 @@ def restrict_mode(path: Path, mode: int, *, warn: bool = True) -> None:
         os.chmod(path, mode)
 
 
+def _psycopg(url: str) -> str:
+    """``postgresql://`` mapped onto SQLAlchemy's psycopg 3 driver; other URLs as they are."""
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+psycopg://" + url[len(plain) :]
+    return url
+
+
 class SharedSecretMissing(RuntimeError):
     """A deployment several hosts can serve has no ``SENSORHUB_SECRET_KEY``: refused at start."""
 
@@ -46,6 +54,12 @@ class Settings(BaseSettings):
     env: Literal["development", "production", "test"] = "development"
     data_dir: Path = Path("./sensorhub-data")
     database_url: str | None = None
+    # A PostgreSQL streaming replica of database_url for read-only transactions (docs/deployment.md#read-replica):
+    # used while its replay lag is at most database_replica_max_lag_seconds (measured at most every
+    # database_replica_check_seconds), else, or when it does not answer, those reads use the primary.
+    database_replica_url: str | None = None
+    database_replica_max_lag_seconds: float = Field(5.0, gt=0)
+    database_replica_check_seconds: float = Field(1.0, ge=0, le=60)
     redis_url: str | None = None
     export_store: str | None = None
     s3_endpoint_url: str | None = None
@@ -254,11 +268,12 @@ class Settings(BaseSettings):
     @cached_property
     def resolved_database_url(self) -> str:
         """SQLAlchemy URL; ``postgresql://`` is mapped onto the psycopg 3 driver."""
-        url = self.database_url or f"sqlite:///{(self.data_dir / 'sensorhub.db').resolve()}"
-        for plain in ("postgresql://", "postgres://"):
-            if url.startswith(plain):
-                return "postgresql+psycopg://" + url[len(plain) :]
-        return url
+        return _psycopg(self.database_url or f"sqlite:///{(self.data_dir / 'sensorhub.db').resolve()}")
+
+    @property
+    def resolved_replica_url(self) -> str | None:
+        """SQLAlchemy URL of the read replica (psycopg 3), or None without one."""
+        return _psycopg(self.database_replica_url) if self.database_replica_url else None
 
     @property
     def serves_several_hosts(self) -> bool:

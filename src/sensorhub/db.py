@@ -14,6 +14,7 @@ from typing import Any, TypeVar, cast
 from anyio import to_thread
 from sqlalchemy import DateTime, Engine, create_engine, event
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
@@ -22,6 +23,7 @@ from sqlalchemy.types import TypeDecorator
 from sensorhub.config import DATA_FILE_MODE, Settings, restrict_mode
 from sensorhub.kit.patterns import sqlite_regexp
 from sensorhub.kit.time import observed_us
+from sensorhub.replica import Replica
 
 
 class Clock:
@@ -204,6 +206,7 @@ class Database:
         self.settings = settings
         self.engine = make_engine(settings)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        self.replica = _replica(settings, self.engine)
         self.auth_listeners: list[Callable[[], None]] = []
         # Run with the newest outbox event id after a transaction that recorded push events commits
         # (sensorhub.push.events; the app context registers its event hub).
@@ -258,18 +261,74 @@ class Database:
             yield s
             s.commit()
 
+    @contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """The session of a read-only transaction, never committed: on the read replica while one is
+        configured and within its lag bound (:mod:`sensorhub.replica`), else on the primary.
+
+        Only what may read slightly old data takes it: a request's data reads that write nothing in the
+        same request (reads that must see the request's own writes use its request session, on the
+        primary), never credentials, sessions or revocations. On PostgreSQL the transaction is READ
+        ONLY wherever it runs, so a write attempted here fails on the primary as it would on the replica."""
+        replica = self._usable_replica()
+        with self._read_on(replica) as s:
+            yield s
+
     async def read_off_loop(self, fn: Callable[[Session], T]) -> T:
-        """Run ``fn`` with a read session in one worker-thread hop: the database work of an ``async``
-        route (hot read paths: no write lock, no commit; authentication stays async)."""
+        """Run ``fn`` with a read session (:meth:`read_session`) in one worker-thread hop: the database
+        work of an ``async`` route (hot read paths: no write lock, no commit; authentication stays
+        async). A read the replica fails for want of answering (connection lost, cancelled by
+        recovery) is run again on the primary."""
 
         def work() -> T:
-            with self.session() as s:
+            replica = self._usable_replica()
+            if replica is not None:
+                try:
+                    with self._read_on(replica) as s:
+                        return fn(s)
+                except OperationalError:
+                    pass  # _read_on took the replica out of use; the primary answers
+            with self._read_on(None) as s:
                 return fn(s)
 
         return await to_thread.run_sync(work)
 
+    def _usable_replica(self) -> Replica | None:
+        r = self.replica
+        return r if r is not None and r.state().usable else None
+
+    @contextmanager
+    def _read_on(self, replica: Replica | None) -> Iterator[Session]:
+        bind = replica.engine if replica is not None else self.engine
+        with self.session() as s:
+            s.bind = bind
+            if replica is None and bind.dialect.name == "postgresql":
+                # BEGIN READ ONLY on the primary. Not on the replica, a standby: read-only by nature, and
+                # the reset of this option when the connection returns to the pool (READ WRITE) is refused there.
+                s.connection(execution_options={"postgresql_readonly": True})
+            try:
+                yield s
+            except OperationalError as e:
+                if replica is not None:
+                    replica.unreachable(e)
+                raise
+
     def dispose(self) -> None:
         self.engine.dispose()
+        if self.replica is not None:
+            self.replica.dispose()
+
+
+def _replica(settings: Settings, primary: Engine) -> Replica | None:
+    url = settings.resolved_replica_url
+    if url is None:
+        return None
+    if primary.dialect.name != "postgresql" or not url.startswith("postgresql"):
+        raise ValueError(
+            "SENSORHUB_DATABASE_REPLICA_URL is a PostgreSQL streaming replica of a PostgreSQL "
+            "SENSORHUB_DATABASE_URL: both must be postgresql:// URLs"
+        )
+    return Replica(settings, url, primary)
 
 
 _AUTH_LISTENERS = "auth_listeners"

@@ -34,6 +34,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -68,6 +69,17 @@ ingest_points = Counter("sensorhub_ingest_points_total", "Measurement points sto
 ingest_duplicates = Counter("sensorhub_ingest_duplicates_total", "Ingested points skipped as duplicates")
 export_rows = Counter("sensorhub_export_rows_total", "Rows written into export files")
 mqtt_stored = Counter("sensorhub_mqtt_messages_stored_total", "MQTT messages stored by the ingest service")
+# The read replica (sensorhub.replica), as of each process's last check; "max" over worker processes.
+db_replica_lag = Gauge(
+    "sensorhub_db_replica_lag_seconds",
+    "Replay lag of the read replica at the last check (0: it has replayed all the primary wrote)",
+    multiprocess_mode="max",
+)
+db_replica_in_use = Gauge(
+    "sensorhub_db_replica_in_use",
+    "1 while read-only transactions use the read replica, 0 while they fall back to the primary",
+    multiprocess_mode="min",
+)
 mqtt_refused = Counter("sensorhub_mqtt_messages_refused_total", "MQTT messages refused (nothing stored)")
 
 # Pre-bound children: the hot path pays one locked add, no label lookup.
@@ -151,6 +163,8 @@ __all__ = [
     "RequestMetrics",
     "auth_cache_lookups",
     "auth_failures",
+    "db_replica_in_use",
+    "db_replica_lag",
     "export_rows",
     "http_duration",
     "http_requests",

@@ -49,5 +49,20 @@ async def get_db(s: Session = Depends(_request_session, scope="function")) -> Se
     return s
 
 
+def _read_session(request: Request) -> Iterator[Session]:
+    with ctx(request).db.read_session() as s:
+        yield s
+
+
+async def get_read_db(s: Session = Depends(_read_session, scope="function")) -> Session:
+    """The session of a route whose whole transaction reads data (entity and NGSI-LD queries, asset
+    pages): ``Database.read_session``, on the read replica while one is configured and close enough
+    (``SENSORHUB_DATABASE_REPLICA_URL``), else on the primary; never committed, READ ONLY on
+    PostgreSQL. A route that writes anything takes :func:`get_db` instead, and reads what it needs
+    (its own writes included) in that session, on the primary; credentials are checked on the primary
+    whichever the route takes."""
+    return s
+
+
 def request_ip(request: Request) -> str:
     return client_ip(request, tuple(ctx(request).settings.trusted_proxies))

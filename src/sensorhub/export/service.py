@@ -279,7 +279,8 @@ def create_file_export(
         e.object_key = f"{e.id}.{EXTENSIONS[plan.fmt]}"
     staging = store.staging_path(e.object_key)
     try:
-        with db.session() as s:
+        # The long scan reads committed data only: the read replica serves it when one is configured.
+        with db.read_session() as s:
             pivot = wide_rows(s, plan)
             writer = BackgroundWriter(
                 open_writer(plan.fmt, staging, plan.schema(), seconds=plan.bucket_seconds is not None)

@@ -18,7 +18,7 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from sensorhub import metrics
-from sensorhub.api.deps import ctx, get_db
+from sensorhub.api.deps import ctx, get_read_db
 from sensorhub.auth.dependencies import RequireScope
 from sensorhub.auth.principal import Principal
 from sensorhub.compat.akenza.schemas import (
@@ -53,7 +53,7 @@ def list_assets(
     size: int = Query(SIZES.default, description=f"Page size (at most {SIZES.maximum})"),
     type: str | None = Query(None, description="Entity type(s), comma-separated"),
     principal: Principal = Depends(ENTITIES),
-    db: Session = Depends(get_db),
+    db: Session = Depends(get_read_db),
 ) -> Response:
     access = principal.access("entities")
     ws_ids = entities.asset_workspaces(access, principal.workspaces, workspaceId)
@@ -70,7 +70,7 @@ def list_assets(
 def get_asset(
     asset_id: str,
     principal: Principal = Depends(ENTITIES),
-    db: Session = Depends(get_db),
+    db: Session = Depends(get_read_db),
 ) -> Response:
     access = principal.access("entities")
     e = entities.get_entity(db, access, asset_id)

@@ -23,7 +23,7 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 from starlette.convertors import Convertor, register_url_convertor
 
-from sensorhub.api.deps import ctx, get_db
+from sensorhub.api.deps import ctx, get_read_db
 from sensorhub.auth.dependencies import Public, RequireScope, RequireSession, SessionContext
 from sensorhub.auth.principal import Principal
 from sensorhub.authz.access import Access
@@ -127,7 +127,7 @@ class Reader:
         request: Request,
         accept: str | None = Header(None),
         principal: Principal = Depends(ENTITIES),
-        db: Session = Depends(get_db),
+        db: Session = Depends(get_read_db),
     ) -> None:
         self.request = request
         self.accept = accept

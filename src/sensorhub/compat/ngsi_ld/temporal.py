@@ -23,7 +23,7 @@ from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from sensorhub.api.deps import ctx, get_db
+from sensorhub.api.deps import ctx, get_read_db
 from sensorhub.auth.dependencies import RequireScope
 from sensorhub.auth.principal import Principal
 from sensorhub.authz.access import Access
@@ -440,7 +440,7 @@ def query_temporal(
     geo: GeoQuery | None = Depends(geo_params),
     accept: str | None = Header(None),
     principal: Principal = Depends(TIMESERIES),
-    db: Session = Depends(get_db),
+    db: Session = Depends(get_read_db),
 ) -> Response:
     rng = parse_range(timerel, timeAt, endTimeAt, timeproperty)
     rep = parse_representation(options, format, lastN, aggrMethods, aggrPeriodDuration)
@@ -491,7 +491,7 @@ def post_temporal_query(
     ),
     accept: str | None = Header(None),
     principal: Principal = Depends(TIMESERIES),
-    db: Session = Depends(get_db),
+    db: Session = Depends(get_read_db),
     # Last: a dependency's parameters are listed after the route's own and checked after the guard's.
     shown: RepresentationArgs = Depends(),
     paging: schemas.Paging = Depends(),
@@ -545,7 +545,7 @@ def get_temporal_entity(
     timeproperty: str | None = Query(None),
     accept: str | None = Header(None),
     principal: Principal = Depends(TIMESERIES),
-    db: Session = Depends(get_db),
+    db: Session = Depends(get_read_db),
     shown: RepresentationArgs = Depends(),
 ) -> Response:
     ld = schemas.wants_ld(accept)
