@@ -4,7 +4,8 @@
 
 One run: a scratch database on 127.0.0.1:5432 (created and dropped here), seeded like
 ``bench/timeseries/bench.py`` (an owner, a PAT, 100 devices, one day of 1-minute data each, written
-through the backfill route), then for each worker count a fresh ``sensorhub serve --workers N --no-mqtt``
+through the backfill route), then for each worker count a fresh server with N worker processes (what
+``sensorhub serve --workers N --no-mqtt`` runs, in uvicorn with a longer worker health-check timeout)
 driven by ``wrk -t1 -c32`` on:
 
 - ``GET /api/timeseries/v2/entities/dev-0/data`` — one day at ``resolution=200`` (a downsampled read);
@@ -164,6 +165,26 @@ def wrk(url: str, seconds: int, token: str, script: Path | None = None, *args: s
     return int(m.group(1)), wall
 
 
+def serve(env: dict[str, str], port: int, workers: int, log: Path | None = None) -> subprocess.Popen[bytes]:
+    """The app (``sensorhub.app:factory``, what ``sensorhub serve --no-mqtt --no-migrate`` runs) in
+    uvicorn with ``workers`` processes, told to wait 120 s for a worker's health check instead of 5: on a
+    loaded machine a starting worker can take longer, and uvicorn would kill and restart it forever."""
+    env = {
+        **env,
+        **{
+            f"SENSORHUB_{n}": ""
+            for n in ("MQTT_LISTEN", "MQTT_TLS_LISTEN", "MQTT_WS_LISTEN", "MQTT_WSS_LISTEN")
+        },
+    }
+    cmd = [str(Path(sys.executable).parent / "uvicorn"), "sensorhub.app:factory", "--factory"]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), "--log-level", "warning"]
+    cmd += ["--timeout-worker-healthcheck", "120"]
+    out = log.open("wb") if log is not None else subprocess.DEVNULL
+    return subprocess.Popen(
+        cmd, env=env, stdout=out, stderr=subprocess.STDOUT if log is not None else subprocess.DEVNULL
+    )
+
+
 def z(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -222,13 +243,11 @@ def measure(
     env: dict[str, str], tmp: Path, token: str, workers: int, seconds: int, run: int, database: str, pg: str
 ) -> dict[str, dict[str, float]]:
     port = _common.free_port()
-    server = _common.start_sensorhub(
-        env, port, "--workers", str(workers), "--no-migrate", "--data-dir", str(tmp / "sh"), wait=False
-    )
+    server = serve(env, port, workers)
     base = f"http://127.0.0.1:{port}"
     out: dict[str, dict[str, float]] = {}
     try:
-        _common.wait_http(base + "/healthz")
+        _common.wait_http(base + "/healthz", timeout=600)  # worker processes start slowly on a loaded machine
         probe = Probe(server.pid, pg, database)
         for i, (label, url, script, points) in enumerate(routes(base, token)):
             # Each write run inserts into a time range of its own (epoch seconds, 6 hours apart; the
@@ -281,12 +300,16 @@ def replica_comparison(env: dict[str, str], workers: int, seconds: int) -> dict[
         for mode in ("primary", "replica"):
             e = {**env, "SENSORHUB_DATABASE_REPLICA_URL": replica_url} if mode == "replica" else env
             port = _common.free_port()
-            server = _common.start_sensorhub(
-                e, port, "--workers", str(workers), "--no-migrate", "--data-dir", str(tmp / "sh"), wait=False
-            )
+            log = tmp / f"server-{mode}.log"
+            server = serve(e, port, workers, log)
             base = f"http://127.0.0.1:{port}"
             try:
-                _common.wait_http(base + "/healthz")
+                try:
+                    _common.wait_http(
+                        base + "/healthz", timeout=600
+                    )  # worker processes start slowly on a loaded machine
+                except SystemExit:
+                    sys.exit(f"the server did not come up:\n{log.read_text()[-3000:]}")
                 probe = Probe(server.pid, admin, database, cluster.url(cluster.replica, "postgres"))
                 for label, url, script, _points in routes(base, token)[:2]:
                     wrk(url, 2, token, script)
@@ -332,6 +355,7 @@ def lag_under_writes(replica: Any, base: str, token: str, seconds: int) -> dict[
                 samples.append((st.lag_seconds, st.lag_bytes or 0))
             done.wait(0.1)
 
+    replica.check()  # as the server does at every interval: the replica's position while idle is known
     t = threading.Thread(target=sample)
     t.start()
     first = str(int((DAY0 + timedelta(days=10)).timestamp()))

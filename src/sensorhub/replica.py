@@ -7,11 +7,12 @@ revocation, sessions, anything that writes and whatever it reads first — runs 
 
 The lag is measured, at most every ``SENSORHUB_DATABASE_REPLICA_CHECK_SECONDS``, by comparing the
 primary's WAL position with what the replica has replayed: when the replica has replayed everything the
-primary had written, the lag is 0; otherwise it is the time since the last transaction the replica
-replayed committed on the primary (``pg_last_xact_replay_timestamp()``), an over-estimate, so a replica
-is never believed closer than it is. A replica that does not answer, is not in recovery (promoted:
-no longer a copy of this primary), or lags more than the bound is not used until a later check says
-otherwise; each change of state is logged once.
+primary had written, the lag is 0; otherwise it is the time since the latest moment whose state the
+replica is known to hold — the commit it replayed last (``pg_last_xact_replay_timestamp()``), or an
+earlier check at which the primary's WAL position is one the replica has replayed since, both on the
+primary's clock. It is an upper bound, so a replica is never believed closer than it is. A replica that
+does not answer, is not in recovery (promoted: no longer a copy of this primary), or lags more than the
+bound is not used until a later check says otherwise; each change of state is logged once.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import logging
 import math
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -81,6 +83,8 @@ class Replica:
         self.interval = settings.database_replica_check_seconds
         self._state = ReplicaState(False, None, None, "not checked yet")
         self._checking = threading.Lock()
+        # The primary's WAL position and clock at recent checks (for _staleness).
+        self._positions: deque[tuple[int, datetime]] = deque(maxlen=64)
 
     def state(self) -> ReplicaState:
         """The last check's verdict, checked again first when it is older than the interval (by one
@@ -150,12 +154,23 @@ class Replica:
             return ReplicaState(False, None, None, _unreachable(e), now), _first_line(e)
         if not recovering or replayed is None:
             return ReplicaState(False, None, None, "not a standby (pg_is_in_recovery() is false)", now), ""
-        behind = max(0, _lsn(primary_lsn) - _lsn(replayed))
-        lag = 0.0 if behind == 0 else _seconds_since(replayed_at, primary_clock)
+        position, replayed_at_lsn = _lsn(primary_lsn), _lsn(replayed)
+        behind = max(0, position - replayed_at_lsn)
+        lag = 0.0 if behind == 0 else self._staleness(replayed_at_lsn, replayed_at, primary_clock)
+        self._positions.append((position, primary_clock))
         if lag > self.max_lag:
             why = f"lagging ({lag:.1f} s behind, {behind} bytes; bound {self.max_lag:g} s)"
             return ReplicaState(False, lag, behind, why, now), ""
         return ReplicaState(True, lag, behind, "ok", now), ""
+
+    def _staleness(self, replayed: int, replayed_at: datetime | None, now: datetime) -> float:
+        """How old, at most, the replica's data is (seconds): the replica holds everything the primary had
+        at the last commit it replayed, and everything the primary had at an earlier check whose WAL
+        position it has replayed since; the later of the two moments is the bound. (The commit alone
+        would make a replica that is a few bytes behind after an idle hour look an hour old.)"""
+        seen = [at for position, at in list(self._positions) if position <= replayed]
+        bound = _seconds_since(replayed_at, now)
+        return min(bound, (now - max(seen)).total_seconds()) if seen else bound
 
     def dispose(self) -> None:
         self.engine.dispose()
