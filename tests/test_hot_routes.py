@@ -294,3 +294,68 @@ def test_the_data_read_answers_as_the_plain_routing(
     assert body["bucket_seconds"] == 600 and len(body["timestamps"]) == 144
     clamped = client.get(good, headers=bearer(windowed)).json()
     assert clamped["timestamps"][0] == "2024-01-01T06:00:00Z" and len(clamped["timestamps"]) == 36
+
+
+def test_the_device_list_answers_as_the_plain_routing(
+    app: FastAPI, client: TestClient, plain: TestClient, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GET /api/devices (parameters read by the direct lane): pages, slices and types, each parameter
+    valid, malformed, out of bounds or repeated, unknown parameters, credentials of other reach, scopes
+    and tenants, and methods."""
+    monkeypatch.setattr(world.ctx.auth.settings, "failed_auth_limit", 10_000)
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    world.org("acme", ("main", "lab"))
+    world.org("other")
+    world.user("ann@example.com", "acme", "member")
+    world.user("ann@example.com", "other", "member")
+    for i in range(5):
+        world.entity(
+            "acme", "main" if i < 3 else "lab", f"urn:ngsi-ld:Device:hot-{i}", "Lab" if i % 2 else "Device"
+        )
+    world.entity("other", "main", "urn:ngsi-ld:Device:theirs")
+    key = world.api_key("acme", ["ingest"], name="in")
+    for i in range(5):
+        r = client.post(
+            f"/v3/devices/urn:ngsi-ld:Device:hot-{i}/backfill", json=_minutes(3 + i, t0), headers=bearer(key)
+        )
+        assert r.status_code == 200, r.text
+    token = world.pat("ann@example.com", ["telemetry"], "acme", organisations=["acme"])
+    both = world.pat("ann@example.com", ["telemetry"], "both")
+    windowed = world.pat("ann@example.com", ["telemetry"], "windowed", time_end=t0 + timedelta(minutes=2))
+    no_scope = world.pat("ann@example.com", ["timeseries"], "ts")
+    queries = [
+        "",
+        "limit=2",
+        "limit=2&offset=3",
+        "offset=4",
+        "type=Lab",
+        "type=Lab&limit=1&offset=1",
+        "type=",
+        "type=nope",
+        "type=Lab&type=Device",
+        *(f"limit={v}" for v in ("0", "1000", "1001", "abc", "007", "+5", " 5", "1e3", "", "2.0", "9" * 30)),
+        *(f"offset={v}" for v in ("-1", "1000000", "1000001", "x", "")),
+        "limit=2&limit=abc",
+        "limit=abc&limit=2",
+        "unknown=1",
+    ]
+    cases: list[tuple[str, str, dict[str, str]]] = [
+        ("GET", f"/api/devices?{q}", bearer(token)) for q in queries
+    ]
+    for cred in ({}, bearer(token[:-1] + "A"), bearer(no_scope), bearer(windowed), bearer(both),
+                 {**bearer(both), "NGSILD-Tenant": "acme"}, {**bearer(both), "NGSILD-Tenant": "other"},
+                 {**bearer(both), "NGSILD-Tenant": "nope"}, {"x-api-key": token}):  # fmt: skip
+        cases.append(("GET", "/api/devices", cred))
+        cases.append(("GET", "/api/devices?limit=abc", cred))  # auth comes before parameter errors
+    for method in ("HEAD", "POST", "DELETE", "OPTIONS"):
+        cases.append((method, "/api/devices", bearer(token)))
+    cases += [("GET", "/api/devices/", bearer(token)), ("GET", "/API/DEVICES", bearer(token))]
+    statuses = set()
+    for method, url, headers in cases:
+        fast, slow = _answer(client, method, url, headers), _answer(plain, method, url, headers)
+        assert fast == slow, (method, url, headers)
+        statuses.add(fast[0])
+    assert {200, 400, 401, 403, 405}.issubset(statuses), statuses
+    page = client.get("/api/devices", headers=bearer(both)).json()
+    assert [d["id"] for d in page] == [f"urn:ngsi-ld:Device:hot-{i}" for i in range(5)]  # theirs: no series
+    assert page[4]["attributes"]["temperature"]["value"] == 3.0  # the latest of 7 points

@@ -54,13 +54,14 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-# Read-only routes that clients call on every start or poll (token introspection, grants), and the
-# downsampled read every chart makes.
+# Read-only routes that clients call on every start or poll (token introspection, grants, the latest
+# values of a page of devices), and the downsampled read every chart makes.
 HOT_PATHS = (
     "/api/tokens/self",
     "/api/managements",
     "/healthz",
     "/api/timeseries/v2/entities/{entity_id}/data",
+    "/api/devices",
 )
 
 
