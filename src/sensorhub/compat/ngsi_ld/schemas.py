@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Query
 
-from sensorhub.compat.ngsi_ld.contexts import CORE_REQUEST, RequestContext
+from sensorhub.compat.ngsi_ld.contexts import RequestContext
 from sensorhub.compat.ngsi_ld.geo import accepted_media, geo_from_body, geo_params
 from sensorhub.compat.ngsi_ld.render import Projection, Representation
 from sensorhub.entities.geo import GeoQuery
@@ -360,17 +360,7 @@ def _in_context(sel: Selector, ctx: RequestContext) -> Selector | None:
     return make_selector(tm.types, sel.ids, sel.id_pattern, type_sets=tm.sets)
 
 
-# --- for the temporal routes (core context only) -------------------------------------------------------
-
-
-def query_from_params(
-    *, type_: str | None, id_: str | None, id_pattern: str | None, attrs: str | None, q: str | None
-) -> EntityQuery:
-    return QueryParams(type=type_, id=id_, idPattern=id_pattern, attrs=attrs, q=q).query(CORE_REQUEST)
-
-
-def query_from_body(body: Any) -> EntityQuery:
-    return with_body(QueryParams(), body).query(CORE_REQUEST)
+# --- for the temporal routes ------------------------------------------------------------------------
 
 
 def attrs_projection(value: str | list[str] | None) -> frozenset[str] | None:

@@ -29,13 +29,14 @@ from sensorhub.auth.principal import Principal
 from sensorhub.authz.access import Access
 from sensorhub.authz.scope import Tenanted, readable_windows_us, visible_entities
 from sensorhub.compat.ngsi_ld import schemas
+from sensorhub.compat.ngsi_ld.contexts import JSONLD_REL, RequestContext
 from sensorhub.compat.ngsi_ld.geo import geo_params
-from sensorhub.compat.ngsi_ld.render import types_of
+from sensorhub.compat.ngsi_ld.render import Projection, project, types_of
+from sensorhub.compat.ngsi_ld.routes import request_context
 from sensorhub.entities import service as entities
 from sensorhub.entities.geo import GeoQuery
-from sensorhub.entities.normalize import CONTEXT_LINK, CORE_CONTEXT, one_or_many
-from sensorhub.entities.service import EntityQuery
-from sensorhub.errors import BadRequest, InsufficientScope, TooManyResults
+from sensorhub.entities.normalize import check_entity_id, one_or_many
+from sensorhub.errors import BadRequest, InsufficientScope, NotFound, TooManyResults
 from sensorhub.kit.paging import LimitPolicy
 from sensorhub.kit.time import from_us, iso, iso_array, parse_time, to_us
 from sensorhub.kit.urls import next_link
@@ -129,6 +130,40 @@ _KIND = {
     "keyValues": "temporalValues",
     "aggregatedValues": "aggregatedValues",
 }
+# Options of the entity API that the temporal API does not offer (a value of the standard, not a typo).
+_NOT_OFFERED = {
+    "sysAttrs": "instances carry observedAt only (no createdAt/modifiedAt per instance)",
+    "concise": "the temporal representations are normalized, temporalValues and aggregatedValues",
+}
+
+
+class InvalidRequest(BadRequest):
+    """A value that is not one of the standard's (an unknown ``options`` or ``format``): NGSI-LD type
+    ``InvalidRequest``, as the ETSI suite expects (6.3.12)."""
+
+    ngsi_type = "InvalidRequest"
+
+
+def _kinds(options: str | None, fmt: str | None) -> tuple[set[str], str]:
+    """The representations ``options`` names, and the one answered (``format`` takes precedence over
+    ``options``, CIM 009 V1.8.1 6.3.12)."""
+    opts = [o.strip() for o in (options or "").split(",") if o.strip()]
+    for o in opts:
+        if o in _NOT_OFFERED:
+            raise BadRequest(f"option {o!r} is not offered on the temporal API: {_NOT_OFFERED[o]}")
+    unknown = [o for o in opts if o not in _KIND]
+    if unknown:
+        raise InvalidRequest(
+            f"unknown option {unknown[0][:40]!r} on the temporal API; use temporalValues or aggregatedValues"
+        )
+    if fmt is not None and fmt not in _KIND:
+        raise InvalidRequest("format must be normalized, temporalValues, simplified or aggregatedValues")
+    kinds = {_KIND[o] for o in opts}
+    if fmt is not None:
+        return kinds, _KIND[fmt]
+    if len(kinds) > 1:
+        raise BadRequest("options: choose one of normalized, temporalValues and aggregatedValues")
+    return kinds, next(iter(kinds)) if kinds else "normalized"
 
 
 def parse_representation(
@@ -138,29 +173,58 @@ def parse_representation(
     aggr_methods: str | None,
     aggr_period: str | None,
 ) -> Representation:
-    opts = [o.strip() for o in (options or "").split(",") if o.strip()]
-    known = set(_KIND)
-    unknown = [o for o in opts if o not in known]
-    if unknown:
-        raise BadRequest(
-            f"unknown option {unknown[0][:40]!r} on the temporal API; use temporalValues or aggregatedValues"
-        )
-    kinds = {_KIND[o] for o in opts}
-    if fmt is not None:
-        if fmt not in known:
-            raise BadRequest("format must be normalized, temporalValues, simplified or aggregatedValues")
-        kinds.add(_KIND[fmt])
-    if len(kinds) > 1:
-        raise BadRequest("options/format: choose one of normalized, temporalValues and aggregatedValues")
-    kind = kinds.pop() if kinds else "normalized"
+    kinds, kind = _kinds(options, fmt)
     n = _last_n(last_n)
     if kind != "aggregatedValues":
         if aggr_methods is not None or aggr_period is not None:
-            raise BadRequest("aggrMethods and aggrPeriodDuration need options=aggregatedValues")
+            if "aggregatedValues" not in kinds:
+                raise BadRequest("aggrMethods and aggrPeriodDuration need options=aggregatedValues")
+            # options=aggregatedValues overridden by format: still checked, not applied.
+            T.check_methods(aggr_methods)
+            T.parse_period(aggr_period)
         return Representation(kind, last_n=n)
     if n is not None:
         raise BadRequest("lastN cannot be combined with aggregatedValues")
     return Representation(kind, T.check_methods(aggr_methods), T.parse_period(aggr_period))
+
+
+@dataclass(frozen=True, slots=True)
+class Members:
+    """Which attributes are read (``attrs``: stored names; ``None`` = all) and which members of each
+    entity are shown (``pick``/``omit``: names as the request writes them, ``id`` and ``type`` included)."""
+
+    attrs: frozenset[str] | None = None
+    pick: Projection | None = None
+    omit: Projection | None = None
+
+    def reads(self, stored: str, rc: RequestContext) -> bool:
+        if self.attrs is not None and stored not in self.attrs:
+            return False
+        shown = rc.shown(stored)
+        if self.pick is not None and shown not in self.pick:
+            return False
+        return self.omit is None or shown not in self.omit
+
+
+def parse_members(
+    attrs: str | list[str] | None,
+    pick: str | list[str] | None,
+    omit: str | list[str] | None,
+    rc: RequestContext,
+) -> Members:
+    names = schemas.attrs_projection(attrs)
+    p = schemas.projection(pick, "pick")
+    o = schemas.projection(omit, "omit")
+    if p is not None and o is not None:
+        raise BadRequest("pick and omit cannot be used together")
+    if names is not None and (p is not None or o is not None):
+        raise BadRequest("attrs cannot be combined with pick or omit: name the attributes in pick instead")
+    for what, proj in (("pick", p), ("omit", o)):
+        if proj is not None and any(v is not None for v in proj.values()):
+            raise BadRequest(
+                f"{what}: the temporal API has no linked entities (no join), so name{{…}} is not allowed"
+            )
+    return Members(frozenset(rc.stored(a) for a in names) if names is not None else None, p, o)
 
 
 def _last_n(text: str | None) -> int | None:
@@ -175,10 +239,6 @@ def _last_n(text: str | None) -> int | None:
     return n
 
 
-def _attr_names(attrs: str | list[str] | None) -> frozenset[str] | None:
-    return schemas.attrs_projection(attrs)
-
-
 # --- reading ----------------------------------------------------------------------------------------
 
 
@@ -189,6 +249,7 @@ class _Read:
     series: SeriesInfo
     inst: T.Instances | None = None
     agg: T.Aggregated | None = None
+    emptied: bool = False  # every instance fell beyond the page's time range: shown as an empty list
 
 
 def _windows(access: Access, e: Tenanted, rng: TimeRange) -> list[tuple[int, int]]:
@@ -225,25 +286,33 @@ def _read_one(
 
 
 def _cut(reads: list[_Read], rep: Representation, rng: TimeRange) -> str | None:
-    """Cut every attribute of the page to one time range when any was truncated; the Content-Range."""
+    """Cut every attribute of the page to one time range when any was truncated; the Content-Range
+    (6.3.10: ``date-time <start>-<end>/<size>``, newest first with ``lastN``, where ``start`` is the
+    range's upper bound when the request gave one)."""
     trunc = [r.inst for r in reads if r.inst is not None and r.inst.truncated and len(r.inst.ts)]
     if not trunc:
         return None
-    insts = [r.inst for r in reads if r.inst is not None and len(r.inst.ts)]
+    live = [r for r in reads if r.inst is not None and len(r.inst.ts)]
     size = str(rep.last_n) if rep.last_n is not None else "*"
     if rep.last_n is None:
         end = min(int(i.ts[-1]) for i in trunc)
-        for i in insts:
-            keep = i.ts <= end
-            i.ts, i.values = i.ts[keep], i.values[keep]
-        start = rng.origin if rng.origin is not None else min(int(i.ts[0]) for i in insts if len(i.ts))
+        start = rng.origin if rng.origin is not None else min(int(r.inst.ts[0]) for r in live if r.inst)
+        _keep(live, lambda ts: ts <= end)
         return f"date-time {iso(start)}-{iso(end)}/{size}"
     oldest = max(int(i.ts[0]) for i in trunc)
-    for i in insts:
-        keep = i.ts >= oldest
-        i.ts, i.values = i.ts[keep], i.values[keep]
-    newest = max(int(i.ts[-1]) for i in insts if len(i.ts))
+    _keep(live, lambda ts: ts >= oldest)
+    newest = (
+        rng.hi if rng.hi is not None else max(int(r.inst.ts[-1]) for r in live if r.inst and len(r.inst.ts))
+    )
     return f"date-time {iso(newest)}-{iso(oldest)}/{size}"
+
+
+def _keep(reads: list[_Read], which: Any) -> None:
+    for r in reads:
+        assert r.inst is not None
+        keep = which(r.inst.ts)
+        r.inst.ts, r.inst.values = r.inst.ts[keep], r.inst.values[keep]
+        r.emptied = not len(r.inst.ts)
 
 
 def _render_attr(r: _Read, rep: Representation) -> Any:
@@ -261,7 +330,7 @@ def _render_attr(r: _Read, rep: Representation) -> Any:
             body["unitCode"] = unit
         return body
     assert r.inst is not None
-    if not len(r.inst.ts):
+    if not len(r.inst.ts) and not r.emptied:
         return None
     times = iso_array(r.inst.ts).tolist()
     vals = r.inst.values.tolist()
@@ -286,25 +355,37 @@ def _render_attr(r: _Read, rep: Representation) -> Any:
 
 
 def _entity_body(
-    eid: str, types: list[str], scopes: list[str] | None, reads: list[_Read], rep: Representation, ld: bool
+    eid: str,
+    types: list[str],
+    scopes: list[str] | None,
+    reads: list[_Read],
+    rep: Representation,
+    rc: RequestContext,
+    members: Members,
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {"id": eid, "type": one_or_many(types)}
+    """The entity's temporal representation, names written through the request's context and
+    projected by ``pick``/``omit`` (without ``@context``: see :func:`_with_context`)."""
+    body: dict[str, Any] = {"id": eid, "type": one_or_many([rc.shown(t) for t in types])}
     if scopes:
         body["scope"] = one_or_many(scopes)
     for r in reads:
         rendered = _render_attr(r, rep)
         if rendered is not None:
-            body[r.series.attribute] = rendered
-    if ld:
-        body["@context"] = CORE_CONTEXT
-    return body
+            body[rc.shown(r.series.attribute)] = rendered
+    return project(body, members.pick, members.omit)
 
 
-def _respond(body: Any, ld: bool, content_range: str | None, headers: dict[str, str]) -> Response:
+def _with_context(body: dict[str, Any], ld: bool, rc: RequestContext) -> dict[str, Any]:
+    return {**body, "@context": rc.ref} if ld else body
+
+
+def _respond(
+    body: Any, ld: bool, rc: RequestContext, content_range: str | None, headers: dict[str, str]
+) -> Response:
     h = dict(headers)
     links = [h.pop("Link")] if "Link" in h else []
     if not ld:
-        links.append(CONTEXT_LINK)
+        links.append(f'<{rc.link_url}>; rel="{JSONLD_REL}"; type="application/ld+json"')
     h["Link"] = ", ".join(links)
     status = 200
     if content_range is not None:
@@ -324,16 +405,26 @@ def _entities_access(principal: Principal) -> Access:
     return principal.access("entities")  # narrowed by NGSILD-Tenant in the guard
 
 
-def _pick(series: Sequence[SeriesInfo], attrs: frozenset[str] | None) -> list[SeriesInfo]:
-    return [x for x in series if attrs is None or x.attribute in attrs]
+def _pick(series: Sequence[SeriesInfo], members: Members, rc: RequestContext) -> list[SeriesInfo]:
+    return [x for x in series if members.reads(x.attribute, rc)]
+
+
+def _check_limit(limit: int | None) -> int:
+    if limit is not None and limit > entities.MAX_LIMIT:
+        # As on /entities: never silently fewer entities than asked for.
+        raise TooManyResults(
+            f"limit {str(limit)[:20]} is more than this server hands out per page ({entities.MAX_LIMIT}): "
+            f'ask for at most {entities.MAX_LIMIT} and follow the Link rel="next" URL'
+        )
+    return LIMITS.resolve(limit)
 
 
 def _query(
     request: Request,
     db: Session,
     principal: Principal,
-    query: EntityQuery,
-    attrs: frozenset[str] | None,
+    rc: RequestContext,
+    params: schemas.QueryParams,
     rng: TimeRange,
     rep: Representation,
     *,
@@ -341,16 +432,12 @@ def _query(
     paging: schemas.Paging,
 ) -> Response:
     ld = schemas.wants_ld(accept)
-    limit = paging.limit
+    members = parse_members(params.attrs, params.pick, params.omit, rc)
+    # attrs names the series to return; the entity part of the query is the entity API's own.
+    query = replace(params, attrs=None).query(rc)
     access_e = _entities_access(principal)
     access_ts = principal.access("timeseries")
-    if limit is not None and limit > entities.MAX_LIMIT:
-        # As on /entities: never silently fewer entities than asked for.
-        raise TooManyResults(
-            f"limit {str(limit)[:20]} is more than this server hands out per page ({entities.MAX_LIMIT}): "
-            f'ask for at most {entities.MAX_LIMIT} and follow the Link rel="next" URL'
-        )
-    lim = LIMITS.resolve(limit)
+    lim = _check_limit(paging.limit)
     page = entities.query_entities(
         db,
         access_e,
@@ -367,11 +454,14 @@ def _query(
     store = store_for(db)
     per_entity: list[tuple[Any, list[_Read]]] = []
     for r in page.rows:
-        chosen = _pick(by_entity.get((r.org_id, r.entity_id), []), attrs)
+        chosen = _pick(by_entity.get((r.org_id, r.entity_id), []), members, rc)
         windows = _windows(access_ts, r, rng) if chosen else []
         per_entity.append((r, [_read_one(store, x, windows, rng, rep) for x in chosen]))
     content_range = _cut([x for _, reads in per_entity for x in reads], rep, rng)
-    body = [_entity_body(r.entity_id, types_of(r), r.scopes, reads, rep, ld) for r, reads in per_entity]
+    body = [
+        _with_context(_entity_body(r.entity_id, types_of(r), r.scopes, reads, rep, rc, members), ld, rc)
+        for r, reads in per_entity
+    ]
     headers: dict[str, str] = {}
     if page.count is not None:
         headers["NGSILD-Results-Count"] = str(page.count)
@@ -383,7 +473,7 @@ def _query(
             offset=page.next_offset,
             cursor=page.next_cursor,
         )
-    return _respond(body, ld, content_range, headers)
+    return _respond(body, ld, rc, content_range, headers)
 
 
 # --- routes -----------------------------------------------------------------------------------------
@@ -414,14 +504,18 @@ class RepresentationArgs:
     tags=TAGS,
     summary="Query the temporal evolution of entities",
     description=_DOC,
+    openapi_extra=schemas.REFUSED_EXTRA,
 )
 def query_temporal(
     request: Request,
-    type: str | None = Query(None, description="Entity types, comma-separated"),
+    type: str | None = Query(None, description="Entity types: `A,B` or `A|B` (either), `A;B` (both), `(…)`"),
     id: str | None = Query(None, description="Entity ids, comma-separated"),
     idPattern: str | None = Query(None, description="Regular expression on the entity id"),
     q: str | None = Query(None, description="Filter on the entities' current attribute values"),
+    scopeQ: str | None = Query(None, description="Scope query, e.g. /farm/#"),
     attrs: SeriesAttrs = None,
+    pick: schemas.Pick = None,
+    omit: schemas.Omit = None,
     timerel: str | None = Query(None, description="before | after | between"),
     timeAt: str | None = Query(None, description="ISO 8601 date-time"),
     endTimeAt: str | None = Query(None, description="ISO 8601 date-time (with between)"),
@@ -430,9 +524,12 @@ def query_temporal(
         None, description=f"Only the newest N instances per attribute (1-{MAX_LAST_N})"
     ),
     options: str | None = Query(None, description="temporalValues | aggregatedValues"),
-    format: str | None = Query(None, description="normalized | temporalValues | aggregatedValues"),
+    format: str | None = Query(
+        None, description="normalized | temporalValues | aggregatedValues (takes precedence over options)"
+    ),
     aggrMethods: str | None = Query(None, description=", ".join(T.AGGR_METHODS)),
     aggrPeriodDuration: str | None = Query(None, description="ISO 8601 duration, e.g. PT1H, P1D, P1M"),
+    local: schemas.Local = None,
     limit: int | None = Query(None, description="Entities per page; default 100, at most 500"),
     offset: int = Query(0, ge=0),
     count: bool = Query(False),
@@ -444,15 +541,22 @@ def query_temporal(
 ) -> Response:
     rng = parse_range(timerel, timeAt, endTimeAt, timeproperty)
     rep = parse_representation(options, format, lastN, aggrMethods, aggrPeriodDuration)
-    query = replace(
-        schemas.query_from_params(type_=type, id_=id, id_pattern=idPattern, attrs=None, q=q), geo=geo
+    _check_limit(limit)
+    if not (type or attrs or q or scopeQ or geo is not None or local):
+        # 5.7.4.4: a query over every entity must say so (local=true), not arrive by omission.
+        raise BadRequest(
+            "a temporal query needs at least one of type, attrs, q, scopeQ or a geo-query (georel), "
+            "or local=true to ask for every entity"
+        )
+    params = schemas.QueryParams(
+        type=type, id=id, idPattern=idPattern, q=q, scopeQ=scopeQ, attrs=attrs, pick=pick, omit=omit, geo=geo
     )
     return _query(
         request,
         db,
         principal,
-        query,
-        _attr_names(attrs),
+        request_context(request),
+        params,
         rng,
         rep,
         accept=accept,
@@ -468,6 +572,7 @@ TEMPORAL_Q_MEMBERS = frozenset({"timerel", "timeAt", "endTimeAt", "timeproperty"
     tags=TAGS,
     summary="Query the temporal evolution of entities (POST body, NGSI-LD 1.8 path)",
     description="The same as `POST /ngsi-ld/v1/temporalEntityOperations/query`, at the path NGSI-LD 1.8 names.",
+    openapi_extra=schemas.REFUSED_EXTRA,
 )
 @router.post(
     f"{NGSI}/temporalEntityOperations/query",
@@ -475,6 +580,7 @@ TEMPORAL_Q_MEMBERS = frozenset({"timerel", "timeAt", "endTimeAt", "timeproperty"
     summary="Query the temporal evolution of entities (POST body)",
     description="An NGSI-LD `Query` body with `temporalQ` {timerel, timeAt, endTimeAt, timeproperty}; "
     "`lastN`, `options`, `aggrMethods`, `aggrPeriodDuration` and paging in the query string. " + _DOC,
+    openapi_extra=schemas.REFUSED_EXTRA,
 )
 def post_temporal_query(
     request: Request,
@@ -514,20 +620,9 @@ def post_temporal_query(
             raise BadRequest(f"temporalQ.{k} must be a string")
     rng = parse_range(tq.get("timerel"), tq.get("timeAt"), tq.get("endTimeAt"), tq.get("timeproperty"))
     rep = shown.parse()
-    # attrs names the series to return; the entity part of the Query is the entity API's own.
-    query = replace(schemas.query_from_body(rest), attrs=None)  # geoQ included
-    picked = _attr_names(rest.get("attrs"))
-    return _query(
-        request,
-        db,
-        principal,
-        query,
-        picked,
-        rng,
-        rep,
-        accept=accept,
-        paging=paging,
-    )
+    rc = request_context(request, body)
+    params = schemas.with_body(schemas.QueryParams(), rest)  # geoQ included
+    return _query(request, db, principal, rc, params, rng, rep, accept=accept, paging=paging)
 
 
 @router.get(
@@ -535,23 +630,30 @@ def post_temporal_query(
     tags=TAGS,
     summary="Retrieve the temporal evolution of an entity",
     description=_DOC,
+    openapi_extra=schemas.REFUSED_EXTRA,
 )
 def get_temporal_entity(
+    request: Request,
     entity_id: str,
     attrs: SeriesAttrs = None,
+    pick: schemas.Pick = None,
+    omit: schemas.Omit = None,
     timerel: str | None = Query(None),
     timeAt: str | None = Query(None),
     endTimeAt: str | None = Query(None),
     timeproperty: str | None = Query(None),
+    local: schemas.Local = None,
     accept: str | None = Header(None),
     principal: Principal = Depends(TIMESERIES),
     db: Session = Depends(get_read_db),
     shown: RepresentationArgs = Depends(),
 ) -> Response:
     ld = schemas.wants_ld(accept)
+    check_entity_id(entity_id, "the entity id in the path")  # not a URI: 400 BadRequestData
     rng = parse_range(timerel, timeAt, endTimeAt, timeproperty)
     rep = shown.parse()
-    picked = _attr_names(attrs)
+    rc = request_context(request)
+    members = parse_members(attrs, pick, omit, rc)
     access_e = _entities_access(principal)
     access_ts = principal.access("timeseries")
     e = entities.get_entity(db, access_e, entity_id)
@@ -559,9 +661,15 @@ def get_temporal_entity(
         SeriesInfo(x.id, e.entity_id, x.attribute, x.unit, e.org_id, e.workspace_id)
         for x in series_of_entities(db, [e.pk])[e.pk]
     ]
-    chosen = _pick(series, picked) if access_ts.allows(e.org_id, e.workspace_id, e.entity_id) else []
+    readable = access_ts.allows(e.org_id, e.workspace_id, e.entity_id)
+    chosen = _pick(series, members, rc) if readable else []
+    if members.attrs is not None and not chosen:
+        raise NotFound(f"entity '{entity_id}' has no temporal evolution of the attributes attrs names")
     windows = _windows(access_ts, e, rng) if chosen else []
     store = store_for(db)
     reads = [_read_one(store, x, windows, rng, rep) for x in chosen]
     content_range = _cut(reads, rep, rng)
-    return _respond(_entity_body(e.entity_id, e.types, e.scopes, reads, rep, ld), ld, content_range, {})
+    body = _entity_body(e.entity_id, e.types, e.scopes, reads, rep, rc, members)
+    if not body:
+        raise NotFound(f"entity '{entity_id}' has no member left after pick/omit")
+    return _respond(_with_context(body, ld, rc), ld, rc, content_range, {})
