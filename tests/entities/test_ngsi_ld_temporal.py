@@ -302,7 +302,8 @@ def test_token_time_window_clamps_every_instant(
         params={"type": "Vehicle", "timerel": "before", "timeAt": z(T0 + timedelta(minutes=10))},
         headers=h,
     )
-    assert r.status_code == 200 and set(r.json()[0]) == {"id", "type"}  # nothing readable before 12:10
+    # Nothing readable before 12:10: the temporal query selects no entity (5.7.4.4).
+    assert r.status_code == 200 and r.json() == []
 
 
 def test_more_instances_than_a_page_is_206_with_content_range(client: TestClient, world: World) -> None:
@@ -460,3 +461,26 @@ def test_sumsq_migration_backfills_existing_rollups(ctx: Any, world: World) -> N
     assert got == pytest.approx(sum(float(i) ** 2 for i in range(0, 200, 7)))
     assert hours[0] == pytest.approx(sum(float(i) ** 2 for i in range(0, 60, 7)))
     assert not math.isnan(got)
+
+
+def test_entities_without_instances_in_the_range_drop_out_and_the_page_is_still_full(
+    client: TestClient, world: World
+) -> None:
+    """5.7.4.4: with timerel, only entities with instances in the range are answered; the page is filled
+    from the following entities, so limit=2 still gives two entities (and a next link while more exist)."""
+    world.org("acme")
+    world.user("o@acme.test", "acme", "owner")
+    ingest = world.pat("o@acme.test", ["ingest"], name="ingest")
+    for i in range(5):
+        eid = f"urn:ngsi-ld:Vehicle:v{i}"
+        world.entity("acme", "main", eid, "Vehicle")
+        at = T0 if i % 2 else T0 - timedelta(days=30)  # v1 and v3 have data on T0; v0, v2, v4 a month before
+        backfill(client, ingest, eid, [(at, {"speed": float(i)})])
+    h = bearer(world.pat("o@acme.test", ["entities", "timeseries"]))
+    p = {"type": "Vehicle", "timerel": "after", "timeAt": z(T0 - timedelta(days=1)), "limit": "1"}
+    r = client.get(TE, params=p, headers=h)
+    assert [e["id"] for e in r.json()] == ["urn:ngsi-ld:Vehicle:v1"]
+    r2 = client.get(r.links["next"]["url"], headers=h)
+    assert [e["id"] for e in r2.json()] == ["urn:ngsi-ld:Vehicle:v3"]
+    r = client.get(TE, params={**p, "limit": "2"}, headers=h)
+    assert [e["id"] for e in r.json()] == ["urn:ngsi-ld:Vehicle:v1", "urn:ngsi-ld:Vehicle:v3"]

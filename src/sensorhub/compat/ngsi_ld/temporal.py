@@ -36,7 +36,13 @@ from sensorhub.compat.ngsi_ld.routes import request_context
 from sensorhub.entities import service as entities
 from sensorhub.entities.geo import GeoQuery
 from sensorhub.entities.normalize import check_entity_id, one_or_many
-from sensorhub.errors import BadRequest, InsufficientScope, NotFound, TooManyResults
+from sensorhub.errors import (
+    BadRequest,
+    InsufficientScope,
+    NotFound,
+    NotImplementedFeature,
+    TooManyResults,
+)
 from sensorhub.kit.paging import LimitPolicy
 from sensorhub.kit.time import from_us, iso, iso_array, parse_time, to_us
 from sensorhub.kit.urls import next_link
@@ -52,6 +58,8 @@ TAGS: list[str | Enum] = ["NGSI-LD temporal"]
 LIMITS = LimitPolicy(default=entities.DEFAULT_LIMIT, maximum=entities.MAX_LIMIT, minimum=1, clamp=True)
 MAX_INSTANCES = 1000  # instances per attribute in one answer; more → 206 + Content-Range
 MAX_LAST_N = 100_000
+# Pages of entities read to fill one answer when entities without instances in the time range drop out.
+MAX_FILL_ROUNDS = 10
 TIMERELS = ("before", "after", "between")
 _DOC = (
     "Temporal evolution of the entities' numeric attributes. Needs the `timeseries` and `entities` "
@@ -197,13 +205,10 @@ class Members:
     pick: Projection | None = None
     omit: Projection | None = None
 
-    def reads(self, stored: str, rc: RequestContext) -> bool:
-        if self.attrs is not None and stored not in self.attrs:
-            return False
-        shown = rc.shown(stored)
-        if self.pick is not None and shown not in self.pick:
-            return False
-        return self.omit is None or shown not in self.omit
+    def reads(self, stored: str) -> bool:
+        """Whether the attribute is read: ``attrs`` selects (the entities, too, with a time range);
+        ``pick``/``omit`` only shape what is shown."""
+        return self.attrs is None or stored in self.attrs
 
 
 def parse_members(
@@ -405,8 +410,29 @@ def _entities_access(principal: Principal) -> Access:
     return principal.access("entities")  # narrowed by NGSILD-Tenant in the guard
 
 
-def _pick(series: Sequence[SeriesInfo], members: Members, rc: RequestContext) -> list[SeriesInfo]:
-    return [x for x in series if members.reads(x.attribute, rc)]
+def _pick(series: Sequence[SeriesInfo], members: Members) -> list[SeriesInfo]:
+    return [x for x in series if members.reads(x.attribute)]
+
+
+def _refuse_non_numeric(
+    current: dict[str, Any], series: Sequence[SeriesInfo], members: Members, rc: RequestContext
+) -> None:
+    """501 when ``attrs``/``pick`` names an attribute the entity has but whose history is not kept
+    (non-numeric values are stored as the latest state only, never as a time series)."""
+    named = set(members.attrs or ()) | {rc.stored(n) for n in members.pick or ()}
+    kept = {x.attribute for x in series}
+    missing = sorted(n for n in named if n in current and n not in kept)
+    if missing:
+        kind = (
+            current[missing[0]].get("type", "Property")
+            if isinstance(current[missing[0]], dict)
+            else "Property"
+        )
+        raise NotImplementedFeature(
+            f"the temporal evolution of '{rc.shown(missing[0])}' ({kind}) is not kept: sensorhub keeps the "
+            "history of numeric values only; non-numeric attributes have their latest state only "
+            "(GET /ngsi-ld/v1/entities/{id})"
+        )
 
 
 def _check_limit(limit: int | None) -> int:
@@ -417,6 +443,35 @@ def _check_limit(limit: int | None) -> int:
             f'ask for at most {entities.MAX_LIMIT} and follow the Link rel="next" URL'
         )
     return LIMITS.resolve(limit)
+
+
+def _read_page(
+    db: Session,
+    store: TimeseriesStore,
+    access_ts: Access,
+    rows: Sequence[Any],
+    members: Members,
+    rc: RequestContext,
+    rng: TimeRange,
+    rep: Representation,
+) -> list[tuple[Any, list[_Read]]]:
+    """The chosen attributes of each listed entity, read. With a time range (``timerel``) an entity with
+    no instance in it is not part of the answer (5.7.4.4: the temporal query selects the entities)."""
+    by_entity: dict[tuple[str, str], list[SeriesInfo]] = {}
+    for x in series_of_listed(db, visible_entities(access_ts), [r.entity_id for r in rows]):
+        by_entity.setdefault((x.org_id, x.entity_id), []).append(x)
+    out: list[tuple[Any, list[_Read]]] = []
+    for r in rows:
+        chosen = _pick(by_entity.get((r.org_id, r.entity_id), []), members)
+        windows = _windows(access_ts, r, rng) if chosen else []
+        reads = [_read_one(store, x, windows, rng, rep) for x in chosen]
+        if (rng.lo is None and rng.hi is None) or any(_has_data(x) for x in reads):
+            out.append((r, reads))
+    return out
+
+
+def _has_data(r: _Read) -> bool:
+    return bool((r.inst is not None and len(r.inst.ts)) or (r.agg is not None and len(r.agg.starts)))
 
 
 def _query(
@@ -438,33 +493,34 @@ def _query(
     access_e = _entities_access(principal)
     access_ts = principal.access("timeseries")
     lim = _check_limit(paging.limit)
-    page = entities.query_entities(
-        db,
-        access_e,
-        query,
-        limit=lim,
-        offset=paging.offset,
-        cursor=paging.cursor,
-        count=paging.count,
-        reader=principal.credential_id,
-    )
-    by_entity: dict[tuple[str, str], list[SeriesInfo]] = {}
-    for x in series_of_listed(db, visible_entities(access_ts), [r.entity_id for r in page.rows]):
-        by_entity.setdefault((x.org_id, x.entity_id), []).append(x)
     store = store_for(db)
     per_entity: list[tuple[Any, list[_Read]]] = []
-    for r in page.rows:
-        chosen = _pick(by_entity.get((r.org_id, r.entity_id), []), members, rc)
-        windows = _windows(access_ts, r, rng) if chosen else []
-        per_entity.append((r, [_read_one(store, x, windows, rng, rep) for x in chosen]))
+    offset, cursor = paging.offset, paging.cursor
+    count: int | None = None
+    for round_ in range(MAX_FILL_ROUNDS):
+        page = entities.query_entities(
+            db,
+            access_e,
+            query,
+            limit=lim - len(per_entity),
+            offset=offset,
+            cursor=cursor,
+            count=paging.count and round_ == 0,
+            reader=principal.credential_id,
+        )
+        count = page.count if round_ == 0 else count
+        per_entity += _read_page(db, store, access_ts, page.rows, members, rc, rng, rep)
+        if page.next_cursor is None or len(per_entity) >= lim:
+            break
+        offset, cursor = page.next_offset or 0, page.next_cursor
     content_range = _cut([x for _, reads in per_entity for x in reads], rep, rng)
     body = [
         _with_context(_entity_body(r.entity_id, types_of(r), r.scopes, reads, rep, rc, members), ld, rc)
         for r, reads in per_entity
     ]
     headers: dict[str, str] = {}
-    if page.count is not None:
-        headers["NGSILD-Results-Count"] = str(page.count)
+    if count is not None:
+        headers["NGSILD-Results-Count"] = str(count)
     if page.next_cursor is not None:
         headers["Link"] = next_link(
             request,
@@ -662,7 +718,8 @@ def get_temporal_entity(
         for x in series_of_entities(db, [e.pk])[e.pk]
     ]
     readable = access_ts.allows(e.org_id, e.workspace_id, e.entity_id)
-    chosen = _pick(series, members, rc) if readable else []
+    chosen = _pick(series, members) if readable else []
+    _refuse_non_numeric(entities.entity_attrs(access_e, e), series, members, rc)
     if members.attrs is not None and not chosen:
         raise NotFound(f"entity '{entity_id}' has no temporal evolution of the attributes attrs names")
     windows = _windows(access_ts, e, rng) if chosen else []
