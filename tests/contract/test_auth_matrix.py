@@ -226,7 +226,7 @@ MATRIX: dict[tuple[str, str], Builder] = {
     ),
     ("GET", "/ngsi-ld/v1/temporal/entities"): lambda f: (
         Call("/ngsi-ld/v1/temporal/entities", {"type": "Device"}),
-        Call("/ngsi-ld/v1/temporal/entities", {"id": B_DEV}),
+        Call("/ngsi-ld/v1/temporal/entities", {"type": "Device", "id": B_DEV}),  # id alone is too wide (400)
     ),
     ("GET", "/ngsi-ld/v1/temporal/entities/{entity_id}"): lambda f: (
         Call(f"/ngsi-ld/v1/temporal/entities/{A_DEV}"),

@@ -85,7 +85,13 @@ def test_scope_q_with_the_other_filters_paging_and_counts(client: TestClient, wo
     r = client.post(Q, params={"count": "true"}, json=body, headers=h)
     assert [e["id"] for e in r.json()] == ["urn:ngsi-ld:Office:s4", "urn:ngsi-ld:Office:u1"]
     assert r.headers["NGSILD-Results-Count"] == "2"
-    # the temporal Query body is read by the same entity query
+    # the temporal Query body (and GET /temporal/entities) are read by the same entity query; with timerel
+    # only entities with instances in the range are answered, so s3 gets one
+    ingest = world.pat("owner@acme.test", ["ingest"], "ingest")
+    point = [{"timestamp": "2021-01-01T00:00:00Z", "data": {"level": 1.0}}]
+    for park in ("urn:ngsi-ld:Park:s3", "urn:ngsi-ld:Park:n"):
+        r = client.post(f"/v3/devices/{park}/backfill", json=point, headers=bearer(ingest))
+        assert r.status_code == 200, r.text
     tq = {
         "type": "Query",
         "scopeQ": "/Madrid/+",
@@ -93,6 +99,13 @@ def test_scope_q_with_the_other_filters_paging_and_counts(client: TestClient, wo
     }
     all_scopes = world.pat("owner@acme.test", ["entities", "timeseries"], "temporal")
     r = client.post("/ngsi-ld/v1/temporalEntityOperations/query", json=tq, headers=bearer(all_scopes))
+    assert r.status_code == 200, r.text
+    assert [(e["id"], e["scope"]) for e in r.json()] == [("urn:ngsi-ld:Park:s3", "/Madrid/Parks")]
+    r = client.get(
+        "/ngsi-ld/v1/temporal/entities",
+        params={"scopeQ": "/Madrid/+", "timerel": "after", "timeAt": "2020-01-01T00:00:00Z"},
+        headers=bearer(all_scopes),
+    )
     assert r.status_code == 200, r.text
     assert [(e["id"], e["scope"]) for e in r.json()] == [("urn:ngsi-ld:Park:s3", "/Madrid/Parks")]
     for bad in ("Madrid", "/Madrid/#/x", "/a;", "(/a", "/a b"):
