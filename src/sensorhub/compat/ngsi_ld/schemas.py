@@ -139,6 +139,16 @@ class QueryParams:
 
     def representation(self, ctx: RequestContext) -> Representation:
         form, sys_attrs = parse_options(self.options, self.format)
+        attrs, pick, omit = self.members(ctx)
+        return Representation(
+            form=form, sys_attrs=sys_attrs, lang=parse_lang(self.lang), pick=pick, omit=omit, attrs=attrs
+        )
+
+    def members(
+        self, ctx: RequestContext
+    ) -> tuple[frozenset[str] | None, Projection | None, Projection | None]:
+        """``(attrs, pick, omit)``: ``attrs`` as stored names; ``pick`` and ``omit`` exclusive, and
+        neither with ``attrs`` (the entity and the temporal routes alike)."""
         pick = projection(self.pick, "pick")
         omit = projection(self.omit, "omit")
         if pick is not None and omit is not None:
@@ -146,14 +156,7 @@ class QueryParams:
         attrs = names(self.attrs, "attrs")
         if attrs is not None and (pick is not None or omit is not None):
             raise BadRequest(f"attrs cannot be used together with {'pick' if pick is not None else 'omit'}")
-        return Representation(
-            form=form,
-            sys_attrs=sys_attrs,
-            lang=parse_lang(self.lang),
-            pick=pick,
-            omit=omit,
-            attrs=frozenset(ctx.stored(a) for a in attrs) if attrs is not None else None,
-        )
+        return (frozenset(ctx.stored(a) for a in attrs) if attrs is not None else None), pick, omit
 
     def join_spec(self) -> tuple[str | None, int, frozenset[str]]:
         """``(join, joinLevel, containedBy)``: ``join`` is ``inline``, ``flat`` or ``None``."""
@@ -358,13 +361,6 @@ def _in_context(sel: Selector, ctx: RequestContext) -> Selector | None:
         if tm.none:
             return None
     return make_selector(tm.types, sel.ids, sel.id_pattern, type_sets=tm.sets)
-
-
-# --- for the temporal routes ------------------------------------------------------------------------
-
-
-def attrs_projection(value: str | list[str] | None) -> frozenset[str] | None:
-    return names(value, "attrs")
 
 
 # --- small grammars ------------------------------------------------------------------------------------

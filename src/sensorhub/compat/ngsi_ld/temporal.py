@@ -39,6 +39,7 @@ from sensorhub.entities.normalize import check_entity_id, one_or_many
 from sensorhub.errors import (
     BadRequest,
     InsufficientScope,
+    InvalidRequest,
     NotFound,
     NotImplementedFeature,
     TooManyResults,
@@ -145,13 +146,6 @@ _NOT_OFFERED = {
 }
 
 
-class InvalidRequest(BadRequest):
-    """A value that is not one of the standard's (an unknown ``options`` or ``format``): NGSI-LD type
-    ``InvalidRequest``, as the ETSI suite expects (6.3.12)."""
-
-    ngsi_type = "InvalidRequest"
-
-
 def _kinds(options: str | None, fmt: str | None) -> tuple[set[str], str]:
     """The representations ``options`` names, and the one answered (``format`` takes precedence over
     ``options``, CIM 009 V1.8.1 6.3.12)."""
@@ -211,25 +205,14 @@ class Members:
         return self.attrs is None or stored in self.attrs
 
 
-def parse_members(
-    attrs: str | list[str] | None,
-    pick: str | list[str] | None,
-    omit: str | list[str] | None,
-    rc: RequestContext,
-) -> Members:
-    names = schemas.attrs_projection(attrs)
-    p = schemas.projection(pick, "pick")
-    o = schemas.projection(omit, "omit")
-    if p is not None and o is not None:
-        raise BadRequest("pick and omit cannot be used together")
-    if names is not None and (p is not None or o is not None):
-        raise BadRequest("attrs cannot be combined with pick or omit: name the attributes in pick instead")
-    for what, proj in (("pick", p), ("omit", o)):
+def parse_members(params: schemas.QueryParams, rc: RequestContext) -> Members:
+    attrs, pick, omit = params.members(rc)
+    for what, proj in (("pick", pick), ("omit", omit)):
         if proj is not None and any(v is not None for v in proj.values()):
             raise BadRequest(
                 f"{what}: the temporal API has no linked entities (no join), so name{{…}} is not allowed"
             )
-    return Members(frozenset(rc.stored(a) for a in names) if names is not None else None, p, o)
+    return Members(attrs, pick, omit)
 
 
 def _last_n(text: str | None) -> int | None:
@@ -487,7 +470,7 @@ def _query(
     paging: schemas.Paging,
 ) -> Response:
     ld = schemas.wants_ld(accept)
-    members = parse_members(params.attrs, params.pick, params.omit, rc)
+    members = parse_members(params, rc)
     # attrs names the series to return; the entity part of the query is the entity API's own.
     query = replace(params, attrs=None).query(rc)
     access_e = _entities_access(principal)
@@ -709,7 +692,7 @@ def get_temporal_entity(
     rng = parse_range(timerel, timeAt, endTimeAt, timeproperty)
     rep = shown.parse()
     rc = request_context(request)
-    members = parse_members(attrs, pick, omit, rc)
+    members = parse_members(schemas.QueryParams(attrs=attrs, pick=pick, omit=omit), rc)
     access_e = _entities_access(principal)
     access_ts = principal.access("timeseries")
     e = entities.get_entity(db, access_e, entity_id)
