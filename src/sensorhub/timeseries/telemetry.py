@@ -187,12 +187,11 @@ def _devices(
 def list_devices(
     s: Session, access: Access, workspaces: dict[str, str], type_: str | None, limit: int, offset: int
 ) -> list[dict[str, Any]]:
-    """Visible entities that have series, ordered by creation, with their latest values: two statements
-    through the driver (the page, then its series), plain tuples rendered in one pass."""
+    """Visible entities that have series, ordered by creation, with their latest values: read through
+    the driver (:func:`repository.devices_with_series`), plain tuples rendered in one pass."""
     LIMITS.resolve(limit)
     OFFSETS.check(offset)
-    entities = repository.devices_page(s, visible_entities(access), type_, limit, offset)
-    series = repository.series_rows_of_entities(s, [e.pk for e in entities])
+    entities, series = repository.devices_with_series(s, visible_entities(access), type_, limit, offset)
     return _devices(entities, _latest_attributes(entities, series, store_for(s), access), workspaces)
 
 
