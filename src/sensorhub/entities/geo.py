@@ -10,8 +10,9 @@ A query is parsed once into a :class:`GeoQuery` (the reference geometry as a sha
 2. **exact** predicates with shapely (:meth:`GeoQuery.matches`) on the candidates: ``within``,
    ``contains``, ``intersects``, ``equals``, ``disjoint``, ``overlaps`` in longitude/latitude (as GeoJSON
    defines them), and ``near`` by distance in metres on the WGS84 ellipsoid (geographiclib): exact
-   between points; for other geometries the distance between their nearest points (found in
-   longitude/latitude), 0 when they intersect.
+   between points; for other geometries the distance between their nearest points, found in
+   longitude/latitude with longitudes scaled by the cosine of the latitude (so that the closest point is
+   the closest in metres, also far from the equator), 0 when they intersect.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 import orjson
 import shapely
 from geographiclib.geodesic import Geodesic
+from shapely.affinity import scale
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import nearest_points
 
@@ -104,8 +106,12 @@ def distance_m(a: BaseGeometry, b: BaseGeometry) -> float:
         return float(_WGS84.Inverse(a.y, a.x, b.y, b.x)["s12"])
     if a.intersects(b):
         return 0.0
-    pa, pb = nearest_points(a, b)
-    return float(_WGS84.Inverse(pa.y, pa.x, pb.y, pb.x)["s12"])
+    # Longitude degrees shrink with latitude: pick the nearest points in a plane where a degree of
+    # longitude is as long as it is around these geometries, then measure them on the ellipsoid.
+    lat = (a.centroid.y + b.centroid.y) / 2
+    k = max(math.cos(math.radians(lat)), 1e-6)
+    pa, pb = nearest_points(scale(a, k, 1.0, origin=(0, 0)), scale(b, k, 1.0, origin=(0, 0)))
+    return float(_WGS84.Inverse(pa.y, pa.x / k, pb.y, pb.x / k)["s12"])
 
 
 def _distance(value: str, what: str) -> float:
@@ -113,8 +119,8 @@ def _distance(value: str, what: str) -> float:
         d = float(value)
     except ValueError:
         d = math.nan
-    if not math.isfinite(d) or d < 0:
-        raise BadRequest(f"georel: {what} must be a distance in metres, 0 or more (got '{value[:30]}')")
+    if not math.isfinite(d) or d <= 0:  # a PositiveNumber (ETSI GS CIM 009 §4.10): neither 0 nor negative
+        raise BadRequest(f"georel: {what} must be a positive distance in metres (got '{value[:30]}')")
     return min(d, MAX_DISTANCE_M)
 
 

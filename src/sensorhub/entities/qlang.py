@@ -9,16 +9,20 @@ Grammar (ETSI GS CIM 009 §4.9, documented in docs/ngsi-ld.md)::
     comparison := attr_path [ operator value ]          # no operator: the attribute exists
     attr_path  := name ( "." name )* ( "[" key ( "." key )* "]" )*
                                                         # dots: sub-attributes (observedAt, unitCode, …)
-                                                        # brackets: keys inside a compound value
+                                                        # brackets: keys inside a compound value, or
+                                                        # a language of a LanguageProperty ([*]: any)
     operator   := "==" | "!=" | ">=" | "<=" | ">" | "<" | "~=" | "!~="
-    value      := number | string | "true" | "false" | datetime | uri
+    value      := number | string | "true" | "false" | datetime | uri | term
                 | value ".." value                      # range, with == and != only
                 | value ( "," value )+                  # list, with == and != only
     string     := '"' chars '"'                         # \\" and \\\\ escape inside
     uri        := scheme ":" chars                      # unquoted, e.g. urn:ngsi-ld:Building:b1
+    term       := name                                  # unquoted, compared as a string (a vocab term)
 
 A comparison reads the attribute's ``value`` (Property), ``object`` (Relationship), ``vocab``
-(VocabProperty) or, inside brackets, the JSON of a JsonProperty; a dotted path ends at a sub-attribute
+(VocabProperty) or, inside brackets, the JSON of a JsonProperty or one language of a LanguageProperty
+(``[*]``: any of its languages); ordering operators never match a Relationship; a dotted path ends at a
+sub-attribute
 (its value) or at a metadata member (``observedAt``, ``unitCode``, ``datasetId``, ``createdAt``,
 ``modifiedAt``).
 
@@ -38,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import and_, case, false, func, not_, or_
+from sqlalchemy import JSON, and_, case, false, func, literal, not_, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from sensorhub.errors import BadRequest, InvalidRequest
@@ -60,6 +64,9 @@ Scalar = float | int | str | bool
 
 METADATA = frozenset({"observedAt", "unitCode", "datasetId", "createdAt", "modifiedAt", "lang"})
 _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:[^\s;|()\",\[\]]+")
+_TERM = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*(?=$|[;|),.])")  # an unquoted term (a vocab value)
+ANY_KEY = "*"  # attr[*]: the values of every language of a LanguageProperty
+ORDERING = frozenset({">", "<", ">=", "<="})
 
 
 @dataclass(frozen=True)
@@ -157,6 +164,9 @@ class _Parser:
             self.i += 1
             path.append(self.name())
         inner: list[str] = []
+        if self.s.startswith("[*]", self.i):  # any language of a LanguageProperty
+            self.i += 3
+            return tuple(path), (ANY_KEY,)
         while self.peek("["):
             self.i += 1
             inner.append(self.name())
@@ -239,7 +249,7 @@ class _Parser:
             if self.s.startswith(word, self.i) and not self.s.startswith(":", self.i + len(word)):
                 self.i += len(word)
                 return val
-        m = _URI.match(self.s, self.i)
+        m = _URI.match(self.s, self.i) or _TERM.match(self.s, self.i)
         if m:
             text = m.group(0)
             cut = text.find("..")
@@ -247,7 +257,7 @@ class _Parser:
                 text = text[:cut]
             self.i += len(text)
             return text
-        raise self.fail("expected a number, a quoted string, true, false, a date-time or a URI")
+        raise self.fail("expected a number, a quoted string, true, false, a date-time, a URI or a term")
 
     def quoted_string(self) -> str:
         """A ``"…"`` string with ``\\`` escapes; the parser stands on the opening quote."""
@@ -444,9 +454,13 @@ def roots_of(c: Comparison) -> list[tuple[str, ...]]:
     if c.path[-1] in METADATA and len(c.path) > 1:
         return [base] if not c.inner else []
     sample = c.value[0] if isinstance(c.value, tuple) else c.value
+    if c.inner == (ANY_KEY,):
+        return [(*base, "languageMap", ANY_KEY)]
     if c.inner:
         roots = [(*base, "value", *c.inner), (*base, "json", *c.inner)]
         return [*roots, (*base, "languageMap", *c.inner)] if len(c.inner) == 1 else roots
+    if c.op in ORDERING and isinstance(sample, str):  # never a Relationship's object (§4.9)
+        return [(*base, "value"), (*base, "vocab")]
     if isinstance(sample, str) or c.op in ("~=", "!~="):
         return [(*base, "value"), (*base, "object"), (*base, "vocab")]
     if c.op is None:
@@ -458,6 +472,8 @@ def _comparison(node: Comparison, j: JsonAttrs) -> ColumnElement[bool]:
     roots = roots_of(node)
     if not roots:
         return false()
+    if roots[0][-1] == ANY_KEY:
+        return _any_language(node, j, roots[0][:-1])
     if node.op is None:
         if len(node.path) == 1 and not node.inner:
             return j.exists((node.path[0],))
@@ -468,6 +484,47 @@ def _comparison(node: Comparison, j: JsonAttrs) -> ColumnElement[bool]:
         return or_(*[_positive(j, node, r) for r in roots])
     assert isinstance(node.value, (int, float, str))
     return or_(*[_cmp(j, r, node.op, node.value) for r in roots])
+
+
+def _any_language(node: Comparison, j: JsonAttrs, keys: tuple[str, ...]) -> ColumnElement[bool]:
+    """``attr[*]``: the comparison on any value of the languageMap at ``keys`` (``!=``: on none)."""
+    if node.op is None:
+        return j.exists(keys)
+    if node.op in ORDERING:
+        if not isinstance(node.value, str):
+            return false()  # languages hold strings
+        bound = node.value
+        ops: dict[str, Callable[[ColumnElement[Any]], ColumnElement[bool]]] = {
+            ">": lambda v: v > bound, "<": lambda v: v < bound, ">=": lambda v: v >= bound, "<=": lambda v: v <= bound,
+        }  # fmt: skip
+        return _exists_text(j, keys, ops[str(node.op)])
+    positive = replace(node, op="~=" if node.op in ("~=", "!~=") else "==")
+
+    def matches(v: ColumnElement[Any]) -> ColumnElement[bool]:
+        if positive.op == "~=":
+            return v.regexp_match(str(node.value))
+        if node.kind == "range":
+            assert isinstance(node.value, tuple)
+            lo, hi = node.value
+            return and_(v >= lo, v <= hi)
+        values = node.value if node.kind == "list" else (node.value,)
+        return v.in_([x for x in values if isinstance(x, str)])  # type: ignore[union-attr]
+
+    hit = _exists_text(j, keys, matches)
+    return and_(j.exists(keys), not_(hit)) if node.op in ("!=", "!~=") else hit
+
+
+def _exists_text(
+    j: JsonAttrs, keys: tuple[str, ...], pred: Callable[[ColumnElement[Any]], ColumnElement[bool]]
+) -> ColumnElement[bool]:
+    """Whether some string value of the JSON object at ``keys`` satisfies ``pred``."""
+    if j.pg:
+        obj = func.json_extract_path(j.col, *keys)
+        safe = case((func.json_typeof(obj) == "object", obj), else_=func.cast(literal("{}"), JSON()))
+        each = func.json_each_text(safe).table_valued("key", "value")
+        return select(literal(1)).select_from(each).where(pred(each.c.value)).exists()
+    each = func.json_each(j.col, j._sqlite_path(keys)).table_valued("value", "type")
+    return select(literal(1)).select_from(each).where(each.c.type == "text", pred(each.c.value)).exists()
 
 
 def rename(node: Node, fn: Callable[[str], str]) -> Node:

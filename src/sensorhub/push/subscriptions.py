@@ -41,7 +41,7 @@ from sensorhub.config import Settings
 from sensorhub.entities.geo import entity_geometry, parse_geo_query
 from sensorhub.entities.models import Entity
 from sensorhub.entities.normalize import CORE_CONTEXT, render
-from sensorhub.entities.qlang import BoolOp, Comparison, Node, parse_q, roots_of
+from sensorhub.entities.qlang import ANY_KEY, BoolOp, Comparison, Node, parse_q, roots_of
 from sensorhub.entities.service import EntityQuery, entity_attrs, make_selector, query_entities
 from sensorhub.errors import BadRequest, Conflict, NotFound
 from sensorhub.kit.patterns import sqlite_regexp
@@ -487,6 +487,16 @@ def periodic_notification(
 _MISSING = object()
 
 
+def _walk_all(attrs: dict[str, Any], keys: tuple[str, ...]) -> list[Any]:
+    """The values at ``keys``; a last key ``*`` (``attr[*]``): every string of the languageMap there."""
+    if keys[-1:] != (ANY_KEY,):
+        return [_walk(attrs, keys)]
+    lmap = _walk(attrs, keys[:-1])
+    if not isinstance(lmap, dict):
+        return [_MISSING]
+    return [v for v in lmap.values() if isinstance(v, str)] or [_MISSING]
+
+
 def _walk(attrs: dict[str, Any], keys: tuple[str, ...]) -> Any:
     value: Any = attrs
     for k in keys:
@@ -548,7 +558,7 @@ def evaluate_q(node: Node, attrs: dict[str, Any]) -> bool:
     roots = roots_of(node)
     if not roots:
         return False
-    values = [_walk(attrs, r) for r in roots]
+    values = [v for r in roots for v in _walk_all(attrs, r)]
     present = any(v is not _MISSING for v in values)
     if node.op is None:
         if len(node.path) == 1 and not node.inner:

@@ -181,8 +181,9 @@ class RequestContext:
         return self.terms is CORE
 
     def stored(self, term: str) -> str:
-        """The stored (canonical) name of the request's ``term``."""
-        if self.terms is CORE:
+        """The stored (canonical) name of the request's ``term`` (an expanded IRI too: the core context's
+        default-context IRI of ``temperature`` is stored as ``temperature``)."""
+        if self.terms is CORE and ":" not in term:
             return term
         return CORE.compact(self.terms.expand(term))
 

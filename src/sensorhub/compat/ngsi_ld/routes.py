@@ -274,10 +274,16 @@ def _query_response(r: Reader, rc: RequestContext, params: QueryParams, ld: bool
             "features": [
                 feature(b, r.location, r.attrs, rc.stored(gprop))
                 for b, r in zip(body, page.rows, strict=True)
+                if _has_members(b)
             ],
         }
         return _json(fc, False, rc, headers=headers, media=GEOJSON)
-    return _json(body, ld, rc, headers=headers)
+    return _json([b for b in body if _has_members(b)], ld, rc, headers=headers)
+
+
+def _has_members(entity: dict[str, Any]) -> bool:
+    """An entity that ``pick``/``omit`` leave without any member is not part of a query's answer."""
+    return any(k != "@context" for k in entity)
 
 
 def _render_row(r: Any, rep: Representation, rc: RequestContext, context: Any) -> dict[str, Any]:

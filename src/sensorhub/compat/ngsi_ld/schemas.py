@@ -52,10 +52,18 @@ REFUSED_MEMBERS: dict[str, str] = {
     "csf": REFUSED_PARAMS["csf"],
     "temporalQ": "temporal queries go to /ngsi-ld/v1/temporalEntityOperations/query",
     "datasetId": REFUSED_PARAMS["datasetId"],
+    "ordering": "results are always ordered by entity id (then organisation); V1.9 ordering is not offered",
+    "expandValues": REFUSED_PARAMS["expandValues"],
 }
 QUERY_MEMBERS = frozenset(
-    {"type", "entities", "attrs", "pick", "omit", "q", "scopeQ", "lang", "@context", "id", "geoQ"}
-)
+    {
+        "type", "entities", "attrs", "pick", "omit", "q", "scopeQ", "lang", "@context", "id", "geoQ",
+        "join", "joinLevel", "containedBy", "geometryProperty",
+    }
+)  # fmt: skip
+# Entity members that are not attributes: ``attrs`` cannot name them (pick/omit can).
+NOT_ATTRIBUTES = frozenset({"id", "type", "scope", "@id", "@type", "@context"})
+ANY_TYPE = "*"  # type=*: every entity type (ETSI GS CIM 009 §4.17)
 SELECTOR_MEMBERS = frozenset({"type", "id", "idPattern"})
 FORMS = {
     "keyValues": "keyValues",
@@ -103,6 +111,7 @@ class QueryParams:
     join: str | None = None
     joinLevel: int | None = None
     containedBy: str | None = None
+    local: bool | None = None
     selectors: tuple[Selector, ...] | None = None  # from a Query body's ``entities``
     geo: GeoQuery | None = None  # georel/geometry/coordinates/geoproperty or a body's geoQ
     geometryProperty: str | None = None  # with Accept: application/geo+json
@@ -117,14 +126,19 @@ class QueryParams:
             sels = tuple(kept)
         else:
             tm = TypeMatch((), ())
-            if self.type is not None:
+            if self.type is not None and self.type.strip() == ANY_TYPE:
+                if self.local is False:
+                    raise BadRequest("type=* implies local=true: it cannot be combined with local=false")
+            elif self.type is not None:
                 tm = parse_types(self.type, ctx)
                 none = tm.none
             sel = make_selector(tm.types, split_list(self.id, "id"), self.idPattern, type_sets=tm.sets)
             sels = (sel,) if (sel.typed or sel.ids or sel.id_pattern is not None) else ()
+        if self.q is not None:
+            _refuse_linked_q(self.q, self.join_spec())
         q = rename(parse_q(self.q), ctx.stored) if self.q is not None else None
         scopes = parse_scope_q(self.scopeQ) if self.scopeQ is not None else None
-        attrs = names(self.attrs, "attrs")
+        attrs = attribute_names(self.attrs)
         geo = self.geo
         if geo is not None and geo.geoproperty != "location":
             geo = replace(geo, geoproperty=ctx.stored(geo.geoproperty))
@@ -140,6 +154,13 @@ class QueryParams:
     def representation(self, ctx: RequestContext) -> Representation:
         form, sys_attrs = parse_options(self.options, self.format)
         attrs, pick, omit = self.members(ctx)
+        hops = max(_depth(pick), _depth(omit))
+        if hops:
+            join, level, _ = self.join_spec()
+            if join is None:
+                raise BadRequest("pick/omit with braces (rel{…}) project linked entities: they need join")
+            if hops > level:
+                raise BadRequest(f"pick/omit nest {hops} linked entities deep, more than joinLevel={level}")
         return Representation(
             form=form, sys_attrs=sys_attrs, lang=parse_lang(self.lang), pick=pick, omit=omit, attrs=attrs
         )
@@ -153,7 +174,7 @@ class QueryParams:
         omit = projection(self.omit, "omit")
         if pick is not None and omit is not None:
             raise BadRequest("pick and omit cannot be used together")
-        attrs = names(self.attrs, "attrs")
+        attrs = attribute_names(self.attrs)
         if attrs is not None and (pick is not None or omit is not None):
             raise BadRequest(f"attrs cannot be used together with {'pick' if pick is not None else 'omit'}")
         return (frozenset(ctx.stored(a) for a in attrs) if attrs is not None else None), pick, omit
@@ -222,6 +243,7 @@ def representation_params(
         join=join,
         joinLevel=joinLevel,
         containedBy=containedBy,
+        local=local,
         geometryProperty=geometryProperty,
     )
 
@@ -288,6 +310,9 @@ def with_body(base: QueryParams, body: Any) -> QueryParams:
         v = body.get(k)
         if v is not None and not isinstance(v, (list, str)):
             raise BadRequest(f"'{k}' must be a list of names")
+        if v == []:
+            raise BadRequest(f"'{k}' must not be an empty list")
+    join, level = _body_join(body, base)
     if not selectors and all(body.get(k) is None for k in ("q", "attrs", "scopeQ", "geoQ")):
         raise BadRequest("the Query needs at least one of entities, attrs, q, scopeQ or geoQ")
     return QueryParams(
@@ -299,13 +324,36 @@ def with_body(base: QueryParams, body: Any) -> QueryParams:
         lang=body.get("lang") if body.get("lang") is not None else base.lang,
         options=base.options,
         format=base.format,
-        join=base.join,
-        joinLevel=base.joinLevel,
-        containedBy=base.containedBy,
+        join=join,
+        joinLevel=level,
+        containedBy=_body_member(body, "containedBy", base.containedBy),
+        local=base.local,
         selectors=selectors,
         geo=geo_from_body(body.get("geoQ")),
-        geometryProperty=base.geometryProperty,
+        geometryProperty=_body_member(body, "geometryProperty", base.geometryProperty),
     )
+
+
+def _body_member(body: dict[str, Any], key: str, default: str | None) -> str | None:
+    v = body.get(key)
+    if v is None:
+        return default
+    if isinstance(v, list) and key == "containedBy" and all(isinstance(i, str) for i in v) and v:
+        return ",".join(v)
+    if not isinstance(v, str):
+        raise BadRequest(f"'{key}' must be a string")
+    return v
+
+
+def _body_join(body: dict[str, Any], base: QueryParams) -> tuple[str | None, int | None]:
+    """``join``/``joinLevel`` of a Query body (V1.8.1 Table 5.2.23-1), else of the query string."""
+    join = _body_member(body, "join", base.join)
+    level = body.get("joinLevel")
+    if level is None:
+        return join, base.joinLevel
+    if isinstance(level, bool) or not isinstance(level, int) or level < 1:
+        raise BadRequest("'joinLevel' must be a positive integer")
+    return join, level
 
 
 def _check_query_members(body: Any) -> None:
@@ -328,8 +376,8 @@ def _check_query_members(body: Any) -> None:
 def _selectors(ents: Any) -> tuple[Selector, ...]:
     if ents is None:
         return ()
-    if not isinstance(ents, list):
-        raise BadRequest("'entities' must be a list of entity selectors")
+    if not isinstance(ents, list) or not ents:
+        raise BadRequest("'entities' must be a non-empty list of entity selectors")
     if len(ents) > MAX_SELECTORS:
         raise BadRequest(f"'entities' may hold at most {MAX_SELECTORS} entity selectors")
     return tuple(_selector(i, sel) for i, sel in enumerate(ents))
@@ -342,15 +390,24 @@ def _selector(i: int, sel: Any) -> Selector:
     if extra:
         raise BadRequest(f"unknown member entities[{i}].{extra[0]}; a selector may hold type, id, idPattern")
     t, eid, pat = sel.get("type"), sel.get("id"), sel.get("idPattern")
-    for name, v in (("type", t), ("id", eid), ("idPattern", pat)):
+    for name, v in (("type", t), ("idPattern", pat)):
         if v is not None and not isinstance(v, str):
             raise BadRequest(f"entities[{i}].{name} must be a string")
-    if t is None and eid is None and pat is None:
-        raise BadRequest(f"entities[{i}] needs at least one of type, id, idPattern")
+    if not t:
+        raise BadRequest(f"entities[{i}] needs a type (an EntitySelector's type is mandatory)")
+    ids = eid if isinstance(eid, list) else [] if eid is None else [eid]
+    if (
+        (isinstance(eid, list) and not eid)
+        or len(ids) > MAX_LIST_ITEMS
+        or not all(isinstance(v, str) for v in ids)
+    ):
+        raise BadRequest(f"entities[{i}].id must be a URI or a non-empty list of URIs")
     if pat is not None:
         check_pattern(pat, f"entities[{i}].idPattern")
-    # The type expression is kept as written and parsed with the request's context (see _in_context).
-    return Selector((t,) if t else (), (check_entity_id(eid, f"entities[{i}].id"),) if eid else (), pat)
+    checked = tuple(dict.fromkeys(check_entity_id(v, f"entities[{i}].id") for v in ids))
+    # The type expression is kept as written and parsed with the request's context (see _in_context);
+    # id takes precedence over idPattern (Table 5.2.33-1).
+    return Selector((t,), checked, None if checked else pat)
 
 
 def _in_context(sel: Selector, ctx: RequestContext) -> Selector | None:
@@ -366,6 +423,37 @@ def _in_context(sel: Selector, ctx: RequestContext) -> Selector | None:
 # --- small grammars ------------------------------------------------------------------------------------
 
 
+def attribute_names(value: str | list[str] | None) -> frozenset[str] | None:
+    """``attrs``: attribute names (``id``, ``type`` and other entity members are not attributes)."""
+    out = names(value, "attrs")
+    bad = sorted((out or frozenset()) & NOT_ATTRIBUTES)
+    if bad:
+        raise BadRequest(f"attrs lists attribute names; '{bad[0]}' is not an attribute (use pick for it)")
+    return out
+
+
+def _depth(p: Projection | None) -> int:
+    """How many linked entities deep a ``pick``/``omit`` projection reaches (``a{b{c}}``: 2)."""
+    return max((1 + _depth(sub) for sub in (p or {}).values() if sub is not None), default=0)
+
+
+def _refuse_linked_q(text: str, join: tuple[str | None, int, frozenset[str]]) -> None:
+    """``q`` on linked entities (``rel{attr}==…``, ``rel{sub{attr}}``): BadRequestData without ``join`` or
+    deeper than ``joinLevel`` (§5.7.2.4), otherwise not implemented."""
+    depth = cur = 0
+    for c in _QUOTED.sub('""', text):
+        cur += {"{": 1, "}": -1}.get(c, 0)
+        depth = max(depth, cur)
+    if not depth:
+        return
+    mode, level, _ = join
+    if mode is None:
+        raise BadRequest("q on linked entities (rel{attr}) needs join=inline or join=flat")
+    if depth > level:
+        raise BadRequest(f"q reaches {depth} linked entities deep, more than joinLevel={level}")
+    raise NotImplementedFeature("q on linked entities (rel{attr}==…) is not implemented by this server")
+
+
 def names(value: str | list[str] | None, what: str) -> frozenset[str] | None:
     if value is None:
         return None
@@ -379,6 +467,7 @@ def names(value: str | list[str] | None, what: str) -> frozenset[str] | None:
 
 _PROJ_TOKEN = re.compile(r"\s*([{},|]|[^{},|\s]+)")
 _PROJ_NAME = re.compile(r"^[A-Za-z0-9_:/#@.\-]+$")
+_QUOTED = re.compile(r'"(?:\\.|[^"\\])*"')
 MAX_PROJECTION = 2000
 
 
