@@ -100,7 +100,10 @@ MATRIX: dict[tuple[str, str], Builder] = {
     ),
     ("POST", "/ngsi-ld/v1/entityOperations/query"): lambda f: (
         Call("/ngsi-ld/v1/entityOperations/query", json={"type": "Query", "entities": [{"type": "Device"}]}),
-        Call("/ngsi-ld/v1/entityOperations/query", json={"type": "Query", "entities": [{"id": B_DEV}]}),
+        Call(
+            "/ngsi-ld/v1/entityOperations/query",
+            json={"type": "Query", "entities": [{"type": "Device", "id": B_DEV}]},
+        ),
     ),
     ("GET", "/ngsi-ld/v1/entities/"): lambda f: (
         Call("/ngsi-ld/v1/entities/", {"type": "Device"}),
@@ -235,7 +238,7 @@ MATRIX: dict[tuple[str, str], Builder] = {
     **{
         ("POST", path): lambda f, path=path: (
             Call(path, json={"type": "Query", "entities": [{"type": "Device"}]}),
-            Call(path, json={"type": "Query", "entities": [{"id": B_DEV}]}),
+            Call(path, json={"type": "Query", "entities": [{"type": "Device", "id": B_DEV}]}),
         )
         for path in (
             "/ngsi-ld/v1/temporalEntityOperations/query",

@@ -57,7 +57,9 @@ def test_token_of_a_never_sees_b(client: TestClient, world: World) -> None:
             f"{Q}?count=true", json={"type": "Query", "entities": [{"type": "BetaOnly"}]}, headers=h
         )
         assert r.json() == [] and r.headers["NGSILD-Results-Count"] == "0"
-        r = client.post(Q, json={"type": "Query", "entities": [{"id": SHARED_ID}]}, headers=h)
+        r = client.post(
+            Q, json={"type": "Query", "entities": [{"type": "Device", "id": SHARED_ID}]}, headers=h
+        )
         assert [e["owner"]["value"] for e in r.json()] == ["alpha"]
         # Assets: only alpha's, and beta's workspace is refused.
         page = client.get("/v3/assets", params={"size": 100}, headers=h).json()

@@ -58,7 +58,7 @@ def test_pathological_patterns_answer_at_once(world: World, server: str) -> None
     assert r.status_code == 200 and r.json() == []
     r = get(q=f'label~="{EVIL}"')
     assert r.status_code == 200 and r.json() == []
-    body = {"type": "Query", "entities": [{"idPattern": EVIL}], "q": f'label!~="{EVIL}"'}
+    body = {"type": "Query", "entities": [{"type": "Device", "idPattern": EVIL}], "q": f'label!~="{EVIL}"'}
     r = requests.post(f"{server}{Q}", json=body, headers=h, timeout=30)
     assert r.status_code == 200 and r.json() == []
     # RE2 keeps the ordinary meaning of patterns.
