@@ -7,12 +7,14 @@ The same runner is started by the app's lifespan (``sensorhub serve``, unless
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from sensorhub.audit import service as audit
 from sensorhub.context import AppContext
 from sensorhub.db import utcnow
 from sensorhub.jobs import JobRunner
+from sensorhub.kit.time import to_us
 from sensorhub.notices.invitations import run_invitation_notices
 from sensorhub.push.connectors import ConnectorTarget
 from sensorhub.push.credential_notices import queue_credential_notices
@@ -21,7 +23,10 @@ from sensorhub.push.retention import prune_events, prune_push_log
 from sensorhub.push.subscription_target import SubscriptionTarget
 from sensorhub.push.subscriptions import PERIODIC_CHECK_S, periodic_due
 from sensorhub.push.targets import register_target
+from sensorhub.timeseries.postgres import create_partitions_ahead
 from sensorhub.tokens.expiry import run_expiry_notices
+
+log = logging.getLogger("sensorhub.jobs")
 
 NO_DATA_INTERVAL_S = 30
 
@@ -46,7 +51,22 @@ def build_runner(ctx: AppContext) -> JobRunner:
     )
     runner.register_periodic("invitation-notices", 60, lambda: run_invitation_notices(ctx.db, ctx.settings))
     runner.register_periodic("audit-retention", 3600, lambda: prune_audit(ctx))
+    if ctx.db.dialect == "postgresql":
+        runner.register_periodic("measurements-partitions-ahead", 3600, lambda: partitions_ahead(ctx))
+        try:  # at start too: the periodic run comes one interval later
+            partitions_ahead(ctx)
+        except Exception:  # the database is not reachable yet: the periodic job tries again
+            log.warning("could not create the coming months' measurement partitions yet", exc_info=True)
     return runner
+
+
+def partitions_ahead(ctx: AppContext) -> list[str]:
+    """PostgreSQL: this month's and next month's ``measurements`` partitions exist before live data
+    needs them (:func:`sensorhub.timeseries.postgres.create_partitions_ahead`)."""
+    created = create_partitions_ahead(ctx.db.engine, to_us(utcnow()))
+    if created:
+        log.info("created measurement partitions %s", ", ".join(created))
+    return created
 
 
 def run_token_notices(ctx: AppContext) -> int:

@@ -41,6 +41,42 @@ def month_bounds(ts: I64) -> list[tuple[str, int, int]]:
     return out
 
 
+def months_ahead(now_us: int, months: int = 2) -> I64:
+    """One instant in each of the ``months`` calendar months (UTC) from ``now_us``'s on: the partitions
+    :func:`create_partitions_ahead` makes before live data needs them."""
+    start = np.datetime64(int(now_us), "us").astype("datetime64[M]")
+    instants: I64 = (start + np.arange(months)).astype("datetime64[us]").astype(np.int64)
+    return instants
+
+
+def create_partitions_ahead(engine: Any, now_us: int, months: int = 2) -> list[str]:
+    """Create the partitions of this month and the next (``months`` in all) that do not exist yet, in a
+    short transaction of their own; the names created.
+
+    Without it the first write of a month creates that month's partition, and under many concurrent
+    writers at the turn of the month ``CREATE TABLE … PARTITION OF`` waits for the lock every open
+    ingest transaction holds on ``measurements``: writers would get 503 until one of them wins. A job
+    (:mod:`sensorhub.background`) runs this hourly and at start, so live data always finds its month;
+    a backfill into an old month still creates that one on demand (:meth:`PostgresStore.ensure_partitions`)."""
+    bounds = month_bounds(months_ahead(now_us, months))
+    with engine.connect() as conn, conn.begin():
+        have = {
+            r[0]
+            for r in conn.exec_driver_sql(
+                "SELECT relname FROM pg_class WHERE relname = ANY(%(names)s) AND relkind = 'r'",
+                {"names": [b[0] for b in bounds]},
+            )
+        }
+        missing = [b for b in bounds if b[0] not in have]
+        if missing:
+            conn.exec_driver_sql(
+                "SELECT pg_advisory_xact_lock(hashtext('sensorhub.measurements.partitions'))"
+            )
+            for name, lo, hi in missing:
+                conn.exec_driver_sql(_create_partition_sql(name, lo, hi))
+    return [b[0] for b in missing]
+
+
 def _create_partition_sql(name: str, lo: int, hi: int) -> str:
     return f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF measurements FOR VALUES FROM ({int(lo)}) TO ({int(hi)})"
 
