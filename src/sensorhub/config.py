@@ -102,6 +102,10 @@ class Settings(BaseSettings):
     # How long a request waits for a database lock (SQLite busy timeout, PostgreSQL lock_timeout)
     # before it is answered 503 with Retry-After.
     db_lock_timeout_seconds: float = Field(10.0, gt=0, le=600)
+    # PostgreSQL: connections each process keeps open (and may open beyond that while busy, closing them
+    # again when returned), for the primary and the replica alike (docs/configuration.md).
+    db_pool_size: int = Field(10, ge=1, le=1000)
+    db_max_overflow: int = Field(20, ge=0, le=1000)
     # Comma-separated in the environment (NoDecode: not JSON).
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     require_https: bool = False

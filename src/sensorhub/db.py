@@ -144,8 +144,8 @@ def make_engine(settings: Settings) -> Engine:
     # is answered 503 + Retry-After instead of holding the request (and its pool slot) indefinitely.
     return create_engine(
         url,
-        pool_size=10,
-        max_overflow=20,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
         pool_pre_ping=True,
         connect_args={"options": f"-c lock_timeout={int(lock_timeout * 1000)}"},
     )

@@ -72,8 +72,8 @@ class Replica:
     def __init__(self, settings: Settings, url: str, primary: Engine) -> None:
         self.engine = create_engine(
             url,
-            pool_size=10,
-            max_overflow=20,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
             pool_pre_ping=True,
             # A replica host that does not answer costs a read at most this long before the primary serves it.
             connect_args={"connect_timeout": 2},
