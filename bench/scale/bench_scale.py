@@ -165,10 +165,18 @@ def wrk(url: str, seconds: int, token: str, script: Path | None = None, *args: s
     return int(m.group(1)), wall
 
 
-def serve(env: dict[str, str], port: int, workers: int, log: Path | None = None) -> subprocess.Popen[bytes]:
+def serve(
+    env: dict[str, str],
+    port: int,
+    workers: int,
+    log: Path | None = None,
+    host: str = "127.0.0.1",
+    netns: str | None = None,
+) -> subprocess.Popen[bytes]:
     """The app (``sensorhub.app:factory``, what ``sensorhub serve --no-mqtt --no-migrate`` runs) in
     uvicorn with ``workers`` processes, told to wait 120 s for a worker's health check instead of 5: on a
-    loaded machine a starting worker can take longer, and uvicorn would kill and restart it forever."""
+    loaded machine a starting worker can take longer, and uvicorn would kill and restart it forever.
+    ``netns``: run it inside that network namespace (``ip netns exec``, which execs: the pid is uvicorn's)."""
     env = {
         **env,
         **{
@@ -176,8 +184,9 @@ def serve(env: dict[str, str], port: int, workers: int, log: Path | None = None)
             for n in ("MQTT_LISTEN", "MQTT_TLS_LISTEN", "MQTT_WS_LISTEN", "MQTT_WSS_LISTEN")
         },
     }
-    cmd = [str(Path(sys.executable).parent / "uvicorn"), "sensorhub.app:factory", "--factory"]
-    cmd += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), "--log-level", "warning"]
+    cmd = ["ip", "netns", "exec", netns] if netns else []
+    cmd += [str(Path(sys.executable).parent / "uvicorn"), "sensorhub.app:factory", "--factory"]
+    cmd += ["--host", host, "--port", str(port), "--workers", str(workers), "--log-level", "warning"]
     cmd += ["--timeout-worker-healthcheck", "120"]
     out = log.open("wb") if log is not None else subprocess.DEVNULL
     return subprocess.Popen(
