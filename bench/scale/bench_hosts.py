@@ -145,7 +145,9 @@ def main() -> None:
         sys.exit("wrk is needed: apt-get install -y wrk")
     if os.geteuid() != 0:
         sys.exit("network namespaces need root (ip netns add)")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))  # the finally below still runs
+    # Ctrl-C (even when started with SIGINT ignored, as a background job) and SIGTERM: the finally runs.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
     tmp = Path(tempfile.mkdtemp(prefix="sh-hosts-bench-"))
     env = {**os.environ, "SENSORHUB_DATA_DIR": str(tmp / "sh"), "SENSORHUB_ENV": "development"}
     env |= {"SENSORHUB_RATE_LIMIT_PER_MINUTE": "100000000", "SENSORHUB_EMBEDDED_WORKER": "0"}
