@@ -144,6 +144,23 @@ def drop_scratch_postgres(pg_admin: str, name: str | None) -> None:
             c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def start_victoria_metrics(tmp: Path, port: int, *, cache: bool = True) -> subprocess.Popen[bytes]:
+    """VictoriaMetrics (Debian's ``victoria-metrics``) on a scratch directory under ``tmp``, listening on
+    127.0.0.1:``port``; ``cache=False`` turns its query cache off (``-search.disableCache``)."""
+    args = [
+        "victoria-metrics",
+        f"-storageDataPath={tmp}/vm",
+        f"-httpListenAddr=127.0.0.1:{port}",
+        "-retentionPeriod=100y",
+        "-loggerLevel=ERROR",
+    ]
+    if not cache:
+        args.append("-search.disableCache")
+    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return p
+
+
 def stop(procs: list[subprocess.Popen[bytes]]) -> None:
     """Terminate each process, killing one that does not stop within 15 s."""
     for p in procs:

@@ -88,19 +88,7 @@ def start_sensorhub(env: dict[str, str], data_dir: Path, log: Path) -> subproces
 def start_vm(tmp: Path) -> subprocess.Popen[bytes] | None:
     if shutil.which("victoria-metrics") is None:
         return None
-    p = subprocess.Popen(
-        [
-            "victoria-metrics",
-            f"-storageDataPath={tmp}/vm",
-            f"-httpListenAddr=127.0.0.1:{VM_PORT}",
-            "-retentionPeriod=100y",
-            "-loggerLevel=ERROR",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    _common.wait_port(VM_PORT)
-    return p
+    return _common.start_victoria_metrics(tmp, VM_PORT)
 
 
 def run_clients(

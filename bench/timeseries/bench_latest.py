@@ -96,19 +96,7 @@ HTTP_CALLS = 10  # HTTP calls per round and server (CPU from /proc is counted in
 def start_victoria(tmp: Path, port: int) -> subprocess.Popen[bytes]:
     """VictoriaMetrics on a scratch directory, its query cache off, holding what ``seed`` wrote (the same
     values at the same times: ``bench_<field>{device="urn:ngsi-ld:Device:b-<i>"}``)."""
-    p = subprocess.Popen(
-        [
-            "victoria-metrics",
-            f"-storageDataPath={tmp}/vm",
-            f"-httpListenAddr=127.0.0.1:{port}",
-            "-retentionPeriod=100y",
-            "-search.disableCache",
-            "-loggerLevel=ERROR",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    _common.wait_port(port)
+    p = _common.start_victoria_metrics(tmp, port, cache=False)
     t0 = int(time.time() // 60 * 60) * 1_000_000
     lines = [
         f"bench,device=urn:ngsi-ld:Device:b-{i} "

@@ -65,20 +65,7 @@ RESOLUTION = 200
 
 
 def start_vm(tmp: Path) -> subprocess.Popen[bytes]:
-    p = subprocess.Popen(
-        [
-            "victoria-metrics",
-            f"-storageDataPath={tmp}/vm",
-            f"-httpListenAddr=127.0.0.1:{VM_PORT}",
-            "-retentionPeriod=100y",
-            "-search.disableCache",
-            "-loggerLevel=ERROR",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    _common.wait_port(VM_PORT)
-    return p
+    return _common.start_victoria_metrics(tmp, VM_PORT, cache=False)
 
 
 def start_sensorhub(env: dict[str, str], port: int, data_dir: Path, log: Path) -> subprocess.Popen[bytes]:
