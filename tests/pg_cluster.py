@@ -84,14 +84,21 @@ class Cluster:
         return f"postgresql://postgres@127.0.0.1:{server.port}/{dbname}"
 
     def wait_replayed(self, timeout: float = 20.0) -> None:
-        """Until the replica has replayed everything the primary has written so far."""
+        """Until the replica has replayed everything the primary has written so far, and its snapshots
+        see every transaction the primary had completed: the replay position passing the primary's WAL
+        position is not enough, a standby's snapshot can trail it for a moment (seen: ~0.2 s under load)."""
         target = self.primary.sql("SELECT pg_current_wal_lsn()")
+        xmax = int(self.primary.sql("SELECT txid_snapshot_xmax(txid_current_snapshot())"))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.replica.sql(f"SELECT pg_last_wal_replay_lsn() >= '{target}'::pg_lsn") == "t":
+            replayed = self.replica.sql(f"SELECT pg_last_wal_replay_lsn() >= '{target}'::pg_lsn") == "t"
+            if (
+                replayed
+                and int(self.replica.sql("SELECT txid_snapshot_xmax(txid_current_snapshot())")) >= xmax
+            ):
                 return
             time.sleep(0.05)
-        raise TimeoutError(f"the replica did not replay up to {target}")
+        raise TimeoutError(f"the replica did not replay up to {target} (transactions below {xmax})")
 
     def pause_replay(self) -> None:
         self.replica.sql("SELECT pg_wal_replay_pause()")

@@ -178,12 +178,6 @@ def test_tokens_are_checked_on_the_primary_however_far_the_replica_lags(
     assert cluster.replica.sql(digest_count, name) == "0"  # the replica has not even seen it
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug, not understood yet (2026-12-03): run after the two tests above on the same cluster, "
-    "the replica shows the backfill's point and entity but not its new series row after replaying past "
-    "the commit, so the first read answers no temperature; alone, or after either test alone, it passes",
-)
 def test_reads_fall_back_to_the_primary_past_the_lag_bound(
     make_server: Any, cluster: Cluster, caplog: pytest.LogCaptureFixture
 ) -> None:
