@@ -330,6 +330,31 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	return allow ? MOSQ_ERR_SUCCESS : MOSQ_ERR_AUTH;
 }
 
+/* What the ACL and message callbacks return for a QoS 1/2 message sensorhub did not accept or did not
+ * store: Mosquitto must not acknowledge it. Mosquitto (2.0.11) answers MOSQ_ERR_ACL_DENIED with a PUBACK of reason 0x87 (not
+ * authorised) to an MQTT 5 client, which stays connected — but to an MQTT 3.1.1 client, which has no
+ * negative PUBACK, with a plain, successful one. So a 3.1.1 client gets another failure, which makes
+ * Mosquitto close its connection without any PUBACK (as the embedded broker does). */
+static int refuse(const struct mosquitto *client)
+{
+	return mosquitto_client_protocol_version(client) == 5 ? MOSQ_ERR_ACL_DENIED : MOSQ_ERR_PAYLOAD_SIZE;
+}
+
+/* The answer to a write (publish) check that is not a plain yes. A QoS 0 message is just dropped (at
+ * most once). A QoS 1/2 message must not be acknowledged as if it had been taken: refused by sensorhub,
+ * refuse() (MQTT 5: PUBACK 0x87; MQTT 3.1.1: the connection closes, MQTT-3.3.5-2); sensorhub did not
+ * answer (down, too slow), the connection closes without any PUBACK for both versions, so the device
+ * sends the message again when it reconnects. */
+static int refuse_write(const struct mosquitto_evt_acl_check *ed, bool answered)
+{
+	const char *id = mosquitto_client_id(ed->client);
+	if(ed->qos == 0) return MOSQ_ERR_ACL_DENIED;
+	if(answered) return refuse(ed->client);
+	mosquitto_log_printf(MOSQ_LOG_WARNING, "sensorhub_auth: no answer on the publish of client %s to %.200s: "
+			"closing its connection without acknowledging the QoS %d message", id ? id : "?", ed->topic, ed->qos);
+	return MOSQ_ERR_UNKNOWN;
+}
+
 static int on_acl_check(int event, void *event_data, void *userdata)
 {
 	struct mosquitto_evt_acl_check *ed = event_data;
@@ -340,13 +365,14 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 	const char *user;
 	time_t now = time(NULL);
 	long seconds;
-	bool allow;
+	bool allow, answered;
 	int i;
 	(void)event; (void)userdata;
 
 	if(is_service(ed->client)) return MOSQ_ERR_SUCCESS;
-	if(!strncmp(ed->topic, "$CONTROL/", 9)) return MOSQ_ERR_ACL_DENIED;
-	if(!strncmp(ed->topic, INGEST_ROOT, strlen(INGEST_ROOT))) return MOSQ_ERR_ACL_DENIED;
+	if(!strncmp(ed->topic, "$CONTROL/", 9) || !strncmp(ed->topic, INGEST_ROOT, strlen(INGEST_ROOT))){
+		return ed->access == MOSQ_ACL_WRITE ? refuse_write(ed, true) : MOSQ_ERR_ACL_DENIED;
+	}
 	if(ed->access == MOSQ_ACL_UNSUBSCRIBE) return MOSQ_ERR_SUCCESS;
 	c = find_client(ed->client);
 	if(!c && ed->access == MOSQ_ACL_WRITE){
@@ -359,7 +385,8 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 		for(i = 0; i < CACHE_SLOTS; i++){
 			e = &c->cache[i];
 			if(e->topic && e->access == ed->access && e->until > now && !strcmp(e->topic, ed->topic)){
-				return e->allow ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
+				if(e->allow) return MOSQ_ERR_SUCCESS;
+				return ed->access == MOSQ_ACL_WRITE ? refuse_write(ed, true) : MOSQ_ERR_ACL_DENIED;
 			}
 		}
 	}
@@ -383,6 +410,7 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 	cache = cJSON_GetObjectItemCaseSensitive(answer, "cache_seconds");
 	seconds = cJSON_IsNumber(cache) ? (long)cache->valuedouble : 0;
 	if(seconds > opt_cache_seconds) seconds = opt_cache_seconds;
+	answered = answer != NULL;
 	cJSON_Delete(answer);
 	if(c && seconds > 0){
 		e = &c->cache[c->next_slot];
@@ -393,7 +421,8 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 		e->allow = allow;
 		e->until = now + seconds;
 	}
-	return allow ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
+	if(allow) return MOSQ_ERR_SUCCESS;
+	return ed->access == MOSQ_ACL_WRITE ? refuse_write(ed, answered) : MOSQ_ERR_ACL_DENIED;
 }
 
 /* Append a copy of one PUBLISH property to *out (the property types a PUBLISH may carry). */
@@ -471,15 +500,6 @@ static int stamp_client(mosquitto_property **props, const char *clientid, bool s
 	return MOSQ_ERR_SUCCESS;
 }
 
-/* What the message callback returns for a message sensorhub did not store: Mosquitto must not
- * acknowledge it. Mosquitto (2.0.11) answers MOSQ_ERR_ACL_DENIED with a PUBACK of reason 0x87 (not
- * authorised) to an MQTT 5 client, which stays connected — but to an MQTT 3.1.1 client, which has no
- * negative PUBACK, with a plain, successful one. So a 3.1.1 client gets another failure, which makes
- * Mosquitto close its connection without any PUBACK (as the embedded broker does). */
-static int refuse(const struct mosquitto *client)
-{
-	return mosquitto_client_protocol_version(client) == 5 ? MOSQ_ERR_ACL_DENIED : MOSQ_ERR_PAYLOAD_SIZE;
-}
 
 static int on_message(int event, void *event_data, void *userdata)
 {
