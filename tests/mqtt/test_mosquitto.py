@@ -440,7 +440,9 @@ def test_sensorhub_down_means_a_qos1_message_is_not_acknowledged(
     token = w.pat("dev@acme.test")
     topic = f"sensorhub/acme/plant/{DEVICE}/temperature"
     cached = devices(token)
-    assert acknowledged(cached, topic, "1")  # the topic's ACL answer is cached from here on (unless rechecked)
+    assert acknowledged(
+        cached, topic, "1"
+    )  # the topic's ACL answer is cached from here on (unless rechecked)
     fresh = {protocol: devices(token, protocol=protocol) for protocol in (mqtt.MQTTv311, mqtt.MQTTv5)}
     sensorhub.stop()
     assert not acknowledged(cached, topic, "2")
