@@ -116,6 +116,7 @@ def main() -> None:
     ap.add_argument("--entities", type=int, default=100_000)
     ap.add_argument("--rounds", type=int, default=200)
     ap.add_argument("--database-url", default=None, help="PostgreSQL admin URL; a fresh database is created")
+    ap.add_argument("--order-rounds", type=int, default=10, help="rounds of the orderBy-by-value group")
     args = ap.parse_args()
     data = Path(tempfile.mkdtemp(prefix="shub-bench-paging-"))
     env = dict(os.environ, SENSORHUB_DATA_DIR=str(data), SENSORHUB_RATE_LIMIT_PER_MINUTE="100000000")
@@ -180,6 +181,34 @@ def main() -> None:
                 },
                 args.rounds,
             )
+            # orderBy=id;desc: the key index read backwards; walk it to its last page.
+            url, desc_last = f"{base}?limit=100&orderBy=id;desc", ""
+            while url:
+                desc_last = url
+                url = client.get(url).links.get("next", {}).get("url")
+            by_id = interleaved(
+                client,
+                {
+                    "first page (limit=100)": first,
+                    "orderBy=id;desc, first page": f"{base}?limit=100&orderBy=id;desc",
+                    "orderBy=id;desc, last page via Link": desc_last,
+                },
+                args.rounds,
+            )
+            # orderBy on a value: every match is read and sorted per page.
+            by_value_first = f"{base}?limit=100&orderBy=temperature;desc,name"
+            by_value_next = client.get(by_value_first).links["next"]["url"]
+            by_value = interleaved(
+                client,
+                {
+                    "first page (limit=100)": first,
+                    "orderBy=temperature;desc,name, first page": by_value_first,
+                    "orderBy=temperature;desc,name, page 2 via Link": by_value_next,
+                    "type=Valve&orderBy=status,name (25% of the entities)": f"{base}?type=Valve&limit=100&orderBy=status,name",
+                    "orderBy=name&collation=und": f"{base}?limit=100&orderBy=name&collation=und",
+                },
+                args.order_rounds,
+            )
     finally:
         proc.terminate()
         proc.wait(10)
@@ -192,7 +221,7 @@ def main() -> None:
     )
     print("| request | median ms | p95 ms | vs first page |")
     print("|---|---:|---:|---:|")
-    for group in (cold, warm):
+    for group in (cold, warm, by_id, by_value):
         base_med = group["first page (limit=100)"][0]
         for label, (med, p95) in group.items():
             print(f"| {label} | {med:.2f} | {p95:.2f} | {med / base_med:.2f}x |")

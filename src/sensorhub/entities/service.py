@@ -9,12 +9,14 @@ members in their granted workspaces, viewers never). Services never commit.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import Select, and_, exists, false, func, literal, or_, select, true, tuple_, union_all
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -38,10 +40,11 @@ from sensorhub.entities.normalize import (
     normalize_entity,
     normalize_fragment,
 )
+from sensorhub.entities.ordering import Ordering, from_json, raw_value, row_key, to_json
 from sensorhub.entities.qlang import BoolOp, JsonAttrs, Node, compile_q
 from sensorhub.entities.windows import is_bounded, visible_attrs, visible_sql
 from sensorhub.errors import BadRequest, Conflict, Forbidden, NotFound
-from sensorhub.kit.paging import OffsetBounds, decode_cursor, encode_cursor
+from sensorhub.kit.paging import INVALID_CURSOR, OffsetBounds, decode_cursor, encode_cursor
 from sensorhub.kit.patterns import check_pattern
 
 DEFAULT_LIMIT = 100
@@ -83,6 +86,7 @@ class EntityQuery:
     geo: GeoQuery | None = None  # georel/geometry/coordinates/geoproperty (entities/geo.py)
     # scopeQ as an OR of ANDs of scope terms (``/a/b``, ``/a/+``, ``/a/#``, ``/#``); None: any entity
     scopes: tuple[frozenset[str], ...] | None = None
+    order: Ordering | None = None  # orderBy (entities/ordering.py); None: by (id, organisation)
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,8 +274,11 @@ def entity_filter(s: Session, access: Access, query: EntityQuery) -> ColumnEleme
 
 
 ORDER = (Entity.entity_id, Entity.org_id)  # unique: (org_id, entity_id) is a unique key
+ORDER_DESC = (Entity.entity_id.desc(), Entity.org_id.desc())  # orderBy=id;desc: the same index, backwards
 # Located entities a geo-query may test exactly in one request (after the bounding-box prefilter).
 MAX_GEO_CANDIDATES = 250_000
+# Matching entities an orderBy on values (anything but id) sorts in one request.
+MAX_ORDER_CANDIDATES = 250_000
 
 
 def _geo_prefilter(s: Session, geo: GeoQuery) -> ColumnElement[bool]:
@@ -345,19 +352,137 @@ def _query_geo(
     return page
 
 
+def _query_ordered(
+    s: Session,
+    access: Access,
+    query: EntityQuery,
+    limit: int,
+    offset: int,
+    cursor: str | None,
+    count: bool,
+    sys_attrs: bool,
+) -> Page:
+    """A page of a query with ``orderBy`` on values (entities/ordering.py): the matching entities' keys
+    and the attributes the order names are read (at most :data:`MAX_ORDER_CANDIDATES`), sorted here — the
+    same comparison on SQLite and PostgreSQL, whatever their collations — and the page's rows read by key.
+    The cursor carries the last entity's sort values and key, so the next page starts right after it even
+    when entities were added, changed or removed meanwhile (no repeats, no gaps among the others)."""
+    order = query.order
+    assert order is not None
+    geo = query.geo
+    names = [a for a in order.attributes() if a != "location"]
+    if geo is not None and geo.geoproperty != "location":
+        names.append(geo.geoproperty)
+    names = list(dict.fromkeys(names))
+    cols: list[Any] = [
+        Entity.pk,
+        Entity.entity_id,
+        Entity.org_id,
+        Entity.workspace_id,
+        Entity.type,
+        Entity.extra_types,
+        Entity.scopes,
+        Entity.created_at,
+        Entity.modified_at,
+        Entity.location,
+        *(Entity.attrs[n].label(f"a{i}") for i, n in enumerate(names)),
+    ]
+    q = select(*cols).where(entity_filter(s, access, query)).limit(MAX_ORDER_CANDIDATES + 1)
+    cand = s.execute(q).all()
+    if len(cand) > MAX_ORDER_CANDIDATES:
+        raise BadRequest(
+            f"orderBy: this query matches more than {MAX_ORDER_CANDIDATES} entities, more than this server "
+            "sorts by value in one request; narrow it (type, q, …) or order by id"
+        )
+    keyed = _sort_keys(access, query, order, names, cand)
+    keyed.sort(key=lambda k: k[0])
+    page = Page([], len(keyed) if count else None)
+    if cursor is not None:
+        start = bisect_right(keyed, _ordered_cursor_key(order, cursor), key=lambda k: k[0])
+    else:
+        start = offset
+    chosen = keyed[start : start + limit]
+    if limit == 0 or not chosen:
+        return page
+    rows = {
+        (r.entity_id, r.org_id): r
+        for r in s.execute(_rows_query(Entity.pk.in_([c[2].pk for c in chosen]), sys_attrs))
+    }
+    page.rows = [rows[k] for k in ((c[2].entity_id, c[2].org_id) for c in chosen) if k in rows]
+    if len(keyed) > start + limit:
+        _key, raws, last = chosen[-1]
+        values = orjson.dumps([to_json(v) for v in raws]).decode()
+        page.next_cursor = encode_cursor("o", values, last.entity_id, last.org_id)
+        page.next_offset = offset + limit
+    return page
+
+
+def _sort_keys(
+    access: Access, query: EntityQuery, order: Ordering, names: list[str], cand: Sequence[Any]
+) -> list[tuple[tuple[Any, ...], list[Any], Any]]:
+    """(sort key, raw values, candidate) of the candidates that pass the geo-query, if any."""
+    bounded = is_bounded(access)
+    attrs_of: list[dict[str, Any]] = []
+    for r in cand:
+        attrs = {n: _json_value(r[10 + i]) for i, n in enumerate(names) if r[10 + i] is not None}
+        if bounded:  # a time-limited credential orders by what it may read, nothing else
+            attrs = _readable(access, r.org_id, r.workspace_id, r.entity_id, attrs)
+        attrs_of.append(attrs)
+    geo = query.geo
+    ok = (
+        geo.matches(
+            [entity_geometry(r.location, a, geo.geoproperty) for r, a in zip(cand, attrs_of, strict=True)]
+        )
+        if geo is not None
+        else [True] * len(cand)
+    )
+    keyed: list[tuple[tuple[Any, ...], list[Any], Any]] = []
+    for r, attrs, m in zip(cand, attrs_of, ok, strict=True):
+        if m:
+            raws = [raw_value(t, order, r, attrs) for t in order.terms]
+            keyed.append((row_key(order, raws, r.entity_id, r.org_id), raws, r))
+    return keyed
+
+
+def _json_value(v: Any) -> Any:
+    """An attribute read with ``attrs[name]``: decoded JSON on both backends (SQLite may hand its text)."""
+    if isinstance(v, str | bytes):
+        try:
+            return orjson.loads(v)
+        except orjson.JSONDecodeError:
+            return v
+    return v
+
+
+def _ordered_cursor_key(order: Ordering, cursor: str) -> tuple[Any, ...]:
+    tag, values, eid, oid = decode_cursor(cursor, str, str, str, str)
+    try:
+        raws = [from_json(v) for v in orjson.loads(str(values))]
+    except (ValueError, TypeError, orjson.JSONDecodeError):
+        raise BadRequest(INVALID_CURSOR) from None
+    if tag != "o" or len(raws) != len(order.terms):
+        raise BadRequest(INVALID_CURSOR)
+    try:
+        return row_key(order, raws, str(eid), str(oid))
+    except (TypeError, ValueError):
+        raise BadRequest(INVALID_CURSOR) from None
+
+
 def decode_entity_cursor(cursor: str) -> tuple[str, str]:
     """The (entity id, organisation id) key a listing cursor encodes."""
     eid, oid = decode_cursor(cursor, str, str)
     return str(eid), str(oid)
 
 
-def _after(anchor: tuple[str, str]) -> ColumnElement[bool]:
+def _after(anchor: tuple[str, str], desc: bool = False) -> ColumnElement[bool]:
     # The leading ">=" lets an index on (org_id, entity_id) serve the range directly.
     eid, oid = anchor
+    if desc:
+        return and_(Entity.entity_id <= eid, tuple_(Entity.entity_id, Entity.org_id) < tuple_(eid, oid))
     return and_(Entity.entity_id >= eid, tuple_(Entity.entity_id, Entity.org_id) > tuple_(eid, oid))
 
 
-def _rows_query(where: ColumnElement[bool], sys_attrs: bool) -> Select[Any]:
+def _rows_query(where: ColumnElement[bool], sys_attrs: bool, desc: bool = False) -> Select[Any]:
     cols: list[Any] = [
         Entity.entity_id,
         Entity.org_id,
@@ -370,7 +495,7 @@ def _rows_query(where: ColumnElement[bool], sys_attrs: bool) -> Select[Any]:
     ]
     if sys_attrs:
         cols += [Entity.created_at, Entity.modified_at]
-    return select(*cols).where(where).order_by(*ORDER)
+    return select(*cols).where(where).order_by(*(ORDER_DESC if desc else ORDER))
 
 
 def _uses_regex(query: EntityQuery) -> bool:
@@ -438,11 +563,16 @@ def query_entities(
     OFFSETS.check(offset)
     if access.is_empty:
         return Page([], 0 if count else None)
+    by_id = query.order.id_only if query.order is not None else False
     with _regex_guard(s, query):
-        if query.geo is not None:
+        if query.order is not None and (by_id is None or query.geo is not None):
+            page = _query_ordered(s, access, query, limit, offset, cursor, count, sys_attrs)
+        elif query.geo is not None:
             page = _query_geo(s, access, query, limit, offset, cursor, count, sys_attrs)
         else:
-            page = _query_entities(s, access, query, limit, offset, cursor, count, sys_attrs, reader)
+            page = _query_entities(
+                s, access, query, limit, offset, cursor, count, sys_attrs, reader, bool(by_id)
+            )
     if is_bounded(access):
         page.rows = [
             EntityRow(
@@ -463,8 +593,10 @@ def _query_entities(
     count: bool,
     sys_attrs: bool,
     reader: str,
+    desc: bool = False,
 ) -> Page:
     where = entity_filter(s, access, query)
+    order = ORDER_DESC if desc else ORDER
     page = Page([])
     if count:
         page.count = int(s.scalar(select(func.count()).select_from(Entity).where(where)) or 0)
@@ -477,13 +609,13 @@ def _query_entities(
     elif offset > 0:
         anchor = ANCHORS.get((*anchor_key, offset))
         if anchor is None:
-            row = s.execute(select(*ORDER).where(where).order_by(*ORDER).offset(offset - 1).limit(1)).first()
+            row = s.execute(select(*ORDER).where(where).order_by(*order).offset(offset - 1).limit(1)).first()
             if row is None:
                 return page
             anchor = (row[0], row[1])
     else:
         anchor = None
-    q = _rows_query(and_(where, _after(anchor)) if anchor else where, sys_attrs).limit(limit + 1)
+    q = _rows_query(and_(where, _after(anchor, desc)) if anchor else where, sys_attrs, desc).limit(limit + 1)
     rows = list(s.execute(q))
     if len(rows) > limit:
         rows = rows[:limit]

@@ -20,6 +20,7 @@ from sensorhub.compat.ngsi_ld.geo import accepted_media, geo_from_body, geo_para
 from sensorhub.compat.ngsi_ld.render import Projection, Representation
 from sensorhub.entities.geo import GeoQuery
 from sensorhub.entities.normalize import SCOPE_LEVEL, check_entity_id
+from sensorhub.entities.ordering import parse_ordering
 from sensorhub.entities.qlang import QSyntaxError, parse_q, rename
 from sensorhub.entities.service import (
     MAX_LIST_ITEMS,
@@ -40,8 +41,6 @@ MAX_DNF = 10_000  # conjunctions while expanding a type expression or scopeQ (be
 REFUSED_PARAMS: dict[str, str] = {
     "csf": "sensorhub has no context source registrations (no distributed operations)",
     "datasetId": "multi-attributes (several instances of one attribute) are not stored",
-    "orderBy": "results are always ordered by entity id (then organisation)",
-    "collation": "results are always ordered by entity id (then organisation)",
     "expandValues": "VocabProperty values are compacted with the request's context; expandValues is not offered",
     "entityMap": "entity maps (snapshots of a distributed query) are not offered",
     "doNotCompact": "every answer is compacted against the request's context",
@@ -52,15 +51,18 @@ REFUSED_MEMBERS: dict[str, str] = {
     "csf": REFUSED_PARAMS["csf"],
     "temporalQ": "temporal queries go to /ngsi-ld/v1/temporalEntityOperations/query",
     "datasetId": REFUSED_PARAMS["datasetId"],
-    "ordering": "results are always ordered by entity id (then organisation); V1.9 ordering is not offered",
     "expandValues": REFUSED_PARAMS["expandValues"],
 }
 QUERY_MEMBERS = frozenset(
     {
         "type", "entities", "attrs", "pick", "omit", "q", "scopeQ", "lang", "@context", "id", "geoQ",
-        "join", "joinLevel", "containedBy", "geometryProperty",
+        "join", "joinLevel", "containedBy", "geometryProperty", "ordering",
     }
 )  # fmt: skip
+ORDERING_MEMBERS = frozenset({"orderBy", "collation", "geometry", "coordinates"})  # V1.9 OrderingParams
+# How the ordering parameters are named in a query string and in a Query body's ``ordering``.
+ORDER_NAMES = ("orderBy", "collation", "orderGeometry", "orderFrom")
+BODY_ORDER_NAMES = ("ordering.orderBy", "ordering.collation", "ordering.geometry", "ordering.coordinates")
 # Entity members that are not attributes: ``attrs`` cannot name them (pick/omit can).
 NOT_ATTRIBUTES = frozenset({"id", "type", "scope", "@id", "@type", "@context"})
 ANY_TYPE = "*"  # type=*: every entity type (ETSI GS CIM 009 §4.17)
@@ -115,6 +117,12 @@ class QueryParams:
     selectors: tuple[Selector, ...] | None = None  # from a Query body's ``entities``
     geo: GeoQuery | None = None  # georel/geometry/coordinates/geoproperty or a body's geoQ
     geometryProperty: str | None = None  # with Accept: application/geo+json
+    # Entity ordering (V1.9 §4.23): orderBy, collation, orderGeometry, orderFrom (or a body's ordering)
+    orderBy: str | list[str] | None = None
+    collation: str | None = None
+    orderGeometry: str | None = None
+    orderFrom: Any = None
+    order_names: tuple[str, str, str, str] = ORDER_NAMES
     extra: dict[str, Any] = field(default_factory=dict)
 
     def query(self, ctx: RequestContext) -> EntityQuery:
@@ -142,6 +150,9 @@ class QueryParams:
         geo = self.geo
         if geo is not None and geo.geoproperty != "location":
             geo = replace(geo, geoproperty=ctx.stored(geo.geoproperty))
+        order = parse_ordering(
+            self.orderBy, self.collation, self.orderGeometry, self.orderFrom, ctx.stored, self.order_names
+        )
         return EntityQuery(
             selectors=sels,
             q=q,
@@ -149,6 +160,7 @@ class QueryParams:
             none=none,
             geo=geo,
             scopes=scopes,
+            order=order,
         )
 
     def representation(self, ctx: RequestContext) -> Representation:
@@ -248,6 +260,23 @@ def representation_params(
     )
 
 
+_ORDER_BY = "Entity ordering (V1.9 §4.23): `name`, `name;desc`, `type,name.sub;desc`, `address[city]`, `location;dist-asc`"
+
+
+def ordering_params(
+    orderBy: str | None = Query(None, description=_ORDER_BY),
+    collation: str | None = Query(
+        None, description="`und`: the Unicode root collation (default: code points)"
+    ),
+    orderGeometry: str | None = Query(
+        None, description="With dist-asc/dist-desc: Point (default), LineString, …"
+    ),
+    orderFrom: str | None = Query(None, description="With dist-asc/dist-desc: coordinates, e.g. [8,40]"),
+) -> QueryParams:
+    """The entity-ordering parameters of a query string (checked with the request's context later)."""
+    return QueryParams(orderBy=orderBy, collation=collation, orderGeometry=orderGeometry, orderFrom=orderFrom)
+
+
 def query_params(
     type: str | None = Query(None, description="Entity types: `A,B` or `A|B` (either), `A;B` (both), `(…)`"),
     id: str | None = Query(None, description="Entity ids, comma-separated"),
@@ -259,12 +288,17 @@ def query_params(
     scopeQ: str | None = Query(None, description="Scope query, e.g. /farm/#"),
     shown: QueryParams = Depends(representation_params),
     geo: GeoQuery | None = Depends(geo_params),
+    order: QueryParams = Depends(ordering_params),
 ) -> QueryParams:
     """A dependency's parameters follow the function's own in the OpenAPI document: ``shown`` (then
     ``geo``) lists its parameters after ``scopeQ``, as the standard orders them."""
     return replace(
         shown,
         geo=geo,
+        orderBy=order.orderBy,
+        collation=order.collation,
+        orderGeometry=order.orderGeometry,
+        orderFrom=order.orderFrom,
         type=type,
         id=id,
         idPattern=idPattern,
@@ -331,7 +365,33 @@ def with_body(base: QueryParams, body: Any) -> QueryParams:
         selectors=selectors,
         geo=geo_from_body(body.get("geoQ")),
         geometryProperty=_body_member(body, "geometryProperty", base.geometryProperty),
+        **_body_ordering(body.get("ordering")),
     )
+
+
+def _body_ordering(ordering: Any) -> dict[str, Any]:
+    """A Query body's ``ordering`` (V1.9 OrderingParams: orderBy, collation, geometry, coordinates)."""
+    if ordering is None:
+        return {}
+    if not isinstance(ordering, dict):
+        raise BadRequest("'ordering' must be an object with orderBy, collation, geometry, coordinates")
+    extra = sorted(set(ordering) - ORDERING_MEMBERS)
+    if extra:
+        raise BadRequest(
+            f"unknown member ordering.{extra[0][:40]}; it may hold {', '.join(sorted(ORDERING_MEMBERS))}"
+        )
+    if ordering.get("orderBy") is None:
+        raise BadRequest("'ordering' needs orderBy, a list such as [\"name;desc\"]")
+    coords = ordering.get("coordinates")
+    if coords is not None and not isinstance(coords, list):
+        raise BadRequest("ordering.coordinates must be an array of coordinates, e.g. [8, 40]")
+    return {
+        "orderBy": ordering["orderBy"],
+        "collation": ordering.get("collation"),
+        "orderGeometry": ordering.get("geometry"),
+        "orderFrom": coords,
+        "order_names": BODY_ORDER_NAMES,
+    }
 
 
 def _body_member(body: dict[str, Any], key: str, default: str | None) -> str | None:
