@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     Connection,
     Float,
@@ -30,6 +31,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from sensorhub.db import Base, UTCDateTime, utcnow
 from sensorhub.entities.geo import entity_bbox
+from sensorhub.kit.time import observed_us, to_us
+from sensorhub.timeseries.names import MAX_ATTRIBUTE_LENGTH
 
 
 def new_asset_id() -> str:
@@ -66,9 +69,11 @@ class Entity(Base):
     name: Mapped[str | None] = mapped_column(String(300), nullable=True)
     # Normalized NGSI-LD attributes other than location, e.g.
     # {"temperature": {"type": "Property", "value": 21.5, "unitCode": "CEL", "observedAt": "..."}}
-    attrs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # (active_history: the value replaced is loaded first, so that every write's attribute history
+    # — see ``attribute_instances`` — knows what changed.)
+    attrs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, active_history=True)
     # GeoJSON geometry of the "location" GeoProperty, if any.
-    location: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    location: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, active_history=True)
     # Bounding box of ``location`` (the geo-query prefilter, see entities/geo.py), set on every write;
     # geo_lat_span bounds how far below a query's box an overlapping entity's geo_min_lat can lie.
     geo_min_lon: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -87,6 +92,12 @@ class Entity(Base):
     def set_types(self, types: list[str] | tuple[str, ...]) -> None:
         self.type = types[0]
         self.extra_types = list(types[1:]) or None
+
+    def set_location(self, geometry: dict[str, Any] | None, observed_at: str | None = None) -> None:
+        """Set ``location``; ``observed_at``, the ``observedAt`` the write gave it, is not a column: it
+        dates the location's instance in ``attribute_instances`` (without one: the time of the write)."""
+        self.location = geometry
+        self._location_observed_at = observed_at
 
 
 def _mirror_table(name: str, column: str) -> Table:
@@ -163,7 +174,119 @@ def _keep_bbox(_mapper: object, _conn: object, e: Entity) -> None:
         e.geo_lat_span = box[3] - box[1]
 
 
+# --- attribute history -----------------------------------------------------------------------------------
+
+# The temporal evolution of every attribute the time-series store does not keep — all but Properties
+# whose value is a number: LanguageProperty, JsonProperty, VocabProperty, ListProperty, Relationships,
+# GeoProperties (``location`` included), text/boolean/object Property values — one row per instance,
+# written by every ORM write of an entity (in its transaction: see :func:`_history_inserted`). Also the
+# *deletion* instances of every attribute (``deleted``: an attribute removed from the entity, dated by
+# the deletion, what ``timeproperty=deletedAt`` reads). Keyed by the entity like ``series``: who may
+# read it is decided on the entity (sensorhub.authz), rows go with it (ON DELETE CASCADE). Read by
+# sensorhub.entities.history; see docs/ngsi-ld-temporal.md.
+attribute_instances = Table(
+    "attribute_instances",
+    Base.metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "entity_pk",
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("entities.pk", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("attribute", String(MAX_ATTRIBUTE_LENGTH), nullable=False),
+    Column("deleted", Boolean, nullable=False),
+    # observedAt (deletedAt for a deletion) in microseconds since the epoch, UTC; an instance written
+    # without observedAt is dated by its write.
+    Column("ts", BigInteger, nullable=False),
+    # The attribute as written (normalized, observedAt included); NULL for a deletion.
+    Column("instance", JSON, nullable=True),
+    # One instance per attribute and time (a later write at the same observedAt replaces it); the index
+    # every read of one attribute's instances walks.
+    UniqueConstraint("entity_pk", "attribute", "deleted", "ts", name="uq_attribute_instances"),
+)
+LOCATION = "location"
+
+
+def is_series_value(attr: Any) -> bool:
+    """A Property whose value is a number: its history is the time-series store's, not
+    ``attribute_instances``'."""
+    if not isinstance(attr, dict) or attr.get("type", "Property") != "Property":
+        return False
+    v = attr.get("value")
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _instance_rows(e: Entity, old: dict[str, Any], new: dict[str, Any], now_us: int) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for name, attr in new.items():
+        if is_series_value(attr) or old.get(name) == attr:
+            continue
+        ts = observed_us(attr.get("observedAt")) if isinstance(attr, dict) else None
+        rows.append(
+            {"entity_pk": e.pk, "attribute": name, "deleted": False, "ts": ts or now_us, "instance": attr}
+        )
+    rows += [
+        {"entity_pk": e.pk, "attribute": name, "deleted": True, "ts": now_us, "instance": None}
+        for name in old
+        if name not in new
+    ]
+    return rows
+
+
+def _location(e: Entity, geometry: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    if geometry is None:
+        return {}
+    attr: dict[str, Any] = {"type": "GeoProperty", "value": geometry}
+    observed = getattr(e, "_location_observed_at", None)
+    if observed is not None:
+        attr["observedAt"] = observed
+    return {LOCATION: attr}
+
+
+def _write_history(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    t = attribute_instances.c
+    for r in rows:  # a later write at the same time replaces the instance (a correction)
+        conn.execute(
+            delete(attribute_instances).where(
+                t.entity_pk == r["entity_pk"],
+                t.attribute == r["attribute"],
+                t.deleted == r["deleted"],
+                t.ts == r["ts"],
+            )
+        )
+    conn.execute(insert(attribute_instances), rows)
+
+
+def _history_inserted(_mapper: object, conn: Connection, e: Entity) -> None:
+    """A new entity's non-numeric attributes and location are its first instances."""
+    now = to_us(utcnow())
+    rows = _instance_rows(e, {}, {**(e.attrs or {}), **_location(e, e.location)}, now)
+    if rows:
+        conn.execute(insert(attribute_instances), rows)
+    e._location_observed_at = None
+
+
+def _history_updated(_mapper: object, conn: Connection, e: Entity) -> None:
+    """Every changed non-numeric attribute (or location) is an instance, every removed attribute a
+    deletion instance — whichever service wrote the entity (entity API, import, ingest's latest states)."""
+    state = inspect(e)
+    h_attrs, h_loc = state.attrs["attrs"].history, state.attrs["location"].history
+    if not (h_attrs.has_changes() or h_loc.has_changes()):
+        return
+    old_attrs = (h_attrs.deleted[0] if h_attrs.deleted else None) if h_attrs.has_changes() else e.attrs
+    old_loc = (h_loc.deleted[0] if h_loc.deleted else None) if h_loc.has_changes() else e.location
+    old = {**(old_attrs or {}), **_location(e, old_loc)}
+    new = {**(e.attrs or {}), **_location(e, e.location)}
+    _write_history(conn, _instance_rows(e, old, new, to_us(utcnow())))
+    e._location_observed_at = None
+
+
 event.listen(Entity, "before_insert", _keep_bbox)
 event.listen(Entity, "before_update", _keep_bbox)
 event.listen(Entity, "after_insert", _mirrors_inserted)
 event.listen(Entity, "after_update", _mirrors_updated)
+event.listen(Entity, "after_insert", _history_inserted)
+event.listen(Entity, "after_update", _history_updated)

@@ -60,6 +60,7 @@ class EntityData:
     location: dict[str, Any] | None
     extra_types: tuple[str, ...] = ()  # the types after the first (NGSI-LD ``type`` may be an array)
     scopes: tuple[str, ...] = ()  # NGSI-LD ``scope``: a string or an array of strings
+    location_observed_at: str | None = None  # the location's observedAt (dates its history instance)
 
     @property
     def types(self) -> tuple[str, ...]:
@@ -226,6 +227,13 @@ def normalize_location(raw: Any) -> dict[str, Any]:
     return check_geojson(raw, "location")
 
 
+def location_observed_at(raw: Any) -> str | None:
+    """The ``observedAt`` of a normalized ``location`` (checked), if it has one."""
+    if isinstance(raw, dict) and raw.get("type") == "GeoProperty" and "observedAt" in raw:
+        return check_datetime(raw["observedAt"], "location: observedAt")
+    return None
+
+
 @dataclass
 class Fragment:
     """A validated update/append body: attributes, the location if given, the scopes if given."""
@@ -234,6 +242,7 @@ class Fragment:
     location: dict[str, Any] | None
     has_location: bool
     scopes: tuple[str, ...] | None  # None: the body has no ``scope``
+    location_observed_at: str | None = None
 
 
 def normalize_fragment(body: Any) -> Fragment:
@@ -245,6 +254,7 @@ def normalize_fragment(body: Any) -> Fragment:
             raise BadRequest(f"'{k}' cannot be changed through the attributes endpoint")
     attrs: dict[str, Any] = {}
     location: dict[str, Any] | None = None
+    observed: str | None = None
     has_location = False
     scopes = check_scopes(body["scope"]) if "scope" in body else None
     for name, raw in body.items():
@@ -254,12 +264,12 @@ def normalize_fragment(body: Any) -> Fragment:
         if name == "scope":
             continue
         if name == "location":
-            location, has_location = normalize_location(raw), True
+            location, observed, has_location = normalize_location(raw), location_observed_at(raw), True
             continue
         attrs[check_attr_name(name)] = normalize_attr(name, raw)
     if not attrs and not has_location and scopes is None:
         raise BadRequest("the body names no attribute")
-    return Fragment(attrs, location, has_location, scopes)
+    return Fragment(attrs, location, has_location, scopes, observed)
 
 
 def normalize_entity(body: Any) -> EntityData:
@@ -271,16 +281,17 @@ def normalize_entity(body: Any) -> EntityData:
     scopes = check_scopes(body["scope"]) if "scope" in body else ()
     attrs: dict[str, Any] = {}
     location = None
+    observed = None
     for name, raw in body.items():
         if name in RESERVED:
             continue
         if name == "location":
-            location = normalize_location(raw)
+            location, observed = normalize_location(raw), location_observed_at(raw)
             continue
         attrs[check_attr_name(name)] = normalize_attr(name, raw)
     if len(attrs) > MAX_ATTRS:
         raise BadRequest(f"an entity may have at most {MAX_ATTRS} attributes")
-    return EntityData(entity_id, types[0], attrs, location, types[1:], scopes)
+    return EntityData(entity_id, types[0], attrs, location, types[1:], scopes, observed)
 
 
 # The plain renderer for core-context readers (NGSI-LD notifications); the NGSI-LD routes render with

@@ -691,7 +691,7 @@ def create_entity(s: Session, user: User, org: Organisation, ws: Workspace, body
 
 
 def _new_entity(org_id: str, ws_id: str, data: EntityData) -> Entity:
-    return Entity(
+    e = Entity(
         entity_id=data.entity_id,
         org_id=org_id,
         workspace_id=ws_id,
@@ -702,6 +702,8 @@ def _new_entity(org_id: str, ws_id: str, data: EntityData) -> Entity:
         attrs=data.attrs,
         location=data.location,
     )
+    e.set_location(data.location, data.location_observed_at)
+    return e
 
 
 def entity_for_write(s: Session, user: User, ref: str, tenant: str | None) -> Entity:
@@ -738,7 +740,7 @@ def update_attrs(s: Session, user: User, e: Entity, body: Any) -> tuple[list[str
             )
     if frag.has_location:
         if e.location is not None:
-            e.location = frag.location
+            e.set_location(frag.location, frag.location_observed_at)
             updated.append("location")
         else:
             not_updated.append(
@@ -759,7 +761,7 @@ def append_attrs(s: Session, user: User, e: Entity, body: Any) -> list[str]:
     new = dict(e.attrs)
     new.update(frag.attrs)
     if frag.has_location:
-        e.location = frag.location
+        e.set_location(frag.location, frag.location_observed_at)
     if frag.scopes is not None:
         scopes = list(dict.fromkeys([*(e.scopes or []), *frag.scopes]))
         if len(scopes) > MAX_SCOPES:
@@ -772,7 +774,7 @@ def append_attrs(s: Session, user: User, e: Entity, body: Any) -> list[str]:
 def delete_attr(s: Session, user: User, e: Entity, name: str) -> None:
     """NGSI-LD *Delete Attribute*."""
     if name == "location" and e.location is not None:
-        e.location = None
+        e.set_location(None)
         _save_attrs(s, user, e, dict(e.attrs))
     elif name in e.attrs:
         _save_attrs(s, user, e, {k: v for k, v in e.attrs.items() if k != name})
@@ -850,7 +852,8 @@ def import_entities(
             s.add(_new_entity(org.id, ws.id, data))
             result.created += 1
         else:
-            e.workspace_id, e.location = ws.id, data.location
+            e.workspace_id = ws.id
+            e.set_location(data.location, data.location_observed_at)
             e.set_types(data.types)
             e.scopes = list(data.scopes) or None
             _save_attrs(s, None, e, data.attrs)

@@ -21,6 +21,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import isodate
 import numpy as np
@@ -112,10 +113,12 @@ def period_bounds(origin_us: int, end_us: int, period: Period) -> I64:
 
 @dataclass(slots=True)
 class Instances:
-    """Raw points of one series, by time; ``truncated`` when more exist beyond them in the query."""
+    """Raw points of one series, by time; ``truncated`` when more exist beyond them in the query. (The
+    non-numeric attribute history, sensorhub.entities.history, answers in the same shape: ``values`` an
+    object array of the stored instances.)"""
 
     ts: I64
-    values: F64
+    values: npt.NDArray[Any]
     truncated: bool = False
 
 

@@ -101,6 +101,15 @@ def _pick_lang(lmap: dict[str, Any], langs: tuple[str, ...]) -> tuple[str | None
     return None, None
 
 
+def _vocab(v: Any, shown: Callable[[str], str]) -> Any:
+    """A ``vocab`` (a term or a list of terms), compacted."""
+    if isinstance(v, str):
+        return shown(v)
+    if isinstance(v, list):
+        return [shown(x) if isinstance(x, str) else x for x in v]
+    return v
+
+
 def _attr(attr: Any, rep: Representation, shown: Callable[[str], str]) -> Any:
     if not isinstance(attr, dict):
         return attr
@@ -113,12 +122,12 @@ def _attr(attr: Any, rep: Representation, shown: Callable[[str], str]) -> Any:
     if rep.form == "keyValues":
         member = VALUE_MEMBER.get(str(t), "value")
         v = attr.get(member)
-        return shown(v) if t == "VocabProperty" and isinstance(v, str) else v
+        return _vocab(v, shown) if t == "VocabProperty" else v
     out: dict[str, Any] = {}
     for k, v in attr.items():
         if k in CORE_MEMBERS:
-            if k == "vocab" and isinstance(v, str):
-                v = shown(v)
+            if k == "vocab":
+                v = _vocab(v, shown)
             out[k] = v
         else:  # a sub-attribute
             out[shown(k)] = _attr(v, rep, shown)
@@ -127,6 +136,11 @@ def _attr(attr: Any, rep: Representation, shown: Callable[[str], str]) -> Any:
         if t in ("Property", "GeoProperty") and set(out) == {"value"}:
             return out["value"]
     return out
+
+
+def render_attr(attr: Any, rep: Representation, shown: Callable[[str], str]) -> Any:
+    """One attribute (or one instance of it, for the temporal API) as ``rep`` writes it."""
+    return _attr(attr, rep, shown)
 
 
 def types_of(row: Any) -> list[str]:

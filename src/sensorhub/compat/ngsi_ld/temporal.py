@@ -1,7 +1,8 @@
 """HTTP: the NGSI-LD temporal API (``/ngsi-ld/v1/temporal/…``) over the time-series store and its rollups.
 
 ``GET /temporal/entities``, ``GET /temporal/entities/{id}`` and ``POST /temporalEntityOperations/query``
-answer the temporal evolution of entities' numeric attributes (their series) in the three NGSI-LD
+answer the temporal evolution of entities' attributes — numeric ones from their series, the others from
+the attribute history (:mod:`sensorhub.entities.history`) — in the three NGSI-LD
 representations: normalized (arrays of instances with ``observedAt``), ``temporalValues`` (simplified:
 ``values: [[value, observedAt], …]``) and ``aggregatedValues`` (``<method>: [[value, start, end], …]``).
 
@@ -28,11 +29,12 @@ from sensorhub.auth.dependencies import RequireScope
 from sensorhub.auth.principal import Principal
 from sensorhub.authz.access import Access
 from sensorhub.authz.scope import Tenanted, readable_windows_us, visible_entities
-from sensorhub.compat.ngsi_ld import schemas
+from sensorhub.compat.ngsi_ld import render, schemas
 from sensorhub.compat.ngsi_ld.contexts import JSONLD_REL, RequestContext
 from sensorhub.compat.ngsi_ld.geo import geo_params
 from sensorhub.compat.ngsi_ld.render import Projection, project, types_of
 from sensorhub.compat.ngsi_ld.routes import request_context
+from sensorhub.entities import history as H
 from sensorhub.entities import service as entities
 from sensorhub.entities.geo import GeoQuery
 from sensorhub.entities.normalize import check_entity_id, one_or_many
@@ -41,7 +43,6 @@ from sensorhub.errors import (
     InsufficientScope,
     InvalidRequest,
     NotFound,
-    NotImplementedFeature,
     TooManyResults,
 )
 from sensorhub.kit.paging import LimitPolicy
@@ -63,7 +64,7 @@ MAX_LAST_N = 100_000
 MAX_FILL_ROUNDS = 10
 TIMERELS = ("before", "after", "between")
 _DOC = (
-    "Temporal evolution of the entities' numeric attributes. Needs the `timeseries` and `entities` "
+    "Temporal evolution of the entities' attributes (numbers, and the history of non-numeric ones). Needs the `timeseries` and `entities` "
     "scopes; every instant is clamped to the token's time windows. `timerel=before|after|between` with "
     "`timeAt`/`endTimeAt` (before: `< timeAt`; after: `> timeAt`; between: `timeAt <= t < endTimeAt`), "
     "`lastN`, `attrs`, `options=temporalValues|aggregatedValues` with `aggrMethods` and "
@@ -232,9 +233,14 @@ def _last_n(text: str | None) -> int | None:
 
 @dataclass(slots=True)
 class _Read:
-    """What one attribute's read produced, before the page is cut to one time range."""
+    """What one attribute's read produced, before the page is cut to one time range: of a series
+    (numbers) or of the attribute history (``history``: the stored instances of a non-numeric one)."""
 
-    series: SeriesInfo
+    attribute: str
+    instance_base: str  # instanceId prefix
+    unit: str | None = None
+    history: bool = False
+    atype: str = "Property"  # a history attribute's type as the entity stores it now
     inst: T.Instances | None = None
     agg: T.Aggregated | None = None
     emptied: bool = False  # every instance fell beyond the page's time range: shown as an empty list
@@ -249,7 +255,7 @@ def _windows(access: Access, e: Tenanted, rng: TimeRange) -> list[tuple[int, int
 def _read_one(
     store: TimeseriesStore, x: SeriesInfo, windows: list[tuple[int, int]], rng: TimeRange, rep: Representation
 ) -> _Read:
-    out = _Read(x)
+    out = _Read(x.attribute, f"urn:ngsi-ld:instance:{x.id}:", x.unit)
     if rep.kind == "aggregatedValues":
         assert rep.period is not None
         origin = rng.origin if rng.origin is not None else T.first_point(store, x.id, windows)
@@ -270,6 +276,47 @@ def _read_one(
         out.inst = T.last_instances(store, x.id, windows, rep.last_n, MAX_INSTANCES)
     else:
         out.inst = T.first_instances(store, x.id, windows, MAX_INSTANCES)
+    return out
+
+
+def _read_history(
+    db: Session,
+    key: H.HistoryKey,
+    atype: str,
+    windows: list[tuple[int, int]],
+    rng: TimeRange,
+    rep: Representation,
+) -> _Read:
+    """:func:`_read_one` for an attribute of the attribute history: the same windows, page size and
+    ``lastN``; aggregated with the methods that apply to any value."""
+    kind = "d" if key.deleted else "a"
+    out = _Read(
+        key.attribute,
+        f"urn:ngsi-ld:instance:{kind}{key.entity_pk}:{key.attribute}:",
+        history=True,
+        atype=atype,
+    )
+    if rep.kind == "aggregatedValues":
+        assert rep.period is not None
+        methods = [m for m in rep.methods if m in H.ANY_VALUE_METHODS]
+        origin = rng.origin if rng.origin is not None else H.first_time(db, key, windows)
+        if not methods or origin is None:
+            return out
+        end = rng.hi
+        if end is None:
+            last = H.last_time(db, key, windows)
+            if last is None:
+                return out
+            end = last + 1
+        bounds = T.period_bounds(origin, end, rep.period)
+        out.agg = H.aggregate(db, key, windows, bounds, methods)
+        if rep.period.whole_range and len(out.agg.starts):
+            out.agg.ends[:] = end if rng.hi is not None else end - 1
+        return out
+    if rep.last_n is not None:
+        out.inst = H.last_instances(db, key, windows, rep.last_n, MAX_INSTANCES)
+    else:
+        out.inst = H.first_instances(db, key, windows, MAX_INSTANCES)
     return out
 
 
@@ -303,23 +350,70 @@ def _keep(reads: list[_Read], which: Any) -> None:
         r.emptied = not len(r.inst.ts)
 
 
-def _render_attr(r: _Read, rep: Representation) -> Any:
-    unit = r.series.unit
+# The simplified (temporalValues) member of each attribute type (CIM 009 4.5.9).
+_SIMPLIFIED = {
+    "Property": "values",
+    "GeoProperty": "values",
+    "Relationship": "objects",
+    "LanguageProperty": "languageMaps",
+    "ListProperty": "valueLists",
+    "VocabProperty": "vocabs",
+    "JsonProperty": "jsons",
+    "ListRelationship": "objectLists",
+}
+_NORMALIZED = render.Representation()
+
+
+def _attr_type(r: _Read) -> str:
+    """The type of a history attribute's newest instance shown (``Property`` for a series)."""
+    if r.history and r.inst is not None and len(r.inst.values):
+        last = r.inst.values[-1]
+        if isinstance(last, dict) and isinstance(last.get("type"), str):
+            return str(last["type"])
+    return r.atype
+
+
+def _render_history(r: _Read, rep: Representation, rc: RequestContext) -> Any:
+    assert r.inst is not None
+    times = iso_array(r.inst.ts).tolist()
+    insts = [
+        render.render_attr(i, _NORMALIZED, rc.shown) if isinstance(i, dict) else {"value": i}
+        for i in r.inst.values.tolist()
+    ]
+    if rep.kind == "temporalValues":
+        atype = _attr_type(r)
+        values = [[H.value_of(i), t] for i, t in zip(insts, times, strict=True)]
+        return {"type": atype, _SIMPLIFIED.get(atype, "values"): values}
+    out = []
+    for inst, t, u in zip(insts, times, r.inst.ts.tolist(), strict=True):
+        out.append({**inst, "observedAt": t, "instanceId": r.instance_base + str(u)})
+    return out
+
+
+def _render_aggregated(r: _Read, a: T.Aggregated, rep: Representation) -> Any:
+    if not len(a.starts):
+        return None
+    starts, ends = iso_array(a.starts).tolist(), iso_array(a.ends).tolist()
+    body: dict[str, Any] = {"type": r.atype}
+    for m in rep.methods:
+        if m not in a.values:
+            continue  # a numeric method, of a non-numeric attribute: it does not apply
+        vals = a.values[m].tolist()
+        body[m] = [[v, s, e] for v, s, e in zip(vals, starts, ends, strict=True)]
+    if r.unit:
+        body["unitCode"] = r.unit
+    return body
+
+
+def _render_attr(r: _Read, rep: Representation, rc: RequestContext) -> Any:
+    unit = r.unit
     if r.agg is not None:
-        a = r.agg
-        if not len(a.starts):
-            return None
-        starts, ends = iso_array(a.starts).tolist(), iso_array(a.ends).tolist()
-        body: dict[str, Any] = {"type": "Property"}
-        for m in rep.methods:
-            vals = a.values[m].tolist()
-            body[m] = [[v, s, e] for v, s, e in zip(vals, starts, ends, strict=True)]
-        if unit:
-            body["unitCode"] = unit
-        return body
+        return _render_aggregated(r, r.agg, rep)
     assert r.inst is not None
     if not len(r.inst.ts) and not r.emptied:
         return None
+    if r.history:
+        return _render_history(r, rep, rc)
     times = iso_array(r.inst.ts).tolist()
     vals = r.inst.values.tolist()
     if rep.kind == "temporalValues":
@@ -330,7 +424,7 @@ def _render_attr(r: _Read, rep: Representation) -> Any:
         if unit:
             out["unitCode"] = unit
         return out
-    base = f"urn:ngsi-ld:instance:{r.series.id}:"
+    base = r.instance_base
     if unit:
         return [
             {"type": "Property", "value": v, "observedAt": t, "unitCode": unit, "instanceId": base + str(u)}
@@ -357,9 +451,9 @@ def _entity_body(
     if scopes:
         body["scope"] = one_or_many(scopes)
     for r in reads:
-        rendered = _render_attr(r, rep)
+        rendered = _render_attr(r, rep, rc)
         if rendered is not None:
-            body[rc.shown(r.series.attribute)] = rendered
+            body[rc.shown(r.attribute)] = rendered
     return project(body, members.pick, members.omit)
 
 
@@ -397,25 +491,24 @@ def _pick(series: Sequence[SeriesInfo], members: Members) -> list[SeriesInfo]:
     return [x for x in series if members.reads(x.attribute)]
 
 
-def _refuse_non_numeric(
-    current: dict[str, Any], series: Sequence[SeriesInfo], members: Members, rc: RequestContext
-) -> None:
-    """501 when ``attrs``/``pick`` names an attribute the entity has but whose history is not kept
-    (non-numeric values are stored as the latest state only, never as a time series)."""
-    named = set(members.attrs or ()) | {rc.stored(n) for n in members.pick or ()}
-    kept = {x.attribute for x in series}
-    missing = sorted(n for n in named if n in current and n not in kept)
-    if missing:
-        kind = (
-            current[missing[0]].get("type", "Property")
-            if isinstance(current[missing[0]], dict)
-            else "Property"
-        )
-        raise NotImplementedFeature(
-            f"the temporal evolution of '{rc.shown(missing[0])}' ({kind}) is not kept: sensorhub keeps the "
-            "history of numeric values only; non-numeric attributes have their latest state only "
-            "(GET /ngsi-ld/v1/entities/{id})"
-        )
+def _pick_history(
+    pk: int,
+    attrs: dict[str, Any] | None,
+    location: dict[str, Any] | None,
+    series: Sequence[SeriesInfo],
+    members: Members,
+) -> list[tuple[H.HistoryKey, str]]:
+    """The entity's attributes read from the attribute history (with their current type): those the
+    time-series store does not keep, unless a series of the same name answers for them."""
+    numeric = {x.attribute for x in series}
+    out = []
+    for name in H.history_attributes(attrs, location):
+        if name in numeric or not members.reads(name):
+            continue
+        attr = (attrs or {}).get(name)
+        atype = attr.get("type", "Property") if isinstance(attr, dict) else "GeoProperty"
+        out.append((H.HistoryKey(pk, name), str(atype)))
+    return out
 
 
 def _check_limit(limit: int | None) -> int:
@@ -441,13 +534,20 @@ def _read_page(
     """The chosen attributes of each listed entity, read. With a time range (``timerel``) an entity with
     no instance in it is not part of the answer (5.7.4.4: the temporal query selects the entities)."""
     by_entity: dict[tuple[str, str], list[SeriesInfo]] = {}
-    for x in series_of_listed(db, visible_entities(access_ts), [r.entity_id for r in rows]):
+    visible = visible_entities(access_ts)
+    ids = [r.entity_id for r in rows]
+    for x in series_of_listed(db, visible, ids):
         by_entity.setdefault((x.org_id, x.entity_id), []).append(x)
+    stored = {(x.org_id, x.entity_id): x for x in H.listed_entities(db, visible, ids)}
     out: list[tuple[Any, list[_Read]]] = []
     for r in rows:
-        chosen = _pick(by_entity.get((r.org_id, r.entity_id), []), members)
-        windows = _windows(access_ts, r, rng) if chosen else []
+        series = by_entity.get((r.org_id, r.entity_id), [])
+        chosen = _pick(series, members)
+        st = stored.get((r.org_id, r.entity_id))
+        kept = _pick_history(st.pk, st.attrs, st.location, series, members) if st is not None else []
+        windows = _windows(access_ts, r, rng) if chosen or kept else []
         reads = [_read_one(store, x, windows, rng, rep) for x in chosen]
+        reads += [_read_history(db, k, atype, windows, rng, rep) for k, atype in kept]
         if (rng.lo is None and rng.hi is None) or any(_has_data(x) for x in reads):
             out.append((r, reads))
     return out
@@ -517,7 +617,7 @@ def _query(
 
 # --- routes -----------------------------------------------------------------------------------------
 
-SeriesAttrs = Annotated[str | None, Query(description="Attributes (series) to return, comma-separated")]
+SeriesAttrs = Annotated[str | None, Query(description="Attributes to return, comma-separated")]
 
 
 @dataclass(frozen=True)
@@ -702,12 +802,13 @@ def get_temporal_entity(
     ]
     readable = access_ts.allows(e.org_id, e.workspace_id, e.entity_id)
     chosen = _pick(series, members) if readable else []
-    _refuse_non_numeric(entities.entity_attrs(access_e, e), series, members, rc)
-    if members.attrs is not None and not chosen:
+    kept = _pick_history(e.pk, e.attrs, e.location, series, members) if readable else []
+    if members.attrs is not None and not chosen and not kept:
         raise NotFound(f"entity '{entity_id}' has no temporal evolution of the attributes attrs names")
-    windows = _windows(access_ts, e, rng) if chosen else []
+    windows = _windows(access_ts, e, rng) if chosen or kept else []
     store = store_for(db)
     reads = [_read_one(store, x, windows, rng, rep) for x in chosen]
+    reads += [_read_history(db, k, atype, windows, rng, rep) for k, atype in kept]
     content_range = _cut(reads, rep, rng)
     body = _entity_body(e.entity_id, e.types, e.scopes, reads, rep, rc, members)
     if not body:
