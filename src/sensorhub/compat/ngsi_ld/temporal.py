@@ -674,6 +674,7 @@ def query_temporal(
     count: bool = Query(False),
     cursor: str | None = Query(None, description="Opaque keyset cursor from a Link rel=next URL"),
     geo: GeoQuery | None = Depends(geo_params),
+    order: schemas.QueryParams = Depends(schemas.ordering_params),
     accept: str | None = Header(None),
     principal: Principal = Depends(TIMESERIES),
     db: Session = Depends(get_read_db),
@@ -687,8 +688,17 @@ def query_temporal(
             "a temporal query needs at least one of type, attrs, q, scopeQ or a geo-query (georel), "
             "or local=true to ask for every entity"
         )
-    params = schemas.QueryParams(
-        type=type, id=id, idPattern=idPattern, q=q, scopeQ=scopeQ, attrs=attrs, pick=pick, omit=omit, geo=geo
+    params = replace(
+        order,
+        type=type,
+        id=id,
+        idPattern=idPattern,
+        q=q,
+        scopeQ=scopeQ,
+        attrs=attrs,
+        pick=pick,
+        omit=omit,
+        geo=geo,
     )
     return _query(
         request,
