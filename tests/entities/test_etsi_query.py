@@ -691,6 +691,14 @@ def test_019_19_an_ordered_cursor_is_checked(suite: Suite) -> None:
     ]
 
 
+def test_019_19_order_by_type_compares_the_names_the_answer_shows(suite: Suite) -> None:
+    """Stored, ``Zeta`` is ``https://ngsi-ld-test-suite/context#Zeta``, after ``https://aaa.example/Alpha``;
+    with the suite's context the answer writes it ``Zeta``, before ``https://…``, and orders it so."""
+    suite.put({"id": f"{B}z", "type": _t("Zeta")}, {"id": f"{B}a", "type": "https://aaa.example/Alpha"})
+    r = suite.query(local="true", orderBy="type", context=True)
+    assert [e["type"] for e in r.json()] == ["Zeta", "https://aaa.example/Alpha"]
+
+
 def test_019_19_order_by_id_descending_pages_through_the_index(suite: Suite) -> None:
     _ordered_buildings(suite)
     r = suite.query(type="Building", orderBy="id;desc", limit=2, context=True)

@@ -201,6 +201,35 @@ def test_time_windows_hide_attributes_observed_outside_them(client: TestClient, 
         assert r.json() == [], name
 
 
+def test_time_windows_hide_observations_from_ordering_too(client: TestClient, world: World) -> None:
+    """orderBy reads what the credential may read: an observation outside its window orders like a
+    missing attribute (last), so the order cannot reveal the hidden value."""
+    creds = _windowed_world(world)
+    put_entities(
+        world,
+        "acme",
+        "main",
+        [
+            {"id": f"{EID}-jan", "type": "Device",
+             "temperature": {"type": "Property", "value": 3, "observedAt": "2026-01-20T00:00:00Z"}},
+            {"id": f"{EID}-mar", "type": "Device",
+             "temperature": {"type": "Property", "value": 1, "observedAt": "2026-03-20T00:00:00Z"}},
+        ],
+    )  # fmt: skip
+
+    def order(h: dict[str, str], order_by: str) -> list[str]:
+        r = client.get(E, params={"type": "Device", "orderBy": order_by}, headers=h)
+        assert r.status_code == 200, r.text
+        return [e["id"].removeprefix(EID) for e in r.json()]
+
+    # EID itself has temperature 7.5 observed in March.
+    assert order(bearer(creds["all"]), "temperature") == ["-mar", "-jan", ""]
+    for name in ("grant", "pat", "key"):
+        h = bearer(creds[name])
+        assert order(h, "temperature") == ["-jan", "", "-mar"], name  # the hidden ones by id, last
+        assert order(h, "temperature;desc") == ["-jan", "", "-mar"], name
+
+
 # --- #4 the same id in two organisations -----------------------------------------------------------------
 
 

@@ -22,6 +22,7 @@ value. Ties are broken by entity id, then organisation, so an order is total and
 Strings compare by Unicode code point unless ``collation`` names the root collation (``und``,
 ``und-x-icu`` or ``root``): the Unicode Collation Algorithm with its default table (pyuca), which ranks
 ``á`` with ``a``. Other collations (``de-u-co-phonebk`` …) are a 400 naming them, as is anything malformed.
+Types compare as the answer writes them (compacted with the request's context).
 
 Attribute-level ``createdAt``/``modifiedAt`` are not kept by sensorhub (only the entity's): ordering by
 them is a 400 saying so, rather than an order by values that do not exist.
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -92,6 +93,8 @@ class Ordering:
     terms: tuple[OrderTerm, ...]
     collation: str | None = None  # None: code points; "und": the Unicode root collation
     origin: BaseGeometry | None = None  # orderFrom/orderGeometry, for dist-asc/dist-desc
+    # How the request writes a stored type name: ``type`` orders by the names the answer shows.
+    shown: Callable[[str], str] | None = field(default=None, compare=False, hash=False)
 
     @property
     def id_only(self) -> bool | None:
@@ -112,6 +115,7 @@ def parse_ordering(
     coordinates: Any,
     stored: Callable[[str], str],
     what: tuple[str, str, str, str] = ("orderBy", "collation", "orderGeometry", "orderFrom"),
+    shown: Callable[[str], str] | None = None,
 ) -> Ordering | None:
     """An :class:`Ordering` from ``orderBy`` (text, or a Query body's list of terms) and its companions;
     ``what`` names them as the request does (``ordering.coordinates`` in a body). Attribute names are
@@ -134,7 +138,7 @@ def parse_ordering(
         raise BadRequest(f"{ob} must name 1 to {MAX_ORDER_TERMS} terms")
     terms = tuple(_term(i.strip(), ob, stored) for i in items)
     origin = _origin(any(t.distance for t in terms), geometry, coordinates, what)
-    return Ordering(terms, check_collation(collation, coll), origin)
+    return Ordering(terms, check_collation(collation, coll), origin, shown)
 
 
 def _origin(
@@ -335,7 +339,8 @@ def raw_value(term: OrderTerm, ordering: Ordering, row: Any, attrs: dict[str, An
         if term.name == "id":
             return row.entity_id
         if term.name == "type":
-            return [row.type, *row.extra_types] if row.extra_types else row.type
+            show = ordering.shown or _codepoints
+            return [show(t) for t in (row.type, *row.extra_types)] if row.extra_types else show(row.type)
         if term.name == "scope":
             scopes = row.scopes or []
             return MISSING if not scopes else scopes[0] if len(scopes) == 1 else list(scopes)

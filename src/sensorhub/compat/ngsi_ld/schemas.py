@@ -151,7 +151,13 @@ class QueryParams:
         if geo is not None and geo.geoproperty != "location":
             geo = replace(geo, geoproperty=ctx.stored(geo.geoproperty))
         order = parse_ordering(
-            self.orderBy, self.collation, self.orderGeometry, self.orderFrom, ctx.stored, self.order_names
+            self.orderBy,
+            self.collation,
+            self.orderGeometry,
+            self.orderFrom,
+            ctx.stored,
+            self.order_names,
+            shown=ctx.shown,
         )
         return EntityQuery(
             selectors=sels,
