@@ -568,13 +568,6 @@ def test_020_14_the_time_range_is_cut_before_the_second_attribute(
     assert r.json()[empty] == []
 
 
-DELETED_AT = pytest.mark.xfail(
-    strict=True,
-    reason="timeproperty=deletedAt: sensorhub keeps the history of attributes by observedAt only "
-    "(no deletion instances); refused with 400 naming timeproperty",
-)
-
-
 def _delete_attr(te: Temporal, eid: str, name: str) -> None:
     """Delete Entity Attributes (the Core API, a session write in sensorhub) through the entity service."""
     with te.world.ctx.db.transaction() as s:
@@ -592,7 +585,6 @@ DIFFERENT_TYPES: dict[str, Any] = {  # vehicle-temporal-representation-different
 }  # fmt: skip
 
 
-@DELETED_AT
 @pytest.mark.parametrize(
     ("case", "attr", "simplified"),
     [("020_17_01", "fuelLevel", None), ("020_17_02", "isParkedIn", None), ("020_17_03", "name", None),
@@ -614,7 +606,6 @@ def test_020_17_18_retrieve_following_the_deleted_at_temporal_property(
         assert body[attr][0]["deletedAt"]
 
 
-@DELETED_AT
 @pytest.mark.parametrize(("case", "options"), [("020_19_01", None), ("020_20_01", "temporalValues")])
 def test_020_19_20_retrieve_the_scope_following_the_deleted_at_temporal_property(
     te: Temporal, case: str, options: str | None
@@ -627,10 +618,32 @@ def test_020_19_20_retrieve_the_scope_following_the_deleted_at_temporal_property
     assert body["scope"]["values"][0][1] if options else body["scope"][0]["deletedAt"]
 
 
-def test_020_17_to_20_deleted_at_is_refused(te: Temporal) -> None:
+def test_020_17_deletion_instances_follow_timerel_and_attrs(te: Temporal) -> None:
+    """A deletion instance is dated by the deletion: timerel reads it by deletedAt, attrs selects it; with
+    the default timeproperty (observedAt) a deleted attribute's values are not listed as its deletion."""
+    eid = f"{V}020-17-range"
+    te.create(eid, "Vehicle", VEHICLE_08, **{_t(k): v for k, v in DIFFERENT_TYPES.items()})
+    now = datetime.now(UTC)
+    before = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    _delete_attr(te, eid, _t("name"))
+    body = ok(te.retrieve(eid, timeproperty="deletedAt", timerel="after", timeAt=before))
+    assert list(body) == ["id", "type", "name"]
+    (inst,) = body["name"]
+    assert inst["type"] == "LanguageProperty" and inst["languageMap"] == {"@none": "urn:ngsi-ld:null"}
+    assert datetime.fromisoformat(inst["deletedAt"].replace("Z", "+00:00")) > now
+    assert ok(te.retrieve(eid, timeproperty="deletedAt", timerel="before", timeAt=before)) == {
+        "id": eid,
+        "type": "Vehicle",
+    }
+    problem(te.retrieve(eid, timeproperty="deletedAt", attrs="speed"), 404, "ResourceNotFound")
+    assert "name" not in ok(te.retrieve(eid))
+
+
+def test_020_17_other_time_properties_are_refused(te: Temporal) -> None:
     te.create(f"{V}020-17", "Vehicle", VEHICLE_08)
-    body = problem(te.retrieve(f"{V}020-17", timeproperty="deletedAt"), 400, "BadRequestData")
-    assert "timeproperty" in body["detail"]
+    for prop in ("createdAt", "modifiedAt", "unknown"):
+        body = problem(te.retrieve(f"{V}020-17", timeproperty=prop), 400, "BadRequestData")
+        assert "timeproperty" in body["detail"]
 
 
 PICK_OMIT_020_21 = [

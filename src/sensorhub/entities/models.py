@@ -65,7 +65,7 @@ class Entity(Base):
     extra_types: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     # NGSI-LD ``scope``s (``/Madrid/Gardens``), in the order written; NULL for none. Mirrored one row per
     # scope into ``entity_scopes`` (what ``scopeQ`` looks up) by every ORM write.
-    scopes: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    scopes: Mapped[list[str] | None] = mapped_column(JSON, nullable=True, active_history=True)
     name: Mapped[str | None] = mapped_column(String(300), nullable=True)
     # Normalized NGSI-LD attributes other than location, e.g.
     # {"temperature": {"type": "Property", "value": 21.5, "unitCode": "CEL", "observedAt": "..."}}
@@ -199,13 +199,14 @@ attribute_instances = Table(
     # observedAt (deletedAt for a deletion) in microseconds since the epoch, UTC; an instance written
     # without observedAt is dated by its write.
     Column("ts", BigInteger, nullable=False),
-    # The attribute as written (normalized, observedAt included); NULL for a deletion.
+    # The attribute as written (normalized, observedAt included); for a deletion, its type only.
     Column("instance", JSON, nullable=True),
     # One instance per attribute and time (a later write at the same observedAt replaces it); the index
     # every read of one attribute's instances walks.
     UniqueConstraint("entity_pk", "attribute", "deleted", "ts", name="uq_attribute_instances"),
 )
 LOCATION = "location"
+SCOPE = "scope"  # in attribute_instances: the deletion instances of the entity's scopes
 
 
 def is_series_value(attr: Any) -> bool:
@@ -227,11 +228,17 @@ def _instance_rows(e: Entity, old: dict[str, Any], new: dict[str, Any], now_us: 
             {"entity_pk": e.pk, "attribute": name, "deleted": False, "ts": ts or now_us, "instance": attr}
         )
     rows += [
-        {"entity_pk": e.pk, "attribute": name, "deleted": True, "ts": now_us, "instance": None}
+        {"entity_pk": e.pk, "attribute": name, "deleted": True, "ts": now_us, "instance": _deleted(old[name])}
         for name in old
         if name not in new
     ]
     return rows
+
+
+def _deleted(attr: Any) -> dict[str, Any]:
+    """What a deletion instance keeps of the attribute: its type."""
+    t = attr.get("type") if isinstance(attr, dict) else None
+    return {"type": t if isinstance(t, str) else "Property"}
 
 
 def _location(e: Entity, geometry: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
@@ -274,6 +281,12 @@ def _history_updated(_mapper: object, conn: Connection, e: Entity) -> None:
     deletion instance — whichever service wrote the entity (entity API, import, ingest's latest states)."""
     state = inspect(e)
     h_attrs, h_loc = state.attrs["attrs"].history, state.attrs["location"].history
+    h_scopes = state.attrs["scopes"].history
+    if h_scopes.has_changes() and h_scopes.deleted and h_scopes.deleted[0] and not e.scopes:
+        # the scopes removed: a deletion instance of ``scope`` (its values have no history)
+        now = to_us(utcnow())
+        _write_history(conn, [{"entity_pk": e.pk, "attribute": SCOPE, "deleted": True, "ts": now,
+                               "instance": {"type": "Property"}}])  # fmt: skip
     if not (h_attrs.has_changes() or h_loc.has_changes()):
         return
     old_attrs = (h_attrs.deleted[0] if h_attrs.deleted else None) if h_attrs.has_changes() else e.attrs

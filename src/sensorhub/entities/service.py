@@ -772,9 +772,12 @@ def append_attrs(s: Session, user: User, e: Entity, body: Any) -> list[str]:
 
 
 def delete_attr(s: Session, user: User, e: Entity, name: str) -> None:
-    """NGSI-LD *Delete Attribute*."""
+    """NGSI-LD *Delete Attribute* (``scope``: the entity's scopes)."""
     if name == "location" and e.location is not None:
         e.set_location(None)
+        _save_attrs(s, user, e, dict(e.attrs))
+    elif name == "scope" and e.scopes:
+        e.scopes = None
         _save_attrs(s, user, e, dict(e.attrs))
     elif name in e.attrs:
         _save_attrs(s, user, e, {k: v for k, v in e.attrs.items() if k != name})

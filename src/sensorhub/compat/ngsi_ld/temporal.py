@@ -85,6 +85,7 @@ class TimeRange:
     lo: int | None = None
     hi: int | None = None
     origin: int | None = None  # timeAt: where periods start and Content-Range begins
+    deleted: bool = False  # timeproperty=deletedAt: the deletion instances, by deletedAt
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +99,11 @@ class Representation:
 def parse_range(
     timerel: str | None, time_at: str | None, end_time_at: str | None, timeproperty: str | None
 ) -> TimeRange:
-    _check_timeproperty(timeproperty)
+    deleted = _check_timeproperty(timeproperty)
+    return replace(_parse_range(timerel, time_at, end_time_at), deleted=deleted)
+
+
+def _parse_range(timerel: str | None, time_at: str | None, end_time_at: str | None) -> TimeRange:
     if timerel is None:
         if time_at is not None or end_time_at is not None:
             raise BadRequest("timeAt and endTimeAt need timerel (before, after or between)")
@@ -124,12 +129,14 @@ def parse_range(
     return TimeRange(at + 1, None, at)  # after: strictly after timeAt
 
 
-def _check_timeproperty(timeproperty: str | None) -> None:
-    if timeproperty not in (None, "observedAt"):
+def _check_timeproperty(timeproperty: str | None) -> bool:
+    """``timeproperty``: ``observedAt`` (the default) or ``deletedAt`` (True: the deletion instances)."""
+    if timeproperty not in (None, "observedAt", "deletedAt"):
         raise BadRequest(
-            f"timeproperty '{str(timeproperty)[:40]}' is not supported: sensorhub keeps the history of "
-            "attributes by observedAt only (no createdAt/modifiedAt/deletedAt per instance)"
+            f"timeproperty '{str(timeproperty)[:40]}' is not supported: sensorhub keeps the instances of "
+            "attributes by observedAt and their deletions by deletedAt (no createdAt/modifiedAt per instance)"
         )
+    return timeproperty == "deletedAt"
 
 
 # options/format values → representation (simplified and keyValues are the simplified temporal one).
@@ -240,6 +247,7 @@ class _Read:
     instance_base: str  # instanceId prefix
     unit: str | None = None
     history: bool = False
+    deleted: bool = False  # deletion instances (timeproperty=deletedAt)
     atype: str = "Property"  # a history attribute's type as the entity stores it now
     inst: T.Instances | None = None
     agg: T.Aggregated | None = None
@@ -294,6 +302,7 @@ def _read_history(
         key.attribute,
         f"urn:ngsi-ld:instance:{kind}{key.entity_pk}:{key.attribute}:",
         history=True,
+        deleted=key.deleted,
         atype=atype,
     )
     if rep.kind == "aggregatedValues":
@@ -364,6 +373,10 @@ _SIMPLIFIED = {
 _NORMALIZED = render.Representation()
 
 
+def _time_member(r: _Read) -> str:
+    return "deletedAt" if r.deleted else "observedAt"
+
+
 def _attr_type(r: _Read) -> str:
     """The type of a history attribute's newest instance shown (``Property`` for a series)."""
     if r.history and r.inst is not None and len(r.inst.values):
@@ -373,20 +386,39 @@ def _attr_type(r: _Read) -> str:
     return r.atype
 
 
+NGSI_LD_NULL = "urn:ngsi-ld:null"
+# A deleted attribute's value: NGSI-LD Null in the member of its type (CIM 009 V1.8 4.5.9, 4.6.5).
+_NULL_VALUE: dict[str, Any] = {
+    "LanguageProperty": {"@none": NGSI_LD_NULL},
+    "ListProperty": [NGSI_LD_NULL],
+    "ListRelationship": [NGSI_LD_NULL],
+}
+
+
+def _deletion(inst: Any) -> dict[str, Any]:
+    """A deletion instance as NGSI-LD shows it: the attribute's type, NGSI-LD Null as its value."""
+    t = inst.get("type") if isinstance(inst, dict) else None
+    atype = t if isinstance(t, str) else "Property"
+    return {"type": atype, H.VALUE_MEMBER.get(atype, "value"): _NULL_VALUE.get(atype, NGSI_LD_NULL)}
+
+
 def _render_history(r: _Read, rep: Representation, rc: RequestContext) -> Any:
     assert r.inst is not None
     times = iso_array(r.inst.ts).tolist()
-    insts = [
-        render.render_attr(i, _NORMALIZED, rc.shown) if isinstance(i, dict) else {"value": i}
-        for i in r.inst.values.tolist()
-    ]
+    if r.deleted:
+        insts = [_deletion(i) for i in r.inst.values.tolist()]
+    else:
+        insts = [
+            render.render_attr(i, _NORMALIZED, rc.shown) if isinstance(i, dict) else {"value": i}
+            for i in r.inst.values.tolist()
+        ]
     if rep.kind == "temporalValues":
         atype = _attr_type(r)
         values = [[H.value_of(i), t] for i, t in zip(insts, times, strict=True)]
         return {"type": atype, _SIMPLIFIED.get(atype, "values"): values}
     out = []
     for inst, t, u in zip(insts, times, r.inst.ts.tolist(), strict=True):
-        out.append({**inst, "observedAt": t, "instanceId": r.instance_base + str(u)})
+        out.append({**inst, _time_member(r): t, "instanceId": r.instance_base + str(u)})
     return out
 
 
@@ -511,6 +543,12 @@ def _pick_history(
     return out
 
 
+def _pick_deleted(pk: int, names: Sequence[str], members: Members) -> list[tuple[H.HistoryKey, str]]:
+    """``timeproperty=deletedAt``: the entity's attributes (``scope`` included) that have deletion
+    instances — of every attribute, numeric ones too (the deletion is the entity's, not a point's)."""
+    return [(H.HistoryKey(pk, n, deleted=True), "Property") for n in names if members.reads(n)]
+
+
 def _check_limit(limit: int | None) -> int:
     if limit is not None and limit > entities.MAX_LIMIT:
         # As on /entities: never silently fewer entities than asked for.
@@ -539,12 +577,17 @@ def _read_page(
     for x in series_of_listed(db, visible, ids):
         by_entity.setdefault((x.org_id, x.entity_id), []).append(x)
     stored = {(x.org_id, x.entity_id): x for x in H.listed_entities(db, visible, ids)}
+    deleted = H.deleted_attributes(db, [x.pk for x in stored.values()]) if rng.deleted else {}
     out: list[tuple[Any, list[_Read]]] = []
     for r in rows:
         series = by_entity.get((r.org_id, r.entity_id), [])
-        chosen = _pick(series, members)
         st = stored.get((r.org_id, r.entity_id))
-        kept = _pick_history(st.pk, st.attrs, st.location, series, members) if st is not None else []
+        if rng.deleted:
+            chosen = []
+            kept = _pick_deleted(st.pk, deleted.get(st.pk, []), members) if st is not None else []
+        else:
+            chosen = _pick(series, members)
+            kept = _pick_history(st.pk, st.attrs, st.location, series, members) if st is not None else []
         windows = _windows(access_ts, r, rng) if chosen or kept else []
         reads = [_read_one(store, x, windows, rng, rep) for x in chosen]
         reads += [_read_history(db, k, atype, windows, rng, rep) for k, atype in kept]
@@ -658,7 +701,7 @@ def query_temporal(
     timerel: str | None = Query(None, description="before | after | between"),
     timeAt: str | None = Query(None, description="ISO 8601 date-time"),
     endTimeAt: str | None = Query(None, description="ISO 8601 date-time (with between)"),
-    timeproperty: str | None = Query(None, description="observedAt (the only one stored)"),
+    timeproperty: str | None = Query(None, description="observedAt (default) or deletedAt"),
     lastN: str | None = Query(
         None, description=f"Only the newest N instances per attribute (1-{MAX_LAST_N})"
     ),
@@ -811,8 +854,13 @@ def get_temporal_entity(
         for x in series_of_entities(db, [e.pk])[e.pk]
     ]
     readable = access_ts.allows(e.org_id, e.workspace_id, e.entity_id)
-    chosen = _pick(series, members) if readable else []
-    kept = _pick_history(e.pk, e.attrs, e.location, series, members) if readable else []
+    if rng.deleted:
+        chosen = []
+        names = H.deleted_attributes(db, [e.pk]).get(e.pk, []) if readable else []
+        kept = _pick_deleted(e.pk, names, members)
+    else:
+        chosen = _pick(series, members) if readable else []
+        kept = _pick_history(e.pk, e.attrs, e.location, series, members) if readable else []
     if members.attrs is not None and not chosen and not kept:
         raise NotFound(f"entity '{entity_id}' has no temporal evolution of the attributes attrs names")
     windows = _windows(access_ts, e, rng) if chosen or kept else []
