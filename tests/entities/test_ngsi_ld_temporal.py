@@ -484,3 +484,43 @@ def test_entities_without_instances_in_the_range_drop_out_and_the_page_is_still_
     assert [e["id"] for e in r2.json()] == ["urn:ngsi-ld:Vehicle:v3"]
     r = client.get(TE, params={**p, "limit": "2"}, headers=h)
     assert [e["id"] for e in r.json()] == ["urn:ngsi-ld:Vehicle:v1", "urn:ngsi-ld:Vehicle:v3"]
+
+
+def test_ingested_text_states_are_each_an_instance(
+    client: TestClient, world: World, fleet: dict[str, str]
+) -> None:
+    """Every text observation a backfill carries is an instance of the attribute's history — not only
+    the newest, which becomes the entity's state; one older than the state (a later backfill) too, and
+    sending a request again adds nothing."""
+    ingest = world.pat("o@acme.test", ["ingest"], name="ingest2")
+    states = [
+        (T0 + timedelta(minutes=m), {"status": s}) for m, s in ((1, "parked"), (3, "driving"), (5, "parked"))
+    ]
+    backfill(client, ingest, VEH, states)
+    backfill(client, ingest, VEH, states)  # again: the same instances
+    backfill(client, ingest, VEH, [(T0, {"status": "off"})])  # older than the state
+    r = client.get(
+        f"{TE}/{VEH}", params={"attrs": "status", "options": "temporalValues"}, headers=bearer(fleet["read"])
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == {
+        "type": "Property",
+        "values": [["off", z(T0)], ["parked", z(T0 + timedelta(minutes=1))],
+                   ["driving", z(T0 + timedelta(minutes=3))], ["parked", z(T0 + timedelta(minutes=5))]],
+    }  # fmt: skip
+    current = client.get(f"/ngsi-ld/v1/entities/{VEH}", headers=bearer(fleet["read"])).json()
+    assert current["status"]["value"] == "parked"
+    r = client.get(
+        f"{TE}/{VEH}",
+        params={
+            "attrs": "status",
+            "options": "aggregatedValues",
+            "aggrMethods": "totalCount,distinctCount,sum",
+        },
+        headers=bearer(fleet["read"]),
+    )
+    assert r.status_code == 200, r.text
+    assert {k: v[0][0] for k, v in r.json()["status"].items() if k != "type"} == {
+        "totalCount": 4,
+        "distinctCount": 3,
+    }

@@ -27,7 +27,7 @@ from sqlalchemy import (
     insert,
     inspect,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from sensorhub.db import Base, UTCDateTime, utcnow
 from sensorhub.entities.geo import entity_bbox
@@ -255,16 +255,32 @@ def _write_history(conn: Connection, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     t = attribute_instances.c
-    for r in rows:  # a later write at the same time replaces the instance (a correction)
-        conn.execute(
-            delete(attribute_instances).where(
-                t.entity_pk == r["entity_pk"],
-                t.attribute == r["attribute"],
-                t.deleted == r["deleted"],
-                t.ts == r["ts"],
+    # A later write at the same time replaces the instance (a correction, or a request sent again).
+    rows = list({(r["entity_pk"], r["attribute"], r["deleted"], r["ts"]): r for r in rows}.values())
+    by_attr: dict[tuple[int, str, bool], list[int]] = {}
+    for r in rows:
+        by_attr.setdefault((r["entity_pk"], r["attribute"], r["deleted"]), []).append(r["ts"])
+    for (pk, name, deleted), times in by_attr.items():
+        for i in range(0, len(times), 500):
+            conn.execute(
+                delete(attribute_instances).where(
+                    t.entity_pk == pk,
+                    t.attribute == name,
+                    t.deleted == deleted,
+                    t.ts.in_(times[i : i + 500]),
+                )
             )
-        )
     conn.execute(insert(attribute_instances), rows)
+
+
+def record_instances(s: Session, e: Entity, items: list[tuple[str, int, dict[str, Any]]]) -> None:
+    """Instances ``(attribute, ts µs, attribute as written)`` of ``e``'s history that are not its new
+    state (the ingest service's earlier observations of a request), in the session's transaction."""
+    rows = [
+        {"entity_pk": e.pk, "attribute": name, "deleted": False, "ts": ts, "instance": attr}
+        for name, ts, attr in items
+    ]
+    _write_history(s.connection(), rows)
 
 
 def _history_inserted(_mapper: object, conn: Connection, e: Entity) -> None:

@@ -44,7 +44,7 @@ from sensorhub.authz.access import Access
 from sensorhub.authz.entities import visible_entity
 from sensorhub.authz.scope import US_MAX, US_MIN, readable_windows_us
 from sensorhub.config import Settings
-from sensorhub.entities.models import Entity
+from sensorhub.entities.models import Entity, record_instances
 from sensorhub.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, SensorhubError
 from sensorhub.kit.time import check_points_in_range, iso, parse_iso, to_us
 from sensorhub.push.events import record_points, record_state
@@ -124,6 +124,9 @@ class Prepared:
     # key → the topic of the record the latest observation came from (absent: the default topic).
     state_topics: dict[str, str] = field(default_factory=dict)
     state_count: int = 0
+    # Every non-numeric observation (key, timestamp µs, value, unit): each is an instance of the
+    # attribute's history (sensorhub.entities.models.attribute_instances), not only the latest.
+    observed: list[tuple[str, int, Any, str | None]] = field(default_factory=list)
     record_ts: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
 
 
@@ -552,6 +555,7 @@ def _apply_record_times(p: Prepared, observations: list[_Observation]) -> None:
         col.ts = p.record_ts[np.asarray(col.records, dtype=np.int64)]
     for i, key, v, unit, topic in observations:
         t = int(p.record_ts[i])
+        p.observed.append((key, t, v, unit))
         prev = p.states.get(key)
         if prev is None or t >= prev[0]:
             p.states[key] = (t, v, unit)
@@ -688,9 +692,20 @@ def check_on_conflict(value: str | None) -> str:
     return value
 
 
+def _state(ts: int, value: Any, unit: str | None) -> dict[str, Any]:
+    prop: dict[str, Any] = {"type": "Property", "value": value, "observedAt": iso(ts)}
+    if unit is not None:
+        prop["unitCode"] = unit
+    return prop
+
+
 def _store_states(s: Session, entity: Entity, p: Prepared) -> None:
-    """The request's latest-state properties onto the entity (each unless the stored one is newer)."""
+    """The request's latest-state properties onto the entity (each unless the stored one is newer), and
+    every observation as an instance of the attribute's history: the ones that become the entity's
+    state are recorded by the entity write itself, the others (earlier in the request, or older than
+    the stored state) here, in the same transaction."""
     attrs = dict(entity.attrs or {})
+    stored: set[tuple[str, int]] = set()
     for key, (ts, value, unit) in p.states.items():
         old = attrs.get(key)
         old_at = old.get("observedAt") if isinstance(old, dict) else None
@@ -700,13 +715,16 @@ def _store_states(s: Session, entity: Entity, p: Prepared) -> None:
                     continue  # the stored observation is newer
             except BadRequest:
                 pass
-        prop: dict[str, Any] = {"type": "Property", "value": value, "observedAt": iso(ts)}
-        if unit is not None:
-            prop["unitCode"] = unit
+        prop = _state(ts, value, unit)
+        stored.add((key, ts))
         attrs[key] = prop
         topic = p.state_topics.get(key, DEFAULT_TOPIC)
         record_state(s, entity=entity, attribute=key, ts_us=ts, value=value, unit=unit, topic=topic)
     entity.attrs = attrs
+    s.flush()  # an entity created by this request has its key now
+    record_instances(
+        s, entity, [(key, t, _state(t, v, unit)) for key, t, v, unit in p.observed if (key, t) not in stored]
+    )
 
 
 def store(
