@@ -236,24 +236,13 @@ DATASET_EXPECT: dict[str, dict[str, list[str]]] = {
     "019_12_06": {"name": ["Eiffelturm"]},
     "019_12_07": {},
 }
-MULTI_ATTRIBUTES = pytest.mark.xfail(
-    strict=True,
-    reason="multi-attributes (several instances of one attribute, datasetId) are not stored: the import "
-    "refuses them and the datasetId parameter is 501 NotImplemented",
-)
 
 
-@MULTI_ATTRIBUTES
 @pytest.mark.parametrize(("case", "attrs", "dataset_id"), DATASET_CASES, ids=[c[0] for c in DATASET_CASES])
 def test_019_12_filter_attribute_instances_based_on_dataset_id(
     suite: Suite, case: str, attrs: str | None, dataset_id: str | None
 ) -> None:
-    name = [_p("Eiffel Tower"), _p("Tour Eiffel", datasetId="urn:ngsi-ld:Dataset:french-name"),
-            _p("Eiffelturm", datasetId="urn:ngsi-ld:Dataset:german-name")]  # fmt: skip
-    located = [_rel("urn:ngsi-ld:City:Paris"),
-               {**_rel("urn:ngsi-ld:Ville:Paris"), "datasetId": "urn:ngsi-ld:Dataset:french-name"},
-               {**_rel("urn:ngsi-ld:Ciudad:París"), "datasetId": "urn:ngsi-ld:Dataset:spanish-name"}]  # fmt: skip
-    suite.put(building(f"{B}019-12", {"name": name, "locatedAt": located}))
+    suite.put(building(f"{B}019-12", _multi_attributes()))
     params = {"attrs": attrs, "datasetId": dataset_id}
     r = suite.query(type="Building", context=True, accept="application/ld+json",
                     **{k: v for k, v in params.items() if v is not None})  # fmt: skip
@@ -265,9 +254,68 @@ def test_019_12_filter_attribute_instances_based_on_dataset_id(
     assert set(got) - {"id", "type", "@context"} == set(DATASET_EXPECT[case])
 
 
-def test_019_12_dataset_id_is_refused_naming_it(suite: Suite) -> None:
-    r = suite.query(type="Building", datasetId="@none", context=True)
-    assert "datasetId" in problem(r, 501, "NotImplemented")["detail"]
+def _multi_attributes() -> dict[str, Any]:
+    """building-with-multi-attributes (the suite's 019_12 entity): name and locatedAt, three instances each."""
+    name = [_p("Eiffel Tower"), _p("Tour Eiffel", datasetId="urn:ngsi-ld:Dataset:french-name"),
+            _p("Eiffelturm", datasetId="urn:ngsi-ld:Dataset:german-name")]  # fmt: skip
+    located = [_rel("urn:ngsi-ld:City:Paris"),
+               {**_rel("urn:ngsi-ld:Ville:Paris"), "datasetId": "urn:ngsi-ld:Dataset:french-name"},
+               {**_rel("urn:ngsi-ld:Ciudad:París"), "datasetId": "urn:ngsi-ld:Dataset:spanish-name"}]  # fmt: skip
+    return {"name": name, "locatedAt": located}
+
+
+def test_019_12_multi_attributes_in_keyvalues_concise_and_on_retrieve(suite: Suite) -> None:
+    """keyValues writes a multi-attribute as {"dataset": {datasetId or @none: value}} (§4.5.3); concise as
+    an array of instances; retrieve filters instances by datasetId as the query does."""
+    eid = f"{B}019-12-kv"
+    suite.put(building(eid, _multi_attributes()))
+    kv = suite.get(f"/entities/{eid}", context=True, options="keyValues").json()
+    assert kv["name"] == {"dataset": {"@none": "Eiffel Tower", "urn:ngsi-ld:Dataset:french-name": "Tour Eiffel",
+                                      "urn:ngsi-ld:Dataset:german-name": "Eiffelturm"}}  # fmt: skip
+    concise = suite.get(f"/entities/{eid}", context=True, options="concise").json()
+    assert concise["name"] == [{"value": "Eiffel Tower"},
+                               {"value": "Tour Eiffel", "datasetId": "urn:ngsi-ld:Dataset:french-name"},
+                               {"value": "Eiffelturm", "datasetId": "urn:ngsi-ld:Dataset:german-name"}]  # fmt: skip
+    one = suite.get(f"/entities/{eid}", context=True, datasetId="urn:ngsi-ld:Dataset:german-name").json()
+    assert one["name"] == {
+        "type": "Property",
+        "value": "Eiffelturm",
+        "datasetId": "urn:ngsi-ld:Dataset:german-name",
+    }
+    assert "locatedAt" not in one
+    # POST /entityOperations/query takes datasetId in the body (a datasetId or an array of them).
+    body = {"type": "Query", "entities": [{"type": _t("Building")}], "datasetId": ["@none"]}
+    r = post_query(suite, body)
+    assert r.status_code == 200, r.text
+    assert r.json()[0][_t("name")] == {"type": "Property", "value": "Eiffel Tower"}
+
+
+def test_019_12_q_matches_any_instance(suite: Suite) -> None:
+    suite.put(
+        building(f"{B}019-12-q", _multi_attributes()), building(f"{B}019-12-other", {"name": _p("Louvre")})
+    )
+    assert ids(suite.query(type="Building", q='name=="Eiffelturm"', context=True)) == [f"{B}019-12-q"]
+    assert ids(suite.query(type="Building", q='name=="Eiffel Tower"', context=True)) == [f"{B}019-12-q"]
+    q = 'name.datasetId=="urn:ngsi-ld:Dataset:german-name"'
+    assert ids(suite.query(type="Building", q=q, context=True)) == [f"{B}019-12-q"]
+    assert ids(suite.query(type="Building", q="locatedAt==urn:ngsi-ld:Ciudad:París", context=True)) == [
+        f"{B}019-12-q"
+    ]
+    assert ids(suite.query(type="Building", q='name=="Big Ben"', context=True)) == []
+
+
+def test_019_12_bad_dataset_ids_are_400_naming_them(suite: Suite) -> None:
+    r = suite.query(type="Building", datasetId="not a uri", context=True)
+    assert "datasetId" in problem(r, 400, BAD)["detail"]
+    twice = [_p("a", datasetId="urn:ngsi-ld:Dataset:x"), _p("b", datasetId="urn:ngsi-ld:Dataset:x")]
+    with pytest.raises(Exception, match="urn:ngsi-ld:Dataset:x"):
+        suite.put(
+            building(f"{B}019-12-good", {"name": _p("fine")}), building(f"{B}019-12-bad", {"name": twice})
+        )
+    with pytest.raises(Exception, match="default instance"):
+        suite.put(building(f"{B}019-12-bad", {"name": [_p("a"), _p("b")]}))
+    # All or nothing: the import that carried the bad entity wrote nothing.
+    assert ids(suite.query(type="Building", context=True)) == []
 
 
 # --- linked entities (019_16, 019_20 … 019_24) ---------------------------------------------------------

@@ -72,6 +72,12 @@ class Entity(Base):
     # (active_history: the value replaced is loaded first, so that every write's attribute history
     # — see ``attribute_instances`` — knows what changed.)
     attrs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, active_history=True)
+    # NGSI-LD multi-attributes (instances told apart by ``datasetId``): for each attribute with several
+    # instances, the instances other than the one in ``attrs`` (which holds the default instance, the one
+    # without datasetId, or else the first given), e.g. {"name": [{"type": "Property", "value": "Tour
+    # Eiffel", "datasetId": "urn:ngsi-ld:Dataset:fr"}]}; NULL when no attribute has several. Every other
+    # API family reads ``attrs`` alone, i.e. the default instance (docs/ngsi-ld.md § Multi-attributes).
+    datasets: Mapped[dict[str, list[dict[str, Any]]] | None] = mapped_column(JSON, nullable=True)
     # GeoJSON geometry of the "location" GeoProperty, if any.
     location: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, active_history=True)
     # Bounding box of ``location`` (the geo-query prefilter, see entities/geo.py), set on every write;

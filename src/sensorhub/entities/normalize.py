@@ -4,7 +4,7 @@ and back into NGSI-LD JSON."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -38,6 +38,7 @@ RESERVED = frozenset(
 MAX_ID_LENGTH = 512
 MAX_TYPE_LENGTH = 200
 MAX_ATTRS = 500
+MAX_INSTANCES = 100  # instances (datasetIds) of one multi-attribute
 MAX_TYPES = 20  # types of one entity
 MAX_SCOPES = 20  # scopes of one entity
 MAX_SCOPE_LENGTH = 200
@@ -61,6 +62,8 @@ class EntityData:
     extra_types: tuple[str, ...] = ()  # the types after the first (NGSI-LD ``type`` may be an array)
     scopes: tuple[str, ...] = ()  # NGSI-LD ``scope``: a string or an array of strings
     location_observed_at: str | None = None  # the location's observedAt (dates its history instance)
+    # Multi-attributes: name → the instances other than the one in ``attrs`` (see Entity.datasets)
+    datasets: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def types(self) -> tuple[str, ...]:
@@ -181,23 +184,60 @@ def _concise_attr(name: str, raw: Any) -> dict[str, Any]:
     """An attribute given as a keyValues (concise) value: bare GeoJSON or a Property value."""
     if raw is None:
         raise BadRequest(f"attribute '{name}' is null; omit it instead")
-    if (
-        isinstance(raw, list)
-        and raw
-        and all(isinstance(x, dict) and x.get("type") in ATTRIBUTE_TYPES for x in raw)
-    ):
-        raise BadRequest(f"attribute '{name}': multi-attributes (datasetId) are not supported")
     if isinstance(raw, dict) and raw.get("type") in GEOJSON_TYPES:
         return {"type": "GeoProperty", "value": check_geojson(raw, f"attribute '{name}'")}
     return {"type": "Property", "value": raw}
 
 
 def normalize_attr(name: str, raw: Any) -> dict[str, Any]:
-    """One attribute in normalized form. A dict whose ``type`` is an NGSI-LD attribute type is taken as
-    normalized; anything else is a keyValues (concise) value."""
+    """One attribute instance in normalized form. A dict whose ``type`` is an NGSI-LD attribute type is
+    taken as normalized; anything else is a keyValues (concise) value."""
     if isinstance(raw, dict) and raw.get("type") in ATTRIBUTE_TYPES:
-        return _normalized_attr(name, raw)
+        attr = _normalized_attr(name, raw)
+        if "datasetId" in attr:
+            check_dataset_id(attr["datasetId"], f"attribute '{name}': datasetId")
+        return attr
     return _concise_attr(name, raw)
+
+
+def is_multi_attribute(raw: Any) -> bool:
+    """An attribute given as an array of instances (each a normalized attribute): a multi-attribute. Any
+    other array is a (concise) Property value."""
+    return (
+        isinstance(raw, list)
+        and bool(raw)
+        and all(isinstance(x, dict) and x.get("type") in ATTRIBUTE_TYPES for x in raw)
+    )
+
+
+def normalize_instances(name: str, raw: Any) -> list[dict[str, Any]]:
+    """The instances of one attribute, the representative first (the default instance — the one without
+    ``datasetId`` — else the first given), the others in the order given. At most one default instance
+    and one instance per datasetId (ETSI GS CIM 009 §4.5.5)."""
+    if not is_multi_attribute(raw):
+        return [normalize_attr(name, raw)]
+    if len(raw) > MAX_INSTANCES:
+        raise BadRequest(f"attribute '{name}': at most {MAX_INSTANCES} instances (datasetIds) per attribute")
+    out = [normalize_attr(name, x) for x in raw]
+    seen: set[str | None] = set()
+    for inst in out:
+        d = inst.get("datasetId")
+        if d in seen:
+            which = f"datasetId '{d}'" if d is not None else "no datasetId (the default instance)"
+            raise BadRequest(
+                f"attribute '{name}': two instances have {which}; each instance of a multi-attribute needs "
+                "its own datasetId, and at most one may have none"
+            )
+        seen.add(d)
+    default = next((i for i, inst in enumerate(out) if "datasetId" not in inst), 0)
+    return [out[default], *out[:default], *out[default + 1 :]]
+
+
+def check_dataset_id(value: Any, what: str = "datasetId") -> str:
+    """A datasetId: a URI (like an entity id), e.g. urn:ngsi-ld:Dataset:french-name."""
+    if not isinstance(value, str) or len(value) > MAX_ID_LENGTH or not _ENTITY_ID.match(value):
+        raise BadRequest(f"{what} '{str(value)[:80]}' is not a URI such as urn:ngsi-ld:Dataset:d1")
+    return value
 
 
 def check_datetime(value: Any, what: str) -> str:
@@ -243,6 +283,7 @@ class Fragment:
     has_location: bool
     scopes: tuple[str, ...] | None  # None: the body has no ``scope``
     location_observed_at: str | None = None
+    datasets: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # as EntityData.datasets
 
 
 def normalize_fragment(body: Any) -> Fragment:
@@ -253,6 +294,7 @@ def normalize_fragment(body: Any) -> Fragment:
         if k in body:
             raise BadRequest(f"'{k}' cannot be changed through the attributes endpoint")
     attrs: dict[str, Any] = {}
+    datasets: dict[str, list[dict[str, Any]]] = {}
     location: dict[str, Any] | None = None
     observed: str | None = None
     has_location = False
@@ -266,10 +308,19 @@ def normalize_fragment(body: Any) -> Fragment:
         if name == "location":
             location, observed, has_location = normalize_location(raw), location_observed_at(raw), True
             continue
-        attrs[check_attr_name(name)] = normalize_attr(name, raw)
+        _put_instances(attrs, datasets, check_attr_name(name), raw)
     if not attrs and not has_location and scopes is None:
         raise BadRequest("the body names no attribute")
-    return Fragment(attrs, location, has_location, scopes, observed)
+    return Fragment(attrs, location, has_location, scopes, observed, datasets)
+
+
+def _put_instances(
+    attrs: dict[str, Any], datasets: dict[str, list[dict[str, Any]]], name: str, raw: Any
+) -> None:
+    first, *others = normalize_instances(name, raw)
+    attrs[name] = first
+    if others:
+        datasets[name] = others
 
 
 def normalize_entity(body: Any) -> EntityData:
@@ -280,6 +331,7 @@ def normalize_entity(body: Any) -> EntityData:
     types = check_types(body.get("type", body.get("@type")))
     scopes = check_scopes(body["scope"]) if "scope" in body else ()
     attrs: dict[str, Any] = {}
+    datasets: dict[str, list[dict[str, Any]]] = {}
     location = None
     observed = None
     for name, raw in body.items():
@@ -288,10 +340,10 @@ def normalize_entity(body: Any) -> EntityData:
         if name == "location":
             location, observed = normalize_location(raw), location_observed_at(raw)
             continue
-        attrs[check_attr_name(name)] = normalize_attr(name, raw)
+        _put_instances(attrs, datasets, check_attr_name(name), raw)
     if len(attrs) > MAX_ATTRS:
         raise BadRequest(f"an entity may have at most {MAX_ATTRS} attributes")
-    return EntityData(entity_id, types[0], attrs, location, types[1:], scopes, observed)
+    return EntityData(entity_id, types[0], attrs, location, types[1:], scopes, observed, datasets)
 
 
 # The plain renderer for core-context readers (NGSI-LD notifications); the NGSI-LD routes render with

@@ -330,13 +330,24 @@ class JsonAttrs:
         self.col = column
         self.pg = dialect == "postgresql"
 
+    def keys_of(self, keys: tuple[str, ...]) -> tuple[str, ...]:
+        """The path inside the column of a path that starts with an attribute name."""
+        return keys
+
     def _sqlite_path(self, keys: tuple[str, ...]) -> str:
-        return "$" + "".join(f'."{k}"' for k in keys)
+        return "$" + "".join(f'."{k}"' for k in self.keys_of(keys))
+
+    def _pg_at(self, keys: tuple[str, ...]) -> Any:
+        k = self.keys_of(keys)
+        return func.json_extract_path(self.col, *k) if k else self.col
+
+    def _pg_text(self, keys: tuple[str, ...]) -> Any:
+        return func.json_extract_path_text(self.col, *self.keys_of(keys))
 
     def json_type(self, keys: tuple[str, ...]) -> ColumnElement[Any]:
         """Normalised JSON type name: number | string | boolean | object | array | null (NULL if absent)."""
         if self.pg:
-            return func.json_typeof(func.json_extract_path(self.col, *keys) if keys else self.col)
+            return func.json_typeof(self._pg_at(keys))
         t = func.json_type(self.col, self._sqlite_path(keys))
         return case(
             (t.in_(("integer", "real")), "number"),
@@ -347,15 +358,16 @@ class JsonAttrs:
 
     def exists(self, keys: tuple[str, ...]) -> ColumnElement[bool]:
         if self.pg:
-            return func.json_extract_path(self.col, *keys).is_not(None)
+            return self._pg_at(keys).is_not(None)  # type: ignore[no-any-return]
         return func.json_type(self.col, self._sqlite_path(keys)).is_not(None)
 
     def number(self, keys: tuple[str, ...]) -> ColumnElement[Any]:
         """The value as a float where it is a JSON number, else NULL (CASE keeps PostgreSQL from casting
         strings)."""
         if self.pg:
-            raw = func.json_extract_path_text(self.col, *keys)
-            return case((self.json_type(keys) == "number", func.cast(raw, _float())), else_=None)
+            return case(
+                (self.json_type(keys) == "number", func.cast(self._pg_text(keys), _float())), else_=None
+            )
         return case(
             (
                 func.json_type(self.col, self._sqlite_path(keys)).in_(("integer", "real")),
@@ -366,9 +378,7 @@ class JsonAttrs:
 
     def string(self, keys: tuple[str, ...]) -> ColumnElement[Any]:
         if self.pg:
-            return case(
-                (self.json_type(keys) == "string", func.json_extract_path_text(self.col, *keys)), else_=None
-            )
+            return case((self.json_type(keys) == "string", self._pg_text(keys)), else_=None)
         return case(
             (
                 func.json_type(self.col, self._sqlite_path(keys)) == "text",
@@ -381,9 +391,45 @@ class JsonAttrs:
         if self.pg:
             return and_(
                 self.json_type(keys) == "boolean",
-                func.json_extract_path_text(self.col, *keys) == ("true" if value else "false"),
+                self._pg_text(keys) == ("true" if value else "false"),
             )
         return func.json_type(self.col, self._sqlite_path(keys)) == ("true" if value else "false")
+
+
+class _Instance(JsonAttrs):
+    """One attribute instance (a JSON object): a path's first key, the attribute name, is the object."""
+
+    def keys_of(self, keys: tuple[str, ...]) -> tuple[str, ...]:
+        return keys[1:]
+
+
+class DatasetInstances:
+    """The other instances of multi-attributes (``entities.datasets``: name → array of instances): a
+    comparison holds for the row when it holds for one of them (ETSI GS CIM 009 §4.9: a multi-attribute
+    matches when one of its instances does). ``visible(instance)``: the time-window condition on one
+    instance (:func:`sensorhub.entities.windows.visible_instance`), if any."""
+
+    def __init__(
+        self, column: Any, dialect: str, visible: Callable[[Any], ColumnElement[bool]] | None
+    ) -> None:
+        self.col = column
+        self.dialect = dialect
+        self.visible = visible
+
+    def any_matches(self, node: Comparison) -> ColumnElement[bool]:
+        name = node.path[0]
+        if self.dialect == "postgresql":
+            arr = func.json_extract_path(self.col, name)
+            safe = case((func.json_typeof(arr) == "array", arr), else_=func.cast(literal("[]"), JSON()))
+            each = func.json_array_elements(safe).table_valued("value").alias()
+            inner = select(literal(1)).select_from(each)
+        else:
+            each = func.json_each(self.col, f'$."{name}"').table_valued("value", "type").alias()
+            inner = select(literal(1)).select_from(each).where(each.c.type == "object")
+        cond = _comparison(node, _Instance(each.c.value, self.dialect))
+        if self.visible is not None:
+            cond = and_(cond, self.visible(each.c.value))
+        return and_(self.col.is_not(None), inner.where(cond).exists())
 
 
 def _float() -> Any:
@@ -433,17 +479,21 @@ def _positive(j: JsonAttrs, c: Comparison, keys: tuple[str, ...]) -> ColumnEleme
 Visible = Callable[[str], ColumnElement[bool]]
 
 
-def compile_q(node: Node, j: JsonAttrs, visible: Visible | None = None) -> ColumnElement[bool]:
+def compile_q(
+    node: Node, j: JsonAttrs, visible: Visible | None = None, others: DatasetInstances | None = None
+) -> ColumnElement[bool]:
     """A WHERE clause for ``node`` over the normalized attributes in ``j``.
 
     ``visible(name)``, when given, is the condition under which the row's attribute ``name`` may be
     seen at all (time-limited credentials, :mod:`sensorhub.entities.windows`); every comparison is
-    AND-ed with it, so a hidden attribute behaves exactly like an absent one."""
+    AND-ed with it, so a hidden attribute behaves exactly like an absent one. ``others``: the other
+    instances of multi-attributes; a comparison holds when it holds for any instance."""
     if isinstance(node, BoolOp):
-        parts = [compile_q(n, j, visible) for n in node.items]
+        parts = [compile_q(n, j, visible, others) for n in node.items]
         return and_(*parts) if node.op == "and" else or_(*parts)
     clause = _comparison(node, j)
-    return clause if visible is None else and_(clause, visible(node.path[0]))
+    clause = clause if visible is None else and_(clause, visible(node.path[0]))
+    return clause if others is None else or_(clause, others.any_matches(node))
 
 
 def roots_of(c: Comparison) -> list[tuple[str, ...]]:
@@ -519,7 +569,7 @@ def _exists_text(
 ) -> ColumnElement[bool]:
     """Whether some string value of the JSON object at ``keys`` satisfies ``pred``."""
     if j.pg:
-        obj = func.json_extract_path(j.col, *keys)
+        obj = j._pg_at(keys)
         safe = case((func.json_typeof(obj) == "object", obj), else_=func.cast(literal("{}"), JSON()))
         each = func.json_each_text(safe).table_valued("key", "value")
         return select(literal(1)).select_from(each).where(pred(each.c.value)).exists()

@@ -41,8 +41,8 @@ from sensorhub.entities.normalize import (
     normalize_fragment,
 )
 from sensorhub.entities.ordering import Ordering, from_json, raw_value, row_key, to_json
-from sensorhub.entities.qlang import BoolOp, JsonAttrs, Node, compile_q
-from sensorhub.entities.windows import is_bounded, visible_attrs, visible_sql
+from sensorhub.entities.qlang import BoolOp, DatasetInstances, JsonAttrs, Node, compile_q
+from sensorhub.entities.windows import attr_visible, is_bounded, visible_attrs, visible_instance, visible_sql
 from sensorhub.errors import BadRequest, Conflict, Forbidden, NotFound
 from sensorhub.kit.paging import INVALID_CURSOR, OffsetBounds, decode_cursor, encode_cursor
 from sensorhub.kit.patterns import check_pattern
@@ -103,6 +103,7 @@ class EntityRow:
     modified_at: datetime | None = None
     extra_types: list[str] | None = None
     scopes: list[str] | None = None
+    datasets: dict[str, list[dict[str, Any]]] | None = None  # other instances of multi-attributes
 
     @property
     def types(self) -> list[str]:
@@ -158,12 +159,31 @@ def entity_attrs(access: Access, e: Entity) -> dict[str, Any]:
     return _readable(access, e.org_id, e.workspace_id, e.entity_id, e.attrs)
 
 
+def entity_datasets(access: Access, e: Entity) -> dict[str, list[dict[str, Any]]] | None:
+    """The other instances of ``e``'s multi-attributes that ``access`` may see (as :func:`entity_attrs`)."""
+    return _readable_datasets(access, e.org_id, e.workspace_id, e.entity_id, e.datasets)
+
+
 def _readable(
     access: Access, org_id: str, workspace_id: str, entity_id: str, attrs: dict[str, Any] | None
 ) -> dict[str, Any]:
     if not is_bounded(access):
         return attrs or {}
     return visible_attrs(attrs or {}, access.windows_for(org_id, workspace_id, entity_id))
+
+
+def _readable_datasets(
+    access: Access,
+    org_id: str,
+    workspace_id: str,
+    entity_id: str,
+    datasets: dict[str, list[dict[str, Any]]] | None,
+) -> dict[str, list[dict[str, Any]]] | None:
+    if not datasets or not is_bounded(access):
+        return datasets
+    windows = access.windows_for(org_id, workspace_id, entity_id)
+    kept = {n: [i for i in insts if attr_visible(i, windows)] for n, insts in datasets.items()}
+    return {n: insts for n, insts in kept.items() if insts} or None
 
 
 def _dialect(s: Session) -> str:
@@ -256,7 +276,18 @@ def entity_filter(s: Session, access: Access, query: EntityQuery) -> ColumnEleme
     # its windows), exactly like the rendering does.
     visible = visible_sql(access, Entity.org_id, Entity.workspace_id, Entity.entity_id, Entity.attrs, dialect)
     if query.q is not None:
-        parts.append(compile_q(query.q, JsonAttrs(Entity.attrs, dialect), visible))
+        parts.append(
+            compile_q(
+                query.q,
+                JsonAttrs(Entity.attrs, dialect),
+                visible,
+                others=DatasetInstances(
+                    Entity.datasets,
+                    dialect,
+                    visible_instance(access, Entity.org_id, Entity.workspace_id, Entity.entity_id, dialect),
+                ),
+            )
+        )
     if query.geo is not None and query.geo.geoproperty == "location":
         parts.append(_geo_prefilter(s, query.geo))
     if query.attrs is not None:
@@ -492,6 +523,7 @@ def _rows_query(where: ColumnElement[bool], sys_attrs: bool, desc: bool = False)
         Entity.location,
         Entity.extra_types,
         Entity.scopes,
+        Entity.datasets,
     ]
     if sys_attrs:
         cols += [Entity.created_at, Entity.modified_at]
@@ -576,7 +608,11 @@ def query_entities(
     if is_bounded(access):
         page.rows = [
             EntityRow(
-                **{**r._asdict(), "attrs": _readable(access, r.org_id, r.workspace_id, r.entity_id, r.attrs)}
+                **{
+                    **r._asdict(),
+                    "attrs": _readable(access, r.org_id, r.workspace_id, r.entity_id, r.attrs),
+                    "datasets": _readable_datasets(access, r.org_id, r.workspace_id, r.entity_id, r.datasets),
+                }
             )
             for r in page.rows
         ]
@@ -700,6 +736,7 @@ def _new_entity(org_id: str, ws_id: str, data: EntityData) -> Entity:
         scopes=list(data.scopes) or None,
         name=data.name,
         attrs=data.attrs,
+        datasets=data.datasets or None,
         location=data.location,
     )
     e.set_location(data.location, data.location_observed_at)
@@ -730,9 +767,11 @@ def update_attrs(s: Session, user: User, e: Entity, body: Any) -> tuple[list[str
     updated: list[str] = []
     not_updated: list[dict[str, str]] = []
     new = dict(e.attrs)
+    datasets = dict(e.datasets or {})
     for name, attr in frag.attrs.items():
         if name in new:
             new[name] = attr
+            _replace_instances(datasets, name, frag.datasets.get(name))
             updated.append(name)
         else:
             not_updated.append(
@@ -750,7 +789,7 @@ def update_attrs(s: Session, user: User, e: Entity, body: Any) -> tuple[list[str
         e.scopes = list(frag.scopes)
         updated.append("scope")
     if updated:
-        _save_attrs(s, user, e, new)
+        _save_attrs(s, user, e, new, datasets)
     return updated, not_updated
 
 
@@ -760,6 +799,9 @@ def append_attrs(s: Session, user: User, e: Entity, body: Any) -> list[str]:
     frag = normalize_fragment(body)
     new = dict(e.attrs)
     new.update(frag.attrs)
+    datasets = dict(e.datasets or {})
+    for name in frag.attrs:
+        _replace_instances(datasets, name, frag.datasets.get(name))
     if frag.has_location:
         e.set_location(frag.location, frag.location_observed_at)
     if frag.scopes is not None:
@@ -767,7 +809,7 @@ def append_attrs(s: Session, user: User, e: Entity, body: Any) -> list[str]:
         if len(scopes) > MAX_SCOPES:
             raise BadRequest(f"scope: an entity may have at most {MAX_SCOPES} scopes")
         e.scopes = scopes
-    _save_attrs(s, user, e, new)
+    _save_attrs(s, user, e, new, datasets)
     return list(frag.attrs) + (["location"] if frag.has_location else []) + (["scope"] if frag.scopes else [])
 
 
@@ -780,13 +822,32 @@ def delete_attr(s: Session, user: User, e: Entity, name: str) -> None:
         e.scopes = None
         _save_attrs(s, user, e, dict(e.attrs))
     elif name in e.attrs:
-        _save_attrs(s, user, e, {k: v for k, v in e.attrs.items() if k != name})
+        datasets = {k: v for k, v in (e.datasets or {}).items() if k != name}
+        _save_attrs(s, user, e, {k: v for k, v in e.attrs.items() if k != name}, datasets)
     else:
         raise NotFound(f"entity '{e.entity_id}' has no attribute '{name[:100]}'")
 
 
-def _save_attrs(s: Session, user: User | None, e: Entity, attrs: dict[str, Any]) -> None:
+def _replace_instances(
+    datasets: dict[str, list[dict[str, Any]]], name: str, others: list[dict[str, Any]] | None
+) -> None:
+    """A write of an attribute replaces all its instances with those it gives."""
+    if others:
+        datasets[name] = others
+    else:
+        datasets.pop(name, None)
+
+
+def _save_attrs(
+    s: Session,
+    user: User | None,
+    e: Entity,
+    attrs: dict[str, Any],
+    datasets: dict[str, list[dict[str, Any]]] | None = None,
+) -> None:
     e.attrs = attrs  # a new dict, so that the ORM sees the change (and bumps modified_at)
+    if datasets is not None:
+        e.datasets = datasets or None
     name = attrs.get("name", {}).get("value")
     e.name = name[:300] if isinstance(name, str) else None
     from sensorhub.db import utcnow
@@ -859,7 +920,7 @@ def import_entities(
             e.set_location(data.location, data.location_observed_at)
             e.set_types(data.types)
             e.scopes = list(data.scopes) or None
-            _save_attrs(s, None, e, data.attrs)
+            _save_attrs(s, None, e, data.attrs, data.datasets)
             result.updated += 1
     s.flush()
     ANCHORS.clear()

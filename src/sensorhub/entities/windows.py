@@ -74,35 +74,62 @@ def visible_sql(
     def visible(name: str) -> ColumnElement[bool]:
         if pg:
             obs: Any = func.json_extract_path_text(attrs_col, name, "observedAt")
-            # Cast only what has the strict form (CASE keeps PostgreSQL from casting anything else); a
-            # time without offset is UTC, as everywhere in sensorhub.
-            ts: Any = case(
-                (
-                    obs.regexp_match(OBSERVED_AT_FORM),
-                    case(
-                        (obs.regexp_match(_HAS_OFFSET), cast(obs, TIMESTAMP(timezone=True))),
-                        else_=func.timezone("UTC", cast(obs, TIMESTAMP(timezone=False))),
-                    ),
-                ),
-                else_=None,
-            )
         else:
-            path = "$" + f'."{name}"' + '."observedAt"'
-            obs = func.json_extract(attrs_col, path)
-            ts = func.sensorhub_observed_us(obs)
-        allowed: list[ColumnElement[bool]] = []
-        for r in access.rules:
-            parts: list[ColumnElement[bool]] = [org_col == r.org_id]
-            if r.workspace_id is not None:
-                parts.append(workspace_col == r.workspace_id)
-            if r.entity_id is not None:
-                parts.append(entity_col == r.entity_id)
-            for bound, op in ((r.time_start, "ge"), (r.time_end, "lt")):
-                if bound is None:
-                    continue
-                value: Any = bound if pg else _us(bound)
-                parts.append(func.coalesce(ts >= value if op == "ge" else ts < value, false()))
-            allowed.append(and_(*parts))
-        return or_(obs.is_(None), *allowed)
+            obs = func.json_extract(attrs_col, "$" + f'."{name}"' + '."observedAt"')
+        return _visible_obs(access, org_col, workspace_col, entity_col, obs, pg)
 
     return visible
+
+
+def visible_instance(
+    access: Access, org_col: Any, workspace_col: Any, entity_col: Any, dialect: str
+) -> Callable[[Any], ColumnElement[bool]] | None:
+    """As :func:`visible_sql`, for one attribute instance (a JSON object column, e.g. an element of
+    ``entities.datasets``): the condition "this instance is visible"."""
+    if not is_bounded(access):
+        return None
+    pg = dialect == "postgresql"
+
+    def visible(instance: Any) -> ColumnElement[bool]:
+        if pg:
+            obs: Any = func.json_extract_path_text(instance, "observedAt")
+        else:
+            obs = func.json_extract(instance, '$."observedAt"')
+        return _visible_obs(access, org_col, workspace_col, entity_col, obs, pg)
+
+    return visible
+
+
+def _visible_obs(
+    access: Access, org_col: Any, workspace_col: Any, entity_col: Any, obs: Any, pg: bool
+) -> ColumnElement[bool]:
+    """``obs`` (an observedAt, NULL if none) is absent or inside a window of a rule covering the row."""
+    if pg:
+        # Cast only what has the strict form (CASE keeps PostgreSQL from casting anything else); a
+        # time without offset is UTC, as everywhere in sensorhub.
+        ts: Any = case(
+            (
+                obs.regexp_match(OBSERVED_AT_FORM),
+                case(
+                    (obs.regexp_match(_HAS_OFFSET), cast(obs, TIMESTAMP(timezone=True))),
+                    else_=func.timezone("UTC", cast(obs, TIMESTAMP(timezone=False))),
+                ),
+            ),
+            else_=None,
+        )
+    else:
+        ts = func.sensorhub_observed_us(obs)
+    allowed: list[ColumnElement[bool]] = []
+    for r in access.rules:
+        parts: list[ColumnElement[bool]] = [org_col == r.org_id]
+        if r.workspace_id is not None:
+            parts.append(workspace_col == r.workspace_id)
+        if r.entity_id is not None:
+            parts.append(entity_col == r.entity_id)
+        for bound, op in ((r.time_start, "ge"), (r.time_end, "lt")):
+            if bound is None:
+                continue
+            value: Any = bound if pg else _us(bound)
+            parts.append(func.coalesce(ts >= value if op == "ge" else ts < value, false()))
+        allowed.append(and_(*parts))
+    return or_(obs.is_(None), *allowed)

@@ -708,6 +708,11 @@ def _store_states(s: Session, entity: Entity, p: Prepared) -> None:
     stored: set[tuple[str, int]] = set()
     for key, (ts, value, unit) in p.states.items():
         old = attrs.get(key)
+        if isinstance(old, dict) and "datasetId" in old:
+            # A multi-attribute without a default instance: the state becomes its default instance, the
+            # one with a datasetId stays one of its other instances (entities.models.Entity.datasets).
+            entity.datasets = {**(entity.datasets or {}), key: [old, *(entity.datasets or {}).get(key, [])]}
+            old = None
         old_at = old.get("observedAt") if isinstance(old, dict) else None
         if isinstance(old_at, str):
             try:

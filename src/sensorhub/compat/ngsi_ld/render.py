@@ -70,6 +70,8 @@ class Representation:
     pick: Projection | None = None  # shown names, "id" and "type" included; nested: linked entities
     omit: Projection | None = None
     attrs: frozenset[str] | None = None  # projection on attribute (stored) names
+    # ``datasetId``: the instances to show (None in the set: the default instance); None: all of them
+    datasets: frozenset[str | None] | None = None
 
 
 def _iso(dt: datetime) -> str:
@@ -143,6 +145,29 @@ def render_attr(attr: Any, rep: Representation, shown: Callable[[str], str]) -> 
     return _attr(attr, rep, shown)
 
 
+def _dataset_id(attr: Any) -> str | None:
+    d = attr.get("datasetId") if isinstance(attr, dict) else None
+    return d if isinstance(d, str) else None
+
+
+def _instances(instances: list[Any], rep: Representation, shown: Callable[[str], str]) -> Any:
+    """An attribute with its instances (ETSI GS CIM 009 §4.5.5): one instance as itself; several as an
+    array of instances (normalized, concise — each an object, ``{"value": …}`` at least, so that an
+    instance is never mistaken for an array value) or, in keyValues, ``{"dataset": {datasetId: value}}``
+    with ``@none`` for the default instance (§4.5.3)."""
+    if len(instances) == 1:
+        return _attr(instances[0], rep, shown)
+    if rep.form == "keyValues":
+        return {"dataset": {(_dataset_id(i) or "@none"): _attr(i, rep, shown) for i in instances}}
+    out = []
+    for i in instances:
+        one = _attr(i, rep, shown)
+        if rep.form == "concise" and not isinstance(one, dict):
+            one = {"value": one}
+        out.append(one)
+    return out
+
+
 def types_of(row: Any) -> list[str]:
     """Every type of a listed entity row (its ``type`` column, then ``extra_types``)."""
     return [row.type, *(getattr(row, "extra_types", None) or [])]
@@ -159,10 +184,12 @@ def render_entity(
     sys_attrs: tuple[datetime, datetime] | None = None,
     context: Any = None,
     scopes: list[str] | None = None,
+    datasets: dict[str, list[dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     """One entity. ``attrs`` are already what the reader may see; ``shown`` writes a stored name as the
     request's context does; ``context`` (ld+json answers) is added as ``@context``; ``scopes`` are shown
-    after the type (a string for one, an array for several, nothing for none)."""
+    after the type (a string for one, an array for several, nothing for none); ``datasets``: the other
+    instances of multi-attributes (``Entity.datasets``)."""
     types = [etype] if isinstance(etype, str) else etype
     out: dict[str, Any] = {
         "id": entity_id,
@@ -170,10 +197,17 @@ def render_entity(
     }
     if scopes:
         out["scope"] = one_or_many(scopes)
-    for name, attr in attrs.items():
+    others = datasets or {}
+    for name in [*attrs, *(n for n in others if n not in attrs)]:
         if rep.attrs is not None and name not in rep.attrs:
             continue
-        out[shown(name)] = _attr(attr, rep, shown)
+        instances = [*([attrs[name]] if name in attrs else []), *others.get(name, [])]
+        if rep.datasets is not None:
+            instances = [i for i in instances if _dataset_id(i) in rep.datasets]
+        if instances:
+            out[shown(name)] = _instances(instances, rep, shown)
+    if rep.datasets is not None and None not in rep.datasets:
+        location = None  # the location is a default instance
     if location is not None and (rep.attrs is None or "location" in rep.attrs):
         geo = {"type": "GeoProperty", "value": location}
         out[shown("location")] = _attr(geo, rep, shown)

@@ -297,6 +297,7 @@ def _render_row(r: Any, rep: Representation, rc: RequestContext, context: Any) -
         sys_attrs=_sys(r, rep),
         context=context,
         scopes=r.scopes,
+        datasets=getattr(r, "datasets", None),
     )
 
 
@@ -348,7 +349,7 @@ def _join(
     followed again (no loops), down to ``joinLevel``."""
     mode, level, contained = spec
     # Linked entities are rendered without projection here: each is projected for the path that reached it.
-    inner = Representation(form=rep.form, sys_attrs=rep.sys_attrs, lang=rep.lang)
+    inner = Representation(form=rep.form, sys_attrs=rep.sys_attrs, lang=rep.lang, datasets=rep.datasets)
     seen = set(contained) | {r.entity_id for r in rows}
     flat: list[dict[str, Any]] = []
     frontier: list[_Reached] = [
@@ -373,6 +374,7 @@ def _join(
                 rc.shown,
                 sys_attrs=_sys(r, inner),
                 scopes=r.scopes,
+                datasets=getattr(r, "datasets", None),
             )
             for eid, r in found.items()
         }
@@ -484,6 +486,7 @@ def get_entity(
         e.modified_at,
         e.extra_types,
         e.scopes,
+        entities.entity_datasets(access, e),
     )
     if rep.attrs is not None and not (
         rep.attrs & {*(row.attrs or {}), *(["location"] if row.location else [])}

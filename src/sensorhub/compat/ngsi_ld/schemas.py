@@ -19,7 +19,7 @@ from sensorhub.compat.ngsi_ld.contexts import RequestContext
 from sensorhub.compat.ngsi_ld.geo import accepted_media, geo_from_body, geo_params
 from sensorhub.compat.ngsi_ld.render import Projection, Representation
 from sensorhub.entities.geo import GeoQuery
-from sensorhub.entities.normalize import SCOPE_LEVEL, check_entity_id
+from sensorhub.entities.normalize import SCOPE_LEVEL, check_dataset_id, check_entity_id
 from sensorhub.entities.ordering import parse_ordering
 from sensorhub.entities.qlang import QSyntaxError, parse_q, rename
 from sensorhub.entities.service import (
@@ -40,7 +40,6 @@ MAX_DNF = 10_000  # conjunctions while expanding a type expression or scopeQ (be
 # Parameters of the standard that sensorhub does not implement: 501 NotImplemented naming them.
 REFUSED_PARAMS: dict[str, str] = {
     "csf": "sensorhub has no context source registrations (no distributed operations)",
-    "datasetId": "multi-attributes (several instances of one attribute) are not stored",
     "expandValues": "VocabProperty values are compacted with the request's context; expandValues is not offered",
     "entityMap": "entity maps (snapshots of a distributed query) are not offered",
     "doNotCompact": "every answer is compacted against the request's context",
@@ -50,13 +49,12 @@ REFUSED_EXTRA: dict[str, Any] = {"x-refused-parameters": REFUSED_PARAMS}
 REFUSED_MEMBERS: dict[str, str] = {
     "csf": REFUSED_PARAMS["csf"],
     "temporalQ": "temporal queries go to /ngsi-ld/v1/temporalEntityOperations/query",
-    "datasetId": REFUSED_PARAMS["datasetId"],
     "expandValues": REFUSED_PARAMS["expandValues"],
 }
 QUERY_MEMBERS = frozenset(
     {
         "type", "entities", "attrs", "pick", "omit", "q", "scopeQ", "lang", "@context", "id", "geoQ",
-        "join", "joinLevel", "containedBy", "geometryProperty", "ordering",
+        "join", "joinLevel", "containedBy", "geometryProperty", "ordering", "datasetId",
     }
 )  # fmt: skip
 ORDERING_MEMBERS = frozenset({"orderBy", "collation", "geometry", "coordinates"})  # V1.9 OrderingParams
@@ -123,6 +121,7 @@ class QueryParams:
     orderGeometry: str | None = None
     orderFrom: Any = None
     order_names: tuple[str, str, str, str] = ORDER_NAMES
+    datasetId: str | None = None  # multi-attributes: the instances to show (``@none``: the default one)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def query(self, ctx: RequestContext) -> EntityQuery:
@@ -180,7 +179,13 @@ class QueryParams:
             if hops > level:
                 raise BadRequest(f"pick/omit nest {hops} linked entities deep, more than joinLevel={level}")
         return Representation(
-            form=form, sys_attrs=sys_attrs, lang=parse_lang(self.lang), pick=pick, omit=omit, attrs=attrs
+            form=form,
+            sys_attrs=sys_attrs,
+            lang=parse_lang(self.lang),
+            pick=pick,
+            omit=omit,
+            attrs=attrs,
+            datasets=parse_dataset_ids(self.datasetId),
         )
 
     def members(
@@ -217,6 +222,14 @@ class QueryParams:
         return join, level, contained
 
 
+def parse_dataset_ids(value: str | None) -> frozenset[str | None] | None:
+    """``datasetId``: a comma-separated list of datasetIds (URIs); ``@none`` names the default instance
+    (the one without datasetId). None: every instance."""
+    if value is None:
+        return None
+    return frozenset(None if d == "@none" else check_dataset_id(d) for d in split_list(value, "datasetId"))
+
+
 _GEOMETRY_PROPERTY = "With Accept: application/geo+json: the GeoProperty of each Feature (default location)"
 # Query-string parameters several routes declare alike (one description each).
 Pick = Annotated[str | None, Query(description="Members to keep (id, type, attribute names)")]
@@ -229,6 +242,12 @@ JoinLevel = Annotated[int | None, Query(description=f"Depth of join, 1-{MAX_JOIN
 ContainedBy = Annotated[str | None, Query(description="Entity ids already traversed (join)")]
 Local = Annotated[bool | None, Query(description="Accepted: sensorhub has only local entities")]
 GeometryProperty = Annotated[str | None, Query(description=_GEOMETRY_PROPERTY)]
+DatasetId = Annotated[
+    str | None,
+    Query(
+        description="Multi-attributes: the instances to return, by datasetId (comma-separated; `@none`: the default instance)"
+    ),
+]
 
 
 @dataclass(frozen=True)
@@ -292,6 +311,7 @@ def query_params(
     omit: Omit = None,
     q: str | None = Query(None, description='Query language, e.g. temperature>20;crop=="wheat"'),
     scopeQ: str | None = Query(None, description="Scope query, e.g. /farm/#"),
+    datasetId: DatasetId = None,
     shown: QueryParams = Depends(representation_params),
     geo: GeoQuery | None = Depends(geo_params),
     order: QueryParams = Depends(ordering_params),
@@ -313,6 +333,7 @@ def query_params(
         omit=omit,
         q=q,
         scopeQ=scopeQ,
+        datasetId=datasetId,
     )
 
 
@@ -329,13 +350,14 @@ def retrieve_params(
     type: str | None = Query(None, description="The entity's type (404 when it has another)"),
     local: Local = None,
     geometryProperty: GeometryProperty = None,
+    datasetId: DatasetId = None,
 ) -> QueryParams:
     """``type`` stands between ``containedBy`` and ``local`` in the document, so these are listed here
     rather than taken from :func:`representation_params` (whose parameters would follow ``type``)."""
     shown = representation_params(
         options, format, lang, join, joinLevel, containedBy, local, geometryProperty
     )
-    return replace(shown, type=type, attrs=attrs, pick=pick, omit=omit)
+    return replace(shown, type=type, attrs=attrs, pick=pick, omit=omit, datasetId=datasetId)
 
 
 def with_body(base: QueryParams, body: Any) -> QueryParams:
@@ -371,6 +393,7 @@ def with_body(base: QueryParams, body: Any) -> QueryParams:
         selectors=selectors,
         geo=geo_from_body(body.get("geoQ")),
         geometryProperty=_body_member(body, "geometryProperty", base.geometryProperty),
+        datasetId=_body_dataset_ids(body.get("datasetId")),
         **_body_ordering(body.get("ordering")),
     )
 
@@ -398,6 +421,16 @@ def _body_ordering(ordering: Any) -> dict[str, Any]:
         "orderFrom": coords,
         "order_names": BODY_ORDER_NAMES,
     }
+
+
+def _body_dataset_ids(v: Any) -> str | None:
+    """A Query body's ``datasetId``: a datasetId or an array of them (``@none``: the default instance)."""
+    if v is None:
+        return None
+    items = v if isinstance(v, list) else [v]
+    if not items or not all(isinstance(i, str) and "," not in i for i in items):
+        raise BadRequest("'datasetId' must be a datasetId (a URI, or @none) or a non-empty array of them")
+    return ",".join(items)
 
 
 def _body_member(body: dict[str, Any], key: str, default: str | None) -> str | None:

@@ -43,6 +43,7 @@ from sensorhub.errors import (
     InsufficientScope,
     InvalidRequest,
     NotFound,
+    NotImplementedFeature,
     TooManyResults,
 )
 from sensorhub.kit.paging import LimitPolicy
@@ -681,12 +682,19 @@ class RepresentationArgs:
         )
 
 
+# The temporal history is the time-series store, which has no datasetId dimension (yet).
+TEMPORAL_DATASET_ID = "the temporal evolution of multi-attributes (datasetId) is not kept"
+TEMPORAL_REFUSED_EXTRA: dict[str, Any] = {
+    "x-refused-parameters": {**schemas.REFUSED_PARAMS, "datasetId": TEMPORAL_DATASET_ID}
+}
+
+
 @router.get(
     f"{NGSI}/temporal/entities",
     tags=TAGS,
     summary="Query the temporal evolution of entities",
     description=_DOC,
-    openapi_extra=schemas.REFUSED_EXTRA,
+    openapi_extra=TEMPORAL_REFUSED_EXTRA,
 )
 def query_temporal(
     request: Request,
@@ -764,7 +772,7 @@ TEMPORAL_Q_MEMBERS = frozenset({"timerel", "timeAt", "endTimeAt", "timeproperty"
     tags=TAGS,
     summary="Query the temporal evolution of entities (POST body, NGSI-LD 1.8 path)",
     description="The same as `POST /ngsi-ld/v1/temporalEntityOperations/query`, at the path NGSI-LD 1.8 names.",
-    openapi_extra=schemas.REFUSED_EXTRA,
+    openapi_extra=TEMPORAL_REFUSED_EXTRA,
 )
 @router.post(
     f"{NGSI}/temporalEntityOperations/query",
@@ -772,7 +780,7 @@ TEMPORAL_Q_MEMBERS = frozenset({"timerel", "timeAt", "endTimeAt", "timeproperty"
     summary="Query the temporal evolution of entities (POST body)",
     description="An NGSI-LD `Query` body with `temporalQ` {timerel, timeAt, endTimeAt, timeproperty}; "
     "`lastN`, `options`, `aggrMethods`, `aggrPeriodDuration` and paging in the query string. " + _DOC,
-    openapi_extra=schemas.REFUSED_EXTRA,
+    openapi_extra=TEMPORAL_REFUSED_EXTRA,
 )
 def post_temporal_query(
     request: Request,
@@ -797,6 +805,10 @@ def post_temporal_query(
     if not isinstance(body, dict):
         raise BadRequest("the body must be an NGSI-LD Query object")
     rest = dict(body)
+    if "datasetId" in rest:
+        raise NotImplementedFeature(
+            f"the Query member 'datasetId' is not implemented here: {TEMPORAL_DATASET_ID}"
+        )
     tq = rest.pop("temporalQ", None)
     if tq is None:
         tq = {}
@@ -822,7 +834,7 @@ def post_temporal_query(
     tags=TAGS,
     summary="Retrieve the temporal evolution of an entity",
     description=_DOC,
-    openapi_extra=schemas.REFUSED_EXTRA,
+    openapi_extra=TEMPORAL_REFUSED_EXTRA,
 )
 def get_temporal_entity(
     request: Request,
