@@ -233,9 +233,14 @@ def normalize_instances(name: str, raw: Any) -> list[dict[str, Any]]:
     return [out[default], *out[:default], *out[default + 1 :]]
 
 
+def is_dataset_id(value: str) -> bool:
+    """Whether ``value`` may be a datasetId: a URI, e.g. urn:ngsi-ld:Dataset:french-name."""
+    return len(value) <= MAX_ID_LENGTH and _ENTITY_ID.match(value) is not None
+
+
 def check_dataset_id(value: Any, what: str = "datasetId") -> str:
     """A datasetId: a URI (like an entity id), e.g. urn:ngsi-ld:Dataset:french-name."""
-    if not isinstance(value, str) or len(value) > MAX_ID_LENGTH or not _ENTITY_ID.match(value):
+    if not isinstance(value, str) or not is_dataset_id(value):
         raise BadRequest(f"{what} '{str(value)[:80]}' is not a URI such as urn:ngsi-ld:Dataset:d1")
     return value
 

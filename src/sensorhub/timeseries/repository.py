@@ -64,6 +64,7 @@ class SeriesInfo:
     unit: str | None
     org_id: str
     workspace_id: str
+    topic: str = DEFAULT_TOPIC
 
 
 class EntityRow(NamedTuple):
@@ -297,19 +298,43 @@ def sensors_page(
     return list(s.execute(q).tuples())
 
 
-def series_of_listed(s: Session, visible: VisibleEntities, entity_ids: Sequence[str]) -> list[SeriesInfo]:
-    """The series of the listed entities (by NGSI-LD id) among ``visible``, by entity and name;
-    an entity id shared by several organisations yields each organisation's series (``org_id`` tells
-    them apart). Time windows are applied by the reads."""
+def series_of_listed(
+    s: Session, visible: VisibleEntities, entity_ids: Sequence[str], *, every_topic: bool = False
+) -> list[SeriesInfo]:
+    """The series of the listed entities (by NGSI-LD id) among ``visible``, by entity and name (then
+    topic); an entity id shared by several organisations yields each organisation's series (``org_id``
+    tells them apart). The default topic's only, unless ``every_topic``. Time windows are applied by the
+    reads."""
     if not entity_ids:
         return []
     q = (
-        select(Series.id, Entity.entity_id, Series.attribute, Series.unit, Entity.org_id, Entity.workspace_id)
+        select(
+            Series.id,
+            Entity.entity_id,
+            Series.attribute,
+            Series.unit,
+            Entity.org_id,
+            Entity.workspace_id,
+            Series.topic,
+        )
         .join(Entity, Entity.pk == Series.entity_pk)
-        .where(visible.where(), Entity.entity_id.in_(list(entity_ids)), Series.topic == DEFAULT_TOPIC)
-        .order_by(Entity.entity_id, Series.attribute)
+        .where(visible.where(), Entity.entity_id.in_(list(entity_ids)))
+        .order_by(Entity.entity_id, Series.attribute, Series.topic)
     )
+    if not every_topic:
+        q = q.where(Series.topic == DEFAULT_TOPIC)
     return [SeriesInfo(*r) for r in s.execute(q).tuples()]
+
+
+def series_of_entity_topics(s: Session, entity_pk: int) -> list[Any]:
+    """Every series of one entity, on every topic: rows ``(id, attribute, unit, topic)`` by name, then
+    topic (the NGSI-LD temporal API's multi-attributes, see compat/ngsi_ld/temporal.py)."""
+    q = (
+        select(Series.id, Series.attribute, Series.unit, Series.topic)
+        .where(Series.entity_pk == entity_pk)
+        .order_by(Series.attribute, Series.topic)
+    )
+    return list(s.execute(q))
 
 
 Comparison = Literal["eq", "ne", "gt", "gte", "lt", "lte"]

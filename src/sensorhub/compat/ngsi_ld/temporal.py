@@ -37,13 +37,12 @@ from sensorhub.compat.ngsi_ld.routes import request_context
 from sensorhub.entities import history as H
 from sensorhub.entities import service as entities
 from sensorhub.entities.geo import GeoQuery
-from sensorhub.entities.normalize import check_entity_id, one_or_many
+from sensorhub.entities.normalize import check_entity_id, is_dataset_id, one_or_many
 from sensorhub.errors import (
     BadRequest,
     InsufficientScope,
     InvalidRequest,
     NotFound,
-    NotImplementedFeature,
     TooManyResults,
 )
 from sensorhub.kit.paging import LimitPolicy
@@ -51,7 +50,8 @@ from sensorhub.kit.time import from_us, iso, iso_array, parse_time, to_us
 from sensorhub.kit.urls import next_link
 from sensorhub.timeseries import temporal as T
 from sensorhub.timeseries.backends import store_for
-from sensorhub.timeseries.repository import SeriesInfo, series_of_entities, series_of_listed
+from sensorhub.timeseries.models import DEFAULT_TOPIC
+from sensorhub.timeseries.repository import SeriesInfo, series_of_entity_topics, series_of_listed
 from sensorhub.timeseries.store import TimeseriesStore
 
 router = APIRouter()
@@ -207,11 +207,16 @@ class Members:
     attrs: frozenset[str] | None = None
     pick: Projection | None = None
     omit: Projection | None = None
+    datasets: frozenset[str | None] | None = None  # ``datasetId``: instances shown (None: the default)
 
     def reads(self, stored: str) -> bool:
         """Whether the attribute is read: ``attrs`` selects (the entities, too, with a time range);
         ``pick``/``omit`` only shape what is shown."""
         return self.attrs is None or stored in self.attrs
+
+    def shows(self, r: _Read) -> bool:
+        """Whether the instances of ``r`` are shown (``datasetId``)."""
+        return self.datasets is None or r.dataset in self.datasets
 
 
 def parse_members(params: schemas.QueryParams, rc: RequestContext) -> Members:
@@ -221,7 +226,17 @@ def parse_members(params: schemas.QueryParams, rc: RequestContext) -> Members:
             raise BadRequest(
                 f"{what}: the temporal API has no linked entities (no join), so name{{…}} is not allowed"
             )
-    return Members(attrs, pick, omit)
+    return Members(attrs, pick, omit, schemas.parse_dataset_ids(params.datasetId))
+
+
+def dataset_of(topic: str) -> tuple[bool, str | None]:
+    """Multi-attributes in the time-series store: the instances of datasetId ``d`` are the series on
+    topic ``d`` (an ingest record's ``topic``), the default instance the series on the default topic.
+    ``(shown, datasetId)``: a topic that is not a URI (``env``, a line-protocol tag set) is not a
+    datasetId, and is not part of the NGSI-LD temporal answer (docs/ngsi-ld-temporal.md)."""
+    if topic == DEFAULT_TOPIC:
+        return True, None
+    return (True, topic) if is_dataset_id(topic) else (False, None)
 
 
 def _last_n(text: str | None) -> int | None:
@@ -253,6 +268,7 @@ class _Read:
     inst: T.Instances | None = None
     agg: T.Aggregated | None = None
     emptied: bool = False  # every instance fell beyond the page's time range: shown as an empty list
+    dataset: str | None = None  # the instances' datasetId (a series on that topic); None: the default
 
 
 def _windows(access: Access, e: Tenanted, rng: TimeRange) -> list[tuple[int, int]]:
@@ -264,7 +280,7 @@ def _windows(access: Access, e: Tenanted, rng: TimeRange) -> list[tuple[int, int
 def _read_one(
     store: TimeseriesStore, x: SeriesInfo, windows: list[tuple[int, int]], rng: TimeRange, rep: Representation
 ) -> _Read:
-    out = _Read(x.attribute, f"urn:ngsi-ld:instance:{x.id}:", x.unit)
+    out = _Read(x.attribute, f"urn:ngsi-ld:instance:{x.id}:", x.unit, dataset=dataset_of(x.topic)[1])
     if rep.kind == "aggregatedValues":
         assert rep.period is not None
         origin = rng.origin if rng.origin is not None else T.first_point(store, x.id, windows)
@@ -483,11 +499,32 @@ def _entity_body(
     body: dict[str, Any] = {"id": eid, "type": one_or_many([rc.shown(t) for t in types])}
     if scopes:
         body["scope"] = one_or_many(scopes)
+    by_name: dict[str, list[tuple[str | None, Any]]] = {}
     for r in reads:
         rendered = _render_attr(r, rep, rc)
         if rendered is not None:
-            body[rc.shown(r.attribute)] = rendered
+            by_name.setdefault(r.attribute, []).append((r.dataset, rendered))
+    for name, shown in by_name.items():
+        body[rc.shown(name)] = _instances(sorted(shown, key=lambda d: (d[0] is not None, d[0] or "")))
     return project(body, members.pick, members.omit)
+
+
+def _instances(shown: list[tuple[str | None, Any]]) -> Any:
+    """One attribute's temporal representation over its datasetIds (the default instance first, then by
+    datasetId): each dataset's part with its ``datasetId``; several datasets in the normalized form are
+    one array of instances, in the others an array of the parts (ETSI GS CIM 009 §4.5.5)."""
+    parts = []
+    for d, part in shown:
+        if d is not None:
+            part = (
+                [{**i, "datasetId": d} for i in part] if isinstance(part, list) else {**part, "datasetId": d}
+            )
+        parts.append(part)
+    if len(parts) == 1:
+        return parts[0]
+    if all(isinstance(p, list) for p in parts):
+        return [i for p in parts for i in p]
+    return parts
 
 
 def _with_context(body: dict[str, Any], ld: bool, rc: RequestContext) -> dict[str, Any]:
@@ -575,8 +612,9 @@ def _read_page(
     by_entity: dict[tuple[str, str], list[SeriesInfo]] = {}
     visible = visible_entities(access_ts)
     ids = [r.entity_id for r in rows]
-    for x in series_of_listed(db, visible, ids):
-        by_entity.setdefault((x.org_id, x.entity_id), []).append(x)
+    for x in series_of_listed(db, visible, ids, every_topic=True):
+        if dataset_of(x.topic)[0]:
+            by_entity.setdefault((x.org_id, x.entity_id), []).append(x)
     stored = {(x.org_id, x.entity_id): x for x in H.listed_entities(db, visible, ids)}
     deleted = H.deleted_attributes(db, [x.pk for x in stored.values()]) if rng.deleted else {}
     out: list[tuple[Any, list[_Read]]] = []
@@ -592,8 +630,10 @@ def _read_page(
         windows = _windows(access_ts, r, rng) if chosen or kept else []
         reads = [_read_one(store, x, windows, rng, rep) for x in chosen]
         reads += [_read_history(db, k, atype, windows, rng, rep) for k, atype in kept]
+        # The time range selects entities by any instance of the attributes; datasetId then selects the
+        # instances shown (as on /entities, an entity left without any is still listed).
         if (rng.lo is None and rng.hi is None) or any(_has_data(x) for x in reads):
-            out.append((r, reads))
+            out.append((r, [x for x in reads if members.shows(x)]))
     return out
 
 
@@ -682,19 +722,12 @@ class RepresentationArgs:
         )
 
 
-# The temporal history is the time-series store, which has no datasetId dimension (yet).
-TEMPORAL_DATASET_ID = "the temporal evolution of multi-attributes (datasetId) is not kept"
-TEMPORAL_REFUSED_EXTRA: dict[str, Any] = {
-    "x-refused-parameters": {**schemas.REFUSED_PARAMS, "datasetId": TEMPORAL_DATASET_ID}
-}
-
-
 @router.get(
     f"{NGSI}/temporal/entities",
     tags=TAGS,
     summary="Query the temporal evolution of entities",
     description=_DOC,
-    openapi_extra=TEMPORAL_REFUSED_EXTRA,
+    openapi_extra=schemas.REFUSED_EXTRA,
 )
 def query_temporal(
     request: Request,
@@ -720,6 +753,7 @@ def query_temporal(
     aggrMethods: str | None = Query(None, description=", ".join(T.AGGR_METHODS)),
     aggrPeriodDuration: str | None = Query(None, description="ISO 8601 duration, e.g. PT1H, P1D, P1M"),
     local: schemas.Local = None,
+    datasetId: schemas.DatasetId = None,
     limit: int | None = Query(None, description="Entities per page; default 100, at most 500"),
     offset: int = Query(0, ge=0),
     count: bool = Query(False),
@@ -750,6 +784,7 @@ def query_temporal(
         pick=pick,
         omit=omit,
         geo=geo,
+        datasetId=datasetId,
     )
     return _query(
         request,
@@ -772,7 +807,7 @@ TEMPORAL_Q_MEMBERS = frozenset({"timerel", "timeAt", "endTimeAt", "timeproperty"
     tags=TAGS,
     summary="Query the temporal evolution of entities (POST body, NGSI-LD 1.8 path)",
     description="The same as `POST /ngsi-ld/v1/temporalEntityOperations/query`, at the path NGSI-LD 1.8 names.",
-    openapi_extra=TEMPORAL_REFUSED_EXTRA,
+    openapi_extra=schemas.REFUSED_EXTRA,
 )
 @router.post(
     f"{NGSI}/temporalEntityOperations/query",
@@ -780,7 +815,7 @@ TEMPORAL_Q_MEMBERS = frozenset({"timerel", "timeAt", "endTimeAt", "timeproperty"
     summary="Query the temporal evolution of entities (POST body)",
     description="An NGSI-LD `Query` body with `temporalQ` {timerel, timeAt, endTimeAt, timeproperty}; "
     "`lastN`, `options`, `aggrMethods`, `aggrPeriodDuration` and paging in the query string. " + _DOC,
-    openapi_extra=TEMPORAL_REFUSED_EXTRA,
+    openapi_extra=schemas.REFUSED_EXTRA,
 )
 def post_temporal_query(
     request: Request,
@@ -805,10 +840,6 @@ def post_temporal_query(
     if not isinstance(body, dict):
         raise BadRequest("the body must be an NGSI-LD Query object")
     rest = dict(body)
-    if "datasetId" in rest:
-        raise NotImplementedFeature(
-            f"the Query member 'datasetId' is not implemented here: {TEMPORAL_DATASET_ID}"
-        )
     tq = rest.pop("temporalQ", None)
     if tq is None:
         tq = {}
@@ -834,7 +865,7 @@ def post_temporal_query(
     tags=TAGS,
     summary="Retrieve the temporal evolution of an entity",
     description=_DOC,
-    openapi_extra=TEMPORAL_REFUSED_EXTRA,
+    openapi_extra=schemas.REFUSED_EXTRA,
 )
 def get_temporal_entity(
     request: Request,
@@ -847,6 +878,7 @@ def get_temporal_entity(
     endTimeAt: str | None = Query(None),
     timeproperty: str | None = Query(None),
     local: schemas.Local = None,
+    datasetId: schemas.DatasetId = None,
     accept: str | None = Header(None),
     principal: Principal = Depends(TIMESERIES),
     db: Session = Depends(get_read_db),
@@ -857,13 +889,14 @@ def get_temporal_entity(
     rng = parse_range(timerel, timeAt, endTimeAt, timeproperty)
     rep = shown.parse()
     rc = request_context(request)
-    members = parse_members(schemas.QueryParams(attrs=attrs, pick=pick, omit=omit), rc)
+    members = parse_members(schemas.QueryParams(attrs=attrs, pick=pick, omit=omit, datasetId=datasetId), rc)
     access_e = _entities_access(principal)
     access_ts = principal.access("timeseries")
     e = entities.get_entity(db, access_e, entity_id)
     series = [
-        SeriesInfo(x.id, e.entity_id, x.attribute, x.unit, e.org_id, e.workspace_id)
-        for x in series_of_entities(db, [e.pk])[e.pk]
+        SeriesInfo(x.id, e.entity_id, x.attribute, x.unit, e.org_id, e.workspace_id, x.topic)
+        for x in series_of_entity_topics(db, e.pk)
+        if dataset_of(x.topic)[0]
     ]
     readable = access_ts.allows(e.org_id, e.workspace_id, e.entity_id)
     if rng.deleted:
@@ -879,6 +912,7 @@ def get_temporal_entity(
     store = store_for(db)
     reads = [_read_one(store, x, windows, rng, rep) for x in chosen]
     reads += [_read_history(db, k, atype, windows, rng, rep) for k, atype in kept]
+    reads = [x for x in reads if members.shows(x)]
     content_range = _cut(reads, rep, rng)
     body = _entity_body(e.entity_id, e.types, e.scopes, reads, rep, rc, members)
     if not body:
