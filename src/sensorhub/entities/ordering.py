@@ -13,7 +13,7 @@ A term compares the attribute's value (``object`` of a Relationship, ``vocab``, 
 (``name.observedAt``, ``name.unitCode``), or a key inside a compound value (``address[city]``). Mixed
 types compare in the order of §4.23.2: numbers, strings, objects, arrays, booleans, Time, Date, DateTime
 (``{"@type": "DateTime", "@value": …}``; the entity's createdAt/modifiedAt and ``observedAt`` are
-DateTimes), then null, then entities without the attribute. ``desc`` reverses the values but keeps null
+DateTimes), then null, then entities without the attribute (objects and arrays are not compared by content). ``desc`` reverses the values but keeps null
 and missing values last (the entities without the attribute are never the first page of a descending
 order). ``dist-asc``/``dist-desc`` order by the distance of a GeoProperty from ``orderFrom`` (a GeoJSON
 geometry, a Point unless ``orderGeometry`` says otherwise), entities without that GeoProperty after, by
@@ -31,6 +31,7 @@ them is a 400 saying so, rather than an order by values that do not exist.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -228,32 +229,6 @@ def _check_path(text: str, ob: str, path: tuple[str, ...]) -> None:
 # --- sort keys -----------------------------------------------------------------------------------------
 
 
-class Rev:
-    """A value whose order is reversed (``desc``)."""
-
-    __slots__ = ("v",)
-
-    def __init__(self, v: Any) -> None:
-        self.v = v
-
-    def __lt__(self, other: Rev) -> bool:
-        return bool(other.v < self.v)
-
-    def __gt__(self, other: Rev) -> bool:
-        return bool(other.v > self.v)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Rev) and bool(self.v == other.v)
-
-    def __le__(self, other: Rev) -> bool:
-        return bool(other.v <= self.v)
-
-    def __ge__(self, other: Rev) -> bool:
-        return bool(other.v >= self.v)
-
-    __hash__ = None  # type: ignore[assignment]
-
-
 @lru_cache(maxsize=1)
 def _collator() -> Any:
     from pyuca import Collator
@@ -274,33 +249,66 @@ def string_key(collation: str | None) -> Callable[[str], Any]:
     return _root_key if collation == "und" else _codepoints
 
 
-def _canonical(v: Any) -> str:
-    return orjson.dumps(v, option=orjson.OPT_SORT_KEYS).decode()
+def _strings(v: Any) -> str | None:
+    """The string a value is compared by, if any (a string, or a typed value's ``@value``)."""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, dict) and v.get("@type") in _TYPED and isinstance(v.get("@value"), str):
+        return str(v["@value"])
+    return None
 
 
-def value_key(v: Any, desc: bool, strkey: Callable[[str], Any]) -> tuple[Any, ...]:
-    """The key of one value: ``(group, …)``, group 0 a value, 1 null, 2 no such attribute (last either way)."""
-    if v is MISSING:
-        return (2,)
-    if v is None:
-        return (1,)
-    if isinstance(v, bool):
-        ranked: tuple[Any, ...] = (4, int(v))
-    elif isinstance(v, int | float):
-        ranked = (0, v)
-    elif isinstance(v, str):
-        ranked = (1, strkey(v))
-    elif isinstance(v, dict):
-        t, val = v.get("@type"), v.get("@value")
-        if t in _TYPED and isinstance(val, str) and len(v) == 2:
-            ranked = (_TYPED[t], val)
-        else:
-            ranked = (2, _canonical(v))
-    elif isinstance(v, list):
-        ranked = (3, _canonical(v))
-    else:
-        ranked = (2, _canonical(v))
-    return (0, Rev(ranked) if desc else ranked)
+class Sorter:
+    """Sort keys of one ordering over one set of entities: flat tuples of numbers, then (id, organisation),
+    which sort in C and bisect. Strings become their position among the set's distinct strings (by code
+    point or the collation), so that a descending term is a negation like a numeric one; objects and
+    arrays tie within their rank (§4.23 defines no order inside them)."""
+
+    def __init__(self, ordering: Ordering, raws: list[list[Any]]) -> None:
+        self.ordering = ordering
+        strkey = string_key(ordering.collation)
+        self.strkey = strkey
+        self.sorted: list[list[Any]] = []
+        self.index: list[dict[str, int]] = []
+        for i in range(len(ordering.terms)):
+            distinct = {x for r in raws if (x := _strings(r[i])) is not None}
+            keys = sorted((strkey(x), x) for x in distinct)
+            self.sorted.append([k for k, _ in keys])
+            self.index.append({x: n for n, (_, x) in enumerate(keys)})
+
+    def _position(self, i: int, text: str) -> float:
+        n = self.index[i].get(text)
+        if n is not None:
+            return n
+        return bisect_left(self.sorted[i], self.strkey(text)) - 0.5  # a cursor's string not in the set
+
+    def _parts(self, i: int, v: Any) -> tuple[float, float, float]:
+        """(group, rank, value): group -1 a distance, 0 a value, 1 null, 2 no such attribute."""
+        if v is MISSING:
+            return (2, 0, 0)
+        if v is None:
+            return (1, 0, 0)
+        if isinstance(v, Distance):
+            return (-1, 0, v.metres)
+        if isinstance(v, bool):
+            return (0, 4, int(v))
+        if isinstance(v, int | float):
+            return (0, 0, v)
+        if isinstance(v, str):
+            return (0, 1, self._position(i, v))
+        if isinstance(v, dict):
+            text = _strings(v)
+            if text is not None:
+                return (0, _TYPED[v["@type"]], self._position(i, text))
+            return (0, 2, 0)
+        return (0, 3, 0)
+
+    def key(self, raws: list[Any], entity_id: str, org_id: str) -> tuple[Any, ...]:
+        out: list[Any] = []
+        for i, (t, v) in enumerate(zip(self.ordering.terms, raws, strict=True)):
+            g, r, x = self._parts(i, v)
+            out += (g, -r, -x) if t.desc else (g, r, x)
+        return (*out, entity_id, org_id)
 
 
 def attribute_value(attr: Any, term: OrderTerm) -> Any:
@@ -322,14 +330,6 @@ def attribute_value(attr: Any, term: OrderTerm) -> Any:
             return MISSING
         v = v[k]
     return v
-
-
-def term_key(raw: Any, term: OrderTerm, ordering: Ordering, strkey: Callable[[str], Any]) -> tuple[Any, ...]:
-    """The key of a term's raw value (as :func:`raw_value` gives it, or as a cursor carries it). For a
-    distance term the raw value is a :class:`Distance` when the entity has that GeoProperty."""
-    if isinstance(raw, Distance):
-        return (-1, Rev(raw.metres) if term.desc else raw.metres)
-    return value_key(raw, term.desc, strkey)
 
 
 def raw_value(term: OrderTerm, ordering: Ordering, row: Any, attrs: dict[str, Any]) -> Any:
@@ -368,15 +368,6 @@ def _distance(geometry: Any, origin: BaseGeometry | None) -> float | None:
     if shape is None or shape.is_empty:
         return None
     return distance_m(shape, origin)
-
-
-def row_key(ordering: Ordering, raws: list[Any], entity_id: str, org_id: str) -> tuple[Any, ...]:
-    strkey = string_key(ordering.collation)
-    return (
-        *(term_key(r, t, ordering, strkey) for r, t in zip(raws, ordering.terms, strict=True)),
-        entity_id,
-        org_id,
-    )
 
 
 def to_json(raw: Any) -> list[Any]:

@@ -40,11 +40,17 @@ from sensorhub.entities.normalize import (
     normalize_entity,
     normalize_fragment,
 )
-from sensorhub.entities.ordering import Ordering, from_json, raw_value, row_key, to_json
+from sensorhub.entities.ordering import Ordering, Sorter, from_json, raw_value, to_json
 from sensorhub.entities.qlang import BoolOp, DatasetInstances, JsonAttrs, Node, compile_q
 from sensorhub.entities.windows import attr_visible, is_bounded, visible_attrs, visible_instance, visible_sql
 from sensorhub.errors import BadRequest, Conflict, Forbidden, NotFound
-from sensorhub.kit.paging import INVALID_CURSOR, OffsetBounds, decode_cursor, encode_cursor
+from sensorhub.kit.paging import (
+    INVALID_CURSOR,
+    MAX_CURSOR_LENGTH,
+    OffsetBounds,
+    decode_cursor,
+    encode_cursor,
+)
 from sensorhub.kit.patterns import check_pattern
 
 DEFAULT_LIMIT = 100
@@ -394,30 +400,64 @@ def _query_ordered(
     sys_attrs: bool,
 ) -> Page:
     """A page of a query with ``orderBy`` on values (entities/ordering.py): the matching entities' keys
-    and the attributes the order names are read (at most :data:`MAX_ORDER_CANDIDATES`), sorted here — the
+    and the members the order names are read (at most :data:`MAX_ORDER_CANDIDATES`), sorted here — the
     same comparison on SQLite and PostgreSQL, whatever their collations — and the page's rows read by key.
     The cursor carries the last entity's sort values and key, so the next page starts right after it even
     when entities were added, changed or removed meanwhile (no repeats, no gaps among the others)."""
     order = query.order
     assert order is not None
+    names, cand = _order_candidates(s, access, query, order)
+    raws, rows = _sort_values(access, query, order, names, cand)
+    sorter = Sorter(order, raws)
+    keyed = sorted(
+        ((sorter.key(rw, r.entity_id, r.org_id), rw, r) for rw, r in zip(raws, rows, strict=True)),
+        key=lambda k: k[0],
+    )
+    page = Page([], len(keyed) if count else None)
+    if cursor is not None:
+        at = _ordered_cursor_key(sorter, order, cursor)
+        start = at if isinstance(at, int) else bisect_right(keyed, at, key=lambda k: k[0])
+    else:
+        start = offset
+    chosen = keyed[start : start + limit]
+    if limit == 0 or not chosen:
+        return page
+    found = {
+        (r.entity_id, r.org_id): r
+        for r in s.execute(_rows_query(Entity.pk.in_([c[2].pk for c in chosen]), sys_attrs))
+    }
+    page.rows = [found[k] for k in ((c[2].entity_id, c[2].org_id) for c in chosen) if k in found]
+    if len(keyed) > start + limit:
+        _key, last_raws, last = chosen[-1]
+        values = orjson.dumps([to_json(v) for v in last_raws]).decode()
+        page.next_cursor = encode_cursor("o", values, last.entity_id, last.org_id)
+        if len(page.next_cursor) > MAX_CURSOR_LENGTH:  # a long sort value: a position, not a key
+            page.next_cursor = encode_cursor("n", str(start + limit), "", "")
+        page.next_offset = offset + limit
+    return page
+
+
+def _order_candidates(
+    s: Session, access: Access, query: EntityQuery, order: Ordering
+) -> tuple[list[str], Sequence[Any]]:
+    """The matching entities with only the columns the order (and a geo-query) needs; each named
+    attribute as its JSON text (``a0``, ``a1``, …)."""
+    members = {t.name for t in order.terms if t.attribute is None}
     geo = query.geo
     names = [a for a in order.attributes() if a != "location"]
     if geo is not None and geo.geoproperty != "location":
         names.append(geo.geoproperty)
     names = list(dict.fromkeys(names))
-    cols: list[Any] = [
-        Entity.pk,
-        Entity.entity_id,
-        Entity.org_id,
-        Entity.workspace_id,
-        Entity.type,
-        Entity.extra_types,
-        Entity.scopes,
-        Entity.created_at,
-        Entity.modified_at,
-        Entity.location,
-        *(Entity.attrs[n].label(f"a{i}") for i, n in enumerate(names)),
-    ]
+    cols: list[Any] = [Entity.pk, Entity.entity_id, Entity.org_id]
+    if is_bounded(access):
+        cols.append(Entity.workspace_id)
+    if "type" in members:
+        cols += [Entity.type, Entity.extra_types]
+    cols += [c for m, c in (("scope", Entity.scopes), ("createdAt", Entity.created_at),
+                            ("modifiedAt", Entity.modified_at)) if m in members]  # fmt: skip
+    if "location" in order.attributes() or (geo is not None and geo.geoproperty == "location"):
+        cols.append(Entity.location)
+    cols += [Entity.attrs[n].as_string().label(f"a{i}") for i, n in enumerate(names)]
     q = select(*cols).where(entity_filter(s, access, query)).limit(MAX_ORDER_CANDIDATES + 1)
     cand = s.execute(q).all()
     if len(cand) > MAX_ORDER_CANDIDATES:
@@ -425,68 +465,43 @@ def _query_ordered(
             f"orderBy: this query matches more than {MAX_ORDER_CANDIDATES} entities, more than this server "
             "sorts by value in one request; narrow it (type, q, …) or order by id"
         )
-    keyed = _sort_keys(access, query, order, names, cand)
-    keyed.sort(key=lambda k: k[0])
-    page = Page([], len(keyed) if count else None)
-    if cursor is not None:
-        start = bisect_right(keyed, _ordered_cursor_key(order, cursor), key=lambda k: k[0])
-    else:
-        start = offset
-    chosen = keyed[start : start + limit]
-    if limit == 0 or not chosen:
-        return page
-    rows = {
-        (r.entity_id, r.org_id): r
-        for r in s.execute(_rows_query(Entity.pk.in_([c[2].pk for c in chosen]), sys_attrs))
-    }
-    page.rows = [rows[k] for k in ((c[2].entity_id, c[2].org_id) for c in chosen) if k in rows]
-    if len(keyed) > start + limit:
-        _key, raws, last = chosen[-1]
-        values = orjson.dumps([to_json(v) for v in raws]).decode()
-        page.next_cursor = encode_cursor("o", values, last.entity_id, last.org_id)
-        page.next_offset = offset + limit
-    return page
+    return names, cand
 
 
-def _sort_keys(
+def _sort_values(
     access: Access, query: EntityQuery, order: Ordering, names: list[str], cand: Sequence[Any]
-) -> list[tuple[tuple[Any, ...], list[Any], Any]]:
-    """(sort key, raw values, candidate) of the candidates that pass the geo-query, if any."""
+) -> tuple[list[list[Any]], list[Any]]:
+    """The raw values of the order's terms for each candidate that passes the geo-query (if any), and
+    those candidates."""
     bounded = is_bounded(access)
+    first = len(cand[0]) - len(names) if cand else 0
     attrs_of: list[dict[str, Any]] = []
     for r in cand:
-        attrs = {n: _json_value(r[10 + i]) for i, n in enumerate(names) if r[10 + i] is not None}
+        attrs = {n: orjson.loads(r[first + i]) for i, n in enumerate(names) if r[first + i] is not None}
         if bounded:  # a time-limited credential orders by what it may read, nothing else
             attrs = _readable(access, r.org_id, r.workspace_id, r.entity_id, attrs)
         attrs_of.append(attrs)
     geo = query.geo
-    ok = (
-        geo.matches(
-            [entity_geometry(r.location, a, geo.geoproperty) for r, a in zip(cand, attrs_of, strict=True)]
-        )
-        if geo is not None
-        else [True] * len(cand)
-    )
-    keyed: list[tuple[tuple[Any, ...], list[Any], Any]] = []
+    if geo is not None:
+        ok = geo.matches([entity_geometry(getattr(r, "location", None), a, geo.geoproperty)
+                          for r, a in zip(cand, attrs_of, strict=True)])  # fmt: skip
+    else:
+        ok = [True] * len(cand)
+    raws: list[list[Any]] = []
+    rows: list[Any] = []
     for r, attrs, m in zip(cand, attrs_of, ok, strict=True):
         if m:
-            raws = [raw_value(t, order, r, attrs) for t in order.terms]
-            keyed.append((row_key(order, raws, r.entity_id, r.org_id), raws, r))
-    return keyed
+            raws.append([raw_value(t, order, r, attrs) for t in order.terms])
+            rows.append(r)
+    return raws, rows
 
 
-def _json_value(v: Any) -> Any:
-    """An attribute read with ``attrs[name]``: decoded JSON on both backends (SQLite may hand its text)."""
-    if isinstance(v, str | bytes):
-        try:
-            return orjson.loads(v)
-        except orjson.JSONDecodeError:
-            return v
-    return v
-
-
-def _ordered_cursor_key(order: Ordering, cursor: str) -> tuple[Any, ...]:
+def _ordered_cursor_key(sorter: Sorter, order: Ordering, cursor: str) -> tuple[Any, ...] | int:
+    """The sort key an ordered cursor ends at (``"o"``), or the position it names (``"n"``: a cursor
+    that would have been longer than :data:`MAX_CURSOR_LENGTH`, for a long string value)."""
     tag, values, eid, oid = decode_cursor(cursor, str, str, str, str)
+    if tag == "n" and str(values).isdigit() and len(str(values)) < 10:
+        return int(values)
     try:
         raws = [from_json(v) for v in orjson.loads(str(values))]
     except (ValueError, TypeError, orjson.JSONDecodeError):
@@ -494,8 +509,8 @@ def _ordered_cursor_key(order: Ordering, cursor: str) -> tuple[Any, ...]:
     if tag != "o" or len(raws) != len(order.terms):
         raise BadRequest(INVALID_CURSOR)
     try:
-        return row_key(order, raws, str(eid), str(oid))
-    except (TypeError, ValueError):
+        return sorter.key(raws, str(eid), str(oid))
+    except (TypeError, ValueError, KeyError):
         raise BadRequest(INVALID_CURSOR) from None
 
 
