@@ -142,20 +142,20 @@ def main() -> None:
         with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
             for _ in range(100):
                 try:
-                    client.get(base + "?limit=1")
+                    client.get(base + "?local=true&limit=1")
                     break
                 except httpx.TransportError:
                     time.sleep(0.1)
             n = args.entities
-            first = f"{base}?limit=100"
+            first = f"{base}?local=true&limit=100"
             # Before any walk: offsets are resolved by an index-only skip.
             cold = interleaved(
                 client,
                 {
                     "first page (limit=100)": first,
-                    f"deep page by offset={n - 100}, cold (index-only skip)": f"{base}?limit=100&offset={n - 100}",
+                    f"deep page by offset={n - 100}, cold (index-only skip)": f"{base}?local=true&limit=100&offset={n - 100}",
                     f"type=Valve, offset={n // 4 - 100}, cold": f"{base}?type=Valve&limit=100&offset={n // 4 - 100}",
-                    "count=true&limit=0": f"{base}?limit=0&count=true",
+                    "count=true&limit=0": f"{base}?local=true&limit=0&count=true",
                 },
                 args.rounds,
             )
@@ -177,7 +177,7 @@ def main() -> None:
                 {
                     "first page (limit=100)": first,
                     "last page via Link rel=next (keyset cursor)": last_url,
-                    f"deep page by offset={n - 100}, after a walk (offset→key)": f"{base}?limit=100&offset={n - 100}",
+                    f"deep page by offset={n - 100}, after a walk (offset→key)": f"{base}?local=true&limit=100&offset={n - 100}",
                 },
                 args.rounds,
             )

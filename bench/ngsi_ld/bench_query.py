@@ -215,7 +215,7 @@ def main() -> None:
         with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
             for _ in range(600):  # up to a minute on a busy machine
                 try:
-                    client.get(base + "?limit=1")
+                    client.get(base + "?local=true&limit=1")
                     break
                 except httpx.TransportError:
                     time.sleep(0.1)
@@ -241,7 +241,7 @@ def main() -> None:
                 "join (plain SQL + Python, same DB)": timed(plain_join, args.rounds),
             }
             # The walk: every entity once, following Link rel=next.
-            url: str | None = f"{base}?limit=500"
+            url: str | None = f"{base}?local=true&limit=500"
             pages: list[float] = []
             seen = 0
             while url:

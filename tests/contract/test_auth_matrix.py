@@ -96,7 +96,7 @@ MATRIX: dict[tuple[str, str], Builder] = {
     ("GET", "/api/managements"): lambda f: (Call("/api/managements"), None),
     ("GET", "/ngsi-ld/v1/entities"): lambda f: (
         Call("/ngsi-ld/v1/entities", {"type": "Device"}),
-        Call("/ngsi-ld/v1/entities", {"id": B_DEV}),
+        Call("/ngsi-ld/v1/entities", {"id": B_DEV, "local": "true"}),
     ),
     ("POST", "/ngsi-ld/v1/entityOperations/query"): lambda f: (
         Call("/ngsi-ld/v1/entityOperations/query", json={"type": "Query", "entities": [{"type": "Device"}]}),
@@ -107,7 +107,7 @@ MATRIX: dict[tuple[str, str], Builder] = {
     ),
     ("GET", "/ngsi-ld/v1/entities/"): lambda f: (
         Call("/ngsi-ld/v1/entities/", {"type": "Device"}),
-        Call("/ngsi-ld/v1/entities/", {"id": B_DEV}),
+        Call("/ngsi-ld/v1/entities/", {"id": B_DEV, "local": "true"}),
     ),
     # Discovery: names only, and only those of the credential's own entities.
     ("GET", "/ngsi-ld/v1/types"): lambda f: (Call("/ngsi-ld/v1/types", {"details": "true"}), None),

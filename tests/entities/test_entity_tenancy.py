@@ -39,13 +39,16 @@ def test_token_of_a_never_sees_b(client: TestClient, world: World) -> None:
     beta_token = world.pat("b@beta.test", ["entities"])
     for token in (world.pat("a@alpha.test", ["entities"]), world.api_key("alpha", ["entities"])):
         h = bearer(token)
-        ids, responses = follow(client, f"{E}?limit=3&count=true", h)
+        ids, responses = follow(client, f"{E}?local=true&limit=3&count=true", h)
         assert len(ids) == 10 and not any(":b-" in i or "secret" in i for i in ids)
         assert responses[0].headers["NGSILD-Results-Count"] == "10"
         r = client.get(f"{E}?type=BetaOnly&count=true", headers=h)
         assert r.json() == [] and r.headers["NGSILD-Results-Count"] == "0"
         assert (
-            client.get(f"{E}?idPattern=secret&count=true", headers=h).headers["NGSILD-Results-Count"] == "0"
+            client.get(f"{E}?idPattern=secret&local=true&count=true", headers=h).headers[
+                "NGSILD-Results-Count"
+            ]
+            == "0"
         )
         assert client.get(E, params={"q": 'owner=="beta"'}, headers=h).json() == []
         assert (
@@ -79,7 +82,7 @@ def test_grants_and_token_restrictions_narrow_reads(client: TestClient, world: W
     world.grant("m@alpha.test", "alpha", "south")
     world.grant("m@alpha.test", "alpha", entity="urn:ngsi-ld:Device:n-0002")
     t = world.pat("m@alpha.test", ["entities"])
-    ids, _ = follow(client, f"{E}?limit=2", bearer(t))
+    ids, _ = follow(client, f"{E}?local=true&limit=2", bearer(t))
     assert ids == ["urn:ngsi-ld:Device:n-0002"] + [f"urn:ngsi-ld:Valve:s-{i:04d}" for i in range(4)]
     problem(client.get(f"{E}/urn:ngsi-ld:Device:n-0001", headers=bearer(t)), 404, "ResourceNotFound")
     r = client.get("/v3/assets", params={"workspaceId": "north"}, headers=bearer(t))
@@ -97,7 +100,7 @@ def test_grants_and_token_restrictions_narrow_reads(client: TestClient, world: W
 
     # An API key restricted to one workspace.
     key = world.api_key("alpha", ["entities"], workspaces=("north",))
-    ids, _ = follow(client, f"{E}?limit=4", {"x-api-key": key})
+    ids, _ = follow(client, f"{E}?local=true&limit=4", {"x-api-key": key})
     assert len(ids) == 6 and all(":n-" in i or i == SHARED_ID for i in ids)
     assert (
         client.get("/v3/assets", params={"workspaceId": "south"}, headers={"x-api-key": key}).status_code
@@ -171,7 +174,7 @@ def test_offset_paging_is_per_reader_and_follows_writes(client: TestClient, worl
     )
 
     def page(h: dict[str, str], offset: int) -> list[str]:
-        r = client.get(f"{E}?limit=4&offset={offset}", headers=h)
+        r = client.get(f"{E}?local=true&limit=4&offset={offset}", headers=h)
         return [e["id"].rsplit(":", 1)[1] for e in r.json()]
 
     assert page(owner, 0) == ["a-0000", "a-0001", "a-0002", "a-0003"]
@@ -187,14 +190,16 @@ def test_ngsild_tenant_picks_one_organisation(client: TestClient, world: World) 
     world.user("both@x.test", "alpha", "admin")
     world.user("both@x.test", "beta", "viewer")
     h = bearer(world.pat("both@x.test", ["entities"]))
-    r = client.get(E, params={"id": SHARED_ID, "options": "keyValues"}, headers=h)
+    r = client.get(E, params={"id": SHARED_ID, "local": "true", "options": "keyValues"}, headers=h)
     assert sorted(e["owner"] for e in r.json()) == ["alpha", "beta"]
     for tenant in ("alpha", "beta"):
         th = {**h, "NGSILD-Tenant": tenant}
         assert client.get(f"{E}/{SHARED_ID}?options=keyValues", headers=th).json()["owner"] == tenant
-        r = client.get(E, params={"count": "true", "limit": 0}, headers=th)
+        r = client.get(E, params={"local": "true", "count": "true", "limit": 0}, headers=th)
         assert r.headers["NGSILD-Results-Count"] == "10"  # each organisation has 10
     # A tenant the token does not reach is simply empty.
-    r = client.get(E, params={"count": "true", "limit": 0}, headers={**h, "NGSILD-Tenant": "nope"})
+    r = client.get(
+        E, params={"local": "true", "count": "true", "limit": 0}, headers={**h, "NGSILD-Tenant": "nope"}
+    )
     assert r.headers["NGSILD-Results-Count"] == "0"
     problem(client.get(f"{E}/{SHARED_ID}", headers={**h, "NGSILD-Tenant": "nope"}), 404, "ResourceNotFound")

@@ -54,7 +54,7 @@ def test_pathological_patterns_answer_at_once(world: World, server: str) -> None
     def get(**params: str) -> requests.Response:
         return requests.get(f"{server}{E}", params=params, headers=h, timeout=30)
 
-    r = get(idPattern=EVIL)
+    r = get(idPattern=EVIL, local="true")
     assert r.status_code == 200 and r.json() == []
     r = get(q=f'label~="{EVIL}"')
     assert r.status_code == 200 and r.json() == []
@@ -93,7 +93,7 @@ def test_healthz_stays_answered_while_a_pathological_pattern_runs(world: World, 
     def hostile() -> None:
         # Several at once: on the old code each one pins a worker thread under the GIL for minutes.
         rs = [
-            requests.get(f"{server}{E}", params={"idPattern": EVIL}, headers=h, timeout=60),
+            requests.get(f"{server}{E}", params={"idPattern": EVIL, "local": "true"}, headers=h, timeout=60),
             requests.get(f"{server}{E}", params={"q": f'label~="{EVIL}"'}, headers=h, timeout=60),
         ]
         results["hostile"] = [r.status_code for r in rs]
@@ -162,7 +162,7 @@ def _seen(client: TestClient, h: dict[str, str]) -> list[set[str]]:
     """The attribute names each entity read path shows for EID."""
     out = []
     for params in ({}, {"options": "keyValues"}):
-        rows = client.get(E, params=params, headers=h).json()
+        rows = client.get(E, params={**params, "local": "true"}, headers=h).json()
         assert [e["id"] for e in rows] == [EID]
         out.append(set(rows[0]) - {"id", "type"})
         out.append(set(client.get(f"{E}/{EID}", params=params, headers=h).json()) - {"id", "type"})
@@ -175,7 +175,7 @@ def _seen(client: TestClient, h: dict[str, str]) -> list[set[str]]:
 
 
 def _matches(client: TestClient, h: dict[str, str], **params: str) -> int:
-    r = client.get(E, params={**params, "count": "true"}, headers=h)
+    r = client.get(E, params={"local": "true", **params, "count": "true"}, headers=h)
     assert r.status_code == 200, r.text
     return int(r.headers["NGSILD-Results-Count"])
 
@@ -380,7 +380,7 @@ def test_postgresql_cancels_a_slow_pattern_query_with_a_400(
     r = client.get(E, params={"q": 'label~="(x+x+)+y"', "count": "true"}, headers=h)
     assert r.status_code == 200 and r.headers["NGSILD-Results-Count"] == "0"
     # The request after the cancelled one answers normally (the transaction was rolled back).
-    r = client.get(E, params={"count": "true", "limit": "0"}, headers=h)
+    r = client.get(E, params={"count": "true", "limit": "0", "local": "true"}, headers=h)
     assert r.headers["NGSILD-Results-Count"] == "3003"
 
 

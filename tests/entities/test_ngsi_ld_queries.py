@@ -28,7 +28,7 @@ def test_link_next_pages_through_every_entity_exactly_once(
     world.org("other")
     put_entities(world, "other", "main", devices("x", 20))
 
-    ids, responses = follow(client, f"{E}?limit=40&count=true", bearer(token))
+    ids, responses = follow(client, f"{E}?local=true&limit=40&count=true", bearer(token))
     assert len(ids) == 207 and len(set(ids)) == 207
     assert ids == sorted(ids)
     assert all(r.headers["NGSILD-Results-Count"] == "207" for r in responses)
@@ -45,29 +45,31 @@ def test_link_next_pages_through_every_entity_exactly_once(
     assert len(ids) == 77 and all(":Sensor:" in i for i in ids)
     by_offset = []
     for off in range(0, 207, 50):
-        by_offset += [e["id"] for e in client.get(f"{E}?limit=50&offset={off}", headers=bearer(token)).json()]
+        by_offset += [
+            e["id"] for e in client.get(f"{E}?local=true&limit=50&offset={off}", headers=bearer(token)).json()
+        ]
     assert by_offset == sorted(by_offset) and len(set(by_offset)) == 207
 
 
 def test_limit_default_cap_and_count_only(client: TestClient, world: World, token: str) -> None:
     put_entities(world, "acme", "farm", devices("a", 520))
-    r = client.get(E, headers=bearer(token))
+    r = client.get(E, params={"local": "true"}, headers=bearer(token))
     assert r.status_code == 200 and len(r.json()) == 100
     assert parse_qs(urlsplit(r.links["next"]["url"]).query)["limit"] == ["100"]
     # Above the cap: 403 TooManyResults (ETSI V1.8.1), never a silently shorter page.
-    body = problem(client.get(f"{E}?limit=1000", headers=bearer(token)), 403, "TooManyResults")
+    body = problem(client.get(f"{E}?local=true&limit=1000", headers=bearer(token)), 403, "TooManyResults")
     assert "500" in body["detail"]
-    r = client.get(f"{E}?limit=500", headers=bearer(token))
+    r = client.get(f"{E}?local=true&limit=500", headers=bearer(token))
     assert len(r.json()) == 500
     assert parse_qs(urlsplit(r.links["next"]["url"]).query)["limit"] == ["500"]
-    r = client.get(f"{E}?limit=0&count=true", headers=bearer(token))
+    r = client.get(f"{E}?local=true&limit=0&count=true", headers=bearer(token))
     assert r.status_code == 200 and r.json() == [] and r.headers["NGSILD-Results-Count"] == "520"
     assert "next" not in r.links
     problem(client.get(f"{E}?limit=0", headers=bearer(token)), 400, "BadRequestData")
     problem(client.get(f"{E}?limit=-1", headers=bearer(token)), 400, "BadRequestData")
-    r = client.get(f"{E}?offset=500&limit=100", headers=bearer(token))
+    r = client.get(f"{E}?local=true&offset=500&limit=100", headers=bearer(token))
     assert len(r.json()) == 20 and "next" not in r.links
-    assert client.get(f"{E}?offset=5000", headers=bearer(token)).json() == []
+    assert client.get(f"{E}?local=true&offset=5000", headers=bearer(token)).json() == []
 
 
 def test_unknown_type_is_empty_with_zero_count(client: TestClient, world: World, token: str) -> None:
@@ -163,12 +165,25 @@ def test_malformed_q_is_400_naming_the_problem(client: TestClient, token: str, q
 
 
 def test_id_id_pattern_type_lists(client: TestClient, token: str, weather: None) -> None:
-    assert _ids(client, token, idPattern="^urn:ngsi-ld:WeatherObserved:s[1-3]$") == ["s1", "s2", "s3"]
-    assert _ids(client, token, idPattern=".*:b1") == ["b1"]
-    assert _ids(client, token, id="urn:ngsi-ld:WeatherObserved:s2,urn:ngsi-ld:Building:b1") == ["b1", "s2"]
+    # id or idPattern alone selects too little (§5.7.2.4): local=true asks for every entity, as type=* does.
+    for alone in ({"id": "urn:ngsi-ld:Building:b1"}, {"idPattern": ".*:b1"}, {}, {"attrs": "createdAt"}):
+        body = problem(client.get(E, params=alone, headers=bearer(token)), 400, "BadRequestData")
+        assert "local=true" in body["detail"], alone
+    assert _ids(client, token, idPattern="^urn:ngsi-ld:WeatherObserved:s[1-3]$", local="true") == [
+        "s1",
+        "s2",
+        "s3",
+    ]
+    assert _ids(client, token, idPattern=".*:b1", type="*") == ["b1"]
+    ids = "urn:ngsi-ld:WeatherObserved:s2,urn:ngsi-ld:Building:b1"
+    assert _ids(client, token, id=ids, local="true") == ["b1", "s2"]
     assert _ids(client, token, type="Building,WeatherObserved", q="temperature>25") == ["s4"]
     problem(client.get(E, params={"idPattern": "(["}, headers=bearer(token)), 400, "BadRequestData")
-    problem(client.get(E, params={"id": "not a uri"}, headers=bearer(token)), 400, "BadRequestData")
+    problem(
+        client.get(E, params={"local": "true", "id": "not a uri"}, headers=bearer(token)),
+        400,
+        "BadRequestData",
+    )
     problem(client.get(E, params={"georel": "near"}, headers=bearer(token)), 400, "BadRequestData")
 
 
@@ -183,7 +198,9 @@ def test_attrs_projection_key_values_and_sys_attrs(client: TestClient, token: st
     assert _ids(client, token, attrs="crop,name") == ["b1", "s1", "s2", "s3", "s4"]
 
     r = client.get(
-        E, params={"options": "keyValues", "id": "urn:ngsi-ld:WeatherObserved:s1"}, headers=bearer(token)
+        E,
+        params={"local": "true", "options": "keyValues", "id": "urn:ngsi-ld:WeatherObserved:s1"},
+        headers=bearer(token),
     )
     assert r.json() == [
         {
@@ -197,11 +214,15 @@ def test_attrs_projection_key_values_and_sys_attrs(client: TestClient, token: st
         }
     ]
     r2 = client.get(
-        E, params={"format": "simplified", "id": "urn:ngsi-ld:WeatherObserved:s1"}, headers=bearer(token)
+        E,
+        params={"local": "true", "format": "simplified", "id": "urn:ngsi-ld:WeatherObserved:s1"},
+        headers=bearer(token),
     )
     assert r2.json() == r.json()
     full = client.get(
-        E, params={"id": "urn:ngsi-ld:WeatherObserved:s1", "options": "sysAttrs"}, headers=bearer(token)
+        E,
+        params={"local": "true", "id": "urn:ngsi-ld:WeatherObserved:s1", "options": "sysAttrs"},
+        headers=bearer(token),
     )
     e = full.json()[0]
     assert e["temperature"] == {
@@ -300,7 +321,7 @@ def test_post_query(client: TestClient, token: str, weather: None) -> None:
 
 def test_reads_need_the_entities_scope(client: TestClient, world: World, token: str) -> None:
     ts_only = world.pat("owner@acme.test", ["timeseries"], name="ts")
-    r = client.get(E, headers=bearer(ts_only))
+    r = client.get(E, params={"local": "true"}, headers=bearer(ts_only))
     problem(r, 403, "PermissionDenied")
     assert "entities" in r.json()["detail"]
     problem(client.get(E), 401, "Unauthorized")

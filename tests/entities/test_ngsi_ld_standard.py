@@ -225,13 +225,20 @@ def test_join_inline_and_flat(client: TestClient, token: str) -> None:
     # An entity reached on several paths is joined on each (f1 is on the page and linked from p1).
     both = client.get(
         E,
-        params={"id": "urn:ngsi-ld:Farm:f1,urn:ngsi-ld:Parcel:p1", "join": "inline", "joinLevel": "2"},
+        params={
+            "local": "true",
+            "id": "urn:ngsi-ld:Farm:f1,urn:ngsi-ld:Parcel:p1",
+            "join": "inline",
+            "joinLevel": "2",
+        },
         headers=h,
     ).json()
     assert both[0]["owner"]["entity"]["name"]["value"] == "Olga"
     assert both[1]["farm"]["entity"]["owner"]["entity"]["name"]["value"] == "Olga"
     kv = client.get(
-        E, params={"id": "urn:ngsi-ld:Parcel:p2", "join": "inline", "options": "keyValues"}, headers=h
+        E,
+        params={"local": "true", "id": "urn:ngsi-ld:Parcel:p2", "join": "inline", "options": "keyValues"},
+        headers=h,
     )
     assert kv.json()[0]["farm"] == {"id": "urn:ngsi-ld:Farm:f2", "type": "Farm", "name": "Beta"}
     flat = client.get(E, params={"type": "Parcel", "join": "flat"}, headers=h)
@@ -274,7 +281,7 @@ def test_refusals_paging_and_paths(client: TestClient, token: str) -> None:
     assert r.status_code == 200 and len(r.json()) == 2
     assert client.get("/ngsi-ld/v1/types/", headers=h, follow_redirects=False).status_code == 200
     # prev and next links.
-    r = client.get(E, params={"limit": "2", "offset": "2"}, headers=h)
+    r = client.get(E, params={"local": "true", "limit": "2", "offset": "2"}, headers=h)
     assert set(r.links) >= {"next", "prev"}
     prev = client.get(r.links["prev"]["url"], headers=h)
     assert _ids(prev) == ["b1", "f1"] and "prev" not in prev.links

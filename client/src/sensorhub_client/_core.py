@@ -325,8 +325,15 @@ def entities_call(
         q=q,
         options="keyValues" if key_values else None,
         limit=page_size,
+        local=_every(type, attrs, q),
     )
     return Call("GET", "/ngsi-ld/v1/entities", params=params)
+
+
+def _every(type: object, attrs: object, q: object) -> bool | None:
+    """NGSI-LD refuses a query that selects by nothing (or only by id) unless it asks for every entity
+    with ``local=true``: sent when the caller gave no type, attrs or q."""
+    return True if type is None and attrs is None and q is None else None
 
 
 def entity_call(entity_id: str, attrs: str | Sequence[str] | None, key_values: bool) -> Call:
@@ -335,7 +342,9 @@ def entity_call(entity_id: str, attrs: str | Sequence[str] | None, key_values: b
 
 
 def count_call(type: str | Sequence[str] | None, id_pattern: str | None, q: str | None) -> Call:
-    params = _params(type=_csv(type), idPattern=id_pattern, q=q, limit=0, count="true")
+    params = _params(
+        type=_csv(type), idPattern=id_pattern, q=q, limit=0, count="true", local=_every(type, None, q)
+    )
     return Call("GET", "/ngsi-ld/v1/entities", params=params)
 
 

@@ -79,7 +79,7 @@ def build(base: str, token: str | None, kind: str, example: Example | None) -> S
         "# What can this token do, and until when?\n"
         f"curl {auth} {shlex.quote(base + '/api/tokens/self')}\n\n"
         "# Entities you may read (scope: entities)\n"
-        f"curl {auth} {shlex.quote(base + '/ngsi-ld/v1/entities?limit=10')}\n\n"
+        f"curl {auth} {shlex.quote(base + '/ngsi-ld/v1/entities?local=true&limit=10')}\n\n"
         "# One week of a time series, at most 200 points (scope: timeseries)\n"
         f"curl {auth} \\\n"
         f"  {shlex.quote(base + path + '?' + query)}"

@@ -238,6 +238,9 @@ def _query_response(r: Reader, rc: RequestContext, params: QueryParams, ld: bool
     gprop = _geojson(request, params)
     access = r.access()
     lim = _limit(paging.limit, paging.count)
+    entities.OFFSETS.check(paging.offset)
+    # Last of the checks, so that a malformed parameter is named rather than the missing selection.
+    params.require_selective("the Query" if params.selectors is not None else "a query")
     page = entities.query_entities(
         db,
         access,

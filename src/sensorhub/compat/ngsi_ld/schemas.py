@@ -21,7 +21,7 @@ from sensorhub.compat.ngsi_ld.render import Projection, Representation
 from sensorhub.entities.geo import GeoQuery
 from sensorhub.entities.normalize import SCOPE_LEVEL, check_dataset_id, check_entity_id
 from sensorhub.entities.ordering import parse_ordering
-from sensorhub.entities.qlang import QSyntaxError, parse_q, rename
+from sensorhub.entities.qlang import BoolOp, Node, QSyntaxError, parse_q, rename
 from sensorhub.entities.service import (
     MAX_LIST_ITEMS,
     MAX_SELECTORS,
@@ -123,6 +123,28 @@ class QueryParams:
     order_names: tuple[str, str, str, str] = ORDER_NAMES
     datasetId: str | None = None  # multi-attributes: the instances to show (``@none``: the default one)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def require_selective(self, what: str = "a query") -> None:
+        """§5.7.2.4 (and 5.7.4.4 for temporal queries): a query over every entity must say so
+        (``local=true`` or ``type=*``), not arrive by omission — else 400 BadRequestData. ``id`` and
+        ``idPattern`` alone do not select enough, nor ``attrs`` or ``q`` naming only system attributes
+        (``createdAt``, ``modifiedAt``, ``deletedAt``: every entity has them)."""
+        attrs = names(self.attrs, "attrs") if self.attrs is not None else frozenset()
+        selective = (
+            self.type is not None
+            or bool(self.selectors)
+            or any(not _is_system(a) for a in attrs or ())
+            or (self.q is not None and not _only_system(parse_q(self.q)))
+            or self.scopeQ is not None
+            or self.geo is not None
+            or bool(self.local)
+        )
+        if not selective:
+            raise BadRequest(
+                f"{what} needs at least one of type (type=* for every type), attrs, q, scopeQ or a "
+                "geo-query (georel), or local=true to ask for every entity; id or idPattern alone is not "
+                "enough, nor attrs or q naming only system attributes (createdAt, modifiedAt, deletedAt)"
+            )
 
     def query(self, ctx: RequestContext) -> EntityQuery:
         """The service's query: names mapped onto stored names through ``ctx``."""
@@ -551,6 +573,22 @@ def _refuse_linked_q(text: str, join: tuple[str | None, int, frozenset[str]]) ->
     if depth > level:
         raise BadRequest(f"q reaches {depth} linked entities deep, more than joinLevel={level}")
     raise NotImplementedFeature("q on linked entities (rel{attr}==…) is not implemented by this server")
+
+
+SYSTEM_ATTRIBUTES = frozenset({"createdAt", "modifiedAt", "deletedAt"})
+_CORE_IRI = "https://uri.etsi.org/ngsi-ld/"
+
+
+def _is_system(name: str) -> bool:
+    return name in SYSTEM_ATTRIBUTES or (
+        name.startswith(_CORE_IRI) and name[len(_CORE_IRI) :] in SYSTEM_ATTRIBUTES
+    )
+
+
+def _only_system(node: Node) -> bool:
+    if isinstance(node, BoolOp):
+        return all(_only_system(n) for n in node.items)
+    return _is_system(node.path[0])
 
 
 def names(value: str | list[str] | None, what: str) -> frozenset[str] | None:

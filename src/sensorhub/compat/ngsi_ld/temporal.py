@@ -767,12 +767,6 @@ def query_temporal(
     rng = parse_range(timerel, timeAt, endTimeAt, timeproperty)
     rep = parse_representation(options, format, lastN, aggrMethods, aggrPeriodDuration)
     _check_limit(limit)
-    if not (type or attrs or q or scopeQ or geo is not None or local):
-        # 5.7.4.4: a query over every entity must say so (local=true), not arrive by omission.
-        raise BadRequest(
-            "a temporal query needs at least one of type, attrs, q, scopeQ or a geo-query (georel), "
-            "or local=true to ask for every entity"
-        )
     params = replace(
         order,
         type=type,
@@ -785,7 +779,9 @@ def query_temporal(
         omit=omit,
         geo=geo,
         datasetId=datasetId,
+        local=local,
     )
+    params.require_selective("a temporal query")
     return _query(
         request,
         db,
@@ -857,6 +853,7 @@ def post_temporal_query(
     rep = shown.parse()
     rc = request_context(request, body)
     params = schemas.with_body(schemas.QueryParams(), rest)  # geoQ included
+    params.require_selective("a temporal Query")
     return _query(request, db, principal, rc, params, rng, rep, accept=accept, paging=paging)
 
 
