@@ -362,3 +362,19 @@ def test_the_device_list_answers_as_the_plain_routing(
     page = client.get("/api/devices", headers=bearer(both)).json()
     assert [d["id"] for d in page] == [f"urn:ngsi-ld:Device:hot-{i}" for i in range(5)]  # theirs: no series
     assert page[4]["attributes"]["temperature"]["value"] == 3.0  # the latest of 7 points
+
+
+def test_route_path_strips_the_root_path_as_starlette_does() -> None:
+    """The hot routes match the path below an ASGI root_path (a server mounted under a prefix) as
+    Starlette's routes do (starlette._utils.get_route_path), without importing Starlette's private helper."""
+    from sensorhub.api.hot import route_path
+
+    cases = [
+        ("/api/x", "", "/api/x"),
+        ("/sub/api/devices", "/sub", "/api/devices"),
+        ("/sub", "/sub", ""),
+        ("/subx/y", "/sub", "/subx/y"),  # a root_path is a whole segment
+        ("/other/y", "/sub", "/other/y"),
+    ]
+    for path, root, expected in cases:
+        assert route_path({"type": "http", "path": path, "root_path": root}) == expected, (path, root)

@@ -48,7 +48,6 @@ from fastapi import FastAPI
 from fastapi.datastructures import DefaultPlaceholder
 from fastapi.routing import APIRoute
 from starlette import routing
-from starlette._utils import get_route_path
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, NoMatchFound
@@ -66,6 +65,19 @@ HOT_PATHS = (
 
 
 Direct = Callable[[Request], Awaitable[Response | None]]
+
+
+def route_path(scope: Scope) -> str:
+    """The path a route matches: ``scope["path"]`` without the ASGI ``root_path`` it starts with (a
+    server mounted under a prefix), as Starlette's own routes read it — written here rather than taken
+    from Starlette's private helpers, which may change in any release."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path == root:
+        return ""
+    if root and path.startswith(root) and path[len(root)] == "/":
+        return path[len(root) :]
+    return path
 
 
 class HotRoute(BaseRoute):
@@ -92,7 +104,7 @@ class HotRoute(BaseRoute):
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if scope["type"] != "http" or scope["method"] not in self.methods:
             return Match.NONE, {}
-        path = get_route_path(scope)
+        path = route_path(scope)
         path_params = dict(scope.get("path_params", {}))
         if self.template is None:
             if path != self.path:
