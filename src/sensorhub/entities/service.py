@@ -336,6 +336,16 @@ def _geo_prefilter(s: Session, geo: GeoQuery) -> ColumnElement[bool]:
     )
 
 
+def _rows_by_key(s: Session, chosen: Sequence[Any], sys_attrs: bool) -> list[Any]:
+    """The full rows of a page's ``chosen`` candidates (each with ``pk``, ``entity_id`` and ``org_id``),
+    read by key in the candidates' order; one deleted since the candidates were read is left out."""
+    found = {
+        (r.entity_id, r.org_id): r
+        for r in s.execute(_rows_query(Entity.pk.in_([c.pk for c in chosen]), sys_attrs))
+    }
+    return [found[k] for k in ((c.entity_id, c.org_id) for c in chosen) if k in found]
+
+
 def _query_geo(
     s: Session,
     access: Access,
@@ -377,11 +387,7 @@ def _query_geo(
     chosen = hits[start : start + limit]
     if limit == 0 or not chosen:
         return page
-    rows = {
-        (r.entity_id, r.org_id): r
-        for r in s.execute(_rows_query(Entity.pk.in_([c.pk for c in chosen]), sys_attrs))
-    }
-    page.rows = [rows[(c.entity_id, c.org_id)] for c in chosen if (c.entity_id, c.org_id) in rows]
+    page.rows = _rows_by_key(s, chosen, sys_attrs)
     if len(hits) > start + limit:
         last = chosen[-1]
         page.next_cursor = encode_cursor(last.entity_id, last.org_id)
@@ -422,11 +428,7 @@ def _query_ordered(
     chosen = keyed[start : start + limit]
     if limit == 0 or not chosen:
         return page
-    found = {
-        (r.entity_id, r.org_id): r
-        for r in s.execute(_rows_query(Entity.pk.in_([c[2].pk for c in chosen]), sys_attrs))
-    }
-    page.rows = [found[k] for k in ((c[2].entity_id, c[2].org_id) for c in chosen) if k in found]
+    page.rows = _rows_by_key(s, [c[2] for c in chosen], sys_attrs)
     if len(keyed) > start + limit:
         _key, last_raws, last = chosen[-1]
         values = orjson.dumps([to_json(v) for v in last_raws]).decode()
