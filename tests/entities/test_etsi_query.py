@@ -754,6 +754,28 @@ def test_019_19_order_by_type_compares_the_names_the_answer_shows(suite: Suite) 
     assert [e["type"] for e in r.json()] == ["Zeta", "https://aaa.example/Alpha"]
 
 
+def test_019_19_order_by_scope_relationship_metadata_and_typed_values(suite: Suite) -> None:
+    """Scopes, a Relationship's object, observedAt and typed DateTime values order like their values."""
+    suite.put(
+        {**building(f"{B}x", {"owner": _rel(f"{C}b"), "name": _p("x", observedAt="2024-03-01T00:00:00Z"),
+                             "since": _p({"@type": "DateTime", "@value": "2021-01-01T00:00:00Z"})}),
+         "scope": "/b"},
+        {**building(f"{B}y", {"owner": _rel(f"{C}a"), "name": _p("y", observedAt="2024-01-01T00:00:00Z"),
+                             "since": _p({"@type": "DateTime", "@value": "2023-01-01T00:00:00Z"})}),
+         "scope": "/a"},
+        building(f"{B}z", {"since": _p(5)}),
+    )  # fmt: skip
+    for order_by, expected in (
+        ("scope", "yxz"),
+        ("owner", "yxz"),
+        ("name.observedAt;desc", "xyz"),
+        ("since", "zxy"),  # a number before DateTimes (§4.23.2)
+        ("since;desc", "yxz"),
+    ):
+        r = suite.query(type="Building", orderBy=order_by, context=True)
+        assert [e["id"] for e in r.json()] == [B + i for i in expected], order_by
+
+
 def test_019_19_order_by_id_descending_pages_through_the_index(suite: Suite) -> None:
     _ordered_buildings(suite)
     r = suite.query(type="Building", orderBy="id;desc", limit=2, context=True)
