@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from sensorhub.authz.scope import VisibleEntities
 from sensorhub.entities.models import LOCATION, Entity, attribute_instances, is_series_value
+from sensorhub.entities.normalize import VALUE_MEMBER
 from sensorhub.errors import BadRequest
 from sensorhub.timeseries.query import WindowUS
 from sensorhub.timeseries.rollups import I64
@@ -31,17 +32,6 @@ from sensorhub.timeseries.temporal import Aggregated, Instances
 # Methods that apply to values of any type; the others are numeric.
 ANY_VALUE_METHODS = ("totalCount", "distinctCount")
 MAX_AGGREGATE_SCAN = 100_000  # instances an aggregation of one non-numeric attribute may read
-# The member that carries each attribute type's value.
-VALUE_MEMBER = {
-    "Property": "value",
-    "GeoProperty": "value",
-    "Relationship": "object",
-    "LanguageProperty": "languageMap",
-    "ListProperty": "valueList",
-    "VocabProperty": "vocab",
-    "JsonProperty": "json",
-    "ListRelationship": "objectList",
-}
 
 _T = attribute_instances.c
 

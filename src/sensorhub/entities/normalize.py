@@ -143,6 +143,19 @@ def check_geojson(value: Any, what: str) -> dict[str, Any]:
     return value
 
 
+# The member that carries the value of each attribute type (keyValues shows only that member); the
+# one rule for rendering, ordering and history reads.
+VALUE_MEMBER = {
+    "Property": "value",
+    "GeoProperty": "value",
+    "Relationship": "object",
+    "LanguageProperty": "languageMap",
+    "ListProperty": "valueList",
+    "VocabProperty": "vocab",
+    "JsonProperty": "json",
+    "ListRelationship": "objectList",
+}
+
 # The member that carries the value of each attribute type, and what it must be.
 _VALUE_MEMBERS: dict[str, tuple[str, Any, str]] = {
     "Relationship": ("object", (str, list), "an 'object' (entity id)"),

@@ -41,6 +41,7 @@ import orjson
 from shapely.geometry.base import BaseGeometry
 
 from sensorhub.entities.geo import distance_m, parse_geometry
+from sensorhub.entities.normalize import VALUE_MEMBER
 from sensorhub.errors import BadRequest
 
 MAX_ORDER_TERMS = 10
@@ -56,14 +57,6 @@ _MEMBER = re.compile(
     r"([A-Za-z_@][A-Za-z0-9_:/#@\-]*(?:\.[A-Za-z_@][A-Za-z0-9_:/#@\-]*)*)((?:\[[^\[\]]+\])*)"
 )
 _BCP47 = re.compile(r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$")
-_VALUE_MEMBER = {
-    "Relationship": "object",
-    "ListRelationship": "objectList",
-    "LanguageProperty": "languageMap",
-    "VocabProperty": "vocab",
-    "ListProperty": "valueList",
-    "JsonProperty": "json",
-}
 _TYPED = {"Time": 5, "Date": 6, "DateTime": 7}
 MISSING: Any = object()  # an entity without the attribute (or the key) a term names
 
@@ -324,7 +317,7 @@ def attribute_value(attr: Any, term: OrderTerm) -> Any:
         attr = attr.get(p)
         if not isinstance(attr, dict):
             return MISSING
-    v = attr.get(_VALUE_MEMBER.get(str(attr.get("type")), "value"), MISSING)
+    v = attr.get(VALUE_MEMBER.get(str(attr.get("type")), "value"), MISSING)
     for k in term.inner:
         if not isinstance(v, dict) or k not in v:
             return MISSING

@@ -8,19 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sensorhub.entities.normalize import one_or_many
+from sensorhub.entities.normalize import VALUE_MEMBER, one_or_many
 
-# The member that carries the value of each attribute type (keyValues shows only that member).
-VALUE_MEMBER = {
-    "Property": "value",
-    "GeoProperty": "value",
-    "Relationship": "object",
-    "LanguageProperty": "languageMap",
-    "ListProperty": "valueList",
-    "VocabProperty": "vocab",
-    "JsonProperty": "json",
-    "ListRelationship": "objectList",
-}
 # Members of an attribute that are not sub-attributes (their names are core terms, never compacted).
 CORE_MEMBERS = frozenset(
     {

@@ -37,7 +37,7 @@ from sensorhub.compat.ngsi_ld.routes import request_context
 from sensorhub.entities import history as H
 from sensorhub.entities import service as entities
 from sensorhub.entities.geo import GeoQuery
-from sensorhub.entities.normalize import check_entity_id, is_dataset_id, one_or_many
+from sensorhub.entities.normalize import VALUE_MEMBER, check_entity_id, is_dataset_id, one_or_many
 from sensorhub.errors import (
     BadRequest,
     InsufficientScope,
@@ -416,7 +416,7 @@ def _deletion(inst: Any) -> dict[str, Any]:
     """A deletion instance as NGSI-LD shows it: the attribute's type, NGSI-LD Null as its value."""
     t = inst.get("type") if isinstance(inst, dict) else None
     atype = t if isinstance(t, str) else "Property"
-    return {"type": atype, H.VALUE_MEMBER.get(atype, "value"): _NULL_VALUE.get(atype, NGSI_LD_NULL)}
+    return {"type": atype, VALUE_MEMBER.get(atype, "value"): _NULL_VALUE.get(atype, NGSI_LD_NULL)}
 
 
 def _render_history(r: _Read, rep: Representation, rc: RequestContext) -> Any:
