@@ -182,7 +182,7 @@ def main() -> None:
                 args.rounds,
             )
             # orderBy=id;desc: the key index read backwards; walk it to its last page.
-            url, desc_last = f"{base}?limit=100&orderBy=id;desc", ""
+            url, desc_last = f"{base}?local=true&limit=100&orderBy=id;desc", ""
             while url:
                 desc_last = url
                 url = client.get(url).links.get("next", {}).get("url")
@@ -190,13 +190,13 @@ def main() -> None:
                 client,
                 {
                     "first page (limit=100)": first,
-                    "orderBy=id;desc, first page": f"{base}?limit=100&orderBy=id;desc",
+                    "orderBy=id;desc, first page": f"{base}?local=true&limit=100&orderBy=id;desc",
                     "orderBy=id;desc, last page via Link": desc_last,
                 },
                 args.rounds,
             )
             # orderBy on a value: every match is read and sorted per page.
-            by_value_first = f"{base}?limit=100&orderBy=temperature;desc,name"
+            by_value_first = f"{base}?local=true&limit=100&orderBy=temperature;desc,name"
             by_value_next = client.get(by_value_first).links["next"]["url"]
             by_value = interleaved(
                 client,
@@ -205,7 +205,7 @@ def main() -> None:
                     "orderBy=temperature;desc,name, first page": by_value_first,
                     "orderBy=temperature;desc,name, page 2 via Link": by_value_next,
                     "type=Valve&orderBy=status,name (25% of the entities)": f"{base}?type=Valve&limit=100&orderBy=status,name",
-                    "orderBy=name&collation=und": f"{base}?limit=100&orderBy=name&collation=und",
+                    "orderBy=name&collation=und": f"{base}?local=true&limit=100&orderBy=name&collation=und",
                 },
                 args.order_rounds,
             )
