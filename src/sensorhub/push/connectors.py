@@ -27,7 +27,15 @@ from sensorhub.errors import BadRequest, Conflict, NotFound
 from sensorhub.kit.time import iso
 from sensorhub.push import crypto, rules
 from sensorhub.push import delivery as deliveries
-from sensorhub.push.kinds import CONNECTOR_KINDS, Message, Outcome, Points, rotate_signing, summary
+from sensorhub.push.kinds import (
+    CONNECTOR_KINDS,
+    Message,
+    Outcome,
+    Points,
+    rotate_signing,
+    summary,
+    validate_config,
+)
 from sensorhub.push.models import (
     DEFAULT_TOPIC,
     KIND_NUMERIC,
@@ -70,7 +78,7 @@ def create_connector(
     k = CONNECTOR_KINDS.get(kind)
     if k is None:
         raise BadRequest(f"kind must be one of: {', '.join(CONNECTOR_KINDS)}")
-    stored, sec, shown = k.validate(dict(config), dict(secrets), settings)
+    stored, sec, shown = validate_config(k, dict(config), dict(secrets), settings)
     c = Connector(
         org_id=org.id,
         kind=kind,
@@ -127,7 +135,9 @@ def update_connector(
         except crypto.SecretsUnreadable:
             old = {}  # the server key changed: the secrets given now replace the unreadable ones
         given = _secret_input(c.kind, old, secrets or {})
-        stored, sec, _shown = k.validate(dict(config if config is not None else c.config), given, settings)
+        stored, sec, _shown = validate_config(
+            k, dict(config if config is not None else c.config), given, settings
+        )
         if c.kind == "webhook" and old.get("signing"):
             sec["signing"] = old["signing"]  # the signing secrets (and a rotation's grace) stay
         c.config = stored

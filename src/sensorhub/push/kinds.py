@@ -79,11 +79,14 @@ class Outcome:
 
 class ConnectorKind(Protocol):
     name: str
+    CONFIG: set[str]  # the config fields it takes (checked by :func:`validate_config` first)
+    SECRETS: set[str]  # the secret fields it takes
 
     def validate(
         self, config: dict[str, Any], secrets: dict[str, Any], settings: Settings
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-        """(config to store, secrets to store, what to show once at creation) or :class:`BadRequest`."""
+        """(config to store, secrets to store, what to show once at creation) or :class:`BadRequest`;
+        called through :func:`validate_config`, so no field is unknown."""
         ...
 
     def send(
@@ -97,6 +100,16 @@ def _only(d: dict[str, Any], allowed: set[str], what: str) -> None:
         raise BadRequest(
             f"unknown {what} field(s): {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
         )
+
+
+def validate_config(
+    kind: ConnectorKind, config: dict[str, Any], secrets: dict[str, Any], settings: Settings
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """A connector's configuration as ``kind`` stores it: an unknown config or secret field is a 400
+    naming it and the allowed ones, then the kind's own checks (:meth:`ConnectorKind.validate`)."""
+    _only(config, kind.CONFIG, "config")
+    _only(secrets, kind.SECRETS, "secrets")
+    return kind.validate(config, secrets, settings)
 
 
 def _timeout(config: dict[str, Any], settings: Settings) -> float:
@@ -226,8 +239,6 @@ class Webhook:
     def validate(
         self, config: dict[str, Any], secrets: dict[str, Any], settings: Settings
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-        _only(config, self.CONFIG, "config")
-        _only(secrets, self.SECRETS, "secrets")
         url = _http_url(config, settings, "the https:// address to POST to", https_only=True)
         body = config.get("body", "sensorhub")
         if body not in BODY_PRESETS:
@@ -354,8 +365,6 @@ class Mqtt:
     def validate(
         self, config: dict[str, Any], secrets: dict[str, Any], settings: Settings
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-        _only(config, self.CONFIG, "config")
-        _only(secrets, self.SECRETS, "secrets")
         host, port, tls = _broker(config, settings)
         topic = _topic(config.get("topic", "{org}/{workspace}/{device}/{attribute}"))
         qos = config.get("qos", 1)
@@ -519,8 +528,6 @@ class InfluxDB:
     def validate(
         self, config: dict[str, Any], secrets: dict[str, Any], settings: Settings
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-        _only(config, self.CONFIG, "config")
-        _only(secrets, self.SECRETS, "secrets")
         url = _http_url(config, settings, "the InfluxDB base URL, e.g. https://influx.example.com:8086")
         version = str(config.get("version", "1"))
         stored: dict[str, Any] = {
@@ -603,8 +610,6 @@ class Email:
     def validate(
         self, config: dict[str, Any], secrets: dict[str, Any], settings: Settings
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-        _only(config, self.CONFIG, "config")
-        _only(secrets, self.SECRETS, "secrets")
         to = config.get("to")
         if isinstance(to, str):
             to = [to]
