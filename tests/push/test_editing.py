@@ -358,3 +358,29 @@ def test_subscription_statuses_failed_and_expired(
         admin.set_active(s, org, boss, pk, False, is_admin=True)  # pausing an expired one is allowed
         with pytest.raises(Exception, match="expired"):
             admin.set_active(s, org, boss, pk, True, is_admin=True)
+
+
+@pytest.mark.parametrize(
+    ("kind", "config", "secrets", "said"),
+    [
+        ("webhook", {"url": "http://127.0.0.1:9/h", "colour": "red"}, {}, "unknown config field(s): colour"),
+        ("mqtt", {"host": "127.0.0.1", "topic": "t"}, {"token": "x"}, "unknown secrets field(s): token"),
+        ("influxdb", {"url": "http://127.0.0.1:9", "tabel": "m"}, {}, "unknown config field(s): tabel"),
+        ("email", {"to": ["ops@example.com"]}, {"password": "x"}, "unknown secrets field(s): password"),
+    ],
+)
+def test_create_with_an_unknown_field_names_it_and_creates_nothing(
+    admin_client: TestClient,
+    world: World,
+    kind: str,
+    config: dict[str, Any],
+    secrets: dict[str, Any],
+    said: str,
+) -> None:
+    before = admin_client.get("/api/orgs/acme/connectors").json()
+    r = admin_client.post(
+        "/api/orgs/acme/connectors", json={"kind": kind, "name": "c", "config": config, "secrets": secrets}
+    )
+    assert r.status_code == 400, r.text
+    assert said in r.json()["message"] and "allowed:" in r.json()["message"]
+    assert admin_client.get("/api/orgs/acme/connectors").json() == before
