@@ -91,6 +91,14 @@ def resolve_expiry(
     return now + timedelta(days=min(default_days, cap) if cap else default_days)
 
 
+def _server_expiry(spec: ExpirySpec, policy: Policy, settings: Settings, now: datetime) -> datetime | None:
+    """:func:`resolve_expiry` with this server's default and maximum token lifetimes (every new secret:
+    a PAT, an API key, a rotation)."""
+    return resolve_expiry(
+        spec, policy, settings.default_token_lifetime_days, now, settings.max_token_lifetime_days
+    )
+
+
 def _check_one_expiry(spec: ExpirySpec) -> None:
     given = sum(
         x is not None and x is not False for x in (spec.expires_in_days, spec.expires_at, spec.never or None)
@@ -366,10 +374,7 @@ def create_pat(
             raise Forbidden(
                 f"your role does not allow the '{sc}' scope in {', '.join(o.slug for o in reach)}"
             )
-    now = utcnow()
-    expires_at = resolve_expiry(
-        expiry, _policy(reach), settings.default_token_lifetime_days, now, settings.max_token_lifetime_days
-    )
+    expires_at = _server_expiry(expiry, _policy(reach), settings, utcnow())
     owner_key = f"user:{owner.id}"
     _check_unique_name(s, owner_key, name)
     minted = _mint(
@@ -419,10 +424,7 @@ def create_api_key(
     # The key's workspaces are its restriction (the caller's spec is left as it was given).
     spec = replace(restrictions, workspaces=tuple(workspaces))
     stored, _ = _build_restrictions(s, spec, [org], key_org=org)
-    now = utcnow()
-    expires_at = resolve_expiry(
-        expiry, _policy([org]), settings.default_token_lifetime_days, now, settings.max_token_lifetime_days
-    )
+    expires_at = _server_expiry(expiry, _policy([org]), settings, utcnow())
     owner_key = f"org:{org.id}"
     _check_unique_name(s, owner_key, name)
     if rate_limit_per_minute is not None and rate_limit_per_minute < 1:
@@ -694,9 +696,7 @@ def _rotated_expiry(
         lifetime = cred.expires_at - cred.created_at
         days = max(1, min(MAX_DAYS, round(lifetime.total_seconds() / 86400)))
         spec = ExpirySpec(expires_in_days=min(days, cap) if cap else days)
-    return resolve_expiry(
-        spec, policy, settings.default_token_lifetime_days, now, settings.max_token_lifetime_days
-    )
+    return _server_expiry(spec, policy, settings, now)
 
 
 # -- use cases shared by the JSON API, the web pages and the CLI ------------------------------------
