@@ -22,6 +22,8 @@ from sensorhub.export.cli import exports_app
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from sensorhub.accounts.models import User
+
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="sensorhub: sensor data behind scoped, revocable tokens."
 )
@@ -443,14 +445,10 @@ def create_token(
     data_dir: DataDir = None,
 ) -> None:
     """Mint a Personal Access Token and print it once."""
-    from sensorhub.accounts import service as accounts
     from sensorhub.tokens import service as tokens
 
     with _admin_transaction(data_dir) as (settings, s):
-        user = accounts.get_user_by_email(s, email)
-        if user is None:
-            _fail(f"no user with email '{email}'")
-        assert user is not None
+        user = _user_with_email(s, email)
         minted = tokens.create_pat(
             s,
             user,
@@ -492,12 +490,20 @@ def disable_user(
     from sensorhub.accounts import service as accounts
 
     with _admin_transaction(data_dir) as (_, s):
-        user = accounts.get_user_by_email(s, email)
-        if user is None:
-            _fail(f"no user with email '{email}'")
-        assert user is not None
+        user = _user_with_email(s, email)
         accounts.set_user_disabled(s, user, not enable)
     typer.echo(f"user {email} {'enabled' if enable else 'disabled'}")
+
+
+def _user_with_email(s: Session, email: str) -> User:
+    """The user an admin command names by email; an unknown one ends the command (exit code 2)."""
+    from sensorhub.accounts import service as accounts
+
+    user = accounts.get_user_by_email(s, email)
+    if user is None:
+        _fail(f"no user with email '{email}'")
+    assert user is not None
+    return user
 
 
 @contextmanager
