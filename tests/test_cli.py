@@ -104,7 +104,9 @@ def test_cli_errors_are_clear(tmp_path: Path) -> None:
             d,
         ],
     )
-    assert r.exit_code == 2 and "no user with email" in r.output
+    assert r.exit_code == 2 and "no user with email 'nobody@example.com'" in r.output
+    r = runner.invoke(cli, ["admin", "disable-user", "--email", "nobody@example.com", "--data-dir", d])
+    assert r.exit_code == 2 and "no user with email 'nobody@example.com'" in r.output
     run(
         "admin",
         "create-user",
