@@ -150,7 +150,9 @@ def test_reads_come_from_the_replica_and_writes_go_to_the_primary(make_server: A
     assert exported_rows(client, token) == 2
     assert entity_status(client, token, "urn:ngsi-ld:Device:replica-2") == 200
     ready = client.get("/readyz").json()["checks"]["database_replica"]
-    assert ready["status"] == "ok" and ready["in_use"] is True and ready["lag_seconds"] == 0
+    # In use and within its bound; not necessarily 0: the export job may still write on the primary.
+    assert ready["status"] == "ok" and ready["in_use"] is True
+    assert 0 <= ready["lag_seconds"] < ready["max_lag_seconds"]
 
 
 def test_tokens_are_checked_on_the_primary_however_far_the_replica_lags(
