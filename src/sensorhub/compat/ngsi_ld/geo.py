@@ -37,15 +37,21 @@ def geo_params(
     return parse_geo_query(georel, geometry, coordinates, geoproperty)
 
 
+def refuse_unknown_members(obj: dict[str, Any], allowed: frozenset[str], where: str) -> None:
+    """400 naming the first member of the body object ``where`` (``geoQ``, ``ordering``, ``temporalQ``)
+    that is not in ``allowed``."""
+    extra = sorted(set(obj) - allowed)
+    if extra:
+        raise BadRequest(f"unknown member {where}.{extra[0][:40]}; it may hold {', '.join(sorted(allowed))}")
+
+
 def geo_from_body(geo_q: Any) -> GeoQuery | None:
     """A Query body's ``geoQ`` member: ``{georel, geometry, coordinates, geoproperty?}``."""
     if geo_q is None:
         return None
     if not isinstance(geo_q, dict):
         raise BadRequest("geoQ must be an object with georel, geometry, coordinates and geoproperty")
-    extra = sorted(set(geo_q) - GEO_MEMBERS)
-    if extra:
-        raise BadRequest(f"unknown member geoQ.{extra[0][:40]}; it may hold {', '.join(sorted(GEO_MEMBERS))}")
+    refuse_unknown_members(geo_q, GEO_MEMBERS, "geoQ")
     for k in ("georel", "geometry", "geoproperty"):
         if geo_q.get(k) is not None and not isinstance(geo_q[k], str):
             raise BadRequest(f"geoQ.{k} must be a string")

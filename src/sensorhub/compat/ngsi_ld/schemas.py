@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Query
 
 from sensorhub.compat.ngsi_ld.contexts import RequestContext
-from sensorhub.compat.ngsi_ld.geo import accepted_media, geo_from_body, geo_params
+from sensorhub.compat.ngsi_ld.geo import accepted_media, geo_from_body, geo_params, refuse_unknown_members
 from sensorhub.compat.ngsi_ld.render import Projection, Representation
 from sensorhub.entities.geo import GeoQuery
 from sensorhub.entities.normalize import SCOPE_LEVEL, check_dataset_id, check_entity_id
@@ -426,11 +426,7 @@ def _body_ordering(ordering: Any) -> dict[str, Any]:
         return {}
     if not isinstance(ordering, dict):
         raise BadRequest("'ordering' must be an object with orderBy, collation, geometry, coordinates")
-    extra = sorted(set(ordering) - ORDERING_MEMBERS)
-    if extra:
-        raise BadRequest(
-            f"unknown member ordering.{extra[0][:40]}; it may hold {', '.join(sorted(ORDERING_MEMBERS))}"
-        )
+    refuse_unknown_members(ordering, ORDERING_MEMBERS, "ordering")
     if ordering.get("orderBy") is None:
         raise BadRequest("'ordering' needs orderBy, a list such as [\"name;desc\"]")
     coords = ordering.get("coordinates")

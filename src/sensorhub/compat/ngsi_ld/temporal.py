@@ -31,7 +31,7 @@ from sensorhub.authz.access import Access
 from sensorhub.authz.scope import Tenanted, readable_windows_us, visible_entities
 from sensorhub.compat.ngsi_ld import render, schemas
 from sensorhub.compat.ngsi_ld.contexts import JSONLD_REL, RequestContext
-from sensorhub.compat.ngsi_ld.geo import geo_params
+from sensorhub.compat.ngsi_ld.geo import geo_params, refuse_unknown_members
 from sensorhub.compat.ngsi_ld.render import Projection, project, types_of
 from sensorhub.compat.ngsi_ld.routes import request_context
 from sensorhub.entities import history as H
@@ -841,11 +841,7 @@ def post_temporal_query(
         tq = {}
     if not isinstance(tq, dict):
         raise BadRequest("temporalQ must be an object with timerel, timeAt, endTimeAt, timeproperty")
-    extra = sorted(set(tq) - TEMPORAL_Q_MEMBERS)
-    if extra:
-        raise BadRequest(
-            f"unknown member temporalQ.{extra[0][:40]}; it may hold {', '.join(sorted(TEMPORAL_Q_MEMBERS))}"
-        )
+    refuse_unknown_members(tq, TEMPORAL_Q_MEMBERS, "temporalQ")
     for k, v in tq.items():
         if not isinstance(v, str):
             raise BadRequest(f"temporalQ.{k} must be a string")
