@@ -154,7 +154,7 @@ class RedisBus:
             ps: Any = None
             try:
                 client = make_client(self.url, timeout=max(1.0, self.stale_after))
-                ps = client.pubsub()  # type: ignore[no-untyped-call]
+                ps = client.pubsub()  # type: ignore[no-untyped-call,unused-ignore]
                 self._subscribe(ps)
                 self._on_subscribed()
                 backoff = 0.05

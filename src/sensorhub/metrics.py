@@ -130,7 +130,7 @@ class RequestMetrics:
 def _registry() -> CollectorRegistry:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         reg = CollectorRegistry()
-        multiprocess.MultiProcessCollector(reg)  # type: ignore[no-untyped-call]
+        multiprocess.MultiProcessCollector(reg)  # type: ignore[no-untyped-call,unused-ignore]
         return reg
     return _DEFAULT_REGISTRY
 
@@ -156,7 +156,7 @@ def metrics_endpoint(request: Request) -> Response:
 def mark_process_dead(pid: int) -> None:
     """For gunicorn's ``child_exit`` hook in multiprocess mode (drops the dead worker's live gauges)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call,unused-ignore]
 
 
 __all__ = [

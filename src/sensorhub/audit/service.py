@@ -124,4 +124,4 @@ def prune(s: Session, retention_days: int, now: datetime) -> int:
     if retention_days <= 0:
         return 0
     cutoff = now - timedelta(days=retention_days)
-    return int(s.execute(delete(AuditEvent).where(AuditEvent.at < cutoff)).rowcount)  # type: ignore[attr-defined]
+    return int(s.execute(delete(AuditEvent).where(AuditEvent.at < cutoff)).rowcount)  # type: ignore[attr-defined,unused-ignore]

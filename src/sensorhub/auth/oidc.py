@@ -174,7 +174,7 @@ def _keys(config: ProviderConfig, md: ProviderMetadata, *, refresh: bool = False
     with _client(config) as c:
         doc = _get_json(c, md.jwks_uri, "key set (JWKS)")
     try:
-        md.keys = KeySet.import_key_set(doc)  # type: ignore[arg-type]
+        md.keys = KeySet.import_key_set(doc)  # type: ignore[arg-type,unused-ignore]
     except (JoseError, ValueError, KeyError, TypeError):
         raise OidcError("the sign-in provider's key set (JWKS) cannot be read", 502) from None
     return md.keys

@@ -113,7 +113,7 @@ def finish(
     who = oidc.identity_of(config, tokens, row.nonce)
     next_path = row.next_path
     # Everything is verified: the writes start here.
-    consumed = s.execute(delete(OidcLoginState).where(OidcLoginState.digest == row.digest)).rowcount  # type: ignore[attr-defined]
+    consumed = s.execute(delete(OidcLoginState).where(OidcLoginState.digest == row.digest)).rowcount  # type: ignore[attr-defined,unused-ignore]
     if not consumed:
         raise OidcError("this sign-in was already completed; start it again")
     user = _account_for(s, settings, who, ip)

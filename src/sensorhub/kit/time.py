@@ -132,7 +132,7 @@ def iso_many(ts: Sequence[int]) -> list[str]:
     out = np.empty(len(a), dtype="<U40")
     for unit, pick in (("s", frac == 0), ("ms", (frac != 0) & (frac % 1000 == 0)), ("us", frac % 1000 != 0)):
         if pick.any():
-            out[pick] = np.datetime_as_string(a[pick].astype("datetime64[us]"), unit=unit, timezone="UTC")  # type: ignore[call-overload]
+            out[pick] = np.datetime_as_string(a[pick].astype("datetime64[us]"), unit=unit, timezone="UTC")  # type: ignore[call-overload,unused-ignore]
     return out.tolist()
 
 
@@ -146,7 +146,7 @@ def iso_array(ts: npt.NDArray[np.int64]) -> npt.NDArray[np.str_]:
         unit = "ms"
     else:
         unit = "us"
-    out: npt.NDArray[np.str_] = np.datetime_as_string(ts.astype("datetime64[us]"), unit=unit, timezone="UTC")  # type: ignore[call-overload]
+    out: npt.NDArray[np.str_] = np.datetime_as_string(ts.astype("datetime64[us]"), unit=unit, timezone="UTC")  # type: ignore[call-overload,unused-ignore]
     return out
 
 

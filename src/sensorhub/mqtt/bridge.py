@@ -221,7 +221,7 @@ class Bridge:
     async def run(self, stop: asyncio.Event) -> None:
         self.loop = self.changes.loop = asyncio.get_running_loop()
         self.ctx.db.auth_listeners.append(self.changes.tell)
-        session = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho: untyped
+        session = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call,unused-ignore]  # paho: untyped
         session.SessionExpiryInterval = NEVER_EXPIRES
         self.client.connect_async(self.host, self.port, keepalive=30, clean_start=False, properties=session)
         self.client.loop_start()

@@ -126,7 +126,7 @@ def _claim(db: Database, settings: Settings, sid: str, now: datetime) -> tuple[s
                 notices.sendable(InvitationSignup.status, InvitationSignup.next_at, now),
             )
             .values(status=SignupStatus.sending, next_at=now + notices.CLAIM_TIMEOUT)
-        ).rowcount  # type: ignore[attr-defined]
+        ).rowcount  # type: ignore[attr-defined,unused-ignore]
         if not changed:
             return None
         row = s.get_one(InvitationSignup, sid)

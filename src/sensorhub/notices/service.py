@@ -109,7 +109,7 @@ def mark_read(s: Session, user_id: str, notification_id: str | None = None) -> i
         ):
             raise NotFound(f"notification '{notification_id}' not found")
         q = q.where(Notification.id == notification_id)
-    return int(s.execute(q.values(read_at=utcnow())).rowcount)  # type: ignore[attr-defined]
+    return int(s.execute(q.values(read_at=utcnow())).rowcount)  # type: ignore[attr-defined,unused-ignore]
 
 
 # -- e-mail delivery ----------------------------------------------------------------------------------
@@ -194,7 +194,7 @@ def _claim(db: Database, nid: str, now: datetime) -> tuple[str, str, str] | None
                 Notification.id == nid, sendable(Notification.email_status, Notification.email_next_at, now)
             )
             .values(email_status=EmailStatus.sending, email_next_at=now + CLAIM_TIMEOUT)
-        ).rowcount  # type: ignore[attr-defined]
+        ).rowcount  # type: ignore[attr-defined,unused-ignore]
         if not changed:
             return None
         n = s.get_one(Notification, nid)

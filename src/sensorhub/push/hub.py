@@ -156,7 +156,7 @@ class PushBus:
         backoff = 0.05
         while not self._stop.is_set():
             client = make_client(self.url, timeout=2.0)
-            ps = client.pubsub()  # type: ignore[no-untyped-call]
+            ps = client.pubsub()  # type: ignore[no-untyped-call,unused-ignore]
             try:
                 ps.subscribe(self.channel)
                 backoff = 0.05

@@ -461,7 +461,7 @@ def mqtt_publish(
         client.tls_set_context(ssl.create_default_context(cadata=ca_cert))
     props = None
     if user_properties:
-        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call,unused-ignore]
         props.UserProperty = list(user_properties.items())
     try:
         client.connect(host, port, keepalive=30)
@@ -555,7 +555,7 @@ class InfluxDB:
         out: list[str] = []
         for device, attribute, unit, points, topic in msg.points:
             for t_us, v in points:
-                p = Point(config["measurement"]).tag("device", device)  # type: ignore[no-untyped-call]
+                p = Point(config["measurement"]).tag("device", device)  # type: ignore[no-untyped-call,unused-ignore]
                 for k in ("type", "workspace"):
                     if msg.topic_vars.get(k):
                         p = p.tag(k, msg.topic_vars[k])

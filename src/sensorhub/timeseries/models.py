@@ -117,7 +117,7 @@ measurements = Table(
 event.listen(
     measurements,
     "after_create",
-    DDL("CREATE TABLE IF NOT EXISTS measurements_default PARTITION OF measurements DEFAULT").execute_if(  # type: ignore[no-untyped-call]
+    DDL("CREATE TABLE IF NOT EXISTS measurements_default PARTITION OF measurements DEFAULT").execute_if(  # type: ignore[no-untyped-call,unused-ignore]
         dialect="postgresql"
     ),
 )
@@ -149,6 +149,6 @@ rollup_1h = _rollup_table("rollup_1h")
 rollup_1d = _rollup_table("rollup_1d")
 
 # The same trigger for ``metadata.create_all`` (tests, tools) as the migration creates.
-event.listen(rollup_1d, "after_create", DDL(SERIES_CASCADE_SQLITE).execute_if(dialect="sqlite"))  # type: ignore[no-untyped-call]
-event.listen(rollup_1d, "after_create", DDL(SERIES_CASCADE_PG_FUNCTION).execute_if(dialect="postgresql"))  # type: ignore[no-untyped-call]
-event.listen(rollup_1d, "after_create", DDL(SERIES_CASCADE_PG_TRIGGER).execute_if(dialect="postgresql"))  # type: ignore[no-untyped-call]
+event.listen(rollup_1d, "after_create", DDL(SERIES_CASCADE_SQLITE).execute_if(dialect="sqlite"))  # type: ignore[no-untyped-call,unused-ignore]
+event.listen(rollup_1d, "after_create", DDL(SERIES_CASCADE_PG_FUNCTION).execute_if(dialect="postgresql"))  # type: ignore[no-untyped-call,unused-ignore]
+event.listen(rollup_1d, "after_create", DDL(SERIES_CASCADE_PG_TRIGGER).execute_if(dialect="postgresql"))  # type: ignore[no-untyped-call,unused-ignore]
