@@ -122,19 +122,19 @@ class _Parser:
             raise self.fail("expected ';', '|', ')' or the end of the query")
         return node
 
-    def or_expr(self) -> Node:
-        items = [self.and_expr()]
-        while self.peek("|"):
+    def joined(self, sep: str, op: str, operand: Callable[[], Node]) -> Node:
+        """``operand (sep operand)*``: one operand alone, several as a :class:`BoolOp` ``op``."""
+        items = [operand()]
+        while self.peek(sep):
             self.i += 1
-            items.append(self.and_expr())
-        return items[0] if len(items) == 1 else BoolOp("or", tuple(items))
+            items.append(operand())
+        return items[0] if len(items) == 1 else BoolOp(op, tuple(items))
+
+    def or_expr(self) -> Node:
+        return self.joined("|", "or", self.and_expr)
 
     def and_expr(self) -> Node:
-        items = [self.term()]
-        while self.peek(";"):
-            self.i += 1
-            items.append(self.term())
-        return items[0] if len(items) == 1 else BoolOp("and", tuple(items))
+        return self.joined(";", "and", self.term)
 
     def term(self) -> Node:
         if self.peek("("):
