@@ -31,9 +31,14 @@ def invitations_page(
     )
 
 
-def _answer(request: Request, sc: SessionContext, act: Callable[[], str]) -> Response:
+def _answer(
+    request: Request, sc: SessionContext, service: Callable[..., object], invitation_id: str, done: str
+) -> Response:
+    """Answer the invitation with ``service``, then back to the list with the notice ``done``."""
+
     def answered() -> Response:
-        return RedirectResponse(f"/invitations?done={act()}", status_code=303)
+        service(sc.db, sc.user, invitation_id, ip=request_ip(request))
+        return RedirectResponse(f"/invitations?done={done}", status_code=303)
 
     return attempt(request, sc, answered, invitations_page)
 
@@ -45,17 +50,9 @@ def my_invitations(request: Request, sc: SessionContext = Depends(PAGE)) -> Resp
 
 @router.post("/invitations/{invitation_id}/accept")
 def accept(invitation_id: str, request: Request, sc: SessionContext = Depends(FORM)) -> Response:
-    def act() -> str:
-        invitations.accept_invitation(sc.db, sc.user, invitation_id, ip=request_ip(request))
-        return "invitation-accepted"
-
-    return _answer(request, sc, act)
+    return _answer(request, sc, invitations.accept_invitation, invitation_id, "invitation-accepted")
 
 
 @router.post("/invitations/{invitation_id}/decline")
 def decline(invitation_id: str, request: Request, sc: SessionContext = Depends(FORM)) -> Response:
-    def act() -> str:
-        invitations.decline_invitation(sc.db, sc.user, invitation_id, ip=request_ip(request))
-        return "invitation-declined"
-
-    return _answer(request, sc, act)
+    return _answer(request, sc, invitations.decline_invitation, invitation_id, "invitation-declined")
