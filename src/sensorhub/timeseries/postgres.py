@@ -178,31 +178,26 @@ class PostgresStore(TimeseriesStore):
     def _rollup_arrays(series_id: int, delta: RollupDelta) -> list[list[Any]]:
         return [[series_id] * len(delta), *(a.tolist() for a in delta.arrays())]
 
+    def _few_rollup_rows(self, sql: str, series_id: int, delta: RollupDelta) -> bool:
+        """Write a ``delta`` of few rows (hour and day buckets; for merges usually the one bucket holding
+        the latest stored point) with the one statement ``sql`` over arrays, and say so; ``False`` for
+        a larger delta (COPY it), nothing written."""
+        if len(delta) > _ROWS_PER_STATEMENT:
+            return False
+        if len(delta):
+            self.dbapi.cursor().execute(sql, self._rollup_arrays(series_id, delta))
+        return True
+
     def insert_rollup(self, table: str, series_id: int, delta: RollupDelta) -> None:
-        if not len(delta):
+        if self._few_rollup_rows(f"INSERT INTO {table} {_ROLLUP_COLUMNS} {_UNNEST_ROLLUP}", series_id, delta):
             return
-        cur = self.dbapi.cursor()
-        if len(delta) <= _ROWS_PER_STATEMENT:
-            # Few rows (hour and day buckets):
-            cur.execute(
-                f"INSERT INTO {table} {_ROLLUP_COLUMNS} {_UNNEST_ROLLUP}",
-                self._rollup_arrays(series_id, delta),
-            )
-            return
-        with cur.copy(f"COPY {table} {_ROLLUP_COLUMNS} FROM STDIN (FORMAT BINARY)") as cp:
+        with self.dbapi.cursor().copy(f"COPY {table} {_ROLLUP_COLUMNS} FROM STDIN (FORMAT BINARY)") as cp:
             cp.write(self._rollup_copy(series_id, delta))
 
     def merge_rollup(self, table: str, series_id: int, delta: RollupDelta) -> None:
-        if not len(delta):
+        if self._few_rollup_rows(_ROLLUP_MERGE_ARRAYS.format(t=table), series_id, delta):
             return
         cur = self.dbapi.cursor()
-        if len(delta) <= _ROWS_PER_STATEMENT:
-            # Usually the one bucket holding the latest stored point:
-            cur.execute(
-                _ROLLUP_MERGE_ARRAYS.format(t=table),
-                self._rollup_arrays(series_id, delta),
-            )
-            return
         cur.execute(
             "CREATE TEMP TABLE IF NOT EXISTS _sh_rollup_in (series_id bigint, bucket_start bigint, "
             '"count" bigint, "sum" float8, "min" float8, "max" float8, first_ts bigint, "first" float8, '
