@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -249,29 +250,30 @@ def accept_invitation(
             time_end=None,
             actor_id=inv.invited_by,
         )
-    inv.status = InvitationStatus.accepted.value
-    inv.responded_at = utcnow()
-    inv.responded_by = user.id
-    s.flush()
-    record(
-        s,
-        "member.join",
-        org_id=org.id,
-        actor_user_id=user.id,
-        target=inv.id,
-        ip=ip,
-        details={"role": inv.role},
-    )
+    _answered(s, inv, user, InvitationStatus.accepted, "member.join", ip, details={"role": inv.role})
     return m, org
 
 
 def decline_invitation(s: Session, user: User, invitation_id: str, ip: str | None = None) -> None:
     inv = _own_invitation(s, user, invitation_id)
-    inv.status = InvitationStatus.declined.value
+    _answered(s, inv, user, InvitationStatus.declined, "member.invite_decline", ip)
+
+
+def _answered(
+    s: Session,
+    inv: Invitation,
+    user: User,
+    status: InvitationStatus,
+    action: str,
+    ip: str | None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """``user`` answered ``inv`` (``status``), now; the organisation's audit log says so as ``action``."""
+    inv.status = status.value
     inv.responded_at = utcnow()
     inv.responded_by = user.id
     s.flush()
-    record(s, "member.invite_decline", org_id=inv.org_id, actor_user_id=user.id, target=inv.id, ip=ip)
+    record(s, action, org_id=inv.org_id, actor_user_id=user.id, target=inv.id, ip=ip, details=details)
 
 
 # -- sign-up links (invitations to addresses without an account) ---------------------------------------
