@@ -1256,15 +1256,7 @@ VALIDATION_CASES = [
     ("5722_01_02", {"q": 'modifiedAt>"2020-01-01T00:00:00Z"'}),
     ("5722_01_03", {"type": "Building", "q": 'owner{name}=="x"'}),
     ("5722_01_04", {"type": "Building", "q": 'owner{works{name}}=="x"', "join": "inline", "joinLevel": 1}),
-    pytest.param(
-        "5722_01_05",
-        {"type": "Building", "csf": "))bad(("},
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="csf (context source filters) is not implemented: 501 NotImplemented, a malformed "
-            "csf is not parsed (test_019_csf_is_refused_naming_it)",
-        ),
-    ),
+    ("5722_01_05", {"type": "Building", "csf": "))bad(("}),
 ]
 
 
@@ -1279,6 +1271,22 @@ def test_5722_01_query_validation_edges_are_bad_request_data(
     problem(suite.query(accept="application/ld+json", **params), 400, BAD)
 
 
-def test_019_csf_is_refused_naming_it(suite: Suite) -> None:
-    r = suite.query(type="Building", csf="))bad((")
+def test_5722_01_05_a_malformed_csf_is_400_naming_it_and_where(suite: Suite) -> None:
+    """csf has the q grammar (§4.9): a malformed one is BadRequestData (not q's InvalidRequest) naming csf
+    and the position, in a query string and in a Query body alike; a non-string body member is 400."""
+    detail = problem(suite.query(type="Building", csf='endpoint=="x'), 400, BAD)["detail"]
+    assert "csf" in detail and "position" in detail and "q " not in detail
+    r = post_query(suite, {"type": "Query", "entities": [{"type": "Building"}], "csf": "))bad(("})
+    assert "csf" in problem(r, 400, BAD)["detail"]
+    r = post_query(suite, {"type": "Query", "entities": [{"type": "Building"}], "csf": 5})
+    assert "csf" in problem(r, 400, BAD)["detail"]
+
+
+@pytest.mark.parametrize("csf", ['endpoint=="http://cs.example/ngsi-ld"', "mode==inclusive;x>3"])
+def test_019_a_well_formed_csf_is_refused_naming_it(suite: Suite, csf: str) -> None:
+    """sensorhub has no context source registrations for csf to select: a well-formed one is a 501 naming
+    it (never a local answer that looks filtered), by GET and in a Query body."""
+    suite.put(building(f"{B}csf", SIMPLE_1))
+    assert "csf" in problem(suite.query(type="Building", csf=csf), 501, "NotImplemented")["detail"]
+    r = post_query(suite, {"type": "Query", "entities": [{"type": "Building"}], "csf": csf})
     assert "csf" in problem(r, 501, "NotImplemented")["detail"]

@@ -403,6 +403,18 @@ def test_bad_input_is_400_naming_it(client: TestClient, fleet: dict[str, str]) -
         assert name in body["detail"], (params, body["detail"])
 
 
+def test_csf_is_checked_then_refused_naming_it(client: TestClient, fleet: dict[str, str]) -> None:
+    """A context source filter has the q grammar: malformed, 400 BadRequestData naming csf; well-formed,
+    501 (sensorhub has no context sources) — on the temporal query by GET and by POST alike."""
+    h = bearer(fleet["read"])
+    post = "/ngsi-ld/v1/temporalEntityOperations/query"
+    for csf, status, kind in (("))bad((", 400, "BadRequestData"), ("mode==inclusive", 501, "NotImplemented")):
+        r = client.get(TE, params={"type": "Vehicle", "csf": csf}, headers=h)
+        assert "csf" in problem(r, status, kind)["detail"]
+        body = {"type": "Query", "entities": [{"type": "Vehicle"}], "csf": csf}
+        assert "csf" in problem(client.post(post, json=body, headers=h), status, kind)["detail"]
+
+
 def test_distinct_count_scan_is_bounded(
     client: TestClient, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:

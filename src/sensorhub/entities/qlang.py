@@ -92,31 +92,32 @@ class QSyntaxError(InvalidRequest):
 
 
 class _Parser:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, what: str = "q") -> None:
         self.s = text
+        self.what = what  # the parameter, for messages: q, or csf (which has the same grammar)
         self.i = 0
         self.depth = 0
         self.terms = 0
 
     def too_big(self, what: str) -> BadRequest:
         # Limits, not syntax: BadRequestData (a malformed q is InvalidRequest).
-        return BadRequest(f"q is too large at position {self.i}: {what}")
+        return BadRequest(f"{self.what} is too large at position {self.i}: {what}")
 
     def count_terms(self) -> None:
         self.terms += 1
         if self.terms > MAX_TERMS:
-            raise self.too_big(f"q may hold at most {MAX_TERMS} comparisons and list values")
+            raise self.too_big(f"{self.what} may hold at most {MAX_TERMS} comparisons and list values")
 
     def fail(self, what: str) -> QSyntaxError:
         near = self.s[self.i : self.i + 20] or "end of query"
-        return QSyntaxError(f"invalid q at position {self.i} (near '{near}'): {what}")
+        return QSyntaxError(f"invalid {self.what} at position {self.i} (near '{near}'): {what}")
 
     def peek(self, tok: str) -> bool:
         return self.s.startswith(tok, self.i)
 
     def parse(self) -> Node:
         if not self.s.strip():
-            raise QSyntaxError("q is empty")
+            raise QSyntaxError(f"{self.what} is empty")
         node = self.or_expr()
         if self.i != len(self.s):
             raise self.fail("expected ';', '|', ')' or the end of the query")
@@ -204,9 +205,9 @@ class _Parser:
         if not isinstance(first, str):
             raise self.fail(f"{op} needs a quoted regular expression")
         try:
-            check_pattern(first, "q")
+            check_pattern(first, self.what)
         except BadRequest as e:  # part of a malformed q: InvalidRequest, like every q error
-            raise self.fail(e.message.removeprefix("q: ")) from None
+            raise self.fail(e.message.removeprefix(f"{self.what}: ")) from None
         return Comparison(path, op, first)
 
     def range_comparison(self, path: tuple[str, ...], op: str, first: Scalar) -> Comparison:
@@ -313,11 +314,12 @@ class _Parser:
         return num
 
 
-def parse_q(text: str) -> Node:
-    """Parse ``q``; raises :class:`QSyntaxError` (400) naming the problem."""
+def parse_q(text: str, what: str = "q") -> Node:
+    """Parse ``q`` (or another parameter of the same grammar, named ``what`` in messages, such as a
+    context source filter ``csf``); raises :class:`QSyntaxError` (400) naming the problem."""
     if len(text) > MAX_Q_LENGTH:
-        raise BadRequest(f"q is longer than {MAX_Q_LENGTH} characters")
-    return _Parser(text).parse()
+        raise BadRequest(f"{what} is longer than {MAX_Q_LENGTH} characters")
+    return _Parser(text, what).parse()
 
 
 # --- SQL ---------------------------------------------------------------------------------------------

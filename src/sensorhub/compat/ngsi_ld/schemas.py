@@ -37,9 +37,12 @@ MAX_JOIN_LEVEL = 3
 MAX_TYPE_EXPR = 2000
 MAX_DNF = 10_000  # conjunctions while expanding a type expression or scopeQ (before the final bound)
 
-# Parameters of the standard that sensorhub does not implement: 501 NotImplemented naming them.
+# Parameters of the standard that sensorhub does not implement: 501 NotImplemented naming them. ``csf``
+# is declared (and checked, see check_csf) where the standard defines it for a query; elsewhere it is
+# refused unread.
+NO_CONTEXT_SOURCES = "sensorhub has no context source registrations (no distributed operations)"
 REFUSED_PARAMS: dict[str, str] = {
-    "csf": "sensorhub has no context source registrations (no distributed operations)",
+    "csf": NO_CONTEXT_SOURCES,
     "expandValues": "VocabProperty values are compacted with the request's context; expandValues is not offered",
     "entityMap": "entity maps (snapshots of a distributed query) are not offered",
     "doNotCompact": "every answer is compacted against the request's context",
@@ -47,14 +50,13 @@ REFUSED_PARAMS: dict[str, str] = {
 REFUSED_EXTRA: dict[str, Any] = {"x-refused-parameters": REFUSED_PARAMS}
 # Query body members of the standard that sensorhub does not implement.
 REFUSED_MEMBERS: dict[str, str] = {
-    "csf": REFUSED_PARAMS["csf"],
     "temporalQ": "temporal queries go to /ngsi-ld/v1/temporalEntityOperations/query",
     "expandValues": REFUSED_PARAMS["expandValues"],
 }
 QUERY_MEMBERS = frozenset(
     {
         "type", "entities", "attrs", "pick", "omit", "q", "scopeQ", "lang", "@context", "id", "geoQ",
-        "join", "joinLevel", "containedBy", "geometryProperty", "ordering", "datasetId",
+        "join", "joinLevel", "containedBy", "geometryProperty", "ordering", "datasetId", "csf",
     }
 )  # fmt: skip
 ORDERING_MEMBERS = frozenset({"orderBy", "collation", "geometry", "coordinates"})  # V1.9 OrderingParams
@@ -122,6 +124,7 @@ class QueryParams:
     orderFrom: Any = None
     order_names: tuple[str, str, str, str] = ORDER_NAMES
     datasetId: str | None = None  # multi-attributes: the instances to show (``@none``: the default one)
+    csf: str | None = None  # a context source filter: checked, then refused (check_csf)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def require_selective(self, what: str = "a query") -> None:
@@ -148,6 +151,7 @@ class QueryParams:
 
     def query(self, ctx: RequestContext) -> EntityQuery:
         """The service's query: names mapped onto stored names through ``ctx``."""
+        check_csf(self.csf)
         none = False
         if self.selectors is not None:
             kept = [k for k in (_in_context(s, ctx) for s in self.selectors) if k is not None]
@@ -244,6 +248,20 @@ class QueryParams:
         return join, level, contained
 
 
+def check_csf(value: str | None, what: str = "csf") -> None:
+    """A context source filter (``csf``, the ``q`` grammar over registration information, ETSI GS CIM 009
+    §4.9): a malformed one is a 400 BadRequestData naming it (§5.7.2.4: "the query, geoquery or context
+    source filter are not syntactically valid"), a well-formed one a 501 NotImplemented — sensorhub has no
+    context source registrations to filter, and a local answer would not be what the filter asked for."""
+    if value is None:
+        return
+    try:
+        parse_q(value, what)
+    except BadRequest as e:  # InvalidRequest for q itself; BadRequestData for csf, as §5.7.2.4 says
+        raise BadRequest(e.message) from None
+    raise NotImplementedFeature(f"{what} is not implemented by this server: {NO_CONTEXT_SOURCES}")
+
+
 def parse_dataset_ids(value: str | None) -> frozenset[str | None] | None:
     """``datasetId``: a comma-separated list of datasetIds (URIs); ``@none`` names the default instance
     (the one without datasetId). None: every instance."""
@@ -264,6 +282,13 @@ JoinLevel = Annotated[int | None, Query(description=f"Depth of join, 1-{MAX_JOIN
 ContainedBy = Annotated[str | None, Query(description="Entity ids already traversed (join)")]
 Local = Annotated[bool | None, Query(description="Accepted: sensorhub has only local entities")]
 GeometryProperty = Annotated[str | None, Query(description=_GEOMETRY_PROPERTY)]
+Csf = Annotated[
+    str | None,
+    Query(
+        description="Context source filter (the q grammar): a malformed one is 400; sensorhub has no "
+        "context source registrations, so a well-formed one is 501 NotImplemented"
+    ),
+]
 DatasetId = Annotated[
     str | None,
     Query(
@@ -334,6 +359,7 @@ def query_params(
     q: str | None = Query(None, description='Query language, e.g. temperature>20;crop=="wheat"'),
     scopeQ: str | None = Query(None, description="Scope query, e.g. /farm/#"),
     datasetId: DatasetId = None,
+    csf: Csf = None,
     shown: QueryParams = Depends(representation_params),
     geo: GeoQuery | None = Depends(geo_params),
     order: QueryParams = Depends(ordering_params),
@@ -356,6 +382,7 @@ def query_params(
         q=q,
         scopeQ=scopeQ,
         datasetId=datasetId,
+        csf=csf,
     )
 
 
@@ -387,7 +414,7 @@ def with_body(base: QueryParams, body: Any) -> QueryParams:
     ``{type: "Query", entities: [{type, id?, idPattern?}], attrs?, pick?, omit?, q?, scopeQ?, lang?}``."""
     _check_query_members(body)
     selectors = _selectors(body.get("entities"))
-    for k in ("q", "scopeQ", "lang"):
+    for k in ("q", "scopeQ", "lang", "csf"):
         if body.get(k) is not None and not isinstance(body[k], str):
             raise BadRequest(f"'{k}' must be a string")
     for k in ("attrs", "pick", "omit"):
@@ -416,6 +443,7 @@ def with_body(base: QueryParams, body: Any) -> QueryParams:
         geo=geo_from_body(body.get("geoQ")),
         geometryProperty=_body_member(body, "geometryProperty", base.geometryProperty),
         datasetId=_body_dataset_ids(body.get("datasetId")),
+        csf=body.get("csf"),
         **_body_ordering(body.get("ordering")),
     )
 

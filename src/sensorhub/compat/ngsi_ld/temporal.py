@@ -754,6 +754,7 @@ def query_temporal(
     aggrPeriodDuration: str | None = Query(None, description="ISO 8601 duration, e.g. PT1H, P1D, P1M"),
     local: schemas.Local = None,
     datasetId: schemas.DatasetId = None,
+    csf: schemas.Csf = None,
     limit: int | None = Query(None, description="Entities per page; default 100, at most 500"),
     offset: int = Query(0, ge=0),
     count: bool = Query(False),
@@ -780,6 +781,7 @@ def query_temporal(
         geo=geo,
         datasetId=datasetId,
         local=local,
+        csf=csf,
     )
     params.require_selective("a temporal query")
     return _query(
