@@ -17,6 +17,7 @@ docs/ngsi-ld.md.
 # ruff: noqa: F811  (the server and suite fixtures imported from test_etsi_consumption)
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -24,7 +25,7 @@ import pytest
 
 from sensorhub.accounts import service as accounts
 from sensorhub.entities.service import import_entities
-from tests.entities.helpers import problem
+from tests.entities.helpers import problem, put_entities
 from tests.entities.test_etsi_consumption import (
     SIMPLE_1,
     SIMPLE_2,
@@ -852,11 +853,6 @@ QL_TARGET = f"{B}qlTarget019x29"
 EXPAND_VALUES = pytest.mark.xfail(
     strict=True, reason="expandValues (expanding q values against the @context) is not implemented: 501"
 )
-LINKED_Q = pytest.mark.xfail(
-    strict=True,
-    reason="q on linked entities (rel{attr}==…, 4.9 EXAMPLE 13/14) is not implemented: 501 NotImplemented "
-    "with join (400 BadRequestData without join or deeper than joinLevel, as 5722_01_03/04 expect)",
-)
 JOIN_1 = {"join": "inline", "joinLevel": 1}
 PATH_CASES = [
     ("019_29_01", 'address[city]=="Berlin"', 1, {}),
@@ -866,9 +862,9 @@ PATH_CASES = [
     ("019_29_05", 'color[en]=="rouge"', 0, {}),
     ("019_29_06", 'color[*]=="rouge"', 1, {}),
     ("019_29_07", 'color[*]!="red"', 0, {}),
-    pytest.param("019_29_08", 'managedBy{name}=="Pisa Tower"', 1, JOIN_1, marks=LINKED_Q),
-    pytest.param("019_29_09", 'managedBy{Building:name}=="Pisa Tower"', 1, JOIN_1, marks=LINKED_Q),
-    pytest.param("019_29_10", 'managedBy{Vehicle:name}=="Pisa Tower"', 0, JOIN_1, marks=LINKED_Q),
+    pytest.param("019_29_08", 'managedBy{name}=="Pisa Tower"', 1, JOIN_1),
+    pytest.param("019_29_09", 'managedBy{Building:name}=="Pisa Tower"', 1, JOIN_1),
+    pytest.param("019_29_10", 'managedBy{Vehicle:name}=="Pisa Tower"', 0, JOIN_1),
     ("019_29_11", 'managedBy>"urn:a"', 0, {}),
     pytest.param("019_29_12", "category==commercial", 1, {"expandValues": "category"}, marks=EXPAND_VALUES),
     ("019_29_13", "category==commercial", 0, {}),
@@ -896,9 +892,92 @@ def test_019_29_attribute_path_extensions(
     assert int(r.headers["NGSILD-Results-Count"]) == expected
 
 
-def test_019_29_linked_entity_q_is_refused_naming_it(suite: Suite) -> None:
-    r = suite.query(type="Building", q='managedBy{name}=="Pisa Tower"', context=True, **JOIN_1)
-    assert "linked entities" in problem(r, 501, "NotImplemented")["detail"]
+def _linked_world(suite: Suite) -> None:
+    """Buildings whose ``managedBy`` links to: a readable Pisa Tower (a Relationship, and a
+    ListRelationship), an entity another organisation holds under the id of a Pisa Tower of its own, one
+    in a workspace of the same organisation, and one of another name; ``owner`` links two levels."""
+    other = f"{suite.org}-x"
+    suite.world.org(other, ("farm",))
+    put_entities(suite.world, other, "farm", [building(f"{B}foreign", {"name": _p("Pisa Tower")})])
+    suite.world.org(suite.org, ("farm", "hidden"))
+    put_entities(suite.world, suite.org, "hidden", [building(f"{B}hidden", {"name": _p("Pisa Tower")})])
+    listed = {"type": "ListRelationship", "objectList": [{"object": f"{B}plain"}, {"object": QL_TARGET}]}
+    suite.put(
+        building(QL_TARGET, {"name": _p("Pisa Tower"), "owner": _rel(f"{B}person")}),
+        building(f"{B}plain", {"name": _p("Plain House")}),
+        entity(f"{B}person", "Person", name=_p("Bonanno"), works=_rel(f"{B}plain")),
+        building(f"{B}byRel", {"managedBy": _rel(QL_TARGET)}),
+        building(f"{B}byList", {"managedBy": listed}),
+        building(f"{B}byForeign", {"managedBy": _rel(f"{B}foreign")}),
+        building(f"{B}byHidden", {"managedBy": _rel(f"{B}hidden")}),
+        building(f"{B}byPlain", {"managedBy": _rel(f"{B}plain")}),
+        building(f"{B}byProperty", {"managedBy": _p(QL_TARGET)}),
+    )
+
+
+def test_019_29_linked_entity_q_follows_readable_relationships_only(suite: Suite) -> None:
+    """``rel{attr}`` matches on the entities the Relationship (or ListRelationship) links to that the token
+    may read: never an entity of another organisation nor of a workspace the token does not reach, and a
+    Property holding the same id is not a link."""
+    _linked_world(suite)
+
+    def found(q: str, s: Suite = suite, **join: Any) -> list[str]:
+        r = s.query(type="Building", q=q, context=True, **(join or JOIN_1))
+        return [i.removeprefix(B) for i in ids(r)]
+
+    assert found('managedBy{name}=="Pisa Tower"') == ["byHidden", "byList", "byRel"]
+    assert found('managedBy{Building:name}=="Pisa Tower"') == ["byHidden", "byList", "byRel"]
+    assert found('managedBy{Person:name}=="Pisa Tower"') == []
+    assert found('managedBy{name}!="Pisa Tower"') == ["byList", "byPlain"]
+    assert found('managedBy{name}~="^Pisa";managedBy{name}=="Plain House"') == ["byList"]
+    assert found("managedBy{owner}") == ["byList", "byRel"]
+    deep = 'managedBy{owner{works{name}}}=="Plain House"'
+    assert found(deep, join="inline", joinLevel=3) == ["byList", "byRel"]
+    assert found('managedBy{owner{Person:name}}=="Bonanno"', join="inline", joinLevel=2) == [
+        "byList",
+        "byRel",
+    ]
+    assert found('managedBy{owner{Building:name}}=="Bonanno"', join="inline", joinLevel=2) == []
+    key = suite.world.api_key(suite.org, ["entities"], workspaces=("farm",))
+    farm_only = Suite(suite.base.removesuffix("/ngsi-ld/v1"), key, suite.world, suite.org)
+    assert found('managedBy{name}=="Pisa Tower"', farm_only) == ["byList", "byRel"]
+
+
+def test_019_29_linked_entity_q_sees_only_the_linked_attributes_a_time_limited_token_may(
+    suite: Suite,
+) -> None:
+    """A token limited to January 2020 compares only the linked entities' attributes observed then."""
+    jan = {"name": _p("Pisa Tower", observedAt="2020-01-15T10:00:00Z")}
+    march = {"name": _p("Pisa Tower", observedAt="2020-03-01T10:00:00Z")}
+    suite.put(
+        building(f"{B}jan", jan), building(f"{B}march", march),
+        building(f"{B}byJan", {"managedBy": _rel(f"{B}jan")}),
+        building(f"{B}byMarch", {"managedBy": _rel(f"{B}march")}),
+    )  # fmt: skip
+    owner = f"owner@{suite.org}.test"
+    window = {"time_start": datetime(2020, 1, 1, tzinfo=UTC), "time_end": datetime(2020, 2, 1, tzinfo=UTC)}
+    token = suite.world.pat(owner, ["entities"], name="january", **window)
+    january = Suite(suite.base.removesuffix("/ngsi-ld/v1"), token, suite.world, suite.org)
+    q = {"type": "Building", "q": 'managedBy{name}=="Pisa Tower"', "context": True, **JOIN_1}
+    assert ids(suite.query(**q)) == [f"{B}byJan", f"{B}byMarch"]
+    assert ids(january.query(**q)) == [f"{B}byJan"]
+
+
+@pytest.mark.parametrize(
+    ("q", "extra", "kind"),
+    [
+        ('managedBy{name}=="x"', {}, BAD),  # no join (5722_01_03)
+        ('managedBy{owner{name}}=="x"', JOIN_1, BAD),  # deeper than joinLevel (5722_01_04)
+        ('managedBy{name=="x"', JOIN_1, "InvalidRequest"),
+        ('managedBy{name}}=="x"', JOIN_1, "InvalidRequest"),
+        ('managedBy{}=="x"', JOIN_1, "InvalidRequest"),
+    ],
+)
+def test_019_29_malformed_or_unjoined_linked_entity_q_is_400_naming_q(
+    suite: Suite, q: str, extra: dict[str, Any], kind: str
+) -> None:
+    detail = problem(suite.query(type="Building", q=q, context=True, **extra), 400, kind)["detail"]
+    assert "q" in detail and ("join" in detail or "position" in detail)
 
 
 def test_019_29_expand_values_is_refused_naming_it(suite: Suite) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Final, Protocol, final
+from typing import Any, Final, Protocol, final
 
 from sqlalchemy import and_, false, or_
 from sqlalchemy.sql.elements import ColumnElement
@@ -88,27 +88,30 @@ class VisibleEntities:
         ws = None if self.workspace_ids is None else tuple(sorted(self.workspace_ids))
         return rules, self.org_id, ws
 
-    def where(self) -> ColumnElement[bool]:
-        """The WHERE clause over :class:`Entity` columns selecting exactly these entities."""
+    def where(self, of: Any = Entity) -> ColumnElement[bool]:
+        """The WHERE clause over :class:`Entity` columns selecting exactly these entities (``of``: an
+        alias of the table, for a subquery on other entities, e.g. those a Relationship links to)."""
         clauses: list[ColumnElement[bool]] = []
         for key in dict.fromkeys((r.org_id, r.workspace_id, r.entity_id) for r in self.access.rules):
-            clauses.append(_rule_clause(*key))
+            clauses.append(_rule_clause(of, *key))
         if not clauses:
             return false()
         where = or_(*clauses) if len(clauses) > 1 else clauses[0]
         if self.org_id is not None:
-            where = and_(where, Entity.org_id == self.org_id)
+            where = and_(where, of.org_id == self.org_id)
         if self.workspace_ids is not None:
-            where = and_(where, Entity.workspace_id.in_(sorted(self.workspace_ids)))
+            where = and_(where, of.workspace_id.in_(sorted(self.workspace_ids)))
         return where
 
 
-def _rule_clause(org_id: str, workspace_id: str | None, entity_id: str | None) -> ColumnElement[bool]:
-    parts = [Entity.org_id == org_id]
+def _rule_clause(
+    of: Any, org_id: str, workspace_id: str | None, entity_id: str | None
+) -> ColumnElement[bool]:
+    parts = [of.org_id == org_id]
     if workspace_id is not None:
-        parts.append(Entity.workspace_id == workspace_id)
+        parts.append(of.workspace_id == workspace_id)
     if entity_id is not None:
-        parts.append(Entity.entity_id == entity_id)
+        parts.append(of.entity_id == entity_id)
     return and_(*parts) if len(parts) > 1 else parts[0]
 
 

@@ -6,7 +6,9 @@ Grammar (ETSI GS CIM 009 §4.9, documented in docs/ngsi-ld.md)::
     or_expr    := and_expr ( "|" and_expr )*
     and_expr   := term ( ";" term )*
     term       := "(" or_expr ")" | comparison
-    comparison := attr_path [ operator value ]          # no operator: the attribute exists
+    comparison := linked_path [ operator value ]        # no operator: the attribute exists
+    linked_path:= name "{" [ type ":" ] linked_path "}"  # the entity a Relationship links to (join)
+                | attr_path
     attr_path  := name ( "." name )* ( "[" key ( "." key )* "]" )*
                                                         # dots: sub-attributes (observedAt, unitCode, …)
                                                         # brackets: keys inside a compound value, or
@@ -18,6 +20,12 @@ Grammar (ETSI GS CIM 009 §4.9, documented in docs/ngsi-ld.md)::
     string     := '"' chars '"'                         # \\" and \\\\ escape inside
     uri        := scheme ":" chars                      # unquoted, e.g. urn:ngsi-ld:Building:b1
     term       := name                                  # unquoted, compared as a string (a vocab term)
+
+``rel{attr}`` (``rel{Type:attr}``, nested ``rel{rel2{attr}}``) compares an attribute of the entities the
+Relationship ``rel`` links to (of type ``Type`` only): it holds when it holds for one of them
+(§4.9, EXAMPLE 13/14; only with ``join``, at most ``joinLevel`` deep, checked by the NGSI-LD layer). Inside
+braces, ``a:b`` is read as a type and an attribute unless ``a`` is a compact-IRI prefix of the request's
+context (``parse_q(prefixes=…)``) or ``b`` starts with ``//`` (an absolute IRI).
 
 A comparison reads the attribute's ``value`` (Property), ``object`` (Relationship), ``vocab``
 (VocabProperty) or, inside brackets, the JSON of a JsonProperty or one language of a LanguageProperty
@@ -42,7 +50,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import JSON, and_, case, false, func, literal, not_, or_, select
+from sqlalchemy import JSON, Select, and_, case, false, func, literal, not_, or_, select, true, union_all
 from sqlalchemy.sql.elements import ColumnElement
 
 from sensorhub.errors import BadRequest, InvalidRequest
@@ -79,12 +87,39 @@ class Comparison:
 
 
 @dataclass(frozen=True)
+class Linked:
+    """``rel{node}`` / ``rel{Type:node}``: ``node`` holds for an entity ``rel`` links to (of ``type``)."""
+
+    rel: str  # the Relationship (or ListRelationship) followed
+    type: str | None  # {Type:…}: only linked entities of this type
+    node: Comparison | Linked
+
+
+@dataclass(frozen=True)
 class BoolOp:
     op: str  # "and" | "or"
     items: tuple[Node, ...]
 
 
-Node = Comparison | BoolOp
+Node = Comparison | Linked | BoolOp
+
+
+def linked_depth(node: Node) -> int:
+    """How many Relationships deep ``node`` follows (``a{b{c}}==1``: 2; no braces: 0)."""
+    if isinstance(node, BoolOp):
+        return max(linked_depth(n) for n in node.items)
+    if isinstance(node, Linked):
+        return 1 + linked_depth(node.node)
+    return 0
+
+
+def comparisons(node: Node) -> list[Comparison]:
+    """Every comparison of ``node``, those on linked entities included."""
+    if isinstance(node, BoolOp):
+        return [c for n in node.items for c in comparisons(n)]
+    if isinstance(node, Linked):
+        return comparisons(node.node)
+    return [node]
 
 
 class QSyntaxError(InvalidRequest):
@@ -92,9 +127,10 @@ class QSyntaxError(InvalidRequest):
 
 
 class _Parser:
-    def __init__(self, text: str, what: str = "q") -> None:
+    def __init__(self, text: str, what: str = "q", prefixes: frozenset[str] = frozenset()) -> None:
         self.s = text
         self.what = what  # the parameter, for messages: q, or csf (which has the same grammar)
+        self.prefixes = prefixes  # compact-IRI prefixes: rel{ex:name} names an attribute, not a type
         self.i = 0
         self.depth = 0
         self.terms = 0
@@ -181,9 +217,36 @@ class _Parser:
             raise self.fail("a '.' after ']' is not allowed: write attr.sub[key.key]")
         return tuple(path), tuple(inner)
 
-    def comparison(self) -> Comparison:
+    def comparison(self) -> Comparison | Linked:
         self.count_terms()
+        hops: list[tuple[str, str | None]] = []
+        while (m := _NAME.match(self.s, self.i)) and self.s.startswith("{", m.end()):
+            if len(hops) >= MAX_DEPTH:
+                raise self.fail(f"more than {MAX_DEPTH} nested braces")
+            self.i = m.end() + 1
+            hops.append((m.group(0), self.linked_type()))
         path, inner = self.path()
+        for _ in hops:
+            if not self.peek("}"):
+                raise self.fail("missing '}'")
+            self.i += 1
+        c: Comparison | Linked = self.operator_and_value(path, inner)
+        for rel, type_ in reversed(hops):
+            c = Linked(rel, type_, c)
+        return c
+
+    def linked_type(self) -> str | None:
+        """``Type:`` right after a ``{`` (consumed), or None; ``prefix:name`` and IRIs are names."""
+        m = _NAME.match(self.s, self.i)
+        if not m or ":" not in m.group(0):
+            return None
+        head, _, rest = m.group(0).partition(":")
+        if not head or not rest or head in self.prefixes or rest.startswith("//"):
+            return None
+        self.i += len(head) + 1
+        return head
+
+    def operator_and_value(self, path: tuple[str, ...], inner: tuple[str, ...]) -> Comparison:
         op = next((o for o in _OPERATORS if self.peek(o)), None)
         if op is None:
             if self.i < len(self.s) and self.s[self.i] not in ";|)":
@@ -314,12 +377,13 @@ class _Parser:
         return num
 
 
-def parse_q(text: str, what: str = "q") -> Node:
+def parse_q(text: str, what: str = "q", prefixes: frozenset[str] = frozenset()) -> Node:
     """Parse ``q`` (or another parameter of the same grammar, named ``what`` in messages, such as a
-    context source filter ``csf``); raises :class:`QSyntaxError` (400) naming the problem."""
+    context source filter ``csf``); raises :class:`QSyntaxError` (400) naming the problem.
+    ``prefixes``: the compact-IRI prefixes of the request's context (``rel{ex:name}`` is an attribute)."""
     if len(text) > MAX_Q_LENGTH:
         raise BadRequest(f"{what} is longer than {MAX_Q_LENGTH} characters")
-    return _Parser(text, what).parse()
+    return _Parser(text, what, prefixes).parse()
 
 
 # --- SQL ---------------------------------------------------------------------------------------------
@@ -389,6 +453,26 @@ class JsonAttrs:
             else_=None,
         )
 
+    def linked_ids(self, rel: str) -> list[tuple[Any, ColumnElement[Any], ColumnElement[bool]]]:
+        """The entity ids the Relationship ``rel`` of this row links to: ``(each, id, guard)`` triples,
+        ``each`` a table-valued function over the row's JSON whose rows give ``id`` (NULL for what is not
+        an id) while ``guard`` holds — the ``object`` (a URI or an array of them) of a Relationship, and
+        the ``objectList`` (URIs or ``{"object": URI}``) of a ListRelationship."""
+        obj, lst = (rel, "object"), (rel, "objectList")
+        is_rel = func.coalesce(self.string((rel, "type")) == "Relationship", false())
+        is_list = func.coalesce(self.string((rel, "type")) == "ListRelationship", false())
+        if self.pg:
+            one = self._pg_at(obj)
+            arr = case((func.json_typeof(one) == "array", one), else_=func.json_build_array(one))
+            each = func.json_array_elements(arr).table_valued("value").alias()
+            items = self._pg_at(lst)
+            safe = case((func.json_typeof(items) == "array", items), else_=func.cast(literal("[]"), JSON()))
+            listed = func.json_array_elements(safe).table_valued("value").alias()
+            return [(each, _pg_id(each.c.value), is_rel), (listed, _pg_id(listed.c.value), is_list)]
+        each = func.json_each(self.col, self._sqlite_path(obj)).table_valued("value", "type").alias()
+        listed = func.json_each(self.col, self._sqlite_path(lst)).table_valued("value", "type").alias()
+        return [(each, _sqlite_id(each), is_rel), (listed, _sqlite_id(listed), is_list)]
+
     def boolean_is(self, keys: tuple[str, ...], value: bool) -> ColumnElement[bool]:
         if self.pg:
             return and_(
@@ -418,20 +502,52 @@ class DatasetInstances:
         self.dialect = dialect
         self.visible = visible
 
-    def any_matches(self, node: Comparison) -> ColumnElement[bool]:
-        name = node.path[0]
+    def _instances(self, name: str) -> tuple[Any, list[ColumnElement[bool]]]:
+        """The instances of ``name`` as a table-valued function, and the conditions on its rows."""
         if self.dialect == "postgresql":
             arr = func.json_extract_path(self.col, name)
             safe = case((func.json_typeof(arr) == "array", arr), else_=func.cast(literal("[]"), JSON()))
-            each = func.json_array_elements(safe).table_valued("value").alias()
-            inner = select(literal(1)).select_from(each)
-        else:
-            each = func.json_each(self.col, f'$."{name}"').table_valued("value", "type").alias()
-            inner = select(literal(1)).select_from(each).where(each.c.type == "object")
+            return func.json_array_elements(safe).table_valued("value").alias(), []
+        each = func.json_each(self.col, f'$."{name}"').table_valued("value", "type").alias()
+        return each, [each.c.type == "object"]
+
+    def any_matches(self, node: Comparison) -> ColumnElement[bool]:
+        each, conds = self._instances(node.path[0])
         cond = _comparison(node, _Instance(each.c.value, self.dialect))
         if self.visible is not None:
             cond = and_(cond, self.visible(each.c.value))
-        return and_(self.col.is_not(None), inner.where(cond).exists())
+        inner = select(literal(1)).select_from(each).where(*conds, cond)
+        return and_(self.col.is_not(None), inner.exists())
+
+    def linked_ids(self, rel: str) -> list[Select[Any]]:
+        """The ids the (visible) instances of the Relationship ``rel`` link to, as one-column selects."""
+        each, conds = self._instances(rel)
+        visible = [] if self.visible is None else [self.visible(each.c.value)]
+        return [
+            select(eid)
+            .select_from(each)
+            .join(ids, true())
+            .where(*conds, *visible, guard)
+            .correlate_except(each, ids)
+            for ids, eid, guard in _Instance(each.c.value, self.dialect).linked_ids(rel)
+        ]
+
+
+def _pg_id(v: Any) -> ColumnElement[Any]:
+    """A JSON element as an entity id: a string, or the ``object`` of ``{"object": …}``; else NULL."""
+    return case(
+        (func.json_typeof(v) == "string", func.json_extract_path_text(func.json_build_array(v), "0")),
+        (func.json_typeof(v) == "object", func.json_extract_path_text(v, "object")),
+        else_=None,
+    )
+
+
+def _sqlite_id(each: Any) -> ColumnElement[Any]:
+    return case(
+        (each.c.type == "text", each.c.value),
+        (each.c.type == "object", func.json_extract(each.c.value, "$.object")),
+        else_=None,
+    )
 
 
 def _float() -> Any:
@@ -479,23 +595,55 @@ def _positive(j: JsonAttrs, c: Comparison, keys: tuple[str, ...]) -> ColumnEleme
 
 
 Visible = Callable[[str], ColumnElement[bool]]
+# How a comparison on linked entities (``rel{…}``) is answered, given the ids the row's Relationship links
+# to (a one-column select): the caller's, which knows the table of entities and which of them the request
+# may read.
+Link = Callable[[Linked, Any], ColumnElement[bool]]
 
 
 def compile_q(
-    node: Node, j: JsonAttrs, visible: Visible | None = None, others: DatasetInstances | None = None
+    node: Node,
+    j: JsonAttrs,
+    visible: Visible | None = None,
+    others: DatasetInstances | None = None,
+    link: Link | None = None,
 ) -> ColumnElement[bool]:
     """A WHERE clause for ``node`` over the normalized attributes in ``j``.
 
     ``visible(name)``, when given, is the condition under which the row's attribute ``name`` may be
     seen at all (time-limited credentials, :mod:`sensorhub.entities.windows`); every comparison is
     AND-ed with it, so a hidden attribute behaves exactly like an absent one. ``others``: the other
-    instances of multi-attributes; a comparison holds when it holds for any instance."""
+    instances of multi-attributes; a comparison holds when it holds for any instance. ``link``: how a
+    comparison on linked entities (:class:`Linked`) is answered (without it, such a comparison is an
+    error of the caller)."""
     if isinstance(node, BoolOp):
-        parts = [compile_q(n, j, visible, others) for n in node.items]
+        parts = [compile_q(n, j, visible, others, link) for n in node.items]
         return and_(*parts) if node.op == "and" else or_(*parts)
+    if isinstance(node, Linked):
+        return _linked(node, j, visible, others, link)
     clause = _comparison(node, j)
     clause = clause if visible is None else and_(clause, visible(node.path[0]))
     return clause if others is None else or_(clause, others.any_matches(node))
+
+
+def _linked(
+    node: Linked, j: JsonAttrs, visible: Visible | None, others: DatasetInstances | None, link: Link | None
+) -> ColumnElement[bool]:
+    """``rel{…}``: the ids every visible instance of the Relationship ``rel`` links to, in one
+    subquery (so that the linked entities' condition is compiled once per level, not once per way of
+    linking), answered by ``link``."""
+    if link is None:
+        raise AssertionError("q on linked entities needs the caller's link resolver")
+    seen = [] if visible is None else [visible(node.rel)]
+    # correlate_except: the row these ids come from is the enclosing query's (two levels up, where the
+    # automatic correlation of SQLAlchemy, one level, would add the table to this FROM again).
+    ids = [
+        select(eid).select_from(each).where(guard, *seen).correlate_except(each)
+        for each, eid, guard in j.linked_ids(node.rel)
+    ]
+    if others is not None:
+        ids += others.linked_ids(node.rel)
+    return link(node, union_all(*ids))
 
 
 def roots_of(c: Comparison) -> list[tuple[str, ...]]:
@@ -581,8 +729,13 @@ def _exists_text(
 
 def rename(node: Node, fn: Callable[[str], str]) -> Node:
     """``node`` with its attribute and sub-attribute names mapped by ``fn`` (e.g. a request's JSON-LD
-    context onto stored names); metadata members and keys inside values are left as written."""
+    context onto stored names), and the Relationships and types of linked-entity paths; metadata members
+    and keys inside values are left as written."""
     if isinstance(node, BoolOp):
         return BoolOp(node.op, tuple(rename(n, fn) for n in node.items))
+    if isinstance(node, Linked):
+        inner = rename(node.node, fn)
+        assert not isinstance(inner, BoolOp)
+        return Linked(fn(node.rel), None if node.type is None else fn(node.type), inner)
     path = tuple(p if (i > 0 and p in METADATA) else fn(p) for i, p in enumerate(node.path))
     return replace(node, path=path)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Select, and_, exists, false, func, literal, or_, select, true, tuple_, union_all
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import ColumnElement
 
 from sensorhub.accounts import service as accounts
@@ -41,7 +41,7 @@ from sensorhub.entities.normalize import (
     normalize_fragment,
 )
 from sensorhub.entities.ordering import Ordering, Sorter, from_json, raw_value, to_json
-from sensorhub.entities.qlang import BoolOp, DatasetInstances, JsonAttrs, Node, compile_q
+from sensorhub.entities.qlang import DatasetInstances, JsonAttrs, Link, Linked, Node, comparisons, compile_q
 from sensorhub.entities.windows import attr_visible, is_bounded, visible_attrs, visible_instance, visible_sql
 from sensorhub.errors import BadRequest, Conflict, Forbidden, NotFound
 from sensorhub.kit.paging import (
@@ -282,18 +282,7 @@ def entity_filter(s: Session, access: Access, query: EntityQuery) -> ColumnEleme
     # its windows), exactly like the rendering does.
     visible = visible_sql(access, Entity.org_id, Entity.workspace_id, Entity.entity_id, Entity.attrs, dialect)
     if query.q is not None:
-        parts.append(
-            compile_q(
-                query.q,
-                JsonAttrs(Entity.attrs, dialect),
-                visible,
-                others=DatasetInstances(
-                    Entity.datasets,
-                    dialect,
-                    visible_instance(access, Entity.org_id, Entity.workspace_id, Entity.entity_id, dialect),
-                ),
-            )
-        )
+        parts.append(_q_clause(query.q, Entity, access, dialect, visible))
     if query.geo is not None and query.geo.geoproperty == "location":
         parts.append(_geo_prefilter(s, query.geo))
     if query.attrs is not None:
@@ -316,6 +305,48 @@ ORDER_DESC = (Entity.entity_id.desc(), Entity.org_id.desc())  # orderBy=id;desc:
 MAX_GEO_CANDIDATES = 250_000
 # Matching entities an orderBy on values (anything but id) sorts in one request.
 MAX_ORDER_CANDIDATES = 250_000
+
+
+def _q_clause(
+    q: Node,
+    e: Any,
+    access: Access,
+    dialect: str,
+    visible: Callable[[str], ColumnElement[bool]] | None,
+) -> ColumnElement[bool]:
+    """``q`` on the rows of ``e`` (the entity table, or an alias of it for linked entities), with the
+    attributes (and instances) the reader may see."""
+    others = DatasetInstances(
+        e.datasets, dialect, visible_instance(access, e.org_id, e.workspace_id, e.entity_id, dialect)
+    )
+    return compile_q(q, JsonAttrs(e.attrs, dialect), visible, others, _linked_entities(access, dialect))
+
+
+def _linked_entities(access: Access, dialect: str) -> Link:
+    """How ``rel{…}`` in ``q`` is answered (ETSI GS CIM 009 §4.9): the row's Relationship ``rel`` links to
+    an entity the reader may read — the same ones ``join`` shows, through authz — of the type
+    ``{Type:…}`` names (if any) for which the inner comparison holds, on the attributes the reader may
+    see of it. One correlated EXISTS per linked comparison, each linked id an index probe on
+    (organisation, entity id); ``q`` holds at most MAX_TERMS comparisons, nested at most joinLevel deep."""
+    reach = visible_entities(access)
+
+    def resolve(node: Linked, ids: Any) -> ColumnElement[bool]:
+        t = aliased(Entity)
+        vis = visible_sql(access, t.org_id, t.workspace_id, t.entity_id, t.attrs, dialect)
+        parts = [reach.where(t), _q_clause(node.node, t, access, dialect, vis)]
+        if node.type is not None:
+            typed = exists().where(entity_types.c.entity_pk == t.pk, entity_types.c.type == node.type)
+            parts.append(or_(t.type == node.type, typed))
+        if dialect == "postgresql":
+            # The row's few linked ids first, each an index probe on (organisation, id): as a filter
+            # (IN), PostgreSQL would scan the organisation's candidates once and test each row against
+            # them, with an estimate that turns JIT on.
+            linked = ids.lateral()
+            found = select(literal(1)).select_from(linked).join(t, t.entity_id == linked.c[0])
+            return found.where(*parts).exists()
+        return select(literal(1)).select_from(t).where(t.entity_id.in_(ids), *parts).exists()
+
+    return resolve
 
 
 def _geo_prefilter(s: Session, geo: GeoQuery) -> ColumnElement[bool]:
@@ -549,11 +580,7 @@ def _rows_query(where: ColumnElement[bool], sys_attrs: bool, desc: bool = False)
 
 def _uses_regex(query: EntityQuery) -> bool:
     def in_q(n: Node | None) -> bool:
-        if n is None:
-            return False
-        if isinstance(n, BoolOp):
-            return any(in_q(x) for x in n.items)
-        return n.op in ("~=", "!~=")
+        return n is not None and any(c.op in ("~=", "!~=") for c in comparisons(n))
 
     in_scopes = any("+" in t for c in query.scopes or () for t in c)
     return any(sel.id_pattern is not None for sel in query.selectors) or in_q(query.q) or in_scopes

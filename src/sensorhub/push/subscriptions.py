@@ -41,7 +41,7 @@ from sensorhub.config import Settings
 from sensorhub.entities.geo import entity_geometry, parse_geo_query
 from sensorhub.entities.models import Entity
 from sensorhub.entities.normalize import CORE_CONTEXT, render
-from sensorhub.entities.qlang import ANY_KEY, BoolOp, Comparison, Node, parse_q, roots_of
+from sensorhub.entities.qlang import ANY_KEY, BoolOp, Comparison, Linked, Node, parse_q, roots_of
 from sensorhub.entities.service import EntityQuery, entity_attrs, make_selector, query_entities
 from sensorhub.errors import BadRequest, Conflict, NotFound
 from sensorhub.kit.patterns import sqlite_regexp
@@ -551,10 +551,12 @@ def evaluate_q(node: Node, attrs: dict[str, Any]) -> bool:
     """``q`` (parsed by :func:`sensorhub.entities.qlang.parse_q`) on one entity's normalized attributes,
     with the meaning of the SQL the entity queries compile it to (the same JSON paths, from
     :func:`sensorhub.entities.qlang.roots_of`): type-aware comparisons, ``!=`` only on entities that have
-    the attribute."""
+    the attribute. A subscription's ``q`` never reaches linked entities (refused when it is made)."""
     if isinstance(node, BoolOp):
         parts = (evaluate_q(n, attrs) for n in node.items)
         return all(parts) if node.op == "and" else any(parts)
+    if isinstance(node, Linked):
+        raise AssertionError("q on linked entities is refused in subscriptions")
     roots = roots_of(node)
     if not roots:
         return False

@@ -180,6 +180,11 @@ class RequestContext:
     def is_core(self) -> bool:
         return self.terms is CORE
 
+    @property
+    def prefixes(self) -> frozenset[str]:
+        """The terms of the request's context usable as compact-IRI prefixes (``ex:name``)."""
+        return frozenset(self.terms.prefixes)
+
     def stored(self, term: str) -> str:
         """The stored (canonical) name of the request's ``term`` (an expanded IRI too: the core context's
         default-context IRI of ``temperature`` is stored as ``temperature``)."""

@@ -21,7 +21,7 @@ from sensorhub.compat.ngsi_ld.render import Projection, Representation
 from sensorhub.entities.geo import GeoQuery
 from sensorhub.entities.normalize import SCOPE_LEVEL, check_dataset_id, check_entity_id
 from sensorhub.entities.ordering import parse_ordering
-from sensorhub.entities.qlang import BoolOp, Node, QSyntaxError, parse_q, rename
+from sensorhub.entities.qlang import BoolOp, Linked, Node, QSyntaxError, parse_q, rename
 from sensorhub.entities.service import (
     MAX_LIST_ITEMS,
     MAX_SELECTORS,
@@ -169,7 +169,7 @@ class QueryParams:
             sels = (sel,) if (sel.typed or sel.ids or sel.id_pattern is not None) else ()
         if self.q is not None:
             _refuse_linked_q(self.q, self.join_spec())
-        q = rename(parse_q(self.q), ctx.stored) if self.q is not None else None
+        q = rename(parse_q(self.q, prefixes=ctx.prefixes), ctx.stored) if self.q is not None else None
         scopes = parse_scope_q(self.scopeQ) if self.scopeQ is not None else None
         attrs = attribute_names(self.attrs)
         geo = self.geo
@@ -584,7 +584,8 @@ def _depth(p: Projection | None) -> int:
 
 def _refuse_linked_q(text: str, join: tuple[str | None, int, frozenset[str]]) -> None:
     """``q`` on linked entities (``rel{attr}==…``, ``rel{sub{attr}}``): BadRequestData without ``join`` or
-    deeper than ``joinLevel`` (§5.7.2.4), otherwise not implemented."""
+    deeper than ``joinLevel`` (§5.7.2.4: "the use of Linked Entity retrieval is not specified", "the
+    Linked Entity attribute query depth exceeds the Linked Entity retrieval depth")."""
     depth = cur = 0
     for c in _QUOTED.sub('""', text):
         cur += {"{": 1, "}": -1}.get(c, 0)
@@ -596,7 +597,6 @@ def _refuse_linked_q(text: str, join: tuple[str | None, int, frozenset[str]]) ->
         raise BadRequest("q on linked entities (rel{attr}) needs join=inline or join=flat")
     if depth > level:
         raise BadRequest(f"q reaches {depth} linked entities deep, more than joinLevel={level}")
-    raise NotImplementedFeature("q on linked entities (rel{attr}==…) is not implemented by this server")
 
 
 SYSTEM_ATTRIBUTES = frozenset({"createdAt", "modifiedAt", "deletedAt"})
@@ -612,6 +612,8 @@ def _is_system(name: str) -> bool:
 def _only_system(node: Node) -> bool:
     if isinstance(node, BoolOp):
         return all(_only_system(n) for n in node.items)
+    if isinstance(node, Linked):
+        return False  # a Relationship of the entity is not a system attribute
     return _is_system(node.path[0])
 
 

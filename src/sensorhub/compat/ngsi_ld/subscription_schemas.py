@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from sensorhub.compat.ngsi_ld.contexts import context_links, is_core
 from sensorhub.compat.ngsi_ld.geo import geo_from_body
 from sensorhub.entities.normalize import check_attr_name, check_context, check_entity_id, check_type
-from sensorhub.entities.qlang import parse_q
+from sensorhub.entities.qlang import linked_depth, parse_q
 from sensorhub.errors import BadRequest
 from sensorhub.kit.patterns import check_pattern
 from sensorhub.kit.time import parse_iso
@@ -248,7 +248,10 @@ _CHECKS: dict[str, Any] = {
 def _q(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise BadRequest("'q' must be a non-empty string")
-    parse_q(value)  # a 400 naming what does not parse
+    if linked_depth(parse_q(value)):  # a 400 naming what does not parse
+        raise NotImplementedMember(
+            f"'q' on linked entities (rel{{attr}}): {NOTIFICATION_NOT_IMPLEMENTED['join']}"
+        )
     return value
 
 
