@@ -850,9 +850,6 @@ def test_019_28_value_list_range_and_not_pattern(
 
 QL_FEATURES = f"{B}qlFeatures019x29"
 QL_TARGET = f"{B}qlTarget019x29"
-EXPAND_VALUES = pytest.mark.xfail(
-    strict=True, reason="expandValues (expanding q values against the @context) is not implemented: 501"
-)
 JOIN_1 = {"join": "inline", "joinLevel": 1}
 PATH_CASES = [
     ("019_29_01", 'address[city]=="Berlin"', 1, {}),
@@ -866,7 +863,7 @@ PATH_CASES = [
     pytest.param("019_29_09", 'managedBy{Building:name}=="Pisa Tower"', 1, JOIN_1),
     pytest.param("019_29_10", 'managedBy{Vehicle:name}=="Pisa Tower"', 0, JOIN_1),
     ("019_29_11", 'managedBy>"urn:a"', 0, {}),
-    pytest.param("019_29_12", "category==commercial", 1, {"expandValues": "category"}, marks=EXPAND_VALUES),
+    ("019_29_12", "category==commercial", 1, {"expandValues": "category"}),
     ("019_29_13", "category==commercial", 0, {}),
 ]
 
@@ -980,9 +977,47 @@ def test_019_29_malformed_or_unjoined_linked_entity_q_is_400_naming_q(
     assert "q" in detail and ("join" in detail or "position" in detail)
 
 
-def test_019_29_expand_values_is_refused_naming_it(suite: Suite) -> None:
-    r = suite.query(type="Building", q="category==commercial", expandValues="category", context=True)
-    assert "expandValues" in problem(r, 501, "NotImplemented")["detail"]
+def test_019_29_expand_values_expands_the_listed_attributes_values_only(suite: Suite) -> None:
+    """expandValues expands the string values q compares the listed attributes with, as IRIs against the
+    request's context (here its @vocab), in lists too and in a Query body; other attributes' values, and
+    patterns, are compared as written."""
+    suite.put(
+        building(QL_FEATURES, {
+            "category": {"type": "VocabProperty", "vocab": _t("commercial")},
+            "label": _p("commercial"),
+            "managedBy": _rel(QL_TARGET),
+        }),
+        building(QL_TARGET, {"category": {"type": "VocabProperty", "vocab": _t("office")}}),
+    )  # fmt: skip
+
+    def count(q: str, expand: str, **extra: Any) -> int:
+        return suite.count(type="Building", q=q, expandValues=expand, context=True, **extra)
+
+    assert count("category==commercial", "category") == 1
+    assert count('category=="commercial"', "category") == 1
+    assert count("category==retail,commercial", "category") == 1
+    assert count("category!=commercial", "category") == 1  # the target is an office
+    assert count("category==commercial;label==commercial", "category") == 1  # label: as written
+    assert count("label==commercial", "label") == 0  # expanded, it is not the string stored
+    assert count('category~="commercial$"', "category") == 1  # a pattern on the stored IRI
+    assert count("managedBy{category}==office", "category", **JOIN_1) == 1
+    body = {"type": "Query", "entities": [{"type": "Building"}], "q": "category==commercial"}
+    assert len(post_query(suite, {**body, "expandValues": ["category"]}, context=True).json()) == 1
+    assert post_query(suite, body, context=True).json() == []
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"expandValues": "category"},  # without q
+        {"expandValues": "", "q": "category==commercial"},
+    ],
+)
+def test_019_29_bad_expand_values_is_400_naming_it(suite: Suite, params: dict[str, str]) -> None:
+    detail = problem(suite.query(type="Building", context=True, **params), 400, BAD)["detail"]
+    assert "expandValues" in detail
+    r = post_query(suite, {"type": "Query", "entities": [{"type": "Building"}], "expandValues": 5})
+    assert "expandValues" in problem(r, 400, BAD)["detail"]
 
 
 # --- 019_30 the geo-query language ---------------------------------------------------------------------

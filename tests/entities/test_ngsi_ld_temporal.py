@@ -413,6 +413,13 @@ def test_csf_is_checked_then_refused_naming_it(client: TestClient, fleet: dict[s
         assert "csf" in problem(r, status, kind)["detail"]
         body = {"type": "Query", "entities": [{"type": "Vehicle"}], "csf": csf}
         assert "csf" in problem(client.post(post, json=body, headers=h), status, kind)["detail"]
+    # expandValues is read on the temporal query as on /entities: it needs q.
+    r = client.get(TE, params={"type": "Vehicle", "expandValues": "brandName"}, headers=h)
+    assert "expandValues" in problem(r, 400, "BadRequestData")["detail"]
+    r = client.get(
+        TE, params={"type": "Vehicle", "q": "brandName==Mercedes", "expandValues": "brandName"}, headers=h
+    )
+    assert [e["id"] for e in r.json()] == [VEH]
 
 
 def test_distinct_count_scan_is_bounded(

@@ -727,6 +727,27 @@ def _exists_text(
     return select(literal(1)).select_from(each).where(each.c.type == "text", pred(each.c.value)).exists()
 
 
+def expand_values(node: Node, attrs: frozenset[str], fn: Callable[[str], str]) -> Node:
+    """``expandValues``: the string values that comparisons on the attributes ``attrs`` (stored names, at
+    any linked level) compare with, mapped by ``fn`` — expanded as IRIs against the request's context
+    (and written as stored). Numbers and booleans stay; a pattern (``~=``) is not a value and stays."""
+    if isinstance(node, BoolOp):
+        return BoolOp(node.op, tuple(expand_values(n, attrs, fn) for n in node.items))
+    if isinstance(node, Linked):
+        inner = expand_values(node.node, attrs, fn)
+        assert not isinstance(inner, BoolOp)
+        return replace(node, node=inner)
+    if node.path[0] not in attrs or node.op in (None, "~=", "!~=") or len(node.path) > 1:
+        return node
+
+    def one(v: Scalar) -> Scalar:
+        return fn(v) if isinstance(v, str) else v
+
+    value = node.value
+    new = tuple(one(v) for v in value) if isinstance(value, tuple) else one(value)  # type: ignore[arg-type]
+    return replace(node, value=new)
+
+
 def rename(node: Node, fn: Callable[[str], str]) -> Node:
     """``node`` with its attribute and sub-attribute names mapped by ``fn`` (e.g. a request's JSON-LD
     context onto stored names), and the Relationships and types of linked-entity paths; metadata members

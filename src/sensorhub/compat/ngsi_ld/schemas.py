@@ -21,7 +21,7 @@ from sensorhub.compat.ngsi_ld.render import Projection, Representation
 from sensorhub.entities.geo import GeoQuery
 from sensorhub.entities.normalize import SCOPE_LEVEL, check_dataset_id, check_entity_id
 from sensorhub.entities.ordering import parse_ordering
-from sensorhub.entities.qlang import BoolOp, Linked, Node, QSyntaxError, parse_q, rename
+from sensorhub.entities.qlang import BoolOp, Linked, Node, QSyntaxError, expand_values, parse_q, rename
 from sensorhub.entities.service import (
     MAX_LIST_ITEMS,
     MAX_SELECTORS,
@@ -43,7 +43,6 @@ MAX_DNF = 10_000  # conjunctions while expanding a type expression or scopeQ (be
 NO_CONTEXT_SOURCES = "sensorhub has no context source registrations (no distributed operations)"
 REFUSED_PARAMS: dict[str, str] = {
     "csf": NO_CONTEXT_SOURCES,
-    "expandValues": "VocabProperty values are compacted with the request's context; expandValues is not offered",
     "entityMap": "entity maps (snapshots of a distributed query) are not offered",
     "doNotCompact": "every answer is compacted against the request's context",
 }
@@ -51,12 +50,12 @@ REFUSED_EXTRA: dict[str, Any] = {"x-refused-parameters": REFUSED_PARAMS}
 # Query body members of the standard that sensorhub does not implement.
 REFUSED_MEMBERS: dict[str, str] = {
     "temporalQ": "temporal queries go to /ngsi-ld/v1/temporalEntityOperations/query",
-    "expandValues": REFUSED_PARAMS["expandValues"],
 }
 QUERY_MEMBERS = frozenset(
     {
         "type", "entities", "attrs", "pick", "omit", "q", "scopeQ", "lang", "@context", "id", "geoQ",
         "join", "joinLevel", "containedBy", "geometryProperty", "ordering", "datasetId", "csf",
+        "expandValues",
     }
 )  # fmt: skip
 ORDERING_MEMBERS = frozenset({"orderBy", "collation", "geometry", "coordinates"})  # V1.9 OrderingParams
@@ -125,6 +124,7 @@ class QueryParams:
     order_names: tuple[str, str, str, str] = ORDER_NAMES
     datasetId: str | None = None  # multi-attributes: the instances to show (``@none``: the default one)
     csf: str | None = None  # a context source filter: checked, then refused (check_csf)
+    expandValues: str | list[str] | None = None  # attributes whose string values q expands as IRIs
     extra: dict[str, Any] = field(default_factory=dict)
 
     def require_selective(self, what: str = "a query") -> None:
@@ -170,6 +170,11 @@ class QueryParams:
         if self.q is not None:
             _refuse_linked_q(self.q, self.join_spec())
         q = rename(parse_q(self.q, prefixes=ctx.prefixes), ctx.stored) if self.q is not None else None
+        expand = names(self.expandValues, "expandValues")
+        if expand is not None:
+            if q is None:
+                raise BadRequest("expandValues names attributes whose values q compares: it needs q")
+            q = expand_values(q, frozenset(ctx.stored(a) for a in expand), ctx.stored)
         scopes = parse_scope_q(self.scopeQ) if self.scopeQ is not None else None
         attrs = attribute_names(self.attrs)
         geo = self.geo
@@ -282,6 +287,13 @@ JoinLevel = Annotated[int | None, Query(description=f"Depth of join, 1-{MAX_JOIN
 ContainedBy = Annotated[str | None, Query(description="Entity ids already traversed (join)")]
 Local = Annotated[bool | None, Query(description="Accepted: sensorhub has only local entities")]
 GeometryProperty = Annotated[str | None, Query(description=_GEOMETRY_PROPERTY)]
+ExpandValues = Annotated[
+    str | None,
+    Query(
+        description="Attributes (comma-separated) whose string values in q are expanded as IRIs against "
+        "the request's @context before comparing, e.g. expandValues=category with q=category==commercial"
+    ),
+]
 Csf = Annotated[
     str | None,
     Query(
@@ -359,6 +371,7 @@ def query_params(
     q: str | None = Query(None, description='Query language, e.g. temperature>20;crop=="wheat"'),
     scopeQ: str | None = Query(None, description="Scope query, e.g. /farm/#"),
     datasetId: DatasetId = None,
+    expandValues: ExpandValues = None,
     csf: Csf = None,
     shown: QueryParams = Depends(representation_params),
     geo: GeoQuery | None = Depends(geo_params),
@@ -382,6 +395,7 @@ def query_params(
         q=q,
         scopeQ=scopeQ,
         datasetId=datasetId,
+        expandValues=expandValues,
         csf=csf,
     )
 
@@ -417,7 +431,7 @@ def with_body(base: QueryParams, body: Any) -> QueryParams:
     for k in ("q", "scopeQ", "lang", "csf"):
         if body.get(k) is not None and not isinstance(body[k], str):
             raise BadRequest(f"'{k}' must be a string")
-    for k in ("attrs", "pick", "omit"):
+    for k in ("attrs", "pick", "omit", "expandValues"):
         v = body.get(k)
         if v is not None and not isinstance(v, (list, str)):
             raise BadRequest(f"'{k}' must be a list of names")
@@ -444,6 +458,7 @@ def with_body(base: QueryParams, body: Any) -> QueryParams:
         geometryProperty=_body_member(body, "geometryProperty", base.geometryProperty),
         datasetId=_body_dataset_ids(body.get("datasetId")),
         csf=body.get("csf"),
+        expandValues=body.get("expandValues"),
         **_body_ordering(body.get("ordering")),
     )
 

@@ -754,6 +754,7 @@ def query_temporal(
     aggrPeriodDuration: str | None = Query(None, description="ISO 8601 duration, e.g. PT1H, P1D, P1M"),
     local: schemas.Local = None,
     datasetId: schemas.DatasetId = None,
+    expandValues: schemas.ExpandValues = None,
     csf: schemas.Csf = None,
     limit: int | None = Query(None, description="Entities per page; default 100, at most 500"),
     offset: int = Query(0, ge=0),
@@ -781,6 +782,7 @@ def query_temporal(
         geo=geo,
         datasetId=datasetId,
         local=local,
+        expandValues=expandValues,
         csf=csf,
     )
     params.require_selective("a temporal query")
