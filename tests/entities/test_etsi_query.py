@@ -1026,21 +1026,7 @@ HOLED = "[[[0,0],[10,0],[10,10],[0,10],[0,0]],[[4,4],[6,4],[6,6],[4,6],[4,4]]]"
 GEO_CASES = [
     ("019_30_01", "near;maxDistance==0", "Point", "[8,40]", 400, None, None),
     ("019_30_02", "near;maxDistance==-100", "Point", "[8,40]", 400, None, None),
-    pytest.param(
-        "019_30_03",
-        "near;maxDistance==5;minDistance==1",
-        "Point",
-        "[8,40]",
-        400,
-        None,
-        None,
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="sensorhub reads near;maxDistance==…;minDistance==… "
-            "as a ring (a documented extension, docs/ngsi-ld-temporal.md) where "
-            "the §4.10 grammar admits one distance modifier",
-        ),
-    ),
+    ("019_30_03", "near;maxDistance==5;minDistance==1", "Point", "[8,40]", 400, None, None),
     ("019_30_04", "near", "Point", "[8,40]", 400, None, None),
     ("019_30_05", "touches", "Point", "[8,40]", 400, None, None),
     ("019_30_06", "within", "Polygon", HOLED, 200, 1, None),

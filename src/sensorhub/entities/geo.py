@@ -135,18 +135,19 @@ def parse_georel(text: str) -> tuple[str, float | None, float | None]:
         if mods:
             raise BadRequest(f"georel={head} takes no modifier (got '{text[:60]}')")
         return head, None, None
-    max_d = min_d = None
-    for m in mods:
-        name, sep, value = m.partition("==")
-        if not sep or name not in ("maxDistance", "minDistance"):
-            raise BadRequest(f"georel: near takes maxDistance==<m> or minDistance==<m> (got '{m[:40]}')")
-        if name == "maxDistance":
-            max_d = _distance(value, "maxDistance")
-        else:
-            min_d = _distance(value, "minDistance")
-    if max_d is None and min_d is None:
+    if not mods:
         raise BadRequest("georel=near needs maxDistance==<metres> or minDistance==<metres>")
-    return head, max_d, min_d
+    if len(mods) > 1:  # nearRel = nearOp andOp distance equal PositiveNumber: one modifier (§4.10)
+        raise BadRequest(
+            f"georel: near takes one distance, maxDistance==<m> or minDistance==<m>, not {len(mods)} "
+            f"(got '{text[:60]}')"
+        )
+    name, sep, value = mods[0].partition("==")
+    if not sep or name not in ("maxDistance", "minDistance"):
+        raise BadRequest(f"georel: near takes maxDistance==<m> or minDistance==<m> (got '{mods[0][:40]}')")
+    if name == "maxDistance":
+        return head, _distance(value, "maxDistance"), None
+    return head, None, _distance(value, "minDistance")
 
 
 def _positions(value: Any, depth: int, what: str, count: list[int]) -> None:
