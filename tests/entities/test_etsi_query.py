@@ -631,17 +631,12 @@ def test_019_18_invalid_pick_and_omit_usage_is_bad_request_data(
 
 # --- 019_19 orderBy (V1.9) -----------------------------------------------------------------------------
 
-ATTRIBUTE_CREATED_AT = pytest.mark.xfail(
-    strict=True,
-    reason="attribute-level createdAt is not kept (only the entity's): orderBy=name.createdAt is a 400 "
-    "BadRequestData saying so (test_019_19_04_attribute_created_at_is_refused_naming_it)",
-)
 ASC, DESC, CREATED = ["1", "2", "3"], ["3", "2", "1"], ["2", "1", "3"]
 ORDER_CASES = [
     ("019_19_01", "name", ASC),
     ("019_19_02", "id", ASC),
     ("019_19_03", "createdAt", CREATED),
-    pytest.param("019_19_04", "name.createdAt", CREATED, marks=ATTRIBUTE_CREATED_AT, id="019_19_04"),
+    ("019_19_04", "name.createdAt", CREATED),
     ("019_19_05", "name.subProperty", ASC),
     ("019_19_06", "name;asc", ASC),
     ("019_19_07", "name;desc", DESC),
@@ -668,10 +663,49 @@ def test_019_19_query_entities_with_order_by(
     assert [e["id"] for e in r.json()] == [B + i for i in expected]
 
 
-def test_019_19_04_attribute_created_at_is_refused_naming_it(suite: Suite) -> None:
+def _upsert(suite: Suite, *items: dict[str, Any]) -> None:
+    with suite.world.ctx.db.transaction() as s:
+        o = accounts.get_org(s, suite.org)
+        import_entities(s, o, accounts.get_workspace(s, o, "farm"), list(items), upsert=True)
+
+
+def test_019_19_04_attributes_keep_their_created_at_and_modified_at(suite: Suite) -> None:
+    """Each attribute has its own createdAt/modifiedAt (options=sysAttrs): a write that changes it moves
+    its modifiedAt, never its createdAt; an attribute the write leaves as it was keeps both. orderBy
+    reads them as ``name.createdAt``/``name.modifiedAt``."""
     _ordered_buildings(suite)
-    detail = problem(suite.query(type="Building", orderBy="name.createdAt", context=True), 400, BAD)["detail"]
-    assert "orderBy" in detail and "createdAt" in detail and "not kept" in detail
+    got = {e["id"]: e for e in suite.query(type="Building", options="sysAttrs", context=True).json()}
+    for e in got.values():
+        assert e["name"]["createdAt"] == e["name"]["modifiedAt"] == e["createdAt"], e
+        assert "createdAt" not in e["name"]["subProperty"]  # sub-attributes' are not kept
+    first = got[f"{B}2"]["name"]
+    read = lambda: suite.get(f"/entities/{B}2", options="sysAttrs", context=True).json()  # noqa: E731
+    _upsert(suite, building(f"{B}2", {"name": {**_p("Z"), _t("subProperty"): _p(2)}, "height": _p(30)}))
+    one = read()
+    assert one["name"]["createdAt"] == first["createdAt"]
+    assert one["name"]["modifiedAt"] == one["height"]["createdAt"] == one["height"]["modifiedAt"]
+    assert one["name"]["modifiedAt"] >= first["modifiedAt"]  # same format: text order is time order
+    _upsert(suite, building(f"{B}2", {"name": {**_p("Z"), _t("subProperty"): _p(2)}, "height": _p(31)}))
+    two = read()
+    assert two["name"] == {**one["name"], "value": "Z"}  # unchanged: the same times
+    assert two["height"]["createdAt"] == one["height"]["createdAt"]
+    assert two["height"]["modifiedAt"] >= one["height"]["modifiedAt"]
+    assert two["modifiedAt"] == two["height"]["modifiedAt"]
+    kv = suite.get(f"/entities/{B}2", options="sysAttrs,keyValues", context=True).json()
+    assert kv["name"] == "Z" and "createdAt" in kv
+    # µs apart at least: the name of 2 was modified after 3 was created
+    for order_by, expected in (("name.createdAt", CREATED), ("name.modifiedAt", ["1", "3", "2"]),
+                               ("name.modifiedAt;desc", ["2", "3", "1"])):  # fmt: skip
+        r = suite.query(type="Building", orderBy=order_by, context=True)
+        assert [e["id"] for e in r.json()] == [B + i for i in expected], order_by
+
+
+def test_019_19_04_sub_attribute_created_at_is_refused_naming_it(suite: Suite) -> None:
+    _ordered_buildings(suite)
+    for order_by in ("name.subProperty.createdAt", "name.deletedAt"):
+        r = suite.query(type="Building", orderBy=order_by, context=True)
+        detail = problem(r, 400, BAD)["detail"]
+        assert "orderBy" in detail and "not kept" in detail, order_by
 
 
 @pytest.mark.parametrize(

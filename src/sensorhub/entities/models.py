@@ -77,7 +77,14 @@ class Entity(Base):
     # without datasetId, or else the first given), e.g. {"name": [{"type": "Property", "value": "Tour
     # Eiffel", "datasetId": "urn:ngsi-ld:Dataset:fr"}]}; NULL when no attribute has several. Every other
     # API family reads ``attrs`` alone, i.e. the default instance (docs/ngsi-ld.md § Multi-attributes).
-    datasets: Mapped[dict[str, list[dict[str, Any]]] | None] = mapped_column(JSON, nullable=True)
+    datasets: Mapped[dict[str, list[dict[str, Any]]] | None] = mapped_column(
+        JSON, nullable=True, active_history=True
+    )
+    # The NGSI-LD system attributes of every attribute instance (``createdAt``/``modifiedAt``, shown with
+    # options=sysAttrs, ordered by with orderBy=name.createdAt): attribute name → datasetId ("" for the
+    # instance without one) → [createdAt, modifiedAt] in microseconds since the epoch (UTC), ``location``
+    # included. Kept by every ORM write (:func:`_keep_attr_times`); NULL for an entity without attributes.
+    attr_times: Mapped[dict[str, dict[str, list[int]]] | None] = mapped_column(JSON, nullable=True)
     # GeoJSON geometry of the "location" GeoProperty, if any.
     location: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, active_history=True)
     # Bounding box of ``location`` (the geo-query prefilter, see entities/geo.py), set on every write;
@@ -104,6 +111,12 @@ class Entity(Base):
         dates the location's instance in ``attribute_instances`` (without one: the time of the write)."""
         self.location = geometry
         self._location_observed_at = observed_at
+
+
+def times_of(times: dict[str, dict[str, list[int]]] | None, name: str, attr: Any) -> tuple[int, int] | None:
+    """``(createdAt, modifiedAt)`` µs of the instance ``attr`` of attribute ``name`` (by its datasetId)."""
+    got = (times or {}).get(name, {}).get(dataset_key(attr))
+    return (int(got[0]), int(got[1])) if isinstance(got, list) and len(got) == 2 else None
 
 
 def _mirror_table(name: str, column: str) -> Table:
@@ -178,6 +191,90 @@ def _keep_bbox(_mapper: object, _conn: object, e: Entity) -> None:
     else:
         e.geo_min_lon, e.geo_min_lat, e.geo_max_lon, e.geo_max_lat = box
         e.geo_lat_span = box[3] - box[1]
+
+
+# --- attributes' createdAt/modifiedAt ------------------------------------------------------------------
+
+
+def dataset_key(attr: Any) -> str:
+    """The key of an attribute instance in ``Entity.attr_times``: its datasetId, "" for none."""
+    d = attr.get("datasetId") if isinstance(attr, dict) else None
+    return d if isinstance(d, str) else ""
+
+
+def _by_instance(
+    attrs: dict[str, Any] | None, datasets: dict[str, list[Any]] | None, location: dict[str, Any] | None
+) -> dict[str, dict[str, Any]]:
+    """Every attribute instance of an entity's state: name → datasetId key → the instance."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, attr in (attrs or {}).items():
+        out.setdefault(name, {})[dataset_key(attr)] = attr
+    for name, insts in (datasets or {}).items():
+        for i in insts or []:
+            out.setdefault(name, {})[dataset_key(i)] = i
+    if location is not None:
+        out[LOCATION] = {"": location}
+    return out
+
+
+def _old(state: Any, key: str, current: Any) -> Any:
+    h = state.attrs[key].history
+    if not h.has_changes():
+        return current
+    return h.deleted[0] if h.deleted else None
+
+
+def _times(
+    new: dict[str, dict[str, Any]],
+    old: dict[str, dict[str, Any]],
+    old_times: dict[str, dict[str, list[int]]],
+    now: int,
+    fallback: tuple[int, int],
+) -> dict[str, dict[str, list[int]]] | None:
+    """createdAt is kept from the instance's first write; modifiedAt is the last write that changed it."""
+    out: dict[str, dict[str, list[int]]] = {}
+    for name, insts in new.items():
+        for key, inst in insts.items():
+            before = old.get(name, {})
+            if key not in before:
+                out.setdefault(name, {})[key] = [now, now]
+                continue
+            got = old_times.get(name, {}).get(key)
+            c, m = (int(got[0]), int(got[1])) if isinstance(got, list) and len(got) == 2 else fallback
+            out.setdefault(name, {})[key] = [c, m if before[key] == inst else now]
+    return out or None
+
+
+def _keep_attr_times(_mapper: object, _conn: object, e: Entity) -> None:
+    """Every ORM write of an entity dates its attributes' instances (``attr_times``): a new instance is
+    created and modified now, a changed one modified now, an unchanged one keeps its times. The entity's
+    own createdAt/modifiedAt are the same instant as its attributes' of that write."""
+    state = inspect(e)
+    now_dt = utcnow()
+    now = to_us(now_dt)
+    new = _by_instance(e.attrs, e.datasets, e.location)
+    if state.key is None:  # an insert
+        if e.created_at is None:
+            e.created_at = now_dt
+        if e.modified_at is None:
+            e.modified_at = e.created_at
+        at = to_us(e.created_at)
+        e.attr_times = _times(new, {}, {}, at, (at, at))
+        return
+    if not any(state.attrs[a].history.has_changes() for a in ("attrs", "datasets", "location")):
+        return
+    old = _by_instance(
+        _old(state, "attrs", e.attrs),
+        _old(state, "datasets", e.datasets),
+        _old(state, "location", e.location),
+    )
+    before = _old(state, "modified_at", e.modified_at)
+    fallback = (to_us(e.created_at), to_us(before or e.created_at))
+    if not state.attrs["modified_at"].history.has_changes():
+        e.modified_at = now_dt
+    else:
+        now = to_us(e.modified_at)
+    e.attr_times = _times(new, old, e.attr_times or {}, now, fallback)
 
 
 # --- attribute history -----------------------------------------------------------------------------------
@@ -320,6 +417,8 @@ def _history_updated(_mapper: object, conn: Connection, e: Entity) -> None:
 
 
 event.listen(Entity, "before_insert", _keep_bbox)
+event.listen(Entity, "before_insert", _keep_attr_times)
+event.listen(Entity, "before_update", _keep_attr_times)
 event.listen(Entity, "before_update", _keep_bbox)
 event.listen(Entity, "after_insert", _mirrors_inserted)
 event.listen(Entity, "after_update", _mirrors_updated)

@@ -24,8 +24,10 @@ Strings compare by Unicode code point unless ``collation`` names the root collat
 ``á`` with ``a``. Other collations (``de-u-co-phonebk`` …) are a 400 naming them, as is anything malformed.
 Types compare as the answer writes them (compacted with the request's context).
 
-Attribute-level ``createdAt``/``modifiedAt`` are not kept by sensorhub (only the entity's): ordering by
-them is a 400 saying so, rather than an order by values that do not exist.
+``name.createdAt``/``name.modifiedAt`` order by the attribute's system attributes (its instance in the
+entity's state: ``Entity.attr_times``), DateTimes like the entity's. Sub-attributes' createdAt/modifiedAt
+and attributes' deletedAt are not kept: ordering by them is a 400 saying so, rather than an order by
+values that do not exist.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import re
 from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -41,15 +44,19 @@ import orjson
 from shapely.geometry.base import BaseGeometry
 
 from sensorhub.entities.geo import distance_m, parse_geometry
+from sensorhub.entities.models import times_of
 from sensorhub.entities.normalize import VALUE_MEMBER
 from sensorhub.errors import BadRequest
+from sensorhub.kit.time import from_us
 
 MAX_ORDER_TERMS = 10
 MAX_ORDER_BY = 2000  # characters
 ENTITY_MEMBERS = frozenset({"id", "type", "scope", "createdAt", "modifiedAt"})
 DIRECTIONS = ("asc", "desc", "dist-asc", "dist-desc")
-# Metadata members a path may end at (their own value); createdAt/modifiedAt of attributes are not kept.
+# Metadata members a path may end at (their own value).
 METADATA = frozenset({"observedAt", "unitCode", "datasetId", "lang"})
+# An attribute's system attributes (``name.createdAt``: kept for attributes, not for sub-attributes).
+SYSTEM = frozenset({"createdAt", "modifiedAt"})
 NOT_KEPT = frozenset({"createdAt", "modifiedAt", "deletedAt"})
 ROOT_COLLATIONS = frozenset({"und", "root", "und-x-icu"})
 _KEY = re.compile(r"[^\[\].;,]+")
@@ -75,6 +82,11 @@ class OrderTerm:
     inner: tuple[str, ...] = ()  # keys inside the value (``address[city]``)
     desc: bool = False
     distance: bool = False
+
+    @property
+    def system(self) -> str | None:
+        """``createdAt``/``modifiedAt`` for a term on an attribute's system attribute (``name.createdAt``)."""
+        return self.path[0] if len(self.path) == 1 and self.path[0] in SYSTEM and not self.inner else None
 
     @property
     def attribute(self) -> str | None:
@@ -201,7 +213,7 @@ def _term(text: str, ob: str, stored: Callable[[str], str]) -> OrderTerm:
         raise BadRequest(f"{ob}: {direction} orders by a GeoProperty: name it alone (location;{direction})")
     return OrderTerm(
         first if first == "location" else stored(first),
-        tuple(p if p in METADATA else stored(p) for p in path),
+        tuple(p if p in METADATA or (p in SYSTEM and len(path) == 1) else stored(p) for p in path),
         tuple(inner),
         desc=direction.endswith("desc"),
         distance=distance,
@@ -210,10 +222,13 @@ def _term(text: str, ob: str, stored: Callable[[str], str]) -> OrderTerm:
 
 def _check_path(text: str, ob: str, path: tuple[str, ...]) -> None:
     for i, p in enumerate(path):
+        if p in SYSTEM and i == 0 and len(path) == 1:
+            continue  # the attribute's own createdAt/modifiedAt
         if p in NOT_KEPT:
             raise BadRequest(
-                f"{ob}: '{text[:60]}': attributes' {p} is not kept by this server (only the entity's: "
-                f"{ob}={p})"
+                f"{ob}: '{text[:60]}': {p} is not kept by this server for sub-attributes (nor deletedAt "
+                f"for attributes): order by the entity's ({ob}=createdAt) or an attribute's "
+                f"({ob}=name.createdAt)"
             )
         if p in METADATA and i != len(path) - 1:
             raise BadRequest(f"{ob}: '{text[:60]}': {p} is a metadata member, it ends a path")
@@ -329,27 +344,41 @@ def raw_value(term: OrderTerm, ordering: Ordering, row: Any, attrs: dict[str, An
     """A term's raw (JSON) value for an entity ``row`` (entity_id, type, extra_types, scopes,
     created_at, modified_at, location) whose readable attributes the term may name are ``attrs``."""
     if term.attribute is None:
-        if term.name == "id":
-            return row.entity_id
-        if term.name == "type":
-            show = ordering.shown or _codepoints
-            return [show(t) for t in (row.type, *row.extra_types)] if row.extra_types else show(row.type)
-        if term.name == "scope":
-            scopes = row.scopes or []
-            return MISSING if not scopes else scopes[0] if len(scopes) == 1 else list(scopes)
-        at = row.created_at if term.name == "createdAt" else row.modified_at
-        iso = at.isoformat(timespec="microseconds").replace("+00:00", "Z")
-        return {"@type": "DateTime", "@value": iso}
-    if term.name == "location" and not term.path:
+        return _entity_member(term, ordering, row)
+    if term.name == "location" and (not term.path or term.system):
         geo = row.location
         attr: Any = None if geo is None else {"type": "GeoProperty", "value": geo}
     else:
         attr = attrs.get(term.name)
+    if term.system is not None:
+        if not isinstance(attr, dict):
+            return MISSING
+        times = times_of(getattr(row, "attr_times", None), term.name, attr)
+        if times is None:
+            return MISSING
+        return date_time(from_us(times[0] if term.system == "createdAt" else times[1]))
     if term.distance and isinstance(attr, dict) and attr.get("type") == "GeoProperty":
         d = _distance(attr.get("value"), ordering.origin)
         if d is not None:
             return Distance(d)
     return attribute_value(attr, term)
+
+
+def _entity_member(term: OrderTerm, ordering: Ordering, row: Any) -> Any:
+    if term.name == "id":
+        return row.entity_id
+    if term.name == "type":
+        show = ordering.shown or _codepoints
+        return [show(t) for t in (row.type, *row.extra_types)] if row.extra_types else show(row.type)
+    if term.name == "scope":
+        scopes = row.scopes or []
+        return MISSING if not scopes else scopes[0] if len(scopes) == 1 else list(scopes)
+    return date_time(row.created_at if term.name == "createdAt" else row.modified_at)
+
+
+def date_time(at: datetime) -> dict[str, str]:
+    """A system attribute as an order compares it: a DateTime with microseconds (so strings sort as times)."""
+    return {"@type": "DateTime", "@value": at.isoformat(timespec="microseconds").replace("+00:00", "Z")}
 
 
 def _distance(geometry: Any, origin: BaseGeometry | None) -> float | None:

@@ -110,6 +110,7 @@ class EntityRow:
     extra_types: list[str] | None = None
     scopes: list[str] | None = None
     datasets: dict[str, list[dict[str, Any]]] | None = None  # other instances of multi-attributes
+    attr_times: dict[str, dict[str, list[int]]] | None = None  # attributes' createdAt/modifiedAt (sysAttrs)
 
     @property
     def types(self) -> list[str]:
@@ -490,6 +491,8 @@ def _order_candidates(
                             ("modifiedAt", Entity.modified_at)) if m in members]  # fmt: skip
     if "location" in order.attributes() or (geo is not None and geo.geoproperty == "location"):
         cols.append(Entity.location)
+    if any(t.system for t in order.terms):
+        cols.append(Entity.attr_times)
     cols += [Entity.attrs[n].as_string().label(f"a{i}") for i, n in enumerate(names)]
     q = select(*cols).where(entity_filter(s, access, query)).limit(MAX_ORDER_CANDIDATES + 1)
     cand = s.execute(q).all()
@@ -574,7 +577,7 @@ def _rows_query(where: ColumnElement[bool], sys_attrs: bool, desc: bool = False)
         Entity.datasets,
     ]
     if sys_attrs:
-        cols += [Entity.created_at, Entity.modified_at]
+        cols += [Entity.created_at, Entity.modified_at, Entity.attr_times]
     return select(*cols).where(where).order_by(*(ORDER_DESC if desc else ORDER))
 
 

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sensorhub.entities.models import times_of
 from sensorhub.entities.normalize import VALUE_MEMBER, one_or_many
+from sensorhub.kit.time import from_us
 
 # Members of an attribute that are not sub-attributes (their names are core terms, never compacted).
 CORE_MEMBERS = frozenset(
@@ -139,6 +141,21 @@ def _dataset_id(attr: Any) -> str | None:
     return d if isinstance(d, str) else None
 
 
+def _stamped(
+    instances: list[Any], name: str, rep: Representation, attr_times: dict[str, dict[str, list[int]]] | None
+) -> list[Any]:
+    """The instances with their createdAt/modifiedAt (``options=sysAttrs``, not keyValues), where known."""
+    if not rep.sys_attrs or rep.form == "keyValues":
+        return instances
+    out = []
+    for i in instances:
+        times = times_of(attr_times, name, i)
+        if times is not None and isinstance(i, dict):
+            i = {**i, "createdAt": _iso(from_us(times[0])), "modifiedAt": _iso(from_us(times[1]))}
+        out.append(i)
+    return out
+
+
 def _instances(instances: list[Any], rep: Representation, shown: Callable[[str], str]) -> Any:
     """An attribute with its instances (ETSI GS CIM 009 §4.5.5): one instance as itself; several as an
     array of instances (normalized, concise — each an object, ``{"value": …}`` at least, so that an
@@ -174,11 +191,13 @@ def render_entity(
     context: Any = None,
     scopes: list[str] | None = None,
     datasets: dict[str, list[dict[str, Any]]] | None = None,
+    attr_times: dict[str, dict[str, list[int]]] | None = None,
 ) -> dict[str, Any]:
     """One entity. ``attrs`` are already what the reader may see; ``shown`` writes a stored name as the
     request's context does; ``context`` (ld+json answers) is added as ``@context``; ``scopes`` are shown
     after the type (a string for one, an array for several, nothing for none); ``datasets``: the other
-    instances of multi-attributes (``Entity.datasets``)."""
+    instances of multi-attributes (``Entity.datasets``); ``attr_times``: the attributes' createdAt and
+    modifiedAt (``Entity.attr_times``), shown on each instance with sysAttrs (not in keyValues)."""
     types = [etype] if isinstance(etype, str) else etype
     out: dict[str, Any] = {
         "id": entity_id,
@@ -194,11 +213,11 @@ def render_entity(
         if rep.datasets is not None:
             instances = [i for i in instances if _dataset_id(i) in rep.datasets]
         if instances:
-            out[shown(name)] = _instances(instances, rep, shown)
+            out[shown(name)] = _instances(_stamped(instances, name, rep, attr_times), rep, shown)
     if rep.datasets is not None and None not in rep.datasets:
         location = None  # the location is a default instance
     if location is not None and (rep.attrs is None or "location" in rep.attrs):
-        geo = {"type": "GeoProperty", "value": location}
+        (geo,) = _stamped([{"type": "GeoProperty", "value": location}], "location", rep, attr_times)
         out[shown("location")] = _attr(geo, rep, shown)
     if sys_attrs is not None and rep.sys_attrs:
         out["createdAt"] = _iso(sys_attrs[0])

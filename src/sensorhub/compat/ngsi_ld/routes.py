@@ -301,6 +301,7 @@ def _render_row(r: Any, rep: Representation, rc: RequestContext, context: Any) -
         context=context,
         scopes=r.scopes,
         datasets=getattr(r, "datasets", None),
+        attr_times=getattr(r, "attr_times", None),
     )
 
 
@@ -378,6 +379,7 @@ def _join(
                 sys_attrs=_sys(r, inner),
                 scopes=r.scopes,
                 datasets=getattr(r, "datasets", None),
+                attr_times=getattr(r, "attr_times", None),
             )
             for eid, r in found.items()
         }
@@ -490,6 +492,7 @@ def get_entity(
         e.extra_types,
         e.scopes,
         entities.entity_datasets(access, e),
+        e.attr_times,
     )
     if rep.attrs is not None and not (
         rep.attrs & {*(row.attrs or {}), *(["location"] if row.location else [])}
