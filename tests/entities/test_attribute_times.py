@@ -1,9 +1,11 @@
 """Attributes' createdAt/modifiedAt (``Entity.attr_times``, migration 0026): kept by every write path —
-the import, the ingest service's latest states — and backfilled for entities that existed before."""
+the import, the ingest service's latest states — and backfilled for entities that existed before; the
+createdAt of history instances (``attribute_instances.created_us``, migration 0027) likewise."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -64,24 +66,37 @@ def _migrate(settings: Settings) -> None:
     ctx = AppContext.build(settings)
     upgrade(ctx.db)
     World(ctx).org("acme", ("main",))
+    past = {"type": "Property", "value": "p", "observedAt": "2020-01-01T00:00:00Z"}
+    future = {"type": "Property", "value": "f", "observedAt": "2030-01-01T00:00:00Z"}
     item = {"id": DEV, "type": "Device", "label": {"type": "Property", "value": "roof"}, "t": 1.5,
+            "past": past, "future": future,
             "name": [{"type": "Property", "value": "a", "datasetId": "urn:ngsi-ld:Dataset:x"},
                      {"type": "Property", "value": "b"}],
             "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [8, 47]}}}  # fmt: skip
     put_entities(World(ctx), "acme", "main", [item])
+    with ctx.db.engine.connect() as c:
+        written = dict(
+            c.execute(text("SELECT attribute, created_us FROM attribute_instances")).tuples().all()
+        )
     downgrade(ctx.db, "0025_entity_datasets")
     with ctx.db.engine.connect() as c:
-        c.execute(text("UPDATE entities SET modified_at = :m"), {"m": "2026-06-01 00:00:00"})
+        c.execute(text("UPDATE entities SET modified_at = :m"), {"m": datetime(2100, 1, 1)})
         c.commit()
     upgrade(ctx.db)
     with ctx.db.transaction() as s:
         e = s.scalars(select(Entity)).one()
         at = [to_us(e.created_at), to_us(e.modified_at)]
-        assert at[1] == 1780272000000000  # 2026-06-01T00:00:00Z
+        assert at[1] == to_us(datetime(2100, 1, 1, tzinfo=UTC))
         assert e.attr_times == {
-            "label": {"": at}, "t": {"": at}, "location": {"": at},
+            "label": {"": at}, "t": {"": at}, "location": {"": at}, "past": {"": at}, "future": {"": at},
             "name": {"": at, "urn:ngsi-ld:Dataset:x": at},
         }  # fmt: skip
+        got = dict(s.execute(text("SELECT attribute, created_us FROM attribute_instances")).tuples().all())
+    # dated by their write: exact; observed before the entity was created: its createdAt; observed
+    # later: that time (the entity's last change bounds it)
+    assert got == {"label": written["label"], "location": written["location"], "name": written["name"],
+                   "past": at[0], "future": to_us(datetime(2030, 1, 1, tzinfo=UTC))}  # fmt: skip
+    assert written["label"] >= at[0] and written["past"] == written["label"]
     ctx.db.dispose()
 
 

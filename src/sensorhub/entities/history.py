@@ -38,11 +38,18 @@ _T = attribute_instances.c
 
 @dataclass(frozen=True, slots=True)
 class HistoryKey:
-    """One attribute of one entity; ``deleted``: its deletion instances instead of its values."""
+    """One attribute of one entity; ``deleted``: its deletion instances instead of its values;
+    ``created``: its instances by createdAt (when each was written) instead of observedAt — the times
+    read and returned are then createdAt, and each value is ``(observedAt µs, instance)``."""
 
     entity_pk: int
     attribute: str
     deleted: bool = False
+    created: bool = False
+
+    @property
+    def time(self) -> Any:
+        return _T.created_us if self.created else _T.ts
 
 
 def history_attributes(attrs: dict[str, Any] | None, location: dict[str, Any] | None) -> list[str]:
@@ -93,9 +100,22 @@ def _where(key: HistoryKey, lo: int, hi: int) -> ColumnElement[bool]:
         _T.entity_pk == key.entity_pk,
         _T.attribute == key.attribute,
         _T.deleted.is_(key.deleted),
-        _T.ts >= lo,
-        _T.ts < hi,
+        key.time >= lo,
+        key.time < hi,
     )
+
+
+def _columns(key: HistoryKey) -> tuple[Any, ...]:
+    return (_T.created_us, _T.ts, _T.instance) if key.created else (_T.ts, _T.instance)
+
+
+def _row(key: HistoryKey, r: Any) -> tuple[int, Any]:
+    return (int(r[0]), (int(r[1]), r[2])) if key.created else (int(r[0]), r[1])
+
+
+def instance_of(key: HistoryKey, value: Any) -> Any:
+    """The stored instance of a value :func:`first_instances` returned (for ``created``, its second half)."""
+    return value[1] if key.created else value
 
 
 def _objects(items: list[Any]) -> npt.NDArray[Any]:
@@ -115,10 +135,10 @@ def _read(
 ) -> list[tuple[int, Any]]:
     rows: list[tuple[int, Any]] = []
     for lo, hi in windows:
-        q = select(_T.ts, _T.instance).where(_where(key, lo, hi)).order_by(_T.ts)
+        q = select(*_columns(key)).where(_where(key, lo, hi)).order_by(key.time, _T.ts)
         if limit is not None:
             q = q.limit(limit - len(rows))
-        rows += [(int(t), v) for t, v in s.execute(q).tuples()]
+        rows += [_row(key, r) for r in s.execute(q)]
         if limit is not None and len(rows) >= limit:
             break
     return rows
@@ -137,12 +157,12 @@ def last_instances(s: Session, key: HistoryKey, windows: Sequence[WindowUS], n: 
     rows: list[tuple[int, Any]] = []
     for lo, hi in reversed(windows):
         q = (
-            select(_T.ts, _T.instance)
+            select(*_columns(key))
             .where(_where(key, lo, hi))
-            .order_by(_T.ts.desc())
+            .order_by(key.time.desc(), _T.ts.desc())
             .limit(want - len(rows))
         )
-        rows += [(int(t), v) for t, v in s.execute(q).tuples()]
+        rows += [_row(key, r) for r in s.execute(q)]
         if len(rows) >= want:
             break
     truncated = len(rows) > min(n, limit)
@@ -195,7 +215,7 @@ def aggregate(
         elif m == "distinctCount":
             seen: list[set[bytes]] = [set() for _ in range(n)]
             for i, (_, inst) in zip(idx.tolist(), rows, strict=True):
-                seen[i].add(orjson.dumps(value_of(inst), option=orjson.OPT_SORT_KEYS))
+                seen[i].add(orjson.dumps(value_of(instance_of(key, inst)), option=orjson.OPT_SORT_KEYS))
             out.values[m] = np.array([len(x) for x in seen], dtype=np.float64)[keep]
     return out
 
@@ -210,6 +230,7 @@ __all__ = [
     "first_instances",
     "first_time",
     "history_attributes",
+    "instance_of",
     "last_instances",
     "last_time",
     "listed_entities",

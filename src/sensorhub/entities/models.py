@@ -304,6 +304,9 @@ attribute_instances = Table(
     Column("ts", BigInteger, nullable=False),
     # The attribute as written (normalized, observedAt included); for a deletion, its type only.
     Column("instance", JSON, nullable=True),
+    # The instance's createdAt: when it was written, µs since the epoch (UTC); what
+    # ``timeproperty=createdAt`` reads (migration 0027; rows from before it carry an estimate).
+    Column("created_us", BigInteger, nullable=True),
     # One instance per attribute and time (a later write at the same observedAt replaces it); the index
     # every read of one attribute's instances walks.
     UniqueConstraint("entity_pk", "attribute", "deleted", "ts", name="uq_attribute_instances"),
@@ -328,13 +331,15 @@ def _instance_rows(e: Entity, old: dict[str, Any], new: dict[str, Any], now_us: 
             continue
         ts = observed_us(attr.get("observedAt")) if isinstance(attr, dict) else None
         rows.append(
-            {"entity_pk": e.pk, "attribute": name, "deleted": False, "ts": ts or now_us, "instance": attr}
-        )
+            {"entity_pk": e.pk, "attribute": name, "deleted": False, "ts": ts or now_us, "instance": attr,
+             "created_us": now_us}
+        )  # fmt: skip
     rows += [
-        {"entity_pk": e.pk, "attribute": name, "deleted": True, "ts": now_us, "instance": _deleted(old[name])}
+        {"entity_pk": e.pk, "attribute": name, "deleted": True, "ts": now_us, "instance": _deleted(old[name]),
+         "created_us": now_us}
         for name in old
         if name not in new
-    ]
+    ]  # fmt: skip
     return rows
 
 
@@ -379,8 +384,16 @@ def _write_history(conn: Connection, rows: list[dict[str, Any]]) -> None:
 def record_instances(s: Session, e: Entity, items: list[tuple[str, int, dict[str, Any]]]) -> None:
     """Instances ``(attribute, ts µs, attribute as written)`` of ``e``'s history that are not its new
     state (the ingest service's earlier observations of a request), in the session's transaction."""
+    now = to_us(utcnow())
     rows = [
-        {"entity_pk": e.pk, "attribute": name, "deleted": False, "ts": ts, "instance": attr}
+        {
+            "entity_pk": e.pk,
+            "attribute": name,
+            "deleted": False,
+            "ts": ts,
+            "instance": attr,
+            "created_us": now,
+        }
         for name, ts, attr in items
     ]
     _write_history(s.connection(), rows)
@@ -405,7 +418,7 @@ def _history_updated(_mapper: object, conn: Connection, e: Entity) -> None:
         # the scopes removed: a deletion instance of ``scope`` (its values have no history)
         now = to_us(utcnow())
         _write_history(conn, [{"entity_pk": e.pk, "attribute": SCOPE, "deleted": True, "ts": now,
-                               "instance": {"type": "Property"}}])  # fmt: skip
+                               "instance": {"type": "Property"}, "created_us": now}])  # fmt: skip
     if not (h_attrs.has_changes() or h_loc.has_changes()):
         return
     old_attrs = (h_attrs.deleted[0] if h_attrs.deleted else None) if h_attrs.has_changes() else e.attrs

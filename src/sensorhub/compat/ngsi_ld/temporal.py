@@ -38,6 +38,7 @@ from sensorhub.entities import history as H
 from sensorhub.entities import service as entities
 from sensorhub.entities.geo import GeoQuery
 from sensorhub.entities.normalize import VALUE_MEMBER, check_entity_id, is_dataset_id, one_or_many
+from sensorhub.entities.windows import is_bounded
 from sensorhub.errors import (
     BadRequest,
     InsufficientScope,
@@ -87,6 +88,7 @@ class TimeRange:
     hi: int | None = None
     origin: int | None = None  # timeAt: where periods start and Content-Range begins
     deleted: bool = False  # timeproperty=deletedAt: the deletion instances, by deletedAt
+    created: bool = False  # timeproperty=createdAt: the instances by when they were written
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +102,9 @@ class Representation:
 def parse_range(
     timerel: str | None, time_at: str | None, end_time_at: str | None, timeproperty: str | None
 ) -> TimeRange:
-    deleted = _check_timeproperty(timeproperty)
-    return replace(_parse_range(timerel, time_at, end_time_at), deleted=deleted)
+    prop = _check_timeproperty(timeproperty)
+    rng = _parse_range(timerel, time_at, end_time_at)
+    return replace(rng, deleted=prop == "deletedAt", created=prop == "createdAt")
 
 
 def _parse_range(timerel: str | None, time_at: str | None, end_time_at: str | None) -> TimeRange:
@@ -130,14 +133,37 @@ def _parse_range(timerel: str | None, time_at: str | None, end_time_at: str | No
     return TimeRange(at + 1, None, at)  # after: strictly after timeAt
 
 
-def _check_timeproperty(timeproperty: str | None) -> bool:
-    """``timeproperty``: ``observedAt`` (the default) or ``deletedAt`` (True: the deletion instances)."""
-    if timeproperty not in (None, "observedAt", "deletedAt"):
+def _check_timeproperty(timeproperty: str | None) -> str:
+    """``timeproperty``: ``observedAt`` (the default), ``createdAt`` (non-numeric attributes' instances
+    by when they were written) or ``deletedAt`` (the deletion instances)."""
+    if timeproperty not in (None, "observedAt", "createdAt", "deletedAt"):
         raise BadRequest(
             f"timeproperty '{str(timeproperty)[:40]}' is not supported: sensorhub keeps the instances of "
-            "attributes by observedAt and their deletions by deletedAt (no createdAt/modifiedAt per instance)"
+            "attributes by observedAt, those of non-numeric attributes by createdAt too, and their "
+            "deletions by deletedAt (no modifiedAt per instance: an instance is never changed, a later "
+            "write at the same observedAt is a new instance)"
         )
-    return timeproperty == "deletedAt"
+    return timeproperty or "observedAt"
+
+
+def _refuse_created(rng: TimeRange, access: Access, chosen: Sequence[SeriesInfo]) -> None:
+    """``timeproperty=createdAt`` reads what is kept: not numeric attributes' points (the time-series
+    store keeps each point's observedAt and value, not when it was written), nor for a credential
+    limited to time windows (its windows are on observedAt)."""
+    if not rng.created:
+        return
+    if chosen:
+        x = chosen[0]
+        raise BadRequest(
+            f"timeproperty=createdAt: the instances of numeric attributes are kept by observedAt only "
+            f"('{x.attribute[:100]}' of '{x.entity_id[:200]}': the time-series store does not keep when each "
+            "point was written); name the non-numeric attributes with attrs, or use timeproperty=observedAt"
+        )
+    if is_bounded(access):
+        raise BadRequest(
+            "timeproperty=createdAt is not offered to a credential limited to time windows (they bound "
+            "observedAt); use timeproperty=observedAt"
+        )
 
 
 # options/format values → representation (simplified and keyValues are the simplified temporal one).
@@ -264,6 +290,7 @@ class _Read:
     unit: str | None = None
     history: bool = False
     deleted: bool = False  # deletion instances (timeproperty=deletedAt)
+    created: bool = False  # instances by createdAt (values: (observedAt µs, instance))
     atype: str = "Property"  # a history attribute's type as the entity stores it now
     inst: T.Instances | None = None
     agg: T.Aggregated | None = None
@@ -320,6 +347,7 @@ def _read_history(
         f"urn:ngsi-ld:instance:{kind}{key.entity_pk}:{key.attribute}:",
         history=True,
         deleted=key.deleted,
+        created=key.created,
         atype=atype,
     )
     if rep.kind == "aggregatedValues":
@@ -391,13 +419,13 @@ _NORMALIZED = render.Representation()
 
 
 def _time_member(r: _Read) -> str:
-    return "deletedAt" if r.deleted else "observedAt"
+    return "deletedAt" if r.deleted else "createdAt" if r.created else "observedAt"
 
 
 def _attr_type(r: _Read) -> str:
     """The type of a history attribute's newest instance shown (``Property`` for a series)."""
     if r.history and r.inst is not None and len(r.inst.values):
-        last = r.inst.values[-1]
+        last = r.inst.values[-1][1] if r.created else r.inst.values[-1]
         if isinstance(last, dict) and isinstance(last.get("type"), str):
             return str(last["type"])
     return r.atype
@@ -422,19 +450,24 @@ def _deletion(inst: Any) -> dict[str, Any]:
 def _render_history(r: _Read, rep: Representation, rc: RequestContext) -> Any:
     assert r.inst is not None
     times = iso_array(r.inst.ts).tolist()
+    values = r.inst.values.tolist()
+    # instanceId: by observedAt (the instance's key), whichever time the read is by
+    ids = [v[0] for v in values] if r.created else r.inst.ts.tolist()
+    if r.created:
+        values = [v[1] for v in values]
     if r.deleted:
-        insts = [_deletion(i) for i in r.inst.values.tolist()]
+        insts = [_deletion(i) for i in values]
     else:
         insts = [
             render.render_attr(i, _NORMALIZED, rc.shown) if isinstance(i, dict) else {"value": i}
-            for i in r.inst.values.tolist()
+            for i in values
         ]
     if rep.kind == "temporalValues":
         atype = _attr_type(r)
         values = [[H.value_of(i), t] for i, t in zip(insts, times, strict=True)]
         return {"type": atype, _SIMPLIFIED.get(atype, "values"): values}
     out = []
-    for inst, t, u in zip(insts, times, r.inst.ts.tolist(), strict=True):
+    for inst, t, u in zip(insts, times, ids, strict=True):
         out.append({**inst, _time_member(r): t, "instanceId": r.instance_base + str(u)})
     return out
 
@@ -567,6 +600,7 @@ def _pick_history(
     location: dict[str, Any] | None,
     series: Sequence[SeriesInfo],
     members: Members,
+    created: bool = False,
 ) -> list[tuple[H.HistoryKey, str]]:
     """The entity's attributes read from the attribute history (with their current type): those the
     time-series store does not keep, unless a series of the same name answers for them."""
@@ -577,7 +611,7 @@ def _pick_history(
             continue
         attr = (attrs or {}).get(name)
         atype = attr.get("type", "Property") if isinstance(attr, dict) else "GeoProperty"
-        out.append((H.HistoryKey(pk, name), str(atype)))
+        out.append((H.HistoryKey(pk, name, created=created), str(atype)))
     return out
 
 
@@ -626,7 +660,12 @@ def _read_page(
             kept = _pick_deleted(st.pk, deleted.get(st.pk, []), members) if st is not None else []
         else:
             chosen = _pick(series, members)
-            kept = _pick_history(st.pk, st.attrs, st.location, series, members) if st is not None else []
+            _refuse_created(rng, access_ts, chosen)
+            kept = (
+                _pick_history(st.pk, st.attrs, st.location, series, members, rng.created)
+                if st is not None
+                else []
+            )
         windows = _windows(access_ts, r, rng) if chosen or kept else []
         reads = [_read_one(store, x, windows, rng, rep) for x in chosen]
         reads += [_read_history(db, k, atype, windows, rng, rep) for k, atype in kept]
@@ -742,7 +781,9 @@ def query_temporal(
     timerel: str | None = Query(None, description="before | after | between"),
     timeAt: str | None = Query(None, description="ISO 8601 date-time"),
     endTimeAt: str | None = Query(None, description="ISO 8601 date-time (with between)"),
-    timeproperty: str | None = Query(None, description="observedAt (default) or deletedAt"),
+    timeproperty: str | None = Query(
+        None, description="observedAt (default), createdAt (non-numeric attributes) or deletedAt"
+    ),
     lastN: str | None = Query(
         None, description=f"Only the newest N instances per attribute (1-{MAX_LAST_N})"
     ),
@@ -902,7 +943,8 @@ def get_temporal_entity(
         kept = _pick_deleted(e.pk, names, members)
     else:
         chosen = _pick(series, members) if readable else []
-        kept = _pick_history(e.pk, e.attrs, e.location, series, members) if readable else []
+        _refuse_created(rng, access_ts, chosen)
+        kept = _pick_history(e.pk, e.attrs, e.location, series, members, rng.created) if readable else []
     if members.attrs is not None and not chosen and not kept:
         raise NotFound(f"entity '{entity_id}' has no temporal evolution of the attributes attrs names")
     windows = _windows(access_ts, e, rng) if chosen or kept else []
