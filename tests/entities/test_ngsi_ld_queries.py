@@ -225,13 +225,17 @@ def test_attrs_projection_key_values_and_sys_attrs(client: TestClient, token: st
         headers=bearer(token),
     )
     e = full.json()[0]
+    assert e["createdAt"].endswith("Z") and e["modifiedAt"].endswith("Z")
+    # each attribute carries its own system attributes: written with the entity, created with it
     assert e["temperature"] == {
         "type": "Property",
         "value": 21.5,
         "unitCode": "CEL",
         "observedAt": "2026-01-01T00:00:00Z",
+        "createdAt": e["createdAt"],
+        "modifiedAt": e["createdAt"],
     }
-    assert e["createdAt"].endswith("Z") and e["modifiedAt"].endswith("Z")
+    assert e["location"]["createdAt"] == e["createdAt"]
     problem(client.get(E, params={"options": "bogus"}, headers=bearer(token)), 400, "InvalidRequest")
 
 
