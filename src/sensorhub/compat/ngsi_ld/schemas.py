@@ -296,10 +296,9 @@ ExpandValues = Annotated[
 ]
 Csf = Annotated[
     str | None,
-    Query(
-        description="Context source filter (the q grammar): a malformed one is 400; sensorhub has no "
-        "context source registrations, so a well-formed one is 501 NotImplemented"
-    ),
+    # Read (a malformed one is 400; sensorhub has no context source registrations, so a well-formed one
+    # is 501 NotImplemented) but not offered in the OpenAPI document: it names no feature a client can use.
+    Query(include_in_schema=False),
 ]
 DatasetId = Annotated[
     str | None,
