@@ -4,8 +4,6 @@ Revision ID: 0002
 Revises: 0001
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
@@ -13,8 +11,6 @@ import sensorhub.db
 
 revision: str = "0002"
 down_revision: str | None = "0001"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 ROLLUPS = ("rollup_1m", "rollup_1h", "rollup_1d")
 

@@ -4,8 +4,6 @@ Revision ID: 0006_tokens
 Revises: 0006_push
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
@@ -13,8 +11,6 @@ import sensorhub.db
 
 revision: str = "0006_tokens"
 down_revision: str | None = "0006_push"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 LIVE = "revoked_at IS NULL"
 LIVE_NOT_SUPERSEDED = "revoked_at IS NULL AND superseded_at IS NULL"

@@ -4,8 +4,6 @@ Revision ID: 0008_live_subscriptions
 Revises: 0006_tokens
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
@@ -13,8 +11,6 @@ import sensorhub.db
 
 revision: str = "0008_live_subscriptions"
 down_revision: str | None = "0006_tokens"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

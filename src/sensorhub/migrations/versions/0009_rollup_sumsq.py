@@ -8,15 +8,11 @@ hour and day levels from the minute level (every point is in exactly one minute 
 ingest and import keep it exact, like count and sum.
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006_sumsq"
 down_revision: str | None = "0008_live_subscriptions"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 LEVELS = (("rollup_1m", 60_000_000), ("rollup_1h", 3_600_000_000), ("rollup_1d", 86_400_000_000))
 

@@ -4,8 +4,6 @@ Revision ID: 0009_push_delivery
 Revises: 0006_sumsq
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
@@ -13,8 +11,6 @@ import sensorhub.db
 
 revision: str = "0009_push_delivery"
 down_revision: str | None = "0006_sumsq"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 _TS = sensorhub.db.UTCDateTime

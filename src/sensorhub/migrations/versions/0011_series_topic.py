@@ -6,15 +6,11 @@ Revision ID: 0006_series_topic
 Revises: 0009_push_delivery
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006_series_topic"
 down_revision: str | None = "0009_push_delivery"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 # SQLite rebuilds the table to change its unique constraint (a table constraint cannot be dropped);
 # dropping the old table drops its trigger, which is created again (same text as 0002).

@@ -7,7 +7,6 @@ Filled here for the entities that already have a location; from then on every OR
 keeps it (sensorhub.entities.models).
 """
 
-from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,8 +14,6 @@ from alembic import op
 
 revision: str = "0010_geo"
 down_revision: str | None = "0006_series_topic"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 COLUMNS = ("geo_min_lon", "geo_min_lat", "geo_max_lon", "geo_max_lat", "geo_lat_span")
 

@@ -4,8 +4,6 @@ Revision ID: 0013_live_subscription_counts
 Revises: 0010_geo
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
@@ -13,8 +11,6 @@ import sensorhub.db
 
 revision: str = "0013_live_subscription_counts"
 down_revision: str | None = "0010_geo"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 COLUMNS = ("times_sent", "times_failed", "last_success", "last_failure")
 

@@ -5,8 +5,6 @@ Revision ID: 0009_tokens
 Revises: 0008_tokens
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
@@ -14,8 +12,6 @@ import sensorhub.db
 
 revision: str = "0009_tokens"
 down_revision: str | None = "0008_tokens"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

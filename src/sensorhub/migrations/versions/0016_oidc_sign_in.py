@@ -4,8 +4,6 @@ Revision ID: 0016_oidc_sign_in
 Revises: 0009_tokens
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
@@ -13,8 +11,6 @@ import sensorhub.db
 
 revision: str = "0016_oidc_sign_in"
 down_revision: str | None = "0009_tokens"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -10,15 +10,11 @@ index type queries use (kept by every ORM write, see sensorhub.entities.models).
 existing entity has exactly the one type it had, and ``type=<it>`` still finds it through the column.
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0017_entity_types"
 down_revision: str | None = "0016_oidc_sign_in"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -8,15 +8,11 @@ Revision ID: 0018_push_topic
 Revises: 0017_entity_types
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0018_push_topic"
 down_revision: str | None = "0017_entity_types"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -4,8 +4,6 @@ Revision ID: 0019_invitation_signups
 Revises: 0018_push_topic
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
@@ -13,8 +11,6 @@ import sensorhub.db
 
 revision: str = "0019_invitation_signups"
 down_revision: str | None = "0018_push_topic"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

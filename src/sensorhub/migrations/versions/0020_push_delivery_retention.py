@@ -4,8 +4,6 @@ Revision ID: 0020_push_delivery_retention
 Revises: 0019_invitation_signups
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
@@ -13,8 +11,6 @@ import sensorhub.db
 
 revision: str = "0020_push_delivery_retention"
 down_revision: str | None = "0019_invitation_signups"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

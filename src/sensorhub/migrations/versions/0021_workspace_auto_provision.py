@@ -4,15 +4,11 @@ Revision ID: 0021_auto_provision
 Revises: 0020_push_delivery_retention
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0021_auto_provision"
 down_revision: str | None = "0020_push_delivery_retention"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

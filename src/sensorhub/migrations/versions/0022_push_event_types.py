@@ -7,15 +7,11 @@ Revision ID: 0022_push_event_types
 Revises: 0021_auto_provision
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0022_push_event_types"
 down_revision: str | None = "0021_auto_provision"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

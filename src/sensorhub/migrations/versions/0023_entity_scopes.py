@@ -8,15 +8,11 @@ An entity's scopes go to ``entities.scopes`` (a JSON array, NULL for none) and, 
 No row moves: no existing entity has a scope.
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0023_entity_scopes"
 down_revision: str | None = "0022_push_event_types"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

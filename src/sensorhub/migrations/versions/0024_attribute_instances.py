@@ -11,7 +11,6 @@ their first instance (dated by observedAt, else by the entity's last change), so
 with what is known rather than empty.
 """
 
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,8 +19,6 @@ from alembic import op
 
 revision: str = "0024_attribute_instances"
 down_revision: str | None = "0023_entity_scopes"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -8,15 +8,11 @@ API family reads. The other instances of a multi-attribute go to ``entities.data
 attribute name → array of instances, NULL for none). No row moves: no existing entity has one.
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0025_entity_datasets"
 down_revision: str | None = "0024_attribute_instances"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

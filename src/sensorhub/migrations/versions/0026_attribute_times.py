@@ -11,7 +11,6 @@ that is known of them: each gets the entity's createdAt as its createdAt and the
 as its modifiedAt (bounds, never later than the truth for createdAt nor earlier for modifiedAt).
 """
 
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,8 +19,6 @@ from alembic import op
 
 revision: str = "0026_attribute_times"
 down_revision: str | None = "0025_entity_datasets"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

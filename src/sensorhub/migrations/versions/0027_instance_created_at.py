@@ -10,7 +10,6 @@ its observedAt was written no earlier than the entity was created nor than it wa
 later than the entity's last change: it gets max(entity createdAt, observedAt) within that bound.
 """
 
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,8 +18,6 @@ from alembic import op
 
 revision: str = "0027_instance_created_at"
 down_revision: str | None = "0026_attribute_times"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
