@@ -11,11 +11,13 @@ their first instance (dated by observedAt, else by the entity's last change), so
 with what is known rather than empty.
 """
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
+
+from sensorhub.migrations._backfill import batches, epoch_us
 
 revision: str = "0024_attribute_instances"
 down_revision: str | None = "0023_entity_scopes"
@@ -60,23 +62,11 @@ def _first_instances() -> None:
         sa.column("location", sa.JSON()),
         sa.column("modified_at", sa.DateTime()),
     )
-    last = 0
-    while True:
-        batch = conn.execute(
-            sa.select(entities.c.pk, entities.c.attrs, entities.c.location, entities.c.modified_at)
-            .where(entities.c.pk > last)
-            .order_by(entities.c.pk)
-            .limit(1000)
-        ).all()
-        if not batch:
-            return
+    query = sa.select(entities.c.pk, entities.c.attrs, entities.c.location, entities.c.modified_at)
+    for batch in batches(conn, query, entities.c.pk):
         rows = []
         for pk, attrs, location, modified in batch:
-            if isinstance(modified, str):
-                modified = datetime.fromisoformat(modified)
-            if modified is None:
-                modified = datetime.now(UTC)
-            at = _us(modified)
+            at = epoch_us(modified)
             current = dict(attrs or {})
             if location is not None:
                 current["location"] = {"type": "GeoProperty", "value": location}
@@ -89,19 +79,13 @@ def _first_instances() -> None:
                 )
         if rows:
             conn.execute(sa.insert(instances), rows)
-        last = batch[-1][0]
-
-
-def _us(dt: datetime) -> int:
-    dt = dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-    return (dt - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
 
 def _observed_us(value: Any) -> int | None:
     if not isinstance(value, str):
         return None
     try:
-        return _us(datetime.fromisoformat(value.replace("Z", "+00:00")))
+        return epoch_us(datetime.fromisoformat(value.replace("Z", "+00:00")))
     except (ValueError, OverflowError):
         return None
 

@@ -11,11 +11,12 @@ that is known of them: each gets the entity's createdAt as its createdAt and the
 as its modifiedAt (bounds, never later than the truth for createdAt nor earlier for modifiedAt).
 """
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
+
+from sensorhub.migrations._backfill import batches, epoch_us
 
 revision: str = "0026_attribute_times"
 down_revision: str | None = "0025_entity_datasets"
@@ -40,19 +41,11 @@ def _backfill() -> None:
         sa.column("attr_times", sa.JSON()),
     )
     c = entities.c
-    last = 0
-    while True:
-        batch = conn.execute(
-            sa.select(c.pk, c.attrs, c.datasets, c.location, c.created_at, c.modified_at)
-            .where(c.pk > last)
-            .order_by(c.pk)
-            .limit(1000)
-        ).all()
-        if not batch:
-            return
+    query = sa.select(c.pk, c.attrs, c.datasets, c.location, c.created_at, c.modified_at)
+    for batch in batches(conn, query, c.pk):
         rows = []
         for pk, attrs, datasets, location, created, modified in batch:
-            at = [_us(created), _us(modified or created)]
+            at = [epoch_us(created), epoch_us(modified or created)]
             times: dict[str, dict[str, list[int]]] = {}
             for name, attr in (attrs or {}).items():
                 times.setdefault(name, {})[_key(attr)] = at
@@ -68,21 +61,11 @@ def _backfill() -> None:
                 sa.update(entities).where(c.pk == sa.bindparam("k")).values(attr_times=sa.bindparam("t")),
                 rows,
             )
-        last = batch[-1][0]
 
 
 def _key(attr: Any) -> str:
     d = attr.get("datasetId") if isinstance(attr, dict) else None
     return d if isinstance(d, str) else ""
-
-
-def _us(dt: Any) -> int:
-    if isinstance(dt, str):
-        dt = datetime.fromisoformat(dt)
-    if dt is None:
-        dt = datetime.now(UTC)
-    dt = dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-    return int((dt - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1))
 
 
 def downgrade() -> None:

@@ -10,11 +10,10 @@ its observedAt was written no earlier than the entity was created nor than it wa
 later than the entity's last change: it gets max(entity createdAt, observedAt) within that bound.
 """
 
-from datetime import UTC, datetime, timedelta
-from typing import Any
-
 import sqlalchemy as sa
 from alembic import op
+
+from sensorhub.migrations._backfill import batches, epoch_us
 
 revision: str = "0027_instance_created_at"
 down_revision: str | None = "0026_attribute_times"
@@ -44,39 +43,22 @@ def _backfill() -> None:
         sa.column("modified_at", sa.DateTime()),
     )
     i, e = instances.c, entities.c
-    last = 0
-    while True:
-        batch = conn.execute(
-            sa.select(i.id, i.deleted, i.ts, i.instance, e.created_at, e.modified_at)
-            .select_from(instances.join(entities, e.pk == i.entity_pk))
-            .where(i.id > last)
-            .order_by(i.id)
-            .limit(1000)
-        ).all()
-        if not batch:
-            return
+    query = sa.select(i.id, i.deleted, i.ts, i.instance, e.created_at, e.modified_at).select_from(
+        instances.join(entities, e.pk == i.entity_pk)
+    )
+    for batch in batches(conn, query, i.id):
         rows = []
         for row_id, deleted, ts, instance, created, modified in batch:
             observed = isinstance(instance, dict) and isinstance(instance.get("observedAt"), str)
             if deleted or not observed:
                 at = int(ts)
             else:
-                lo, hi = _us(created), _us(modified or created)
+                lo, hi = epoch_us(created), epoch_us(modified or created)
                 at = min(max(lo, int(ts)), max(lo, hi))
             rows.append({"k": row_id, "c": at})
         conn.execute(
             sa.update(instances).where(i.id == sa.bindparam("k")).values(created_us=sa.bindparam("c")), rows
         )
-        last = batch[-1][0]
-
-
-def _us(dt: Any) -> int:
-    if isinstance(dt, str):
-        dt = datetime.fromisoformat(dt)
-    if dt is None:
-        dt = datetime.now(UTC)
-    dt = dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-    return int((dt - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1))
 
 
 def downgrade() -> None:
