@@ -95,10 +95,11 @@ class World:
             minted = tokens.create_pat(
                 s,
                 u,
-                name=name,
-                scopes=scopes or ["entities", "timeseries", "export", "telemetry", "ingest"],
-                expiry=tokens.ExpirySpec(),
-                restrictions=tokens.RestrictionSpec(**restrictions),
+                tokens.NewToken(
+                    name,
+                    scopes or ["entities", "timeseries", "export", "telemetry", "ingest"],
+                    restrictions=tokens.RestrictionSpec(**restrictions),
+                ),
                 settings=self.ctx.settings,
                 created_by=u.id,
             )
@@ -117,11 +118,11 @@ class World:
             minted = tokens.create_api_key(
                 s,
                 o,
-                name=name,
-                scopes=scopes or ["entities", "timeseries", "export", "telemetry", "ingest"],
-                workspaces=list(workspaces),
-                expiry=tokens.ExpirySpec(),
-                restrictions=tokens.RestrictionSpec(),
+                tokens.NewToken(
+                    name,
+                    scopes or ["entities", "timeseries", "export", "telemetry", "ingest"],
+                    restrictions=tokens.RestrictionSpec(workspaces=workspaces),
+                ),
                 settings=self.ctx.settings,
                 created_by=None,
                 **kw,

@@ -197,22 +197,20 @@ def test_the_grants_list_costs_the_same_statements_for_any_number_of_grants(
     assert {r["department"] for r in rows} == {"Main"} and all(r["user"] for r in rows)
 
 
-def test_create_api_key_leaves_its_restriction_spec_as_given(world: World, ctx: AppContext) -> None:
+def test_create_api_key_takes_its_workspaces_from_the_spec_and_leaves_it_as_given(
+    world: World, ctx: AppContext
+) -> None:
     world.org("acme", ("main",))
-    spec = tokens.RestrictionSpec(entities=("urn:a",))
+    spec = tokens.RestrictionSpec(workspaces=("main",), entities=("urn:a",))
+    new = tokens.NewToken("k", ["timeseries"], restrictions=spec)
     with ctx.db.transaction() as s:
         minted = tokens.create_api_key(
-            s,
-            accounts.get_org(s, "acme"),
-            name="k",
-            scopes=["timeseries"],
-            workspaces=["main"],
-            expiry=tokens.ExpirySpec(),
-            restrictions=spec,
-            settings=ctx.settings,
-            created_by=None,
+            s, accounts.get_org(s, "acme"), new, settings=ctx.settings, created_by=None
         )
         assert "workspaces" in minted.credential.restrictions
-    assert spec == tokens.RestrictionSpec(entities=("urn:a",))  # workspaces not written into it
+        assert "entities" in minted.credential.restrictions
+    assert new == tokens.NewToken("k", ["timeseries"], restrictions=spec)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        spec.workspaces = ["main"]  # type: ignore[misc]
+        spec.workspaces = ["lab"]  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        new.restrictions = tokens.RestrictionSpec()  # type: ignore[misc]

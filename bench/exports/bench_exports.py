@@ -114,11 +114,7 @@ def child_export(workdir: Path, fmt: str, rows: int, series: int) -> dict[str, A
         key = tokens.create_api_key(
             sess,
             org,
-            name=f"bench-{fmt}-{time.time_ns()}",
-            scopes=["export"],
-            workspaces=[],
-            expiry=tokens.ExpirySpec(),
-            restrictions=tokens.RestrictionSpec(),
+            tokens.NewToken(f"bench-{fmt}-{time.time_ns()}", ["export"]),
             settings=s,
             created_by=None,
             export_row_cap=rows,

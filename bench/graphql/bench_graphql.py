@@ -84,10 +84,7 @@ def seed(ctx: AppContext) -> str:
         minted = tokens.create_pat(
             s,
             user,
-            name="bench",
-            scopes=["entities", "telemetry", "timeseries"],
-            expiry=tokens.ExpirySpec(),
-            restrictions=tokens.RestrictionSpec(),
+            tokens.NewToken("bench", ["entities", "telemetry", "timeseries"]),
             settings=ctx.settings,
             created_by=user.id,
         )

@@ -64,11 +64,7 @@ def seed(env: dict[str, str]) -> str:
         minted = tokens.create_api_key(
             s,
             org,
-            name="bench",
-            scopes=["ingest", "telemetry"],
-            workspaces=[],
-            expiry=tokens.ExpirySpec(),
-            restrictions=tokens.RestrictionSpec(),
+            tokens.NewToken("bench", ["ingest", "telemetry"]),
             settings=settings,
             created_by=None,
             rate_limit_per_minute=10_000_000,

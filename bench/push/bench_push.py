@@ -115,11 +115,7 @@ def setup(settings: Settings, devices: int) -> tuple[str, Organisation, User]:
         key = tokens.create_api_key(
             s,
             org,
-            name="k",
-            scopes=["ingest"],
-            workspaces=[],
-            expiry=tokens.ExpirySpec(),
-            restrictions=tokens.RestrictionSpec(),
+            tokens.NewToken("k", ["ingest"]),
             settings=settings,
             created_by=None,
         ).token

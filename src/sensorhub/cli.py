@@ -452,10 +452,11 @@ def create_token(
         minted = tokens.create_pat(
             s,
             user,
-            name=name,
-            scopes=[x for x in scopes.split(",") if x.strip()],
-            expiry=tokens.ExpirySpec(expires_in_days=expires_in_days),
-            restrictions=tokens.RestrictionSpec(),
+            tokens.NewToken(
+                name,
+                [x for x in scopes.split(",") if x.strip()],
+                tokens.ExpirySpec(expires_in_days=expires_in_days),
+            ),
             settings=settings,
             created_by=None,
         )

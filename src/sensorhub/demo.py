@@ -87,10 +87,7 @@ def seed(settings: Settings, base_url: str = "http://127.0.0.1:8000") -> DemoRes
         minted = tokens.create_pat(
             s,
             user,
-            name=name,
-            scopes=DEMO_SCOPES,
-            expiry=tokens.ExpirySpec(expires_in_days=30),
-            restrictions=tokens.RestrictionSpec(),
+            tokens.NewToken(name, DEMO_SCOPES, tokens.ExpirySpec(expires_in_days=30)),
             settings=settings,
             created_by=user.id,
         )

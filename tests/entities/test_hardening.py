@@ -142,11 +142,11 @@ def _windowed_world(world: World) -> dict[str, str]:
         minted = tokens.create_api_key(
             s,
             accounts.get_org(s, "acme"),
-            name="january",
-            scopes=["entities"],
-            workspaces=[],
-            expiry=tokens.ExpirySpec(),
-            restrictions=tokens.RestrictionSpec(time_start=JAN[0], time_end=JAN[1]),
+            tokens.NewToken(
+                "january",
+                ["entities"],
+                restrictions=tokens.RestrictionSpec(time_start=JAN[0], time_end=JAN[1]),
+            ),
             settings=world.ctx.settings,
             created_by=None,
         )

@@ -413,10 +413,7 @@ def create_api_user_token(
         sc.db,
         sc.org,
         user_id,
-        name=body.name,
-        scopes=body.scopes,
-        expiry=body.expiry(),
-        restrictions=body.restriction_spec(),
+        body.new_token(),
         settings=ctx(request).settings,
         created_by=sc.user.id,
         ip=request_ip(request),
@@ -465,15 +462,10 @@ def create_api_key(
     """An organisation API key: permissions = scopes × workspaces (no workspaces = all of them).
     Use it with the ``x-api-key`` header (or as a Bearer token)."""
     assert sc.org is not None
-    spec = body.restriction_spec()
     minted = tokens.create_api_key(
         sc.db,
         sc.org,
-        name=body.name,
-        scopes=body.scopes,
-        workspaces=list(spec.workspaces),
-        expiry=body.expiry(),
-        restrictions=spec,
+        body.new_token(),
         settings=ctx(request).settings,
         created_by=sc.user.id,
         rate_limit_per_minute=body.rate_limit_per_minute,

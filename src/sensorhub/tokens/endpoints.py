@@ -30,15 +30,11 @@ def create_token(
     body: TokenCreate, request: Request, sc: SessionContext = Depends(RequireSession())
 ) -> TokenCreated:
     """Create a Personal Access Token. The secret is in ``token`` and is shown only in this response."""
-    settings = ctx(request).settings
     minted = service.create_pat(
         sc.db,
         sc.user,
-        name=body.name,
-        scopes=body.scopes,
-        expiry=body.expiry(),
-        restrictions=body.restriction_spec(),
-        settings=settings,
+        body.new_token(),
+        settings=ctx(request).settings,
         created_by=sc.user.id,
         ip=request_ip(request),
     )

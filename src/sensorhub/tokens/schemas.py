@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, create_model
 from sensorhub.auth import restrictions as R
 from sensorhub.schemas import StrictModel
 from sensorhub.tokens.models import Credential
-from sensorhub.tokens.service import ExpirySpec, RestrictionSpec
+from sensorhub.tokens.service import ExpirySpec, NewToken, RestrictionSpec
 
 _Strict = StrictModel
 
@@ -44,6 +44,9 @@ class TokenCreate(_WithRestrictions):
 
     def restriction_spec(self) -> RestrictionSpec:
         return RestrictionSpec(**{i.name: getattr(self, i.name) for i in R.inputs()})
+
+    def new_token(self) -> NewToken:
+        return NewToken(self.name, self.scopes, self.expiry(), self.restriction_spec())
 
 
 class ApiKeyCreate(TokenCreate):

@@ -7,7 +7,7 @@ CLI). The plaintext is returned once, by :func:`create_pat`, :func:`create_api_k
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -50,6 +50,18 @@ class RestrictionSpec:
     time_start: datetime | None = None
     time_end: datetime | None = None
     allowed_ips: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class NewToken:
+    """What a new token is asked to be, alike for a PAT, an API user's token and an API key: the JSON
+    body (:meth:`sensorhub.tokens.schemas.TokenCreate.new_token`), the web form and the CLI each read
+    theirs into one, and the services take it whole."""
+
+    name: str
+    scopes: Sequence[str]
+    expiry: ExpirySpec = ExpirySpec()
+    restrictions: RestrictionSpec = RestrictionSpec()
 
 
 @dataclass
@@ -350,31 +362,29 @@ def user_orgs(s: Session, user_id: str) -> list[tuple[Organisation, str]]:
 def create_pat(
     s: Session,
     owner: User,
+    new: NewToken,
     *,
-    name: str,
-    scopes: Sequence[str],
-    expiry: ExpirySpec,
-    restrictions: RestrictionSpec,
     settings: Settings,
     created_by: str | None,
     ip: str | None = None,
 ) -> Minted:
-    name = _check_name(name)
-    scope_list = _scopes(scopes)
+    """A Personal Access Token of ``owner`` (a person or an API user), within what its roles allow."""
+    name = _check_name(new.name)
+    scope_list = _scopes(new.scopes)
     memberships = user_orgs(s, owner.id)
     if not memberships:
         raise BadRequest(
             f"'{owner.display}' is not a member of any organisation, so a token would reach nothing"
         )
     orgs = [o for o, _ in memberships]
-    stored, reach = _build_restrictions(s, restrictions, orgs)
+    stored, reach = _build_restrictions(s, new.restrictions, orgs)
     roles = {o.id: r for o, r in memberships}
     for sc in scope_list:
         if not any(sc in ROLE_SCOPES[Role(roles[o.id])] for o in reach):
             raise Forbidden(
                 f"your role does not allow the '{sc}' scope in {', '.join(o.slug for o in reach)}"
             )
-    expires_at = _server_expiry(expiry, _policy(reach), settings, utcnow())
+    expires_at = _server_expiry(new.expiry, _policy(reach), settings, utcnow())
     owner_key = f"user:{owner.id}"
     _check_unique_name(s, owner_key, name)
     minted = _mint(
@@ -407,24 +417,19 @@ def create_pat(
 def create_api_key(
     s: Session,
     org: Organisation,
+    new: NewToken,
     *,
-    name: str,
-    scopes: Sequence[str],
-    workspaces: Sequence[str],
-    expiry: ExpirySpec,
-    restrictions: RestrictionSpec,
     settings: Settings,
     created_by: str | None,
     rate_limit_per_minute: int | None = None,
     export_row_cap: int | None = None,
     ip: str | None = None,
 ) -> Minted:
-    name = _check_name(name)
-    scope_list = _scopes(scopes)
-    # The key's workspaces are its restriction (the caller's spec is left as it was given).
-    spec = replace(restrictions, workspaces=tuple(workspaces))
-    stored, _ = _build_restrictions(s, spec, [org], key_org=org)
-    expires_at = _server_expiry(expiry, _policy([org]), settings, utcnow())
+    """An API key of ``org``: permissions = scopes × the workspaces of its restrictions (none: all)."""
+    name = _check_name(new.name)
+    scope_list = _scopes(new.scopes)
+    stored, _ = _build_restrictions(s, new.restrictions, [org], key_org=org)
+    expires_at = _server_expiry(new.expiry, _policy([org]), settings, utcnow())
     owner_key = f"org:{org.id}"
     _check_unique_name(s, owner_key, name)
     if rate_limit_per_minute is not None and rate_limit_per_minute < 1:
@@ -717,11 +722,8 @@ def create_api_user_token(
     s: Session,
     org: Organisation,
     user_id: str,
+    new: NewToken,
     *,
-    name: str,
-    scopes: Sequence[str],
-    expiry: ExpirySpec,
-    restrictions: RestrictionSpec,
     settings: Settings,
     created_by: str | None,
     ip: str | None = None,
@@ -730,17 +732,7 @@ def create_api_user_token(
     user = accounts.get_api_user(s, org, user_id)
     if user.disabled:
         raise BadRequest("this API user is disabled; enable it before creating tokens")
-    return create_pat(
-        s,
-        user,
-        name=name,
-        scopes=scopes,
-        expiry=expiry,
-        restrictions=restrictions,
-        settings=settings,
-        created_by=created_by,
-        ip=ip,
-    )
+    return create_pat(s, user, new, settings=settings, created_by=created_by, ip=ip)
 
 
 def list_api_user_tokens(s: Session, org: Organisation, user_id: str) -> list[Credential]:

@@ -130,16 +130,10 @@ page_route(router, ADMIN_PAGE, "/orgs/{org}/api-keys", "api_keys", api_keys_page
 def create_api_key(
     request: Request, sc: SessionContext, form: FormData | None, params: Mapping[str, str]
 ) -> Response:
-    state = TokenForm.of(form)
-    spec = forms.restrictions(form, organisations=False)
     minted = tokens.create_api_key(
         sc.db,
         _org(sc),
-        name=state.name,
-        scopes=sorted(state.scopes),
-        workspaces=list(spec.workspaces),
-        expiry=forms.expiry(form),
-        restrictions=spec,
+        forms.new_token(form, organisations=False),
         settings=ctx(request).settings,
         created_by=sc.user.id,
         rate_limit_per_minute=forms.integer(forms.text(form, "rate_limit_per_minute"), "Requests per minute"),
@@ -283,16 +277,12 @@ def update_api_user(
 def create_api_user_token(
     request: Request, sc: SessionContext, form: FormData | None, params: Mapping[str, str]
 ) -> Response:
-    state = TokenForm.of(form)
     user_id = params["user_id"]
     minted = tokens.create_api_user_token(
         sc.db,
         _org(sc),
         user_id,
-        name=state.name,
-        scopes=sorted(state.scopes),
-        expiry=forms.expiry(form),
-        restrictions=forms.restrictions(form, organisations=False),
+        forms.new_token(form, organisations=False),
         settings=ctx(request).settings,
         created_by=sc.user.id,
         ip=request_ip(request),

@@ -350,23 +350,15 @@ def _token_reach(sc: SessionContext, spec: RestrictionSpec) -> RestrictionSpec:
 def create_token(
     request: Request, form: FormData | None = Depends(read_form), sc: SessionContext = Depends(FORM)
 ) -> Response:
-    state = TokenForm.of(form)
-
     def act() -> Response:
+        new = forms.new_token(form)
+        new = replace(new, restrictions=_token_reach(sc, new.restrictions))
         minted = tokens.create_pat(
-            sc.db,
-            sc.user,
-            name=state.name,
-            scopes=sorted(state.scopes),
-            expiry=forms.expiry(form),
-            restrictions=_token_reach(sc, forms.restrictions(form)),
-            settings=ctx(request).settings,
-            created_by=sc.user.id,
-            ip=request_ip(request),
+            sc.db, sc.user, new, settings=ctx(request).settings, created_by=sc.user.id, ip=request_ip(request)
         )
         return integrations_page(request, sc, reveal=_reveal(minted, "created"), status=201)
 
-    return attempt(request, sc, act, integrations_page, form=state)
+    return attempt(request, sc, act, integrations_page, form=TokenForm.of(form))
 
 
 @router.post("/integrations/tokens/{token_id}/revoke")

@@ -11,7 +11,7 @@ from starlette.datastructures import FormData
 
 from sensorhub.auth import restrictions as R
 from sensorhub.errors import BadRequest
-from sensorhub.tokens.service import ExpirySpec, RestrictionSpec
+from sensorhub.tokens.service import ExpirySpec, NewToken, RestrictionSpec
 
 EXPIRY_CHOICES = ("30", "90", "365")
 
@@ -85,3 +85,13 @@ def restrictions(form: FormData | None, *, organisations: bool = True) -> Restri
     if not organisations:
         values[R.Organisations.inputs[0].name] = ()
     return RestrictionSpec(**values)
+
+
+def new_token(form: FormData | None, *, organisations: bool = True) -> NewToken:
+    """The token a create form asks for: its name, the ticked scopes, the expiry and the restrictions."""
+    return NewToken(
+        text(form, "name"),
+        sorted(set(many(form, "scopes"))),
+        expiry(form),
+        restrictions(form, organisations=organisations),
+    )
