@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import Select, and_, exists, false, func, literal, or_, select, true, tuple_, union_all
@@ -378,16 +378,44 @@ def _rows_by_key(s: Session, chosen: Sequence[Any], sys_attrs: bool) -> list[Any
     return [found[k] for k in ((c.entity_id, c.org_id) for c in chosen) if k in found]
 
 
-def _query_geo(
+_M = TypeVar("_M")  # one match of a query held in memory (a candidate row, or its sort key with it)
+
+
+@dataclass(frozen=True, slots=True)
+class _Want:
+    """The page one call of :func:`query_entities` asks for, as each way of answering it reads it."""
+
+    limit: int
+    offset: int
+    cursor: str | None
+    count: bool
+    sys_attrs: bool
+
+
+def _page_of_matches(
     s: Session,
-    access: Access,
-    query: EntityQuery,
-    limit: int,
-    offset: int,
-    cursor: str | None,
-    count: bool,
-    sys_attrs: bool,
+    want: _Want,
+    matches: Sequence[_M],
+    start: int,
+    key_row: Callable[[_M], Any],
+    next_cursor: Callable[[_M, int], str],
 ) -> Page:
+    """The page from ``start`` of all of a query's ``matches``, held here in their order: the count is
+    over all of them, the page's rows are read by key (``key_row``: a match's ``pk``, ``entity_id`` and
+    ``org_id``), and ``next_cursor`` (of the page's last match and where the next page starts) links on."""
+    page = Page([], len(matches) if want.count else None)
+    end = start + want.limit
+    chosen = matches[start:end]
+    if want.limit == 0 or not chosen:
+        return page
+    page.rows = _rows_by_key(s, [key_row(m) for m in chosen], want.sys_attrs)
+    if len(matches) > end:
+        page.next_cursor = next_cursor(chosen[-1], end)
+        page.next_offset = want.offset + want.limit
+    return page
+
+
+def _query_geo(s: Session, access: Access, query: EntityQuery, want: _Want) -> Page:
     """A page of a geo-query: the prefiltered candidates' geometries are tested exactly (shapely), then
     the page's rows are read by key. Counts and offsets are over the exact matches."""
     geo = query.geo
@@ -410,33 +438,17 @@ def _query_geo(
         [entity_geometry(r.location, r.attrs if len(r) > 4 else None, geo.geoproperty) for r in cand]
     )
     hits = [r for r, m in zip(cand, ok, strict=True) if m]
-    page = Page([], len(hits) if count else None)
-    if cursor is not None:
-        anchor = decode_entity_cursor(cursor)
+    if want.cursor is not None:
+        anchor = decode_entity_cursor(want.cursor)
         start = next((i for i, r in enumerate(hits) if (r.entity_id, r.org_id) > anchor), len(hits))
     else:
-        start = offset
-    chosen = hits[start : start + limit]
-    if limit == 0 or not chosen:
-        return page
-    page.rows = _rows_by_key(s, chosen, sys_attrs)
-    if len(hits) > start + limit:
-        last = chosen[-1]
-        page.next_cursor = encode_cursor(last.entity_id, last.org_id)
-        page.next_offset = offset + limit
-    return page
+        start = want.offset
+    return _page_of_matches(
+        s, want, hits, start, lambda r: r, lambda last, _end: encode_cursor(last.entity_id, last.org_id)
+    )
 
 
-def _query_ordered(
-    s: Session,
-    access: Access,
-    query: EntityQuery,
-    limit: int,
-    offset: int,
-    cursor: str | None,
-    count: bool,
-    sys_attrs: bool,
-) -> Page:
+def _query_ordered(s: Session, access: Access, query: EntityQuery, want: _Want) -> Page:
     """A page of a query with ``orderBy`` on values (entities/ordering.py): the matching entities' keys
     and the members the order names are read (at most :data:`MAX_ORDER_CANDIDATES`), sorted here — the
     same comparison on SQLite and PostgreSQL, whatever their collations — and the page's rows read by key.
@@ -451,24 +463,23 @@ def _query_ordered(
         ((sorter.key(rw, r.entity_id, r.org_id), rw, r) for rw, r in zip(raws, rows, strict=True)),
         key=lambda k: k[0],
     )
-    page = Page([], len(keyed) if count else None)
-    if cursor is not None:
-        at = _ordered_cursor_key(sorter, order, cursor)
+    if want.cursor is not None:
+        at = _ordered_cursor_key(sorter, order, want.cursor)
         start = at if isinstance(at, int) else bisect_right(keyed, at, key=lambda k: k[0])
     else:
-        start = offset
-    chosen = keyed[start : start + limit]
-    if limit == 0 or not chosen:
-        return page
-    page.rows = _rows_by_key(s, [c[2] for c in chosen], sys_attrs)
-    if len(keyed) > start + limit:
-        _key, last_raws, last = chosen[-1]
-        values = orjson.dumps([to_json(v) for v in last_raws]).decode()
-        page.next_cursor = encode_cursor("o", values, last.entity_id, last.org_id)
-        if len(page.next_cursor) > MAX_CURSOR_LENGTH:  # a long sort value: a position, not a key
-            page.next_cursor = encode_cursor("n", str(start + limit), "", "")
-        page.next_offset = offset + limit
-    return page
+        start = want.offset
+    return _page_of_matches(s, want, keyed, start, lambda k: k[2], _ordered_next_cursor)
+
+
+def _ordered_next_cursor(last: tuple[Any, list[Any], Any], end: int) -> str:
+    """The cursor after an ordered page's ``last`` (sort key, raw sort values, row): its sort values and
+    key, or — for a long sort value — the position ``end`` the next page starts at."""
+    _key, last_raws, row = last
+    values = orjson.dumps([to_json(v) for v in last_raws]).decode()
+    cursor = encode_cursor("o", values, row.entity_id, row.org_id)
+    if len(cursor) > MAX_CURSOR_LENGTH:  # a long sort value: a position, not a key
+        return encode_cursor("n", str(end), "", "")
+    return cursor
 
 
 def _order_candidates(
@@ -643,15 +654,14 @@ def query_entities(
     if access.is_empty:
         return Page([], 0 if count else None)
     by_id = query.order.id_only if query.order is not None else False
+    want = _Want(limit, offset, cursor, count, sys_attrs)
     with _regex_guard(s, query):
         if query.order is not None and (by_id is None or query.geo is not None):
-            page = _query_ordered(s, access, query, limit, offset, cursor, count, sys_attrs)
+            page = _query_ordered(s, access, query, want)
         elif query.geo is not None:
-            page = _query_geo(s, access, query, limit, offset, cursor, count, sys_attrs)
+            page = _query_geo(s, access, query, want)
         else:
-            page = _query_entities(
-                s, access, query, limit, offset, cursor, count, sys_attrs, reader, bool(by_id)
-            )
+            page = _query_entities(s, access, query, want, reader, bool(by_id))
     if is_bounded(access):
         page.rows = [
             EntityRow(
@@ -667,21 +677,13 @@ def query_entities(
 
 
 def _query_entities(
-    s: Session,
-    access: Access,
-    query: EntityQuery,
-    limit: int,
-    offset: int,
-    cursor: str | None,
-    count: bool,
-    sys_attrs: bool,
-    reader: str,
-    desc: bool = False,
+    s: Session, access: Access, query: EntityQuery, want: _Want, reader: str, desc: bool = False
 ) -> Page:
+    limit, offset, cursor = want.limit, want.offset, want.cursor
     where = entity_filter(s, access, query)
     order = ORDER_DESC if desc else ORDER
     page = Page([])
-    if count:
+    if want.count:
         page.count = int(s.scalar(select(func.count()).select_from(Entity).where(where)) or 0)
     if limit == 0:
         return page
@@ -698,7 +700,8 @@ def _query_entities(
             anchor = (row[0], row[1])
     else:
         anchor = None
-    q = _rows_query(and_(where, _after(anchor, desc)) if anchor else where, sys_attrs, desc).limit(limit + 1)
+    q = _rows_query(and_(where, _after(anchor, desc)) if anchor else where, want.sys_attrs, desc)
+    q = q.limit(limit + 1)
     rows = list(s.execute(q))
     if len(rows) > limit:
         rows = rows[:limit]
