@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from enum import Enum
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import orjson
@@ -517,17 +518,43 @@ def get_entity(
 # --- discovery -------------------------------------------------------------------------------------------
 
 
-def _name_list(kind: str, member: str, names: list[str], rc: RequestContext) -> dict[str, Any]:
-    """An ``EntityTypeList`` or ``AttributeList``: its id is a digest of the (stored) names."""
-    digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
-    return {"id": f"urn:ngsi-ld:{kind}:{digest}", "type": kind, member: [rc.shown(n) for n in names]}
+_S = TypeVar("_S")  # the summary of one name the discovery routes list (an entity type's, an attribute's)
+# Each kind of name the discovery routes list: the summaries of the names the reader may see (from the
+# entity types' summaries), and how one is shown in detail.
+_Summaries = Callable[[dict[str, discovery.TypeSummary]], dict[str, _S]]
+_Detail = Callable[[RequestContext, str, _S], dict[str, Any]]
 
 
-def _discovered(r: Reader) -> tuple[bool, RequestContext, dict[str, discovery.TypeSummary]]:
-    """Content negotiation, the request's context, then the entity types the reader may see."""
+def _discovery_list(
+    r: Reader, details: bool, kind: str, member: str, summaries: _Summaries[_S], detail: _Detail[_S]
+) -> Response:
+    """``/types`` and ``/attributes``: the names the reader may see, as an ``EntityTypeList`` or
+    ``AttributeList`` (``kind``, the names in ``member``; its id is a digest of the stored names), or
+    with ``details`` each of them in detail."""
     ld = r.wants_ld()
     rc = r.context()
-    return ld, rc, discovery.summary(r.db, r.access())
+    found = summaries(discovery.summary(r.db, r.access()))
+    names = sorted(found)
+    body: Any
+    if details:
+        body = [detail(rc, n, found[n]) for n in names]
+    else:
+        digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
+        body = {"id": f"urn:ngsi-ld:{kind}:{digest}", "type": kind, member: [rc.shown(n) for n in names]}
+    return _discovery_json(body, ld, rc)
+
+
+def _discovery_item(
+    r: Reader, name: str, what: str, summaries: _Summaries[_S], detail: _Detail[_S]
+) -> Response:
+    """``/types/{type}`` and ``/attributes/{attr}``: one name (through the request's context) in detail."""
+    ld = r.wants_ld()
+    rc = r.context()
+    stored = rc.stored(name)
+    found = summaries(discovery.summary(r.db, r.access())).get(stored)
+    if found is None:
+        raise NotFound(f"{what} '{name[:200]}' not found")
+    return _discovery_json(detail(rc, stored, found), ld, rc)
 
 
 def _discovery_json(body: Any, ld: bool, rc: RequestContext) -> Response:
@@ -538,41 +565,26 @@ def _discovery_json(body: Any, ld: bool, rc: RequestContext) -> Response:
     return _json(body, ld, rc)
 
 
-@router.get(f"{NGSI}/types", tags=TAGS_NGSI, summary="Available entity types")
-def list_types(
-    details: bool = Query(False, description="EntityType objects instead of an EntityTypeList"),
-    local: schemas.Local = None,
-    r: Reader = Depends(),
-) -> Response:
-    ld, rc, summ = _discovered(r)
-    names = sorted(summ)
-    body: Any
-    if details:
-        body = [
-            {
-                "id": CORE.expand(t),
-                "type": "EntityType",
-                "typeName": rc.shown(t),
-                "attributeNames": sorted(rc.shown(a) for a in summ[t].attributes),
-            }
-            for t in names
-        ]
-    else:
-        body = _name_list("EntityTypeList", "typeList", names, rc)
-    return _discovery_json(body, ld, rc)
+def _types(summ: dict[str, discovery.TypeSummary]) -> dict[str, discovery.TypeSummary]:
+    return summ
 
 
-@router.get(f"{NGSI}/types/{{type_name:ngsi_name}}", tags=TAGS_NGSI, summary="Details of an entity type")
-def get_type(type_name: str, local: schemas.Local = None, r: Reader = Depends()) -> Response:
-    ld, rc, types = _discovered(r)
-    stored = rc.stored(type_name)
-    summ = types.get(stored)
-    if summ is None:
-        raise NotFound(f"entity type '{type_name[:200]}' not found")
-    body = {
-        "id": CORE.expand(stored),
+def _entity_type(rc: RequestContext, name: str, summ: discovery.TypeSummary) -> dict[str, Any]:
+    """An entity type in the spec's ``EntityType`` shape (``/types?details=true``)."""
+    return {
+        "id": CORE.expand(name),
+        "type": "EntityType",
+        "typeName": rc.shown(name),
+        "attributeNames": sorted(rc.shown(a) for a in summ.attributes),
+    }
+
+
+def _entity_type_info(rc: RequestContext, name: str, summ: discovery.TypeSummary) -> dict[str, Any]:
+    """An entity type in the spec's ``EntityTypeInfo`` shape (``/types/{type}``)."""
+    return {
+        "id": CORE.expand(name),
         "type": "EntityTypeInfo",
-        "typeName": rc.shown(stored),
+        "typeName": rc.shown(name),
         "entityCount": summ.entity_count,
         "attributeDetails": [
             {
@@ -584,12 +596,28 @@ def get_type(type_name: str, local: schemas.Local = None, r: Reader = Depends())
             for a in sorted(summ.attributes)
         ],
     }
-    return _discovery_json(body, ld, rc)
 
 
-def _attributes(summ: dict[str, discovery.TypeSummary]) -> dict[str, tuple[set[str], set[str], int]]:
+@router.get(f"{NGSI}/types", tags=TAGS_NGSI, summary="Available entity types")
+def list_types(
+    details: bool = Query(False, description="EntityType objects instead of an EntityTypeList"),
+    local: schemas.Local = None,
+    r: Reader = Depends(),
+) -> Response:
+    return _discovery_list(r, details, "EntityTypeList", "typeList", _types, _entity_type)
+
+
+@router.get(f"{NGSI}/types/{{type_name:ngsi_name}}", tags=TAGS_NGSI, summary="Details of an entity type")
+def get_type(type_name: str, local: schemas.Local = None, r: Reader = Depends()) -> Response:
+    return _discovery_item(r, type_name, "entity type", _types, _entity_type_info)
+
+
+_AttributeSummary = tuple[set[str], set[str], int]  # attribute types, entity types, entities having it
+
+
+def _attributes(summ: dict[str, discovery.TypeSummary]) -> dict[str, _AttributeSummary]:
     """Attribute → (attribute types, entity types, number of entities having it)."""
-    out: dict[str, tuple[set[str], set[str], int]] = {}
+    out: dict[str, _AttributeSummary] = {}
     for t, ts in summ.items():
         for a, kinds in ts.attributes.items():
             k, types, n = out.get(a, (set(), set(), 0))
@@ -597,7 +625,7 @@ def _attributes(summ: dict[str, discovery.TypeSummary]) -> dict[str, tuple[set[s
     return out
 
 
-def _attribute_info(rc: RequestContext, name: str, found: tuple[set[str], set[str], int]) -> dict[str, Any]:
+def _attribute_info(rc: RequestContext, name: str, found: _AttributeSummary) -> dict[str, Any]:
     """An attribute in the spec's ``Attribute`` shape (``/attributes/{attr}``, ``/attributes?details=true``)."""
     kinds, types, n = found
     return {
@@ -616,25 +644,12 @@ def list_attributes(
     local: schemas.Local = None,
     r: Reader = Depends(),
 ) -> Response:
-    ld, rc, types = _discovered(r)
-    attrs = _attributes(types)
-    names = sorted(attrs)
-    body: Any
-    if details:
-        body = [_attribute_info(rc, a, attrs[a]) for a in names]
-    else:
-        body = _name_list("AttributeList", "attributeList", names, rc)
-    return _discovery_json(body, ld, rc)
+    return _discovery_list(r, details, "AttributeList", "attributeList", _attributes, _attribute_info)
 
 
 @router.get(f"{NGSI}/attributes/{{attr_name:ngsi_name}}", tags=TAGS_NGSI, summary="Details of an attribute")
 def get_attribute(attr_name: str, local: schemas.Local = None, r: Reader = Depends()) -> Response:
-    ld, rc, types = _discovered(r)
-    stored = rc.stored(attr_name)
-    found = _attributes(types).get(stored)
-    if found is None:
-        raise NotFound(f"attribute '{attr_name[:200]}' not found")
-    return _discovery_json(_attribute_info(rc, stored, found), ld, rc)
+    return _discovery_item(r, attr_name, "attribute", _attributes, _attribute_info)
 
 
 # --- hosted JSON-LD contexts --------------------------------------------------------------------------------
