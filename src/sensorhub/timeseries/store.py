@@ -30,6 +30,18 @@ BATCH_SCHEMA = pa.schema(
     ]
 )
 
+# The partial aggregates a GROUP BY bucket carries for each aggregation, as (val, aux): the parts
+# named here, each as SQL over the raw table or over a rollup (min and max carry no aux: "0").
+_PARTIALS: dict[str, tuple[str, str | None]] = {
+    "avg": ("sum", "count"),
+    "sum": ("sum", "count"),
+    "count": ("count", "count"),
+    "min": ("min", None),
+    "max": ("max", None),
+}
+_RAW_PARTS = {"sum": "sum(value)", "count": "count(*)", "min": "min(value)", "max": "max(value)"}
+_ROLLUP_PARTS = {"sum": 'sum("sum")', "count": 'sum("count")', "min": 'min("min")', "max": 'max("max")'}
+
 _TS_VALUE = np.dtype([("ts", np.int64), ("value", np.float64)])
 _BUCKET_VAL_AUX = np.dtype([("bucket", np.int64), ("val", np.float64), ("aux", np.float64)])
 
@@ -155,21 +167,9 @@ class TimeseriesStore:
 
     def _partial_columns(self, table: str, agg: str) -> tuple[str, str]:
         """SQL for (val, aux) of a GROUP BY bucket over ``table`` (raw or rollup) for ``agg``."""
-        if table == RAW:
-            return {
-                "avg": ("sum(value)", "count(*)"),
-                "sum": ("sum(value)", "count(*)"),
-                "count": ("count(*)", "count(*)"),
-                "min": ("min(value)", "0"),
-                "max": ("max(value)", "0"),
-            }[agg]
-        return {
-            "avg": ('sum("sum")', 'sum("count")'),
-            "sum": ('sum("sum")', 'sum("count")'),
-            "count": ('sum("count")', 'sum("count")'),
-            "min": ('min("min")', "0"),
-            "max": ('max("max")', "0"),
-        }[agg]
+        sql = _RAW_PARTS if table == RAW else _ROLLUP_PARTS
+        val, aux = _PARTIALS[agg]
+        return sql[val], sql[aux] if aux is not None else "0"
 
     def _first_last_sql(self, table: str, agg: str, bucket: str, time_col: str) -> str:
         raise NotImplementedError
