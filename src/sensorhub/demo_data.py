@@ -175,37 +175,34 @@ def _devices() -> list[tuple[str, dict[str, Any], dict[str, tuple[str, Signal, i
         )
     for i in range(1, N_SOIL + 1):
         parcel = f"urn:ngsi-ld:AgriParcel:parcel-{(i - 1) % N_PARCELS + 1:02d}"
-        out.append(
-            (
-                "farm",
-                {
-                    "id": f"urn:ngsi-ld:Device:soil-{i:02d}",
-                    "type": "Device",
-                    "name": {"type": "Property", "value": f"Soil probe {i}"},
-                    "category": {"type": "Property", "value": "sensor"},
-                    "controlledProperty": {"type": "Property", "value": ["soilMoisture", "soilTemperature"]},
-                    "refAgriParcel": {"type": "Relationship", "object": parcel},
-                    "location": _point(i, 0.0008, 0.002),
-                },
-                SOIL,
-            )
-        )
+        soil = _sensor(f"soil-{i:02d}", f"Soil probe {i}", SOIL, _point(i, 0.0008, 0.002), parcel)
+        out.append(("farm", soil, SOIL))
     for i in range(1, N_GREENHOUSE + 1):
-        out.append(
-            (
-                "greenhouse",
-                {
-                    "id": f"urn:ngsi-ld:Device:greenhouse-{i:02d}",
-                    "type": "Device",
-                    "name": {"type": "Property", "value": f"Greenhouse sensor {i}"},
-                    "category": {"type": "Property", "value": "sensor"},
-                    "controlledProperty": {"type": "Property", "value": list(GREENHOUSE)},
-                    "location": _point(i, 0.0002, -0.004),
-                },
-                GREENHOUSE,
-            )
+        greenhouse = _sensor(
+            f"greenhouse-{i:02d}", f"Greenhouse sensor {i}", GREENHOUSE, _point(i, 0.0002, -0.004)
         )
+        out.append(("greenhouse", greenhouse, GREENHOUSE))
     return out
+
+
+def _sensor(
+    name: str,
+    title: str,
+    spec: dict[str, tuple[str, Signal, int]],
+    location: dict[str, Any],
+    parcel: str = "",
+) -> dict[str, Any]:
+    """A sensor ``Device`` measuring the attributes of ``spec``, in ``parcel`` when it stands in one."""
+    device: dict[str, Any] = {
+        "id": f"urn:ngsi-ld:Device:{name}",
+        "type": "Device",
+        "name": {"type": "Property", "value": title},
+        "category": {"type": "Property", "value": "sensor"},
+        "controlledProperty": {"type": "Property", "value": list(spec)},
+    }
+    if parcel:
+        device["refAgriParcel"] = {"type": "Relationship", "object": parcel}
+    return {**device, "location": location}
 
 
 def _iso_us(ts_us: int) -> str:
