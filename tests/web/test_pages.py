@@ -333,6 +333,10 @@ def test_admin_creates_an_api_key_and_an_api_user_with_a_token(client: TestClien
     # Disabling the API user cuts its token off at once.
     client.post(user_page, data={"csrf_token": csrf, "disabled": "1"})
     assert TestClient(client.app).get("/api/tokens/self", headers=bearer(bot_token)).status_code == 401
+    # ... and its page says so instead of offering the create form.
+    page = client.get(user_page).text
+    assert "This API user is disabled. Enable it to create tokens." in page
+    assert f'action="{user_page}/tokens"' not in page
     assert "etl" in client.get("/orgs/acme/api-users").text
 
 
