@@ -20,7 +20,7 @@ from sensorhub.compat.ngsi_ld.geo import accepted_media, geo_from_body, geo_para
 from sensorhub.compat.ngsi_ld.render import Projection, Representation
 from sensorhub.entities.geo import GeoQuery
 from sensorhub.entities.normalize import SCOPE_LEVEL, check_dataset_id, check_entity_id
-from sensorhub.entities.ordering import parse_ordering
+from sensorhub.entities.ordering import Ordering, parse_ordering
 from sensorhub.entities.qlang import BoolOp, Linked, Node, QSyntaxError, expand_values, parse_q, rename
 from sensorhub.entities.service import (
     MAX_LIST_ITEMS,
@@ -95,6 +95,31 @@ def wants_ld(accept: str | None) -> bool:
 
 
 @dataclass(frozen=True)
+class OrderingParams:
+    """Entity ordering (V1.9 §4.23) as a request asks for it: ``orderBy``, ``collation``, ``orderGeometry``
+    and ``orderFrom`` in a query string, or a Query body's ``ordering`` (``names``: how the request names
+    them, for its errors)."""
+
+    order_by: str | list[str] | None = None
+    collation: str | None = None
+    geometry: str | None = None
+    coordinates: Any = None
+    names: tuple[str, str, str, str] = ORDER_NAMES
+
+    def parse(self, ctx: RequestContext) -> Ordering | None:
+        """The service's ordering: attribute names mapped onto stored names through ``ctx``."""
+        return parse_ordering(
+            self.order_by,
+            self.collation,
+            self.geometry,
+            self.coordinates,
+            ctx.stored,
+            self.names,
+            shown=ctx.shown,
+        )
+
+
+@dataclass(frozen=True)
 class QueryParams:
     """The entity-query parameters of a request (query string, or a ``Query`` body plus the query string)."""
 
@@ -116,12 +141,7 @@ class QueryParams:
     selectors: tuple[Selector, ...] | None = None  # from a Query body's ``entities``
     geo: GeoQuery | None = None  # georel/geometry/coordinates/geoproperty or a body's geoQ
     geometryProperty: str | None = None  # with Accept: application/geo+json
-    # Entity ordering (V1.9 §4.23): orderBy, collation, orderGeometry, orderFrom (or a body's ordering)
-    orderBy: str | list[str] | None = None
-    collation: str | None = None
-    orderGeometry: str | None = None
-    orderFrom: Any = None
-    order_names: tuple[str, str, str, str] = ORDER_NAMES
+    ordering: OrderingParams = OrderingParams()  # orderBy, collation, … (or a body's ordering)
     datasetId: str | None = None  # multi-attributes: the instances to show (``@none``: the default one)
     csf: str | None = None  # a context source filter: checked, then refused (check_csf)
     expandValues: str | list[str] | None = None  # attributes whose string values q expands as IRIs
@@ -180,15 +200,7 @@ class QueryParams:
         geo = self.geo
         if geo is not None and geo.geoproperty != "location":
             geo = replace(geo, geoproperty=ctx.stored(geo.geoproperty))
-        order = parse_ordering(
-            self.orderBy,
-            self.collation,
-            self.orderGeometry,
-            self.orderFrom,
-            ctx.stored,
-            self.order_names,
-            shown=ctx.shown,
-        )
+        order = self.ordering.parse(ctx)
         return EntityQuery(
             selectors=sels,
             q=q,
@@ -355,9 +367,9 @@ def ordering_params(
         None, description="With dist-asc/dist-desc: Point (default), LineString, …"
     ),
     orderFrom: str | None = Query(None, description="With dist-asc/dist-desc: coordinates, e.g. [8,40]"),
-) -> QueryParams:
+) -> OrderingParams:
     """The entity-ordering parameters of a query string (checked with the request's context later)."""
-    return QueryParams(orderBy=orderBy, collation=collation, orderGeometry=orderGeometry, orderFrom=orderFrom)
+    return OrderingParams(orderBy, collation, orderGeometry, orderFrom)
 
 
 def query_params(
@@ -374,17 +386,14 @@ def query_params(
     csf: Csf = None,
     shown: QueryParams = Depends(representation_params),
     geo: GeoQuery | None = Depends(geo_params),
-    order: QueryParams = Depends(ordering_params),
+    ordering: OrderingParams = Depends(ordering_params),
 ) -> QueryParams:
     """A dependency's parameters follow the function's own in the OpenAPI document: ``shown`` (then
     ``geo``) lists its parameters after ``scopeQ``, as the standard orders them."""
     return replace(
         shown,
         geo=geo,
-        orderBy=order.orderBy,
-        collation=order.collation,
-        orderGeometry=order.orderGeometry,
-        orderFrom=order.orderFrom,
+        ordering=ordering,
         type=type,
         id=id,
         idPattern=idPattern,
@@ -458,14 +467,14 @@ def with_body(base: QueryParams, body: Any) -> QueryParams:
         datasetId=_body_dataset_ids(body.get("datasetId")),
         csf=body.get("csf"),
         expandValues=body.get("expandValues"),
-        **_body_ordering(body.get("ordering")),
+        ordering=_body_ordering(body.get("ordering")),
     )
 
 
-def _body_ordering(ordering: Any) -> dict[str, Any]:
+def _body_ordering(ordering: Any) -> OrderingParams:
     """A Query body's ``ordering`` (V1.9 OrderingParams: orderBy, collation, geometry, coordinates)."""
     if ordering is None:
-        return {}
+        return OrderingParams()
     if not isinstance(ordering, dict):
         raise BadRequest("'ordering' must be an object with orderBy, collation, geometry, coordinates")
     refuse_unknown_members(ordering, ORDERING_MEMBERS, "ordering")
@@ -474,13 +483,9 @@ def _body_ordering(ordering: Any) -> dict[str, Any]:
     coords = ordering.get("coordinates")
     if coords is not None and not isinstance(coords, list):
         raise BadRequest("ordering.coordinates must be an array of coordinates, e.g. [8, 40]")
-    return {
-        "orderBy": ordering["orderBy"],
-        "collation": ordering.get("collation"),
-        "orderGeometry": ordering.get("geometry"),
-        "orderFrom": coords,
-        "order_names": BODY_ORDER_NAMES,
-    }
+    return OrderingParams(
+        ordering["orderBy"], ordering.get("collation"), ordering.get("geometry"), coords, BODY_ORDER_NAMES
+    )
 
 
 def _body_dataset_ids(v: Any) -> str | None:

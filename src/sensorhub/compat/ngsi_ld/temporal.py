@@ -802,7 +802,7 @@ def query_temporal(
     count: bool = Query(False),
     cursor: str | None = Query(None, description="Opaque keyset cursor from a Link rel=next URL"),
     geo: GeoQuery | None = Depends(geo_params),
-    order: schemas.QueryParams = Depends(schemas.ordering_params),
+    ordering: schemas.OrderingParams = Depends(schemas.ordering_params),
     accept: str | None = Header(None),
     principal: Principal = Depends(TIMESERIES),
     db: Session = Depends(get_read_db),
@@ -810,8 +810,8 @@ def query_temporal(
     rng = parse_range(timerel, timeAt, endTimeAt, timeproperty)
     rep = parse_representation(options, format, lastN, aggrMethods, aggrPeriodDuration)
     _check_limit(limit)
-    params = replace(
-        order,
+    params = schemas.QueryParams(
+        ordering=ordering,
         type=type,
         id=id,
         idPattern=idPattern,
