@@ -337,6 +337,7 @@ def test_admin_creates_an_api_key_and_an_api_user_with_a_token(client: TestClien
     page = client.get(user_page).text
     assert "This API user is disabled. Enable it to create tokens." in page
     assert f'action="{user_page}/tokens"' not in page
+    assert client.get("/orgs/acme/api-users/no-such-user").status_code == 404
     assert "etl" in client.get("/orgs/acme/api-users").text
 
 

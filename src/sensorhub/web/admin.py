@@ -34,7 +34,7 @@ from sensorhub.tokens import service as tokens
 from sensorhub.web import forms
 from sensorhub.web.endpoints import TokenForm, _reveal, token_values
 from sensorhub.web.guards import PageError, RequireWebSession
-from sensorhub.web.views import FormAction, form_handler, org_page, page_route, same_form
+from sensorhub.web.views import FormAction, form_handler, same_form, section_page
 
 router = APIRouter(include_in_schema=False)
 
@@ -63,31 +63,7 @@ def _person_form(form: FormData | None, key: str) -> dict[str, Any]:
     }
 
 
-PageValues = Callable[[Request, SessionContext, FormData | None], dict[str, Any]]
-PageRenderer = Callable[..., Response]
-
-
-def _admin_page(section: str, title: str, template: str) -> Callable[[PageValues], PageRenderer]:
-    """Register ``GET /orgs/{org}/<section>`` as the page ``template`` filled by ``values(request, sc,
-    form)``; the decorated name becomes the page's renderer ``(request, sc, *, error, form, status)``,
-    which the section's form handlers show again with an error."""
-
-    def register(values: PageValues) -> PageRenderer:
-        def render_page(
-            request: Request,
-            sc: SessionContext,
-            *,
-            error: str | None = None,
-            form: FormData | None = None,
-            status: int = 200,
-        ) -> Response:
-            v = values(request, sc, form)
-            return org_page(request, sc, section, title, template, error=error, status=status, **v)
-
-        page_route(router, ADMIN_PAGE, f"/orgs/{{org}}/{section}", section.replace("-", "_"), render_page)
-        return render_page
-
-    return register
+_admin_page = partial(section_page, router, ADMIN_PAGE)
 
 
 @router.get("/orgs/{org}")
@@ -96,34 +72,19 @@ def org_home(org: str, sc: SessionContext = Depends(ADMIN_PAGE)) -> Response:
 
 
 # -- API keys -----------------------------------------------------------------------------------
+@_admin_page("api-keys", "API keys", "org_api_keys.html")
 def api_keys_page(
-    request: Request,
-    sc: SessionContext,
-    *,
-    reveal: dict[str, Any] | None = None,
-    error: str | None = None,
-    form: TokenForm | None = None,
-    status: int = 200,
-) -> Response:
+    request: Request, sc: SessionContext, form: TokenForm | None, reveal: dict[str, Any] | None = None
+) -> dict[str, Any]:
     o = _org(sc)
     wss = accounts.list_workspaces(sc.db, o)
-    return org_page(
-        request,
-        sc,
-        "api-keys",
-        "API keys",
-        "org_api_keys.html",
-        error=error,
-        status=status,
-        reveal=reveal,
-        base=base_url(request, ctx(request).settings.base_url),
-        workspaces=wss,
-        ws_names={w.id: w.slug for w in wss},
+    return {
+        "reveal": reveal,
+        "base": base_url(request, ctx(request).settings.base_url),
+        "workspaces": wss,
+        "ws_names": {w.id: w.slug for w in wss},
         **token_values(request, [o], tokens.list_api_keys(sc.db, o.id), form),
-    )
-
-
-page_route(router, ADMIN_PAGE, "/orgs/{org}/api-keys", "api_keys", api_keys_page)
+    }
 
 
 @_form_handler("/orgs/{org}/api-keys", api_keys_page, refill=TokenForm.of)
@@ -208,16 +169,20 @@ def create_api_user(
     return _done(o, f"api-users/{user.id}", "api-user-created")
 
 
+@_admin_page(
+    "api-users",
+    "API users",
+    "org_api_user.html",
+    path="/orgs/{org}/api-users/{user_id}",
+    page_args=("user_id",),
+)
 def api_user_page(
     request: Request,
     sc: SessionContext,
     user_id: str,
-    *,
+    form: TokenForm | None,
     reveal: dict[str, Any] | None = None,
-    error: str | None = None,
-    form: TokenForm | None = None,
-    status: int = 200,
-) -> Response:
+) -> dict[str, Any]:
     """The API user's page; an unknown API user is a 404 page."""
     o = _org(sc)
     try:
@@ -231,27 +196,18 @@ def api_user_page(
         if request.query_params.get("done") == "api-user-created"
         else None
     )
-    return org_page(
-        request,
-        sc,
-        "api-users",
-        f"{user.name} · API users",
-        "org_api_user.html",
-        error=error,
-        status=status,
-        notice=notice,
-        api_user=user,
-        role=m.role if m else None,
-        reveal=reveal,
-        grants=[row.grant for row in accounts.grant_rows(sc.db, o, user.id)],
-        ws_names={w.id: w.name for w in wss},
-        workspaces=wss,
-        allowed_scopes=ROLE_SCOPES[Role(m.role)] if m else frozenset(),
+    return {
+        "title": f"{user.name} · API users",
+        "notice": notice,
+        "api_user": user,
+        "role": m.role if m else None,
+        "reveal": reveal,
+        "grants": [row.grant for row in accounts.grant_rows(sc.db, o, user.id)],
+        "ws_names": {w.id: w.name for w in wss},
+        "workspaces": wss,
+        "allowed_scopes": ROLE_SCOPES[Role(m.role)] if m else frozenset(),
         **token_values(request, [o], tokens.list_pats(sc.db, user.id), form),
-    )
-
-
-page_route(router, ADMIN_PAGE, "/orgs/{org}/api-users/{user_id}", "api_user", api_user_page, ("user_id",))
+    }
 
 
 @_form_handler("/orgs/{org}/api-users/{user_id}", api_user_page, page_args=("user_id",))

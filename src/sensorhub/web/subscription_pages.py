@@ -20,7 +20,7 @@ from sensorhub.push import delivery as deliveries
 from sensorhub.push import subscription_admin as admin
 from sensorhub.push.subscriptions import TARGET_KIND
 from sensorhub.web.guards import RequireWebSession
-from sensorhub.web.views import form_handler, org_page, page_route
+from sensorhub.web.views import form_handler, section_page
 
 router = APIRouter(include_in_schema=False)
 MEMBER_PAGE = RequireWebSession(org_member=True, csrf=False)
@@ -34,43 +34,22 @@ NOTICES = {
 }
 
 
-_page = partial(org_page, notices=NOTICES)
+_page = partial(section_page, router, MEMBER_PAGE, "subscriptions", notices=NOTICES)
 
 
 def _is_admin(sc: SessionContext) -> bool:
     return sc.role is not None and Role(sc.role).is_admin
 
 
-def subscriptions_page(
-    request: Request, sc: SessionContext, *, error: str | None = None, status: int = 200, **_: Any
-) -> Response:
+@_page("Subscriptions", "org_subscriptions.html")
+def subscriptions_page(request: Request, sc: SessionContext, **_: Any) -> dict[str, Any]:
     assert sc.org is not None
     items = admin.of_org(sc.db, sc.org, sc.user, is_admin=_is_admin(sc))
-    return _page(
-        request,
-        sc,
-        "subscriptions",
-        "Subscriptions",
-        "org_subscriptions.html",
-        error=error,
-        status=status,
-        items=items,
-        is_admin=_is_admin(sc),
-    )
+    return {"items": items, "is_admin": _is_admin(sc)}
 
 
-page_route(router, MEMBER_PAGE, "/orgs/{org}/subscriptions", "subscriptions", subscriptions_page)
-
-
-def subscription_page(
-    request: Request,
-    sc: SessionContext,
-    pk: str,
-    *,
-    error: str | None = None,
-    status: int = 200,
-    **_: Any,
-) -> Response:
+@_page("Subscription", "org_subscription.html", path="/orgs/{org}/subscriptions/{pk}", page_args=("pk",))
+def subscription_page(request: Request, sc: SessionContext, pk: str, **_: Any) -> dict[str, Any]:
     assert sc.org is not None
     item = admin.get(sc.db, sc.org, sc.user, pk, is_admin=_is_admin(sc))
     before = request.query_params.get("before")
@@ -84,22 +63,7 @@ def subscription_page(
         PAGE_SIZE + 1,
     )
     page, more = deliveries.log_page(sc.db, rows, PAGE_SIZE)
-    return _page(
-        request,
-        sc,
-        "subscriptions",
-        "Subscription",
-        "org_subscription.html",
-        error=error,
-        status=status,
-        item=item,
-        deliveries=page,
-        more=more,
-        before=before,
-    )
-
-
-page_route(router, MEMBER_PAGE, "/orgs/{org}/subscriptions/{pk}", "subscription", subscription_page, ("pk",))
+    return {"item": item, "deliveries": page, "more": more, "before": before}
 
 
 def _done(sc: SessionContext, path: str, done: str) -> Response:

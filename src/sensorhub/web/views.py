@@ -263,6 +263,49 @@ def org_page(
 
 
 FormAction = Callable[[Request, SessionContext, FormData | None, Mapping[str, str]], Response]
+PageValues = Callable[..., dict[str, Any]]
+PageRenderer = Callable[..., Response]
+
+
+def section_page(
+    router: APIRouter,
+    guard: RequireWebSession,
+    section: str,
+    title: str,
+    template: str,
+    *,
+    path: str | None = None,
+    page_args: tuple[str, ...] = (),
+    notices: Mapping[str, str] | None = None,
+) -> Callable[[PageValues], PageRenderer]:
+    """Register ``GET path`` (default ``/orgs/{org}/<section>``) under ``guard`` as the organisation page
+    ``template`` (``section`` active in the nav, see :func:`org_page`) filled by ``values(request, sc,
+    *path parameters named in page_args, form=..., **extra)``, which may give the page its own ``title``
+    or ``notice``. The decorated name becomes the page's renderer ``(request, sc, *path parameters,
+    error, form, status, **extra)``, which form handlers show again with an error and the form as filled
+    in, or with what they made (``extra``: e.g. a secret revealed once)."""
+
+    def register(values: PageValues) -> PageRenderer:
+        def render_page(
+            request: Request,
+            sc: SessionContext,
+            *args: str,
+            error: str | None = None,
+            form: Any = None,
+            status: int = 200,
+            **extra: Any,
+        ) -> Response:
+            v = values(request, sc, *args, form=form, **extra)
+            name = v.pop("title", title)
+            return org_page(
+                request, sc, section, name, template, error=error, status=status, notices=notices, **v
+            )
+
+        route = path or f"/orgs/{{org}}/{section}"
+        page_route(router, guard, route, values.__name__.removesuffix("_page"), render_page, page_args)
+        return render_page
+
+    return register
 
 
 def page_route(
