@@ -33,6 +33,19 @@ DAY_US = 86_400_000_000
 
 
 @dataclass(frozen=True, slots=True)
+class SeriesRead:
+    """One series of a device read over ``[start, end)``: the device (``ref``), the ``topic`` and the
+    attribute (``key``), its points combined by ``aggregation``."""
+
+    ref: str
+    topic: str
+    key: str
+    aggregation: str
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Sample:
     timestamp_us: int
     topic: str
@@ -140,54 +153,36 @@ def latest_sample(s: Session, access: Access, ref: str, topic: str | None) -> tu
 
 
 def _series_windows(
-    s: Session, access: Access, ref: str, topic: str, key: str, start: datetime, end: datetime
+    s: Session, access: Access, read: SeriesRead
 ) -> tuple[Entity, int | None, list[WindowUS]]:
-    if to_us(start) >= to_us(end):
+    if to_us(read.start) >= to_us(read.end):
         raise BadRequest("interval.from must be before interval.to")
-    e = visible_entity(s, access, ref)
-    x = series_by_attribute(s, e.pk, key, topic)
+    e = visible_entity(s, access, read.ref)
+    x = series_by_attribute(s, e.pk, read.key, read.topic)
     if x is None:
         return e, None, []
-    return e, x.id, _windows(access, e, start, end)
+    return e, x.id, _windows(access, e, read.start, read.end)
 
 
-def time_series(
-    s: Session,
-    access: Access,
-    ref: str,
-    topic: str,
-    key: str,
-    aggregation: str,
-    start: datetime,
-    end: datetime,
-    bucket_us: int,
-) -> tuple[Entity, I64, F64]:
-    """``aggregation`` of the series (device, ``key``, ``topic``) per epoch-aligned bucket of
-    ``bucket_us`` over ``[start, end)``; only buckets holding data."""
-    check_aggregation(aggregation)
-    if (to_us(end) - to_us(start)) // bucket_us > MAX_BUCKETS:
+def time_series(s: Session, access: Access, read: SeriesRead, bucket_us: int) -> tuple[Entity, I64, F64]:
+    """The series' ``aggregation`` per epoch-aligned bucket of ``bucket_us`` over ``[start, end)``;
+    only buckets holding data."""
+    check_aggregation(read.aggregation)
+    if (to_us(read.end) - to_us(read.start)) // bucket_us > MAX_BUCKETS:
         raise BadRequest(f"the interval holds more than {MAX_BUCKETS} buckets; use a longer bucketInterval")
-    e, sid, windows = _series_windows(s, access, ref, topic, key, start, end)
+    e, sid, windows = _series_windows(s, access, read)
     if sid is None or not windows:
         return e, np.empty(0, np.int64), np.empty(0, np.float64)
-    ts, vals = read_aggregated(store_for(s), sid, windows, bucket_us, aggregation)
+    ts, vals = read_aggregated(store_for(s), sid, windows, bucket_us, read.aggregation)
     return e, ts, vals
 
 
-def kpi(
-    s: Session,
-    access: Access,
-    ref: str,
-    topic: str,
-    key: str,
-    aggregation: str,
-    start: datetime,
-    end: datetime,
-) -> tuple[Entity, float | None]:
+def kpi(s: Session, access: Access, read: SeriesRead) -> tuple[Entity, float | None]:
     """One ``aggregation`` of the series over ``[start, end)`` (exact: combined from day, hour and
     minute rollups and raw edges). ``None`` when it holds no point."""
+    aggregation = read.aggregation
     check_aggregation(aggregation)
-    e, sid, windows = _series_windows(s, access, ref, topic, key, start, end)
+    e, sid, windows = _series_windows(s, access, read)
     if sid is None or not windows:
         return e, None
     store = store_for(s)

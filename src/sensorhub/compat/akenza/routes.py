@@ -242,6 +242,13 @@ async def latest_sample(
     return formats.json_response(device_data_json(e.entity_id, sample))
 
 
+def _series_read(device_id: str, body: AggregationBody, aggregation: str) -> device_data.SeriesRead:
+    """The series an Akenza query body reads, over its interval."""
+    start = parse_time(body.interval.from_, "interval.from")
+    end = parse_time(body.interval.to, "interval.to")
+    return device_data.SeriesRead(device_id, body.topic, body.dataKey, aggregation, start, end)
+
+
 def _series_route(hourly: bool) -> Any:
     async def route(
         device_id: str, body: AggregationBody, request: Request, principal: Principal = Depends(TIMESERIES)
@@ -250,13 +257,10 @@ def _series_route(hourly: bool) -> Any:
         bucket = duration_us(body.bucketInterval)
         if hourly and bucket % HOUR_US:
             raise BadRequest("bucketInterval must be whole hours on the hourly aggregates (e.g. PT1H, P1D)")
-        start = parse_time(body.interval.from_, "interval.from")
-        end = parse_time(body.interval.to, "interval.to")
+        read = _series_read(device_id, body, agg)
         access = principal.access("timeseries")
         e, ts, vals = await ctx(request).db.read_off_loop(
-            lambda s: device_data.time_series(
-                s, access, device_id, body.topic, body.dataKey, agg, start, end, bucket
-            ),
+            lambda s: device_data.time_series(s, access, read, bucket)
         )
         return formats.json_response(
             {
@@ -275,13 +279,9 @@ def _kpi_route() -> Any:
     async def route(
         device_id: str, body: AggregationBody, request: Request, principal: Principal = Depends(TIMESERIES)
     ) -> Response:
-        agg = body.aggregation()
-        start = parse_time(body.interval.from_, "interval.from")
-        end = parse_time(body.interval.to, "interval.to")
+        read = _series_read(device_id, body, body.aggregation())
         access = principal.access("timeseries")
-        e, value = await ctx(request).db.read_off_loop(
-            lambda s: device_data.kpi(s, access, device_id, body.topic, body.dataKey, agg, start, end),
-        )
+        e, value = await ctx(request).db.read_off_loop(lambda s: device_data.kpi(s, access, read))
         return formats.json_response(
             {"deviceId": e.entity_id, "topic": body.topic, "dataKey": body.dataKey, "kpi": value}
         )
