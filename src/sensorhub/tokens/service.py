@@ -384,34 +384,9 @@ def create_pat(
             raise Forbidden(
                 f"your role does not allow the '{sc}' scope in {', '.join(o.slug for o in reach)}"
             )
-    expires_at = _server_expiry(new.expiry, _policy(reach), settings, utcnow())
-    owner_key = f"user:{owner.id}"
-    _check_unique_name(s, owner_key, name)
-    minted = _mint(
-        s,
-        kind="pat",
-        prefix=settings.token_prefix,
-        name=name,
-        owner_key=owner_key,
-        user_id=owner.id,
-        org_id=None,
-        scopes=scope_list,
-        restrictions=stored,
-        expires_at=expires_at,
-        created_by=created_by,
+    return _issue(
+        s, owner, name, scope_list, new.expiry, stored, reach, settings=settings, created_by=created_by, ip=ip
     )
-    for o in reach:
-        record(
-            s,
-            "token.create",
-            org_id=o.id,
-            actor_user_id=created_by,
-            credential_id=minted.credential.id,
-            target=name,
-            ip=ip,
-            details={"kind": "pat", "scopes": scope_list, "owner": owner.id},
-        )
-    return minted
 
 
 def create_api_key(
@@ -429,38 +404,78 @@ def create_api_key(
     name = _check_name(new.name)
     scope_list = _scopes(new.scopes)
     stored, _ = _build_restrictions(s, new.restrictions, [org], key_org=org)
-    expires_at = _server_expiry(new.expiry, _policy([org]), settings, utcnow())
-    owner_key = f"org:{org.id}"
+    return _issue(
+        s,
+        org,
+        name,
+        scope_list,
+        new.expiry,
+        stored,
+        [org],
+        settings=settings,
+        created_by=created_by,
+        ip=ip,
+        rate_limit_per_minute=rate_limit_per_minute,
+        export_row_cap=export_row_cap,
+    )
+
+
+def _issue(
+    s: Session,
+    owner: User | Organisation,
+    name: str,
+    scopes: list[str],
+    expiry: ExpirySpec,
+    restrictions: dict[str, object],
+    reach: list[Organisation],
+    *,
+    settings: Settings,
+    created_by: str | None,
+    ip: str | None,
+    rate_limit_per_minute: int | None = None,
+    export_row_cap: int | None = None,
+) -> Minted:
+    """Mint a checked new credential of ``owner`` (a PAT's user, an API key's organisation) that reaches
+    ``reach``: its expiry under their policy, a name no other live token of the owner has, and
+    ``token.create`` in the audit log of every organisation reached."""
+    expires_at = _server_expiry(expiry, _policy(reach), settings, utcnow())
+    is_pat = isinstance(owner, User)
+    owner_key = f"user:{owner.id}" if is_pat else f"org:{owner.id}"
     _check_unique_name(s, owner_key, name)
     if rate_limit_per_minute is not None and rate_limit_per_minute < 1:
         raise BadRequest("rate_limit_per_minute must be at least 1")
     if export_row_cap is not None and export_row_cap < 1:
         raise BadRequest("export_row_cap must be at least 1")
+    kind: token_format.TokenKind = "pat" if is_pat else "key"
     minted = _mint(
         s,
-        kind="key",
+        kind=kind,
         prefix=settings.token_prefix,
         name=name,
         owner_key=owner_key,
-        user_id=None,
-        org_id=org.id,
-        scopes=scope_list,
-        restrictions=stored,
+        user_id=owner.id if is_pat else None,
+        org_id=None if is_pat else owner.id,
+        scopes=scopes,
+        restrictions=restrictions,
         expires_at=expires_at,
         created_by=created_by,
         rate_limit_per_minute=rate_limit_per_minute,
         export_row_cap=export_row_cap,
     )
-    record(
-        s,
-        "token.create",
-        org_id=org.id,
-        actor_user_id=created_by,
-        credential_id=minted.credential.id,
-        target=name,
-        ip=ip,
-        details={"kind": "key", "scopes": scope_list},
-    )
+    details: dict[str, Any] = {"kind": kind, "scopes": scopes}
+    if is_pat:
+        details["owner"] = owner.id
+    for o in reach:
+        record(
+            s,
+            "token.create",
+            org_id=o.id,
+            actor_user_id=created_by,
+            credential_id=minted.credential.id,
+            target=name,
+            ip=ip,
+            details=details,
+        )
     return minted
 
 
