@@ -21,10 +21,9 @@ from sensorhub.errors import BadRequest, NotFound
 from sensorhub.kit.time import to_us
 from sensorhub.timeseries.backends import store_for
 from sensorhub.timeseries.models import DEFAULT_TOPIC
-from sensorhub.timeseries.query import WindowUS, read_aggregated
+from sensorhub.timeseries.query import WindowUS, read_aggregated, read_raw, read_recent
 from sensorhub.timeseries.repository import series_by_attribute, series_of_device, topics_of
 from sensorhub.timeseries.rollups import F64, I64, check_aggregation
-from sensorhub.timeseries.store import TimeseriesStore
 
 MAX_SAMPLES = 10_000
 MAX_SKIP = 1_000_000
@@ -88,7 +87,8 @@ def samples(
     want = skip + limit
     cols: list[tuple[str, I64, F64]] = []
     for x in series:
-        ts, vals = _points(store, x.id, windows, want, newest_first)
+        read = read_recent if newest_first else read_raw
+        ts, vals = read(store, x.id, windows, want)
         cols.append((x.attribute, ts, vals))
     non_empty = [ts for _a, ts, _v in cols if len(ts)]
     if not non_empty:
@@ -103,27 +103,6 @@ def samples(
         for t, v in zip(ts[keep].tolist(), vals[keep].tolist(), strict=True):
             out[t][attr] = v
     return e, [Sample(t, topic, d) for t, d in out.items()]
-
-
-def _points(
-    store: TimeseriesStore, series_id: int, windows: list[WindowUS], n: int, newest_first: bool
-) -> tuple[I64, F64]:
-    """The first (or last) ``n`` points of a series inside the windows."""
-    ts_parts: list[I64] = []
-    val_parts: list[F64] = []
-    left = n
-    for lo, hi in reversed(windows) if newest_first else windows:
-        ts, vals = (
-            store.fetch_recent(series_id, lo, hi, left)
-            if newest_first
-            else store.fetch_raw(series_id, lo, hi, left)
-        )
-        ts_parts.append(ts)
-        val_parts.append(vals)
-        left -= len(ts)
-        if left <= 0:
-            break
-    return np.concatenate(ts_parts), np.concatenate(val_parts)
 
 
 def latest_sample(s: Session, access: Access, ref: str, topic: str | None) -> tuple[Entity, Sample | None]:

@@ -7,7 +7,7 @@ raw rows. Partial aggregates of all pieces are combined per output bucket with n
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,12 +96,26 @@ class ReadResult:
 def read_raw(
     store: TimeseriesStore, series_id: int, windows: Sequence[WindowUS], limit: int | None
 ) -> tuple[I64, F64]:
-    """Raw points in the (sorted, disjoint) windows, at most ``limit``."""
+    """Raw points in the (sorted, disjoint) windows, at most ``limit``: the oldest, by time."""
+    return _read_windows(windows, limit, lambda lo, hi, n: store.fetch_raw(series_id, lo, hi, n))
+
+
+def read_recent(
+    store: TimeseriesStore, series_id: int, windows: Sequence[WindowUS], limit: int
+) -> tuple[I64, F64]:
+    """Raw points in the (sorted, disjoint) windows, at most ``limit``: the newest, newest first."""
+    return _read_windows(reversed(windows), limit, lambda lo, hi, n: store.fetch_recent(series_id, lo, hi, n))
+
+
+def _read_windows(
+    windows: Iterable[WindowUS], limit: int | None, fetch: Callable[[int, int, int | None], tuple[I64, F64]]
+) -> tuple[I64, F64]:
+    """Points ``fetch``ed window by window, in the windows' order, until ``limit`` are read."""
     ts_parts: list[I64] = []
     val_parts: list[F64] = []
     left = limit
     for lo, hi in windows:
-        ts, vals = store.fetch_raw(series_id, lo, hi, left)
+        ts, vals = fetch(lo, hi, left)
         ts_parts.append(ts)
         val_parts.append(vals)
         if left is not None:

@@ -154,9 +154,13 @@ class TimeseriesStore:
             params += (limit,)
         return self.fetch_ts_values(q, params)
 
-    def fetch_recent(self, series_id: int, lo: int | None, hi: int | None, limit: int) -> tuple[I64, F64]:
-        """The newest ``limit`` points of a series in ``[lo, hi)``, newest first."""
+    def fetch_recent(
+        self, series_id: int, lo: int | None, hi: int | None, limit: int | None = None
+    ) -> tuple[I64, F64]:
+        """The newest ``limit`` points of a series in ``[lo, hi)`` (all with ``None``), newest first."""
         q, params = _newest_first(series_id, lo, hi)
+        if limit is None:
+            return self.fetch_ts_values(q, params)
         return self.fetch_ts_values(q + " LIMIT ?", [*params, limit])
 
     def latest_in(self, series_id: int, lo: int | None, hi: int | None) -> tuple[int, float] | None:

@@ -30,7 +30,7 @@ import numpy.typing as npt
 from sensorhub.errors import BadRequest
 from sensorhub.kit.time import from_us, to_us
 from sensorhub.timeseries.models import ROLLUP_LEVELS
-from sensorhub.timeseries.query import WindowUS, pieces, read_raw
+from sensorhub.timeseries.query import WindowUS, pieces, read_raw, read_recent
 from sensorhub.timeseries.rollups import F64, I64
 from sensorhub.timeseries.store import RAW, TimeseriesStore
 
@@ -137,19 +137,7 @@ def last_instances(
 ) -> Instances:
     """The newest ``n`` points in the windows, by time, at most ``limit`` of them (the newest ones):
     ``truncated`` when ``n`` asked for more than ``limit`` and more exist."""
-    want = min(n, limit) + (1 if n > limit else 0)
-    ts_parts: list[I64] = []
-    val_parts: list[F64] = []
-    left = want
-    for lo, hi in reversed(windows):
-        ts, vals = store.fetch_recent(series_id, lo, hi, left)
-        ts_parts.append(ts)
-        val_parts.append(vals)
-        left -= len(ts)
-        if left <= 0:
-            break
-    ts = np.concatenate(ts_parts) if ts_parts else np.empty(0, np.int64)
-    vals = np.concatenate(val_parts) if val_parts else np.empty(0, np.float64)
+    ts, vals = read_recent(store, series_id, windows, min(n, limit) + (1 if n > limit else 0))
     truncated = len(ts) > min(n, limit)
     ts, vals = ts[: min(n, limit)], vals[: min(n, limit)]
     return Instances(ts[::-1].copy(), vals[::-1].copy(), truncated)
