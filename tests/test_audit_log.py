@@ -61,6 +61,9 @@ def test_filters_pages_and_csv(client: TestClient, world: World) -> None:
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(r.text)))
     assert [row["target"] for row in rows] == ["'=sum(A1)"]  # no formula injection
+    assert r.headers["content-disposition"] == 'attachment; filename="acme-audit.csv"'
+    r = client.get("/api/orgs/acme/audit-events?format=csv&actor=nobody@else.test")
+    assert r.status_code == 200 and list(csv.DictReader(io.StringIO(r.text))) == []
     for bad, word in (("since=yesterday", "since"), ("limit=5000", "limit"), ("format=pdf", "format"),
                       ("since=2026-02-01&until=2026-01-01", "until"), ("who=me", "who")):  # fmt: skip
         r = client.get(f"/api/orgs/acme/audit-events?{bad}")
@@ -89,7 +92,14 @@ def test_the_audit_page_and_retention(client: TestClient, world: World, ctx: App
     assert "olga@acme.test" in client.get("/orgs/acme/audit?actor=olga@acme.test").text
     assert "token.used" not in client.get("/orgs/acme/audit?action=token.create").text.split("<tbody>")[-1]
     assert "is not a valid ISO 8601" in client.get("/orgs/acme/audit?since=nope").text
-    assert client.get("/orgs/acme/audit.csv?action=token.").text.startswith("at,action,")
+    r = client.get("/orgs/acme/audit.csv?action=token.")
+    assert r.text.startswith("at,action,") and r.headers["content-type"].startswith("text/csv")
+    assert r.headers["content-disposition"] == 'attachment; filename="acme-audit.csv"'
+    # An actor nobody in the organisation is: the file has its header and no events.
+    assert (
+        client.get("/orgs/acme/audit.csv?actor=nobody@else.test").text.strip()
+        == "at,action,actor_user_id,credential_id,target,ip,details"
+    )
 
     with ctx.db.transaction() as s:
         assert audit.prune(s, 30, utcnow() + timedelta(days=31)) >= 2

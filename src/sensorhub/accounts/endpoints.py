@@ -12,17 +12,17 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import Field
-from starlette.responses import Response
 
 from sensorhub.accounts import invitations
 from sensorhub.accounts import service as accounts
 from sensorhub.accounts.models import Membership, Organisation, User, Workspace
 from sensorhub.api.deps import ctx, request_ip
 from sensorhub.audit.models import AuditEvent
-from sensorhub.audit.service import events_csv, search_events
+from sensorhub.audit.service import matching_events_csv, search_events
 from sensorhub.auth.dependencies import RequireSession, SessionContext
 from sensorhub.db import utcnow
 from sensorhub.errors import BadRequest
+from sensorhub.kit.downloads import csv_attachment
 from sensorhub.kit.paging import LimitPolicy, OffsetBounds
 from sensorhub.kit.query_params import reject_unknown_query_params
 from sensorhub.kit.urls import next_link
@@ -579,13 +579,8 @@ def audit_events(
         since=since, until=until,
     )  # fmt: skip
     if format == "csv":
-        rows = search_events(sc.db, sc.org.id, f, limit=100_000)[0] if f else []
-        return Response(
-            events_csv(rows),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{sc.org.slug}-audit.csv"'},
-        )
-    rows, total = search_events(sc.db, sc.org.id, f, limit=n, offset=start) if f else ([], 0)
+        return csv_attachment(matching_events_csv(sc.db, sc.org.id, f), f"{sc.org.slug}-audit.csv")
+    rows, total = search_events(sc.db, sc.org.id, f, limit=n, offset=start)
     headers = {"X-Total-Count": str(total)}
     if start + n < total:
         headers["Link"] = next_link(request, ctx(request).settings.base_url, offset=start + n, limit=n)

@@ -86,9 +86,12 @@ def _filtered(org_id: str, f: EventQuery) -> Any:
 
 
 def search_events(
-    s: Session, org_id: str, f: EventQuery, *, limit: int, offset: int = 0
+    s: Session, org_id: str, f: EventQuery | None, *, limit: int, offset: int = 0
 ) -> tuple[list[AuditEvent], int]:
-    """One page of the organisation's events matching ``f``, newest first, and how many match."""
+    """One page of the organisation's events matching ``f``, newest first, and how many match (``None``:
+    a filter nothing can match, see :func:`sensorhub.accounts.service.audit_query`)."""
+    if f is None:
+        return [], 0
     q = _filtered(org_id, f)
     total = int(s.scalar(select(func.count()).select_from(q.subquery())) or 0)
     rows = list(s.scalars(q.order_by(AuditEvent.at.desc(), AuditEvent.id).limit(limit).offset(offset)))
@@ -96,6 +99,13 @@ def search_events(
 
 
 CSV_COLUMNS = ("at", "action", "actor_user_id", "credential_id", "target", "ip", "details")
+# The CSV download holds every matching event, up to this many (newest first).
+CSV_MAX_EVENTS = 100_000
+
+
+def matching_events_csv(s: Session, org_id: str, f: EventQuery | None) -> str:
+    """The organisation's events matching ``f`` as CSV (the audit log's download, on the API and the page)."""
+    return events_csv(search_events(s, org_id, f, limit=CSV_MAX_EVENTS)[0])
 
 
 def events_csv(events: list[AuditEvent]) -> str:

@@ -16,6 +16,7 @@ from sensorhub.auth.dependencies import AnyToken, Public, RequireSession, Sessio
 from sensorhub.auth.principal import Principal
 from sensorhub.db import utcnow
 from sensorhub.errors import BadRequest, RateLimited
+from sensorhub.kit.downloads import csv_attachment
 from sensorhub.kit.paging import LimitPolicy, OffsetBounds
 from sensorhub.kit.query_params import reject_unknown_query_params
 from sensorhub.schemas import StrictModel
@@ -143,12 +144,7 @@ def org_credentials(
     now = utcnow()
     rows = inventory.search(sc.db, sc.org, query, now)
     if format == "csv":
-        name = f"{sc.org.slug}-credentials.csv"
-        return Response(
-            inventory.to_csv(rows),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{name}"'},
-        )
+        return csv_attachment(inventory.to_csv(rows), f"{sc.org.slug}-credentials.csv")
     n, start = INVENTORY_LIMIT.resolve(limit), INVENTORY_OFFSET.check(offset)
     return {"total": len(rows), "items": [r.out(now) for r in rows[start : start + n]]}
 

@@ -23,11 +23,12 @@ from sensorhub.accounts import invitations
 from sensorhub.accounts import service as accounts
 from sensorhub.accounts.models import Organisation, Role
 from sensorhub.api.deps import ctx, request_ip
-from sensorhub.audit.service import EventQuery, events_csv, search_events
+from sensorhub.audit.service import EventQuery, matching_events_csv, search_events
 from sensorhub.auth.dependencies import SessionContext
 from sensorhub.auth.scopes import ROLE_SCOPES
 from sensorhub.db import utcnow
 from sensorhub.errors import BadRequest, SensorhubError
+from sensorhub.kit.downloads import csv_attachment
 from sensorhub.kit.urls import base_url
 from sensorhub.tokens import inventory
 from sensorhub.tokens import service as tokens
@@ -528,11 +529,7 @@ for _action in ("approve", "deny", "revoke"):
 def credentials_csv(org: str, request: Request, sc: SessionContext = Depends(ADMIN_PAGE)) -> Response:
     o = _org(sc)
     query, _ = _inventory_query(request)
-    return Response(
-        inventory.to_csv(inventory.search(sc.db, o, query)),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{o.slug}-credentials.csv"'},
-    )
+    return csv_attachment(inventory.to_csv(inventory.search(sc.db, o, query)), f"{o.slug}-credentials.csv")
 
 
 # -- audit log ----------------------------------------------------------------------------------------
@@ -555,11 +552,7 @@ def audit_page(request: Request, sc: SessionContext, form: FormData | None) -> d
     except SensorhubError as e:
         f, chosen, error = EventQuery(), {}, e.message
     number = max(1, forms.integer(request.query_params.get("page", ""), "Page") or 1)
-    rows, total = (
-        search_events(sc.db, o.id, f, limit=AUDIT_PER_PAGE, offset=(number - 1) * AUDIT_PER_PAGE)
-        if f
-        else ([], 0)
-    )
+    rows, total = search_events(sc.db, o.id, f, limit=AUDIT_PER_PAGE, offset=(number - 1) * AUDIT_PER_PAGE)
     users = {u.id: u.display for _, u in accounts.list_members(sc.db, o)}
     users.update({u.id: u.name for u, _ in accounts.list_api_users(sc.db, o)})
     params = {k: v for k, v in chosen.items() if v}
@@ -580,9 +573,4 @@ def audit_page(request: Request, sc: SessionContext, form: FormData | None) -> d
 def audit_csv(org: str, request: Request, sc: SessionContext = Depends(ADMIN_PAGE)) -> Response:
     o = _org(sc)
     f, _ = _audit_filter(sc, request)
-    rows = search_events(sc.db, o.id, f, limit=100_000)[0] if f else []
-    return Response(
-        events_csv(rows),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{o.slug}-audit.csv"'},
-    )
+    return csv_attachment(matching_events_csv(sc.db, o.id, f), f"{o.slug}-audit.csv")
