@@ -33,7 +33,8 @@ I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 
 TIMESTAMP_US_UTC = pa.timestamp("us", tz="UTC")
-# Must equal ``sensorhub.timeseries.store.BATCH_SCHEMA`` (checked where both are imported).
+# Raw export batches, ordered by (ts, series_id): what this child streams, and what every store's reader
+# yields (defined here, where the child can import it without the store).
 BATCH_SCHEMA = pa.schema(
     [
         pa.field("ts", TIMESTAMP_US_UTC, nullable=False),

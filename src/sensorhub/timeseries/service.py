@@ -27,13 +27,14 @@ from sensorhub.authz.scope import windows_to_us
 from sensorhub.entities.models import Entity
 from sensorhub.errors import BadRequest, NotFound
 from sensorhub.kit.time import check_points_in_range, iso, to_us
+from sensorhub.timeseries.arrow_reader import BATCH_SCHEMA
 from sensorhub.timeseries.backends import store_for
 from sensorhub.timeseries.models import DEFAULT_TOPIC, ROLLUP_LEVELS, Series
 from sensorhub.timeseries.names import check_attribute_name
 from sensorhub.timeseries.query import WindowUS, read_aggregated
 from sensorhub.timeseries.repository import series_by_attribute
 from sensorhub.timeseries.rollups import F64, I64, check_aggregation, rollup_delta
-from sensorhub.timeseries.store import BATCH_SCHEMA, TimeseriesStore
+from sensorhub.timeseries.store import TimeseriesStore
 
 __all__ = [
     "BATCH_SCHEMA",

@@ -26,6 +26,7 @@ import pyarrow as pa
 from sensorhub.db import take_write_lock
 from sensorhub.timeseries import arrow_reader
 from sensorhub.timeseries.arrow_reader import (
+    BATCH_SCHEMA,
     SeriesChunks,
     merge_by_time,
     per_reader_rows,
@@ -33,7 +34,7 @@ from sensorhub.timeseries.arrow_reader import (
     union,
 )
 from sensorhub.timeseries.rollups import F64, I64, ROLLUP_COLUMNS_SQL, RollupDelta
-from sensorhub.timeseries.store import BATCH_SCHEMA, RAW, TimeseriesStore
+from sensorhub.timeseries.store import RAW, TimeseriesStore
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,6 @@ log = logging.getLogger(__name__)
 CHANGES_AT_BEGIN = "sqlite_changes_at_begin"
 _RAW_SQL = arrow_reader.RAW_SQL
 _first, _second = itemgetter(0), itemgetter(1)
-# The child process builds its batches without importing the store; both must describe the same batches.
-assert arrow_reader.BATCH_SCHEMA.equals(BATCH_SCHEMA)
 
 # Up to this many bound parameters per INSERT statement: many rows per statement cost about half as much
 # per row as executemany of one-row statements (fewer statement steps), and SQLite ≥ 3.32 allows 32,766.

@@ -19,17 +19,6 @@ from sensorhub.timeseries.rollups import F64, I64, Partial, RollupDelta
 
 RAW = "measurements"
 
-TIMESTAMP_US_UTC = pa.timestamp("us", tz="UTC")
-
-# Raw export batches: ordered by (ts, series_id).
-BATCH_SCHEMA = pa.schema(
-    [
-        pa.field("ts", TIMESTAMP_US_UTC, nullable=False),
-        pa.field("series_id", pa.int64(), nullable=False),
-        pa.field("value", pa.float64()),
-    ]
-)
-
 # The partial aggregates a GROUP BY bucket carries for each aggregation, as (val, aux): the parts
 # named here, each as SQL over the raw table or over a rollup (min and max carry no aux: "0").
 _PARTIALS: dict[str, tuple[str, str | None]] = {
@@ -266,7 +255,7 @@ class TimeseriesStore:
     def iter_raw_arrow(
         self, windows: Mapping[int, Sequence[tuple[int, int]]], batch_rows: int
     ) -> Iterator[pa.RecordBatch] | None:
-        """An Arrow-native reader of raw points (:data:`BATCH_SCHEMA` batches of at most ``batch_rows``
+        """An Arrow-native reader of raw points (:data:`~sensorhub.timeseries.arrow_reader.BATCH_SCHEMA` batches of at most ``batch_rows``
         rows, ordered by (ts, series_id)) of each series inside its half-open windows, or ``None`` when
         this store has none for the session (callers then page through :meth:`scan_slice`)."""
         return None
