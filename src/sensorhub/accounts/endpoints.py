@@ -394,7 +394,7 @@ def _rotated(
         ip=request_ip(request),
         grace_days=RotateRequest.days(body),
     )
-    return TokenCreated.minted(minted.credential, minted.token, utcnow())
+    return TokenCreated.minted(minted, utcnow())
 
 
 @router.get("/api/orgs/{org}/api-users/{user_id}/tokens", response_model=list[TokenOut])
@@ -418,7 +418,7 @@ def create_api_user_token(
         created_by=sc.user.id,
         ip=request_ip(request),
     )
-    return TokenCreated.minted(minted.credential, minted.token, utcnow())
+    return TokenCreated.minted(minted, utcnow())
 
 
 @router.delete("/api/orgs/{org}/api-users/{user_id}/tokens/{token_id}", response_model=TokenOut)
@@ -472,7 +472,7 @@ def create_api_key(
         export_row_cap=body.export_row_cap,
         ip=request_ip(request),
     )
-    return TokenCreated.minted(minted.credential, minted.token, utcnow())
+    return TokenCreated.minted(minted, utcnow())
 
 
 @router.delete("/api/orgs/{org}/api-keys/{key_id}", response_model=TokenOut)

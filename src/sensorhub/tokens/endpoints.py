@@ -26,6 +26,13 @@ from sensorhub.tokens.schemas import RotateRequest, TokenCreate, TokenCreated, T
 router = APIRouter(tags=["tokens"])
 
 
+def _created(sc: SessionContext, minted: service.Minted) -> TokenCreated:
+    """A new PAT's secret and metadata, with its standing in each organisation it reaches."""
+    out = TokenCreated.minted(minted, utcnow())
+    out.organisation_access = inventory.access_states(sc.db, minted.credential)
+    return out
+
+
 @router.post("/api/tokens", status_code=201, response_model=TokenCreated)
 def create_token(
     body: TokenCreate, request: Request, sc: SessionContext = Depends(RequireSession())
@@ -39,9 +46,7 @@ def create_token(
         created_by=sc.user.id,
         ip=request_ip(request),
     )
-    out = TokenCreated.minted(minted.credential, minted.token, utcnow())
-    out.organisation_access = inventory.access_states(sc.db, minted.credential)
-    return out
+    return _created(sc, minted)
 
 
 @router.get("/api/tokens", response_model=list[TokenOut])
@@ -97,9 +102,7 @@ def rotate_token(
         ip=request_ip(request),
         grace_days=RotateRequest.days(body),
     )
-    out = TokenCreated.minted(minted.credential, minted.token, utcnow())
-    out.organisation_access = inventory.access_states(sc.db, minted.credential)
-    return out
+    return _created(sc, minted)
 
 
 # -- the organisation's credential inventory ------------------------------------------------------------

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, create_model
 from sensorhub.auth import restrictions as R
 from sensorhub.schemas import StrictModel
 from sensorhub.tokens.models import Credential
-from sensorhub.tokens.service import ExpirySpec, NewToken, RestrictionSpec
+from sensorhub.tokens.service import ExpirySpec, Minted, NewToken, RestrictionSpec
 
 _Strict = StrictModel
 
@@ -108,5 +108,6 @@ class TokenCreated(TokenOut):
     token: str = Field(description="The secret. Shown only in this response: copy it now.")
 
     @classmethod
-    def minted(cls, c: Credential, token: str, now: datetime) -> TokenCreated:
-        return cls(**TokenOut.of(c, now).model_dump(), token=token)
+    def minted(cls, m: Minted, now: datetime) -> TokenCreated:
+        """The new credential of ``m`` with its secret, the one time it is shown."""
+        return cls(**TokenOut.of(m.credential, now).model_dump(), token=m.token)
