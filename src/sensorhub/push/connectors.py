@@ -46,7 +46,14 @@ from sensorhub.push.models import (
     RuleHistory,
     RuleState,
 )
-from sensorhub.push.targets import PlannedDelivery, data_item, data_message, owner_access, register_target
+from sensorhub.push.targets import (
+    PlannedDelivery,
+    data_item,
+    data_message,
+    device_message,
+    owner_access,
+    register_target,
+)
 from sensorhub.timeseries.ingest import is_topic
 
 MAX_NAME = 200
@@ -738,13 +745,8 @@ class ConnectorTarget:
             if not changes:
                 continue
             # Only the point of each change is sent: the event's other points are not copied.
-            msg0 = {
-                "type": "rule",
-                "organisation": names.org(rule.org_id),
-                "workspace": names.workspace(e.workspace_id),
-                "device": {"id": e.entity_ref, "type": e.entity_type},
-                "data": [],
-            }
+            org, ws = names.org(rule.org_id), names.workspace(e.workspace_id)
+            msg0 = device_message("rule", org, ws, e.entity_ref, e.entity_type, [])
             for ch in changes:
                 out.extend(self._transition(s, rule, st, e, ch, msg0, now))
         return out
@@ -848,13 +850,8 @@ class ConnectorTarget:
             for st in s.scalars(q):
                 if acc is None or not acc.allows(st.org_id, st.workspace_id, st.entity_ref):
                     continue
-                msg0 = {
-                    "type": "rule",
-                    "organisation": names.org(rule.org_id),
-                    "workspace": names.workspace(st.workspace_id),
-                    "device": {"id": st.entity_ref, "type": None},
-                    "data": [],
-                }
+                org, ws = names.org(rule.org_id), names.workspace(st.workspace_id)
+                msg0 = device_message("rule", org, ws, st.entity_ref, None, [])
                 ch = rules.Transition(0, "firing", st.last_time_us or 0, None)
                 out.extend(self._transition(s, rule, st, None, ch, msg0, now))
         return out

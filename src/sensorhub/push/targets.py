@@ -106,12 +106,24 @@ def data_message(
 ) -> dict[str, Any]:
     """The message for events of one device (all of ``events`` share it)."""
     e0 = events[0]
+    return device_message(kind, org, workspace, e0.entity_ref, e0.entity_type, [data_item(e) for e in events])
+
+
+def device_message(
+    kind: str,
+    org: dict[str, str],
+    workspace: dict[str, Any],
+    device_id: str,
+    device_type: str | None,
+    data: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """A message about one device: its organisation, workspace, id and type, and ``data``, its points."""
     return {
         "type": kind,
         "organisation": org,
         "workspace": workspace,
-        "device": {"id": e0.entity_ref, "type": e0.entity_type},
-        "data": [data_item(e) for e in events],
+        "device": {"id": device_id, "type": device_type},
+        "data": data,
     }
 
 
