@@ -85,11 +85,14 @@ def fan_out(db: Database, settings: Settings, now: datetime | None = None) -> tu
 def _events_waiting(db: Database) -> bool:
     """Whether there may be events to fan out (a read: no lock)."""
     with db.session() as s:
-        row = s.get(PushCursor, FAN_OUT)
-        if row is None:
-            return True
-        c = EventCursor.from_json(row.state)
-        return bool(c.gaps) or newest_id(s) > c.after_id
+        c = _read_cursor(s)
+        return c is None or bool(c.gaps) or newest_id(s) > c.after_id
+
+
+def _read_cursor(s: Session) -> EventCursor | None:
+    """The fan-out's cursor as last stored, unlocked (None before the first fan-out)."""
+    row = s.get(PushCursor, FAN_OUT)
+    return None if row is None else EventCursor.from_json(row.state)
 
 
 def _delivery(kind: str, p: PlannedDelivery, now: datetime) -> Delivery:
@@ -140,11 +143,8 @@ def _lock_cursor(s: Session, dialect: str) -> PushCursor | None:
 def cursor_floor(db: Database) -> int | None:
     """The highest event id every event at or below which was fanned out (None: nothing yet)."""
     with db.session() as s:
-        row = s.get(PushCursor, FAN_OUT)
-        if row is None:
-            return None
-        c = EventCursor.from_json(row.state)
-        return min([c.after_id, *[g - 1 for g in c.gaps]])
+        c = _read_cursor(s)
+        return None if c is None else min([c.after_id, *[g - 1 for g in c.gaps]])
 
 
 # --- attempts ---------------------------------------------------------------------------------------
