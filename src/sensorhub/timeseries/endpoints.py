@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from anyio import to_thread
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import Field
+from sqlalchemy.orm import Session
 from starlette.responses import Response
 
-from sensorhub import metrics
 from sensorhub.api.deps import ctx
 from sensorhub.auth.dependencies import RequireScope, RequireSession, SessionContext
 from sensorhub.auth.principal import Principal
@@ -241,19 +240,17 @@ async def gateway_ingest(
     access = principal.access("ingest")
     writer = provisioning.Writer(principal.credential_id, principal.user_id, "gateway")
     now = utcnow()
-    db = context.db
 
-    def work() -> dict[str, int]:
-        groups = gateway.prepare(raw, now, limits)
-        with db.session() as s:
-            gateway.check_targets(s, access, groups, limits, writer)
-        with db.transaction() as s:
-            result = ingest.store_batches(s, access, gateway.batches(groups), limits, conflict, writer)
+    def store(s: Session, groups: list[gateway.Group]) -> dict[str, int]:
+        result = ingest.store_batches(s, access, gateway.batches(groups), limits, conflict, writer)
         return {**result, "devices": len(groups)}
 
-    result = await to_thread.run_sync(work)
-    metrics.ingest_points.inc(result["accepted"])
-    metrics.ingest_duplicates.inc(result["duplicates"])
+    result = await ingest.write_off_loop(
+        context.db,
+        lambda: gateway.prepare(raw, now, limits),
+        lambda s, groups: gateway.check_targets(s, access, groups, limits, writer),
+        store,
+    )
     return formats.json_response(result, headers={"X-Sensorhub-On-Conflict": conflict})
 
 

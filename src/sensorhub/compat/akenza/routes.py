@@ -12,12 +12,10 @@ from enum import Enum
 from typing import Any
 
 import orjson
-from anyio import to_thread
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from sensorhub import metrics
 from sensorhub.api.deps import ctx, get_read_db
 from sensorhub.auth.dependencies import RequireScope
 from sensorhub.auth.principal import Principal
@@ -144,21 +142,12 @@ async def backfill(
     access = principal.access("ingest")
     writer = provisioning.Writer(principal.credential_id, principal.user_id, "backfill")
     now = utcnow()
-    db = ctx(request).db
-
-    def work() -> dict[str, int]:
-        # Parse and check everything first; then what the database decides (visible device, units,
-        # new series) in a read transaction, so that a refused request never waits for or holds the
-        # write lock; only then the write transaction, which repeats those checks under the lock.
-        prepared = ingest.prepare(raw, now, limits)
-        with db.session() as s:
-            ingest.check_target(s, access, device_id, prepared, limits, writer)
-        with db.transaction() as s:
-            return ingest.store(s, access, device_id, prepared, limits, conflict, writer)
-
-    result = await to_thread.run_sync(work)
-    metrics.ingest_points.inc(result["accepted"])
-    metrics.ingest_duplicates.inc(result["duplicates"])
+    result = await ingest.write_off_loop(
+        ctx(request).db,
+        lambda: ingest.prepare(raw, now, limits),
+        lambda s, prepared: ingest.check_target(s, access, device_id, prepared, limits, writer),
+        lambda s, prepared: ingest.store(s, access, device_id, prepared, limits, conflict, writer),
+    )
     return formats.json_response(result, headers={"X-Sensorhub-On-Conflict": conflict})
 
 

@@ -33,7 +33,6 @@ from strawberry.types import Info
 from strawberry.types.nodes import SelectedField
 
 from graphql import GraphQLError
-from sensorhub import metrics
 from sensorhub.accounts.models import User as UserModel
 from sensorhub.auth.principal import Principal, WorkspaceRef
 from sensorhub.auth.ratelimit import RateLimiter
@@ -991,22 +990,16 @@ class Mutation:
         raw = orjson.dumps(records)
         limits = ingest.Limits.from_settings(c.settings)
         now = utcnow()
-        db = c.db
         # A credential may create an unknown device where a workspace auto-provisions (a web session is
         # no credential: it writes only to devices that exist).
         v = c.viewer
         writer = None if v.is_session else provisioning.Writer(v.key, v.user_id, "graphql")
-
-        def work() -> dict[str, int]:
-            prepared = ingest.prepare(raw, now, limits)
-            with db.session() as s:
-                ingest.check_target(s, access, deviceId, prepared, limits, writer)
-            with db.transaction() as s:
-                return ingest.store(s, access, deviceId, prepared, limits, writer=writer)
-
-        result = await to_thread.run_sync(work)
-        metrics.ingest_points.inc(result["accepted"])
-        metrics.ingest_duplicates.inc(result["duplicates"])
+        result = await ingest.write_off_loop(
+            c.db,
+            lambda: ingest.prepare(raw, now, limits),
+            lambda s, prepared: ingest.check_target(s, access, deviceId, prepared, limits, writer),
+            lambda s, prepared: ingest.store(s, access, deviceId, prepared, limits, writer=writer),
+        )
         return RecordResult(accepted=result["accepted"], duplicates=result["duplicates"])
 
 

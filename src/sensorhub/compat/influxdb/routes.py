@@ -12,11 +12,9 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated
 
-from anyio import to_thread
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from sensorhub import metrics
 from sensorhub.api.deps import ctx
 from sensorhub.auth.dependencies import RequireScope
 from sensorhub.auth.principal import Principal
@@ -87,20 +85,17 @@ async def _write(
     writer = provisioning.Writer(principal.credential_id, principal.user_id, "line protocol")
     now_us = to_us(utcnow())
     tags = tuple(context.settings.line_protocol_device_tags)
-    db = context.db
 
-    def work() -> dict[str, int]:
+    def parse() -> list[ingest.DeviceBatch]:
         writes = lineproto.parse(raw, precision, now_us, limits, tags)
-        batches = [ingest.DeviceBatch(w.device, f"line {w.first_line}", w.prepared) for w in writes]
-        # As for a backfill: what the database decides is checked without the write lock first.
-        with db.session() as s:
-            ingest.check_targets(s, access, batches, limits, writer)
-        with db.transaction() as s:
-            return ingest.store_batches(s, access, batches, limits, conflict, writer)
+        return [ingest.DeviceBatch(w.device, f"line {w.first_line}", w.prepared) for w in writes]
 
-    result = await to_thread.run_sync(work)
-    metrics.ingest_points.inc(result["accepted"])
-    metrics.ingest_duplicates.inc(result["duplicates"])
+    result = await ingest.write_off_loop(
+        context.db,
+        parse,
+        lambda s, batches: ingest.check_targets(s, access, batches, limits, writer),
+        lambda s, batches: ingest.store_batches(s, access, batches, limits, conflict, writer),
+    )
     headers = {
         "X-Sensorhub-Accepted": str(result["accepted"]),
         "X-Sensorhub-Duplicates": str(result["duplicates"]),
