@@ -289,6 +289,9 @@ def parse_dataset_ids(value: str | None) -> frozenset[str | None] | None:
 
 _GEOMETRY_PROPERTY = "With Accept: application/geo+json: the GeoProperty of each Feature (default location)"
 # Query-string parameters several routes declare alike (one description each).
+Types = Annotated[str | None, Query(description="Entity types: `A,B` or `A|B` (either), `A;B` (both), `(…)`")]
+Ids = Annotated[str | None, Query(description="Entity ids, comma-separated")]
+ScopeQ = Annotated[str | None, Query(description="Scope query, e.g. /farm/#")]
 Pick = Annotated[str | None, Query(description="Members to keep (id, type, attribute names)")]
 Omit = Annotated[str | None, Query(description="Members to leave out")]
 Options = Annotated[str | None, Query(description="keyValues | concise | normalized, and sysAttrs")]
@@ -373,14 +376,14 @@ def ordering_params(
 
 
 def query_params(
-    type: str | None = Query(None, description="Entity types: `A,B` or `A|B` (either), `A;B` (both), `(…)`"),
-    id: str | None = Query(None, description="Entity ids, comma-separated"),
+    type: Types = None,
+    id: Ids = None,
     idPattern: str | None = Query(None, description="Regular expression (RE2) on the entity id"),
     attrs: str | None = Query(None, description="Attributes to return (entities need one of them)"),
     pick: Pick = None,
     omit: Omit = None,
     q: str | None = Query(None, description='Query language, e.g. temperature>20;crop=="wheat"'),
-    scopeQ: str | None = Query(None, description="Scope query, e.g. /farm/#"),
+    scopeQ: ScopeQ = None,
     datasetId: DatasetId = None,
     expandValues: ExpandValues = None,
     csf: Csf = None,

@@ -770,11 +770,11 @@ class RepresentationArgs:
 )
 def query_temporal(
     request: Request,
-    type: str | None = Query(None, description="Entity types: `A,B` or `A|B` (either), `A;B` (both), `(…)`"),
-    id: str | None = Query(None, description="Entity ids, comma-separated"),
+    type: schemas.Types = None,
+    id: schemas.Ids = None,
     idPattern: str | None = Query(None, description="Regular expression on the entity id"),
     q: str | None = Query(None, description="Filter on the entities' current attribute values"),
-    scopeQ: str | None = Query(None, description="Scope query, e.g. /farm/#"),
+    scopeQ: schemas.ScopeQ = None,
     attrs: SeriesAttrs = None,
     pick: schemas.Pick = None,
     omit: schemas.Omit = None,
