@@ -11,7 +11,7 @@ there, with the parameters that reach one organisation's data and the other's.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -470,11 +470,11 @@ def _alpha_policy(world: World, token: str, policy: str) -> None:
         org = accounts.get_org(s, "alpha")
         owner = accounts.get_user_by_email(s, "a@alpha.test")
         assert owner is not None
-        keep = {"max_token_lifetime_days": None, "allow_non_expiring_tokens": False, "actor_id": owner.id}
+        keep = accounts.TokenPolicy(max_token_lifetime_days=None, allow_non_expiring_tokens=False)
         cred = s.scalar(select(Credential).where(Credential.digest == token_format.digest(token)))
         assert cred is not None
         if policy in ("pending", "denied"):
-            accounts.update_policy(s, org, require_pat_approval=True, **keep)
+            accounts.update_policy(s, org, replace(keep, require_pat_approval=True), actor_id=owner.id)
             s.flush()
             s.delete(s.get_one(inventory.CredentialOrgAccess, _decision_id(s, cred.id)))
         if policy == "denied":
@@ -484,7 +484,7 @@ def _alpha_policy(world: World, token: str, policy: str) -> None:
         if policy == "revoked_here":
             inventory.revoke_for_org(s, org, cred.id, actor=owner, reason=None, settings=world.ctx.settings)
         if policy == "ip_allowlist":
-            accounts.update_policy(s, org, allowed_ips=["10.0.0.0/8"], **keep)
+            accounts.update_policy(s, org, replace(keep, allowed_ips=["10.0.0.0/8"]), actor_id=owner.id)
 
 
 def _decision_id(s: Any, cred_id: str) -> str:
@@ -547,9 +547,10 @@ def test_organisation_scope_policy_limits_members_tokens_on_every_route(
     owner = bearer(world.pat("a@alpha.test", sorted(ALL_SCOPES), name="owner-all"))
     with world.ctx.db.transaction() as s:
         accounts.update_policy(
-            s, accounts.get_org(s, "alpha"), max_token_lifetime_days=None, allow_non_expiring_tokens=False,
-            allowed_pat_scopes=["telemetry"],
-        )  # fmt: skip
+            s,
+            accounts.get_org(s, "alpha"),
+            accounts.TokenPolicy(None, False, allowed_pat_scopes=["telemetry"]),
+        )
     for method, path, scope, own, _ in _calls(app, fx):
         r = _send(client, method, own, member)
         if scope in (None, "telemetry"):

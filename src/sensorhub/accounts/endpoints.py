@@ -110,6 +110,16 @@ class PolicyUpdate(_In):
         "(empty: anywhere)",
     )
 
+    def token_policy(self) -> accounts.TokenPolicy:
+        return accounts.TokenPolicy(
+            self.max_token_lifetime_days,
+            self.allow_non_expiring_tokens,
+            self.max_rotation_grace_days,
+            self.require_pat_approval,
+            self.allowed_pat_scopes,
+            self.allowed_ips,
+        )
+
 
 def org_out(o: Organisation) -> dict[str, Any]:
     return {
@@ -179,17 +189,7 @@ def set_policy(org: str, body: PolicyUpdate, sc: SessionContext = Depends(ADMIN)
     null for no cap), whether tokens may never expire, the longest rotation grace, approval of members'
     PATs, the scopes members' PATs may use, and an IP allowlist for every credential."""
     assert sc.org is not None
-    accounts.update_policy(
-        sc.db,
-        sc.org,
-        max_token_lifetime_days=body.max_token_lifetime_days,
-        allow_non_expiring_tokens=body.allow_non_expiring_tokens,
-        max_rotation_grace_days=body.max_rotation_grace_days,
-        require_pat_approval=body.require_pat_approval,
-        allowed_pat_scopes=body.allowed_pat_scopes,
-        allowed_ips=body.allowed_ips,
-        actor_id=sc.user.id,
-    )
+    accounts.update_policy(sc.db, sc.org, body.token_policy(), actor_id=sc.user.id)
     return org_out(sc.org)
 
 

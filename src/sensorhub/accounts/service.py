@@ -70,45 +70,52 @@ def create_org(s: Session, slug: str, name: str | None = None) -> Organisation:
     return org
 
 
+@dataclass(frozen=True)
+class TokenPolicy:
+    """An organisation's token policy as an admin sets it, alike from the JSON body
+    (:meth:`sensorhub.accounts.endpoints.PolicyUpdate.token_policy`) and the settings page
+    (:func:`sensorhub.web.forms.token_policy`); :func:`update_policy` takes it whole.
+
+    ``None`` for the last three: leave as it is; an empty list: no limit."""
+
+    max_token_lifetime_days: int | None
+    allow_non_expiring_tokens: bool
+    max_rotation_grace_days: int = 7
+    require_pat_approval: bool | None = None
+    allowed_pat_scopes: Sequence[str] | None = None
+    allowed_ips: Sequence[str] | None = None
+
+
 def update_policy(
-    s: Session,
-    org: Organisation,
-    *,
-    max_token_lifetime_days: int | None,
-    allow_non_expiring_tokens: bool,
-    max_rotation_grace_days: int = 7,
-    require_pat_approval: bool | None = None,
-    allowed_pat_scopes: Sequence[str] | None = None,
-    allowed_ips: Sequence[str] | None = None,
-    actor_id: str | None = None,
+    s: Session, org: Organisation, policy: TokenPolicy, *, actor_id: str | None = None
 ) -> Organisation:
-    """Set the token policy (``None`` for the last three: leave as it is; an empty list: no limit).
+    """Set the token policy of ``org``.
 
     Turning approval on does not cut off the members' tokens that already read the organisation: they
     are recorded as approved (by the admin who turned it on); tokens made from then on wait."""
-    if max_token_lifetime_days is not None and max_token_lifetime_days < 1:
+    if policy.max_token_lifetime_days is not None and policy.max_token_lifetime_days < 1:
         raise BadRequest("max_token_lifetime_days must be at least 1 (or null for no cap)")
-    if not 0 <= max_rotation_grace_days <= 7:
+    if not 0 <= policy.max_rotation_grace_days <= 7:
         raise BadRequest("max_rotation_grace_days must be between 0 and 7")
-    if allowed_pat_scopes is not None:
+    if policy.allowed_pat_scopes is not None:
         try:
-            scopes = parse_scopes(list(allowed_pat_scopes)) if allowed_pat_scopes else []
+            scopes = parse_scopes(list(policy.allowed_pat_scopes)) if policy.allowed_pat_scopes else []
         except ValueError as e:
             raise BadRequest(f"allowed_pat_scopes: {e}") from None
         org.allowed_pat_scopes = scopes or None
-    if allowed_ips is not None:
+    if policy.allowed_ips is not None:
         try:
-            nets = parse_networks([ip for ip in allowed_ips if ip.strip()])
+            nets = parse_networks([ip for ip in policy.allowed_ips if ip.strip()])
         except ValueError as e:
             raise BadRequest(f"allowed_ips: {e}") from None
         org.allowed_ips = [str(n) for n in nets] or None
-    if require_pat_approval is not None:
-        if require_pat_approval and not org.require_pat_approval:
+    if policy.require_pat_approval is not None:
+        if policy.require_pat_approval and not org.require_pat_approval:
             _approve_existing_pats(s, org, actor_id)
-        org.require_pat_approval = require_pat_approval
-    org.max_token_lifetime_days = max_token_lifetime_days
-    org.allow_non_expiring_tokens = allow_non_expiring_tokens
-    org.max_rotation_grace_days = max_rotation_grace_days
+        org.require_pat_approval = policy.require_pat_approval
+    org.max_token_lifetime_days = policy.max_token_lifetime_days
+    org.allow_non_expiring_tokens = policy.allow_non_expiring_tokens
+    org.max_rotation_grace_days = policy.max_rotation_grace_days
     s.flush()
     auth_changed(s)
     return org

@@ -406,21 +406,9 @@ def settings_page(request: Request, sc: SessionContext, form: FormData | None) -
 def save_policy(
     request: Request, sc: SessionContext, form: FormData | None, params: Mapping[str, str]
 ) -> Response:
-    grace = forms.integer(forms.text(form, "max_rotation_grace_days"), "Longest rotation grace")
-    accounts.update_policy(
-        sc.db,
-        _org(sc),
-        max_token_lifetime_days=forms.integer(
-            forms.text(form, "max_token_lifetime_days"), "Maximum lifetime"
-        ),
-        allow_non_expiring_tokens=forms.text(form, "allow_non_expiring_tokens") == "1",
-        max_rotation_grace_days=_org(sc).max_rotation_grace_days if grace is None else grace,
-        require_pat_approval=forms.text(form, "require_pat_approval") == "1",
-        allowed_pat_scopes=forms.many(form, "allowed_pat_scopes"),
-        allowed_ips=forms.text(form, "allowed_ips").split(),
-        actor_id=sc.user.id,
-    )
-    return _done(_org(sc), "settings", "policy-saved")
+    o = _org(sc)
+    accounts.update_policy(sc.db, o, forms.token_policy(form, o.max_rotation_grace_days), actor_id=sc.user.id)
+    return _done(o, "settings", "policy-saved")
 
 
 @_form_handler("/orgs/{org}/workspaces", settings_page, refill=same_form)

@@ -9,6 +9,7 @@ from typing import Any
 
 from starlette.datastructures import FormData
 
+from sensorhub.accounts.service import TokenPolicy
 from sensorhub.auth import restrictions as R
 from sensorhub.errors import BadRequest
 from sensorhub.tokens.service import ExpirySpec, NewToken, RestrictionSpec
@@ -94,4 +95,17 @@ def new_token(form: FormData | None, *, organisations: bool = True) -> NewToken:
         sorted(set(many(form, "scopes"))),
         expiry(form),
         restrictions(form, organisations=organisations),
+    )
+
+
+def token_policy(form: FormData | None, grace_days: int) -> TokenPolicy:
+    """The settings page's token policy; an empty rotation grace keeps ``grace_days`` (the current one)."""
+    grace = integer(text(form, "max_rotation_grace_days"), "Longest rotation grace")
+    return TokenPolicy(
+        integer(text(form, "max_token_lifetime_days"), "Maximum lifetime"),
+        text(form, "allow_non_expiring_tokens") == "1",
+        grace_days if grace is None else grace,
+        text(form, "require_pat_approval") == "1",
+        many(form, "allowed_pat_scopes"),
+        text(form, "allowed_ips").split(),
     )
