@@ -14,9 +14,10 @@ clamped to the token's time windows. See docs/ngsi-ld-temporal.md.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
+from functools import partial
 from typing import Annotated, Any
 
 import orjson
@@ -52,7 +53,9 @@ from sensorhub.kit.urls import next_link
 from sensorhub.timeseries import temporal as T
 from sensorhub.timeseries.backends import store_for
 from sensorhub.timeseries.models import DEFAULT_TOPIC
+from sensorhub.timeseries.query import WindowUS
 from sensorhub.timeseries.repository import SeriesInfo, series_of_entity_topics, series_of_listed
+from sensorhub.timeseries.rollups import I64
 from sensorhub.timeseries.store import TimeseriesStore
 
 router = APIRouter()
@@ -304,38 +307,37 @@ def _windows(access: Access, e: Tenanted, rng: TimeRange) -> list[tuple[int, int
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Source:
+    """Where one attribute's instances are read, bound to it: a series (numbers: timeseries.temporal) or
+    the attribute history (entities.history). Both answer the same reads over the same windows."""
+
+    first_time: Callable[[list[WindowUS]], int | None]
+    last_time: Callable[[list[WindowUS]], int | None]
+    aggregate: Callable[[list[WindowUS], I64, Sequence[str]], T.Aggregated]
+    first_instances: Callable[[list[WindowUS], int], T.Instances]
+    last_instances: Callable[[list[WindowUS], int, int], T.Instances]
+
+
 def _read_one(
-    store: TimeseriesStore, x: SeriesInfo, windows: list[tuple[int, int]], rng: TimeRange, rep: Representation
+    store: TimeseriesStore, x: SeriesInfo, windows: list[WindowUS], rng: TimeRange, rep: Representation
 ) -> _Read:
     out = _Read(x.attribute, f"urn:ngsi-ld:instance:{x.id}:", x.unit, dataset=dataset_of(x.topic)[1])
-    if rep.kind == "aggregatedValues":
-        assert rep.period is not None
-        origin = rng.origin if rng.origin is not None else T.first_point(store, x.id, windows)
-        if origin is None:
-            return out
-        end = rng.hi
-        if end is None:
-            last = T.last_point(store, x.id, windows)
-            if last is None:
-                return out
-            end = last + 1
-        bounds = T.period_bounds(origin, end, rep.period)
-        out.agg = T.aggregate(store, x.id, windows, bounds, rep.methods)
-        if rep.period.whole_range and len(out.agg.starts):
-            out.agg.ends[:] = end if rng.hi is not None else end - 1
-        return out
-    if rep.last_n is not None:
-        out.inst = T.last_instances(store, x.id, windows, rep.last_n, MAX_INSTANCES)
-    else:
-        out.inst = T.first_instances(store, x.id, windows, MAX_INSTANCES)
-    return out
+    series = _Source(
+        partial(T.first_point, store, x.id),
+        partial(T.last_point, store, x.id),
+        partial(T.aggregate, store, x.id),
+        partial(T.first_instances, store, x.id),
+        partial(T.last_instances, store, x.id),
+    )
+    return _read(out, series, windows, rng, rep, rep.methods)
 
 
 def _read_history(
     db: Session,
     key: H.HistoryKey,
     atype: str,
-    windows: list[tuple[int, int]],
+    windows: list[WindowUS],
     rng: TimeRange,
     rep: Representation,
 ) -> _Read:
@@ -350,27 +352,47 @@ def _read_history(
         created=key.created,
         atype=atype,
     )
+    history = _Source(
+        partial(H.first_time, db, key),
+        partial(H.last_time, db, key),
+        partial(H.aggregate, db, key),
+        partial(H.first_instances, db, key),
+        partial(H.last_instances, db, key),
+    )
+    return _read(out, history, windows, rng, rep, [m for m in rep.methods if m in H.ANY_VALUE_METHODS])
+
+
+def _read(
+    out: _Read,
+    src: _Source,
+    windows: list[WindowUS],
+    rng: TimeRange,
+    rep: Representation,
+    methods: Sequence[str],
+) -> _Read:
+    """One attribute's instances from ``src`` inside the windows, into ``out``: aggregated per period
+    with ``methods`` (those of the request that apply to it), else the newest ``lastN`` or the oldest,
+    at most a page of them."""
     if rep.kind == "aggregatedValues":
         assert rep.period is not None
-        methods = [m for m in rep.methods if m in H.ANY_VALUE_METHODS]
-        origin = rng.origin if rng.origin is not None else H.first_time(db, key, windows)
+        origin = rng.origin if rng.origin is not None else src.first_time(windows)
         if not methods or origin is None:
             return out
         end = rng.hi
         if end is None:
-            last = H.last_time(db, key, windows)
+            last = src.last_time(windows)
             if last is None:
                 return out
             end = last + 1
         bounds = T.period_bounds(origin, end, rep.period)
-        out.agg = H.aggregate(db, key, windows, bounds, methods)
+        out.agg = src.aggregate(windows, bounds, methods)
         if rep.period.whole_range and len(out.agg.starts):
             out.agg.ends[:] = end if rng.hi is not None else end - 1
         return out
     if rep.last_n is not None:
-        out.inst = H.last_instances(db, key, windows, rep.last_n, MAX_INSTANCES)
+        out.inst = src.last_instances(windows, rep.last_n, MAX_INSTANCES)
     else:
-        out.inst = H.first_instances(db, key, windows, MAX_INSTANCES)
+        out.inst = src.first_instances(windows, MAX_INSTANCES)
     return out
 
 
