@@ -215,11 +215,16 @@ def recompute_rollups(store: TimeseriesStore, series_id: int, touched: I64) -> N
         # Contiguous runs of touched buckets, each rebuilt from one raw read.
         breaks = np.flatnonzero(np.diff(buckets) != width) + 1
         for run in np.split(buckets, breaks):
-            lo, hi = int(run[0]), int(run[-1]) + width
-            store.delete_rollup_range(table, series_id, lo, hi)
-            raw_ts, raw_vals = store.fetch_raw(series_id, lo, hi)
-            if len(raw_ts):
-                store.insert_rollup(table, series_id, rollup_delta(raw_ts, raw_vals, width))
+            _rebuild_rollup(store, series_id, table, width, int(run[0]), int(run[-1]) + width)
+
+
+def _rebuild_rollup(store: TimeseriesStore, series_id: int, table: str, width: int, lo: int, hi: int) -> None:
+    """Rebuild the buckets of ``table`` (``width`` µs) starting in ``[lo, hi)`` (bucket-aligned) from the
+    raw points now stored; a bucket left without points is gone."""
+    store.delete_rollup_range(table, series_id, lo, hi)
+    raw_ts, raw_vals = store.fetch_raw(series_id, lo, hi)
+    if len(raw_ts):
+        store.insert_rollup(table, series_id, rollup_delta(raw_ts, raw_vals, width))
 
 
 def delete_range(session: Session, series_id: int, lo: int, hi: int) -> int:
@@ -232,10 +237,7 @@ def delete_range(session: Session, series_id: int, lo: int, hi: int) -> int:
     if deleted:
         for width, table in ROLLUP_LEVELS:
             blo, bhi = lo - lo % width, hi - hi % width + (width if hi % width else 0)
-            store.delete_rollup_range(table, series_id, blo, bhi)
-            raw_ts, raw_vals = store.fetch_raw(series_id, blo, bhi)
-            if len(raw_ts):
-                store.insert_rollup(table, series_id, rollup_delta(raw_ts, raw_vals, width))
+            _rebuild_rollup(store, series_id, table, width, blo, bhi)
         store.refresh_last(series_id)
     _expire_cached_series(session, series_id)
     return deleted
