@@ -35,7 +35,7 @@ from sensorhub.tokens import service as tokens
 from sensorhub.web import forms
 from sensorhub.web.endpoints import TokenForm, _reveal, token_values
 from sensorhub.web.guards import PageError, RequireWebSession
-from sensorhub.web.views import FormAction, form_handler, same_form, section_page
+from sensorhub.web.views import FormAction, done_redirect, form_handler, same_form, section_page
 
 router = APIRouter(include_in_schema=False)
 
@@ -46,10 +46,6 @@ ADMIN_FORM = RequireWebSession(org_admin=True)
 def _org(sc: SessionContext) -> Organisation:
     assert sc.org is not None
     return sc.org
-
-
-def _done(org: Organisation, section: str, what: str) -> Response:
-    return RedirectResponse(f"/orgs/{org.slug}/{section}?done={what}", status_code=303)
 
 
 _form_handler = partial(form_handler, router, ADMIN_FORM)
@@ -110,7 +106,7 @@ def revoke_api_key(
 ) -> Response:
     key_id = params["key_id"]
     tokens.revoke_api_key(sc.db, _org(sc), key_id, actor_id=sc.user.id, ip=request_ip(request))
-    return _done(_org(sc), "api-keys", "key-revoked")
+    return done_redirect(_org(sc), "api-keys", "key-revoked")
 
 
 @_form_handler("/orgs/{org}/api-keys/{key_id}/rotate", api_keys_page)
@@ -167,7 +163,7 @@ def create_api_user(
         entities=forms.lines(forms.text(form, "entities")),
         actor_id=sc.user.id,
     )
-    return _done(o, f"api-users/{user.id}", "api-user-created")
+    return done_redirect(o, f"api-users/{user.id}", "api-user-created")
 
 
 @_admin_page(
@@ -225,7 +221,7 @@ def update_api_user(
         disabled=disabled == "1" if disabled in ("0", "1") else None,
         actor_role=sc.role,
     )
-    return _done(_org(sc), f"api-users/{user.id}", "api-user-updated")
+    return done_redirect(_org(sc), f"api-users/{user.id}", "api-user-updated")
 
 
 @_form_handler(
@@ -258,7 +254,7 @@ def revoke_api_user_token(
     cred = tokens.revoke_api_user_token(
         sc.db, _org(sc), user_id, token_id, actor_id=sc.user.id, ip=request_ip(request)
     )
-    return _done(_org(sc), f"api-users/{cred.user_id}", "revoked")
+    return done_redirect(_org(sc), f"api-users/{cred.user_id}", "revoked")
 
 
 @_form_handler(
@@ -316,7 +312,7 @@ def create_grant(
         time_end=forms.date(forms.text(form, "time_end"), "Until"),
         actor_id=sc.user.id,
     )
-    return _done(_org(sc), "grants", "grant-created")
+    return done_redirect(_org(sc), "grants", "grant-created")
 
 
 @_form_handler("/orgs/{org}/grants/{grant_id}/delete", grants_page)
@@ -325,7 +321,7 @@ def delete_grant(
 ) -> Response:
     grant_id = params["grant_id"]
     accounts.delete_grant(sc.db, _org(sc), grant_id, sc.user.id)
-    return _done(_org(sc), "grants", "grant-removed")
+    return done_redirect(_org(sc), "grants", "grant-removed")
 
 
 # -- members ------------------------------------------------------------------------------------
@@ -361,7 +357,7 @@ def add_member(
         password=password if isinstance(password, str) else None,
         ip=request_ip(request),
     )
-    return _done(_org(sc), "members", "member-invited")
+    return done_redirect(_org(sc), "members", "member-invited")
 
 
 @_form_handler("/orgs/{org}/invitations/{invitation_id}/cancel", members_page)
@@ -370,7 +366,7 @@ def cancel_invitation(
 ) -> Response:
     invitation_id = params["invitation_id"]
     invitations.cancel_invitation(sc.db, _org(sc), invitation_id, sc.user, ip=request_ip(request))
-    return _done(_org(sc), "members", "invitation-cancelled")
+    return done_redirect(_org(sc), "members", "invitation-cancelled")
 
 
 @_form_handler("/orgs/{org}/members/{user_id}/role", members_page)
@@ -379,7 +375,7 @@ def change_role(
 ) -> Response:
     user_id = params["user_id"]
     accounts.change_member_role(sc.db, _org(sc), user_id, forms.text(form, "role"), actor_role=sc.role)
-    return _done(_org(sc), "members", "member-updated")
+    return done_redirect(_org(sc), "members", "member-updated")
 
 
 @_form_handler("/orgs/{org}/members/{user_id}/remove", members_page)
@@ -390,7 +386,7 @@ def remove_member(
     user = accounts.remove_member(sc.db, _org(sc), user_id, actor_role=sc.role)
     if user.id == sc.user.id:
         return RedirectResponse("/", status_code=303)
-    return _done(_org(sc), "members", "member-removed")
+    return done_redirect(_org(sc), "members", "member-removed")
 
 
 # -- settings: token policy and workspaces ---------------------------------------------------------
@@ -408,7 +404,7 @@ def save_policy(
 ) -> Response:
     o = _org(sc)
     accounts.update_policy(sc.db, o, forms.token_policy(form, o.max_rotation_grace_days), actor_id=sc.user.id)
-    return _done(o, "settings", "policy-saved")
+    return done_redirect(o, "settings", "policy-saved")
 
 
 @_form_handler("/orgs/{org}/workspaces", settings_page, refill=same_form)
@@ -419,7 +415,7 @@ def create_workspace(
     if not name and not slug:
         raise BadRequest("Give the workspace a name.")
     accounts.create_workspace(sc.db, _org(sc), slug or accounts.slugify(name), name or None)
-    return _done(_org(sc), "settings", "workspace-created")
+    return done_redirect(_org(sc), "settings", "workspace-created")
 
 
 @_form_handler("/orgs/{org}/workspaces/{workspace}/auto-provisioning", settings_page)
@@ -438,7 +434,7 @@ def save_auto_provisioning(
         actor_id=sc.user.id,
         ip=request_ip(request),
     )
-    return _done(_org(sc), "settings", "auto-provisioning-saved")
+    return done_redirect(_org(sc), "settings", "auto-provisioning-saved")
 
 
 # -- credential inventory: everything that can read the organisation ---------------------------------
@@ -501,7 +497,7 @@ def _decision(action: str) -> FormAction:
             settings=ctx(request).settings, ip=request_ip(request),
         )  # fmt: skip
         assert row is not None
-        return _done(_org(sc), "credentials", DONE[action])
+        return done_redirect(_org(sc), "credentials", DONE[action])
 
     act.__name__ = f"{action}_credential"
     return act

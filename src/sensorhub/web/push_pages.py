@@ -14,7 +14,6 @@ from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse
 from starlette.datastructures import FormData
 from starlette.responses import Response
 
@@ -30,7 +29,7 @@ from sensorhub.push.models import Delivery
 from sensorhub.push.rules import CONDITION_TYPES, DEFAULT_TEMPLATE
 from sensorhub.web import forms
 from sensorhub.web.guards import RequireWebSession
-from sensorhub.web.views import form_handler, org_page, page_route, same_form
+from sensorhub.web.views import done_redirect, form_handler, org_page, page_route, same_form
 
 router = APIRouter(include_in_schema=False)
 ADMIN_PAGE = RequireWebSession(org_admin=True, csrf=False)
@@ -94,10 +93,6 @@ def _org(sc: SessionContext) -> Organisation:
 
 
 _page = partial(org_page, notices=NOTICES)
-
-
-def _go(org: Organisation, path: str, done: str) -> Response:
-    return RedirectResponse(f"/orgs/{org.slug}/{path}?done={done}", status_code=303)
 
 
 _post = partial(form_handler, router, ADMIN_FORM, refill=same_form)
@@ -242,7 +237,7 @@ def create_connector(request: Request, sc: SessionContext, form: FormData | None
         return connectors_page(
             request, sc, reveal={"name": c.name, "secret": shown.get("signing_secret"), "id": c.id}
         )
-    return _go(_org(sc), f"connectors/{c.id}", "connector-created")
+    return done_redirect(_org(sc), f"connectors/{c.id}", "connector-created")
 
 
 PAGE_SIZE = 50
@@ -453,13 +448,13 @@ def edit_connector(request: Request, sc: SessionContext, form: FormData | None, 
         enabled=forms.text(form, "enabled") == "on",
         settings=ctx(request).settings,
     )
-    return _go(_org(sc), f"connectors/{c.id}", "connector-saved")
+    return done_redirect(_org(sc), f"connectors/{c.id}", "connector-saved")
 
 
 @_post("/orgs/{org}/connectors/{connector_id}/test", connector_page, page_args=("connector_id",))
 def test_connector(request: Request, sc: SessionContext, form: FormData | None, params: Any) -> Response:
     d = svc.send_test(sc.db, _org(sc), params["connector_id"], sc.user, ctx(request).settings)
-    return _go(
+    return done_redirect(
         _org(sc),
         f"connectors/{params['connector_id']}",
         "test-delivered" if d.status == "delivered" else "test-failed",
@@ -470,7 +465,7 @@ def test_connector(request: Request, sc: SessionContext, form: FormData | None, 
 def toggle_connector(request: Request, sc: SessionContext, form: FormData | None, params: Any) -> Response:
     on = forms.text(form, "enabled") == "1"
     svc.update_connector(sc.db, _org(sc), params["connector_id"], enabled=on, settings=ctx(request).settings)
-    return _go(
+    return done_redirect(
         _org(sc), f"connectors/{params['connector_id']}", "connector-enabled" if on else "connector-disabled"
     )
 
@@ -487,7 +482,7 @@ def rotate_connector_secret(
 @_post("/orgs/{org}/connectors/{connector_id}/delete", connector_page, page_args=("connector_id",))
 def delete_connector(request: Request, sc: SessionContext, form: FormData | None, params: Any) -> Response:
     svc.delete_connector(sc.db, _org(sc), params["connector_id"])
-    return _go(_org(sc), "connectors", "connector-deleted")
+    return done_redirect(_org(sc), "connectors", "connector-deleted")
 
 
 @_post(
@@ -506,8 +501,8 @@ def replay_delivery(request: Request, sc: SessionContext, form: FormData | None,
         raise BadRequest("that delivery is not one of this connector's")
     deliveries.replay(sc.db, d)
     if forms.text(form, "back") == "deliveries":
-        return _go(_org(sc), "deliveries", "replayed")
-    return _go(_org(sc), f"connectors/{c.id}", "replayed")
+        return done_redirect(_org(sc), "deliveries", "replayed")
+    return done_redirect(_org(sc), f"connectors/{c.id}", "replayed")
 
 
 def deliveries_page(
@@ -629,7 +624,7 @@ def create_rule(request: Request, sc: SessionContext, form: FormData | None, par
         enabled=True,
         topic=forms.text(form, "topic") or None,
     )
-    return _go(_org(sc), "rules", "rule-created")
+    return done_redirect(_org(sc), "rules", "rule-created")
 
 
 # Which condition types use each field (the rule forms show only those, with the script).
@@ -749,17 +744,17 @@ def edit_rule(request: Request, sc: SessionContext, form: FormData | None, param
             "enabled": forms.text(form, "enabled") == "on",
         },
     )
-    return _go(_org(sc), f"rules/{params['rule_id']}", "rule-saved")
+    return done_redirect(_org(sc), f"rules/{params['rule_id']}", "rule-saved")
 
 
 @_post("/orgs/{org}/rules/{rule_id}/toggle", rule_page, page_args=("rule_id",))
 def toggle_rule(request: Request, sc: SessionContext, form: FormData | None, params: Any) -> Response:
     on = forms.text(form, "enabled") == "1"
     svc.update_rule(sc.db, _org(sc), params["rule_id"], {"enabled": on})
-    return _go(_org(sc), f"rules/{params['rule_id']}", "rule-enabled" if on else "rule-disabled")
+    return done_redirect(_org(sc), f"rules/{params['rule_id']}", "rule-enabled" if on else "rule-disabled")
 
 
 @_post("/orgs/{org}/rules/{rule_id}/delete", rule_page, page_args=("rule_id",))
 def delete_rule(request: Request, sc: SessionContext, form: FormData | None, params: Any) -> Response:
     svc.delete_rule(sc.db, _org(sc), params["rule_id"])
-    return _go(_org(sc), "rules", "rule-deleted")
+    return done_redirect(_org(sc), "rules", "rule-deleted")

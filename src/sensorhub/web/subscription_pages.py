@@ -10,7 +10,6 @@ from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse
 from starlette.datastructures import FormData
 from starlette.responses import Response
 
@@ -20,7 +19,7 @@ from sensorhub.push import delivery as deliveries
 from sensorhub.push import subscription_admin as admin
 from sensorhub.push.subscriptions import TARGET_KIND
 from sensorhub.web.guards import RequireWebSession
-from sensorhub.web.views import form_handler, section_page
+from sensorhub.web.views import done_redirect, form_handler, section_page
 
 router = APIRouter(include_in_schema=False)
 MEMBER_PAGE = RequireWebSession(org_member=True, csrf=False)
@@ -68,7 +67,7 @@ def subscription_page(request: Request, sc: SessionContext, pk: str, **_: Any) -
 
 def _done(sc: SessionContext, path: str, done: str) -> Response:
     assert sc.org is not None
-    return RedirectResponse(f"/orgs/{sc.org.slug}/subscriptions{path}?done={done}", status_code=303)
+    return done_redirect(sc.org, f"subscriptions{path}", done)
 
 
 _post = partial(form_handler, router, MEMBER_FORM, page_args=("pk",))

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import RedirectResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -260,6 +261,11 @@ def org_page(
         notice = notices.get(request.query_params.get("done") or "")
     p = page(request, f"{title} · {o.name}", sc, active=section, error=error, notice=notice)
     return render(request, template, p, status, org=o, **values)
+
+
+def done_redirect(org: Organisation, path: str, done: str) -> Response:
+    """Redirect-after-POST to the organisation's page ``path``, which shows the notice for ``?done=``."""
+    return RedirectResponse(f"/orgs/{org.slug}/{path}?done={done}", status_code=303)
 
 
 FormAction = Callable[[Request, SessionContext, FormData | None, Mapping[str, str]], Response]
