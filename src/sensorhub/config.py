@@ -18,6 +18,13 @@ SECRET_KEY_FILE = "secret.key"  # noqa: S105  (a file name, not a secret)
 # The data directory holds the database, the server secret and exports: only its owner may enter it.
 DATA_DIR_MODE = 0o700
 DATA_FILE_MODE = 0o600
+# What one ingest request may carry and create unless SENSORHUB_INGEST_MAX_* say otherwise: the defaults
+# of those settings and of :class:`sensorhub.timeseries.ingest.Limits` alike.
+INGEST_MAX_BODY_BYTES = 16 * 1024 * 1024
+INGEST_MAX_RECORDS = 100_000
+INGEST_MAX_ATTRIBUTES = 500
+INGEST_MAX_NEW_SERIES = 100
+INGEST_MAX_MONTHS = 600  # 50 years of calendar months (partitions on PostgreSQL) per request
 
 log = logging.getLogger("sensorhub.config")
 
@@ -86,11 +93,11 @@ class Settings(BaseSettings):
     login_failures_per_address: int = Field(100, ge=1)
     max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     # What one ingest request may carry and create (docs/timeseries.md#limits); checked before any lock.
-    ingest_max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
-    ingest_max_records: int = Field(100_000, ge=1)
-    ingest_max_attributes: int = Field(500, ge=1)
-    ingest_max_new_series: int = Field(100, ge=1)
-    ingest_max_months: int = Field(600, ge=1)
+    ingest_max_body_bytes: int = Field(INGEST_MAX_BODY_BYTES, ge=1024)
+    ingest_max_records: int = Field(INGEST_MAX_RECORDS, ge=1)
+    ingest_max_attributes: int = Field(INGEST_MAX_ATTRIBUTES, ge=1)
+    ingest_max_new_series: int = Field(INGEST_MAX_NEW_SERIES, ge=1)
+    ingest_max_months: int = Field(INGEST_MAX_MONTHS, ge=1)
     # GraphQL (/graphql, docs/graphql.md#cost): what one operation may ask for, and what a credential may
     # spend per minute, in cost units (about one unit per object or point returned); refused before it runs.
     graphql_max_cost: int = Field(250_000, ge=100)

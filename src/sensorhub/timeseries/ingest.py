@@ -45,7 +45,14 @@ from sensorhub import metrics
 from sensorhub.authz.access import Access
 from sensorhub.authz.entities import visible_entity
 from sensorhub.authz.scope import US_MAX, US_MIN, readable_windows_us
-from sensorhub.config import Settings
+from sensorhub.config import (
+    INGEST_MAX_ATTRIBUTES,
+    INGEST_MAX_BODY_BYTES,
+    INGEST_MAX_MONTHS,
+    INGEST_MAX_NEW_SERIES,
+    INGEST_MAX_RECORDS,
+    Settings,
+)
 from sensorhub.db import Database
 from sensorhub.entities.models import Entity, record_instances
 from sensorhub.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, SensorhubError
@@ -67,10 +74,6 @@ from sensorhub.timeseries.service import (
 
 RECORD_FIELDS = frozenset({"timestamp", "topic", "data"})
 RESERVED_KEYS = RESERVED_NAMES
-MAX_RECORDS = 100_000
-MAX_ATTRIBUTES = 500
-MAX_NEW_SERIES = 100
-MAX_MONTHS = 600  # 50 years of calendar months (partitions on PostgreSQL) per request
 ON_CONFLICT_IGNORE = "ignore"
 ON_CONFLICT_OVERWRITE = "overwrite"
 ON_CONFLICT = (ON_CONFLICT_IGNORE, ON_CONFLICT_OVERWRITE)
@@ -78,13 +81,14 @@ ON_CONFLICT = (ON_CONFLICT_IGNORE, ON_CONFLICT_OVERWRITE)
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """What one ingest request may carry and create (settings ``SENSORHUB_INGEST_MAX_*``)."""
+    """What one ingest request may carry and create (settings ``SENSORHUB_INGEST_MAX_*``, whose defaults
+    are the defaults here)."""
 
-    max_body_bytes: int = 16 * 1024 * 1024
-    max_records: int = MAX_RECORDS
-    max_attributes: int = MAX_ATTRIBUTES
-    max_new_series: int = MAX_NEW_SERIES
-    max_months: int = MAX_MONTHS
+    max_body_bytes: int = INGEST_MAX_BODY_BYTES
+    max_records: int = INGEST_MAX_RECORDS
+    max_attributes: int = INGEST_MAX_ATTRIBUTES
+    max_new_series: int = INGEST_MAX_NEW_SERIES
+    max_months: int = INGEST_MAX_MONTHS
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
@@ -133,7 +137,7 @@ class Prepared:
     record_ts: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
 
 
-def parse_body(raw: bytes, max_records: int = MAX_RECORDS) -> list[Any]:
+def parse_body(raw: bytes, max_records: int = INGEST_MAX_RECORDS) -> list[Any]:
     """The records of a backfill body. NaN/Infinity literals are accepted by the parser so that the
     validation can name the record and field they are in."""
     if not raw.strip():
@@ -308,7 +312,7 @@ _DICT_ONLY = frozenset({dict})
 
 
 def _validate_uniform(
-    records: Sequence[Any], now: datetime, max_attributes: int = MAX_ATTRIBUTES
+    records: Sequence[Any], now: datetime, max_attributes: int = INGEST_MAX_ATTRIBUTES
 ) -> Prepared | None:
     """The common shape, checked column-wise: every record an object of known fields whose ``data``
     has the same plain keys, all with int/float values, finite, and string (or absent) timestamps.
@@ -410,7 +414,7 @@ def _uniform_column(datas: list[dict[str, Any]], key: str) -> np.ndarray | None:
     return arr if np.isfinite(arr).all() else None
 
 
-def validate(records: Sequence[Any], now: datetime, max_attributes: int = MAX_ATTRIBUTES) -> Prepared:
+def validate(records: Sequence[Any], now: datetime, max_attributes: int = INGEST_MAX_ATTRIBUTES) -> Prepared:
     """Check every record; raise :class:`BadRequest` naming a bad record and field (and
     :class:`PayloadTooLarge` beyond ``max_attributes`` distinct data keys).
 
@@ -427,7 +431,9 @@ def validate(records: Sequence[Any], now: datetime, max_attributes: int = MAX_AT
 _Observation = tuple[int, str, Any, str | None, str]
 
 
-def _validate_each(records: Sequence[Any], now: datetime, max_attributes: int = MAX_ATTRIBUTES) -> Prepared:
+def _validate_each(
+    records: Sequence[Any], now: datetime, max_attributes: int = INGEST_MAX_ATTRIBUTES
+) -> Prepared:
     """:func:`validate` record by record: any shape, and the first problem named."""
     p = Prepared()
     texts: list[str | None] = []
