@@ -89,6 +89,15 @@ class GrantCreate(_In):
     time_start: datetime | None = None
     time_end: datetime | None = None
 
+    def new_grant(self) -> accounts.NewGrant:
+        return accounts.NewGrant(
+            self.user,
+            self.workspace,
+            self.entity,
+            _dt_tz(self.time_start, "time_start"),
+            _dt_tz(self.time_end, "time_end"),
+        )
+
 
 class PolicyUpdate(_In):
     max_token_lifetime_days: int | None = None
@@ -508,17 +517,7 @@ def create_grant(org: str, body: GrantCreate, sc: SessionContext = Depends(ADMIN
     """Give a member or API user read access to the organisation, a workspace, an entity, optionally
     only within ``[time_start, time_end)``."""
     assert sc.org is not None
-    row = accounts.grant_access(
-        sc.db,
-        sc.org,
-        user_ref=body.user,
-        workspace_ref=body.workspace,
-        entity_id=body.entity,
-        time_start=_dt_tz(body.time_start, "time_start"),
-        time_end=_dt_tz(body.time_end, "time_end"),
-        actor_id=sc.user.id,
-    )
-    return grant_out(row)
+    return grant_out(accounts.grant_access(sc.db, sc.org, body.new_grant(), actor_id=sc.user.id))
 
 
 @router.delete("/api/orgs/{org}/grants/{grant_id}", status_code=204)

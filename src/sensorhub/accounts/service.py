@@ -560,29 +560,32 @@ class GrantRow:
     role: str | None
 
 
-def grant_access(
-    s: Session,
-    org: Organisation,
-    *,
-    user_ref: str,
-    workspace_ref: str | None,
-    entity_id: str | None,
-    time_start: datetime | None,
-    time_end: datetime | None,
-    actor_id: str | None,
-) -> GrantRow:
-    """Give the member or API user ``user_ref`` (id or email) read access to the organisation, a
-    workspace (slug or id) or an entity, optionally only within ``[time_start, time_end)``."""
-    user = get_member_user(s, org, user_ref)
-    ws = get_workspace(s, org, workspace_ref) if workspace_ref else None
+@dataclass(frozen=True)
+class NewGrant:
+    """A grant an admin asks for: read access for the member or API user ``user_ref`` (id or email) to
+    the organisation, a workspace (slug or id) or an entity, optionally only within
+    ``[time_start, time_end)``. The JSON body (``GrantCreate.new_grant``) and the grants page
+    (:func:`sensorhub.web.forms.new_grant`) each read theirs into one."""
+
+    user_ref: str
+    workspace_ref: str | None = None
+    entity_id: str | None = None
+    time_start: datetime | None = None
+    time_end: datetime | None = None
+
+
+def grant_access(s: Session, org: Organisation, new: NewGrant, *, actor_id: str | None) -> GrantRow:
+    """Give ``new.user_ref`` the read access ``new`` asks for in ``org``."""
+    user = get_member_user(s, org, new.user_ref)
+    ws = get_workspace(s, org, new.workspace_ref) if new.workspace_ref else None
     g = create_grant(
         s,
         org,
         user,
         workspace=ws,
-        entity_id=entity_id,
-        time_start=time_start,
-        time_end=time_end,
+        entity_id=new.entity_id,
+        time_start=new.time_start,
+        time_end=new.time_end,
         actor_id=actor_id,
     )
     m = membership(s, user.id, org.id)

@@ -299,19 +299,7 @@ def grants_page(request: Request, sc: SessionContext, form: FormData | None) -> 
 def create_grant(
     request: Request, sc: SessionContext, form: FormData | None, params: Mapping[str, str]
 ) -> Response:
-    ref = forms.text(form, "user")
-    if not ref:
-        raise BadRequest("Choose who the grant is for.")
-    accounts.grant_access(
-        sc.db,
-        _org(sc),
-        user_ref=ref,
-        workspace_ref=forms.text(form, "workspace") or None,
-        entity_id=forms.text(form, "entity") or None,
-        time_start=forms.date(forms.text(form, "time_start"), "From"),
-        time_end=forms.date(forms.text(form, "time_end"), "Until"),
-        actor_id=sc.user.id,
-    )
+    accounts.grant_access(sc.db, _org(sc), forms.new_grant(form), actor_id=sc.user.id)
     return done_redirect(_org(sc), "grants", "grant-created")
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from starlette.datastructures import FormData
 
-from sensorhub.accounts.service import TokenPolicy
+from sensorhub.accounts.service import NewGrant, TokenPolicy
 from sensorhub.auth import restrictions as R
 from sensorhub.errors import BadRequest
 from sensorhub.tokens.service import ExpirySpec, NewToken, RestrictionSpec
@@ -108,4 +108,18 @@ def token_policy(form: FormData | None, grace_days: int) -> TokenPolicy:
         text(form, "require_pat_approval") == "1",
         many(form, "allowed_pat_scopes"),
         text(form, "allowed_ips").split(),
+    )
+
+
+def new_grant(form: FormData | None) -> NewGrant:
+    """The grants page's new grant: who it is for (required), the workspace or entity, and the dates."""
+    ref = text(form, "user")
+    if not ref:
+        raise BadRequest("Choose who the grant is for.")
+    return NewGrant(
+        ref,
+        text(form, "workspace") or None,
+        text(form, "entity") or None,
+        date(text(form, "time_start"), "From"),
+        date(text(form, "time_end"), "Until"),
     )
