@@ -288,9 +288,7 @@ def test_an_invited_address_gets_its_account_at_its_first_sign_in_and_then_answe
         invitations.invite_member(
             s,
             get_org(s, "acme"),
-            email="bob@elsewhere.test",
-            role="member",
-            workspaces=[],
+            invitations.Invite("bob@elsewhere.test", "member"),
             actor=owner,
             actor_role="owner",
         )

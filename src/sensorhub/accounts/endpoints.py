@@ -65,6 +65,9 @@ class MemberAdd(_In):
         description="Grant read access to these workspaces once the invitation is accepted",
     )
 
+    def invite(self) -> invitations.Invite:
+        return invitations.Invite(self.email, self.role, self.workspaces, self.password)
+
 
 class MemberUpdate(_In):
     role: str
@@ -272,15 +275,7 @@ def add_member(
     not; the membership exists only once that person accepts (``POST /api/invitations/{id}/accept``)."""
     assert sc.org is not None
     view = invitations.invite_member(
-        sc.db,
-        sc.org,
-        email=body.email,
-        role=body.role,
-        workspaces=body.workspaces,
-        actor=sc.user,
-        actor_role=sc.role,
-        password=body.password,
-        ip=request_ip(request),
+        sc.db, sc.org, body.invite(), actor=sc.user, actor_role=sc.role, ip=request_ip(request)
     )
     return invitation_out(view)
 

@@ -93,29 +93,39 @@ def _view(s: Session, inv: Invitation) -> InvitationView:
     return InvitationView(inv, org, wss)
 
 
+@dataclass(frozen=True)
+class Invite:
+    """Whom an admin invites (``email``), as what (``role``) and with read grants on which ``workspaces``
+    (slugs or ids), alike from the JSON body (``MemberAdd.invite``) and the members page
+    (:func:`sensorhub.web.forms.invite`). A ``password`` is refused: invitees accept with their own
+    account."""
+
+    email: str
+    role: str = "member"
+    workspaces: Sequence[str] = ()
+    password: str | None = None
+
+
 def invite_member(
     s: Session,
     org: Organisation,
+    invite: Invite,
     *,
-    email: str,
-    role: str,
-    workspaces: Sequence[str],
     actor: User,
     actor_role: str | None,
-    password: str | None = None,
     ip: str | None = None,
 ) -> InvitationView:
-    """Invite ``email`` to ``org`` with ``role`` and read grants on ``workspaces`` (slugs or ids).
+    """Invite ``invite.email`` to ``org`` with its role and read grants on its workspaces.
 
     The answer never depends on whether an account with that email exists. Inviting again replaces the
     pending invitation (new role, workspaces and expiry)."""
-    if password is not None:
+    if invite.password is not None:
         raise BadRequest(SET_BY_INVITEE_MESSAGE)
-    addr = _normalise_email(email)
-    r = _check_role(role)
+    addr = _normalise_email(invite.email)
+    r = _check_role(invite.role)
     if r == Role.owner and actor_role != Role.owner:
         raise Forbidden("only organisation owners can invite an owner")
-    wss = list({w.id: w for w in (get_workspace(s, org, ref) for ref in workspaces)}.values())
+    wss = list({w.id: w for w in (get_workspace(s, org, ref) for ref in invite.workspaces)}.values())
     # Only this organisation's own members are looked at: its admins can list them anyway.
     already = s.scalar(
         select(Membership.id)

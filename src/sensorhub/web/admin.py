@@ -330,20 +330,8 @@ def add_member(
     request: Request, sc: SessionContext, form: FormData | None, params: Mapping[str, str]
 ) -> Response:
     """Invite a person (the same service as ``POST /api/orgs/{org}/members``)."""
-    email = forms.text(form, "email")
-    if not email:
-        raise BadRequest("Enter the person's email address.")
-    password = form.get("password") if form is not None else None
     invitations.invite_member(
-        sc.db,
-        _org(sc),
-        email=email,
-        role=forms.text(form, "role") or "member",
-        workspaces=forms.many(form, "workspaces"),
-        actor=sc.user,
-        actor_role=sc.role,
-        password=password if isinstance(password, str) else None,
-        ip=request_ip(request),
+        sc.db, _org(sc), forms.invite(form), actor=sc.user, actor_role=sc.role, ip=request_ip(request)
     )
     return done_redirect(_org(sc), "members", "member-invited")
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from starlette.datastructures import FormData
 
+from sensorhub.accounts.invitations import Invite
 from sensorhub.accounts.service import NewGrant, TokenPolicy
 from sensorhub.auth import restrictions as R
 from sensorhub.errors import BadRequest
@@ -122,4 +123,19 @@ def new_grant(form: FormData | None) -> NewGrant:
         text(form, "entity") or None,
         date(text(form, "time_start"), "From"),
         date(text(form, "time_end"), "Until"),
+    )
+
+
+def invite(form: FormData | None) -> Invite:
+    """The members page's invitation: the email (required), the role (default member), the workspaces;
+    a password sent along is passed on, to be refused."""
+    email = text(form, "email")
+    if not email:
+        raise BadRequest("Enter the person's email address.")
+    password = form.get("password") if form is not None else None
+    return Invite(
+        email,
+        text(form, "role") or "member",
+        many(form, "workspaces"),
+        password if isinstance(password, str) else None,
     )
