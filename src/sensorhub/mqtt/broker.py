@@ -148,6 +148,23 @@ class GroupWriter:
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
+    async def store(self, principal: Principal, topic: str, payload: bytes, received: datetime) -> None:
+        """Store one message ``principal`` published: :func:`admit`, then queued (:meth:`submit`) and
+        counted in the metrics once its transaction has committed. Raises :class:`Refused` (nothing
+        stored, for good: refused by the admission or by the ingest service) or :class:`StoreFailed`
+        (the database failed: nothing stored, the message may be sent again). Both brokers' ingest
+        paths store through here."""
+        access, target, raw, record = admit(self.ctx, principal, topic, payload, received)
+        writer = provisioning.Writer(principal.credential_id, principal.user_id, "mqtt")
+        try:
+            stored = await self.submit(access, target, raw, received, record, writer)
+        except StoreFailed:
+            raise
+        except SensorhubError as e:
+            raise Refused(e.message) from None
+        ingest.count_stored(stored)
+        metrics.mqtt_stored.inc()
+
     def submit(
         self,
         access: Access,
@@ -211,30 +228,27 @@ class GroupWriter:
     def _store_records(self, s: Session, group: list[_Item]) -> dict[str, int] | None:
         """The group's records as one ingest call in a SAVEPOINT; None if refused (rolled back)."""
         raw = b"[" + b",".join(item.raw for item in group) + b"]"
-        first = group[0]
         try:
-            prepared = ingest.prepare(raw, first.received, self.limits)
-            with s.begin_nested():
-                return ingest.store(
-                    s, first.access, first.target.device, prepared, self.limits, writer=first.writer
-                )
+            return self._ingest(s, group[0], raw)
         except Exception:
             return None
 
     def _store_one(self, s: Session, item: _Item) -> dict[str, int] | SensorhubError:
-        # As the HTTP backfill: the body is checked entirely (prepare) before it touches the database,
-        # then stored (store repeats every check the database decides) with its outbox events.
         try:
-            prepared = ingest.prepare(item.raw, item.received, self.limits)
-            with s.begin_nested():
-                return ingest.store(
-                    s, item.access, item.target.device, prepared, self.limits, writer=item.writer
-                )
+            return self._ingest(s, item, item.raw)
         except SensorhubError as e:
             return e
         except Exception:  # rolled back to its savepoint; the others still commit
             log.exception("mqtt message could not be stored")
             return SensorhubError("the message could not be stored")
+
+    def _ingest(self, s: Session, item: _Item, raw: bytes) -> dict[str, int]:
+        """``raw`` (``item``'s body, or its group's) stored for ``item``'s device in a SAVEPOINT of its
+        own. As the HTTP backfill: the body is checked entirely (prepare) before it touches the
+        database, then stored (store repeats every check the database decides) with its outbox events."""
+        prepared = ingest.prepare(raw, item.received, self.limits)
+        with s.begin_nested():
+            return ingest.store(s, item.access, item.target.device, prepared, self.limits, writer=item.writer)
 
 
 class IngestHandler(BrokerProtocolHandler):
@@ -451,17 +465,12 @@ class MqttService:
 
     # -- publish -------------------------------------------------------------------------------------
     async def on_publish(self, client: Client, topic: str, payload: bytes, received: datetime) -> None:
-        """Store one message, or raise :class:`Refused` with nothing stored."""
-        access, target, raw, record = admit(self.ctx, client.principal, topic, payload, received)
+        """Store one message, or raise :class:`Refused` with nothing stored (a failed database too:
+        the connection is closed, and the publisher sends it again)."""
         try:
-            principal = client.principal
-            writer = provisioning.Writer(principal.credential_id, principal.user_id, "mqtt")
-            stored = await self.writer.submit(access, target, raw, received, record, writer)
-        except SensorhubError as e:
+            await self.writer.store(client.principal, topic, payload, received)
+        except StoreFailed as e:
             raise Refused(e.message) from None
-        metrics.ingest_points.inc(stored["accepted"])
-        metrics.ingest_duplicates.inc(stored["duplicates"])
-        metrics.mqtt_stored.inc()
 
     # -- subscribe and deliver -----------------------------------------------------------------------
     def handler_of(self, session: MqttSession) -> IngestHandler | None:

@@ -2,7 +2,7 @@
 the plugin relays, with the id of the credential the device connected with and the time Mosquitto
 received it, is checked again with that credential's *current* rights (:func:`broker.admit`: the topic
 rules, rate limit and payload limit the embedded broker applies) and stored through the one ingest
-service (:class:`broker.GroupWriter`: all or nothing per message, auto-provisioning, the outbox that
+service (:meth:`broker.GroupWriter.store`: all or nothing per message, auto-provisioning, the outbox that
 feeds live values). Two callers: ``sensorhub mqtt-bridge`` for QoS 0 messages (batched, after
 Mosquitto has delivered them to the bridge) and ``/internal/mqtt/ingest`` for QoS 1 and 2 messages,
 which the plugin asks before Mosquitto acknowledges them (docs/mqtt.md "Delivery guarantees")."""
@@ -16,10 +16,9 @@ from sensorhub.auth.principal import Principal
 from sensorhub.auth.resolve import Rejected, resolve_id
 from sensorhub.context import AppContext
 from sensorhub.db import utcnow
-from sensorhub.errors import SensorhubError
 from sensorhub.kit.time import from_us
-from sensorhub.mqtt.broker import GroupWriter, Refused, StoreFailed, admit
-from sensorhub.timeseries import ingest, provisioning
+from sensorhub.mqtt.broker import GroupWriter, Refused
+from sensorhub.timeseries import ingest
 
 
 class RelayedMessages:
@@ -34,26 +33,16 @@ class RelayedMessages:
 
     async def store(self, credential_id: str, received_us: int, topic: str, payload: bytes) -> None:
         """Store one message, or raise :class:`Refused` (nothing stored, for good) or
-        :class:`StoreFailed` (the database failed: nothing stored, the message may come again)."""
+        :class:`broker.StoreFailed` (the database failed: nothing stored, the message may come again)."""
         try:
             received = from_us(received_us)
             principal = await self.principal(credential_id)
             if principal is None:
                 raise Refused("the credential was revoked, has expired or its owner was disabled")
-            access, target, raw, record = admit(self.ctx, principal, topic, payload, received)
-            writer = provisioning.Writer(principal.credential_id, principal.user_id, "mqtt")
-            try:
-                stored = await self.writer.submit(access, target, raw, received, record, writer)
-            except StoreFailed:
-                raise
-            except SensorhubError as e:
-                raise Refused(e.message) from None
+            await self.writer.store(principal, topic, payload, received)
         except Refused:
             metrics.mqtt_refused.inc()
             raise
-        metrics.ingest_points.inc(stored["accepted"])
-        metrics.ingest_duplicates.inc(stored["duplicates"])
-        metrics.mqtt_stored.inc()
 
     def forget_credentials(self) -> None:
         self._principals.clear()

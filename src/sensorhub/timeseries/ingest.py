@@ -863,9 +863,15 @@ async def write_off_loop(
             return store(s, parsed)
 
     result = await to_thread.run_sync(work)
+    count_stored(result)
+    return result
+
+
+def count_stored(result: dict[str, int]) -> None:
+    """The points a write stored and skipped as duplicates, counted in the ingest metrics: once per
+    HTTP request (:func:`write_off_loop`), once per MQTT message (``mqtt.broker.GroupWriter.store``)."""
     metrics.ingest_points.inc(result["accepted"])
     metrics.ingest_duplicates.inc(result["duplicates"])
-    return result
 
 
 def backfill(
