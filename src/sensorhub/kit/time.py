@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -70,17 +70,17 @@ def parse_iso(value: str, what: str) -> datetime:
     return dt
 
 
-def check_points_in_range(ts: npt.NDArray[np.int64], what: str) -> None:
-    """Raise :class:`BadRequest` when a point time (µs) lies outside ``[MIN_TIME, MAX_TIME)``;
-    ``what.format(i)`` names the ``i``-th one, e.g. ``"record {}: timestamp"``."""
+def check_points_in_range(
+    ts: npt.NDArray[np.int64], what: Callable[[int], str], error: type[BadRequest] = BadRequest
+) -> None:
+    """Raise ``error`` (:class:`BadRequest` or a kind of it) when a point time (µs) lies outside
+    ``[MIN_TIME, MAX_TIME)``; ``what(i)`` names the ``i``-th one, e.g. ``record 3: timestamp``."""
     if len(ts) == 0:
         return
     bad = (ts < MIN_US) | (ts >= MAX_US)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise BadRequest(
-            f"{what.format(i)} {iso(int(ts[i]))} is outside the supported time range, {RANGE_TEXT}"
-        )
+        raise error(f"{what(i)} {iso(int(ts[i]))} is outside the supported time range, {RANGE_TEXT}")
 
 
 def clamp_us(us: int) -> int:

@@ -29,7 +29,7 @@ from sensorhub.accounts.models import Organisation, Workspace
 from sensorhub.accounts.service import get_org, get_workspace
 from sensorhub.entities.models import Entity
 from sensorhub.errors import BadRequest, NotFound
-from sensorhub.kit.time import MAX_US, MIN_US, RANGE_TEXT, iso, parse_iso, to_us
+from sensorhub.kit.time import check_points_in_range, parse_iso, to_us
 from sensorhub.timeseries.names import check_attribute_name, check_device_ref
 from sensorhub.timeseries.service import bulk_insert, get_or_create_series
 
@@ -101,12 +101,7 @@ def _timestamps(col: pa.Array | pa.ChunkedArray, first_row: int, name: str) -> n
 
 
 def _in_range(ts: np.ndarray, first_row: int, name: str) -> np.ndarray:
-    bad = (ts < MIN_US) | (ts >= MAX_US)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise ImportFileError(
-            f"row {first_row + i}: {name} {iso(int(ts[i]))} is outside the supported time range, {RANGE_TEXT}"
-        )
+    check_points_in_range(ts, lambda i: f"row {first_row + i}: {name}", ImportFileError)
     return ts
 
 

@@ -292,7 +292,7 @@ def _parse_rest(texts: list[str | None], rest: list[int], ts: np.ndarray) -> Non
 
 
 def _check_record_times(ts: np.ndarray) -> None:
-    check_points_in_range(ts, "record {}: timestamp")
+    check_points_in_range(ts, lambda i: f"record {i}: timestamp")
 
 
 def _too_many_attributes(count: int, limit: int) -> PayloadTooLarge:

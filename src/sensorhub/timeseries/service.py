@@ -84,7 +84,7 @@ def _as_points(timestamps_us: Sequence[int] | I64, values: Sequence[float] | F64
 
 
 def _check_points(ts: I64, vals: F64) -> None:
-    check_points_in_range(ts, "point {}")
+    check_points_in_range(ts, lambda i: f"point {i}")
     if not np.isfinite(vals).all():
         bad = int(np.flatnonzero(~np.isfinite(vals))[0])
         raise BadRequest(f"value {bad} is {vals[bad]}; send finite numbers")
