@@ -217,21 +217,9 @@ def connector_with_rules(
 ) -> Connector:
     """An enabled ``kind`` connector without secrets, and one enabled rule per name in ``rules`` sending it
     every event of the organisation (``condition``: those that meet it), without cooldown."""
-    c, _ = connectors.create_connector(
-        s, org, user, kind=kind, name=name, config=config, secrets={}, enabled=True, settings=settings
-    )
+    c, _ = connectors.create_connector(s, org, user, connectors.NewConnector(kind, name, config), settings)
     for rule in rules:
         connectors.create_rule(
-            s,
-            org,
-            user,
-            name=rule,
-            workspace=None,
-            entity_type=None,
-            condition=condition,
-            actions=[{"connector_id": c.id}],
-            cooldown_s=0,
-            notify_resolved=False,
-            enabled=True,
+            s, org, user, connectors.NewRule(rule, [{"connector_id": c.id}], condition=condition)
         )
     return c

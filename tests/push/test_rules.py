@@ -73,30 +73,18 @@ def _setup(
         user = s.get(User, owner.id)
         assert user is not None
         settings = ctx.settings.model_copy(update={"push_allow_private_targets": True})
-        c, _ = connectors.create_connector(
-            s,
-            org,
-            user,
-            kind="webhook",
-            name="h",
-            config={"url": "http://127.0.0.1:9/x"},
-            secrets={},
-            enabled=True,
-            settings=settings,
-        )
-        r = connectors.create_rule(
-            s,
-            org,
-            user,
-            name="r",
+        webhook = connectors.NewConnector("webhook", "h", {"url": "http://127.0.0.1:9/x"})
+        c, _ = connectors.create_connector(s, org, user, webhook, settings)
+        rule = connectors.NewRule(
+            "r",
+            [{"connector_id": c.id}],
             workspace="main",
             entity_type=entity_type,
             condition=condition,
-            actions=[{"connector_id": c.id}],
             cooldown_s=cooldown_s,
             notify_resolved=True,
-            enabled=True,
         )
+        r = connectors.create_rule(s, org, user, rule)
         return owner, r.id
 
 

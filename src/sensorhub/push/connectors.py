@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from types import SimpleNamespace
@@ -69,30 +70,34 @@ def _name(name: Any) -> str:
     return name.strip()
 
 
+@dataclass(frozen=True, slots=True)
+class NewConnector:
+    """What a new connector is asked to be: the JSON body
+    (:meth:`sensorhub.push.endpoints.ConnectorCreate.new_connector`) and the web form each read theirs
+    into one, and :func:`create_connector` takes it whole."""
+
+    kind: str
+    name: str
+    config: Mapping[str, Any] = field(default_factory=dict)
+    secrets: Mapping[str, Any] = field(default_factory=dict)
+    enabled: bool = True
+
+
 def create_connector(
-    s: Session,
-    org: Organisation,
-    user: User,
-    *,
-    kind: str,
-    name: str,
-    config: dict[str, Any],
-    secrets: dict[str, Any],
-    enabled: bool,
-    settings: Settings,
+    s: Session, org: Organisation, user: User, new: NewConnector, settings: Settings
 ) -> tuple[Connector, dict[str, Any]]:
     """A new connector; returns it and what is shown once (e.g. the generated signing secret)."""
-    k = CONNECTOR_KINDS.get(kind)
+    k = CONNECTOR_KINDS.get(new.kind)
     if k is None:
         raise BadRequest(f"kind must be one of: {', '.join(CONNECTOR_KINDS)}")
-    stored, sec, shown = validate_config(k, dict(config), dict(secrets), settings)
+    stored, sec, shown = validate_config(k, dict(new.config), dict(new.secrets), settings)
     c = Connector(
         org_id=org.id,
-        kind=kind,
-        name=_name(name),
+        kind=new.kind,
+        name=_name(new.name),
         config=stored,
         secrets_enc=crypto.encrypt(settings, sec) if sec else None,
-        enabled=enabled,
+        enabled=new.enabled,
         created_by=user.id,
     )
     s.add(c)
@@ -409,35 +414,39 @@ def _rule_topic(topic: Any, condition: dict[str, Any] | None) -> str | None:
     return topic
 
 
-def create_rule(
-    s: Session,
-    org: Organisation,
-    user: User,
-    *,
-    name: str,
-    workspace: str | None,
-    entity_type: str | None,
-    condition: Any,
-    actions: Any,
-    cooldown_s: int,
-    notify_resolved: bool,
-    enabled: bool,
-    topic: str | None = None,
-) -> Rule:
-    if not 0 <= cooldown_s <= 7 * 86400:
+@dataclass(frozen=True, slots=True)
+class NewRule:
+    """What a new rule is asked to be: the JSON body (:meth:`sensorhub.push.endpoints.RuleCreate.new_rule`)
+    and the web form each read theirs into one, and :func:`create_rule` takes it whole. ``workspace``
+    None: every workspace; ``condition`` None: forward everything; ``topic`` None: the default
+    (:func:`_rule_topic`)."""
+
+    name: str
+    actions: list[dict[str, Any]]
+    workspace: str | None = None
+    entity_type: str | None = None
+    condition: Any = None
+    topic: str | None = None
+    cooldown_s: int = 0
+    notify_resolved: bool = False
+    enabled: bool = True
+
+
+def create_rule(s: Session, org: Organisation, user: User, new: NewRule) -> Rule:
+    if not 0 <= new.cooldown_s <= 7 * 86400:
         raise BadRequest("cooldown_s must be between 0 and 604800")
-    condition = rules.check_condition(condition)
+    condition = rules.check_condition(new.condition)
     r = Rule(
         org_id=org.id,
-        workspace_id=_workspace(s, org, workspace),
-        entity_type=entity_type or None,
-        name=_name(name),
+        workspace_id=_workspace(s, org, new.workspace),
+        entity_type=new.entity_type or None,
+        name=_name(new.name),
         condition=condition,
-        topic=_rule_topic(topic, condition),
-        actions=_actions(s, org, actions),
-        cooldown_s=cooldown_s,
-        notify_resolved=notify_resolved,
-        enabled=enabled,
+        topic=_rule_topic(new.topic, condition),
+        actions=_actions(s, org, new.actions),
+        cooldown_s=new.cooldown_s,
+        notify_resolved=new.notify_resolved,
+        enabled=new.enabled,
         created_by=user.id,
     )
     if not r.actions:

@@ -29,6 +29,9 @@ class ConnectorCreate(StrictModel):
     )
     enabled: bool = True
 
+    def new_connector(self) -> svc.NewConnector:
+        return svc.NewConnector(self.kind, self.name, self.config, self.secrets, self.enabled)
+
 
 class ConnectorUpdate(StrictModel):
     name: str | None = None
@@ -68,6 +71,19 @@ class RuleCreate(StrictModel):
     notify_resolved: bool = False
     enabled: bool = True
 
+    def new_rule(self) -> svc.NewRule:
+        return svc.NewRule(
+            name=self.name,
+            actions=[a.model_dump() for a in self.actions],
+            workspace=self.workspace,
+            entity_type=self.entity_type,
+            condition=self.condition,
+            topic=self.topic,
+            cooldown_s=self.cooldown_s,
+            notify_resolved=self.notify_resolved,
+            enabled=self.enabled,
+        )
+
 
 class RuleUpdate(StrictModel):
     name: str | None = None
@@ -104,17 +120,7 @@ def create_connector(
 ) -> dict[str, Any]:
     """Create a connector. Its secrets (given, or generated: a webhook's signing secret) are in the
     answer's ``secrets`` this once and never shown again."""
-    c, shown = svc.create_connector(
-        sc.db,
-        _org(sc),
-        sc.user,
-        kind=body.kind,
-        name=body.name,
-        config=body.config,
-        secrets=body.secrets,
-        enabled=body.enabled,
-        settings=ctx(request).settings,
-    )
+    c, shown = svc.create_connector(sc.db, _org(sc), sc.user, body.new_connector(), ctx(request).settings)
     return {**svc.connector_out(c), "secrets": shown}
 
 
@@ -254,20 +260,7 @@ def list_rules(org: str, sc: SessionContext = Depends(ADMIN)) -> list[dict[str, 
 def create_rule(org: str, body: RuleCreate, sc: SessionContext = Depends(ADMIN)) -> dict[str, Any]:
     """A rule over a workspace's devices (or every workspace's): a condition (none = forward
     everything) and the connectors it notifies, each with a Jinja2 message template."""
-    r = svc.create_rule(
-        sc.db,
-        _org(sc),
-        sc.user,
-        name=body.name,
-        workspace=body.workspace,
-        entity_type=body.entity_type,
-        condition=body.condition,
-        topic=body.topic,
-        actions=[a.model_dump() for a in body.actions],
-        cooldown_s=body.cooldown_s,
-        notify_resolved=body.notify_resolved,
-        enabled=body.enabled,
-    )
+    r = svc.create_rule(sc.db, _org(sc), sc.user, body.new_rule())
     return svc.rule_out(r, [])
 
 

@@ -222,17 +222,8 @@ def _number(v: str, label: str) -> float:
 def create_connector(request: Request, sc: SessionContext, form: FormData | None, params: Any) -> Response:
     kind = forms.text(form, "kind")
     config, secrets = _config_of(kind, form)
-    c, shown = svc.create_connector(
-        sc.db,
-        _org(sc),
-        sc.user,
-        kind=kind,
-        name=forms.text(form, "name"),
-        config=config,
-        secrets=secrets,
-        enabled=True,
-        settings=ctx(request).settings,
-    )
+    new = svc.NewConnector(kind, forms.text(form, "name"), config, secrets)
+    c, shown = svc.create_connector(sc.db, _org(sc), sc.user, new, ctx(request).settings)
     if shown:
         return connectors_page(
             request, sc, reveal={"name": c.name, "secret": shown.get("signing_secret"), "id": c.id}
@@ -610,20 +601,17 @@ def _condition(form: FormData | None) -> dict[str, Any] | None:
 def create_rule(request: Request, sc: SessionContext, form: FormData | None, params: Any) -> Response:
     template = forms.text(form, "template") or None
     cooldown = forms.integer(forms.text(form, "cooldown_s"), "cooldown_s") or 0
-    svc.create_rule(
-        sc.db,
-        _org(sc),
-        sc.user,
+    new = svc.NewRule(
         name=forms.text(form, "name"),
+        actions=[{"connector_id": cid, "template": template} for cid in forms.many(form, "connectors")],
         workspace=forms.text(form, "workspace") or None,
         entity_type=forms.text(form, "entity_type") or None,
         condition=_condition(form),
-        actions=[{"connector_id": cid, "template": template} for cid in forms.many(form, "connectors")],
+        topic=forms.text(form, "topic") or None,
         cooldown_s=cooldown,
         notify_resolved=forms.text(form, "notify_resolved") == "on",
-        enabled=True,
-        topic=forms.text(form, "topic") or None,
     )
+    svc.create_rule(sc.db, _org(sc), sc.user, new)
     return done_redirect(_org(sc), "rules", "rule-created")
 
 
