@@ -164,6 +164,32 @@ def test_malformed_q_is_400_naming_the_problem(client: TestClient, token: str, q
     assert needle in body["detail"] and "position" in body["detail"]
 
 
+def test_braces_in_a_q_value_are_part_of_the_value_not_a_linked_entity_q(
+    client: TestClient, world: World, token: str
+) -> None:
+    """A q on linked entities (rel{attr}) needs join; braces inside a quoted string or an unquoted URI
+    value are part of the value, so such a q is answered without join (a linked q is told apart by
+    parsing it: an unquoted URI value with braces used to be refused as one)."""
+    put_entities(
+        world,
+        "acme",
+        "farm",
+        [
+            {"id": "urn:ngsi-ld:Thing:t1", "type": "Thing", "note": "a{b}", "ref": "urn:x:a{b}"},
+            {"id": "urn:ngsi-ld:Thing:t2", "type": "Thing", "note": "ab", "ref": "urn:x:ab"},
+        ],
+    )
+    assert _ids(client, token, type="Thing", q='note=="a{b}"') == ["t1"]
+    assert _ids(client, token, type="Thing", q="ref==urn:x:a{b}") == ["t1"]
+    assert _ids(client, token, type="Thing", q='note=="}{";ref==urn:x:a{b}') == []
+    body = problem(
+        client.get(E, params={"type": "Thing", "q": 'rel{note}=="a{b}"'}, headers=bearer(token)),
+        400,
+        "BadRequestData",
+    )
+    assert "join" in body["detail"]
+
+
 def test_id_id_pattern_type_lists(client: TestClient, token: str, weather: None) -> None:
     # id or idPattern alone selects too little (§5.7.2.4): local=true asks for every entity, as type=* does.
     for alone in ({"id": "urn:ngsi-ld:Building:b1"}, {"idPattern": ".*:b1"}, {}, {"attrs": "createdAt"}):

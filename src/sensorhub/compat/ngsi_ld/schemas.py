@@ -21,7 +21,16 @@ from sensorhub.compat.ngsi_ld.render import Projection, Representation
 from sensorhub.entities.geo import GeoQuery
 from sensorhub.entities.normalize import SCOPE_LEVEL, check_dataset_id, check_entity_id
 from sensorhub.entities.ordering import Ordering, parse_ordering
-from sensorhub.entities.qlang import BoolOp, Linked, Node, QSyntaxError, expand_values, parse_q, rename
+from sensorhub.entities.qlang import (
+    BoolOp,
+    Linked,
+    Node,
+    QSyntaxError,
+    expand_values,
+    linked_depth,
+    parse_q,
+    rename,
+)
 from sensorhub.entities.service import (
     MAX_LIST_ITEMS,
     MAX_SELECTORS,
@@ -187,9 +196,10 @@ class QueryParams:
                 none = tm.none
             sel = make_selector(tm.types, split_list(self.id, "id"), self.idPattern, type_sets=tm.sets)
             sels = (sel,) if (sel.typed or sel.ids or sel.id_pattern is not None) else ()
-        if self.q is not None:
-            _refuse_linked_q(self.q, self.join_spec())
-        q = rename(parse_q(self.q, prefixes=ctx.prefixes), ctx.stored) if self.q is not None else None
+        q = parse_q(self.q, prefixes=ctx.prefixes) if self.q is not None else None
+        if q is not None:
+            _refuse_linked_q(q, self.join_spec())
+            q = rename(q, ctx.stored)
         expand = names(self.expandValues, "expandValues")
         if expand is not None:
             if q is None:
@@ -604,14 +614,11 @@ def _depth(p: Projection | None) -> int:
     return max((1 + _depth(sub) for sub in (p or {}).values() if sub is not None), default=0)
 
 
-def _refuse_linked_q(text: str, join: tuple[str | None, int, frozenset[str]]) -> None:
+def _refuse_linked_q(q: Node, join: tuple[str | None, int, frozenset[str]]) -> None:
     """``q`` on linked entities (``rel{attr}==…``, ``rel{sub{attr}}``): BadRequestData without ``join`` or
     deeper than ``joinLevel`` (§5.7.2.4: "the use of Linked Entity retrieval is not specified", "the
     Linked Entity attribute query depth exceeds the Linked Entity retrieval depth")."""
-    depth = cur = 0
-    for c in _QUOTED.sub('""', text):
-        cur += {"{": 1, "}": -1}.get(c, 0)
-        depth = max(depth, cur)
+    depth = linked_depth(q)
     if not depth:
         return
     mode, level, _ = join
@@ -652,7 +659,6 @@ def names(value: str | list[str] | None, what: str) -> frozenset[str] | None:
 
 _PROJ_TOKEN = re.compile(r"\s*([{},|]|[^{},|\s]+)")
 _PROJ_NAME = re.compile(r"^[A-Za-z0-9_:/#@.\-]+$")
-_QUOTED = re.compile(r'"(?:\\.|[^"\\])*"')
 MAX_PROJECTION = 2000
 
 
