@@ -349,6 +349,22 @@ def test_post_query(client: TestClient, token: str, weather: None) -> None:
     )
 
 
+def test_post_query_selects_as_the_get_query_does_local_true_included(
+    client: TestClient, token: str, weather: None
+) -> None:
+    """A Query body that selects nothing (no entities, attrs, q, scopeQ or geoQ) asks for every entity
+    with local=true, as GET /entities?local=true does (it used to be refused whatever local said), and
+    is refused naming what selects otherwise."""
+    url = "/ngsi-ld/v1/entityOperations/query"
+    every = _ids(client, token, local="true")
+    r = client.post(f"{url}?local=true", json={"type": "Query"}, headers=bearer(token))
+    assert r.status_code == 200, r.text
+    assert [e["id"].rsplit(":", 1)[1] for e in r.json()] == every == ["b1", "s1", "s2", "s3", "s4", "s5"]
+    for body in ({"type": "Query"}, {"type": "Query", "attrs": ["createdAt"]}):
+        detail = problem(client.post(url, json=body, headers=bearer(token)), 400, "BadRequestData")["detail"]
+        assert "entities, attrs, q, scopeQ or geoQ" in detail and "local=true" in detail, body
+
+
 def test_reads_need_the_entities_scope(client: TestClient, world: World, token: str) -> None:
     ts_only = world.pat("owner@acme.test", ["timeseries"], name="ts")
     r = client.get(E, params={"local": "true"}, headers=bearer(ts_only))

@@ -156,11 +156,13 @@ class QueryParams:
     expandValues: str | list[str] | None = None  # attributes whose string values q expands as IRIs
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def require_selective(self, what: str = "a query") -> None:
+    def require_selective(self, what: str = "a query", *, takes_local: bool = True) -> None:
         """§5.7.2.4 (and 5.7.4.4 for temporal queries): a query over every entity must say so
         (``local=true`` or ``type=*``), not arrive by omission — else 400 BadRequestData. ``id`` and
         ``idPattern`` alone do not select enough, nor ``attrs`` or ``q`` naming only system attributes
-        (``createdAt``, ``modifiedAt``, ``deletedAt``: every entity has them)."""
+        (``createdAt``, ``modifiedAt``, ``deletedAt``: every entity has them). A ``Query`` body (one with
+        ``selectors``) is told what selects in its own members' names; ``takes_local``: whether the
+        route reads ``local`` (the temporal ``Query`` body's route does not)."""
         attrs = names(self.attrs, "attrs") if self.attrs is not None else frozenset()
         selective = (
             self.type is not None
@@ -172,10 +174,15 @@ class QueryParams:
             or bool(self.local)
         )
         if not selective:
+            needs = (
+                "entities, attrs, q, scopeQ or geoQ"
+                if self.selectors is not None
+                else "type (type=* for every type), attrs, q, scopeQ or a geo-query (georel)"
+            )
+            every = ", or local=true to ask for every entity" if takes_local else ""
             raise BadRequest(
-                f"{what} needs at least one of type (type=* for every type), attrs, q, scopeQ or a "
-                "geo-query (georel), or local=true to ask for every entity; id or idPattern alone is not "
-                "enough, nor attrs or q naming only system attributes (createdAt, modifiedAt, deletedAt)"
+                f"{what} needs at least one of {needs}{every}; id or idPattern alone is not enough, nor "
+                "attrs or q naming only system attributes (createdAt, modifiedAt, deletedAt)"
             )
 
     def query(self, ctx: RequestContext) -> EntityQuery:
@@ -459,8 +466,6 @@ def with_body(base: QueryParams, body: Any) -> QueryParams:
         if v == []:
             raise BadRequest(f"'{k}' must not be an empty list")
     join, level = _body_join(body, base)
-    if not selectors and all(body.get(k) is None for k in ("q", "attrs", "scopeQ", "geoQ")):
-        raise BadRequest("the Query needs at least one of entities, attrs, q, scopeQ or geoQ")
     return QueryParams(
         attrs=body.get("attrs"),
         pick=body.get("pick"),

@@ -916,7 +916,7 @@ def post_temporal_query(
     rep = shown.parse()
     rc = request_context(request, body)
     params = schemas.with_body(schemas.QueryParams(), rest)  # geoQ included
-    params.require_selective("a temporal Query")
+    params.require_selective("a temporal Query", takes_local=False)
     return _query(request, db, principal, rc, params, rng, rep, accept=accept, paging=paging)
 
 
