@@ -1187,6 +1187,18 @@ def test_021_23_created_at_selects_instances_by_when_they_were_written(te: Tempo
     assert [e["id"] for e in listed] == [eid]
     values = ok(te.retrieve(eid, timeproperty="createdAt", options="temporalValues"))["name"]["values"]
     assert [v[0] for v in values] == ["old", "new"] and values[1][1] == new["createdAt"]
+    # an instance keeps its instanceId whichever time it is read by (ok() leaves instanceId out)
+    by_created = te.retrieve(eid, timeproperty="createdAt", timerel="after", timeAt=start).json()["name"]
+    by_observed = te.retrieve(eid, timerel="after", timeAt="2019-01-01T00:00:00Z").json()["name"]
+    ids = [i["instanceId"] for i in by_created]
+    assert [i["instanceId"] for i in by_observed] == ids and len(set(ids)) == 2
+    counts = {
+        "options": "aggregatedValues",
+        "aggrMethods": "totalCount,distinctCount",
+        "aggrPeriodDuration": "PT0S",
+    }
+    got = ok(te.retrieve(eid, timeproperty="createdAt", timerel="after", timeAt=start, **counts))["name"]
+    assert (got["totalCount"][0][0], got["distinctCount"][0][0]) == (2, 2)
 
 
 def _upsert(te: Temporal, *items: dict[str, Any]) -> None:

@@ -40,7 +40,7 @@ _T = attribute_instances.c
 class HistoryKey:
     """One attribute of one entity; ``deleted``: its deletion instances instead of its values;
     ``created``: its instances by createdAt (when each was written) instead of observedAt — the times
-    read and returned are then createdAt, and each value is ``(observedAt µs, instance)``."""
+    read and returned are then createdAt, and each instance's observedAt (its key) is in ``ids``."""
 
     entity_pk: int
     attribute: str
@@ -109,13 +109,12 @@ def _columns(key: HistoryKey) -> tuple[Any, ...]:
     return (_T.created_us, _T.ts, _T.instance) if key.created else (_T.ts, _T.instance)
 
 
-def _row(key: HistoryKey, r: Any) -> tuple[int, Any]:
-    return (int(r[0]), (int(r[1]), r[2])) if key.created else (int(r[0]), r[1])
+# One instance read: (its time as read, by ``key.time``; its observedAt, the instance's key; the instance).
+_Row = tuple[int, int, Any]
 
 
-def instance_of(key: HistoryKey, value: Any) -> Any:
-    """The stored instance of a value :func:`first_instances` returned (for ``created``, its second half)."""
-    return value[1] if key.created else value
+def _row(key: HistoryKey, r: Any) -> _Row:
+    return (int(r[0]), int(r[1]), r[2]) if key.created else (int(r[0]), int(r[0]), r[1])
 
 
 def _objects(items: list[Any]) -> npt.NDArray[Any]:
@@ -125,15 +124,14 @@ def _objects(items: list[Any]) -> npt.NDArray[Any]:
     return out
 
 
-def _instances(rows: list[tuple[int, Any]], truncated: bool = False) -> Instances:
+def _instances(key: HistoryKey, rows: list[_Row], truncated: bool = False) -> Instances:
     ts = np.array([r[0] for r in rows], dtype=np.int64)
-    return Instances(ts, _objects([r[1] for r in rows]), truncated)
+    ids = np.array([r[1] for r in rows], dtype=np.int64) if key.created else None
+    return Instances(ts, _objects([r[2] for r in rows]), truncated, ids)
 
 
-def _read(
-    s: Session, key: HistoryKey, windows: Sequence[WindowUS], limit: int | None
-) -> list[tuple[int, Any]]:
-    rows: list[tuple[int, Any]] = []
+def _read(s: Session, key: HistoryKey, windows: Sequence[WindowUS], limit: int | None) -> list[_Row]:
+    rows: list[_Row] = []
     for lo, hi in windows:
         q = select(*_columns(key)).where(_where(key, lo, hi)).order_by(key.time, _T.ts)
         if limit is not None:
@@ -147,14 +145,14 @@ def _read(
 def first_instances(s: Session, key: HistoryKey, windows: Sequence[WindowUS], limit: int) -> Instances:
     """The oldest ``limit`` instances in the windows (``truncated`` when more exist)."""
     rows = _read(s, key, windows, limit + 1)
-    return _instances(rows[:limit], len(rows) > limit)
+    return _instances(key, rows[:limit], len(rows) > limit)
 
 
 def last_instances(s: Session, key: HistoryKey, windows: Sequence[WindowUS], n: int, limit: int) -> Instances:
     """The newest ``n`` instances in the windows, by time, at most ``limit`` of them (the newest):
     ``truncated`` when ``n`` asked for more than ``limit`` and more exist."""
     want = min(n, limit) + (1 if n > limit else 0)
-    rows: list[tuple[int, Any]] = []
+    rows: list[_Row] = []
     for lo, hi in reversed(windows):
         q = (
             select(*_columns(key))
@@ -166,7 +164,7 @@ def last_instances(s: Session, key: HistoryKey, windows: Sequence[WindowUS], n: 
         if len(rows) >= want:
             break
     truncated = len(rows) > min(n, limit)
-    return _instances(rows[: min(n, limit)][::-1], truncated)
+    return _instances(key, rows[: min(n, limit)][::-1], truncated)
 
 
 def first_time(s: Session, key: HistoryKey, windows: Sequence[WindowUS]) -> int | None:
@@ -214,8 +212,8 @@ def aggregate(
             out.values[m] = count[keep]
         elif m == "distinctCount":
             seen: list[set[bytes]] = [set() for _ in range(n)]
-            for i, (_, inst) in zip(idx.tolist(), rows, strict=True):
-                seen[i].add(orjson.dumps(value_of(instance_of(key, inst)), option=orjson.OPT_SORT_KEYS))
+            for i, (_, _, inst) in zip(idx.tolist(), rows, strict=True):
+                seen[i].add(orjson.dumps(value_of(inst), option=orjson.OPT_SORT_KEYS))
             out.values[m] = np.array([len(x) for x in seen], dtype=np.float64)[keep]
     return out
 
@@ -230,7 +228,6 @@ __all__ = [
     "first_instances",
     "first_time",
     "history_attributes",
-    "instance_of",
     "last_instances",
     "last_time",
     "listed_entities",

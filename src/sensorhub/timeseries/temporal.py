@@ -115,11 +115,13 @@ def period_bounds(origin_us: int, end_us: int, period: Period) -> I64:
 class Instances:
     """Raw points of one series, by time; ``truncated`` when more exist beyond them in the query. (The
     non-numeric attribute history, sensorhub.entities.history, answers in the same shape: ``values`` an
-    object array of the stored instances.)"""
+    object array of the stored instances; read by createdAt, ``ids`` holds each one's observedAt, the
+    key its instanceId is made of — otherwise ``ts`` is that key.)"""
 
     ts: I64
     values: npt.NDArray[Any]
     truncated: bool = False
+    ids: I64 | None = None
 
 
 def first_instances(

@@ -293,7 +293,7 @@ class _Read:
     unit: str | None = None
     history: bool = False
     deleted: bool = False  # deletion instances (timeproperty=deletedAt)
-    created: bool = False  # instances by createdAt (values: (observedAt µs, instance))
+    created: bool = False  # instances by createdAt (inst.ids: their observedAt, the instanceId key)
     atype: str = "Property"  # a history attribute's type as the entity stores it now
     inst: T.Instances | None = None
     agg: T.Aggregated | None = None
@@ -423,6 +423,8 @@ def _keep(reads: list[_Read], which: Any) -> None:
         assert r.inst is not None
         keep = which(r.inst.ts)
         r.inst.ts, r.inst.values = r.inst.ts[keep], r.inst.values[keep]
+        if r.inst.ids is not None:
+            r.inst.ids = r.inst.ids[keep]
         r.emptied = not len(r.inst.ts)
 
 
@@ -447,7 +449,7 @@ def _time_member(r: _Read) -> str:
 def _attr_type(r: _Read) -> str:
     """The type of a history attribute's newest instance shown (``Property`` for a series)."""
     if r.history and r.inst is not None and len(r.inst.values):
-        last = r.inst.values[-1][1] if r.created else r.inst.values[-1]
+        last = r.inst.values[-1]
         if isinstance(last, dict) and isinstance(last.get("type"), str):
             return str(last["type"])
     return r.atype
@@ -474,9 +476,7 @@ def _render_history(r: _Read, rep: Representation, rc: RequestContext) -> Any:
     times = iso_array(r.inst.ts).tolist()
     values = r.inst.values.tolist()
     # instanceId: by observedAt (the instance's key), whichever time the read is by
-    ids = [v[0] for v in values] if r.created else r.inst.ts.tolist()
-    if r.created:
-        values = [v[1] for v in values]
+    ids = (r.inst.ids if r.inst.ids is not None else r.inst.ts).tolist()
     if r.deleted:
         insts = [_deletion(i) for i in values]
     else:
