@@ -255,9 +255,10 @@ class TimeseriesStore:
     def iter_raw_arrow(
         self, windows: Mapping[int, Sequence[tuple[int, int]]], batch_rows: int
     ) -> Iterator[pa.RecordBatch] | None:
-        """An Arrow-native reader of raw points (:data:`~sensorhub.timeseries.arrow_reader.BATCH_SCHEMA` batches of at most ``batch_rows``
-        rows, ordered by (ts, series_id)) of each series inside its half-open windows, or ``None`` when
-        this store has none for the session (callers then page through :meth:`scan_slice`)."""
+        """An Arrow-native reader of raw points (batches of
+        :data:`~sensorhub.timeseries.arrow_reader.BATCH_SCHEMA`, at most ``batch_rows`` rows each, ordered
+        by (ts, series_id)) of each series inside its half-open windows, or ``None`` when this store has
+        none for the session (callers then page through :meth:`scan_slice`)."""
         return None
 
     def scan_slice(self, conditions: Iterable[tuple[Sequence[int], int, int]]) -> Any:
